@@ -1,0 +1,49 @@
+# Meridian — common tasks. `make run` and `make test` are the two a newcomer needs.
+GO          ?= go
+BIN         := bin/meridian
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME    ?= 60s
+SHORTFUZZ   ?= 10s
+
+.PHONY: all build run test unit fuzz-short bench bench-go lint fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/meridian
+
+# The main job: an authoritative server for the example zones on 127.0.0.1:5353.
+run: build
+	./scripts/run.sh
+
+# Everything CI checks: lint, the race-enabled test suite (with the real
+# etcd, dig/kdig and unbound integration tests) and a short fuzz run.
+test: lint unit fuzz-short
+
+unit:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+fuzz-short:
+	$(GO) test -run '^$$' -fuzz '^FuzzServePacket$$' -fuzztime $(SHORTFUZZ) ./dnsserver
+	$(GO) test -run '^$$' -fuzz '^FuzzParseZone$$' -fuzztime $(SHORTFUZZ) ./zones
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzServePacket$$' -fuzztime $(FUZZTIME) ./dnsserver
+	$(GO) test -run '^$$' -fuzz '^FuzzParseZone$$' -fuzztime $(FUZZTIME) ./zones
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+# Go micro-benchmarks (ns/op, allocs/op).
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Meridian against gdnsd under dnsperf, same machine, same run.
+bench: build
+	./bench/run.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,253 @@
+package zones
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+// Answer is the response to one kind of question, computed when the zone
+// loads and shared by every query that gets it. Its records must not be
+// modified.
+type Answer struct {
+	Rcode         int
+	Authoritative bool
+	Answer        []dns.RR
+	Ns            []dns.RR
+	Extra         []dns.RR
+
+	// synth is the wildcard owner that stands for the query name in the
+	// answer section ("" when no record is synthesized, RFC 4592 §3.3.1).
+	synth string
+	// anchor is the longest name that every query name served by this
+	// answer ends with: the node itself for exact matches, the wildcard's
+	// parent, the delegation, or the apex for NXDOMAIN.
+	anchor    string
+	anchorLen int // its wire length
+	// required is how many leading records (answer, then authority, then
+	// additional) must all fit; dropping one of them sets TC.
+	required int
+
+	wire wireCache
+}
+
+// Referral reports whether the answer is a delegation to another server.
+func (a *Answer) Referral() bool {
+	return !a.Authoritative && a.Rcode == dns.RcodeSuccess && len(a.Ns) > 0 && len(a.Answer) == 0
+}
+
+// Records returns copies of the answer's sections as sent for qname
+// (presentation form): records synthesized from a wildcard get qname as
+// their owner. It allocates; it is for tests, explanations and transfers.
+func (a *Answer) Records(qname string) (answer, ns, extra []dns.RR) {
+	qname = dns.Fqdn(qname)
+	cp := func(rrs []dns.RR, synth bool) []dns.RR {
+		out := make([]dns.RR, len(rrs))
+		for i, rr := range rrs {
+			out[i] = dns.Copy(rr)
+			if synth && a.synth != "" && rr.Header().Name == a.synth {
+				out[i].Header().Name = qname
+			}
+		}
+		return out
+	}
+	return cp(a.Answer, true), cp(a.Ns, false), cp(a.Extra, false)
+}
+
+// prepare computes every node's answers. It runs once, at load time.
+func (z *Zone) prepare() error {
+	soa := dns.Copy(z.soa).(*dns.SOA)
+	soa.Hdr.Ttl = z.negTTL
+	negative := []dns.RR{soa}
+	z.nxdomain = &Answer{Rcode: dns.RcodeNameError, Authoritative: true, Ns: negative, anchor: z.origin, required: 1}
+
+	for _, n := range z.nodes {
+		if cut := z.cutAt(n.name); cut != "" && cut != n.name {
+			continue // glue below a delegation: never answered from here
+		}
+		anchor, synth := n.name, ""
+		if strings.HasPrefix(n.name, "*.") {
+			anchor, synth = n.name[2:], n.name
+		}
+		nodata := &Answer{Authoritative: true, Ns: negative, anchor: anchor, synth: synth, required: 1}
+		positive := func(rrs []dns.RR) *Answer {
+			return &Answer{Authoritative: true, Answer: rrs, anchor: anchor, synth: synth, required: len(rrs)}
+		}
+
+		if n.cut {
+			n.ref = z.referral(n)
+			if ds := n.set(dns.TypeDS); ds != nil {
+				n.ds = positive(ds)
+			} else {
+				n.ds = nodata
+			}
+			continue
+		}
+
+		if cname := n.set(dns.TypeCNAME); cname != nil {
+			own := positive(cname)
+			n.byType = append(n.byType, typedAnswer{dns.TypeCNAME, own})
+			n.any = own
+			final, err := z.chainEnd(n)
+			if err != nil {
+				return err
+			}
+			if final != nil {
+				for _, s := range final.sets {
+					if s.typ != dns.TypeCNAME {
+						a, err := z.chain(n, s.typ, anchor, synth, negative)
+						if err != nil {
+							return err
+						}
+						n.byType = append(n.byType, typedAnswer{s.typ, a})
+					}
+				}
+			}
+			other, err := z.chain(n, 0, anchor, synth, negative)
+			if err != nil {
+				return err
+			}
+			n.other = other
+			continue
+		}
+
+		for _, s := range n.sets {
+			n.byType = append(n.byType, typedAnswer{s.typ, positive(s.rrs)})
+		}
+		n.other = nodata
+		n.any = nodata
+		if len(n.byType) > 0 {
+			// RFC 8482 §4.1: answer ANY with one RRset, not all of them.
+			n.any = n.byType[0].ans
+		}
+	}
+
+	z.nxdomain.anchorLen = wireLen(z.nxdomain.anchor)
+	for _, n := range z.nodes {
+		for _, a := range []*Answer{n.other, n.any, n.ds, n.ref} {
+			if a != nil {
+				a.anchorLen = wireLen(a.anchor)
+			}
+		}
+		for _, t := range n.byType {
+			t.ans.anchorLen = wireLen(t.ans.anchor)
+		}
+	}
+	return nil
+}
+
+// referral builds the answer for names at or below the delegation n.
+func (z *Zone) referral(n *node) *Answer {
+	ns := n.set(dns.TypeNS)
+	a := &Answer{Ns: ns, anchor: n.name}
+	var sibling []dns.RR
+	for _, rr := range ns {
+		target := canonical(rr.(*dns.NS).Ns)
+		if !isSubdomain(target, z.origin) {
+			continue
+		}
+		t := z.nodes[mustWire(target)]
+		if t == nil {
+			continue
+		}
+		addrs := append(append([]dns.RR(nil), t.set(dns.TypeA)...), t.set(dns.TypeAAAA)...)
+		if isSubdomain(target, n.name) {
+			a.Extra = append(a.Extra, addrs...) // in-domain glue: required (RFC 9471)
+		} else {
+			sibling = append(sibling, addrs...)
+		}
+	}
+	a.required = len(ns) + len(a.Extra)
+	a.Extra = append(a.Extra, sibling...)
+	return a
+}
+
+// target resolves a CNAME target inside the zone for chasing: the node
+// holding its data and the name to present it under.
+func (z *Zone) target(name string) (*node, match) {
+	w, err := WireName(name)
+	if err != nil {
+		return nil, matchNone
+	}
+	return z.find([]byte(w))
+}
+
+const maxChain = 16
+
+// chainEnd follows n's CNAME chain inside the zone and returns the last
+// node reached, or nil when the chain leaves the zone's data.
+func (z *Zone) chainEnd(n *node) (*node, error) {
+	seen := map[*node]bool{n: true}
+	cur := n
+	for range maxChain {
+		c := cur.set(dns.TypeCNAME)
+		if c == nil {
+			return cur, nil
+		}
+		target := canonical(c[0].(*dns.CNAME).Target)
+		if !isSubdomain(target, z.origin) {
+			return nil, nil
+		}
+		next, m := z.target(target)
+		if m != matchExact && m != matchWildcard {
+			return nil, nil
+		}
+		if seen[next] {
+			return nil, fmt.Errorf("CNAME loop through %s", target)
+		}
+		seen[next] = true
+		cur = next
+	}
+	return nil, fmt.Errorf("CNAME chain from %s is longer than %d", n.name, maxChain)
+}
+
+// chain builds the answer for qtype at the CNAME node n, following the
+// chain inside the zone (RFC 1034 §4.3.2). qtype 0 stands for any type the
+// chain's end does not hold. The rcode is that of the last name (RFC 6604).
+func (z *Zone) chain(n *node, qtype uint16, anchor, synth string, negative []dns.RR) (*Answer, error) {
+	a := &Answer{Authoritative: true, anchor: anchor, synth: synth}
+	cur, owner := n, n.name
+	for range maxChain {
+		if c := cur.set(dns.TypeCNAME); c != nil {
+			a.Answer = append(a.Answer, withOwner(c, owner)...)
+			target := canonical(c[0].(*dns.CNAME).Target)
+			if !isSubdomain(target, z.origin) {
+				break // out of zone: the resolver continues
+			}
+			next, m := z.target(target)
+			switch m {
+			case matchNone:
+				a.Rcode, a.Ns = dns.RcodeNameError, negative
+			case matchCut:
+				// The resolver follows the delegation.
+			default:
+				cur, owner = next, target
+				continue
+			}
+			break
+		}
+		if rrs := cur.set(qtype); rrs != nil && qtype != 0 {
+			a.Answer = append(a.Answer, withOwner(rrs, owner)...)
+		} else {
+			a.Ns = negative
+		}
+		break
+	}
+	a.required = len(a.Answer) + len(a.Ns)
+	return a, nil
+}
+
+// withOwner returns rrs under another owner name (for data reached through
+// a wildcard); rrs itself when the name is already right.
+func withOwner(rrs []dns.RR, owner string) []dns.RR {
+	if len(rrs) == 0 || rrs[0].Header().Name == owner {
+		return rrs
+	}
+	out := make([]dns.RR, len(rrs))
+	for i, rr := range rrs {
+		out[i] = dns.Copy(rr)
+		out[i].Header().Name = owner
+	}
+	return out
+}

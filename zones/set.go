@@ -1,0 +1,99 @@
+package zones
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/miekg/dns"
+)
+
+// Set is the zones one server answers for. It is immutable; a reload
+// builds a new Set.
+type Set struct {
+	byWire map[string]*Zone
+	list   []*Zone
+}
+
+// NewSet builds a set; two zones with the same apex are an error.
+func NewSet(zs ...*Zone) (*Set, error) {
+	s := &Set{byWire: make(map[string]*Zone, len(zs))}
+	for _, z := range zs {
+		if _, dup := s.byWire[z.wire]; dup {
+			return nil, fmt.Errorf("zone %s is configured twice", z.origin)
+		}
+		s.byWire[z.wire] = z
+		s.list = append(s.list, z)
+	}
+	slices.SortFunc(s.list, func(a, b *Zone) int { return compareNames(a.origin, b.origin) })
+	return s, nil
+}
+
+// Zones lists the zones in canonical order.
+func (s *Set) Zones() []*Zone { return s.list }
+
+// Zone returns the zone with this apex (presentation form), or nil.
+func (s *Set) Zone(origin string) *Zone {
+	w, err := WireName(origin)
+	if err != nil {
+		return nil
+	}
+	return s.byWire[w]
+}
+
+// Find returns the most specific zone that contains qname (lower-case wire
+// form), or nil. It allocates nothing.
+func (s *Set) Find(qname []byte) *Zone {
+	if s == nil {
+		return nil
+	}
+	for off := 0; off < len(qname); off += int(qname[off]) + 1 {
+		if z := s.byWire[string(qname[off:])]; z != nil {
+			return z
+		}
+		if qname[off] == 0 {
+			break
+		}
+	}
+	return nil
+}
+
+// Result is an answer as a client sees it.
+type Result struct {
+	Zone          *Zone // nil: not ours (REFUSED)
+	Rcode         int
+	Authoritative bool
+	Answer        []dns.RR
+	Ns            []dns.RR
+	Extra         []dns.RR
+}
+
+// Resolve answers a question given in presentation form. It allocates; the
+// query path uses Find and Zone.Lookup instead.
+func (s *Set) Resolve(qname string, qtype uint16) Result {
+	w, err := WireName(qname)
+	if err != nil {
+		return Result{Rcode: dns.RcodeFormatError}
+	}
+	z := s.Find([]byte(w))
+	if z == nil {
+		return Result{Rcode: dns.RcodeRefused}
+	}
+	a := z.Lookup([]byte(w), qtype)
+	an, ns, ex := a.Records(qname)
+	return Result{Zone: z, Rcode: a.Rcode, Authoritative: a.Authoritative, Answer: an, Ns: ns, Extra: ex}
+}
+
+// compareNames orders names canonically (RFC 4034 §6.1) well enough for
+// listing: by labels from the root.
+func compareNames(a, b string) int {
+	la, lb := dns.SplitDomainName(a), dns.SplitDomainName(b)
+	for i, j := len(la)-1, len(lb)-1; i >= 0 && j >= 0; i, j = i-1, j-1 {
+		if la[i] != lb[j] {
+			if la[i] < lb[j] {
+				return -1
+			}
+			return 1
+		}
+	}
+	return len(la) - len(lb)
+}
