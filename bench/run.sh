@@ -1,0 +1,468 @@
+#!/usr/bin/env bash
+# Comparative DNS benchmark: Meridian against gdnsd (the reference) and Knot
+# DNS, same zone, same machine, same run. The method is shared/BENCHMARKING.md:
+#
+#   - each server pinned to CPU 0 with one worker, dnsperf pinned to CPU 1;
+#   - servers interleaved in rounds (A B C A B C ...), medians reported with
+#     the ratio to gdnsd;
+#   - besides QPS (capped by dnsperf, which saturates its one core below
+#     gdnsd's capacity), the server's CPU time per answered query, read from
+#     /proc/PID/task/*/schedstat before and after each run.
+#
+# Run from `make bench` (which builds bin/meridian first) or directly.
+# Settings (environment):
+#   BENCH_ROUNDS   rounds per case (default 3)
+#   BENCH_SECONDS  dnsperf -l, seconds per server per round (default 12)
+#   BENCH_MMDB     country mmdb (from `bin/meridian geoip build --out FILE`);
+#                  when set, gdnsd and Knot route www by continent and the
+#                  www-ecs case runs
+#   BENCH_CASES    cases to run (default "static", or "static www-ecs" with
+#                  BENCH_MMDB)
+#   BENCH_SERVERS  servers to run (default "gdnsd meridian knot")
+#   BENCH_MERIDIAN_CONFIG  Meridian's config (default bench/meridian.yaml)
+#
+# The Markdown report goes to stdout, progress to stderr, and the raw
+# per-round figures to bench/results/bench-<time>.csv.
+set -euo pipefail
+
+# Paths below are relative to the repository root.
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# ---------------------------------------------------------------- settings --
+
+ROUNDS=${BENCH_ROUNDS:-3}
+RUN_SECONDS=${BENCH_SECONDS:-12}
+MMDB=${BENCH_MMDB:-}
+SERVERS=${BENCH_SERVERS:-gdnsd meridian knot}
+MERIDIAN_CONFIG=${BENCH_MERIDIAN_CONFIG:-bench/meridian.yaml}
+MERIDIAN_BIN=bin/meridian
+if [[ -n $MMDB ]]; then
+	CASES=${BENCH_CASES:-static www-ecs}
+else
+	CASES=${BENCH_CASES:-static}
+fi
+
+GDNSD_PORT=5301
+MERIDIAN_PORT=5302 # must match listen.dns in bench/meridian.yaml
+KNOT_PORT=5303
+SERVER_CPU=0
+CLIENT_CPU=1
+QUERY_LINES=100000
+READY_TRIES=40 # x 0.25 s: a server gets 10 s to answer its first query
+
+# dnsperf's EDNS Client Subnet option: code 8, family 1 (IPv4), source
+# prefix 24, scope 0, address 193.0.0 -- a European network. ECS_SUBNET is
+# the same subnet for dig's readiness probe.
+ECS_OPTION=8:00011800c10000
+ECS_SUBNET=193.0.0.0/24
+
+# The cases: the query every line of the query file holds, whether it
+# carries the ECS option, and the answer every server must give to it.
+declare -A CASE_QUERY=([static]="static.gslb.example A" [www-ecs]="www.gslb.example A")
+declare -A CASE_ECS=([static]=0 [www-ecs]=1)
+declare -A CASE_EXPECT=([static]=192.0.2.1 [www-ecs]=192.0.2.10)
+
+log() { printf '%s\n' "$*" >&2; }
+die() {
+	log "bench: $*"
+	exit 1
+}
+
+# in_range VALUE MIN MAX: VALUE is a whole number from MIN to MAX.
+in_range() { [[ $1 =~ ^[0-9]+$ ]] && (($1 >= $2 && $1 <= $3)); }
+in_range "$ROUNDS" 1 20 || die "BENCH_ROUNDS must be 1..20, not '$ROUNDS'"
+in_range "$RUN_SECONDS" 1 120 || die "BENCH_SECONDS must be 1..120, not '$RUN_SECONDS'"
+if [[ -n $MMDB ]]; then
+	[[ -r $MMDB ]] || die "BENCH_MMDB=$MMDB is not a readable file"
+	MMDB=$(realpath "$MMDB") # gdnsd and Knot run elsewhere
+fi
+for c in $CASES; do
+	[[ -n ${CASE_QUERY[$c]:-} ]] || die "unknown case '$c' in BENCH_CASES (known: ${!CASE_QUERY[*]})"
+	if [[ $c == www-ecs && -z $MMDB ]]; then
+		die "case www-ecs needs BENCH_MMDB=/path/country.mmdb (bin/meridian geoip build --out FILE)"
+	fi
+done
+for s in $SERVERS; do
+	case $s in gdnsd | meridian | knot) ;; *) die "unknown server '$s' in BENCH_SERVERS (known: gdnsd meridian knot)" ;; esac
+done
+
+# ------------------------------------------------------------------- tools --
+
+# as_root runs a command as root: directly, or through sudo when available.
+as_root() {
+	if ((EUID == 0)); then
+		"$@"
+	elif command -v sudo >/dev/null; then
+		sudo "$@"
+	else
+		log "bench: need root (or sudo) to run: $*"
+		return 1
+	fi
+}
+
+APT_UPDATED=0
+apt_install() {
+	log "bench: installing Debian packages: $*"
+	if ((APT_UPDATED == 0)); then
+		as_root apt-get update -q >&2 || return 1
+		APT_UPDATED=1
+	fi
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2
+}
+
+# Required tools, as "command:Debian package".
+missing=()
+for pair in dnsperf:dnsperf gdnsd:gdnsd taskset:util-linux timeout:coreutils ss:iproute2; do
+	command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+done
+command -v dig >/dev/null || command -v kdig >/dev/null || missing+=(bind9-dnsutils)
+if ((${#missing[@]} > 0)); then
+	apt_install "${missing[@]}" || die "could not install ${missing[*]}"
+fi
+
+# Knot is an optional peer: install it when asked for, skip it if that fails.
+# The geo case needs its geoip module, a package of its own.
+knot_ready() {
+	command -v knotd >/dev/null || return 1
+	[[ -z $MMDB ]] || compgen -G '/usr/lib/*/knot/modules-*/geoip.so' >/dev/null
+}
+if [[ " $SERVERS " == *" knot "* ]] && ! knot_ready; then
+	pkgs=(knot)
+	[[ -z $MMDB ]] || pkgs+=(knot-module-geoip)
+	apt_install "${pkgs[@]}" || log "bench: could not install ${pkgs[*]}; Knot will be skipped"
+fi
+
+# The load generator needs a core of its own.
+taskset -c "$CLIENT_CPU" true 2>/dev/null || die "CPU $CLIENT_CPU is not available: the benchmark needs 2 cores"
+
+# probe PORT QNAME QTYPE ECS asks the server once and prints its answer on
+# one line (dig +short: the records, or dig's complaint).
+probe() {
+	local port=$1 qname=$2 qtype=$3 ecs=$4
+	local tool=dig args=(+short +time=1 +tries=1)
+	if ! command -v dig >/dev/null; then
+		tool=kdig args=(+short +timeout=1 +retry=0)
+	fi
+	args+=(-p "$port" @127.0.0.1 "$qname" "$qtype")
+	((ecs == 0)) || args+=("+subnet=$ECS_SUBNET")
+	{ "$tool" "${args[@]}" 2>&1 || true; } | paste -s -d ' '
+}
+
+# ------------------------------------------------------ work dir, cleanup --
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/meridian-bench.XXXXXX")
+declare -A SERVER_PID=() # server name -> PID of the running server
+declare -A SKIPPED=()    # server name -> why it is not measured
+
+# cleanup stops every server this script started (TERM, then KILL after
+# 5 s) and removes the work dir; it runs on any exit, Ctrl-C included.
+cleanup() {
+	local pid name
+	trap - EXIT INT TERM
+	for name in "${!SERVER_PID[@]}"; do
+		kill -TERM "${SERVER_PID[$name]}" 2>/dev/null || true
+	done
+	for _ in {1..50}; do
+		local left=0
+		for pid in "${SERVER_PID[@]}"; do
+			alive "$pid" && left=1
+		done
+		((left == 0)) && break
+		sleep 0.1
+	done
+	for pid in "${SERVER_PID[@]}"; do
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# alive PID: the process runs (an exited child stays a zombie until reaped,
+# and kill -0 would still succeed on it).
+alive() {
+	local state
+	state=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+	[[ -n $state && $state != Z ]]
+}
+
+# cpu_ns PID prints the run time of all the process's threads in ns: the
+# scheduler's exact figure, where top and /proc/stat sample ticks.
+cpu_ns() {
+	{ cat "/proc/$1/task/"*/schedstat 2>/dev/null || true; } | awk '{s += $1} END {printf "%.0f\n", s}'
+}
+
+# ----------------------------------------------------------------- servers --
+
+# fill TEMPLATE OUT KEY=VALUE... copies a config template, replacing @KEY@.
+fill() {
+	local template=$1 out=$2 kv
+	shift 2
+	cp "$template" "$out"
+	for kv in "$@"; do
+		sed -i "s|@${kv%%=*}@|${kv#*=}|g" "$out"
+	done
+}
+
+# log_tail FILE prints the last lines of a server's log on one line.
+log_tail() {
+	local text
+	text=$(tail -n 3 "$1" | tr '\n' ' ')
+	echo "${text:-(empty)}"
+}
+
+# launch NAME PORT CMD... starts a server in the background and waits until
+# it answers the static name correctly; on failure it stops the server and
+# records why in SKIPPED.
+launch() {
+	local name=$1 port=$2
+	shift 2
+	local logf=$WORK/$name.log
+	if [[ -n $(ss -Hlun "( sport = :$port )") ]]; then
+		SKIPPED[$name]="UDP port $port is already in use by another process"
+		return 1
+	fi
+	"$@" >"$logf" 2>&1 &
+	local pid=$!
+	SERVER_PID[$name]=$pid
+	local i answer=""
+	for ((i = 0; i < READY_TRIES; i++)); do
+		if ! alive "$pid"; then
+			SKIPPED[$name]="exited during start-up; its log ends: $(log_tail "$logf")"
+			break
+		fi
+		answer=$(probe "$port" static.gslb.example A 0)
+		[[ $answer == "${CASE_EXPECT[static]}" ]] && return 0
+		sleep 0.25
+	done
+	[[ -n ${SKIPPED[$name]:-} ]] ||
+		SKIPPED[$name]="no answer ${CASE_EXPECT[static]} to static.gslb.example A within 10 s (got '$answer'); its log ends: $(log_tail "$logf")"
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	unset 'SERVER_PID[$name]'
+	return 1
+}
+
+start_gdnsd() {
+	local dir=$WORK/gdnsd
+	mkdir -p "$dir/run" "$dir/state" "$dir/zones"
+	cp bench/zones/gslb.example.zone "$dir/zones/gslb.example" # gdnsd: file name = zone name
+	if [[ -n $MMDB ]]; then
+		fill bench/gdnsd/config-geo "$dir/config" PORT="$GDNSD_PORT" DIR="$dir" MMDB="$MMDB"
+		printf 'www 60 DYNA geoip!www\n' >>"$dir/zones/gslb.example"
+	else
+		fill bench/gdnsd/config "$dir/config" PORT="$GDNSD_PORT" DIR="$dir"
+	fi
+	launch gdnsd "$GDNSD_PORT" taskset -c "$SERVER_CPU" gdnsd -c "$dir" start
+}
+
+start_meridian() {
+	if [[ ! -x $MERIDIAN_BIN ]]; then
+		SKIPPED[meridian]="$MERIDIAN_BIN not found (make build)"
+		return 1
+	fi
+	# env and taskset exec the server, so the PID launch records is its own.
+	launch meridian "$MERIDIAN_PORT" env GOMAXPROCS=1 taskset -c "$SERVER_CPU" \
+		"$MERIDIAN_BIN" server --config "$MERIDIAN_CONFIG"
+}
+
+start_knot() {
+	if ! knot_ready; then
+		SKIPPED[knot]="knotd${MMDB:+ or its geoip module} is not installed"
+		return 1
+	fi
+	local dir=$WORK/knot
+	mkdir -p "$dir/run" "$dir/db" "$dir/zones"
+	cp bench/zones/gslb.example.zone "$dir/zones/gslb.example.zone"
+	if [[ -n $MMDB ]]; then
+		fill bench/knot/knot-geo.conf "$dir/knot.conf" PORT="$KNOT_PORT" DIR="$dir" ZONES="$dir/zones" \
+			MMDB="$MMDB" GEOCONF="$PWD/bench/knot/geo.conf"
+		printf 'www 60 A 192.0.2.20\n' >>"$dir/zones/gslb.example.zone"
+	else
+		fill bench/knot/knot.conf "$dir/knot.conf" PORT="$KNOT_PORT" DIR="$dir" ZONES="$dir/zones"
+	fi
+	launch knot "$KNOT_PORT" taskset -c "$SERVER_CPU" knotd -c "$dir/knot.conf"
+}
+
+declare -A PORT=([gdnsd]=$GDNSD_PORT [meridian]=$MERIDIAN_PORT [knot]=$KNOT_PORT)
+declare -A VERSION=(
+	[gdnsd]="gdnsd $(dpkg-query -W -f='${Version}' gdnsd 2>/dev/null || echo '?')"
+	[meridian]="meridian $(git describe --always --dirty 2>/dev/null || echo dev)"
+	[knot]="Knot $(knotd -V 2>/dev/null | awk '{print $NF}' || echo '?')"
+)
+
+# ------------------------------------------------------------- measurement --
+
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+mkdir -p bench/results
+CSV=bench/results/bench-$STAMP.csv
+echo "time,case,round,server,version,seconds,queries_sent,queries_completed,queries_lost,qps,avg_latency_s,server_cpu_ns,server_cpu_us_per_query,server_core_pct,dnsperf_core_pct,response_codes" >"$CSV"
+
+declare -A QPS=() CPUQ=() SCORE=() CCORE=() LOST=() NRUNS=() # "case/server" -> space-separated per-round figures
+
+# measure CASE SERVER ROUND runs dnsperf once against the server and records
+# its figures.
+measure() {
+	local case=$1 name=$2 round=$3
+	local pid=${SERVER_PID[$name]} port=${PORT[$name]}
+	local out=$WORK/dnsperf-$case-$name-$round.txt timef=$WORK/time-$case-$name-$round.txt
+	local ecs=()
+	((CASE_ECS[$case] == 0)) || ecs=(-E "$ECS_OPTION")
+
+	local before after
+	before=$(cpu_ns "$pid")
+	# `time` gives dnsperf's own CPU use (user + sys, from the kernel's exact
+	# accounting) to tell when the load generator, not the server, is the
+	# cap. --foreground keeps dnsperf in our process group, so Ctrl-C reaches
+	# it: it stops, and then the INT trap ends the script.
+	local TIMEFORMAT='%R %U %S'
+	if ! { time taskset -c "$CLIENT_CPU" timeout --foreground -k 5 $((RUN_SECONDS + 30)) \
+		dnsperf -s 127.0.0.1 -p "$port" -d "$WORK/$case.queries" -l "$RUN_SECONDS" \
+		-c 4 -q 200 -t 2 "${ecs[@]}" >"$out" 2>&1; } 2>"$timef"; then
+		log "bench: dnsperf failed against $name:"
+		cat "$out" >&2
+		return 1
+	fi
+	after=$(cpu_ns "$pid")
+	alive "$pid" || {
+		log "bench: $name died during the run"
+		return 1
+	}
+
+	local sent completed lost qps lat rcodes
+	sent=$(awk '/Queries sent:/ {print $3}' "$out")
+	completed=$(awk '/Queries completed:/ {print $3}' "$out")
+	lost=$(awk '/Queries lost:/ {print $3}' "$out")
+	qps=$(awk '/Queries per second:/ {print $4}' "$out")
+	lat=$(awk '/Average Latency/ {print $4}' "$out")
+	rcodes=$(sed -n 's/^ *Response codes: *//p' "$out" | tr ',' ';')
+	if [[ -z $sent || -z $completed || -z $lost || -z $qps || -z $lat ]] || ((completed == 0)); then
+		log "bench: no answered queries from $name in dnsperf's output:"
+		cat "$out" >&2
+		return 1
+	fi
+
+	local real user sys figures
+	read -r real user sys <"$timef"
+	figures=$(awk -v d="$((after - before))" -v n="$completed" -v r="$real" -v u="$user" -v s="$sys" \
+		'BEGIN {printf "%.0f %.3f %.1f %.1f", d, d / n / 1000, d / (r * 1e9) * 100, (u + s) / r * 100}')
+	local cpu cpu_q score ccore
+	read -r cpu cpu_q score ccore <<<"$figures"
+
+	echo "$STAMP,$case,$round,$name,${VERSION[$name]},$RUN_SECONDS,$sent,$completed,$lost,$qps,$lat,$cpu,$cpu_q,$score,$ccore,$rcodes" >>"$CSV"
+	local k=$case/$name
+	QPS[$k]+="$qps " CPUQ[$k]+="$cpu_q " SCORE[$k]+="$score " CCORE[$k]+="$ccore "
+	LOST[$k]=$((${LOST[$k]:-0} + lost)) NRUNS[$k]=$((${NRUNS[$k]:-0} + 1))
+	log "bench:   $name: $(printf '%.0f' "$qps") qps, $cpu_q µs CPU/query, server core $score%, dnsperf core $ccore%, lost $lost"
+}
+
+# median VALUES... prints the median (mean of the middle two when even).
+median() {
+	printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {
+		if (NR == 0) exit
+		if (NR % 2) printf "%s\n", a[(NR + 1) / 2]; else printf "%s\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# ratio A B prints A/B with two decimals, or n/a.
+ratio() {
+	if [[ -z $1 || -z $2 || $2 == 0 ]]; then echo "n/a"; else awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f\n", a / b}'; fi
+}
+
+# -------------------------------------------------------------------- run --
+
+for c in $CASES; do
+	awk -v line="${CASE_QUERY[$c]}" -v n="$QUERY_LINES" 'BEGIN {for (i = 0; i < n; i++) print line}' >"$WORK/$c.queries"
+done
+
+ACTIVE=()
+for s in $SERVERS; do
+	log "bench: starting $s"
+	if "start_$s"; then
+		ACTIVE+=("$s")
+	else
+		log "bench: skipping $s: ${SKIPPED[$s]}"
+	fi
+done
+((${#ACTIVE[@]} > 0)) || die "no server to measure"
+
+n_cases=$(wc -w <<<"$CASES")
+log "bench: ${#ACTIVE[@]} server(s) x $n_cases case(s) x $ROUNDS round(s) x ${RUN_SECONDS}s: about $((${#ACTIVE[@]} * n_cases * ROUNDS * (RUN_SECONDS + 1)))s"
+
+declare -A CASE_SKIPPED=() # "case/server" -> why
+for c in $CASES; do
+	read -r qname qtype <<<"${CASE_QUERY[$c]}"
+	# Every server must give the same, right answer before it is timed: a
+	# fast NXDOMAIN or wrong address would be a meaningless figure.
+	servers=()
+	for s in "${ACTIVE[@]}"; do
+		answer=$(probe "${PORT[$s]}" "$qname" "$qtype" "${CASE_ECS[$c]}")
+		if [[ $answer == "${CASE_EXPECT[$c]}" ]]; then
+			servers+=("$s")
+		else
+			asked="$qname $qtype"
+			((CASE_ECS[$c] == 0)) || asked+=" (ECS $ECS_SUBNET)"
+			CASE_SKIPPED[$c/$s]="answers $asked with '$answer', not ${CASE_EXPECT[$c]}"
+			log "bench: case $c: skipping $s: ${CASE_SKIPPED[$c/$s]}"
+		fi
+	done
+	for ((r = 1; r <= ROUNDS; r++)); do
+		log "bench: case $c, round $r/$ROUNDS"
+		for s in "${servers[@]}"; do
+			measure "$c" "$s" "$r" || log "bench: case $c round $r: no figures for $s"
+		done
+	done
+done
+
+# ----------------------------------------------------------------- report --
+
+echo "# DNS comparison, $STAMP"
+echo
+echo "- host: $(uname -r), $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+echo "- each server pinned to CPU $SERVER_CPU with one worker; dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ {print $2; exit}') pinned to CPU $CLIENT_CPU:"
+echo "  \`dnsperf -s 127.0.0.1 -p PORT -d FILE -l $RUN_SECONDS -c 4 -q 200 -t 2\` (+ \`-E $ECS_OPTION\` for ECS cases),"
+echo "  $QUERY_LINES identical query lines per case; $ROUNDS interleaved round(s); medians over rounds"
+names=()
+for s in "${ACTIVE[@]}"; do names+=("${VERSION[$s]}"); done
+joined=$(IFS=,; echo "${names[*]}")
+echo "- servers: ${joined//,/, }"
+echo "- load average at the start: $LOAD_START, at the end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes figures noisy; compare ratios)"
+echo "- raw per-round figures: $CSV"
+for s in $SERVERS; do
+	[[ -z ${SKIPPED[$s]:-} ]] || echo "- **$s skipped**: ${SKIPPED[$s]}"
+done
+
+for c in $CASES; do
+	ecs_text="no ECS"
+	((CASE_ECS[$c] == 0)) || ecs_text="ECS $ECS_SUBNET (EU)"
+	echo
+	echo "## $c: ${CASE_QUERY[$c]}, $ecs_text, answer ${CASE_EXPECT[$c]}"
+	echo
+	echo "| server | median QPS | QPS vs gdnsd | median server CPU µs/query | CPU/query vs gdnsd (lower is better) | server core % | dnsperf core % | lost queries (all rounds) | rounds |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+	ref_qps="" ref_cpu=""
+	if [[ -n ${QPS[$c/gdnsd]:-} ]]; then
+		# shellcheck disable=SC2086 # the lists split on purpose
+		ref_qps=$(median ${QPS[$c/gdnsd]}) ref_cpu=$(median ${CPUQ[$c/gdnsd]})
+	fi
+	for s in $SERVERS; do
+		k=$c/$s
+		[[ -n ${QPS[$k]:-} ]] || continue
+		# shellcheck disable=SC2086
+		{
+			q=$(median ${QPS[$k]}) cq=$(median ${CPUQ[$k]})
+			sc=$(median ${SCORE[$k]}) cc=$(median ${CCORE[$k]})
+		}
+		printf '| %s | %.0f | %s | %.2f | %s | %.0f | %.0f | %d | %d |\n' "${VERSION[$s]}" "$q" "$(ratio "$q" "$ref_qps")" \
+			"$cq" "$(ratio "$cq" "$ref_cpu")" "$sc" "$cc" "${LOST[$k]}" "${NRUNS[$k]}"
+	done
+	for s in $SERVERS; do
+		[[ -z ${CASE_SKIPPED[$c/$s]:-} ]] || printf '\n- %s not measured: %s\n' "$s" "${CASE_SKIPPED[$c/$s]}"
+	done
+done
+echo
+echo "Core % is the share of its one CPU a process used during the run. dnsperf near 100%: the load"
+echo "generator, not the server, capped the QPS, so compare CPU per query. Both well below 100%: other"
+echo "work on the machine took the CPUs, so QPS is noisy; CPU per query much less so."
