@@ -322,4 +322,3 @@ func build(origin, file string, recs []sourced) (*Zone, error) {
 	}
 	return z, nil
 }
-

@@ -13,7 +13,7 @@ type Zone struct {
 	negTTL  uint32
 	nodes   map[string]*node // by lower-case wire name
 	hasCuts bool
-	labels  int // labels of the apex
+	labels  int      // labels of the apex
 	records []dns.RR // SOA first, for zone transfers
 
 	nxdomain *Answer
