@@ -1,0 +1,556 @@
+package dnsserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Proto is the transport a query arrived on.
+type Proto uint8
+
+// The transports a query can arrive on.
+const (
+	ProtoUDP Proto = iota + 1
+	ProtoTCP
+)
+
+// String returns "udp" or "tcp".
+func (p Proto) String() string {
+	switch p {
+	case ProtoUDP:
+		return "udp"
+	case ProtoTCP:
+		return "tcp"
+	}
+	return fmt.Sprintf("Proto(%d)", uint8(p))
+}
+
+// PacketHandler answers one raw DNS message.
+type PacketHandler interface {
+	// ServePacket writes the reply to req into resp[:0] and returns it, or returns nil to send
+	// nothing. cap(resp) is the most the transport can send (65535 for TCP; the UDP buffer size
+	// for UDP). It must not retain req or resp after returning. It is called concurrently from
+	// several goroutines.
+	ServePacket(resp, req []byte, src netip.AddrPort, proto Proto) []byte
+}
+
+// TransportConfig configures the UDP and TCP listeners. Zero values take the
+// defaults noted on each field.
+type TransportConfig struct {
+	// Addrs are IP literals with a port: "127.0.0.1:5353", "[::1]:5353",
+	// "0.0.0.0:53", "[::]:53". With port 0 UDP and TCP share the ephemeral
+	// port picked for UDP.
+	Addrs []string
+	// UDPSockets is the number of UDP sockets per address, bound with
+	// SO_REUSEPORT, each served by its own reader loop; 0 = runtime.GOMAXPROCS(0).
+	UDPSockets int
+	// UDPBatch is the number of messages per recvmmsg/sendmmsg; 0 = 64.
+	UDPBatch int
+	// UDPBufSize is the receive buffer per message and the largest UDP reply;
+	// 0 = 4096. Larger datagrams are dropped and counted as truncated.
+	UDPBufSize int
+	// TCPIdleTimeout closes a connection that sends no query for this long; 0 = 10s.
+	TCPIdleTimeout time.Duration
+	// TCPReadTimeout bounds the time to receive the rest of a message once
+	// its first byte has arrived; 0 = 3s.
+	TCPReadTimeout time.Duration
+	// TCPMaxConns bounds concurrent TCP connections; 0 = 1024.
+	TCPMaxConns int
+	// TCPWriteTimeout bounds writing one reply; 0 = 5s.
+	TCPWriteTimeout time.Duration
+	// ShutdownTimeout bounds the graceful shutdown; 0 = 5s.
+	ShutdownTimeout time.Duration
+}
+
+// Defaults and limits of TransportConfig.
+const (
+	defaultUDPBatch        = 64
+	defaultUDPBufSize      = 4096
+	defaultTCPIdleTimeout  = 10 * time.Second
+	defaultTCPReadTimeout  = 3 * time.Second
+	defaultTCPMaxConns     = 1024
+	defaultTCPWriteTimeout = 5 * time.Second
+	defaultShutdownTimeout = 5 * time.Second
+
+	maxUDPSockets = 1024
+	maxUDPBatch   = 1024 // UIO_MAXIOV, the kernel's bound on vlen
+	minUDPBufSize = 512
+	maxMsgSize    = 65535
+
+	// portRetries bounds how often a port-0 address re-picks its port when
+	// the ephemeral port chosen for UDP is already taken for TCP.
+	portRetries = 10
+)
+
+// TransportStats are the transport's counters since NewTransport.
+type TransportStats struct {
+	UDPPacketsIn   uint64 // datagrams received, including truncated ones
+	UDPPacketsOut  uint64 // replies sent
+	UDPDropped     uint64 // queries the handler chose not to answer
+	UDPTruncated   uint64 // datagrams larger than UDPBufSize, dropped unanswered
+	UDPSendErrors  uint64 // replies the kernel refused
+	UDPRecvErrors  uint64 // transient receive errors
+	TCPAccepted    uint64 // connections accepted
+	TCPRejected    uint64 // connections closed at once because TCPMaxConns were open
+	TCPActive      uint64 // connections open now
+	TCPQueries     uint64 // messages received over TCP and handed to the handler
+	TCPIdleClosed  uint64 // connections closed after TCPIdleTimeout without a query
+	TCPReadTimeout uint64 // connections closed with a partly received message
+	TCPErrors      uint64 // connections closed on a write error or an oversized reply
+	HandlerPanics  uint64 // handler panics recovered by the transport
+}
+
+// Transport serves DNS over UDP and TCP on the configured addresses and
+// hands every message to a PacketHandler.
+type Transport struct {
+	cfg   TransportConfig
+	addrs []netip.AddrPort
+	h     PacketHandler
+	log   *slog.Logger
+
+	// useStdUDP selects the portable UDP loop on every platform, so
+	// benchmarks can compare it with the batched one.
+	useStdUDP bool
+
+	mu      sync.Mutex // guards state, bound, conns
+	state   transportState
+	bound   []*boundAddr
+	conns   map[*net.TCPConn]struct{}
+	connsWG sync.WaitGroup
+
+	stopping atomic.Bool
+
+	udp        []udpServer // set by Listen, read-only afterwards
+	tcpCounter tcpCounters
+	panics     atomic.Uint64
+	lastPanic  atomic.Int64 // unix nanoseconds of the last logged panic
+
+	failOnce sync.Once
+	failErr  error
+	failed   chan struct{}
+}
+
+type transportState int
+
+const (
+	stateNew transportState = iota
+	stateListening
+	stateRunning
+	stateClosed
+)
+
+// boundAddr holds the sockets of one configured address.
+type boundAddr struct {
+	cfg      netip.AddrPort
+	wildcard bool
+	udp      []*net.UDPConn
+	tcp      *net.TCPListener
+}
+
+// udpServer is one UDP reader loop.
+type udpServer interface {
+	serve() error
+	addStats(*TransportStats)
+}
+
+type udpCounters struct {
+	in, out, dropped, truncated, sendErrs, recvErrs atomic.Uint64
+}
+
+func (c *udpCounters) addStats(s *TransportStats) {
+	s.UDPPacketsIn += c.in.Load()
+	s.UDPPacketsOut += c.out.Load()
+	s.UDPDropped += c.dropped.Load()
+	s.UDPTruncated += c.truncated.Load()
+	s.UDPSendErrors += c.sendErrs.Load()
+	s.UDPRecvErrors += c.recvErrs.Load()
+}
+
+type tcpCounters struct {
+	accepted, rejected, active, queries, idleClosed, readTimeouts, errors atomic.Uint64
+}
+
+// NewTransport validates cfg and returns a Transport that serves h. A nil
+// logger discards logs.
+func NewTransport(cfg TransportConfig, h PacketHandler, logger *slog.Logger) (*Transport, error) {
+	if h == nil {
+		return nil, errors.New("dnsserver: transport: nil handler")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.Addrs = append([]string(nil), cfg.Addrs...)
+	if len(cfg.Addrs) == 0 {
+		return nil, errors.New("dnsserver: transport: no listen addresses")
+	}
+	addrs := make([]netip.AddrPort, 0, len(cfg.Addrs))
+	seen := make(map[netip.AddrPort]bool, len(cfg.Addrs))
+	for _, s := range cfg.Addrs {
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil {
+			return nil, fmt.Errorf("dnsserver: transport: address %q: want an IP literal with a port, like 127.0.0.1:53 or [::1]:53: %w", s, err)
+		}
+		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		if seen[ap] {
+			return nil, fmt.Errorf("dnsserver: transport: address %q listed twice", s)
+		}
+		seen[ap] = true
+		addrs = append(addrs, ap)
+	}
+	type intField struct {
+		name     string
+		v        *int
+		def, max int
+		min      int
+	}
+	for _, f := range []intField{
+		{"UDPSockets", &cfg.UDPSockets, runtime.GOMAXPROCS(0), maxUDPSockets, 1},
+		{"UDPBatch", &cfg.UDPBatch, defaultUDPBatch, maxUDPBatch, 1},
+		{"UDPBufSize", &cfg.UDPBufSize, defaultUDPBufSize, maxMsgSize, minUDPBufSize},
+		{"TCPMaxConns", &cfg.TCPMaxConns, defaultTCPMaxConns, 1 << 20, 1},
+	} {
+		if *f.v == 0 {
+			*f.v = min(f.def, f.max)
+		}
+		if *f.v < f.min || *f.v > f.max {
+			return nil, fmt.Errorf("dnsserver: transport: %s %d out of range [%d, %d]", f.name, *f.v, f.min, f.max)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"TCPIdleTimeout", &cfg.TCPIdleTimeout, defaultTCPIdleTimeout},
+		{"TCPReadTimeout", &cfg.TCPReadTimeout, defaultTCPReadTimeout},
+		{"TCPWriteTimeout", &cfg.TCPWriteTimeout, defaultTCPWriteTimeout},
+		{"ShutdownTimeout", &cfg.ShutdownTimeout, defaultShutdownTimeout},
+	} {
+		if *f.v < 0 {
+			return nil, fmt.Errorf("dnsserver: transport: %s %v is negative", f.name, *f.v)
+		}
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
+	return &Transport{
+		cfg:    cfg,
+		addrs:  addrs,
+		h:      h,
+		log:    logger,
+		conns:  make(map[*net.TCPConn]struct{}),
+		failed: make(chan struct{}),
+	}, nil
+}
+
+// Listen binds every UDP socket and TCP listener. If any bind fails it
+// closes what it opened and returns the error, so nothing is served from a
+// partial set of addresses. Listen is separate from Run so that callers can
+// bind before dropping privileges and report the bound addresses.
+func (t *Transport) Listen() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.state != stateNew {
+		return errors.New("dnsserver: transport: Listen called twice or after Close")
+	}
+	var bound []*boundAddr
+	for _, ap := range t.addrs {
+		b, err := t.bind(ap)
+		if err != nil {
+			for _, b := range bound {
+				b.close()
+			}
+			return fmt.Errorf("dnsserver: transport: listen %s: %w", ap, err)
+		}
+		bound = append(bound, b)
+	}
+	var loops []udpServer
+	for _, b := range bound {
+		loops = append(loops, t.newUDPServers(b)...)
+	}
+	t.bound, t.udp, t.state = bound, loops, stateListening
+	return nil
+}
+
+// bind opens the UDP sockets and the TCP listener of one address.
+func (t *Transport) bind(ap netip.AddrPort) (*boundAddr, error) {
+	udpNet, tcpNet := "udp4", "tcp4"
+	if ap.Addr().Is6() {
+		udpNet, tcpNet = "udp6", "tcp6"
+	}
+	b := &boundAddr{cfg: ap, wildcard: ap.Addr().IsUnspecified()}
+	nsock := t.udpSocketsPerAddr()
+	var lastErr error
+	for range portRetries {
+		port := ap.Port()
+		for i := range nsock {
+			lc := net.ListenConfig{Control: udpControl(b.wildcard, nsock > 1)}
+			pc, err := lc.ListenPacket(context.Background(), udpNet, netip.AddrPortFrom(ap.Addr(), port).String())
+			if err != nil {
+				b.close()
+				return nil, fmt.Errorf("udp socket %d: %w", i+1, err)
+			}
+			c := pc.(*net.UDPConn)
+			b.udp = append(b.udp, c)
+			if port == 0 {
+				port = c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+			}
+		}
+		lc := net.ListenConfig{Control: tcpControl, KeepAlive: -1}
+		ln, err := lc.Listen(context.Background(), tcpNet, netip.AddrPortFrom(ap.Addr(), port).String())
+		if err == nil {
+			b.tcp = ln.(*net.TCPListener)
+			return b, nil
+		}
+		b.close()
+		lastErr = fmt.Errorf("tcp: %w", err)
+		if ap.Port() != 0 || !isAddrInUse(err) {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
+func (b *boundAddr) close() {
+	for _, c := range b.udp {
+		c.Close()
+	}
+	b.udp = nil
+	if b.tcp != nil {
+		b.tcp.Close()
+		b.tcp = nil
+	}
+}
+
+// Addrs returns the bound UDP and TCP addresses, one of each per configured
+// address in configuration order, or nil before Listen.
+func (t *Transport) Addrs() (udp, tcp []net.Addr) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, b := range t.bound {
+		if len(b.udp) == 0 || b.tcp == nil {
+			continue
+		}
+		udp = append(udp, b.udp[0].LocalAddr())
+		tcp = append(tcp, b.tcp.Addr())
+	}
+	return udp, tcp
+}
+
+// Close releases the sockets of a Transport that was bound but is not
+// running. Run closes them itself when it returns.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.state == stateRunning {
+		return errors.New("dnsserver: transport: Close while running; cancel Run's context instead")
+	}
+	for _, b := range t.bound {
+		b.close()
+	}
+	t.state = stateClosed
+	return nil
+}
+
+// Run serves until ctx ends, then shuts down gracefully: it stops accepting,
+// answers and sends the UDP batches already read, finishes the TCP queries
+// being handled, writes their replies and closes the connections, all
+// within ShutdownTimeout, and returns nil. It binds first if Listen was not
+// called. It returns an error only for a failure that stops serving.
+func (t *Transport) Run(ctx context.Context) error {
+	t.mu.Lock()
+	state := t.state
+	t.mu.Unlock()
+	if state == stateNew {
+		if err := t.Listen(); err != nil {
+			return err
+		}
+	}
+	t.mu.Lock()
+	if t.state != stateListening {
+		t.mu.Unlock()
+		return errors.New("dnsserver: transport: Run needs a fresh, listening transport")
+	}
+	t.state = stateRunning
+	bound := t.bound
+	t.mu.Unlock()
+
+	var loops sync.WaitGroup
+	for _, u := range t.udp {
+		loops.Go(func() {
+			if err := u.serve(); err != nil {
+				t.fail(err)
+			}
+		})
+	}
+	for _, b := range bound {
+		loops.Go(func() {
+			if err := t.acceptTCP(b.tcp); err != nil {
+				t.fail(err)
+			}
+		})
+	}
+	udpAddrs, tcpAddrs := t.Addrs()
+	t.log.Info("dns transport started",
+		slog.Any("udp", udpAddrs), slog.Any("tcp", tcpAddrs),
+		slog.Int("udp_sockets_per_addr", t.udpSocketsPerAddr()),
+		slog.Int("udp_batch", t.cfg.UDPBatch))
+
+	select {
+	case <-ctx.Done():
+	case <-t.failed:
+	}
+	t.shutdown(bound, &loops)
+
+	t.mu.Lock()
+	for _, b := range bound {
+		b.close()
+	}
+	t.state = stateClosed
+	t.mu.Unlock()
+
+	st := t.Stats()
+	t.log.Info("dns transport stopped",
+		slog.Uint64("udp_in", st.UDPPacketsIn), slog.Uint64("udp_out", st.UDPPacketsOut),
+		slog.Uint64("tcp_queries", st.TCPQueries), slog.Uint64("handler_panics", st.HandlerPanics))
+	select {
+	case <-t.failed:
+		return t.failErr
+	default:
+		return nil
+	}
+}
+
+// fail records the first error that stops a listener and starts the shutdown.
+func (t *Transport) fail(err error) {
+	t.failOnce.Do(func() {
+		t.log.Error("dns listener failed", slog.Any("err", err))
+		t.failErr = fmt.Errorf("dnsserver: transport: %w", err)
+		close(t.failed)
+	})
+}
+
+// shutdown stops the listeners and waits, at most ShutdownTimeout, for the
+// in-flight queries.
+func (t *Transport) shutdown(bound []*boundAddr, loops *sync.WaitGroup) {
+	// stopping is set under mu so no connection registers after the
+	// snapshot below; loops check it after setting a deadline, so the past
+	// deadline set here always wakes them.
+	t.mu.Lock()
+	t.stopping.Store(true)
+	conns := make([]*net.TCPConn, 0, len(t.conns))
+	for c := range t.conns {
+		conns = append(conns, c)
+	}
+	t.mu.Unlock()
+
+	past := time.Unix(1, 0)
+	for _, b := range bound {
+		for _, c := range b.udp {
+			c.SetReadDeadline(past)
+		}
+		b.tcp.Close()
+	}
+	for _, c := range conns {
+		c.SetReadDeadline(past)
+	}
+
+	done := make(chan struct{})
+	go func() {
+		loops.Wait()
+		t.connsWG.Wait()
+		close(done)
+	}()
+	timer := time.NewTimer(t.cfg.ShutdownTimeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return
+	case <-timer.C:
+	}
+	// A handler that blocks past the bound keeps its goroutine; closing the
+	// sockets ends everything else, and Run returns without waiting for it.
+	t.log.Warn("dns transport shutdown timed out; closing sockets",
+		slog.Duration("timeout", t.cfg.ShutdownTimeout))
+	t.mu.Lock()
+	for c := range t.conns {
+		c.Close()
+	}
+	for _, b := range bound {
+		for _, c := range b.udp {
+			c.Close()
+		}
+	}
+	t.mu.Unlock()
+}
+
+// Stats returns the transport's counters.
+func (t *Transport) Stats() TransportStats {
+	var s TransportStats
+	for _, u := range t.udpServers() {
+		u.addStats(&s)
+	}
+	c := &t.tcpCounter
+	s.TCPAccepted = c.accepted.Load()
+	s.TCPRejected = c.rejected.Load()
+	s.TCPActive = c.active.Load()
+	s.TCPQueries = c.queries.Load()
+	s.TCPIdleClosed = c.idleClosed.Load()
+	s.TCPReadTimeout = c.readTimeouts.Load()
+	s.TCPErrors = c.errors.Load()
+	s.HandlerPanics = t.panics.Load()
+	return s
+}
+
+func (t *Transport) udpServers() []udpServer {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.udp
+}
+
+// serve calls the handler and recovers a panic as a last resort: the
+// message is dropped (ok false) and the listener keeps serving.
+func (t *Transport) serve(resp, req []byte, src netip.AddrPort, proto Proto) (reply []byte, ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			reply, ok = nil, false
+			t.handlerPanicked(r, proto)
+		}
+	}()
+	return t.h.ServePacket(resp, req, src, proto), true
+}
+
+// panicLogInterval rate-limits panic logs so hostile input cannot flood them.
+const panicLogInterval = 10 * time.Second
+
+func (t *Transport) handlerPanicked(r any, proto Proto) {
+	n := t.panics.Add(1)
+	now := time.Now().UnixNano()
+	last := t.lastPanic.Load()
+	if last != 0 && now-last < int64(panicLogInterval) {
+		return
+	}
+	if !t.lastPanic.CompareAndSwap(last, now) {
+		return
+	}
+	t.log.Error("dns handler panicked; message dropped",
+		slog.String("proto", proto.String()), slog.Any("panic", r),
+		slog.Uint64("panics_total", n), slog.String("stack", string(debug.Stack())))
+}
+
+// udpSocketsPerAddr is the number of UDP sockets bound per address.
+func (t *Transport) udpSocketsPerAddr() int {
+	if !reusePortSupported {
+		return 1
+	}
+	return t.cfg.UDPSockets
+}

@@ -1,0 +1,134 @@
+package dnsserver
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// TestTransportUDPWildcardSource checks that a socket bound to an
+// unspecified address replies from the address each query was sent to.
+// Without the source-address control message the kernel would pick the
+// source by route (127.0.0.1 for a loopback client), so the 127.0.0.2
+// case fails if the reply's source is not set.
+func TestTransportUDPWildcardSource(t *testing.T) {
+	tests := []struct {
+		name   string
+		listen string
+		client string
+		dsts   []string
+	}{
+		{name: "ipv4", listen: "0.0.0.0:0", client: "127.0.0.1:0", dsts: []string{"127.0.0.2", "127.0.0.1", "127.0.0.3"}},
+		{name: "ipv6", listen: "[::]:0", client: "[::1]:0", dsts: []string{"::1"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "ipv6" {
+				ipv6Loopback(t)
+			}
+			r := startTransport(t, TransportConfig{Addrs: []string{tc.listen}, UDPSockets: 2}, &dnsTestHandler{})
+			port := r.udpAddr(t, 0).Port()
+			// Unconnected, so the reply's source is reported, not filtered.
+			c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(tc.client)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			for i, d := range tc.dsts {
+				dst := netip.AddrPortFrom(netip.MustParseAddr(d), port)
+				q := newQuery(fmt.Sprintf("w%d.example.", i))
+				if err := wildcardRoundTrip(c, q, dst); err != nil {
+					t.Errorf("query to %s: %v", dst, err)
+				}
+			}
+		})
+	}
+}
+
+func wildcardRoundTrip(c *net.UDPConn, q *dns.Msg, dst netip.AddrPort) error {
+	b, err := q.Pack()
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 4096)
+	for range 5 {
+		if _, err := c.WriteToUDPAddrPort(b, dst); err != nil {
+			return err
+		}
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		for {
+			n, from, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					break
+				}
+				return err
+			}
+			m := new(dns.Msg)
+			if err := m.Unpack(buf[:n]); err != nil {
+				return err
+			}
+			if m.Id != q.Id || len(m.Question) == 0 || m.Question[0] != q.Question[0] {
+				continue
+			}
+			if from := netip.AddrPortFrom(from.Addr().Unmap(), from.Port()); from != dst {
+				return fmt.Errorf("reply came from %s, query went to %s", from, dst)
+			}
+			src, err := checkReply(q, m, ProtoUDP)
+			if err != nil {
+				return err
+			}
+			if src != c.LocalAddr().String() {
+				return fmt.Errorf("transport saw source %s, client is %s", src, c.LocalAddr())
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("no reply from %s", dst)
+}
+
+// TestTransportUDPWildcardBothFamilies binds "0.0.0.0:P" and "[::]:P" on
+// one port: IPv6 sockets are IPv6-only, so the two coexist and each
+// answers its own family.
+func TestTransportUDPWildcardBothFamilies(t *testing.T) {
+	ipv6Loopback(t)
+	var r *runningTransport
+	for range 10 {
+		port := freePort(t)
+		tr, err := NewTransport(TransportConfig{
+			Addrs:      []string{fmt.Sprintf("0.0.0.0:%d", port), fmt.Sprintf("[::]:%d", port)},
+			UDPSockets: 2,
+		}, &dnsTestHandler{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Listen(); err != nil {
+			if isAddrInUse(err) {
+				continue // taken since freePort looked: try another
+			}
+			t.Fatal(err)
+		}
+		tr.Close()
+		r = startTransport(t, TransportConfig{Addrs: tr.cfg.Addrs, UDPSockets: 2}, &dnsTestHandler{})
+		break
+	}
+	if r == nil {
+		t.Fatal("no port free for both families")
+	}
+	for i := range 2 {
+		u := r.udpAddr(t, i)
+		dst := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), u.Port())
+		if u.Addr().Is6() {
+			dst = netip.AddrPortFrom(netip.IPv6Loopback(), u.Port())
+		}
+		for _, network := range []string{"udp", "tcp"} {
+			if err := exchange(dst, network, newQuery("both.example.")); err != nil {
+				t.Errorf("%s to %s: %v", network, dst, err)
+			}
+		}
+	}
+}
