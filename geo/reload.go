@@ -28,6 +28,8 @@ type Reloader struct {
 
 	mu   sync.Mutex // serialises Reload; guards seen
 	seen fileStamp  // the file version last read, loaded or not
+
+	statFailing bool // the file could not be stat'ed at the last poll
 }
 
 // fileStamp identifies a version of a file cheaply: replacing the file by
@@ -128,30 +130,35 @@ func (r *Reloader) Run(ctx context.Context, interval time.Duration) error {
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	statFailing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			r.poll()
 		}
-		fi, err := os.Stat(r.path)
-		if err != nil {
-			if !statFailing {
-				r.logger.Warn("geoip database file unavailable, keeping the loaded one", "path", r.path, "err", err)
-				statFailing = true
-			}
-			continue
+	}
+}
+
+// poll checks the file once and reloads it if it changed. Only one
+// goroutine at a time may call it (Run's).
+func (r *Reloader) poll() {
+	fi, err := os.Stat(r.path)
+	if err != nil {
+		if !r.statFailing {
+			r.logger.Warn("geoip database file unavailable, keeping the loaded one", "path", r.path, "err", err)
+			r.statFailing = true
 		}
-		if statFailing {
-			r.logger.Info("geoip database file available again", "path", r.path)
-			statFailing = false
-		}
-		r.mu.Lock()
-		changed := stampOf(fi) != r.seen
-		r.mu.Unlock()
-		if changed {
-			_ = r.Reload() // logged by Reload; the old database keeps serving
-		}
+		return
+	}
+	if r.statFailing {
+		r.logger.Info("geoip database file available again", "path", r.path)
+		r.statFailing = false
+	}
+	r.mu.Lock()
+	changed := stampOf(fi) != r.seen
+	r.mu.Unlock()
+	if changed {
+		_ = r.Reload() // logged by Reload; the old database keeps serving
 	}
 }
