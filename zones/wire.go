@@ -130,12 +130,19 @@ func padName(anchor string, qlen int) (string, error) {
 
 func (a *Answer) compile(qlen int) (*Packed, error) {
 	qname := a.anchor
-	if qlen != wireLen(a.anchor) {
+	if qlen != a.anchorLen {
 		var err error
 		if qname, err = padName(a.anchor, qlen); err != nil {
 			return nil, err
 		}
 	}
+	return a.PackedFor(qname)
+}
+
+// PackedFor compiles the answer behind one query name (presentation form).
+// It allocates: the query path uses it only for answers that Packed cannot
+// precompile.
+func (a *Answer) PackedFor(qname string) (*Packed, error) {
 	an, ns, ex := a.Records(qname)
 	buf := make([]byte, dns.MaxMsgSize)
 	comp := make(map[string]int)

@@ -197,3 +197,6 @@ func labelCount(w string) int {
 	}
 	return n
 }
+
+// IsApex reports whether the lower-case wire name is the zone's apex.
+func (z *Zone) IsApex(wire []byte) bool { return string(wire) == z.wire }

@@ -1,0 +1,329 @@
+package dnsserver
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/meridian-gslb/meridian/zones"
+)
+
+// HandlerConfig tunes query handling. Zero values take the defaults noted.
+type HandlerConfig struct {
+	// MaxUDPSize is the largest UDP reply we send and the EDNS buffer size
+	// we advertise; 0 = 1232 (DNS flag day 2020: no IP fragmentation).
+	MaxUDPSize int
+	// TransferACL lists the networks that may transfer zones (AXFR, IXFR)
+	// over TCP. Empty: nobody.
+	TransferACL []netip.Prefix
+	// CookieSecrets: the first signs server cookies, all of them verify (so
+	// a secret can be rolled over). Empty: one random secret.
+	CookieSecrets []CookieSecret
+	// Now is the clock, for tests; nil = time.Now.
+	Now func() time.Time
+}
+
+// DefaultMaxUDPSize is the EDNS buffer size we advertise by default.
+const DefaultMaxUDPSize = 1232
+
+// Handler answers raw DNS messages from the current zone set. It is the
+// PacketHandler of a Transport and safe for concurrent use.
+type Handler struct {
+	cfg     HandlerConfig
+	maxUDP  int
+	secrets []CookieSecret
+	now     func() time.Time
+	zones   atomic.Pointer[zones.Set]
+	metrics *Metrics
+}
+
+var _ PacketHandler = (*Handler)(nil)
+
+// NewHandler returns a handler serving set (which may be nil until
+// SetZones: every query is then REFUSED).
+func NewHandler(cfg HandlerConfig, set *zones.Set, m *Metrics) *Handler {
+	h := &Handler{cfg: cfg, maxUDP: cfg.MaxUDPSize, secrets: cfg.CookieSecrets, now: cfg.Now, metrics: m}
+	if h.maxUDP == 0 {
+		h.maxUDP = DefaultMaxUDPSize
+	}
+	h.maxUDP = min(max(h.maxUDP, 512), maxMsgSize)
+	if len(h.secrets) == 0 {
+		h.secrets = []CookieSecret{RandomCookieSecret()}
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.metrics == nil {
+		h.metrics = NewMetrics()
+	}
+	h.zones.Store(set)
+	return h
+}
+
+// SetZones swaps in a new zone set; queries in flight finish with the old.
+func (h *Handler) SetZones(s *zones.Set) { h.zones.Store(s) }
+
+// Zones is the zone set being served.
+func (h *Handler) Zones() *zones.Set { return h.zones.Load() }
+
+// Metrics returns the handler's counters.
+func (h *Handler) Metrics() *Metrics { return h.metrics }
+
+// Header bits (RFC 1035 §4.1.1), in the 16-bit flags word.
+const (
+	flagQR     = 1 << 15
+	flagAA     = 1 << 10
+	flagTC     = 1 << 9
+	flagRD     = 1 << 8
+	flagCD     = 1 << 4
+	opcodeMask = 0xF << 11
+	headerLen  = 12
+)
+
+// Extended rcodes (RFC 6891 §6.1.3) live partly in the OPT record.
+const (
+	rcodeBadVers   = dns.RcodeBadVers   // 16
+	rcodeBadCookie = dns.RcodeBadCookie // 23
+)
+
+// query is what the handler learned from a request. It lives on the stack.
+type query struct {
+	id     uint16
+	flags  uint16
+	qname  []byte // as sent, within the request
+	lower  [zones.MaxNameLen]byte
+	qtype  uint16
+	qclass uint16
+	hasQ   bool
+
+	edns    bool
+	udpSize uint16
+	version uint8
+	do      bool
+	tsig    bool
+
+	cookie      []byte // the option's data, within the request
+	cookieState cookieState
+	client      netip.Addr
+	now         uint32 // for cookies
+}
+
+func (q *query) lowerName() []byte { return q.lower[:len(q.qname)] }
+
+// ServePacket answers one DNS message. See PacketHandler.
+func (h *Handler) ServePacket(resp, req []byte, src netip.AddrPort, proto Proto) (out []byte) {
+	var q query
+	defer func() {
+		// A bug must cost one query, never the listener.
+		if r := recover(); r != nil {
+			h.metrics.panics.Add(1)
+			out = h.errorReply(resp[:0], req, &q, dns.RcodeServerFailure, proto)
+		}
+	}()
+	if len(req) < headerLen {
+		h.metrics.dropped.Add(1)
+		return nil // no header: nothing to answer
+	}
+	q.id = binary.BigEndian.Uint16(req)
+	q.flags = binary.BigEndian.Uint16(req[2:])
+	if q.flags&flagQR != 0 {
+		h.metrics.dropped.Add(1)
+		return nil // a response: answering would make us a reflector
+	}
+	rcode := h.parse(req, &q)
+	if rcode == dns.RcodeSuccess {
+		if opcode := (q.flags & opcodeMask) >> 11; opcode != dns.OpcodeQuery {
+			rcode = dns.RcodeNotImplemented
+		}
+	}
+	if rcode != dns.RcodeSuccess {
+		return h.errorReply(resp[:0], req, &q, rcode, proto)
+	}
+	if q.cookieState != cookieNone {
+		h.checkCookie(&q, src.Addr())
+	}
+	if q.version != 0 {
+		return h.errorReply(resp[:0], req, &q, rcodeBadVers, proto)
+	}
+	if q.cookieState == cookieMalformed {
+		return h.errorReply(resp[:0], req, &q, dns.RcodeFormatError, proto)
+	}
+	if q.tsig {
+		// We hold no TSIG keys; an unverifiable signature is not authority.
+		return h.errorReply(resp[:0], req, &q, dns.RcodeNotAuth, proto)
+	}
+	if !q.hasQ {
+		// RFC 7873 §5.4: a query without a question, with a cookie, asks
+		// for a server cookie. Anything else without a question is broken.
+		if q.cookieState != cookieNone {
+			return h.errorReply(resp[:0], req, &q, dns.RcodeSuccess, proto)
+		}
+		return h.errorReply(resp[:0], req, &q, dns.RcodeFormatError, proto)
+	}
+
+	switch q.qtype {
+	case dns.TypeOPT, dns.TypeTSIG:
+		return h.errorReply(resp[:0], req, &q, dns.RcodeFormatError, proto)
+	case dns.TypeTKEY, dns.TypeMAILA, dns.TypeMAILB:
+		return h.errorReply(resp[:0], req, &q, dns.RcodeNotImplemented, proto)
+	}
+	if q.qclass != dns.ClassINET {
+		return h.errorReply(resp[:0], req, &q, dns.RcodeRefused, proto)
+	}
+	set := h.zones.Load()
+	lower := q.lowerName()
+	z := set.Find(lower)
+	if z == nil {
+		return h.errorReply(resp[:0], req, &q, dns.RcodeRefused, proto)
+	}
+	if q.qtype == dns.TypeAXFR || q.qtype == dns.TypeIXFR {
+		return h.transferOverUDP(resp[:0], req, &q, z, src, proto)
+	}
+	a := z.Lookup(lower, q.qtype)
+	p := a.Packed(len(lower))
+	if p == nil {
+		p = h.packSlow(req, a)
+		if p == nil {
+			return h.errorReply(resp[:0], req, &q, dns.RcodeServerFailure, proto)
+		}
+	}
+	return h.reply(resp[:0], &q, p, src, proto)
+}
+
+// packSlow compiles an answer for this one query name. Zone content that
+// defeats precompilation ends up here; it allocates but stays correct.
+func (h *Handler) packSlow(req []byte, a *zones.Answer) *zones.Packed {
+	h.metrics.slowPath.Add(1)
+	name, _, err := dns.UnpackDomainName(req, headerLen)
+	if err != nil {
+		return nil
+	}
+	p, err := a.PackedFor(name)
+	if err != nil {
+		return nil
+	}
+	return p
+}
+
+// limit is the largest reply the client can take.
+func (h *Handler) limit(q *query, proto Proto, bufCap int) int {
+	if proto == ProtoTCP {
+		return min(bufCap, maxMsgSize)
+	}
+	l := 512
+	if q.edns {
+		l = min(max(int(q.udpSize), 512), h.maxUDP)
+	}
+	return min(l, bufCap)
+}
+
+// reply writes a full answer: header, the client's question, as much of
+// the answer as fits, and OPT.
+func (h *Handler) reply(resp []byte, q *query, p *zones.Packed, src netip.AddrPort, proto Proto) []byte {
+	limit := h.limit(q, proto, cap(resp))
+	resp = q.appendHeaderAndQuestion(resp)
+	room := limit - len(resp) - h.optLen(q)
+	n, counts, tc := p.Fit(room)
+	resp = append(resp, p.Body[:n]...)
+	flags := q.replyFlags() | uint16(p.Rcode&0xF)
+	if p.Authoritative {
+		flags |= flagAA
+	}
+	if tc {
+		flags |= flagTC
+		h.metrics.truncated.Add(1)
+	}
+	ar := counts[2]
+	if q.edns {
+		resp = h.appendOPT(resp, q, p.Rcode)
+		ar++
+	}
+	setHeader(resp, flags, 1, counts[0], counts[1], ar)
+	h.metrics.count(proto, p.Rcode)
+	return resp
+}
+
+// errorReply answers without records: the question when there was a
+// readable one, and OPT when the query had EDNS.
+func (h *Handler) errorReply(resp, req []byte, q *query, rcode int, proto Proto) []byte {
+	if len(req) < headerLen {
+		return nil
+	}
+	resp = resp[:0]
+	var qd uint16
+	if q.hasQ {
+		resp = q.appendHeaderAndQuestion(resp)
+		qd = 1
+	} else {
+		resp = append(resp, req[:headerLen]...)
+	}
+	flags := q.replyFlags() | uint16(rcode&0xF)
+	var ar uint16
+	if q.edns {
+		resp = h.appendOPT(resp, q, rcode)
+		ar = 1
+	}
+	setHeader(resp, flags, qd, 0, 0, ar)
+	h.metrics.count(proto, rcode)
+	return resp
+}
+
+// replyFlags: QR set, opcode, RD and CD copied from the query (RFC 1035,
+// RFC 6840 §5.9), everything else clear.
+func (q *query) replyFlags() uint16 {
+	return flagQR | q.flags&(opcodeMask|flagRD|flagCD)
+}
+
+func (q *query) appendHeaderAndQuestion(resp []byte) []byte {
+	resp = append(resp, byte(q.id>>8), byte(q.id), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+	resp = append(resp, q.qname...)
+	return append(resp, byte(q.qtype>>8), byte(q.qtype), byte(q.qclass>>8), byte(q.qclass))
+}
+
+func setHeader(resp []byte, flags, qd, an, ns, ar uint16) {
+	binary.BigEndian.PutUint16(resp[2:], flags)
+	binary.BigEndian.PutUint16(resp[4:], qd)
+	binary.BigEndian.PutUint16(resp[6:], an)
+	binary.BigEndian.PutUint16(resp[8:], ns)
+	binary.BigEndian.PutUint16(resp[10:], ar)
+}
+
+// transferOverUDP handles AXFR and IXFR arriving where a single reply is
+// all we can send. Transfers themselves stream over TCP (see
+// ServeTransfer).
+func (h *Handler) transferOverUDP(resp, req []byte, q *query, z *zones.Zone, src netip.AddrPort, proto Proto) []byte {
+	if !h.transferAllowed(src.Addr()) {
+		h.metrics.xfrRefused.Add(1)
+		return h.errorReply(resp, req, q, dns.RcodeRefused, proto)
+	}
+	if !z.IsApex(q.lowerName()) {
+		// Only a zone can be transferred (RFC 5936 §2.2.1).
+		return h.errorReply(resp, req, q, dns.RcodeNotAuth, proto)
+	}
+	if q.qtype == dns.TypeIXFR {
+		// RFC 1995 §2: a reply holding only the current SOA tells the
+		// client to come back over TCP for the full transfer.
+		lower := q.lowerName()
+		if p := z.Lookup(lower, dns.TypeSOA).Packed(len(lower)); p != nil {
+			return h.reply(resp, q, p, src, proto)
+		}
+	}
+	// AXFR over UDP is undefined (RFC 5936 §4.2): TC sends the client to TCP.
+	out := h.errorReply(resp, req, q, dns.RcodeSuccess, proto)
+	out[2] |= flagTC >> 8
+	out[2] |= flagAA >> 8
+	return out
+}
+
+func (h *Handler) transferAllowed(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range h.cfg.TransferACL {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,113 @@
+package dnsserver
+
+import (
+	"sync/atomic"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics counts what the query handler does. Counters are plain atomics
+// bumped on the query path and turned into Prometheus metrics only when
+// scraped, so counting costs a few nanoseconds.
+type Metrics struct {
+	// responses by transport (0 unused, ProtoUDP, ProtoTCP) and rcode.
+	responses  [3][maxRcode + 1]paddedCounter
+	dropped    atomic.Uint64
+	truncated  atomic.Uint64
+	panics     atomic.Uint64
+	slowPath   atomic.Uint64
+	xfrRefused atomic.Uint64
+	xfrServed  atomic.Uint64
+	cookies    [cookieMalformed + 1]atomic.Uint64
+}
+
+const maxRcode = 31 // extended rcodes above this are counted as 31
+
+// paddedCounter keeps hot counters on cache lines of their own, so two
+// cores answering queries do not fight over one line.
+type paddedCounter struct {
+	atomic.Uint64
+	_ [56]byte
+}
+
+// NewMetrics returns zeroed counters.
+func NewMetrics() *Metrics { return &Metrics{} }
+
+func (m *Metrics) count(p Proto, rcode int) {
+	if int(p) >= len(m.responses) {
+		return
+	}
+	m.responses[p][min(rcode, maxRcode)].Add(1)
+}
+
+// Responses returns how many replies were sent with this rcode over p.
+func (m *Metrics) Responses(p Proto, rcode int) uint64 {
+	if int(p) >= len(m.responses) || rcode < 0 || rcode > maxRcode {
+		return 0
+	}
+	return m.responses[p][rcode].Load()
+}
+
+// Truncated is how many UDP replies were sent with TC set.
+func (m *Metrics) Truncated() uint64 { return m.truncated.Load() }
+
+// Panics is how many queries hit a bug and got SERVFAIL.
+func (m *Metrics) Panics() uint64 { return m.panics.Load() }
+
+var (
+	descResponses = prometheus.NewDesc("meridian_dns_responses_total",
+		"DNS replies sent, by transport and response code.", []string{"proto", "rcode"}, nil)
+	descDropped = prometheus.NewDesc("meridian_dns_requests_dropped_total",
+		"Messages not answered: shorter than a header, or responses (QR set).", nil, nil)
+	descTruncated = prometheus.NewDesc("meridian_dns_responses_truncated_total",
+		"UDP replies sent with TC set because the answer did not fit.", nil, nil)
+	descPanics = prometheus.NewDesc("meridian_dns_handler_panics_total",
+		"Queries answered SERVFAIL because the handler panicked (a bug).", nil, nil)
+	descSlow = prometheus.NewDesc("meridian_dns_slow_path_total",
+		"Answers packed per query because they could not be precompiled.", nil, nil)
+	descXfr = prometheus.NewDesc("meridian_dns_transfers_total",
+		"Zone transfer requests, by result.", []string{"result"}, nil)
+	descCookies = prometheus.NewDesc("meridian_dns_cookies_total",
+		"Queries carrying a DNS cookie, by what the cookie was.", []string{"state"}, nil)
+)
+
+var cookieStateNames = [...]string{
+	cookieNone:      "none",
+	cookieClient:    "client_only",
+	cookieBad:       "invalid",
+	cookieValid:     "valid",
+	cookieValidOld:  "valid_renewed",
+	cookieMalformed: "malformed",
+}
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descResponses, descDropped, descTruncated, descPanics, descSlow, descXfr, descCookies} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	for _, p := range []Proto{ProtoUDP, ProtoTCP} {
+		for rc := range m.responses[p] {
+			if v := m.responses[p][rc].Load(); v > 0 || rc == dns.RcodeSuccess {
+				name, ok := dns.RcodeToString[rc]
+				if !ok {
+					name = "OTHER"
+				}
+				ch <- prometheus.MustNewConstMetric(descResponses, prometheus.CounterValue, float64(v), p.String(), name)
+			}
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(m.dropped.Load()))
+	ch <- prometheus.MustNewConstMetric(descTruncated, prometheus.CounterValue, float64(m.truncated.Load()))
+	ch <- prometheus.MustNewConstMetric(descPanics, prometheus.CounterValue, float64(m.panics.Load()))
+	ch <- prometheus.MustNewConstMetric(descSlow, prometheus.CounterValue, float64(m.slowPath.Load()))
+	ch <- prometheus.MustNewConstMetric(descXfr, prometheus.CounterValue, float64(m.xfrServed.Load()), "served")
+	ch <- prometheus.MustNewConstMetric(descXfr, prometheus.CounterValue, float64(m.xfrRefused.Load()), "refused")
+	for st := cookieClient; st <= cookieMalformed; st++ {
+		ch <- prometheus.MustNewConstMetric(descCookies, prometheus.CounterValue, float64(m.cookies[st].Load()), cookieStateNames[st])
+	}
+}
