@@ -111,3 +111,60 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descCookies, prometheus.CounterValue, float64(m.cookies[st].Load()), cookieStateNames[st])
 	}
 }
+
+// TransportCollector exposes a transport's counters to Prometheus.
+func TransportCollector(t *Transport) prometheus.Collector { return transportCollector{t} }
+
+type transportCollector struct{ t *Transport }
+
+var descTransport = struct {
+	udpIn, udpOut, udpDropped, udpTrunc, udpSendErr, udpRecvErr                  *prometheus.Desc
+	tcpAccepted, tcpRejected, tcpActive, tcpQueries, tcpIdle, tcpTimeout, tcpErr *prometheus.Desc
+	panics                                                                       *prometheus.Desc
+}{
+	udpIn:       prometheus.NewDesc("meridian_dns_udp_received_total", "UDP datagrams received.", nil, nil),
+	udpOut:      prometheus.NewDesc("meridian_dns_udp_sent_total", "UDP replies sent.", nil, nil),
+	udpDropped:  prometheus.NewDesc("meridian_dns_udp_unanswered_total", "UDP datagrams the handler did not answer.", nil, nil),
+	udpTrunc:    prometheus.NewDesc("meridian_dns_udp_oversized_total", "UDP datagrams larger than the receive buffer, dropped.", nil, nil),
+	udpSendErr:  prometheus.NewDesc("meridian_dns_udp_send_errors_total", "UDP replies the kernel refused.", nil, nil),
+	udpRecvErr:  prometheus.NewDesc("meridian_dns_udp_receive_errors_total", "Transient UDP receive errors.", nil, nil),
+	tcpAccepted: prometheus.NewDesc("meridian_dns_tcp_connections_accepted_total", "TCP connections accepted.", nil, nil),
+	tcpRejected: prometheus.NewDesc("meridian_dns_tcp_connections_rejected_total", "TCP connections closed at once: too many open.", nil, nil),
+	tcpActive:   prometheus.NewDesc("meridian_dns_tcp_connections_open", "TCP connections open now.", nil, nil),
+	tcpQueries:  prometheus.NewDesc("meridian_dns_tcp_queries_total", "Messages received over TCP.", nil, nil),
+	tcpIdle:     prometheus.NewDesc("meridian_dns_tcp_idle_closed_total", "TCP connections closed after the idle timeout.", nil, nil),
+	tcpTimeout:  prometheus.NewDesc("meridian_dns_tcp_read_timeouts_total", "TCP connections closed with a partly received message.", nil, nil),
+	tcpErr:      prometheus.NewDesc("meridian_dns_tcp_errors_total", "TCP connections closed on a write error or oversized reply.", nil, nil),
+	panics:      prometheus.NewDesc("meridian_dns_transport_panics_total", "Handler panics caught by the transport.", nil, nil),
+}
+
+func (c transportCollector) Describe(ch chan<- *prometheus.Desc) {
+	prometheus.DescribeByCollect(c, ch)
+}
+
+func (c transportCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.t.Stats()
+	d := descTransport
+	for _, m := range []struct {
+		desc *prometheus.Desc
+		v    uint64
+		kind prometheus.ValueType
+	}{
+		{d.udpIn, s.UDPPacketsIn, prometheus.CounterValue},
+		{d.udpOut, s.UDPPacketsOut, prometheus.CounterValue},
+		{d.udpDropped, s.UDPDropped, prometheus.CounterValue},
+		{d.udpTrunc, s.UDPTruncated, prometheus.CounterValue},
+		{d.udpSendErr, s.UDPSendErrors, prometheus.CounterValue},
+		{d.udpRecvErr, s.UDPRecvErrors, prometheus.CounterValue},
+		{d.tcpAccepted, s.TCPAccepted, prometheus.CounterValue},
+		{d.tcpRejected, s.TCPRejected, prometheus.CounterValue},
+		{d.tcpActive, s.TCPActive, prometheus.GaugeValue},
+		{d.tcpQueries, s.TCPQueries, prometheus.CounterValue},
+		{d.tcpIdle, s.TCPIdleClosed, prometheus.CounterValue},
+		{d.tcpTimeout, s.TCPReadTimeout, prometheus.CounterValue},
+		{d.tcpErr, s.TCPErrors, prometheus.CounterValue},
+		{d.panics, s.HandlerPanics, prometheus.CounterValue},
+	} {
+		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, float64(m.v))
+	}
+}

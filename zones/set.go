@@ -1,7 +1,9 @@
 package zones
 
 import (
+	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 
 	"github.com/miekg/dns"
@@ -96,4 +98,45 @@ func compareNames(a, b string) int {
 		}
 	}
 	return len(la) - len(lb)
+}
+
+// FileSpec names one zone file to serve.
+type FileSpec struct {
+	Origin string // apex; empty: the SOA owner
+	File   string // path; relative paths are inside Dir
+}
+
+// LoadSet loads every zone file. Dir confines $INCLUDE and anchors
+// relative paths. With prev (a reload), a zone whose file fails keeps its
+// previous version serving and the error is returned beside the new set;
+// without prev (start-up) any failure returns a nil set.
+func LoadSet(specs []FileSpec, dir string, prev *Set) (*Set, error) {
+	var zs []*Zone
+	var errs []error
+	for _, spec := range specs {
+		path := spec.File
+		if dir != "" && !filepath.IsAbs(path) {
+			path = filepath.Join(dir, path)
+		}
+		z, err := LoadFile(path, LoadOptions{Origin: spec.Origin, Dir: dir})
+		if err != nil {
+			errs = append(errs, err)
+			if prev != nil && spec.Origin != "" {
+				if old := prev.Zone(spec.Origin); old != nil {
+					zs = append(zs, old)
+				}
+			}
+			continue
+		}
+		zs = append(zs, z)
+	}
+	err := errors.Join(errs...)
+	if err != nil && prev == nil {
+		return nil, err
+	}
+	set, serr := NewSet(zs...)
+	if serr != nil {
+		return nil, errors.Join(err, serr)
+	}
+	return set, err
 }

@@ -1,0 +1,319 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/meridian-gslb/meridian/dnsserver"
+	"github.com/meridian-gslb/meridian/zones"
+)
+
+// Config is the server's configuration file (YAML). Relative paths in it
+// are relative to the file's own directory, so a config works from any
+// working directory.
+type Config struct {
+	Listen  ListenConfig `yaml:"listen"`
+	DataDir string       `yaml:"data_dir"`
+	Log     LogConfig    `yaml:"log"`
+	DNS     DNSConfig    `yaml:"dns"`
+	ZoneDir string       `yaml:"zone_dir"`
+	Zones   []ZoneConfig `yaml:"zones"`
+
+	path string    // the file it came from
+	root yaml.Node // for line numbers in errors
+}
+
+// ListenConfig says where to listen.
+type ListenConfig struct {
+	DNS  []string `yaml:"dns"`  // UDP and TCP, "IP:port"
+	HTTP string   `yaml:"http"` // metrics and health; "" disables
+}
+
+// LogConfig sets up log/slog.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text, json
+}
+
+// DNSConfig tunes the DNS listeners and the query handler.
+type DNSConfig struct {
+	UDPSockets        int      `yaml:"udp_sockets"`         // per address; 0: one per CPU
+	UDPBatch          int      `yaml:"udp_batch"`           // messages per recvmmsg/sendmmsg; 0: 64
+	MaxUDPSize        int      `yaml:"max_udp_size"`        // EDNS buffer size advertised and honoured; 0: 1232
+	TCPIdleTimeout    Duration `yaml:"tcp_idle_timeout"`    // 0: 10s
+	TCPMaxConnections int      `yaml:"tcp_max_connections"` // 0: 1024
+	TransferACL       []string `yaml:"transfer_acl"`        // prefixes allowed AXFR/IXFR
+	CookieSecrets     []string `yaml:"cookie_secrets"`      // 32 hex digits each; first signs
+	ShutdownTimeout   Duration `yaml:"shutdown_timeout"`    // 0: 5s
+}
+
+// ZoneConfig is one zone file to serve.
+type ZoneConfig struct {
+	Origin string `yaml:"origin"`
+	File   string `yaml:"file"`
+}
+
+// Duration reads "10s", "1m30s" from YAML.
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || v < 0 {
+		return fmt.Errorf("line %d: %q is not a duration like 10s or 1m30s", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ConfigError names the file, the field and, where known, the line.
+type ConfigError struct {
+	File  string
+	Field string
+	Line  int
+	Msg   string
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		b.WriteString(":" + strconv.Itoa(e.Line))
+	}
+	if e.Field != "" {
+		b.WriteString(": " + e.Field)
+	}
+	b.WriteString(": " + e.Msg)
+	return b.String()
+}
+
+// LoadConfig reads and validates a config file. Nothing is opened or
+// bound: the caller decides when.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &ConfigError{File: path, Msg: err.Error()}
+	}
+	return parseConfig(data, path)
+}
+
+func parseConfig(data []byte, path string) (*Config, error) {
+	c := &Config{path: path}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, &ConfigError{File: path, Msg: strings.TrimPrefix(strings.ReplaceAll(err.Error(), "\n ", ""), "yaml: ")}
+	}
+	_ = yaml.Unmarshal(data, &c.root) // already parsed once; only for line numbers
+	c.applyDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// applyDefaults fills what the file left out and anchors relative paths.
+func (c *Config) applyDefaults() {
+	if len(c.Listen.DNS) == 0 {
+		c.Listen.DNS = []string{"127.0.0.1:5353", "[::1]:5353"}
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "data"
+	}
+	base := filepath.Dir(c.path)
+	c.DataDir = c.rel(base, c.DataDir)
+	if c.ZoneDir != "" {
+		c.ZoneDir = c.rel(base, c.ZoneDir)
+	} else {
+		c.ZoneDir = base
+	}
+}
+
+func (c *Config) rel(base, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(base, p)
+}
+
+// errf builds an error for a field given as a path ("listen.dns[1]").
+func (c *Config) errf(field, format string, args ...any) error {
+	return &ConfigError{File: c.path, Field: field, Line: c.line(field), Msg: fmt.Sprintf(format, args...)}
+}
+
+// line finds a field's line in the YAML document, or 0.
+func (c *Config) line(field string) int {
+	n := &c.root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := 0
+	for _, part := range strings.Split(field, ".") {
+		key, idx := part, -1
+		if i := strings.IndexByte(part, '['); i >= 0 && strings.HasSuffix(part, "]") {
+			key = part[:i]
+			idx, _ = strconv.Atoi(part[i+1 : len(part)-1])
+		}
+		next := (*yaml.Node)(nil)
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == key {
+					line, next = n.Content[i].Line, n.Content[i+1]
+					break
+				}
+			}
+		}
+		if next == nil {
+			return line
+		}
+		n = next
+		if idx >= 0 {
+			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
+				return line
+			}
+			n = n.Content[idx]
+			line = n.Line
+		}
+	}
+	return line
+}
+
+// validate checks everything that can be checked without binding: every
+// error is reported before the server listens on anything.
+func (c *Config) validate() error {
+	var errs []error
+	add := func(err error) { errs = append(errs, err) }
+
+	for i, a := range c.Listen.DNS {
+		if _, err := netip.ParseAddrPort(a); err != nil {
+			add(c.errf(fmt.Sprintf("listen.dns[%d]", i), "%q is not an IP:port (like 127.0.0.1:53 or [::1]:53)", a))
+		}
+	}
+	if c.Listen.HTTP != "" {
+		if _, err := netip.ParseAddrPort(c.Listen.HTTP); err != nil {
+			add(c.errf("listen.http", "%q is not an IP:port", c.Listen.HTTP))
+		}
+	}
+	if _, err := parseLevel(c.Log.Level); err != nil {
+		add(c.errf("log.level", "%v", err))
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		add(c.errf("log.format", "%q: want text or json", c.Log.Format))
+	}
+	if c.DNS.UDPSockets < 0 || c.DNS.UDPSockets > 1024 {
+		add(c.errf("dns.udp_sockets", "%d: want 0 (one per CPU) to 1024", c.DNS.UDPSockets))
+	}
+	if c.DNS.UDPBatch < 0 || c.DNS.UDPBatch > 1024 {
+		add(c.errf("dns.udp_batch", "%d: want 0 (default 64) to 1024", c.DNS.UDPBatch))
+	}
+	if c.DNS.MaxUDPSize != 0 && (c.DNS.MaxUDPSize < 512 || c.DNS.MaxUDPSize > 4096) {
+		add(c.errf("dns.max_udp_size", "%d: want 512 to 4096 (1232 avoids fragmentation)", c.DNS.MaxUDPSize))
+	}
+	if c.DNS.TCPMaxConnections < 0 {
+		add(c.errf("dns.tcp_max_connections", "must not be negative"))
+	}
+	for i, p := range c.DNS.TransferACL {
+		if _, err := parsePrefix(p); err != nil {
+			add(c.errf(fmt.Sprintf("dns.transfer_acl[%d]", i), "%v", err))
+		}
+	}
+	for i, s := range c.DNS.CookieSecrets {
+		if _, err := dnsserver.ParseCookieSecret(s); err != nil {
+			add(c.errf(fmt.Sprintf("dns.cookie_secrets[%d]", i), "%v", err))
+		}
+	}
+	if len(c.Zones) == 0 {
+		add(c.errf("zones", "no zones configured: a server needs at least one zone to answer for"))
+	}
+	if st, err := os.Stat(c.ZoneDir); err != nil || !st.IsDir() {
+		add(c.errf("zone_dir", "%s is not a directory", c.ZoneDir))
+	}
+	seen := map[string]int{}
+	for i, z := range c.Zones {
+		field := fmt.Sprintf("zones[%d]", i)
+		if z.File == "" {
+			add(c.errf(field+".file", "missing"))
+			continue
+		}
+		if z.Origin != "" {
+			w, err := zones.WireName(z.Origin)
+			if err != nil {
+				add(c.errf(field+".origin", "%v", err))
+			} else if j, dup := seen[w]; dup {
+				add(c.errf(field+".origin", "zone %s is already configured as zones[%d]", z.Origin, j))
+			} else {
+				seen[w] = i
+			}
+		}
+		if _, err := os.Stat(c.zonePath(z)); err != nil {
+			add(c.errf(field+".file", "%v", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) zonePath(z ZoneConfig) string {
+	if filepath.IsAbs(z.File) {
+		return z.File
+	}
+	return filepath.Join(c.ZoneDir, z.File)
+}
+
+// zoneSpecs lists the zone files for zones.LoadSet.
+func (c *Config) zoneSpecs() []zones.FileSpec {
+	specs := make([]zones.FileSpec, len(c.Zones))
+	for i, z := range c.Zones {
+		specs[i] = zones.FileSpec{Origin: z.Origin, File: z.File}
+	}
+	return specs
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("%q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// parsePrefix accepts a prefix or a single address.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		if p != p.Masked() {
+			return netip.Prefix{}, fmt.Errorf("%q has host bits set (did you mean %s?)", s, p.Masked())
+		}
+		return p, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an address or prefix", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// newLogger builds the process logger from the config.
+func newLogger(c LogConfig, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(c.Level)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
