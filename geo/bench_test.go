@@ -2,6 +2,7 @@ package geo
 
 import (
 	"context"
+	"io"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -91,4 +92,16 @@ func torSample(tb testing.TB, path string, v6 bool) []netip.Addr {
 		addrs[i] = ranges[rng.IntN(len(ranges))].start
 	}
 	return addrs
+}
+
+// BenchmarkBuildTorCountryDB times a full build from /usr/share/tor (run it
+// with -benchtime=1x; one build takes seconds).
+func BenchmarkBuildTorCountryDB(b *testing.B) {
+	torBuild(b) // skips when tor-geoipdb is absent
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := BuildTorCountryDB(context.Background(), io.Discard, BuildOptions{V4Path: DefaultTorGeoIPv4, V6Path: DefaultTorGeoIPv6}); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

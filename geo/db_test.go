@@ -1,8 +1,11 @@
 package geo
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"math"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -195,5 +198,49 @@ func TestGeoIPRecord(t *testing.T) {
 	}
 	if rec.City.Names.English != "Paris" || rec.Country.ISOCode != "FR" || rec.Location.Latitude == nil || math.Abs(*rec.Location.Latitude-48.8566) > 1e-9 {
 		t.Errorf("Record = %+v", rec)
+	}
+}
+
+// TestGeoIPLocateDamaged flips bytes in the tree and data sections of
+// city and country databases: Open may refuse the result, but whatever it
+// accepts must answer every lookup without panicking.
+func TestGeoIPLocateDamaged(t *testing.T) {
+	for _, f := range []fixture{cityFixture(), countryFixture()} {
+		t.Run(f.dbType, func(t *testing.T) {
+			orig := f.bytes(t)
+			metaStart := bytes.LastIndex(orig, []byte("\xAB\xCD\xEFMaxMind.com"))
+			rng := rand.New(rand.NewPCG(5, 6))
+			opened := 0
+			for range 300 {
+				b := append([]byte(nil), orig...)
+				for range 1 + rng.IntN(8) {
+					b[rng.IntN(metaStart)] = byte(rng.Uint32())
+				}
+				db, err := OpenBytes(b)
+				if err != nil {
+					continue
+				}
+				opened++
+				for range 50 {
+					var a netip.Addr
+					if rng.IntN(2) == 0 {
+						a = netip.AddrFrom4([4]byte{192, 0, 2, byte(rng.Uint32())})
+						if rng.IntN(2) == 0 {
+							a = netip.AddrFrom4([4]byte(binary.BigEndian.AppendUint32(nil, rng.Uint32())))
+						}
+					} else {
+						var b16 [16]byte
+						binary.BigEndian.PutUint64(b16[:], 0x20010db800000000|rng.Uint64()>>32)
+						binary.BigEndian.PutUint64(b16[8:], rng.Uint64())
+						a = netip.AddrFrom16(b16)
+					}
+					loc := db.Locate(a)
+					if loc.Network.IsValid() && !loc.Network.Contains(a.Unmap()) && loc.Network != v4Any {
+						t.Errorf("Locate(%s) network %s does not contain it", a, loc.Network)
+					}
+				}
+			}
+			t.Logf("%d of 300 damaged copies opened", opened)
+		})
 	}
 }

@@ -1,9 +1,9 @@
 package geo
 
 import (
+	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -77,12 +77,12 @@ func openFile(path string) (*DB, fileStamp, error) {
 	if err != nil {
 		return nil, fileStamp{}, fmt.Errorf("geoip database: %w", err)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, fi.Size()+1))
-	if err != nil {
+	buf := bytes.NewBuffer(make([]byte, 0, fi.Size()+bytes.MinRead))
+	if _, err := buf.ReadFrom(f); err != nil {
 		return nil, fileStamp{}, fmt.Errorf("geoip database %s: %w", path, err)
 	}
 	st := stampOf(fi)
-	db, err := openBytes(b, path)
+	db, err := openBytes(buf.Bytes(), path)
 	if err != nil {
 		return nil, st, fmt.Errorf("geoip database %s: %w", path, err)
 	}
