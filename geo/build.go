@@ -28,8 +28,10 @@ const (
 // writes. It names the record layout, which is GeoLite2-Country's (plus a
 // location), because readers dispatch on this field: geoip2 libraries
 // accept it, and gdnsd's plugin_geoip treats any type containing "Country"
-// as country-level data. Where the data comes from is said in the
-// description, which names the IPFire Location database and its licence.
+// as country-level data (a type with neither "Country" nor "City" loads
+// with a warning; TestGeoIPGdnsdAcceptsBuild checks this). Where the data
+// comes from is said in the description, which names the IPFire Location
+// database and its licence.
 const BuiltDatabaseType = "GeoLite2-Country"
 
 // BuildOptions configures BuildTorCountryDB.
