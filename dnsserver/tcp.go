@@ -53,7 +53,7 @@ func (t *Transport) acceptTCP(ln *net.TCPListener) error {
 				}
 				select {
 				case <-time.After(backoff):
-				case <-t.failed:
+				case <-t.stopc:
 				}
 				continue
 			}

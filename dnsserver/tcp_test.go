@@ -62,20 +62,6 @@ func dialTCP(t *testing.T, r *runningTransport) net.Conn {
 	return c
 }
 
-// waitStats polls until cond holds for the transport's stats.
-func waitStats(t *testing.T, r *runningTransport, what string, cond func(TransportStats) bool) {
-	t.Helper()
-	for deadline := time.Now().Add(failsafe); ; time.Sleep(5 * time.Millisecond) {
-		st := r.Stats()
-		if cond(st) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never happened; stats %+v", what, st)
-		}
-	}
-}
-
 func TestTransportTCP(t *testing.T) {
 	t.Run("miekg client", func(t *testing.T) {
 		r := startTransport(t, TransportConfig{Addrs: []string{"127.0.0.1:0"}}, &dnsTestHandler{})

@@ -99,6 +99,7 @@ type TransportStats struct {
 	UDPTruncated   uint64 // datagrams larger than UDPBufSize, dropped unanswered
 	UDPSendErrors  uint64 // replies the kernel refused
 	UDPRecvErrors  uint64 // transient receive errors
+	UDPBatches     uint64 // receive calls that returned datagrams; UDPPacketsIn/UDPBatches is the batching achieved
 	TCPAccepted    uint64 // connections accepted
 	TCPRejected    uint64 // connections closed at once because TCPMaxConns were open
 	TCPActive      uint64 // connections open now
@@ -128,6 +129,7 @@ type Transport struct {
 	connsWG sync.WaitGroup
 
 	stopping atomic.Bool
+	stopc    chan struct{} // closed when shutdown begins
 
 	udp        []udpServer // set by Listen, read-only afterwards
 	tcpCounter tcpCounters
@@ -163,7 +165,7 @@ type udpServer interface {
 }
 
 type udpCounters struct {
-	in, out, dropped, truncated, sendErrs, recvErrs atomic.Uint64
+	in, out, dropped, truncated, sendErrs, recvErrs, batches atomic.Uint64
 }
 
 func (c *udpCounters) addStats(s *TransportStats) {
@@ -173,6 +175,7 @@ func (c *udpCounters) addStats(s *TransportStats) {
 	s.UDPTruncated += c.truncated.Load()
 	s.UDPSendErrors += c.sendErrs.Load()
 	s.UDPRecvErrors += c.recvErrs.Load()
+	s.UDPBatches += c.batches.Load()
 }
 
 type tcpCounters struct {
@@ -248,6 +251,7 @@ func NewTransport(cfg TransportConfig, h PacketHandler, logger *slog.Logger) (*T
 		h:      h,
 		log:    logger,
 		conns:  make(map[*net.TCPConn]struct{}),
+		stopc:  make(chan struct{}),
 		failed: make(chan struct{}),
 	}, nil
 }
@@ -393,8 +397,9 @@ func (t *Transport) Run(ctx context.Context) error {
 		})
 	}
 	for _, b := range bound {
+		ln := b.tcp
 		loops.Go(func() {
-			if err := t.acceptTCP(b.tcp); err != nil {
+			if err := t.acceptTCP(ln); err != nil {
 				t.fail(err)
 			}
 		})
@@ -447,6 +452,7 @@ func (t *Transport) shutdown(bound []*boundAddr, loops *sync.WaitGroup) {
 	// deadline set here always wakes them.
 	t.mu.Lock()
 	t.stopping.Store(true)
+	close(t.stopc)
 	conns := make([]*net.TCPConn, 0, len(t.conns))
 	for c := range t.conns {
 		conns = append(conns, c)

@@ -200,18 +200,19 @@ func (l *udpBatchLoop) answer(n int) {
 		}
 		cnt++
 	}
-	if cnt > 0 {
-		l.send(cnt)
-	}
-	for i := range n {
-		l.resetRecv(i)
-	}
 	l.in.Add(uint64(n))
+	l.batches.Add(1)
 	if dropped > 0 {
 		l.dropped.Add(dropped)
 	}
 	if truncated > 0 {
 		l.truncated.Add(truncated)
+	}
+	if cnt > 0 {
+		l.send(cnt)
+	}
+	for i := range n {
+		l.resetRecv(i)
 	}
 }
 
@@ -270,12 +271,13 @@ func (l *udpBatchLoop) replyPktinfo(i, j int) int {
 		data := ctl[hdrLen:clen]
 		switch {
 		case !l.v6 && level == unix.IPPROTO_IP && typ == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
-			// in_pktinfo: ifindex, spec_dst (local address routing
-			// chose), addr (the header destination).
-			src := [4]byte(data[8:12])
-			a := netip.AddrFrom4(src)
-			if a.IsMulticast() || src == [4]byte{255, 255, 255, 255} {
-				src = [4]byte(data[4:8])
+			// in_pktinfo: ifindex, spec_dst, addr. For a datagram to
+			// one of our unicast addresses spec_dst is that address (the
+			// header destination); for a broadcast or multicast one it is
+			// our address on that network, a valid source either way.
+			src := [4]byte(data[4:8])
+			if src == [4]byte{} {
+				src = [4]byte(data[8:12])
 			}
 			k := putCmsgHdr(out, unix.IPPROTO_IP, unix.IP_PKTINFO, unix.SizeofInet4Pktinfo)
 			d := out[hdrLen:]

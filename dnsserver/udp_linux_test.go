@@ -4,6 +4,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -131,4 +138,64 @@ func TestTransportUDPWildcardBothFamilies(t *testing.T) {
 			}
 		}
 	}
+}
+
+// BenchmarkUDPTransportDnsperf drives the transport (echo handler) with
+// Debian's dnsperf in another process, as BENCHMARKING.md does for whole
+// servers, and reports the CPU this process spent per answered query:
+// the transport's own cost, the budget left to the handler is what
+// remains below gdnsd's. Run it with the server pinned to one core:
+//
+//	taskset -c 0 go test -run '^$' -bench UDPTransportDnsperf -cpu 1 ./dnsserver/
+//
+// dnsperf is pinned to the last CPU when the machine has more than one.
+func BenchmarkUDPTransportDnsperf(b *testing.B) {
+	dnsperf, err := exec.LookPath("dnsperf")
+	if err != nil {
+		b.Skip("dnsperf not installed")
+	}
+	for _, kind := range udpLoopKinds {
+		b.Run(kind.name, func(b *testing.B) {
+			r := startTransport(b, TransportConfig{Addrs: []string{"127.0.0.1:0"}}, echoHandler{}, kind.opt)
+			port := r.udpAddr(b, 0).Port()
+			file := filepath.Join(b.TempDir(), "queries")
+			if err := os.WriteFile(file, []byte(strings.Repeat("www.example. A\n", b.N)), 0o600); err != nil {
+				b.Fatal(err)
+			}
+			args := []string{dnsperf, "-s", "127.0.0.1", "-p", strconv.Itoa(int(port)),
+				"-d", file, "-n", "1", "-c", "4", "-q", "200", "-t", "2"}
+			if taskset, err := exec.LookPath("taskset"); err == nil && runtime.NumCPU() > 1 {
+				args = append([]string{taskset, "-c", strconv.Itoa(runtime.NumCPU() - 1)}, args...)
+			}
+			before := r.Stats()
+			cpu0 := processCPU(b)
+			start := time.Now()
+			b.ResetTimer()
+			out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+			b.StopTimer()
+			wall := time.Since(start)
+			cpu := processCPU(b) - cpu0
+			if err != nil {
+				b.Fatalf("dnsperf: %v\n%s", err, out)
+			}
+			answered := r.Stats().UDPPacketsOut - before.UDPPacketsOut
+			if answered == 0 {
+				b.Fatalf("no query answered; dnsperf said:\n%s", out)
+			}
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(answered), "server-ns/query")
+			b.ReportMetric(float64(answered)/wall.Seconds(), "qps")
+			after := r.Stats()
+			b.ReportMetric(float64(after.UDPPacketsIn-before.UDPPacketsIn)/float64(after.UDPBatches-before.UDPBatches), "pkts/batch")
+		})
+	}
+}
+
+// processCPU is the CPU time of this whole process (every thread, user and
+// system), which the kernel accounts exactly rather than by tick samples.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

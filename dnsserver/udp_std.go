@@ -48,6 +48,7 @@ func (l *udpStdLoop) serve() error {
 // handle answers one datagram of n bytes from src.
 func (l *udpStdLoop) handle(n int, src netip.AddrPort) {
 	l.in.Add(1)
+	l.batches.Add(1)
 	if n > l.t.cfg.UDPBufSize {
 		l.truncated.Add(1)
 		return

@@ -124,9 +124,13 @@ func TestTransportUDPTruncated(t *testing.T) {
 			if err := echoRoundTrip(c, buf); err != nil {
 				t.Fatal(err)
 			}
+			waitStats(t, r, "replies counted", func(st TransportStats) bool { return st.UDPPacketsOut == 2 })
 			st := r.Stats()
 			if st.UDPTruncated != 1 || st.UDPPacketsIn != 3 || st.UDPPacketsOut != 2 {
 				t.Errorf("stats truncated %d in %d out %d, want 1, 3, 2", st.UDPTruncated, st.UDPPacketsIn, st.UDPPacketsOut)
+			}
+			if st.UDPBatches == 0 || st.UDPBatches > st.UDPPacketsIn {
+				t.Errorf("UDPBatches = %d, want 1..%d", st.UDPBatches, st.UDPPacketsIn)
 			}
 		})
 	}
@@ -164,7 +168,7 @@ func BenchmarkUDPTransport(b *testing.B) {
 			})
 			b.StopTimer()
 			st := r.Stats()
-			b.ReportMetric(float64(st.UDPPacketsIn)/float64(b.N), "pkts/op")
+			b.ReportMetric(float64(st.UDPPacketsIn)/float64(st.UDPBatches), "pkts/batch")
 		})
 	}
 }
