@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -101,26 +102,64 @@ func (e *ConfigError) Error() string {
 // LoadConfig reads and validates a config file. Nothing is opened or
 // bound: the caller decides when.
 func LoadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	c, err := readConfig(path)
 	if err != nil {
-		return nil, &ConfigError{File: path, Msg: err.Error()}
+		return nil, err
 	}
-	return parseConfig(data, path)
-}
-
-func parseConfig(data []byte, path string) (*Config, error) {
-	c := &Config{path: path}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, &ConfigError{File: path, Msg: strings.TrimPrefix(strings.ReplaceAll(err.Error(), "\n ", ""), "yaml: ")}
-	}
-	_ = yaml.Unmarshal(data, &c.root) // already parsed once; only for line numbers
-	c.applyDefaults()
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// readConfig parses a config file and fills in defaults, without the
+// checks of validate (flags may still change it).
+func readConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &ConfigError{File: path, Msg: err.Error()}
+	}
+	c := &Config{path: path}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, yamlError(path, err)
+	}
+	_ = yaml.Unmarshal(data, &c.root) // already parsed once; only for line numbers
+	c.applyDefaults()
+	return c, nil
+}
+
+var (
+	yamlLineMsg  = regexp.MustCompile(`^line (\d+): (.*)$`)
+	yamlUnknown  = regexp.MustCompile(`^field (\S+) not found in type main\.(\w+)$`)
+	typeSections = map[string]string{"Config": "", "ListenConfig": "listen", "LogConfig": "log", "DNSConfig": "dns", "ZoneConfig": "zones[]"}
+)
+
+// yamlError turns the YAML decoder's errors into one ConfigError per
+// problem, with the line and, for unknown keys, the section they are in.
+func yamlError(path string, err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return &ConfigError{File: path, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	var errs []error
+	for _, e := range te.Errors {
+		ce := &ConfigError{File: path, Msg: e}
+		if m := yamlLineMsg.FindStringSubmatch(e); m != nil {
+			ce.Line, _ = strconv.Atoi(m[1])
+			ce.Msg = m[2]
+			if u := yamlUnknown.FindStringSubmatch(m[2]); u != nil {
+				ce.Field = u[1]
+				if sec := typeSections[u[2]]; sec != "" {
+					ce.Field = sec + "." + u[1]
+				}
+				ce.Msg = "unknown key"
+			}
+		}
+		errs = append(errs, ce)
+	}
+	return errors.Join(errs...)
 }
 
 // applyDefaults fills what the file left out and anchors relative paths.

@@ -31,9 +31,15 @@ type stringList []string
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
-// serverStarted, when set (tests), receives the bound addresses once the
-// server listens.
-var serverStarted func(dnsUDP, dnsTCP []net.Addr, http net.Addr)
+// startedKey carries a func(Started) in the context; the server calls it
+// once it listens (tests and embedding use it to learn the bound ports).
+type startedKey struct{}
+
+// Started tells where a server listens.
+type Started struct {
+	DNSUDP, DNSTCP []net.Addr
+	HTTP           net.Addr // nil when disabled
+}
 
 func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("meridian server", flag.ContinueOnError)
@@ -52,7 +58,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 2
 	}
 
-	cfg, err := LoadConfig(*configPath)
+	cfg, err := readConfig(*configPath)
 	if err == nil {
 		// Flags override the file; the result is validated again.
 		if len(dnsListen) > 0 {
@@ -177,14 +183,20 @@ func (s *server) run(ctx context.Context) error {
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		}
 	}
+	// Ask for SIGHUP before announcing the start: from then on a HUP must
+	// reload, not kill the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	udp, tcp := s.transport.Addrs()
 	var httpAddr net.Addr
 	if s.httpLn != nil {
 		httpAddr = s.httpLn.Addr()
 	}
 	s.log.Info("meridian server listening", "dns", addrList(udp), "http", httpAddr, "zones", len(s.handler.Zones().Zones()))
-	if serverStarted != nil {
-		serverStarted(udp, tcp, httpAddr)
+	if f, ok := ctx.Value(startedKey{}).(func(Started)); ok {
+		f(Started{DNSUDP: udp, DNSTCP: tcp, HTTP: httpAddr})
 	}
 	s.started.Store(true)
 
@@ -204,7 +216,7 @@ func (s *server) run(ctx context.Context) error {
 			return s.http.Shutdown(sctx)
 		})
 	}
-	g.Go(func() error { return s.reloadOnHUP(gctx) })
+	g.Go(func() error { return s.reloadOnHUP(gctx, hup) })
 	err := g.Wait()
 	s.log.Info("meridian server stopped")
 	return err
@@ -212,10 +224,7 @@ func (s *server) run(ctx context.Context) error {
 
 // reloadOnHUP reloads zone files on SIGHUP; a zone whose file fails keeps
 // serving its previous version.
-func (s *server) reloadOnHUP(ctx context.Context) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func (s *server) reloadOnHUP(ctx context.Context, hup <-chan os.Signal) error {
 	for {
 		select {
 		case <-ctx.Done():

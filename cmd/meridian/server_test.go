@@ -1,0 +1,343 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// testZone is the zone the end-to-end tests serve.
+func testZone(serial int, wwwAddr string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `$ORIGIN example.org.
+$TTL 300
+@      SOA  ns1 hostmaster %d 7200 3600 1209600 60
+@      NS   ns1
+ns1    A    192.0.2.53
+www    A    %s
+www    AAAA 2001:db8::1
+alias  CNAME www
+*.wild A    192.0.2.100
+sub    NS   ns.sub
+ns.sub A    192.0.2.200
+`, serial, wwwAddr)
+	for i := range 60 {
+		fmt.Fprintf(&b, "big TXT \"record %02d %s\"\n", i, strings.Repeat("x", 30))
+	}
+	return b.String()
+}
+
+// testServer is a meridian server running in this process.
+type testServer struct {
+	Started
+	dir    string
+	cancel context.CancelFunc
+	done   chan int
+	stderr *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startServer writes a config and zone into a temp dir and runs
+// `meridian server` on loopback ports picked by the kernel.
+func startServer(t *testing.T, extraConfig string) *testServer {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "example.org.zone"), []byte(testZone(1, "192.0.2.1")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := `listen:
+  dns: ["127.0.0.1:0"]
+  http: "127.0.0.1:0"
+log:
+  level: debug
+dns:
+  udp_sockets: 2
+  transfer_acl: ["127.0.0.0/8"]
+zones:
+  - origin: example.org.
+    file: example.org.zone
+` + extraConfig
+	cfgPath := filepath.Join(dir, "meridian.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan Started, 1)
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), startedKey{}, func(s Started) { started <- s }))
+	ts := &testServer{dir: dir, cancel: cancel, done: make(chan int, 1), stderr: &syncBuffer{}}
+	go func() {
+		ts.done <- runServer(ctx, []string{"--config", cfgPath}, &bytes.Buffer{}, ts.stderr)
+	}()
+	select {
+	case ts.Started = <-started:
+	case code := <-ts.done:
+		t.Fatalf("server exited with %d:\n%s", code, ts.stderr)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("server did not start:\n%s", ts.stderr)
+	}
+	t.Cleanup(func() {
+		if code := ts.stop(); code != 0 {
+			t.Errorf("server exited with %d:\n%s", code, ts.stderr)
+		}
+	})
+	return ts
+}
+
+func (ts *testServer) stop() int {
+	ts.cancel()
+	select {
+	case code := <-ts.done:
+		ts.done <- code
+		return code
+	case <-time.After(15 * time.Second):
+		return -1
+	}
+}
+
+func (ts *testServer) addr() string { return ts.DNSUDP[0].String() }
+
+func query(t *testing.T, net, addr, name string, qtype uint16, edit ...func(*dns.Msg)) *dns.Msg {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	for _, e := range edit {
+		e(m)
+	}
+	c := &dns.Client{Net: net, Timeout: 5 * time.Second}
+	r, _, err := c.Exchange(m, addr)
+	if err != nil {
+		t.Fatalf("%s %s %s: %v", net, name, dns.TypeToString[qtype], err)
+	}
+	return r
+}
+
+func TestServerEndToEnd(t *testing.T) {
+	ts := startServer(t, "")
+	addr := ts.addr()
+
+	t.Run("udp and tcp", func(t *testing.T) {
+		for _, n := range []string{"udp", "tcp"} {
+			r := query(t, n, addr, "www.example.org.", dns.TypeA)
+			if r.Rcode != dns.RcodeSuccess || !r.Authoritative || len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "192.0.2.1" {
+				t.Errorf("%s: %v", n, r)
+			}
+		}
+	})
+	t.Run("truncated then tcp", func(t *testing.T) {
+		r := query(t, "udp", addr, "big.example.org.", dns.TypeTXT)
+		if !r.Truncated {
+			t.Fatalf("3 KB answer over UDP not truncated: %d answers", len(r.Answer))
+		}
+		r = query(t, "tcp", addr, "big.example.org.", dns.TypeTXT)
+		if r.Truncated || len(r.Answer) != 60 {
+			t.Fatalf("over TCP: TC %v, %d answers", r.Truncated, len(r.Answer))
+		}
+	})
+	t.Run("EDNS version 1", func(t *testing.T) {
+		r := query(t, "udp", addr, "www.example.org.", dns.TypeA, func(m *dns.Msg) {
+			m.SetEdns0(1232, false)
+			m.IsEdns0().SetVersion(1)
+		})
+		if r.Rcode != dns.RcodeBadVers || len(r.Answer) != 0 {
+			t.Fatalf("rcode %s", dns.RcodeToString[r.Rcode])
+		}
+	})
+	t.Run("garbage then a good query", func(t *testing.T) {
+		conn, err := net.Dial("udp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		rng := rand.New(rand.NewPCG(1, 2))
+		good, _ := new(dns.Msg).SetQuestion("www.example.org.", dns.TypeA).Pack()
+		for i := range 3000 { // bounded burst
+			var pkt []byte
+			switch i % 3 {
+			case 0: // random bytes
+				pkt = make([]byte, rng.IntN(600))
+				for j := range pkt {
+					pkt[j] = byte(rng.Uint32())
+				}
+			case 1: // a real query with a few bytes flipped
+				pkt = append([]byte(nil), good...)
+				for range 3 {
+					pkt[rng.IntN(len(pkt))] ^= byte(1 + rng.IntN(255))
+				}
+			case 2: // a truncated real query
+				pkt = good[:rng.IntN(len(good))]
+			}
+			_, _ = conn.Write(pkt)
+		}
+		r := query(t, "udp", addr, "www.example.org.", dns.TypeA)
+		if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+			t.Fatalf("after garbage: %v", r)
+		}
+	})
+	t.Run("health and metrics", func(t *testing.T) {
+		for path, want := range map[string]string{
+			"/health/live":  `"live"`,
+			"/health/ready": `"ready"`,
+			"/metrics":      `meridian_dns_responses_total{proto="udp",rcode="NOERROR"}`,
+		} {
+			resp, err := http.Get("http://" + ts.HTTP.String() + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b bytes.Buffer
+			_, _ = b.ReadFrom(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !strings.Contains(b.String(), want) {
+				t.Errorf("%s: %d %q", path, resp.StatusCode, b.String())
+			}
+		}
+	})
+}
+
+func TestServerReload(t *testing.T) {
+	ts := startServer(t, "")
+	addr := ts.addr()
+	zoneFile := filepath.Join(ts.dir, "example.org.zone")
+	waitFor := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r := query(t, "udp", addr, "www.example.org.", dns.TypeA)
+			if len(r.Answer) == 1 && r.Answer[0].(*dns.A).A.String() == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("www still %v, want %s", r.Answer, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	if err := os.WriteFile(zoneFile, []byte(testZone(2, "192.0.2.2")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("192.0.2.2")
+
+	// A broken file leaves the previous version serving.
+	if err := os.WriteFile(zoneFile, []byte(testZone(3, "192.0.2.3")+"broken A 192.0.2.999\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(ts.stderr.String(), "kept their previous version") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload error logged:\n%s", ts.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(ts.stderr.String(), "example.org.zone:") {
+		t.Errorf("reload error does not name the file and line:\n%s", ts.stderr)
+	}
+	waitFor("192.0.2.2")
+}
+
+func TestServerConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "ok.zone"), []byte(testZone(1, "192.0.2.1")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bad.zone"), []byte(testZone(1, "192.0.2.1")+"x CNAME www\nx A 192.0.2.9\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A port that is free now: a config error must leave it unbound.
+	probe, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := probe.LocalAddr().(*net.UDPAddr).Port
+	probe.Close()
+	head := fmt.Sprintf("listen:\n  dns: [\"127.0.0.1:%d\"]\n  http: \"\"\n", port)
+	zonesOK := "zones:\n  - origin: example.org.\n    file: ok.zone\n"
+	cases := []struct {
+		name, config string
+		want         []string
+	}{
+		{"unknown key", head + zonesOK + "dns:\n  udp_sockts: 2\n", []string{"meridian.yaml:8: dns.udp_sockts: unknown key"}},
+		{"bad address", "listen:\n  dns: [\"127.0.0.1\"]\n" + zonesOK, []string{"meridian.yaml:2", "listen.dns[0]", "IP:port"}},
+		{"bad duration", head + zonesOK + "dns:\n  tcp_idle_timeout: soon\n", []string{"meridian.yaml", "soon"}},
+		{"missing zone file", head + "zones:\n  - origin: example.org.\n    file: nope.zone\n", []string{"meridian.yaml:6", "zones[0].file", "nope.zone"}},
+		{"no zones", head, []string{"zones", "no zones configured"}},
+		{"bad transfer ACL", head + zonesOK + "dns:\n  transfer_acl: [\"10.0.0.1/8\"]\n", []string{"dns.transfer_acl[0]", "host bits"}},
+		{"bad cookie secret", head + zonesOK + "dns:\n  cookie_secrets: [\"abc\"]\n", []string{"dns.cookie_secrets[0]", "32 hex digits"}},
+		{"invalid zone", head + "zones:\n  - origin: example.org.\n    file: bad.zone\n", []string{"bad.zone:", "beside other data"}},
+		{"duplicate zone", head + zonesOK + "  - origin: Example.ORG\n    file: ok.zone\n", []string{"zones[1].origin", "already configured"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, "meridian.yaml")
+			if err := os.WriteFile(path, []byte(tc.config), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var stderr bytes.Buffer
+			code := runServer(context.Background(), []string{"--config", path}, &bytes.Buffer{}, &stderr)
+			if code == 0 {
+				t.Fatal("server started with a bad configuration")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("error output does not contain %q:\n%s", w, stderr.String())
+				}
+			}
+			c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+			if err != nil {
+				t.Fatalf("port %d was left bound: %v", port, err)
+			}
+			c.Close()
+		})
+	}
+}
+
+func TestServerFlagsOverride(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "example.org.zone"), []byte(testZone(1, "192.0.2.1")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "m.yaml")
+	if err := os.WriteFile(cfg, []byte("listen:\n  dns: [\"not-an-address\"]\nzones:\n  - origin: example.org.\n    file: example.org.zone\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if code := runServer(context.Background(), []string{"--config", cfg, "--check"}, &out, &out); code == 0 {
+		t.Fatal("bad listen address accepted")
+	}
+	out.Reset()
+	if code := runServer(context.Background(), []string{"--config", cfg, "--dns-listen", "127.0.0.1:0", "--http-listen", "off", "--check"}, &out, &out); code != 0 {
+		t.Fatalf("flags did not override the file: %s", out.String())
+	}
+}

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// needTool finds a program the integration tests drive. .ci/run installs
+// them; a missing one fails the test unless MERIDIAN_SKIP_TOOL_TESTS is set,
+// so CI cannot pass by not running them.
+func needTool(t *testing.T, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("MERIDIAN_SKIP_TOOL_TESTS") != "" {
+			t.Skipf("%s not installed (Debian package %s)", name, pkg)
+		}
+		t.Fatalf("%s not installed: apt-get install %s (or set MERIDIAN_SKIP_TOOL_TESTS=1)", name, pkg)
+	}
+	return p
+}
+
+func runTool(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func mustContain(t *testing.T, out string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+}
+
+func TestWithDig(t *testing.T) {
+	dig := needTool(t, "dig", "dnsutils")
+	ts := startServer(t, "")
+	host, port, _ := net.SplitHostPort(ts.addr())
+	base := []string{"@" + host, "-p", port, "+norec", "+time=3", "+tries=1"}
+	cases := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"udp answer and cookie", []string{"www.example.org", "A"},
+			[]string{"status: NOERROR", "flags: qr aa;", "www.example.org.\t300\tIN\tA\t192.0.2.1", "(good)"}},
+		{"tcp", []string{"+tcp", "www.example.org", "AAAA"},
+			[]string{"status: NOERROR", "2001:db8::1", "(TCP)"}},
+		{"case preserved", []string{"WwW.ExAmPlE.OrG", "A"},
+			[]string{";WwW.ExAmPlE.OrG.\t\tIN\tA", "WwW.ExAmPlE.OrG.\t300\tIN\tA\t192.0.2.1"}},
+		{"truncation then tcp", []string{"+bufsize=1232", "big.example.org", "TXT"},
+			[]string{"Truncated, retrying in TCP mode", "ANSWER: 60,"}},
+		{"nxdomain with soa", []string{"nope.example.org", "A"},
+			[]string{"status: NXDOMAIN", "AUTHORITY: 1", "60\tIN\tSOA\tns1.example.org."}},
+		{"referral", []string{"www.sub.example.org", "A"},
+			[]string{"status: NOERROR", "flags: qr;", "sub.example.org.\t300\tIN\tNS\tns.sub.example.org.", "ns.sub.example.org.\t300\tIN\tA\t192.0.2.200"}},
+		{"edns version 1", []string{"+noednsnegotiation", "+edns=1", "www.example.org", "A"},
+			[]string{"status: BADVERS", "ANSWER: 0,"}},
+		{"refused", []string{"www.example.com", "A"},
+			[]string{"status: REFUSED"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			mustContain(t, runTool(t, dig, append(base, tc.args...)...), tc.want...)
+		})
+	}
+}
+
+func TestWithKdig(t *testing.T) {
+	kdig := needTool(t, "kdig", "knot-dnsutils")
+	ts := startServer(t, "")
+	host, port, _ := net.SplitHostPort(ts.addr())
+	base := []string{"@" + host, "-p", port, "+norec", "+time=3", "+retry=0"}
+	cases := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"udp", []string{"www.example.org", "A"}, []string{"status: NOERROR", "Flags: qr aa;", "192.0.2.1"}},
+		{"tcp", []string{"+tcp", "alias.example.org", "A"}, []string{"status: NOERROR", "alias.example.org.", "CNAME", "192.0.2.1"}},
+		{"wildcard", []string{"any.wild.example.org", "A"}, []string{"any.wild.example.org.", "192.0.2.100"}},
+		{"cookie", []string{"+cookie", "www.example.org", "A"}, []string{"COOKIE:", "status: NOERROR"}},
+		{"edns version 1", []string{"+edns=1", "www.example.org", "A"}, []string{"status: BADVERS"}},
+		{"ANY is minimal", []string{"www.example.org", "ANY"}, []string{"ANSWER: 1;"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			mustContain(t, runTool(t, kdig, append(base, tc.args...)...), tc.want...)
+		})
+	}
+}
+
+// freePort finds a loopback port free for both UDP and TCP just now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	for range 20 {
+		u, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := u.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		u.Close()
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// TestThroughUnbound resolves names through Debian's unbound, started
+// here with a stub zone pointing at the server: the way real resolvers
+// reach Meridian. use-caps-for-id makes unbound check that we echo its
+// randomised case.
+func TestThroughUnbound(t *testing.T) {
+	unbound := needTool(t, "unbound", "unbound")
+	ts := startServer(t, "")
+	host, port, _ := net.SplitHostPort(ts.addr())
+	dir := t.TempDir()
+	uport := freePort(t)
+	conf := fmt.Sprintf(`server:
+  interface: 127.0.0.1
+  port: %d
+  do-ip6: no
+  num-threads: 1
+  so-reuseport: no
+  access-control: 127.0.0.0/8 allow
+  do-not-query-localhost: no
+  use-caps-for-id: yes
+  username: ""
+  chroot: ""
+  directory: "%s"
+  pidfile: "%s/unbound.pid"
+  use-syslog: no
+  logfile: "%s/unbound.log"
+  verbosity: 1
+  module-config: "iterator"
+  root-hints: ""
+  outgoing-range: 64
+  num-queries-per-thread: 32
+  msg-cache-size: 1m
+  rrset-cache-size: 1m
+remote-control:
+  control-enable: no
+stub-zone:
+  name: "example.org"
+  stub-addr: %s@%s
+`, uport, dir, dir, dir, host, port)
+	confPath := filepath.Join(dir, "unbound.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(filepath.Join(filepath.Dir(unbound), "unbound-checkconf"), confPath).CombinedOutput(); err != nil {
+		t.Fatalf("unbound-checkconf: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, unbound, "-d", "-c", confPath)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+	})
+	resolver := fmt.Sprintf("127.0.0.1:%d", uport)
+
+	ask := func(netw, name string, qtype uint16) (*dns.Msg, error) {
+		m := new(dns.Msg)
+		m.SetQuestion(name, qtype)
+		m.RecursionDesired = true
+		c := &dns.Client{Net: netw, Timeout: 5 * time.Second}
+		r, _, err := c.Exchange(m, resolver)
+		return r, err
+	}
+	// Wait for unbound to listen.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := ask("udp", "www.example.org.", dns.TypeA); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "unbound.log"))
+			t.Fatalf("unbound did not answer:\n%s", log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	cases := []struct {
+		name, netw, qname string
+		qtype             uint16
+		rcode             int
+		want              *regexp.Regexp
+	}{
+		{"address", "udp", "www.example.org.", dns.TypeA, dns.RcodeSuccess, regexp.MustCompile(`(?i)www\.example\.org\.\s+\d+\s+IN\s+A\s+192\.0\.2\.1`)},
+		{"cname chased", "udp", "alias.example.org.", dns.TypeA, dns.RcodeSuccess, regexp.MustCompile(`(?s)CNAME\s+www\.example\.org\..*192\.0\.2\.1`)},
+		{"wildcard", "udp", "host.wild.example.org.", dns.TypeA, dns.RcodeSuccess, regexp.MustCompile(`192\.0\.2\.100`)},
+		{"nxdomain", "udp", "nope.example.org.", dns.TypeA, dns.RcodeNameError, regexp.MustCompile(`SOA`)},
+		{"nodata", "udp", "www.example.org.", dns.TypeMX, dns.RcodeSuccess, regexp.MustCompile(`SOA`)},
+		{"large answer (unbound retries over TCP)", "tcp", "big.example.org.", dns.TypeTXT, dns.RcodeSuccess, regexp.MustCompile(`record 59`)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := ask(tc.netw, tc.qname, tc.qtype)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Rcode != tc.rcode || !tc.want.MatchString(r.String()) {
+				log, _ := os.ReadFile(filepath.Join(dir, "unbound.log"))
+				t.Fatalf("rcode %s, want %s; reply:\n%s\nunbound log:\n%s", dns.RcodeToString[r.Rcode], dns.RcodeToString[tc.rcode], r, log)
+			}
+		})
+	}
+}
