@@ -1,0 +1,498 @@
+package regions
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/meridian-gslb/meridian/geo"
+)
+
+// Region is one place that serves traffic: a load balancer's VIPs with
+// where it stands and how to check it.
+type Region struct {
+	Name     string       `json:"name" yaml:"name"`
+	VIPs     []netip.Addr `json:"vips" yaml:"vips"`
+	Location Location     `json:"location" yaml:"location"`
+	Check    HealthCheck  `json:"check" yaml:"check"`
+	// Capacity is informational (requests per second the region takes);
+	// 0 means unknown. Weights, not capacity, steer traffic.
+	Capacity int `json:"capacity,omitempty" yaml:"capacity,omitempty"`
+}
+
+// Location is where a region stands, for nearest steering and display.
+type Location struct {
+	Lat       float64 `json:"lat" yaml:"lat"`
+	Lon       float64 `json:"lon" yaml:"lon"`
+	Country   string  `json:"country,omitempty" yaml:"country,omitempty"`     // ISO 3166-1 alpha-2
+	Continent string  `json:"continent,omitempty" yaml:"continent,omitempty"` // AF AN AS EU NA OC SA
+}
+
+// HealthCheck says how probers check a region's VIPs.
+type HealthCheck struct {
+	Type     string   `json:"type" yaml:"type"`                     // http, https, tcp
+	Port     int      `json:"port" yaml:"port"`                     // 1-65535
+	Path     string   `json:"path,omitempty" yaml:"path,omitempty"` // http(s): request path, default "/"
+	Host     string   `json:"host,omitempty" yaml:"host,omitempty"` // http(s): Host header and TLS server name
+	Expect   []int    `json:"expect,omitempty" yaml:"expect,omitempty"`
+	Interval Duration `json:"interval,omitempty" yaml:"interval,omitempty"` // default 5s
+	Timeout  Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`   // default 2s
+	Rise     int      `json:"rise,omitempty" yaml:"rise,omitempty"`         // successes to turn up, default 2
+	Fall     int      `json:"fall,omitempty" yaml:"fall,omitempty"`         // failures to turn down, default 3
+}
+
+// Policy names a steering preference (see DESIGN.md, Steering).
+type Policy string
+
+// The steering policies.
+const (
+	PolicyWeighted Policy = "weighted"
+	PolicyFailover Policy = "failover"
+	PolicyGeo      Policy = "geo"
+	PolicyNearest  Policy = "nearest"
+	PolicyLatency  Policy = "latency"
+)
+
+// AllDownMode is what a service answers when no candidate region is up.
+type AllDownMode string
+
+// The all-down behaviours.
+const (
+	AllDownFailOpen   AllDownMode = "fail-open"   // answer as if every non-drained region were up (default)
+	AllDownFailClosed AllDownMode = "fail-closed" // NODATA
+	AllDownFallback   AllDownMode = "fallback"    // fixed addresses
+)
+
+// Service is a name Meridian answers by steering.
+type Service struct {
+	Name    string          `json:"name" yaml:"name"` // fully qualified, lower case
+	TTL     uint32          `json:"ttl" yaml:"ttl"`
+	Policy  Policy          `json:"policy" yaml:"policy"`
+	Regions []ServiceRegion `json:"regions" yaml:"regions"` // order is the failover order
+	Geo     *GeoMap         `json:"geo,omitempty" yaml:"geo,omitempty"`
+	// Sticky makes the weighted choice a rendezvous hash of the client's
+	// network instead of a random draw.
+	Sticky bool `json:"sticky,omitempty" yaml:"sticky,omitempty"`
+	// MaxAnswers bounds the addresses per answer; 0 means all of the
+	// region's addresses of the asked family.
+	MaxAnswers int `json:"max_answers,omitempty" yaml:"max_answers,omitempty"`
+	// NearestTolerance keeps regions within this many km of the nearest
+	// as candidates (nearest, and latency's fallback); default 0.
+	NearestToleranceKm float64 `json:"nearest_tolerance_km,omitempty" yaml:"nearest_tolerance_km,omitempty"`
+	// LatencyTolerance keeps regions within this many ms of the fastest
+	// as candidates (latency policy); default 0.
+	LatencyToleranceMs float64 `json:"latency_tolerance_ms,omitempty" yaml:"latency_tolerance_ms,omitempty"`
+	AllDown            AllDown `json:"all_down,omitempty" yaml:"all_down,omitempty"`
+	// DegradedTTL replaces TTL while a region of the service is down or
+	// the answer fails open, so resolvers come back sooner; 0 means TTL/2.
+	DegradedTTL uint32 `json:"degraded_ttl,omitempty" yaml:"degraded_ttl,omitempty"`
+}
+
+// ServiceRegion is one region of a service with its weight.
+type ServiceRegion struct {
+	Region string `json:"region" yaml:"region"`
+	// Weight shares traffic among equally preferred regions; 0 drains the
+	// region: it is never answered, not even when failing open.
+	Weight uint32 `json:"weight" yaml:"weight"`
+	// BiasKm is added to the distance to this region for nearest steering
+	// (negative pulls clients closer).
+	BiasKm float64 `json:"bias_km,omitempty" yaml:"bias_km,omitempty"`
+}
+
+// GeoMap maps where a client is to an ordered list of regions. A client's
+// country is looked up first, then its continent, then Default. The two
+// maps are separate because some codes mean both (AS: American Samoa and
+// Asia).
+type GeoMap struct {
+	Countries  map[string][]string `json:"countries,omitempty" yaml:"countries,omitempty"`
+	Continents map[string][]string `json:"continents,omitempty" yaml:"continents,omitempty"`
+	Default    []string            `json:"default,omitempty" yaml:"default,omitempty"`
+}
+
+// AllDown configures the all-down behaviour.
+type AllDown struct {
+	Mode      AllDownMode  `json:"mode,omitempty" yaml:"mode,omitempty"`
+	Addresses []netip.Addr `json:"addresses,omitempty" yaml:"addresses,omitempty"` // for fallback
+}
+
+// HealthReport is one prober's view of one region. Probers write it on
+// state change only, bound to their lease: a dead prober's reports vanish.
+type HealthReport struct {
+	Region       string    `json:"region"`
+	Prober       string    `json:"prober"`
+	ProberRegion string    `json:"prober_region,omitempty"`
+	Up           bool      `json:"up"`
+	RTT          Duration  `json:"rtt,omitempty"`
+	Since        time.Time `json:"since"`             // last change of Up
+	Checked      time.Time `json:"checked,omitempty"` // last probe when written
+	Reason       string    `json:"reason,omitempty"`
+}
+
+// ProberInfo registers a prober agent, bound to its lease.
+type ProberInfo struct {
+	ID      string    `json:"id"`
+	Region  string    `json:"region"`
+	Version string    `json:"version,omitempty"`
+	Started time.Time `json:"started"`
+}
+
+// Duration is a time.Duration written as "5s" in JSON and YAML.
+type Duration time.Duration
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON implements json.Unmarshaler; it also accepts a number of
+// nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var n int64
+		if err2 := json.Unmarshal(b, &n); err2 != nil {
+			return fmt.Errorf("duration: want a string like \"5s\"")
+		}
+		*d = Duration(n)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// UnmarshalText lets YAML read "5s".
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", b, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText lets YAML write "5s".
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// Limits on what can be stored.
+const (
+	MaxTTL        = 86400
+	MaxWeight     = 1_000_000
+	MaxVIPs       = 64
+	MaxRegions    = 1000 // per service
+	maxNameLen    = 63   // region names: DNS-label-like
+	minHealthPort = 1
+)
+
+// ValidationError lists every problem found in one object, each with the
+// field it is about.
+type ValidationError struct {
+	Kind     string // "region", "service"
+	Name     string
+	Problems []FieldProblem
+}
+
+// FieldProblem is one invalid field.
+type FieldProblem struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "invalid %s %q:", e.Kind, e.Name)
+	for _, p := range e.Problems {
+		fmt.Fprintf(&b, " %s: %s;", p.Field, p.Message)
+	}
+	return strings.TrimSuffix(b.String(), ";")
+}
+
+// ErrInvalid is wrapped by every validation error.
+var ErrInvalid = errors.New("invalid")
+
+// Is lets errors.Is(err, ErrInvalid) match.
+func (e *ValidationError) Is(target error) bool { return target == ErrInvalid }
+
+type problems struct{ list []FieldProblem }
+
+func (p *problems) add(field, format string, args ...any) {
+	p.list = append(p.list, FieldProblem{Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+func (p *problems) err(kind, name string) error {
+	if len(p.list) == 0 {
+		return nil
+	}
+	return &ValidationError{Kind: kind, Name: name, Problems: p.list}
+}
+
+var regionNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+
+// Validate checks a region on its own.
+func (r *Region) Validate() error {
+	var p problems
+	if len(r.Name) > maxNameLen || !regionNameRE.MatchString(r.Name) {
+		p.add("name", "%q: want lower-case letters, digits and inner hyphens, at most %d", r.Name, maxNameLen)
+	}
+	if len(r.VIPs) == 0 {
+		p.add("vips", "a region needs at least one address")
+	}
+	if len(r.VIPs) > MaxVIPs {
+		p.add("vips", "%d addresses, at most %d", len(r.VIPs), MaxVIPs)
+	}
+	seen := map[netip.Addr]bool{}
+	for i, a := range r.VIPs {
+		f := "vips[" + strconv.Itoa(i) + "]"
+		switch {
+		case !a.IsValid():
+			p.add(f, "not an IP address")
+		case a.Is4In6():
+			p.add(f, "%s: write IPv4 addresses in dotted form", a)
+		case a.Zone() != "":
+			p.add(f, "%s: zoned addresses cannot be answered in DNS", a)
+		case a.IsUnspecified() || a.IsMulticast():
+			p.add(f, "%s is not a unicast address", a)
+		case seen[a]:
+			p.add(f, "%s is listed twice", a)
+		}
+		seen[a] = true
+	}
+	l := r.Location
+	if math.IsNaN(l.Lat) || l.Lat < -90 || l.Lat > 90 {
+		p.add("location.lat", "%v: want -90 to 90", l.Lat)
+	}
+	if math.IsNaN(l.Lon) || l.Lon < -180 || l.Lon > 180 {
+		p.add("location.lon", "%v: want -180 to 180", l.Lon)
+	}
+	if l.Country != "" && !geo.ValidCountry(l.Country) {
+		p.add("location.country", "%q is not an ISO 3166-1 alpha-2 code", l.Country)
+	}
+	if l.Continent != "" && !geo.ValidContinent(l.Continent) {
+		p.add("location.continent", "%q: want AF, AN, AS, EU, NA, OC or SA", l.Continent)
+	}
+	r.Check.validate(&p)
+	if r.Capacity < 0 {
+		p.add("capacity", "must not be negative")
+	}
+	return p.err("region", r.Name)
+}
+
+func (c *HealthCheck) validate(p *problems) {
+	switch c.Type {
+	case "http", "https":
+		if c.Path != "" && !strings.HasPrefix(c.Path, "/") {
+			p.add("check.path", "%q must start with /", c.Path)
+		}
+	case "tcp":
+		if c.Path != "" {
+			p.add("check.path", "a tcp check has no path")
+		}
+	default:
+		p.add("check.type", "%q: want http, https or tcp", c.Type)
+	}
+	if c.Port < minHealthPort || c.Port > 65535 {
+		p.add("check.port", "%d: want 1 to 65535", c.Port)
+	}
+	for i, s := range c.Expect {
+		if s < 100 || s > 599 {
+			p.add("check.expect["+strconv.Itoa(i)+"]", "%d is not an HTTP status", s)
+		}
+	}
+	if c.Interval < 0 || (c.Interval > 0 && time.Duration(c.Interval) < 100*time.Millisecond) {
+		p.add("check.interval", "%s: want at least 100ms", time.Duration(c.Interval))
+	}
+	if c.Timeout < 0 || (c.Interval > 0 && c.Timeout > c.Interval) {
+		p.add("check.timeout", "%s: must be positive and not longer than the interval", time.Duration(c.Timeout))
+	}
+	if c.Rise < 0 || c.Rise > 100 {
+		p.add("check.rise", "%d: want 1 to 100 (0 for the default)", c.Rise)
+	}
+	if c.Fall < 0 || c.Fall > 100 {
+		p.add("check.fall", "%d: want 1 to 100 (0 for the default)", c.Fall)
+	}
+}
+
+// Validate checks a service against the regions that exist (by name) and
+// the names Meridian serves (inZone reports why a name is not servable,
+// nil if it is; nil inZone skips that check).
+func (s *Service) Validate(regions map[string]*Region, inZone func(fqdn string) error) error {
+	var p problems
+	name := CanonicalName(s.Name)
+	if !isHostname(name) {
+		p.add("name", "%q is not a valid host name", s.Name)
+	} else if s.Name != name {
+		p.add("name", "%q: write it lower case and fully qualified (%q)", s.Name, name)
+	} else if inZone != nil {
+		if err := inZone(name); err != nil {
+			p.add("name", "%v", err)
+		}
+	}
+	if s.TTL < 1 || s.TTL > MaxTTL {
+		p.add("ttl", "%d: want 1 to %d seconds", s.TTL, MaxTTL)
+	}
+	if s.DegradedTTL > s.TTL {
+		p.add("degraded_ttl", "%d is longer than ttl %d", s.DegradedTTL, s.TTL)
+	}
+	switch s.Policy {
+	case PolicyWeighted, PolicyFailover, PolicyGeo, PolicyNearest, PolicyLatency:
+	default:
+		p.add("policy", "%q: want weighted, failover, geo, nearest or latency", s.Policy)
+	}
+	if len(s.Regions) == 0 {
+		p.add("regions", "a service needs at least one region")
+	}
+	if len(s.Regions) > MaxRegions {
+		p.add("regions", "%d regions, at most %d", len(s.Regions), MaxRegions)
+	}
+	member := map[string]bool{}
+	for i, sr := range s.Regions {
+		f := "regions[" + strconv.Itoa(i) + "]"
+		if regions != nil && regions[sr.Region] == nil {
+			p.add(f+".region", "unknown region %q", sr.Region)
+		}
+		if member[sr.Region] {
+			p.add(f+".region", "region %q is listed twice", sr.Region)
+		}
+		member[sr.Region] = true
+		if sr.Weight > MaxWeight {
+			p.add(f+".weight", "%d: at most %d", sr.Weight, MaxWeight)
+		}
+		if math.IsNaN(sr.BiasKm) || math.Abs(sr.BiasKm) > 40000 {
+			p.add(f+".bias_km", "%v: want -40000 to 40000", sr.BiasKm)
+		}
+	}
+	if s.Policy == PolicyGeo && s.Geo == nil {
+		p.add("geo", "the geo policy needs a geo map")
+	}
+	if s.Geo != nil {
+		if s.Policy != PolicyGeo {
+			p.add("geo", "a geo map is only used by the geo policy")
+		}
+		checkList := func(field string, list []string) {
+			if len(list) == 0 {
+				p.add(field, "empty region list")
+			}
+			for j, r := range list {
+				if !member[r] {
+					p.add(field+"["+strconv.Itoa(j)+"]", "%q is not one of the service's regions", r)
+				}
+			}
+		}
+		for _, cc := range sortedKeys(s.Geo.Countries) {
+			if !geo.ValidCountry(cc) {
+				p.add("geo.countries."+cc, "%q is not an ISO 3166-1 alpha-2 code", cc)
+			}
+			checkList("geo.countries."+cc, s.Geo.Countries[cc])
+		}
+		for _, c := range sortedKeys(s.Geo.Continents) {
+			if !geo.ValidContinent(c) {
+				p.add("geo.continents."+c, "%q: want AF, AN, AS, EU, NA, OC or SA", c)
+			}
+			checkList("geo.continents."+c, s.Geo.Continents[c])
+		}
+		if s.Geo.Default != nil {
+			checkList("geo.default", s.Geo.Default)
+		}
+	}
+	if s.MaxAnswers < 0 || s.MaxAnswers > MaxVIPs {
+		p.add("max_answers", "%d: want 0 (all) to %d", s.MaxAnswers, MaxVIPs)
+	}
+	if s.NearestToleranceKm < 0 || math.IsNaN(s.NearestToleranceKm) {
+		p.add("nearest_tolerance_km", "must not be negative")
+	}
+	if s.LatencyToleranceMs < 0 || math.IsNaN(s.LatencyToleranceMs) {
+		p.add("latency_tolerance_ms", "must not be negative")
+	}
+	switch s.AllDown.Mode {
+	case "", AllDownFailOpen, AllDownFailClosed:
+		if len(s.AllDown.Addresses) > 0 {
+			p.add("all_down.addresses", "only used with mode fallback")
+		}
+	case AllDownFallback:
+		if len(s.AllDown.Addresses) == 0 {
+			p.add("all_down.addresses", "fallback needs at least one address")
+		}
+		for i, a := range s.AllDown.Addresses {
+			if !a.IsValid() || a.Is4In6() || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() {
+				p.add("all_down.addresses["+strconv.Itoa(i)+"]", "%v is not a unicast address", a)
+			}
+		}
+	default:
+		p.add("all_down.mode", "%q: want fail-open, fail-closed or fallback", s.AllDown.Mode)
+	}
+	return p.err("service", s.Name)
+}
+
+// Validate checks a health report's fields.
+func (h *HealthReport) Validate() error {
+	var p problems
+	if !regionNameRE.MatchString(h.Region) {
+		p.add("region", "%q is not a region name", h.Region)
+	}
+	if h.Prober == "" || len(h.Prober) > 128 || strings.ContainsAny(h.Prober, "/ \t\n") {
+		p.add("prober", "%q: want 1 to 128 characters without / or spaces", h.Prober)
+	}
+	if h.RTT < 0 {
+		p.add("rtt", "must not be negative")
+	}
+	return p.err("health report", h.Region+"/"+h.Prober)
+}
+
+// CanonicalName lower-cases a name and makes it fully qualified.
+func CanonicalName(name string) string {
+	name = strings.ToLower(strings.TrimSpace(name))
+	if !strings.HasSuffix(name, ".") {
+		name += "."
+	}
+	return name
+}
+
+var labelRE = regexp.MustCompile(`^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?$`)
+
+// isHostname accepts fully qualified names of letters, digits, hyphens and
+// underscores, with the DNS length limits.
+func isHostname(name string) bool {
+	if name == "." || len(name) > 254 || !strings.HasSuffix(name, ".") {
+		return false
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(name, "."), ".") {
+		if len(l) == 0 || len(l) > 63 || !labelRE.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
+// WireName is the lower-case wire form of a valid host name, the key the
+// DNS server looks services up by.
+func WireName(name string) string {
+	name = CanonicalName(name)
+	var b []byte
+	for _, l := range strings.Split(strings.TrimSuffix(name, "."), ".") {
+		if l == "" {
+			continue
+		}
+		b = append(b, byte(len(l)))
+		b = append(b, l...)
+	}
+	return string(append(b, 0))
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
