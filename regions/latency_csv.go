@@ -1,0 +1,113 @@
+package regions
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// LatencyEntry says how fast one region is for one client network.
+type LatencyEntry struct {
+	Prefix netip.Prefix
+	Region string
+	RTTms  float64
+}
+
+// MaxLatencyRTTms bounds a latency entry; anything slower is a measuring
+// error, not a route.
+const MaxLatencyRTTms = 60_000
+
+// ParseLatencyCSV reads "cidr,region,rtt_ms" lines. Blank lines and lines
+// starting with # are skipped, as is a header line naming the columns.
+// Every problem is reported with its line number; nothing is returned
+// unless the whole input is valid. A prefix may appear once per region.
+func ParseLatencyCSV(r io.Reader) ([]LatencyEntry, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	var out []LatencyEntry
+	var errs []error
+	type key struct {
+		p netip.Prefix
+		r string
+	}
+	seen := map[key]int{}
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		if line == 1 && strings.HasPrefix(strings.ToLower(text), "cidr,") {
+			continue
+		}
+		e, err := parseLatencyLine(text)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("line %d: %w", line, err))
+			if len(errs) >= 20 {
+				errs = append(errs, errors.New("too many errors"))
+				break
+			}
+			continue
+		}
+		k := key{e.Prefix, e.Region}
+		if first, dup := seen[k]; dup {
+			errs = append(errs, fmt.Errorf("line %d: %s for region %s already given on line %d", line, e.Prefix, e.Region, first))
+			continue
+		}
+		seen[k] = line
+		out = append(out, e)
+	}
+	if err := sc.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("latency table: %w", errors.Join(errs...))
+	}
+	return out, nil
+}
+
+func parseLatencyLine(text string) (LatencyEntry, error) {
+	f := strings.Split(text, ",")
+	if len(f) != 3 {
+		return LatencyEntry{}, fmt.Errorf("%q: want cidr,region,rtt_ms", text)
+	}
+	p, err := netip.ParsePrefix(strings.TrimSpace(f[0]))
+	if err != nil {
+		return LatencyEntry{}, fmt.Errorf("%q is not a network prefix", f[0])
+	}
+	if p.Addr().Is4In6() {
+		return LatencyEntry{}, fmt.Errorf("%s: write IPv4 networks in dotted form", p)
+	}
+	if p != p.Masked() {
+		return LatencyEntry{}, fmt.Errorf("%s has host bits set (did you mean %s?)", p, p.Masked())
+	}
+	region := strings.TrimSpace(f[1])
+	if !regionNameRE.MatchString(region) || len(region) > maxNameLen {
+		return LatencyEntry{}, fmt.Errorf("%q is not a region name", region)
+	}
+	rtt, err := strconv.ParseFloat(strings.TrimSpace(f[2]), 64)
+	if err != nil || math.IsNaN(rtt) || rtt <= 0 || rtt > MaxLatencyRTTms {
+		return LatencyEntry{}, fmt.Errorf("rtt %q: want milliseconds above 0 and at most %d", f[2], MaxLatencyRTTms)
+	}
+	return LatencyEntry{Prefix: p, Region: region, RTTms: rtt}, nil
+}
+
+// FormatLatencyCSV writes entries in the form ParseLatencyCSV reads.
+func FormatLatencyCSV(entries []LatencyEntry) []byte {
+	var b bytes.Buffer
+	b.Grow(len(entries) * 32)
+	for _, e := range entries {
+		b.WriteString(e.Prefix.String())
+		b.WriteByte(',')
+		b.WriteString(e.Region)
+		b.WriteByte(',')
+		b.WriteString(strconv.FormatFloat(e.RTTms, 'f', -1, 64))
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
