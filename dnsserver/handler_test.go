@@ -449,3 +449,58 @@ func BenchmarkServePacket(b *testing.B) {
 		})
 	}
 }
+
+func TestServeStream(t *testing.T) {
+	h := testHandler(t, HandlerConfig{TransferACL: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}})
+	transfer := func(name string, qtype uint16, src netip.AddrPort) []*dns.Msg {
+		t.Helper()
+		req := pack(t, question(name, qtype))
+		if !h.WantsStream(req, src) {
+			t.Fatalf("%s %s not taken as a transfer", name, dns.TypeToString[qtype])
+		}
+		var msgs []*dns.Msg
+		err := h.ServeStream(req, src, func(b []byte) error {
+			m := new(dns.Msg)
+			if err := m.Unpack(b); err != nil {
+				t.Fatalf("message does not parse: %v", err)
+			}
+			msgs = append(msgs, m)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msgs
+	}
+	t.Run("full zone", func(t *testing.T) {
+		msgs := transfer("example.org.", dns.TypeAXFR, testClient)
+		var rrs []dns.RR
+		for _, m := range msgs {
+			if m.Rcode != dns.RcodeSuccess || !m.Authoritative || m.Id != 4242 {
+				t.Fatalf("message header %v", m.MsgHdr)
+			}
+			rrs = append(rrs, m.Answer...)
+		}
+		n := len(h.Zones().Zones()[0].Records())
+		if len(rrs) != n+1 || rrs[0].Header().Rrtype != dns.TypeSOA || rrs[len(rrs)-1].Header().Rrtype != dns.TypeSOA {
+			t.Fatalf("%d records in %d messages, want %d framed by SOA", len(rrs), len(msgs), n+1)
+		}
+	})
+	t.Run("refused outside the ACL", func(t *testing.T) {
+		msgs := transfer("example.org.", dns.TypeAXFR, netip.MustParseAddrPort("198.51.100.1:53000"))
+		if len(msgs) != 1 || msgs[0].Rcode != dns.RcodeRefused || len(msgs[0].Answer) != 0 {
+			t.Fatalf("%v", msgs)
+		}
+	})
+	t.Run("not a zone", func(t *testing.T) {
+		msgs := transfer("www.example.org.", dns.TypeIXFR, testClient)
+		if len(msgs) != 1 || msgs[0].Rcode != dns.RcodeNotAuth {
+			t.Fatalf("%v", msgs)
+		}
+	})
+	t.Run("other queries are not streams", func(t *testing.T) {
+		if h.WantsStream(pack(t, question("example.org.", dns.TypeSOA)), testClient) {
+			t.Fatal("SOA query taken as a transfer")
+		}
+	})
+}

@@ -198,6 +198,9 @@ func (t *Transport) serveTCPConn(c *net.TCPConn) {
 // the connection must close.
 func (t *Transport) answerTCP(c *net.TCPConn, msg []byte, src netip.AddrPort) bool {
 	t.tcpCounter.queries.Add(1)
+	if sh, ok := t.h.(StreamHandler); ok && sh.WantsStream(msg, src) {
+		return t.streamTCP(c, sh, msg, src)
+	}
 	frame := tcpFramePool.Get().(*[tcpMaxFrame]byte)
 	defer tcpFramePool.Put(frame)
 	reply, ok := t.serve(frame[2:2:tcpMaxFrame], msg, src, ProtoTCP)
@@ -221,6 +224,35 @@ func (t *Transport) answerTCP(c *net.TCPConn, msg []byte, src netip.AddrPort) bo
 		return false
 	}
 	if _, err := c.Write(frame[:2+len(reply)]); err != nil {
+		t.tcpCounter.errors.Add(1)
+		return false
+	}
+	return true
+}
+
+// streamTCP lets a StreamHandler write several replies to one request.
+func (t *Transport) streamTCP(c *net.TCPConn, sh StreamHandler, msg []byte, src netip.AddrPort) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			t.handlerPanicked(r, ProtoTCP)
+			ok = false
+		}
+	}()
+	frame := tcpFramePool.Get().(*[tcpMaxFrame]byte)
+	defer tcpFramePool.Put(frame)
+	send := func(reply []byte) error {
+		if len(reply) > maxMsgSize {
+			return errors.New("stream message too large")
+		}
+		binary.BigEndian.PutUint16(frame[:2], uint16(len(reply)))
+		n := copy(frame[2:], reply)
+		if err := c.SetWriteDeadline(time.Now().Add(t.cfg.TCPWriteTimeout)); err != nil {
+			return err
+		}
+		_, err := c.Write(frame[:2+n])
+		return err
+	}
+	if err := sh.ServeStream(msg, src, send); err != nil {
 		t.tcpCounter.errors.Add(1)
 		return false
 	}

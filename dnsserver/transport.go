@@ -43,6 +43,16 @@ type PacketHandler interface {
 	ServePacket(resp, req []byte, src netip.AddrPort, proto Proto) []byte
 }
 
+// StreamHandler is implemented by handlers that answer some TCP requests
+// with a stream of messages (zone transfers). The transport asks
+// WantsStream for every TCP message first; it must be cheap.
+type StreamHandler interface {
+	WantsStream(req []byte, src netip.AddrPort) bool
+	// ServeStream writes its replies with send, one DNS message per call,
+	// and returns an error when the connection should close.
+	ServeStream(req []byte, src netip.AddrPort, send func(msg []byte) error) error
+}
+
 // TransportConfig configures the UDP and TCP listeners. Zero values take the
 // defaults noted on each field.
 type TransportConfig struct {

@@ -76,6 +76,10 @@ func TestWithDig(t *testing.T) {
 			[]string{"status: BADVERS", "ANSWER: 0,"}},
 		{"refused", []string{"www.example.com", "A"},
 			[]string{"status: REFUSED"}},
+		{"zone transfer", []string{"example.org", "AXFR"},
+			[]string{"XFR size: 70 records", "www.example.org.\t300\tIN\tAAAA\t2001:db8::1"}},
+		{"incremental transfer falls back to full", []string{"example.org", "IXFR=0"},
+			[]string{"XFR size: 70 records"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,99 @@
+package dnsserver
+
+import (
+	"encoding/binary"
+	"net/netip"
+
+	"github.com/miekg/dns"
+)
+
+var _ StreamHandler = (*Handler)(nil)
+
+// xfrChunk is the most record data put in one transfer message; well
+// below 64 KB so compression and headers always fit.
+const xfrChunk = 16 * 1024
+
+// WantsStream picks out zone transfer requests (AXFR, IXFR) on TCP.
+func (h *Handler) WantsStream(req []byte, _ netip.AddrPort) bool {
+	if len(req) < headerLen || req[2]&0x80 != 0 || req[2]&0x78 != 0 || binary.BigEndian.Uint16(req[4:]) != 1 {
+		return false
+	}
+	var lower [255]byte
+	end, ok := readQName(req, headerLen, &lower)
+	if !ok || end+2 > len(req) {
+		return false
+	}
+	t := binary.BigEndian.Uint16(req[end:])
+	return t == dns.TypeAXFR || t == dns.TypeIXFR
+}
+
+// ServeStream answers a zone transfer (RFC 5936): the SOA, every record,
+// the SOA again, in as many messages as it takes. IXFR gets the same full
+// transfer, which RFC 1995 §4 allows: no change history is kept.
+func (h *Handler) ServeStream(req []byte, src netip.AddrPort, send func([]byte) error) error {
+	var q query
+	resp := make([]byte, 0, 4096)
+	reply := func(rcode int) error {
+		return send(h.errorReply(resp, req, &q, rcode, ProtoTCP))
+	}
+	q.id = binary.BigEndian.Uint16(req)
+	q.flags = binary.BigEndian.Uint16(req[2:])
+	if rc := h.parse(req, &q); rc != dns.RcodeSuccess {
+		return reply(rc)
+	}
+	switch {
+	case q.version != 0:
+		return reply(rcodeBadVers)
+	case q.tsig:
+		return reply(dns.RcodeNotAuth)
+	case q.qclass != dns.ClassINET:
+		return reply(dns.RcodeRefused)
+	}
+	z := h.zones.Load().Find(q.lowerName())
+	if z == nil {
+		return reply(dns.RcodeRefused)
+	}
+	if !z.IsApex(q.lowerName()) {
+		return reply(dns.RcodeNotAuth)
+	}
+	if !h.transferAllowed(src.Addr()) {
+		h.metrics.xfrRefused.Add(1)
+		return reply(dns.RcodeRefused)
+	}
+
+	qname, _, err := dns.UnpackDomainName(req, headerLen)
+	if err != nil {
+		return reply(dns.RcodeFormatError)
+	}
+	records := append(append([]dns.RR(nil), z.Records()...), z.SOA())
+	msg := func(rrs []dns.RR) error {
+		m := &dns.Msg{
+			MsgHdr:   dns.MsgHdr{Id: q.id, Response: true, Authoritative: true, Opcode: dns.OpcodeQuery},
+			Question: []dns.Question{{Name: qname, Qtype: q.qtype, Qclass: q.qclass}},
+			Answer:   rrs,
+			Compress: true,
+		}
+		b, err := m.Pack()
+		if err != nil {
+			return err
+		}
+		h.metrics.count(ProtoTCP, dns.RcodeSuccess)
+		return send(b)
+	}
+	start, size := 0, 0
+	for i, rr := range records {
+		l := dns.Len(rr)
+		if size+l > xfrChunk && i > start {
+			if err := msg(records[start:i]); err != nil {
+				return err
+			}
+			start, size = i, 0
+		}
+		size += l
+	}
+	if err := msg(records[start:]); err != nil {
+		return err
+	}
+	h.metrics.xfrServed.Add(1)
+	return nil
+}
