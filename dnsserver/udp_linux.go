@@ -24,6 +24,9 @@ func (t *Transport) newUDPServers(b *boundAddr) []udpServer {
 	return loops
 }
 
+// udpSocketBuffer is the receive and send buffer asked for per socket.
+const udpSocketBuffer = 4 << 20
+
 // ctlStride is the control-message space per datagram: one in6_pktinfo or
 // in_pktinfo with its header fits in 40 bytes on 64-bit systems.
 const ctlStride = 64
@@ -116,6 +119,13 @@ func (l *udpBatchLoop) serve() error {
 		return fmt.Errorf("udp %s: %w", l.conn.LocalAddr(), err)
 	}
 	l.rc = rc
+	// A bigger buffer rides out the moments the loop is not scheduled: the
+	// default (about 200 KB) holds only a few hundred small datagrams, and
+	// under load they were lost. The kernel caps it at net.core.rmem_max.
+	_ = rc.Control(func(fd uintptr) {
+		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, udpSocketBuffer)
+		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, udpSocketBuffer)
+	})
 	for {
 		if err := l.rc.Read(l.recvFn); err != nil {
 			// A deadline in the past (shutdown) or a closed socket.
