@@ -20,6 +20,9 @@ func (h *Handler) optLen(q *query) int {
 		return 0
 	}
 	n := 11
+	if q.ecs {
+		n += 4 + 4 + len(q.ecsAddr)
+	}
 	if q.sendsCookie() {
 		n += 4 + clientCookieLen + serverCookieLen
 	}
@@ -32,8 +35,8 @@ func (q *query) sendsCookie() bool {
 
 // appendOPT appends our OPT record (RFC 6891 §6.1.2): our buffer size,
 // the upper bits of the rcode, version 0, DO copied (RFC 3225 §3), and a
-// fresh server cookie when the client sent a cookie. Options we do not act
-// on are not echoed.
+// fresh server cookie when the client sent a cookie, and the client subnet
+// when the client sent one. Options we do not act on are not echoed.
 func (h *Handler) appendOPT(resp []byte, q *query, rcode int) []byte {
 	ext := byte(rcode >> 4)
 	var flags byte
@@ -49,6 +52,14 @@ func (h *Handler) appendOPT(resp []byte, q *query, rcode int) []byte {
 		0, 0, // RDLENGTH, set below
 	)
 	rdStart := len(resp)
+	if q.ecs {
+		// RFC 7871 §7.2.2: echo family, source prefix and address, with
+		// the scope the answer really depended on.
+		n := 4 + len(q.ecsAddr)
+		resp = append(resp, 0, optionECS, byte(n>>8), byte(n),
+			byte(q.ecsFamily>>8), byte(q.ecsFamily), q.ecsSource, q.ecsScope)
+		resp = append(resp, q.ecsAddr...)
+	}
 	if q.sendsCookie() {
 		resp = append(resp, 0, optionCookie, 0, clientCookieLen+serverCookieLen)
 		resp = append(resp, q.cookie[:clientCookieLen]...)

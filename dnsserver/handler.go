@@ -105,6 +105,14 @@ type query struct {
 	do      bool
 	tsig    bool
 
+	// EDNS Client Subnet as sent (RFC 7871); the reply echoes it with
+	// ecsScope, the bits the answer depended on.
+	ecs       bool
+	ecsFamily uint16
+	ecsSource uint8
+	ecsAddr   []byte // within the request
+	ecsScope  uint8
+
 	cookie      []byte // the option's data, within the request
 	cookieState cookieState
 	client      netip.Addr

@@ -164,6 +164,10 @@ func (q *query) parseOPT(fixed, rdata []byte) bool {
 		}
 		data := rdata[4 : 4+n]
 		switch code {
+		case optionECS:
+			if q.ecs || !q.parseECS(data) {
+				return false // RFC 7871 §7.1.1: a malformed option is FORMERR
+			}
 		case optionCookie:
 			if q.cookie != nil {
 				return false // RFC 7873 §5.2.2: more than one is malformed
@@ -173,5 +177,37 @@ func (q *query) parseOPT(fixed, rdata []byte) bool {
 		}
 		rdata = rdata[4+n:]
 	}
+	return true
+}
+
+// parseECS reads an EDNS Client Subnet option (RFC 7871 §6): a known
+// family, a source prefix that fits it, exactly the address bytes the
+// prefix needs, and no bits set beyond the prefix.
+func (q *query) parseECS(data []byte) bool {
+	if len(data) < 4 {
+		return false
+	}
+	family := binary.BigEndian.Uint16(data)
+	source := data[2]
+	addr := data[4:]
+	var width int
+	switch family {
+	case 1:
+		width = 32
+	case 2:
+		width = 128
+	default:
+		return false
+	}
+	if int(source) > width || len(addr) != (int(source)+7)/8 {
+		return false
+	}
+	if source%8 != 0 && addr[len(addr)-1]&(0xFF>>(source%8)) != 0 {
+		return false
+	}
+	q.ecs = true
+	q.ecsFamily = family
+	q.ecsSource = source
+	q.ecsAddr = addr
 	return true
 }

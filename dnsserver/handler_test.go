@@ -2,6 +2,7 @@ package dnsserver
 
 import (
 	"encoding/binary"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -273,6 +274,39 @@ func TestServePacket(t *testing.T) {
 					t.Errorf("options echoed: %v", m.IsEdns0().Option)
 				}
 			}}},
+		{name: "ECS echoed with scope 0 for static data", req: msg(withEDNS(question("www.example.org.", dns.TypeA), 1232, false,
+			&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("198.51.100.0").To4()})),
+			checks: []check{rcode(dns.RcodeSuccess), counts(1, 0, 1), func(t *testing.T, m *dns.Msg) {
+				e := ecsOf(t, m)
+				if e.Family != 1 || e.SourceNetmask != 24 || e.SourceScope != 0 || !e.Address.Equal(net.ParseIP("198.51.100.0")) {
+					t.Errorf("ECS %v", e)
+				}
+			}}},
+		{name: "ECS on NXDOMAIN", req: msg(withEDNS(question("nope.example.org.", dns.TypeA), 1232, false,
+			&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 56, Address: net.ParseIP("2001:db8:1:200::")})),
+			checks: []check{rcode(dns.RcodeNameError), func(t *testing.T, m *dns.Msg) {
+				if e := ecsOf(t, m); e.SourceScope != 0 || e.SourceNetmask != 56 {
+					t.Errorf("ECS %v", e)
+				}
+			}}},
+		{name: "ECS bad family", req: msg(withEDNS(question("www.example.org.", dns.TypeA), 1232, false, rawECS(3, 24, 198, 51, 100))),
+			checks: []check{rcode(dns.RcodeFormatError)}},
+		{name: "ECS source too long for IPv4", req: msg(withEDNS(question("www.example.org.", dns.TypeA), 1232, false, rawECS(1, 33, 198, 51, 100, 7, 0))),
+			checks: []check{rcode(dns.RcodeFormatError)}},
+		{name: "ECS bits set beyond the source prefix", req: msg(withEDNS(question("www.example.org.", dns.TypeA), 1232, false, rawECS(1, 20, 198, 51, 100))),
+			checks: []check{rcode(dns.RcodeFormatError)}},
+		{name: "ECS address longer than the prefix", req: msg(withEDNS(question("www.example.org.", dns.TypeA), 1232, false, rawECS(1, 16, 198, 51, 0))),
+			checks: []check{rcode(dns.RcodeFormatError)}},
+		{name: "ECS truncated option", req: msg(withEDNS(question("www.example.org.", dns.TypeA), 1232, false, &dns.EDNS0_LOCAL{Code: dns.EDNS0SUBNET, Data: []byte{0, 1, 24}})),
+			checks: []check{rcode(dns.RcodeFormatError)}},
+		{name: "two ECS options", req: msg(withEDNS(question("www.example.org.", dns.TypeA), 1232, false, rawECS(1, 24, 198, 51, 100), rawECS(1, 24, 198, 51, 100))),
+			checks: []check{rcode(dns.RcodeFormatError)}},
+		{name: "ECS source 0", req: msg(withEDNS(question("www.example.org.", dns.TypeA), 1232, false, rawECS(1, 0))),
+			checks: []check{rcode(dns.RcodeSuccess), func(t *testing.T, m *dns.Msg) {
+				if e := ecsOf(t, m); e.SourceNetmask != 0 || e.SourceScope != 0 {
+					t.Errorf("ECS %v", e)
+				}
+			}}},
 		{name: "malformed cookie", req: msg(withEDNS(question("www.example.org.", dns.TypeA), 1232, false,
 			&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708aabb"})),
 			checks: []check{rcode(dns.RcodeFormatError)}},
@@ -322,6 +356,26 @@ func TestServePacket(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rawECS builds an ECS option byte by byte, so malformed ones can be sent.
+func rawECS(family uint16, source byte, addr ...byte) dns.EDNS0 {
+	return &dns.EDNS0_LOCAL{Code: dns.EDNS0SUBNET, Data: append([]byte{byte(family >> 8), byte(family), source, 0}, addr...)}
+}
+
+func ecsOf(t *testing.T, m *dns.Msg) *dns.EDNS0_SUBNET {
+	t.Helper()
+	o := m.IsEdns0()
+	if o == nil {
+		t.Fatal("no OPT in reply")
+	}
+	for _, opt := range o.Option {
+		if e, ok := opt.(*dns.EDNS0_SUBNET); ok {
+			return e
+		}
+	}
+	t.Fatalf("no ECS option in reply: %v", o)
+	return nil
 }
 
 func TestServePacketDrops(t *testing.T) {
