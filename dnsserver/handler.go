@@ -8,6 +8,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/zones"
 )
 
@@ -24,6 +25,15 @@ type HandlerConfig struct {
 	CookieSecrets []CookieSecret
 	// Now is the clock, for tests; nil = time.Now.
 	Now func() time.Time
+
+	// Locator finds where clients are for steering; nil: no GeoIP.
+	Locator regions.Locator
+	// ECSMaxV4 and ECSMaxV6 cap the client subnet bits used (longer
+	// ECS source prefixes are truncated); 0 = 24 and 56 (RFC 7871 §11.1).
+	ECSMaxV4, ECSMaxV6 int
+	// ECSTrustPrivate uses ECS subnets from private, loopback and other
+	// non-global ranges as client locations (labs, private networks).
+	ECSTrustPrivate bool
 }
 
 // DefaultMaxUDPSize is the EDNS buffer size we advertise by default.
@@ -37,7 +47,10 @@ type Handler struct {
 	secrets []CookieSecret
 	now     func() time.Time
 	zones   atomic.Pointer[zones.Set]
+	steer   atomic.Pointer[steering]
 	metrics *Metrics
+
+	ecsMaxV4, ecsMaxV6 int
 }
 
 var _ PacketHandler = (*Handler)(nil)
@@ -58,6 +71,13 @@ func NewHandler(cfg HandlerConfig, set *zones.Set, m *Metrics) *Handler {
 	}
 	if h.metrics == nil {
 		h.metrics = NewMetrics()
+	}
+	h.ecsMaxV4, h.ecsMaxV6 = cfg.ECSMaxV4, cfg.ECSMaxV6
+	if h.ecsMaxV4 <= 0 || h.ecsMaxV4 > 32 {
+		h.ecsMaxV4 = 24
+	}
+	if h.ecsMaxV6 <= 0 || h.ecsMaxV6 > 128 {
+		h.ecsMaxV6 = 56
 	}
 	h.zones.Store(set)
 	return h
@@ -190,7 +210,18 @@ func (h *Handler) ServePacket(resp, req []byte, src netip.AddrPort, proto Proto)
 	if q.qtype == dns.TypeAXFR || q.qtype == dns.TypeIXFR {
 		return h.transferOverUDP(resp[:0], req, &q, z, src, proto)
 	}
+	st := h.steer.Load()
+	if st != nil {
+		if v := st.snap.Service(lower); v != nil {
+			return h.serveService(resp[:0], req, &q, z, st.snap, v, src, proto)
+		}
+	}
 	a := z.Lookup(lower, q.qtype)
+	if st != nil && a.Rcode == dns.RcodeNameError {
+		if _, ent := st.ents[string(lower)]; ent {
+			a = z.NoData()
+		}
+	}
 	p := a.Packed(len(lower))
 	if p == nil {
 		p = h.packSlow(req, a)

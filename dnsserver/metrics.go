@@ -20,6 +20,8 @@ type Metrics struct {
 	xfrRefused atomic.Uint64
 	xfrServed  atomic.Uint64
 	cookies    [cookieMalformed + 1]atomic.Uint64
+	steered    paddedCounter
+	failOpen   atomic.Uint64
 }
 
 const maxRcode = 31 // extended rcodes above this are counted as 31
@@ -68,6 +70,10 @@ var (
 		"Answers packed per query because they could not be precompiled.", nil, nil)
 	descXfr = prometheus.NewDesc("meridian_dns_transfers_total",
 		"Zone transfer requests, by result.", []string{"result"}, nil)
+	descSteered = prometheus.NewDesc("meridian_dns_steered_total",
+		"Queries for service names decided by steering.", nil, nil)
+	descFailOpen = prometheus.NewDesc("meridian_dns_fail_open_total",
+		"Steered answers given as if every region were up, because none was.", nil, nil)
 	descCookies = prometheus.NewDesc("meridian_dns_cookies_total",
 		"Queries carrying a DNS cookie, by what the cookie was.", []string{"state"}, nil)
 )
@@ -83,7 +89,7 @@ var cookieStateNames = [...]string{
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descResponses, descDropped, descTruncated, descPanics, descSlow, descXfr, descCookies} {
+	for _, d := range []*prometheus.Desc{descResponses, descDropped, descTruncated, descPanics, descSlow, descXfr, descCookies, descSteered, descFailOpen} {
 		ch <- d
 	}
 }
@@ -107,6 +113,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descSlow, prometheus.CounterValue, float64(m.slowPath.Load()))
 	ch <- prometheus.MustNewConstMetric(descXfr, prometheus.CounterValue, float64(m.xfrServed.Load()), "served")
 	ch <- prometheus.MustNewConstMetric(descXfr, prometheus.CounterValue, float64(m.xfrRefused.Load()), "refused")
+	ch <- prometheus.MustNewConstMetric(descSteered, prometheus.CounterValue, float64(m.steered.Load()))
+	ch <- prometheus.MustNewConstMetric(descFailOpen, prometheus.CounterValue, float64(m.failOpen.Load()))
 	for st := cookieClient; st <= cookieMalformed; st++ {
 		ch <- prometheus.MustNewConstMetric(descCookies, prometheus.CounterValue, float64(m.cookies[st].Load()), cookieStateNames[st])
 	}

@@ -61,6 +61,7 @@ func (z *Zone) prepare() error {
 	soa.Hdr.Ttl = z.negTTL
 	negative := []dns.RR{soa}
 	z.nxdomain = &Answer{Rcode: dns.RcodeNameError, Authoritative: true, Ns: negative, anchor: z.origin, required: 1}
+	z.nodata = &Answer{Authoritative: true, Ns: negative, anchor: z.origin, required: 1}
 
 	for _, n := range z.nodes {
 		if cut := z.cutAt(n.name); cut != "" && cut != n.name {
@@ -124,6 +125,7 @@ func (z *Zone) prepare() error {
 	}
 
 	z.nxdomain.anchorLen = wireLen(z.nxdomain.anchor)
+	z.nodata.anchorLen = z.nxdomain.anchorLen
 	for _, n := range z.nodes {
 		for _, a := range []*Answer{n.other, n.any, n.ds, n.ref} {
 			if a != nil {

@@ -17,6 +17,7 @@ type Zone struct {
 	records []dns.RR // SOA first, for zone transfers
 
 	nxdomain *Answer
+	nodata   *Answer // for any name in the zone: names answered elsewhere (services)
 }
 
 // node is one owner name. Empty non-terminals are nodes without sets.
@@ -200,3 +201,7 @@ func labelCount(w string) int {
 
 // IsApex reports whether the lower-case wire name is the zone's apex.
 func (z *Zone) IsApex(wire []byte) bool { return string(wire) == z.wire }
+
+// NoData is a NODATA answer (the SOA in authority) valid for any name in
+// the zone, for names whose data does not come from the zone file.
+func (z *Zone) NoData() *Answer { return z.nodata }

@@ -1,0 +1,259 @@
+package dnsserver
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/miekg/dns"
+
+	"github.com/meridian-gslb/meridian/geo/geotest"
+	"github.com/meridian-gslb/meridian/regions"
+)
+
+// steeringState: three regions and services steered by continent, by
+// weight, and one below an empty non-terminal.
+func steeringState() *regions.State {
+	st := regions.NewState()
+	check := regions.HealthCheck{Type: "tcp", Port: 443}
+	add := func(name string, lat, lon float64, vips ...string) {
+		r := &regions.Region{Name: name, Location: regions.Location{Lat: lat, Lon: lon}, Check: check}
+		for _, v := range vips {
+			r.VIPs = append(r.VIPs, netip.MustParseAddr(v))
+		}
+		st.Regions[name] = r
+	}
+	add("eu", 52.37, 4.9, "192.0.2.10", "2001:db8::10")
+	add("na", 38.9, -77.0, "192.0.2.20", "2001:db8::20")
+	add("as", 35.7, 139.7, "192.0.2.30")
+	all := []regions.ServiceRegion{{Region: "eu", Weight: 1}, {Region: "na", Weight: 1}, {Region: "as", Weight: 1}}
+	st.Services["geo.example.org."] = &regions.Service{
+		Name: "geo.example.org.", TTL: 60, Policy: regions.PolicyGeo, Regions: all,
+		Geo: &regions.GeoMap{
+			Countries:  map[string][]string{"DE": {"as"}},
+			Continents: map[string][]string{"EU": {"eu", "na"}, "NA": {"na", "eu"}, "AS": {"as", "na"}},
+			Default:    []string{"na", "eu", "as"},
+		},
+	}
+	st.Services["lb.example.org."] = &regions.Service{Name: "lb.example.org.", TTL: 30, Policy: regions.PolicyWeighted, Regions: all}
+	st.Services["svc.deep.example.org."] = &regions.Service{Name: "svc.deep.example.org.", TTL: 30, Policy: regions.PolicyFailover, Regions: all}
+	st.Services["closed.example.org."] = &regions.Service{Name: "closed.example.org.", TTL: 30, Policy: regions.PolicyFailover,
+		Regions: []regions.ServiceRegion{{Region: "as", Weight: 1}}, AllDown: regions.AllDown{Mode: regions.AllDownFailClosed}}
+	return st
+}
+
+func steeringHandler(t testing.TB, st *regions.State, cfg HandlerConfig) *Handler {
+	t.Helper()
+	cfg.Locator = geotest.Open(t,
+		geotest.Net{CIDR: "193.0.0.0/16", Country: "NL"},
+		geotest.Net{CIDR: "193.0.1.0/24", Country: "DE"},
+		geotest.Net{CIDR: "193.0.2.128/28", Country: "DE"},
+		geotest.Net{CIDR: "8.8.8.0/24", Country: "US"},
+		geotest.Net{CIDR: "202.12.27.0/24", Country: "JP"},
+		geotest.Net{CIDR: "2001:67c::/32", Country: "NL"},
+	)
+	h := NewHandler(cfg, testZones(t), nil)
+	h.SetSnapshot(regions.BuildSnapshot(st, nil, regions.SnapshotOptions{}))
+	return h
+}
+
+func down(st *regions.State, region string) {
+	st.Health[region] = map[string]*regions.HealthReport{
+		"p1": {Region: region, Prober: "p1", Up: false},
+		"p2": {Region: region, Prober: "p2", Up: false},
+	}
+}
+
+func TestServeService(t *testing.T) {
+	h := steeringHandler(t, steeringState(), HandlerConfig{})
+	ecs := func(family uint16, bits uint8, addr string) dns.EDNS0 {
+		return &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: family, SourceNetmask: bits, Address: net.ParseIP(addr)}
+	}
+	cases := []struct {
+		name    string
+		qname   string
+		qtype   uint16
+		src     string
+		opt     dns.EDNS0 // an ECS option, or nil
+		rcode   int
+		answers []string
+		ttl     uint32
+		scope   int // -1: no ECS option expected
+		nsSOA   bool
+	}{
+		{name: "europe by ECS", qname: "geo.example.org.", qtype: dns.TypeA, opt: ecs(1, 24, "193.0.0.0"), answers: []string{"192.0.2.10"}, ttl: 60, scope: 24},
+		{name: "north america by ECS", qname: "geo.example.org.", qtype: dns.TypeA, opt: ecs(1, 24, "8.8.8.0"), answers: []string{"192.0.2.20"}, ttl: 60, scope: 24},
+		{name: "asia by ECS", qname: "geo.example.org.", qtype: dns.TypeA, opt: ecs(1, 24, "202.12.27.0"), answers: []string{"192.0.2.30"}, ttl: 60, scope: 24},
+		{name: "country beats continent", qname: "geo.example.org.", qtype: dns.TypeA, opt: ecs(1, 24, "193.0.1.0"), answers: []string{"192.0.2.30"}, ttl: 60, scope: 24},
+		{name: "source longer than the maximum is truncated", qname: "geo.example.org.", qtype: dns.TypeA, opt: ecs(1, 32, "193.0.2.130"), answers: []string{"192.0.2.10"}, ttl: 60, scope: 24},
+		{name: "no ECS: the packet's source", qname: "geo.example.org.", qtype: dns.TypeA, src: "202.12.27.33", answers: []string{"192.0.2.30"}, ttl: 60, scope: -1},
+		{name: "private ECS ignored for the source", qname: "geo.example.org.", qtype: dns.TypeA, src: "8.8.8.8", opt: ecs(1, 24, "10.1.2.0"), answers: []string{"192.0.2.20"}, ttl: 60, scope: 0},
+		{name: "ECS /0: not tailored", qname: "geo.example.org.", qtype: dns.TypeA, src: "8.8.8.8", opt: ecs(1, 0, "0.0.0.0"), answers: []string{"192.0.2.20"}, ttl: 60, scope: 0},
+		{name: "IPv6 client", qname: "geo.example.org.", qtype: dns.TypeAAAA, opt: ecs(2, 48, "2001:67c:2e8::"), answers: []string{"2001:db8::10"}, ttl: 60, scope: 32},
+		{name: "IPv4-mapped ECS", qname: "geo.example.org.", qtype: dns.TypeA, opt: ecs(2, 120, "::ffff:193.0.0.0"), answers: []string{"192.0.2.10"}, ttl: 60, scope: 120},
+		{name: "scope is the database network when shorter", qname: "geo.example.org.", qtype: dns.TypeA, opt: ecs(1, 24, "193.0.200.0"), answers: []string{"192.0.2.10"}, ttl: 60, scope: 17},
+		{name: "unknown location: default list", qname: "geo.example.org.", qtype: dns.TypeA, src: "9.9.9.9", answers: []string{"192.0.2.20"}, ttl: 60, scope: -1},
+		{name: "case insensitive", qname: "GeO.ExAmPlE.oRg.", qtype: dns.TypeA, opt: ecs(1, 24, "202.12.27.0"), answers: []string{"192.0.2.30"}, ttl: 60, scope: 24},
+		{name: "ANY answered with A", qname: "geo.example.org.", qtype: dns.TypeANY, opt: ecs(1, 24, "8.8.8.0"), answers: []string{"192.0.2.20"}, ttl: 60, scope: 24},
+		{name: "other types: NODATA with scope 0", qname: "geo.example.org.", qtype: dns.TypeMX, opt: ecs(1, 24, "8.8.8.0"), scope: 0, nsSOA: true},
+		{name: "no address of the family: NODATA", qname: "geo.example.org.", qtype: dns.TypeAAAA, opt: ecs(1, 24, "202.12.27.0"), answers: []string{"2001:db8::20"}, ttl: 60, scope: 24},
+		{name: "weighted: scope 0", qname: "lb.example.org.", qtype: dns.TypeA, opt: ecs(1, 24, "8.8.8.0"), ttl: 30, scope: 0},
+		{name: "empty non-terminal above a service", qname: "deep.example.org.", qtype: dns.TypeA, scope: -1, nsSOA: true},
+		{name: "below a service: NXDOMAIN", qname: "x.geo.example.org.", qtype: dns.TypeA, rcode: dns.RcodeNameError, scope: -1, nsSOA: true},
+		{name: "service below an empty non-terminal", qname: "svc.deep.example.org.", qtype: dns.TypeA, answers: []string{"192.0.2.10"}, ttl: 30, scope: -1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := question(tc.qname, tc.qtype)
+			if tc.opt != nil {
+				withEDNS(m, 1232, false, tc.opt)
+			}
+			src := testClient
+			if tc.src != "" {
+				src = netip.AddrPortFrom(netip.MustParseAddr(tc.src), 5300)
+			}
+			out := h.ServePacket(make([]byte, 0, 4096), pack(t, m), src, ProtoUDP)
+			r := new(dns.Msg)
+			if err := r.Unpack(out); err != nil {
+				t.Fatal(err)
+			}
+			if r.Rcode != tc.rcode || !r.Authoritative {
+				t.Fatalf("rcode %s AA %v\n%s", dns.RcodeToString[r.Rcode], r.Authoritative, r)
+			}
+			if tc.answers != nil || tc.name == "weighted: scope 0" {
+				if len(r.Answer) == 0 {
+					t.Fatalf("no answer:\n%s", r)
+				}
+				for i, rr := range r.Answer {
+					if rr.Header().Name != tc.qname || rr.Header().Ttl != tc.ttl {
+						t.Errorf("record %s: want owner %s TTL %d", rr, tc.qname, tc.ttl)
+					}
+					if tc.answers == nil {
+						continue
+					}
+					var got string
+					switch a := rr.(type) {
+					case *dns.A:
+						got = a.A.String()
+					case *dns.AAAA:
+						got = a.AAAA.String()
+					}
+					if i >= len(tc.answers) || got != tc.answers[i] {
+						t.Errorf("answer %d = %s, want %v", i, got, tc.answers)
+					}
+				}
+			} else if len(r.Answer) != 0 {
+				t.Errorf("unexpected answer %v", r.Answer)
+			}
+			if tc.nsSOA && (len(r.Ns) != 1 || r.Ns[0].Header().Rrtype != dns.TypeSOA) {
+				t.Errorf("authority %v, want the SOA", r.Ns)
+			}
+			if tc.scope < 0 {
+				if o := r.IsEdns0(); o != nil {
+					for _, opt := range o.Option {
+						if _, ok := opt.(*dns.EDNS0_SUBNET); ok {
+							t.Errorf("ECS in reply to a query without it")
+						}
+					}
+				}
+				return
+			}
+			if e := ecsOf(t, r); int(e.SourceScope) != tc.scope {
+				t.Errorf("ECS scope %d, want %d", e.SourceScope, tc.scope)
+			}
+		})
+	}
+}
+
+func TestServeServiceHealth(t *testing.T) {
+	st := steeringState()
+	down(st, "eu")
+	h := steeringHandler(t, st, HandlerConfig{})
+	q := withEDNS(question("geo.example.org.", dns.TypeA), 1232, false,
+		&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("193.0.0.0")})
+	r := serveRaw(t, h, pack(t, q), ProtoUDP, 1232)
+	if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "192.0.2.20" {
+		t.Fatalf("europe down: %v", r.Answer)
+	}
+	if r.Answer[0].Header().Ttl != 30 {
+		t.Errorf("TTL %d while a region is down, want the degraded 30", r.Answer[0].Header().Ttl)
+	}
+
+	// All of a fail-closed service's regions down: NODATA, not NXDOMAIN or SERVFAIL.
+	down(st, "as")
+	h.SetSnapshot(regions.BuildSnapshot(st, nil, regions.SnapshotOptions{}))
+	r = serveRaw(t, h, pack(t, question("closed.example.org.", dns.TypeA)), ProtoUDP, 512)
+	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 || len(r.Ns) != 1 {
+		t.Fatalf("fail-closed: %v", r)
+	}
+	// A fail-open service still answers.
+	down(st, "na")
+	h.SetSnapshot(regions.BuildSnapshot(st, nil, regions.SnapshotOptions{}))
+	r = serveRaw(t, h, pack(t, question("lb.example.org.", dns.TypeA)), ProtoUDP, 512)
+	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || r.Answer[0].Header().Ttl != 15 {
+		t.Fatalf("fail-open: %v", r)
+	}
+	if h.metrics.failOpen.Load() == 0 {
+		t.Error("fail-open answer not counted")
+	}
+}
+
+func TestServeServiceTruncation(t *testing.T) {
+	st := steeringState()
+	r := st.Regions["na"]
+	r.VIPs = nil
+	for i := range 40 {
+		r.VIPs = append(r.VIPs, netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i + 1)}))
+	}
+	h := steeringHandler(t, st, HandlerConfig{})
+	q := pack(t, question("svc.deep.example.org.", dns.TypeAAAA))
+	// eu has one AAAA; drain it so na (40 AAAA, 1.1 KB) answers.
+	st.Services["svc.deep.example.org."].Regions[0].Weight = 0
+	h.SetSnapshot(regions.BuildSnapshot(st, nil, regions.SnapshotOptions{}))
+	m := serveRaw(t, h, q, ProtoUDP, 4096)
+	if !m.Truncated || len(m.Answer) != 0 {
+		t.Fatalf("40 AAAA in 512 bytes: TC %v, %d answers", m.Truncated, len(m.Answer))
+	}
+	m = serveRaw(t, h, q, ProtoTCP, maxMsgSize)
+	if m.Truncated || len(m.Answer) != 40 {
+		t.Fatalf("over TCP: TC %v, %d answers", m.Truncated, len(m.Answer))
+	}
+}
+
+func TestServeServiceAllocs(t *testing.T) {
+	h := steeringHandler(t, steeringState(), HandlerConfig{})
+	for name, m := range map[string]*dns.Msg{
+		"geo+ECS": withEDNS(question("geo.example.org.", dns.TypeA), 1232, false,
+			&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("193.0.0.0")}),
+		"weighted": question("lb.example.org.", dns.TypeA),
+		"nodata":   question("geo.example.org.", dns.TypeTXT),
+	} {
+		req := pack(t, m)
+		buf := make([]byte, 0, 4096)
+		h.ServePacket(buf, req, testClient, ProtoUDP)
+		if allocs := testing.AllocsPerRun(200, func() { h.ServePacket(buf, req, testClient, ProtoUDP) }); allocs != 0 {
+			t.Errorf("%s: %v allocations per query", name, allocs)
+		}
+	}
+}
+
+func BenchmarkServeService(b *testing.B) {
+	h := steeringHandler(b, steeringState(), HandlerConfig{})
+	for _, c := range []struct {
+		name string
+		m    *dns.Msg
+	}{
+		{"geo+ECS", withEDNS(question("geo.example.org.", dns.TypeA), 1232, false,
+			&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("193.0.0.0")})},
+		{"weighted", question("lb.example.org.", dns.TypeA)},
+	} {
+		req, _ := c.m.Pack()
+		buf := make([]byte, 0, 4096)
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				h.ServePacket(buf, req, testClient, ProtoUDP)
+			}
+		})
+	}
+}
