@@ -10,6 +10,8 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/meridian-gslb/meridian/regions"
 )
 
 // Options wire the router to the rest of the server.
@@ -21,7 +23,15 @@ type Options struct {
 	Ready func() error
 	// Details returns what /health/details shows: a JSON-encodable value.
 	Details func() any
+	// Status returns what /v1/status shows: a JSON-encodable value.
+	Status func() any
+	// Snapshot returns the regions snapshot being served (nil before one).
+	Snapshot func() *regions.Snapshot
+	// Locator places clients for /v1/explain; nil: no GeoIP.
+	Locator regions.Locator
 }
+
+type apiServer struct{ opts Options }
 
 // NewRouter builds the HTTP handler.
 func NewRouter(o Options) http.Handler {
@@ -49,6 +59,19 @@ func NewRouter(o Options) http.Handler {
 			writeJSON(w, http.StatusOK, o.Details())
 		})
 	}
+	a := &apiServer{opts: o}
+	if o.Status != nil {
+		r.Get("/v1/status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, o.Status()) })
+	}
+	if o.Snapshot != nil {
+		r.Get("/v1/explain", a.explain)
+	}
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, Problem{Status: http.StatusNotFound, Detail: "no such endpoint: " + r.URL.Path})
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, Problem{Status: http.StatusMethodNotAllowed, Detail: r.Method + " is not allowed on " + r.URL.Path})
+	})
 	if o.Gatherer != nil {
 		r.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn)}))
 	}

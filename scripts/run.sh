@@ -1,8 +1,29 @@
 #!/usr/bin/env bash
 # `make run`: Meridian's authoritative server for the example zone on
-# 127.0.0.1:5353 (DNS) and 127.0.0.1:8053 (metrics, health).
+# 127.0.0.1:5353 (DNS) and 127.0.0.1:8053 (status, explain, metrics), with
+# its embedded etcd and the example regions and services.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "meridian: serving examples/zones on 127.0.0.1:5353; try: dig @127.0.0.1 -p 5353 www.gslb.example A"
+mmdb=data/country.mmdb
+if [ ! -s "$mmdb" ]; then
+	# The country database is built from Debian's tor-geoipdb (real data,
+	# no download from the internet needed beyond the Debian package).
+	if [ ! -s /usr/share/tor/geoip ]; then
+		echo "meridian: installing tor-geoipdb (Debian) for the GeoIP data"
+		sudo=""
+		[ "$(id -u)" -eq 0 ] || sudo="sudo"
+		$sudo apt-get install -y -qq tor-geoipdb >/dev/null
+	fi
+	mkdir -p data
+	./bin/meridian geoip build --out "$mmdb"
+fi
+
+cat <<MSG
+meridian: serving gslb.example on 127.0.0.1:5353. Try:
+  dig @127.0.0.1 -p 5353 www.gslb.example A +subnet=193.0.0.0/24      # Europe
+  dig @127.0.0.1 -p 5353 www.gslb.example A +subnet=8.8.8.0/24        # North America
+  dig @127.0.0.1 -p 5353 www.gslb.example A +subnet=202.12.27.0/24    # Asia
+  curl -s '127.0.0.1:8053/v1/explain?name=www.gslb.example&client=193.0.0.1'
+MSG
 exec ./bin/meridian server --config examples/meridian.yaml "$@"

@@ -1,6 +1,8 @@
 package zones
 
 import (
+	"fmt"
+
 	"github.com/miekg/dns"
 )
 
@@ -205,3 +207,19 @@ func (z *Zone) IsApex(wire []byte) bool { return string(wire) == z.wire }
 // NoData is a NODATA answer (the SOA in authority) valid for any name in
 // the zone, for names whose data does not come from the zone file.
 func (z *Zone) NoData() *Answer { return z.nodata }
+
+// CheckDynamicName says why a name (lower-case wire form, inside the zone)
+// cannot be answered from outside the zone file, e.g. by a service: it
+// has records of its own, or it lies at or below a delegation. nil: it can.
+func (z *Zone) CheckDynamicName(wire []byte) error {
+	n, m := z.find(wire)
+	switch {
+	case m == matchCut:
+		return fmt.Errorf("it is at or below the delegation %s in zone %s", n.name, z.origin)
+	case m == matchExact && len(n.sets) > 0:
+		return fmt.Errorf("it has records in zone %s; a name is either in the zone file or a service", z.origin)
+	case m == matchExact && string(wire) == z.wire:
+		return fmt.Errorf("it is the apex of zone %s", z.origin)
+	}
+	return nil
+}

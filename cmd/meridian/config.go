@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/meridian-gslb/meridian/dnsserver"
+	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/zones"
 )
 
@@ -30,6 +31,12 @@ type Config struct {
 	DNS     DNSConfig    `yaml:"dns"`
 	ZoneDir string       `yaml:"zone_dir"`
 	Zones   []ZoneConfig `yaml:"zones"`
+
+	GeoIP     GeoIPConfig    `yaml:"geoip"`
+	ECS       ECSConfig      `yaml:"ecs"`
+	Etcd      EtcdConfig     `yaml:"etcd"`
+	Steering  SteeringConfig `yaml:"steering"`
+	Bootstrap string         `yaml:"bootstrap"` // desired-state file: regions and services created in etcd when missing
 
 	path string    // the file it came from
 	root yaml.Node // for line numbers in errors
@@ -57,6 +64,48 @@ type DNSConfig struct {
 	TransferACL       []string `yaml:"transfer_acl"`        // prefixes allowed AXFR/IXFR
 	CookieSecrets     []string `yaml:"cookie_secrets"`      // 32 hex digits each; first signs
 	ShutdownTimeout   Duration `yaml:"shutdown_timeout"`    // 0: 5s
+}
+
+// GeoIPConfig names the database that locates clients.
+type GeoIPConfig struct {
+	// Database is a GeoLite2/GeoIP2/DB-IP country or city database, or one
+	// from `meridian geoip build`. Empty: no GeoIP (geo steering uses each
+	// service's default list; nearest treats every region alike).
+	Database string `yaml:"database"`
+	// ReloadInterval is how often the file is checked for a new version;
+	// 0: 1m. SIGHUP reloads at once.
+	ReloadInterval Duration `yaml:"reload_interval"`
+}
+
+// ECSConfig tunes EDNS Client Subnet (RFC 7871).
+type ECSConfig struct {
+	MaxPrefixV4  int  `yaml:"max_prefix_v4"` // 0: 24
+	MaxPrefixV6  int  `yaml:"max_prefix_v6"` // 0: 56
+	TrustPrivate bool `yaml:"trust_private"` // locate clients by private/loopback ECS subnets (labs)
+}
+
+// EtcdConfig says where the shared state lives.
+type EtcdConfig struct {
+	// Endpoints of the etcd cluster. Empty: an embedded single-member etcd
+	// in data_dir/etcd, on loopback only.
+	Endpoints   []string `yaml:"endpoints"`
+	Prefix      string   `yaml:"prefix"` // key prefix; default /meridian/
+	CAFile      string   `yaml:"ca_file"`
+	CertFile    string   `yaml:"cert_file"`
+	KeyFile     string   `yaml:"key_file"`
+	Username    string   `yaml:"username"`
+	Password    string   `yaml:"password"`
+	DialTimeout Duration `yaml:"dial_timeout"`
+	// Embedded etcd's loopback addresses; defaults 127.0.0.1:2479, :2480.
+	EmbeddedClient string `yaml:"embedded_client"`
+	EmbeddedPeer   string `yaml:"embedded_peer"`
+}
+
+// SteeringConfig tunes how snapshots are built.
+type SteeringConfig struct {
+	Quorum       float64 `yaml:"quorum"`         // fraction of live probers that must say up; 0: 0.5
+	StickyBitsV4 int     `yaml:"sticky_bits_v4"` // 0: 24
+	StickyBitsV6 int     `yaml:"sticky_bits_v6"` // 0: 56
 }
 
 // ZoneConfig is one zone file to serve.
@@ -133,7 +182,8 @@ func readConfig(path string) (*Config, error) {
 var (
 	yamlLineMsg  = regexp.MustCompile(`^line (\d+): (.*)$`)
 	yamlUnknown  = regexp.MustCompile(`^field (\S+) not found in type main\.(\w+)$`)
-	typeSections = map[string]string{"Config": "", "ListenConfig": "listen", "LogConfig": "log", "DNSConfig": "dns", "ZoneConfig": "zones[]"}
+	typeSections = map[string]string{"Config": "", "ListenConfig": "listen", "LogConfig": "log", "DNSConfig": "dns", "ZoneConfig": "zones[]",
+		"GeoIPConfig": "geoip", "ECSConfig": "ecs", "EtcdConfig": "etcd", "SteeringConfig": "steering"}
 )
 
 // yamlError turns the YAML decoder's errors into one ConfigError per
@@ -182,6 +232,17 @@ func (c *Config) applyDefaults() {
 		c.ZoneDir = c.rel(base, c.ZoneDir)
 	} else {
 		c.ZoneDir = base
+	}
+	c.GeoIP.Database = c.rel(base, c.GeoIP.Database)
+	c.Bootstrap = c.rel(base, c.Bootstrap)
+	c.Etcd.CAFile = c.rel(base, c.Etcd.CAFile)
+	c.Etcd.CertFile = c.rel(base, c.Etcd.CertFile)
+	c.Etcd.KeyFile = c.rel(base, c.Etcd.KeyFile)
+	if c.GeoIP.ReloadInterval == 0 {
+		c.GeoIP.ReloadInterval = Duration(time.Minute)
+	}
+	if c.Etcd.Prefix == "" {
+		c.Etcd.Prefix = "/meridian/"
 	}
 }
 
@@ -305,7 +366,48 @@ func (c *Config) validate() error {
 			add(c.errf(field+".file", "%v", err))
 		}
 	}
+	if c.GeoIP.Database != "" {
+		if st, err := os.Stat(c.GeoIP.Database); err != nil || st.IsDir() {
+			add(c.errf("geoip.database", "%s: no such file; build one with `meridian geoip build --out %s` or use a GeoLite2/GeoIP2/DB-IP database", c.GeoIP.Database, c.GeoIP.Database))
+		}
+	}
+	if c.ECS.MaxPrefixV4 < 0 || c.ECS.MaxPrefixV4 > 32 {
+		add(c.errf("ecs.max_prefix_v4", "%d: want 1 to 32 (0 for 24)", c.ECS.MaxPrefixV4))
+	}
+	if c.ECS.MaxPrefixV6 < 0 || c.ECS.MaxPrefixV6 > 128 {
+		add(c.errf("ecs.max_prefix_v6", "%d: want 1 to 128 (0 for 56)", c.ECS.MaxPrefixV6))
+	}
+	if q := c.Steering.Quorum; q < 0 || q >= 1 {
+		add(c.errf("steering.quorum", "%v: want a fraction from 0 up to, not including, 1 (0 for 0.5)", q))
+	}
+	if b := c.Steering.StickyBitsV4; b < 0 || b > 32 {
+		add(c.errf("steering.sticky_bits_v4", "%d: want 1 to 32", b))
+	}
+	if b := c.Steering.StickyBitsV6; b < 0 || b > 128 {
+		add(c.errf("steering.sticky_bits_v6", "%d: want 1 to 128", b))
+	}
+	if !strings.HasPrefix(c.Etcd.Prefix, "/") || !strings.HasSuffix(c.Etcd.Prefix, "/") {
+		add(c.errf("etcd.prefix", "%q: want a path that starts and ends with /", c.Etcd.Prefix))
+	}
+	if len(c.Etcd.Endpoints) > 0 {
+		ec := c.etcdClientConfig()
+		if err := ec.Validate(); err != nil {
+			add(c.errf("etcd", "%v", err))
+		}
+	}
+	if c.Bootstrap != "" {
+		if _, err := os.Stat(c.Bootstrap); err != nil {
+			add(c.errf("bootstrap", "%v", err))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+func (c *Config) etcdClientConfig() regions.EtcdConfig {
+	return regions.EtcdConfig{
+		Endpoints: c.Etcd.Endpoints, CAFile: c.Etcd.CAFile, CertFile: c.Etcd.CertFile, KeyFile: c.Etcd.KeyFile,
+		Username: c.Etcd.Username, Password: c.Etcd.Password, DialTimeout: time.Duration(c.Etcd.DialTimeout),
+	}
 }
 
 func (c *Config) zonePath(z ZoneConfig) string {

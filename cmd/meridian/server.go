@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -20,8 +21,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/meridian-gslb/meridian/api"
 	"github.com/meridian-gslb/meridian/dnsserver"
+	"github.com/meridian-gslb/meridian/geo"
+	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/zones"
 )
 
@@ -118,10 +123,26 @@ type server struct {
 	httpLn    net.Listener
 	registry  *prometheus.Registry
 	started   atomic.Bool
+
+	geo     *geo.Reloader // nil without a GeoIP database
+	live    *regions.Live
+	desired *regions.Desired // nil without a bootstrap file
+
+	// Set by run once etcd is reachable.
+	embedded *regions.Embedded
+	etcd     *clientv3.Client
+	store    *regions.Store
+	watcher  *regions.Watcher
 }
 
 func newServer(cfg *Config, set *zones.Set, log *slog.Logger) (*server, error) {
-	hcfg := dnsserver.HandlerConfig{MaxUDPSize: cfg.DNS.MaxUDPSize}
+	s := &server{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
+	hcfg := dnsserver.HandlerConfig{
+		MaxUDPSize:      cfg.DNS.MaxUDPSize,
+		ECSMaxV4:        cfg.ECS.MaxPrefixV4,
+		ECSMaxV6:        cfg.ECS.MaxPrefixV6,
+		ECSTrustPrivate: cfg.ECS.TrustPrivate,
+	}
 	for _, p := range cfg.DNS.TransferACL {
 		prefix, _ := parsePrefix(p) // validated
 		hcfg.TransferACL = append(hcfg.TransferACL, prefix)
@@ -130,8 +151,41 @@ func newServer(cfg *Config, set *zones.Set, log *slog.Logger) (*server, error) {
 		k, _ := dnsserver.ParseCookieSecret(sec) // validated
 		hcfg.CookieSecrets = append(hcfg.CookieSecrets, k)
 	}
-	s := &server{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
+	if cfg.GeoIP.Database != "" {
+		r, err := geo.NewReloader(cfg.GeoIP.Database, log.With("component", "geoip"))
+		if err != nil {
+			return nil, fmt.Errorf("geoip.database: %w", err)
+		}
+		s.geo = r
+		hcfg.Locator = r
+	}
 	s.handler = dnsserver.NewHandler(hcfg, set, nil)
+
+	if cfg.Bootstrap != "" {
+		d, err := regions.LoadDesired(cfg.Bootstrap)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap: %w", err)
+		}
+		for _, svc := range d.Services {
+			if err := s.nameCheck(svc.Name); err != nil {
+				return nil, fmt.Errorf("bootstrap %s: service %s: %w", cfg.Bootstrap, svc.Name, err)
+			}
+		}
+		s.desired = d
+	}
+
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	s.live = regions.NewLive(filepath.Join(cfg.DataDir, "state.json"), regions.SnapshotOptions{
+		Quorum:       cfg.Steering.Quorum,
+		StickyBitsV4: cfg.Steering.StickyBitsV4,
+		StickyBitsV6: cfg.Steering.StickyBitsV6,
+	}, log.With("component", "snapshot"), s.handler.SetSnapshot)
+	if err := s.live.LoadPersisted(); err != nil {
+		// Not fatal: etcd will provide the state; but say so loudly.
+		log.Error("cannot read the persisted state; waiting for etcd", "err", err)
+	}
 
 	t, err := dnsserver.NewTransport(dnsserver.TransportConfig{
 		Addrs:           cfg.Listen.DNS,
@@ -151,17 +205,106 @@ func newServer(cfg *Config, set *zones.Set, log *slog.Logger) (*server, error) {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		s.handler.Metrics(),
 		dnsserver.TransportCollector(t),
+		stateCollector{s},
 	)
 	return s, nil
 }
 
+// nameCheck says why a service name cannot be answered here.
+func (s *server) nameCheck(fqdn string) error {
+	w, err := zones.WireName(fqdn)
+	if err != nil {
+		return err
+	}
+	set := s.handler.Zones()
+	z := set.Find([]byte(w))
+	if z == nil {
+		var names []string
+		for _, z := range set.Zones() {
+			names = append(names, z.Origin())
+		}
+		return fmt.Errorf("%s is not inside a zone served here (%s)", fqdn, strings.Join(names, ", "))
+	}
+	return z.CheckDynamicName([]byte(w))
+}
+
+// connectEtcd starts the embedded etcd when no endpoints are configured
+// and builds the client, store and watcher.
+func (s *server) connectEtcd(ctx context.Context) error {
+	ec := s.cfg.etcdClientConfig()
+	ec.Logger = s.log.With("component", "etcd-client")
+	if len(ec.Endpoints) == 0 {
+		emb, err := regions.StartEmbedded(ctx, regions.EmbeddedConfig{
+			Dir:       filepath.Join(s.cfg.DataDir, "etcd"),
+			ClientURL: s.cfg.Etcd.EmbeddedClient,
+			PeerURL:   s.cfg.Etcd.EmbeddedPeer,
+			Logger:    s.log.With("component", "etcd"),
+		})
+		if err != nil {
+			return fmt.Errorf("embedded etcd: %w", err)
+		}
+		s.embedded = emb
+		ec.Endpoints = emb.Endpoints()
+	}
+	c, err := regions.Connect(ctx, ec)
+	if err != nil {
+		return fmt.Errorf("etcd: %w", err)
+	}
+	s.etcd = c
+	s.store = regions.NewStore(c, s.cfg.Etcd.Prefix, s.log.With("component", "store"))
+	s.store.SetNameCheck(s.nameCheck)
+	s.watcher = regions.NewWatcher(c, s.cfg.Etcd.Prefix, s.log.With("component", "watch"))
+	return nil
+}
+
+func (s *server) closeEtcd() {
+	if s.etcd != nil {
+		s.etcd.Close()
+	}
+	if s.embedded != nil {
+		s.embedded.Close()
+	}
+}
+
+// bootstrap creates what the desired-state file holds and etcd lacks,
+// retrying while etcd is away.
+func (s *server) bootstrap(ctx context.Context) error {
+	if s.desired == nil {
+		return nil
+	}
+	for wait := 200 * time.Millisecond; ; wait = min(2*wait, 10*time.Second) {
+		created, err := regions.Bootstrap(ctx, s.store, s.desired)
+		if err == nil {
+			if len(created) > 0 {
+				s.log.Info("bootstrap created entries", "file", s.cfg.Bootstrap, "created", created)
+			}
+			return nil
+		}
+		if errors.Is(err, regions.ErrInvalid) {
+			s.log.Error("bootstrap refused", "file", s.cfg.Bootstrap, "err", err)
+			return nil // the server goes on with what etcd holds
+		}
+		s.log.Warn("bootstrap: etcd not ready, retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
 // run binds every listener (failing before anything is served), serves
 // until ctx ends or SIGINT/SIGTERM arrives, then shuts down gracefully.
-// SIGHUP reloads the zones.
+// SIGHUP reloads the zones and the GeoIP database.
 func (s *server) run(ctx context.Context) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	if err := s.connectEtcd(ctx); err != nil {
+		s.closeEtcd()
+		return err
+	}
+	defer s.closeEtcd()
 	if err := s.transport.Listen(); err != nil {
 		return fmt.Errorf("dns listeners: %w", err)
 	}
@@ -172,13 +315,19 @@ func (s *server) run(ctx context.Context) error {
 			return fmt.Errorf("http listener: %w", err)
 		}
 		s.httpLn = ln
+		opts := api.Options{
+			Logger:   s.log.With("component", "http"),
+			Gatherer: s.registry,
+			Ready:    s.ready,
+			Details:  s.details,
+			Status:   s.status,
+			Snapshot: s.live.Current,
+		}
+		if s.geo != nil {
+			opts.Locator = s.geo
+		}
 		s.http = &http.Server{
-			Handler: api.NewRouter(api.Options{
-				Logger:   s.log.With("component", "http"),
-				Gatherer: s.registry,
-				Ready:    s.ready,
-				Details:  s.details,
-			}),
+			Handler:           api.NewRouter(opts),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		}
@@ -194,7 +343,8 @@ func (s *server) run(ctx context.Context) error {
 	if s.httpLn != nil {
 		httpAddr = s.httpLn.Addr()
 	}
-	s.log.Info("meridian server listening", "dns", addrList(udp), "http", httpAddr, "zones", len(s.handler.Zones().Zones()))
+	s.log.Info("meridian server listening", "dns", addrList(udp), "http", httpAddr,
+		"zones", len(s.handler.Zones().Zones()), "etcd_embedded", s.embedded != nil)
 	if f, ok := ctx.Value(startedKey{}).(func(Started)); ok {
 		f(Started{DNSUDP: udp, DNSTCP: tcp, HTTP: httpAddr})
 	}
@@ -202,6 +352,22 @@ func (s *server) run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.transport.Run(gctx) })
+	g.Go(func() error { return s.watcher.Run(gctx, s.live.Apply) })
+	g.Go(func() error { return s.live.Run(gctx) })
+	g.Go(func() error { return s.bootstrap(gctx) })
+	if s.geo != nil {
+		g.Go(func() error { return s.geo.Run(gctx, time.Duration(s.cfg.GeoIP.ReloadInterval)) })
+	}
+	if s.embedded != nil {
+		g.Go(func() error {
+			select {
+			case <-gctx.Done():
+				return nil
+			case err := <-s.embedded.Err():
+				return fmt.Errorf("embedded etcd: %w", err)
+			}
+		})
+	}
 	if s.http != nil {
 		g.Go(func() error {
 			if err := s.http.Serve(s.httpLn); !errors.Is(err, http.ErrServerClosed) {
@@ -231,6 +397,11 @@ func (s *server) reloadOnHUP(ctx context.Context, hup <-chan os.Signal) error {
 			return nil
 		case <-hup:
 			s.reloadZones()
+			if s.geo != nil {
+				if err := s.geo.Reload(); err != nil {
+					s.log.Error("geoip reload failed; the previous database keeps serving", "err", err)
+				}
+			}
 		}
 	}
 }
@@ -247,12 +418,18 @@ func (s *server) reloadZones() {
 	s.log.Info("zones reloaded", "zones", len(set.Zones()))
 }
 
+// ready: zones, GeoIP (when configured) and a regions snapshot (from etcd
+// or the data directory) are loaded and the listeners are up.
 func (s *server) ready() error {
-	if !s.started.Load() {
+	switch {
+	case !s.started.Load():
 		return errors.New("starting")
-	}
-	if s.handler.Zones() == nil {
+	case s.handler.Zones() == nil:
 		return errors.New("no zones loaded")
+	case s.cfg.GeoIP.Database != "" && (s.geo == nil || s.geo.Current() == nil):
+		return errors.New("no GeoIP database loaded")
+	case s.live.Current() == nil:
+		return errors.New("no regions snapshot yet: etcd has not answered and no state was persisted")
 	}
 	return nil
 }
@@ -267,12 +444,66 @@ func (s *server) details() any {
 	for _, z := range s.handler.Zones().Zones() {
 		zs = append(zs, zoneInfo{z.Origin(), z.SOA().Serial, len(z.Records())})
 	}
-	st := s.transport.Stats()
-	return map[string]any{
-		"ready":     s.ready() == nil,
-		"zones":     zs,
-		"transport": st,
+	ready := s.ready()
+	reason := ""
+	if ready != nil {
+		reason = ready.Error()
 	}
+	return map[string]any{
+		"ready":     ready == nil,
+		"reason":    reason,
+		"zones":     zs,
+		"transport": s.transport.Stats(),
+		"status":    s.status(),
+	}
+}
+
+// status is /v1/status: where the snapshot came from, how stale it is,
+// the state of etcd, every region's health and the GeoIP database.
+func (s *server) status() any {
+	type snapshotInfo struct {
+		Revision   int64     `json:"revision"`
+		Source     string    `json:"source"`
+		Built      time.Time `json:"built,omitzero"`
+		AgeSeconds float64   `json:"age_seconds"`
+		Regions    int       `json:"regions"`
+		Services   int       `json:"services"`
+		Problems   []string  `json:"problems,omitempty"`
+	}
+	out := map[string]any{}
+	snap := s.live.Current()
+	if snap != nil {
+		source, built, _ := s.live.Info()
+		st := snap.State()
+		out["snapshot"] = snapshotInfo{
+			Revision: snap.Revision(), Source: source, Built: built, AgeSeconds: s.staleness().Seconds(),
+			Regions: len(st.Regions), Services: len(st.Services), Problems: snap.Problems(),
+		}
+		out["regions"] = snap.Regions()
+	}
+	if s.watcher != nil {
+		out["etcd"] = map[string]any{"embedded": s.embedded != nil, "watch": s.watcher.Status()}
+	}
+	if s.geo != nil {
+		if db := s.geo.Current(); db != nil {
+			out["geoip"] = db.Info()
+		}
+	}
+	return out
+}
+
+// staleness is how long ago the served state was last known current: the
+// last time etcd answered, or the snapshot's build when it came from disk.
+func (s *server) staleness() time.Duration {
+	if s.watcher != nil {
+		if st := s.watcher.Status(); !st.LastContact.IsZero() {
+			return time.Since(st.LastContact)
+		}
+	}
+	if _, built, _ := s.live.Info(); !built.IsZero() {
+		return time.Since(built)
+	}
+	return 0
 }
 
 func addrList(as []net.Addr) string {

@@ -73,18 +73,22 @@ func startServer(t *testing.T, extraConfig string) *testServer {
 	if err := os.WriteFile(filepath.Join(dir, "example.org.zone"), []byte(testZone(1, "192.0.2.1")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg := `listen:
+	etcdPorts := freePorts(t, 2)
+	cfg := fmt.Sprintf(`listen:
   dns: ["127.0.0.1:0"]
   http: "127.0.0.1:0"
 log:
   level: debug
+etcd:
+  embedded_client: 127.0.0.1:%d
+  embedded_peer: 127.0.0.1:%d
 dns:
   udp_sockets: 2
   transfer_acl: ["127.0.0.0/8"]
 zones:
   - origin: example.org.
     file: example.org.zone
-` + extraConfig
+`, etcdPorts[0], etcdPorts[1]) + extraConfig
 	cfgPath := filepath.Join(dir, "meridian.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -115,21 +116,38 @@ func TestWithKdig(t *testing.T) {
 // freePort finds a loopback port free for both UDP and TCP just now.
 func freePort(t *testing.T) int {
 	t.Helper()
-	for range 20 {
+	return freePorts(t, 1)[0]
+}
+
+// freePorts finds n distinct loopback ports, each free for UDP and TCP:
+// all are held until every one is found, so none is handed out twice.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	var held []io.Closer
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 20*n {
+			t.Fatal("no free ports")
+		}
 		u, err := net.ListenPacket("udp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
+		held = append(held, u)
 		port := u.LocalAddr().(*net.UDPAddr).Port
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		u.Close()
-		if err == nil {
-			l.Close()
-			return port
+		if err != nil {
+			continue
 		}
+		held = append(held, l)
+		ports = append(ports, port)
 	}
-	t.Fatal("no free port")
-	return 0
+	return ports
 }
 
 // TestThroughUnbound resolves names through Debian's unbound, started
