@@ -46,6 +46,7 @@ type testServer struct {
 	cancel context.CancelFunc
 	done   chan int
 	stderr *syncBuffer
+	etcd   string // the embedded etcd's client address, "" when external
 }
 
 type syncBuffer struct {
@@ -66,36 +67,63 @@ func (s *syncBuffer) String() string {
 }
 
 // startServer writes a config and zone into a temp dir and runs
-// `meridian server` on loopback ports picked by the kernel.
+// `meridian server` on loopback ports picked by the kernel, with an
+// embedded etcd.
 func startServer(t *testing.T, extraConfig string) *testServer {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "example.org.zone"), []byte(testZone(1, "192.0.2.1")), 0o644); err != nil {
-		t.Fatal(err)
+	return startServerWith(t, serverSetup{extra: extraConfig})
+}
+
+// serverSetup varies the test server.
+type serverSetup struct {
+	dir           string            // reuse a directory (a restart); "" makes one
+	extra         string            // YAML appended to the config
+	etcdEndpoints []string          // use this etcd; none: embedded on free ports
+	files         map[string][]byte // more files to write into the directory
+}
+
+func startServerWith(t *testing.T, setup serverSetup) *testServer {
+	t.Helper()
+	dir := setup.dir
+	if dir == "" {
+		dir = t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "example.org.zone"), []byte(testZone(1, "192.0.2.1")), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	etcdPorts := freePorts(t, 2)
-	cfg := fmt.Sprintf(`listen:
+	for name, data := range setup.files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	etcdCfg := ""
+	etcdURL := ""
+	if len(setup.etcdEndpoints) > 0 {
+		etcdCfg = fmt.Sprintf("etcd:\n  endpoints: [%s]\n", strings.Join(setup.etcdEndpoints, ", "))
+	} else {
+		ports := freePorts(t, 2)
+		etcdURL = fmt.Sprintf("127.0.0.1:%d", ports[0])
+		etcdCfg = fmt.Sprintf("etcd:\n  embedded_client: 127.0.0.1:%d\n  embedded_peer: 127.0.0.1:%d\n", ports[0], ports[1])
+	}
+	cfg := `listen:
   dns: ["127.0.0.1:0"]
   http: "127.0.0.1:0"
 log:
   level: debug
-etcd:
-  embedded_client: 127.0.0.1:%d
-  embedded_peer: 127.0.0.1:%d
 dns:
   udp_sockets: 2
   transfer_acl: ["127.0.0.0/8"]
 zones:
   - origin: example.org.
     file: example.org.zone
-`, etcdPorts[0], etcdPorts[1]) + extraConfig
+` + etcdCfg + setup.extra
 	cfgPath := filepath.Join(dir, "meridian.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	started := make(chan Started, 1)
 	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), startedKey{}, func(s Started) { started <- s }))
-	ts := &testServer{dir: dir, cancel: cancel, done: make(chan int, 1), stderr: &syncBuffer{}}
+	ts := &testServer{dir: dir, cancel: cancel, done: make(chan int, 1), stderr: &syncBuffer{}, etcd: etcdURL}
 	go func() {
 		ts.done <- runServer(ctx, []string{"--config", cfgPath}, &bytes.Buffer{}, ts.stderr)
 	}()
@@ -103,7 +131,7 @@ zones:
 	case ts.Started = <-started:
 	case code := <-ts.done:
 		t.Fatalf("server exited with %d:\n%s", code, ts.stderr)
-	case <-time.After(20 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatalf("server did not start:\n%s", ts.stderr)
 	}
 	t.Cleanup(func() {

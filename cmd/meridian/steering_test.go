@@ -1,0 +1,330 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/meridian-gslb/meridian/geo/geotest"
+	"github.com/meridian-gslb/meridian/regions"
+)
+
+// steeringState is the desired state of the steering tests: three regions
+// and services steered by continent and by weight.
+const steeringState = `regions:
+  - name: eu
+    vips: [192.0.2.10, "2001:db8::10"]
+    location: {lat: 52.37, lon: 4.9}
+    check: {type: tcp, port: 443}
+  - name: na
+    vips: [192.0.2.20, "2001:db8::20"]
+    location: {lat: 38.9, lon: -77.0}
+    check: {type: tcp, port: 443}
+  - name: as
+    vips: [192.0.2.30]
+    location: {lat: 35.7, lon: 139.7}
+    check: {type: tcp, port: 443}
+services:
+  - name: geo.example.org.
+    ttl: 60
+    policy: geo
+    regions: [{region: eu, weight: 1}, {region: na, weight: 1}, {region: as, weight: 1}]
+    geo:
+      continents: {EU: [eu, na], NA: [na, eu], AS: [as, na]}
+      default: [na, eu, as]
+  - name: lb.example.org.
+    ttl: 30
+    policy: weighted
+    regions: [{region: eu, weight: 1}, {region: na, weight: 1}, {region: as, weight: 1}]
+`
+
+func steeringFiles(t *testing.T) map[string][]byte {
+	return map[string][]byte{
+		"state.yaml": []byte(steeringState),
+		"country.mmdb": geotest.CountryDB(t,
+			geotest.Net{CIDR: "193.0.0.0/16", Country: "NL"},
+			geotest.Net{CIDR: "8.8.8.0/24", Country: "US"},
+			geotest.Net{CIDR: "202.12.27.0/24", Country: "JP"},
+			geotest.Net{CIDR: "2001:67c::/32", Country: "NL"},
+		),
+	}
+}
+
+const steeringConfig = "geoip:\n  database: country.mmdb\nbootstrap: state.yaml\n"
+
+// waitAnswer queries until name answers want (or the deadline passes).
+func waitAnswer(t *testing.T, addr, name string, want string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	var last *dns.Msg
+	for time.Now().Before(deadline) {
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		c := &dns.Client{Timeout: 2 * time.Second}
+		if r, _, err := c.Exchange(m, addr); err == nil {
+			last = r
+			if len(r.Answer) == 1 && r.Answer[0].(*dns.A).A.String() == want {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s at %s never answered %s; last reply:\n%v", name, addr, want, last)
+}
+
+func TestGeoSteeringWithKdig(t *testing.T) {
+	kdig := needTool(t, "kdig", "knot-dnsutils")
+	ts := startServerWith(t, serverSetup{extra: steeringConfig, files: steeringFiles(t)})
+	host, port, _ := net.SplitHostPort(ts.addr())
+	waitAnswer(t, ts.addr(), "geo.example.org.", "192.0.2.20") // bootstrap done
+	base := []string{"@" + host, "-p", port, "+norec", "+time=3", "+retry=0"}
+	cases := []struct {
+		name string
+		args []string
+		want []string
+		not  []string
+	}{
+		{"europe", []string{"+subnet=193.0.0.0/24", "geo.example.org", "A"}, []string{"192.0.2.10", "CLIENT-SUBNET: 193.0.0.0/24/16"}, nil},
+		{"north america", []string{"+subnet=8.8.8.0/24", "geo.example.org", "A"}, []string{"192.0.2.20", "CLIENT-SUBNET: 8.8.8.0/24/24"}, nil},
+		{"asia", []string{"+subnet=202.12.27.0/24", "geo.example.org", "A"}, []string{"192.0.2.30", "CLIENT-SUBNET: 202.12.27.0/24/24"}, nil},
+		{"ipv6 client", []string{"+subnet=2001:67c:2e8::/48", "geo.example.org", "AAAA"}, []string{"2001:db8::10", "CLIENT-SUBNET: 2001:67c:2e8::/48/32"}, nil},
+		{"longer source truncated", []string{"+subnet=8.8.8.8/32", "geo.example.org", "A"}, []string{"192.0.2.20", "CLIENT-SUBNET: 8.8.8.8/32/24"}, nil},
+		{"no ECS: by source address", []string{"geo.example.org", "A"}, []string{"192.0.2.20"}, []string{"CLIENT-SUBNET"}},
+		{"static name: scope 0", []string{"+subnet=193.0.0.0/24", "www.example.org", "A"}, []string{"192.0.2.1", "CLIENT-SUBNET: 193.0.0.0/24/0"}, nil},
+		{"weighted: scope 0", []string{"+subnet=193.0.0.0/24", "lb.example.org", "A"}, []string{"CLIENT-SUBNET: 193.0.0.0/24/0", "ANSWER: 1"}, nil},
+		{"other type: NODATA scope 0", []string{"+subnet=193.0.0.0/24", "geo.example.org", "TXT"}, []string{"status: NOERROR", "CLIENT-SUBNET: 193.0.0.0/24/0", "SOA"}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out := runTool(t, kdig, append(base, tc.args...)...)
+			mustContain(t, out, tc.want...)
+			for _, n := range tc.not {
+				if strings.Contains(out, n) {
+					t.Errorf("output has %q:\n%s", n, out)
+				}
+			}
+		})
+	}
+
+	t.Run("malformed ECS gets FORMERR", func(t *testing.T) {
+		for _, opt := range [][]byte{
+			{0, 3, 24, 0, 193, 0, 0},       // unknown family
+			{0, 1, 33, 0, 193, 0, 0, 0, 0}, // longer than IPv4
+			{0, 1, 20, 0, 193, 0, 255},     // bits set beyond the prefix
+		} {
+			r := query(t, "udp", ts.addr(), "geo.example.org.", dns.TypeA, func(m *dns.Msg) {
+				m.SetEdns0(1232, false)
+				m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_LOCAL{Code: dns.EDNS0SUBNET, Data: opt})
+			})
+			if r.Rcode != dns.RcodeFormatError {
+				t.Errorf("option % x: rcode %s", opt, dns.RcodeToString[r.Rcode])
+			}
+		}
+	})
+
+	t.Run("explain", func(t *testing.T) {
+		resp, err := http.Get("http://" + ts.HTTP.String() + "/v1/explain?name=geo.example.org&client=202.12.27.33")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Decision struct {
+				Region string `json:"region"`
+			} `json:"decision"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("status %d: %v", resp.StatusCode, err)
+		}
+		if body.Decision.Region != "as" {
+			t.Errorf("explained region %q, want as", body.Decision.Region)
+		}
+	})
+}
+
+// TestPropagation: a weight change written to etcd shows in the answers
+// of two servers watching the same etcd.
+func TestPropagation(t *testing.T) {
+	a := startServerWith(t, serverSetup{extra: steeringConfig, files: steeringFiles(t)})
+	b := startServerWith(t, serverSetup{extra: steeringConfig, files: steeringFiles(t), etcdEndpoints: []string{a.etcd}})
+	cli, err := regions.Connect(context.Background(), regions.EtcdConfig{Endpoints: []string{a.etcd}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	store := regions.NewStore(cli, "/meridian/", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, target := range []struct {
+		weights map[string]uint32
+		want    string
+	}{
+		{map[string]uint32{"eu": 0, "na": 0, "as": 5}, "192.0.2.30"},
+		{map[string]uint32{"eu": 7, "na": 0, "as": 0}, "192.0.2.10"},
+	} {
+		var err error
+		for range 50 { // the bootstrap may still be writing
+			if _, err = store.SetWeights(ctx, "lb.example.org.", target.weights, regions.AnyRevision); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitAnswer(t, a.addr(), "lb.example.org.", target.want)
+		waitAnswer(t, b.addr(), "lb.example.org.", target.want)
+	}
+}
+
+// TestStaticStability: with etcd gone, a server keeps answering; restarted
+// while etcd is still gone, it answers from the state it persisted.
+func TestStaticStability(t *testing.T) {
+	a := startServerWith(t, serverSetup{extra: steeringConfig, files: steeringFiles(t)})
+	b := startServerWith(t, serverSetup{extra: steeringConfig, files: steeringFiles(t), etcdEndpoints: []string{a.etcd}})
+	europe := func(m *dns.Msg) {
+		m.SetEdns0(1232, false)
+		m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("193.0.0.0")})
+	}
+	check := func(addr string) {
+		t.Helper()
+		r := query(t, "udp", addr, "geo.example.org.", dns.TypeA, europe)
+		if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "192.0.2.10" {
+			t.Fatalf("geo answer %v", r.Answer)
+		}
+	}
+	waitAnswer(t, b.addr(), "geo.example.org.", "192.0.2.20")
+	check(b.addr())
+	time.Sleep(1500 * time.Millisecond) // let b persist its state (at most once a second)
+
+	if code := a.stop(); code != 0 { // etcd goes away with a
+		t.Fatalf("a exited %d", code)
+	}
+	for range 20 {
+		check(b.addr())
+		time.Sleep(50 * time.Millisecond)
+	}
+	status := func(ts *testServer) map[string]any {
+		resp, err := http.Get("http://" + ts.HTTP.String() + "/v1/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+
+	if code := b.stop(); code != 0 {
+		t.Fatalf("b exited %d", code)
+	}
+	b2 := startServerWith(t, serverSetup{dir: b.dir, extra: steeringConfig, etcdEndpoints: []string{a.etcd}})
+	check(b2.addr())
+	snap := status(b2)["snapshot"].(map[string]any)
+	if snap["source"] != "file" {
+		t.Errorf("snapshot source %v, want file", snap["source"])
+	}
+	resp, err := http.Get("http://" + b2.HTTP.String() + "/health/ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("ready %d: serving the persisted snapshot is ready", resp.StatusCode)
+	}
+}
+
+// TestGeoIPReloadUnderLoad replaces the database while queries run: none
+// fails, and the answers follow the new data.
+func TestGeoIPReloadUnderLoad(t *testing.T) {
+	ts := startServerWith(t, serverSetup{extra: steeringConfig, files: steeringFiles(t)})
+	waitAnswer(t, ts.addr(), "geo.example.org.", "192.0.2.20")
+	europe := func(m *dns.Msg) {
+		m.SetEdns0(1232, false)
+		m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("193.0.0.0")})
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 100)
+	stop := make(chan struct{})
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &dns.Client{Timeout: 2 * time.Second}
+			for i := 0; i < 2000; i++ { // bounded
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				m := new(dns.Msg)
+				m.SetQuestion("geo.example.org.", dns.TypeA)
+				europe(m)
+				r, _, err := c.Exchange(m, ts.addr())
+				if err != nil || r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+					select {
+					case errs <- "query failed during reload":
+					default:
+					}
+					return
+				}
+			}
+		}()
+	}
+	// The new database places 193.0.0.0/16 in Japan.
+	db := filepath.Join(ts.dir, "country.mmdb")
+	for i := range 5 {
+		country := "JP"
+		if i%2 == 1 {
+			country = "NL"
+		}
+		geotest.WriteFile(t, db+".new", geotest.Net{CIDR: "193.0.0.0/16", Country: country})
+		if err := os.Rename(db+".new", db); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// A corrupt file leaves the last good one (JP) serving.
+	if err := os.WriteFile(db+".new", []byte("not a database"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	geotest.WriteFile(t, db+".jp", geotest.Net{CIDR: "193.0.0.0/16", Country: "JP"})
+	if err := os.Rename(db+".jp", db); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := os.Rename(db+".new", db); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	r := query(t, "udp", ts.addr(), "geo.example.org.", dns.TypeA, europe)
+	if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "192.0.2.30" {
+		t.Fatalf("after reload to JP data: %v", r.Answer)
+	}
+}
