@@ -263,9 +263,18 @@ start_meridian() {
 		SKIPPED[meridian]="$MERIDIAN_BIN not found (make build)"
 		return 1
 	fi
+	local config=$MERIDIAN_CONFIG
+	if [[ -n $MMDB && -z ${BENCH_MERIDIAN_CONFIG:-} ]]; then
+		# Geo mode: www is a service in Meridian's own embedded etcd.
+		local dir=$WORK/meridian
+		mkdir -p "$dir"
+		config=$dir/meridian.yaml
+		fill bench/meridian-geo.yaml "$config" PORT="$MERIDIAN_PORT" DIR="$dir" ZONES="$PWD/bench/zones" \
+			MMDB="$MMDB" STATE="$PWD/bench/meridian-state.yaml" ETCD_CLIENT=5311 ETCD_PEER=5312
+	fi
 	# env and taskset exec the server, so the PID launch records is its own.
 	launch meridian "$MERIDIAN_PORT" env GOMAXPROCS=1 taskset -c "$SERVER_CPU" \
-		"$MERIDIAN_BIN" server --config "$MERIDIAN_CONFIG"
+		"$MERIDIAN_BIN" server --config "$config"
 }
 
 start_knot() {
