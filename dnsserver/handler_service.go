@@ -188,30 +188,35 @@ func ecsScope(q *query, scope int) uint8 {
 }
 
 // isGlobal reports whether an address can say where a client is: global
-// unicast and not private, shared (RFC 6598), documentation or benchmarking
-// space is not.
+// unicast, and not private, shared (RFC 6598), documentation,
+// benchmarking or reserved space. Written as byte tests: it runs for
+// every query with ECS.
 func isGlobal(a netip.Addr) bool {
 	if !a.IsGlobalUnicast() || a.IsPrivate() {
 		return false
 	}
-	for _, p := range nonGlobal {
-		if p.Contains(a) {
-			return false
+	if a.Is4() {
+		b := a.As4()
+		switch {
+		case b[0] == 100 && b[1]&0xC0 == 64: // 100.64.0.0/10 shared (CGN)
+		case b[0] == 192 && b[1] == 0 && (b[2] == 0 || b[2] == 2): // IETF assignments, TEST-NET-1
+		case b[0] == 198 && b[1]&0xFE == 18: // 198.18.0.0/15 benchmarking
+		case b[0] == 198 && b[1] == 51 && b[2] == 100: // TEST-NET-2
+		case b[0] == 203 && b[1] == 0 && b[2] == 113: // TEST-NET-3
+		case b[0] >= 240: // reserved
+		default:
+			return true
 		}
+		return false
 	}
-	return true
-}
-
-var nonGlobal = []netip.Prefix{
-	netip.MustParsePrefix("100.64.0.0/10"),   // shared address space (CGN)
-	netip.MustParsePrefix("192.0.0.0/24"),    // IETF protocol assignments
-	netip.MustParsePrefix("192.0.2.0/24"),    // documentation (TEST-NET-1)
-	netip.MustParsePrefix("198.51.100.0/24"), // documentation (TEST-NET-2)
-	netip.MustParsePrefix("203.0.113.0/24"),  // documentation (TEST-NET-3)
-	netip.MustParsePrefix("198.18.0.0/15"),   // benchmarking
-	netip.MustParsePrefix("240.0.0.0/4"),     // reserved
-	netip.MustParsePrefix("2001:db8::/32"),   // documentation
-	netip.MustParsePrefix("64:ff9b:1::/48"),  // local-use NAT64
-	netip.MustParsePrefix("2001::/23"),       // IETF protocol assignments
-	netip.MustParsePrefix("fec0::/10"),       // deprecated site-local
+	b := a.As16()
+	switch {
+	case b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8: // 2001:db8::/32 documentation
+	case b[0] == 0x20 && b[1] == 0x01 && b[2] < 0x02: // 2001::/23 IETF assignments
+	case b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && b[4] == 0 && b[5] == 1: // 64:ff9b:1::/48 local NAT64
+	case b[0] == 0xfe && b[1]&0xC0 == 0xC0: // fec0::/10 site-local
+	default:
+		return true
+	}
+	return false
 }

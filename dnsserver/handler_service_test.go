@@ -257,3 +257,19 @@ func BenchmarkServeService(b *testing.B) {
 		})
 	}
 }
+
+func TestIsGlobal(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"193.0.0.1": true, "8.8.8.8": true, "2001:67c:2e8::1": true, "2a00:1450::1": true,
+		"10.1.2.3": false, "172.16.0.1": false, "192.168.1.1": false, "127.0.0.1": false, "169.254.1.1": false,
+		"100.64.0.1": false, "100.128.0.1": true, "192.0.0.9": false, "192.0.2.1": false, "192.0.3.1": true,
+		"198.18.0.1": false, "198.19.255.1": false, "198.20.0.1": true, "198.51.100.7": false, "203.0.113.9": false,
+		"240.0.0.1": false, "255.255.255.255": false, "224.0.0.1": false, "0.0.0.0": false,
+		"2001:db8::1": false, "2001:1::1": false, "2001:200::1": true, "64:ff9b:1::1": false, "64:ff9b::1": true,
+		"fec0::1": false, "fc00::1": false, "fe80::1": false, "::1": false, "ff02::1": false,
+	} {
+		if got := isGlobal(netip.MustParseAddr(addr)); got != want {
+			t.Errorf("isGlobal(%s) = %v, want %v", addr, got, want)
+		}
+	}
+}
