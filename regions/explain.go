@@ -1,0 +1,389 @@
+package regions
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/meridian-gslb/meridian/geo"
+)
+
+// Explanation is a decision with every step that led to it: the
+// candidates each step saw, what it kept and why. It is what
+// GET /v1/explain returns, and encodes to JSON.
+type Explanation struct {
+	Service  string        `json:"service"`
+	Policy   Policy        `json:"policy"`
+	Sticky   bool          `json:"sticky,omitempty"`
+	QType    string        `json:"qtype"`
+	Revision int64         `json:"revision"`
+	Client   ExplainClient `json:"client"`
+	Steps    []ExplainStep `json:"steps"`
+	Decision Decision      `json:"decision"`
+	// Answer is the addresses in the order they are sent.
+	Answer []netip.Addr `json:"answer"`
+	// Reason sums the result up in one sentence.
+	Reason string `json:"reason"`
+}
+
+// ExplainClient is the client as the decision saw it.
+type ExplainClient struct {
+	Addr netip.Addr `json:"addr,omitzero"`
+	Bits int        `json:"bits"`
+	// Location is set when the policy looked the client up.
+	Location *ExplainLocation `json:"location,omitempty"`
+	// Latency is set when the policy looked the client up in the latency
+	// table.
+	Latency *ExplainLatency `json:"latency,omitempty"`
+}
+
+// ExplainLocation is a GeoIP lookup result.
+type ExplainLocation struct {
+	Country   string       `json:"country,omitempty"`
+	Continent string       `json:"continent,omitempty"`
+	Lat       *float64     `json:"lat,omitempty"`
+	Lon       *float64     `json:"lon,omitempty"`
+	Network   netip.Prefix `json:"network,omitzero"`
+	// Scope is how many address bits the lookup result holds for.
+	Scope int `json:"scope"`
+}
+
+// ExplainLatency is a latency table lookup result.
+type ExplainLatency struct {
+	Matched bool         `json:"matched"`
+	Prefix  netip.Prefix `json:"prefix,omitzero"`
+	// Scope is how many address bits the lookup result holds for.
+	Scope int             `json:"scope"`
+	RTTs  []ExplainRegRTT `json:"rtts,omitempty"`
+}
+
+// ExplainRegRTT is one region's RTT from the latency table.
+type ExplainRegRTT struct {
+	Region string  `json:"region"`
+	RTTms  float64 `json:"rtt_ms"`
+}
+
+// ExplainStep is one step of a decision: family, health, all-down,
+// preference, weights.
+type ExplainStep struct {
+	Step       string             `json:"step"`
+	Candidates []ExplainCandidate `json:"candidates,omitempty"`
+	// Result lists the regions the step kept.
+	Result []string `json:"result,omitempty"`
+	Reason string   `json:"reason"`
+}
+
+// ExplainCandidate is one region as a step saw it.
+type ExplainCandidate struct {
+	Region     string       `json:"region"`
+	Status     HealthStatus `json:"status"`
+	Weight     uint32       `json:"weight"`
+	Kept       bool         `json:"kept"`
+	DistanceKm *float64     `json:"distance_km,omitempty"` // including the bias
+	BiasKm     float64      `json:"bias_km,omitempty"`
+	RTTms      *float64     `json:"rtt_ms,omitempty"`
+	Score      *float64     `json:"score,omitempty"` // rendezvous score
+	Note       string       `json:"note,omitempty"`
+}
+
+// Explain makes the same decision as Decide (the same inputs give the
+// same Decision) and records every step. It allocates; it is for the
+// API and tests, not the query path.
+func (s *Snapshot) Explain(v *ServiceView, c *Client, qtype uint16, rnd uint64) (Decision, *Explanation) {
+	e := &Explanation{
+		Service:  v.name,
+		Policy:   v.svc.Policy,
+		Sticky:   v.sticky,
+		QType:    qtypeName(qtype),
+		Revision: s.Revision(),
+	}
+	addr, cbits := clientAddr(c)
+	e.Client.Addr, e.Client.Bits = addr, cbits
+	tr := &tracer{s: s, v: v, e: e}
+	d := s.decide(v, c, qtype, rnd, tr)
+	e.Decision = d
+	for i := 0; i < d.Count; i++ {
+		e.Answer = append(e.Answer, d.Addr(i))
+	}
+	e.Reason = summary(&d, qtype)
+	if e.Steps == nil {
+		e.Steps = []ExplainStep{}
+	}
+	return d, e
+}
+
+func qtypeName(q uint16) string {
+	switch q {
+	case QTypeA:
+		return "A"
+	case QTypeAAAA:
+		return "AAAA"
+	}
+	return "TYPE" + strconv.Itoa(int(q))
+}
+
+func summary(d *Decision, qtype uint16) string {
+	var b strings.Builder
+	switch {
+	case d.Kind == KindNoData:
+		b.WriteString("NODATA")
+	case d.Fallback:
+		fmt.Fprintf(&b, "fallback addresses, %d of %d from index %d", d.Count, len(d.Addrs), d.Start)
+	default:
+		fmt.Fprintf(&b, "region %s: %d of %d %s addresses from index %d", d.Region, d.Count, len(d.Addrs), qtypeName(qtype), d.Start)
+	}
+	fmt.Fprintf(&b, "; TTL %d", d.TTL)
+	if d.Degraded {
+		b.WriteString(" (degraded)")
+	}
+	if d.FailOpen {
+		b.WriteString("; failing open")
+	}
+	fmt.Fprintf(&b, "; ECS scope /%d", d.Scope)
+	return b.String()
+}
+
+// tracer records a decision's steps for Explain.
+type tracer struct {
+	s  *Snapshot
+	v  *ServiceView
+	e  *Explanation
+	fi int
+	// cur is the index of the step being recorded in e.Steps, and
+	// bySlot where each slot's candidate is in it.
+	cur    int
+	bySlot map[int]int
+}
+
+func famName(fi int) string {
+	if fi == 0 {
+		return "A"
+	}
+	return "AAAA"
+}
+
+// begin starts a step listing the slots in set (every slot when set is
+// nil).
+func (t *tracer) begin(name string, set *slotSet) {
+	st := ExplainStep{Step: name}
+	t.bySlot = map[int]int{}
+	for i := range t.v.slots {
+		if set != nil && !set.has(i) {
+			continue
+		}
+		sl := &t.v.slots[i]
+		t.bySlot[i] = len(st.Candidates)
+		st.Candidates = append(st.Candidates, ExplainCandidate{Region: sl.name, Status: sl.status, Weight: sl.weight})
+	}
+	t.e.Steps = append(t.e.Steps, st)
+	t.cur = len(t.e.Steps) - 1
+}
+
+func (t *tracer) cand(slot int) *ExplainCandidate {
+	i, ok := t.bySlot[slot]
+	if !ok {
+		return nil
+	}
+	return &t.e.Steps[t.cur].Candidates[i]
+}
+
+// endStep marks the candidates in kept and gives the reason.
+func (t *tracer) endStep(kept *slotSet, reason string) {
+	st := &t.e.Steps[t.cur]
+	for slot, i := range t.bySlot {
+		if kept.has(slot) {
+			st.Candidates[i].Kept = true
+		}
+	}
+	st.Result = nil
+	for i := range t.v.slots {
+		if kept.has(i) {
+			st.Result = append(st.Result, t.v.slots[i].name)
+		}
+	}
+	st.Reason = reason
+}
+
+func (t *tracer) noData(reason string) {
+	t.e.Steps = append(t.e.Steps, ExplainStep{Step: "family", Reason: reason + ": NODATA"})
+}
+
+func (t *tracer) family(fi int) {
+	t.fi = fi
+	t.begin("family", nil)
+	var kept slotSet
+	for i := range t.v.slots {
+		if len(t.v.slots[i].addrs[fi]) > 0 {
+			kept.add(i)
+		} else if c := t.cand(i); c != nil {
+			c.Note = "no " + famName(fi) + " address"
+		}
+	}
+	fv := &t.v.fam[fi]
+	reason := fmt.Sprintf("%d of %d regions have %s addresses", fv.any, len(t.v.slots), famName(fi))
+	if fv.any == 0 {
+		reason += ": NODATA (not an all-down event)"
+	}
+	t.endStep(&kept, reason)
+}
+
+func (t *tracer) health(fi int) {
+	var fam slotSet
+	for i := range t.v.slots {
+		if len(t.v.slots[i].addrs[fi]) > 0 {
+			fam.add(i)
+		}
+	}
+	t.begin("health", &fam)
+	fv := &t.v.fam[fi]
+	for i := range t.v.slots {
+		c := t.cand(i)
+		if c == nil {
+			continue
+		}
+		sl := &t.v.slots[i]
+		rs := &t.s.regions[sl.region]
+		switch {
+		case sl.weight == 0:
+			c.Note = "drained (weight 0)"
+		case rs.Reports == 0:
+			c.Note = "no fresh report: counted as up"
+		default:
+			c.Note = fmt.Sprintf("%d of %d probers report up", rs.Up, rs.Reports)
+		}
+	}
+	t.endStep(&fv.up, fmt.Sprintf("%d of %d candidates up (up: more than %v of the fresh reports say up; no report: unknown, counted as up; weight 0: drained)",
+		fv.nUp, fv.any, t.s.opts.Quorum))
+}
+
+func (t *tracer) allDown(reason string) {
+	t.e.Steps = append(t.e.Steps, ExplainStep{Step: "all-down", Reason: "no candidate is up: " + reason})
+}
+
+func (t *tracer) beginPreference(set *slotSet) {
+	t.begin("preference", set)
+}
+
+func (t *tracer) location(loc geo.Location, scope int, ok bool) {
+	if !ok {
+		return
+	}
+	el := &ExplainLocation{Country: loc.Country, Continent: loc.Continent, Network: loc.Network, Scope: scope}
+	if loc.HasCoords {
+		lat, lon := loc.Lat, loc.Lon
+		el.Lat, el.Lon = &lat, &lon
+	}
+	t.e.Client.Location = el
+}
+
+func (t *tracer) geoList(which string, list, chosen int) {
+	if list < 0 {
+		return
+	}
+	for pos, sl := range t.v.geo.lists[list] {
+		if c := t.cand(sl); c != nil {
+			c.Note = fmt.Sprintf("%s list position %d", which, pos+1)
+		}
+	}
+}
+
+func (t *tracer) geoReason(which string, list, chosen int) string {
+	loc := "the client's location is unknown"
+	if l := t.e.Client.Location; l != nil {
+		loc = fmt.Sprintf("the client is in country %q, continent %q", l.Country, l.Continent)
+	} else if t.v.geo != nil && !t.v.geo.needsLoc {
+		loc = "the map has only a default"
+	}
+	switch {
+	case list < 0:
+		return "geo: " + loc + " and no list applies: the first candidate in the service's order"
+	case chosen < 0:
+		return fmt.Sprintf("geo: %s: the %s list applies but none of it is a candidate: the first remaining candidate in the service's order", loc, which)
+	default:
+		return fmt.Sprintf("geo: %s: the %s list applies: its first candidate", loc, which)
+	}
+}
+
+func (t *tracer) distance(slot int, km float64) {
+	if c := t.cand(slot); c != nil {
+		c.DistanceKm = &km
+		c.BiasKm = t.v.slots[slot].biasKm
+	}
+}
+
+func (t *tracer) nearestReason(best, tol float64) string {
+	return fmt.Sprintf("nearest: the nearest candidate is %.0f km away (bias included); kept those within %.0f km of it", best, tol)
+}
+
+func (t *tracer) latencyMatch(m *LatencyMatch, ok bool) {
+	el := &ExplainLatency{Matched: ok, Prefix: m.Prefix(), Scope: m.Bits()}
+	for i := 0; i < m.Len(); i++ {
+		r, rtt := m.At(i)
+		el.RTTs = append(el.RTTs, ExplainRegRTT{Region: r, RTTms: rtt})
+	}
+	t.e.Client.Latency = el
+}
+
+func (t *tracer) rtt(slot int, ms float64) {
+	if c := t.cand(slot); c != nil {
+		c.RTTms = &ms
+	}
+}
+
+func (t *tracer) latencyReason(best, tol float64) string {
+	return fmt.Sprintf("latency: the fastest candidate answers in %v ms for %s; kept those within %v ms of it (regions without an RTT rank after)",
+		best, t.e.Client.Latency.Prefix, tol)
+}
+
+func (t *tracer) latencyFallback(matched bool) {
+	switch {
+	case t.s.latency == nil:
+		t.e.Steps[t.cur].Reason = "latency: no latency table; "
+	case t.e.Client.Latency == nil:
+		t.e.Steps[t.cur].Reason = "latency: nothing is known of the client; "
+	case !matched:
+		t.e.Steps[t.cur].Reason = "latency: the client's network is not in the latency table; "
+	default:
+		t.e.Steps[t.cur].Reason = "latency: the table has no RTT for any candidate; "
+	}
+	t.e.Steps[t.cur].Reason += "falling back to nearest"
+	// nearest records its own reason in a step of its own.
+	t.begin("preference", t.currentKept())
+}
+
+// currentKept is the set of candidates of the current step.
+func (t *tracer) currentKept() *slotSet {
+	var s slotSet
+	for slot := range t.bySlot {
+		s.add(slot)
+	}
+	return &s
+}
+
+func (t *tracer) beginWeights(set *slotSet) {
+	t.begin("weights", set)
+}
+
+func (t *tracer) score(slot int, sc float64) {
+	if c := t.cand(slot); c != nil {
+		c.Score = &sc
+	}
+}
+
+func (t *tracer) stickyReason(addr netip.Addr, bits int) string {
+	n := "no client network"
+	if addr.IsValid() {
+		p, _ := addr.Prefix(bits)
+		n = p.String()
+	}
+	return "sticky: weighted rendezvous hash of the client network " + n + ": the highest score"
+}
+
+func (t *tracer) drawReason(draw, total uint64) string {
+	return fmt.Sprintf("weighted random: drew %d of a total weight of %d", draw, total)
+}
+
+func (t *tracer) endWeights(chosen int, reason string) {
+	t.endStep(new(single(chosen)), reason)
+}

@@ -1,0 +1,582 @@
+package regions
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// SnapshotOptions tune how a snapshot reads the state.
+type SnapshotOptions struct {
+	// Quorum: a region is up when more than this fraction of its fresh
+	// reports say up; 0 means 0.5. Values outside (0, 1) are replaced by
+	// 0.5 and listed in Problems.
+	Quorum float64
+	// StickyBitsV4 is how much of an IPv4 client address a sticky choice
+	// hashes; 0 means 24.
+	StickyBitsV4 int
+	// StickyBitsV6 is the same for IPv6; 0 means 56.
+	StickyBitsV6 int
+}
+
+// The option defaults.
+const (
+	DefaultQuorum       = 0.5
+	DefaultStickyBitsV4 = 24
+	DefaultStickyBitsV6 = 56
+)
+
+// HealthStatus is a region's aggregated health.
+type HealthStatus string
+
+// The health statuses. Unknown (no fresh report at all) counts as up.
+const (
+	HealthUp      HealthStatus = "up"
+	HealthDown    HealthStatus = "down"
+	HealthUnknown HealthStatus = "unknown"
+)
+
+// RegionStatus is one region's health as a snapshot sees it.
+type RegionStatus struct {
+	Name   string       `json:"name"`
+	Status HealthStatus `json:"status"`
+	// Up of Reports fresh prober reports say up.
+	Up      int `json:"up"`
+	Reports int `json:"reports"`
+	// Region is the region as stored. Read-only.
+	Region *Region `json:"region"`
+	// Probers holds the reports behind Status, sorted by prober id.
+	// Read-only.
+	Probers []*HealthReport `json:"probers"`
+}
+
+// Snapshot is an immutable, compiled view of a State: what every query
+// reads. It is built off the query path (BuildSnapshot) and swapped in
+// whole; nothing in it changes afterwards, so any number of goroutines
+// may use it without locks.
+type Snapshot struct {
+	state    *State
+	opts     SnapshotOptions
+	problems []string
+
+	regions   []RegionStatus // sorted by name; the index is the region id
+	regionIdx map[string]int
+	addrs     [][2][]netip.Addr // per region id: VIPs by family (0 IPv4, 1 IPv6)
+
+	services []*ServiceView // sorted by name
+	byWire   map[string]*ServiceView
+	byName   map[string]*ServiceView
+
+	latency *LatencyTable
+	// latencyErr remembers why the table with latencyErrID could not be
+	// compiled, so the next snapshot does not parse it again.
+	latencyErrID, latencyErr string
+	// latRegion maps a latency table region id to a region id (-1: no such
+	// region).
+	latRegion []int32
+}
+
+// policyKind is a Policy as a small integer for the query path.
+type policyKind uint8
+
+const (
+	kindWeighted policyKind = iota
+	kindFailover
+	kindGeo
+	kindNearest
+	kindLatency
+)
+
+type allDownKind uint8
+
+const (
+	downOpen allDownKind = iota
+	downClosed
+	downFallback
+)
+
+// ServiceView is a service compiled for one snapshot: its regions with
+// their health, addresses and weights resolved, candidate sets per address
+// family and its geo map as region positions. Read-only.
+type ServiceView struct {
+	name, wire string
+	svc        *Service
+
+	policy      policyKind
+	sticky      bool
+	mode        allDownKind
+	maxAnswers  int
+	ttl         uint32
+	degradedTTL uint32
+	// anyDown: a region of the service (not drained) is down, so every
+	// answer carries the degraded TTL.
+	anyDown bool
+	nearTol float64
+	latTol  float64
+
+	slots []slot
+	nw    int // words of a slotSet in use
+	fam   [2]famView
+	geo   *geoTable
+	// slotOf maps a region id to the slot that holds it, or -1.
+	slotOf []int16
+}
+
+// slot is one region of a service, in the service's order.
+type slot struct {
+	name   string
+	region int // region id in the snapshot
+	weight uint32
+	biasKm float64
+	lat    float64
+	lon    float64
+	status HealthStatus
+	hash   uint64 // regionHash(name)
+	addrs  [2][]netip.Addr
+}
+
+// famView holds a service's candidates for one address family.
+type famView struct {
+	any    int     // slots with addresses of the family, drained or not
+	cands  slotSet // not drained, with addresses of the family
+	up     slotSet // cands that are up or unknown
+	nCands int
+	nUp    int
+	// fallback: the all_down addresses of the family (fallback mode).
+	fallback []netip.Addr
+}
+
+// geoTable is a service's geo map with region names turned into slots.
+type geoTable struct {
+	countries  map[string]int // country code -> index in lists
+	continents [numContinents]int
+	def        int // index in lists, or -1
+	lists      [][]int
+	// needsLoc is false when only a default is given: then the answer
+	// does not depend on the client and no lookup is made.
+	needsLoc bool
+}
+
+const numContinents = 7
+
+// continentIndex maps a continent code to 0..6, or -1.
+func continentIndex(code string) int {
+	switch code {
+	case "AF":
+		return 0
+	case "AN":
+		return 1
+	case "AS":
+		return 2
+	case "EU":
+		return 3
+	case "NA":
+		return 4
+	case "OC":
+		return 5
+	case "SA":
+		return 6
+	}
+	return -1
+}
+
+// BuildSnapshot compiles st into an immutable snapshot. It never fails:
+// entries it cannot use (a service naming a region that does not exist,
+// an invalid latency table...) are skipped and listed in Problems. prev
+// (may be nil) lets it reuse work that did not change, above all the
+// compiled latency table (same LatencyData.ID). st must not change
+// afterwards.
+func BuildSnapshot(st *State, prev *Snapshot, opts SnapshotOptions) *Snapshot {
+	if st == nil {
+		st = NewState()
+	}
+	s := &Snapshot{state: st}
+	s.problems = append(s.problems, st.Problems...)
+	s.opts = s.normalize(opts)
+
+	s.buildRegions()
+	s.buildLatency(prev)
+	s.buildServices()
+	return s
+}
+
+func (s *Snapshot) problemf(format string, args ...any) {
+	s.problems = append(s.problems, fmt.Sprintf(format, args...))
+}
+
+func (s *Snapshot) normalize(o SnapshotOptions) SnapshotOptions {
+	switch {
+	case o.Quorum == 0:
+		o.Quorum = DefaultQuorum
+	case !(o.Quorum > 0 && o.Quorum < 1):
+		s.problemf("options: quorum %v: want a fraction above 0 and below 1; using %v", o.Quorum, DefaultQuorum)
+		o.Quorum = DefaultQuorum
+	}
+	switch {
+	case o.StickyBitsV4 == 0:
+		o.StickyBitsV4 = DefaultStickyBitsV4
+	case o.StickyBitsV4 < 0 || o.StickyBitsV4 > 32:
+		s.problemf("options: sticky IPv4 bits %d: want 1 to 32; using %d", o.StickyBitsV4, DefaultStickyBitsV4)
+		o.StickyBitsV4 = DefaultStickyBitsV4
+	}
+	switch {
+	case o.StickyBitsV6 == 0:
+		o.StickyBitsV6 = DefaultStickyBitsV6
+	case o.StickyBitsV6 < 0 || o.StickyBitsV6 > 128:
+		s.problemf("options: sticky IPv6 bits %d: want 1 to 128; using %d", o.StickyBitsV6, DefaultStickyBitsV6)
+		o.StickyBitsV6 = DefaultStickyBitsV6
+	}
+	return o
+}
+
+func (s *Snapshot) buildRegions() {
+	st := s.state
+	names := make([]string, 0, len(st.Regions))
+	for key, r := range st.Regions {
+		switch {
+		case r == nil:
+			s.problemf("region %q: no data; skipped", key)
+		case r.Name != key:
+			s.problemf("region %q: stored under the name %q; skipped", r.Name, key)
+		default:
+			names = append(names, key)
+		}
+	}
+	slices.Sort(names)
+	s.regions = make([]RegionStatus, len(names))
+	s.addrs = make([][2][]netip.Addr, len(names))
+	s.regionIdx = make(map[string]int, len(names))
+	q := s.opts.Quorum
+	for i, name := range names {
+		r := st.Regions[name]
+		s.regionIdx[name] = i
+		var v4, v6 []netip.Addr
+		for _, a := range r.VIPs {
+			switch {
+			case !a.IsValid() || a.Zone() != "":
+				s.problemf("region %s: address %v cannot be answered; skipped", name, a)
+			case a.Unmap().Is4():
+				v4 = append(v4, a.Unmap())
+			default:
+				v6 = append(v6, a)
+			}
+		}
+		s.addrs[i] = [2][]netip.Addr{v4, v6}
+
+		rs := RegionStatus{Name: name, Region: r, Status: HealthUnknown}
+		for _, rep := range st.Health[name] {
+			if rep == nil {
+				continue
+			}
+			rs.Probers = append(rs.Probers, rep)
+			rs.Reports++
+			if rep.Up {
+				rs.Up++
+			}
+		}
+		slices.SortFunc(rs.Probers, func(a, b *HealthReport) int { return strings.Compare(a.Prober, b.Prober) })
+		if rs.Reports > 0 {
+			rs.Status = HealthDown
+			if float64(rs.Up) > q*float64(rs.Reports) {
+				rs.Status = HealthUp
+			}
+		}
+		s.regions[i] = rs
+	}
+}
+
+func (s *Snapshot) buildLatency(prev *Snapshot) {
+	d := s.state.Latency
+	if d == nil {
+		return
+	}
+	switch {
+	case prev != nil && prev.latency != nil && prev.latency.id == d.ID:
+		s.latency = prev.latency
+	case prev != nil && prev.latencyErrID == d.ID && prev.latencyErr != "":
+		s.latencyErrID, s.latencyErr = d.ID, prev.latencyErr
+	default:
+		t, err := CompileLatency(d)
+		if err != nil {
+			s.latencyErrID, s.latencyErr = d.ID, err.Error()
+		} else {
+			s.latency = t
+		}
+	}
+	if s.latencyErr != "" {
+		s.problemf("latency table %q: %s; latency steering falls back to nearest", d.ID, s.latencyErr)
+		return
+	}
+	s.latRegion = make([]int32, len(s.latency.regions))
+	for i, name := range s.latency.regions {
+		s.latRegion[i] = -1
+		if r, ok := s.regionIdx[name]; ok {
+			s.latRegion[i] = int32(r)
+		}
+	}
+}
+
+func (s *Snapshot) buildServices() {
+	st := s.state
+	keys := make([]string, 0, len(st.Services))
+	for k := range st.Services {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	s.services = make([]*ServiceView, 0, len(keys))
+	s.byWire = make(map[string]*ServiceView, len(keys))
+	s.byName = make(map[string]*ServiceView, len(keys))
+	for _, key := range keys {
+		svc := st.Services[key]
+		if svc == nil {
+			s.problemf("service %q: no data; skipped", key)
+			continue
+		}
+		name := CanonicalName(svc.Name)
+		if !isHostname(name) {
+			s.problemf("service %q: %q is not a host name; skipped", key, svc.Name)
+			continue
+		}
+		if CanonicalName(key) != name {
+			s.problemf("service %q: stored under the name %q; skipped", svc.Name, key)
+			continue
+		}
+		if s.byName[name] != nil {
+			s.problemf("service %s: stored twice; skipped %q", name, key)
+			continue
+		}
+		v := s.compileService(name, svc)
+		if v == nil {
+			continue
+		}
+		s.services = append(s.services, v)
+		s.byName[name] = v
+		s.byWire[v.wire] = v
+	}
+	// Sorted keys of different spellings may sort differently from the
+	// names.
+	slices.SortFunc(s.services, func(a, b *ServiceView) int { return strings.Compare(a.name, b.name) })
+}
+
+func (s *Snapshot) compileService(name string, svc *Service) *ServiceView {
+	v := &ServiceView{name: name, wire: WireName(name), svc: svc, sticky: svc.Sticky}
+	switch svc.Policy {
+	case PolicyWeighted:
+		v.policy = kindWeighted
+	case PolicyFailover:
+		v.policy = kindFailover
+	case PolicyGeo:
+		v.policy = kindGeo
+	case PolicyNearest:
+		v.policy = kindNearest
+	case PolicyLatency:
+		v.policy = kindLatency
+	default:
+		s.problemf("service %s: unknown policy %q; skipped", name, svc.Policy)
+		return nil
+	}
+	switch svc.AllDown.Mode {
+	case "", AllDownFailOpen:
+		v.mode = downOpen
+	case AllDownFailClosed:
+		v.mode = downClosed
+	case AllDownFallback:
+		v.mode = downFallback
+		for _, a := range svc.AllDown.Addresses {
+			switch {
+			case !a.IsValid() || a.Zone() != "":
+				s.problemf("service %s: all_down address %v cannot be answered; skipped", name, a)
+			case a.Unmap().Is4():
+				v.fam[0].fallback = append(v.fam[0].fallback, a.Unmap())
+			default:
+				v.fam[1].fallback = append(v.fam[1].fallback, a)
+			}
+		}
+	default:
+		s.problemf("service %s: unknown all_down mode %q; failing open", name, svc.AllDown.Mode)
+	}
+	v.maxAnswers = max(svc.MaxAnswers, 0)
+	v.ttl = svc.TTL
+	v.degradedTTL = svc.DegradedTTL
+	if v.degradedTTL == 0 {
+		v.degradedTTL = svc.TTL / 2
+	}
+	v.degradedTTL = min(max(v.degradedTTL, 1), v.ttl)
+	if t := svc.NearestToleranceKm; t > 0 && !math.IsInf(t, 0) {
+		v.nearTol = t
+	}
+	if t := svc.LatencyToleranceMs; t > 0 && !math.IsInf(t, 0) {
+		v.latTol = t
+	}
+
+	v.slotOf = make([]int16, len(s.regions))
+	for i := range v.slotOf {
+		v.slotOf[i] = -1
+	}
+	v.slots = make([]slot, 0, len(svc.Regions))
+	for _, sr := range svc.Regions {
+		if len(v.slots) == MaxRegions {
+			s.problemf("service %s: more than %d regions; %q and later are skipped", name, MaxRegions, sr.Region)
+			break
+		}
+		r, ok := s.regionIdx[sr.Region]
+		if !ok {
+			s.problemf("service %s: region %q does not exist; skipped", name, sr.Region)
+			continue
+		}
+		if v.slotOf[r] >= 0 {
+			s.problemf("service %s: region %q is listed twice; the second is skipped", name, sr.Region)
+			continue
+		}
+		bias := sr.BiasKm
+		if math.IsNaN(bias) || math.IsInf(bias, 0) {
+			s.problemf("service %s: region %s: bias %v ignored", name, sr.Region, bias)
+			bias = 0
+		}
+		reg := &s.regions[r]
+		v.slotOf[r] = int16(len(v.slots))
+		v.slots = append(v.slots, slot{
+			name:   reg.Name,
+			region: r,
+			weight: sr.Weight,
+			biasKm: bias,
+			lat:    reg.Region.Location.Lat,
+			lon:    reg.Region.Location.Lon,
+			status: reg.Status,
+			hash:   regionHash(reg.Name),
+			addrs:  s.addrs[r],
+		})
+	}
+	v.nw = (len(v.slots) + 63) / 64
+	for i, sl := range v.slots {
+		if sl.weight > 0 && sl.status == HealthDown {
+			v.anyDown = true
+		}
+		for f := range v.fam {
+			fv := &v.fam[f]
+			if len(sl.addrs[f]) == 0 {
+				continue
+			}
+			fv.any++
+			if sl.weight == 0 {
+				continue
+			}
+			fv.cands.add(i)
+			fv.nCands++
+			if sl.status != HealthDown {
+				fv.up.add(i)
+				fv.nUp++
+			}
+		}
+	}
+	if v.policy == kindGeo {
+		v.geo = s.compileGeo(v)
+	} else if svc.Geo != nil {
+		s.problemf("service %s: geo map ignored: the policy is %s", name, svc.Policy)
+	}
+	return v
+}
+
+func (s *Snapshot) compileGeo(v *ServiceView) *geoTable {
+	g := &geoTable{def: -1}
+	for i := range g.continents {
+		g.continents[i] = -1
+	}
+	m := v.svc.Geo
+	if m == nil {
+		s.problemf("service %s: the geo policy has no geo map; answering in region order", v.name)
+		return g
+	}
+	list := func(field string, names []string) int {
+		var l []int
+		for _, n := range names {
+			r, ok := s.regionIdx[n]
+			if !ok || v.slotOf[r] < 0 {
+				s.problemf("service %s: geo %s: %q is not one of the service's regions; skipped", v.name, field, n)
+				continue
+			}
+			l = append(l, int(v.slotOf[r]))
+		}
+		g.lists = append(g.lists, l)
+		return len(g.lists) - 1
+	}
+	for _, cc := range sortedKeys(m.Countries) {
+		if len(cc) != 2 || cc != strings.ToUpper(cc) {
+			s.problemf("service %s: geo country %q is not an upper-case two-letter code; skipped", v.name, cc)
+			continue
+		}
+		if g.countries == nil {
+			g.countries = make(map[string]int)
+		}
+		g.countries[cc] = list("countries."+cc, m.Countries[cc])
+		g.needsLoc = true
+	}
+	for _, c := range sortedKeys(m.Continents) {
+		ci := continentIndex(c)
+		if ci < 0 {
+			s.problemf("service %s: geo continent %q is not a continent code; skipped", v.name, c)
+			continue
+		}
+		g.continents[ci] = list("continents."+c, m.Continents[c])
+		g.needsLoc = true
+	}
+	if m.Default != nil {
+		g.def = list("default", m.Default)
+	}
+	return g
+}
+
+// Revision is the etcd revision of the state the snapshot was built from.
+func (s *Snapshot) Revision() int64 { return s.state.Revision }
+
+// State is the input the snapshot was built from. Read-only.
+func (s *Snapshot) State() *State { return s.state }
+
+// Problems lists what the build skipped or replaced, and why.
+func (s *Snapshot) Problems() []string { return slices.Clone(s.problems) }
+
+// Options are the options the snapshot was built with, defaults filled in.
+func (s *Snapshot) Options() SnapshotOptions { return s.opts }
+
+// Service finds a service by its lower-case DNS wire name. It does not
+// allocate; nil if there is none.
+func (s *Snapshot) Service(wire []byte) *ServiceView {
+	return s.byWire[string(wire)]
+}
+
+// ServiceByName finds a service by name (any case, trailing dot optional).
+func (s *Snapshot) ServiceByName(name string) *ServiceView {
+	if v := s.byName[name]; v != nil {
+		return v
+	}
+	return s.byName[CanonicalName(name)]
+}
+
+// Services lists the services sorted by name.
+func (s *Snapshot) Services() []*ServiceView { return slices.Clone(s.services) }
+
+// Regions lists every region's health sorted by name.
+func (s *Snapshot) Regions() []RegionStatus { return slices.Clone(s.regions) }
+
+// RegionStatus returns one region's health.
+func (s *Snapshot) RegionStatus(name string) (RegionStatus, bool) {
+	i, ok := s.regionIdx[name]
+	if !ok {
+		return RegionStatus{}, false
+	}
+	return s.regions[i], true
+}
+
+// Latency is the compiled latency table; nil if there is none.
+func (s *Snapshot) Latency() *LatencyTable { return s.latency }
+
+// Name is the service's canonical name (lower case, fully qualified).
+func (v *ServiceView) Name() string { return v.name }
+
+// Service is the service as stored. Read-only.
+func (v *ServiceView) Service() *Service { return v.svc }
+
+// WireName is the service name in lower-case DNS wire form.
+func (v *ServiceView) WireName() string { return v.wire }

@@ -1,0 +1,482 @@
+package regions
+
+import (
+	"math"
+	"math/bits"
+	"net/netip"
+
+	"github.com/meridian-gslb/meridian/geo"
+)
+
+// Locator tells where a client address is; *geo.DB is one. Decide calls
+// it at most once per decision, and only when the policy needs a place.
+type Locator interface {
+	Locate(netip.Addr) geo.Location
+}
+
+var _ Locator = (*geo.DB)(nil)
+
+// Client is who asks.
+type Client struct {
+	// Addr is the ECS address or, without ECS, the packet's source;
+	// IPv4 unmapped.
+	Addr netip.Addr
+	// Bits is how many leading bits of Addr are meaningful: the ECS
+	// source prefix length, else 32 or 128. 0 means nothing is known of
+	// the client (ECS /0), so no decision depends on it.
+	Bits int
+	// Locator is nil when no GeoIP database is loaded.
+	Locator Locator
+}
+
+// DecisionKind says what to answer.
+type DecisionKind uint8
+
+// The decision kinds. The zero Decision is a NODATA.
+const (
+	KindNoData DecisionKind = iota // no address of the asked type: NOERROR, empty answer
+	KindAnswer                     // answer Addrs
+)
+
+func (k DecisionKind) String() string {
+	if k == KindAnswer {
+		return "answer"
+	}
+	return "nodata"
+}
+
+// MarshalText writes "answer" or "nodata".
+func (k DecisionKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// Decision is the steering result for one query.
+type Decision struct {
+	Kind DecisionKind `json:"kind"`
+	// Region is the chosen region; "" for a fallback or NODATA.
+	Region string `json:"region,omitempty"`
+	// Addrs is SHARED and read-only: the chosen region's VIPs of the
+	// asked family, or the fallback addresses of that family.
+	Addrs []netip.Addr `json:"addrs,omitempty"`
+	// Start and Count: send Addrs[(Start+i)%len(Addrs)] for i < Count
+	// (see Addr). Rotating the start spreads load over the VIPs.
+	Start int `json:"start"`
+	Count int `json:"count"`
+	// TTL is the service TTL, or its degraded TTL while a region of the
+	// service is down or when failing open or falling back.
+	TTL uint32 `json:"ttl"`
+	// Scope is the ECS SCOPE PREFIX-LENGTH: how many leading bits of the
+	// client address the decision depended on (IPv4 bits for IPv4), never
+	// more than Client.Bits; 0 when it did not depend on the client.
+	Scope    int  `json:"scope"`
+	FailOpen bool `json:"fail_open,omitempty"`
+	Fallback bool `json:"fallback,omitempty"`
+	Degraded bool `json:"degraded,omitempty"`
+}
+
+// Addr is the i-th address to send, i < Count.
+func (d *Decision) Addr(i int) netip.Addr {
+	return d.Addrs[(d.Start+i)%len(d.Addrs)]
+}
+
+// DNS query types Decide answers.
+const (
+	QTypeA    = 1
+	QTypeAAAA = 28
+)
+
+// Decide is the query path: it steers one A or AAAA query for service v
+// (see DESIGN.md, Steering). rnd is a random value from the caller,
+// injected so tests are exact. It does not allocate, takes no lock and
+// calls c.Locator at most once, only when the policy needs a location.
+// Other query types get a NODATA decision.
+func (s *Snapshot) Decide(v *ServiceView, c *Client, qtype uint16, rnd uint64) Decision {
+	return s.decide(v, c, qtype, rnd, nil)
+}
+
+// decide is the one implementation behind Decide and Explain. tr is nil
+// on the query path; every use of it is behind a nil check so that the
+// query path neither formats nor allocates.
+func (s *Snapshot) decide(v *ServiceView, c *Client, qtype uint16, rnd uint64, tr *tracer) Decision {
+	d := Decision{TTL: v.ttl}
+	if v.anyDown {
+		d.TTL, d.Degraded = v.degradedTTL, true
+	}
+	var fi int
+	switch qtype {
+	case QTypeA:
+		fi = 0
+	case QTypeAAAA:
+		fi = 1
+	default:
+		if tr != nil {
+			tr.noData("the query type is neither A nor AAAA")
+		}
+		return d
+	}
+	fv := &v.fam[fi]
+	if tr != nil {
+		tr.family(fi)
+	}
+	if fv.any == 0 {
+		return d
+	}
+
+	set, n := fv.up, fv.nUp
+	if tr != nil {
+		tr.health(fi)
+	}
+	if n == 0 {
+		d.TTL, d.Degraded = v.degradedTTL, true
+		switch v.mode {
+		case downClosed:
+			if tr != nil {
+				tr.allDown("fail-closed: NODATA")
+			}
+			return d
+		case downFallback:
+			if len(fv.fallback) == 0 {
+				if tr != nil {
+					tr.allDown("fallback, but no fallback address of the asked family: NODATA")
+				}
+				return d
+			}
+			if tr != nil {
+				tr.allDown("fallback: answering the all_down addresses")
+			}
+			d.Kind, d.Fallback = KindAnswer, true
+			d.pickAddrs(fv.fallback, v.maxAnswers, rnd)
+			return d
+		default:
+			if fv.nCands == 0 {
+				if tr != nil {
+					tr.allDown("fail-open, but every region is drained: NODATA")
+				}
+				return d
+			}
+			if tr != nil {
+				tr.allDown("fail-open: answering as if every region that is not drained were up")
+			}
+			set, n = fv.cands, fv.nCands
+			d.FailOpen = true
+		}
+	}
+
+	addr, cbits := clientAddr(c)
+	scope := 0
+	if tr != nil {
+		tr.beginPreference(&set)
+	}
+	if n > 1 {
+		switch v.policy {
+		case kindFailover:
+			set = single(set.first(v.nw))
+			if tr != nil {
+				tr.endStep(&set, "failover: the first candidate in the service's order")
+			}
+		case kindGeo:
+			scope = s.preferGeo(v, &set, c, addr, cbits, tr)
+		case kindNearest:
+			scope = s.preferNearest(v, &set, c, addr, cbits, tr)
+		case kindLatency:
+			scope = s.preferLatency(v, &set, c, addr, cbits, tr)
+		default:
+			if tr != nil {
+				tr.endStep(&set, "weighted: every candidate is equally preferred")
+			}
+		}
+	} else if tr != nil {
+		tr.endStep(&set, "a single candidate: nothing to prefer")
+	}
+
+	chosen, sc := s.tieBreak(v, &set, addr, cbits, rnd, tr)
+	scope = max(scope, sc)
+	sl := &v.slots[chosen]
+	d.Kind = KindAnswer
+	d.Region = sl.name
+	d.Scope = min(scope, cbits)
+	d.pickAddrs(sl.addrs[fi], v.maxAnswers, rnd)
+	return d
+}
+
+// pickAddrs sets Addrs, Start and Count. The rotation comes from rnd
+// remixed, so that it does not follow the weighted draw.
+func (d *Decision) pickAddrs(addrs []netip.Addr, maxAnswers int, rnd uint64) {
+	d.Addrs = addrs
+	n := len(addrs)
+	d.Count = n
+	if maxAnswers > 0 && maxAnswers < n {
+		d.Count = maxAnswers
+	}
+	hi, _ := bits.Mul64(mix64(rnd^0x5851f42d4c957f2d), uint64(n))
+	d.Start = int(hi)
+}
+
+// clientAddr returns the client address (unmapped) and the number of its
+// bits that are meaningful.
+func clientAddr(c *Client) (netip.Addr, int) {
+	if c == nil || !c.Addr.IsValid() {
+		return netip.Addr{}, 0
+	}
+	a := c.Addr.Unmap().WithZone("")
+	return a, min(max(c.Bits, 0), a.BitLen())
+}
+
+// locate asks the client's Locator where it is. It also returns the
+// number of leading address bits the answer depends on: the database
+// network's length, or all the client's bits when the database had no
+// network for it (we do not know how far the miss reaches). ok is false
+// when no lookup was made.
+func (s *Snapshot) locate(c *Client, addr netip.Addr, cbits int, tr *tracer) (loc geo.Location, scope int, ok bool) {
+	if c == nil || c.Locator == nil || cbits == 0 {
+		if tr != nil {
+			tr.location(loc, 0, false)
+		}
+		return loc, 0, false
+	}
+	loc = c.Locator.Locate(addr)
+	if n := loc.Network; n.IsValid() {
+		scope = n.Bits()
+		if addr.Is4() && n.Addr().Is6() {
+			scope = max(scope-96, 0)
+		}
+	} else {
+		scope = cbits
+	}
+	if tr != nil {
+		tr.location(loc, scope, true)
+	}
+	return loc, scope, true
+}
+
+func (s *Snapshot) preferGeo(v *ServiceView, set *slotSet, c *Client, addr netip.Addr, cbits int, tr *tracer) int {
+	g := v.geo
+	list, scope := -1, 0
+	var which string
+	if g.needsLoc {
+		loc, sc, ok := s.locate(c, addr, cbits, tr)
+		scope = sc
+		if ok && g.countries != nil && loc.Country != "" {
+			if li, found := g.countries[loc.Country]; found {
+				list = li
+				if tr != nil {
+					which = "country " + loc.Country
+				}
+			}
+		}
+		if ok && list < 0 {
+			if ci := continentIndex(loc.Continent); ci >= 0 && g.continents[ci] >= 0 {
+				list = g.continents[ci]
+				if tr != nil {
+					which = "continent " + loc.Continent
+				}
+			}
+		}
+	}
+	if list < 0 && g.def >= 0 {
+		list = g.def
+		if tr != nil {
+			which = "default"
+		}
+	}
+	chosen := -1
+	if list >= 0 {
+		for _, sl := range g.lists[list] {
+			if set.has(sl) {
+				chosen = sl
+				break
+			}
+		}
+	}
+	if tr != nil {
+		tr.geoList(which, list, chosen)
+	}
+	if chosen < 0 {
+		chosen = set.first(v.nw)
+	}
+	*set = single(chosen)
+	if tr != nil {
+		tr.endStep(set, tr.geoReason(which, list, chosen))
+	}
+	return scope
+}
+
+// distanceKm is the biased great-circle distance to a slot's region; one
+// function so that both passes of narrowNearest compute the same value.
+func (sl *slot) distanceKm(lat, lon float64) float64 {
+	return geo.DistanceKm(lat, lon, sl.lat, sl.lon) + sl.biasKm
+}
+
+func (s *Snapshot) preferNearest(v *ServiceView, set *slotSet, c *Client, addr netip.Addr, cbits int, tr *tracer) int {
+	loc, scope, ok := s.locate(c, addr, cbits, tr)
+	if !ok || !loc.HasCoords {
+		if tr != nil {
+			tr.endStep(set, "nearest: the client's location is unknown, every candidate is equally near")
+		}
+		return scope
+	}
+	// The first distances are kept so the second pass need not compute
+	// them again; beyond that (services with many regions) it does.
+	var buf [32]float64
+	best := math.Inf(1)
+	k := 0
+	for w, word := range set[:v.nw] {
+		for ; word != 0; word &= word - 1 {
+			i := w<<6 + bits.TrailingZeros64(word)
+			d := v.slots[i].distanceKm(loc.Lat, loc.Lon)
+			if k < len(buf) {
+				buf[k] = d
+			}
+			k++
+			best = min(best, d)
+			if tr != nil {
+				tr.distance(i, d)
+			}
+		}
+	}
+	limit := best + v.nearTol
+	var out slotSet
+	k = 0
+	for w, word := range set[:v.nw] {
+		for ; word != 0; word &= word - 1 {
+			i := w<<6 + bits.TrailingZeros64(word)
+			var d float64
+			if k < len(buf) {
+				d = buf[k]
+			} else {
+				d = v.slots[i].distanceKm(loc.Lat, loc.Lon)
+			}
+			k++
+			if d <= limit {
+				out.add(i)
+			}
+		}
+	}
+	*set = out
+	if tr != nil {
+		tr.endStep(set, tr.nearestReason(best, v.nearTol))
+	}
+	return scope
+}
+
+// latencySlot maps the i-th pair of a match to the service's slot, or -1.
+func (s *Snapshot) latencySlot(v *ServiceView, m *LatencyMatch, i int) (int, float64) {
+	id, rtt := m.regionID(i)
+	r := s.latRegion[id]
+	if r < 0 {
+		return -1, rtt
+	}
+	return int(v.slotOf[r]), rtt
+}
+
+func (s *Snapshot) preferLatency(v *ServiceView, set *slotSet, c *Client, addr netip.Addr, cbits int, tr *tracer) int {
+	scope := 0
+	if s.latency != nil && cbits > 0 {
+		m, ok := s.latency.Lookup(addr)
+		scope = m.Bits()
+		if tr != nil {
+			tr.latencyMatch(&m, ok)
+		}
+		if ok {
+			best := math.Inf(1)
+			for i := 0; i < m.Len(); i++ {
+				sl, rtt := s.latencySlot(v, &m, i)
+				if set.has(sl) {
+					best = min(best, rtt)
+					if tr != nil {
+						tr.rtt(sl, rtt)
+					}
+				}
+			}
+			if !math.IsInf(best, 1) {
+				limit := best + v.latTol
+				var out slotSet
+				for i := 0; i < m.Len(); i++ {
+					sl, rtt := s.latencySlot(v, &m, i)
+					if set.has(sl) && rtt <= limit {
+						out.add(sl)
+					}
+				}
+				*set = out
+				if tr != nil {
+					tr.endStep(set, tr.latencyReason(best, v.latTol))
+				}
+				return scope
+			}
+		}
+		if tr != nil {
+			tr.latencyFallback(ok)
+		}
+	} else if tr != nil {
+		tr.latencyFallback(false)
+	}
+	return max(scope, s.preferNearest(v, set, c, addr, cbits, tr))
+}
+
+// tieBreak picks one of the equally preferred candidates by weight: a
+// weighted draw with rnd or, for a sticky service, a weighted rendezvous
+// hash of the client network. It returns the slot and the scope the pick
+// depended on.
+func (s *Snapshot) tieBreak(v *ServiceView, set *slotSet, addr netip.Addr, cbits int, rnd uint64, tr *tracer) (int, int) {
+	if tr != nil {
+		tr.beginWeights(set)
+	}
+	if set.count(v.nw) == 1 {
+		i := set.first(v.nw)
+		if tr != nil {
+			tr.endWeights(i, "a single candidate left")
+		}
+		return i, 0
+	}
+	if v.sticky {
+		sb := s.opts.StickyBitsV6
+		if addr.Is4() {
+			sb = s.opts.StickyBitsV4
+		}
+		sb = min(sb, cbits)
+		nh := networkHash(addr, sb)
+		chosen, best := -1, -1.0
+		for w, word := range set[:v.nw] {
+			for ; word != 0; word &= word - 1 {
+				i := w<<6 + bits.TrailingZeros64(word)
+				sl := &v.slots[i]
+				sc := stickyScore(nh, sl.hash, sl.weight)
+				if sc > best {
+					chosen, best = i, sc
+				}
+				if tr != nil {
+					tr.score(i, sc)
+				}
+			}
+		}
+		if tr != nil {
+			tr.endWeights(chosen, tr.stickyReason(addr, sb))
+		}
+		return chosen, sb
+	}
+	var total uint64
+	for w, word := range set[:v.nw] {
+		for ; word != 0; word &= word - 1 {
+			total += uint64(v.slots[w<<6+bits.TrailingZeros64(word)].weight)
+		}
+	}
+	r, _ := bits.Mul64(rnd, total)
+	draw := r
+	chosen := -1
+	for w, word := range set[:v.nw] {
+		for ; word != 0; word &= word - 1 {
+			i := w<<6 + bits.TrailingZeros64(word)
+			wt := uint64(v.slots[i].weight)
+			if r < wt {
+				chosen = i
+				break
+			}
+			r -= wt
+		}
+		if chosen >= 0 {
+			break
+		}
+	}
+	if tr != nil {
+		tr.endWeights(chosen, tr.drawReason(draw, total))
+	}
+	return chosen, 0
+}

@@ -1,0 +1,166 @@
+package regions
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/maxmind/mmdbwriter"
+	"github.com/maxmind/mmdbwriter/mmdbtype"
+
+	"github.com/meridian-gslb/meridian/geo"
+)
+
+// allocCases are decisions of every kind, for the allocation test and the
+// benchmarks.
+func allocCases() []struct {
+	name  string
+	svc   *Service
+	prep  func(*State)
+	addr  netip.Addr
+	qtype uint16
+} {
+	sticky := four(PolicyWeighted)
+	sticky.Sticky = true
+	nearTol := four(PolicyNearest)
+	nearTol.NearestToleranceKm = 1000
+	latTol := four(PolicyLatency)
+	latTol.LatencyToleranceMs = 15
+	fallback := four(PolicyWeighted)
+	fallback.AllDown = AllDown{Mode: AllDownFallback, Addresses: []netip.Addr{netip.MustParseAddr("192.0.2.250")}}
+	allDown := down("eu-west", "eu-central", "us-east", "ap-ne")
+	return []struct {
+		name  string
+		svc   *Service
+		prep  func(*State)
+		addr  netip.Addr
+		qtype uint16
+	}{
+		{"weighted", four(PolicyWeighted), nil, clientDE, QTypeA},
+		{"weighted-sticky", sticky, nil, clientDE, QTypeA},
+		{"weighted-sticky-v6", sticky, nil, clientDE6, QTypeAAAA},
+		{"failover", four(PolicyFailover), down("eu-west"), clientDE, QTypeA},
+		{"geo", geoService(), nil, clientFR, QTypeA},
+		{"nearest", nearTol, nil, clientDE, QTypeA},
+		{"latency", latTol, withLatency, clientDE, QTypeA},
+		{"latency-to-nearest", four(PolicyLatency), withLatency, clientIE, QTypeA},
+		{"fail-open", four(PolicyWeighted), allDown, clientDE, QTypeA},
+		{"fallback", fallback, allDown, clientDE, QTypeA},
+		{"nodata", four(PolicyWeighted), nil, clientDE, 16},
+	}
+}
+
+func TestDecideAllocs(t *testing.T) {
+	for _, tc := range allocCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newState(tc.svc)
+			if tc.prep != nil {
+				tc.prep(st)
+			}
+			s := build(t, st, SnapshotOptions{})
+			v := view(t, s, tc.svc.Name)
+			c := client(tc.addr, newLocator())
+			var rnd uint64
+			var d Decision
+			allocs := testing.AllocsPerRun(200, func() {
+				rnd++
+				d = s.Decide(v, c, tc.qtype, rnd)
+			})
+			if allocs != 0 {
+				t.Fatalf("Decide allocates %v times per call", allocs)
+			}
+			if d.Kind == KindAnswer && d.Count == 0 {
+				t.Fatalf("empty answer %+v", d)
+			}
+		})
+	}
+}
+
+// countryDB is a small GeoLite2-Country database written with mmdbwriter,
+// so that steering is tested against the real geo.DB lookup.
+func countryDB(tb testing.TB) *geo.DB {
+	tb.Helper()
+	tree, err := mmdbwriter.New(mmdbwriter.Options{
+		DatabaseType:            "GeoLite2-Country",
+		IPVersion:               6,
+		IncludeReservedNetworks: true,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rec := func(cc, cont string) mmdbtype.Map {
+		return mmdbtype.Map{
+			"country":   mmdbtype.Map{"iso_code": mmdbtype.String(cc)},
+			"continent": mmdbtype.Map{"code": mmdbtype.String(cont)},
+		}
+	}
+	for _, n := range []struct {
+		cidr string
+		rec  mmdbtype.Map
+	}{
+		{"198.18.0.0/16", rec("DE", "EU")},
+		{"198.18.5.0/24", rec("FR", "EU")},
+		{"203.0.113.0/24", rec("JP", "AS")},
+		{"198.51.100.0/24", rec("AS", "OC")},
+		{"2001:db8:100::/40", rec("DE", "EU")},
+	} {
+		_, ipn, err := net.ParseCIDR(n.cidr)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := tree.Insert(ipn, n.rec); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if _, err := tree.WriteTo(&buf); err != nil {
+		tb.Fatal(err)
+	}
+	db, err := geo.OpenBytes(buf.Bytes())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return db
+}
+
+// TestDecideWithGeoDB steers with a real country database: the points
+// come from geo's country table, the scope from the database networks.
+func TestDecideWithGeoDB(t *testing.T) {
+	db := countryDB(t)
+	cases := []struct {
+		name   string
+		svc    *Service
+		addr   netip.Addr
+		bits   int
+		qtype  uint16
+		region string
+		scope  int
+	}{
+		// The database splits 198.18.0.0/16 around 198.18.5.0/24, so
+		// 198.18.1.9 is in the leaf network 198.18.0.0/22.
+		{"geo country", geoService(), clientFR, 32, QTypeA, "eu-central", 24},
+		{"geo continent", geoService(), clientDE, 32, QTypeA, "eu-west", 22},
+		{"geo AS continent", geoService(), clientJP, 32, QTypeA, "ap-ne", 24},
+		{"geo AS country", geoService(), clientAS, 32, QTypeA, "us-east", 24},
+		{"geo ECS /20", geoService(), netip.MustParseAddr("198.18.0.0"), 20, QTypeA, "eu-west", 20},
+		{"geo v6", geoService(), clientDE6, 56, QTypeAAAA, "eu-west", 40},
+		// Berlin (capital of DE) to Frankfurt 423 km, Dublin 1317 km.
+		{"nearest from the country's capital", four(PolicyNearest), clientDE, 32, QTypeA, "eu-central", 22},
+		{"nearest Tokyo", four(PolicyNearest), clientJP, 32, QTypeA, "ap-ne", 24},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := build(t, newState(tc.svc), SnapshotOptions{})
+			v := view(t, s, tc.svc.Name)
+			c := &Client{Addr: tc.addr, Bits: tc.bits, Locator: db}
+			d := s.Decide(v, c, tc.qtype, 1)
+			if d.Region != tc.region || d.Scope != tc.scope {
+				t.Fatalf("decision %+v, want %s with scope %d", d, tc.region, tc.scope)
+			}
+			if allocs := testing.AllocsPerRun(100, func() { s.Decide(v, c, tc.qtype, 1) }); allocs != 0 {
+				t.Fatalf("Decide with a geo.DB allocates %v times", allocs)
+			}
+		})
+	}
+}
