@@ -1,0 +1,129 @@
+package regions
+
+import (
+	"fmt"
+	"strings"
+)
+
+// DefaultPrefix is where Meridian keeps its state in etcd unless the
+// configuration says otherwise.
+const DefaultPrefix = "/meridian/"
+
+// Keys builds Meridian's etcd keys under one prefix (DESIGN.md, etcd key
+// layout). The zero value is not usable; call NewKeys.
+type Keys struct{ prefix string }
+
+// NewKeys returns the key layout under prefix; "" means DefaultPrefix. A
+// missing trailing slash is added so that "/a" never matches "/ab/...".
+func NewKeys(prefix string) Keys {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	return Keys{prefix: prefix}
+}
+
+// Prefix is the root every key lives under.
+func (k Keys) Prefix() string { return k.prefix }
+
+// Regions is the prefix of every region key.
+func (k Keys) Regions() string { return k.prefix + "regions/" }
+
+// Region is a region's key.
+func (k Keys) Region(name string) string { return k.Regions() + name }
+
+// Services is the prefix of every service key.
+func (k Keys) Services() string { return k.prefix + "services/" }
+
+// Service is a service's key, under its canonical name
+// ("services/www.gslb.example.").
+func (k Keys) Service(name string) string { return k.Services() + CanonicalName(name) }
+
+// HealthAll is the prefix of every health report.
+func (k Keys) HealthAll() string { return k.prefix + "health/" }
+
+// Health is the key of one prober's report on one region.
+func (k Keys) Health(region, prober string) string {
+	return k.HealthAll() + region + "/" + prober
+}
+
+// Probers is the prefix of every prober registration.
+func (k Keys) Probers() string { return k.prefix + "probers/" }
+
+// Prober is a prober's registration key.
+func (k Keys) Prober(id string) string { return k.Probers() + id }
+
+// LatencyManifest is the key naming the current latency table's chunks.
+func (k Keys) LatencyManifest() string { return k.prefix + "latency/manifest" }
+
+// LatencyChunksAll is the prefix of every latency table chunk.
+func (k Keys) LatencyChunksAll() string { return k.prefix + "latency/chunks/" }
+
+// LatencyChunks is the prefix of one table's chunks.
+func (k Keys) LatencyChunks(id string) string { return k.LatencyChunksAll() + id + "/" }
+
+// LatencyChunk is one chunk of a table; the zero-padded number keeps the
+// keys in table order.
+func (k Keys) LatencyChunk(id string, n int) string {
+	return fmt.Sprintf("%s%06d", k.LatencyChunks(id), n)
+}
+
+// keyKind says what a key under the prefix holds.
+type keyKind int
+
+const (
+	keyUnknown keyKind = iota
+	keyRegion
+	keyService
+	keyHealth
+	keyProber
+	keyLatencyManifest
+	keyLatencyChunk
+)
+
+// parsedKey is a key taken apart: name is the region, service, prober id
+// or table id; prober is set for health reports.
+type parsedKey struct {
+	kind   keyKind
+	name   string
+	prober string
+}
+
+// parse takes a full key apart. Keys outside the layout are keyUnknown.
+func (k Keys) parse(key string) parsedKey {
+	rest, ok := strings.CutPrefix(key, k.prefix)
+	if !ok {
+		return parsedKey{}
+	}
+	kind, name, _ := strings.Cut(rest, "/")
+	switch kind {
+	case "regions":
+		if name != "" && !strings.Contains(name, "/") {
+			return parsedKey{kind: keyRegion, name: name}
+		}
+	case "services":
+		if name != "" && !strings.Contains(name, "/") {
+			return parsedKey{kind: keyService, name: name}
+		}
+	case "health":
+		region, prober, ok := strings.Cut(name, "/")
+		if ok && region != "" && prober != "" && !strings.Contains(prober, "/") {
+			return parsedKey{kind: keyHealth, name: region, prober: prober}
+		}
+	case "probers":
+		if name != "" && !strings.Contains(name, "/") {
+			return parsedKey{kind: keyProber, name: name}
+		}
+	case "latency":
+		if name == "manifest" {
+			return parsedKey{kind: keyLatencyManifest}
+		}
+		if id, ok := strings.CutPrefix(name, "chunks/"); ok {
+			id, _, _ = strings.Cut(id, "/")
+			return parsedKey{kind: keyLatencyChunk, name: id}
+		}
+	}
+	return parsedKey{}
+}

@@ -1,0 +1,548 @@
+package regions
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync/atomic"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Errors of the store, checked with errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("revision conflict")
+	ErrInUse    = errors.New("in use")
+)
+
+// AnyRevision makes a write unconditional: it neither requires the key to
+// be absent nor to be at a given revision.
+const AnyRevision int64 = -1
+
+// ConflictError says that a conditional write found the key at another
+// revision than asked for. Current is the key's mod revision now, 0 if it
+// does not exist. It matches ErrConflict.
+type ConflictError struct {
+	Key     string
+	Current int64
+}
+
+func (e *ConflictError) Error() string {
+	if e.Current == 0 {
+		return fmt.Sprintf("%s: revision conflict: it does not exist", e.Key)
+	}
+	return fmt.Sprintf("%s: revision conflict: current revision is %d", e.Key, e.Current)
+}
+
+// Is lets errors.Is(err, ErrConflict) match.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// InUseError refuses to delete a region that services still use. It
+// matches ErrInUse.
+type InUseError struct {
+	Region   string
+	Services []string
+}
+
+func (e *InUseError) Error() string {
+	return fmt.Sprintf("region %q is in use by %s", e.Region, strings.Join(e.Services, ", "))
+}
+
+// Is lets errors.Is(err, ErrInUse) match.
+func (e *InUseError) Is(target error) bool { return target == ErrInUse }
+
+// maxAttempts bounds the retries of a write whose read set (regions for a
+// service, services for a region delete) changed under it.
+const maxAttempts = 8
+
+// listPage is how many keys one paginated Get returns.
+const listPage = 500
+
+// Store reads and writes Meridian's objects in etcd. Every write is
+// validated before anything is sent, and writes that depend on other keys
+// compare their revisions in the same transaction.
+type Store struct {
+	c         *clientv3.Client
+	keys      Keys
+	log       *slog.Logger
+	nameCheck atomic.Pointer[func(string) error]
+
+	// testHookBeforeTxn runs between a write's reads and its transaction,
+	// so tests can interleave a competing write deterministically.
+	testHookBeforeTxn func(op string)
+}
+
+// NewStore returns a store over c under prefix ("" for DefaultPrefix).
+func NewStore(c *clientv3.Client, prefix string, logger *slog.Logger) *Store {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Store{c: c, keys: NewKeys(prefix), log: logger}
+}
+
+// Keys is the store's key layout.
+func (s *Store) Keys() Keys { return s.keys }
+
+// SetNameCheck sets what says why a service name cannot be served (for
+// instance, outside every zone); nil means every valid name is servable.
+func (s *Store) SetNameCheck(f func(fqdn string) error) {
+	if f == nil {
+		s.nameCheck.Store(nil)
+		return
+	}
+	s.nameCheck.Store(&f)
+}
+
+func (s *Store) checkName() func(string) error {
+	if p := s.nameCheck.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (s *Store) hook(op string) {
+	if s.testHookBeforeTxn != nil {
+		s.testHookBeforeTxn(op)
+	}
+}
+
+// GetRegion returns a region and its key's mod revision (the ETag).
+func (s *Store) GetRegion(ctx context.Context, name string) (*Region, int64, error) {
+	r := new(Region)
+	rev, err := s.getJSON(ctx, s.keys.Region(name), r)
+	if err != nil {
+		return nil, 0, fmt.Errorf("region %q: %w", name, err)
+	}
+	return r, rev, nil
+}
+
+// ListRegions returns every region, by name, and the store revision it was
+// read at. Entries that cannot be decoded are logged and skipped.
+func (s *Store) ListRegions(ctx context.Context) ([]*Region, int64, error) {
+	list, rev, err := s.regionsAt(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]*Region, 0, len(list))
+	for _, r := range list {
+		out = append(out, r.obj)
+	}
+	return out, rev, nil
+}
+
+type versioned[T any] struct {
+	obj *T
+	rev int64
+}
+
+func (s *Store) regionsAt(ctx context.Context) ([]versioned[Region], int64, error) {
+	kvs, rev, err := listRange(ctx, s.c, s.keys.Regions(), clientv3.GetPrefixRangeEnd(s.keys.Regions()), 0)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list regions: %w", err)
+	}
+	out := make([]versioned[Region], 0, len(kvs))
+	for _, kv := range kvs {
+		r := new(Region)
+		if err := decodeRegion(s.keys, kv, r); err != nil {
+			s.log.Warn("skipping undecodable region in etcd", "key", string(kv.Key), "err", err)
+			continue
+		}
+		out = append(out, versioned[Region]{r, kv.ModRevision})
+	}
+	return out, rev, nil
+}
+
+// PutRegion writes a region. ifRev 0 creates it only if absent; ifRev > 0
+// replaces it only if its mod revision is ifRev (HTTP If-Match);
+// AnyRevision writes unconditionally. It returns the new mod revision.
+func (s *Store) PutRegion(ctx context.Context, r *Region, ifRev int64) (int64, error) {
+	if err := checkIfRev(ifRev); err != nil {
+		return 0, err
+	}
+	if err := r.Validate(); err != nil {
+		return 0, err
+	}
+	val, err := json.Marshal(r)
+	if err != nil {
+		return 0, fmt.Errorf("region %q: %w", r.Name, err)
+	}
+	s.hook("put-region")
+	rev, err := s.condPut(ctx, s.keys.Region(r.Name), val, ifRev, nil)
+	if err != nil {
+		return 0, fmt.Errorf("put region %q: %w", r.Name, err)
+	}
+	return rev, nil
+}
+
+// DeleteRegion deletes a region, only if no service uses it; the check and
+// the delete are one transaction that fails if any service changed
+// meanwhile. ifRev > 0 deletes only at that mod revision; 0 or
+// AnyRevision deletes whatever is there.
+func (s *Store) DeleteRegion(ctx context.Context, name string, ifRev int64) error {
+	if err := checkIfRev(ifRev); err != nil {
+		return err
+	}
+	key := s.keys.Region(name)
+	for range maxAttempts {
+		kvs, rev, err := listRange(ctx, s.c, s.keys.Services(), clientv3.GetPrefixRangeEnd(s.keys.Services()), 0)
+		if err != nil {
+			return fmt.Errorf("delete region %q: list services: %w", name, err)
+		}
+		var users []string
+		for _, kv := range kvs {
+			svc := new(Service)
+			if err := json.Unmarshal(kv.Value, svc); err != nil {
+				continue
+			}
+			if slices.ContainsFunc(svc.Regions, func(sr ServiceRegion) bool { return sr.Region == name }) {
+				users = append(users, svc.Name)
+			}
+		}
+		if len(users) > 0 {
+			return &InUseError{Region: name, Services: users}
+		}
+		// No service key may have changed since the listing: a service
+		// created or edited to use the region would otherwise survive it.
+		cmps := []clientv3.Cmp{
+			clientv3.Compare(clientv3.ModRevision(s.keys.Services()), "<", rev+1).WithPrefix(),
+			keyExists(key, ifRev),
+		}
+		s.hook("delete-region")
+		resp, err := s.c.Txn(ctx).If(cmps...).Then(clientv3.OpDelete(key)).Else(clientv3.OpGet(key)).Commit()
+		if err != nil {
+			return fmt.Errorf("delete region %q: %w", name, err)
+		}
+		if resp.Succeeded {
+			return nil
+		}
+		if err := deleteFailure(key, ifRev, resp); err != nil {
+			return fmt.Errorf("delete region %q: %w", name, err)
+		}
+		// A service changed meanwhile: look again.
+	}
+	return fmt.Errorf("delete region %q: services keep changing: %w", name, ErrConflict)
+}
+
+// GetService returns a service by name (any case, with or without the
+// final dot) and its key's mod revision.
+func (s *Store) GetService(ctx context.Context, name string) (*Service, int64, error) {
+	svc := new(Service)
+	rev, err := s.getJSON(ctx, s.keys.Service(name), svc)
+	if err != nil {
+		return nil, 0, fmt.Errorf("service %q: %w", CanonicalName(name), err)
+	}
+	return svc, rev, nil
+}
+
+// ListServices returns every service, by name, and the store revision it
+// was read at. Entries that cannot be decoded are logged and skipped.
+func (s *Store) ListServices(ctx context.Context) ([]*Service, int64, error) {
+	kvs, rev, err := listRange(ctx, s.c, s.keys.Services(), clientv3.GetPrefixRangeEnd(s.keys.Services()), 0)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list services: %w", err)
+	}
+	out := make([]*Service, 0, len(kvs))
+	for _, kv := range kvs {
+		svc := new(Service)
+		if err := decodeService(s.keys, kv, svc); err != nil {
+			s.log.Warn("skipping undecodable service in etcd", "key", string(kv.Key), "err", err)
+			continue
+		}
+		out = append(out, svc)
+	}
+	return out, rev, nil
+}
+
+// PutService writes a service after validating it against the regions
+// that exist at the revision read and the name check. The transaction
+// fails if a region it references changed meanwhile, and is then retried
+// with a fresh read. ifRev as in PutRegion.
+func (s *Store) PutService(ctx context.Context, svc *Service, ifRev int64) (int64, error) {
+	if err := checkIfRev(ifRev); err != nil {
+		return 0, err
+	}
+	val, err := json.Marshal(svc)
+	if err != nil {
+		return 0, fmt.Errorf("service %q: %w", svc.Name, err)
+	}
+	for range maxAttempts {
+		list, _, err := s.regionsAt(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("put service %q: %w", svc.Name, err)
+		}
+		byName := make(map[string]*Region, len(list))
+		revs := make(map[string]int64, len(list))
+		for _, r := range list {
+			byName[r.obj.Name] = r.obj
+			revs[r.obj.Name] = r.rev
+		}
+		if err := svc.Validate(byName, s.checkName()); err != nil {
+			return 0, err
+		}
+		cmps := make([]clientv3.Cmp, 0, len(svc.Regions))
+		for _, sr := range svc.Regions {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.keys.Region(sr.Region)), "=", revs[sr.Region]))
+		}
+		s.hook("put-service")
+		rev, err := s.condPut(ctx, s.keys.Service(svc.Name), val, ifRev, cmps)
+		if errors.Is(err, errReadSetChanged) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("put service %q: %w", svc.Name, err)
+		}
+		return rev, nil
+	}
+	return 0, fmt.Errorf("put service %q: regions keep changing: %w", svc.Name, ErrConflict)
+}
+
+// DeleteService deletes a service. ifRev as in DeleteRegion.
+func (s *Store) DeleteService(ctx context.Context, name string, ifRev int64) error {
+	if err := checkIfRev(ifRev); err != nil {
+		return err
+	}
+	key := s.keys.Service(name)
+	resp, err := s.c.Txn(ctx).If(keyExists(key, ifRev)).Then(clientv3.OpDelete(key)).Else(clientv3.OpGet(key)).Commit()
+	if err != nil {
+		return fmt.Errorf("delete service %q: %w", CanonicalName(name), err)
+	}
+	if !resp.Succeeded {
+		if err := deleteFailure(key, ifRev, resp); err != nil {
+			return fmt.Errorf("delete service %q: %w", CanonicalName(name), err)
+		}
+	}
+	return nil
+}
+
+// SetWeights changes the weights of some of a service's regions (a weight
+// for a region the service does not list is an error). With ifRev > 0 the
+// service must be at that mod revision; with 0 or AnyRevision the change
+// is reapplied if the service changes between read and write.
+func (s *Store) SetWeights(ctx context.Context, service string, weights map[string]uint32, ifRev int64) (int64, error) {
+	if err := checkIfRev(ifRev); err != nil {
+		return 0, err
+	}
+	name := CanonicalName(service)
+	if len(weights) == 0 {
+		return 0, &ValidationError{Kind: "service", Name: name, Problems: []FieldProblem{{Field: "weights", Message: "no weights given"}}}
+	}
+	for range maxAttempts {
+		svc, rev, err := s.GetService(ctx, name)
+		if err != nil {
+			return 0, err
+		}
+		if ifRev > 0 && rev != ifRev {
+			return 0, &ConflictError{Key: s.keys.Service(name), Current: rev}
+		}
+		next := *svc
+		next.Regions = slices.Clone(svc.Regions)
+		var p problems
+		for _, region := range sortedKeys(weights) {
+			i := slices.IndexFunc(next.Regions, func(sr ServiceRegion) bool { return sr.Region == region })
+			if i < 0 {
+				p.add("weights."+region, "%q is not one of the service's regions", region)
+				continue
+			}
+			next.Regions[i].Weight = weights[region]
+		}
+		if err := p.err("service", name); err != nil {
+			return 0, err
+		}
+		n, err := s.PutService(ctx, &next, rev)
+		if errors.Is(err, ErrConflict) && ifRev <= 0 {
+			continue
+		}
+		return n, err
+	}
+	return 0, fmt.Errorf("set weights of %q: service keeps changing: %w", name, ErrConflict)
+}
+
+// PutHealthReport writes a prober's report, bound to lease (NoLease for
+// none), so that it vanishes with the prober.
+func (s *Store) PutHealthReport(ctx context.Context, r *HealthReport, lease clientv3.LeaseID) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	val, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("health report: %w", err)
+	}
+	if _, err := s.c.Put(ctx, s.keys.Health(r.Region, r.Prober), string(val), leaseOpts(lease)...); err != nil {
+		return fmt.Errorf("put health report %s/%s: %w", r.Region, r.Prober, err)
+	}
+	return nil
+}
+
+// RegisterProber writes a prober's registration, bound to lease.
+func (s *Store) RegisterProber(ctx context.Context, p *ProberInfo, lease clientv3.LeaseID) error {
+	if err := validateProber(p); err != nil {
+		return err
+	}
+	val, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("prober: %w", err)
+	}
+	if _, err := s.c.Put(ctx, s.keys.Prober(p.ID), string(val), leaseOpts(lease)...); err != nil {
+		return fmt.Errorf("register prober %s: %w", p.ID, err)
+	}
+	return nil
+}
+
+// Compact compacts etcd's history up to the current revision, which it
+// returns. Watchers behind it must relist.
+func (s *Store) Compact(ctx context.Context) (int64, error) {
+	resp, err := s.c.Get(ctx, s.keys.Prefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, fmt.Errorf("compact: %w", err)
+	}
+	rev := resp.Header.Revision
+	if _, err := s.c.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil {
+		return 0, fmt.Errorf("compact at %d: %w", rev, err)
+	}
+	return rev, nil
+}
+
+func validateProber(p *ProberInfo) error {
+	var pr problems
+	if p.ID == "" || len(p.ID) > 128 || strings.ContainsAny(p.ID, "/ \t\n") {
+		pr.add("id", "%q: want 1 to 128 characters without / or spaces", p.ID)
+	}
+	if len(p.Region) > maxNameLen || !regionNameRE.MatchString(p.Region) {
+		pr.add("region", "%q is not a region name", p.Region)
+	}
+	return pr.err("prober", p.ID)
+}
+
+func leaseOpts(lease clientv3.LeaseID) []clientv3.OpOption {
+	if lease == clientv3.NoLease {
+		return nil
+	}
+	return []clientv3.OpOption{clientv3.WithLease(lease)}
+}
+
+func checkIfRev(ifRev int64) error {
+	if ifRev < AnyRevision {
+		return fmt.Errorf("revision %d: want -1 (any), 0 (create) or a mod revision: %w", ifRev, ErrInvalid)
+	}
+	return nil
+}
+
+// errReadSetChanged says a write's extra comparisons failed while its own
+// key was as expected: the caller reads again and retries.
+var errReadSetChanged = errors.New("read set changed")
+
+// condPut writes key if it is as ifRev asks and every extra comparison
+// holds, and returns the new mod revision.
+func (s *Store) condPut(ctx context.Context, key string, val []byte, ifRev int64, extra []clientv3.Cmp) (int64, error) {
+	cmps := slices.Clone(extra)
+	switch {
+	case ifRev == 0:
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
+	case ifRev > 0:
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(key), "=", ifRev))
+	}
+	resp, err := s.c.Txn(ctx).If(cmps...).Then(clientv3.OpPut(key, string(val))).Else(clientv3.OpGet(key)).Commit()
+	if err != nil {
+		return 0, err
+	}
+	if resp.Succeeded {
+		return resp.Header.Revision, nil
+	}
+	var current int64
+	if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
+		current = kvs[0].ModRevision
+	}
+	if (ifRev == 0 && current != 0) || (ifRev > 0 && current != ifRev) {
+		return 0, &ConflictError{Key: key, Current: current}
+	}
+	return 0, errReadSetChanged
+}
+
+// keyExists is the condition of a delete: the key at ifRev, or present.
+func keyExists(key string, ifRev int64) clientv3.Cmp {
+	if ifRev > 0 {
+		return clientv3.Compare(clientv3.ModRevision(key), "=", ifRev)
+	}
+	return clientv3.Compare(clientv3.CreateRevision(key), ">", 0)
+}
+
+// deleteFailure explains a failed delete transaction from its Else Get:
+// nil means the key was as asked, so another comparison failed.
+func deleteFailure(key string, ifRev int64, resp *clientv3.TxnResponse) error {
+	kvs := resp.Responses[0].GetResponseRange().GetKvs()
+	if len(kvs) == 0 {
+		return ErrNotFound
+	}
+	if ifRev > 0 && kvs[0].ModRevision != ifRev {
+		return &ConflictError{Key: key, Current: kvs[0].ModRevision}
+	}
+	return nil
+}
+
+// getJSON reads one key into v and returns its mod revision.
+func (s *Store) getJSON(ctx context.Context, key string, v any) (int64, error) {
+	resp, err := s.c.Get(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, ErrNotFound
+	}
+	if err := json.Unmarshal(resp.Kvs[0].Value, v); err != nil {
+		return 0, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return resp.Kvs[0].ModRevision, nil
+}
+
+// listRange reads [key, end) page by page at one revision: rev, or the
+// revision of the first page when rev is 0, which it returns.
+func listRange(ctx context.Context, c *clientv3.Client, key, end string, rev int64) ([]*mvccpb.KeyValue, int64, error) {
+	var out []*mvccpb.KeyValue
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(listPage)}
+		if rev > 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		resp, err := c.Get(ctx, key, opts...)
+		if err != nil {
+			return nil, 0, err
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+		}
+		out = append(out, resp.Kvs...)
+		if !resp.More || len(resp.Kvs) == 0 {
+			return out, rev, nil
+		}
+		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// decodeRegion decodes and validates a region stored under kv.Key.
+func decodeRegion(k Keys, kv *mvccpb.KeyValue, r *Region) error {
+	if err := json.Unmarshal(kv.Value, r); err != nil {
+		return err
+	}
+	if want := k.parse(string(kv.Key)).name; r.Name != want {
+		return fmt.Errorf("name %q does not match the key", r.Name)
+	}
+	return r.Validate()
+}
+
+// decodeService decodes and validates a service stored under kv.Key. The
+// regions it names are not checked here: a snapshot skips unknown ones.
+func decodeService(k Keys, kv *mvccpb.KeyValue, svc *Service) error {
+	if err := json.Unmarshal(kv.Value, svc); err != nil {
+		return err
+	}
+	if want := k.parse(string(kv.Key)).name; svc.Name != want {
+		return fmt.Errorf("name %q does not match the key", svc.Name)
+	}
+	return svc.Validate(nil, nil)
+}

@@ -1,0 +1,496 @@
+package regions
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// WatchStatus is what a Watcher reports for /v1/status and metrics.
+type WatchStatus struct {
+	// Connected is true while the watcher follows etcd: from the creation
+	// of its watch after a listing until the watch is lost.
+	Connected bool `json:"connected"`
+	// Revision is the etcd revision of the last State delivered.
+	Revision int64 `json:"revision"`
+	// LastUpdate is when the last State was delivered.
+	LastUpdate time.Time `json:"last_update,omitzero"`
+	// LastContact is when etcd last answered (a listing or any watch
+	// response, progress notifications included): the state is known
+	// current up to then, so now minus LastContact is its staleness.
+	LastContact time.Time `json:"last_contact,omitzero"`
+	// Relists counts the listings after the first one.
+	Relists int `json:"relists"`
+	// Compactions counts watches ended by a compaction, the last at
+	// LastCompactRevision.
+	Compactions         int   `json:"compactions"`
+	LastCompactRevision int64 `json:"last_compact_revision,omitempty"`
+	// LastError is the last reason the watch was lost or a listing failed.
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrorTime time.Time `json:"last_error_time,omitzero"`
+}
+
+// Watcher keeps a State in sync with etcd: list the prefix at one
+// revision, then watch from the next, relisting after a compaction or
+// when the watch is lost. It never blocks its caller beyond onState and
+// keeps going while etcd is away.
+type Watcher struct {
+	c    *clientv3.Client
+	keys Keys
+	log  *slog.Logger
+
+	// Timing; change before Run only. Zero values take the defaults.
+	ListTimeout   time.Duration // one listing attempt (default 5s)
+	ProbeInterval time.Duration // idle time before asking etcd for a progress notification (default 2s)
+	ProbeTimeout  time.Duration // wait for that notification before the watch counts as lost (default 3s)
+	MinBackoff    time.Duration // first wait after a failure (default 100ms), doubling…
+	MaxBackoff    time.Duration // …up to this (default 5s), with jitter
+
+	mu     sync.Mutex
+	status WatchStatus
+
+	// testHookBeforeWatch runs after a listing, before the watch starts
+	// at rev+1: tests compact etcd there to force a compacted watch.
+	testHookBeforeWatch func(rev int64)
+}
+
+// NewWatcher returns a watcher of prefix ("" for DefaultPrefix) over c.
+func NewWatcher(c *clientv3.Client, prefix string, logger *slog.Logger) *Watcher {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Watcher{c: c, keys: NewKeys(prefix), log: logger}
+}
+
+// Status returns the watcher's current status.
+func (w *Watcher) Status() WatchStatus {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.status
+}
+
+func (w *Watcher) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&w.ListTimeout, 5*time.Second)
+	def(&w.ProbeInterval, 2*time.Second)
+	def(&w.ProbeTimeout, 3*time.Second)
+	def(&w.MinBackoff, 100*time.Millisecond)
+	def(&w.MaxBackoff, 5*time.Second)
+	if w.MaxBackoff < w.MinBackoff {
+		w.MaxBackoff = w.MinBackoff
+	}
+}
+
+// compactedError ends a watch whose start revision was compacted away.
+type compactedError struct{ rev int64 }
+
+func (e *compactedError) Error() string {
+	return fmt.Sprintf("watch start revision compacted (compact revision %d)", e.rev)
+}
+
+// Run lists and watches until ctx ends, calling onState with every new
+// State: a complete one after each listing, then one per watch response
+// that changed something. A State passed to onState is never modified
+// afterwards. Run returns nil when ctx ends. Only one Run at a time.
+func (w *Watcher) Run(ctx context.Context, onState func(*State)) error {
+	w.defaults()
+	backoff := w.MinBackoff
+	listed := false
+	for {
+		st, probs, err := w.list(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			w.lost(fmt.Errorf("list: %w", err))
+			if !sleepCtx(ctx, jitter(backoff)) {
+				return nil
+			}
+			backoff = min(2*backoff, w.MaxBackoff)
+			continue
+		}
+		w.listed(st.Revision, listed)
+		listed = true
+		w.deliver(st, onState)
+		if w.testHookBeforeWatch != nil {
+			w.testHookBeforeWatch(st.Revision)
+		}
+		established, err := w.watch(ctx, st, probs, onState)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if ce := (*compactedError)(nil); errors.As(err, &ce) {
+			// Not a failure: the state is intact up to the watch's last
+			// response; relist at once to get past the compaction.
+			w.log.Info("etcd watch compacted; relisting", "compact_revision", ce.rev)
+			backoff = w.MinBackoff
+			continue
+		}
+		w.lost(err)
+		if established {
+			backoff = w.MinBackoff
+		}
+		if !sleepCtx(ctx, jitter(backoff)) {
+			return nil
+		}
+		backoff = min(2*backoff, w.MaxBackoff)
+	}
+}
+
+// list reads everything under the prefix at one revision into a new State,
+// with the table of problems found.
+func (w *Watcher) list(ctx context.Context) (*State, map[string]string, error) {
+	lctx, cancel := context.WithTimeout(ctx, w.ListTimeout)
+	defer cancel()
+	// Two ranges: the latency chunks are read through the manifest only.
+	root, chunks := w.keys.Prefix(), w.keys.LatencyChunksAll()
+	kvs, rev, err := listRange(lctx, w.c, root, chunks, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	rest, _, err := listRange(lctx, w.c, clientv3.GetPrefixRangeEnd(chunks), clientv3.GetPrefixRangeEnd(root), rev)
+	if err != nil {
+		return nil, nil, err
+	}
+	st := NewState()
+	st.Revision = rev
+	probs := map[string]string{}
+	for _, kv := range append(kvs, rest...) {
+		if err := w.put(lctx, st, probs, kv, rev); err != nil {
+			return nil, nil, err
+		}
+	}
+	st.Problems = renderProblems(probs)
+	return st, probs, nil
+}
+
+// watch follows etcd after st.Revision, delivering a State per change,
+// until the watch ends; established says whether etcd accepted it.
+func (w *Watcher) watch(ctx context.Context, st *State, probs map[string]string, onState func(*State)) (established bool, err error) {
+	// Without a leader the member we talk to may be partitioned from the
+	// cluster: WithRequireLeader makes it cancel the watch instead of
+	// leaving it silently stale.
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	// The watch starts at the listing's revision, not the next one, and
+	// drops the events of that revision (already in the listing): etcd
+	// answers progress requests only once the store has reached a
+	// watch's start revision, and on an idle cluster rev+1 never comes.
+	from := st.Revision
+	// Watch itself blocks while the client cannot open a stream (etcd
+	// down): get the channel asynchronously so the timeout below applies.
+	chc := make(chan clientv3.WatchChan, 1)
+	go func() {
+		chc <- w.c.Watch(wctx, w.keys.Prefix(), clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithCreatedNotify())
+	}()
+	var wch clientv3.WatchChan // nil until Watch returns
+	tick := time.NewTicker(min(w.ProbeInterval, w.ProbeTimeout) / 2)
+	defer tick.Stop()
+	last := time.Now() // last sign of life
+	var probed time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return established, ctx.Err()
+		case wch = <-chc:
+		case wr, ok := <-wch:
+			if !ok {
+				return established, errors.New("watch channel closed")
+			}
+			last, probed = time.Now(), time.Time{}
+			if wr.CompactRevision != 0 {
+				w.compacted(wr.CompactRevision)
+				return established, &compactedError{wr.CompactRevision}
+			}
+			if err := wr.Err(); err != nil {
+				return established, fmt.Errorf("watch: %w", err)
+			}
+			w.contact(last)
+			if wr.Created {
+				established = true
+				w.connected(st.Revision)
+				continue
+			}
+			evs := wr.Events
+			for len(evs) > 0 && evs[0].Kv.ModRevision <= from {
+				evs = evs[1:]
+			}
+			if len(evs) == 0 { // progress notification, or the listing's revision
+				continue
+			}
+			next, err := w.apply(ctx, st, probs, evs)
+			if err != nil {
+				return established, err
+			}
+			st = next
+			w.deliver(st, onState)
+		case now := <-tick.C:
+			// The client retries a broken stream silently and forever; a
+			// watch that is not created in time, or a progress request
+			// that goes unanswered, is how we notice.
+			switch {
+			case !established:
+				if now.Sub(last) >= w.ProbeInterval+w.ProbeTimeout {
+					return false, fmt.Errorf("watch stalled: not created within %v", w.ProbeInterval+w.ProbeTimeout)
+				}
+			case probed.IsZero() && now.Sub(last) >= w.ProbeInterval:
+				pctx, pcancel := context.WithTimeout(wctx, w.ProbeTimeout)
+				err := w.c.RequestProgress(pctx)
+				pcancel()
+				if err != nil {
+					return established, fmt.Errorf("watch stalled: progress request: %w", err)
+				}
+				probed = now
+			case !probed.IsZero() && now.Sub(probed) >= w.ProbeTimeout:
+				return established, fmt.Errorf("watch stalled: no answer to a progress request within %v", w.ProbeTimeout)
+			}
+		}
+	}
+}
+
+// apply returns a copy of st with events applied; st is left alone.
+func (w *Watcher) apply(ctx context.Context, st *State, probs map[string]string, evs []*clientv3.Event) (*State, error) {
+	next := st.Clone()
+	// Only the last manifest of a response matters: earlier ones are
+	// replaced within it, and their chunks may already be gone.
+	lastManifest := -1
+	for i, ev := range evs {
+		if w.keys.parse(string(ev.Kv.Key)).kind == keyLatencyManifest {
+			lastManifest = i
+		}
+	}
+	for i, ev := range evs {
+		next.Revision = max(next.Revision, ev.Kv.ModRevision)
+		k := w.keys.parse(string(ev.Kv.Key))
+		if k.kind == keyLatencyManifest && i != lastManifest {
+			continue
+		}
+		if ev.Type == clientv3.EventTypeDelete {
+			remove(next, probs, string(ev.Kv.Key), k)
+			continue
+		}
+		lctx, cancel := context.WithTimeout(ctx, w.ListTimeout)
+		err := w.put(lctx, next, probs, ev.Kv, ev.Kv.ModRevision)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+	}
+	next.Problems = renderProblems(probs)
+	return next, nil
+}
+
+// put decodes one entry into st. Entries that cannot be used are left out
+// and noted in probs; the error is only for failing to read etcd (the
+// latency chunks, at rev).
+func (w *Watcher) put(ctx context.Context, st *State, probs map[string]string, kv *mvccpb.KeyValue, rev int64) error {
+	key := string(kv.Key)
+	k := w.keys.parse(key)
+	var bad error
+	switch k.kind {
+	case keyRegion:
+		r := new(Region)
+		if bad = decodeRegion(w.keys, kv, r); bad == nil {
+			st.Regions[k.name] = r
+		} else {
+			delete(st.Regions, k.name)
+		}
+	case keyService:
+		svc := new(Service)
+		if bad = decodeService(w.keys, kv, svc); bad == nil {
+			st.Services[k.name] = svc
+		} else {
+			delete(st.Services, k.name)
+		}
+	case keyHealth:
+		h := new(HealthReport)
+		if bad = decodeHealth(kv, k, h); bad == nil {
+			if st.Health[k.name] == nil {
+				st.Health[k.name] = map[string]*HealthReport{}
+			}
+			st.Health[k.name][k.prober] = h
+		} else if m := st.Health[k.name]; m != nil {
+			delete(m, k.prober)
+			if len(m) == 0 {
+				delete(st.Health, k.name)
+			}
+		}
+	case keyProber:
+		p := new(ProberInfo)
+		if bad = decodeProber(kv, k, p); bad == nil {
+			st.Probers[k.name] = p
+		} else {
+			delete(st.Probers, k.name)
+		}
+	case keyLatencyManifest:
+		ld, err := loadLatency(ctx, w.c, w.keys, kv.Value, rev)
+		var be errBadEntry
+		switch {
+		case errors.As(err, &be):
+			bad, st.Latency = err, nil
+		case err != nil:
+			return fmt.Errorf("load latency table: %w", err)
+		default:
+			st.Latency = ld
+		}
+	case keyLatencyChunk:
+		return nil
+	default:
+		bad = errors.New("not a key Meridian uses")
+	}
+	if bad == nil {
+		delete(probs, key)
+		return nil
+	}
+	msg := key + ": " + bad.Error()
+	if probs[key] != msg {
+		w.log.Warn("skipping an unusable etcd entry", "key", key, "err", bad)
+	}
+	probs[key] = msg
+	return nil
+}
+
+// remove applies a delete event.
+func remove(st *State, probs map[string]string, key string, k parsedKey) {
+	delete(probs, key)
+	switch k.kind {
+	case keyRegion:
+		delete(st.Regions, k.name)
+	case keyService:
+		delete(st.Services, k.name)
+	case keyHealth:
+		if m := st.Health[k.name]; m != nil {
+			delete(m, k.prober)
+			if len(m) == 0 {
+				delete(st.Health, k.name)
+			}
+		}
+	case keyProber:
+		delete(st.Probers, k.name)
+	case keyLatencyManifest:
+		st.Latency = nil
+	}
+}
+
+func decodeHealth(kv *mvccpb.KeyValue, k parsedKey, h *HealthReport) error {
+	if err := json.Unmarshal(kv.Value, h); err != nil {
+		return err
+	}
+	if h.Region != k.name || h.Prober != k.prober {
+		return fmt.Errorf("report of %s/%s does not match the key", h.Region, h.Prober)
+	}
+	return h.Validate()
+}
+
+func decodeProber(kv *mvccpb.KeyValue, k parsedKey, p *ProberInfo) error {
+	if err := json.Unmarshal(kv.Value, p); err != nil {
+		return err
+	}
+	if p.ID != k.name {
+		return fmt.Errorf("id %q does not match the key", p.ID)
+	}
+	return validateProber(p)
+}
+
+func renderProblems(probs map[string]string) []string {
+	if len(probs) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(probs))
+	for _, p := range probs {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (w *Watcher) deliver(st *State, onState func(*State)) {
+	w.mu.Lock()
+	w.status.Revision = st.Revision
+	w.status.LastUpdate = time.Now()
+	w.mu.Unlock()
+	onState(st)
+}
+
+func (w *Watcher) listed(rev int64, relist bool) {
+	w.mu.Lock()
+	w.status.LastContact = time.Now()
+	if relist {
+		w.status.Relists++
+	}
+	w.mu.Unlock()
+	w.log.Debug("etcd state listed", "revision", rev, "relist", relist)
+}
+
+func (w *Watcher) connected(rev int64) {
+	w.mu.Lock()
+	was := w.status.Connected
+	w.status.Connected = true
+	w.mu.Unlock()
+	if !was {
+		w.log.Info("etcd watch established", "revision", rev)
+	}
+}
+
+func (w *Watcher) contact(t time.Time) {
+	w.mu.Lock()
+	w.status.LastContact = t
+	w.mu.Unlock()
+}
+
+func (w *Watcher) compacted(rev int64) {
+	w.mu.Lock()
+	w.status.Compactions++
+	w.status.LastCompactRevision = rev
+	w.mu.Unlock()
+}
+
+// lost records why the watcher is out of sync; the transition is logged
+// as a warning, repeated failures while out of sync at debug level.
+func (w *Watcher) lost(err error) {
+	w.mu.Lock()
+	was := w.status.Connected
+	w.status.Connected = false
+	w.status.LastError = err.Error()
+	w.status.LastErrorTime = time.Now()
+	rev := w.status.Revision
+	w.mu.Unlock()
+	if was {
+		w.log.Warn("etcd watch lost; keeping the last state and retrying", "revision", rev, "err", err)
+	} else {
+		w.log.Debug("etcd still unavailable", "err", err)
+	}
+}
+
+// jitter spreads retries of many servers: a duration in [d/2, d].
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether ctx is still live.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

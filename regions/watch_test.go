@@ -1,0 +1,487 @@
+package regions
+
+import (
+	"context"
+	"math"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+func TestWatcherInitialList(t *testing.T) {
+	ctx := testCtx(t)
+	s := newTestStore(t)
+	k := s.Keys()
+	for i, name := range []string{"eu-west", "us-east"} {
+		if _, err := s.PutRegion(ctx, testRegion(name, i+1), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west", "us-east"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutHealthReport(ctx, &HealthReport{Region: "eu-west", Prober: "p1", Up: true}, clientv3.NoLease); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterProber(ctx, &ProberInfo{ID: "p1", Region: "us-east"}, clientv3.NoLease); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ImportLatency(ctx, strings.NewReader("192.0.2.0/24,eu-west,10\n")); err != nil {
+		t.Fatal(err)
+	}
+	// Entries written behind the store's back: each is skipped and named.
+	bad := map[string]string{
+		k.Region("broken"):     "{",
+		k.Region("renamed"):    `{"name":"other","vips":["192.0.2.1"],"check":{"type":"tcp","port":1}}`,
+		k.Service("x.example"): `{"name":"x.example.","ttl":0,"policy":"weighted","regions":[{"region":"eu-west","weight":1}]}`,
+		k.Prefix() + "misc/x":  "1",
+	}
+	for key, val := range bad {
+		if _, err := s.c.Put(ctx, key, val); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	rec := newRecorder()
+	runWatcher(t, NewWatcher(s.c, k.Prefix(), testLogger()), rec)
+	st := rec.waitFor(t, "a first state", func(*State) bool { return true })
+
+	if len(st.Regions) != 2 || st.Regions["eu-west"] == nil || st.Regions["us-east"] == nil {
+		t.Errorf("regions: %v", st.Regions)
+	}
+	if svc := st.Services["www.gslb.example."]; svc == nil || len(svc.Regions) != 2 || len(st.Services) != 1 {
+		t.Errorf("services: %v", st.Services)
+	}
+	if h := st.Health["eu-west"]["p1"]; h == nil || !h.Up {
+		t.Errorf("health: %v", st.Health)
+	}
+	if p := st.Probers["p1"]; p == nil || p.Region != "us-east" {
+		t.Errorf("probers: %v", st.Probers)
+	}
+	if st.Latency == nil || st.Latency.Entries != 1 || string(st.Latency.CSV) != "192.0.2.0/24,eu-west,10\n" {
+		t.Errorf("latency: %+v", st.Latency)
+	}
+	if len(st.Problems) != len(bad) {
+		t.Errorf("problems: %q", st.Problems)
+	}
+	for key := range bad {
+		if !slices.ContainsFunc(st.Problems, func(p string) bool { return strings.HasPrefix(p, key+": ") }) {
+			t.Errorf("no problem names %s: %q", key, st.Problems)
+		}
+	}
+	if st.Revision == 0 {
+		t.Error("state without a revision")
+	}
+}
+
+// TestWatcherUpdates applies changes one at a time and waits for each to
+// show in the watcher's state.
+func TestWatcherUpdates(t *testing.T) {
+	ctx := testCtx(t)
+	s := newTestStore(t)
+	k := s.Keys()
+	for i, name := range []string{"eu-west", "us-east"} {
+		if _, err := s.PutRegion(ctx, testRegion(name, i+1), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west", "us-east"), 0); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	w := NewWatcher(s.c, k.Prefix(), testLogger())
+	runWatcher(t, w, rec)
+	rec.waitFor(t, "the initial state", func(st *State) bool { return len(st.Services) == 1 })
+
+	weight := func(st *State, region string) uint32 {
+		svc := st.Services["www.gslb.example."]
+		if svc == nil {
+			return 999
+		}
+		for _, sr := range svc.Regions {
+			if sr.Region == region {
+				return sr.Weight
+			}
+		}
+		return 999
+	}
+	steps := []struct {
+		name   string
+		change func(t *testing.T)
+		want   func(*State) bool
+	}{
+		{"region added", func(t *testing.T) {
+			if _, err := s.PutRegion(ctx, testRegion("ap-south", 3), 0); err != nil {
+				t.Fatal(err)
+			}
+		}, func(st *State) bool { return st.Regions["ap-south"] != nil }},
+		{"region changed", func(t *testing.T) {
+			if _, err := s.PutRegion(ctx, testRegion("eu-west", 9), AnyRevision); err != nil {
+				t.Fatal(err)
+			}
+		}, func(st *State) bool { return st.Regions["eu-west"].VIPs[0] == netip.MustParseAddr("192.0.2.9") }},
+		{"service weight changed", func(t *testing.T) {
+			if _, err := s.SetWeights(ctx, "www.gslb.example.", map[string]uint32{"us-east": 3}, AnyRevision); err != nil {
+				t.Fatal(err)
+			}
+		}, func(st *State) bool { return weight(st, "us-east") == 3 && weight(st, "eu-west") == 10 }},
+		{"health report put", func(t *testing.T) {
+			// The shortest lease etcd grants is a few seconds; the report
+			// must vanish on its own when it expires.
+			lease, err := s.c.Grant(ctx, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.PutHealthReport(ctx, &HealthReport{Region: "eu-west", Prober: "p1", Up: false, Reason: "timeout"}, lease.ID); err != nil {
+				t.Fatal(err)
+			}
+		}, func(st *State) bool { h := st.Health["eu-west"]["p1"]; return h != nil && !h.Up && h.Reason == "timeout" }},
+		{"health report expired with its lease", func(*testing.T) {},
+			func(st *State) bool { return st.Health["eu-west"] == nil }},
+		{"bad entry becomes a problem", func(t *testing.T) {
+			if _, err := s.c.Put(ctx, k.Region("broken"), "{"); err != nil {
+				t.Fatal(err)
+			}
+		}, func(st *State) bool {
+			return len(st.Problems) == 1 && strings.HasPrefix(st.Problems[0], k.Region("broken")+": ")
+		}},
+		{"bad entry fixed", func(t *testing.T) {
+			if _, err := s.PutRegion(ctx, testRegion("broken", 7), AnyRevision); err != nil {
+				t.Fatal(err)
+			}
+		}, func(st *State) bool { return st.Regions["broken"] != nil && len(st.Problems) == 0 }},
+		{"region replaced by a bad one", func(t *testing.T) {
+			if _, err := s.c.Put(ctx, k.Region("broken"), `{"name":"broken"}`); err != nil {
+				t.Fatal(err)
+			}
+		}, func(st *State) bool { return st.Regions["broken"] == nil && len(st.Problems) == 1 }},
+		{"bad entry deleted", func(t *testing.T) {
+			if _, err := s.c.Delete(ctx, k.Region("broken")); err != nil {
+				t.Fatal(err)
+			}
+		}, func(st *State) bool { return len(st.Problems) == 0 }},
+		{"prober registered", func(t *testing.T) {
+			if err := s.RegisterProber(ctx, &ProberInfo{ID: "p2", Region: "us-east"}, clientv3.NoLease); err != nil {
+				t.Fatal(err)
+			}
+		}, func(st *State) bool { return st.Probers["p2"] != nil }},
+		{"service deleted", func(t *testing.T) {
+			if err := s.DeleteService(ctx, "www.gslb.example.", AnyRevision); err != nil {
+				t.Fatal(err)
+			}
+		}, func(st *State) bool { return len(st.Services) == 0 }},
+		{"region deleted", func(t *testing.T) {
+			if err := s.DeleteRegion(ctx, "ap-south", AnyRevision); err != nil {
+				t.Fatal(err)
+			}
+		}, func(st *State) bool { return st.Regions["ap-south"] == nil && len(st.Regions) == 2 }},
+	}
+	for _, step := range steps {
+		ok := t.Run(step.name, func(t *testing.T) {
+			step.change(t)
+			rec.waitFor(t, step.name, step.want)
+		})
+		if !ok {
+			break
+		}
+	}
+
+	rec.checkUnmodified(t)
+	rec.mu.Lock()
+	for i := 1; i < len(rec.states); i++ {
+		if rec.states[i].Revision < rec.states[i-1].Revision {
+			t.Errorf("revision went back from %d to %d", rec.states[i-1].Revision, rec.states[i].Revision)
+		}
+	}
+	rec.mu.Unlock()
+	if st := w.Status(); !st.Connected || st.Revision != rec.latest().Revision || st.Relists != 0 || st.LastUpdate.IsZero() {
+		t.Errorf("status %+v", st)
+	}
+}
+
+// TestWatcherPropagation: a weight change shows in two watchers of the
+// same etcd, each with its own client.
+func TestWatcherPropagation(t *testing.T) {
+	ctx := testCtx(t)
+	s := newTestStore(t)
+	for i, name := range []string{"eu-west", "us-east"} {
+		if _, err := s.PutRegion(ctx, testRegion(name, i+1), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west", "us-east"), 0); err != nil {
+		t.Fatal(err)
+	}
+	var recs []*recorder
+	for range 2 {
+		rec := newRecorder()
+		runWatcher(t, NewWatcher(connectTest(t, shared.etcd.Endpoints()...), s.Keys().Prefix(), testLogger()), rec)
+		recs = append(recs, rec)
+	}
+	for i, w := range []uint32{0, 25, 10} {
+		if _, err := s.SetWeights(ctx, "www.gslb.example.", map[string]uint32{"eu-west": w}, AnyRevision); err != nil {
+			t.Fatal(err)
+		}
+		for j, rec := range recs {
+			rec.waitFor(t, "the new weight", func(st *State) bool {
+				svc := st.Services["www.gslb.example."]
+				return svc != nil && svc.Regions[0].Weight == w
+			})
+			t.Logf("change %d seen by watcher %d", i, j)
+		}
+	}
+}
+
+func TestWatcherCompaction(t *testing.T) {
+	t.Run("watch starts behind a compaction", func(t *testing.T) {
+		ctx := testCtx(t)
+		s := newTestStore(t)
+		if _, err := s.PutRegion(ctx, testRegion("eu-west", 1), 0); err != nil {
+			t.Fatal(err)
+		}
+		rec := newRecorder()
+		w := NewWatcher(s.c, s.Keys().Prefix(), testLogger())
+		var compactedAt int64
+		w.testHookBeforeWatch = func(rev int64) {
+			if compactedAt != 0 {
+				return
+			}
+			// Between the listing and the watch, changes land and the
+			// history is compacted past the watch's start: the watch must
+			// report the compaction and the watcher relist to find them.
+			if _, err := s.PutRegion(ctx, testRegion("late", 2), 0); err != nil {
+				t.Error(err)
+			}
+			if _, err := s.PutRegion(ctx, testRegion("eu-west", 4), AnyRevision); err != nil {
+				t.Error(err)
+			}
+			var err error
+			if compactedAt, err = s.Compact(ctx); err != nil {
+				t.Error(err)
+			}
+		}
+		runWatcher(t, w, rec)
+		rec.waitFor(t, "the regions written before the compaction", func(st *State) bool {
+			return st.Regions["late"] != nil && st.Regions["eu-west"].VIPs[0] == netip.MustParseAddr("192.0.2.4")
+		})
+		st := w.Status()
+		if st.Compactions < 1 || st.LastCompactRevision != compactedAt || st.Relists < 1 {
+			t.Fatalf("status %+v, compacted at %d", st, compactedAt)
+		}
+		if _, err := s.PutRegion(ctx, testRegion("later", 3), 0); err != nil {
+			t.Fatal(err)
+		}
+		rec.waitFor(t, "a region written after the relist", func(st *State) bool {
+			return st.Regions["later"] != nil && st.Regions["late"] != nil && st.Regions["eu-west"] != nil
+		})
+		rec.checkUnmodified(t)
+	})
+
+	t.Run("compaction under a watch in sync", func(t *testing.T) {
+		ctx := testCtx(t)
+		s := newTestStore(t)
+		rec := newRecorder()
+		w := NewWatcher(s.c, s.Keys().Prefix(), testLogger())
+		runWatcher(t, w, rec)
+		for i := range 5 {
+			if _, err := s.PutRegion(ctx, testRegion("eu-west", i+1), AnyRevision); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rec.waitFor(t, "the last write", func(st *State) bool {
+			return st.Regions["eu-west"] != nil && st.Regions["eu-west"].VIPs[0] == netip.MustParseAddr("192.0.2.5")
+		})
+		if _, err := s.Compact(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.PutRegion(ctx, testRegion("us-east", 9), 0); err != nil {
+			t.Fatal(err)
+		}
+		rec.waitFor(t, "a write after the compaction", func(st *State) bool { return st.Regions["us-east"] != nil })
+		if st := w.Status(); !st.Connected || st.Compactions != 0 {
+			t.Fatalf("a watcher in sync was disturbed by a compaction: %+v", st)
+		}
+	})
+}
+
+// TestWatcherEtcdRestart stops the only etcd member under a watcher: the
+// watcher keeps its state, says it is disconnected and retries; once etcd
+// is back on the same directory and ports it catches up.
+func TestWatcherEtcdRestart(t *testing.T) {
+	m := newMember(t, "solo")
+	if err := m.start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.stop)
+	c := connectTest(t, m.clientURL())
+	s := NewStore(c, "", testLogger())
+	ctx := testCtx(t)
+	if _, err := s.PutRegion(ctx, testRegion("eu-west", 1), 0); err != nil {
+		t.Fatal(err)
+	}
+	logs := &captureHandler{}
+	w := fastWatcher(c, "", testLoggerTo(logs))
+	rec := newRecorder()
+	runWatcher(t, w, rec)
+	rec.waitFor(t, "the initial state", func(st *State) bool { return st.Regions["eu-west"] != nil })
+	waitUntil(t, "the watcher is connected", func() bool { return w.Status().Connected })
+
+	// Idle, the watch is kept alive by progress notifications: etcd keeps
+	// answering and the watcher neither relists nor disconnects.
+	since := w.Status().LastContact
+	waitUntil(t, "etcd answers several progress requests", func() bool {
+		return w.Status().LastContact.After(since.Add(3 * w.ProbeInterval))
+	})
+	if st := w.Status(); !st.Connected || st.Relists != 0 || st.LastError != "" {
+		t.Fatalf("an idle watch was not kept: %+v", st)
+	}
+
+	m.stop()
+	waitUntil(t, "the watcher reports the outage", func() bool { return !w.Status().Connected })
+	first := w.Status()
+	if first.LastError == "" || logs.find("etcd watch lost") == "" {
+		t.Fatalf("outage not reported: %+v", first)
+	}
+	waitUntil(t, "the watcher retries", func() bool { return w.Status().LastErrorTime.After(first.LastErrorTime) })
+	n := rec.count()
+	if st := rec.latest(); st.Regions["eu-west"] == nil {
+		t.Fatalf("state lost during the outage: %s", describe(st))
+	}
+
+	if err := m.start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutRegion(ctx, testRegion("us-east", 2), 0); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, "the write after the restart", func(st *State) bool {
+		return st.Regions["us-east"] != nil && st.Regions["eu-west"] != nil
+	})
+	waitUntil(t, "the watcher is connected again", func() bool { return w.Status().Connected })
+	if st := w.Status(); st.Relists < 1 {
+		t.Errorf("no relist after the outage: %+v", st)
+	}
+	rec.mu.Lock()
+	for i, st := range rec.states {
+		if st.Regions["eu-west"] == nil {
+			t.Errorf("state %d lacks a region that never left etcd", i)
+		}
+	}
+	if len(rec.states) <= n {
+		t.Errorf("no state after the restart")
+	}
+	rec.mu.Unlock()
+	rec.checkUnmodified(t)
+}
+
+// TestWatcherQuorumLoss stops two of three members: the member the
+// watcher talks to loses its leader and cancels the watch ("no leader");
+// the watcher keeps its state, and catches up once quorum is back.
+func TestWatcherQuorumLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-member cluster")
+	}
+	ms := startCluster(t, 3)
+	c := connectTest(t, ms[0].clientURL())
+	s := NewStore(c, "", testLogger())
+	ctx := testCtx(t)
+	if _, err := s.PutRegion(ctx, testRegion("eu-west", 1), 0); err != nil {
+		t.Fatal(err)
+	}
+	logs := &captureHandler{}
+	w := fastWatcher(c, "", testLoggerTo(logs))
+	rec := newRecorder()
+	runWatcher(t, w, rec)
+	rec.waitFor(t, "the initial state", func(st *State) bool { return st.Regions["eu-west"] != nil })
+
+	ms[1].stop()
+	ms[2].stop()
+	waitUntil(t, "the watcher reports the lost quorum", func() bool { return !w.Status().Connected })
+	if l := logs.find("etcd watch lost", "no leader"); l == "" {
+		t.Fatalf("the watch did not end with \"no leader\"; status %+v", w.Status())
+	}
+	if st := rec.latest(); st.Regions["eu-west"] == nil {
+		t.Fatalf("state lost without quorum: %s", describe(st))
+	}
+
+	startAll(t, ms[1], ms[2])
+	if _, err := s.PutRegion(ctx, testRegion("us-east", 2), 0); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, "the write after quorum returned", func(st *State) bool {
+		return st.Regions["us-east"] != nil && st.Regions["eu-west"] != nil
+	})
+	waitUntil(t, "the watcher is connected again", func() bool { return w.Status().Connected })
+	rec.checkUnmodified(t)
+}
+
+// BenchmarkPropagation measures etcd write → new State delivered by a
+// watcher (the write's own round trip included), over b.N changes; run it
+// with -benchtime 100x for the figure we track.
+func BenchmarkPropagation(b *testing.B) {
+	ctx := context.Background()
+	s := NewStore(sharedClient(b), testPrefix(b), testLogger())
+	for i, name := range []string{"eu-west", "us-east"} {
+		if _, err := s.PutRegion(ctx, testRegion(name, i+1), 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	svc := testService("www.gslb.example.", "eu-west", "us-east")
+	if _, err := s.PutService(ctx, svc, 0); err != nil {
+		b.Fatal(err)
+	}
+	type seen struct {
+		weight uint32
+		at     time.Time
+	}
+	ch := make(chan seen, 1024)
+	w := NewWatcher(connectTest(b, shared.etcd.Endpoints()...), s.Keys().Prefix(), testLogger())
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- w.Run(wctx, func(st *State) {
+			if svc := st.Services["www.gslb.example."]; svc != nil {
+				ch <- seen{svc.Regions[0].Weight, time.Now()}
+			}
+		})
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	for (<-ch).weight != 10 {
+	}
+
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		want := uint32(100 + i%1000)
+		next := *svc
+		next.Regions = slices.Clone(svc.Regions)
+		next.Regions[0].Weight = want
+		start := time.Now()
+		if _, err := s.PutService(ctx, &next, AnyRevision); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			got := <-ch
+			if got.weight == want {
+				lat = append(lat, got.at.Sub(start))
+				break
+			}
+		}
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	pct := func(p float64) float64 { // nearest rank
+		i := int(math.Ceil(p*float64(len(lat)))) - 1
+		return float64(lat[max(0, i)]) / float64(time.Millisecond)
+	}
+	b.ReportMetric(pct(0.5), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(float64(lat[len(lat)-1])/float64(time.Millisecond), "max-ms")
+}
