@@ -151,6 +151,7 @@ func Bootstrap(ctx context.Context, s *Store, d *Desired) ([]string, error) {
 var (
 	yamlLineRE    = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 	yamlUnknownRE = regexp.MustCompile(`^field (\S+) not found in type `)
+	yamlValueRE   = regexp.MustCompile("`([^`]*)`")
 )
 
 // desiredYAMLError turns a YAML error into FileErrors with lines. Values
@@ -180,7 +181,7 @@ func desiredYAMLError(path string, root *yaml.Node, err error) error {
 				fe.Field = keyPathAt(root, fe.Line, u[1])
 				fe.Msg = "unknown key"
 			} else {
-				fe.Field = valuePathAt(root, fe.Line)
+				fe.Field = valuePathAt(root, fe.Line, yamlValueRE.FindStringSubmatch(m[2]))
 			}
 		}
 		errs = append(errs, fe)
@@ -268,15 +269,30 @@ func keyPathAt(root *yaml.Node, line int, name string) string {
 	return found
 }
 
-// valuePathAt finds the path of the first scalar value on line.
-func valuePathAt(root *yaml.Node, line int) string {
-	found := ""
+// valuePathAt finds the path of the scalar value on line that the YAML
+// error quoted (m[1], possibly cut short and ending in "..."), or else of
+// the first scalar on the line.
+func valuePathAt(root *yaml.Node, line int, m []string) string {
+	quoted := ""
+	if m != nil {
+		quoted = strings.TrimSuffix(m[1], "...")
+	}
+	first, found := "", ""
 	walkYAML(root, "", func(path string, _, value *yaml.Node) {
-		if found == "" && value.Kind == yaml.ScalarNode && value.Line == line {
+		if value.Kind != yaml.ScalarNode || value.Line != line {
+			return
+		}
+		if first == "" {
+			first = path
+		}
+		if found == "" && quoted != "" && strings.HasPrefix(value.Value, quoted) {
 			found = path
 		}
 	})
-	return found
+	if found != "" {
+		return found
+	}
+	return first
 }
 
 // nodeLine finds the line of a field given as a path

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -139,27 +140,42 @@ func clientTLS(cfg EtcdConfig) (*tls.Config, error) {
 // when logger is nil. etcd logs a lot at info level that an operator of
 // Meridian does not need.
 func zapLogger(logger *slog.Logger, name string) *zap.Logger {
+	return zapLoggerQuiet(logger, name, nil)
+}
+
+// zapLoggerQuiet is zapLogger, except that while quiet is set everything
+// is logged at debug level: an embedded etcd that is being closed reports
+// its closed listeners as errors.
+func zapLoggerQuiet(logger *slog.Logger, name string, quiet *atomic.Bool) *zap.Logger {
 	if logger == nil {
 		return zap.NewNop()
 	}
-	return zap.New(&slogCore{h: logger.Handler(), min: zapcore.WarnLevel}).Named(name)
+	return zap.New(&slogCore{h: logger.Handler(), min: zapcore.WarnLevel, quiet: quiet}).Named(name)
 }
 
 // slogCore is a zapcore.Core writing to a slog.Handler.
 type slogCore struct {
 	h      slog.Handler
 	min    zapcore.Level
+	quiet  *atomic.Bool
 	fields []zapcore.Field
+}
+
+func (c *slogCore) level(l zapcore.Level) slog.Level {
+	if c.quiet != nil && c.quiet.Load() {
+		return slog.LevelDebug
+	}
+	return slogLevel(l)
 }
 
 var _ zapcore.Core = (*slogCore)(nil)
 
 func (c *slogCore) Enabled(l zapcore.Level) bool {
-	return l >= c.min && c.h.Enabled(context.Background(), slogLevel(l))
+	return l >= c.min && c.h.Enabled(context.Background(), c.level(l))
 }
 
 func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
-	return &slogCore{h: c.h, min: c.min, fields: append(slices.Clip(c.fields), fields...)}
+	return &slogCore{h: c.h, min: c.min, quiet: c.quiet, fields: append(slices.Clip(c.fields), fields...)}
 }
 
 func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
@@ -177,7 +193,7 @@ func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	for _, f := range fields {
 		f.AddTo(enc)
 	}
-	r := slog.NewRecord(e.Time, slogLevel(e.Level), e.Message, 0)
+	r := slog.NewRecord(e.Time, c.level(e.Level), e.Message, 0)
 	if e.LoggerName != "" {
 		r.AddAttrs(slog.String("logger", e.LoggerName))
 	}

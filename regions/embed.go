@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -41,6 +42,7 @@ type EmbeddedConfig struct {
 type Embedded struct {
 	etcd      *embed.Etcd
 	endpoints []string
+	closing   *atomic.Bool
 	closeOnce sync.Once
 }
 
@@ -53,11 +55,12 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	if err != nil {
 		return nil, err
 	}
-	return startEmbed(ctx, ec)
+	return startEmbed(ctx, ec, cfg.Logger)
 }
 
-// embedConfig turns our configuration into etcd's, for a single member.
-// Tests change the result to build clusters.
+// embedConfig turns our configuration into etcd's, for a single member
+// (logging is set up by startEmbed). Tests change the result to build
+// clusters.
 func embedConfig(cfg EmbeddedConfig) (*embed.Config, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("embedded etcd: no data directory")
@@ -97,11 +100,12 @@ func embedConfig(cfg EmbeddedConfig) (*embed.Config, error) {
 	ec.AutoCompactionRetention = "1h"
 	ec.EnableGRPCGateway = false
 	ec.LogLevel = "warn"
-	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapLogger(cfg.Logger, "etcd"))
 	return ec, nil
 }
 
-func startEmbed(ctx context.Context, ec *embed.Config) (*Embedded, error) {
+func startEmbed(ctx context.Context, ec *embed.Config, logger *slog.Logger) (*Embedded, error) {
+	closing := new(atomic.Bool)
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapLoggerQuiet(logger, "etcd", closing))
 	if err := os.MkdirAll(ec.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded etcd: %w", err)
 	}
@@ -125,7 +129,7 @@ func startEmbed(ctx context.Context, ec *embed.Config) (*Embedded, error) {
 	for _, l := range e.Clients {
 		eps = append(eps, "http://"+l.Addr().String())
 	}
-	return &Embedded{etcd: e, endpoints: eps}, nil
+	return &Embedded{etcd: e, endpoints: eps, closing: closing}, nil
 }
 
 // Endpoints are the client URLs to give Connect.
@@ -136,7 +140,10 @@ func (e *Embedded) Err() <-chan error { return e.etcd.Err() }
 
 // Close stops the member and waits until it has; it may be called again.
 func (e *Embedded) Close() error {
-	e.closeOnce.Do(e.etcd.Close)
+	e.closeOnce.Do(func() {
+		e.closing.Store(true)
+		e.etcd.Close()
+	})
 	return nil
 }
 

@@ -133,6 +133,7 @@ type member struct {
 	clientPort int
 	peerPort   int
 	cluster    string // initial cluster of a multi-member test; "" for one
+	electionMs uint   // 0: etcd's default
 	e          *Embedded
 }
 
@@ -158,9 +159,13 @@ func (m *member) start() error {
 	if m.cluster != "" {
 		ec.InitialCluster = m.cluster
 	}
+	if m.electionMs > 0 {
+		ec.ElectionMs = m.electionMs
+		ec.TickMs = m.electionMs / 10
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	e, err := startEmbed(ctx, ec)
+	e, err := startEmbed(ctx, ec, testLogger())
 	if err != nil {
 		return fmt.Errorf("start %s: %w", m.name, err)
 	}
@@ -203,6 +208,9 @@ func startCluster(t testing.TB, n int) []*member {
 	}
 	for _, m := range ms {
 		m.cluster = strings.Join(peers, ",")
+		// A member cancels watches after three election timeouts without
+		// a leader; shorter ones keep the quorum test short.
+		m.electionMs = 500
 	}
 	t.Cleanup(func() {
 		for _, m := range ms {

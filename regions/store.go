@@ -73,6 +73,9 @@ type Store struct {
 	log       *slog.Logger
 	nameCheck atomic.Pointer[func(string) error]
 
+	// latencyChunk overrides maxLatencyChunk (tests use small chunks).
+	latencyChunk int
+
 	// testHookBeforeTxn runs between a write's reads and its transaction,
 	// so tests can interleave a competing write deterministically.
 	testHookBeforeTxn func(op string)

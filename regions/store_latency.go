@@ -46,7 +46,11 @@ func (s *Store) ImportLatency(ctx context.Context, r io.Reader) (int, error) {
 		return 0, fmt.Errorf("%w: latency table: no entries (ClearLatency removes a table)", ErrInvalid)
 	}
 	csv := FormatLatencyCSV(entries)
-	chunks := splitLines(csv, maxLatencyChunk)
+	chunkSize := maxLatencyChunk
+	if s.latencyChunk > 0 {
+		chunkSize = s.latencyChunk
+	}
+	chunks := splitLines(csv, chunkSize)
 
 	mkey := s.keys.LatencyManifest()
 	resp, err := s.c.Get(ctx, mkey)
