@@ -41,9 +41,11 @@ lint:
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-# Meridian against gdnsd under dnsperf, same machine, same run.
+# Meridian against gdnsd (and Knot) under dnsperf, same machine, same run:
+# a static name, and a name steered by continent with ECS.
 bench: build
-	./bench/run.sh
+	./scripts/geoipdb.sh
+	BENCH_MMDB=$${BENCH_MMDB:-data/country.mmdb} ./bench/run.sh
 
 clean:
 	rm -rf bin

@@ -5,19 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-mmdb=data/country.mmdb
-if [ ! -s "$mmdb" ]; then
-	# The country database is built from Debian's tor-geoipdb (real data,
-	# no download from the internet needed beyond the Debian package).
-	if [ ! -s /usr/share/tor/geoip ]; then
-		echo "meridian: installing tor-geoipdb (Debian) for the GeoIP data"
-		sudo=""
-		[ "$(id -u)" -eq 0 ] || sudo="sudo"
-		$sudo apt-get install -y -qq tor-geoipdb >/dev/null
-	fi
-	mkdir -p data
-	./bin/meridian geoip build --out "$mmdb"
-fi
+./scripts/geoipdb.sh
 
 cat <<MSG
 meridian: serving gslb.example on 127.0.0.1:5353. Try:
