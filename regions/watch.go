@@ -8,11 +8,14 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/metadata"
 )
 
 // WatchStatus is what a Watcher reports for /v1/status and metrics.
@@ -55,6 +58,7 @@ type Watcher struct {
 	MinBackoff    time.Duration // first wait after a failure (default 100ms), doubling…
 	MaxBackoff    time.Duration // …up to this (default 5s), with jitter
 
+	id     string // names the watcher's own gRPC stream
 	mu     sync.Mutex
 	status WatchStatus
 
@@ -68,8 +72,10 @@ func NewWatcher(c *clientv3.Client, prefix string, logger *slog.Logger) *Watcher
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Watcher{c: c, keys: NewKeys(prefix), log: logger}
+	return &Watcher{c: c, keys: NewKeys(prefix), log: logger, id: strconv.FormatUint(watcherSeq.Add(1), 10)}
 }
+
+var watcherSeq atomic.Uint64
 
 // Status returns the watcher's current status.
 func (w *Watcher) Status() WatchStatus {
@@ -185,6 +191,10 @@ func (w *Watcher) watch(ctx context.Context, st *State, probs map[string]string,
 	// leaving it silently stale.
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
+	// A stream of our own: etcd answers a progress request only when every
+	// watch on the stream is in sync, and others' watches on the same
+	// client must not make ours look stalled.
+	wctx = metadata.AppendToOutgoingContext(wctx, "meridian-watcher", w.id)
 	// The watch starts at the listing's revision, not the next one, and
 	// drops the events of that revision (already in the listing): etcd
 	// answers progress requests only once the store has reached a

@@ -336,7 +336,16 @@ func TestWatcherEtcdRestart(t *testing.T) {
 	waitUntil(t, "the watcher is connected", func() bool { return w.Status().Connected })
 
 	// Idle, the watch is kept alive by progress notifications: etcd keeps
-	// answering and the watcher neither relists nor disconnects.
+	// answering and the watcher neither relists nor disconnects, even with
+	// another watch on the same client that etcd will not report progress
+	// for (it starts at a revision the idle store has not reached).
+	resp, err := c.Get(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	octx, ocancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer ocancel()
+	c.Watch(octx, "/other/", clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
 	since := w.Status().LastContact
 	waitUntil(t, "etcd answers several progress requests", func() bool {
 		return w.Status().LastContact.After(since.Add(3 * w.ProbeInterval))
@@ -403,6 +412,7 @@ func TestWatcherQuorumLoss(t *testing.T) {
 	rec := newRecorder()
 	runWatcher(t, w, rec)
 	rec.waitFor(t, "the initial state", func(st *State) bool { return st.Regions["eu-west"] != nil })
+	waitUntil(t, "the watcher is connected", func() bool { return w.Status().Connected })
 
 	var wg sync.WaitGroup
 	wg.Go(ms[1].stop)
