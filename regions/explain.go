@@ -91,6 +91,10 @@ type ExplainCandidate struct {
 // same Decision) and records every step. It allocates; it is for the
 // API and tests, not the query path.
 func (s *Snapshot) Explain(v *ServiceView, c *Client, qtype uint16, rnd uint64) (Decision, *Explanation) {
+	if v == nil {
+		return Decision{}, &Explanation{QType: qtypeName(qtype), Revision: s.Revision(), Steps: []ExplainStep{},
+			Reason: "no such service: NODATA"}
+	}
 	e := &Explanation{
 		Service:  v.name,
 		Policy:   v.svc.Policy,

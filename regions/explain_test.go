@@ -80,8 +80,11 @@ func TestExplainAgreesWithDecide(t *testing.T) {
 			if rng.IntN(4) > 0 {
 				c.Locator = newLocator()
 			}
-			if rng.IntN(10) == 0 {
+			switch rng.IntN(20) {
+			case 0:
 				c.Bits = 0
+			case 1:
+				c = nil
 			}
 			qtype := []uint16{QTypeA, QTypeAAAA, QTypeA, QTypeAAAA, 16}[rng.IntN(5)]
 			rnd := rng.Uint64()
@@ -89,7 +92,7 @@ func TestExplainAgreesWithDecide(t *testing.T) {
 			want := s.Decide(v, c, qtype, rnd)
 			got, e := s.Explain(v, c, qtype, rnd)
 			if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(e.Decision, want) {
-				t.Fatalf("round %d, %s %s/%d qtype %d rnd %d:\nDecide  %+v\nExplain %+v", round, v.Name(), a, c.Bits, qtype, rnd, want, got)
+				t.Fatalf("round %d, %s client %+v qtype %d rnd %d:\nDecide  %+v\nExplain %+v", round, v.Name(), c, qtype, rnd, want, got)
 			}
 			checkExplanation(t, e, &want)
 			switch {

@@ -10,6 +10,8 @@ import (
 	"math/bits"
 	"net/netip"
 	"slices"
+	"strconv"
+	"strings"
 )
 
 // LatencyTable answers "how fast is each region for this client network"
@@ -18,24 +20,28 @@ import (
 // same LatencyData.ID.
 //
 // The prefixes, which may nest, are flattened into sorted, non-overlapping
-// intervals (one list per family), each pointing at the most specific
-// prefix covering it, or at none. A lookup is a bucket index on the top 16
-// bits plus a binary search within the bucket; the values are runs of
-// (region id, RTT) pairs. This costs about 8-20 bytes per interval and 8
-// per pair, far less than a trie of pointers, and a lookup touches a
-// handful of cache lines.
+// intervals (one list per family), each carrying the run of (region id,
+// RTT) pairs of the most specific prefix covering it, or none. A lookup
+// reads a bucket index on the leading address bits, then binary-searches
+// the few intervals of its bucket. With a million prefixes the arrays are
+// far larger than the CPU caches, so what a lookup costs is the number of
+// cache lines it touches one after the other: an index slot, the
+// intervals of one bucket (mostly one or two lines), and the pairs if
+// the caller reads them. Everything else (a trie, a separate table of
+// prefixes) would add a dependent miss per level.
 type LatencyTable struct {
-	id      string
-	regions []string // sorted; a pair's region id indexes it
-	v4      latFamily4
-	v6      latFamily6
-	nets    []latNet  // distinct prefixes
-	pairs   []latPair // runs, one per net
-	entries int
+	id       string
+	regions  []string // sorted; a pair's region id indexes it
+	v4       latFamily4
+	v6       latFamily6
+	pairs    []latPair // runs, one per prefix
+	prefixes int
+	entries  int
 }
 
-// latNet is one distinct prefix: its run of pairs and its length.
-type latNet struct {
+// latVal is what an interval answers: a run of pairs and the length of
+// the prefix it came from. n == 0: no prefix covers the interval.
+type latVal struct {
 	off  uint32
 	n    uint16
 	bits uint8
@@ -48,26 +54,51 @@ type latPair struct {
 	rttUs  uint32
 }
 
-// noNet marks an interval no prefix covers.
-const noNet = math.MaxUint32
-
 // maxLatencyRegions bounds the distinct region names of one table, so a
 // pair's region id fits in 16 bits.
 const maxLatencyRegions = math.MaxUint16
 
-// bucketBits is how many leading address bits index the interval lists.
-const bucketBits = 16
+// Bucket index sizes: about one interval per bucket, within these
+// bounds. 2^16 buckets (256 KiB) stay in the CPU's cache, while a larger
+// index is one more cache miss per lookup; with a million prefixes that
+// leaves about 20 intervals (4 cache lines) per bucket. Measured with
+// BenchmarkLatencyLookup: 2^16 beat 2^18 and 2^20.
+const (
+	minBucketBits = 8
+	maxBucketBits = 16
+)
 
-type latFamily4 struct {
-	starts []uint32 // interval i covers [starts[i], starts[i+1]-1]; starts[0] == 0
-	nets   []uint32 // net index per interval, or noNet
-	index  []uint32 // 1<<bucketBits + 1 entries: first interval starting in each bucket
+func bucketBitsFor(n int) uint {
+	return uint(min(max(bits.Len(uint(n)), minBucketBits), maxBucketBits))
 }
 
+// latFamily4 holds the IPv4 intervals. Interval i covers
+// [iv[i].start, iv[i+1].start-1]; iv[0].start == 0.
+type latFamily4 struct {
+	iv    []latIv4
+	shift uint     // 32 - bucket bits
+	index []uint32 // first interval starting in each bucket or later, plus len(iv)
+}
+
+type latIv4 struct {
+	start uint32
+	val   latVal
+}
+
+// latFamily6 holds the IPv6 intervals. Real tables sit in a small part of
+// the address space (2000::/3), so the bucket bits are taken after the
+// leading bits that all intervals but the first share: [lowKey, highKey].
 type latFamily6 struct {
-	starts []u128
-	nets   []uint32
-	index  []uint32
+	iv              []latIv6
+	skip            uint // shared leading bits
+	shift           uint // 64 - bucket bits
+	lowKey, highKey u128
+	index           []uint32
+}
+
+type latIv6 struct {
+	start u128
+	val   latVal
 }
 
 // u128 is an IPv6 address as a number.
@@ -86,6 +117,21 @@ func (a u128) sub1() u128 {
 }
 
 func (a u128) xor(b u128) u128 { return u128{a.hi ^ b.hi, a.lo ^ b.lo} }
+func (a u128) or(b u128) u128  { return u128{a.hi | b.hi, a.lo | b.lo} }
+func (a u128) andNot(b u128) u128 {
+	return u128{a.hi &^ b.hi, a.lo &^ b.lo}
+}
+
+// shl shifts left by n < 128 bits.
+func (a u128) shl(n uint) u128 {
+	if n >= 64 {
+		return u128{a.lo << (n - 64), 0}
+	}
+	if n == 0 {
+		return a
+	}
+	return u128{a.hi<<n | a.lo>>(64-n), a.lo << n}
+}
 
 func (a u128) leadingZeros() int {
 	if a.hi != 0 {
@@ -119,23 +165,130 @@ func hostMask(width, prefixLen int) u128 {
 	}
 }
 
-// CompileLatency parses d.CSV with ParseLatencyCSV and builds the lookup
-// structure. It fails if the CSV is invalid or names more than 65,535
-// regions.
+// CompileLatency parses d.CSV as ParseLatencyCSV does and builds the
+// lookup structure. It fails if the CSV is invalid or names more than
+// 65,535 regions.
 func CompileLatency(d *LatencyData) (*LatencyTable, error) {
 	if d == nil {
 		return nil, errors.New("latency table: no data")
 	}
-	entries, err := ParseLatencyCSV(bytes.NewReader(d.CSV))
-	if err != nil {
-		return nil, err
-	}
-	t, err := compileLatencyEntries(entries)
+	t, err := compileLatencyCSV(d.CSV)
 	if err != nil {
 		return nil, err
 	}
 	t.id = d.ID
 	return t, nil
+}
+
+// compileLatencyCSV reads the CSV in one pass without allocating per line
+// when it is valid, which for a million lines is several times faster
+// than ParseLatencyCSV (whose duplicate check and per-line strings
+// dominate). It accepts exactly what ParseLatencyCSV accepts: at the
+// first line it does not take, or a duplicate, it hands the whole input to
+// ParseLatencyCSV, which stays the one judge of validity and the one
+// author of error messages.
+func compileLatencyCSV(csv []byte) (*LatencyTable, error) {
+	if es, names, ok := scanLatencyCSV(csv); ok {
+		if t, dup := buildLatency(es, names); !dup {
+			return t, nil
+		}
+	}
+	entries, err := ParseLatencyCSV(bytes.NewReader(csv))
+	if err != nil {
+		return nil, err
+	}
+	return compileLatencyEntries(entries)
+}
+
+// maxFastLine is the longest line scanLatencyCSV takes; well below the
+// line limit of ParseLatencyCSV's scanner, so that a line it would refuse
+// goes to it.
+const maxFastLine = 4096
+
+// scanLatencyCSV parses the lines the way ParseLatencyCSV does (the same
+// trimming and the same parsers on the same fields) and reports false at
+// the first line that ParseLatencyCSV might judge differently. Duplicates
+// are found later, after sorting.
+func scanLatencyCSV(csv []byte) ([]latEntry, []string, bool) {
+	text := string(csv)
+	ids := make(map[string]uint16)
+	var names []string
+	es := make([]latEntry, 0, len(text)/24)
+	for line := 1; len(text) > 0; line++ {
+		raw := text
+		if i := strings.IndexByte(text, '\n'); i >= 0 {
+			raw, text = text[:i], text[i+1:]
+		} else {
+			text = ""
+		}
+		if len(raw) > maxFastLine {
+			return nil, nil, false
+		}
+		l := strings.TrimSpace(raw)
+		if l == "" || l[0] == '#' {
+			continue
+		}
+		if line == 1 && strings.HasPrefix(strings.ToLower(l), "cidr,") {
+			continue
+		}
+		f0, rest, ok := strings.Cut(l, ",")
+		if !ok {
+			return nil, nil, false
+		}
+		f1, f2, ok := strings.Cut(rest, ",")
+		if !ok || strings.IndexByte(f2, ',') >= 0 {
+			return nil, nil, false
+		}
+		p, err := netip.ParsePrefix(strings.TrimSpace(f0))
+		if err != nil || p.Addr().Is4In6() || p != p.Masked() {
+			return nil, nil, false
+		}
+		region := strings.TrimSpace(f1)
+		if !isRegionName(region) {
+			return nil, nil, false
+		}
+		rtt, err := strconv.ParseFloat(strings.TrimSpace(f2), 64)
+		if err != nil || math.IsNaN(rtt) || rtt <= 0 || rtt > MaxLatencyRTTms {
+			return nil, nil, false
+		}
+		id, ok := ids[region]
+		if !ok {
+			if len(names) == maxLatencyRegions {
+				return nil, nil, false
+			}
+			// A copy: the names outlive the CSV text.
+			region = strings.Clone(region)
+			id = uint16(len(names))
+			ids[region] = id
+			names = append(names, region)
+		}
+		es = append(es, newLatEntry(p, id, rtt))
+	}
+	// Region ids in name order.
+	sorted := slices.Clone(names)
+	slices.Sort(sorted)
+	remap := make([]uint16, len(names))
+	for i, n := range sorted {
+		remap[ids[n]] = uint16(i)
+	}
+	for i := range es {
+		es[i].region = remap[es[i].region]
+	}
+	return es, sorted, true
+}
+
+// isRegionName is regionNameRE with its length limit, without a regexp.
+func isRegionName(s string) bool {
+	if s == "" || len(s) > maxNameLen || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // latEntry is an entry reduced to what the build sorts on.
@@ -147,6 +300,20 @@ type latEntry struct {
 	rttUs  uint32
 }
 
+func newLatEntry(p netip.Prefix, region uint16, rttMs float64) latEntry {
+	p = p.Masked()
+	a := p.Addr().Unmap()
+	e := latEntry{bits: uint8(p.Bits()), region: region, rttUs: rttMicros(rttMs)}
+	if a.Is4() {
+		b := a.As4()
+		e.key = u128{0, uint64(binary.BigEndian.Uint32(b[:]))}
+	} else {
+		e.key, e.v6 = addrU128(a), true
+	}
+	return e
+}
+
+// compileLatencyEntries builds a table from parsed entries.
 func compileLatencyEntries(entries []LatencyEntry) (*LatencyTable, error) {
 	ids := make(map[string]uint16)
 	var names []string
@@ -163,40 +330,27 @@ func compileLatencyEntries(entries []LatencyEntry) (*LatencyTable, error) {
 	for i, n := range names {
 		ids[n] = uint16(i)
 	}
-
 	es := make([]latEntry, len(entries))
 	for i, e := range entries {
-		p := e.Prefix.Masked()
-		a := p.Addr().Unmap()
-		le := latEntry{bits: uint8(p.Bits()), region: ids[e.Region], rttUs: rttMicros(e.RTTms)}
-		if a.Is4() {
-			b := a.As4()
-			le.key = u128{0, uint64(binary.BigEndian.Uint32(b[:]))}
-		} else {
-			le.key, le.v6 = addrU128(a), true
-		}
-		es[i] = le
+		es[i] = newLatEntry(e.Prefix, ids[e.Region], e.RTTms)
 	}
-	// v4 before v6, then by start, shorter (enclosing) prefixes first: the
-	// order the interval sweep needs.
-	slices.SortFunc(es, func(a, b latEntry) int {
-		if a.v6 != b.v6 {
-			if a.v6 {
-				return 1
-			}
-			return -1
+	t, dup := buildLatency(es, names)
+	if dup {
+		return nil, errors.New("latency table: a network is listed twice for one region")
+	}
+	return t, nil
+}
+
+// buildLatency sorts es and builds the table; it reports true instead if
+// a (network, region) pair is listed twice.
+func buildLatency(es []latEntry, names []string) (*LatencyTable, bool) {
+	sortLatEntries(es)
+	for i := 1; i < len(es); i++ {
+		a, b := &es[i-1], &es[i]
+		if a.v6 == b.v6 && a.key == b.key && a.bits == b.bits && a.region == b.region {
+			return nil, true
 		}
-		if c := cmp.Compare(a.key.hi, b.key.hi); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(a.key.lo, b.key.lo); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(a.bits, b.bits); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.region, b.region)
-	})
+	}
 
 	t := &LatencyTable{regions: names, entries: len(es), pairs: make([]latPair, 0, len(es))}
 	var pv4, pv6 []sweepPrefix
@@ -205,41 +359,160 @@ func compileLatencyEntries(entries []LatencyEntry) (*LatencyTable, error) {
 		for j < len(es) && es[j].v6 == es[i].v6 && es[j].key == es[i].key && es[j].bits == es[i].bits {
 			j++
 		}
-		if j-i > math.MaxUint16 {
-			return nil, fmt.Errorf("latency table: more than %d regions for one network", math.MaxUint16)
-		}
-		net := uint32(len(t.nets))
-		t.nets = append(t.nets, latNet{off: uint32(len(t.pairs)), n: uint16(j - i), bits: es[i].bits})
+		// j-i <= the number of regions (no duplicates), which fits.
+		val := latVal{off: uint32(len(t.pairs)), n: uint16(j - i), bits: es[i].bits}
 		for _, e := range es[i:j] {
 			t.pairs = append(t.pairs, latPair{region: e.region, rttUs: e.rttUs})
 		}
-		sp := sweepPrefix{start: es[i].key, net: net}
+		t.prefixes++
+		sp := sweepPrefix{start: es[i].key, val: val}
 		if es[i].v6 {
-			sp.end = u128{sp.start.hi | hostMask(128, int(es[i].bits)).hi, sp.start.lo | hostMask(128, int(es[i].bits)).lo}
+			sp.end = sp.start.or(hostMask(128, int(es[i].bits)))
 			pv6 = append(pv6, sp)
 		} else {
-			sp.end = u128{0, sp.start.lo | hostMask(32, int(es[i].bits)).lo}
+			sp.end = sp.start.or(hostMask(32, int(es[i].bits)))
 			pv4 = append(pv4, sp)
 		}
 		i = j
 	}
 
 	b4 := sweep(pv4, u128{0, math.MaxUint32})
-	t.v4.starts = make([]uint32, len(b4))
-	t.v4.nets = make([]uint32, len(b4))
+	t.v4.iv = make([]latIv4, len(b4))
 	for i, b := range b4 {
-		t.v4.starts[i], t.v4.nets[i] = uint32(b.start.lo), b.net
+		t.v4.iv[i] = latIv4{start: uint32(b.start.lo), val: b.val}
 	}
-	t.v4.index = bucketIndex(len(b4), func(i int) uint32 { return t.v4.starts[i] >> (32 - bucketBits) })
+	bb := bucketBitsFor(len(b4))
+	t.v4.shift = 32 - bb
+	t.v4.index = bucketIndex(len(b4), bb, func(i int) uint64 { return uint64(t.v4.iv[i].start >> t.v4.shift) })
 
 	b6 := sweep(pv6, u128Max)
-	t.v6.starts = make([]u128, len(b6))
-	t.v6.nets = make([]uint32, len(b6))
+	f6 := &t.v6
+	f6.iv = make([]latIv6, len(b6))
 	for i, b := range b6 {
-		t.v6.starts[i], t.v6.nets[i] = b.start, b.net
+		f6.iv[i] = latIv6{start: b.start, val: b.val}
 	}
-	t.v6.index = bucketIndex(len(b6), func(i int) uint32 { return uint32(t.v6.starts[i].hi >> (64 - bucketBits)) })
-	return t, nil
+	bb = bucketBitsFor(len(b6))
+	f6.shift = 64 - bb
+	// Every interval but the first (which starts at ::) lies in
+	// [lowKey, highKey]: the network of the bits they share.
+	f6.lowKey, f6.highKey = u128{}, u128Max
+	if n := len(b6); n > 1 {
+		common := b6[1].start.xor(b6[n-1].start).leadingZeros()
+		f6.skip = uint(min(common, 128-int(bb)))
+		f6.lowKey = b6[1].start.andNot(hostMask(128, int(f6.skip)))
+		f6.highKey = f6.lowKey.or(hostMask(128, int(f6.skip)))
+	}
+	f6.index = bucketIndex(len(b6), bb, func(i int) uint64 {
+		if i == 0 && f6.skip > 0 {
+			return 0 // before every bucket; counts as bucket 0
+		}
+		return f6.bucket(f6.iv[i].start)
+	})
+	return t, false
+}
+
+// sortLatEntries puts es in the order the interval sweep needs: IPv4
+// before IPv6, then by start address, shorter (enclosing) prefixes first,
+// then by region. It is an LSD radix sort on 16-bit digits, several times
+// faster than a comparison sort for a million entries; digits that are
+// the same in every entry (the low 64 bits of IPv6 prefixes up to /64,
+// say) cost one counting pass and no move.
+func sortLatEntries(es []latEntry) {
+	if len(es) < radixMin {
+		slices.SortFunc(es, compareLatEntries)
+		return
+	}
+	tmp := make([]latEntry, len(es))
+	// Stable partition by family into tmp, then sort each part back.
+	n4 := 0
+	for i := range es {
+		if !es[i].v6 {
+			n4++
+		}
+	}
+	i4, i6 := 0, n4
+	for _, e := range es {
+		if e.v6 {
+			tmp[i6] = e
+			i6++
+		} else {
+			tmp[i4] = e
+			i4++
+		}
+	}
+	copy(es, tmp)
+	radixSort(es[:n4], tmp[:n4], 4)
+	radixSort(es[n4:], tmp[n4:], 10)
+}
+
+// radixMin is the size below which a comparison sort is faster than
+// clearing 64Ki counters per digit.
+const radixMin = 4096
+
+// compareLatEntries is the order sortLatEntries makes.
+func compareLatEntries(a, b latEntry) int {
+	switch {
+	case a.v6 != b.v6:
+		if a.v6 {
+			return 1
+		}
+		return -1
+	case a.key.hi != b.key.hi:
+		return cmp.Compare(a.key.hi, b.key.hi)
+	case a.key.lo != b.key.lo:
+		return cmp.Compare(a.key.lo, b.key.lo)
+	case a.bits != b.bits:
+		return cmp.Compare(a.bits, b.bits)
+	}
+	return cmp.Compare(a.region, b.region)
+}
+
+// latDigit is the d-th least significant 16-bit digit of the sort key
+// (start address, prefix length, region).
+func latDigit(e *latEntry, d int) uint16 {
+	switch {
+	case d == 0:
+		return e.region
+	case d == 1:
+		return uint16(e.bits)
+	case d < 6:
+		return uint16(e.key.lo >> (16 * (d - 2)))
+	default:
+		return uint16(e.key.hi >> (16 * (d - 6)))
+	}
+}
+
+// radixSort sorts es by its first digits digits, using tmp (as long as
+// es) as scratch; the result is in es.
+func radixSort(es, tmp []latEntry, digits int) {
+	if len(es) < 2 {
+		return
+	}
+	var count [1 << 16]int
+	src, dst := es, tmp
+	for d := range digits {
+		clear(count[:])
+		for i := range src {
+			count[latDigit(&src[i], d)]++
+		}
+		if count[latDigit(&src[0], d)] == len(src) {
+			continue // one value: already in order
+		}
+		sum := 0
+		for i, c := range count {
+			count[i] = sum
+			sum += c
+		}
+		for i := range src {
+			k := latDigit(&src[i], d)
+			dst[count[k]] = src[i]
+			count[k]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &es[0] {
+		copy(es, src)
+	}
 }
 
 func rttMicros(ms float64) uint32 {
@@ -255,36 +528,35 @@ func rttMicros(ms float64) uint32 {
 
 type sweepPrefix struct {
 	start, end u128
-	net        uint32
+	val        latVal
 }
 
 type boundary struct {
 	start u128
-	net   uint32
+	val   latVal
 }
 
 // sweep turns prefixes sorted by (start, length) into the boundaries of
 // non-overlapping intervals, each labelled with the most specific prefix
-// covering it (noNet for none). Adjacent intervals with the same label are
-// merged. maxKey is the family's last address.
+// covering it (n == 0 for none). Adjacent intervals with the same label
+// are merged. maxKey is the family's last address.
 func sweep(ps []sweepPrefix, maxKey u128) []boundary {
 	out := make([]boundary, 1, 2*len(ps)+1)
-	out[0] = boundary{start: u128{}, net: noNet}
-	emit := func(start u128, net uint32) {
+	emit := func(start u128, val latVal) {
 		last := &out[len(out)-1]
 		if last.start == start {
 			// A more specific prefix (or the parent resuming) at the same
 			// address replaces the label.
-			last.net = net
-			if len(out) > 1 && out[len(out)-2].net == net {
+			last.val = val
+			if len(out) > 1 && out[len(out)-2].val == val {
 				out = out[:len(out)-1]
 			}
 			return
 		}
-		if last.net == net {
+		if last.val == val {
 			return
 		}
-		out = append(out, boundary{start: start, net: net})
+		out = append(out, boundary{start: start, val: val})
 	}
 	var stack []sweepPrefix
 	pop := func() {
@@ -293,9 +565,9 @@ func sweep(ps []sweepPrefix, maxKey u128) []boundary {
 		if top.end == maxKey {
 			return
 		}
-		next := uint32(noNet)
+		var next latVal
 		if len(stack) > 0 {
-			next = stack[len(stack)-1].net
+			next = stack[len(stack)-1].val
 		}
 		emit(top.end.add1(), next)
 	}
@@ -303,7 +575,7 @@ func sweep(ps []sweepPrefix, maxKey u128) []boundary {
 		for len(stack) > 0 && stack[len(stack)-1].end.less(p.start) {
 			pop()
 		}
-		emit(p.start, p.net)
+		emit(p.start, p.val)
 		stack = append(stack, p)
 	}
 	for len(stack) > 0 {
@@ -312,13 +584,14 @@ func sweep(ps []sweepPrefix, maxKey u128) []boundary {
 	return out
 }
 
-// bucketIndex returns, for every bucket b, the first interval whose start
-// is in bucket b or later (n when none), plus a final n.
-func bucketIndex(n int, bucket func(i int) uint32) []uint32 {
-	idx := make([]uint32, 1<<bucketBits+1)
+// bucketIndex returns, for every bucket b of 2^bb, the first interval
+// whose bucket is b or later (n when none), plus a final n. bucket must be
+// non-decreasing in i.
+func bucketIndex(n int, bb uint, bucket func(i int) uint64) []uint32 {
+	idx := make([]uint32, 1<<bb+1)
 	i := 0
 	for b := range idx {
-		for i < n && int(bucket(i)) < b {
+		for i < n && bucket(i) < uint64(b) {
 			i++
 		}
 		idx[b] = uint32(i)
@@ -326,8 +599,13 @@ func bucketIndex(n int, bucket func(i int) uint32) []uint32 {
 	return idx
 }
 
+// bucket is the index bucket of k, which must lie in [lowKey, highKey].
+func (f *latFamily6) bucket(k u128) uint64 {
+	return k.shl(f.skip).hi >> f.shift
+}
+
 // Len is the number of distinct prefixes in the table.
-func (t *LatencyTable) Len() int { return len(t.nets) }
+func (t *LatencyTable) Len() int { return t.prefixes }
 
 // Entries is the number of (prefix, region) entries in the table.
 func (t *LatencyTable) Entries() int { return t.entries }
@@ -390,71 +668,86 @@ func (t *LatencyTable) Lookup(addr netip.Addr) (LatencyMatch, bool) {
 	}
 	addr = addr.Unmap().WithZone("")
 	m.addr = addr
-	var net uint32
+	var val latVal
 	if addr.Is4() {
 		b := addr.As4()
 		k := binary.BigEndian.Uint32(b[:])
 		f := &t.v4
 		i := f.find(k)
-		net = f.nets[i]
-		// The interval is [starts[i], end]; the answer holds on the largest
-		// aligned block around k inside it.
-		m.bits = 0
-		if s := f.starts[i]; s != 0 {
+		val = f.iv[i].val
+		// The interval is [start, next start - 1]; the answer holds on the
+		// largest aligned block around k inside it.
+		if s := f.iv[i].start; s != 0 {
 			m.bits = bits.LeadingZeros32(k^(s-1)) + 1
 		}
-		if i+1 < len(f.starts) {
-			m.bits = max(m.bits, bits.LeadingZeros32(k^f.starts[i+1])+1)
+		if i+1 < len(f.iv) {
+			m.bits = max(m.bits, bits.LeadingZeros32(k^f.iv[i+1].start)+1)
 		}
 	} else {
 		k := addrU128(addr)
 		f := &t.v6
 		i := f.find(k)
-		net = f.nets[i]
-		m.bits = 0
-		if s := f.starts[i]; s != (u128{}) {
+		val = f.iv[i].val
+		if s := f.iv[i].start; s != (u128{}) {
 			m.bits = k.xor(s.sub1()).leadingZeros() + 1
 		}
-		if i+1 < len(f.starts) {
-			m.bits = max(m.bits, k.xor(f.starts[i+1]).leadingZeros()+1)
+		if i+1 < len(f.iv) {
+			m.bits = max(m.bits, k.xor(f.iv[i+1].start).leadingZeros()+1)
 		}
 	}
-	if net == noNet {
+	if val.n == 0 {
 		return m, false
 	}
-	n := t.nets[net]
-	m.pbits = int(n.bits)
-	m.pairs = t.pairs[n.off : n.off+uint32(n.n)]
+	m.pbits = int(val.bits)
+	m.pairs = t.pairs[val.off : val.off+uint32(val.n)]
 	return m, true
 }
 
+// linearScan is the range length below which find scans instead of
+// halving.
+const linearScan = 16
+
 // find returns the last interval starting at or before k.
 func (f *latFamily4) find(k uint32) int {
-	b := k >> (32 - bucketBits)
+	b := k >> f.shift
 	lo, hi := int(f.index[b]), int(f.index[b+1])
-	// Count the starts in [lo, hi) that are <= k.
-	for lo < hi {
+	// Count the starts in [lo, hi) that are <= k: halve while the range
+	// is long (a crowded bucket), then scan, which reads consecutive
+	// cache lines the CPU prefetches.
+	for hi-lo > linearScan {
 		mid := int(uint(lo+hi) >> 1)
-		if f.starts[mid] <= k {
+		if f.iv[mid].start <= k {
 			lo = mid + 1
 		} else {
 			hi = mid
 		}
 	}
-	// starts[0] == 0 <= k, so lo >= 1.
+	for lo < hi && f.iv[lo].start <= k {
+		lo++
+	}
+	// iv[0].start == 0 <= k, so lo >= 1.
 	return lo - 1
 }
 
 func (f *latFamily6) find(k u128) int {
-	b := k.hi >> (64 - bucketBits)
+	if k.less(f.lowKey) {
+		return 0
+	}
+	if f.highKey.less(k) {
+		return len(f.iv) - 1
+	}
+	b := f.bucket(k)
 	lo, hi := int(f.index[b]), int(f.index[b+1])
-	for lo < hi {
+	for hi-lo > linearScan {
 		mid := int(uint(lo+hi) >> 1)
-		if !k.less(f.starts[mid]) {
+		if !k.less(f.iv[mid].start) {
 			lo = mid + 1
 		} else {
 			hi = mid
 		}
+	}
+	for lo < hi && !k.less(f.iv[lo].start) {
+		lo++
 	}
 	return lo - 1
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -175,6 +176,9 @@ func TestLatencyLookupBruteForce(t *testing.T) {
 		fmt.Fprintf(&csv, "%s,%s,%v\n", e.p, e.region, e.rtt)
 	}
 	table := compileCSV(t, csv.String())
+	if table.v6.skip == 0 {
+		t.Fatal("the IPv6 index does not skip the shared leading bits: that path is not tested")
+	}
 	prefixes := make([]netip.Prefix, 0, len(seen))
 	for p := range seen {
 		prefixes = append(prefixes, p)
@@ -207,6 +211,19 @@ func TestLatencyLookupBruteForce(t *testing.T) {
 			b[len(b)-3] ^= byte(rng.IntN(256))
 		}
 		a, _ := netip.AddrFromSlice(b)
+		if i%5 == 0 {
+			// Anywhere, mostly outside the crowded networks.
+			x := rng.Uint64()
+			if i%10 == 0 {
+				a = netip.AddrFrom4([4]byte{byte(x), byte(x >> 8), byte(x >> 16), byte(x >> 24)})
+			} else {
+				var r [16]byte
+				for j := range 8 {
+					r[j], r[8+j] = byte(x>>(8*j)), byte(x>>(8*j+3))
+				}
+				a = netip.AddrFrom16(r)
+			}
+		}
 		m, ok := table.Lookup(a)
 		want, wantOK := longest(a)
 		if ok != wantOK || m.Prefix() != want {
@@ -233,6 +250,141 @@ func TestLatencyLookupBruteForce(t *testing.T) {
 			if !inside(wider) {
 				t.Fatalf("%s: bits %d, but %s is still one answer", a, m.Bits(), wider)
 			}
+		}
+	}
+}
+
+// TestCompileLatencyFastPath checks that the one-pass reader builds the
+// very table ParseLatencyCSV's entries build, and that whatever it does
+// not take goes to ParseLatencyCSV, errors included.
+func TestCompileLatencyFastPath(t *testing.T) {
+	slow := func(t *testing.T, csv string) (*LatencyTable, error) {
+		entries, err := ParseLatencyCSV(strings.NewReader(csv))
+		if err != nil {
+			return nil, err
+		}
+		return compileLatencyEntries(entries)
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	pad := func() string { return []string{"", " ", "\t", "  "}[rng.IntN(4)] }
+	randomCSV := func() string {
+		var b strings.Builder
+		if rng.IntN(2) == 0 {
+			b.WriteString("CIDR,Region,RTT_ms\n")
+		}
+		eol := "\n"
+		if rng.IntN(3) == 0 {
+			eol = "\r\n"
+		}
+		seen := map[string]bool{}
+		for range 300 {
+			switch rng.IntN(12) {
+			case 0:
+				b.WriteString("# a comment" + eol)
+				continue
+			case 1:
+				b.WriteString(pad() + eol)
+				continue
+			}
+			var p string
+			if rng.IntN(2) == 0 {
+				p = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, byte(rng.IntN(8)), byte(rng.IntN(256))}), 16+rng.IntN(17)).Masked().String()
+			} else {
+				p = netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(rng.IntN(4))}), 32+rng.IntN(97)).Masked().String()
+			}
+			r := []string{"eu-west", "us-east", "a", "r2d2"}[rng.IntN(4)]
+			if seen[p+r] {
+				continue
+			}
+			seen[p+r] = true
+			if rng.IntN(3) == 0 {
+				p = strings.ToUpper(p) // IPv6 hex digits in upper case
+			}
+			rtt := []string{"12", "12.5", "1e1", "0.001", "59999.9996", "3.14159"}[rng.IntN(6)]
+			b.WriteString(pad() + p + pad() + "," + pad() + r + pad() + "," + pad() + rtt + pad() + eol)
+		}
+		if rng.IntN(2) == 0 {
+			b.WriteString("0.0.0.0/0,world,200") // no final newline
+		}
+		return b.String()
+	}
+	for i := range 50 {
+		csv := randomCSV()
+		es, names, ok := scanLatencyCSV([]byte(csv))
+		if !ok {
+			t.Fatalf("%d: the fast path refused a valid table:\n%s", i, csv)
+		}
+		fast, dup := buildLatency(es, names)
+		want, err := slow(t, csv)
+		if dup || err != nil {
+			t.Fatalf("%d: duplicate %v, error %v", i, dup, err)
+		}
+		if !reflect.DeepEqual(fast, want) {
+			t.Fatalf("%d: the fast path built another table from:\n%s", i, csv)
+		}
+	}
+
+	padded := strings.Repeat(" ", maxFastLine) + "192.0.2.0/24,eu,1\n"
+	for _, tc := range []struct{ name, csv string }{
+		{"line longer than the fast path takes", padded},
+		{"invalid", "192.0.2.0/24,eu,1\n192.0.2.0/24,eu\n"},
+		{"four fields", "192.0.2.0/24,eu,1,2\n"},
+		{"host bits", "192.0.2.1/24,eu,1\n"},
+		{"mapped", "::ffff:192.0.2.0/120,eu,1\n"},
+		{"region", "192.0.2.0/24,-eu,1\n"},
+		{"region upper case", "192.0.2.0/24,EU,1\n"},
+		{"region too long", "192.0.2.0/24," + strings.Repeat("a", 64) + ",1\n"},
+		{"rtt", "192.0.2.0/24,eu,NaN\n"},
+		{"rtt zero", "192.0.2.0/24,eu,0\n"},
+		{"duplicate", "192.0.2.0/24,eu,1\n2001:db8::/32,eu,1\n192.0.2.0/24,eu,2\n"},
+		{"header not first", "# x\ncidr,region,rtt_ms\n"},
+		{"byte order mark", "\ufeff192.0.2.0/24,eu,1\n"},
+		{"line too long for the scanner", strings.Repeat(" ", 2<<20) + "192.0.2.0/24,eu,1\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := CompileLatency(&LatencyData{CSV: []byte(tc.csv)})
+			want, wantErr := slow(t, tc.csv)
+			if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) {
+				t.Fatalf("error %v, want %v", err, wantErr)
+			}
+			if err == nil {
+				got.id = ""
+				if !reflect.DeepEqual(got, want) {
+					t.Fatal("another table than ParseLatencyCSV's entries build")
+				}
+			}
+		})
+	}
+}
+
+// TestSortLatEntries checks the radix sort against the comparison.
+func TestSortLatEntries(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 9))
+	for _, n := range []int{0, 1, 2, radixMin - 1, radixMin, 20000} {
+		es := make([]latEntry, n)
+		for i := range es {
+			// Few distinct values per field, so that ties reach the later
+			// fields; some IPv6 keys with an all-zero low half.
+			e := latEntry{bits: uint8(rng.IntN(3)), region: uint16(rng.IntN(3)), rttUs: uint32(i)}
+			if rng.IntN(2) == 0 {
+				e.key.lo = uint64(rng.IntN(4)) << (16 * rng.IntN(2))
+			} else {
+				e.v6 = true
+				e.key.hi = uint64(rng.IntN(4)) << (16 * rng.IntN(4))
+				if rng.IntN(2) == 0 {
+					e.key.lo = uint64(rng.IntN(4)) << (16 * rng.IntN(4))
+				}
+			}
+			es[i] = e
+		}
+		want := slices.Clone(es)
+		slices.SortStableFunc(want, compareLatEntries)
+		sortLatEntries(es)
+		if !slices.EqualFunc(es, want, func(a, b latEntry) bool { return compareLatEntries(a, b) == 0 }) {
+			t.Fatalf("n=%d: radix order differs from the comparison", n)
+		}
+		if n >= radixMin && !slices.Equal(es, want) {
+			t.Fatalf("n=%d: the radix sort is not stable", n)
 		}
 	}
 }

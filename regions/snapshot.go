@@ -64,6 +64,7 @@ type Snapshot struct {
 	regions   []RegionStatus // sorted by name; the index is the region id
 	regionIdx map[string]int
 	addrs     [][2][]netip.Addr // per region id: VIPs by family (0 IPv4, 1 IPv6)
+	vecs      []vec3            // per region id: location on the unit sphere
 
 	services []*ServiceView // sorted by name
 	byWire   map[string]*ServiceView
@@ -130,8 +131,7 @@ type slot struct {
 	region int // region id in the snapshot
 	weight uint32
 	biasKm float64
-	lat    float64
-	lon    float64
+	vec    vec3 // the region's location on the unit sphere
 	status HealthStatus
 	hash   uint64 // regionHash(name)
 	addrs  [2][]netip.Addr
@@ -247,6 +247,7 @@ func (s *Snapshot) buildRegions() {
 	slices.Sort(names)
 	s.regions = make([]RegionStatus, len(names))
 	s.addrs = make([][2][]netip.Addr, len(names))
+	s.vecs = make([]vec3, len(names))
 	s.regionIdx = make(map[string]int, len(names))
 	q := s.opts.Quorum
 	for i, name := range names {
@@ -264,6 +265,7 @@ func (s *Snapshot) buildRegions() {
 			}
 		}
 		s.addrs[i] = [2][]netip.Addr{v4, v6}
+		s.vecs[i] = unitVector(r.Location.Lat, r.Location.Lon)
 
 		rs := RegionStatus{Name: name, Region: r, Status: HealthUnknown}
 		for _, rep := range st.Health[name] {
@@ -442,8 +444,7 @@ func (s *Snapshot) compileService(name string, svc *Service) *ServiceView {
 			region: r,
 			weight: sr.Weight,
 			biasKm: bias,
-			lat:    reg.Region.Location.Lat,
-			lon:    reg.Region.Location.Lon,
+			vec:    s.vecs[r],
 			status: reg.Status,
 			hash:   regionHash(reg.Name),
 			addrs:  s.addrs[r],

@@ -87,7 +87,8 @@ const (
 // (see DESIGN.md, Steering). rnd is a random value from the caller,
 // injected so tests are exact. It does not allocate, takes no lock and
 // calls c.Locator at most once, only when the policy needs a location.
-// Other query types get a NODATA decision.
+// Other query types, and a nil v, get a NODATA decision; c may be nil
+// (nothing known of the client).
 func (s *Snapshot) Decide(v *ServiceView, c *Client, qtype uint16, rnd uint64) Decision {
 	return s.decide(v, c, qtype, rnd, nil)
 }
@@ -96,6 +97,9 @@ func (s *Snapshot) Decide(v *ServiceView, c *Client, qtype uint16, rnd uint64) D
 // on the query path; every use of it is behind a nil check so that the
 // query path neither formats nor allocates.
 func (s *Snapshot) decide(v *ServiceView, c *Client, qtype uint16, rnd uint64, tr *tracer) Decision {
+	if v == nil {
+		return Decision{}
+	}
 	d := Decision{TTL: v.ttl}
 	if v.anyDown {
 		d.TTL, d.Degraded = v.degradedTTL, true
@@ -299,10 +303,28 @@ func (s *Snapshot) preferGeo(v *ServiceView, set *slotSet, c *Client, addr netip
 	return scope
 }
 
-// distanceKm is the biased great-circle distance to a slot's region; one
-// function so that both passes of narrowNearest compute the same value.
-func (sl *slot) distanceKm(lat, lon float64) float64 {
-	return geo.DistanceKm(lat, lon, sl.lat, sl.lon) + sl.biasKm
+// earthRadiusKm is geo's: the antipodes are half a circumference apart.
+var earthRadiusKm = geo.DistanceKm(0, 0, 0, 180) / math.Pi
+
+// vec3 is a point on the unit sphere.
+type vec3 struct{ x, y, z float64 }
+
+func unitVector(lat, lon float64) vec3 {
+	sinLat, cosLat := math.Sincos(lat * math.Pi / 180)
+	sinLon, cosLon := math.Sincos(lon * math.Pi / 180)
+	return vec3{cosLat * cosLon, cosLat * sinLon, sinLat}
+}
+
+// distanceKm is the biased great-circle distance from the client at c to
+// the slot's region: the haversine formula of geo.DistanceKm, whose
+// sin²(Δσ/2) is (chord/2)², with the regions' points turned into vectors
+// at build time: one square root and one arcsine per region instead of
+// four trigonometric functions. One function, so that both passes of
+// preferNearest compute the same value.
+func (sl *slot) distanceKm(c vec3) float64 {
+	dx, dy, dz := c.x-sl.vec.x, c.y-sl.vec.y, c.z-sl.vec.z
+	half := math.Sqrt(dx*dx+dy*dy+dz*dz) / 2
+	return 2*earthRadiusKm*math.Asin(min(half, 1)) + sl.biasKm
 }
 
 func (s *Snapshot) preferNearest(v *ServiceView, set *slotSet, c *Client, addr netip.Addr, cbits int, tr *tracer) int {
@@ -313,6 +335,7 @@ func (s *Snapshot) preferNearest(v *ServiceView, set *slotSet, c *Client, addr n
 		}
 		return scope
 	}
+	cv := unitVector(loc.Lat, loc.Lon)
 	// The first distances are kept so the second pass need not compute
 	// them again; beyond that (services with many regions) it does.
 	var buf [32]float64
@@ -321,7 +344,7 @@ func (s *Snapshot) preferNearest(v *ServiceView, set *slotSet, c *Client, addr n
 	for w, word := range set[:v.nw] {
 		for ; word != 0; word &= word - 1 {
 			i := w<<6 + bits.TrailingZeros64(word)
-			d := v.slots[i].distanceKm(loc.Lat, loc.Lon)
+			d := v.slots[i].distanceKm(cv)
 			if k < len(buf) {
 				buf[k] = d
 			}
@@ -342,7 +365,7 @@ func (s *Snapshot) preferNearest(v *ServiceView, set *slotSet, c *Client, addr n
 			if k < len(buf) {
 				d = buf[k]
 			} else {
-				d = v.slots[i].distanceKm(loc.Lat, loc.Lon)
+				d = v.slots[i].distanceKm(cv)
 			}
 			k++
 			if d <= limit {

@@ -2,8 +2,11 @@ package regions
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
+	"reflect"
+	"sync"
 	"testing"
 
 	"github.com/maxmind/mmdbwriter"
@@ -162,5 +165,61 @@ func TestDecideWithGeoDB(t *testing.T) {
 				t.Fatalf("Decide with a geo.DB allocates %v times", allocs)
 			}
 		})
+	}
+}
+
+// TestDecideConcurrent decides from several goroutines on one snapshot,
+// as the DNS listeners do; under -race it proves that deciding and
+// explaining never write to shared state.
+func TestDecideConcurrent(t *testing.T) {
+	db := countryDB(t)
+	sticky := four(PolicyNearest)
+	sticky.Sticky, sticky.NearestToleranceKm = true, 20000
+	st := newState(geoService(), sticky, four(PolicyLatency))
+	withLatency(st)
+	down("eu-west")(st)
+	s := build(t, st, SnapshotOptions{})
+	want := map[string]Decision{}
+	for _, v := range s.Services() {
+		want[v.Name()] = s.Decide(v, &Client{Addr: clientFR, Bits: 32, Locator: db}, QTypeA, 7)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 4)
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 2000 {
+				v := s.Services()[(g+i)%len(s.Services())]
+				c := &Client{Addr: clientFR, Bits: 32, Locator: db}
+				var d Decision
+				if i%10 == 0 {
+					d, _ = s.Explain(v, c, QTypeA, 7)
+				} else {
+					d = s.Decide(v, c, QTypeA, 7)
+				}
+				if !reflect.DeepEqual(d, want[v.Name()]) {
+					errs <- fmt.Sprintf("%s: %+v, want %+v", v.Name(), d, want[v.Name()])
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
+
+func TestDecideNil(t *testing.T) {
+	s := build(t, newState(geoService()), SnapshotOptions{})
+	if d := s.Decide(nil, client(clientFR, nil), QTypeA, 1); d.Kind != KindNoData {
+		t.Fatalf("nil service: %+v", d)
+	}
+	if d, e := s.Explain(nil, nil, QTypeA, 1); d.Kind != KindNoData || e == nil || e.Reason == "" {
+		t.Fatalf("nil service explained: %+v %+v", d, e)
+	}
+	// No client: the default, scope 0.
+	if d := s.Decide(view(t, s, "geo.example."), nil, QTypeA, 1); d.Region != "us-east" || d.Scope != 0 {
+		t.Fatalf("nil client: %+v", d)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+
+	"github.com/meridian-gslb/meridian/geo"
 )
 
 const testLatencyCSV = `cidr,region,rtt_ms
@@ -704,5 +706,35 @@ func TestServiceLookup(t *testing.T) {
 	wire := []byte("\x03svc\x07example\x00")
 	if n := testing.AllocsPerRun(100, func() { _ = s.Service(wire) }); n != 0 {
 		t.Fatalf("Service allocates %v times", n)
+	}
+}
+
+// TestDistanceKm checks the vector form of the distance against
+// geo.DistanceKm, from a few metres to the antipodes.
+func TestDistanceKm(t *testing.T) {
+	rng := splitmix(4)
+	unit := func() float64 { return float64(rng.next()>>11) / (1 << 53) }
+	for i := range 20000 {
+		lat1, lon1 := unit()*180-90, unit()*360-180
+		lat2, lon2 := unit()*180-90, unit()*360-180
+		switch i % 4 {
+		case 1: // near
+			lat2, lon2 = lat1+(unit()-0.5)*1e-3, lon1+(unit()-0.5)*1e-3
+		case 2: // near the antipode
+			lat2, lon2 = -lat1+(unit()-0.5)*1e-3, lon1+180
+		}
+		bias := float64(i%3-1) * 100
+		sl := slot{vec: unitVector(lat2, lon2), biasKm: bias}
+		got := sl.distanceKm(unitVector(lat1, lon1))
+		want := geo.DistanceKm(lat1, lon1, lat2, lon2) + bias
+		// Near the antipodes both formulas lose precision in the arcsine
+		// (its slope is infinite at 1): allow a metre there.
+		tol := 1e-6
+		if i%4 == 2 {
+			tol = 1e-3
+		}
+		if math.Abs(got-want) > tol {
+			t.Fatalf("(%v,%v)-(%v,%v): %v km, geo.DistanceKm %v km", lat1, lon1, lat2, lon2, got, want)
+		}
 	}
 }
