@@ -11,18 +11,18 @@ import (
 
 // Test regions with real coordinates, so that nearest steering orders
 // them the way a map does.
-func testRegions() []*Region {
+func steerRegions() []*Region {
 	return []*Region{
-		reg("eu-west", 53.35, -6.26, "192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4", "2001:db8:1::1"),
-		reg("eu-central", 50.11, 8.68, "192.0.2.11", "2001:db8:2::1"),
-		reg("us-east", 39.04, -77.49, "198.51.100.1", "2001:db8:3::1"),
-		reg("ap-ne", 35.68, 139.69, "203.0.113.1", "2001:db8:4::1"),
-		reg("v4-only", 48.86, 2.35, "192.0.2.21"),
-		reg("v6-only", 48.86, 2.35, "2001:db8:6::1"),
+		steerRegion("eu-west", 53.35, -6.26, "192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4", "2001:db8:1::1"),
+		steerRegion("eu-central", 50.11, 8.68, "192.0.2.11", "2001:db8:2::1"),
+		steerRegion("us-east", 39.04, -77.49, "198.51.100.1", "2001:db8:3::1"),
+		steerRegion("ap-ne", 35.68, 139.69, "203.0.113.1", "2001:db8:4::1"),
+		steerRegion("v4-only", 48.86, 2.35, "192.0.2.21"),
+		steerRegion("v6-only", 48.86, 2.35, "2001:db8:6::1"),
 	}
 }
 
-func reg(name string, lat, lon float64, vips ...string) *Region {
+func steerRegion(name string, lat, lon float64, vips ...string) *Region {
 	r := &Region{Name: name, Location: Location{Lat: lat, Lon: lon}, Check: HealthCheck{Type: "tcp", Port: 80}}
 	for _, v := range vips {
 		r.VIPs = append(r.VIPs, netip.MustParseAddr(v))
@@ -31,17 +31,17 @@ func reg(name string, lat, lon float64, vips ...string) *Region {
 }
 
 // sr is a service region.
-func sr(name string, weight uint32) ServiceRegion { return ServiceRegion{Region: name, Weight: weight} }
+func svcRegion(name string, weight uint32) ServiceRegion { return ServiceRegion{Region: name, Weight: weight} }
 
-func newService(name string, p Policy, regions ...ServiceRegion) *Service {
+func steerService(name string, p Policy, regions ...ServiceRegion) *Service {
 	return &Service{Name: name, TTL: 60, Policy: p, Regions: regions}
 }
 
 // newState holds the test regions and the given services.
-func newState(services ...*Service) *State {
+func steerState(services ...*Service) *State {
 	st := NewState()
 	st.Revision = 7
-	for _, r := range testRegions() {
+	for _, r := range steerRegions() {
 		st.Regions[r.Name] = r
 	}
 	for _, s := range services {
@@ -51,7 +51,7 @@ func newState(services ...*Service) *State {
 }
 
 // setHealth stores one report per value, from probers p1, p2...
-func setHealth(st *State, region string, ups ...bool) {
+func setReports(st *State, region string, ups ...bool) {
 	m := map[string]*HealthReport{}
 	for i, up := range ups {
 		id := fmt.Sprintf("p%d", i+1)
@@ -61,7 +61,7 @@ func setHealth(st *State, region string, ups ...bool) {
 }
 
 // build compiles st and fails the test on any problem.
-func build(tb testing.TB, st *State, opts SnapshotOptions) *Snapshot {
+func buildSnap(tb testing.TB, st *State, opts SnapshotOptions) *Snapshot {
 	tb.Helper()
 	s := BuildSnapshot(st, nil, opts)
 	if p := s.Problems(); len(p) > 0 {
@@ -71,7 +71,7 @@ func build(tb testing.TB, st *State, opts SnapshotOptions) *Snapshot {
 }
 
 // view finds a service or fails.
-func view(tb testing.TB, s *Snapshot, name string) *ServiceView {
+func mustView(tb testing.TB, s *Snapshot, name string) *ServiceView {
 	tb.Helper()
 	v := s.ServiceByName(name)
 	if v == nil {
@@ -109,7 +109,7 @@ func (l *testLocator) Locate(a netip.Addr) geo.Location {
 	return loc
 }
 
-func at(cc, cont string, lat, lon float64) geo.Location {
+func locAt(cc, cont string, lat, lon float64) geo.Location {
 	return geo.Location{Country: cc, Continent: cont, Lat: lat, Lon: lon, HasCoords: true}
 }
 
@@ -128,18 +128,18 @@ var (
 
 func newLocator() *testLocator {
 	return &testLocator{nets: []locNet{
-		{netip.MustParsePrefix("198.18.0.0/16"), at("DE", "EU", 52.52, 13.40)},
-		{netip.MustParsePrefix("198.18.5.0/24"), at("FR", "EU", 48.86, 2.35)},
-		{netip.MustParsePrefix("100.64.0.0/10"), at("US", "NA", 40.71, -74.01)},
-		{netip.MustParsePrefix("203.0.113.0/24"), at("JP", "AS", 35.68, 139.69)},
-		{netip.MustParsePrefix("198.51.100.0/24"), at("AS", "OC", -14.27, -170.70)},
-		{netip.MustParsePrefix("192.0.2.128/25"), at("IE", "EU", 53.35, -6.26)},
-		{netip.MustParsePrefix("2001:db8:100::/40"), at("DE", "EU", 52.52, 13.40)},
+		{netip.MustParsePrefix("198.18.0.0/16"), locAt("DE", "EU", 52.52, 13.40)},
+		{netip.MustParsePrefix("198.18.5.0/24"), locAt("FR", "EU", 48.86, 2.35)},
+		{netip.MustParsePrefix("100.64.0.0/10"), locAt("US", "NA", 40.71, -74.01)},
+		{netip.MustParsePrefix("203.0.113.0/24"), locAt("JP", "AS", 35.68, 139.69)},
+		{netip.MustParsePrefix("198.51.100.0/24"), locAt("AS", "OC", -14.27, -170.70)},
+		{netip.MustParsePrefix("192.0.2.128/25"), locAt("IE", "EU", 53.35, -6.26)},
+		{netip.MustParsePrefix("2001:db8:100::/40"), locAt("DE", "EU", 52.52, 13.40)},
 		{netip.MustParsePrefix("100.100.0.0/20"), geo.Location{Country: "ZZ"}},
 	}}
 }
 
-func client(a netip.Addr, loc Locator) *Client {
+func newClient(a netip.Addr, loc Locator) *Client {
 	return &Client{Addr: a, Bits: a.BitLen(), Locator: loc}
 }
 

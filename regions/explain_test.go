@@ -20,7 +20,7 @@ func randomSnapshot(t *testing.T, rng *rand.Rand) *Snapshot {
 	var services []*Service
 	for i := range 30 {
 		p := policies[i%len(policies)]
-		svc := newService("s"+strconv.Itoa(i)+".example.", p)
+		svc := steerService("s"+strconv.Itoa(i)+".example.", p)
 		for _, j := range rng.Perm(len(names))[:1+rng.IntN(len(names))] {
 			svc.Regions = append(svc.Regions, ServiceRegion{Region: names[j], Weight: uint32(rng.IntN(4)), BiasKm: float64(rng.IntN(3)-1) * 500})
 		}
@@ -50,7 +50,7 @@ func randomSnapshot(t *testing.T, rng *rand.Rand) *Snapshot {
 		}
 		services = append(services, svc)
 	}
-	st := newState(services...)
+	st := steerState(services...)
 	withLatency(st)
 	for _, n := range names {
 		if k := rng.IntN(4); k > 0 {
@@ -58,10 +58,10 @@ func randomSnapshot(t *testing.T, rng *rand.Rand) *Snapshot {
 			for i := range ups {
 				ups[i] = rng.IntN(3) > 0
 			}
-			setHealth(st, n, ups...)
+			setReports(st, n, ups...)
 		}
 	}
-	return build(t, st, SnapshotOptions{})
+	return buildSnap(t, st, SnapshotOptions{})
 }
 
 // TestExplainAgreesWithDecide runs random decisions through both and
@@ -144,9 +144,9 @@ func checkExplanation(t *testing.T, e *Explanation, d *Decision) {
 }
 
 func TestExplainSteps(t *testing.T) {
-	nearTol := four(PolicyNearest)
+	nearTol := fourRegions(PolicyNearest)
 	nearTol.NearestToleranceKm = 1000
-	sticky := four(PolicyWeighted)
+	sticky := fourRegions(PolicyWeighted)
 	sticky.Sticky = true
 	cases := []struct {
 		name    string
@@ -160,7 +160,7 @@ func TestExplainSteps(t *testing.T) {
 		check   func(t *testing.T, e *Explanation)
 	}{
 		{
-			name: "geo country", svc: geoService(), prep: down("us-east"), addr: clientFR, qtype: QTypeA,
+			name: "geo country", svc: geoService(), prep: markDown("us-east"), addr: clientFR, qtype: QTypeA,
 			steps:   []string{"family", "health", "preference", "weights"},
 			results: [][]string{{"eu-west", "eu-central", "us-east", "ap-ne"}, {"eu-west", "eu-central", "ap-ne"}, {"eu-central"}, {"eu-central"}},
 			reason:  []string{"4 of 4 regions have A addresses", "3 of 4 candidates up", `country "FR"`, "a single candidate"},
@@ -188,7 +188,7 @@ func TestExplainSteps(t *testing.T) {
 			},
 		},
 		{
-			name: "latency falls back to nearest", svc: four(PolicyLatency), prep: withLatency, addr: clientIE, qtype: QTypeA,
+			name: "latency falls back to nearest", svc: fourRegions(PolicyLatency), prep: withLatency, addr: clientIE, qtype: QTypeA,
 			steps:   []string{"family", "health", "preference", "preference", "weights"},
 			results: [][]string{nil, nil, nil, {"eu-west"}, {"eu-west"}},
 			reason:  []string{"", "", "not in the latency table; falling back to nearest", "nearest", ""},
@@ -199,7 +199,7 @@ func TestExplainSteps(t *testing.T) {
 			},
 		},
 		{
-			name: "latency", svc: four(PolicyLatency), prep: withLatency, addr: clientFR, qtype: QTypeA,
+			name: "latency", svc: fourRegions(PolicyLatency), prep: withLatency, addr: clientFR, qtype: QTypeA,
 			steps:   []string{"family", "health", "preference", "weights"},
 			results: [][]string{nil, nil, {"eu-west"}, nil},
 			reason:  []string{"", "", "10 ms for 198.18.5.0/24", ""},
@@ -222,7 +222,7 @@ func TestExplainSteps(t *testing.T) {
 			},
 		},
 		{
-			name: "fail open", svc: four(PolicyFailover), prep: down("eu-west", "eu-central", "us-east", "ap-ne"), addr: clientDE, qtype: QTypeA,
+			name: "fail open", svc: fourRegions(PolicyFailover), prep: markDown("eu-west", "eu-central", "us-east", "ap-ne"), addr: clientDE, qtype: QTypeA,
 			steps:  []string{"family", "health", "all-down", "preference", "weights"},
 			reason: []string{"", "0 of 4", "fail-open", "failover", ""},
 			check: func(t *testing.T, e *Explanation) {
@@ -232,24 +232,24 @@ func TestExplainSteps(t *testing.T) {
 			},
 		},
 		{
-			name: "no family", svc: newService("n.example.", PolicyWeighted, sr("v4-only", 1)), addr: clientDE, qtype: QTypeAAAA,
+			name: "no family", svc: steerService("n.example.", PolicyWeighted, svcRegion("v4-only", 1)), addr: clientDE, qtype: QTypeAAAA,
 			steps:  []string{"family"},
 			reason: []string{"NODATA (not an all-down event)"},
 		},
 		{
-			name: "other type", svc: four(PolicyWeighted), addr: clientDE, qtype: 15,
+			name: "other type", svc: fourRegions(PolicyWeighted), addr: clientDE, qtype: 15,
 			steps:  []string{"family"},
 			reason: []string{"neither A nor AAAA"},
 		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			st := newState(tc.svc)
+			st := steerState(tc.svc)
 			if tc.prep != nil {
 				tc.prep(st)
 			}
-			s := build(t, st, SnapshotOptions{})
-			d, e := s.Explain(view(t, s, tc.svc.Name), client(tc.addr, newLocator()), tc.qtype, 99)
+			s := buildSnap(t, st, SnapshotOptions{})
+			d, e := s.Explain(mustView(t, s, tc.svc.Name), newClient(tc.addr, newLocator()), tc.qtype, 99)
 			var names []string
 			for _, st := range e.Steps {
 				names = append(names, st.Step)

@@ -52,10 +52,10 @@ func TestStickyHashStable(t *testing.T) {
 		}
 	})
 	t.Run("choices", func(t *testing.T) {
-		svc := four(PolicyWeighted)
+		svc := fourRegions(PolicyWeighted)
 		svc.Sticky = true
-		s := build(t, newState(svc), SnapshotOptions{})
-		v := view(t, s, svc.Name)
+		s := buildSnap(t, steerState(svc), SnapshotOptions{})
+		v := mustView(t, s, svc.Name)
 		for _, tc := range []struct{ addr, region string }{
 			{"192.0.2.1", "us-east"},
 			{"198.51.100.1", "us-east"},

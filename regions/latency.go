@@ -389,7 +389,7 @@ func buildLatency(es []latEntry, names []string) (*LatencyTable, bool) {
 	f6 := &t.v6
 	f6.iv = make([]latIv6, len(b6))
 	for i, b := range b6 {
-		f6.iv[i] = latIv6{start: b.start, val: b.val}
+		f6.iv[i] = latIv6(b)
 	}
 	bb = bucketBitsFor(len(b6))
 	f6.shift = 64 - bb

@@ -28,11 +28,11 @@ func TestSnapshotHealth(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			st := newState()
+			st := steerState()
 			if tc.reports != nil {
-				setHealth(st, "eu-west", tc.reports...)
+				setReports(st, "eu-west", tc.reports...)
 			}
-			s := build(t, st, SnapshotOptions{Quorum: tc.quorum})
+			s := buildSnap(t, st, SnapshotOptions{Quorum: tc.quorum})
 			rs, ok := s.RegionStatus("eu-west")
 			if !ok || rs.Status != tc.status || rs.Up != tc.up || rs.Reports != len(tc.reports) || len(rs.Probers) != len(tc.reports) {
 				t.Fatalf("status %+v, want %s with %d of %d up", rs, tc.status, tc.up, len(tc.reports))
@@ -48,19 +48,19 @@ func TestSnapshotHealth(t *testing.T) {
 		})
 	}
 	t.Run("Regions sorted", func(t *testing.T) {
-		s := build(t, newState(), SnapshotOptions{})
+		s := buildSnap(t, steerState(), SnapshotOptions{})
 		var names []string
 		for _, r := range s.Regions() {
 			names = append(names, r.Name)
 		}
-		if !slices.IsSorted(names) || len(names) != len(testRegions()) {
+		if !slices.IsSorted(names) || len(names) != len(steerRegions()) {
 			t.Fatalf("Regions() = %v", names)
 		}
 	})
 	t.Run("reports of a region that does not exist are ignored", func(t *testing.T) {
-		st := newState()
-		setHealth(st, "gone", true)
-		s := build(t, st, SnapshotOptions{})
+		st := steerState()
+		setReports(st, "gone", true)
+		s := buildSnap(t, st, SnapshotOptions{})
 		if _, ok := s.RegionStatus("gone"); ok {
 			t.Fatal("status for a region that does not exist")
 		}
@@ -82,7 +82,7 @@ func TestSnapshotOptions(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s := BuildSnapshot(newState(), nil, tc.in)
+			s := BuildSnapshot(steerState(), nil, tc.in)
 			if s.Options() != tc.want {
 				t.Fatalf("options %+v, want %+v", s.Options(), tc.want)
 			}
@@ -95,16 +95,16 @@ func TestSnapshotOptions(t *testing.T) {
 }
 
 func TestSnapshotProblems(t *testing.T) {
-	missing := newService("missing.example.", PolicyWeighted, sr("eu-west", 1), sr("atlantis", 5), sr("eu-central", 1))
-	twice := newService("twice.example.", PolicyFailover, sr("eu-west", 1), sr("eu-west", 2))
-	badPolicy := newService("bad.example.", "random", sr("eu-west", 1))
+	missing := steerService("missing.example.", PolicyWeighted, svcRegion("eu-west", 1), svcRegion("atlantis", 5), svcRegion("eu-central", 1))
+	twice := steerService("twice.example.", PolicyFailover, svcRegion("eu-west", 1), svcRegion("eu-west", 2))
+	badPolicy := steerService("bad.example.", "random", svcRegion("eu-west", 1))
 	geoBad := geoService()
 	geoBad.Name = "geobad.example."
 	geoBad.Geo.Continents["XX"] = []string{"eu-west"}
 	geoBad.Geo.Countries["DE"] = []string{"atlantis", "eu-central"}
-	geoMissing := newService("geonil.example.", PolicyGeo, sr("eu-west", 1), sr("us-east", 1))
-	st := newState(missing, twice, badPolicy, geoBad, geoMissing)
-	st.Services["elsewhere.example."] = newService("other.example.", PolicyWeighted, sr("eu-west", 1))
+	geoMissing := steerService("geonil.example.", PolicyGeo, svcRegion("eu-west", 1), svcRegion("us-east", 1))
+	st := steerState(missing, twice, badPolicy, geoBad, geoMissing)
+	st.Services["elsewhere.example."] = steerService("other.example.", PolicyWeighted, svcRegion("eu-west", 1))
 	st.Regions["ghost"] = nil
 	st.Problems = []string{"/meridian/services/x.example.: invalid JSON"}
 
@@ -148,7 +148,7 @@ func TestSnapshotProblems(t *testing.T) {
 				}
 				return
 			}
-			counts := regionCounts(s, v, client(tc.client, newLocator()), QTypeA, 300, 8)
+			counts := regionCounts(s, v, newClient(tc.client, newLocator()), QTypeA, 300, 8)
 			var got []string
 			for r := range counts {
 				got = append(got, r)
@@ -169,9 +169,9 @@ func TestSnapshotProblems(t *testing.T) {
 }
 
 func TestSnapshotLatencyReuse(t *testing.T) {
-	st := newState(four(PolicyLatency))
+	st := steerState(fourRegions(PolicyLatency))
 	withLatency(st)
-	s1 := build(t, st, SnapshotOptions{})
+	s1 := buildSnap(t, st, SnapshotOptions{})
 	if s1.Latency() == nil || s1.Latency().Len() != 5 {
 		t.Fatalf("latency table missing or not 5 prefixes: %v", s1.Problems())
 	}
@@ -179,7 +179,7 @@ func TestSnapshotLatencyReuse(t *testing.T) {
 	// A new state with the same table ID reuses the compiled table.
 	st2 := st.Clone()
 	st2.Revision++
-	setHealth(st2, "eu-west", false)
+	setReports(st2, "eu-west", false)
 	s2 := BuildSnapshot(st2, s1, SnapshotOptions{})
 	if s2.Latency() != s1.Latency() {
 		t.Fatal("same latency ID, but the table was compiled again")
@@ -195,7 +195,7 @@ func TestSnapshotLatencyReuse(t *testing.T) {
 	if s3.Latency() == s2.Latency() || s3.Latency().Len() != 1 {
 		t.Fatal("changed latency ID, but the old table was kept")
 	}
-	if d := s3.Decide(view(t, s3, "svc.example."), client(clientDE, nil), QTypeA, 1); d.Region != "us-east" {
+	if d := s3.Decide(mustView(t, s3, "svc.example."), newClient(clientDE, nil), QTypeA, 1); d.Region != "us-east" {
 		t.Fatalf("decided %s with the new table, want us-east", d.Region)
 	}
 
@@ -207,7 +207,7 @@ func TestSnapshotLatencyReuse(t *testing.T) {
 	if s4.Latency() != nil || !strings.Contains(strings.Join(s4.Problems(), ";"), `latency table "bad": latency table: line 1`) {
 		t.Fatalf("table kept (%v) or problems %q", s4.Latency() != nil, s4.Problems())
 	}
-	if d := s4.Decide(view(t, s4, "svc.example."), client(clientDE, newLocator()), QTypeA, 1); d.Region != "eu-central" {
+	if d := s4.Decide(mustView(t, s4, "svc.example."), newClient(clientDE, newLocator()), QTypeA, 1); d.Region != "eu-central" {
 		t.Fatalf("decided %s without a table, want the nearest, eu-central", d.Region)
 	}
 	s5 := BuildSnapshot(st4.Clone(), s4, SnapshotOptions{})
@@ -217,10 +217,10 @@ func TestSnapshotLatencyReuse(t *testing.T) {
 
 	// A table naming a region that does not exist is fine: its entries
 	// are ignored.
-	st6 := newState(four(PolicyLatency))
+	st6 := steerState(fourRegions(PolicyLatency))
 	st6.Latency = &LatencyData{ID: "t6", CSV: []byte("198.18.0.0/16,atlantis,1\n198.18.0.0/16,us-east,50\n")}
-	s6 := build(t, st6, SnapshotOptions{})
-	if d := s6.Decide(view(t, s6, "svc.example."), client(clientDE, newLocator()), QTypeA, 1); d.Region != "us-east" {
+	s6 := buildSnap(t, st6, SnapshotOptions{})
+	if d := s6.Decide(mustView(t, s6, "svc.example."), newClient(clientDE, newLocator()), QTypeA, 1); d.Region != "us-east" {
 		t.Fatalf("decided %s, want us-east", d.Region)
 	}
 }

@@ -24,15 +24,15 @@ func allocCases() []struct {
 	addr  netip.Addr
 	qtype uint16
 } {
-	sticky := four(PolicyWeighted)
+	sticky := fourRegions(PolicyWeighted)
 	sticky.Sticky = true
-	nearTol := four(PolicyNearest)
+	nearTol := fourRegions(PolicyNearest)
 	nearTol.NearestToleranceKm = 1000
-	latTol := four(PolicyLatency)
+	latTol := fourRegions(PolicyLatency)
 	latTol.LatencyToleranceMs = 15
-	fallback := four(PolicyWeighted)
+	fallback := fourRegions(PolicyWeighted)
 	fallback.AllDown = AllDown{Mode: AllDownFallback, Addresses: []netip.Addr{netip.MustParseAddr("192.0.2.250")}}
-	allDown := down("eu-west", "eu-central", "us-east", "ap-ne")
+	allDown := markDown("eu-west", "eu-central", "us-east", "ap-ne")
 	return []struct {
 		name  string
 		svc   *Service
@@ -40,30 +40,30 @@ func allocCases() []struct {
 		addr  netip.Addr
 		qtype uint16
 	}{
-		{"weighted", four(PolicyWeighted), nil, clientDE, QTypeA},
+		{"weighted", fourRegions(PolicyWeighted), nil, clientDE, QTypeA},
 		{"weighted-sticky", sticky, nil, clientDE, QTypeA},
 		{"weighted-sticky-v6", sticky, nil, clientDE6, QTypeAAAA},
-		{"failover", four(PolicyFailover), down("eu-west"), clientDE, QTypeA},
+		{"failover", fourRegions(PolicyFailover), markDown("eu-west"), clientDE, QTypeA},
 		{"geo", geoService(), nil, clientFR, QTypeA},
 		{"nearest", nearTol, nil, clientDE, QTypeA},
 		{"latency", latTol, withLatency, clientDE, QTypeA},
-		{"latency-to-nearest", four(PolicyLatency), withLatency, clientIE, QTypeA},
-		{"fail-open", four(PolicyWeighted), allDown, clientDE, QTypeA},
+		{"latency-to-nearest", fourRegions(PolicyLatency), withLatency, clientIE, QTypeA},
+		{"fail-open", fourRegions(PolicyWeighted), allDown, clientDE, QTypeA},
 		{"fallback", fallback, allDown, clientDE, QTypeA},
-		{"nodata", four(PolicyWeighted), nil, clientDE, 16},
+		{"nodata", fourRegions(PolicyWeighted), nil, clientDE, 16},
 	}
 }
 
 func TestDecideAllocs(t *testing.T) {
 	for _, tc := range allocCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			st := newState(tc.svc)
+			st := steerState(tc.svc)
 			if tc.prep != nil {
 				tc.prep(st)
 			}
-			s := build(t, st, SnapshotOptions{})
-			v := view(t, s, tc.svc.Name)
-			c := client(tc.addr, newLocator())
+			s := buildSnap(t, st, SnapshotOptions{})
+			v := mustView(t, s, tc.svc.Name)
+			c := newClient(tc.addr, newLocator())
 			var rnd uint64
 			var d Decision
 			allocs := testing.AllocsPerRun(200, func() {
@@ -149,13 +149,13 @@ func TestDecideWithGeoDB(t *testing.T) {
 		{"geo ECS /20", geoService(), netip.MustParseAddr("198.18.0.0"), 20, QTypeA, "eu-west", 20},
 		{"geo v6", geoService(), clientDE6, 56, QTypeAAAA, "eu-west", 40},
 		// Berlin (capital of DE) to Frankfurt 423 km, Dublin 1317 km.
-		{"nearest from the country's capital", four(PolicyNearest), clientDE, 32, QTypeA, "eu-central", 22},
-		{"nearest Tokyo", four(PolicyNearest), clientJP, 32, QTypeA, "ap-ne", 24},
+		{"nearest from the country's capital", fourRegions(PolicyNearest), clientDE, 32, QTypeA, "eu-central", 22},
+		{"nearest Tokyo", fourRegions(PolicyNearest), clientJP, 32, QTypeA, "ap-ne", 24},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s := build(t, newState(tc.svc), SnapshotOptions{})
-			v := view(t, s, tc.svc.Name)
+			s := buildSnap(t, steerState(tc.svc), SnapshotOptions{})
+			v := mustView(t, s, tc.svc.Name)
 			c := &Client{Addr: tc.addr, Bits: tc.bits, Locator: db}
 			d := s.Decide(v, c, tc.qtype, 1)
 			if d.Region != tc.region || d.Scope != tc.scope {
@@ -173,12 +173,12 @@ func TestDecideWithGeoDB(t *testing.T) {
 // explaining never write to shared state.
 func TestDecideConcurrent(t *testing.T) {
 	db := countryDB(t)
-	sticky := four(PolicyNearest)
+	sticky := fourRegions(PolicyNearest)
 	sticky.Sticky, sticky.NearestToleranceKm = true, 20000
-	st := newState(geoService(), sticky, four(PolicyLatency))
+	st := steerState(geoService(), sticky, fourRegions(PolicyLatency))
 	withLatency(st)
-	down("eu-west")(st)
-	s := build(t, st, SnapshotOptions{})
+	markDown("eu-west")(st)
+	s := buildSnap(t, st, SnapshotOptions{})
 	want := map[string]Decision{}
 	for _, v := range s.Services() {
 		want[v.Name()] = s.Decide(v, &Client{Addr: clientFR, Bits: 32, Locator: db}, QTypeA, 7)
@@ -211,15 +211,15 @@ func TestDecideConcurrent(t *testing.T) {
 }
 
 func TestDecideNil(t *testing.T) {
-	s := build(t, newState(geoService()), SnapshotOptions{})
-	if d := s.Decide(nil, client(clientFR, nil), QTypeA, 1); d.Kind != KindNoData {
+	s := buildSnap(t, steerState(geoService()), SnapshotOptions{})
+	if d := s.Decide(nil, newClient(clientFR, nil), QTypeA, 1); d.Kind != KindNoData {
 		t.Fatalf("nil service: %+v", d)
 	}
 	if d, e := s.Explain(nil, nil, QTypeA, 1); d.Kind != KindNoData || e == nil || e.Reason == "" {
 		t.Fatalf("nil service explained: %+v %+v", d, e)
 	}
 	// No client: the default, scope 0.
-	if d := s.Decide(view(t, s, "geo.example."), nil, QTypeA, 1); d.Region != "us-east" || d.Scope != 0 {
+	if d := s.Decide(mustView(t, s, "geo.example."), nil, QTypeA, 1); d.Region != "us-east" || d.Scope != 0 {
 		t.Fatalf("nil client: %+v", d)
 	}
 }

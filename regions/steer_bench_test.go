@@ -7,13 +7,13 @@ import "testing"
 func BenchmarkDecide(b *testing.B) {
 	for _, tc := range allocCases() {
 		b.Run(tc.name, func(b *testing.B) {
-			st := newState(tc.svc)
+			st := steerState(tc.svc)
 			if tc.prep != nil {
 				tc.prep(st)
 			}
-			s := build(b, st, SnapshotOptions{})
-			v := view(b, s, tc.svc.Name)
-			c := client(tc.addr, newLocator())
+			s := buildSnap(b, st, SnapshotOptions{})
+			v := mustView(b, s, tc.svc.Name)
+			c := newClient(tc.addr, newLocator())
 			b.ReportAllocs()
 			var rnd uint64
 			for b.Loop() {
@@ -30,10 +30,10 @@ func BenchmarkDecideGeoDB(b *testing.B) {
 	for _, tc := range []struct {
 		name string
 		svc  *Service
-	}{{"geo", geoService()}, {"nearest", four(PolicyNearest)}} {
+	}{{"geo", geoService()}, {"nearest", fourRegions(PolicyNearest)}} {
 		b.Run(tc.name, func(b *testing.B) {
-			s := build(b, newState(tc.svc), SnapshotOptions{})
-			v := view(b, s, tc.svc.Name)
+			s := buildSnap(b, steerState(tc.svc), SnapshotOptions{})
+			v := mustView(b, s, tc.svc.Name)
 			c := &Client{Addr: clientFR, Bits: 24, Locator: db}
 			b.ReportAllocs()
 			var rnd uint64
@@ -47,9 +47,9 @@ func BenchmarkDecideGeoDB(b *testing.B) {
 
 // BenchmarkExplain is the allocating path, for comparison.
 func BenchmarkExplain(b *testing.B) {
-	s := build(b, newState(geoService()), SnapshotOptions{})
-	v := view(b, s, "geo.example.")
-	c := client(clientFR, newLocator())
+	s := buildSnap(b, steerState(geoService()), SnapshotOptions{})
+	v := mustView(b, s, "geo.example.")
+	c := newClient(clientFR, newLocator())
 	b.ReportAllocs()
 	for b.Loop() {
 		s.Explain(v, c, QTypeA, 1)

@@ -26,16 +26,16 @@ func withLatency(st *State) {
 	st.Latency = &LatencyData{ID: "t1", Entries: 9, CSV: []byte(testLatencyCSV)}
 }
 
-func down(regions ...string) func(*State) {
+func markDown(regions ...string) func(*State) {
 	return func(st *State) {
 		for _, r := range regions {
-			setHealth(st, r, false, false)
+			setReports(st, r, false, false)
 		}
 	}
 }
 
 func geoService() *Service {
-	s := newService("geo.example.", PolicyGeo, sr("eu-west", 1), sr("eu-central", 1), sr("us-east", 1), sr("ap-ne", 1))
+	s := steerService("geo.example.", PolicyGeo, svcRegion("eu-west", 1), svcRegion("eu-central", 1), svcRegion("us-east", 1), svcRegion("ap-ne", 1))
 	s.Geo = &GeoMap{
 		Countries: map[string][]string{
 			"FR": {"eu-central", "eu-west"},
@@ -51,8 +51,8 @@ func geoService() *Service {
 	return s
 }
 
-func four(p Policy) *Service {
-	return newService("svc.example.", p, sr("eu-west", 1), sr("eu-central", 1), sr("us-east", 1), sr("ap-ne", 1))
+func fourRegions(p Policy) *Service {
+	return steerService("svc.example.", p, svcRegion("eu-west", 1), svcRegion("eu-central", 1), svcRegion("us-east", 1), svcRegion("ap-ne", 1))
 }
 
 // steerCase is one decision: the service, changes to the state, the
@@ -76,12 +76,12 @@ func runSteerCases(t *testing.T, cases []steerCase) {
 	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			st := newState(tc.svc)
+			st := steerState(tc.svc)
 			if tc.prep != nil {
 				tc.prep(st)
 			}
-			s := build(t, st, SnapshotOptions{})
-			v := view(t, s, tc.svc.Name)
+			s := buildSnap(t, st, SnapshotOptions{})
+			v := mustView(t, s, tc.svc.Name)
 			loc := newLocator()
 			c := &Client{Addr: tc.addr, Bits: tc.bits, Locator: loc}
 			if tc.noLoc {
@@ -141,7 +141,7 @@ func runSteerCases(t *testing.T, cases []steerCase) {
 
 func TestDecideWeightedAndHealth(t *testing.T) {
 	three := func() *Service {
-		return newService("w.example.", PolicyWeighted, sr("eu-west", 1), sr("eu-central", 1), sr("us-east", 1))
+		return steerService("w.example.", PolicyWeighted, svcRegion("eu-west", 1), svcRegion("eu-central", 1), svcRegion("us-east", 1))
 	}
 	drained := three()
 	drained.Regions[1].Weight = 0
@@ -149,47 +149,47 @@ func TestDecideWeightedAndHealth(t *testing.T) {
 		{name: "all unknown count as up", svc: three(), addr: clientDE,
 			want: []string{"eu-west", "eu-central", "us-east"}},
 		{name: "all up", svc: three(), addr: clientDE, prep: func(st *State) {
-			setHealth(st, "eu-west", true)
-			setHealth(st, "eu-central", true, true)
-			setHealth(st, "us-east", true, true, true)
+			setReports(st, "eu-west", true)
+			setReports(st, "eu-central", true, true)
+			setReports(st, "us-east", true, true, true)
 		}, want: []string{"eu-west", "eu-central", "us-east"}},
-		{name: "down is filtered", svc: three(), addr: clientDE, prep: down("us-east"),
+		{name: "down is filtered", svc: three(), addr: clientDE, prep: markDown("us-east"),
 			want: []string{"eu-west", "eu-central"}},
 		{name: "quorum 2 of 3 up is up, 1 of 3 is down", svc: three(), addr: clientDE, prep: func(st *State) {
-			setHealth(st, "eu-west", true, true, false)
-			setHealth(st, "eu-central", true, false, false)
+			setReports(st, "eu-west", true, true, false)
+			setReports(st, "eu-central", true, false, false)
 		}, want: []string{"eu-west", "us-east"}},
 		{name: "quorum 1 of 2 is down", svc: three(), addr: clientDE, prep: func(st *State) {
-			setHealth(st, "eu-west", true, false)
+			setReports(st, "eu-west", true, false)
 		}, want: []string{"eu-central", "us-east"}},
 		{name: "drained is never chosen", svc: drained, addr: clientDE,
 			want: []string{"eu-west", "us-east"}},
 		{name: "weighted does not locate", svc: three(), addr: clientDE, locCalls: 0,
 			want: []string{"eu-west", "eu-central", "us-east"}},
-		{name: "v6-only region for AAAA", svc: newService("w.example.", PolicyWeighted, sr("v4-only", 1), sr("v6-only", 1)),
+		{name: "v6-only region for AAAA", svc: steerService("w.example.", PolicyWeighted, svcRegion("v4-only", 1), svcRegion("v6-only", 1)),
 			addr: clientDE, qtype: QTypeAAAA, want: []string{"v6-only"}},
-		{name: "v4-only region for A", svc: newService("w.example.", PolicyWeighted, sr("v4-only", 1), sr("v6-only", 1)),
+		{name: "v4-only region for A", svc: steerService("w.example.", PolicyWeighted, svcRegion("v4-only", 1), svcRegion("v6-only", 1)),
 			addr: clientDE, qtype: QTypeA, want: []string{"v4-only"}},
-		{name: "no region of the family: NODATA", svc: newService("w.example.", PolicyWeighted, sr("v4-only", 1)),
+		{name: "no region of the family: NODATA", svc: steerService("w.example.", PolicyWeighted, svcRegion("v4-only", 1)),
 			addr: clientDE, qtype: QTypeAAAA, want: nil},
 		{name: "other query type: NODATA", svc: three(), addr: clientDE, qtype: 16, want: nil},
-		{name: "fail open keeps drained out", svc: drained, addr: clientDE, prep: down("eu-west", "eu-central", "us-east"),
+		{name: "fail open keeps drained out", svc: drained, addr: clientDE, prep: markDown("eu-west", "eu-central", "us-east"),
 			want: []string{"eu-west", "us-east"}, failOpen: true},
 	})
 }
 
 func TestDecideFailover(t *testing.T) {
 	order := func() *Service {
-		return newService("f.example.", PolicyFailover, sr("us-east", 1), sr("eu-west", 5), sr("eu-central", 1))
+		return steerService("f.example.", PolicyFailover, svcRegion("us-east", 1), svcRegion("eu-west", 5), svcRegion("eu-central", 1))
 	}
 	drained := order()
 	drained.Regions[0].Weight = 0
 	runSteerCases(t, []steerCase{
 		{name: "first in order", svc: order(), addr: clientDE, want: []string{"us-east"}},
-		{name: "first down: the next", svc: order(), addr: clientDE, prep: down("us-east"), want: []string{"eu-west"}},
-		{name: "two down", svc: order(), addr: clientDE, prep: down("us-east", "eu-west"), want: []string{"eu-central"}},
+		{name: "first down: the next", svc: order(), addr: clientDE, prep: markDown("us-east"), want: []string{"eu-west"}},
+		{name: "two down", svc: order(), addr: clientDE, prep: markDown("us-east", "eu-west"), want: []string{"eu-central"}},
 		{name: "first drained", svc: drained, addr: clientDE, want: []string{"eu-west"}},
-		{name: "all down fails open to the first", svc: order(), addr: clientDE, prep: down("us-east", "eu-west", "eu-central"),
+		{name: "all down fails open to the first", svc: order(), addr: clientDE, prep: markDown("us-east", "eu-west", "eu-central"),
 			want: []string{"us-east"}, failOpen: true},
 	})
 }
@@ -211,84 +211,84 @@ func TestDecideGeo(t *testing.T) {
 			want: []string{"us-east"}, scope: 32, locCalls: 1},
 		{name: "no GeoIP database: default, scope 0", svc: geoService(), addr: clientFR, noLoc: true, want: []string{"us-east"}},
 		{name: "ECS /0: default, no lookup", svc: geoService(), addr: clientFR, bits: -1, want: []string{"us-east"}, locCalls: 0},
-		{name: "first of the list down: the next in the list", svc: geoService(), addr: clientFR, prep: down("eu-central"),
+		{name: "first of the list down: the next in the list", svc: geoService(), addr: clientFR, prep: markDown("eu-central"),
 			want: []string{"eu-west"}, scope: 24, locCalls: 1},
-		{name: "whole list down: remaining candidates in service order", svc: geoService(), addr: clientFR, prep: down("eu-central", "eu-west"),
+		{name: "whole list down: remaining candidates in service order", svc: geoService(), addr: clientFR, prep: markDown("eu-central", "eu-west"),
 			want: []string{"us-east"}, scope: 24, locCalls: 1},
-		{name: "continent list down: service order", svc: geoService(), addr: clientUS, prep: down("us-east"),
+		{name: "continent list down: service order", svc: geoService(), addr: clientUS, prep: markDown("us-east"),
 			want: []string{"eu-west"}, scope: 10, locCalls: 1},
 		{name: "no default, unknown place: service order", svc: noDefault, addr: clientBare, want: []string{"eu-west"}, scope: 20, locCalls: 1},
 		{name: "only a default: no lookup, scope 0", svc: onlyDefault, addr: clientFR, want: []string{"us-east"}, locCalls: 0},
-		{name: "single candidate: no lookup", svc: geoService(), addr: clientFR, prep: down("eu-west", "eu-central", "ap-ne"),
+		{name: "single candidate: no lookup", svc: geoService(), addr: clientFR, prep: markDown("eu-west", "eu-central", "ap-ne"),
 			want: []string{"us-east"}, locCalls: 0},
 	})
 }
 
 func TestDecideNearest(t *testing.T) {
-	tol := four(PolicyNearest)
+	tol := fourRegions(PolicyNearest)
 	tol.NearestToleranceKm = 1000
-	biasFar := four(PolicyNearest)
+	biasFar := fourRegions(PolicyNearest)
 	biasFar.Regions[1].BiasKm = 1000 // eu-central: 423 km from Berlin becomes 1423, behind eu-west's 1317
-	biasNear := four(PolicyNearest)
+	biasNear := fourRegions(PolicyNearest)
 	biasNear.Regions[2].BiasKm = -6500 // us-east: 6727 km from Berlin becomes 227
 	runSteerCases(t, []steerCase{
-		{name: "nearest", svc: four(PolicyNearest), addr: clientDE, want: []string{"eu-central"}, scope: 16, locCalls: 1},
-		{name: "nested network", svc: four(PolicyNearest), addr: clientIE, want: []string{"eu-west"}, scope: 25, locCalls: 1},
-		{name: "Tokyo", svc: four(PolicyNearest), addr: clientJP, want: []string{"ap-ne"}, scope: 24, locCalls: 1},
-		{name: "IPv6", svc: four(PolicyNearest), addr: clientDE6, qtype: QTypeAAAA, want: []string{"eu-central"}, scope: 40, locCalls: 1},
+		{name: "nearest", svc: fourRegions(PolicyNearest), addr: clientDE, want: []string{"eu-central"}, scope: 16, locCalls: 1},
+		{name: "nested network", svc: fourRegions(PolicyNearest), addr: clientIE, want: []string{"eu-west"}, scope: 25, locCalls: 1},
+		{name: "Tokyo", svc: fourRegions(PolicyNearest), addr: clientJP, want: []string{"ap-ne"}, scope: 24, locCalls: 1},
+		{name: "IPv6", svc: fourRegions(PolicyNearest), addr: clientDE6, qtype: QTypeAAAA, want: []string{"eu-central"}, scope: 40, locCalls: 1},
 		{name: "tolerance keeps the near ones", svc: tol, addr: clientDE, want: []string{"eu-central", "eu-west"}, scope: 16, locCalls: 1},
 		{name: "positive bias pushes away", svc: biasFar, addr: clientDE, want: []string{"eu-west"}, scope: 16, locCalls: 1},
 		{name: "negative bias pulls in", svc: biasNear, addr: clientDE, want: []string{"us-east"}, scope: 16, locCalls: 1},
-		{name: "nearest down: the next nearest", svc: four(PolicyNearest), addr: clientDE, prep: down("eu-central"),
+		{name: "nearest down: the next nearest", svc: fourRegions(PolicyNearest), addr: clientDE, prep: markDown("eu-central"),
 			want: []string{"eu-west"}, scope: 16, locCalls: 1},
-		{name: "no GeoIP database: all equal", svc: four(PolicyNearest), addr: clientDE, noLoc: true,
+		{name: "no GeoIP database: all equal", svc: fourRegions(PolicyNearest), addr: clientDE, noLoc: true,
 			want: []string{"eu-west", "eu-central", "us-east", "ap-ne"}},
-		{name: "address in no network: all equal, scope of the whole address", svc: four(PolicyNearest), addr: clientNone,
+		{name: "address in no network: all equal, scope of the whole address", svc: fourRegions(PolicyNearest), addr: clientNone,
 			want: []string{"eu-west", "eu-central", "us-east", "ap-ne"}, scope: 32, locCalls: 1},
-		{name: "location without coordinates: all equal", svc: four(PolicyNearest), addr: clientBare,
+		{name: "location without coordinates: all equal", svc: fourRegions(PolicyNearest), addr: clientBare,
 			want: []string{"eu-west", "eu-central", "us-east", "ap-ne"}, scope: 20, locCalls: 1},
 	})
 }
 
 func TestDecideLatency(t *testing.T) {
-	tol := four(PolicyLatency)
+	tol := fourRegions(PolicyLatency)
 	tol.LatencyToleranceMs = 15
-	tolFR := four(PolicyLatency)
+	tolFR := fourRegions(PolicyLatency)
 	tolFR.LatencyToleranceMs = 2
 	both := func(st *State) { withLatency(st) }
 	// 198.18.1.9 matches 198.18.0.0/16, but 198.18.5.0/24 inside it
 	// answers differently: the answer holds for 198.18.0.0/22 only.
 	runSteerCases(t, []steerCase{
-		{name: "fastest", svc: four(PolicyLatency), prep: both, addr: clientDE, want: []string{"eu-central"}, scope: 22},
+		{name: "fastest", svc: fourRegions(PolicyLatency), prep: both, addr: clientDE, want: []string{"eu-central"}, scope: 22},
 		{name: "tolerance band", svc: tol, prep: both, addr: clientDE, want: []string{"eu-central", "eu-west"}, scope: 22},
-		{name: "longest prefix", svc: four(PolicyLatency), prep: both, addr: clientFR, want: []string{"eu-west"}, scope: 24},
+		{name: "longest prefix", svc: fourRegions(PolicyLatency), prep: both, addr: clientFR, want: []string{"eu-west"}, scope: 24},
 		{name: "longest prefix with tolerance", svc: tolFR, prep: both, addr: clientFR, want: []string{"eu-west", "eu-central"}, scope: 24},
-		{name: "regions without RTT rank after", svc: four(PolicyLatency), prep: both, addr: clientUS, want: []string{"us-east"}, scope: 10},
-		{name: "fastest down: next fastest", svc: four(PolicyLatency), prep: func(st *State) { withLatency(st); down("eu-central")(st) },
+		{name: "regions without RTT rank after", svc: fourRegions(PolicyLatency), prep: both, addr: clientUS, want: []string{"us-east"}, scope: 10},
+		{name: "fastest down: next fastest", svc: fourRegions(PolicyLatency), prep: func(st *State) { withLatency(st); markDown("eu-central")(st) },
 			addr: clientDE, want: []string{"eu-west"}, scope: 22},
-		{name: "IPv6", svc: four(PolicyLatency), prep: both, addr: clientDE6, qtype: QTypeAAAA, want: []string{"eu-west"}, scope: 48},
+		{name: "IPv6", svc: fourRegions(PolicyLatency), prep: both, addr: clientDE6, qtype: QTypeAAAA, want: []string{"eu-west"}, scope: 48},
 		// 192.0.2.200 is in no latency prefix: the largest network around
 		// it without entries is 192.0.0.0/13 (198.18/15 and 203/8 lie
 		// outside it), so the GeoIP network /25 is the longer scope.
-		{name: "unknown network: nearest", svc: four(PolicyLatency), prep: both, addr: clientIE, want: []string{"eu-west"}, scope: 25, locCalls: 1},
-		{name: "RTT only for a down region: nearest", svc: four(PolicyLatency), prep: func(st *State) { withLatency(st); down("eu-west")(st) },
+		{name: "unknown network: nearest", svc: fourRegions(PolicyLatency), prep: both, addr: clientIE, want: []string{"eu-west"}, scope: 25, locCalls: 1},
+		{name: "RTT only for a down region: nearest", svc: fourRegions(PolicyLatency), prep: func(st *State) { withLatency(st); markDown("eu-west")(st) },
 			addr: clientJP, want: []string{"ap-ne"}, scope: 24, locCalls: 1},
-		{name: "no table: nearest", svc: four(PolicyLatency), addr: clientDE, want: []string{"eu-central"}, scope: 16, locCalls: 1},
-		{name: "unknown network and no location: all equal", svc: four(PolicyLatency), prep: both, addr: clientNone,
+		{name: "no table: nearest", svc: fourRegions(PolicyLatency), addr: clientDE, want: []string{"eu-central"}, scope: 16, locCalls: 1},
+		{name: "unknown network and no location: all equal", svc: fourRegions(PolicyLatency), prep: both, addr: clientNone,
 			want: []string{"eu-west", "eu-central", "us-east", "ap-ne"}, scope: 32, locCalls: 1},
 	})
 }
 
 func TestDecideAllDown(t *testing.T) {
 	mk := func(mode AllDownMode, addrs ...string) *Service {
-		s := newService("d.example.", PolicyWeighted, sr("eu-west", 1), sr("eu-central", 2), sr("us-east", 0))
+		s := steerService("d.example.", PolicyWeighted, svcRegion("eu-west", 1), svcRegion("eu-central", 2), svcRegion("us-east", 0))
 		s.AllDown.Mode = mode
 		for _, a := range addrs {
 			s.AllDown.Addresses = append(s.AllDown.Addresses, netip.MustParseAddr(a))
 		}
 		return s
 	}
-	allDown := down("eu-west", "eu-central", "us-east")
+	allDown := markDown("eu-west", "eu-central", "us-east")
 	cases := []struct {
 		name     string
 		svc      *Service
@@ -311,7 +311,7 @@ func TestDecideAllDown(t *testing.T) {
 			kind: KindAnswer, addrs: []string{"2001:db8::99"}, fallback: true},
 		{name: "fallback without the family: NODATA", svc: mk(AllDownFallback, "192.0.2.99"), prep: allDown, qtype: QTypeAAAA,
 			kind: KindNoData},
-		{name: "fallback, one region up: no fallback", svc: mk(AllDownFallback, "192.0.2.99"), prep: down("eu-west", "us-east"), qtype: QTypeA,
+		{name: "fallback, one region up: no fallback", svc: mk(AllDownFallback, "192.0.2.99"), prep: markDown("eu-west", "us-east"), qtype: QTypeA,
 			kind: KindAnswer, regions: []string{"eu-central"}},
 		{name: "every region drained, fail-open: NODATA", svc: func() *Service {
 			s := mk("")
@@ -326,16 +326,16 @@ func TestDecideAllDown(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			st := newState(tc.svc)
+			st := steerState(tc.svc)
 			if tc.prep != nil {
 				tc.prep(st)
 			}
-			s := build(t, st, SnapshotOptions{})
-			v := view(t, s, tc.svc.Name)
+			s := buildSnap(t, st, SnapshotOptions{})
+			v := mustView(t, s, tc.svc.Name)
 			rng := splitmix(1)
 			seen := map[string]bool{}
 			for range 200 {
-				d := s.Decide(v, client(clientDE, newLocator()), tc.qtype, rng.next())
+				d := s.Decide(v, newClient(clientDE, newLocator()), tc.qtype, rng.next())
 				if d.Kind != tc.kind || d.FailOpen != tc.failOpen || d.Fallback != tc.fallback {
 					t.Fatalf("decision %+v: want kind %v, fail open %v, fallback %v", d, tc.kind, tc.failOpen, tc.fallback)
 				}
@@ -369,7 +369,7 @@ func TestDecideAllDown(t *testing.T) {
 
 func TestDecideDegradedTTL(t *testing.T) {
 	mk := func(ttl, degraded uint32, weights ...uint32) *Service {
-		s := newService("t.example.", PolicyFailover, sr("eu-west", weights[0]), sr("eu-central", weights[1]))
+		s := steerService("t.example.", PolicyFailover, svcRegion("eu-west", weights[0]), svcRegion("eu-central", weights[1]))
 		s.TTL, s.DegradedTTL = ttl, degraded
 		return s
 	}
@@ -382,21 +382,21 @@ func TestDecideDegradedTTL(t *testing.T) {
 	}{
 		{"healthy", mk(60, 0, 1, 1), nil, 60, false},
 		{"unknown is not down", mk(60, 0, 1, 1), nil, 60, false},
-		{"a region down, answer elsewhere: half", mk(60, 0, 1, 1), down("eu-central"), 30, true},
-		{"explicit degraded TTL", mk(60, 10, 1, 1), down("eu-central"), 10, true},
-		{"at least 1", mk(1, 0, 1, 1), down("eu-central"), 1, true},
-		{"fail open", mk(60, 0, 1, 1), down("eu-west", "eu-central"), 30, true},
-		{"a drained region down does not count", mk(60, 0, 1, 0), down("eu-central"), 60, false},
+		{"a region down, answer elsewhere: half", mk(60, 0, 1, 1), markDown("eu-central"), 30, true},
+		{"explicit degraded TTL", mk(60, 10, 1, 1), markDown("eu-central"), 10, true},
+		{"at least 1", mk(1, 0, 1, 1), markDown("eu-central"), 1, true},
+		{"fail open", mk(60, 0, 1, 1), markDown("eu-west", "eu-central"), 30, true},
+		{"a drained region down does not count", mk(60, 0, 1, 0), markDown("eu-central"), 60, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			st := newState(tc.svc)
+			st := steerState(tc.svc)
 			if tc.prep != nil {
 				tc.prep(st)
 			}
-			s := build(t, st, SnapshotOptions{})
+			s := buildSnap(t, st, SnapshotOptions{})
 			for _, q := range []uint16{QTypeA, QTypeAAAA} {
-				d := s.Decide(view(t, s, "t.example."), client(clientDE, nil), q, 5)
+				d := s.Decide(mustView(t, s, "t.example."), newClient(clientDE, nil), q, 5)
 				if d.TTL != tc.ttl || d.Degraded != tc.degraded {
 					t.Fatalf("qtype %d: TTL %d degraded %v, want %d %v", q, d.TTL, d.Degraded, tc.ttl, tc.degraded)
 				}
@@ -411,16 +411,16 @@ func TestDecideMaxAnswersAndRotation(t *testing.T) {
 		max, count int
 	}{{0, 4}, {1, 1}, {2, 2}, {4, 4}, {9, 4}} {
 		t.Run("max_answers="+strconv.Itoa(tc.max), func(t *testing.T) {
-			svc := newService("m.example.", PolicyWeighted, sr("eu-west", 1))
+			svc := steerService("m.example.", PolicyWeighted, svcRegion("eu-west", 1))
 			svc.MaxAnswers = tc.max
-			s := build(t, newState(svc), SnapshotOptions{})
-			v := view(t, s, "m.example.")
+			s := buildSnap(t, steerState(svc), SnapshotOptions{})
+			v := mustView(t, s, "m.example.")
 			starts := map[int]int{}
 			firsts := map[netip.Addr]bool{}
 			rng := splitmix(9)
 			const n = 4000
 			for range n {
-				d := s.Decide(v, client(clientDE, nil), QTypeA, rng.next())
+				d := s.Decide(v, newClient(clientDE, nil), QTypeA, rng.next())
 				if d.Count != tc.count || len(d.Addrs) != 4 || d.Start < 0 || d.Start >= 4 {
 					t.Fatalf("count %d of %d from %d, want %d of 4", d.Count, len(d.Addrs), d.Start, tc.count)
 				}
@@ -466,19 +466,19 @@ func TestDecideWeightedShares(t *testing.T) {
 		{"equal", map[string]uint32{"eu-west": 1, "eu-central": 1, "us-east": 1, "ap-ne": 1}, nil},
 		{"1:2:3:4", map[string]uint32{"eu-west": 1, "eu-central": 2, "us-east": 3, "ap-ne": 4}, nil},
 		{"skewed", map[string]uint32{"eu-west": 1000, "eu-central": 10, "us-east": 1, "ap-ne": 0}, nil},
-		{"one down", map[string]uint32{"eu-west": 1, "eu-central": 2, "us-east": 3, "ap-ne": 4}, down("us-east")},
+		{"one down", map[string]uint32{"eu-west": 1, "eu-central": 2, "us-east": 3, "ap-ne": 4}, markDown("us-east")},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			svc := newService("w.example.", PolicyWeighted)
+			svc := steerService("w.example.", PolicyWeighted)
 			for _, r := range []string{"eu-west", "eu-central", "us-east", "ap-ne"} {
-				svc.Regions = append(svc.Regions, sr(r, tc.weights[r]))
+				svc.Regions = append(svc.Regions, svcRegion(r, tc.weights[r]))
 			}
-			st := newState(svc)
+			st := steerState(svc)
 			if tc.prep != nil {
 				tc.prep(st)
 			}
-			s := build(t, st, SnapshotOptions{})
+			s := buildSnap(t, st, SnapshotOptions{})
 			var total float64
 			for _, r := range svc.Regions {
 				if rs, _ := s.RegionStatus(r.Region); rs.Status != HealthDown {
@@ -486,7 +486,7 @@ func TestDecideWeightedShares(t *testing.T) {
 				}
 			}
 			const n = 200_000
-			counts := regionCounts(s, view(t, s, "w.example."), client(clientDE, nil), QTypeA, n, 2026)
+			counts := regionCounts(s, mustView(t, s, "w.example."), newClient(clientDE, nil), QTypeA, n, 2026)
 			for _, r := range svc.Regions {
 				p := float64(r.Weight) / total
 				if rs, _ := s.RegionStatus(r.Region); rs.Status == HealthDown {
@@ -506,9 +506,9 @@ func TestDecideWeightedShares(t *testing.T) {
 // TestDecideScope checks the ECS scope of each policy and how the client's
 // own prefix length caps it.
 func TestDecideScope(t *testing.T) {
-	sticky := four(PolicyWeighted)
+	sticky := fourRegions(PolicyWeighted)
 	sticky.Sticky = true
-	stickyFailover := four(PolicyFailover)
+	stickyFailover := fourRegions(PolicyFailover)
 	stickyFailover.Sticky = true
 	cases := []struct {
 		name  string
@@ -519,8 +519,8 @@ func TestDecideScope(t *testing.T) {
 		qtype uint16
 		scope int
 	}{
-		{"weighted", four(PolicyWeighted), SnapshotOptions{}, clientDE, 32, QTypeA, 0},
-		{"failover", four(PolicyFailover), SnapshotOptions{}, clientDE, 32, QTypeA, 0},
+		{"weighted", fourRegions(PolicyWeighted), SnapshotOptions{}, clientDE, 32, QTypeA, 0},
+		{"failover", fourRegions(PolicyFailover), SnapshotOptions{}, clientDE, 32, QTypeA, 0},
 		{"sticky failover: one candidate, no hash", stickyFailover, SnapshotOptions{}, clientDE, 32, QTypeA, 0},
 		{"sticky v4", sticky, SnapshotOptions{}, clientDE, 32, QTypeA, 24},
 		{"sticky v4 capped by ECS /20", sticky, SnapshotOptions{}, clientDE, 20, QTypeA, 20},
@@ -534,21 +534,21 @@ func TestDecideScope(t *testing.T) {
 		{"geo capped by ECS /20", geoService(), SnapshotOptions{}, clientFR, 20, QTypeA, 20},
 		{"geo v6", geoService(), SnapshotOptions{}, clientDE6, 128, QTypeAAAA, 40},
 		{"geo v6 capped by ECS /32", geoService(), SnapshotOptions{}, clientDE6, 32, QTypeAAAA, 32},
-		{"nearest", four(PolicyNearest), SnapshotOptions{}, clientDE, 32, QTypeA, 16},
-		{"nearest v6", four(PolicyNearest), SnapshotOptions{}, clientDE6, 56, QTypeA, 40},
-		{"latency", four(PolicyLatency), SnapshotOptions{}, clientFR, 32, QTypeA, 24},
-		{"latency capped", four(PolicyLatency), SnapshotOptions{}, clientFR, 22, QTypeA, 22},
-		{"latency v6", four(PolicyLatency), SnapshotOptions{}, clientDE6, 56, QTypeAAAA, 48},
+		{"nearest", fourRegions(PolicyNearest), SnapshotOptions{}, clientDE, 32, QTypeA, 16},
+		{"nearest v6", fourRegions(PolicyNearest), SnapshotOptions{}, clientDE6, 56, QTypeA, 40},
+		{"latency", fourRegions(PolicyLatency), SnapshotOptions{}, clientFR, 32, QTypeA, 24},
+		{"latency capped", fourRegions(PolicyLatency), SnapshotOptions{}, clientFR, 22, QTypeA, 22},
+		{"latency v6", fourRegions(PolicyLatency), SnapshotOptions{}, clientDE6, 56, QTypeAAAA, 48},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			st := newState(tc.svc)
+			st := steerState(tc.svc)
 			withLatency(st)
-			s := build(t, st, tc.opts)
+			s := buildSnap(t, st, tc.opts)
 			c := &Client{Addr: tc.addr, Bits: tc.bits, Locator: newLocator()}
 			rng := splitmix(3)
 			for range 50 {
-				d := s.Decide(view(t, s, tc.svc.Name), c, tc.qtype, rng.next())
+				d := s.Decide(mustView(t, s, tc.svc.Name), c, tc.qtype, rng.next())
 				if d.Kind != KindAnswer || d.Scope != tc.scope {
 					t.Fatalf("decision %+v: want an answer with scope %d", d, tc.scope)
 				}
@@ -563,11 +563,11 @@ func TestDecideScope(t *testing.T) {
 func TestDecideSticky(t *testing.T) {
 	regions := []string{"eu-west", "eu-central", "us-east", "ap-ne"}
 	mk := func(weights ...uint32) *Service {
-		s := newService("s.example.", PolicyWeighted)
+		s := steerService("s.example.", PolicyWeighted)
 		s.Sticky = true
 		for i, r := range regions {
 			if weights[i] > 0 {
-				s.Regions = append(s.Regions, sr(r, weights[i]))
+				s.Regions = append(s.Regions, svcRegion(r, weights[i]))
 			}
 		}
 		return s
@@ -589,7 +589,7 @@ func TestDecideSticky(t *testing.T) {
 		}
 	}
 	decideAll := func(s *Snapshot) []string {
-		v := view(t, s, "s.example.")
+		v := mustView(t, s, "s.example.")
 		out := make([]string, n)
 		rr := splitmix(5)
 		for i, c := range clients {
@@ -608,8 +608,8 @@ func TestDecideSticky(t *testing.T) {
 	}
 
 	t.Run("remove a region", func(t *testing.T) {
-		before := decideAll(build(t, newState(mk(1, 1, 1, 1)), SnapshotOptions{}))
-		after := decideAll(build(t, newState(mk(1, 1, 0, 1)), SnapshotOptions{}))
+		before := decideAll(buildSnap(t, steerState(mk(1, 1, 1, 1)), SnapshotOptions{}))
+		after := decideAll(buildSnap(t, steerState(mk(1, 1, 0, 1)), SnapshotOptions{}))
 		moved, movedOthers, hadRemoved := 0, 0, 0
 		for i := range before {
 			if before[i] == "us-east" {
@@ -633,10 +633,10 @@ func TestDecideSticky(t *testing.T) {
 		}
 	})
 	t.Run("a down region moves only its clients and they come back", func(t *testing.T) {
-		before := decideAll(build(t, newState(mk(1, 1, 1, 1)), SnapshotOptions{}))
-		st := newState(mk(1, 1, 1, 1))
-		down("eu-west")(st)
-		during := decideAll(build(t, st, SnapshotOptions{}))
+		before := decideAll(buildSnap(t, steerState(mk(1, 1, 1, 1)), SnapshotOptions{}))
+		st := steerState(mk(1, 1, 1, 1))
+		markDown("eu-west")(st)
+		during := decideAll(buildSnap(t, st, SnapshotOptions{}))
 		for i := range before {
 			if before[i] != during[i] && before[i] != "eu-west" {
 				t.Fatalf("client %d moved from %s though it is up", i, before[i])
@@ -645,14 +645,14 @@ func TestDecideSticky(t *testing.T) {
 				t.Fatalf("client %d on a down region", i)
 			}
 		}
-		after := decideAll(build(t, newState(mk(1, 1, 1, 1)), SnapshotOptions{}))
+		after := decideAll(buildSnap(t, steerState(mk(1, 1, 1, 1)), SnapshotOptions{}))
 		if !slices.Equal(before, after) {
 			t.Fatal("clients did not come back to the same regions")
 		}
 	})
 	t.Run("weights", func(t *testing.T) {
 		weights := []uint32{1, 2, 3, 4}
-		got := decideAll(build(t, newState(mk(weights...)), SnapshotOptions{}))
+		got := decideAll(buildSnap(t, steerState(mk(weights...)), SnapshotOptions{}))
 		counts := map[string]int{}
 		for _, r := range got {
 			counts[r]++
@@ -667,8 +667,8 @@ func TestDecideSticky(t *testing.T) {
 		}
 	})
 	t.Run("same network, same region", func(t *testing.T) {
-		s := build(t, newState(mk(1, 1, 1, 1)), SnapshotOptions{})
-		v := view(t, s, "s.example.")
+		s := buildSnap(t, steerState(mk(1, 1, 1, 1)), SnapshotOptions{})
+		v := mustView(t, s, "s.example.")
 		for i := range 1000 {
 			a := netip.AddrFrom4([4]byte{198, 51, byte(i), 0})
 			first := s.Decide(v, &Client{Addr: a, Bits: 32}, QTypeA, 1).Region
@@ -683,7 +683,7 @@ func TestDecideSticky(t *testing.T) {
 }
 
 func TestServiceLookup(t *testing.T) {
-	s := build(t, newState(geoService(), four(PolicyWeighted)), SnapshotOptions{})
+	s := buildSnap(t, steerState(geoService(), fourRegions(PolicyWeighted)), SnapshotOptions{})
 	if v := s.Service([]byte("\x03geo\x07example\x00")); v == nil || v.Name() != "geo.example." || v.WireName() != "\x03geo\x07example\x00" {
 		t.Fatalf("Service(wire) = %v", v)
 	}
