@@ -70,7 +70,9 @@ func Connect(ctx context.Context, cfg EtcdConfig) (*clientv3.Client, error) {
 		DialKeepAliveTimeout: 5 * time.Second,
 		Username:             cfg.Username,
 		Password:             cfg.Password,
-		Logger:               zapLogger(cfg.Logger, "etcd-client"),
+		// The client warns on every retry while etcd is away; the watcher
+		// and the callers report those failures themselves.
+		Logger: zapLoggerAt(cfg.Logger, "etcd-client", zapcore.ErrorLevel, nil),
 		// gRPC's default reconnect backoff grows to two minutes; after an
 		// etcd outage the watchers should be back within seconds.
 		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
@@ -140,17 +142,17 @@ func clientTLS(cfg EtcdConfig) (*tls.Config, error) {
 // when logger is nil. etcd logs a lot at info level that an operator of
 // Meridian does not need.
 func zapLogger(logger *slog.Logger, name string) *zap.Logger {
-	return zapLoggerQuiet(logger, name, nil)
+	return zapLoggerAt(logger, name, zapcore.WarnLevel, nil)
 }
 
-// zapLoggerQuiet is zapLogger, except that while quiet is set everything
-// is logged at debug level: an embedded etcd that is being closed reports
-// its closed listeners as errors.
-func zapLoggerQuiet(logger *slog.Logger, name string, quiet *atomic.Bool) *zap.Logger {
+// zapLoggerAt passes etcd's logs from level lowest up to logger. While quiet
+// is set everything is logged at debug level: an embedded etcd that is
+// being closed reports its closed listeners as errors.
+func zapLoggerAt(logger *slog.Logger, name string, lowest zapcore.Level, quiet *atomic.Bool) *zap.Logger {
 	if logger == nil {
 		return zap.NewNop()
 	}
-	return zap.New(&slogCore{h: logger.Handler(), min: zapcore.WarnLevel, quiet: quiet}).Named(name)
+	return zap.New(&slogCore{h: logger.Handler(), min: lowest, quiet: quiet}).Named(name)
 }
 
 // slogCore is a zapcore.Core writing to a slog.Handler.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap/zapcore"
 )
 
 // Loopback addresses of the embedded etcd unless configured.
@@ -105,7 +106,7 @@ func embedConfig(cfg EmbeddedConfig) (*embed.Config, error) {
 
 func startEmbed(ctx context.Context, ec *embed.Config, logger *slog.Logger) (*Embedded, error) {
 	closing := new(atomic.Bool)
-	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapLoggerQuiet(logger, "etcd", closing))
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapLoggerAt(logger, "etcd", zapcore.WarnLevel, closing))
 	if err := os.MkdirAll(ec.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded etcd: %w", err)
 	}
