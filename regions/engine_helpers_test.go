@@ -31,7 +31,9 @@ func steerRegion(name string, lat, lon float64, vips ...string) *Region {
 }
 
 // sr is a service region.
-func svcRegion(name string, weight uint32) ServiceRegion { return ServiceRegion{Region: name, Weight: weight} }
+func svcRegion(name string, weight uint32) ServiceRegion {
+	return ServiceRegion{Region: name, Weight: weight}
+}
 
 func steerService(name string, p Policy, regions ...ServiceRegion) *Service {
 	return &Service{Name: name, TTL: 60, Policy: p, Regions: regions}
