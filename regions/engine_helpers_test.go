@@ -30,7 +30,7 @@ func steerRegion(name string, lat, lon float64, vips ...string) *Region {
 	return r
 }
 
-// sr is a service region.
+// svcRegion is a service region.
 func svcRegion(name string, weight uint32) ServiceRegion {
 	return ServiceRegion{Region: name, Weight: weight}
 }
@@ -39,7 +39,7 @@ func steerService(name string, p Policy, regions ...ServiceRegion) *Service {
 	return &Service{Name: name, TTL: 60, Policy: p, Regions: regions}
 }
 
-// newState holds the test regions and the given services.
+// steerState holds the test regions and the given services.
 func steerState(services ...*Service) *State {
 	st := NewState()
 	st.Revision = 7
@@ -52,7 +52,7 @@ func steerState(services ...*Service) *State {
 	return st
 }
 
-// setHealth stores one report per value, from probers p1, p2...
+// setReports stores one report per value, from probers p1, p2...
 func setReports(st *State, region string, ups ...bool) {
 	m := map[string]*HealthReport{}
 	for i, up := range ups {
@@ -62,7 +62,7 @@ func setReports(st *State, region string, ups ...bool) {
 	st.Health[region] = m
 }
 
-// build compiles st and fails the test on any problem.
+// buildSnap compiles st and fails the test on any problem.
 func buildSnap(tb testing.TB, st *State, opts SnapshotOptions) *Snapshot {
 	tb.Helper()
 	s := BuildSnapshot(st, nil, opts)
@@ -72,7 +72,7 @@ func buildSnap(tb testing.TB, st *State, opts SnapshotOptions) *Snapshot {
 	return s
 }
 
-// view finds a service or fails.
+// mustView finds a service or fails.
 func mustView(tb testing.TB, s *Snapshot, name string) *ServiceView {
 	tb.Helper()
 	v := s.ServiceByName(name)
