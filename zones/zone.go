@@ -192,15 +192,6 @@ func (n *node) answer(qtype uint16) *Answer {
 	return n.other
 }
 
-// labelCount counts the labels of a wire name (without the root).
-func labelCount(w string) int {
-	n := 0
-	for off := 0; off < len(w) && w[off] != 0; off += int(w[off]) + 1 {
-		n++
-	}
-	return n
-}
-
 // IsApex reports whether the lower-case wire name is the zone's apex.
 func (z *Zone) IsApex(wire []byte) bool { return string(wire) == z.wire }
 
