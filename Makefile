@@ -24,12 +24,12 @@ unit:
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 fuzz-short:
-	$(GO) test -run '^$$' -fuzz '^FuzzServePacket$$' -fuzztime $(SHORTFUZZ) ./dnsserver
-	$(GO) test -run '^$$' -fuzz '^FuzzParseZone$$' -fuzztime $(SHORTFUZZ) ./zones
+	$(GO) test -run '^$$' -fuzz '^FuzzServePacket$$' -fuzztime $(SHORTFUZZ) -fuzzminimizetime 5s ./dnsserver
+	$(GO) test -run '^$$' -fuzz '^FuzzParseZone$$' -fuzztime $(SHORTFUZZ) -fuzzminimizetime 5s ./zones
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzServePacket$$' -fuzztime $(FUZZTIME) ./dnsserver
-	$(GO) test -run '^$$' -fuzz '^FuzzParseZone$$' -fuzztime $(FUZZTIME) ./zones
+	$(GO) test -run '^$$' -fuzz '^FuzzServePacket$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./dnsserver
+	$(GO) test -run '^$$' -fuzz '^FuzzParseZone$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./zones
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
