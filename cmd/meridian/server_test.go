@@ -82,7 +82,7 @@ type serverSetup struct {
 	files         map[string][]byte // more files to write into the directory
 }
 
-func startServerWith(t *testing.T, setup serverSetup) *testServer {
+func startServerWith(t testing.TB, setup serverSetup) *testServer {
 	t.Helper()
 	dir := setup.dir
 	if dir == "" {

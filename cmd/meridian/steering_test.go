@@ -48,7 +48,7 @@ services:
     regions: [{region: eu, weight: 1}, {region: na, weight: 1}, {region: as, weight: 1}]
 `
 
-func steeringFiles(t *testing.T) map[string][]byte {
+func steeringFiles(t testing.TB) map[string][]byte {
 	return map[string][]byte{
 		"state.yaml": []byte(steeringState),
 		"country.mmdb": geotest.CountryDB(t,

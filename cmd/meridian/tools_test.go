@@ -114,14 +114,14 @@ func TestWithKdig(t *testing.T) {
 }
 
 // freePort finds a loopback port free for both UDP and TCP just now.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	return freePorts(t, 1)[0]
 }
 
 // freePorts finds n distinct loopback ports, each free for UDP and TCP:
 // all are held until every one is found, so none is handed out twice.
-func freePorts(t *testing.T, n int) []int {
+func freePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var ports []int
 	var held []io.Closer
