@@ -1,0 +1,87 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/meridian-gslb/meridian/regions"
+)
+
+func testSnapshot() *regions.Snapshot {
+	st := regions.NewState()
+	st.Revision = 42
+	for name, addr := range map[string]string{"eu": "192.0.2.10", "na": "192.0.2.20"} {
+		st.Regions[name] = &regions.Region{Name: name, VIPs: []netip.Addr{netip.MustParseAddr(addr)}, Check: regions.HealthCheck{Type: "tcp", Port: 443}}
+	}
+	st.Services["www.example.org."] = &regions.Service{Name: "www.example.org.", TTL: 60, Policy: regions.PolicyFailover,
+		Regions: []regions.ServiceRegion{{Region: "na", Weight: 1}, {Region: "eu", Weight: 1}}}
+	return regions.BuildSnapshot(st, nil, regions.SnapshotOptions{})
+}
+
+func TestRouter(t *testing.T) {
+	snap := testSnapshot()
+	var notReady error
+	h := NewRouter(Options{
+		Ready:    func() error { return notReady },
+		Status:   func() any { return map[string]int{"revision": 42} },
+		Snapshot: func() *regions.Snapshot { return snap },
+	})
+	cases := []struct {
+		name, path  string
+		status      int
+		contentType string
+		body        string
+	}{
+		{"live", "/health/live", 200, "application/json", `"live"`},
+		{"ready", "/health/ready", 200, "application/json", `"ready"`},
+		{"status", "/v1/status", 200, "application/json", `"revision": 42`},
+		{"explain", "/v1/explain?name=www.example.org&client=198.51.100.7", 200, "application/json", `"region": "na"`},
+		{"explain AAAA without addresses", "/v1/explain?name=www.example.org&client=2001:db8::1&type=AAAA", 200, "application/json", `"kind": "nodata"`},
+		{"explain without name", "/v1/explain?client=192.0.2.1", 400, "application/problem+json", `"field":"name"`},
+		{"explain bad client", "/v1/explain?name=www.example.org&client=nope", 400, "application/problem+json", `"field":"client"`},
+		{"explain bad type", "/v1/explain?name=www.example.org&type=MX", 400, "application/problem+json", `"field":"type"`},
+		{"explain bad seed", "/v1/explain?name=www.example.org&seed=-1", 400, "application/problem+json", `"field":"seed"`},
+		{"explain unknown service", "/v1/explain?name=nope.example.org", 404, "application/problem+json", `nope.example.org. is not a service`},
+		{"unknown path", "/v1/nothing", 404, "application/problem+json", `no such endpoint`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest(http.MethodGet, tc.path, nil)
+			req.RemoteAddr = "192.0.2.99:1234"
+			h.ServeHTTP(rec, req)
+			if rec.Code != tc.status || rec.Header().Get("Content-Type") != tc.contentType || !strings.Contains(rec.Body.String(), tc.body) {
+				t.Errorf("%d %s\n%s\nwant %d %s containing %s", rec.Code, rec.Header().Get("Content-Type"), rec.Body, tc.status, tc.contentType, tc.body)
+			}
+			if strings.HasPrefix(tc.contentType, "application/problem") {
+				var p Problem
+				if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || p.Status != tc.status || p.Title == "" {
+					t.Errorf("problem %+v (%v)", p, err)
+				}
+			}
+		})
+	}
+	t.Run("not ready", func(t *testing.T) {
+		notReady = errors.New("no regions snapshot yet")
+		defer func() { notReady = nil }()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health/ready", nil))
+		if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "no regions snapshot yet") {
+			t.Errorf("%d %s", rec.Code, rec.Body)
+		}
+	})
+	t.Run("explain uses the caller's address", func(t *testing.T) {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodGet, "/v1/explain?name=www.example.org", nil)
+		req.RemoteAddr = "203.0.113.5:999"
+		h.ServeHTTP(rec, req)
+		if !strings.Contains(rec.Body.String(), `"client": "203.0.113.5/32"`) {
+			t.Errorf("%s", rec.Body)
+		}
+	})
+}
