@@ -32,11 +32,16 @@ func ParseLatencyCSV(r io.Reader) ([]LatencyEntry, error) {
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	var out []LatencyEntry
 	var errs []error
+	// Duplicates are found with pointer-free keys (address, length, region
+	// number): a table of a million prefixes then costs the garbage
+	// collector nothing to scan.
 	type key struct {
-		p netip.Prefix
-		r string
+		addr   [16]byte
+		bits   uint8
+		region uint16
 	}
-	seen := map[key]int{}
+	seen := map[key]int32{}
+	regionIDs := map[string]uint16{}
 	for line := 1; sc.Scan(); line++ {
 		text := strings.TrimSpace(sc.Text())
 		if text == "" || strings.HasPrefix(text, "#") {
@@ -54,12 +59,23 @@ func ParseLatencyCSV(r io.Reader) ([]LatencyEntry, error) {
 			}
 			continue
 		}
-		k := key{e.Prefix, e.Region}
+		id, ok := regionIDs[e.Region]
+		if !ok {
+			if len(regionIDs) == math.MaxUint16 {
+				errs = append(errs, fmt.Errorf("line %d: more than %d regions", line, math.MaxUint16))
+				break
+			}
+			id = uint16(len(regionIDs))
+			regionIDs[e.Region] = id
+		}
+		// As16 puts IPv4 in ::ffff:0:0/96, which IPv6 entries may not use
+		// (parseLatencyLine refuses them), so the families cannot collide.
+		k := key{addr: e.Prefix.Addr().As16(), bits: uint8(e.Prefix.Bits()), region: id}
 		if first, dup := seen[k]; dup {
 			errs = append(errs, fmt.Errorf("line %d: %s for region %s already given on line %d", line, e.Prefix, e.Region, first))
 			continue
 		}
-		seen[k] = line
+		seen[k] = int32(line)
 		out = append(out, e)
 	}
 	if err := sc.Err(); err != nil {
