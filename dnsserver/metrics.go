@@ -43,17 +43,6 @@ func (m *Metrics) count(p Proto, rcode int) {
 	m.responses[p][min(rcode, maxRcode)].Add(1)
 }
 
-// Responses returns how many replies were sent with this rcode over p.
-func (m *Metrics) Responses(p Proto, rcode int) uint64 {
-	if int(p) >= len(m.responses) || rcode < 0 || rcode > maxRcode {
-		return 0
-	}
-	return m.responses[p][rcode].Load()
-}
-
-// Truncated is how many UDP replies were sent with TC set.
-func (m *Metrics) Truncated() uint64 { return m.truncated.Load() }
-
 // Panics is how many queries hit a bug and got SERVFAIL.
 func (m *Metrics) Panics() uint64 { return m.panics.Load() }
 

@@ -32,11 +32,6 @@ type Answer struct {
 	wire wireCache
 }
 
-// Referral reports whether the answer is a delegation to another server.
-func (a *Answer) Referral() bool {
-	return !a.Authoritative && a.Rcode == dns.RcodeSuccess && len(a.Ns) > 0 && len(a.Answer) == 0
-}
-
 // Records returns copies of the answer's sections as sent for qname
 // (presentation form): records synthesized from a wildcard get qname as
 // their owner. It allocates; it is for tests, explanations and transfers.

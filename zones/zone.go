@@ -63,10 +63,6 @@ func (z *Zone) NegativeTTL() uint32 { return z.negTTL }
 // The records must not be modified.
 func (z *Zone) Records() []dns.RR { return z.records }
 
-// Has reports whether the zone holds a node (with data, or an empty
-// non-terminal) of that lower-case wire name.
-func (z *Zone) Has(wire []byte) bool { return z.nodes[string(wire)] != nil }
-
 func (z *Zone) ensure(name string) *node {
 	w := mustWire(name)
 	if n := z.nodes[w]; n != nil {
