@@ -127,27 +127,6 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// ConfigError names the file, the field and, where known, the line.
-type ConfigError struct {
-	File  string
-	Field string
-	Line  int
-	Msg   string
-}
-
-func (e *ConfigError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		b.WriteString(":" + strconv.Itoa(e.Line))
-	}
-	if e.Field != "" {
-		b.WriteString(": " + e.Field)
-	}
-	b.WriteString(": " + e.Msg)
-	return b.String()
-}
-
 // LoadConfig reads and validates a config file. Nothing is opened or
 // bound: the caller decides when.
 func LoadConfig(path string) (*Config, error) {
@@ -166,7 +145,7 @@ func LoadConfig(path string) (*Config, error) {
 func readConfig(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &ConfigError{File: path, Msg: err.Error()}
+		return nil, &regions.FileError{File: path, Msg: err.Error()}
 	}
 	c := &Config{path: path}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -186,16 +165,16 @@ var (
 		"GeoIPConfig": "geoip", "ECSConfig": "ecs", "EtcdConfig": "etcd", "SteeringConfig": "steering"}
 )
 
-// yamlError turns the YAML decoder's errors into one ConfigError per
+// yamlError turns the YAML decoder's errors into one regions.FileError per
 // problem, with the line and, for unknown keys, the section they are in.
 func yamlError(path string, err error) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		return &ConfigError{File: path, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+		return &regions.FileError{File: path, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
 	}
 	var errs []error
 	for _, e := range te.Errors {
-		ce := &ConfigError{File: path, Msg: e}
+		ce := &regions.FileError{File: path, Msg: e}
 		if m := yamlLineMsg.FindStringSubmatch(e); m != nil {
 			ce.Line, _ = strconv.Atoi(m[1])
 			ce.Msg = m[2]
@@ -255,7 +234,7 @@ func (c *Config) rel(base, p string) string {
 
 // errf builds an error for a field given as a path ("listen.dns[1]").
 func (c *Config) errf(field, format string, args ...any) error {
-	return &ConfigError{File: c.path, Field: field, Line: c.line(field), Msg: fmt.Sprintf(format, args...)}
+	return &regions.FileError{File: c.path, Field: field, Line: c.line(field), Msg: fmt.Sprintf(format, args...)}
 }
 
 // line finds a field's line in the YAML document, or 0.
