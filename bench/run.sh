@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Comparative DNS benchmark: Meridian against gdnsd (the reference) and Knot
-# DNS, same zone, same machine, same run. The method is shared/BENCHMARKING.md:
+# DNS, same zone, same machine, same run. The method (see bench/README.md):
 #
 #   - each server pinned to CPU 0 with one worker, dnsperf pinned to CPU 1;
 #   - servers interleaved in rounds (A B C A B C ...), medians reported with

@@ -212,7 +212,7 @@ func (h *Handler) ServePacket(resp, req []byte, src netip.AddrPort, proto Proto)
 	}
 	st := h.steer.Load()
 	if st != nil {
-		if v := st.snap.Service(lower); v != nil {
+		if v := st.services[string(lower)]; v != nil {
 			return h.serveService(resp[:0], req, &q, z, st.snap, v, src, proto)
 		}
 	}

@@ -10,11 +10,13 @@ import (
 	"github.com/meridian-gslb/meridian/zones"
 )
 
-// steering is the regions snapshot the handler steers services with, and
-// the names above services that must answer NODATA, not NXDOMAIN.
+// steering is the regions snapshot the handler steers services with,
+// indexed for the query path: services by their lower-case wire names,
+// and the names above services that must answer NODATA, not NXDOMAIN.
 type steering struct {
-	snap *regions.Snapshot
-	ents map[string]struct{} // lower-case wire names
+	snap     *regions.Snapshot
+	services map[string]*regions.ServiceView // lower-case wire names
+	ents     map[string]struct{}             // lower-case wire names
 }
 
 // SetSnapshot swaps in a new regions snapshot. It indexes the snapshot's
@@ -24,9 +26,13 @@ func (h *Handler) SetSnapshot(s *regions.Snapshot) {
 		h.steer.Store(nil)
 		return
 	}
-	st := &steering{snap: s, ents: map[string]struct{}{}}
+	st := &steering{snap: s, services: map[string]*regions.ServiceView{}, ents: map[string]struct{}{}}
 	for _, v := range s.Services() {
-		w := v.WireName()
+		w, err := zones.WireName(v.Name())
+		if err != nil {
+			continue // the model admits host names only; they always pack
+		}
+		st.services[w] = v
 		// Every proper ancestor of a service name exists (RFC 8020): it is
 		// an empty non-terminal unless the zone holds data there.
 		for off := int(w[0]) + 1; off < len(w) && w[off] != 0; off += int(w[off]) + 1 {

@@ -141,7 +141,7 @@ func TestTransportUDPWildcardBothFamilies(t *testing.T) {
 }
 
 // BenchmarkUDPTransportDnsperf drives the transport (echo handler) with
-// Debian's dnsperf in another process, as BENCHMARKING.md does for whole
+// Debian's dnsperf in another process, as bench/run.sh does for whole
 // servers, and reports the CPU this process spent per answered query:
 // the transport's own cost, the budget left to the handler is what
 // remains below gdnsd's. Run it with the server pinned to one core:

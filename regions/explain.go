@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/meridian-gslb/meridian/geo"
+	"github.com/meridian-gslb/meridian/regions/latency"
 )
 
 // Explanation is a decision with every step that led to it: the
@@ -320,7 +321,7 @@ func (t *tracer) nearestReason(best, tol float64) string {
 	return fmt.Sprintf("nearest: the nearest candidate is %.0f km away (bias included); kept those within %.0f km of it", best, tol)
 }
 
-func (t *tracer) latencyMatch(m *LatencyMatch, ok bool) {
+func (t *tracer) latencyMatch(m *latency.Match, ok bool) {
 	el := &ExplainLatency{Matched: ok, Prefix: m.Prefix(), Scope: m.Bits()}
 	for i := 0; i < m.Len(); i++ {
 		r, rtt := m.At(i)
@@ -342,7 +343,7 @@ func (t *tracer) latencyReason(best, tol float64) string {
 
 func (t *tracer) latencyFallback(matched bool) {
 	switch {
-	case t.s.latency == nil:
+	case t.s.lat == nil:
 		t.e.Steps[t.cur].Reason = "latency: no latency table; "
 	case t.e.Client.Latency == nil:
 		t.e.Steps[t.cur].Reason = "latency: nothing is known of the client; "

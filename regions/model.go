@@ -12,7 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/meridian-gslb/meridian/geo"
+	"github.com/meridian-gslb/meridian/regions/latency"
 )
 
 // Region is one place that serves traffic: a load balancer's VIPs with
@@ -48,7 +51,7 @@ type HealthCheck struct {
 	Fall     int      `json:"fall,omitempty" yaml:"fall,omitempty"`         // failures to turn down, default 3
 }
 
-// Policy names a steering preference (see DESIGN.md, Steering).
+// Policy names a steering preference (docs/architecture.md, Steering).
 type Policy string
 
 // The steering policies.
@@ -171,7 +174,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// UnmarshalText lets YAML read "5s".
+// UnmarshalText reads "5s".
 func (d *Duration) UnmarshalText(b []byte) error {
 	v, err := time.ParseDuration(string(b))
 	if err != nil {
@@ -181,7 +184,18 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// MarshalText lets YAML write "5s".
+// UnmarshalYAML reads "10s" or "1m30s" and refuses negative durations,
+// naming the line: configuration errors must point at their place.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || v < 0 {
+		return fmt.Errorf("line %d: %q is not a duration like 10s or 1m30s", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes "5s".
 func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
 // Limits on what can be stored.
@@ -190,7 +204,6 @@ const (
 	MaxWeight     = 1_000_000
 	MaxVIPs       = 64
 	MaxRegions    = 1000 // per service
-	maxNameLen    = 63   // region names: DNS-label-like
 	minHealthPort = 1
 )
 
@@ -236,13 +249,11 @@ func (p *problems) err(kind, name string) error {
 	return &ValidationError{Kind: kind, Name: name, Problems: p.list}
 }
 
-var regionNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
-
 // Validate checks a region on its own.
 func (r *Region) Validate() error {
 	var p problems
-	if len(r.Name) > maxNameLen || !regionNameRE.MatchString(r.Name) {
-		p.add("name", "%q: want lower-case letters, digits and inner hyphens, at most %d", r.Name, maxNameLen)
+	if !latency.ValidRegionName(r.Name) {
+		p.add("name", "%q: want lower-case letters, digits and inner hyphens, at most %d", r.Name, latency.MaxRegionNameLen)
 	}
 	if len(r.VIPs) == 0 {
 		p.add("vips", "a region needs at least one address")
@@ -436,7 +447,7 @@ func (s *Service) Validate(regions map[string]*Region, inZone func(fqdn string) 
 // Validate checks a health report's fields.
 func (h *HealthReport) Validate() error {
 	var p problems
-	if !regionNameRE.MatchString(h.Region) {
+	if !latency.ValidRegionName(h.Region) {
 		p.add("region", "%q is not a region name", h.Region)
 	}
 	if h.Prober == "" || len(h.Prober) > 128 || strings.ContainsAny(h.Prober, "/ \t\n") {
@@ -473,21 +484,6 @@ func isHostname(name string) bool {
 	return true
 }
 
-// WireName is the lower-case wire form of a valid host name, the key the
-// DNS server looks services up by.
-func WireName(name string) string {
-	name = CanonicalName(name)
-	var b []byte
-	for _, l := range strings.Split(strings.TrimSuffix(name, "."), ".") {
-		if l == "" {
-			continue
-		}
-		b = append(b, byte(len(l)))
-		b = append(b, l...)
-	}
-	return string(append(b, 0))
-}
-
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -495,4 +491,16 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// Validate checks a prober registration.
+func (p *ProberInfo) Validate() error {
+	var pr problems
+	if p.ID == "" || len(p.ID) > 128 || strings.ContainsAny(p.ID, "/ \t\n") {
+		pr.add("id", "%q: want 1 to 128 characters without / or spaces", p.ID)
+	}
+	if !latency.ValidRegionName(p.Region) {
+		pr.add("region", "%q is not a region name", p.Region)
+	}
+	return pr.err("prober", p.ID)
 }

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/meridian-gslb/meridian/regions/latency"
 )
 
 // SnapshotOptions tune how a snapshot reads the state.
@@ -67,10 +69,9 @@ type Snapshot struct {
 	vecs      []vec3            // per region id: location on the unit sphere
 
 	services []*ServiceView // sorted by name
-	byWire   map[string]*ServiceView
 	byName   map[string]*ServiceView
 
-	latency *LatencyTable
+	lat *latency.Table
 	// latencyErr remembers why the table with latencyErrID could not be
 	// compiled, so the next snapshot does not parse it again.
 	latencyErrID, latencyErr string
@@ -102,8 +103,8 @@ const (
 // their health, addresses and weights resolved, candidate sets per address
 // family and its geo map as region positions. Read-only.
 type ServiceView struct {
-	name, wire string
-	svc        *Service
+	name string
+	svc  *Service
 
 	policy      policyKind
 	sticky      bool
@@ -295,24 +296,24 @@ func (s *Snapshot) buildLatency(prev *Snapshot) {
 		return
 	}
 	switch {
-	case prev != nil && prev.latency != nil && prev.latency.id == d.ID:
-		s.latency = prev.latency
+	case prev != nil && prev.lat != nil && prev.lat.ID() == d.ID:
+		s.lat = prev.lat
 	case prev != nil && prev.latencyErrID == d.ID && prev.latencyErr != "":
 		s.latencyErrID, s.latencyErr = d.ID, prev.latencyErr
 	default:
-		t, err := CompileLatency(d)
+		t, err := latency.Compile(d.ID, d.CSV)
 		if err != nil {
 			s.latencyErrID, s.latencyErr = d.ID, err.Error()
 		} else {
-			s.latency = t
+			s.lat = t
 		}
 	}
 	if s.latencyErr != "" {
 		s.problemf("latency table %q: %s; latency steering falls back to nearest", d.ID, s.latencyErr)
 		return
 	}
-	s.latRegion = make([]int32, len(s.latency.regions))
-	for i, name := range s.latency.regions {
+	s.latRegion = make([]int32, len(s.lat.Regions()))
+	for i, name := range s.lat.Regions() {
 		s.latRegion[i] = -1
 		if r, ok := s.regionIdx[name]; ok {
 			s.latRegion[i] = int32(r)
@@ -328,7 +329,6 @@ func (s *Snapshot) buildServices() {
 	}
 	slices.Sort(keys)
 	s.services = make([]*ServiceView, 0, len(keys))
-	s.byWire = make(map[string]*ServiceView, len(keys))
 	s.byName = make(map[string]*ServiceView, len(keys))
 	for _, key := range keys {
 		svc := st.Services[key]
@@ -355,7 +355,6 @@ func (s *Snapshot) buildServices() {
 		}
 		s.services = append(s.services, v)
 		s.byName[name] = v
-		s.byWire[v.wire] = v
 	}
 	// Sorted keys of different spellings may sort differently from the
 	// names.
@@ -363,7 +362,7 @@ func (s *Snapshot) buildServices() {
 }
 
 func (s *Snapshot) compileService(name string, svc *Service) *ServiceView {
-	v := &ServiceView{name: name, wire: WireName(name), svc: svc, sticky: svc.Sticky}
+	v := &ServiceView{name: name, svc: svc, sticky: svc.Sticky}
 	switch svc.Policy {
 	case PolicyWeighted:
 		v.policy = kindWeighted
@@ -541,12 +540,6 @@ func (s *Snapshot) Problems() []string { return slices.Clone(s.problems) }
 // Options are the options the snapshot was built with, defaults filled in.
 func (s *Snapshot) Options() SnapshotOptions { return s.opts }
 
-// Service finds a service by its lower-case DNS wire name. It does not
-// allocate; nil if there is none.
-func (s *Snapshot) Service(wire []byte) *ServiceView {
-	return s.byWire[string(wire)]
-}
-
 // ServiceByName finds a service by name (any case, trailing dot optional).
 func (s *Snapshot) ServiceByName(name string) *ServiceView {
 	if v := s.byName[name]; v != nil {
@@ -571,13 +564,10 @@ func (s *Snapshot) RegionStatus(name string) (RegionStatus, bool) {
 }
 
 // Latency is the compiled latency table; nil if there is none.
-func (s *Snapshot) Latency() *LatencyTable { return s.latency }
+func (s *Snapshot) Latency() *latency.Table { return s.lat }
 
 // Name is the service's canonical name (lower case, fully qualified).
 func (v *ServiceView) Name() string { return v.name }
 
 // Service is the service as stored. Read-only.
 func (v *ServiceView) Service() *Service { return v.svc }
-
-// WireName is the service name in lower-case DNS wire form.
-func (v *ServiceView) WireName() string { return v.wire }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+
+	"github.com/meridian-gslb/meridian/regions/latency"
 )
 
 // bigState is 1,000 services over 50 regions (each service uses all 50),
@@ -52,14 +54,14 @@ func bigState() *State {
 		}
 		st.Services[svc.Name] = svc
 	}
-	var entries []LatencyEntry
+	var entries []latency.Entry
 	for i := range 10000 {
 		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{100, byte(64 + i/256), byte(i), 0}), 24)
 		for k := range 3 {
-			entries = append(entries, LatencyEntry{Prefix: p, Region: names[(i+k*13)%50], RTTms: float64(5 + (i*k)%200)})
+			entries = append(entries, latency.Entry{Prefix: p, Region: names[(i+k*13)%50], RTTms: float64(5 + (i*k)%200)})
 		}
 	}
-	st.Latency = &LatencyData{ID: "bench", Entries: len(entries), CSV: FormatLatencyCSV(entries)}
+	st.Latency = &LatencyData{ID: "bench", Entries: len(entries), CSV: latency.FormatCSV(entries)}
 	return st
 }
 

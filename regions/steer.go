@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/meridian-gslb/meridian/geo"
+	"github.com/meridian-gslb/meridian/regions/latency"
 )
 
 // Locator tells where a client address is; *geo.DB is one. Decide calls
@@ -84,7 +85,7 @@ const (
 )
 
 // Decide is the query path: it steers one A or AAAA query for service v
-// (see DESIGN.md, Steering). rnd is a random value from the caller,
+// (docs/architecture.md, Steering). rnd is a random value from the caller,
 // injected so tests are exact. It does not allocate, takes no lock and
 // calls c.Locator at most once, only when the policy needs a location.
 // Other query types, and a nil v, get a NODATA decision; c may be nil
@@ -381,8 +382,8 @@ func (s *Snapshot) preferNearest(v *ServiceView, set *slotSet, c *Client, addr n
 }
 
 // latencySlot maps the i-th pair of a match to the service's slot, or -1.
-func (s *Snapshot) latencySlot(v *ServiceView, m *LatencyMatch, i int) (int, float64) {
-	id, rtt := m.regionID(i)
+func (s *Snapshot) latencySlot(v *ServiceView, m *latency.Match, i int) (int, float64) {
+	id, rtt := m.RegionID(i)
 	r := s.latRegion[id]
 	if r < 0 {
 		return -1, rtt
@@ -392,8 +393,8 @@ func (s *Snapshot) latencySlot(v *ServiceView, m *LatencyMatch, i int) (int, flo
 
 func (s *Snapshot) preferLatency(v *ServiceView, set *slotSet, c *Client, addr netip.Addr, cbits int, tr *tracer) int {
 	scope := 0
-	if s.latency != nil && cbits > 0 {
-		m, ok := s.latency.Lookup(addr)
+	if s.lat != nil && cbits > 0 {
+		m, ok := s.lat.Lookup(addr)
 		scope = m.Bits()
 		if tr != nil {
 			tr.latencyMatch(&m, ok)

@@ -684,12 +684,6 @@ func TestDecideSticky(t *testing.T) {
 
 func TestServiceLookup(t *testing.T) {
 	s := buildSnap(t, steerState(geoService(), fourRegions(PolicyWeighted)), SnapshotOptions{})
-	if v := s.Service([]byte("\x03geo\x07example\x00")); v == nil || v.Name() != "geo.example." || v.WireName() != "\x03geo\x07example\x00" {
-		t.Fatalf("Service(wire) = %v", v)
-	}
-	if v := s.Service([]byte("\x03GEO\x07example\x00")); v != nil {
-		t.Fatal("upper-case wire name found; the caller lower-cases")
-	}
 	if v := s.ServiceByName("GEO.example"); v == nil || v.Service().Policy != PolicyGeo {
 		t.Fatalf("ServiceByName = %v", v)
 	}
@@ -703,9 +697,8 @@ func TestServiceLookup(t *testing.T) {
 	if !slices.Equal(names, []string{"geo.example.", "svc.example."}) {
 		t.Fatalf("Services() = %v", names)
 	}
-	wire := []byte("\x03svc\x07example\x00")
-	if n := testing.AllocsPerRun(100, func() { _ = s.Service(wire) }); n != 0 {
-		t.Fatalf("Service allocates %v times", n)
+	if n := testing.AllocsPerRun(100, func() { _ = s.ServiceByName("svc.example.") }); n != 0 {
+		t.Fatalf("ServiceByName allocates %v times", n)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/meridian-gslb/meridian/dnsserver"
 	"github.com/meridian-gslb/meridian/regions"
+	"github.com/meridian-gslb/meridian/regions/store"
 	"github.com/meridian-gslb/meridian/zones"
 )
 
@@ -56,14 +57,14 @@ type LogConfig struct {
 
 // DNSConfig tunes the DNS listeners and the query handler.
 type DNSConfig struct {
-	UDPSockets        int      `yaml:"udp_sockets"`         // per address; 0: one per CPU
-	UDPBatch          int      `yaml:"udp_batch"`           // messages per recvmmsg/sendmmsg; 0: 64
-	MaxUDPSize        int      `yaml:"max_udp_size"`        // EDNS buffer size advertised and honoured; 0: 1232
-	TCPIdleTimeout    Duration `yaml:"tcp_idle_timeout"`    // 0: 10s
-	TCPMaxConnections int      `yaml:"tcp_max_connections"` // 0: 1024
-	TransferACL       []string `yaml:"transfer_acl"`        // prefixes allowed AXFR/IXFR
-	CookieSecrets     []string `yaml:"cookie_secrets"`      // 32 hex digits each; first signs
-	ShutdownTimeout   Duration `yaml:"shutdown_timeout"`    // 0: 5s
+	UDPSockets        int              `yaml:"udp_sockets"`         // per address; 0: one per CPU
+	UDPBatch          int              `yaml:"udp_batch"`           // messages per recvmmsg/sendmmsg; 0: 64
+	MaxUDPSize        int              `yaml:"max_udp_size"`        // EDNS buffer size advertised and honoured; 0: 1232
+	TCPIdleTimeout    regions.Duration `yaml:"tcp_idle_timeout"`    // 0: 10s
+	TCPMaxConnections int              `yaml:"tcp_max_connections"` // 0: 1024
+	TransferACL       []string         `yaml:"transfer_acl"`        // prefixes allowed AXFR/IXFR
+	CookieSecrets     []string         `yaml:"cookie_secrets"`      // 32 hex digits each; first signs
+	ShutdownTimeout   regions.Duration `yaml:"shutdown_timeout"`    // 0: 5s
 }
 
 // GeoIPConfig names the database that locates clients.
@@ -74,7 +75,7 @@ type GeoIPConfig struct {
 	Database string `yaml:"database"`
 	// ReloadInterval is how often the file is checked for a new version;
 	// 0: 1m. SIGHUP reloads at once.
-	ReloadInterval Duration `yaml:"reload_interval"`
+	ReloadInterval regions.Duration `yaml:"reload_interval"`
 }
 
 // ECSConfig tunes EDNS Client Subnet (RFC 7871).
@@ -84,18 +85,11 @@ type ECSConfig struct {
 	TrustPrivate bool `yaml:"trust_private"` // locate clients by private/loopback ECS subnets (labs)
 }
 
-// EtcdConfig says where the shared state lives.
+// EtcdConfig says where the shared state lives: the store's client
+// settings and, when Endpoints is empty, where the embedded single-member
+// etcd (in data_dir/etcd, loopback only) listens.
 type EtcdConfig struct {
-	// Endpoints of the etcd cluster. Empty: an embedded single-member etcd
-	// in data_dir/etcd, on loopback only.
-	Endpoints   []string `yaml:"endpoints"`
-	Prefix      string   `yaml:"prefix"` // key prefix; default /meridian/
-	CAFile      string   `yaml:"ca_file"`
-	CertFile    string   `yaml:"cert_file"`
-	KeyFile     string   `yaml:"key_file"`
-	Username    string   `yaml:"username"`
-	Password    string   `yaml:"password"`
-	DialTimeout Duration `yaml:"dial_timeout"`
+	store.EtcdConfig `yaml:",inline"`
 	// Embedded etcd's loopback addresses; defaults 127.0.0.1:2479, :2480.
 	EmbeddedClient string `yaml:"embedded_client"`
 	EmbeddedPeer   string `yaml:"embedded_peer"`
@@ -112,19 +106,6 @@ type SteeringConfig struct {
 type ZoneConfig struct {
 	Origin string `yaml:"origin"`
 	File   string `yaml:"file"`
-}
-
-// Duration reads "10s", "1m30s" from YAML.
-type Duration time.Duration
-
-// UnmarshalYAML implements yaml.Unmarshaler.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := time.ParseDuration(n.Value)
-	if err != nil || v < 0 {
-		return fmt.Errorf("line %d: %q is not a duration like 10s or 1m30s", n.Line, n.Value)
-	}
-	*d = Duration(v)
-	return nil
 }
 
 // LoadConfig reads and validates a config file. Nothing is opened or
@@ -218,10 +199,10 @@ func (c *Config) applyDefaults() {
 	c.Etcd.CertFile = c.rel(base, c.Etcd.CertFile)
 	c.Etcd.KeyFile = c.rel(base, c.Etcd.KeyFile)
 	if c.GeoIP.ReloadInterval == 0 {
-		c.GeoIP.ReloadInterval = Duration(time.Minute)
+		c.GeoIP.ReloadInterval = regions.Duration(time.Minute)
 	}
 	if c.Etcd.Prefix == "" {
-		c.Etcd.Prefix = "/meridian/"
+		c.Etcd.Prefix = store.DefaultPrefix
 	}
 }
 
@@ -382,12 +363,7 @@ func (c *Config) validate() error {
 	return errors.Join(errs...)
 }
 
-func (c *Config) etcdClientConfig() regions.EtcdConfig {
-	return regions.EtcdConfig{
-		Endpoints: c.Etcd.Endpoints, CAFile: c.Etcd.CAFile, CertFile: c.Etcd.CertFile, KeyFile: c.Etcd.KeyFile,
-		Username: c.Etcd.Username, Password: c.Etcd.Password, DialTimeout: time.Duration(c.Etcd.DialTimeout),
-	}
-}
+func (c *Config) etcdClientConfig() store.EtcdConfig { return c.Etcd.EtcdConfig }
 
 func (c *Config) zonePath(z ZoneConfig) string {
 	if filepath.IsAbs(z.File) {

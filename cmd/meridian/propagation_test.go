@@ -8,7 +8,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/meridian-gslb/meridian/regions"
+	"github.com/meridian-gslb/meridian/regions/store"
 )
 
 // BenchmarkPropagationDNS measures how long a weight change written to
@@ -17,12 +17,12 @@ import (
 // Run with -benchtime 1x; it reports the median and p99 in ms.
 func BenchmarkPropagationDNS(b *testing.B) {
 	ts := startServerWith(b, serverSetup{extra: steeringConfig, files: steeringFiles(b)})
-	cli, err := regions.Connect(context.Background(), regions.EtcdConfig{Endpoints: []string{ts.etcd}})
+	cli, err := store.Connect(context.Background(), store.EtcdConfig{Endpoints: []string{ts.etcd}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer cli.Close()
-	store := regions.NewStore(cli, "/meridian/", nil)
+	st := store.NewStore(cli, "/meridian/", nil)
 	c := &dns.Client{Timeout: time.Second}
 	answer := func() string {
 		m := new(dns.Msg)
@@ -47,7 +47,7 @@ func BenchmarkPropagationDNS(b *testing.B) {
 		if time.Now().After(deadline) {
 			b.Fatal("server never took the first change")
 		}
-		_, _ = store.SetWeights(ctx, "lb.example.org.", targets[1].weights, regions.AnyRevision)
+		_, _ = st.SetWeights(ctx, "lb.example.org.", targets[1].weights, store.AnyRevision)
 		time.Sleep(50 * time.Millisecond)
 	}
 	b.ResetTimer()
@@ -56,7 +56,7 @@ func BenchmarkPropagationDNS(b *testing.B) {
 		for i := range 100 {
 			tg := targets[i%2]
 			start := time.Now()
-			if _, err := store.SetWeights(ctx, "lb.example.org.", tg.weights, regions.AnyRevision); err != nil {
+			if _, err := st.SetWeights(ctx, "lb.example.org.", tg.weights, store.AnyRevision); err != nil {
 				b.Fatal(err)
 			}
 			for answer() != tg.want {

@@ -27,6 +27,8 @@ import (
 	"github.com/meridian-gslb/meridian/dnsserver"
 	"github.com/meridian-gslb/meridian/geo"
 	"github.com/meridian-gslb/meridian/regions"
+	"github.com/meridian-gslb/meridian/regions/embedded"
+	"github.com/meridian-gslb/meridian/regions/store"
 	"github.com/meridian-gslb/meridian/zones"
 )
 
@@ -125,14 +127,14 @@ type server struct {
 	started   atomic.Bool
 
 	geo     *geo.Reloader // nil without a GeoIP database
-	live    *regions.Live
+	live    *store.Live
 	desired *regions.Desired // nil without a bootstrap file
 
 	// Set by run once etcd is reachable.
-	embedded *regions.Embedded
+	embedded *embedded.Etcd
 	etcd     *clientv3.Client
-	store    *regions.Store
-	watcher  *regions.Watcher
+	store    *store.Store
+	watcher  *store.Watcher
 }
 
 func newServer(cfg *Config, set *zones.Set, log *slog.Logger) (*server, error) {
@@ -177,7 +179,7 @@ func newServer(cfg *Config, set *zones.Set, log *slog.Logger) (*server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	s.live = regions.NewLive(filepath.Join(cfg.DataDir, "state.json"), regions.SnapshotOptions{
+	s.live = store.NewLive(filepath.Join(cfg.DataDir, "state.json"), regions.SnapshotOptions{
 		Quorum:       cfg.Steering.Quorum,
 		StickyBitsV4: cfg.Steering.StickyBitsV4,
 		StickyBitsV6: cfg.Steering.StickyBitsV6,
@@ -234,7 +236,7 @@ func (s *server) connectEtcd(ctx context.Context) error {
 	ec := s.cfg.etcdClientConfig()
 	ec.Logger = s.log.With("component", "etcd-client")
 	if len(ec.Endpoints) == 0 {
-		emb, err := regions.StartEmbedded(ctx, regions.EmbeddedConfig{
+		emb, err := embedded.Start(ctx, embedded.Config{
 			Dir:       filepath.Join(s.cfg.DataDir, "etcd"),
 			ClientURL: s.cfg.Etcd.EmbeddedClient,
 			PeerURL:   s.cfg.Etcd.EmbeddedPeer,
@@ -246,14 +248,14 @@ func (s *server) connectEtcd(ctx context.Context) error {
 		s.embedded = emb
 		ec.Endpoints = emb.Endpoints()
 	}
-	c, err := regions.Connect(ctx, ec)
+	c, err := store.Connect(ctx, ec)
 	if err != nil {
 		return fmt.Errorf("etcd: %w", err)
 	}
 	s.etcd = c
-	s.store = regions.NewStore(c, s.cfg.Etcd.Prefix, s.log.With("component", "store"))
+	s.store = store.NewStore(c, s.cfg.Etcd.Prefix, s.log.With("component", "store"))
 	s.store.SetNameCheck(s.nameCheck)
-	s.watcher = regions.NewWatcher(c, s.cfg.Etcd.Prefix, s.log.With("component", "watch"))
+	s.watcher = store.NewWatcher(c, s.cfg.Etcd.Prefix, s.log.With("component", "watch"))
 	return nil
 }
 
@@ -273,7 +275,7 @@ func (s *server) bootstrap(ctx context.Context) error {
 		return nil
 	}
 	for wait := 200 * time.Millisecond; ; wait = min(2*wait, 10*time.Second) {
-		created, err := regions.Bootstrap(ctx, s.store, s.desired)
+		created, err := store.Bootstrap(ctx, s.store, s.desired)
 		if err == nil {
 			if len(created) > 0 {
 				s.log.Info("bootstrap created entries", "file", s.cfg.Bootstrap, "created", created)

@@ -16,7 +16,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/meridian-gslb/meridian/geo/geotest"
-	"github.com/meridian-gslb/meridian/regions"
+	"github.com/meridian-gslb/meridian/regions/store"
 )
 
 // steeringState is the desired state of the steering tests: three regions
@@ -157,12 +157,12 @@ func TestGeoSteeringWithKdig(t *testing.T) {
 func TestPropagation(t *testing.T) {
 	a := startServerWith(t, serverSetup{extra: steeringConfig, files: steeringFiles(t)})
 	b := startServerWith(t, serverSetup{extra: steeringConfig, files: steeringFiles(t), etcdEndpoints: []string{a.etcd}})
-	cli, err := regions.Connect(context.Background(), regions.EtcdConfig{Endpoints: []string{a.etcd}})
+	cli, err := store.Connect(context.Background(), store.EtcdConfig{Endpoints: []string{a.etcd}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	store := regions.NewStore(cli, "/meridian/", nil)
+	st := store.NewStore(cli, "/meridian/", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, target := range []struct {
@@ -174,7 +174,7 @@ func TestPropagation(t *testing.T) {
 	} {
 		var err error
 		for range 50 { // the bootstrap may still be writing
-			if _, err = store.SetWeights(ctx, "lb.example.org.", target.weights, regions.AnyRevision); err == nil {
+			if _, err = st.SetWeights(ctx, "lb.example.org.", target.weights, store.AnyRevision); err == nil {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)

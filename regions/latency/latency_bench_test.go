@@ -1,4 +1,4 @@
-package regions
+package latency
 
 import (
 	"math/rand/v2"
@@ -15,14 +15,14 @@ const benchLatencyPrefixes = 1_000_000
 // randomLatencyEntries makes n distinct random prefixes, 60% IPv4 (mostly
 // /24, some /16 to /28) and 40% IPv6 in 2000::/3 (mostly /48, some /32 to
 // /64), each with 1 to 3 of 50 regions.
-func randomLatencyEntries(n int, seed uint64) []LatencyEntry {
+func randomLatencyEntries(n int, seed uint64) []Entry {
 	rng := rand.New(rand.NewPCG(seed, seed^0x5bd1e995))
 	regions := make([]string, 50)
 	for i := range regions {
 		regions[i] = "region-" + strconv.Itoa(i)
 	}
 	seen := make(map[netip.Prefix]struct{}, n)
-	out := make([]LatencyEntry, 0, 2*n)
+	out := make([]Entry, 0, 2*n)
 	for len(seen) < n {
 		var p netip.Prefix
 		if rng.IntN(10) < 6 {
@@ -54,7 +54,7 @@ func randomLatencyEntries(n int, seed uint64) []LatencyEntry {
 		k := 1 + rng.IntN(3)
 		first := rng.IntN(len(regions))
 		for j := range k {
-			out = append(out, LatencyEntry{Prefix: p, Region: regions[(first+j*7)%len(regions)], RTTms: float64(1+rng.IntN(300000)) / 1000})
+			out = append(out, Entry{Prefix: p, Region: regions[(first+j*7)%len(regions)], RTTms: float64(1+rng.IntN(300000)) / 1000})
 		}
 	}
 	return out
@@ -62,14 +62,14 @@ func randomLatencyEntries(n int, seed uint64) []LatencyEntry {
 
 var benchLatency struct {
 	once    sync.Once
-	entries []LatencyEntry
+	entries []Entry
 	csv     []byte
 }
 
-func benchLatencyData() ([]LatencyEntry, []byte) {
+func benchLatencyData() ([]Entry, []byte) {
 	benchLatency.once.Do(func() {
 		benchLatency.entries = randomLatencyEntries(benchLatencyPrefixes, 1)
-		benchLatency.csv = FormatLatencyCSV(benchLatency.entries)
+		benchLatency.csv = FormatCSV(benchLatency.entries)
 	})
 	return benchLatency.entries, benchLatency.csv
 }
@@ -88,7 +88,7 @@ func heapInUse() uint64 {
 func BenchmarkLatencyLookup(b *testing.B) {
 	entries, csv := benchLatencyData()
 	before := heapInUse()
-	table, err := CompileLatency(&LatencyData{ID: "bench", CSV: csv})
+	table, err := Compile("bench", csv)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func BenchmarkCompileLatency(b *testing.B) {
 	entries, csv := benchLatencyData()
 	b.Run("parse+compile", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := CompileLatency(&LatencyData{ID: "bench", CSV: csv}); err != nil {
+			if _, err := Compile("bench", csv); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -1,4 +1,4 @@
-package regions
+package store
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/meridian-gslb/meridian/regions"
 )
 
 // Live holds the snapshot a server answers from. It starts from the state
@@ -17,23 +19,23 @@ import (
 // and writes the state back to disk, at most once a second.
 type Live struct {
 	path   string
-	opts   SnapshotOptions
+	opts   regions.SnapshotOptions
 	log    *slog.Logger
-	onSwap func(*Snapshot)
+	onSwap func(*regions.Snapshot)
 
-	cur     atomic.Pointer[Snapshot]
+	cur     atomic.Pointer[regions.Snapshot]
 	builtAt atomic.Int64 // unix nanoseconds of the current snapshot's build
 	source  atomic.Value // "file" or "etcd"
 	builds  atomic.Uint64
 
 	mu      sync.Mutex
-	pending *State // newest state not yet written
+	pending *regions.State // newest state not yet written
 	wake    chan struct{}
 }
 
 // NewLive returns a Live that persists to path ("" disables persistence)
 // and calls onSwap (may be nil) with every new snapshot.
-func NewLive(path string, opts SnapshotOptions, logger *slog.Logger, onSwap func(*Snapshot)) *Live {
+func NewLive(path string, opts regions.SnapshotOptions, logger *slog.Logger, onSwap func(*regions.Snapshot)) *Live {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -62,7 +64,7 @@ func (l *Live) LoadPersisted() error {
 }
 
 // Apply builds a snapshot from st and serves it; the watcher's onState.
-func (l *Live) Apply(st *State) {
+func (l *Live) Apply(st *regions.State) {
 	l.swap(st, "etcd")
 	if l.path == "" {
 		return
@@ -76,9 +78,9 @@ func (l *Live) Apply(st *State) {
 	}
 }
 
-func (l *Live) swap(st *State, source string) {
+func (l *Live) swap(st *regions.State, source string) {
 	start := time.Now()
-	s := BuildSnapshot(st, l.cur.Load(), l.opts)
+	s := regions.BuildSnapshot(st, l.cur.Load(), l.opts)
 	l.cur.Store(s)
 	l.builtAt.Store(time.Now().UnixNano())
 	l.source.Store(source)
@@ -93,7 +95,7 @@ func (l *Live) swap(st *State, source string) {
 }
 
 // Current is the snapshot being served, nil before the first one.
-func (l *Live) Current() *Snapshot { return l.cur.Load() }
+func (l *Live) Current() *regions.Snapshot { return l.cur.Load() }
 
 // Info says where the current snapshot came from and when it was built.
 func (l *Live) Info() (source string, built time.Time, builds uint64) {

@@ -1,4 +1,4 @@
-package regions
+package latency
 
 import (
 	"strings"
@@ -7,14 +7,14 @@ import (
 
 func TestParseLatencyCSV(t *testing.T) {
 	good := "cidr,region,rtt_ms\n# comment\n192.0.2.0/24,eu-west,12.5\n\n2001:db8::/32,us-east,80\n192.0.2.0/24,us-east,90\n"
-	entries, err := ParseLatencyCSV(strings.NewReader(good))
+	entries, err := ParseCSV(strings.NewReader(good))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(entries) != 3 || entries[0].Region != "eu-west" || entries[0].RTTms != 12.5 || entries[1].Prefix.Bits() != 32 {
 		t.Fatalf("entries %+v", entries)
 	}
-	again, err := ParseLatencyCSV(strings.NewReader(string(FormatLatencyCSV(entries))))
+	again, err := ParseCSV(strings.NewReader(string(FormatCSV(entries))))
 	if err != nil || len(again) != 3 || again[2] != entries[2] {
 		t.Fatalf("round trip: %v %+v", err, again)
 	}
@@ -32,7 +32,7 @@ func TestParseLatencyCSV(t *testing.T) {
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseLatencyCSV(strings.NewReader(tc.csv))
+			_, err := ParseCSV(strings.NewReader(tc.csv))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}

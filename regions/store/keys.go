@@ -1,16 +1,18 @@
-package regions
+package store
 
 import (
 	"fmt"
 	"strings"
+
+	"github.com/meridian-gslb/meridian/regions"
 )
 
 // DefaultPrefix is where Meridian keeps its state in etcd unless the
 // configuration says otherwise.
 const DefaultPrefix = "/meridian/"
 
-// Keys builds Meridian's etcd keys under one prefix (DESIGN.md, etcd key
-// layout). The zero value is not usable; call NewKeys.
+// Keys builds Meridian's etcd keys under one prefix (docs/architecture.md,
+// etcd key layout). The zero value is not usable; call NewKeys.
 type Keys struct{ prefix string }
 
 // NewKeys returns the key layout under prefix; "" means DefaultPrefix. A
@@ -39,7 +41,7 @@ func (k Keys) Services() string { return k.prefix + "services/" }
 
 // Service is a service's key, under its canonical name
 // ("services/www.gslb.example.").
-func (k Keys) Service(name string) string { return k.Services() + CanonicalName(name) }
+func (k Keys) Service(name string) string { return k.Services() + regions.CanonicalName(name) }
 
 // HealthAll is the prefix of every health report.
 func (k Keys) HealthAll() string { return k.prefix + "health/" }

@@ -1,4 +1,4 @@
-package regions
+package latency
 
 import (
 	"bufio"
@@ -12,25 +12,25 @@ import (
 	"strings"
 )
 
-// LatencyEntry says how fast one region is for one client network.
-type LatencyEntry struct {
+// Entry says how fast one region is for one client network.
+type Entry struct {
 	Prefix netip.Prefix
 	Region string
 	RTTms  float64
 }
 
-// MaxLatencyRTTms bounds a latency entry; anything slower is a measuring
+// MaxRTTms bounds a latency entry; anything slower is a measuring
 // error, not a route.
-const MaxLatencyRTTms = 60_000
+const MaxRTTms = 60_000
 
-// ParseLatencyCSV reads "cidr,region,rtt_ms" lines. Blank lines and lines
+// ParseCSV reads "cidr,region,rtt_ms" lines. Blank lines and lines
 // starting with # are skipped, as is a header line naming the columns.
 // Every problem is reported with its line number; nothing is returned
 // unless the whole input is valid. A prefix may appear once per region.
-func ParseLatencyCSV(r io.Reader) ([]LatencyEntry, error) {
+func ParseCSV(r io.Reader) ([]Entry, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	var out []LatencyEntry
+	var out []Entry
 	var errs []error
 	// Duplicates are found with pointer-free keys (address, length, region
 	// number): a table of a million prefixes then costs the garbage
@@ -87,34 +87,34 @@ func ParseLatencyCSV(r io.Reader) ([]LatencyEntry, error) {
 	return out, nil
 }
 
-func parseLatencyLine(text string) (LatencyEntry, error) {
+func parseLatencyLine(text string) (Entry, error) {
 	f := strings.Split(text, ",")
 	if len(f) != 3 {
-		return LatencyEntry{}, fmt.Errorf("%q: want cidr,region,rtt_ms", text)
+		return Entry{}, fmt.Errorf("%q: want cidr,region,rtt_ms", text)
 	}
 	p, err := netip.ParsePrefix(strings.TrimSpace(f[0]))
 	if err != nil {
-		return LatencyEntry{}, fmt.Errorf("%q is not a network prefix", f[0])
+		return Entry{}, fmt.Errorf("%q is not a network prefix", f[0])
 	}
 	if p.Addr().Is4In6() {
-		return LatencyEntry{}, fmt.Errorf("%s: write IPv4 networks in dotted form", p)
+		return Entry{}, fmt.Errorf("%s: write IPv4 networks in dotted form", p)
 	}
 	if p != p.Masked() {
-		return LatencyEntry{}, fmt.Errorf("%s has host bits set (did you mean %s?)", p, p.Masked())
+		return Entry{}, fmt.Errorf("%s has host bits set (did you mean %s?)", p, p.Masked())
 	}
 	region := strings.TrimSpace(f[1])
-	if !regionNameRE.MatchString(region) || len(region) > maxNameLen {
-		return LatencyEntry{}, fmt.Errorf("%q is not a region name", region)
+	if !ValidRegionName(region) {
+		return Entry{}, fmt.Errorf("%q is not a region name", region)
 	}
 	rtt, err := strconv.ParseFloat(strings.TrimSpace(f[2]), 64)
-	if err != nil || math.IsNaN(rtt) || rtt <= 0 || rtt > MaxLatencyRTTms {
-		return LatencyEntry{}, fmt.Errorf("rtt %q: want milliseconds above 0 and at most %d", f[2], MaxLatencyRTTms)
+	if err != nil || math.IsNaN(rtt) || rtt <= 0 || rtt > MaxRTTms {
+		return Entry{}, fmt.Errorf("rtt %q: want milliseconds above 0 and at most %d", f[2], MaxRTTms)
 	}
-	return LatencyEntry{Prefix: p, Region: region, RTTms: rtt}, nil
+	return Entry{Prefix: p, Region: region, RTTms: rtt}, nil
 }
 
-// FormatLatencyCSV writes entries in the form ParseLatencyCSV reads.
-func FormatLatencyCSV(entries []LatencyEntry) []byte {
+// FormatCSV writes entries in the form ParseCSV reads.
+func FormatCSV(entries []Entry) []byte {
 	var b bytes.Buffer
 	b.Grow(len(entries) * 32)
 	for _, e := range entries {

@@ -1,4 +1,4 @@
-package regions
+package store
 
 import (
 	"errors"
@@ -9,21 +9,23 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meridian-gslb/meridian/regions"
 )
 
-func fullState() *State {
-	st := NewState()
+func fullState() *regions.State {
+	st := regions.NewState()
 	st.Revision = 42
 	st.Regions["eu-west"] = testRegion("eu-west", 1)
 	st.Regions["us-east"] = testRegion("us-east", 2)
-	st.Regions["us-east"].Check = HealthCheck{Type: "https", Port: 443, Path: "/health", Interval: Duration(5 * time.Second), Timeout: Duration(time.Second)}
+	st.Regions["us-east"].Check = regions.HealthCheck{Type: "https", Port: 443, Path: "/health", Interval: regions.Duration(5 * time.Second), Timeout: regions.Duration(time.Second)}
 	svc := testService("www.gslb.example.", "eu-west", "us-east")
-	svc.Policy = PolicyGeo
-	svc.Geo = &GeoMap{Continents: map[string][]string{"EU": {"eu-west"}}, Default: []string{"us-east"}}
+	svc.Policy = regions.PolicyGeo
+	svc.Geo = &regions.GeoMap{Continents: map[string][]string{"EU": {"eu-west"}}, Default: []string{"us-east"}}
 	st.Services[svc.Name] = svc
-	st.Health["eu-west"] = map[string]*HealthReport{"p1": {Region: "eu-west", Prober: "p1", Up: true, RTT: Duration(3 * time.Millisecond), Since: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}
-	st.Probers["p1"] = &ProberInfo{ID: "p1", Region: "us-east", Version: "1.0", Started: time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)}
-	st.Latency = &LatencyData{ID: "t1", Entries: 1, CSV: []byte("192.0.2.0/24,eu-west,10\n")}
+	st.Health["eu-west"] = map[string]*regions.HealthReport{"p1": {Region: "eu-west", Prober: "p1", Up: true, RTT: regions.Duration(3 * time.Millisecond), Since: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}
+	st.Probers["p1"] = &regions.ProberInfo{ID: "p1", Region: "us-east", Version: "1.0", Started: time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)}
+	st.Latency = &regions.LatencyData{ID: "t1", Entries: 1, CSV: []byte("192.0.2.0/24,eu-west,10\n")}
 	st.Problems = []string{"/meridian/regions/bad: unexpected end of JSON input"}
 	return st
 }
@@ -45,7 +47,7 @@ func TestSaveLoadState(t *testing.T) {
 		}
 	})
 	t.Run("replace", func(t *testing.T) {
-		st := NewState()
+		st := regions.NewState()
 		st.Revision = 43
 		if err := SaveState(path, st); err != nil {
 			t.Fatal(err)
@@ -61,8 +63,8 @@ func TestSaveLoadState(t *testing.T) {
 	})
 	t.Run("invalid objects become problems", func(t *testing.T) {
 		st := fullState()
-		st.Regions["broken"] = &Region{Name: "broken"}
-		st.Services["x.example."] = &Service{Name: "y.example."}
+		st.Regions["broken"] = &regions.Region{Name: "broken"}
+		st.Services["x.example."] = &regions.Service{Name: "y.example."}
 		if err := SaveState(path, st); err != nil {
 			t.Fatal(err)
 		}
@@ -103,7 +105,7 @@ func TestSaveLoadState(t *testing.T) {
 		})
 	}
 	t.Run("unwritable directory", func(t *testing.T) {
-		if err := SaveState(filepath.Join(dir, "missing", "state.json"), NewState()); err == nil {
+		if err := SaveState(filepath.Join(dir, "missing", "state.json"), regions.NewState()); err == nil {
 			t.Fatal("no error")
 		}
 	})

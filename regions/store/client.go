@@ -1,4 +1,4 @@
-package regions
+package store
 
 import (
 	"context"
@@ -9,26 +9,36 @@ import (
 	"log/slog"
 	"os"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+
+	"github.com/meridian-gslb/meridian/internal/zapslog"
+	"github.com/meridian-gslb/meridian/regions"
 )
 
-// EtcdConfig says how to reach an etcd cluster.
+// EtcdConfig says how to reach an etcd cluster and where Meridian's keys
+// are in it. It is the `etcd:` section of the server's and the prober's
+// configuration files.
 type EtcdConfig struct {
-	Endpoints []string // "host:port" or "https://host:port"
+	// Endpoints: "host:port" or "https://host:port".
+	Endpoints []string `yaml:"endpoints"`
+	// Prefix is where Meridian's keys live; "" means DefaultPrefix.
+	Prefix string `yaml:"prefix"`
 	// CAFile verifies the servers; CertFile and KeyFile (both or neither)
 	// authenticate this client. Any of them turns TLS on.
-	CAFile, CertFile, KeyFile string
-	Username, Password        string
-	DialTimeout               time.Duration // 0: 5s
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// DialTimeout bounds connecting; 0 means 5s.
+	DialTimeout regions.Duration `yaml:"dial_timeout"`
 	// Logger receives the client's own warnings; nil discards them.
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 }
 
 // Validate checks the configuration without touching the network.
@@ -64,7 +74,7 @@ func Connect(ctx context.Context, cfg EtcdConfig) (*clientv3.Client, error) {
 	}
 	conf := clientv3.Config{
 		Endpoints:   slices.Clone(cfg.Endpoints),
-		DialTimeout: cfg.DialTimeout,
+		DialTimeout: time.Duration(cfg.DialTimeout),
 		// Notice dead connections so the balancer moves to a live member.
 		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: 5 * time.Second,
@@ -72,7 +82,7 @@ func Connect(ctx context.Context, cfg EtcdConfig) (*clientv3.Client, error) {
 		Password:             cfg.Password,
 		// The client warns on every retry while etcd is away; the watcher
 		// and the callers report those failures themselves.
-		Logger: zapLoggerAt(cfg.Logger, "etcd-client", zapcore.ErrorLevel, nil),
+		Logger: zapslog.New(cfg.Logger, "etcd-client", zapcore.ErrorLevel, nil),
 		// gRPC's default reconnect backoff grows to two minutes; after an
 		// etcd outage the watchers should be back within seconds.
 		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
@@ -136,91 +146,4 @@ func clientTLS(cfg EtcdConfig) (*tls.Config, error) {
 		t.Certificates = []tls.Certificate{cert}
 	}
 	return t, nil
-}
-
-// zapLogger passes etcd's warnings and errors to logger, or drops them
-// when logger is nil. etcd logs a lot at info level that an operator of
-// Meridian does not need.
-func zapLogger(logger *slog.Logger, name string) *zap.Logger {
-	return zapLoggerAt(logger, name, zapcore.WarnLevel, nil)
-}
-
-// zapLoggerAt passes etcd's logs from level lowest up to logger. While quiet
-// is set everything is logged at debug level: an embedded etcd that is
-// being closed reports its closed listeners as errors.
-func zapLoggerAt(logger *slog.Logger, name string, lowest zapcore.Level, quiet *atomic.Bool) *zap.Logger {
-	if logger == nil {
-		return zap.NewNop()
-	}
-	return zap.New(&slogCore{h: logger.Handler(), min: lowest, quiet: quiet}).Named(name)
-}
-
-// slogCore is a zapcore.Core writing to a slog.Handler.
-type slogCore struct {
-	h      slog.Handler
-	min    zapcore.Level
-	quiet  *atomic.Bool
-	fields []zapcore.Field
-}
-
-func (c *slogCore) level(l zapcore.Level) slog.Level {
-	if c.quiet != nil && c.quiet.Load() {
-		return slog.LevelDebug
-	}
-	return slogLevel(l)
-}
-
-var _ zapcore.Core = (*slogCore)(nil)
-
-func (c *slogCore) Enabled(l zapcore.Level) bool {
-	return l >= c.min && c.h.Enabled(context.Background(), c.level(l))
-}
-
-func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
-	return &slogCore{h: c.h, min: c.min, quiet: c.quiet, fields: append(slices.Clip(c.fields), fields...)}
-}
-
-func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
-	if c.Enabled(e.Level) {
-		return ce.AddCore(e, c)
-	}
-	return ce
-}
-
-func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
-	enc := zapcore.NewMapObjectEncoder()
-	for _, f := range c.fields {
-		f.AddTo(enc)
-	}
-	for _, f := range fields {
-		f.AddTo(enc)
-	}
-	r := slog.NewRecord(e.Time, c.level(e.Level), e.Message, 0)
-	if e.LoggerName != "" {
-		r.AddAttrs(slog.String("logger", e.LoggerName))
-	}
-	keys := make([]string, 0, len(enc.Fields))
-	for k := range enc.Fields {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		r.AddAttrs(slog.Any(k, enc.Fields[k]))
-	}
-	return c.h.Handle(context.Background(), r)
-}
-
-func (c *slogCore) Sync() error { return nil }
-
-func slogLevel(l zapcore.Level) slog.Level {
-	switch {
-	case l <= zapcore.DebugLevel:
-		return slog.LevelDebug
-	case l == zapcore.InfoLevel:
-		return slog.LevelInfo
-	case l == zapcore.WarnLevel:
-		return slog.LevelWarn
-	default:
-		return slog.LevelError
-	}
 }

@@ -1,4 +1,4 @@
-package regions
+package store
 
 import (
 	"bytes"
@@ -13,6 +13,9 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/meridian-gslb/meridian/regions"
+	"github.com/meridian-gslb/meridian/regions/latency"
 )
 
 // maxLatencyChunk bounds one chunk of a latency table, well below etcd's
@@ -38,14 +41,14 @@ type latencyManifest struct {
 // transaction, so watchers never see half a table. An import that races
 // another one fails with ErrConflict and leaves nothing behind.
 func (s *Store) ImportLatency(ctx context.Context, r io.Reader) (int, error) {
-	entries, err := ParseLatencyCSV(r)
+	entries, err := latency.ParseCSV(r)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return 0, fmt.Errorf("%w: %w", regions.ErrInvalid, err)
 	}
 	if len(entries) == 0 {
-		return 0, fmt.Errorf("%w: latency table: no entries (ClearLatency removes a table)", ErrInvalid)
+		return 0, fmt.Errorf("%w: latency table: no entries (ClearLatency removes a table)", regions.ErrInvalid)
 	}
-	csv := FormatLatencyCSV(entries)
+	csv := latency.FormatCSV(entries)
 	chunkSize := maxLatencyChunk
 	if s.latencyChunk > 0 {
 		chunkSize = s.latencyChunk
@@ -121,7 +124,7 @@ func (s *Store) ClearLatency(ctx context.Context) error {
 
 // loadLatency reads the table a manifest names, at rev (the manifest's
 // revision or later, before its chunks could have been deleted).
-func loadLatency(ctx context.Context, c *clientv3.Client, k Keys, manifest []byte, rev int64) (*LatencyData, error) {
+func loadLatency(ctx context.Context, c *clientv3.Client, k Keys, manifest []byte, rev int64) (*regions.LatencyData, error) {
 	var m latencyManifest
 	if err := json.Unmarshal(manifest, &m); err != nil {
 		return nil, errBadEntry{err}
@@ -147,7 +150,7 @@ func loadLatency(ctx context.Context, c *clientv3.Client, k Keys, manifest []byt
 	if sum := sha256.Sum256(csv); hex.EncodeToString(sum[:]) != m.SHA256 {
 		return nil, errBadEntry{fmt.Errorf("table %s: checksum mismatch", m.ID)}
 	}
-	return &LatencyData{ID: m.ID, Entries: m.Entries, CSV: csv}, nil
+	return &regions.LatencyData{ID: m.ID, Entries: m.Entries, CSV: csv}, nil
 }
 
 // errBadEntry marks a stored entry that cannot be used (as opposed to a

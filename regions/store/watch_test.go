@@ -1,4 +1,4 @@
-package regions
+package store
 
 import (
 	"context"
@@ -11,10 +11,13 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/meridian-gslb/meridian/internal/etcdtest"
+	"github.com/meridian-gslb/meridian/regions"
 )
 
 func TestWatcherInitialList(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := etcdtest.Ctx(t)
 	s := newTestStore(t)
 	k := s.Keys()
 	for i, name := range []string{"eu-west", "us-east"} {
@@ -25,10 +28,10 @@ func TestWatcherInitialList(t *testing.T) {
 	if _, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west", "us-east"), 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutHealthReport(ctx, &HealthReport{Region: "eu-west", Prober: "p1", Up: true}, clientv3.NoLease); err != nil {
+	if err := s.PutHealthReport(ctx, &regions.HealthReport{Region: "eu-west", Prober: "p1", Up: true}, clientv3.NoLease); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RegisterProber(ctx, &ProberInfo{ID: "p1", Region: "us-east"}, clientv3.NoLease); err != nil {
+	if err := s.RegisterProber(ctx, &regions.ProberInfo{ID: "p1", Region: "us-east"}, clientv3.NoLease); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.ImportLatency(ctx, strings.NewReader("192.0.2.0/24,eu-west,10\n")); err != nil {
@@ -48,8 +51,8 @@ func TestWatcherInitialList(t *testing.T) {
 	}
 
 	rec := newRecorder()
-	runWatcher(t, NewWatcher(s.c, k.Prefix(), testLogger()), rec)
-	st := rec.waitFor(t, "a first state", func(*State) bool { return true })
+	runWatcher(t, NewWatcher(s.c, k.Prefix(), etcdtest.Logger()), rec)
+	st := rec.waitFor(t, "a first state", func(*regions.State) bool { return true })
 
 	if len(st.Regions) != 2 || st.Regions["eu-west"] == nil || st.Regions["us-east"] == nil {
 		t.Errorf("regions: %v", st.Regions)
@@ -82,7 +85,7 @@ func TestWatcherInitialList(t *testing.T) {
 // TestWatcherUpdates applies changes one at a time and waits for each to
 // show in the watcher's state.
 func TestWatcherUpdates(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := etcdtest.Ctx(t)
 	s := newTestStore(t)
 	k := s.Keys()
 	for i, name := range []string{"eu-west", "us-east"} {
@@ -94,11 +97,11 @@ func TestWatcherUpdates(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := newRecorder()
-	w := NewWatcher(s.c, k.Prefix(), testLogger())
+	w := NewWatcher(s.c, k.Prefix(), etcdtest.Logger())
 	runWatcher(t, w, rec)
-	rec.waitFor(t, "the initial state", func(st *State) bool { return len(st.Services) == 1 })
+	rec.waitFor(t, "the initial state", func(st *regions.State) bool { return len(st.Services) == 1 })
 
-	weight := func(st *State, region string) uint32 {
+	weight := func(st *regions.State, region string) uint32 {
 		svc := st.Services["www.gslb.example."]
 		if svc == nil {
 			return 999
@@ -113,23 +116,23 @@ func TestWatcherUpdates(t *testing.T) {
 	steps := []struct {
 		name   string
 		change func(t *testing.T)
-		want   func(*State) bool
+		want   func(*regions.State) bool
 	}{
 		{"region added", func(t *testing.T) {
 			if _, err := s.PutRegion(ctx, testRegion("ap-south", 3), 0); err != nil {
 				t.Fatal(err)
 			}
-		}, func(st *State) bool { return st.Regions["ap-south"] != nil }},
+		}, func(st *regions.State) bool { return st.Regions["ap-south"] != nil }},
 		{"region changed", func(t *testing.T) {
 			if _, err := s.PutRegion(ctx, testRegion("eu-west", 9), AnyRevision); err != nil {
 				t.Fatal(err)
 			}
-		}, func(st *State) bool { return st.Regions["eu-west"].VIPs[0] == netip.MustParseAddr("192.0.2.9") }},
+		}, func(st *regions.State) bool { return st.Regions["eu-west"].VIPs[0] == netip.MustParseAddr("192.0.2.9") }},
 		{"service weight changed", func(t *testing.T) {
 			if _, err := s.SetWeights(ctx, "www.gslb.example.", map[string]uint32{"us-east": 3}, AnyRevision); err != nil {
 				t.Fatal(err)
 			}
-		}, func(st *State) bool { return weight(st, "us-east") == 3 && weight(st, "eu-west") == 10 }},
+		}, func(st *regions.State) bool { return weight(st, "us-east") == 3 && weight(st, "eu-west") == 10 }},
 		{"health report put", func(t *testing.T) {
 			// The shortest lease etcd grants is a few seconds; the report
 			// must vanish on its own when it expires.
@@ -137,52 +140,52 @@ func TestWatcherUpdates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s.PutHealthReport(ctx, &HealthReport{Region: "eu-west", Prober: "p1", Up: false, Reason: "timeout"}, lease.ID); err != nil {
+			if err := s.PutHealthReport(ctx, &regions.HealthReport{Region: "eu-west", Prober: "p1", Up: false, Reason: "timeout"}, lease.ID); err != nil {
 				t.Fatal(err)
 			}
-		}, func(st *State) bool {
+		}, func(st *regions.State) bool {
 			h := st.Health["eu-west"]["p1"]
 			return h != nil && !h.Up && h.Reason == "timeout"
 		}},
 		{"health report expired with its lease", func(*testing.T) {},
-			func(st *State) bool { return st.Health["eu-west"] == nil }},
+			func(st *regions.State) bool { return st.Health["eu-west"] == nil }},
 		{"bad entry becomes a problem", func(t *testing.T) {
 			if _, err := s.c.Put(ctx, k.Region("broken"), "{"); err != nil {
 				t.Fatal(err)
 			}
-		}, func(st *State) bool {
+		}, func(st *regions.State) bool {
 			return len(st.Problems) == 1 && strings.HasPrefix(st.Problems[0], k.Region("broken")+": ")
 		}},
 		{"bad entry fixed", func(t *testing.T) {
 			if _, err := s.PutRegion(ctx, testRegion("broken", 7), AnyRevision); err != nil {
 				t.Fatal(err)
 			}
-		}, func(st *State) bool { return st.Regions["broken"] != nil && len(st.Problems) == 0 }},
+		}, func(st *regions.State) bool { return st.Regions["broken"] != nil && len(st.Problems) == 0 }},
 		{"region replaced by a bad one", func(t *testing.T) {
 			if _, err := s.c.Put(ctx, k.Region("broken"), `{"name":"broken"}`); err != nil {
 				t.Fatal(err)
 			}
-		}, func(st *State) bool { return st.Regions["broken"] == nil && len(st.Problems) == 1 }},
+		}, func(st *regions.State) bool { return st.Regions["broken"] == nil && len(st.Problems) == 1 }},
 		{"bad entry deleted", func(t *testing.T) {
 			if _, err := s.c.Delete(ctx, k.Region("broken")); err != nil {
 				t.Fatal(err)
 			}
-		}, func(st *State) bool { return len(st.Problems) == 0 }},
+		}, func(st *regions.State) bool { return len(st.Problems) == 0 }},
 		{"prober registered", func(t *testing.T) {
-			if err := s.RegisterProber(ctx, &ProberInfo{ID: "p2", Region: "us-east"}, clientv3.NoLease); err != nil {
+			if err := s.RegisterProber(ctx, &regions.ProberInfo{ID: "p2", Region: "us-east"}, clientv3.NoLease); err != nil {
 				t.Fatal(err)
 			}
-		}, func(st *State) bool { return st.Probers["p2"] != nil }},
+		}, func(st *regions.State) bool { return st.Probers["p2"] != nil }},
 		{"service deleted", func(t *testing.T) {
 			if err := s.DeleteService(ctx, "www.gslb.example.", AnyRevision); err != nil {
 				t.Fatal(err)
 			}
-		}, func(st *State) bool { return len(st.Services) == 0 }},
+		}, func(st *regions.State) bool { return len(st.Services) == 0 }},
 		{"region deleted", func(t *testing.T) {
 			if err := s.DeleteRegion(ctx, "ap-south", AnyRevision); err != nil {
 				t.Fatal(err)
 			}
-		}, func(st *State) bool { return st.Regions["ap-south"] == nil && len(st.Regions) == 2 }},
+		}, func(st *regions.State) bool { return st.Regions["ap-south"] == nil && len(st.Regions) == 2 }},
 	}
 	for _, step := range steps {
 		ok := t.Run(step.name, func(t *testing.T) {
@@ -210,7 +213,7 @@ func TestWatcherUpdates(t *testing.T) {
 // TestWatcherPropagation: a weight change shows in two watchers of the
 // same etcd, each with its own client.
 func TestWatcherPropagation(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := etcdtest.Ctx(t)
 	s := newTestStore(t)
 	for i, name := range []string{"eu-west", "us-east"} {
 		if _, err := s.PutRegion(ctx, testRegion(name, i+1), 0); err != nil {
@@ -223,7 +226,7 @@ func TestWatcherPropagation(t *testing.T) {
 	var recs []*recorder
 	for range 2 {
 		rec := newRecorder()
-		runWatcher(t, NewWatcher(connectTest(t, shared.etcd.Endpoints()...), s.Keys().Prefix(), testLogger()), rec)
+		runWatcher(t, NewWatcher(etcdtest.Connect(t, etcdtest.SharedEndpoints(t)...), s.Keys().Prefix(), etcdtest.Logger()), rec)
 		recs = append(recs, rec)
 	}
 	for i, w := range []uint32{0, 25, 10} {
@@ -231,7 +234,7 @@ func TestWatcherPropagation(t *testing.T) {
 			t.Fatal(err)
 		}
 		for j, rec := range recs {
-			rec.waitFor(t, "the new weight", func(st *State) bool {
+			rec.waitFor(t, "the new weight", func(st *regions.State) bool {
 				svc := st.Services["www.gslb.example."]
 				return svc != nil && svc.Regions[0].Weight == w
 			})
@@ -242,13 +245,13 @@ func TestWatcherPropagation(t *testing.T) {
 
 func TestWatcherCompaction(t *testing.T) {
 	t.Run("watch starts behind a compaction", func(t *testing.T) {
-		ctx := testCtx(t)
+		ctx := etcdtest.Ctx(t)
 		s := newTestStore(t)
 		if _, err := s.PutRegion(ctx, testRegion("eu-west", 1), 0); err != nil {
 			t.Fatal(err)
 		}
 		rec := newRecorder()
-		w := NewWatcher(s.c, s.Keys().Prefix(), testLogger())
+		w := NewWatcher(s.c, s.Keys().Prefix(), etcdtest.Logger())
 		var compactedAt int64
 		w.testHookBeforeWatch = func(rev int64) {
 			if compactedAt != 0 {
@@ -269,7 +272,7 @@ func TestWatcherCompaction(t *testing.T) {
 			}
 		}
 		runWatcher(t, w, rec)
-		rec.waitFor(t, "the regions written before the compaction", func(st *State) bool {
+		rec.waitFor(t, "the regions written before the compaction", func(st *regions.State) bool {
 			return st.Regions["late"] != nil && st.Regions["eu-west"].VIPs[0] == netip.MustParseAddr("192.0.2.4")
 		})
 		st := w.Status()
@@ -279,24 +282,24 @@ func TestWatcherCompaction(t *testing.T) {
 		if _, err := s.PutRegion(ctx, testRegion("later", 3), 0); err != nil {
 			t.Fatal(err)
 		}
-		rec.waitFor(t, "a region written after the relist", func(st *State) bool {
+		rec.waitFor(t, "a region written after the relist", func(st *regions.State) bool {
 			return st.Regions["later"] != nil && st.Regions["late"] != nil && st.Regions["eu-west"] != nil
 		})
 		rec.checkUnmodified(t)
 	})
 
 	t.Run("compaction under a watch in sync", func(t *testing.T) {
-		ctx := testCtx(t)
+		ctx := etcdtest.Ctx(t)
 		s := newTestStore(t)
 		rec := newRecorder()
-		w := NewWatcher(s.c, s.Keys().Prefix(), testLogger())
+		w := NewWatcher(s.c, s.Keys().Prefix(), etcdtest.Logger())
 		runWatcher(t, w, rec)
 		for i := range 5 {
 			if _, err := s.PutRegion(ctx, testRegion("eu-west", i+1), AnyRevision); err != nil {
 				t.Fatal(err)
 			}
 		}
-		rec.waitFor(t, "the last write", func(st *State) bool {
+		rec.waitFor(t, "the last write", func(st *regions.State) bool {
 			return st.Regions["eu-west"] != nil && st.Regions["eu-west"].VIPs[0] == netip.MustParseAddr("192.0.2.5")
 		})
 		if _, err := s.Compact(ctx); err != nil {
@@ -305,7 +308,7 @@ func TestWatcherCompaction(t *testing.T) {
 		if _, err := s.PutRegion(ctx, testRegion("us-east", 9), 0); err != nil {
 			t.Fatal(err)
 		}
-		rec.waitFor(t, "a write after the compaction", func(st *State) bool { return st.Regions["us-east"] != nil })
+		rec.waitFor(t, "a write after the compaction", func(st *regions.State) bool { return st.Regions["us-east"] != nil })
 		if st := w.Status(); !st.Connected || st.Compactions != 0 {
 			t.Fatalf("a watcher in sync was disturbed by a compaction: %+v", st)
 		}
@@ -317,14 +320,14 @@ func TestWatcherCompaction(t *testing.T) {
 // is back on the same directory and ports it catches up.
 func TestWatcherEtcdRestart(t *testing.T) {
 	t.Parallel() // its own etcd
-	m := newMember(t, "solo")
-	if err := m.start(); err != nil {
+	m := etcdtest.NewMember(t, "solo")
+	if err := m.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(m.stop)
-	c := connectTest(t, m.clientURL())
-	s := NewStore(c, "", testLogger())
-	ctx := testCtx(t)
+	t.Cleanup(m.Stop)
+	c := etcdtest.Connect(t, m.ClientURL())
+	s := NewStore(c, "", etcdtest.Logger())
+	ctx := etcdtest.Ctx(t)
 	if _, err := s.PutRegion(ctx, testRegion("eu-west", 1), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -332,8 +335,8 @@ func TestWatcherEtcdRestart(t *testing.T) {
 	w := fastWatcher(c, "", testLoggerTo(logs))
 	rec := newRecorder()
 	runWatcher(t, w, rec)
-	rec.waitFor(t, "the initial state", func(st *State) bool { return st.Regions["eu-west"] != nil })
-	waitUntil(t, "the watcher is connected", func() bool { return w.Status().Connected })
+	rec.waitFor(t, "the initial state", func(st *regions.State) bool { return st.Regions["eu-west"] != nil })
+	etcdtest.WaitUntil(t, "the watcher is connected", func() bool { return w.Status().Connected })
 
 	// Idle, the watch is kept alive by progress notifications: etcd keeps
 	// answering and the watcher neither relists nor disconnects, even with
@@ -347,35 +350,35 @@ func TestWatcherEtcdRestart(t *testing.T) {
 	defer ocancel()
 	c.Watch(octx, "/other/", clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
 	since := w.Status().LastContact
-	waitUntil(t, "etcd answers several progress requests", func() bool {
+	etcdtest.WaitUntil(t, "etcd answers several progress requests", func() bool {
 		return w.Status().LastContact.After(since.Add(3 * w.ProbeInterval))
 	})
 	if st := w.Status(); !st.Connected || st.Relists != 0 || st.LastError != "" {
 		t.Fatalf("an idle watch was not kept: %+v", st)
 	}
 
-	m.stop()
-	waitUntil(t, "the watcher reports the outage", func() bool { return !w.Status().Connected })
+	m.Stop()
+	etcdtest.WaitUntil(t, "the watcher reports the outage", func() bool { return !w.Status().Connected })
 	first := w.Status()
 	if first.LastError == "" || logs.find("etcd watch lost") == "" {
 		t.Fatalf("outage not reported: %+v", first)
 	}
-	waitUntil(t, "the watcher retries", func() bool { return w.Status().LastErrorTime.After(first.LastErrorTime) })
+	etcdtest.WaitUntil(t, "the watcher retries", func() bool { return w.Status().LastErrorTime.After(first.LastErrorTime) })
 	n := rec.count()
 	if st := rec.latest(); st.Regions["eu-west"] == nil {
 		t.Fatalf("state lost during the outage: %s", describe(st))
 	}
 
-	if err := m.start(); err != nil {
+	if err := m.Start(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.PutRegion(ctx, testRegion("us-east", 2), 0); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitFor(t, "the write after the restart", func(st *State) bool {
+	rec.waitFor(t, "the write after the restart", func(st *regions.State) bool {
 		return st.Regions["us-east"] != nil && st.Regions["eu-west"] != nil
 	})
-	waitUntil(t, "the watcher is connected again", func() bool { return w.Status().Connected })
+	etcdtest.WaitUntil(t, "the watcher is connected again", func() bool { return w.Status().Connected })
 	if st := w.Status(); st.Relists < 1 {
 		t.Errorf("no relist after the outage: %+v", st)
 	}
@@ -400,10 +403,10 @@ func TestWatcherQuorumLoss(t *testing.T) {
 		t.Skip("starts a three-member cluster")
 	}
 	t.Parallel() // its own etcd
-	ms := startCluster(t, 3)
-	c := connectTest(t, ms[0].clientURL())
-	s := NewStore(c, "", testLogger())
-	ctx := testCtx(t)
+	ms := etcdtest.StartCluster(t, 3)
+	c := etcdtest.Connect(t, ms[0].ClientURL())
+	s := NewStore(c, "", etcdtest.Logger())
+	ctx := etcdtest.Ctx(t)
 	if _, err := s.PutRegion(ctx, testRegion("eu-west", 1), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -411,14 +414,14 @@ func TestWatcherQuorumLoss(t *testing.T) {
 	w := fastWatcher(c, "", testLoggerTo(logs))
 	rec := newRecorder()
 	runWatcher(t, w, rec)
-	rec.waitFor(t, "the initial state", func(st *State) bool { return st.Regions["eu-west"] != nil })
-	waitUntil(t, "the watcher is connected", func() bool { return w.Status().Connected })
+	rec.waitFor(t, "the initial state", func(st *regions.State) bool { return st.Regions["eu-west"] != nil })
+	etcdtest.WaitUntil(t, "the watcher is connected", func() bool { return w.Status().Connected })
 
 	var wg sync.WaitGroup
-	wg.Go(ms[1].stop)
-	wg.Go(ms[2].stop)
+	wg.Go(ms[1].Stop)
+	wg.Go(ms[2].Stop)
 	wg.Wait()
-	waitUntil(t, "the watcher reports the lost quorum", func() bool { return !w.Status().Connected })
+	etcdtest.WaitUntil(t, "the watcher reports the lost quorum", func() bool { return !w.Status().Connected })
 	if l := logs.find("etcd watch lost", "no leader"); l == "" {
 		t.Fatalf("the watch did not end with \"no leader\"; status %+v", w.Status())
 	}
@@ -426,14 +429,14 @@ func TestWatcherQuorumLoss(t *testing.T) {
 		t.Fatalf("state lost without quorum: %s", describe(st))
 	}
 
-	startAll(t, ms[1], ms[2])
+	etcdtest.StartAll(t, ms[1], ms[2])
 	if _, err := s.PutRegion(ctx, testRegion("us-east", 2), 0); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitFor(t, "the write after quorum returned", func(st *State) bool {
+	rec.waitFor(t, "the write after quorum returned", func(st *regions.State) bool {
 		return st.Regions["us-east"] != nil && st.Regions["eu-west"] != nil
 	})
-	waitUntil(t, "the watcher is connected again", func() bool { return w.Status().Connected })
+	etcdtest.WaitUntil(t, "the watcher is connected again", func() bool { return w.Status().Connected })
 	rec.checkUnmodified(t)
 }
 
@@ -442,7 +445,7 @@ func TestWatcherQuorumLoss(t *testing.T) {
 // with -benchtime 100x for the figure we track.
 func BenchmarkPropagation(b *testing.B) {
 	ctx := context.Background()
-	s := NewStore(sharedClient(b), testPrefix(b), testLogger())
+	s := NewStore(etcdtest.Shared(b), etcdtest.Prefix(b), etcdtest.Logger())
 	for i, name := range []string{"eu-west", "us-east"} {
 		if _, err := s.PutRegion(ctx, testRegion(name, i+1), 0); err != nil {
 			b.Fatal(err)
@@ -457,11 +460,11 @@ func BenchmarkPropagation(b *testing.B) {
 		at     time.Time
 	}
 	ch := make(chan seen, 1024)
-	w := NewWatcher(connectTest(b, shared.etcd.Endpoints()...), s.Keys().Prefix(), testLogger())
+	w := NewWatcher(etcdtest.Connect(b, etcdtest.SharedEndpoints(b)...), s.Keys().Prefix(), etcdtest.Logger())
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- w.Run(wctx, func(st *State) {
+		done <- w.Run(wctx, func(st *regions.State) {
 			if svc := st.Services["www.gslb.example."]; svc != nil {
 				ch <- seen{svc.Regions[0].Weight, time.Now()}
 			}

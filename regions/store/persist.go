@@ -1,4 +1,4 @@
-package regions
+package store
 
 import (
 	"encoding/json"
@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/meridian-gslb/meridian/regions"
 )
 
 // stateFileFormat is the version of the state file; a reader refuses
@@ -15,15 +17,15 @@ import (
 const stateFileFormat = 1
 
 type stateFile struct {
-	Format int       `json:"format"`
-	Saved  time.Time `json:"saved"`
-	State  *State    `json:"state"`
+	Format int            `json:"format"`
+	Saved  time.Time      `json:"saved"`
+	State  *regions.State `json:"state"`
 }
 
 // SaveState writes st to path atomically: a reader (or a crash) sees the
 // old file or the new one, never a mix. The data is on disk when it
 // returns.
-func SaveState(path string, st *State) (err error) {
+func SaveState(path string, st *regions.State) (err error) {
 	data, err := json.Marshal(stateFile{Format: stateFileFormat, Saved: time.Now().UTC(), State: st})
 	if err != nil {
 		return fmt.Errorf("save state: %w", err)
@@ -66,7 +68,7 @@ func SaveState(path string, st *State) (err error) {
 // LoadState reads a state SaveState wrote. A missing file is an error
 // matching fs.ErrNotExist. Objects that no longer validate are moved to
 // Problems, as the watcher does with etcd entries.
-func LoadState(path string) (*State, error) {
+func LoadState(path string) (*regions.State, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load state: %w", err)
@@ -81,7 +83,7 @@ func LoadState(path string) (*State, error) {
 	if sf.State == nil {
 		return nil, fmt.Errorf("load state %s: %w", path, errors.New("no state in the file"))
 	}
-	st := NewState()
+	st := regions.NewState()
 	st.Revision = sf.State.Revision
 	st.Latency = sf.State.Latency
 	st.Problems = append(st.Problems, sf.State.Problems...)
@@ -106,13 +108,13 @@ func LoadState(path string) (*State, error) {
 				continue
 			}
 			if st.Health[region] == nil {
-				st.Health[region] = map[string]*HealthReport{}
+				st.Health[region] = map[string]*regions.HealthReport{}
 			}
 			st.Health[region][prober] = h
 		}
 	}
 	for id, p := range sf.State.Probers {
-		if err := checkLoaded(p, id, p != nil && p.ID == id, func() error { return validateProber(p) }); err != nil {
+		if err := checkLoaded(p, id, p != nil && p.ID == id, func() error { return p.Validate() }); err != nil {
 			st.Problems = append(st.Problems, "probers/"+id+": "+err.Error())
 			continue
 		}

@@ -1,4 +1,4 @@
-package regions
+package latency
 
 import (
 	"bytes"
@@ -14,10 +14,10 @@ import (
 	"strings"
 )
 
-// LatencyTable answers "how fast is each region for this client network"
+// Table answers "how fast is each region for this client network"
 // by longest-prefix match. It is compiled once per latency table (see
-// CompileLatency) and shared, read-only, by every snapshot built from the
-// same LatencyData.ID.
+// Compile) and shared, read-only, by every snapshot built from the
+// same table identifier.
 //
 // The prefixes, which may nest, are flattened into sorted, non-overlapping
 // intervals (one list per family), each carrying the run of (region id,
@@ -29,7 +29,7 @@ import (
 // intervals of one bucket (mostly one or two lines), and the pairs if
 // the caller reads them. Everything else (a trie, a separate table of
 // prefixes) would add a dependent miss per level.
-type LatencyTable struct {
+type Table struct {
 	id       string
 	regions  []string // sorted; a pair's region id indexes it
 	v4       latFamily4
@@ -54,9 +54,9 @@ type latPair struct {
 	rttUs  uint32
 }
 
-// maxLatencyRegions bounds the distinct region names of one table, so a
+// maxRegions bounds the distinct region names of one table, so a
 // pair's region id fits in 16 bits.
-const maxLatencyRegions = math.MaxUint16
+const maxRegions = math.MaxUint16
 
 // Bucket index sizes: about one interval per bucket, within these
 // bounds. 2^16 buckets (256 KiB) stay in the CPU's cache, while a larger
@@ -165,35 +165,36 @@ func hostMask(width, prefixLen int) u128 {
 	}
 }
 
-// CompileLatency parses d.CSV as ParseLatencyCSV does and builds the
-// lookup structure. It fails if the CSV is invalid or names more than
-// 65,535 regions.
-func CompileLatency(d *LatencyData) (*LatencyTable, error) {
-	if d == nil {
+// Compile parses csv as ParseCSV does and builds the lookup structure,
+// named id (the stored table's identifier, which changes whenever the
+// table does). It fails if the CSV is invalid or names more than 65,535
+// regions.
+func Compile(id string, csv []byte) (*Table, error) {
+	if csv == nil {
 		return nil, errors.New("latency table: no data")
 	}
-	t, err := compileLatencyCSV(d.CSV)
+	t, err := compileLatencyCSV(csv)
 	if err != nil {
 		return nil, err
 	}
-	t.id = d.ID
+	t.id = id
 	return t, nil
 }
 
 // compileLatencyCSV reads the CSV in one pass without allocating per line
 // when it is valid, which for a million lines is several times faster
-// than ParseLatencyCSV (whose duplicate check and per-line strings
-// dominate). It accepts exactly what ParseLatencyCSV accepts: at the
+// than ParseCSV (whose duplicate check and per-line strings
+// dominate). It accepts exactly what ParseCSV accepts: at the
 // first line it does not take, or a duplicate, it hands the whole input to
-// ParseLatencyCSV, which stays the one judge of validity and the one
+// ParseCSV, which stays the one judge of validity and the one
 // author of error messages.
-func compileLatencyCSV(csv []byte) (*LatencyTable, error) {
+func compileLatencyCSV(csv []byte) (*Table, error) {
 	if es, names, ok := scanLatencyCSV(csv); ok {
 		if t, dup := buildLatency(es, names); !dup {
 			return t, nil
 		}
 	}
-	entries, err := ParseLatencyCSV(bytes.NewReader(csv))
+	entries, err := ParseCSV(bytes.NewReader(csv))
 	if err != nil {
 		return nil, err
 	}
@@ -201,13 +202,13 @@ func compileLatencyCSV(csv []byte) (*LatencyTable, error) {
 }
 
 // maxFastLine is the longest line scanLatencyCSV takes; well below the
-// line limit of ParseLatencyCSV's scanner, so that a line it would refuse
+// line limit of ParseCSV's scanner, so that a line it would refuse
 // goes to it.
 const maxFastLine = 4096
 
-// scanLatencyCSV parses the lines the way ParseLatencyCSV does (the same
+// scanLatencyCSV parses the lines the way ParseCSV does (the same
 // trimming and the same parsers on the same fields) and reports false at
-// the first line that ParseLatencyCSV might judge differently. Duplicates
+// the first line that ParseCSV might judge differently. Duplicates
 // are found later, after sorting.
 func scanLatencyCSV(csv []byte) ([]latEntry, []string, bool) {
 	text := string(csv)
@@ -244,16 +245,16 @@ func scanLatencyCSV(csv []byte) ([]latEntry, []string, bool) {
 			return nil, nil, false
 		}
 		region := strings.TrimSpace(f1)
-		if !isRegionName(region) {
+		if !ValidRegionName(region) {
 			return nil, nil, false
 		}
 		rtt, err := strconv.ParseFloat(strings.TrimSpace(f2), 64)
-		if err != nil || math.IsNaN(rtt) || rtt <= 0 || rtt > MaxLatencyRTTms {
+		if err != nil || math.IsNaN(rtt) || rtt <= 0 || rtt > MaxRTTms {
 			return nil, nil, false
 		}
 		id, ok := ids[region]
 		if !ok {
-			if len(names) == maxLatencyRegions {
+			if len(names) == maxRegions {
 				return nil, nil, false
 			}
 			// A copy: the names outlive the CSV text.
@@ -277,9 +278,17 @@ func scanLatencyCSV(csv []byte) ([]latEntry, []string, bool) {
 	return es, sorted, true
 }
 
-// isRegionName is regionNameRE with its length limit, without a regexp.
-func isRegionName(s string) bool {
-	if s == "" || len(s) > maxNameLen || s[0] == '-' || s[len(s)-1] == '-' {
+// MaxRegionNameLen is the longest region name.
+const MaxRegionNameLen = 63
+
+// ValidRegionName says whether s is a region name: lower-case letters,
+// digits and inner hyphens, at most MaxRegionNameLen bytes, like a DNS
+// label. The model validates region names with it too (a latency table
+// names regions, and a table must accept exactly the names a region may
+// have); it is written without a regexp because a table has a million
+// lines.
+func ValidRegionName(s string) bool {
+	if s == "" || len(s) > MaxRegionNameLen || s[0] == '-' || s[len(s)-1] == '-' {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -314,13 +323,13 @@ func newLatEntry(p netip.Prefix, region uint16, rttMs float64) latEntry {
 }
 
 // compileLatencyEntries builds a table from parsed entries.
-func compileLatencyEntries(entries []LatencyEntry) (*LatencyTable, error) {
+func compileLatencyEntries(entries []Entry) (*Table, error) {
 	ids := make(map[string]uint16)
 	var names []string
 	for _, e := range entries {
 		if _, ok := ids[e.Region]; !ok {
-			if len(names) >= maxLatencyRegions {
-				return nil, fmt.Errorf("latency table: more than %d regions", maxLatencyRegions)
+			if len(names) >= maxRegions {
+				return nil, fmt.Errorf("latency table: more than %d regions", maxRegions)
 			}
 			ids[e.Region] = 0
 			names = append(names, e.Region)
@@ -343,7 +352,7 @@ func compileLatencyEntries(entries []LatencyEntry) (*LatencyTable, error) {
 
 // buildLatency sorts es and builds the table; it reports true instead if
 // a (network, region) pair is listed twice.
-func buildLatency(es []latEntry, names []string) (*LatencyTable, bool) {
+func buildLatency(es []latEntry, names []string) (*Table, bool) {
 	sortLatEntries(es)
 	for i := 1; i < len(es); i++ {
 		a, b := &es[i-1], &es[i]
@@ -352,7 +361,7 @@ func buildLatency(es []latEntry, names []string) (*LatencyTable, bool) {
 		}
 	}
 
-	t := &LatencyTable{regions: names, entries: len(es), pairs: make([]latPair, 0, len(es))}
+	t := &Table{regions: names, entries: len(es), pairs: make([]latPair, 0, len(es))}
 	var pv4, pv6 []sweepPrefix
 	for i := 0; i < len(es); {
 		j := i
@@ -605,22 +614,22 @@ func (f *latFamily6) bucket(k u128) uint64 {
 }
 
 // Len is the number of distinct prefixes in the table.
-func (t *LatencyTable) Len() int { return t.prefixes }
+func (t *Table) Len() int { return t.prefixes }
 
 // Entries is the number of (prefix, region) entries in the table.
-func (t *LatencyTable) Entries() int { return t.entries }
+func (t *Table) Entries() int { return t.entries }
 
-// ID is the LatencyData.ID the table was compiled from.
-func (t *LatencyTable) ID() string { return t.id }
+// ID is the identifier the table was compiled with.
+func (t *Table) ID() string { return t.id }
 
 // Regions lists the region names the table mentions, sorted. Read-only.
-func (t *LatencyTable) Regions() []string { return t.regions }
+func (t *Table) Regions() []string { return t.regions }
 
-// LatencyMatch is the result of a lookup: the RTT of every region the
+// Match is the result of a lookup: the RTT of every region the
 // matched prefix lists, and how far the answer reaches. It refers to the
 // table and does not allocate.
-type LatencyMatch struct {
-	t     *LatencyTable
+type Match struct {
+	t     *Table
 	addr  netip.Addr
 	bits  int // see Bits
 	pbits int // matched entry's prefix length; -1 for none
@@ -632,10 +641,10 @@ type LatencyMatch struct {
 // more specific entry punctures it nearby, and for a miss the largest
 // network holding no entry at all. It is the ECS scope a decision based
 // on this lookup depends on. IPv4 lengths count IPv4 bits.
-func (m LatencyMatch) Bits() int { return m.bits }
+func (m Match) Bits() int { return m.bits }
 
 // Prefix is the table entry that matched; invalid for a miss.
-func (m LatencyMatch) Prefix() netip.Prefix {
+func (m Match) Prefix() netip.Prefix {
 	if m.pbits < 0 {
 		return netip.Prefix{}
 	}
@@ -644,16 +653,16 @@ func (m LatencyMatch) Prefix() netip.Prefix {
 }
 
 // Len is the number of regions with an RTT for the matched prefix.
-func (m LatencyMatch) Len() int { return len(m.pairs) }
+func (m Match) Len() int { return len(m.pairs) }
 
 // At returns the i-th region (in name order) and its RTT in milliseconds.
-func (m LatencyMatch) At(i int) (region string, rttMs float64) {
+func (m Match) At(i int) (region string, rttMs float64) {
 	p := m.pairs[i]
 	return m.t.regions[p.region], float64(p.rttUs) / 1000
 }
 
 // regionID is At without the name: the table's region index.
-func (m LatencyMatch) regionID(i int) (id int, rttMs float64) {
+func (m Match) RegionID(i int) (id int, rttMs float64) {
 	p := m.pairs[i]
 	return int(p.region), float64(p.rttUs) / 1000
 }
@@ -661,8 +670,8 @@ func (m LatencyMatch) regionID(i int) (id int, rttMs float64) {
 // Lookup finds the longest prefix holding addr. IPv4-mapped addresses are
 // looked up as IPv4. It reports false when no prefix holds addr; Bits is
 // still meaningful then. It does not allocate.
-func (t *LatencyTable) Lookup(addr netip.Addr) (LatencyMatch, bool) {
-	m := LatencyMatch{t: t, pbits: -1}
+func (t *Table) Lookup(addr netip.Addr) (Match, bool) {
+	m := Match{t: t, pbits: -1}
 	if t == nil || !addr.IsValid() {
 		return m, false
 	}

@@ -2,7 +2,6 @@ package regions
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -119,35 +118,6 @@ func (d *Desired) validate(path string, root *yaml.Node) error {
 	return errors.Join(errs...)
 }
 
-// Bootstrap creates the regions (first) and services of d that etcd does
-// not have, and leaves existing ones alone: after the first start the REST
-// API owns them. It returns the keys it created ("regions/eu-west",
-// "services/www.gslb.example."); running it again creates nothing.
-func Bootstrap(ctx context.Context, s *Store, d *Desired) ([]string, error) {
-	var created []string
-	for _, r := range d.Regions {
-		_, err := s.PutRegion(ctx, r, 0)
-		switch {
-		case err == nil:
-			created = append(created, "regions/"+r.Name)
-		case errors.Is(err, ErrConflict):
-		default:
-			return created, fmt.Errorf("bootstrap: %w", err)
-		}
-	}
-	for _, svc := range d.Services {
-		_, err := s.PutService(ctx, svc, 0)
-		switch {
-		case err == nil:
-			created = append(created, "services/"+svc.Name)
-		case errors.Is(err, ErrConflict):
-		default:
-			return created, fmt.Errorf("bootstrap: %w", err)
-		}
-	}
-	return created, nil
-}
-
 var (
 	yamlLineRE    = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 	yamlUnknownRE = regexp.MustCompile(`^field (\S+) not found in type `)
@@ -161,13 +131,19 @@ var (
 func desiredYAMLError(path string, root *yaml.Node, err error) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
-			line, _ := strconv.Atoi(m[1])
-			return &FileError{File: path, Line: line, Msg: m[2], Err: err}
-		}
 		fe := &FileError{File: path, Msg: strings.TrimPrefix(err.Error(), "yaml: "), Err: err}
+		if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+			fe.Line, _ = strconv.Atoi(m[1])
+			fe.Msg = m[2]
+		}
+		// A document that parsed failed in a field's own decoder: find
+		// which field.
 		if root.Kind != 0 {
-			fe.Field, fe.Line = locateDecodeError(root)
+			field, line := locateDecodeError(root)
+			fe.Field = field
+			if line > 0 {
+				fe.Line = line
+			}
 		}
 		return fe
 	}

@@ -1,4 +1,4 @@
-package regions
+package store
 
 import (
 	"context"
@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync/atomic"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/meridian-gslb/meridian/regions"
 )
 
 // Errors of the store, checked with errors.Is.
@@ -116,8 +119,8 @@ func (s *Store) hook(op string) {
 }
 
 // GetRegion returns a region and its key's mod revision (the ETag).
-func (s *Store) GetRegion(ctx context.Context, name string) (*Region, int64, error) {
-	r := new(Region)
+func (s *Store) GetRegion(ctx context.Context, name string) (*regions.Region, int64, error) {
+	r := new(regions.Region)
 	rev, err := s.getJSON(ctx, s.keys.Region(name), r)
 	if err != nil {
 		return nil, 0, fmt.Errorf("region %q: %w", name, err)
@@ -127,12 +130,12 @@ func (s *Store) GetRegion(ctx context.Context, name string) (*Region, int64, err
 
 // ListRegions returns every region, by name, and the store revision it was
 // read at. Entries that cannot be decoded are logged and skipped.
-func (s *Store) ListRegions(ctx context.Context) ([]*Region, int64, error) {
+func (s *Store) ListRegions(ctx context.Context) ([]*regions.Region, int64, error) {
 	list, rev, err := s.regionsAt(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
-	out := make([]*Region, 0, len(list))
+	out := make([]*regions.Region, 0, len(list))
 	for _, r := range list {
 		out = append(out, r.obj)
 	}
@@ -144,19 +147,19 @@ type versioned[T any] struct {
 	rev int64
 }
 
-func (s *Store) regionsAt(ctx context.Context) ([]versioned[Region], int64, error) {
+func (s *Store) regionsAt(ctx context.Context) ([]versioned[regions.Region], int64, error) {
 	kvs, rev, err := listRange(ctx, s.c, s.keys.Regions(), clientv3.GetPrefixRangeEnd(s.keys.Regions()), 0)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list regions: %w", err)
 	}
-	out := make([]versioned[Region], 0, len(kvs))
+	out := make([]versioned[regions.Region], 0, len(kvs))
 	for _, kv := range kvs {
-		r := new(Region)
+		r := new(regions.Region)
 		if err := decodeRegion(s.keys, kv, r); err != nil {
 			s.log.Warn("skipping undecodable region in etcd", "key", string(kv.Key), "err", err)
 			continue
 		}
-		out = append(out, versioned[Region]{r, kv.ModRevision})
+		out = append(out, versioned[regions.Region]{r, kv.ModRevision})
 	}
 	return out, rev, nil
 }
@@ -164,7 +167,7 @@ func (s *Store) regionsAt(ctx context.Context) ([]versioned[Region], int64, erro
 // PutRegion writes a region. ifRev 0 creates it only if absent; ifRev > 0
 // replaces it only if its mod revision is ifRev (HTTP If-Match);
 // AnyRevision writes unconditionally. It returns the new mod revision.
-func (s *Store) PutRegion(ctx context.Context, r *Region, ifRev int64) (int64, error) {
+func (s *Store) PutRegion(ctx context.Context, r *regions.Region, ifRev int64) (int64, error) {
 	if err := checkIfRev(ifRev); err != nil {
 		return 0, err
 	}
@@ -199,11 +202,11 @@ func (s *Store) DeleteRegion(ctx context.Context, name string, ifRev int64) erro
 		}
 		var users []string
 		for _, kv := range kvs {
-			svc := new(Service)
+			svc := new(regions.Service)
 			if err := json.Unmarshal(kv.Value, svc); err != nil {
 				continue
 			}
-			if slices.ContainsFunc(svc.Regions, func(sr ServiceRegion) bool { return sr.Region == name }) {
+			if slices.ContainsFunc(svc.Regions, func(sr regions.ServiceRegion) bool { return sr.Region == name }) {
 				users = append(users, svc.Name)
 			}
 		}
@@ -234,25 +237,25 @@ func (s *Store) DeleteRegion(ctx context.Context, name string, ifRev int64) erro
 
 // GetService returns a service by name (any case, with or without the
 // final dot) and its key's mod revision.
-func (s *Store) GetService(ctx context.Context, name string) (*Service, int64, error) {
-	svc := new(Service)
+func (s *Store) GetService(ctx context.Context, name string) (*regions.Service, int64, error) {
+	svc := new(regions.Service)
 	rev, err := s.getJSON(ctx, s.keys.Service(name), svc)
 	if err != nil {
-		return nil, 0, fmt.Errorf("service %q: %w", CanonicalName(name), err)
+		return nil, 0, fmt.Errorf("service %q: %w", regions.CanonicalName(name), err)
 	}
 	return svc, rev, nil
 }
 
 // ListServices returns every service, by name, and the store revision it
 // was read at. Entries that cannot be decoded are logged and skipped.
-func (s *Store) ListServices(ctx context.Context) ([]*Service, int64, error) {
+func (s *Store) ListServices(ctx context.Context) ([]*regions.Service, int64, error) {
 	kvs, rev, err := listRange(ctx, s.c, s.keys.Services(), clientv3.GetPrefixRangeEnd(s.keys.Services()), 0)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list services: %w", err)
 	}
-	out := make([]*Service, 0, len(kvs))
+	out := make([]*regions.Service, 0, len(kvs))
 	for _, kv := range kvs {
-		svc := new(Service)
+		svc := new(regions.Service)
 		if err := decodeService(s.keys, kv, svc); err != nil {
 			s.log.Warn("skipping undecodable service in etcd", "key", string(kv.Key), "err", err)
 			continue
@@ -266,7 +269,7 @@ func (s *Store) ListServices(ctx context.Context) ([]*Service, int64, error) {
 // that exist at the revision read and the name check. The transaction
 // fails if a region it references changed meanwhile, and is then retried
 // with a fresh read. ifRev as in PutRegion.
-func (s *Store) PutService(ctx context.Context, svc *Service, ifRev int64) (int64, error) {
+func (s *Store) PutService(ctx context.Context, svc *regions.Service, ifRev int64) (int64, error) {
 	if err := checkIfRev(ifRev); err != nil {
 		return 0, err
 	}
@@ -279,7 +282,7 @@ func (s *Store) PutService(ctx context.Context, svc *Service, ifRev int64) (int6
 		if err != nil {
 			return 0, fmt.Errorf("put service %q: %w", svc.Name, err)
 		}
-		byName := make(map[string]*Region, len(list))
+		byName := make(map[string]*regions.Region, len(list))
 		revs := make(map[string]int64, len(list))
 		for _, r := range list {
 			byName[r.obj.Name] = r.obj
@@ -313,11 +316,11 @@ func (s *Store) DeleteService(ctx context.Context, name string, ifRev int64) err
 	key := s.keys.Service(name)
 	resp, err := s.c.Txn(ctx).If(keyExists(key, ifRev)).Then(clientv3.OpDelete(key)).Else(clientv3.OpGet(key)).Commit()
 	if err != nil {
-		return fmt.Errorf("delete service %q: %w", CanonicalName(name), err)
+		return fmt.Errorf("delete service %q: %w", regions.CanonicalName(name), err)
 	}
 	if !resp.Succeeded {
 		if err := deleteFailure(key, ifRev, resp); err != nil {
-			return fmt.Errorf("delete service %q: %w", CanonicalName(name), err)
+			return fmt.Errorf("delete service %q: %w", regions.CanonicalName(name), err)
 		}
 	}
 	return nil
@@ -331,9 +334,9 @@ func (s *Store) SetWeights(ctx context.Context, service string, weights map[stri
 	if err := checkIfRev(ifRev); err != nil {
 		return 0, err
 	}
-	name := CanonicalName(service)
+	name := regions.CanonicalName(service)
 	if len(weights) == 0 {
-		return 0, &ValidationError{Kind: "service", Name: name, Problems: []FieldProblem{{Field: "weights", Message: "no weights given"}}}
+		return 0, &regions.ValidationError{Kind: "service", Name: name, Problems: []regions.FieldProblem{{Field: "weights", Message: "no weights given"}}}
 	}
 	for range maxAttempts {
 		svc, rev, err := s.GetService(ctx, name)
@@ -345,17 +348,17 @@ func (s *Store) SetWeights(ctx context.Context, service string, weights map[stri
 		}
 		next := *svc
 		next.Regions = slices.Clone(svc.Regions)
-		var p problems
-		for _, region := range sortedKeys(weights) {
-			i := slices.IndexFunc(next.Regions, func(sr ServiceRegion) bool { return sr.Region == region })
+		var probs []regions.FieldProblem
+		for _, region := range slices.Sorted(maps.Keys(weights)) {
+			i := slices.IndexFunc(next.Regions, func(sr regions.ServiceRegion) bool { return sr.Region == region })
 			if i < 0 {
-				p.add("weights."+region, "%q is not one of the service's regions", region)
+				probs = append(probs, regions.FieldProblem{Field: "weights." + region, Message: fmt.Sprintf("%q is not one of the service's regions", region)})
 				continue
 			}
 			next.Regions[i].Weight = weights[region]
 		}
-		if err := p.err("service", name); err != nil {
-			return 0, err
+		if len(probs) > 0 {
+			return 0, &regions.ValidationError{Kind: "service", Name: name, Problems: probs}
 		}
 		n, err := s.PutService(ctx, &next, rev)
 		if errors.Is(err, ErrConflict) && ifRev <= 0 {
@@ -368,7 +371,7 @@ func (s *Store) SetWeights(ctx context.Context, service string, weights map[stri
 
 // PutHealthReport writes a prober's report, bound to lease (NoLease for
 // none), so that it vanishes with the prober.
-func (s *Store) PutHealthReport(ctx context.Context, r *HealthReport, lease clientv3.LeaseID) error {
+func (s *Store) PutHealthReport(ctx context.Context, r *regions.HealthReport, lease clientv3.LeaseID) error {
 	if err := r.Validate(); err != nil {
 		return err
 	}
@@ -383,8 +386,8 @@ func (s *Store) PutHealthReport(ctx context.Context, r *HealthReport, lease clie
 }
 
 // RegisterProber writes a prober's registration, bound to lease.
-func (s *Store) RegisterProber(ctx context.Context, p *ProberInfo, lease clientv3.LeaseID) error {
-	if err := validateProber(p); err != nil {
+func (s *Store) RegisterProber(ctx context.Context, p *regions.ProberInfo, lease clientv3.LeaseID) error {
+	if err := p.Validate(); err != nil {
 		return err
 	}
 	val, err := json.Marshal(p)
@@ -411,17 +414,6 @@ func (s *Store) Compact(ctx context.Context) (int64, error) {
 	return rev, nil
 }
 
-func validateProber(p *ProberInfo) error {
-	var pr problems
-	if p.ID == "" || len(p.ID) > 128 || strings.ContainsAny(p.ID, "/ \t\n") {
-		pr.add("id", "%q: want 1 to 128 characters without / or spaces", p.ID)
-	}
-	if len(p.Region) > maxNameLen || !regionNameRE.MatchString(p.Region) {
-		pr.add("region", "%q is not a region name", p.Region)
-	}
-	return pr.err("prober", p.ID)
-}
-
 func leaseOpts(lease clientv3.LeaseID) []clientv3.OpOption {
 	if lease == clientv3.NoLease {
 		return nil
@@ -431,7 +423,7 @@ func leaseOpts(lease clientv3.LeaseID) []clientv3.OpOption {
 
 func checkIfRev(ifRev int64) error {
 	if ifRev < AnyRevision {
-		return fmt.Errorf("revision %d: want -1 (any), 0 (create) or a mod revision: %w", ifRev, ErrInvalid)
+		return fmt.Errorf("revision %d: want -1 (any), 0 (create) or a mod revision: %w", ifRev, regions.ErrInvalid)
 	}
 	return nil
 }
@@ -528,7 +520,7 @@ func listRange(ctx context.Context, c *clientv3.Client, key, end string, rev int
 }
 
 // decodeRegion decodes and validates a region stored under kv.Key.
-func decodeRegion(k Keys, kv *mvccpb.KeyValue, r *Region) error {
+func decodeRegion(k Keys, kv *mvccpb.KeyValue, r *regions.Region) error {
 	if err := json.Unmarshal(kv.Value, r); err != nil {
 		return err
 	}
@@ -540,7 +532,7 @@ func decodeRegion(k Keys, kv *mvccpb.KeyValue, r *Region) error {
 
 // decodeService decodes and validates a service stored under kv.Key. The
 // regions it names are not checked here: a snapshot skips unknown ones.
-func decodeService(k Keys, kv *mvccpb.KeyValue, svc *Service) error {
+func decodeService(k Keys, kv *mvccpb.KeyValue, svc *regions.Service) error {
 	if err := json.Unmarshal(kv.Value, svc); err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package regions
+package store
 
 import (
 	"context"
@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
+	"github.com/meridian-gslb/meridian/internal/etcdtest"
+	"github.com/meridian-gslb/meridian/regions"
 )
 
 func TestEtcdConfigValidate(t *testing.T) {
@@ -20,7 +21,7 @@ func TestEtcdConfigValidate(t *testing.T) {
 		want string // "" = valid
 	}{
 		{"minimal", EtcdConfig{Endpoints: []string{"127.0.0.1:2379"}}, ""},
-		{"full", EtcdConfig{Endpoints: []string{"https://a:2379"}, CAFile: "ca", CertFile: "c", KeyFile: "k", Username: "u", Password: "p", DialTimeout: time.Second}, ""},
+		{"full", EtcdConfig{Endpoints: []string{"https://a:2379"}, CAFile: "ca", CertFile: "c", KeyFile: "k", Username: "u", Password: "p", DialTimeout: regions.Duration(time.Second)}, ""},
 		{"no endpoints", EtcdConfig{}, "no endpoints"},
 		{"empty endpoint", EtcdConfig{Endpoints: []string{""}}, "endpoints[0] is empty"},
 		{"cert without key", EtcdConfig{Endpoints: []string{"a:1"}, CertFile: "c"}, "go together"},
@@ -66,7 +67,7 @@ func TestConnect(t *testing.T) {
 	t.Run("does not wait for etcd", func(t *testing.T) {
 		// Nothing listens there: the client is built anyway, so a server
 		// can start and serve its last state; requests fail until etcd is up.
-		port := freePorts(t, 1)[0]
+		port := etcdtest.FreePorts(t, 1)[0]
 		c, err := Connect(context.Background(), EtcdConfig{Endpoints: []string{fmt.Sprintf("127.0.0.1:%d", port)}})
 		if err != nil {
 			t.Fatal(err)
@@ -78,23 +79,4 @@ func TestConnect(t *testing.T) {
 			t.Fatalf("get without etcd: %v", err)
 		}
 	})
-}
-
-func TestZapToSlog(t *testing.T) {
-	h := &captureHandler{}
-	lg := zapLogger(testLoggerTo(h), "etcd").With(zap.String("member", "m1"))
-	lg.Info("chatty", zap.Int("n", 1))
-	lg.Warn("slow apply", zap.Duration("took", time.Second), zap.Error(errors.New("boom")))
-	lg.Error("failed")
-	if h.find("chatty") != "" {
-		t.Error("info passed through")
-	}
-	if got := h.find("WARN slow apply"); !strings.Contains(got, "logger=etcd") || !strings.Contains(got, "member=m1") ||
-		!strings.Contains(got, "took=1s") || !strings.Contains(got, "error=boom") {
-		t.Errorf("warning logged as %q", got)
-	}
-	if h.find("ERROR failed") == "" {
-		t.Error("error not logged")
-	}
-	zapLogger(nil, "etcd").Error("dropped") // must not panic
 }

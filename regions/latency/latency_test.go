@@ -1,4 +1,4 @@
-package regions
+package latency
 
 import (
 	"fmt"
@@ -10,16 +10,16 @@ import (
 	"testing"
 )
 
-func compileCSV(tb testing.TB, csv string) *LatencyTable {
+func compileCSV(tb testing.TB, csv string) *Table {
 	tb.Helper()
-	t, err := CompileLatency(&LatencyData{ID: "x", CSV: []byte(csv)})
+	t, err := Compile("x", []byte(csv))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return t
 }
 
-func matchString(m LatencyMatch) string {
+func matchString(m Match) string {
 	var parts []string
 	for i := range m.Len() {
 		r, rtt := m.At(i)
@@ -99,7 +99,7 @@ ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128,eu,6
 		}
 	})
 	t.Run("nil table and invalid address", func(t *testing.T) {
-		var nilTable *LatencyTable
+		var nilTable *Table
 		if _, ok := nilTable.Lookup(netip.MustParseAddr("192.0.2.1")); ok {
 			t.Fatal("nil table matched")
 		}
@@ -122,16 +122,16 @@ ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128,eu,6
 func TestCompileLatencyErrors(t *testing.T) {
 	cases := []struct {
 		name string
-		d    *LatencyData
+		csv  []byte
 		want string
 	}{
 		{"nil", nil, "no data"},
-		{"bad line", &LatencyData{ID: "a", CSV: []byte("192.0.2.0/24,eu,1\nnonsense\n")}, "line 2"},
-		{"bad rtt", &LatencyData{ID: "a", CSV: []byte("192.0.2.0/24,eu,-1\n")}, "rtt"},
+		{"bad line", []byte("192.0.2.0/24,eu,1\nnonsense\n"), "line 2"},
+		{"bad rtt", []byte("192.0.2.0/24,eu,-1\n"), "rtt"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := CompileLatency(tc.d); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if _, err := Compile("a", tc.csv); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
 		})
@@ -255,11 +255,11 @@ func TestLatencyLookupBruteForce(t *testing.T) {
 }
 
 // TestCompileLatencyFastPath checks that the one-pass reader builds the
-// very table ParseLatencyCSV's entries build, and that whatever it does
-// not take goes to ParseLatencyCSV, errors included.
+// very table ParseCSV's entries build, and that whatever it does
+// not take goes to ParseCSV, errors included.
 func TestCompileLatencyFastPath(t *testing.T) {
-	slow := func(t *testing.T, csv string) (*LatencyTable, error) {
-		entries, err := ParseLatencyCSV(strings.NewReader(csv))
+	slow := func(t *testing.T, csv string) (*Table, error) {
+		entries, err := ParseCSV(strings.NewReader(csv))
 		if err != nil {
 			return nil, err
 		}
@@ -342,7 +342,7 @@ func TestCompileLatencyFastPath(t *testing.T) {
 		{"line too long for the scanner", strings.Repeat(" ", 2<<20) + "192.0.2.0/24,eu,1\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := CompileLatency(&LatencyData{CSV: []byte(tc.csv)})
+			got, err := Compile("", []byte(tc.csv))
 			want, wantErr := slow(t, tc.csv)
 			if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) {
 				t.Fatalf("error %v, want %v", err, wantErr)
@@ -350,7 +350,7 @@ func TestCompileLatencyFastPath(t *testing.T) {
 			if err == nil {
 				got.id = ""
 				if !reflect.DeepEqual(got, want) {
-					t.Fatal("another table than ParseLatencyCSV's entries build")
+					t.Fatal("another table than ParseCSV's entries build")
 				}
 			}
 		})

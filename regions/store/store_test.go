@@ -1,4 +1,4 @@
-package regions
+package store
 
 import (
 	"errors"
@@ -14,10 +14,13 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/meridian-gslb/meridian/internal/etcdtest"
+	"github.com/meridian-gslb/meridian/regions"
 )
 
 func newTestStore(t testing.TB) *Store {
-	return NewStore(sharedClient(t), testPrefix(t), testLogger())
+	return NewStore(etcdtest.Shared(t), etcdtest.Prefix(t), etcdtest.Logger())
 }
 
 func conflictAt(t *testing.T, err error, want int64) {
@@ -33,7 +36,7 @@ func conflictAt(t *testing.T, err error, want int64) {
 
 // TestStoreRegionCRUD runs its steps in order against one region.
 func TestStoreRegionCRUD(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := etcdtest.Ctx(t)
 	s := newTestStore(t)
 	var revs []int64 // mod revision after each successful write
 	cur := func() int64 { return revs[len(revs)-1] }
@@ -124,7 +127,7 @@ func TestStoreRegionCRUD(t *testing.T) {
 }
 
 func TestStoreServiceCRUD(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := etcdtest.Ctx(t)
 	s := newTestStore(t)
 	for i, name := range []string{"eu-west", "us-east"} {
 		if _, err := s.PutRegion(ctx, testRegion(name, i+1), 0); err != nil {
@@ -196,7 +199,7 @@ func TestStoreServiceCRUD(t *testing.T) {
 // TestStoreValidation sends every kind of invalid write through the store
 // API: each is refused with ErrInvalid and nothing in etcd changes.
 func TestStoreValidation(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := etcdtest.Ctx(t)
 	s := newTestStore(t)
 	if _, err := s.PutRegion(ctx, testRegion("eu-west", 1), 0); err != nil {
 		t.Fatal(err)
@@ -215,7 +218,7 @@ func TestStoreValidation(t *testing.T) {
 	})
 	t.Cleanup(func() { s.SetNameCheck(nil) })
 
-	region := func(f func(r *Region)) func() error {
+	region := func(f func(r *regions.Region)) func() error {
 		return func() error {
 			r := testRegion("eu-west", 1)
 			f(r)
@@ -223,7 +226,7 @@ func TestStoreValidation(t *testing.T) {
 			return err
 		}
 	}
-	service := func(f func(s *Service)) func() error {
+	service := func(f func(s *regions.Service)) func() error {
 		return func() error {
 			svc := testService("www.gslb.example.", "eu-west")
 			f(svc)
@@ -231,9 +234,9 @@ func TestStoreValidation(t *testing.T) {
 			return err
 		}
 	}
-	report := func(f func(h *HealthReport)) func() error {
+	report := func(f func(h *regions.HealthReport)) func() error {
 		return func() error {
-			h := &HealthReport{Region: "eu-west", Prober: "p1", Up: true}
+			h := &regions.HealthReport{Region: "eu-west", Prober: "p1", Up: true}
 			f(h)
 			return s.PutHealthReport(ctx, h, clientv3.NoLease)
 		}
@@ -242,43 +245,45 @@ func TestStoreValidation(t *testing.T) {
 		name, want string
 		write      func() error
 	}{
-		{"region vip not an address", "vips[0]: not an IP address", region(func(r *Region) { r.VIPs = []netip.Addr{{}} })},
-		{"region vip multicast", "not a unicast address", region(func(r *Region) { r.VIPs = []netip.Addr{netip.MustParseAddr("224.0.0.1")} })},
-		{"region without vips", "at least one address", region(func(r *Region) { r.VIPs = nil })},
-		{"region name", "name:", region(func(r *Region) { r.Name = "EU West" })},
-		{"region latitude", "location.lat", region(func(r *Region) { r.Location.Lat = 91 })},
-		{"region country", "location.country", region(func(r *Region) { r.Location.Country = "XX" })},
-		{"region check type", "check.type", region(func(r *Region) { r.Check.Type = "icmp" })},
-		{"region check port", "check.port", region(func(r *Region) { r.Check.Port = 0 })},
-		{"service unknown region", `unknown region "mars-1"`, service(func(s *Service) { s.Regions = append(s.Regions, ServiceRegion{Region: "mars-1", Weight: 1}) })},
-		{"service weight too large", "weight", service(func(s *Service) { s.Regions[0].Weight = MaxWeight + 1 })},
-		{"service ttl zero", "ttl", service(func(s *Service) { s.TTL = 0 })},
-		{"service ttl too long", "ttl", service(func(s *Service) { s.TTL = MaxTTL + 1 })},
-		{"service name not canonical", "lower case and fully qualified", service(func(s *Service) { s.Name = "WWW.gslb.example" })},
-		{"service name outside every zone", "not in any served zone", service(func(s *Service) { s.Name = "www.other.example." })},
-		{"service policy", "policy", service(func(s *Service) { s.Policy = "random" })},
-		{"service geo without map", "geo map", service(func(s *Service) { s.Policy = PolicyGeo })},
-		{"service fallback without addresses", "all_down.addresses", service(func(s *Service) { s.AllDown.Mode = AllDownFallback })},
+		{"region vip not an address", "vips[0]: not an IP address", region(func(r *regions.Region) { r.VIPs = []netip.Addr{{}} })},
+		{"region vip multicast", "not a unicast address", region(func(r *regions.Region) { r.VIPs = []netip.Addr{netip.MustParseAddr("224.0.0.1")} })},
+		{"region without vips", "at least one address", region(func(r *regions.Region) { r.VIPs = nil })},
+		{"region name", "name:", region(func(r *regions.Region) { r.Name = "EU West" })},
+		{"region latitude", "location.lat", region(func(r *regions.Region) { r.Location.Lat = 91 })},
+		{"region country", "location.country", region(func(r *regions.Region) { r.Location.Country = "XX" })},
+		{"region check type", "check.type", region(func(r *regions.Region) { r.Check.Type = "icmp" })},
+		{"region check port", "check.port", region(func(r *regions.Region) { r.Check.Port = 0 })},
+		{"service unknown region", `unknown region "mars-1"`, service(func(s *regions.Service) {
+			s.Regions = append(s.Regions, regions.ServiceRegion{Region: "mars-1", Weight: 1})
+		})},
+		{"service weight too large", "weight", service(func(s *regions.Service) { s.Regions[0].Weight = regions.MaxWeight + 1 })},
+		{"service ttl zero", "ttl", service(func(s *regions.Service) { s.TTL = 0 })},
+		{"service ttl too long", "ttl", service(func(s *regions.Service) { s.TTL = regions.MaxTTL + 1 })},
+		{"service name not canonical", "lower case and fully qualified", service(func(s *regions.Service) { s.Name = "WWW.gslb.example" })},
+		{"service name outside every zone", "not in any served zone", service(func(s *regions.Service) { s.Name = "www.other.example." })},
+		{"service policy", "policy", service(func(s *regions.Service) { s.Policy = "random" })},
+		{"service geo without map", "geo map", service(func(s *regions.Service) { s.Policy = regions.PolicyGeo })},
+		{"service fallback without addresses", "all_down.addresses", service(func(s *regions.Service) { s.AllDown.Mode = regions.AllDownFallback })},
 		{"weights for an unknown region", "weights.mars-1", func() error {
 			_, err := s.SetWeights(ctx, "www.gslb.example.", map[string]uint32{"mars-1": 1}, AnyRevision)
 			return err
 		}},
 		{"weight too large", "weight", func() error {
-			_, err := s.SetWeights(ctx, "www.gslb.example.", map[string]uint32{"eu-west": MaxWeight + 1}, AnyRevision)
+			_, err := s.SetWeights(ctx, "www.gslb.example.", map[string]uint32{"eu-west": regions.MaxWeight + 1}, AnyRevision)
 			return err
 		}},
 		{"no weights", "no weights", func() error {
 			_, err := s.SetWeights(ctx, "www.gslb.example.", nil, AnyRevision)
 			return err
 		}},
-		{"health report region", "region", report(func(h *HealthReport) { h.Region = "EU" })},
-		{"health report prober", "prober", report(func(h *HealthReport) { h.Prober = "a/b" })},
-		{"health report rtt", "rtt", report(func(h *HealthReport) { h.RTT = -1 })},
+		{"health report region", "region", report(func(h *regions.HealthReport) { h.Region = "EU" })},
+		{"health report prober", "prober", report(func(h *regions.HealthReport) { h.Prober = "a/b" })},
+		{"health report rtt", "rtt", report(func(h *regions.HealthReport) { h.RTT = -1 })},
 		{"prober id", "id", func() error {
-			return s.RegisterProber(ctx, &ProberInfo{ID: "", Region: "eu-west"}, clientv3.NoLease)
+			return s.RegisterProber(ctx, &regions.ProberInfo{ID: "", Region: "eu-west"}, clientv3.NoLease)
 		}},
 		{"prober region", "region", func() error {
-			return s.RegisterProber(ctx, &ProberInfo{ID: "p1", Region: "Europe"}, clientv3.NoLease)
+			return s.RegisterProber(ctx, &regions.ProberInfo{ID: "p1", Region: "Europe"}, clientv3.NoLease)
 		}},
 		{"latency table bad line", "line 2", func() error {
 			_, err := s.ImportLatency(ctx, strings.NewReader("192.0.2.0/24,eu-west,10\n198.51.100.0/24,eu-west,fast\n"))
@@ -297,7 +302,7 @@ func TestStoreValidation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := keyRevs(t, s.c, s.Keys().Prefix())
 			err := tc.write()
-			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			if !errors.Is(err, regions.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want ErrInvalid mentioning %q", err, tc.want)
 			}
 			if after := keyRevs(t, s.c, s.Keys().Prefix()); !maps.Equal(before, after) {
@@ -308,7 +313,7 @@ func TestStoreValidation(t *testing.T) {
 }
 
 func TestStoreDeleteRegionInUse(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := etcdtest.Ctx(t)
 	s := newTestStore(t)
 	for i, name := range []string{"eu-west", "us-east"} {
 		if _, err := s.PutRegion(ctx, testRegion(name, i+1), 0); err != nil {
@@ -346,7 +351,7 @@ func TestStoreDeleteRegionInUse(t *testing.T) {
 // write's reads and its transaction; then races them freely. A service
 // never ends up naming a deleted region.
 func TestStoreServiceVsRegionDelete(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := etcdtest.Ctx(t)
 	cases := []struct {
 		name string
 		// first runs and competes from inside second's hook.
@@ -354,7 +359,7 @@ func TestStoreServiceVsRegionDelete(t *testing.T) {
 		wantPut       error // for the service write
 		wantDelete    error
 	}{
-		{"delete lands while the service write is in flight", "put-service", "delete-region", ErrInvalid, nil},
+		{"delete lands while the service write is in flight", "put-service", "delete-region", regions.ErrInvalid, nil},
 		{"service write lands while the delete is in flight", "delete-region", "put-service", nil, ErrInUse},
 	}
 	for _, tc := range cases {
@@ -416,7 +421,7 @@ func TestStoreServiceVsRegionDelete(t *testing.T) {
 			switch {
 			case putErr == nil && errors.Is(delErr, ErrInUse):
 				outcomes["service first"]++
-			case errors.Is(putErr, ErrInvalid) && delErr == nil:
+			case errors.Is(putErr, regions.ErrInvalid) && delErr == nil:
 				outcomes["delete first"]++
 			default:
 				t.Fatalf("round %d: put %v, delete %v", i, putErr, delErr)
@@ -429,7 +434,7 @@ func TestStoreServiceVsRegionDelete(t *testing.T) {
 
 func checkNoDanglingService(t *testing.T, s *Store) {
 	t.Helper()
-	ctx := testCtx(t)
+	ctx := etcdtest.Ctx(t)
 	regions, _, err := s.ListRegions(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -452,7 +457,7 @@ func checkNoDanglingService(t *testing.T, s *Store) {
 }
 
 func TestStoreSetWeights(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := etcdtest.Ctx(t)
 	s := newTestStore(t)
 	for i, name := range []string{"eu-west", "us-east"} {
 		if _, err := s.PutRegion(ctx, testRegion(name, i+1), 0); err != nil {
@@ -517,17 +522,17 @@ func TestStoreSetWeights(t *testing.T) {
 }
 
 func TestStoreLeasedEntries(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := etcdtest.Ctx(t)
 	s := newTestStore(t)
 	lease, err := s.c.Grant(ctx, 30)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &HealthReport{Region: "eu-west", Prober: "p1", Up: true, RTT: Duration(3 * time.Millisecond), Since: time.Unix(1700000000, 0).UTC()}
+	h := &regions.HealthReport{Region: "eu-west", Prober: "p1", Up: true, RTT: regions.Duration(3 * time.Millisecond), Since: time.Unix(1700000000, 0).UTC()}
 	if err := s.PutHealthReport(ctx, h, lease.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RegisterProber(ctx, &ProberInfo{ID: "p1", Region: "eu-west", Started: time.Unix(1700000000, 0).UTC()}, lease.ID); err != nil {
+	if err := s.RegisterProber(ctx, &regions.ProberInfo{ID: "p1", Region: "eu-west", Started: time.Unix(1700000000, 0).UTC()}, lease.ID); err != nil {
 		t.Fatal(err)
 	}
 	keys := []string{s.Keys().Health("eu-west", "p1"), s.Keys().Prober("p1")}
@@ -546,7 +551,7 @@ func TestStoreLeasedEntries(t *testing.T) {
 }
 
 func TestStoreCompact(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := etcdtest.Ctx(t)
 	s := newTestStore(t)
 	rev, err := s.PutRegion(ctx, testRegion("eu-west", 1), 0)
 	if err != nil {

@@ -1,4 +1,4 @@
-package regions
+package store
 
 import (
 	"context"
@@ -16,6 +16,8 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/meridian-gslb/meridian/regions"
 )
 
 // WatchStatus is what a Watcher reports for /v1/status and metrics.
@@ -111,7 +113,7 @@ func (e *compactedError) Error() string {
 // State: a complete one after each listing, then one per watch response
 // that changed something. A State passed to onState is never modified
 // afterwards. Run returns nil when ctx ends. Only one Run at a time.
-func (w *Watcher) Run(ctx context.Context, onState func(*State)) error {
+func (w *Watcher) Run(ctx context.Context, onState func(*regions.State)) error {
 	w.defaults()
 	backoff := w.MinBackoff
 	listed := false
@@ -158,7 +160,7 @@ func (w *Watcher) Run(ctx context.Context, onState func(*State)) error {
 
 // list reads everything under the prefix at one revision into a new State,
 // with the table of problems found.
-func (w *Watcher) list(ctx context.Context) (*State, map[string]string, error) {
+func (w *Watcher) list(ctx context.Context) (*regions.State, map[string]string, error) {
 	lctx, cancel := context.WithTimeout(ctx, w.ListTimeout)
 	defer cancel()
 	// Two ranges: the latency chunks are read through the manifest only.
@@ -171,7 +173,7 @@ func (w *Watcher) list(ctx context.Context) (*State, map[string]string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	st := NewState()
+	st := regions.NewState()
 	st.Revision = rev
 	probs := map[string]string{}
 	for _, kv := range append(kvs, rest...) {
@@ -185,7 +187,7 @@ func (w *Watcher) list(ctx context.Context) (*State, map[string]string, error) {
 
 // watch follows etcd after st.Revision, delivering a State per change,
 // until the watch ends; established says whether etcd accepted it.
-func (w *Watcher) watch(ctx context.Context, st *State, probs map[string]string, onState func(*State)) (established bool, err error) {
+func (w *Watcher) watch(ctx context.Context, st *regions.State, probs map[string]string, onState func(*regions.State)) (established bool, err error) {
 	// Without a leader the member we talk to may be partitioned from the
 	// cluster: WithRequireLeader makes it cancel the watch instead of
 	// leaving it silently stale.
@@ -272,7 +274,7 @@ func (w *Watcher) watch(ctx context.Context, st *State, probs map[string]string,
 }
 
 // apply returns a copy of st with events applied; st is left alone.
-func (w *Watcher) apply(ctx context.Context, st *State, probs map[string]string, evs []*clientv3.Event) (*State, error) {
+func (w *Watcher) apply(ctx context.Context, st *regions.State, probs map[string]string, evs []*clientv3.Event) (*regions.State, error) {
 	next := st.Clone()
 	// Only the last manifest of a response matters: earlier ones are
 	// replaced within it, and their chunks may already be gone.
@@ -306,30 +308,30 @@ func (w *Watcher) apply(ctx context.Context, st *State, probs map[string]string,
 // put decodes one entry into st. Entries that cannot be used are left out
 // and noted in probs; the error is only for failing to read etcd (the
 // latency chunks, at rev).
-func (w *Watcher) put(ctx context.Context, st *State, probs map[string]string, kv *mvccpb.KeyValue, rev int64) error {
+func (w *Watcher) put(ctx context.Context, st *regions.State, probs map[string]string, kv *mvccpb.KeyValue, rev int64) error {
 	key := string(kv.Key)
 	k := w.keys.parse(key)
 	var bad error
 	switch k.kind {
 	case keyRegion:
-		r := new(Region)
+		r := new(regions.Region)
 		if bad = decodeRegion(w.keys, kv, r); bad == nil {
 			st.Regions[k.name] = r
 		} else {
 			delete(st.Regions, k.name)
 		}
 	case keyService:
-		svc := new(Service)
+		svc := new(regions.Service)
 		if bad = decodeService(w.keys, kv, svc); bad == nil {
 			st.Services[k.name] = svc
 		} else {
 			delete(st.Services, k.name)
 		}
 	case keyHealth:
-		h := new(HealthReport)
+		h := new(regions.HealthReport)
 		if bad = decodeHealth(kv, k, h); bad == nil {
 			if st.Health[k.name] == nil {
-				st.Health[k.name] = map[string]*HealthReport{}
+				st.Health[k.name] = map[string]*regions.HealthReport{}
 			}
 			st.Health[k.name][k.prober] = h
 		} else if m := st.Health[k.name]; m != nil {
@@ -339,7 +341,7 @@ func (w *Watcher) put(ctx context.Context, st *State, probs map[string]string, k
 			}
 		}
 	case keyProber:
-		p := new(ProberInfo)
+		p := new(regions.ProberInfo)
 		if bad = decodeProber(kv, k, p); bad == nil {
 			st.Probers[k.name] = p
 		} else {
@@ -374,7 +376,7 @@ func (w *Watcher) put(ctx context.Context, st *State, probs map[string]string, k
 }
 
 // remove applies a delete event.
-func remove(st *State, probs map[string]string, key string, k parsedKey) {
+func remove(st *regions.State, probs map[string]string, key string, k parsedKey) {
 	delete(probs, key)
 	switch k.kind {
 	case keyRegion:
@@ -395,7 +397,7 @@ func remove(st *State, probs map[string]string, key string, k parsedKey) {
 	}
 }
 
-func decodeHealth(kv *mvccpb.KeyValue, k parsedKey, h *HealthReport) error {
+func decodeHealth(kv *mvccpb.KeyValue, k parsedKey, h *regions.HealthReport) error {
 	if err := json.Unmarshal(kv.Value, h); err != nil {
 		return err
 	}
@@ -405,14 +407,14 @@ func decodeHealth(kv *mvccpb.KeyValue, k parsedKey, h *HealthReport) error {
 	return h.Validate()
 }
 
-func decodeProber(kv *mvccpb.KeyValue, k parsedKey, p *ProberInfo) error {
+func decodeProber(kv *mvccpb.KeyValue, k parsedKey, p *regions.ProberInfo) error {
 	if err := json.Unmarshal(kv.Value, p); err != nil {
 		return err
 	}
 	if p.ID != k.name {
 		return fmt.Errorf("id %q does not match the key", p.ID)
 	}
-	return validateProber(p)
+	return p.Validate()
 }
 
 func renderProblems(probs map[string]string) []string {
@@ -427,7 +429,7 @@ func renderProblems(probs map[string]string) []string {
 	return out
 }
 
-func (w *Watcher) deliver(st *State, onState func(*State)) {
+func (w *Watcher) deliver(st *regions.State, onState func(*regions.State)) {
 	w.mu.Lock()
 	w.status.Revision = st.Revision
 	w.status.LastUpdate = time.Now()

@@ -1,4 +1,4 @@
-package regions
+package embedded
 
 import (
 	"context"
@@ -16,42 +16,54 @@ import (
 
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/meridian-gslb/meridian/internal/zapslog"
 )
 
 // Loopback addresses of the embedded etcd unless configured.
 const (
-	DefaultEmbeddedClientURL = "127.0.0.1:2479"
-	DefaultEmbeddedPeerURL   = "127.0.0.1:2480"
+	DefaultClientURL = "127.0.0.1:2479"
+	DefaultPeerURL   = "127.0.0.1:2480"
 )
 
-// embeddedStartTimeout bounds the wait for a single member to be ready
+// startTimeout bounds the wait for a single member to be ready
 // when ctx has no earlier deadline.
-const embeddedStartTimeout = 60 * time.Second
+const startTimeout = 60 * time.Second
 
-// EmbeddedConfig configures the single-member etcd a server runs when no
+// Config configures the single-member etcd a server runs when no
 // etcd endpoints are configured.
-type EmbeddedConfig struct {
+type Config struct {
 	Dir string // data directory (created 0700)
 	// ClientURL and PeerURL are "IP:port" or "http://IP:port" on a
 	// loopback address: the embedded etcd is never reachable from outside.
 	ClientURL, PeerURL string
 	Name               string // member name; default "meridian"
 	Logger             *slog.Logger
+
+	// InitialCluster lists the members ("name=http://IP:port,...") of a
+	// multi-member cluster on one host; empty for the single member of
+	// the default set-up. Tests use it to build clusters.
+	InitialCluster string
+	// ElectionTimeout shortens etcd's leader election (default 1s; the
+	// heartbeat is a tenth of it), for tests that lose and regain quorum.
+	ElectionTimeout time.Duration
 }
 
 // Embedded is a running embedded etcd member.
-type Embedded struct {
+type Etcd struct {
 	etcd      *embed.Etcd
 	endpoints []string
 	closing   *atomic.Bool
 	closeOnce sync.Once
 }
 
-// StartEmbedded starts a single etcd member in cfg.Dir and waits until it
-// serves (bounded by ctx and a minute). An existing data directory is
+// Start starts an etcd member in cfg.Dir (a single-member cluster unless
+// cfg.InitialCluster names others) and waits until it serves, bounded by
+// ctx and a minute; the members of a cluster must be started together, as
+// each waits for a quorum. An existing data directory is
 // reopened with its data. etcd's own logging goes to cfg.Logger at warn
 // level and above.
-func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
+func Start(ctx context.Context, cfg Config) (*Etcd, error) {
 	ec, err := embedConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -59,18 +71,17 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	return startEmbed(ctx, ec, cfg.Logger)
 }
 
-// embedConfig turns our configuration into etcd's, for a single member
-// (logging is set up by startEmbed). Tests change the result to build
-// clusters.
-func embedConfig(cfg EmbeddedConfig) (*embed.Config, error) {
+// embedConfig turns our configuration into etcd's (logging is set up by
+// startEmbed).
+func embedConfig(cfg Config) (*embed.Config, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("embedded etcd: no data directory")
 	}
 	if cfg.ClientURL == "" {
-		cfg.ClientURL = DefaultEmbeddedClientURL
+		cfg.ClientURL = DefaultClientURL
 	}
 	if cfg.PeerURL == "" {
-		cfg.PeerURL = DefaultEmbeddedPeerURL
+		cfg.PeerURL = DefaultPeerURL
 	}
 	if cfg.Name == "" {
 		cfg.Name = "meridian"
@@ -94,6 +105,13 @@ func embedConfig(cfg EmbeddedConfig) (*embed.Config, error) {
 	ec.ListenPeerUrls = []url.URL{*purl}
 	ec.AdvertisePeerUrls = []url.URL{*purl}
 	ec.InitialCluster = ec.InitialClusterFromName(cfg.Name)
+	if cfg.InitialCluster != "" {
+		ec.InitialCluster = cfg.InitialCluster
+	}
+	if ms := uint(cfg.ElectionTimeout / time.Millisecond); ms > 0 {
+		ec.ElectionMs = ms
+		ec.TickMs = max(ms/10, 1)
+	}
 	ec.InitialClusterToken = "meridian"
 	// Keep the revision history an hour, so a watcher that lost its
 	// stream for less than that resumes without relisting.
@@ -104,9 +122,9 @@ func embedConfig(cfg EmbeddedConfig) (*embed.Config, error) {
 	return ec, nil
 }
 
-func startEmbed(ctx context.Context, ec *embed.Config, logger *slog.Logger) (*Embedded, error) {
+func startEmbed(ctx context.Context, ec *embed.Config, logger *slog.Logger) (*Etcd, error) {
 	closing := new(atomic.Bool)
-	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapLoggerAt(logger, "etcd", zapcore.WarnLevel, closing))
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapslog.New(logger, "etcd", zapcore.WarnLevel, closing))
 	if err := os.MkdirAll(ec.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded etcd: %w", err)
 	}
@@ -114,7 +132,7 @@ func startEmbed(ctx context.Context, ec *embed.Config, logger *slog.Logger) (*Em
 	if err != nil {
 		return nil, fmt.Errorf("embedded etcd in %s: %w", ec.Dir, err)
 	}
-	wait, cancel := context.WithTimeout(ctx, embeddedStartTimeout)
+	wait, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	select {
 	case <-e.Server.ReadyNotify():
@@ -130,17 +148,17 @@ func startEmbed(ctx context.Context, ec *embed.Config, logger *slog.Logger) (*Em
 	for _, l := range e.Clients {
 		eps = append(eps, "http://"+l.Addr().String())
 	}
-	return &Embedded{etcd: e, endpoints: eps, closing: closing}, nil
+	return &Etcd{etcd: e, endpoints: eps, closing: closing}, nil
 }
 
 // Endpoints are the client URLs to give Connect.
-func (e *Embedded) Endpoints() []string { return append([]string(nil), e.endpoints...) }
+func (e *Etcd) Endpoints() []string { return append([]string(nil), e.endpoints...) }
 
 // Err reports a fatal error of the running member.
-func (e *Embedded) Err() <-chan error { return e.etcd.Err() }
+func (e *Etcd) Err() <-chan error { return e.etcd.Err() }
 
 // Close stops the member and waits until it has; it may be called again.
-func (e *Embedded) Close() error {
+func (e *Etcd) Close() error {
 	e.closeOnce.Do(func() {
 		e.closing.Store(true)
 		e.etcd.Close()

@@ -1,4 +1,4 @@
-package regions
+package store
 
 import (
 	"bytes"
@@ -11,6 +11,10 @@ import (
 	"testing"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/meridian-gslb/meridian/internal/etcdtest"
+	"github.com/meridian-gslb/meridian/regions"
+	"github.com/meridian-gslb/meridian/regions/latency"
 )
 
 // latencyCSV builds a table of n entries whose RTTs depend on seed, big
@@ -27,7 +31,7 @@ func latencyCSV(n, seed int) string {
 // chunkIDs lists the table ids that have chunks stored.
 func chunkIDs(t *testing.T, s *Store) []string {
 	t.Helper()
-	resp, err := s.c.Get(testCtx(t), s.Keys().LatencyChunksAll(), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	resp, err := s.c.Get(etcdtest.Ctx(t), s.Keys().LatencyChunksAll(), clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,11 +43,11 @@ func chunkIDs(t *testing.T, s *Store) []string {
 }
 
 func TestImportLatency(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := etcdtest.Ctx(t)
 	s := newTestStore(t)
 	rec := newRecorder()
-	runWatcher(t, NewWatcher(s.c, s.Keys().Prefix(), testLogger()), rec)
-	rec.waitFor(t, "the initial state", func(*State) bool { return true })
+	runWatcher(t, NewWatcher(s.c, s.Keys().Prefix(), etcdtest.Logger()), rec)
+	rec.waitFor(t, "the initial state", func(*regions.State) bool { return true })
 
 	// Small chunks, so that a small table needs many of them.
 	s.latencyChunk = 8 << 10
@@ -56,10 +60,10 @@ func TestImportLatency(t *testing.T) {
 		if err != nil || got != n {
 			t.Fatalf("import %d: %d entries, %v", i, got, err)
 		}
-		entries, _ := ParseLatencyCSV(strings.NewReader(csv))
-		want := FormatLatencyCSV(entries)
+		entries, _ := latency.ParseCSV(strings.NewReader(csv))
+		want := latency.FormatCSV(entries)
 		wants = append(wants, want)
-		st := rec.waitFor(t, fmt.Sprintf("table %d", i), func(st *State) bool {
+		st := rec.waitFor(t, fmt.Sprintf("table %d", i), func(st *regions.State) bool {
 			return st.Latency != nil && !slices.Contains(ids, st.Latency.ID)
 		})
 		if st.Latency.Entries != n || !bytes.Equal(st.Latency.CSV, want) {
@@ -97,7 +101,7 @@ func TestImportLatency(t *testing.T) {
 		before := keyRevs(t, s.c, s.Keys().Prefix())
 		bad := latencyCSV(100, 1) + "10.9.9.0/24,eu-west,-1\n"
 		_, err := s.ImportLatency(ctx, strings.NewReader(bad))
-		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "line 102") {
+		if !errors.Is(err, regions.ErrInvalid) || !strings.Contains(err.Error(), "line 102") {
 			t.Fatalf("err = %v, want ErrInvalid naming line 102", err)
 		}
 		if after := keyRevs(t, s.c, s.Keys().Prefix()); !maps.Equal(before, after) {
@@ -118,7 +122,7 @@ func TestImportLatency(t *testing.T) {
 		if inner != nil || !errors.Is(err, ErrConflict) {
 			t.Fatalf("inner import: %v; outer import: %v (want ErrConflict)", inner, err)
 		}
-		st := rec.waitFor(t, "the winning table", func(st *State) bool { return st.Latency != nil && st.Latency.Entries == 10 })
+		st := rec.waitFor(t, "the winning table", func(st *regions.State) bool { return st.Latency != nil && st.Latency.Entries == 10 })
 		if got := chunkIDs(t, s); !slices.Equal(got, []string{st.Latency.ID}) {
 			t.Fatalf("chunks stored for %v, want only the winner %s", got, st.Latency.ID)
 		}
@@ -128,7 +132,7 @@ func TestImportLatency(t *testing.T) {
 		if err := s.ClearLatency(ctx); err != nil {
 			t.Fatal(err)
 		}
-		rec.waitFor(t, "no table", func(st *State) bool { return st.Latency == nil })
+		rec.waitFor(t, "no table", func(st *regions.State) bool { return st.Latency == nil })
 		if got := chunkIDs(t, s); len(got) != 0 {
 			t.Fatalf("chunks left: %v", got)
 		}
@@ -139,7 +143,7 @@ func TestImportLatency(t *testing.T) {
 		if _, err := s.c.Put(ctx, s.Keys().LatencyManifest(), m); err != nil {
 			t.Fatal(err)
 		}
-		st := rec.waitFor(t, "a problem with the manifest", func(st *State) bool { return len(st.Problems) == 1 })
+		st := rec.waitFor(t, "a problem with the manifest", func(st *regions.State) bool { return len(st.Problems) == 1 })
 		if st.Latency != nil || !strings.Contains(st.Problems[0], "latency/manifest") {
 			t.Fatalf("latency %+v, problems %q", st.Latency, st.Problems)
 		}

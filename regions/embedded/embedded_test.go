@@ -1,0 +1,67 @@
+package embedded
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestLoopbackURL(t *testing.T) {
+	cases := []struct{ in, want, err string }{
+		{"127.0.0.1:2479", "http://127.0.0.1:2479", ""},
+		{"http://127.0.0.2:2479", "http://127.0.0.2:2479", ""},
+		{"[::1]:2479", "http://[::1]:2479", ""},
+		{"http://127.0.0.1:2479/", "http://127.0.0.1:2479", ""},
+		{"0.0.0.0:2479", "", "loopback addresses only"},
+		{"192.0.2.1:2479", "", "loopback addresses only"},
+		{"localhost:2479", "", "loopback addresses only"},
+		{"127.0.0.1", "", "missing port"},
+		{"127.0.0.1:", "", "no port"},
+		{"https://127.0.0.1:2479", "", "want IP:port"},
+		{"http://127.0.0.1:2479/x", "", "want IP:port"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.in, func(t *testing.T) {
+			u, err := loopbackURL(tc.in)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || u.String() != tc.want {
+				t.Fatalf("got %v, %v; want %s", u, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestEmbedConfig(t *testing.T) {
+	t.Run("defaults", func(t *testing.T) {
+		ec, err := embedConfig(Config{Dir: "/x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ec.Name != "meridian" || ec.ListenClientUrls[0].Host != DefaultClientURL ||
+			ec.ListenPeerUrls[0].Host != DefaultPeerURL || ec.InitialCluster != "meridian=http://"+DefaultPeerURL ||
+			ec.LogLevel != "warn" || ec.AutoCompactionRetention == "0" {
+			t.Fatalf("config %+v", ec)
+		}
+	})
+	bad := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no directory", Config{}, "no data directory"},
+		{"client not on loopback", Config{Dir: "/x", ClientURL: "192.0.2.1:2479"}, "client URL"},
+		{"peer not on loopback", Config{Dir: "/x", PeerURL: "0.0.0.0:2480"}, "peer URL"},
+		{"same address twice", Config{Dir: "/x", ClientURL: "127.0.0.1:2479", PeerURL: "127.0.0.1:2479"}, "both"},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := embedConfig(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}

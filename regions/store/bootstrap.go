@@ -1,0 +1,38 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/meridian-gslb/meridian/regions"
+)
+
+// Bootstrap creates the regions (first) and services of d that etcd does
+// not have, and leaves existing ones alone: after the first start the REST
+// API owns them. It returns the keys it created ("regions/eu-west",
+// "services/www.gslb.example."); running it again creates nothing.
+func Bootstrap(ctx context.Context, s *Store, d *regions.Desired) ([]string, error) {
+	var created []string
+	for _, r := range d.Regions {
+		_, err := s.PutRegion(ctx, r, 0)
+		switch {
+		case err == nil:
+			created = append(created, "regions/"+r.Name)
+		case errors.Is(err, ErrConflict):
+		default:
+			return created, fmt.Errorf("bootstrap: %w", err)
+		}
+	}
+	for _, svc := range d.Services {
+		_, err := s.PutService(ctx, svc, 0)
+		switch {
+		case err == nil:
+			created = append(created, "services/"+svc.Name)
+		case errors.Is(err, ErrConflict):
+		default:
+			return created, fmt.Errorf("bootstrap: %w", err)
+		}
+	}
+	return created, nil
+}
