@@ -174,7 +174,7 @@ func TestPropagation(t *testing.T) {
 	} {
 		var err error
 		for range 50 { // the bootstrap may still be writing
-			if _, err = st.SetWeights(ctx, "lb.example.org.", target.weights, store.AnyRevision); err == nil {
+			if _, err = st.SetWeights(ctx, "lb.example.org.", target.weights, store.Always); err == nil {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)

@@ -30,15 +30,15 @@ func TestBootstrap(t *testing.T) {
 		{"creates everything, regions first", nil, all},
 		{"second run creates nothing", nil, nil},
 		{"existing entries are left alone", func(t *testing.T) {
-			if _, err := s.PutRegion(ctx, testRegion("eu-west", 99), AnyRevision); err != nil {
+			if _, err := s.PutRegion(ctx, testRegion("eu-west", 99), Always); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := s.SetWeights(ctx, "www.gslb.example.", map[string]uint32{"eu-west": 0}, AnyRevision); err != nil {
+			if _, err := s.SetWeights(ctx, "www.gslb.example.", map[string]uint32{"eu-west": 0}, Always); err != nil {
 				t.Fatal(err)
 			}
 		}, nil},
 		{"a deleted entry comes back", func(t *testing.T) {
-			if err := s.DeleteService(ctx, "near.gslb.example.", AnyRevision); err != nil {
+			if err := s.DeleteService(ctx, "near.gslb.example.", Always); err != nil {
 				t.Fatal(err)
 			}
 		}, []string{"services/near.gslb.example."}},

@@ -24,9 +24,66 @@ var (
 	ErrInUse    = errors.New("in use")
 )
 
-// AnyRevision makes a write unconditional: it neither requires the key to
-// be absent nor to be at a given revision.
-const AnyRevision int64 = -1
+// Cond is the precondition of a write, one rule for every write: the zero
+// value (Always) writes unconditionally; Revision > 0 requires the key at
+// that mod revision (HTTP If-Match); Absent requires that the key does not
+// exist (HTTP If-None-Match: *).
+type Cond struct {
+	Revision int64
+	Absent   bool
+}
+
+// Always is the unconditional write.
+var Always = Cond{}
+
+// IfRevision requires the key at mod revision rev (> 0).
+func IfRevision(rev int64) Cond { return Cond{Revision: rev} }
+
+// IfAbsent requires that the key does not exist: create only.
+func IfAbsent() Cond { return Cond{Absent: true} }
+
+func (c Cond) check() error {
+	switch {
+	case c.Revision < 0:
+		return fmt.Errorf("revision %d: want a mod revision above 0: %w", c.Revision, regions.ErrInvalid)
+	case c.Absent && c.Revision > 0:
+		return fmt.Errorf("a write cannot require both a revision and an absent key: %w", regions.ErrInvalid)
+	}
+	return nil
+}
+
+func (c Cond) checkDelete() error {
+	if c.Absent {
+		return fmt.Errorf("a delete cannot require an absent key: %w", regions.ErrInvalid)
+	}
+	return c.check()
+}
+
+// cmp is the transaction comparison for key, or nil for Always.
+func (c Cond) cmp(key string) *clientv3.Cmp {
+	var cmp clientv3.Cmp
+	switch {
+	case c.Absent:
+		cmp = clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
+	case c.Revision > 0:
+		cmp = clientv3.Compare(clientv3.ModRevision(key), "=", c.Revision)
+	default:
+		return nil
+	}
+	return &cmp
+}
+
+// holds says whether a key found at mod revision current (0: absent)
+// meets the condition.
+func (c Cond) holds(current int64) bool {
+	switch {
+	case c.Absent:
+		return current == 0
+	case c.Revision > 0:
+		return current == c.Revision
+	}
+	return true
+}
 
 // ConflictError says that a conditional write found the key at another
 // revision than asked for. Current is the key's mod revision now, 0 if it
@@ -164,11 +221,10 @@ func (s *Store) regionsAt(ctx context.Context) ([]versioned[regions.Region], int
 	return out, rev, nil
 }
 
-// PutRegion writes a region. ifRev 0 creates it only if absent; ifRev > 0
-// replaces it only if its mod revision is ifRev (HTTP If-Match);
-// AnyRevision writes unconditionally. It returns the new mod revision.
-func (s *Store) PutRegion(ctx context.Context, r *regions.Region, ifRev int64) (int64, error) {
-	if err := checkIfRev(ifRev); err != nil {
+// PutRegion writes a region if cond holds and returns its new mod
+// revision.
+func (s *Store) PutRegion(ctx context.Context, r *regions.Region, cond Cond) (int64, error) {
+	if err := cond.check(); err != nil {
 		return 0, err
 	}
 	if err := r.Validate(); err != nil {
@@ -179,7 +235,7 @@ func (s *Store) PutRegion(ctx context.Context, r *regions.Region, ifRev int64) (
 		return 0, fmt.Errorf("region %q: %w", r.Name, err)
 	}
 	s.hook("put-region")
-	rev, err := s.condPut(ctx, s.keys.Region(r.Name), val, ifRev, nil)
+	rev, err := s.condPut(ctx, s.keys.Region(r.Name), val, cond, nil)
 	if err != nil {
 		return 0, fmt.Errorf("put region %q: %w", r.Name, err)
 	}
@@ -188,10 +244,9 @@ func (s *Store) PutRegion(ctx context.Context, r *regions.Region, ifRev int64) (
 
 // DeleteRegion deletes a region, only if no service uses it; the check and
 // the delete are one transaction that fails if any service changed
-// meanwhile. ifRev > 0 deletes only at that mod revision; 0 or
-// AnyRevision deletes whatever is there.
-func (s *Store) DeleteRegion(ctx context.Context, name string, ifRev int64) error {
-	if err := checkIfRev(ifRev); err != nil {
+// meanwhile. A missing region is ErrNotFound, whatever cond says.
+func (s *Store) DeleteRegion(ctx context.Context, name string, cond Cond) error {
+	if err := cond.checkDelete(); err != nil {
 		return err
 	}
 	key := s.keys.Region(name)
@@ -217,7 +272,7 @@ func (s *Store) DeleteRegion(ctx context.Context, name string, ifRev int64) erro
 		// created or edited to use the region would otherwise survive it.
 		cmps := []clientv3.Cmp{
 			clientv3.Compare(clientv3.ModRevision(s.keys.Services()), "<", rev+1).WithPrefix(),
-			keyExists(key, ifRev),
+			keyExists(key, cond),
 		}
 		s.hook("delete-region")
 		resp, err := s.c.Txn(ctx).If(cmps...).Then(clientv3.OpDelete(key)).Else(clientv3.OpGet(key)).Commit()
@@ -227,7 +282,7 @@ func (s *Store) DeleteRegion(ctx context.Context, name string, ifRev int64) erro
 		if resp.Succeeded {
 			return nil
 		}
-		if err := deleteFailure(key, ifRev, resp); err != nil {
+		if err := deleteFailure(key, cond, resp); err != nil {
 			return fmt.Errorf("delete region %q: %w", name, err)
 		}
 		// A service changed meanwhile: look again.
@@ -268,9 +323,9 @@ func (s *Store) ListServices(ctx context.Context) ([]*regions.Service, int64, er
 // PutService writes a service after validating it against the regions
 // that exist at the revision read and the name check. The transaction
 // fails if a region it references changed meanwhile, and is then retried
-// with a fresh read. ifRev as in PutRegion.
-func (s *Store) PutService(ctx context.Context, svc *regions.Service, ifRev int64) (int64, error) {
-	if err := checkIfRev(ifRev); err != nil {
+// with a fresh read. It writes only if cond holds.
+func (s *Store) PutService(ctx context.Context, svc *regions.Service, cond Cond) (int64, error) {
+	if err := cond.check(); err != nil {
 		return 0, err
 	}
 	val, err := json.Marshal(svc)
@@ -296,7 +351,7 @@ func (s *Store) PutService(ctx context.Context, svc *regions.Service, ifRev int6
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.keys.Region(sr.Region)), "=", revs[sr.Region]))
 		}
 		s.hook("put-service")
-		rev, err := s.condPut(ctx, s.keys.Service(svc.Name), val, ifRev, cmps)
+		rev, err := s.condPut(ctx, s.keys.Service(svc.Name), val, cond, cmps)
 		if errors.Is(err, errReadSetChanged) {
 			continue
 		}
@@ -308,18 +363,19 @@ func (s *Store) PutService(ctx context.Context, svc *regions.Service, ifRev int6
 	return 0, fmt.Errorf("put service %q: regions keep changing: %w", svc.Name, ErrConflict)
 }
 
-// DeleteService deletes a service. ifRev as in DeleteRegion.
-func (s *Store) DeleteService(ctx context.Context, name string, ifRev int64) error {
-	if err := checkIfRev(ifRev); err != nil {
+// DeleteService deletes a service if cond holds; a missing one is
+// ErrNotFound.
+func (s *Store) DeleteService(ctx context.Context, name string, cond Cond) error {
+	if err := cond.checkDelete(); err != nil {
 		return err
 	}
 	key := s.keys.Service(name)
-	resp, err := s.c.Txn(ctx).If(keyExists(key, ifRev)).Then(clientv3.OpDelete(key)).Else(clientv3.OpGet(key)).Commit()
+	resp, err := s.c.Txn(ctx).If(keyExists(key, cond)).Then(clientv3.OpDelete(key)).Else(clientv3.OpGet(key)).Commit()
 	if err != nil {
 		return fmt.Errorf("delete service %q: %w", regions.CanonicalName(name), err)
 	}
 	if !resp.Succeeded {
-		if err := deleteFailure(key, ifRev, resp); err != nil {
+		if err := deleteFailure(key, cond, resp); err != nil {
 			return fmt.Errorf("delete service %q: %w", regions.CanonicalName(name), err)
 		}
 	}
@@ -327,12 +383,16 @@ func (s *Store) DeleteService(ctx context.Context, name string, ifRev int64) err
 }
 
 // SetWeights changes the weights of some of a service's regions (a weight
-// for a region the service does not list is an error). With ifRev > 0 the
-// service must be at that mod revision; with 0 or AnyRevision the change
-// is reapplied if the service changes between read and write.
-func (s *Store) SetWeights(ctx context.Context, service string, weights map[string]uint32, ifRev int64) (int64, error) {
-	if err := checkIfRev(ifRev); err != nil {
+// for a region the service does not list is an error). With a Revision in
+// cond the service must be at that mod revision; unconditionally, the
+// change is reapplied if the service changes between read and write.
+// Absent makes no sense for a change and is refused.
+func (s *Store) SetWeights(ctx context.Context, service string, weights map[string]uint32, cond Cond) (int64, error) {
+	if err := cond.check(); err != nil {
 		return 0, err
+	}
+	if cond.Absent {
+		return 0, fmt.Errorf("weights can only change on a service that exists: %w", regions.ErrInvalid)
 	}
 	name := regions.CanonicalName(service)
 	if len(weights) == 0 {
@@ -343,7 +403,7 @@ func (s *Store) SetWeights(ctx context.Context, service string, weights map[stri
 		if err != nil {
 			return 0, err
 		}
-		if ifRev > 0 && rev != ifRev {
+		if !cond.holds(rev) {
 			return 0, &ConflictError{Key: s.keys.Service(name), Current: rev}
 		}
 		next := *svc
@@ -360,8 +420,8 @@ func (s *Store) SetWeights(ctx context.Context, service string, weights map[stri
 		if len(probs) > 0 {
 			return 0, &regions.ValidationError{Kind: "service", Name: name, Problems: probs}
 		}
-		n, err := s.PutService(ctx, &next, rev)
-		if errors.Is(err, ErrConflict) && ifRev <= 0 {
+		n, err := s.PutService(ctx, &next, IfRevision(rev))
+		if errors.Is(err, ErrConflict) && cond.Revision == 0 {
 			continue
 		}
 		return n, err
@@ -421,26 +481,16 @@ func leaseOpts(lease clientv3.LeaseID) []clientv3.OpOption {
 	return []clientv3.OpOption{clientv3.WithLease(lease)}
 }
 
-func checkIfRev(ifRev int64) error {
-	if ifRev < AnyRevision {
-		return fmt.Errorf("revision %d: want -1 (any), 0 (create) or a mod revision: %w", ifRev, regions.ErrInvalid)
-	}
-	return nil
-}
-
 // errReadSetChanged says a write's extra comparisons failed while its own
 // key was as expected: the caller reads again and retries.
 var errReadSetChanged = errors.New("read set changed")
 
-// condPut writes key if it is as ifRev asks and every extra comparison
-// holds, and returns the new mod revision.
-func (s *Store) condPut(ctx context.Context, key string, val []byte, ifRev int64, extra []clientv3.Cmp) (int64, error) {
+// condPut writes key if cond and every extra comparison hold, and returns
+// the new mod revision.
+func (s *Store) condPut(ctx context.Context, key string, val []byte, cond Cond, extra []clientv3.Cmp) (int64, error) {
 	cmps := slices.Clone(extra)
-	switch {
-	case ifRev == 0:
-		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
-	case ifRev > 0:
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(key), "=", ifRev))
+	if c := cond.cmp(key); c != nil {
+		cmps = append(cmps, *c)
 	}
 	resp, err := s.c.Txn(ctx).If(cmps...).Then(clientv3.OpPut(key, string(val))).Else(clientv3.OpGet(key)).Commit()
 	if err != nil {
@@ -453,28 +503,29 @@ func (s *Store) condPut(ctx context.Context, key string, val []byte, ifRev int64
 	if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
 		current = kvs[0].ModRevision
 	}
-	if (ifRev == 0 && current != 0) || (ifRev > 0 && current != ifRev) {
+	if !cond.holds(current) {
 		return 0, &ConflictError{Key: key, Current: current}
 	}
 	return 0, errReadSetChanged
 }
 
-// keyExists is the condition of a delete: the key at ifRev, or present.
-func keyExists(key string, ifRev int64) clientv3.Cmp {
-	if ifRev > 0 {
-		return clientv3.Compare(clientv3.ModRevision(key), "=", ifRev)
+// keyExists is the condition of a delete: the key as cond asks, and
+// present.
+func keyExists(key string, cond Cond) clientv3.Cmp {
+	if cond.Revision > 0 {
+		return clientv3.Compare(clientv3.ModRevision(key), "=", cond.Revision)
 	}
 	return clientv3.Compare(clientv3.CreateRevision(key), ">", 0)
 }
 
 // deleteFailure explains a failed delete transaction from its Else Get:
 // nil means the key was as asked, so another comparison failed.
-func deleteFailure(key string, ifRev int64, resp *clientv3.TxnResponse) error {
+func deleteFailure(key string, cond Cond, resp *clientv3.TxnResponse) error {
 	kvs := resp.Responses[0].GetResponseRange().GetKvs()
 	if len(kvs) == 0 {
 		return ErrNotFound
 	}
-	if ifRev > 0 && kvs[0].ModRevision != ifRev {
+	if !cond.holds(kvs[0].ModRevision) {
 		return &ConflictError{Key: key, Current: kvs[0].ModRevision}
 	}
 	return nil

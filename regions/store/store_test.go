@@ -50,11 +50,11 @@ func TestStoreRegionCRUD(t *testing.T) {
 			}
 		}},
 		{"update missing with If-Match", func(t *testing.T) {
-			_, err := s.PutRegion(ctx, testRegion("eu-west", 1), 5)
+			_, err := s.PutRegion(ctx, testRegion("eu-west", 1), IfRevision(5))
 			conflictAt(t, err, 0)
 		}},
 		{"create", func(t *testing.T) {
-			rev, err := s.PutRegion(ctx, testRegion("eu-west", 1), 0)
+			rev, err := s.PutRegion(ctx, testRegion("eu-west", 1), IfAbsent())
 			if err != nil || rev <= 0 {
 				t.Fatalf("rev %d, err %v", rev, err)
 			}
@@ -67,18 +67,18 @@ func TestStoreRegionCRUD(t *testing.T) {
 			}
 		}},
 		{"create again is a conflict", func(t *testing.T) {
-			_, err := s.PutRegion(ctx, testRegion("eu-west", 9), 0)
+			_, err := s.PutRegion(ctx, testRegion("eu-west", 9), IfAbsent())
 			conflictAt(t, err, cur())
 		}},
 		{"update with If-Match", func(t *testing.T) {
-			rev, err := s.PutRegion(ctx, testRegion("eu-west", 2), cur())
+			rev, err := s.PutRegion(ctx, testRegion("eu-west", 2), IfRevision(cur()))
 			if err != nil || rev <= cur() {
 				t.Fatalf("rev %d, err %v", rev, err)
 			}
 			revs = append(revs, rev)
 		}},
 		{"update with a stale If-Match", func(t *testing.T) {
-			_, err := s.PutRegion(ctx, testRegion("eu-west", 3), revs[0])
+			_, err := s.PutRegion(ctx, testRegion("eu-west", 3), IfRevision(revs[0]))
 			conflictAt(t, err, cur())
 			r, _, _ := s.GetRegion(ctx, "eu-west")
 			if r.VIPs[0] != netip.MustParseAddr("192.0.2.2") {
@@ -86,14 +86,14 @@ func TestStoreRegionCRUD(t *testing.T) {
 			}
 		}},
 		{"unconditional update", func(t *testing.T) {
-			rev, err := s.PutRegion(ctx, testRegion("eu-west", 4), AnyRevision)
+			rev, err := s.PutRegion(ctx, testRegion("eu-west", 4), Always)
 			if err != nil {
 				t.Fatal(err)
 			}
 			revs = append(revs, rev)
 		}},
 		{"list", func(t *testing.T) {
-			if _, err := s.PutRegion(ctx, testRegion("ap-south", 5), 0); err != nil {
+			if _, err := s.PutRegion(ctx, testRegion("ap-south", 5), IfAbsent()); err != nil {
 				t.Fatal(err)
 			}
 			list, rev, err := s.ListRegions(ctx)
@@ -102,11 +102,11 @@ func TestStoreRegionCRUD(t *testing.T) {
 			}
 		}},
 		{"delete with a stale If-Match", func(t *testing.T) {
-			err := s.DeleteRegion(ctx, "eu-west", revs[0])
+			err := s.DeleteRegion(ctx, "eu-west", IfRevision(revs[0]))
 			conflictAt(t, err, cur())
 		}},
 		{"delete with If-Match", func(t *testing.T) {
-			if err := s.DeleteRegion(ctx, "eu-west", cur()); err != nil {
+			if err := s.DeleteRegion(ctx, "eu-west", IfRevision(cur())); err != nil {
 				t.Fatal(err)
 			}
 			if _, _, err := s.GetRegion(ctx, "eu-west"); !errors.Is(err, ErrNotFound) {
@@ -114,7 +114,7 @@ func TestStoreRegionCRUD(t *testing.T) {
 			}
 		}},
 		{"delete missing", func(t *testing.T) {
-			if err := s.DeleteRegion(ctx, "eu-west", AnyRevision); !errors.Is(err, ErrNotFound) {
+			if err := s.DeleteRegion(ctx, "eu-west", Always); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("err = %v, want ErrNotFound", err)
 			}
 		}},
@@ -130,7 +130,7 @@ func TestStoreServiceCRUD(t *testing.T) {
 	ctx := etcdtest.Ctx(t)
 	s := newTestStore(t)
 	for i, name := range []string{"eu-west", "us-east"} {
-		if _, err := s.PutRegion(ctx, testRegion(name, i+1), 0); err != nil {
+		if _, err := s.PutRegion(ctx, testRegion(name, i+1), IfAbsent()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -141,7 +141,7 @@ func TestStoreServiceCRUD(t *testing.T) {
 	}{
 		{"create", func(t *testing.T) {
 			var err error
-			if rev, err = s.PutService(ctx, testService("www.gslb.example.", "eu-west", "us-east"), 0); err != nil {
+			if rev, err = s.PutService(ctx, testService("www.gslb.example.", "eu-west", "us-east"), IfAbsent()); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -158,18 +158,18 @@ func TestStoreServiceCRUD(t *testing.T) {
 			}
 		}},
 		{"create again is a conflict", func(t *testing.T) {
-			_, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west"), 0)
+			_, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west"), IfAbsent())
 			conflictAt(t, err, rev)
 		}},
 		{"update with If-Match", func(t *testing.T) {
-			n, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west"), rev)
+			n, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west"), IfRevision(rev))
 			if err != nil {
 				t.Fatal(err)
 			}
 			rev = n
 		}},
 		{"list", func(t *testing.T) {
-			if _, err := s.PutService(ctx, testService("api.gslb.example.", "us-east"), 0); err != nil {
+			if _, err := s.PutService(ctx, testService("api.gslb.example.", "us-east"), IfAbsent()); err != nil {
 				t.Fatal(err)
 			}
 			list, _, err := s.ListServices(ctx)
@@ -178,13 +178,13 @@ func TestStoreServiceCRUD(t *testing.T) {
 			}
 		}},
 		{"delete with a stale If-Match", func(t *testing.T) {
-			conflictAt(t, s.DeleteService(ctx, "www.gslb.example.", rev-1), rev)
+			conflictAt(t, s.DeleteService(ctx, "www.gslb.example.", IfRevision(rev-1)), rev)
 		}},
 		{"delete", func(t *testing.T) {
-			if err := s.DeleteService(ctx, "www.gslb.example", rev); err != nil {
+			if err := s.DeleteService(ctx, "www.gslb.example", IfRevision(rev)); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.DeleteService(ctx, "www.gslb.example", AnyRevision); !errors.Is(err, ErrNotFound) {
+			if err := s.DeleteService(ctx, "www.gslb.example", Always); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("second delete: %v", err)
 			}
 		}},
@@ -201,10 +201,10 @@ func TestStoreServiceCRUD(t *testing.T) {
 func TestStoreValidation(t *testing.T) {
 	ctx := etcdtest.Ctx(t)
 	s := newTestStore(t)
-	if _, err := s.PutRegion(ctx, testRegion("eu-west", 1), 0); err != nil {
+	if _, err := s.PutRegion(ctx, testRegion("eu-west", 1), IfAbsent()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west"), 0); err != nil {
+	if _, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west"), IfAbsent()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.ImportLatency(ctx, strings.NewReader("192.0.2.0/24,eu-west,10\n")); err != nil {
@@ -222,7 +222,7 @@ func TestStoreValidation(t *testing.T) {
 		return func() error {
 			r := testRegion("eu-west", 1)
 			f(r)
-			_, err := s.PutRegion(ctx, r, AnyRevision)
+			_, err := s.PutRegion(ctx, r, Always)
 			return err
 		}
 	}
@@ -230,7 +230,7 @@ func TestStoreValidation(t *testing.T) {
 		return func() error {
 			svc := testService("www.gslb.example.", "eu-west")
 			f(svc)
-			_, err := s.PutService(ctx, svc, AnyRevision)
+			_, err := s.PutService(ctx, svc, Always)
 			return err
 		}
 	}
@@ -265,15 +265,15 @@ func TestStoreValidation(t *testing.T) {
 		{"service geo without map", "geo map", service(func(s *regions.Service) { s.Policy = regions.PolicyGeo })},
 		{"service fallback without addresses", "all_down.addresses", service(func(s *regions.Service) { s.AllDown.Mode = regions.AllDownFallback })},
 		{"weights for an unknown region", "weights.mars-1", func() error {
-			_, err := s.SetWeights(ctx, "www.gslb.example.", map[string]uint32{"mars-1": 1}, AnyRevision)
+			_, err := s.SetWeights(ctx, "www.gslb.example.", map[string]uint32{"mars-1": 1}, Always)
 			return err
 		}},
 		{"weight too large", "weight", func() error {
-			_, err := s.SetWeights(ctx, "www.gslb.example.", map[string]uint32{"eu-west": regions.MaxWeight + 1}, AnyRevision)
+			_, err := s.SetWeights(ctx, "www.gslb.example.", map[string]uint32{"eu-west": regions.MaxWeight + 1}, Always)
 			return err
 		}},
 		{"no weights", "no weights", func() error {
-			_, err := s.SetWeights(ctx, "www.gslb.example.", nil, AnyRevision)
+			_, err := s.SetWeights(ctx, "www.gslb.example.", nil, Always)
 			return err
 		}},
 		{"health report region", "region", report(func(h *regions.HealthReport) { h.Region = "EU" })},
@@ -293,8 +293,19 @@ func TestStoreValidation(t *testing.T) {
 			_, err := s.ImportLatency(ctx, strings.NewReader("# nothing\n"))
 			return err
 		}},
-		{"revision below -1", "revision -2", func() error {
-			_, err := s.PutRegion(ctx, testRegion("eu-west", 1), -2)
+		{"negative revision", "revision -2", func() error {
+			_, err := s.PutRegion(ctx, testRegion("eu-west", 1), IfRevision(-2))
+			return err
+		}},
+		{"revision and absent together", "both a revision and an absent key", func() error {
+			_, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west"), Cond{Revision: 3, Absent: true})
+			return err
+		}},
+		{"delete if absent", "a delete cannot require an absent key", func() error {
+			return s.DeleteRegion(ctx, "eu-west", IfAbsent())
+		}},
+		{"weights if absent", "service that exists", func() error {
+			_, err := s.SetWeights(ctx, "www.gslb.example.", map[string]uint32{"eu-west": 1}, IfAbsent())
 			return err
 		}},
 	}
@@ -316,16 +327,16 @@ func TestStoreDeleteRegionInUse(t *testing.T) {
 	ctx := etcdtest.Ctx(t)
 	s := newTestStore(t)
 	for i, name := range []string{"eu-west", "us-east"} {
-		if _, err := s.PutRegion(ctx, testRegion(name, i+1), 0); err != nil {
+		if _, err := s.PutRegion(ctx, testRegion(name, i+1), IfAbsent()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, name := range []string{"www.gslb.example.", "api.gslb.example."} {
-		if _, err := s.PutService(ctx, testService(name, "eu-west", "us-east"), 0); err != nil {
+		if _, err := s.PutService(ctx, testService(name, "eu-west", "us-east"), IfAbsent()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	err := s.DeleteRegion(ctx, "eu-west", AnyRevision)
+	err := s.DeleteRegion(ctx, "eu-west", Always)
 	var iu *InUseError
 	if !errors.Is(err, ErrInUse) || !errors.As(err, &iu) || !slices.Equal(iu.Services, []string{"api.gslb.example.", "www.gslb.example."}) {
 		t.Fatalf("err = %v, want ErrInUse naming both services", err)
@@ -337,11 +348,11 @@ func TestStoreDeleteRegionInUse(t *testing.T) {
 		t.Fatalf("region gone after a refused delete: %v", err)
 	}
 	for _, name := range []string{"www.gslb.example.", "api.gslb.example."} {
-		if _, err := s.PutService(ctx, testService(name, "us-east"), AnyRevision); err != nil {
+		if _, err := s.PutService(ctx, testService(name, "us-east"), Always); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.DeleteRegion(ctx, "eu-west", AnyRevision); err != nil {
+	if err := s.DeleteRegion(ctx, "eu-west", Always); err != nil {
 		t.Fatalf("delete of an unused region: %v", err)
 	}
 }
@@ -366,15 +377,15 @@ func TestStoreServiceVsRegionDelete(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newTestStore(t)
 			for i, name := range []string{"eu-west", "us-east"} {
-				if _, err := s.PutRegion(ctx, testRegion(name, i+1), 0); err != nil {
+				if _, err := s.PutRegion(ctx, testRegion(name, i+1), IfAbsent()); err != nil {
 					t.Fatal(err)
 				}
 			}
 			put := func() error {
-				_, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west", "us-east"), 0)
+				_, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west", "us-east"), IfAbsent())
 				return err
 			}
-			del := func() error { return s.DeleteRegion(ctx, "eu-west", AnyRevision) }
+			del := func() error { return s.DeleteRegion(ctx, "eu-west", Always) }
 			var putErr, delErr error
 			var fired atomic.Bool
 			s.testHookBeforeTxn = func(op string) {
@@ -403,20 +414,20 @@ func TestStoreServiceVsRegionDelete(t *testing.T) {
 
 	t.Run("free race", func(t *testing.T) {
 		s := newTestStore(t)
-		if _, err := s.PutRegion(ctx, testRegion("us-east", 2), 0); err != nil {
+		if _, err := s.PutRegion(ctx, testRegion("us-east", 2), IfAbsent()); err != nil {
 			t.Fatal(err)
 		}
 		outcomes := map[string]int{}
 		for i := range 20 {
 			region := fmt.Sprintf("r%d", i)
 			name := fmt.Sprintf("s%d.gslb.example.", i)
-			if _, err := s.PutRegion(ctx, testRegion(region, 1), 0); err != nil {
+			if _, err := s.PutRegion(ctx, testRegion(region, 1), IfAbsent()); err != nil {
 				t.Fatal(err)
 			}
 			var putErr, delErr error
 			var wg sync.WaitGroup
-			wg.Go(func() { _, putErr = s.PutService(ctx, testService(name, region, "us-east"), 0) })
-			wg.Go(func() { delErr = s.DeleteRegion(ctx, region, AnyRevision) })
+			wg.Go(func() { _, putErr = s.PutService(ctx, testService(name, region, "us-east"), IfAbsent()) })
+			wg.Go(func() { delErr = s.DeleteRegion(ctx, region, Always) })
 			wg.Wait()
 			switch {
 			case putErr == nil && errors.Is(delErr, ErrInUse):
@@ -460,11 +471,11 @@ func TestStoreSetWeights(t *testing.T) {
 	ctx := etcdtest.Ctx(t)
 	s := newTestStore(t)
 	for i, name := range []string{"eu-west", "us-east"} {
-		if _, err := s.PutRegion(ctx, testRegion(name, i+1), 0); err != nil {
+		if _, err := s.PutRegion(ctx, testRegion(name, i+1), IfAbsent()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	rev, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west", "us-east"), 0)
+	rev, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west", "us-east"), IfAbsent())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -481,14 +492,14 @@ func TestStoreSetWeights(t *testing.T) {
 	}
 
 	t.Run("with If-Match", func(t *testing.T) {
-		n, err := s.SetWeights(ctx, "www.gslb.example", map[string]uint32{"eu-west": 0}, rev)
+		n, err := s.SetWeights(ctx, "www.gslb.example", map[string]uint32{"eu-west": 0}, IfRevision(rev))
 		if err != nil || n <= rev {
 			t.Fatalf("rev %d, %v", n, err)
 		}
 		if w := weights(); !slices.Equal(w, []uint32{0, 10}) {
 			t.Fatalf("weights %v", w)
 		}
-		_, err = s.SetWeights(ctx, "www.gslb.example", map[string]uint32{"eu-west": 5}, rev)
+		_, err = s.SetWeights(ctx, "www.gslb.example", map[string]uint32{"eu-west": 5}, IfRevision(rev))
 		conflictAt(t, err, n)
 		rev = n
 	})
@@ -501,12 +512,12 @@ func TestStoreSetWeights(t *testing.T) {
 			// Someone changes the TTL between our read and write.
 			svc, r, _ := s.GetService(ctx, "www.gslb.example.")
 			svc.TTL = 60
-			if _, err := s.PutService(ctx, svc, r); err != nil {
+			if _, err := s.PutService(ctx, svc, IfRevision(r)); err != nil {
 				t.Error(err)
 			}
 		}
 		defer func() { s.testHookBeforeTxn = nil }()
-		if _, err := s.SetWeights(ctx, "www.gslb.example.", map[string]uint32{"us-east": 7}, AnyRevision); err != nil {
+		if _, err := s.SetWeights(ctx, "www.gslb.example.", map[string]uint32{"us-east": 7}, Always); err != nil {
 			t.Fatal(err)
 		}
 		svc, _, _ := s.GetService(ctx, "www.gslb.example.")
@@ -515,7 +526,7 @@ func TestStoreSetWeights(t *testing.T) {
 		}
 	})
 	t.Run("unknown service", func(t *testing.T) {
-		if _, err := s.SetWeights(ctx, "nope.gslb.example.", map[string]uint32{"eu-west": 1}, AnyRevision); !errors.Is(err, ErrNotFound) {
+		if _, err := s.SetWeights(ctx, "nope.gslb.example.", map[string]uint32{"eu-west": 1}, Always); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("err = %v", err)
 		}
 	})
@@ -553,11 +564,11 @@ func TestStoreLeasedEntries(t *testing.T) {
 func TestStoreCompact(t *testing.T) {
 	ctx := etcdtest.Ctx(t)
 	s := newTestStore(t)
-	rev, err := s.PutRegion(ctx, testRegion("eu-west", 1), 0)
+	rev, err := s.PutRegion(ctx, testRegion("eu-west", 1), IfAbsent())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.PutRegion(ctx, testRegion("eu-west", 2), AnyRevision); err != nil {
+	if _, err := s.PutRegion(ctx, testRegion("eu-west", 2), Always); err != nil {
 		t.Fatal(err)
 	}
 	crev, err := s.Compact(ctx)

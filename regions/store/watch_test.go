@@ -21,11 +21,11 @@ func TestWatcherInitialList(t *testing.T) {
 	s := newTestStore(t)
 	k := s.Keys()
 	for i, name := range []string{"eu-west", "us-east"} {
-		if _, err := s.PutRegion(ctx, testRegion(name, i+1), 0); err != nil {
+		if _, err := s.PutRegion(ctx, testRegion(name, i+1), IfAbsent()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west", "us-east"), 0); err != nil {
+	if _, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west", "us-east"), IfAbsent()); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.PutHealthReport(ctx, &regions.HealthReport{Region: "eu-west", Prober: "p1", Up: true}, clientv3.NoLease); err != nil {
@@ -89,11 +89,11 @@ func TestWatcherUpdates(t *testing.T) {
 	s := newTestStore(t)
 	k := s.Keys()
 	for i, name := range []string{"eu-west", "us-east"} {
-		if _, err := s.PutRegion(ctx, testRegion(name, i+1), 0); err != nil {
+		if _, err := s.PutRegion(ctx, testRegion(name, i+1), IfAbsent()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west", "us-east"), 0); err != nil {
+	if _, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west", "us-east"), IfAbsent()); err != nil {
 		t.Fatal(err)
 	}
 	rec := newRecorder()
@@ -119,17 +119,17 @@ func TestWatcherUpdates(t *testing.T) {
 		want   func(*regions.State) bool
 	}{
 		{"region added", func(t *testing.T) {
-			if _, err := s.PutRegion(ctx, testRegion("ap-south", 3), 0); err != nil {
+			if _, err := s.PutRegion(ctx, testRegion("ap-south", 3), IfAbsent()); err != nil {
 				t.Fatal(err)
 			}
 		}, func(st *regions.State) bool { return st.Regions["ap-south"] != nil }},
 		{"region changed", func(t *testing.T) {
-			if _, err := s.PutRegion(ctx, testRegion("eu-west", 9), AnyRevision); err != nil {
+			if _, err := s.PutRegion(ctx, testRegion("eu-west", 9), Always); err != nil {
 				t.Fatal(err)
 			}
 		}, func(st *regions.State) bool { return st.Regions["eu-west"].VIPs[0] == netip.MustParseAddr("192.0.2.9") }},
 		{"service weight changed", func(t *testing.T) {
-			if _, err := s.SetWeights(ctx, "www.gslb.example.", map[string]uint32{"us-east": 3}, AnyRevision); err != nil {
+			if _, err := s.SetWeights(ctx, "www.gslb.example.", map[string]uint32{"us-east": 3}, Always); err != nil {
 				t.Fatal(err)
 			}
 		}, func(st *regions.State) bool { return weight(st, "us-east") == 3 && weight(st, "eu-west") == 10 }},
@@ -157,7 +157,7 @@ func TestWatcherUpdates(t *testing.T) {
 			return len(st.Problems) == 1 && strings.HasPrefix(st.Problems[0], k.Region("broken")+": ")
 		}},
 		{"bad entry fixed", func(t *testing.T) {
-			if _, err := s.PutRegion(ctx, testRegion("broken", 7), AnyRevision); err != nil {
+			if _, err := s.PutRegion(ctx, testRegion("broken", 7), Always); err != nil {
 				t.Fatal(err)
 			}
 		}, func(st *regions.State) bool { return st.Regions["broken"] != nil && len(st.Problems) == 0 }},
@@ -177,12 +177,12 @@ func TestWatcherUpdates(t *testing.T) {
 			}
 		}, func(st *regions.State) bool { return st.Probers["p2"] != nil }},
 		{"service deleted", func(t *testing.T) {
-			if err := s.DeleteService(ctx, "www.gslb.example.", AnyRevision); err != nil {
+			if err := s.DeleteService(ctx, "www.gslb.example.", Always); err != nil {
 				t.Fatal(err)
 			}
 		}, func(st *regions.State) bool { return len(st.Services) == 0 }},
 		{"region deleted", func(t *testing.T) {
-			if err := s.DeleteRegion(ctx, "ap-south", AnyRevision); err != nil {
+			if err := s.DeleteRegion(ctx, "ap-south", Always); err != nil {
 				t.Fatal(err)
 			}
 		}, func(st *regions.State) bool { return st.Regions["ap-south"] == nil && len(st.Regions) == 2 }},
@@ -216,11 +216,11 @@ func TestWatcherPropagation(t *testing.T) {
 	ctx := etcdtest.Ctx(t)
 	s := newTestStore(t)
 	for i, name := range []string{"eu-west", "us-east"} {
-		if _, err := s.PutRegion(ctx, testRegion(name, i+1), 0); err != nil {
+		if _, err := s.PutRegion(ctx, testRegion(name, i+1), IfAbsent()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west", "us-east"), 0); err != nil {
+	if _, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west", "us-east"), IfAbsent()); err != nil {
 		t.Fatal(err)
 	}
 	var recs []*recorder
@@ -230,7 +230,7 @@ func TestWatcherPropagation(t *testing.T) {
 		recs = append(recs, rec)
 	}
 	for i, w := range []uint32{0, 25, 10} {
-		if _, err := s.SetWeights(ctx, "www.gslb.example.", map[string]uint32{"eu-west": w}, AnyRevision); err != nil {
+		if _, err := s.SetWeights(ctx, "www.gslb.example.", map[string]uint32{"eu-west": w}, Always); err != nil {
 			t.Fatal(err)
 		}
 		for j, rec := range recs {
@@ -247,7 +247,7 @@ func TestWatcherCompaction(t *testing.T) {
 	t.Run("watch starts behind a compaction", func(t *testing.T) {
 		ctx := etcdtest.Ctx(t)
 		s := newTestStore(t)
-		if _, err := s.PutRegion(ctx, testRegion("eu-west", 1), 0); err != nil {
+		if _, err := s.PutRegion(ctx, testRegion("eu-west", 1), IfAbsent()); err != nil {
 			t.Fatal(err)
 		}
 		rec := newRecorder()
@@ -260,10 +260,10 @@ func TestWatcherCompaction(t *testing.T) {
 			// Between the listing and the watch, changes land and the
 			// history is compacted past the watch's start: the watch must
 			// report the compaction and the watcher relist to find them.
-			if _, err := s.PutRegion(ctx, testRegion("late", 2), 0); err != nil {
+			if _, err := s.PutRegion(ctx, testRegion("late", 2), IfAbsent()); err != nil {
 				t.Error(err)
 			}
-			if _, err := s.PutRegion(ctx, testRegion("eu-west", 4), AnyRevision); err != nil {
+			if _, err := s.PutRegion(ctx, testRegion("eu-west", 4), Always); err != nil {
 				t.Error(err)
 			}
 			var err error
@@ -279,7 +279,7 @@ func TestWatcherCompaction(t *testing.T) {
 		if st.Compactions < 1 || st.LastCompactRevision != compactedAt || st.Relists < 1 {
 			t.Fatalf("status %+v, compacted at %d", st, compactedAt)
 		}
-		if _, err := s.PutRegion(ctx, testRegion("later", 3), 0); err != nil {
+		if _, err := s.PutRegion(ctx, testRegion("later", 3), IfAbsent()); err != nil {
 			t.Fatal(err)
 		}
 		rec.waitFor(t, "a region written after the relist", func(st *regions.State) bool {
@@ -295,7 +295,7 @@ func TestWatcherCompaction(t *testing.T) {
 		w := NewWatcher(s.c, s.Keys().Prefix(), etcdtest.Logger())
 		runWatcher(t, w, rec)
 		for i := range 5 {
-			if _, err := s.PutRegion(ctx, testRegion("eu-west", i+1), AnyRevision); err != nil {
+			if _, err := s.PutRegion(ctx, testRegion("eu-west", i+1), Always); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -305,7 +305,7 @@ func TestWatcherCompaction(t *testing.T) {
 		if _, err := s.Compact(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.PutRegion(ctx, testRegion("us-east", 9), 0); err != nil {
+		if _, err := s.PutRegion(ctx, testRegion("us-east", 9), IfAbsent()); err != nil {
 			t.Fatal(err)
 		}
 		rec.waitFor(t, "a write after the compaction", func(st *regions.State) bool { return st.Regions["us-east"] != nil })
@@ -328,7 +328,7 @@ func TestWatcherEtcdRestart(t *testing.T) {
 	c := etcdtest.Connect(t, m.ClientURL())
 	s := NewStore(c, "", etcdtest.Logger())
 	ctx := etcdtest.Ctx(t)
-	if _, err := s.PutRegion(ctx, testRegion("eu-west", 1), 0); err != nil {
+	if _, err := s.PutRegion(ctx, testRegion("eu-west", 1), IfAbsent()); err != nil {
 		t.Fatal(err)
 	}
 	logs := &captureHandler{}
@@ -372,7 +372,7 @@ func TestWatcherEtcdRestart(t *testing.T) {
 	if err := m.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.PutRegion(ctx, testRegion("us-east", 2), 0); err != nil {
+	if _, err := s.PutRegion(ctx, testRegion("us-east", 2), IfAbsent()); err != nil {
 		t.Fatal(err)
 	}
 	rec.waitFor(t, "the write after the restart", func(st *regions.State) bool {
@@ -407,7 +407,7 @@ func TestWatcherQuorumLoss(t *testing.T) {
 	c := etcdtest.Connect(t, ms[0].ClientURL())
 	s := NewStore(c, "", etcdtest.Logger())
 	ctx := etcdtest.Ctx(t)
-	if _, err := s.PutRegion(ctx, testRegion("eu-west", 1), 0); err != nil {
+	if _, err := s.PutRegion(ctx, testRegion("eu-west", 1), IfAbsent()); err != nil {
 		t.Fatal(err)
 	}
 	logs := &captureHandler{}
@@ -430,7 +430,7 @@ func TestWatcherQuorumLoss(t *testing.T) {
 	}
 
 	etcdtest.StartAll(t, ms[1], ms[2])
-	if _, err := s.PutRegion(ctx, testRegion("us-east", 2), 0); err != nil {
+	if _, err := s.PutRegion(ctx, testRegion("us-east", 2), IfAbsent()); err != nil {
 		t.Fatal(err)
 	}
 	rec.waitFor(t, "the write after quorum returned", func(st *regions.State) bool {
@@ -447,12 +447,12 @@ func BenchmarkPropagation(b *testing.B) {
 	ctx := context.Background()
 	s := NewStore(etcdtest.Shared(b), etcdtest.Prefix(b), etcdtest.Logger())
 	for i, name := range []string{"eu-west", "us-east"} {
-		if _, err := s.PutRegion(ctx, testRegion(name, i+1), 0); err != nil {
+		if _, err := s.PutRegion(ctx, testRegion(name, i+1), IfAbsent()); err != nil {
 			b.Fatal(err)
 		}
 	}
 	svc := testService("www.gslb.example.", "eu-west", "us-east")
-	if _, err := s.PutService(ctx, svc, 0); err != nil {
+	if _, err := s.PutService(ctx, svc, IfAbsent()); err != nil {
 		b.Fatal(err)
 	}
 	type seen struct {
@@ -482,7 +482,7 @@ func BenchmarkPropagation(b *testing.B) {
 		next.Regions = slices.Clone(svc.Regions)
 		next.Regions[0].Weight = want
 		start := time.Now()
-		if _, err := s.PutService(ctx, &next, AnyRevision); err != nil {
+		if _, err := s.PutService(ctx, &next, Always); err != nil {
 			b.Fatal(err)
 		}
 		for {
