@@ -57,10 +57,17 @@ func steeringHandler(t testing.TB, st *regions.State, cfg HandlerConfig) *Handle
 	return h
 }
 
+// down has two registered, trusted probers report every VIP of region down.
 func down(st *regions.State, region string) {
-	st.Health[region] = map[string]*regions.HealthReport{
-		"p1": {Region: region, Prober: "p1", Up: false},
-		"p2": {Region: region, Prober: "p2", Up: false},
+	st.Health[region] = map[string]*regions.HealthReport{}
+	for i, id := range []string{"p1", "p2"} {
+		lease := int64(100 + i)
+		st.Probers[id] = &regions.ProberInfo{ID: id, Region: region, Lease: lease}
+		h := &regions.HealthReport{Region: region, Prober: id, Trusted: true, Lease: lease}
+		for _, a := range st.Regions[region].VIPs {
+			h.VIPs = append(h.VIPs, regions.VIPHealth{Addr: a, Up: false, Reason: "connection refused"})
+		}
+		st.Health[region][id] = h
 	}
 }
 

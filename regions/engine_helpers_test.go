@@ -52,14 +52,32 @@ func steerState(services ...*Service) *State {
 	return st
 }
 
-// setReports stores one report per value, from probers p1, p2...
+// setReports stores one report per value, from probers p1, p2..., each
+// saying every VIP of the region is up or down; the probers are
+// registered and trusted.
 func setReports(st *State, region string, ups ...bool) {
 	m := map[string]*HealthReport{}
 	for i, up := range ups {
 		id := fmt.Sprintf("p%d", i+1)
-		m[id] = &HealthReport{Region: region, Prober: id, Up: up}
+		m[id] = report(st, region, id, up)
 	}
 	st.Health[region] = m
+}
+
+// report is a trusted report by a registered prober on every VIP of region.
+func report(st *State, region, prober string, up bool) *HealthReport {
+	reg := st.Probers[prober]
+	if reg == nil {
+		reg = &ProberInfo{ID: prober, Region: "eu-west", Lease: int64(len(st.Probers) + 100)}
+		st.Probers[prober] = reg
+	}
+	h := &HealthReport{Region: region, Prober: prober, Trusted: true, Lease: reg.Lease}
+	if r := st.Regions[region]; r != nil {
+		for _, a := range r.VIPs {
+			h.VIPs = append(h.VIPs, VIPHealth{Addr: a, Up: up})
+		}
+	}
+	return h
 }
 
 // buildSnap compiles st and fails the test on any problem.

@@ -219,7 +219,7 @@ func (t *tracer) family(fi int) {
 	t.begin("family", nil)
 	var kept slotSet
 	for i := range t.v.slots {
-		if len(t.v.slots[i].addrs[fi]) > 0 {
+		if len(t.v.slots[i].all[fi]) > 0 {
 			kept.add(i)
 		} else if c := t.cand(i); c != nil {
 			c.Note = "no " + famName(fi) + " address"
@@ -233,10 +233,28 @@ func (t *tracer) family(fi int) {
 	t.endStep(&kept, reason)
 }
 
+// vipNote sums up the health of a region's VIPs of one family: each VIP's
+// status with its counted votes.
+func vipNote(rs *RegionStatus, fi int) string {
+	var parts []string
+	for _, vs := range rs.VIPs {
+		if vs.Addr.Unmap().Is4() != (fi == 0) {
+			continue
+		}
+		switch n := vs.Up + vs.Down; {
+		case n == 0:
+			parts = append(parts, fmt.Sprintf("%s unknown (no counted vote: counted as up)", vs.Addr))
+		default:
+			parts = append(parts, fmt.Sprintf("%s %s (%d of %d probers say down)", vs.Addr, vs.Status, vs.Down, n))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
 func (t *tracer) health(fi int) {
 	var fam slotSet
 	for i := range t.v.slots {
-		if len(t.v.slots[i].addrs[fi]) > 0 {
+		if len(t.v.slots[i].all[fi]) > 0 {
 			fam.add(i)
 		}
 	}
@@ -252,10 +270,8 @@ func (t *tracer) health(fi int) {
 		switch {
 		case sl.weight == 0:
 			c.Note = "drained (weight 0)"
-		case rs.Reports == 0:
-			c.Note = "no fresh report: counted as up"
 		default:
-			c.Note = fmt.Sprintf("%d of %d probers report up", rs.Up, rs.Reports)
+			c.Note = vipNote(rs, fi)
 		}
 	}
 	t.endStep(&fv.up, fmt.Sprintf("%d of %d candidates up (up: more than %v of the fresh reports say up; no report: unknown, counted as up; weight 0: drained)",

@@ -169,7 +169,7 @@ func TestExplainSteps(t *testing.T) {
 				if l == nil || l.Country != "FR" || l.Network.String() != "198.18.5.0/24" || l.Scope != 24 {
 					t.Fatalf("location %+v", l)
 				}
-				if !strings.Contains(e.Steps[1].Candidates[2].Note, "0 of 2 probers report up") {
+				if !strings.Contains(e.Steps[1].Candidates[2].Note, "198.51.100.1 down (2 of 2 probers say down)") {
 					t.Fatalf("health note %q", e.Steps[1].Candidates[2].Note)
 				}
 			},

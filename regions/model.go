@@ -125,17 +125,46 @@ type AllDown struct {
 	Addresses []netip.Addr `json:"addresses,omitempty" yaml:"addresses,omitempty"` // for fallback
 }
 
-// HealthReport is one prober's view of one region. Probers write it on
-// state change only, bound to their lease: a dead prober's reports vanish.
+// HealthReport is one prober's view of one region: the state of each of
+// the region's VIPs as that prober's checks see it. A prober writes it
+// when a state changes (and refreshes it slowly), bound to its etcd lease,
+// so the reports of a dead or cut-off prober vanish with the lease
+// (docs/architecture.md, Health).
 type HealthReport struct {
-	Region       string    `json:"region"`
-	Prober       string    `json:"prober"`
-	ProberRegion string    `json:"prober_region,omitempty"`
-	Up           bool      `json:"up"`
-	RTT          Duration  `json:"rtt,omitempty"`
-	Since        time.Time `json:"since"`             // last change of Up
-	Checked      time.Time `json:"checked,omitempty"` // last probe when written
-	Reason       string    `json:"reason,omitempty"`
+	Region       string `json:"region"`
+	Prober       string `json:"prober"`
+	ProberRegion string `json:"prober_region,omitempty"`
+	// Trusted is false while the prober fails its self-check (its canary
+	// is unreachable, or every target it checks fails at once): its votes
+	// are shown but not counted.
+	Trusted bool `json:"trusted"`
+	// Observed is when the prober last confirmed these states.
+	Observed time.Time   `json:"observed"`
+	VIPs     []VIPHealth `json:"vips"`
+	// Lease is the etcd lease the report is bound to, as etcd says (the
+	// store fills it in); a report counts only while the registration of
+	// its prober holds the same lease.
+	Lease int64 `json:"lease"`
+}
+
+// VIPHealth is one VIP's state as one prober sees it.
+type VIPHealth struct {
+	Addr netip.Addr `json:"addr"`
+	Up   bool       `json:"up"`
+	// Since is the time of the last transition of Up.
+	Since time.Time `json:"since"`
+	// Successes and Failures count the consecutive check results that
+	// ended in the current state (one of them is 0).
+	Successes int `json:"successes"`
+	Failures  int `json:"failures"`
+	// Reason is why the last failed check failed.
+	Reason string `json:"reason,omitempty"`
+	// RTT is a moving average of the check's round-trip time.
+	RTT Duration `json:"rtt,omitempty"`
+	// Load and Capacity are what the health endpoint reported of itself,
+	// when it answers JSON with them (docs/health.md); nil otherwise.
+	Load     *float64 `json:"load,omitempty"`
+	Capacity *float64 `json:"capacity,omitempty"`
 }
 
 // ProberInfo registers a prober agent, bound to its lease.
@@ -144,6 +173,8 @@ type ProberInfo struct {
 	Region  string    `json:"region"`
 	Version string    `json:"version,omitempty"`
 	Started time.Time `json:"started"`
+	// Lease is the etcd lease of the registration (filled in by the store).
+	Lease int64 `json:"lease"`
 }
 
 // Duration is a time.Duration written as "5s" in JSON and YAML.
@@ -444,17 +475,46 @@ func (s *Service) Validate(regions map[string]*Region, inZone func(fqdn string) 
 	return p.err("service", s.Name)
 }
 
+// MaxProberIDLen bounds a prober id (it is part of etcd keys).
+const MaxProberIDLen = 128
+
+// ValidProberID says whether id can name a prober: 1 to MaxProberIDLen
+// characters without slashes or white space.
+func ValidProberID(id string) bool {
+	return id != "" && len(id) <= MaxProberIDLen && !strings.ContainsAny(id, "/ \t\n\r")
+}
+
 // Validate checks a health report's fields.
 func (h *HealthReport) Validate() error {
 	var p problems
 	if !latency.ValidRegionName(h.Region) {
 		p.add("region", "%q is not a region name", h.Region)
 	}
-	if h.Prober == "" || len(h.Prober) > 128 || strings.ContainsAny(h.Prober, "/ \t\n") {
-		p.add("prober", "%q: want 1 to 128 characters without / or spaces", h.Prober)
+	if !ValidProberID(h.Prober) {
+		p.add("prober", "%q: want 1 to %d characters without / or spaces", h.Prober, MaxProberIDLen)
 	}
-	if h.RTT < 0 {
-		p.add("rtt", "must not be negative")
+	if h.ProberRegion != "" && !latency.ValidRegionName(h.ProberRegion) {
+		p.add("prober_region", "%q is not a region name", h.ProberRegion)
+	}
+	if len(h.VIPs) > MaxVIPs {
+		p.add("vips", "%d addresses, at most %d", len(h.VIPs), MaxVIPs)
+	}
+	seen := map[netip.Addr]bool{}
+	for i, v := range h.VIPs {
+		f := "vips[" + strconv.Itoa(i) + "]"
+		switch {
+		case !v.Addr.IsValid():
+			p.add(f+".addr", "not an IP address")
+		case seen[v.Addr]:
+			p.add(f+".addr", "%s is listed twice", v.Addr)
+		}
+		seen[v.Addr] = true
+		if v.Successes < 0 || v.Failures < 0 {
+			p.add(f, "negative check counts")
+		}
+		if v.RTT < 0 {
+			p.add(f+".rtt", "must not be negative")
+		}
 	}
 	return p.err("health report", h.Region+"/"+h.Prober)
 }
@@ -496,8 +556,8 @@ func sortedKeys[V any](m map[string]V) []string {
 // Validate checks a prober registration.
 func (p *ProberInfo) Validate() error {
 	var pr problems
-	if p.ID == "" || len(p.ID) > 128 || strings.ContainsAny(p.ID, "/ \t\n") {
-		pr.add("id", "%q: want 1 to 128 characters without / or spaces", p.ID)
+	if !ValidProberID(p.ID) {
+		pr.add("id", "%q: want 1 to %d characters without / or spaces", p.ID, MaxProberIDLen)
 	}
 	if !latency.ValidRegionName(p.Region) {
 		pr.add("region", "%q is not a region name", p.Region)

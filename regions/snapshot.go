@@ -6,15 +6,16 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/meridian-gslb/meridian/regions/latency"
 )
 
 // SnapshotOptions tune how a snapshot reads the state.
 type SnapshotOptions struct {
-	// Quorum: a region is up when more than this fraction of its fresh
-	// reports say up; 0 means 0.5. Values outside (0, 1) are replaced by
-	// 0.5 and listed in Problems.
+	// Quorum: a VIP is down when more than this fraction of its counted
+	// votes say down (a tie keeps it up); 0 means 0.5. Values outside
+	// (0, 1) are replaced by 0.5 and listed in Problems.
 	Quorum float64
 	// StickyBitsV4 is how much of an IPv4 client address a sticky choice
 	// hashes; 0 means 24.
@@ -30,28 +31,59 @@ const (
 	DefaultStickyBitsV6 = 56
 )
 
-// HealthStatus is a region's aggregated health.
+// HealthStatus is the aggregated health of a VIP or a region.
 type HealthStatus string
 
-// The health statuses. Unknown (no fresh report at all) counts as up.
+// The health statuses. Unknown (no counted vote at all) counts as up.
 const (
 	HealthUp      HealthStatus = "up"
 	HealthDown    HealthStatus = "down"
 	HealthUnknown HealthStatus = "unknown"
 )
 
-// RegionStatus is one region's health as a snapshot sees it.
+// RegionStatus is one region's health as a snapshot sees it: down when
+// every VIP is down, unknown when no VIP has a counted vote, else up.
 type RegionStatus struct {
 	Name   string       `json:"name"`
 	Status HealthStatus `json:"status"`
-	// Up of Reports fresh prober reports say up.
-	Up      int `json:"up"`
-	Reports int `json:"reports"`
+	// Healthy counts the VIPs answered: up or unknown.
+	Healthy int `json:"healthy"`
+	// VIPs holds each VIP's status and votes, in the region's order.
+	VIPs []VIPStatus `json:"vips"`
 	// Region is the region as stored. Read-only.
 	Region *Region `json:"region"`
-	// Probers holds the reports behind Status, sorted by prober id.
-	// Read-only.
-	Probers []*HealthReport `json:"probers"`
+	// Reports holds every report on the region, counted or not, sorted by
+	// prober id. Read-only.
+	Reports []*HealthReport `json:"reports"`
+}
+
+// VIPStatus is one VIP's health: down when more than the quorum fraction
+// of its counted votes say down (a tie keeps it up), unknown without a
+// counted vote.
+type VIPStatus struct {
+	Addr   netip.Addr   `json:"addr"`
+	Status HealthStatus `json:"status"`
+	// Up and Down count the counted votes.
+	Up    int    `json:"up"`
+	Down  int    `json:"down"`
+	Votes []Vote `json:"votes"`
+}
+
+// Vote is one prober's say on one VIP.
+type Vote struct {
+	Prober       string `json:"prober"`
+	ProberRegion string `json:"prober_region,omitempty"`
+	Up           bool   `json:"up"`
+	// Counted is false for untrusted reports and for reports whose prober
+	// is not registered under the report's lease; Ignored says why.
+	Counted bool   `json:"counted"`
+	Ignored string `json:"ignored,omitempty"`
+	// From the report: last failure reason, RTT, last transition, when
+	// it was observed.
+	Reason   string    `json:"reason,omitempty"`
+	RTT      Duration  `json:"rtt,omitempty"`
+	Since    time.Time `json:"since,omitzero"`
+	Observed time.Time `json:"observed,omitzero"`
 }
 
 // Snapshot is an immutable, compiled view of a State: what every query
@@ -65,8 +97,11 @@ type Snapshot struct {
 
 	regions   []RegionStatus // sorted by name; the index is the region id
 	regionIdx map[string]int
-	addrs     [][2][]netip.Addr // per region id: VIPs by family (0 IPv4, 1 IPv6)
-	vecs      []vec3            // per region id: location on the unit sphere
+	// Per region id, VIPs by family (0 IPv4, 1 IPv6): all of them, and
+	// the healthy ones (up or unknown) that answers carry.
+	addrs   [][2][]netip.Addr
+	healthy [][2][]netip.Addr
+	vecs    []vec3 // per region id: location on the unit sphere
 
 	services []*ServiceView // sorted by name
 	byName   map[string]*ServiceView
@@ -135,14 +170,17 @@ type slot struct {
 	vec    vec3 // the region's location on the unit sphere
 	status HealthStatus
 	hash   uint64 // regionHash(name)
-	addrs  [2][]netip.Addr
+	// addrs are the healthy VIPs by family, what answers carry; all are
+	// every VIP, answered when failing open.
+	addrs [2][]netip.Addr
+	all   [2][]netip.Addr
 }
 
 // famView holds a service's candidates for one address family.
 type famView struct {
 	any    int     // slots with addresses of the family, drained or not
 	cands  slotSet // not drained, with addresses of the family
-	up     slotSet // cands that are up or unknown
+	up     slotSet // cands with healthy addresses of the family
 	nCands int
 	nUp    int
 	// fallback: the all_down addresses of the family (fallback mode).
@@ -248,46 +286,99 @@ func (s *Snapshot) buildRegions() {
 	slices.Sort(names)
 	s.regions = make([]RegionStatus, len(names))
 	s.addrs = make([][2][]netip.Addr, len(names))
+	s.healthy = make([][2][]netip.Addr, len(names))
 	s.vecs = make([]vec3, len(names))
 	s.regionIdx = make(map[string]int, len(names))
-	q := s.opts.Quorum
 	for i, name := range names {
 		r := st.Regions[name]
 		s.regionIdx[name] = i
-		var v4, v6 []netip.Addr
-		for _, a := range r.VIPs {
+		s.vecs[i] = unitVector(r.Location.Lat, r.Location.Lon)
+		rs := s.regionHealth(r)
+		for k, a := range r.VIPs {
+			fam := 1
 			switch {
 			case !a.IsValid() || a.Zone() != "":
 				s.problemf("region %s: address %v cannot be answered; skipped", name, a)
-			case a.Unmap().Is4():
-				v4 = append(v4, a.Unmap())
-			default:
-				v6 = append(v6, a)
-			}
-		}
-		s.addrs[i] = [2][]netip.Addr{v4, v6}
-		s.vecs[i] = unitVector(r.Location.Lat, r.Location.Lon)
-
-		rs := RegionStatus{Name: name, Region: r, Status: HealthUnknown}
-		for _, rep := range st.Health[name] {
-			if rep == nil {
 				continue
+			case a.Unmap().Is4():
+				a, fam = a.Unmap(), 0
 			}
-			rs.Probers = append(rs.Probers, rep)
-			rs.Reports++
-			if rep.Up {
-				rs.Up++
-			}
-		}
-		slices.SortFunc(rs.Probers, func(a, b *HealthReport) int { return strings.Compare(a.Prober, b.Prober) })
-		if rs.Reports > 0 {
-			rs.Status = HealthDown
-			if float64(rs.Up) > q*float64(rs.Reports) {
-				rs.Status = HealthUp
+			s.addrs[i][fam] = append(s.addrs[i][fam], a)
+			if rs.VIPs[k].Status != HealthDown {
+				s.healthy[i][fam] = append(s.healthy[i][fam], a)
 			}
 		}
 		s.regions[i] = rs
 	}
+}
+
+// regionHealth counts the votes on each of r's VIPs. A report counts while
+// its prober is registered under the report's lease (so a report written
+// by hand, or left behind by a prober that is gone, does not) and while
+// the prober trusts itself.
+func (s *Snapshot) regionHealth(r *Region) RegionStatus {
+	st := s.state
+	rs := RegionStatus{Name: r.Name, Region: r, Status: HealthUnknown, VIPs: make([]VIPStatus, len(r.VIPs))}
+	index := make(map[netip.Addr]int, len(r.VIPs))
+	for k, a := range r.VIPs {
+		rs.VIPs[k] = VIPStatus{Addr: a, Status: HealthUnknown, Votes: []Vote{}}
+		index[a.Unmap()] = k
+	}
+	for _, rep := range st.Health[r.Name] {
+		if rep != nil {
+			rs.Reports = append(rs.Reports, rep)
+		}
+	}
+	slices.SortFunc(rs.Reports, func(a, b *HealthReport) int { return strings.Compare(a.Prober, b.Prober) })
+	for _, rep := range rs.Reports {
+		ignored := ""
+		switch reg := st.Probers[rep.Prober]; {
+		case reg == nil:
+			ignored = "the prober is not registered"
+		case reg.Lease != rep.Lease:
+			ignored = "the report is not bound to the prober's registration lease"
+		case !rep.Trusted:
+			ignored = "the prober failed its self-check"
+		}
+		for _, vh := range rep.VIPs {
+			k, ok := index[vh.Addr.Unmap()]
+			if !ok {
+				continue // a VIP the region no longer has
+			}
+			vs := &rs.VIPs[k]
+			vs.Votes = append(vs.Votes, Vote{Prober: rep.Prober, ProberRegion: rep.ProberRegion, Up: vh.Up,
+				Counted: ignored == "", Ignored: ignored, Reason: vh.Reason, RTT: vh.RTT, Since: vh.Since, Observed: rep.Observed})
+			if ignored != "" {
+				continue
+			}
+			if vh.Up {
+				vs.Up++
+			} else {
+				vs.Down++
+			}
+		}
+	}
+	q := s.opts.Quorum
+	counted, down := false, 0
+	for k := range rs.VIPs {
+		vs := &rs.VIPs[k]
+		if n := vs.Up + vs.Down; n > 0 {
+			counted = true
+			vs.Status = HealthUp
+			if float64(vs.Down) > q*float64(n) {
+				vs.Status = HealthDown
+				down++
+			}
+		}
+	}
+	rs.Healthy = len(rs.VIPs) - down
+	switch {
+	case down == len(rs.VIPs) && down > 0:
+		rs.Status = HealthDown
+	case counted:
+		rs.Status = HealthUp
+	}
+	return rs
 }
 
 func (s *Snapshot) buildLatency(prev *Snapshot) {
@@ -446,7 +537,8 @@ func (s *Snapshot) compileService(name string, svc *Service) *ServiceView {
 			vec:    s.vecs[r],
 			status: reg.Status,
 			hash:   regionHash(reg.Name),
-			addrs:  s.addrs[r],
+			addrs:  s.healthy[r],
+			all:    s.addrs[r],
 		})
 	}
 	v.nw = (len(v.slots) + 63) / 64
@@ -456,7 +548,7 @@ func (s *Snapshot) compileService(name string, svc *Service) *ServiceView {
 		}
 		for f := range v.fam {
 			fv := &v.fam[f]
-			if len(sl.addrs[f]) == 0 {
+			if len(sl.all[f]) == 0 {
 				continue
 			}
 			fv.any++
@@ -465,7 +557,10 @@ func (s *Snapshot) compileService(name string, svc *Service) *ServiceView {
 			}
 			fv.cands.add(i)
 			fv.nCands++
-			if sl.status != HealthDown {
+			// Up for this family: a region whose every address of the
+			// asked family is down is answered away from, even while
+			// its other family's addresses are up.
+			if len(sl.addrs[f]) > 0 {
 				fv.up.add(i)
 				fv.nUp++
 			}

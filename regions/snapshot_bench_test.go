@@ -33,7 +33,7 @@ func bigState() *State {
 		reports := map[string]*HealthReport{}
 		for p := range 3 {
 			id := fmt.Sprintf("prober-%d", p)
-			reports[id] = &HealthReport{Region: name, Prober: id, Up: (i+p)%7 != 0}
+			reports[id] = report(st, name, id, (i+p)%7 != 0)
 		}
 		st.Health[name] = reports
 	}

@@ -7,24 +7,31 @@ import (
 	"testing"
 )
 
+// TestSnapshotHealth: a VIP is down when more than the quorum fraction
+// of its counted votes say down; a tie keeps it up, so one cut-off
+// prober out of two drains nothing.
 func TestSnapshotHealth(t *testing.T) {
 	cases := []struct {
 		name    string
-		reports []bool
+		reports []bool // each prober's vote on every VIP of eu-west
 		quorum  float64
 		status  HealthStatus
-		up      int
 	}{
-		{"no reports", nil, 0, HealthUnknown, 0},
-		{"one up", []bool{true}, 0, HealthUp, 1},
-		{"one down", []bool{false}, 0, HealthDown, 0},
-		{"2 of 3", []bool{true, true, false}, 0, HealthUp, 2},
-		{"1 of 3", []bool{true, false, false}, 0, HealthDown, 1},
-		{"1 of 2 is not more than half", []bool{false, true}, 0, HealthDown, 1},
-		{"2 of 2", []bool{true, true}, 0, HealthUp, 2},
-		{"2 of 3 over quorum 0.66", []bool{true, true, false}, 0.66, HealthUp, 2},
-		{"2 of 3 under quorum 0.67", []bool{true, true, false}, 0.67, HealthDown, 2},
-		{"1 of 2 over quorum 0.25", []bool{true, false}, 0.25, HealthUp, 1},
+		{"no reports", nil, 0, HealthUnknown},
+		{"1 prober: up", []bool{true}, 0, HealthUp},
+		{"1 prober: down", []bool{false}, 0, HealthDown},
+		{"2 probers: 1 down is a tie", []bool{false, true}, 0, HealthUp},
+		{"2 probers: 2 down", []bool{false, false}, 0, HealthDown},
+		{"3 probers: 1 down", []bool{true, true, false}, 0, HealthUp},
+		{"3 probers: 2 down", []bool{true, false, false}, 0, HealthDown},
+		{"4 probers: 2 down is a tie", []bool{true, true, false, false}, 0, HealthUp},
+		{"4 probers: 3 down", []bool{true, false, false, false}, 0, HealthDown},
+		{"5 probers: 2 down", []bool{true, true, true, false, false}, 0, HealthUp},
+		{"5 probers: 3 down", []bool{true, true, false, false, false}, 0, HealthDown},
+		{"5 probers: 5 down", []bool{false, false, false, false, false}, 0, HealthDown},
+		{"3 probers: 1 down over quorum 0.33", []bool{true, true, false}, 0.33, HealthDown},
+		{"3 probers: 1 down under quorum 0.34", []bool{true, true, false}, 0.34, HealthUp},
+		{"3 probers: 2 down under quorum 0.67", []bool{true, false, false}, 0.67, HealthUp},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -34,15 +41,30 @@ func TestSnapshotHealth(t *testing.T) {
 			}
 			s := buildSnap(t, st, SnapshotOptions{Quorum: tc.quorum})
 			rs, ok := s.RegionStatus("eu-west")
-			if !ok || rs.Status != tc.status || rs.Up != tc.up || rs.Reports != len(tc.reports) || len(rs.Probers) != len(tc.reports) {
-				t.Fatalf("status %+v, want %s with %d of %d up", rs, tc.status, tc.up, len(tc.reports))
+			if !ok || rs.Status != tc.status || len(rs.Reports) != len(tc.reports) || len(rs.VIPs) != 5 {
+				t.Fatalf("status %+v, want %s from %d reports on 5 VIPs", rs, tc.status, len(tc.reports))
+			}
+			down := 0
+			for _, up := range tc.reports {
+				if !up {
+					down++
+				}
+			}
+			for _, vs := range rs.VIPs {
+				if vs.Status != tc.status || vs.Down != down || vs.Up+vs.Down != len(tc.reports) || len(vs.Votes) != len(tc.reports) {
+					t.Fatalf("VIP %+v, want %s with %d of %d down", vs, tc.status, down, len(tc.reports))
+				}
+			}
+			if want := map[HealthStatus]int{HealthDown: 0}[tc.status]; tc.status == HealthDown && rs.Healthy != want ||
+				tc.status != HealthDown && rs.Healthy != 5 {
+				t.Fatalf("healthy VIPs %d", rs.Healthy)
 			}
 			if rs.Region != st.Regions["eu-west"] {
 				t.Fatal("RegionStatus.Region is not the stored region")
 			}
-			for i := 1; i < len(rs.Probers); i++ {
-				if rs.Probers[i-1].Prober >= rs.Probers[i].Prober {
-					t.Fatalf("probers not sorted: %v", rs.Probers)
+			for i := 1; i < len(rs.Reports); i++ {
+				if rs.Reports[i-1].Prober >= rs.Reports[i].Prober {
+					t.Fatalf("reports not sorted: %v", rs.Reports)
 				}
 			}
 		})

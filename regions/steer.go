@@ -198,7 +198,11 @@ func (s *Snapshot) decide(v *ServiceView, c *Client, qtype uint16, rnd uint64, t
 	d.Kind = KindAnswer
 	d.Region = sl.name
 	d.Scope = min(scope, cbits)
-	d.pickAddrs(sl.addrs[fi], v.maxAnswers, rnd)
+	if d.FailOpen {
+		d.pickAddrs(sl.all[fi], v.maxAnswers, rnd)
+	} else {
+		d.pickAddrs(sl.addrs[fi], v.maxAnswers, rnd)
+	}
 	return d
 }
 

@@ -159,9 +159,9 @@ func TestDecideWeightedAndHealth(t *testing.T) {
 			setReports(st, "eu-west", true, true, false)
 			setReports(st, "eu-central", true, false, false)
 		}, want: []string{"eu-west", "us-east"}},
-		{name: "quorum 1 of 2 is down", svc: three(), addr: clientDE, prep: func(st *State) {
+		{name: "quorum: 1 of 2 down is a tie, kept up", svc: three(), addr: clientDE, prep: func(st *State) {
 			setReports(st, "eu-west", true, false)
-		}, want: []string{"eu-central", "us-east"}},
+		}, want: []string{"eu-west", "eu-central", "us-east"}},
 		{name: "drained is never chosen", svc: drained, addr: clientDE,
 			want: []string{"eu-west", "us-east"}},
 		{name: "weighted does not locate", svc: three(), addr: clientDE, locCalls: 0,
@@ -729,5 +729,90 @@ func TestDistanceKm(t *testing.T) {
 		if math.Abs(got-want) > tol {
 			t.Fatalf("(%v,%v)-(%v,%v): %v km, geo.DistanceKm %v km", lat1, lon1, lat2, lon2, got, want)
 		}
+	}
+}
+
+// TestDecidePerVIP: answers carry only a region's healthy VIPs; a region
+// is answered away from for a family whose every VIP is down; failing
+// open answers every VIP; only votes of registered, trusted probers under
+// their registration lease count.
+func TestDecidePerVIP(t *testing.T) {
+	svc := steerService("w.example.", PolicyFailover, svcRegion("eu-west", 1), svcRegion("us-east", 1))
+	// vote sets prober's vote on the listed VIPs of eu-west; the others
+	// stay up.
+	vote := func(st *State, prober string, down ...string) *HealthReport {
+		h := report(st, "eu-west", prober, true)
+		for i := range h.VIPs {
+			for _, d := range down {
+				if h.VIPs[i].Addr == netip.MustParseAddr(d) {
+					h.VIPs[i].Up = false
+				}
+			}
+		}
+		if st.Health["eu-west"] == nil {
+			st.Health["eu-west"] = map[string]*HealthReport{}
+		}
+		st.Health["eu-west"][prober] = h
+		return h
+	}
+	cases := []struct {
+		name   string
+		prep   func(*State)
+		qtype  uint16
+		region string
+		addrs  []string
+		open   bool
+	}{
+		{"all unknown", nil, QTypeA, "eu-west", []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"}, false},
+		{"two VIPs down", func(st *State) {
+			vote(st, "p1", "192.0.2.2", "192.0.2.4")
+		}, QTypeA, "eu-west", []string{"192.0.2.1", "192.0.2.3"}, false},
+		{"every A VIP down: answered away from for A", func(st *State) {
+			vote(st, "p1", "192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4")
+		}, QTypeA, "us-east", []string{"198.51.100.1"}, false},
+		{"every A VIP down: AAAA still answered", func(st *State) {
+			vote(st, "p1", "192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4")
+		}, QTypeAAAA, "eu-west", []string{"2001:db8:1::1"}, false},
+		{"everything down: fail open answers every VIP", func(st *State) {
+			vote(st, "p1", "192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4", "2001:db8:1::1")
+			setReports(st, "us-east", false)
+		}, QTypeA, "eu-west", []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"}, true},
+		{"untrusted votes do not count", func(st *State) {
+			vote(st, "p1", "192.0.2.1").Trusted = false
+		}, QTypeA, "eu-west", []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"}, false},
+		{"votes of an unregistered prober do not count", func(st *State) {
+			vote(st, "p1", "192.0.2.1")
+			delete(st.Probers, "p1")
+		}, QTypeA, "eu-west", []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"}, false},
+		{"a report under another lease than the registration does not count", func(st *State) {
+			vote(st, "p1", "192.0.2.1").Lease = 9999
+		}, QTypeA, "eu-west", []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"}, false},
+		{"a VIP the region no longer has is ignored", func(st *State) {
+			h := vote(st, "p1")
+			h.VIPs = append(h.VIPs, VIPHealth{Addr: netip.MustParseAddr("192.0.2.99")})
+		}, QTypeA, "eu-west", []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st := steerState(svc)
+			if tc.prep != nil {
+				tc.prep(st)
+			}
+			s := buildSnap(t, st, SnapshotOptions{})
+			v := mustView(t, s, "w.example.")
+			d := s.Decide(v, newClient(clientDE, nil), tc.qtype, 1)
+			var got []string
+			for i := range d.Count {
+				got = append(got, d.Addr(i).String())
+			}
+			slices.Sort(got)
+			if d.Region != tc.region || !slices.Equal(got, tc.addrs) || d.FailOpen != tc.open {
+				t.Fatalf("decision %s %v (fail open %v), want %s %v (%v)", d.Region, got, d.FailOpen, tc.region, tc.addrs, tc.open)
+			}
+			_, e := s.Explain(v, newClient(clientDE, nil), tc.qtype, 1)
+			if e.Decision.Region != d.Region {
+				t.Fatalf("explain chose %s", e.Decision.Region)
+			}
+		})
 	}
 }

@@ -154,6 +154,15 @@ func testService(name string, names ...string) *regions.Service {
 	return s
 }
 
+// upReport is a trusted report saying every VIP listed is up.
+func upReport(region, prober string, vips ...string) *regions.HealthReport {
+	h := &regions.HealthReport{Region: region, Prober: prober, Trusted: true, Observed: time.Unix(1700000000, 0).UTC()}
+	for _, v := range vips {
+		h.VIPs = append(h.VIPs, regions.VIPHealth{Addr: netip.MustParseAddr(v), Up: true, Successes: 2, Since: time.Unix(1699999990, 0).UTC()})
+	}
+	return h
+}
+
 // keyRevs lists every key under prefix with its mod revision, to check
 // that a refused write changed nothing.
 func keyRevs(t testing.TB, c *clientv3.Client, prefix string) map[string]int64 {

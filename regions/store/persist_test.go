@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -23,8 +24,10 @@ func fullState() *regions.State {
 	svc.Policy = regions.PolicyGeo
 	svc.Geo = &regions.GeoMap{Continents: map[string][]string{"EU": {"eu-west"}}, Default: []string{"us-east"}}
 	st.Services[svc.Name] = svc
-	st.Health["eu-west"] = map[string]*regions.HealthReport{"p1": {Region: "eu-west", Prober: "p1", Up: true, RTT: regions.Duration(3 * time.Millisecond), Since: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}
-	st.Probers["p1"] = &regions.ProberInfo{ID: "p1", Region: "us-east", Version: "1.0", Started: time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)}
+	st.Health["eu-west"] = map[string]*regions.HealthReport{"p1": {Region: "eu-west", Prober: "p1", Trusted: true, Lease: 7,
+		Observed: time.Date(2026, 1, 2, 3, 5, 0, 0, time.UTC),
+		VIPs: []regions.VIPHealth{{Addr: netip.MustParseAddr("192.0.2.1"), Up: true, Successes: 3, RTT: regions.Duration(3 * time.Millisecond), Since: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}}}
+	st.Probers["p1"] = &regions.ProberInfo{ID: "p1", Region: "us-east", Version: "1.0", Started: time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC), Lease: 7}
 	st.Latency = &regions.LatencyData{ID: "t1", Entries: 1, CSV: []byte("192.0.2.0/24,eu-west,10\n")}
 	st.Problems = []string{"/meridian/regions/bad: unexpected end of JSON input"}
 	return st

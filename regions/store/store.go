@@ -429,33 +429,67 @@ func (s *Store) SetWeights(ctx context.Context, service string, weights map[stri
 	return 0, fmt.Errorf("set weights of %q: service keeps changing: %w", name, ErrConflict)
 }
 
-// PutHealthReport writes a prober's report, bound to lease (NoLease for
-// none), so that it vanishes with the prober.
+// ErrNotRegistered refuses a health report whose prober is not registered
+// under the lease the report would be bound to.
+var ErrNotRegistered = errors.New("prober not registered under this lease")
+
+// PutHealthReport writes a prober's report bound to lease, in one
+// transaction with the check that the prober is registered under that
+// lease: a report always vanishes with its prober, and one written by
+// anything else is refused. The report's Lease field is set to lease.
 func (s *Store) PutHealthReport(ctx context.Context, r *regions.HealthReport, lease clientv3.LeaseID) error {
-	if err := r.Validate(); err != nil {
+	if lease == clientv3.NoLease {
+		return fmt.Errorf("health report %s/%s: no lease: %w", r.Region, r.Prober, regions.ErrInvalid)
+	}
+	rep := *r
+	rep.Lease = int64(lease)
+	if err := rep.Validate(); err != nil {
 		return err
 	}
-	val, err := json.Marshal(r)
+	val, err := json.Marshal(&rep)
 	if err != nil {
 		return fmt.Errorf("health report: %w", err)
 	}
-	if _, err := s.c.Put(ctx, s.keys.Health(r.Region, r.Prober), string(val), leaseOpts(lease)...); err != nil {
-		return fmt.Errorf("put health report %s/%s: %w", r.Region, r.Prober, err)
+	reg := s.keys.Prober(rep.Prober)
+	resp, err := s.c.Txn(ctx).
+		If(clientv3.Compare(clientv3.LeaseValue(reg), "=", lease)).
+		Then(clientv3.OpPut(s.keys.Health(rep.Region, rep.Prober), string(val), clientv3.WithLease(lease))).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("put health report %s/%s: %w", rep.Region, rep.Prober, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("put health report %s/%s: %w", rep.Region, rep.Prober, ErrNotRegistered)
 	}
 	return nil
 }
 
-// RegisterProber writes a prober's registration, bound to lease.
+// DeleteHealthReport removes a prober's report on a region (a region it no
+// longer checks).
+func (s *Store) DeleteHealthReport(ctx context.Context, region, prober string) error {
+	if _, err := s.c.Delete(ctx, s.keys.Health(region, prober)); err != nil {
+		return fmt.Errorf("delete health report %s/%s: %w", region, prober, err)
+	}
+	return nil
+}
+
+// RegisterProber writes a prober's registration bound to lease (required):
+// the registration and every report under it vanish when the lease ends.
 func (s *Store) RegisterProber(ctx context.Context, p *regions.ProberInfo, lease clientv3.LeaseID) error {
-	if err := p.Validate(); err != nil {
+	if lease == clientv3.NoLease {
+		return fmt.Errorf("prober %s: no lease: %w", p.ID, regions.ErrInvalid)
+	}
+	reg := *p
+	reg.Lease = int64(lease)
+	if err := reg.Validate(); err != nil {
 		return err
 	}
-	val, err := json.Marshal(p)
+	val, err := json.Marshal(&reg)
 	if err != nil {
 		return fmt.Errorf("prober: %w", err)
 	}
-	if _, err := s.c.Put(ctx, s.keys.Prober(p.ID), string(val), leaseOpts(lease)...); err != nil {
-		return fmt.Errorf("register prober %s: %w", p.ID, err)
+	if _, err := s.c.Put(ctx, s.keys.Prober(reg.ID), string(val), clientv3.WithLease(lease)); err != nil {
+		return fmt.Errorf("register prober %s: %w", reg.ID, err)
 	}
 	return nil
 }
@@ -472,13 +506,6 @@ func (s *Store) Compact(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("compact at %d: %w", rev, err)
 	}
 	return rev, nil
-}
-
-func leaseOpts(lease clientv3.LeaseID) []clientv3.OpOption {
-	if lease == clientv3.NoLease {
-		return nil
-	}
-	return []clientv3.OpOption{clientv3.WithLease(lease)}
 }
 
 // errReadSetChanged says a write's extra comparisons failed while its own

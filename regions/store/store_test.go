@@ -234,11 +234,18 @@ func TestStoreValidation(t *testing.T) {
 			return err
 		}
 	}
+	lease, err := s.c.Grant(ctx, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterProber(ctx, &regions.ProberInfo{ID: "p1", Region: "eu-west"}, lease.ID); err != nil {
+		t.Fatal(err)
+	}
 	report := func(f func(h *regions.HealthReport)) func() error {
 		return func() error {
-			h := &regions.HealthReport{Region: "eu-west", Prober: "p1", Up: true}
+			h := upReport("eu-west", "p1", "192.0.2.1")
 			f(h)
-			return s.PutHealthReport(ctx, h, clientv3.NoLease)
+			return s.PutHealthReport(ctx, h, lease.ID)
 		}
 	}
 	cases := []struct {
@@ -278,12 +285,19 @@ func TestStoreValidation(t *testing.T) {
 		}},
 		{"health report region", "region", report(func(h *regions.HealthReport) { h.Region = "EU" })},
 		{"health report prober", "prober", report(func(h *regions.HealthReport) { h.Prober = "a/b" })},
-		{"health report rtt", "rtt", report(func(h *regions.HealthReport) { h.RTT = -1 })},
+		{"health report rtt", "rtt", report(func(h *regions.HealthReport) { h.VIPs[0].RTT = -1 })},
+		{"health report vip listed twice", "listed twice", report(func(h *regions.HealthReport) { h.VIPs = append(h.VIPs, h.VIPs[0]) })},
+		{"health report without a lease", "no lease", func() error {
+			return s.PutHealthReport(ctx, upReport("eu-west", "p1", "192.0.2.1"), clientv3.NoLease)
+		}},
 		{"prober id", "id", func() error {
-			return s.RegisterProber(ctx, &regions.ProberInfo{ID: "", Region: "eu-west"}, clientv3.NoLease)
+			return s.RegisterProber(ctx, &regions.ProberInfo{ID: "", Region: "eu-west"}, lease.ID)
 		}},
 		{"prober region", "region", func() error {
-			return s.RegisterProber(ctx, &regions.ProberInfo{ID: "p1", Region: "Europe"}, clientv3.NoLease)
+			return s.RegisterProber(ctx, &regions.ProberInfo{ID: "p1", Region: "Europe"}, lease.ID)
+		}},
+		{"prober without a lease", "no lease", func() error {
+			return s.RegisterProber(ctx, &regions.ProberInfo{ID: "p1", Region: "eu-west"}, clientv3.NoLease)
 		}},
 		{"latency table bad line", "line 2", func() error {
 			_, err := s.ImportLatency(ctx, strings.NewReader("192.0.2.0/24,eu-west,10\n198.51.100.0/24,eu-west,fast\n"))
@@ -539,12 +553,32 @@ func TestStoreLeasedEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &regions.HealthReport{Region: "eu-west", Prober: "p1", Up: true, RTT: regions.Duration(3 * time.Millisecond), Since: time.Unix(1700000000, 0).UTC()}
-	if err := s.PutHealthReport(ctx, h, lease.ID); err != nil {
-		t.Fatal(err)
-	}
 	if err := s.RegisterProber(ctx, &regions.ProberInfo{ID: "p1", Region: "eu-west", Started: time.Unix(1700000000, 0).UTC()}, lease.ID); err != nil {
 		t.Fatal(err)
+	}
+	if err := s.PutHealthReport(ctx, upReport("eu-west", "p1", "192.0.2.1"), lease.ID); err != nil {
+		t.Fatal(err)
+	}
+	other, err := s.c.Grant(ctx, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, prober string
+		lease        clientv3.LeaseID
+	}{
+		{"unregistered prober", "p2", lease.ID},
+		{"registered under another lease", "p1", other.ID},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := keyRevs(t, s.c, s.Keys().Prefix())
+			if err := s.PutHealthReport(ctx, upReport("eu-west", tc.prober, "192.0.2.1"), tc.lease); !errors.Is(err, ErrNotRegistered) {
+				t.Fatalf("err = %v, want ErrNotRegistered", err)
+			}
+			if after := keyRevs(t, s.c, s.Keys().Prefix()); !maps.Equal(before, after) {
+				t.Fatalf("a refused report changed etcd: %v -> %v", before, after)
+			}
+		})
 	}
 	keys := []string{s.Keys().Health("eu-west", "p1"), s.Keys().Prober("p1")}
 	for _, k := range keys {

@@ -404,6 +404,12 @@ func decodeHealth(kv *mvccpb.KeyValue, k parsedKey, h *regions.HealthReport) err
 	if h.Region != k.name || h.Prober != k.prober {
 		return fmt.Errorf("report of %s/%s does not match the key", h.Region, h.Prober)
 	}
+	// A report outlives its prober unless it is bound to a lease: one
+	// without is ignored, whoever wrote it.
+	if kv.Lease == 0 {
+		return errors.New("the report is not bound to a lease")
+	}
+	h.Lease = kv.Lease
 	return h.Validate()
 }
 
@@ -414,6 +420,10 @@ func decodeProber(kv *mvccpb.KeyValue, k parsedKey, p *regions.ProberInfo) error
 	if p.ID != k.name {
 		return fmt.Errorf("id %q does not match the key", p.ID)
 	}
+	if kv.Lease == 0 {
+		return errors.New("the registration is not bound to a lease")
+	}
+	p.Lease = kv.Lease
 	return p.Validate()
 }
 

@@ -28,10 +28,14 @@ func TestWatcherInitialList(t *testing.T) {
 	if _, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west", "us-east"), IfAbsent()); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutHealthReport(ctx, &regions.HealthReport{Region: "eu-west", Prober: "p1", Up: true}, clientv3.NoLease); err != nil {
+	lease, err := s.c.Grant(ctx, 60)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RegisterProber(ctx, &regions.ProberInfo{ID: "p1", Region: "us-east"}, clientv3.NoLease); err != nil {
+	if err := s.RegisterProber(ctx, &regions.ProberInfo{ID: "p1", Region: "us-east"}, lease.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutHealthReport(ctx, upReport("eu-west", "p1", "192.0.2.1"), lease.ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.ImportLatency(ctx, strings.NewReader("192.0.2.0/24,eu-west,10\n")); err != nil {
@@ -43,6 +47,9 @@ func TestWatcherInitialList(t *testing.T) {
 		k.Region("renamed"):    `{"name":"other","vips":["192.0.2.1"],"check":{"type":"tcp","port":1}}`,
 		k.Service("x.example"): `{"name":"x.example.","ttl":0,"policy":"weighted","regions":[{"region":"eu-west","weight":1}]}`,
 		k.Prefix() + "misc/x":  "1",
+		// A report written by hand, without a lease, is never used.
+		k.Health("us-east", "p1"): `{"region":"us-east","prober":"p1","trusted":true,"vips":[{"addr":"192.0.2.2","up":false}]}`,
+		k.Prober("p9"):            `{"id":"p9","region":"us-east"}`,
 	}
 	for key, val := range bad {
 		if _, err := s.c.Put(ctx, key, val); err != nil {
@@ -60,10 +67,10 @@ func TestWatcherInitialList(t *testing.T) {
 	if svc := st.Services["www.gslb.example."]; svc == nil || len(svc.Regions) != 2 || len(st.Services) != 1 {
 		t.Errorf("services: %v", st.Services)
 	}
-	if h := st.Health["eu-west"]["p1"]; h == nil || !h.Up {
+	if h := st.Health["eu-west"]["p1"]; h == nil || !h.VIPs[0].Up || h.Lease != int64(lease.ID) || len(st.Health) != 1 {
 		t.Errorf("health: %v", st.Health)
 	}
-	if p := st.Probers["p1"]; p == nil || p.Region != "us-east" {
+	if p := st.Probers["p1"]; p == nil || p.Region != "us-east" || p.Lease != int64(lease.ID) || len(st.Probers) != 1 {
 		t.Errorf("probers: %v", st.Probers)
 	}
 	if st.Latency == nil || st.Latency.Entries != 1 || string(st.Latency.CSV) != "192.0.2.0/24,eu-west,10\n" {
@@ -140,15 +147,20 @@ func TestWatcherUpdates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s.PutHealthReport(ctx, &regions.HealthReport{Region: "eu-west", Prober: "p1", Up: false, Reason: "timeout"}, lease.ID); err != nil {
+			if err := s.RegisterProber(ctx, &regions.ProberInfo{ID: "p1", Region: "us-east"}, lease.ID); err != nil {
+				t.Fatal(err)
+			}
+			h := upReport("eu-west", "p1", "192.0.2.1")
+			h.VIPs[0].Up, h.VIPs[0].Reason = false, "timeout"
+			if err := s.PutHealthReport(ctx, h, lease.ID); err != nil {
 				t.Fatal(err)
 			}
 		}, func(st *regions.State) bool {
 			h := st.Health["eu-west"]["p1"]
-			return h != nil && !h.Up && h.Reason == "timeout"
+			return h != nil && !h.VIPs[0].Up && h.VIPs[0].Reason == "timeout" && h.Lease != 0 && st.Probers["p1"] != nil
 		}},
 		{"health report expired with its lease", func(*testing.T) {},
-			func(st *regions.State) bool { return st.Health["eu-west"] == nil }},
+			func(st *regions.State) bool { return st.Health["eu-west"] == nil && st.Probers["p1"] == nil }},
 		{"bad entry becomes a problem", func(t *testing.T) {
 			if _, err := s.c.Put(ctx, k.Region("broken"), "{"); err != nil {
 				t.Fatal(err)
@@ -172,7 +184,11 @@ func TestWatcherUpdates(t *testing.T) {
 			}
 		}, func(st *regions.State) bool { return len(st.Problems) == 0 }},
 		{"prober registered", func(t *testing.T) {
-			if err := s.RegisterProber(ctx, &regions.ProberInfo{ID: "p2", Region: "us-east"}, clientv3.NoLease); err != nil {
+			lease, err := s.c.Grant(ctx, 60)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.RegisterProber(ctx, &regions.ProberInfo{ID: "p2", Region: "us-east"}, lease.ID); err != nil {
 				t.Fatal(err)
 			}
 		}, func(st *regions.State) bool { return st.Probers["p2"] != nil }},
