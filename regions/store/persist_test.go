@@ -26,7 +26,7 @@ func fullState() *regions.State {
 	st.Services[svc.Name] = svc
 	st.Health["eu-west"] = map[string]*regions.HealthReport{"p1": {Region: "eu-west", Prober: "p1", Trusted: true, Lease: 7,
 		Observed: time.Date(2026, 1, 2, 3, 5, 0, 0, time.UTC),
-		VIPs: []regions.VIPHealth{{Addr: netip.MustParseAddr("192.0.2.1"), Up: true, Successes: 3, RTT: regions.Duration(3 * time.Millisecond), Since: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}}}
+		VIPs:     []regions.VIPHealth{{Addr: netip.MustParseAddr("192.0.2.1"), Up: true, Successes: 3, RTT: regions.Duration(3 * time.Millisecond), Since: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}}}
 	st.Probers["p1"] = &regions.ProberInfo{ID: "p1", Region: "us-east", Version: "1.0", Started: time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC), Lease: 7}
 	st.Latency = &regions.LatencyData{ID: "t1", Entries: 1, CSV: []byte("192.0.2.0/24,eu-west,10\n")}
 	st.Problems = []string{"/meridian/regions/bad: unexpected end of JSON input"}
