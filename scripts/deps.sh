@@ -23,6 +23,8 @@ test_packages=(
 )
 run_packages=(
 	tor-geoipdb # the country data for data/country.mmdb
+	dnsutils    # dig, for the queries make run suggests
+	curl        # for the status and explain URLs it suggests
 )
 bench_packages=(
 	dnsperf     # the load generator
