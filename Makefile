@@ -5,7 +5,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 60s
 SHORTFUZZ   ?= 10s
 
-.PHONY: all build run test unit fuzz-short bench bench-go lint fuzz clean
+.PHONY: all build run test unit unit-norace fuzz-short bench bench-go lint fuzz clean deps-test deps-run deps-bench
 
 all: build
 
@@ -13,15 +13,27 @@ build:
 	$(GO) build -o $(BIN) ./cmd/meridian
 
 # The main job: an authoritative server for the example zones on 127.0.0.1:5353.
-run: build
+run: build deps-run
 	./scripts/run.sh
 
-# Everything CI checks: lint, the race-enabled test suite (with the real
-# etcd, dig/kdig and unbound integration tests) and a short fuzz run.
-test: lint unit fuzz-short
+# Everything CI checks: the Debian packages the tests drive (installed when
+# missing), lint, the race-enabled test suite (with the real etcd, dig/kdig
+# and unbound integration tests), the tests too slow under the race
+# detector, and a short fuzz run.
+test: deps-test lint unit unit-norace fuzz-short
 
-unit:
+unit: deps-test
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+# Tests that skip themselves under -race because the race detector makes
+# them too slow; here they run without it. A line per package.
+unit-norace: deps-test
+	$(GO) test -count=1 -run '^TestGeoIPTorBuildReproducible$$' ./geo
+
+# Debian packages by target (scripts/deps.sh lists them): silent when all
+# are installed.
+deps-test deps-run deps-bench:
+	./scripts/deps.sh $(@:deps-%=%)
 
 fuzz-short:
 	$(GO) test -run '^$$' -fuzz '^FuzzServePacket$$' -fuzztime $(SHORTFUZZ) -fuzzminimizetime 5s ./dnsserver
@@ -38,12 +50,12 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 # Go micro-benchmarks (ns/op, allocs/op).
-bench-go:
+bench-go: deps-test deps-bench
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 # Meridian against gdnsd (and Knot) under dnsperf, same machine, same run:
 # a static name, and a name steered by continent with ECS.
-bench: build
+bench: build deps-bench
 	./scripts/geoipdb.sh
 	BENCH_MMDB=$${BENCH_MMDB:-data/country.mmdb} ./bench/run.sh
 

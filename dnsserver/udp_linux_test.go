@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/meridian-gslb/meridian/internal/testtool"
 )
 
 // TestTransportUDPWildcardSource checks that a socket bound to an
@@ -150,10 +152,7 @@ func TestTransportUDPWildcardBothFamilies(t *testing.T) {
 //
 // dnsperf is pinned to the last CPU when the machine has more than one.
 func BenchmarkUDPTransportDnsperf(b *testing.B) {
-	dnsperf, err := exec.LookPath("dnsperf")
-	if err != nil {
-		b.Skip("dnsperf not installed")
-	}
+	dnsperf := testtool.Need(b, "dnsperf")
 	for _, kind := range udpLoopKinds {
 		b.Run(kind.name, func(b *testing.B) {
 			r := startTransport(b, TransportConfig{Addrs: []string{"127.0.0.1:0"}}, echoHandler{}, kind.opt)

@@ -17,7 +17,7 @@ func BenchmarkLocate(b *testing.B) {
 		return func(b *testing.B) *DB { return openFixture(b, f) }
 	}
 	torDB := func(b *testing.B) *DB {
-		path, _ := torBuild(b) // skips when tor-geoipdb is absent
+		path, _ := torBuild(b) // fails when tor-geoipdb is absent
 		db, err := Open(path)
 		if err != nil {
 			b.Fatal(err)
@@ -97,7 +97,7 @@ func torSample(tb testing.TB, path string, v6 bool) []netip.Addr {
 // BenchmarkBuildTorCountryDB times a full build from /usr/share/tor (run it
 // with -benchtime=1x; one build takes seconds).
 func BenchmarkBuildTorCountryDB(b *testing.B) {
-	torBuild(b) // skips when tor-geoipdb is absent
+	torBuild(b) // fails when tor-geoipdb is absent
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := BuildTorCountryDB(context.Background(), io.Discard, BuildOptions{V4Path: DefaultTorGeoIPv4, V6Path: DefaultTorGeoIPv6}); err != nil {

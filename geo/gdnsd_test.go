@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/meridian-gslb/meridian/internal/testtool"
 )
 
 // TestGeoIPGdnsdAcceptsBuild loads a built database into gdnsd's
@@ -16,10 +18,7 @@ import (
 // database_type we write must be taken as country data without warnings,
 // since the benchmark serves the same file from gdnsd and from Meridian.
 func TestGeoIPGdnsdAcceptsBuild(t *testing.T) {
-	gdnsd, err := exec.LookPath("gdnsd")
-	if err != nil {
-		t.Skip("gdnsd not installed")
-	}
+	gdnsd := testtool.Need(t, "gdnsd")
 	v4, v6 := writeTorInput(t)
 	var db bytes.Buffer
 	if _, err := BuildTorCountryDB(context.Background(), &db, BuildOptions{V4Path: v4, V6Path: v6}); err != nil {

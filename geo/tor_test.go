@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meridian-gslb/meridian/internal/testtool"
 )
 
 // The real build from /usr/share/tor takes seconds, so the tests and
@@ -41,14 +43,11 @@ func TestMain(m *testing.M) {
 }
 
 // torBuild returns the path of a database built from Debian's tor-geoipdb
-// files, skipping the test when they are not installed.
+// files, failing the test when they are not installed.
 func torBuild(tb testing.TB) (string, BuildStats) {
 	tb.Helper()
-	for _, p := range []string{DefaultTorGeoIPv4, DefaultTorGeoIPv6} {
-		if _, err := os.Stat(p); err != nil {
-			tb.Skipf("tor-geoipdb not installed (%v)", err)
-		}
-	}
+	testtool.NeedFile(tb, DefaultTorGeoIPv4)
+	testtool.NeedFile(tb, DefaultTorGeoIPv6)
 	torOnce.Do(func() {
 		var out bytes.Buffer
 		start := time.Now()
@@ -105,10 +104,7 @@ func TestGeoIPTorBuild(t *testing.T) {
 		t.Errorf("implausible stats %+v", stats)
 	}
 
-	mmdblookup, err := exec.LookPath("mmdblookup")
-	if err != nil {
-		t.Fatalf("mmdblookup not found (Debian package mmdb-bin): %v", err)
-	}
+	mmdblookup := testtool.Need(t, "mmdblookup")
 	for _, tt := range wellKnown {
 		t.Run(tt.addr, func(t *testing.T) {
 			loc := db.Locate(netip.MustParseAddr(tt.addr))
@@ -175,11 +171,12 @@ func TestGeoIPTorBuildMatchesInput(t *testing.T) {
 }
 
 // TestGeoIPTorBuildReproducible builds a second time and compares bytes.
-// Under the race detector a real build takes about half a minute, so there
-// only TestGeoIPBuildSynthetic checks reproducibility.
+// Under the race detector a real build takes several times longer, so
+// there it skips itself and `make test` runs it without -race (Makefile,
+// unit-norace).
 func TestGeoIPTorBuildReproducible(t *testing.T) {
 	if testing.Short() || raceEnabled {
-		t.Skip("second real build skipped with -short or -race; TestGeoIPBuildSynthetic checks reproducibility")
+		t.Skip("second real build skipped with -short or -race; make test runs it without -race")
 	}
 	path, _ := torBuild(t)
 	first, err := os.ReadFile(path)

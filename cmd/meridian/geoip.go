@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -46,13 +45,13 @@ func runGeoIP(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 }
 
 func geoipBuild(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("meridian geoip build", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("geoip build", "meridian geoip build [--v4 FILE] [--v6 FILE] --out FILE\n\n"+
+		"Builds a country database (mmdb) from Debian's tor-geoipdb files.")
 	v4 := fs.String("v4", geo.DefaultTorGeoIPv4, "tor IPv4 geoip file (\"\" to leave IPv4 out)")
 	v6 := fs.String("v6", geo.DefaultTorGeoIPv6, "tor IPv6 geoip6 file (\"\" to leave IPv6 out)")
 	out := fs.String("out", "", "database file to write (required)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	if *out == "" || fs.NArg() != 0 {
 		fmt.Fprintln(stderr, "meridian geoip build: --out is required and no arguments are taken")
@@ -136,11 +135,11 @@ func printBuildStats(w io.Writer, path string, s geo.BuildStats, took time.Durat
 }
 
 func geoipLookup(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("meridian geoip lookup", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("geoip lookup", "meridian geoip lookup --db FILE ADDR...\n\n"+
+		"Prints where each address is according to a GeoIP database.")
 	dbPath := fs.String("db", "", "GeoIP database (mmdb) to read (required)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	if *dbPath == "" || fs.NArg() == 0 {
 		fmt.Fprintln(stderr, "meridian geoip lookup: --db and at least one address are required")

@@ -3,11 +3,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 )
 
 const usage = `meridian — DNS-based global traffic manager
@@ -36,7 +40,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "geoip":
 		return runGeoIP(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "meridian", version())
+		fs := newFlagSet("version", "meridian version\n\nPrints the version, VCS revision and build time of this binary.")
+		if code, ok := parseFlags(fs, args[1:], stdout, stderr); !ok {
+			return code
+		}
+		if fs.NArg() > 0 {
+			fmt.Fprintf(stderr, "meridian version: unexpected argument %q\n", fs.Arg(0))
+			return 2
+		}
+		bi, _ := debug.ReadBuildInfo()
+		fmt.Fprint(stdout, versionInfo(bi))
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
@@ -46,9 +59,76 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
+// newFlagSet makes a subcommand's flag set whose usage starts with the
+// synopsis.
+func newFlagSet(name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet("meridian "+name, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: %s\n", synopsis)
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 {
+			fmt.Fprintln(fs.Output(), "\nflags:")
+			fs.PrintDefaults()
+		}
 	}
-	return "dev"
+	return fs
+}
+
+// parseFlags parses a subcommand's arguments. ok is false when the
+// command must end at once with code: 0 after -h/--help printed the usage
+// on stdout, 2 after a bad flag was reported on stderr.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, ok bool) {
+	var msg bytes.Buffer
+	fs.SetOutput(&msg)
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return 0, false
+	case err != nil:
+		_, _ = stderr.Write(msg.Bytes())
+		return 2, false
+	}
+	fs.SetOutput(stderr)
+	return 0, true
+}
+
+// versionInfo describes the binary from its build info: the module version
+// (a pseudo-version from the VCS state when the Go toolchain could make
+// one, "(devel)" otherwise), the VCS revision, its commit time and whether
+// the tree had local changes.
+func versionInfo(bi *debug.BuildInfo) string {
+	if bi == nil {
+		return "meridian: no build information in this binary\n"
+	}
+	settings := map[string]string{}
+	for _, s := range bi.Settings {
+		settings[s.Key] = s.Value
+	}
+	var b strings.Builder
+	version := bi.Main.Version
+	if version == "" {
+		version = "(devel)"
+	}
+	fmt.Fprintf(&b, "meridian %s\n", version)
+	if rev := settings["vcs.revision"]; rev != "" {
+		fmt.Fprintf(&b, "  revision: %s\n", rev)
+		fmt.Fprintf(&b, "  time:     %s\n", or(settings["vcs.time"], "unknown"))
+		fmt.Fprintf(&b, "  modified: %s\n", or(settings["vcs.modified"], "unknown"))
+	} else {
+		// go build leaves VCS data out with -buildvcs=false and outside a
+		// git clone (a git worktree, a source archive).
+		b.WriteString("  revision: unknown (built without VCS information)\n")
+	}
+	fmt.Fprintf(&b, "  go:       %s\n", bi.GoVersion)
+	return b.String()
+}
+
+func or(s, alt string) string {
+	if s == "" {
+		return alt
+	}
+	return s
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -49,16 +48,16 @@ type Started struct {
 }
 
 func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("meridian server", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("server", "meridian server [--config FILE] [--dns-listen IP:PORT]... [--http-listen IP:PORT] [--log-level LEVEL] [--check]\n\n"+
+		"Serves the zones of the configuration, steering service names by the\nshared state in etcd, until SIGINT or SIGTERM.")
 	configPath := fs.String("config", "/etc/meridian/meridian.yaml", "configuration file (YAML)")
 	var dnsListen stringList
 	fs.Var(&dnsListen, "dns-listen", "DNS address IP:port (UDP and TCP), repeatable; replaces listen.dns")
 	httpListen := fs.String("http-listen", "", "HTTP address IP:port for metrics and health; replaces listen.http (\"off\" disables)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error; replaces log.level")
 	checkOnly := fs.Bool("check", false, "validate the configuration and zones, then exit")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "meridian server: unexpected argument %q\n", fs.Arg(0))

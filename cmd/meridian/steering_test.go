@@ -16,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/meridian-gslb/meridian/geo/geotest"
+	"github.com/meridian-gslb/meridian/internal/testtool"
 	"github.com/meridian-gslb/meridian/regions/store"
 )
 
@@ -83,7 +84,7 @@ func waitAnswer(t *testing.T, addr, name string, want string) {
 }
 
 func TestGeoSteeringWithKdig(t *testing.T) {
-	kdig := needTool(t, "kdig", "knot-dnsutils")
+	kdig := testtool.Need(t, "kdig")
 	ts := startServerWith(t, serverSetup{extra: steeringConfig, files: steeringFiles(t)})
 	host, port, _ := net.SplitHostPort(ts.addr())
 	waitAnswer(t, ts.addr(), "geo.example.org.", "192.0.2.20") // bootstrap done

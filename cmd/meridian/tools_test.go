@@ -14,22 +14,9 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-)
 
-// needTool finds a program the integration tests drive. .ci/run installs
-// them; a missing one fails the test unless MERIDIAN_SKIP_TOOL_TESTS is set,
-// so CI cannot pass by not running them.
-func needTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("MERIDIAN_SKIP_TOOL_TESTS") != "" {
-			t.Skipf("%s not installed (Debian package %s)", name, pkg)
-		}
-		t.Fatalf("%s not installed: apt-get install %s (or set MERIDIAN_SKIP_TOOL_TESTS=1)", name, pkg)
-	}
-	return p
-}
+	"github.com/meridian-gslb/meridian/internal/testtool"
+)
 
 func runTool(t *testing.T, name string, args ...string) string {
 	t.Helper()
@@ -52,7 +39,7 @@ func mustContain(t *testing.T, out string, want ...string) {
 }
 
 func TestWithDig(t *testing.T) {
-	dig := needTool(t, "dig", "dnsutils")
+	dig := testtool.Need(t, "dig")
 	ts := startServer(t, "")
 	host, port, _ := net.SplitHostPort(ts.addr())
 	base := []string{"@" + host, "-p", port, "+norec", "+time=3", "+tries=1"}
@@ -90,7 +77,7 @@ func TestWithDig(t *testing.T) {
 }
 
 func TestWithKdig(t *testing.T) {
-	kdig := needTool(t, "kdig", "knot-dnsutils")
+	kdig := testtool.Need(t, "kdig")
 	ts := startServer(t, "")
 	host, port, _ := net.SplitHostPort(ts.addr())
 	base := []string{"@" + host, "-p", port, "+norec", "+time=3", "+retry=0"}
@@ -155,7 +142,8 @@ func freePorts(t testing.TB, n int) []int {
 // reach Meridian. use-caps-for-id makes unbound check that we echo its
 // randomised case.
 func TestThroughUnbound(t *testing.T) {
-	unbound := needTool(t, "unbound", "unbound")
+	unbound := testtool.Need(t, "unbound")
+	checkconf := testtool.Need(t, "unbound-checkconf")
 	ts := startServer(t, "")
 	host, port, _ := net.SplitHostPort(ts.addr())
 	dir := t.TempDir()
@@ -192,7 +180,7 @@ stub-zone:
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(filepath.Join(filepath.Dir(unbound), "unbound-checkconf"), confPath).CombinedOutput(); err != nil {
+	if out, err := exec.Command(checkconf, confPath).CombinedOutput(); err != nil {
 		t.Fatalf("unbound-checkconf: %v\n%s", err, out)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
