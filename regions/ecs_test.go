@@ -87,7 +87,7 @@ func TestAllRegionAddrs(t *testing.T) {
 	svc := steerService("svc.example.", PolicyWeighted, svcRegion("eu-west", 1), svcRegion("eu-central", 0), svcRegion("us-east", 1), svcRegion("v4-only", 1))
 	st := steerState(svc)
 	st.Regions["v4-only"].VIPs = append(st.Regions["v4-only"].VIPs, netip.MustParseAddr("192.0.2.1")) // eu-west's too
-	setReports(st, "us-east", false, false)                                                             // down still counts
+	setReports(st, "us-east", false, false)                                                           // down still counts
 	s := buildSnap(t, st, SnapshotOptions{})
 	v4, v6 := mustView(t, s, "svc.example.").AllRegionAddrs()
 	want4 := []netip.Addr{}
