@@ -138,10 +138,11 @@ type server struct {
 func newServer(cfg *Config, set *zones.Set, log *slog.Logger) (*server, error) {
 	s := &server{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
 	hcfg := dnsserver.HandlerConfig{
-		MaxUDPSize:      cfg.DNS.MaxUDPSize,
-		ECSMaxV4:        cfg.ECS.MaxPrefixV4,
-		ECSMaxV6:        cfg.ECS.MaxPrefixV6,
-		ECSTrustPrivate: cfg.ECS.TrustPrivate,
+		MaxUDPSize: cfg.DNS.MaxUDPSize,
+		ECS:        cfg.ecsConfig(),
+		// Services come with the first snapshot; until then nobody knows
+		// which names they hold, in any zone.
+		WaitForSnapshot: true,
 	}
 	for _, p := range cfg.DNS.TransferACL {
 		prefix, _ := parsePrefix(p) // validated
@@ -512,4 +513,10 @@ func addrList(as []net.Addr) string {
 		out = append(out, a.String())
 	}
 	return strings.Join(out, ",")
+}
+
+// ecsConfig is the ECS part of the configuration, as DNS and /v1/explain
+// both use it.
+func (c *Config) ecsConfig() regions.ECSConfig {
+	return regions.ECSConfig{MaxV4: c.ECS.MaxPrefixV4, MaxV6: c.ECS.MaxPrefixV6, TrustPrivate: c.ECS.TrustPrivate}.Normalized()
 }
