@@ -36,7 +36,7 @@ func edgeState() *regions.State {
 func edgeHandler(t testing.TB, cfg HandlerConfig) *Handler {
 	t.Helper()
 	h := steeringHandler(t, edgeState(), cfg)
-	child, err := zones.Parse(strings.NewReader("$ORIGIN child.example.org.\n@ 300 SOA ns1 h 1 7200 3600 1209600 60\n@ 300 NS ns1.example.org.\nwww 300 A 192.0.2.77\n"),
+	child, err := zones.Parse(strings.NewReader("$ORIGIN child.example.org.\n@ 300 SOA ns1 h 1 7200 3600 1209600 60\n@ 300 NS ns1.example.org.\nwww 300 A 192.0.2.77\nsvc 300 CNAME docs.example.org.\n"),
 		"child", zones.LoadOptions{Origin: "child.example.org."})
 	if err != nil {
 		t.Fatal(err)
@@ -429,5 +429,54 @@ func TestRcodeLabels(t *testing.T) {
 		if strings.Contains(key, "BADSIG") {
 			t.Errorf("%s: no reply here carries BADSIG", key)
 		}
+	}
+}
+
+func TestFollowService(t *testing.T) {
+	h := edgeHandler(t, HandlerConfig{})
+	cases := []struct {
+		name    string
+		service string // "" none
+		cnames  int
+	}{
+		{"geo.example.org.", "geo.example.org.", 0},
+		{"GEO.example.org", "geo.example.org.", 0},
+		{"docs.example.org.", "geo.example.org.", 1},
+		{"chain.example.org.", "geo.example.org.", 2},
+		{"svc.child.example.org.", "geo.example.org.", 2}, // from one of our zones into another
+		{"tochild.example.org.", "", 1},
+		{"toent.example.org.", "", 1},
+		{"dangle.example.org.", "", 1},
+		{"alias.example.org.", "", 1},
+		{"www.example.org.", "", 0},
+		{"x.sub.example.org.", "", 0},
+		{"www.example.com.", "", 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			snap, v, cnames, err := h.FollowService(tc.name)
+			if err != nil || snap != h.Snapshot() {
+				t.Fatalf("snapshot %p (want %p), err %v", snap, h.Snapshot(), err)
+			}
+			got := ""
+			if v != nil {
+				got = v.Name()
+			}
+			if got != tc.service || len(cnames) != tc.cnames {
+				t.Fatalf("service %q via %v, want %q via %d CNAMEs", got, cnames, tc.service, tc.cnames)
+			}
+			for _, rr := range cnames {
+				if rr.Header().Rrtype != dns.TypeCNAME {
+					t.Fatalf("%s among the CNAMEs", rr)
+				}
+			}
+		})
+	}
+	if _, _, _, err := h.FollowService("bad..name"); err == nil {
+		t.Error("a bad name gives no error")
+	}
+	h.SetSnapshot(nil)
+	if snap, v, _, err := h.FollowService("docs.example.org."); snap != nil || v != nil || err != nil {
+		t.Error("a service found without a snapshot")
 	}
 }

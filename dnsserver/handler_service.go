@@ -128,24 +128,51 @@ func (h *Handler) serveService(resp, req []byte, q *query, nodata *zones.Answer,
 	return resp
 }
 
+// takeover is what, from outside the zone file, answers at an alias
+// target (see zones.Alias).
+type takeover uint8
+
+const (
+	takeNone      takeover = iota // nothing: the zone's own answer stands
+	takeOtherZone                 // another of our zones holds the target
+	takeService                   // a service is there
+	takeNoData                    // a name above a service is there
+)
+
+// takeover says what answers at al's target: a name inside another of
+// our zones (one z does not delegate) ends the chain here, as any target
+// outside z does, for the resolver to follow; a service or a name above
+// one come from the snapshot. st may be nil (no snapshot yet).
+func (st *steering) takeover(set *zones.Set, z *zones.Zone, al *zones.Alias) (takeover, *regions.ServiceView) {
+	if set.Find(al.Target) != z {
+		return takeOtherZone, nil
+	}
+	if st == nil {
+		return takeNone, nil
+	}
+	if v := st.snap.Service(al.Target); v != nil {
+		return takeService, v
+	}
+	if _, ent := st.ents[string(al.Target)]; ent {
+		return takeNoData, nil
+	}
+	return takeNone, nil
+}
+
 // serveAlias answers a name whose CNAME chain reaches a name the zone
-// file does not settle (see zones.Alias), when something outside the
-// zone file does: a service there gets the chain followed by its steered
-// answer; a name above a service the chain with NODATA; a name inside
-// another of our zones (one this zone does not delegate) the chain alone,
-// NOERROR, for the resolver to follow, as for any target outside the
-// zone. ok is false when none of the aliases is taken over: the zone's
-// own answer stands. st may be nil (no snapshot yet).
+// file does not settle, when something else does (see takeover): a
+// service gets the chain followed by its steered answer, a name above a
+// service the chain and NODATA, another zone of ours the chain alone,
+// NOERROR. ok is false when nothing takes over.
 func (h *Handler) serveAlias(resp, req []byte, q *query, set *zones.Set, z *zones.Zone, st *steering, als []zones.Alias, src netip.AddrPort, proto Proto) (out []byte, ok bool) {
 	for i := range als {
 		al := &als[i]
-		if set.Find(al.Target) != z {
+		switch k, v := st.takeover(set, z, al); k {
+		case takeOtherZone:
 			return h.answerZone(resp, req, q, al.CNAMEs, src, proto), true
-		}
-		if st == nil {
-			continue
-		}
-		if v := st.snap.Service(al.Target); v != nil {
+		case takeNoData:
+			return h.answerZone(resp, req, q, al.NoData, src, proto), true
+		case takeService:
 			p := al.CNAMEs.Packed(len(q.qname))
 			if p == nil {
 				if p = h.packSlow(req, al.CNAMEs); p == nil {
@@ -153,9 +180,6 @@ func (h *Handler) serveAlias(resp, req []byte, q *query, set *zones.Set, z *zone
 				}
 			}
 			return h.serveService(resp, req, q, al.NoData, p, al.Target, st.snap, v, src, proto), true
-		}
-		if _, ent := st.ents[string(al.Target)]; ent {
-			return h.answerZone(resp, req, q, al.NoData, src, proto), true
 		}
 	}
 	return nil, false

@@ -42,7 +42,7 @@ func TestAliases(t *testing.T) {
 			a := z.Lookup([]byte(w), tc.qtype)
 			var got []string
 			for _, al := range a.Aliases() {
-				name, _, err := dns.UnpackDomainName([]byte(al.Target), 0)
+				name, _, err := dns.UnpackDomainName(al.Target, 0)
 				if err != nil {
 					t.Fatal(err)
 				}

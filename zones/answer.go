@@ -44,7 +44,8 @@ type Answer struct {
 // answers with the chain up to Target instead of the precompiled answer.
 type Alias struct {
 	// Target is the name the chain reaches, in lower-case wire form.
-	Target string
+	// Shared, read-only.
+	Target []byte
 	// CNAMEs is NOERROR, AA, with the chain's CNAME records up to Target
 	// and nothing else: the start of an answer that continues at Target
 	// (Packed.TargetOff says where Target is, for compression).
@@ -294,7 +295,7 @@ func (z *Zone) aliases(n *node, anchor, synth string, negative []dns.RR) []Alias
 		if m == matchNone || m == matchWildcard || (m == matchExact && len(next.sets) == 0) {
 			chain := slices.Clip(slices.Clone(recs))
 			out = append(out, Alias{
-				Target: mustWire(target),
+				Target: []byte(mustWire(target)),
 				CNAMEs: &Answer{Authoritative: true, Answer: chain, anchor: anchor, synth: synth, required: len(chain)},
 				NoData: &Answer{Authoritative: true, Answer: chain, Ns: negative, anchor: anchor, synth: synth, required: len(chain) + 1},
 			})
