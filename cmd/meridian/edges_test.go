@@ -101,6 +101,19 @@ func TestEdgesWithDig(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a secondary accepts the transfer", func(t *testing.T) {
+		check := needTool(t, "named-checkzone", "bind9-utils")
+		xfr := runTool(t, dig, append(base, "+onesoa", "example.org", "AXFR")...)
+		file := filepath.Join(t.TempDir(), "example.org.zone")
+		if err := os.WriteFile(file, []byte(xfr), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out := runTool(t, check, "-i", "full", "example.org", file)
+		mustContain(t, out, "OK")
+		for _, name := range []string{"geo", "lb", "svc.deep"} {
+			mustContain(t, xfr, name+".example.org.")
+		}
+	})
 	t.Run("BADVERS in metrics", func(t *testing.T) {
 		runTool(t, dig, append(base, "+noednsnegotiation", "+edns=1", "www.example.org", "A")...)
 		mustContain(t, metricsText(t, ts), `meridian_dns_responses_total{proto="udp",rcode="BADVERS"}`, `meridian_dns_tsig_errors_total{error="BADKEY"} 1`)
