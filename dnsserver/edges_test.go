@@ -139,10 +139,12 @@ func TestCNAMEToService(t *testing.T) {
 func TestCNAMEToServiceAllocs(t *testing.T) {
 	h := edgeHandler(t, HandlerConfig{})
 	for name, m := range map[string]*dns.Msg{
-		"cname to service": withEDNS(question("chain.example.org.", dns.TypeA), 1232, false, europe()),
-		"cname nodata":     question("toent.example.org.", dns.TypeA),
-		"cname nxdomain":   question("dangle.example.org.", dns.TypeA),
-		"wildcard ent":     question("x.wild.example.org.", dns.TypeA),
+		"cname to service":                 withEDNS(question("chain.example.org.", dns.TypeA), 1232, false, europe()),
+		"cname nodata":                     question("toent.example.org.", dns.TypeA),
+		"cname nxdomain":                   question("dangle.example.org.", dns.TypeA),
+		"wildcard ent":                     question("x.wild.example.org.", dns.TypeA),
+		"below a service under a wildcard": question("a.svc.x.wild.example.org.", dns.TypeA),
+		"wildcard":                         question("z.y.wild.example.org.", dns.TypeA),
 	} {
 		req := pack(t, m)
 		buf := make([]byte, 0, 4096)
@@ -153,17 +155,36 @@ func TestCNAMEToServiceAllocs(t *testing.T) {
 	}
 }
 
-// TestWildcardAboveService: a name that exists only because a service is
-// below it is not covered by a wildcard (RFC 4592 §2.2.1).
-func TestWildcardAboveService(t *testing.T) {
+// TestWildcardAndServices: a wildcard stands only for names that do not
+// exist (RFC 4592 §2.2.1); a service and the names above it exist.
+func TestWildcardAndServices(t *testing.T) {
 	h := edgeHandler(t, HandlerConfig{})
-	r := serveRaw(t, h, pack(t, question("x.wild.example.org.", dns.TypeA)), ProtoUDP, 512)
-	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 || len(r.Ns) != 1 {
-		t.Fatalf("name above a service under a wildcard:\n%s", r)
+	cases := []struct {
+		name, qname string
+		rcode       int
+		answers     int
+	}{
+		{"above a service: NODATA", "x.wild.example.org.", dns.RcodeSuccess, 0},
+		{"the service", "svc.x.wild.example.org.", dns.RcodeSuccess, 1},
+		{"below the service: NXDOMAIN", "a.svc.x.wild.example.org.", dns.RcodeNameError, 0},
+		{"beside the service, below a name above it: NXDOMAIN", "a.x.wild.example.org.", dns.RcodeNameError, 0},
+		{"other names: the wildcard", "y.wild.example.org.", dns.RcodeSuccess, 1},
+		{"deeper: the wildcard", "z.y.wild.example.org.", dns.RcodeSuccess, 1},
+		{"a wildcard CNAME to a service", "any.wcs.example.org.", dns.RcodeSuccess, 2},
 	}
-	r = serveRaw(t, h, pack(t, question("y.wild.example.org.", dns.TypeA)), ProtoUDP, 512)
-	if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "192.0.2.100" {
-		t.Fatalf("other names keep the wildcard:\n%s", r)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := serveRaw(t, h, pack(t, question(tc.qname, dns.TypeA)), ProtoUDP, 512)
+			if r.Rcode != tc.rcode || len(r.Answer) != tc.answers || !r.Authoritative {
+				t.Fatalf("rcode %s, %d answers:\n%s", dns.RcodeToString[r.Rcode], len(r.Answer), r)
+			}
+			if tc.answers == 0 && (len(r.Ns) != 1 || r.Ns[0].Header().Rrtype != dns.TypeSOA) {
+				t.Fatalf("authority %v", r.Ns)
+			}
+			if tc.answers == 2 && (r.Answer[0].Header().Name != tc.qname || r.Answer[1].Header().Name != "geo.example.org.") {
+				t.Fatalf("answer %v", r.Answer)
+			}
+		})
 	}
 }
 
@@ -448,6 +469,8 @@ func TestFollowService(t *testing.T) {
 		{"toent.example.org.", "", 1},
 		{"dangle.example.org.", "", 1},
 		{"alias.example.org.", "", 1},
+		{"any.wcs.example.org.", "geo.example.org.", 1},
+		{"a.svc.x.wild.example.org.", "", 0},
 		{"www.example.org.", "", 0},
 		{"x.sub.example.org.", "", 0},
 		{"www.example.com.", "", 0},

@@ -39,6 +39,9 @@ func (h *Handler) FollowService(name string) (*regions.Snapshot, *regions.Servic
 			return st.snap, nil, cnames, nil
 		}
 		a := z.Lookup([]byte(w), dns.TypeA)
+		if b := st.overWildcard(z, []byte(w), a); b != nil {
+			a = b
+		}
 		next := ""
 		als := a.Aliases()
 		for i := range als {

@@ -216,6 +216,9 @@ func (h *Handler) ServePacket(resp, req []byte, src netip.AddrPort, proto Proto)
 		}
 	}
 	a := z.Lookup(lower, q.qtype)
+	if b := st.overWildcard(z, lower, a); b != nil {
+		a = b
+	}
 	if als := a.Aliases(); len(als) > 0 {
 		if out, ok := h.serveAlias(resp[:0], req, &q, set, z, st, als, src, proto); ok {
 			return out
@@ -227,9 +230,8 @@ func (h *Handler) ServePacket(resp, req []byte, src netip.AddrPort, proto Proto)
 			h.metrics.waiting.Add(1)
 			return h.errorReply(resp[:0], req, &q, dns.RcodeServerFailure, proto)
 		}
-	case a.Rcode == dns.RcodeNameError || a.Synthesized():
-		// Names above a service exist (RFC 8020), and a wildcard does not
-		// stand in for a name that exists (RFC 4592 §2.2.1).
+	case a.Rcode == dns.RcodeNameError:
+		// Names above a service exist (RFC 8020).
 		if _, ent := st.ents[string(lower)]; ent {
 			a = z.NoData()
 		}

@@ -159,6 +159,34 @@ func (st *steering) takeover(set *zones.Set, z *zones.Zone, al *zones.Alias) (ta
 	return takeNone, nil
 }
 
+// overWildcard is what answers qname (lower-case wire) instead of a, an
+// answer synthesized from a wildcard, when names outside the zone file are
+// in the way: a wildcard stands only for names that do not exist (RFC 4592
+// §2.2.1), and services and the names above them exist. qname itself above
+// a service is NODATA; qname below a service, or below a name above one, is
+// NXDOMAIN (nothing of the zone file is there, so no wildcard either). nil:
+// a stands (also when st is nil).
+func (st *steering) overWildcard(z *zones.Zone, qname []byte, a *zones.Answer) *zones.Answer {
+	below := a.SynthesizedBelow()
+	if below == 0 || st == nil {
+		return nil
+	}
+	if _, ent := st.ents[string(qname)]; ent {
+		return z.NoData()
+	}
+	// The proper ancestors of qname below the wildcard's parent.
+	for off := int(qname[0]) + 1; len(qname)-off > below; off += int(qname[off]) + 1 {
+		anc := qname[off:]
+		if st.snap.Service(anc) != nil {
+			return z.NXDomain()
+		}
+		if _, ent := st.ents[string(anc)]; ent {
+			return z.NXDomain()
+		}
+	}
+	return nil
+}
+
 // serveAlias answers a name whose CNAME chain reaches a name the zone
 // file does not settle, when something else does (see takeover): a
 // service gets the chain followed by its steered answer, a name above a

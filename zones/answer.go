@@ -67,8 +67,15 @@ func (a *Answer) Negative() bool {
 		(a.Rcode == dns.RcodeSuccess && len(a.Ns) == 1 && a.Ns[0].Header().Rrtype == dns.TypeSOA)
 }
 
-// Synthesized reports whether the answer's records come from a wildcard.
-func (a *Answer) Synthesized() bool { return a.synth != "" }
+// SynthesizedBelow is, for an answer synthesized from a wildcard, the
+// wire length of the wildcard's parent (the closest encloser of every name
+// it answers); 0 for other answers.
+func (a *Answer) SynthesizedBelow() int {
+	if a.synth == "" {
+		return 0
+	}
+	return a.anchorLen
+}
 
 // Records returns copies of the answer's sections as sent for qname
 // (presentation form): records synthesized from a wildcard get qname as
