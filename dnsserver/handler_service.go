@@ -58,7 +58,13 @@ func (h *Handler) serveService(resp, req []byte, q *query, nodata *zones.Answer,
 	if qtype != dns.TypeA && qtype != dns.TypeAAAA {
 		return h.answerZone(resp, req, q, nodata, src, proto)
 	}
-	c, use, ecs := h.client(q, src)
+	// Who the decision is for: regions.ECSConfig.Client, the one
+	// derivation /v1/explain uses too.
+	var ecs netip.Prefix
+	if q.ecs {
+		ecs = q.ecsPrefix()
+	}
+	c, use := h.ecs.Client(src.Addr(), ecs, h.cfg.Locator)
 	d := snap.Decide(v, &c, qtype, rand.Uint64())
 	h.metrics.steered.Add(1)
 	if d.FailOpen {
@@ -223,17 +229,6 @@ func (h *Handler) answerZone(resp, req []byte, q *query, a *zones.Answer, src ne
 		}
 	}
 	return h.reply(resp, q, p, src, proto)
-}
-
-// client is who the decision is for (see regions.ECSConfig.Client), how
-// the query's ECS option was used, and its subnet as sent.
-func (h *Handler) client(q *query, src netip.AddrPort) (regions.Client, regions.ECSUse, netip.Prefix) {
-	var ecs netip.Prefix
-	if q.ecs {
-		ecs = q.ecsPrefix()
-	}
-	c, use := h.ecs.Client(src.Addr(), ecs, h.cfg.Locator)
-	return c, use, ecs
 }
 
 // ecsPrefix is the ECS subnet as sent: the address of its family and the

@@ -76,7 +76,7 @@ func (u ECSUse) MarshalText() ([]byte, error) { return []byte(u.String()), nil }
 func (e ECSConfig) Client(resolver netip.Addr, ecs netip.Prefix, loc Locator) (Client, ECSUse) {
 	c := Client{Locator: loc}
 	if ecs.IsValid() {
-		addr, bits := ecs.Addr().WithZone(""), ecs.Bits()
+		addr, bits := ecs.Addr(), ecs.Bits() // a Prefix has no zone
 		if addr.Is4In6() && bits >= 96 {
 			addr, bits = addr.Unmap(), bits-96
 		}
@@ -85,10 +85,16 @@ func (e ECSConfig) Client(resolver netip.Addr, ecs netip.Prefix, loc Locator) (C
 			c.Addr, c.Bits = resolver.Unmap().WithZone(""), 0
 			return c, ECSNotTailored
 		case e.TrustPrivate || isGlobal(addr):
-			e = e.Normalized()
 			maxBits := e.MaxV4
 			if !addr.Is4() {
 				maxBits = e.MaxV6
+			}
+			if maxBits <= 0 || maxBits > addr.BitLen() {
+				n := e.Normalized()
+				maxBits = n.MaxV4
+				if !addr.Is4() {
+					maxBits = n.MaxV6
+				}
 			}
 			bits = min(bits, maxBits)
 			p, _ := addr.Prefix(bits)
