@@ -14,18 +14,40 @@ import (
 
 // explainResponse is what GET /v1/explain returns.
 type explainResponse struct {
-	Name        string               `json:"name"`
-	QType       string               `json:"type"`
+	Name string `json:"name"`
+	// Service is the service that answers Name: Name itself, or the end
+	// of the CNAME chain that starts at it.
+	Service string `json:"service"`
+	// CNAMEs are the CNAME records a resolver passes from Name to Service.
+	CNAMEs []string `json:"cnames,omitempty"`
+	QType  string   `json:"type"`
+	// Client is who the decision is for, as DNS derives it from Resolver
+	// and ECS.
 	Client      string               `json:"client"`
+	Resolver    string               `json:"resolver"`
+	ECS         *explainECS          `json:"ecs,omitempty"`
 	Revision    int64                `json:"revision"`
 	Decision    regions.Decision     `json:"decision"`
 	Explanation *regions.Explanation `json:"explanation"`
 }
 
-// explain answers GET /v1/explain?name=NAME&client=ADDR[/BITS]&type=A|AAAA[&seed=N]:
-// the decision a DNS query would get, with every step's candidates and
-// reasons. Without client, the caller's address is used; seed fixes the
-// random draw so a weighted choice can be reproduced.
+// explainECS is the ECS option of the explained query and what DNS makes
+// of it.
+type explainECS struct {
+	Subnet string         `json:"subnet"`
+	Use    regions.ECSUse `json:"use"`
+	// Scope is the SCOPE PREFIX-LENGTH the DNS reply carries.
+	Scope int `json:"scope"`
+}
+
+// explain answers
+// GET /v1/explain?name=NAME[&client=SUBNET][&resolver=ADDR][&type=A|AAAA][&seed=N]:
+// the decision a DNS query for NAME would get, with every step's
+// candidates and reasons. It is the query a resolver at ADDR (default: the
+// caller) sends with the ECS option SUBNET (an address or a prefix;
+// default: none), and the client is derived from them exactly as DNS does
+// it. NAME may be a service or a name whose CNAME chain leads to one. seed
+// fixes the random draw so a weighted choice can be reproduced.
 func (a *apiServer) explain(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	bad := func(field, format string, args ...any) {
@@ -34,7 +56,7 @@ func (a *apiServer) explain(w http.ResponseWriter, r *http.Request) {
 	}
 	name := regions.CanonicalName(q.Get("name"))
 	if q.Get("name") == "" {
-		bad("name", "required: the service name to explain")
+		bad("name", "required: the name to explain")
 		return
 	}
 	qtype := uint16(regions.QTypeA)
@@ -46,9 +68,17 @@ func (a *apiServer) explain(w http.ResponseWriter, r *http.Request) {
 		bad("type", "%q: want A or AAAA", q.Get("type"))
 		return
 	}
-	client, err := parseClient(q.Get("client"), r.RemoteAddr)
+	var ecs netip.Prefix
+	if s := q.Get("client"); s != "" {
+		var err error
+		if ecs, err = parseSubnet(s); err != nil {
+			bad("client", "%v", err)
+			return
+		}
+	}
+	resolver, err := parseResolver(q.Get("resolver"), r.RemoteAddr)
 	if err != nil {
-		bad("client", "%v", err)
+		bad("resolver", "%v", err)
 		return
 	}
 	rnd := rand.Uint64()
@@ -58,48 +88,84 @@ func (a *apiServer) explain(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	snap := a.opts.Snapshot()
+
+	var snap *regions.Snapshot
+	var v *regions.ServiceView
+	var cnames []string
+	if a.opts.Follow != nil {
+		snap, v, cnames, err = a.opts.Follow(name)
+		if err != nil {
+			bad("name", "%v", err)
+			return
+		}
+	} else if snap = a.opts.Snapshot(); snap != nil {
+		v = snap.ServiceByName(name)
+	}
 	if snap == nil {
 		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Detail: "no regions snapshot loaded yet"})
 		return
 	}
-	v := snap.ServiceByName(name)
 	if v == nil {
-		writeProblem(w, Problem{Status: http.StatusNotFound, Title: "no such service", Detail: fmt.Sprintf("%s is not a service", name)})
+		detail := fmt.Sprintf("%s is not a service", name)
+		if len(cnames) > 0 {
+			detail = fmt.Sprintf("%s is not a service, nor does its CNAME chain (%s) lead to one", name, strings.Join(cnames, "; "))
+		}
+		writeProblem(w, Problem{Status: http.StatusNotFound, Title: "no such service", Detail: detail})
 		return
 	}
-	c := regions.Client{Addr: client.Addr(), Bits: client.Bits()}
+
+	var loc regions.Locator
 	if a.opts.Locator != nil {
-		c.Locator = a.opts.Locator
+		loc = a.opts.Locator
 	}
+	c, use := a.opts.ECS.Client(resolver, ecs, loc)
 	d, ex := snap.Explain(v, &c, qtype, rnd)
-	writeJSON(w, http.StatusOK, explainResponse{
-		Name: name, QType: map[uint16]string{regions.QTypeA: "A", regions.QTypeAAAA: "AAAA"}[qtype],
-		Client: client.String(), Revision: snap.Revision(), Decision: d, Explanation: ex,
-	})
+	resp := explainResponse{
+		Name: name, Service: v.Name(), CNAMEs: cnames, QType: map[uint16]string{regions.QTypeA: "A", regions.QTypeAAAA: "AAAA"}[qtype],
+		Client: netip.PrefixFrom(c.Addr, c.Bits).String(), Resolver: resolver.String(),
+		Revision: snap.Revision(), Decision: d, Explanation: ex,
+	}
+	if use != regions.ECSAbsent {
+		scope := 0
+		if d.Kind == regions.KindAnswer {
+			scope = use.ReplyScope(ecs, d.Scope)
+		}
+		resp.ECS = &explainECS{Subnet: ecs.String(), Use: use, Scope: scope}
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
-// parseClient reads "192.0.2.1", "2001:db8::/48" or, when empty, the
-// caller's own address.
-func parseClient(s, remote string) (netip.Prefix, error) {
-	if s == "" {
-		host, _, err := net.SplitHostPort(remote)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("no client given and the caller's address %q is unusable", remote)
-		}
-		s = host
-	}
+// parseSubnet reads an ECS subnet: "192.0.2.1" (the whole address),
+// "2001:db8::/48" or "::ffff:192.0.2.0/120", kept in the family written,
+// as an ECS option carries it. Bits beyond the prefix are cleared.
+func parseSubnet(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
 			return netip.Prefix{}, fmt.Errorf("%q is not an address or prefix", s)
 		}
-		return netip.PrefixFrom(p.Addr().Unmap(), min(p.Bits(), p.Addr().Unmap().BitLen())).Masked(), nil
+		return p.Masked(), nil
 	}
 	ad, err := netip.ParseAddr(s)
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("%q is not an address or prefix", s)
 	}
-	ad = ad.Unmap().WithZone("")
+	ad = ad.WithZone("")
 	return netip.PrefixFrom(ad, ad.BitLen()), nil
+}
+
+// parseResolver reads the resolver's address or, when empty, the caller's.
+func parseResolver(s, remote string) (netip.Addr, error) {
+	if s == "" {
+		host, _, err := net.SplitHostPort(remote)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("no resolver given and the caller's address %q is unusable", remote)
+		}
+		s = host
+	}
+	ad, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%q is not an address", s)
+	}
+	return ad.Unmap().WithZone(""), nil
 }

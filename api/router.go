@@ -29,6 +29,16 @@ type Options struct {
 	Snapshot func() *regions.Snapshot
 	// Locator places clients for /v1/explain; nil: no GeoIP.
 	Locator regions.Locator
+	// ECS must be the DNS handler's: /v1/explain derives the client from
+	// the resolver and the ECS subnet with it, as DNS does.
+	ECS regions.ECSConfig
+	// Follow finds the service a DNS query for a name (presentation form)
+	// is answered with: the name itself, or the end of its CNAME chain. It
+	// returns the snapshot it used (nil before the first), the service (nil:
+	// none answers the name), the CNAME records passed on the way
+	// (presentation form), and an error for a name that cannot be
+	// followed. nil: only service names are explained, from Snapshot.
+	Follow func(name string) (*regions.Snapshot, *regions.ServiceView, []string, error)
 }
 
 type apiServer struct{ opts Options }

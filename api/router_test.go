@@ -75,6 +75,63 @@ func TestRouter(t *testing.T) {
 			t.Errorf("%d %s", rec.Code, rec.Body)
 		}
 	})
+	t.Run("explain: client is the ECS subnet, resolver the packet's source", func(t *testing.T) {
+		for _, c := range []struct{ query, want string }{
+			{"client=193.0.0.77&resolver=198.51.100.1", `"subnet": "193.0.0.77/32",
+    "use": "used",`},
+			{"client=193.0.0.77&resolver=198.51.100.1", `"client": "193.0.0.0/24"`},
+			{"client=193.0.0.77/20", `"subnet": "193.0.0.0/20"`},
+			{"client=::ffff:193.0.0.0/120", `"client": "193.0.0.0/24"`},
+			{"client=10.1.2.0/24&resolver=198.51.100.1", `"client": "198.51.100.1/32"`},
+			{"client=10.1.2.0/24&resolver=198.51.100.1", `"use": "unusable",
+    "scope": 24`},
+			{"client=0.0.0.0/0&resolver=198.51.100.1", `"use": "not-tailored"`},
+			{"resolver=::ffff:198.51.100.1", `"resolver": "198.51.100.1"`},
+		} {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest(http.MethodGet, "/v1/explain?name=www.example.org&"+c.query, nil)
+			req.RemoteAddr = "203.0.113.5:999"
+			h.ServeHTTP(rec, req)
+			if rec.Code != 200 || !strings.Contains(rec.Body.String(), c.want) {
+				t.Errorf("%s: %d, want %s in\n%s", c.query, rec.Code, c.want, rec.Body)
+			}
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/explain?name=www.example.org&resolver=192.0.2.0/24", nil))
+		if rec.Code != 400 || !strings.Contains(rec.Body.String(), `"field":"resolver"`) {
+			t.Errorf("bad resolver: %d %s", rec.Code, rec.Body)
+		}
+	})
+	t.Run("explain follows CNAMEs with Follow", func(t *testing.T) {
+		h := NewRouter(Options{
+			Snapshot: func() *regions.Snapshot { return snap },
+			Follow: func(name string) (*regions.Snapshot, *regions.ServiceView, []string, error) {
+				switch name {
+				case "docs.example.org.":
+					return snap, snap.ServiceByName("www.example.org."), []string{"docs.example.org.\t300\tIN\tCNAME\twww.example.org."}, nil
+				case "bad.":
+					return snap, nil, nil, errors.New("cannot follow")
+				}
+				return snap, nil, []string{"x.example.org.\t300\tIN\tCNAME\tnope.example.org."}, nil
+			},
+		})
+		for _, c := range []struct {
+			name   string
+			status int
+			want   string
+		}{
+			{"docs.example.org", 200, `"service": "www.example.org."`},
+			{"docs.example.org", 200, `"cnames": [`},
+			{"x.example.org", 404, `nor does its CNAME chain`},
+			{"bad.", 400, `cannot follow`},
+		} {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/explain?name="+c.name, nil))
+			if rec.Code != c.status || !strings.Contains(rec.Body.String(), c.want) {
+				t.Errorf("%s: %d %s, want %d with %s", c.name, rec.Code, rec.Body, c.status, c.want)
+			}
+		}
+	})
 	t.Run("explain uses the caller's address", func(t *testing.T) {
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest(http.MethodGet, "/v1/explain?name=www.example.org", nil)

@@ -28,12 +28,16 @@ type HandlerConfig struct {
 
 	// Locator finds where clients are for steering; nil: no GeoIP.
 	Locator regions.Locator
-	// ECSMaxV4 and ECSMaxV6 cap the client subnet bits used (longer
-	// ECS source prefixes are truncated); 0 = 24 and 56 (RFC 7871 §11.1).
-	ECSMaxV4, ECSMaxV6 int
-	// ECSTrustPrivate uses ECS subnets from private, loopback and other
-	// non-global ranges as client locations (labs, private networks).
-	ECSTrustPrivate bool
+	// ECS is how EDNS Client Subnet options are used: the truncation of
+	// source prefixes and whether non-global subnets count. /v1/explain
+	// must be given the same.
+	ECS regions.ECSConfig
+	// WaitForSnapshot: until the first regions snapshot is set, any answer
+	// that denies a name or a type (NXDOMAIN, NODATA) is SERVFAIL, and so
+	// are zone transfers: a service nobody knows of yet may live there, and
+	// a cached denial would outlive the wait. Positive answers and
+	// referrals are sent as usual.
+	WaitForSnapshot bool
 }
 
 // DefaultMaxUDPSize is the EDNS buffer size we advertise by default.
@@ -49,8 +53,7 @@ type Handler struct {
 	zones   atomic.Pointer[zones.Set]
 	steer   atomic.Pointer[steering]
 	metrics *Metrics
-
-	ecsMaxV4, ecsMaxV6 int
+	ecs     regions.ECSConfig // normalized
 }
 
 var _ PacketHandler = (*Handler)(nil)
@@ -72,13 +75,7 @@ func NewHandler(cfg HandlerConfig, set *zones.Set, m *Metrics) *Handler {
 	if h.metrics == nil {
 		h.metrics = NewMetrics()
 	}
-	h.ecsMaxV4, h.ecsMaxV6 = cfg.ECSMaxV4, cfg.ECSMaxV6
-	if h.ecsMaxV4 <= 0 || h.ecsMaxV4 > 32 {
-		h.ecsMaxV4 = 24
-	}
-	if h.ecsMaxV6 <= 0 || h.ecsMaxV6 > 128 {
-		h.ecsMaxV6 = 56
-	}
+	h.ecs = cfg.ECS.Normalized()
 	h.zones.Store(set)
 	return h
 }
@@ -123,7 +120,9 @@ type query struct {
 	udpSize uint16
 	version uint8
 	do      bool
-	tsig    bool
+	// tsig: the request is signed; its TSIG record is req[tsigOff:tsigEnd].
+	tsig             bool
+	tsigOff, tsigEnd int
 
 	// EDNS Client Subnet as sent (RFC 7871); the reply echoes it with
 	// ecsScope, the bits the answer depended on.
@@ -180,8 +179,8 @@ func (h *Handler) ServePacket(resp, req []byte, src netip.AddrPort, proto Proto)
 		return h.errorReply(resp[:0], req, &q, dns.RcodeFormatError, proto)
 	}
 	if q.tsig {
-		// We hold no TSIG keys; an unverifiable signature is not authority.
-		return h.errorReply(resp[:0], req, &q, dns.RcodeNotAuth, proto)
+		// We hold no TSIG keys: every key is unknown.
+		return h.tsigBadKey(resp[:0], req, &q, proto)
 	}
 	if !q.hasQ {
 		// RFC 7873 §5.4: a query without a question, with a cookie, asks
@@ -213,11 +212,26 @@ func (h *Handler) ServePacket(resp, req []byte, src netip.AddrPort, proto Proto)
 	st := h.steer.Load()
 	if st != nil {
 		if v := st.services[string(lower)]; v != nil {
-			return h.serveService(resp[:0], req, &q, z, st.snap, v, src, proto)
+			return h.serveService(resp[:0], req, &q, z.NoData(), nil, nil, st.snap, v, src, proto)
 		}
 	}
 	a := z.Lookup(lower, q.qtype)
-	if st != nil && a.Rcode == dns.RcodeNameError {
+	if b := st.overWildcard(z, lower, a); b != nil {
+		a = b
+	}
+	if als := a.Aliases(); len(als) > 0 {
+		if out, ok := h.serveAlias(resp[:0], req, &q, set, z, st, als, src, proto); ok {
+			return out
+		}
+	}
+	switch {
+	case st == nil:
+		if h.cfg.WaitForSnapshot && a.Negative() {
+			h.metrics.waiting.Add(1)
+			return h.errorReply(resp[:0], req, &q, dns.RcodeServerFailure, proto)
+		}
+	case a.Rcode == dns.RcodeNameError:
+		// Names above a service exist (RFC 8020).
 		if _, ent := st.ents[string(lower)]; ent {
 			a = z.NoData()
 		}

@@ -19,6 +19,10 @@ func FuzzServePacket(f *testing.F) {
 		question("example.org.", dns.TypeAXFR),
 		withEDNS(question("www.example.org.", dns.TypeA), 1232, true, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"}),
 		withEDNS(question("big.example.org.", dns.TypeTXT), 600, false, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: []byte{192, 0, 2, 0}}),
+		withEDNS(question("chain.example.org.", dns.TypeA), 1232, false, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: []byte{193, 0, 0, 0}}),
+		question("tomany.example.org.", dns.TypeAAAA),
+		question("tochild.example.org.", dns.TypeA),
+		question("geo.example.org.", dns.TypeA),
 	}
 	for _, m := range seeds {
 		b, err := m.Pack()
@@ -27,8 +31,13 @@ func FuzzServePacket(f *testing.F) {
 		}
 		f.Add(b, false)
 	}
+	signed := question("www.example.org.", dns.TypeA)
+	signed.SetTsig("key.example.", dns.HmacSHA256, 300, 1700000000)
+	if b, _, err := dns.TsigGenerate(signed, "c2VjcmV0", "", false); err == nil {
+		f.Add(b, false)
+	}
 	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 12, 0, 1, 0, 1}, true)
-	h := testHandler(f, HandlerConfig{})
+	h := edgeHandler(f, HandlerConfig{})
 	f.Fuzz(func(t *testing.T, req []byte, tcp bool) {
 		proto, size := ProtoUDP, 4096
 		if tcp {

@@ -41,7 +41,7 @@ func (h *Handler) parse(req []byte, q *query) int {
 			return dns.RcodeFormatError
 		}
 	}
-	for range ar {
+	for i := range ar {
 		start := off
 		typ, rdStart, ok := uint16(0), 0, false
 		if off, typ, rdStart, ok = skipRR(req, off); !ok {
@@ -59,7 +59,11 @@ func (h *Handler) parse(req []byte, q *query) int {
 				return dns.RcodeFormatError
 			}
 		case dns.TypeTSIG:
+			if i != ar-1 {
+				return dns.RcodeFormatError // RFC 8945 §5.1: TSIG comes last
+			}
 			q.tsig = true
+			q.tsigOff, q.tsigEnd = start, off
 		}
 	}
 	return dns.RcodeSuccess

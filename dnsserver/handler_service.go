@@ -51,28 +51,44 @@ func (h *Handler) Snapshot() *regions.Snapshot {
 }
 
 // serveService answers a name steered by a service: A or AAAA from the
-// decision, NODATA for other types. Negative answers carry ECS scope 0.
-func (h *Handler) serveService(resp, req []byte, q *query, z *zones.Zone, snap *regions.Snapshot, v *regions.ServiceView, src netip.AddrPort, proto Proto) []byte {
+// decision, nodata for other types and when the decision has no address.
+// With chain (a CNAME chain ending at the service's name) the steered
+// records follow the chain and are owned by its target, written as owner
+// (a compression pointer, or the name itself). Negative answers carry ECS
+// scope 0.
+func (h *Handler) serveService(resp, req []byte, q *query, nodata *zones.Answer, chain *zones.Packed, owner []byte, snap *regions.Snapshot, v *regions.ServiceView, src netip.AddrPort, proto Proto) []byte {
 	qtype := q.qtype
 	if qtype == dns.TypeANY {
 		qtype = dns.TypeA // RFC 8482: one RRset is a complete answer to ANY
 	}
 	if qtype != dns.TypeA && qtype != dns.TypeAAAA {
-		return h.answerZone(resp, req, q, z.NoData(), src, proto)
+		return h.answerZone(resp, req, q, nodata, src, proto)
 	}
-	c, usedECS := h.client(q, src)
+	// Who the decision is for: regions.ECSConfig.Client, the one
+	// derivation /v1/explain uses too.
+	var ecs netip.Prefix
+	if q.ecs {
+		ecs = q.ecsPrefix()
+	}
+	c, use := h.ecs.Client(src.Addr(), ecs, h.cfg.Locator)
 	d := snap.Decide(v, &c, qtype, rand.Uint64())
 	h.metrics.steered.Add(1)
 	if d.FailOpen {
 		h.metrics.failOpen.Add(1)
 	}
 	if d.Kind != regions.KindAnswer || d.Count == 0 {
-		return h.answerZone(resp, req, q, z.NoData(), src, proto)
+		return h.answerZone(resp, req, q, nodata, src, proto)
 	}
-	if usedECS {
-		q.ecsScope = ecsScope(q, d.Scope)
-	}
+	q.ecsScope = uint8(use.ReplyScope(ecs, d.Scope))
 
+	var ptr [2]byte
+	if chain == nil {
+		ptr = [2]byte{0xC0, headerLen} // the question's name
+		owner = ptr[:]
+	} else if chain.TargetOff != 0 {
+		ptr = [2]byte{0xC0 | byte(chain.TargetOff>>8), byte(chain.TargetOff)}
+		owner = ptr[:]
+	}
 	limit := h.limit(q, proto, cap(resp))
 	resp = q.appendHeaderAndQuestion(resp)
 	rdlen := 4
@@ -80,16 +96,28 @@ func (h *Handler) serveService(resp, req []byte, q *query, z *zones.Zone, snap *
 		rdlen = 16
 	}
 	flags := q.replyFlags() | flagAA
-	an := uint16(d.Count)
-	if len(resp)+d.Count*(12+rdlen)+h.optLen(q) > limit {
-		// An RRset is sent whole or not at all (RFC 2181 §9).
+	var an uint16
+	room := limit - len(resp) - h.optLen(q) - d.Count*(len(owner)+10+rdlen)
+	var body []byte
+	if chain != nil {
+		n, counts, tc := chain.Fit(room)
+		if tc || n < len(chain.Body) {
+			room = -1
+		}
+		body, an = chain.Body, counts[0]
+	}
+	if room < len(body) {
+		// The chain and the RRset are sent whole or not at all (RFC 2181 §9).
 		flags |= flagTC
 		an = 0
 		h.metrics.truncated.Add(1)
 	} else {
+		resp = append(resp, body...)
+		an += uint16(d.Count)
 		for i := range d.Count {
 			a := d.Addr(i)
-			resp = append(resp, 0xC0, headerLen, // owner: the question's name
+			resp = append(resp, owner...)
+			resp = append(resp,
 				byte(qtype>>8), byte(qtype), 0, byte(dns.ClassINET),
 				byte(d.TTL>>24), byte(d.TTL>>16), byte(d.TTL>>8), byte(d.TTL),
 				0, byte(rdlen))
@@ -112,6 +140,91 @@ func (h *Handler) serveService(resp, req []byte, q *query, z *zones.Zone, snap *
 	return resp
 }
 
+// takeover is what, from outside the zone file, answers at an alias
+// target (see zones.Alias).
+type takeover uint8
+
+const (
+	takeNone      takeover = iota // nothing: the zone's own answer stands
+	takeOtherZone                 // another of our zones holds the target
+	takeService                   // a service is there
+	takeNoData                    // a name above a service is there
+)
+
+// takeover says what answers at al's target: a name inside another of
+// our zones (one z does not delegate) ends the chain here, as any target
+// outside z does, for the resolver to follow; a service or a name above
+// one come from the snapshot. st may be nil (no snapshot yet).
+func (st *steering) takeover(set *zones.Set, z *zones.Zone, al *zones.Alias) (takeover, *regions.ServiceView) {
+	if set.Find(al.Target) != z {
+		return takeOtherZone, nil
+	}
+	if st == nil {
+		return takeNone, nil
+	}
+	if v := st.services[string(al.Target)]; v != nil {
+		return takeService, v
+	}
+	if _, ent := st.ents[string(al.Target)]; ent {
+		return takeNoData, nil
+	}
+	return takeNone, nil
+}
+
+// overWildcard is what answers qname (lower-case wire) instead of a, an
+// answer synthesized from a wildcard, when names outside the zone file are
+// in the way: a wildcard stands only for names that do not exist (RFC 4592
+// §2.2.1), and services and the names above them exist. qname itself above
+// a service is NODATA; qname below a service, or below a name above one, is
+// NXDOMAIN (nothing of the zone file is there, so no wildcard either). nil:
+// a stands (also when st is nil).
+func (st *steering) overWildcard(z *zones.Zone, qname []byte, a *zones.Answer) *zones.Answer {
+	below := a.SynthesizedBelow()
+	if below == 0 || st == nil {
+		return nil
+	}
+	if _, ent := st.ents[string(qname)]; ent {
+		return z.NoData()
+	}
+	// The proper ancestors of qname below the wildcard's parent.
+	for off := int(qname[0]) + 1; len(qname)-off > below; off += int(qname[off]) + 1 {
+		anc := qname[off:]
+		if st.services[string(anc)] != nil {
+			return z.NXDomain()
+		}
+		if _, ent := st.ents[string(anc)]; ent {
+			return z.NXDomain()
+		}
+	}
+	return nil
+}
+
+// serveAlias answers a name whose CNAME chain reaches a name the zone
+// file does not settle, when something else does (see takeover): a
+// service gets the chain followed by its steered answer, a name above a
+// service the chain and NODATA, another zone of ours the chain alone,
+// NOERROR. ok is false when nothing takes over.
+func (h *Handler) serveAlias(resp, req []byte, q *query, set *zones.Set, z *zones.Zone, st *steering, als []zones.Alias, src netip.AddrPort, proto Proto) (out []byte, ok bool) {
+	for i := range als {
+		al := &als[i]
+		switch k, v := st.takeover(set, z, al); k {
+		case takeOtherZone:
+			return h.answerZone(resp, req, q, al.CNAMEs, src, proto), true
+		case takeNoData:
+			return h.answerZone(resp, req, q, al.NoData, src, proto), true
+		case takeService:
+			p := al.CNAMEs.Packed(len(q.qname))
+			if p == nil {
+				if p = h.packSlow(req, al.CNAMEs); p == nil {
+					return h.errorReply(resp, req, q, dns.RcodeServerFailure, proto), true
+				}
+			}
+			return h.serveService(resp, req, q, al.NoData, p, al.Target, st.snap, v, src, proto), true
+		}
+	}
+	return nil, false
+}
+
 // answerZone sends a zone answer for the query's name.
 func (h *Handler) answerZone(resp, req []byte, q *query, a *zones.Answer, src netip.AddrPort, proto Proto) []byte {
 	q.ecsScope = 0
@@ -124,105 +237,18 @@ func (h *Handler) answerZone(resp, req []byte, q *query, a *zones.Answer, src ne
 	return h.reply(resp, q, p, src, proto)
 }
 
-// client is who the decision is for: the ECS subnet when the query has a
-// usable one, else the packet's source. usedECS says whether the reply's
-// scope must describe the ECS subnet.
-func (h *Handler) client(q *query, src netip.AddrPort) (c regions.Client, usedECS bool) {
-	c.Locator = h.cfg.Locator
-	if q.ecs {
-		addr, bits, ok := q.ecsClient()
-		switch {
-		case !ok:
-		case bits == 0:
-			// RFC 7871 §7.1.2: source /0 asks us not to tailor the
-			// answer to the client; scope 0 says we did not.
-			c.Addr, c.Bits = src.Addr().Unmap(), 0
-			return c, true
-		case h.cfg.ECSTrustPrivate || isGlobal(addr):
-			maxBits := h.ecsMaxV4
-			if addr.Is6() {
-				maxBits = h.ecsMaxV6
-			}
-			bits = min(bits, maxBits)
-			c.Addr, c.Bits = netip.PrefixFrom(addr, bits).Masked().Addr(), bits
-			return c, true
-		}
-		// A private or otherwise non-global subnet says nothing about where
-		// the client is: steer by the resolver, and scope 0 tells the
-		// resolver the answer did not depend on the subnet it sent.
-	}
-	c.Addr = src.Addr().Unmap()
-	c.Bits = c.Addr.BitLen()
-	return c, false
-}
-
-// ecsClient is the ECS address as a netip.Addr (IPv4-mapped IPv6 unmapped)
-// and how many of its bits the client gave.
-func (q *query) ecsClient() (netip.Addr, int, bool) {
-	bits := int(q.ecsSource)
+// ecsPrefix is the ECS subnet as sent: the address of its family and the
+// source prefix length.
+func (q *query) ecsPrefix() netip.Prefix {
 	switch q.ecsFamily {
 	case 1:
 		var b [4]byte
 		copy(b[:], q.ecsAddr)
-		return netip.AddrFrom4(b), bits, true
+		return netip.PrefixFrom(netip.AddrFrom4(b), int(q.ecsSource))
 	case 2:
 		var b [16]byte
 		copy(b[:], q.ecsAddr)
-		a := netip.AddrFrom16(b)
-		if a.Is4In6() && bits >= 96 {
-			return a.Unmap(), bits - 96, true
-		}
-		return a, bits, true
+		return netip.PrefixFrom(netip.AddrFrom16(b), int(q.ecsSource))
 	}
-	return netip.Addr{}, 0, false
-}
-
-// ecsScope converts a decision's scope into the query's ECS family (an
-// IPv4 client sent as IPv4-mapped IPv6 counts 96 more bits).
-func ecsScope(q *query, scope int) uint8 {
-	if scope <= 0 {
-		return 0
-	}
-	if q.ecsFamily == 2 {
-		var b [16]byte
-		copy(b[:], q.ecsAddr)
-		if netip.AddrFrom16(b).Is4In6() && q.ecsSource >= 96 {
-			scope += 96
-		}
-	}
-	return uint8(min(scope, int(q.ecsSource)))
-}
-
-// isGlobal reports whether an address can say where a client is: global
-// unicast, and not private, shared (RFC 6598), documentation,
-// benchmarking or reserved space. Written as byte tests: it runs for
-// every query with ECS.
-func isGlobal(a netip.Addr) bool {
-	if !a.IsGlobalUnicast() || a.IsPrivate() {
-		return false
-	}
-	if a.Is4() {
-		b := a.As4()
-		switch {
-		case b[0] == 100 && b[1]&0xC0 == 64: // 100.64.0.0/10 shared (CGN)
-		case b[0] == 192 && b[1] == 0 && (b[2] == 0 || b[2] == 2): // IETF assignments, TEST-NET-1
-		case b[0] == 198 && b[1]&0xFE == 18: // 198.18.0.0/15 benchmarking
-		case b[0] == 198 && b[1] == 51 && b[2] == 100: // TEST-NET-2
-		case b[0] == 203 && b[1] == 0 && b[2] == 113: // TEST-NET-3
-		case b[0] >= 240: // reserved
-		default:
-			return true
-		}
-		return false
-	}
-	b := a.As16()
-	switch {
-	case b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8: // 2001:db8::/32 documentation
-	case b[0] == 0x20 && b[1] == 0x01 && b[2] < 0x02: // 2001::/23 IETF assignments
-	case b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && b[4] == 0 && b[5] == 1: // 64:ff9b:1::/48 local NAT64
-	case b[0] == 0xfe && b[1]&0xC0 == 0xC0: // fec0::/10 site-local
-	default:
-		return true
-	}
-	return false
+	return netip.Prefix{}
 }

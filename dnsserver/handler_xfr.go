@@ -5,6 +5,9 @@ import (
 	"net/netip"
 
 	"github.com/miekg/dns"
+
+	"github.com/meridian-gslb/meridian/regions"
+	"github.com/meridian-gslb/meridian/zones"
 )
 
 var _ StreamHandler = (*Handler)(nil)
@@ -28,8 +31,14 @@ func (h *Handler) WantsStream(req []byte, _ netip.AddrPort) bool {
 }
 
 // ServeStream answers a zone transfer (RFC 5936): the SOA, every record,
-// the SOA again, in as many messages as it takes. IXFR gets the same full
-// transfer, which RFC 1995 §4 allows: no change history is kept.
+// the services inside the zone, the SOA again, in as many messages as it
+// takes. IXFR gets the same full transfer, which RFC 1995 §4 allows: no
+// change history is kept.
+//
+// A service is transferred as the A and AAAA records of every region it
+// does not drain, whatever their health (what it fails open to), with the
+// service's TTL: a secondary cannot steer, but must never deny a name
+// that exists.
 func (h *Handler) ServeStream(req []byte, src netip.AddrPort, send func([]byte) error) error {
 	var q query
 	resp := make([]byte, 0, 4096)
@@ -45,11 +54,12 @@ func (h *Handler) ServeStream(req []byte, src netip.AddrPort, send func([]byte) 
 	case q.version != 0:
 		return reply(rcodeBadVers)
 	case q.tsig:
-		return reply(dns.RcodeNotAuth)
+		return send(h.tsigBadKey(resp, req, &q, ProtoTCP))
 	case q.qclass != dns.ClassINET:
 		return reply(dns.RcodeRefused)
 	}
-	z := h.zones.Load().Find(q.lowerName())
+	set := h.zones.Load()
+	z := set.Find(q.lowerName())
 	if z == nil {
 		return reply(dns.RcodeRefused)
 	}
@@ -61,11 +71,21 @@ func (h *Handler) ServeStream(req []byte, src netip.AddrPort, send func([]byte) 
 		return reply(dns.RcodeRefused)
 	}
 
+	st := h.steer.Load()
+	if st == nil && h.cfg.WaitForSnapshot {
+		h.metrics.waiting.Add(1)
+		return reply(dns.RcodeServerFailure) // it would leave the services out
+	}
+
 	qname, _, err := dns.UnpackDomainName(req, headerLen)
 	if err != nil {
 		return reply(dns.RcodeFormatError)
 	}
-	records := append(append([]dns.RR(nil), z.Records()...), z.SOA())
+	records := append([]dns.RR(nil), z.Records()...)
+	if st != nil {
+		records = append(records, serviceRecords(set, z, st.snap)...)
+	}
+	records = append(records, z.SOA())
 	msg := func(rrs []dns.RR) error {
 		m := &dns.Msg{
 			MsgHdr:   dns.MsgHdr{Id: q.id, Response: true, Authoritative: true, Opcode: dns.OpcodeQuery},
@@ -96,4 +116,33 @@ func (h *Handler) ServeStream(req []byte, src netip.AddrPort, send func([]byte) 
 	}
 	h.metrics.xfrServed.Add(1)
 	return nil
+}
+
+// serviceRecords is what a transfer of z carries for the services inside
+// it (see ServeStream). Services the zone's own data shadows (records at
+// the name, a delegation above it) are left out: the store refuses them,
+// and a secondary would refuse the zone.
+func serviceRecords(set *zones.Set, z *zones.Zone, snap *regions.Snapshot) []dns.RR {
+	var out []dns.RR
+	for _, v := range snap.Services() {
+		wn, err := zones.WireName(v.Name())
+		if err != nil {
+			continue
+		}
+		w := []byte(wn)
+		if set.Find(w) != z || z.CheckDynamicName(w) != nil {
+			continue
+		}
+		hdr := func(t uint16) dns.RR_Header {
+			return dns.RR_Header{Name: v.Name(), Rrtype: t, Class: dns.ClassINET, Ttl: v.TTL()}
+		}
+		v4, v6 := v.AllRegionAddrs()
+		for _, a := range v4 {
+			out = append(out, &dns.A{Hdr: hdr(dns.TypeA), A: a.AsSlice()})
+		}
+		for _, a := range v6 {
+			out = append(out, &dns.AAAA{Hdr: hdr(dns.TypeAAAA), AAAA: a.AsSlice()})
+		}
+	}
+	return out
 }

@@ -1,6 +1,7 @@
 package dnsserver
 
 import (
+	"slices"
 	"sync/atomic"
 
 	"github.com/miekg/dns"
@@ -22,6 +23,8 @@ type Metrics struct {
 	cookies    [cookieMalformed + 1]atomic.Uint64
 	steered    paddedCounter
 	failOpen   atomic.Uint64
+	waiting    atomic.Uint64
+	tsigErrors [tsigBadTrunc + 1]atomic.Uint64 // by TSIG error code
 }
 
 const maxRcode = 31 // extended rcodes above this are counted as 31
@@ -65,7 +68,52 @@ var (
 		"Steered answers given as if every region were up, because none was.", nil, nil)
 	descCookies = prometheus.NewDesc("meridian_dns_cookies_total",
 		"Queries carrying a DNS cookie, by what the cookie was.", []string{"state"}, nil)
+	descWaiting = prometheus.NewDesc("meridian_dns_servfail_no_snapshot_total",
+		"Denials (NXDOMAIN, NODATA) answered SERVFAIL because no regions snapshot was loaded yet.", nil, nil)
+	descTSIG = prometheus.NewDesc("meridian_dns_tsig_errors_total",
+		"Signed requests answered with a TSIG error, by TSIG error.", []string{"error"}, nil)
 )
+
+// rcodeName labels a reply's rcode. Rcodes above 15 live partly in the
+// OPT record, where 16 means BADVERS (RFC 6891); the TSIG meaning of 16,
+// BADSIG, is a TSIG error and never a reply's rcode here (see tsigName).
+func rcodeName(rc int) string {
+	switch rc {
+	case dns.RcodeBadVers:
+		return "BADVERS"
+	case dns.RcodeBadCookie:
+		return "BADCOOKIE"
+	}
+	if rc < 16 {
+		if name, ok := dns.RcodeToString[rc]; ok {
+			return name
+		}
+	}
+	return "OTHER"
+}
+
+// TSIG errors (RFC 8945 §3): carried in the TSIG record, not the header.
+const (
+	tsigBadSig   = 16
+	tsigBadKey   = 17
+	tsigBadTime  = 18
+	tsigBadTrunc = 22
+)
+
+// tsigName labels a TSIG error.
+func tsigName(e int) string {
+	switch e {
+	case tsigBadSig:
+		return "BADSIG"
+	case tsigBadKey:
+		return "BADKEY"
+	case tsigBadTime:
+		return "BADTIME"
+	case tsigBadTrunc:
+		return "BADTRUNC"
+	}
+	return "OTHER"
+}
 
 var cookieStateNames = [...]string{
 	cookieNone:      "none",
@@ -78,7 +126,7 @@ var cookieStateNames = [...]string{
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descResponses, descDropped, descTruncated, descPanics, descSlow, descXfr, descCookies, descSteered, descFailOpen} {
+	for _, d := range []*prometheus.Desc{descResponses, descDropped, descTruncated, descPanics, descSlow, descXfr, descCookies, descSteered, descFailOpen, descWaiting, descTSIG} {
 		ch <- d
 	}
 }
@@ -86,16 +134,31 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range []Proto{ProtoUDP, ProtoTCP} {
+		// Several rcodes may share the label OTHER: one series for them.
+		byName := map[string]uint64{rcodeName(dns.RcodeSuccess): 0}
+		var names []string
 		for rc := range m.responses[p] {
-			if v := m.responses[p][rc].Load(); v > 0 || rc == dns.RcodeSuccess {
-				name, ok := dns.RcodeToString[rc]
-				if !ok {
-					name = "OTHER"
+			if v := m.responses[p][rc].Load(); v > 0 {
+				name := rcodeName(rc)
+				if _, seen := byName[name]; !seen {
+					names = append(names, name)
 				}
-				ch <- prometheus.MustNewConstMetric(descResponses, prometheus.CounterValue, float64(v), p.String(), name)
+				byName[name] += v
 			}
 		}
+		if !slices.Contains(names, rcodeName(dns.RcodeSuccess)) {
+			names = append(names, rcodeName(dns.RcodeSuccess))
+		}
+		for _, name := range names {
+			ch <- prometheus.MustNewConstMetric(descResponses, prometheus.CounterValue, float64(byName[name]), p.String(), name)
+		}
 	}
+	for e := range m.tsigErrors {
+		if v := m.tsigErrors[e].Load(); v > 0 {
+			ch <- prometheus.MustNewConstMetric(descTSIG, prometheus.CounterValue, float64(v), tsigName(e))
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descWaiting, prometheus.CounterValue, float64(m.waiting.Load()))
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(m.dropped.Load()))
 	ch <- prometheus.MustNewConstMetric(descTruncated, prometheus.CounterValue, float64(m.truncated.Load()))
 	ch <- prometheus.MustNewConstMetric(descPanics, prometheus.CounterValue, float64(m.panics.Load()))

@@ -298,32 +298,65 @@ func (t *tracer) location(loc geo.Location, scope int, ok bool) {
 	t.e.Client.Location = el
 }
 
-func (t *tracer) geoList(which string, list, chosen int) {
-	if list < 0 {
-		return
+// geoListName names one of the lists preferGeo walks.
+func geoListName(k int, loc geo.Location) string {
+	switch k {
+	case geoCountry:
+		return "country " + loc.Country
+	case geoContinent:
+		return "continent " + loc.Continent
 	}
-	for pos, sl := range t.v.geo.lists[list] {
-		if c := t.cand(sl); c != nil {
-			c.Note = fmt.Sprintf("%s list position %d", which, pos+1)
+	return "default"
+}
+
+// geoLists notes each candidate's positions in the lists that apply.
+func (t *tracer) geoLists(loc geo.Location, lists [numGeoLists]int, used int) {
+	for k, li := range lists {
+		if li < 0 {
+			continue
+		}
+		for pos, sl := range t.v.geo.lists[li] {
+			if c := t.cand(sl); c != nil {
+				if c.Note != "" {
+					c.Note += "; "
+				}
+				c.Note += fmt.Sprintf("%s list position %d", geoListName(k, loc), pos+1)
+			}
 		}
 	}
 }
 
-func (t *tracer) geoReason(which string, list, chosen int) string {
-	loc := "the client's location is unknown"
+func (t *tracer) geoReason(loc geo.Location, lists [numGeoLists]int, used int) string {
+	where := "the client's location is unknown"
 	if l := t.e.Client.Location; l != nil {
-		loc = fmt.Sprintf("the client is in country %q, continent %q", l.Country, l.Continent)
+		where = fmt.Sprintf("the client is in country %q, continent %q", l.Country, l.Continent)
 	} else if t.v.geo != nil && !t.v.geo.needsLoc {
-		loc = "the map has only a default"
+		where = "the map has only a default"
+	}
+	var skipped []string
+	for k, li := range lists {
+		if li < 0 {
+			continue
+		}
+		if k == used {
+			break
+		}
+		skipped = append(skipped, "the "+geoListName(k, loc)+" list")
+	}
+	var b strings.Builder
+	b.WriteString("geo: " + where)
+	if len(skipped) > 0 {
+		fmt.Fprintf(&b, "; no candidate in %s", strings.Join(skipped, ", then "))
 	}
 	switch {
-	case list < 0:
-		return "geo: " + loc + " and no list applies: the first candidate in the service's order"
-	case chosen < 0:
-		return fmt.Sprintf("geo: %s: the %s list applies but none of it is a candidate: the first remaining candidate in the service's order", loc, which)
+	case used >= 0:
+		fmt.Fprintf(&b, "; the %s list applies: its first candidate", geoListName(used, loc))
+	case len(skipped) == 0:
+		b.WriteString("; no list applies: the first candidate in the service's order")
 	default:
-		return fmt.Sprintf("geo: %s: the %s list applies: its first candidate", loc, which)
+		b.WriteString(": the first remaining candidate in the service's order")
 	}
+	return b.String()
 }
 
 func (t *tracer) distance(slot int, km float64) {

@@ -175,6 +175,25 @@ func TestExplainSteps(t *testing.T) {
 			},
 		},
 		{
+			name: "geo walks country, continent, default", svc: geoWalk(), prep: markDown("eu-central"), addr: clientFR, qtype: QTypeA,
+			steps:   []string{"family", "health", "preference", "weights"},
+			results: [][]string{nil, nil, {"eu-west"}, {"eu-west"}},
+			reason:  []string{"", "", "no candidate in the country FR list; the continent EU list applies", ""},
+			check: func(t *testing.T, e *Explanation) {
+				for _, c := range e.Steps[2].Candidates {
+					if c.Region == "eu-west" && c.Note != "continent EU list position 1" {
+						t.Fatalf("eu-west note %q", c.Note)
+					}
+				}
+			},
+		},
+		{
+			name: "geo falls through every list", svc: geoWalkNoDefault(), prep: markDown("eu-central", "eu-west"), addr: clientFR, qtype: QTypeA,
+			steps:   []string{"family", "health", "preference", "weights"},
+			results: [][]string{nil, nil, {"ap-ne"}, {"ap-ne"}},
+			reason:  []string{"", "", "no candidate in the country FR list, then the continent EU list: the first remaining candidate in the service's order", ""},
+		},
+		{
 			name: "nearest with tolerance and weights", svc: nearTol, addr: clientDE, qtype: QTypeAAAA,
 			steps:   []string{"family", "health", "preference", "weights"},
 			results: [][]string{nil, nil, {"eu-west", "eu-central"}, nil},
@@ -281,4 +300,21 @@ func TestExplainSteps(t *testing.T) {
 			}
 		})
 	}
+}
+
+// geoWalk is a geo service whose lists and order all differ.
+func geoWalk() *Service {
+	s := steerService("geo.example.", PolicyGeo, svcRegion("ap-ne", 1), svcRegion("us-east", 1), svcRegion("eu-west", 1), svcRegion("eu-central", 1))
+	s.Geo = &GeoMap{
+		Countries:  map[string][]string{"FR": {"eu-central"}},
+		Continents: map[string][]string{"EU": {"eu-west"}},
+		Default:    []string{"us-east"},
+	}
+	return s
+}
+
+func geoWalkNoDefault() *Service {
+	s := geoWalk()
+	s.Geo.Default = nil
+	return s
 }

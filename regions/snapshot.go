@@ -666,3 +666,28 @@ func (v *ServiceView) Name() string { return v.name }
 
 // Service is the service as stored. Read-only.
 func (v *ServiceView) Service() *Service { return v.svc }
+
+// TTL is the service's TTL (not degraded).
+func (v *ServiceView) TTL() uint32 { return v.ttl }
+
+// AllRegionAddrs lists the addresses of every region of the service that
+// is not drained, whatever its health, in the service's order without
+// duplicates: the answer a service fails open to, and what a zone
+// transfer carries for it. IPv4 in v4, IPv6 in v6.
+func (v *ServiceView) AllRegionAddrs() (v4, v6 []netip.Addr) {
+	out := [2][]netip.Addr{}
+	for i := range v.slots {
+		sl := &v.slots[i]
+		if sl.weight == 0 {
+			continue
+		}
+		for f := range out {
+			for _, a := range sl.all[f] {
+				if !slices.Contains(out[f], a) {
+					out[f] = append(out[f], a)
+				}
+			}
+		}
+	}
+	return out[0], out[1]
+}

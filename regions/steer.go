@@ -256,54 +256,61 @@ func (s *Snapshot) locate(c *Client, addr netip.Addr, cbits int, tr *tracer) (lo
 	return loc, scope, true
 }
 
+// Geo lists in the order preferGeo walks them.
+const (
+	geoCountry = iota
+	geoContinent
+	geoDefault
+	numGeoLists
+)
+
+// preferGeo keeps the first candidate of the first list that has one:
+// the client's country list, its continent list, the default list, and
+// when none has a candidate, the first candidate in the service's order.
 func (s *Snapshot) preferGeo(v *ServiceView, set *slotSet, c *Client, addr netip.Addr, cbits int, tr *tracer) int {
 	g := v.geo
-	list, scope := -1, 0
-	var which string
+	lists := [numGeoLists]int{-1, -1, g.def}
+	scope := 0
+	var loc geo.Location
 	if g.needsLoc {
-		loc, sc, ok := s.locate(c, addr, cbits, tr)
-		scope = sc
-		if ok && g.countries != nil && loc.Country != "" {
-			if li, found := g.countries[loc.Country]; found {
-				list = li
-				if tr != nil {
-					which = "country " + loc.Country
+		var ok bool
+		loc, scope, ok = s.locate(c, addr, cbits, tr)
+		if ok {
+			if g.countries != nil && loc.Country != "" {
+				if li, found := g.countries[loc.Country]; found {
+					lists[geoCountry] = li
 				}
 			}
-		}
-		if ok && list < 0 {
-			if ci := continentIndex(loc.Continent); ci >= 0 && g.continents[ci] >= 0 {
-				list = g.continents[ci]
-				if tr != nil {
-					which = "continent " + loc.Continent
-				}
+			if ci := continentIndex(loc.Continent); ci >= 0 {
+				lists[geoContinent] = g.continents[ci]
 			}
 		}
 	}
-	if list < 0 && g.def >= 0 {
-		list = g.def
-		if tr != nil {
-			which = "default"
+	chosen, used := -1, -1
+	for k, li := range lists {
+		if li < 0 {
+			continue
 		}
-	}
-	chosen := -1
-	if list >= 0 {
-		for _, sl := range g.lists[list] {
+		for _, sl := range g.lists[li] {
 			if set.has(sl) {
 				chosen = sl
 				break
 			}
 		}
-	}
-	if tr != nil {
-		tr.geoList(which, list, chosen)
+		if chosen >= 0 {
+			used = k
+			break
+		}
 	}
 	if chosen < 0 {
 		chosen = set.first(v.nw)
 	}
+	if tr != nil {
+		tr.geoLists(loc, lists, used)
+	}
 	*set = single(chosen)
 	if tr != nil {
-		tr.endStep(set, tr.geoReason(which, list, chosen))
+		tr.endStep(set, tr.geoReason(loc, lists, used))
 	}
 	return scope
 }

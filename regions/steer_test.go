@@ -199,7 +199,20 @@ func TestDecideGeo(t *testing.T) {
 	noDefault.Geo.Default = nil
 	onlyDefault := geoService()
 	onlyDefault.Geo.Countries, onlyDefault.Geo.Continents = nil, nil
+	walk := geoWalk()
 	runSteerCases(t, []steerCase{
+		{name: "walk: country list", svc: walk, addr: clientFR, want: []string{"eu-central"}, scope: 24, locCalls: 1},
+		{name: "walk: country list down: continent list", svc: walk, addr: clientFR, prep: markDown("eu-central"),
+			want: []string{"eu-west"}, scope: 24, locCalls: 1},
+		{name: "walk: country and continent lists down: default list", svc: walk, addr: clientFR, prep: markDown("eu-central", "eu-west"),
+			want: []string{"us-east"}, scope: 24, locCalls: 1},
+		{name: "walk: every list down: service order", svc: walk, addr: clientFR, prep: markDown("eu-central", "eu-west", "us-east"),
+			want: []string{"ap-ne"}, locCalls: 0},
+		{name: "walk: continent list down: default list", svc: walk, addr: clientDE, prep: markDown("eu-west"),
+			want: []string{"us-east"}, scope: 16, locCalls: 1},
+		{name: "walk: no default: the rest in service order", svc: geoWalkNoDefault(), addr: clientFR, prep: markDown("eu-central", "eu-west"),
+			want: []string{"ap-ne"}, scope: 24, locCalls: 1},
+		{name: "walk: unknown place: default list", svc: walk, addr: clientNone, want: []string{"us-east"}, scope: 32, locCalls: 1},
 		{name: "country beats continent", svc: geoService(), addr: clientFR, want: []string{"eu-central"}, scope: 24, locCalls: 1},
 		{name: "continent when no country list", svc: geoService(), addr: clientDE, want: []string{"eu-west"}, scope: 16, locCalls: 1},
 		{name: "default when neither", svc: geoService(), addr: clientBare, want: []string{"us-east"}, scope: 20, locCalls: 1},

@@ -19,6 +19,7 @@ test_packages=(
 	tor-geoipdb   # /usr/share/tor/geoip{,6}: the country data `meridian geoip build` reads
 	gdnsd         # gdnsd checkconf: loads the GeoIP databases we build
 	bind9         # named: end-to-end tests
+	bind9-utils   # named-checkzone: checks the zones we transfer
 	etcd-server   # etcd: end-to-end tests against a separate etcd
 )
 run_packages=(

@@ -2,6 +2,7 @@ package zones
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -28,8 +29,52 @@ type Answer struct {
 	// required is how many leading records (answer, then authority, then
 	// additional) must all fit; dropping one of them sets TC.
 	required int
+	// aliases are the points of the CNAME chain where data from outside
+	// the zone file may take over (see Alias), in chain order.
+	aliases []Alias
 
 	wire wireCache
+}
+
+// Alias is a point where an answer's CNAME chain reaches a name whose
+// answer the zone file alone does not settle: a name the zone does not
+// hold (the precompiled answer says NXDOMAIN), an empty non-terminal, or
+// a name only a wildcard covers. A service, or a name above one, may be
+// there; the query path looks at the snapshot and, when it finds one,
+// answers with the chain up to Target instead of the precompiled answer.
+type Alias struct {
+	// Target is the name the chain reaches, in lower-case wire form.
+	// Shared, read-only.
+	Target []byte
+	// CNAMEs is NOERROR, AA, with the chain's CNAME records up to Target
+	// and nothing else: the start of an answer that continues at Target
+	// (Packed.TargetOff says where Target is, for compression).
+	CNAMEs *Answer
+	// NoData is the same chain with the zone's SOA in authority: the
+	// answer when Target exists but holds no data of the asked type
+	// (RFC 2308 §2.2).
+	NoData *Answer
+}
+
+// Aliases lists the points of the answer's CNAME chain where a service
+// may take over, in chain order; nil for most answers. Shared, read-only.
+func (a *Answer) Aliases() []Alias { return a.aliases }
+
+// Negative reports whether the answer denies data: NXDOMAIN, or NODATA
+// (the SOA in authority, also after a CNAME chain).
+func (a *Answer) Negative() bool {
+	return a.Rcode == dns.RcodeNameError ||
+		(a.Rcode == dns.RcodeSuccess && len(a.Ns) == 1 && a.Ns[0].Header().Rrtype == dns.TypeSOA)
+}
+
+// SynthesizedBelow is, for an answer synthesized from a wildcard, the
+// wire length of the wildcard's parent (the closest encloser of every name
+// it answers); 0 for other answers.
+func (a *Answer) SynthesizedBelow() int {
+	if a.synth == "" {
+		return 0
+	}
+	return a.anchorLen
 }
 
 // Records returns copies of the answer's sections as sent for qname
@@ -89,22 +134,18 @@ func (z *Zone) prepare() error {
 			if err != nil {
 				return err
 			}
+			aliases := z.aliases(n, anchor, synth, negative)
 			if final != nil {
 				for _, s := range final.sets {
 					if s.typ != dns.TypeCNAME {
-						a, err := z.chain(n, s.typ, anchor, synth, negative)
-						if err != nil {
-							return err
-						}
+						a := z.chain(n, s.typ, anchor, synth, negative)
+						a.aliases = aliases
 						n.byType = append(n.byType, typedAnswer{s.typ, a})
 					}
 				}
 			}
-			other, err := z.chain(n, 0, anchor, synth, negative)
-			if err != nil {
-				return err
-			}
-			n.other = other
+			n.other = z.chain(n, 0, anchor, synth, negative)
+			n.other.aliases = aliases
 			continue
 		}
 
@@ -129,6 +170,12 @@ func (z *Zone) prepare() error {
 		}
 		for _, t := range n.byType {
 			t.ans.anchorLen = wireLen(t.ans.anchor)
+		}
+		if n.other != nil {
+			for _, al := range n.other.aliases {
+				al.CNAMEs.anchorLen = wireLen(al.CNAMEs.anchor)
+				al.NoData.anchorLen = al.CNAMEs.anchorLen
+			}
 		}
 	}
 	return nil
@@ -202,7 +249,7 @@ func (z *Zone) chainEnd(n *node) (*node, error) {
 // chain builds the answer for qtype at the CNAME node n, following the
 // chain inside the zone (RFC 1034 §4.3.2). qtype 0 stands for any type the
 // chain's end does not hold. The rcode is that of the last name (RFC 6604).
-func (z *Zone) chain(n *node, qtype uint16, anchor, synth string, negative []dns.RR) (*Answer, error) {
+func (z *Zone) chain(n *node, qtype uint16, anchor, synth string, negative []dns.RR) *Answer {
 	a := &Answer{Authoritative: true, anchor: anchor, synth: synth}
 	cur, owner := n, n.name
 	for range maxChain {
@@ -232,7 +279,40 @@ func (z *Zone) chain(n *node, qtype uint16, anchor, synth string, negative []dns
 		break
 	}
 	a.required = len(a.Answer) + len(a.Ns)
-	return a, nil
+	return a
+}
+
+// aliases finds the points of n's CNAME chain where a service may take
+// over (see Alias). chainEnd has checked the chain for loops.
+func (z *Zone) aliases(n *node, anchor, synth string, negative []dns.RR) []Alias {
+	var out []Alias
+	var recs []dns.RR
+	cur, owner := n, n.name
+	for range maxChain {
+		c := cur.set(dns.TypeCNAME)
+		if c == nil {
+			break
+		}
+		recs = append(recs, withOwner(c, owner)...)
+		target := canonical(c[0].(*dns.CNAME).Target)
+		if !isSubdomain(target, z.origin) {
+			break
+		}
+		next, m := z.target(target)
+		if m == matchNone || m == matchWildcard || (m == matchExact && len(next.sets) == 0) {
+			chain := slices.Clip(slices.Clone(recs))
+			out = append(out, Alias{
+				Target: []byte(mustWire(target)),
+				CNAMEs: &Answer{Authoritative: true, Answer: chain, anchor: anchor, synth: synth, required: len(chain)},
+				NoData: &Answer{Authoritative: true, Answer: chain, Ns: negative, anchor: anchor, synth: synth, required: len(chain) + 1},
+			})
+		}
+		if m != matchExact && m != matchWildcard {
+			break
+		}
+		cur, owner = next, target
+	}
+	return out
 }
 
 // withOwner returns rrs under another owner name (for data reached through

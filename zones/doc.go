@@ -3,6 +3,11 @@
 // inside the zone, RFC 4592 wildcards, empty non-terminals, delegations with
 // glue, and negative answers carrying the SOA with the RFC 2308 TTL.
 //
+// Where a CNAME chain reaches a name the zone file does not settle (a
+// missing name, an empty non-terminal, a wildcard), the answer says so
+// (Answer.Aliases), so that a server can continue the chain with data from
+// elsewhere, such as a steered service.
+//
 // Lookups take the query name in lower-case wire format and return shared,
 // precomputed answers, so the query path does not allocate. Answers can be
 // packed into DNS messages behind a question copied from the query, which

@@ -21,6 +21,10 @@ type Packed struct {
 	ends          []uint16 // end of each record in Body
 	sections      [3]uint16
 	required      int
+	// TargetOff is the message offset of the name the answer section's
+	// last record points to when that record is a CNAME (its target), for
+	// compression pointers to it; 0 when there is none.
+	TargetOff uint16
 }
 
 // Fit says how much of the answer to send when room bytes are left after
@@ -166,6 +170,13 @@ func (a *Answer) PackedFor(qname string) (*Packed, error) {
 		}
 	}
 	p.Body = append([]byte(nil), buf[start:off]...)
+	if n := len(an); n > 0 && an[n-1].Header().Rrtype == dns.TypeCNAME {
+		rrStart := start
+		if n > 1 {
+			rrStart += int(p.ends[n-2])
+		}
+		p.TargetOff = rdataName(buf[:off], rrStart)
+	}
 
 	// Decode what was built and compare: the only proof that every
 	// compression pointer means what it should.
@@ -197,4 +208,29 @@ func sameRecords(got, want []dns.RR) bool {
 		}
 	}
 	return true
+}
+
+// rdataName returns where the name that starts the RDATA of the record at
+// off is spelt out (following a compression pointer there), or 0 when that
+// is beyond what a compression pointer can reach.
+func rdataName(msg []byte, off int) uint16 {
+	for off < len(msg) { // the owner name
+		l := int(msg[off])
+		if l&0xC0 == 0xC0 {
+			off += 2
+			break
+		}
+		off += l + 1
+		if l == 0 {
+			break
+		}
+	}
+	off += 10 // type, class, TTL, RDLENGTH
+	if off+1 < len(msg) && msg[off]&0xC0 == 0xC0 {
+		off = int(msg[off]&0x3F)<<8 | int(msg[off+1])
+	}
+	if off <= 0 || off > 0x3FFF || off >= len(msg) {
+		return 0
+	}
+	return uint16(off)
 }

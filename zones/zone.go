@@ -195,6 +195,9 @@ func (z *Zone) IsApex(wire []byte) bool { return string(wire) == z.wire }
 // the zone, for names whose data does not come from the zone file.
 func (z *Zone) NoData() *Answer { return z.nodata }
 
+// NXDomain is the zone's NXDOMAIN answer, valid for any name in it.
+func (z *Zone) NXDomain() *Answer { return z.nxdomain }
+
 // CheckDynamicName says why a name (lower-case wire form, inside the zone)
 // cannot be answered from outside the zone file, e.g. by a service: it
 // has records of its own, or it lies at or below a delegation. nil: it can.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -139,10 +140,11 @@ type server struct {
 func newServer(cfg *Config, set *zones.Set, log *slog.Logger) (*server, error) {
 	s := &server{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
 	hcfg := dnsserver.HandlerConfig{
-		MaxUDPSize:      cfg.DNS.MaxUDPSize,
-		ECSMaxV4:        cfg.ECS.MaxPrefixV4,
-		ECSMaxV6:        cfg.ECS.MaxPrefixV6,
-		ECSTrustPrivate: cfg.ECS.TrustPrivate,
+		MaxUDPSize: cfg.DNS.MaxUDPSize,
+		ECS:        cfg.ecsConfig(),
+		// Services come with the first snapshot; until then nobody knows
+		// which names they hold, in any zone.
+		WaitForSnapshot: true,
 	}
 	for _, p := range cfg.DNS.TransferACL {
 		prefix, _ := parsePrefix(p) // validated
@@ -323,6 +325,8 @@ func (s *server) run(ctx context.Context) error {
 			Details:  s.details,
 			Status:   s.status,
 			Snapshot: s.live.Current,
+			ECS:      s.cfg.ecsConfig(),
+			Follow:   s.followService,
 		}
 		if s.geo != nil {
 			opts.Locator = s.geo
@@ -407,16 +411,92 @@ func (s *server) reloadOnHUP(ctx context.Context, hup <-chan os.Signal) error {
 	}
 }
 
+// reloadZones loads the zone files again. A zone whose file does not
+// load, or whose new version would hide a service (records at its name, a
+// delegation at or above it), keeps serving its previous version.
 func (s *server) reloadZones() {
-	set, err := zones.LoadSet(s.cfg.zoneSpecs(), s.cfg.ZoneDir, s.handler.Zones())
-	if set != nil {
-		s.handler.SetZones(set)
+	prev := s.handler.Zones()
+	set, err := zones.LoadSet(s.cfg.zoneSpecs(), s.cfg.ZoneDir, prev)
+	if set == nil {
+		s.log.Error("zone reload failed; the previous zones keep serving", "err", err)
+		return
 	}
-	if err != nil {
-		s.log.Error("zone reload: some zones kept their previous version", "err", err)
+	set, refused := s.refuseShadowing(prev, set)
+	s.handler.SetZones(set)
+	if err != nil || refused {
+		if err != nil {
+			s.log.Error("zone reload: some zones kept their previous version", "err", err)
+		}
 		return
 	}
 	s.log.Info("zones reloaded", "zones", len(set.Zones()))
+}
+
+// refuseShadowing puts back the previous version of every zone in next
+// whose new version shadows a service of the snapshot or of the bootstrap
+// file, logging why. refused says whether it did.
+func (s *server) refuseShadowing(prev, next *zones.Set) (*zones.Set, bool) {
+	var names []string
+	if snap := s.live.Current(); snap != nil {
+		for _, v := range snap.Services() {
+			names = append(names, v.Name())
+		}
+	}
+	if s.desired != nil {
+		for _, svc := range s.desired.Services {
+			names = append(names, regions.CanonicalName(svc.Name))
+		}
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	var keep []*zones.Zone
+	refused := false
+	for _, z := range next.Zones() {
+		old := prev.Zone(z.Origin())
+		if old == z {
+			keep = append(keep, z) // unchanged (or already kept)
+			continue
+		}
+		var problems []string
+		for _, name := range names {
+			w, err := zones.WireName(name)
+			if err != nil || next.Find([]byte(w)) != z {
+				continue
+			}
+			if err := z.CheckDynamicName([]byte(w)); err != nil {
+				problems = append(problems, fmt.Sprintf("service %s: %v", name, err))
+			}
+		}
+		if len(problems) == 0 {
+			keep = append(keep, z)
+			continue
+		}
+		refused = true
+		s.log.Error("zone reload refused: the new version would hide services; the previous version keeps serving",
+			"zone", z.Origin(), "serial", z.SOA().Serial, "services", strings.Join(problems, "; "))
+		if old != nil {
+			keep = append(keep, old)
+		}
+	}
+	if !refused {
+		return next, false
+	}
+	set, err := zones.NewSet(keep...)
+	if err != nil { // the same apexes as next: cannot happen
+		s.log.Error("zone reload failed; the previous zones keep serving", "err", err)
+		return prev, true
+	}
+	return set, true
+}
+
+// followService is /v1/explain's view of the DNS handler's CNAME following.
+func (s *server) followService(name string) (*regions.Snapshot, *regions.ServiceView, []string, error) {
+	snap, v, rrs, err := s.handler.FollowService(name)
+	cnames := make([]string, len(rrs))
+	for i, rr := range rrs {
+		cnames[i] = rr.String()
+	}
+	return snap, v, cnames, err
 }
 
 // ready: zones, GeoIP (when configured) and a regions snapshot (from etcd
@@ -513,4 +593,10 @@ func addrList(as []net.Addr) string {
 		out = append(out, a.String())
 	}
 	return strings.Join(out, ",")
+}
+
+// ecsConfig is the ECS part of the configuration, as DNS and /v1/explain
+// both use it.
+func (c *Config) ecsConfig() regions.ECSConfig {
+	return regions.ECSConfig{MaxV4: c.ECS.MaxPrefixV4, MaxV6: c.ECS.MaxPrefixV6, TrustPrivate: c.ECS.TrustPrivate}.Normalized()
 }

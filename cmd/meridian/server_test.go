@@ -80,6 +80,8 @@ type serverSetup struct {
 	extra         string            // YAML appended to the config
 	etcdEndpoints []string          // use this etcd; none: embedded on free ports
 	files         map[string][]byte // more files to write into the directory
+	zones         map[string]string // more zones to serve: origin -> zone file text
+	notReady      bool              // return once listening, not once ready
 }
 
 func startServerWith(t testing.TB, setup serverSetup) *testServer {
@@ -105,6 +107,13 @@ func startServerWith(t testing.TB, setup serverSetup) *testServer {
 		etcdURL = fmt.Sprintf("127.0.0.1:%d", ports[0])
 		etcdCfg = fmt.Sprintf("etcd:\n  embedded_client: 127.0.0.1:%d\n  embedded_peer: 127.0.0.1:%d\n", ports[0], ports[1])
 	}
+	zoneCfg := ""
+	for origin, text := range setup.zones {
+		if err := os.WriteFile(filepath.Join(dir, origin+"zone"), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		zoneCfg += fmt.Sprintf("  - origin: %s\n    file: %szone\n", origin, origin)
+	}
 	cfg := `listen:
   dns: ["127.0.0.1:0"]
   http: "127.0.0.1:0"
@@ -116,7 +125,7 @@ dns:
 zones:
   - origin: example.org.
     file: example.org.zone
-` + etcdCfg + setup.extra
+` + zoneCfg + etcdCfg + setup.extra
 	cfgPath := filepath.Join(dir, "meridian.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -139,7 +148,30 @@ zones:
 			t.Errorf("server exited with %d:\n%s", code, ts.stderr)
 		}
 	})
+	if !setup.notReady {
+		ts.waitReady(t)
+	}
 	return ts
+}
+
+// waitReady waits until the server says it is ready: it has a regions
+// snapshot, so denials are answered as such rather than SERVFAIL.
+func (ts *testServer) waitReady(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + ts.HTTP.String() + "/health/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not ready after 30 s:\n%s", ts.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (ts *testServer) stop() int {

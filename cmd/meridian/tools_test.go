@@ -139,15 +139,63 @@ func freePorts(t testing.TB, n int) []int {
 
 // TestThroughUnbound resolves names through Debian's unbound, started
 // here with a stub zone pointing at the server: the way real resolvers
-// reach Meridian. use-caps-for-id makes unbound check that we echo its
-// randomised case.
+// reach Meridian.
 func TestThroughUnbound(t *testing.T) {
+	ts := startServer(t, "")
+	ub := startUnbound(t, ts, unboundSetup{stubs: []string{"example.org"}})
+	cases := []struct {
+		name, netw, qname string
+		qtype             uint16
+		rcode             int
+		want              *regexp.Regexp
+	}{
+		{"address", "udp", "www.example.org.", dns.TypeA, dns.RcodeSuccess, regexp.MustCompile(`(?i)www\.example\.org\.\s+\d+\s+IN\s+A\s+192\.0\.2\.1`)},
+		{"cname chased", "udp", "alias.example.org.", dns.TypeA, dns.RcodeSuccess, regexp.MustCompile(`(?s)CNAME\s+www\.example\.org\..*192\.0\.2\.1`)},
+		{"wildcard", "udp", "host.wild.example.org.", dns.TypeA, dns.RcodeSuccess, regexp.MustCompile(`192\.0\.2\.100`)},
+		{"nxdomain", "udp", "nope.example.org.", dns.TypeA, dns.RcodeNameError, regexp.MustCompile(`SOA`)},
+		{"nodata", "udp", "www.example.org.", dns.TypeMX, dns.RcodeSuccess, regexp.MustCompile(`SOA`)},
+		{"large answer (unbound retries over TCP)", "tcp", "big.example.org.", dns.TypeTXT, dns.RcodeSuccess, regexp.MustCompile(`record 59`)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := ub.ask(tc.netw, tc.qname, tc.qtype)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Rcode != tc.rcode || !tc.want.MatchString(r.String()) {
+				t.Fatalf("rcode %s, want %s; reply:\n%s\nunbound log:\n%s", dns.RcodeToString[r.Rcode], dns.RcodeToString[tc.rcode], r, ub.log())
+			}
+		})
+	}
+}
+
+// unboundSetup varies the unbound startUnbound runs.
+type unboundSetup struct {
+	modules string   // module-config; "" = "iterator"
+	extra   string   // more lines for the server: clause
+	stubs   []string // zones resolved at the test server
+}
+
+// unboundRun is an unbound started by startUnbound.
+type unboundRun struct {
+	addr string
+	dir  string
+}
+
+// startUnbound runs Debian's unbound on a free loopback port with stub
+// zones pointing at ts: the way real resolvers reach Meridian.
+// use-caps-for-id makes unbound check that we echo its randomised case.
+// It is stopped when the test ends.
+func startUnbound(t *testing.T, ts *testServer, u unboundSetup) *unboundRun {
+	t.Helper()
 	unbound := testtool.Need(t, "unbound")
 	checkconf := testtool.Need(t, "unbound-checkconf")
-	ts := startServer(t, "")
 	host, port, _ := net.SplitHostPort(ts.addr())
 	dir := t.TempDir()
 	uport := freePort(t)
+	if u.modules == "" {
+		u.modules = "iterator"
+	}
 	conf := fmt.Sprintf(`server:
   interface: 127.0.0.1
   port: %d
@@ -164,24 +212,24 @@ func TestThroughUnbound(t *testing.T) {
   use-syslog: no
   logfile: "%s/unbound.log"
   verbosity: 1
-  module-config: "iterator"
+  module-config: "%s"
   root-hints: ""
   outgoing-range: 64
   num-queries-per-thread: 32
   msg-cache-size: 1m
   rrset-cache-size: 1m
-remote-control:
+%sremote-control:
   control-enable: no
-stub-zone:
-  name: "example.org"
-  stub-addr: %s@%s
-`, uport, dir, dir, dir, host, port)
+`, uport, dir, dir, dir, u.modules, u.extra)
+	for _, z := range u.stubs {
+		conf += fmt.Sprintf("stub-zone:\n  name: %q\n  stub-addr: %s@%s\n", z, host, port)
+	}
 	confPath := filepath.Join(dir, "unbound.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command(checkconf, confPath).CombinedOutput(); err != nil {
-		t.Fatalf("unbound-checkconf: %v\n%s", err, out)
+		t.Fatalf("unbound-checkconf: %v\n%s\n%s", err, out, conf)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, unbound, "-d", "-c", confPath)
@@ -192,52 +240,35 @@ stub-zone:
 		cancel()
 		_ = cmd.Wait()
 	})
-	resolver := fmt.Sprintf("127.0.0.1:%d", uport)
-
-	ask := func(netw, name string, qtype uint16) (*dns.Msg, error) {
-		m := new(dns.Msg)
-		m.SetQuestion(name, qtype)
-		m.RecursionDesired = true
-		c := &dns.Client{Net: netw, Timeout: 5 * time.Second}
-		r, _, err := c.Exchange(m, resolver)
-		return r, err
-	}
+	ub := &unboundRun{addr: fmt.Sprintf("127.0.0.1:%d", uport), dir: dir}
 	// Wait for unbound to listen.
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		if _, err := ask("udp", "www.example.org.", dns.TypeA); err == nil {
+		if _, err := ub.ask("udp", u.stubs[0]+".", dns.TypeSOA); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "unbound.log"))
-			t.Fatalf("unbound did not answer:\n%s", log)
+			t.Fatalf("unbound did not answer:\n%s", ub.log())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	return ub
+}
 
-	cases := []struct {
-		name, netw, qname string
-		qtype             uint16
-		rcode             int
-		want              *regexp.Regexp
-	}{
-		{"address", "udp", "www.example.org.", dns.TypeA, dns.RcodeSuccess, regexp.MustCompile(`(?i)www\.example\.org\.\s+\d+\s+IN\s+A\s+192\.0\.2\.1`)},
-		{"cname chased", "udp", "alias.example.org.", dns.TypeA, dns.RcodeSuccess, regexp.MustCompile(`(?s)CNAME\s+www\.example\.org\..*192\.0\.2\.1`)},
-		{"wildcard", "udp", "host.wild.example.org.", dns.TypeA, dns.RcodeSuccess, regexp.MustCompile(`192\.0\.2\.100`)},
-		{"nxdomain", "udp", "nope.example.org.", dns.TypeA, dns.RcodeNameError, regexp.MustCompile(`SOA`)},
-		{"nodata", "udp", "www.example.org.", dns.TypeMX, dns.RcodeSuccess, regexp.MustCompile(`SOA`)},
-		{"large answer (unbound retries over TCP)", "tcp", "big.example.org.", dns.TypeTXT, dns.RcodeSuccess, regexp.MustCompile(`record 59`)},
+// ask sends a recursive query to unbound.
+func (u *unboundRun) ask(netw, name string, qtype uint16, edit ...func(*dns.Msg)) (*dns.Msg, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	m.RecursionDesired = true
+	for _, e := range edit {
+		e(m)
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			r, err := ask(tc.netw, tc.qname, tc.qtype)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if r.Rcode != tc.rcode || !tc.want.MatchString(r.String()) {
-				log, _ := os.ReadFile(filepath.Join(dir, "unbound.log"))
-				t.Fatalf("rcode %s, want %s; reply:\n%s\nunbound log:\n%s", dns.RcodeToString[r.Rcode], dns.RcodeToString[tc.rcode], r, log)
-			}
-		})
-	}
+	c := &dns.Client{Net: netw, Timeout: 5 * time.Second}
+	r, _, err := c.Exchange(m, u.addr)
+	return r, err
+}
+
+func (u *unboundRun) log() string {
+	b, _ := os.ReadFile(filepath.Join(u.dir, "unbound.log"))
+	return string(b)
 }

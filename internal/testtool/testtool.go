@@ -31,6 +31,7 @@ var programs = map[string]source{
 	"mmdblookup":        {"mmdb-bin", "test"},
 	"gdnsd":             {"gdnsd", "test"},
 	"named":             {"bind9", "test"},
+	"named-checkzone":   {"bind9-utils", "test"},
 	"etcd":              {"etcd-server", "test"},
 	"dnsperf":           {"dnsperf", "bench"},
 	"knotd":             {"knot", "bench"},
