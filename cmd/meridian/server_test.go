@@ -80,6 +80,12 @@ type serverSetup struct {
 	extra         string            // YAML appended to the config
 	etcdEndpoints []string          // use this etcd; none: embedded on free ports
 	files         map[string][]byte // more files to write into the directory
+	args          []string          // more command-line arguments
+	embeddedPorts []int             // the embedded etcd's client and peer ports; none: free ones
+	etcdPrefix    string            // etcd.prefix; "": the default
+	// The embedded etcd starts in the background; unless noWait, wait
+	// until the server is ready (a snapshot from etcd or the state file).
+	noWait bool
 }
 
 func startServerWith(t testing.TB, setup serverSetup) *testServer {
@@ -101,9 +107,15 @@ func startServerWith(t testing.TB, setup serverSetup) *testServer {
 	if len(setup.etcdEndpoints) > 0 {
 		etcdCfg = fmt.Sprintf("etcd:\n  endpoints: [%s]\n", strings.Join(setup.etcdEndpoints, ", "))
 	} else {
-		ports := freePorts(t, 2)
+		ports := setup.embeddedPorts
+		if len(ports) == 0 {
+			ports = freePorts(t, 2)
+		}
 		etcdURL = fmt.Sprintf("127.0.0.1:%d", ports[0])
 		etcdCfg = fmt.Sprintf("etcd:\n  embedded_client: 127.0.0.1:%d\n  embedded_peer: 127.0.0.1:%d\n", ports[0], ports[1])
+	}
+	if setup.etcdPrefix != "" {
+		etcdCfg += "  prefix: " + setup.etcdPrefix + "\n"
 	}
 	cfg := `listen:
   dns: ["127.0.0.1:0"]
@@ -125,7 +137,7 @@ zones:
 	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), startedKey{}, func(s Started) { started <- s }))
 	ts := &testServer{dir: dir, cancel: cancel, done: make(chan int, 1), stderr: &syncBuffer{}, etcd: etcdURL}
 	go func() {
-		ts.done <- runServer(ctx, []string{"--config", cfgPath}, &bytes.Buffer{}, ts.stderr)
+		ts.done <- runServer(ctx, append([]string{"--config", cfgPath}, setup.args...), &bytes.Buffer{}, ts.stderr)
 	}()
 	select {
 	case ts.Started = <-started:
@@ -139,7 +151,29 @@ zones:
 			t.Errorf("server exited with %d:\n%s", code, ts.stderr)
 		}
 	})
+	if len(setup.etcdEndpoints) == 0 && !setup.noWait {
+		ts.waitReady(t)
+	}
 	return ts
+}
+
+// waitReady waits until /health/ready says ready.
+func (ts *testServer) waitReady(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + ts.HTTP.String() + "/health/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not ready:\n%s", ts.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (ts *testServer) stop() int {
