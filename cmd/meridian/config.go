@@ -18,6 +18,7 @@ import (
 
 	"github.com/meridian-gslb/meridian/dnsserver"
 	"github.com/meridian-gslb/meridian/regions"
+	"github.com/meridian-gslb/meridian/regions/embedded"
 	"github.com/meridian-gslb/meridian/regions/store"
 	"github.com/meridian-gslb/meridian/zones"
 )
@@ -354,6 +355,10 @@ func (c *Config) validate() error {
 		if err := ec.Validate(); err != nil {
 			add(c.errf("etcd", "%v", err))
 		}
+	} else if _, err := c.embeddedConfig().ClientEndpoint(); err != nil {
+		// Checked here: a server retries the embedded etcd until it
+		// starts, which a bad address never would.
+		add(c.errf("etcd", "%v", err))
 	}
 	if c.Bootstrap != "" {
 		if _, err := os.Stat(c.Bootstrap); err != nil {
@@ -364,6 +369,11 @@ func (c *Config) validate() error {
 }
 
 func (c *Config) etcdClientConfig() store.EtcdConfig { return c.Etcd.EtcdConfig }
+
+// embeddedConfig is the embedded etcd's configuration, without a logger.
+func (c *Config) embeddedConfig() embedded.Config {
+	return embedded.Config{Dir: filepath.Join(c.DataDir, "etcd"), ClientURL: c.Etcd.EmbeddedClient, PeerURL: c.Etcd.EmbeddedPeer}
+}
 
 func (c *Config) zonePath(z ZoneConfig) string {
 	if filepath.IsAbs(z.File) {

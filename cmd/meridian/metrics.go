@@ -4,23 +4,35 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// stateCollector exposes the snapshot's freshness and the regions' health.
+// stateCollector exposes the snapshot's freshness, the state of etcd and
+// the regions' health.
 type stateCollector struct{ s *server }
 
 var (
 	descSnapRevision = prometheus.NewDesc("meridian_snapshot_revision", "etcd revision of the regions snapshot being served.", nil, nil)
-	descSnapAge      = prometheus.NewDesc("meridian_snapshot_staleness_seconds", "Time since the served state was last known current (etcd last answered).", nil, nil)
+	descSnapAge      = prometheus.NewDesc("meridian_snapshot_staleness_seconds", "Age of the served data: time since etcd last confirmed it current (kept across restarts by the state file).", nil, nil)
 	descSnapBuilds   = prometheus.NewDesc("meridian_snapshot_builds_total", "Snapshots built.", nil, nil)
 	descSnapProblems = prometheus.NewDesc("meridian_snapshot_problems", "Entries in etcd skipped as unusable in the current snapshot.", nil, nil)
+	descEmptyRefused = prometheus.NewDesc("meridian_state_empty_refused", "1 while etcd holds no regions and no services and the previous state is served instead, until an operator accepts the empty state.", nil, nil)
+	descFileWrites   = prometheus.NewDesc("meridian_state_file_writes_total", "Writes of the state file.", nil, nil)
+	descFileBytes    = prometheus.NewDesc("meridian_state_file_written_bytes_total", "Bytes written to the state file and the latency table's file.", nil, nil)
 	descEtcdUp       = prometheus.NewDesc("meridian_etcd_connected", "1 while the watcher is in sync with etcd.", nil, nil)
+	descEtcdDown     = prometheus.NewDesc("meridian_etcd_down", "1 for the reason etcd is down (embedded_not_running: the embedded etcd failed to start or failed; unreachable: the watcher is not in sync), 0 otherwise.", []string{"reason"}, nil)
+	descEmbFailures  = prometheus.NewDesc("meridian_etcd_embedded_failures_total", "Failed starts of the embedded etcd and its failures while running.", nil, nil)
 	descEtcdRelists  = prometheus.NewDesc("meridian_etcd_relists_total", "Listings of the key prefix after the first (compaction, lost watch).", nil, nil)
 	descRegion       = prometheus.NewDesc("meridian_region_health", "Region health: 1 for the region's current status.", []string{"region", "status"}, nil)
 )
 
-func (c stateCollector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
+func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descSnapRevision, descSnapAge, descSnapBuilds, descSnapProblems, descEmptyRefused,
+		descFileWrites, descFileBytes, descEtcdUp, descEtcdDown, descEmbFailures, descEtcdRelists, descRegion} {
+		ch <- d
+	}
+}
 
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.s
+	ls := s.live.Status()
 	if snap := s.live.Current(); snap != nil {
 		ch <- prometheus.MustNewConstMetric(descSnapRevision, prometheus.GaugeValue, float64(snap.Revision()))
 		ch <- prometheus.MustNewConstMetric(descSnapAge, prometheus.GaugeValue, s.staleness().Seconds())
@@ -29,15 +41,25 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descRegion, prometheus.GaugeValue, 1, r.Name, string(r.Status))
 		}
 	}
-	_, _, builds := s.live.Info()
-	ch <- prometheus.MustNewConstMetric(descSnapBuilds, prometheus.CounterValue, float64(builds))
-	if s.watcher != nil {
-		st := s.watcher.Status()
-		up := 0.0
-		if st.Connected {
-			up = 1
-		}
-		ch <- prometheus.MustNewConstMetric(descEtcdUp, prometheus.GaugeValue, up)
-		ch <- prometheus.MustNewConstMetric(descEtcdRelists, prometheus.CounterValue, float64(st.Relists))
+	ch <- prometheus.MustNewConstMetric(descSnapBuilds, prometheus.CounterValue, float64(ls.Builds))
+	ch <- prometheus.MustNewConstMetric(descEmptyRefused, prometheus.GaugeValue, bool01(ls.EmptyRefused != nil))
+	ch <- prometheus.MustNewConstMetric(descFileWrites, prometheus.CounterValue, float64(ls.Persist.Writes))
+	ch <- prometheus.MustNewConstMetric(descFileBytes, prometheus.CounterValue, float64(ls.Persist.Bytes))
+
+	es := s.etcdStatus()
+	ch <- prometheus.MustNewConstMetric(descEtcdUp, prometheus.GaugeValue, bool01(es.Up))
+	for _, reason := range []string{etcdDownEmbedded, etcdDownUnreachable} {
+		ch <- prometheus.MustNewConstMetric(descEtcdDown, prometheus.GaugeValue, bool01(es.ReasonCode == reason), reason)
 	}
+	if es.Member != nil {
+		ch <- prometheus.MustNewConstMetric(descEmbFailures, prometheus.CounterValue, float64(es.Member.Failures))
+	}
+	ch <- prometheus.MustNewConstMetric(descEtcdRelists, prometheus.CounterValue, float64(es.Watch.Relists))
+}
+
+func bool01(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

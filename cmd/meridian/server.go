@@ -27,7 +27,6 @@ import (
 	"github.com/meridian-gslb/meridian/dnsserver"
 	"github.com/meridian-gslb/meridian/geo"
 	"github.com/meridian-gslb/meridian/regions"
-	"github.com/meridian-gslb/meridian/regions/embedded"
 	"github.com/meridian-gslb/meridian/regions/store"
 	"github.com/meridian-gslb/meridian/zones"
 )
@@ -57,6 +56,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	httpListen := fs.String("http-listen", "", "HTTP address IP:port for metrics and health; replaces listen.http (\"off\" disables)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error; replaces log.level")
 	checkOnly := fs.Bool("check", false, "validate the configuration and zones, then exit")
+	acceptEmpty := fs.Bool("accept-empty-state", false, "serve the state of etcd's first listing even if it has no regions and no services while the persisted state has some")
 	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
 		return code
 	}
@@ -104,6 +104,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		log.Error("cannot start", "err", err)
 		return 1
 	}
+	if *acceptEmpty {
+		s.live.AcceptEmptyAtStart()
+	}
 	if err := s.run(ctx); err != nil {
 		log.Error("stopped on error", "err", err)
 		return 1
@@ -130,8 +133,8 @@ type server struct {
 	live    *store.Live
 	desired *regions.Desired // nil without a bootstrap file
 
-	// Set by run once etcd is reachable.
-	embedded *embedded.Etcd
+	// Set by run before it listens; etcd need not answer yet.
+	embedded *embeddedEtcd // nil with etcd endpoints configured
 	etcd     *clientv3.Client
 	store    *store.Store
 	watcher  *store.Watcher
@@ -231,23 +234,21 @@ func (s *server) nameCheck(fqdn string) error {
 	return z.CheckDynamicName([]byte(w))
 }
 
-// connectEtcd starts the embedded etcd when no endpoints are configured
-// and builds the client, store and watcher.
+// connectEtcd builds the client, store and watcher; with no endpoints
+// configured, on the address of the embedded etcd, which run starts in
+// the background. It does not wait for etcd to answer.
 func (s *server) connectEtcd(ctx context.Context) error {
 	ec := s.cfg.etcdClientConfig()
 	ec.Logger = s.log.With("component", "etcd-client")
 	if len(ec.Endpoints) == 0 {
-		emb, err := embedded.Start(ctx, embedded.Config{
-			Dir:       filepath.Join(s.cfg.DataDir, "etcd"),
-			ClientURL: s.cfg.Etcd.EmbeddedClient,
-			PeerURL:   s.cfg.Etcd.EmbeddedPeer,
-			Logger:    s.log.With("component", "etcd"),
-		})
+		ecfg := s.cfg.embeddedConfig()
+		ecfg.Logger = s.log.With("component", "etcd")
+		ep, err := ecfg.ClientEndpoint()
 		if err != nil {
-			return fmt.Errorf("embedded etcd: %w", err)
+			return err
 		}
-		s.embedded = emb
-		ec.Endpoints = emb.Endpoints()
+		s.embedded = newEmbeddedEtcd(ecfg, s.log.With("component", "etcd"))
+		ec.Endpoints = []string{ep}
 	}
 	c, err := store.Connect(ctx, ec)
 	if err != nil {
@@ -265,7 +266,7 @@ func (s *server) closeEtcd() {
 		s.etcd.Close()
 	}
 	if s.embedded != nil {
-		s.embedded.Close()
+		s.embedded.close()
 	}
 }
 
@@ -357,21 +358,14 @@ func (s *server) run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.transport.Run(gctx) })
-	g.Go(func() error { return s.watcher.Run(gctx, s.live.Apply) })
+	g.Go(func() error { return s.watcher.RunLive(gctx, s.live) })
 	g.Go(func() error { return s.live.Run(gctx) })
 	g.Go(func() error { return s.bootstrap(gctx) })
 	if s.geo != nil {
 		g.Go(func() error { return s.geo.Run(gctx, time.Duration(s.cfg.GeoIP.ReloadInterval)) })
 	}
 	if s.embedded != nil {
-		g.Go(func() error {
-			select {
-			case <-gctx.Done():
-				return nil
-			case err := <-s.embedded.Err():
-				return fmt.Errorf("embedded etcd: %w", err)
-			}
-		})
+		g.Go(func() error { return s.embedded.run(gctx) })
 	}
 	if s.http != nil {
 		g.Go(func() error {
@@ -539,8 +533,8 @@ func (s *server) details() any {
 	}
 }
 
-// status is /v1/status: where the snapshot came from, how stale it is,
-// the state of etcd, every region's health and the GeoIP database.
+// status is /v1/status: where the snapshot came from, how old its data
+// is, the state of etcd, every region's health and the GeoIP database.
 func (s *server) status() any {
 	type snapshotInfo struct {
 		Revision   int64     `json:"revision"`
@@ -550,21 +544,29 @@ func (s *server) status() any {
 		Regions    int       `json:"regions"`
 		Services   int       `json:"services"`
 		Problems   []string  `json:"problems,omitempty"`
+
+		// Confirmed is when etcd last confirmed the data current
+		// (AgeSeconds is the time since); EmptyRefused is set while an
+		// empty state from etcd is not served; Reports lists every health
+		// report served, with its age.
+		Confirmed    time.Time           `json:"confirmed,omitzero"`
+		EmptyRefused *store.EmptyRefused `json:"empty_refused,omitempty"`
+		Reports      []store.ReportAge   `json:"reports,omitempty"`
 	}
 	out := map[string]any{}
 	snap := s.live.Current()
 	if snap != nil {
 		source, built, _ := s.live.Info()
 		st := snap.State()
+		ls := s.live.Status()
 		out["snapshot"] = snapshotInfo{
 			Revision: snap.Revision(), Source: source, Built: built, AgeSeconds: s.staleness().Seconds(),
 			Regions: len(st.Regions), Services: len(st.Services), Problems: snap.Problems(),
+			Confirmed: ls.Confirmed, EmptyRefused: ls.EmptyRefused, Reports: ls.Reports,
 		}
 		out["regions"] = snap.Regions()
 	}
-	if s.watcher != nil {
-		out["etcd"] = map[string]any{"embedded": s.embedded != nil, "watch": s.watcher.Status()}
-	}
+	out["etcd"] = s.etcdStatus()
 	if s.geo != nil {
 		if db := s.geo.Current(); db != nil {
 			out["geoip"] = db.Info()
@@ -573,18 +575,10 @@ func (s *server) status() any {
 	return out
 }
 
-// staleness is how long ago the served state was last known current: the
-// last time etcd answered, or the snapshot's build when it came from disk.
+// staleness is the age of the served data: how long ago etcd last
+// confirmed it current, also when it was read from the state file.
 func (s *server) staleness() time.Duration {
-	if s.watcher != nil {
-		if st := s.watcher.Status(); !st.LastContact.IsZero() {
-			return time.Since(st.LastContact)
-		}
-	}
-	if _, built, _ := s.live.Info(); !built.IsZero() {
-		return time.Since(built)
-	}
-	return 0
+	return s.live.Status().Age
 }
 
 func addrList(as []net.Addr) string {

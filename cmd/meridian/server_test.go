@@ -81,7 +81,12 @@ type serverSetup struct {
 	etcdEndpoints []string          // use this etcd; none: embedded on free ports
 	files         map[string][]byte // more files to write into the directory
 	zones         map[string]string // more zones to serve: origin -> zone file text
-	notReady      bool              // return once listening, not once ready
+	args          []string          // more command-line arguments
+	embeddedPorts []int             // the embedded etcd's client and peer ports; none: free ones
+	etcdPrefix    string            // etcd.prefix; "": the default
+	// notReady returns once the server listens; otherwise wait until it
+	// is ready (a snapshot from etcd or the state file).
+	notReady bool
 }
 
 func startServerWith(t testing.TB, setup serverSetup) *testServer {
@@ -103,7 +108,10 @@ func startServerWith(t testing.TB, setup serverSetup) *testServer {
 	if len(setup.etcdEndpoints) > 0 {
 		etcdCfg = fmt.Sprintf("etcd:\n  endpoints: [%s]\n", strings.Join(setup.etcdEndpoints, ", "))
 	} else {
-		ports := freePorts(t, 2)
+		ports := setup.embeddedPorts
+		if len(ports) == 0 {
+			ports = freePorts(t, 2)
+		}
 		etcdURL = fmt.Sprintf("127.0.0.1:%d", ports[0])
 		etcdCfg = fmt.Sprintf("etcd:\n  embedded_client: 127.0.0.1:%d\n  embedded_peer: 127.0.0.1:%d\n", ports[0], ports[1])
 	}
@@ -113,6 +121,9 @@ func startServerWith(t testing.TB, setup serverSetup) *testServer {
 			t.Fatal(err)
 		}
 		zoneCfg += fmt.Sprintf("  - origin: %s\n    file: %szone\n", origin, origin)
+	}
+	if setup.etcdPrefix != "" {
+		etcdCfg += "  prefix: " + setup.etcdPrefix + "\n"
 	}
 	cfg := `listen:
   dns: ["127.0.0.1:0"]
@@ -134,7 +145,7 @@ zones:
 	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), startedKey{}, func(s Started) { started <- s }))
 	ts := &testServer{dir: dir, cancel: cancel, done: make(chan int, 1), stderr: &syncBuffer{}, etcd: etcdURL}
 	go func() {
-		ts.done <- runServer(ctx, []string{"--config", cfgPath}, &bytes.Buffer{}, ts.stderr)
+		ts.done <- runServer(ctx, append([]string{"--config", cfgPath}, setup.args...), &bytes.Buffer{}, ts.stderr)
 	}()
 	select {
 	case ts.Started = <-started:

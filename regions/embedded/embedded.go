@@ -71,6 +71,22 @@ func Start(ctx context.Context, cfg Config) (*Etcd, error) {
 	return startEmbed(ctx, ec, cfg.Logger)
 }
 
+// ClientEndpoint checks cfg as Start would and returns the URL clients
+// reach the member at, known before it starts: a client built on it
+// connects once the member runs, also after a restart. It therefore
+// refuses port 0.
+func (cfg Config) ClientEndpoint() (string, error) {
+	ec, err := embedConfig(cfg)
+	if err != nil {
+		return "", err
+	}
+	u := ec.ListenClientUrls[0]
+	if u.Port() == "0" {
+		return "", fmt.Errorf("embedded etcd client URL %s: port 0: the client needs a fixed port", u.Host)
+	}
+	return "http://" + u.Host, nil
+}
+
 // embedConfig turns our configuration into etcd's (logging is set up by
 // startEmbed).
 func embedConfig(cfg Config) (*embed.Config, error) {

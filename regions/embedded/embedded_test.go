@@ -65,3 +65,32 @@ func TestEmbedConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestClientEndpoint(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  Config
+		want string
+		err  string
+	}{
+		{"default", Config{Dir: "/x"}, "http://" + DefaultClientURL, ""},
+		{"configured", Config{Dir: "/x", ClientURL: "127.0.0.2:3000", PeerURL: "127.0.0.2:3001"}, "http://127.0.0.2:3000", ""},
+		{"port 0", Config{Dir: "/x", ClientURL: "127.0.0.1:0"}, "", "port 0"},
+		{"not loopback", Config{Dir: "/x", ClientURL: "192.0.2.1:2479"}, "", "loopback addresses only"},
+		{"no directory", Config{}, "", "no data directory"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.cfg.ClientEndpoint()
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %q, %v; want %s", got, err, tc.want)
+			}
+		})
+	}
+}

@@ -1,39 +1,143 @@
 package store
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/meridian-gslb/meridian/regions"
 )
 
-// stateFileFormat is the version of the state file; a reader refuses
-// versions it does not know rather than guessing.
-const stateFileFormat = 1
+// stateFileFormat is the version of the state file SaveState writes.
+// Format 1 held the latency table inside the JSON (base64) and no
+// confirmation time; LoadState still reads it, and the next save replaces
+// it. A reader refuses versions it does not know rather than guessing.
+const stateFileFormat = 2
 
 type stateFile struct {
-	Format int            `json:"format"`
-	Saved  time.Time      `json:"saved"`
-	State  *regions.State `json:"state"`
+	Format int       `json:"format"`
+	Saved  time.Time `json:"saved"`
+	// Confirmed is when etcd last confirmed State current (format 2).
+	Confirmed time.Time `json:"confirmed,omitzero"`
+	// State holds everything but the latency table from format 2 on.
+	State *regions.State `json:"state"`
+	// Latency names the file beside this one that holds the table.
+	Latency *latencyRef `json:"latency,omitempty"`
 }
 
-// SaveState writes st to path atomically: a reader (or a crash) sees the
-// old file or the new one, never a mix. The data is on disk when it
-// returns.
-func SaveState(path string, st *regions.State) (err error) {
-	data, err := json.Marshal(stateFile{Format: stateFileFormat, Saved: time.Now().UTC(), State: st})
-	if err != nil {
-		return fmt.Errorf("save state: %w", err)
+// latencyRef points from the state file to the latency table's own file:
+// the raw CSV, named after the table's id, so a file once written is
+// never rewritten and the state file always names a complete one.
+type latencyRef struct {
+	ID      string `json:"id"`
+	Entries int    `json:"entries"`
+	File    string `json:"file"` // base name, in the state file's directory
+	Bytes   int    `json:"bytes"`
+	SHA256  string `json:"sha256"`
+}
+
+// Saved is a state as the state file holds it.
+type Saved struct {
+	State *regions.State
+	// Confirmed is when etcd last confirmed State current: the age of the
+	// data is now minus Confirmed. A format 1 file has only its save time,
+	// which is used instead.
+	Confirmed time.Time
+	// Saved is when the file was written; Format its version.
+	Saved  time.Time
+	Format int
+
+	latency *latencyRef // the latency file, verified
+}
+
+// latencyFileName is the file that holds the table with id: named by a
+// hash, as an id is not necessarily a safe file name.
+func latencyFileName(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return "latency-" + hex.EncodeToString(sum[:12]) + ".csv"
+}
+
+// SaveState writes st, confirmed current by etcd at confirmed, to path
+// atomically: a reader (or a crash) sees the old file or the new one,
+// never a mix. The latency table goes to a file of its own beside path,
+// named after its id and written before the state file that names it;
+// latency files no longer named are removed afterwards. The data is on
+// disk when SaveState returns.
+func SaveState(path string, st *regions.State, confirmed time.Time) error {
+	_, _, err := saveState(path, st, confirmed, nil)
+	return err
+}
+
+// saveState is SaveState that does not write the latency table again
+// when its id is onDisk's (a file this process wrote or verified). It
+// returns the reference to the table's file and the bytes written.
+func saveState(path string, st *regions.State, confirmed time.Time, onDisk *latencyRef) (ref *latencyRef, written int64, err error) {
+	dir := filepath.Dir(path)
+	sf := stateFile{Format: stateFileFormat, Saved: time.Now().UTC(), Confirmed: confirmed.UTC()}
+	cp := *st
+	cp.Latency = nil
+	sf.State = &cp
+	if ld := st.Latency; ld != nil {
+		if onDisk != nil && onDisk.ID == ld.ID {
+			ref = onDisk
+		} else {
+			sum := sha256.Sum256(ld.CSV)
+			ref = &latencyRef{ID: ld.ID, Entries: ld.Entries, File: latencyFileName(ld.ID), Bytes: len(ld.CSV), SHA256: hex.EncodeToString(sum[:])}
+			if err := writeAtomic(filepath.Join(dir, ref.File), ld.CSV); err != nil {
+				return nil, 0, fmt.Errorf("save state: latency table: %w", err)
+			}
+			written += int64(len(ld.CSV))
+		}
+		sf.Latency = ref
 	}
+	data, err := json.Marshal(sf)
+	if err != nil {
+		return nil, written, fmt.Errorf("save state: %w", err)
+	}
+	if err := writeAtomic(path, data); err != nil {
+		return nil, written, fmt.Errorf("save state: %w", err)
+	}
+	written += int64(len(data))
+	if ref == nil || ref != onDisk {
+		removeOldLatency(dir, ref)
+	}
+	return ref, written, nil
+}
+
+// removeOldLatency deletes the latency files (and leftovers of
+// interrupted writes of them) other than keep's. Failing to is harmless:
+// they are tried again at the next save.
+func removeOldLatency(dir string, keep *latencyRef) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		ours := strings.HasPrefix(name, "latency-") && strings.HasSuffix(name, ".csv") ||
+			strings.HasPrefix(name, ".latency-") && strings.Contains(name, ".csv.tmp-")
+		if !ours || keep != nil && name == keep.File {
+			continue
+		}
+		_ = os.Remove(filepath.Join(dir, name))
+	}
+}
+
+// writeAtomic replaces path with data: a temporary file in the same
+// directory, fsync, rename, fsync of the directory.
+func writeAtomic(path string, data []byte) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return fmt.Errorf("save state: %w", err)
+		return err
 	}
 	defer func() {
 		if err != nil {
@@ -42,33 +146,35 @@ func SaveState(path string, st *regions.State) (err error) {
 		}
 	}()
 	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("save state: %w", err)
+		return err
 	}
 	if err = f.Sync(); err != nil {
-		return fmt.Errorf("save state: %w", err)
+		return err
 	}
 	if err = f.Close(); err != nil {
-		return fmt.Errorf("save state: %w", err)
+		return err
 	}
 	if err = os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("save state: %w", err)
+		return err
 	}
 	// The rename is durable only once the directory is synced.
 	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("save state: %w", err)
+		return err
 	}
 	defer d.Close()
 	if err = d.Sync(); err != nil {
-		return fmt.Errorf("save state: sync %s: %w", dir, err)
+		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }
 
-// LoadState reads a state SaveState wrote. A missing file is an error
-// matching fs.ErrNotExist. Objects that no longer validate are moved to
-// Problems, as the watcher does with etcd entries.
-func LoadState(path string) (*regions.State, error) {
+// LoadState reads a state file SaveState wrote, in format 2 or in the
+// earlier format 1. A missing file is an error matching fs.ErrNotExist.
+// Objects that no longer validate are moved to Problems, as the watcher
+// does with etcd entries; so is a latency file that is missing or does
+// not match what the state file says of it (the rest is served).
+func LoadState(path string) (*Saved, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load state: %w", err)
@@ -77,8 +183,18 @@ func LoadState(path string) (*regions.State, error) {
 	if err := json.Unmarshal(data, &sf); err != nil {
 		return nil, fmt.Errorf("load state %s: %w", path, err)
 	}
-	if sf.Format != stateFileFormat {
-		return nil, fmt.Errorf("load state %s: format %d, want %d", path, sf.Format, stateFileFormat)
+	switch sf.Format {
+	case 1:
+		// The latency table is inline; the save time is the best
+		// confirmation time there is (the state was current shortly
+		// before).
+		sf.Confirmed, sf.Latency = sf.Saved, nil
+	case stateFileFormat:
+		if sf.State != nil {
+			sf.State.Latency = nil
+		}
+	default:
+		return nil, fmt.Errorf("load state %s: format %d, want %d (or 1)", path, sf.Format, stateFileFormat)
 	}
 	if sf.State == nil {
 		return nil, fmt.Errorf("load state %s: %w", path, errors.New("no state in the file"))
@@ -87,6 +203,18 @@ func LoadState(path string) (*regions.State, error) {
 	st.Revision = sf.State.Revision
 	st.Latency = sf.State.Latency
 	st.Problems = append(st.Problems, sf.State.Problems...)
+	if sf.Latency != nil {
+		ld, err := loadLatencyFile(filepath.Dir(path), sf.Latency)
+		if err != nil {
+			st.Problems = append(st.Problems, "latency "+sf.Latency.ID+": "+err.Error())
+		} else {
+			st.Latency = ld
+		}
+	}
+	var verified *latencyRef
+	if st.Latency != nil && sf.Latency != nil {
+		verified = sf.Latency
+	}
 	for name, r := range sf.State.Regions {
 		if err := checkLoaded(r, name, r != nil && r.Name == name, func() error { return r.Validate() }); err != nil {
 			st.Problems = append(st.Problems, "regions/"+name+": "+err.Error())
@@ -121,7 +249,27 @@ func LoadState(path string) (*regions.State, error) {
 		st.Probers[id] = p
 	}
 	slices.Sort(st.Problems)
-	return st, nil
+	return &Saved{State: st, Confirmed: sf.Confirmed, Saved: sf.Saved, Format: sf.Format, latency: verified}, nil
+}
+
+// loadLatencyFile reads the table ref names and checks it is the one the
+// state file was written with.
+func loadLatencyFile(dir string, ref *latencyRef) (*regions.LatencyData, error) {
+	if ref.File == "" || ref.File != filepath.Base(ref.File) || ref.File != latencyFileName(ref.ID) {
+		return nil, fmt.Errorf("file %q is not the one for this id", ref.File)
+	}
+	csv, err := os.ReadFile(filepath.Join(dir, ref.File))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s is missing", ref.File)
+	}
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(csv)
+	if len(csv) != ref.Bytes || hex.EncodeToString(sum[:]) != ref.SHA256 {
+		return nil, fmt.Errorf("%s does not hold the table the state file names (%d bytes, want %d)", ref.File, len(csv), ref.Bytes)
+	}
+	return &regions.LatencyData{ID: ref.ID, Entries: ref.Entries, CSV: csv}, nil
 }
 
 func checkLoaded[T any](v *T, name string, matches bool, validate func() error) error {

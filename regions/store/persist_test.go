@@ -1,12 +1,14 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,55 +35,155 @@ func fullState() *regions.State {
 	return st
 }
 
+// saveFormat1 writes st as the state file format 1 did: the latency table
+// inline, base64 in the JSON, and only the save time.
+func saveFormat1(t testing.TB, path string, st *regions.State, saved time.Time) {
+	t.Helper()
+	data, err := json.Marshal(map[string]any{"format": 1, "saved": saved, "state": st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dirNames lists the files in dir.
+func dirNames(t testing.TB, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
 func TestSaveLoadState(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "state.json")
+	confirmed := time.Date(2026, 1, 2, 3, 6, 0, 0, time.UTC)
 	t.Run("round trip", func(t *testing.T) {
 		want := fullState()
-		if err := SaveState(path, want); err != nil {
+		if err := SaveState(path, want, confirmed); err != nil {
 			t.Fatal(err)
 		}
 		got, err := LoadState(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("got  %s\nwant %s", describe(got), describe(want))
+		if !reflect.DeepEqual(got.State, want) {
+			t.Fatalf("got  %s\nwant %s", describe(got.State), describe(want))
+		}
+		if !got.Confirmed.Equal(confirmed) || got.Format != 2 || time.Since(got.Saved) > time.Hour {
+			t.Fatalf("confirmed %v, saved %v, format %d", got.Confirmed, got.Saved, got.Format)
+		}
+		// The table is in a file of its own, raw; the state file does
+		// not carry it.
+		lat := filepath.Join(dir, latencyFileName("t1"))
+		if b, err := os.ReadFile(lat); err != nil || string(b) != string(want.Latency.CSV) {
+			t.Fatalf("latency file: %q, %v", b, err)
+		}
+		if b, _ := os.ReadFile(path); strings.Contains(string(b), `"csv"`) {
+			t.Fatalf("the state file holds the latency table: %s", b)
 		}
 	})
-	t.Run("replace", func(t *testing.T) {
-		st := regions.NewState()
-		st.Revision = 43
-		if err := SaveState(path, st); err != nil {
+	t.Run("a new table replaces the old file", func(t *testing.T) {
+		st := fullState()
+		st.Latency = &regions.LatencyData{ID: "t2", Entries: 1, CSV: []byte("198.51.100.0/24,us-east,20\n")}
+		if err := SaveState(path, st, confirmed); err != nil {
 			t.Fatal(err)
 		}
 		got, err := LoadState(path)
-		if err != nil || got.Revision != 43 || len(got.Regions) != 0 || got.Latency != nil {
-			t.Fatalf("got %s, %v", describe(got), err)
+		if err != nil || got.State.Latency == nil || got.State.Latency.ID != "t2" || string(got.State.Latency.CSV) != string(st.Latency.CSV) {
+			t.Fatalf("got %s, %v", describe(got.State), err)
 		}
-		entries, _ := os.ReadDir(dir)
-		if len(entries) != 1 {
-			t.Fatalf("files left beside the state: %v", entries)
+		if names := dirNames(t, dir); !slices.Equal(names, []string{latencyFileName("t2"), "state.json"}) {
+			t.Fatalf("files %v", names)
+		}
+	})
+	t.Run("replace without a table", func(t *testing.T) {
+		st := regions.NewState()
+		st.Revision = 43
+		if err := SaveState(path, st, confirmed); err != nil {
+			t.Fatal(err)
+		}
+		got, err := LoadState(path)
+		if err != nil || got.State.Revision != 43 || len(got.State.Regions) != 0 || got.State.Latency != nil {
+			t.Fatalf("got %s, %v", describe(got.State), err)
+		}
+		if names := dirNames(t, dir); !slices.Equal(names, []string{"state.json"}) {
+			t.Fatalf("files left beside the state: %v", names)
 		}
 	})
 	t.Run("invalid objects become problems", func(t *testing.T) {
 		st := fullState()
 		st.Regions["broken"] = &regions.Region{Name: "broken"}
 		st.Services["x.example."] = &regions.Service{Name: "y.example."}
-		if err := SaveState(path, st); err != nil {
+		if err := SaveState(path, st, confirmed); err != nil {
 			t.Fatal(err)
 		}
 		got, err := LoadState(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Regions["broken"] != nil || got.Services["x.example."] != nil || len(got.Regions) != 2 || len(got.Problems) != 3 {
-			t.Fatalf("got %s", describe(got))
+		if got.State.Regions["broken"] != nil || got.State.Services["x.example."] != nil || len(got.State.Regions) != 2 || len(got.State.Problems) != 3 {
+			t.Fatalf("got %s", describe(got.State))
 		}
-		if !strings.HasPrefix(got.Problems[1], "regions/broken: ") || !strings.HasPrefix(got.Problems[2], "services/x.example.: ") {
-			t.Fatalf("problems %q", got.Problems)
+		if !strings.HasPrefix(got.State.Problems[1], "regions/broken: ") || !strings.HasPrefix(got.State.Problems[2], "services/x.example.: ") {
+			t.Fatalf("problems %q", got.State.Problems)
 		}
 	})
+	t.Run("format 1", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "state.json")
+		want := fullState()
+		saved := time.Date(2026, 1, 2, 4, 0, 0, 0, time.UTC)
+		saveFormat1(t, p, want, saved)
+		got, err := LoadState(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got.State, want) {
+			t.Fatalf("got  %s\nwant %s", describe(got.State), describe(want))
+		}
+		if got.Format != 1 || !got.Confirmed.Equal(saved) {
+			t.Fatalf("format %d, confirmed %v: want 1 and the save time %v", got.Format, got.Confirmed, saved)
+		}
+	})
+
+	latencyCases := []struct {
+		name   string
+		break_ func(t *testing.T, lat string)
+		want   string
+	}{
+		{"latency file missing", func(t *testing.T, lat string) { os.Remove(lat) }, "is missing"},
+		{"latency file changed", func(t *testing.T, lat string) {
+			if err := os.WriteFile(lat, []byte("192.0.2.0/24,eu-west,99\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "does not hold the table"},
+	}
+	for _, tc := range latencyCases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "state.json")
+			if err := SaveState(p, fullState(), confirmed); err != nil {
+				t.Fatal(err)
+			}
+			tc.break_(t, filepath.Join(filepath.Dir(p), latencyFileName("t1")))
+			got, err := LoadState(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.State.Latency != nil || len(got.State.Regions) != 2 || !slices.ContainsFunc(got.State.Problems, func(s string) bool {
+				return strings.HasPrefix(s, "latency t1: ") && strings.Contains(s, tc.want)
+			}) {
+				t.Fatalf("latency %v, problems %q", got.State.Latency, got.State.Problems)
+			}
+		})
+	}
 
 	errCases := []struct {
 		name, content string
@@ -90,8 +192,8 @@ func TestSaveLoadState(t *testing.T) {
 	}{
 		{"missing file", "", true, "no such file"},
 		{"not JSON", "{", false, "unexpected end"},
-		{"unknown format", `{"format":2,"state":{}}`, false, "format 2"},
-		{"no state", `{"format":1}`, false, "no state"},
+		{"unknown format", `{"format":3,"state":{}}`, false, "format 3, want 2 (or 1)"},
+		{"no state", `{"format":2}`, false, "no state"},
 	}
 	for _, tc := range errCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -108,7 +210,7 @@ func TestSaveLoadState(t *testing.T) {
 		})
 	}
 	t.Run("unwritable directory", func(t *testing.T) {
-		if err := SaveState(filepath.Join(dir, "missing", "state.json"), regions.NewState()); err == nil {
+		if err := SaveState(filepath.Join(dir, "missing", "state.json"), regions.NewState(), confirmed); err == nil {
 			t.Fatal("no error")
 		}
 	})

@@ -112,8 +112,27 @@ func (e *compactedError) Error() string {
 // Run lists and watches until ctx ends, calling onState with every new
 // State: a complete one after each listing, then one per watch response
 // that changed something. A State passed to onState is never modified
-// afterwards. Run returns nil when ctx ends. Only one Run at a time.
+// afterwards. Run returns nil when ctx ends. Only one Run (or RunLive) at
+// a time.
 func (w *Watcher) Run(ctx context.Context, onState func(*regions.State)) error {
+	return w.run(ctx, sink{listed: onState, changed: onState})
+}
+
+// RunLive is Run feeding l: listings go to l.ApplyListing, watch changes
+// to l.Apply, and after each answer from etcd (its State, if any,
+// delivered) l.Confirm learns that the state is current.
+func (w *Watcher) RunLive(ctx context.Context, l *Live) error {
+	return w.run(ctx, sink{listed: l.ApplyListing, changed: l.Apply, contact: l.Confirm})
+}
+
+// sink is where a watcher delivers: States from listings and from watch
+// changes, and the times etcd answered (contact may be nil).
+type sink struct {
+	listed, changed func(*regions.State)
+	contact         func(time.Time)
+}
+
+func (w *Watcher) run(ctx context.Context, out sink) error {
 	w.defaults()
 	backoff := w.MinBackoff
 	listed := false
@@ -130,13 +149,15 @@ func (w *Watcher) Run(ctx context.Context, onState func(*regions.State)) error {
 			backoff = min(2*backoff, w.MaxBackoff)
 			continue
 		}
-		w.listed(st.Revision, listed)
+		at := time.Now()
+		w.listed(st.Revision, listed, at)
 		listed = true
-		w.deliver(st, onState)
+		w.deliver(st, out.listed)
+		out.confirm(at)
 		if w.testHookBeforeWatch != nil {
 			w.testHookBeforeWatch(st.Revision)
 		}
-		established, err := w.watch(ctx, st, probs, onState)
+		established, err := w.watch(ctx, st, probs, out)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -187,7 +208,7 @@ func (w *Watcher) list(ctx context.Context) (*regions.State, map[string]string, 
 
 // watch follows etcd after st.Revision, delivering a State per change,
 // until the watch ends; established says whether etcd accepted it.
-func (w *Watcher) watch(ctx context.Context, st *regions.State, probs map[string]string, onState func(*regions.State)) (established bool, err error) {
+func (w *Watcher) watch(ctx context.Context, st *regions.State, probs map[string]string, out sink) (established bool, err error) {
 	// Without a leader the member we talk to may be partitioned from the
 	// cluster: WithRequireLeader makes it cancel the watch instead of
 	// leaving it silently stale.
@@ -234,6 +255,7 @@ func (w *Watcher) watch(ctx context.Context, st *regions.State, probs map[string
 			if wr.Created {
 				established = true
 				w.connected(st.Revision)
+				out.confirm(last)
 				continue
 			}
 			evs := wr.Events
@@ -241,6 +263,7 @@ func (w *Watcher) watch(ctx context.Context, st *regions.State, probs map[string
 				evs = evs[1:]
 			}
 			if len(evs) == 0 { // progress notification, or the listing's revision
+				out.confirm(last)
 				continue
 			}
 			next, err := w.apply(ctx, st, probs, evs)
@@ -248,7 +271,8 @@ func (w *Watcher) watch(ctx context.Context, st *regions.State, probs map[string
 				return established, err
 			}
 			st = next
-			w.deliver(st, onState)
+			w.deliver(st, out.changed)
+			out.confirm(last)
 		case now := <-tick.C:
 			// The client retries a broken stream silently and forever; a
 			// watch that is not created in time, or a progress request
@@ -447,9 +471,16 @@ func (w *Watcher) deliver(st *regions.State, onState func(*regions.State)) {
 	onState(st)
 }
 
-func (w *Watcher) listed(rev int64, relist bool) {
+// confirm passes on that etcd answered at t.
+func (out sink) confirm(t time.Time) {
+	if out.contact != nil {
+		out.contact(t)
+	}
+}
+
+func (w *Watcher) listed(rev int64, relist bool, at time.Time) {
 	w.mu.Lock()
-	w.status.LastContact = time.Now()
+	w.status.LastContact = at
 	if relist {
 		w.status.Relists++
 	}

@@ -1,0 +1,408 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meridian-gslb/meridian/internal/etcdtest"
+	"github.com/meridian-gslb/meridian/regions"
+)
+
+// oldState is fullState confirmed current two days ago, with its one
+// report observed shortly before.
+func oldState() (st *regions.State, confirmed time.Time) {
+	st = fullState()
+	confirmed = time.Now().Add(-48 * time.Hour).UTC().Truncate(time.Second)
+	rep := *st.Health["eu-west"]["p1"]
+	rep.Observed = confirmed.Add(-5 * time.Minute)
+	st.Health["eu-west"]["p1"] = &rep
+	return st, confirmed
+}
+
+// liveFromFile is a Live loaded from a state file holding st, confirmed
+// at confirmed, in a directory of the test's.
+func liveFromFile(t *testing.T, st *regions.State, confirmed time.Time, h *captureHandler) *Live {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "state.json")
+	if st != nil {
+		if err := SaveState(path, st, confirmed); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h == nil {
+		h = &captureHandler{}
+	}
+	l := NewLive(path, regions.SnapshotOptions{}, testLoggerTo(h), nil)
+	if err := l.LoadPersisted(); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// runLive runs l's persistence and a fast watcher of prefix feeding l
+// until the test ends.
+func runLive(t *testing.T, l *Live, prefix string) *Watcher {
+	t.Helper()
+	w := fastWatcher(etcdtest.Shared(t), prefix, etcdtest.Logger())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 2)
+	go func() { done <- w.RunLive(ctx, l) }()
+	go func() { done <- l.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		for range 2 {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("run: %v", err)
+				}
+			case <-time.After(etcdtest.WaitLimit):
+				t.Errorf("RunLive or Run did not return after its context ended")
+			}
+		}
+	})
+	return w
+}
+
+// TestLiveAge: the age of the data is the time since etcd last confirmed
+// it, across restarts: a server started from a two-day-old state file
+// reports two days, until etcd confirms a state.
+func TestLiveAge(t *testing.T) {
+	st, confirmed := oldState()
+	checkOld := func(t *testing.T, l *Live, want time.Time) {
+		t.Helper()
+		s := l.Status()
+		if s.Source != "file" || !s.Confirmed.Equal(want) {
+			t.Fatalf("source %q, confirmed %v, want file and %v", s.Source, s.Confirmed, want)
+		}
+		if s.Age < 48*time.Hour || s.Age > 49*time.Hour || s.AgeSeconds != s.Age.Seconds() {
+			t.Fatalf("age %v (%v s), want two days", s.Age, s.AgeSeconds)
+		}
+		if len(s.Reports) != 1 || s.Reports[0].Region != "eu-west" || s.Reports[0].Prober != "p1" ||
+			!s.Reports[0].Observed.Equal(confirmed.Add(-5*time.Minute)) || s.Reports[0].AgeSeconds < (48*time.Hour+5*time.Minute).Seconds() {
+			t.Fatalf("reports %+v: want p1's, observed two days ago", s.Reports)
+		}
+	}
+	t.Run("state file", func(t *testing.T) {
+		l := liveFromFile(t, st, confirmed, nil)
+		checkOld(t, l, confirmed)
+		// Only etcd confirms, and only what it delivered.
+		l.Confirm(time.Now())
+		checkOld(t, l, confirmed)
+	})
+	t.Run("state file format 1", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "state.json")
+		saveFormat1(t, path, st, confirmed)
+		l := NewLive(path, regions.SnapshotOptions{}, nil, nil)
+		if err := l.LoadPersisted(); err != nil {
+			t.Fatal(err)
+		}
+		checkOld(t, l, confirmed)
+	})
+	t.Run("etcd confirms", func(t *testing.T) {
+		s := newTestStore(t)
+		ctx := etcdtest.Ctx(t)
+		for _, r := range []*regions.Region{testRegion("eu-west", 1), testRegion("us-east", 2)} {
+			if _, err := s.PutRegion(ctx, r, Always); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l := liveFromFile(t, st, confirmed, nil)
+		runLive(t, l, s.Keys().Prefix())
+		etcdtest.WaitUntil(t, "the state from etcd is served", func() bool { return l.Status().Source == "etcd" })
+		first := l.Status()
+		if first.Age > time.Hour || len(first.Reports) != 0 {
+			t.Fatalf("served from etcd: age %v, reports %+v", first.Age, first.Reports)
+		}
+		// Progress notifications confirm an idle state again and again.
+		etcdtest.WaitUntil(t, "a later confirmation", func() bool { return l.Status().Confirmed.After(first.Confirmed) })
+		// The confirmation time goes to the file with the state.
+		etcdtest.WaitUntil(t, "the state file is written", func() bool {
+			saved, err := LoadState(l.path)
+			return err == nil && saved.State.Revision == first.Revision && !saved.Confirmed.Before(first.Confirmed)
+		})
+	})
+}
+
+// TestLiveEmptyListing: a listing with no regions and no services does
+// not replace a state that has some; etcd holding some again, or the
+// operator, ends the refusal. Deleting the last ones through watch events
+// is served.
+func TestLiveEmptyListing(t *testing.T) {
+	ctx := etcdtest.Ctx(t)
+	st, confirmed := oldState()
+	refusedLogs := func(h *captureHandler) int {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		n := 0
+		for _, r := range h.records {
+			if strings.Contains(r, "etcd holds no regions and no services") {
+				n++
+			}
+		}
+		return n
+	}
+	waitRefused := func(t *testing.T, l *Live) {
+		t.Helper()
+		etcdtest.WaitUntil(t, "the empty listing is refused", func() bool { return l.Status().EmptyRefused != nil })
+	}
+	checkServesOld := func(t *testing.T, l *Live) {
+		t.Helper()
+		s := l.Status()
+		if s.Source != "file" || s.Revision != st.Revision || len(l.Current().State().Regions) != 2 || s.Age < 48*time.Hour {
+			t.Fatalf("status %+v: want the state from the file, two days old", s)
+		}
+		if r := s.EmptyRefused; r == nil || !strings.Contains(r.Message, "--accept-empty-state") || r.Revision == 0 {
+			t.Fatalf("refusal %+v", r)
+		}
+		saved, err := LoadState(l.path)
+		if err != nil || len(saved.State.Regions) != 2 || !saved.Confirmed.Equal(confirmed) {
+			t.Fatalf("the state file was replaced: %v", err)
+		}
+	}
+
+	t.Run("refused until etcd holds regions, then deletions are served", func(t *testing.T) {
+		h := &captureHandler{}
+		l := liveFromFile(t, st, confirmed, h)
+		s := newTestStore(t)
+		runLive(t, l, s.Keys().Prefix())
+		waitRefused(t, l)
+		checkServesOld(t, l)
+		// Another empty listing (a relist) says nothing new.
+		relist := regions.NewState()
+		relist.Revision = l.Status().EmptyRefused.Revision
+		l.ApplyListing(relist)
+		if n := refusedLogs(h); n != 1 {
+			t.Fatalf("%d log lines about the refusal, want 1", n)
+		}
+		checkServesOld(t, l)
+
+		// Changes that leave etcd without regions and services keep
+		// the refusal.
+		lease, err := s.c.Grant(ctx, 60)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refusedAt := l.Status().EmptyRefused.Revision
+		if err := s.RegisterProber(ctx, &regions.ProberInfo{ID: "p9", Region: "eu-west", Started: time.Unix(1700000000, 0).UTC()}, lease.ID); err != nil {
+			t.Fatal(err)
+		}
+		etcdtest.WaitUntil(t, "the registration reaches the refused state", func() bool { return l.Status().EmptyRefused.Revision > refusedAt })
+		checkServesOld(t, l)
+
+		// A region alone (a bootstrap writes regions first) does not end
+		// it: the served services would vanish.
+		regionRev, err := s.PutRegion(ctx, testRegion("ap-south", 9), Always)
+		if err != nil {
+			t.Fatal(err)
+		}
+		etcdtest.WaitUntil(t, "the region reaches the refused state", func() bool { return l.Status().EmptyRefused.Revision >= regionRev })
+		checkServesOld(t, l)
+		if _, err := s.PutService(ctx, testService("x.gslb.example.", "ap-south"), Always); err != nil {
+			t.Fatal(err)
+		}
+		etcdtest.WaitUntil(t, "the new service is served", func() bool {
+			cur := l.Current().State()
+			return len(cur.Regions) == 1 && cur.Services["x.gslb.example."] != nil
+		})
+		if s := l.Status(); s.EmptyRefused != nil || s.Source != "etcd" || s.Age > time.Hour || h.find("etcd holds services again") == "" {
+			t.Fatalf("after a service was written: %+v", s)
+		}
+		etcdtest.WaitUntil(t, "the state file follows", func() bool {
+			saved, err := LoadState(l.path)
+			return err == nil && len(saved.State.Regions) == 1 && len(saved.State.Services) == 1
+		})
+
+		// The operator deletes the last service and region: watch
+		// events, served.
+		if err := s.DeleteService(ctx, "x.gslb.example.", Always); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DeleteRegion(ctx, "ap-south", Always); err != nil {
+			t.Fatal(err)
+		}
+		etcdtest.WaitUntil(t, "the deletion is served", func() bool { return len(l.Current().State().Regions) == 0 })
+		if s := l.Status(); s.EmptyRefused != nil || h.find("the last regions and services were deleted") == "" {
+			t.Fatalf("after deleting the last region: %+v", s)
+		}
+		etcdtest.WaitUntil(t, "the state file follows", func() bool {
+			saved, err := LoadState(l.path)
+			return err == nil && len(saved.State.Regions) == 0 && len(saved.State.Services) == 0
+		})
+		// Nothing left to protect: an empty listing is served.
+		l.ApplyListing(regions.NewState())
+		if l.Status().EmptyRefused != nil {
+			t.Fatal("an empty listing refused while serving an empty state")
+		}
+	})
+
+	t.Run("accepted by the operator", func(t *testing.T) {
+		l := liveFromFile(t, st, confirmed, nil)
+		if err := l.AcceptEmpty(); !errors.Is(err, ErrNothingRefused) {
+			t.Fatalf("AcceptEmpty with nothing refused: %v", err)
+		}
+		s := newTestStore(t)
+		runLive(t, l, s.Keys().Prefix())
+		waitRefused(t, l)
+		checkServesOld(t, l)
+		if err := l.AcceptEmpty(); err != nil {
+			t.Fatal(err)
+		}
+		if s := l.Status(); s.EmptyRefused != nil || s.Source != "etcd" || len(l.Current().State().Regions) != 0 || s.Age > time.Hour {
+			t.Fatalf("after AcceptEmpty: %+v", s)
+		}
+		etcdtest.WaitUntil(t, "the empty state is persisted", func() bool {
+			saved, err := LoadState(l.path)
+			return err == nil && len(saved.State.Regions) == 0 && len(saved.State.Services) == 0
+		})
+		if err := l.AcceptEmpty(); !errors.Is(err, ErrNothingRefused) {
+			t.Fatalf("AcceptEmpty again: %v", err)
+		}
+	})
+
+	t.Run("accepted at start", func(t *testing.T) {
+		l := liveFromFile(t, st, confirmed, nil)
+		l.AcceptEmptyAtStart()
+		s := newTestStore(t)
+		runLive(t, l, s.Keys().Prefix())
+		etcdtest.WaitUntil(t, "the empty state is served", func() bool { return l.Status().Source == "etcd" })
+		if s := l.Status(); s.EmptyRefused != nil || len(l.Current().State().Regions) != 0 {
+			t.Fatalf("status %+v", s)
+		}
+	})
+
+	t.Run("at start, used up by a first listing that is not empty", func(t *testing.T) {
+		l := liveFromFile(t, st, confirmed, nil)
+		l.AcceptEmptyAtStart()
+		s := newTestStore(t)
+		if _, err := s.PutRegion(ctx, testRegion("eu-west", 1), Always); err != nil {
+			t.Fatal(err)
+		}
+		runLive(t, l, s.Keys().Prefix())
+		etcdtest.WaitUntil(t, "the state from etcd is served", func() bool { return l.Status().Source == "etcd" })
+		l.ApplyListing(regions.NewState())
+		if l.Status().EmptyRefused == nil || len(l.Current().State().Regions) != 1 {
+			t.Fatal("a later empty listing was served")
+		}
+	})
+}
+
+// TestLivePersistPace: changes of regions, services or the latency table
+// are written at the fast pace, the rest at the slow one; the latency
+// table is written only when its id changes.
+func TestLivePersistPace(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	l := NewLive(path, regions.SnapshotOptions{}, nil, nil)
+	l.FastInterval, l.SlowInterval = time.Second, time.Hour
+	fast, slow := l.intervals()
+	st := fullState()
+	latFile := filepath.Join(dir, latencyFileName(st.Latency.ID))
+
+	type step struct {
+		name   string
+		change func(*regions.State) *regions.State
+		want   time.Duration // the wait after the last write; 0: nothing pending
+	}
+	health := func(st *regions.State) *regions.State {
+		next := st.Clone()
+		next.Revision++
+		rep := *next.Health["eu-west"]["p1"]
+		rep.Observed = rep.Observed.Add(time.Second)
+		next.Health["eu-west"] = map[string]*regions.HealthReport{"p1": &rep}
+		return next
+	}
+	steps := []step{
+		{"health report", health, slow},
+		{"prober registration", func(st *regions.State) *regions.State {
+			next := st.Clone()
+			p := *next.Probers["p1"]
+			p.Version = "1.1"
+			next.Probers["p1"] = &p
+			return next
+		}, slow},
+		{"region", func(st *regions.State) *regions.State {
+			next := st.Clone()
+			next.Regions["ap-south"] = testRegion("ap-south", 9)
+			return next
+		}, fast},
+		{"service", func(st *regions.State) *regions.State {
+			next := st.Clone()
+			delete(next.Services, "www.gslb.example.")
+			return next
+		}, fast},
+		{"latency table", func(st *regions.State) *regions.State {
+			next := st.Clone()
+			next.Latency = &regions.LatencyData{ID: "t2", Entries: 1, CSV: []byte("198.51.100.0/24,us-east,20\n")}
+			return next
+		}, fast},
+	}
+
+	l.Apply(st)
+	if _, ok := l.due(); !ok {
+		t.Fatal("nothing pending after the first state")
+	}
+	l.flush()
+	fi, err := os.Stat(latFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			if at, ok := l.due(); ok {
+				t.Fatalf("pending before the change, at %v", at)
+			}
+			st = s.change(st)
+			l.Apply(st)
+			at, ok := l.due()
+			if !ok || !at.Equal(l.Status().Persist.LastWrite.Add(s.want)) {
+				t.Fatalf("write due %v (%v), want %v after the last", at, ok, s.want)
+			}
+			before := l.Status().Persist
+			l.flush()
+			after := l.Status().Persist
+			saved, err := LoadState(path)
+			if err != nil || saved.State.Revision != st.Revision || after.Writes != before.Writes+1 {
+				t.Fatalf("after the write: %v, revision %d, writes %d→%d", err, saved.State.Revision, before.Writes, after.Writes)
+			}
+			// The table is written again only when its id changed.
+			if s.name != "latency table" {
+				now, err := os.Stat(latFile)
+				if err != nil || !os.SameFile(fi, now) || !now.ModTime().Equal(fi.ModTime()) {
+					t.Fatalf("the latency file was rewritten: %v", err)
+				}
+				if n := after.Bytes - before.Bytes; n > 4096 {
+					t.Fatalf("%d bytes written", n)
+				}
+			} else if _, err := os.Stat(latFile); err == nil {
+				t.Fatal("the old latency file is still there")
+			}
+		})
+	}
+	t.Run("confirmation", func(t *testing.T) {
+		l.Confirm(time.Now())
+		if at, ok := l.due(); !ok || !at.Equal(l.Status().Persist.LastWrite.Add(slow)) {
+			t.Fatalf("write due %v (%v), want the slow pace", at, ok)
+		}
+	})
+	t.Run("pending changes are written on the way out", func(t *testing.T) {
+		st = health(st)
+		l.Apply(st)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- l.Run(ctx) }()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		saved, err := LoadState(path)
+		if err != nil || saved.State.Revision != st.Revision {
+			t.Fatalf("%v: revision %d, want %d", err, saved.State.Revision, st.Revision)
+		}
+	})
+}
