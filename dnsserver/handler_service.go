@@ -27,6 +27,11 @@ func (h *Handler) SetSnapshot(s *regions.Snapshot) {
 		return
 	}
 	st := &steering{snap: s, services: map[string]*regions.ServiceView{}, ents: map[string]struct{}{}}
+	var names []string
+	for _, r := range s.Regions() {
+		names = append(names, r.Name)
+	}
+	h.metrics.setRegions(names)
 	for _, v := range s.Services() {
 		w, err := zones.WireName(v.Name())
 		if err != nil {
@@ -68,6 +73,9 @@ func (h *Handler) serveService(resp, req []byte, q *query, z *zones.Zone, snap *
 	}
 	if d.Kind != regions.KindAnswer || d.Count == 0 {
 		return h.answerZone(resp, req, q, z.NoData(), src, proto)
+	}
+	if d.Region != "" {
+		h.metrics.countRegion(d.Region)
 	}
 	if usedECS {
 		q.ecsScope = ecsScope(q, d.Scope)
