@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -25,12 +24,6 @@ const maxUploadTime = 10 * time.Minute
 // it arrives. The wait for etcd is bounded by the write timeout from the
 // end of the upload.
 func (a *apiServer) putLatency(w http.ResponseWriter, r *http.Request) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "text/csv" && mt != "text/plain" && mt != "application/octet-stream") {
-			writeProblem(w, Problem{Status: http.StatusUnsupportedMediaType, Detail: "Content-Type " + strconv.Quote(ct) + ": send text/csv"})
-			return
-		}
-	}
 	if r.ContentLength > a.opts.MaxLatencyBytes {
 		writeProblem(w, Problem{Status: http.StatusRequestEntityTooLarge,
 			Detail: "the latency table is larger than " + strconv.FormatInt(a.opts.MaxLatencyBytes, 10) + " bytes"})

@@ -39,7 +39,7 @@ type paramDoc struct {
 
 var (
 	readErrors  = []int{401, 404, 503}
-	writeErrors = []int{400, 401, 403, 404, 409, 412, 413, 415, 503}
+	writeErrors = []int{400, 401, 403, 404, 409, 412, 413, 503}
 	healthResp  = map[string]string{}
 )
 
@@ -76,7 +76,7 @@ var (
 	docPutLatency   = opDoc{summary: "Replace the latency table",
 		description: "The body is CSV, one \"cidr,region,rtt_ms\" entry per line, at most api.max_latency_bytes (64 MiB by default); " +
 			"it is parsed as it arrives and checked whole before anything is written.",
-		csv: true, resp: changeResponse{}, errors: []int{400, 401, 403, 413, 415, 503}}
+		csv: true, resp: changeResponse{}, errors: []int{400, 401, 403, 413, 503}}
 	docAudit = opDoc{summary: "The audit log, newest first, a page at a time",
 		query: []paramDoc{
 			{"limit", "integer", "records per page, 1 to 500 (default 50)", false},

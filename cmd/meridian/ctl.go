@@ -467,12 +467,12 @@ func jsonDiff(a, b json.RawMessage) []string {
 		case i < n && j < m && x[i] == y[j]:
 			all = append(all, line{' ', x[i]})
 			i, j = i+1, j+1
-		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
-			all = append(all, line{'+', y[j]})
-			j++
-		default:
+		case i < n && (j == m || lcs[i+1][j] >= lcs[i][j+1]):
 			all = append(all, line{'-', x[i]})
 			i++
+		default:
+			all = append(all, line{'+', y[j]})
+			j++
 		}
 	}
 	var out []string
@@ -714,7 +714,11 @@ func (c *ctlClient) get(ctx context.Context, out *ctlOut, what string) error {
 			for _, r := range s.Regions {
 				ws = append(ws, fmt.Sprintf("%s=%d", r.Region, r.Weight))
 			}
-			rows = append(rows, []string{s.Name, s.Policy, strings.Join(ws, " "), shareList(s.ExpectedShare["ipv4"])})
+			share := shareList(s.ExpectedShare["ipv4"])
+			if s.Policy != string(regions.PolicyWeighted) && s.Policy != string(regions.PolicyFailover) {
+				share = "by the client's place"
+			}
+			rows = append(rows, []string{s.Name, s.Policy, strings.Join(ws, " "), share})
 		}
 		out.table("SERVICE\tPOLICY\tWEIGHTS\tEXPECTED SHARE (IPv4)", rows)
 	default:

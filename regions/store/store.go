@@ -27,7 +27,8 @@ var (
 // Cond is the precondition of a write, one rule for every write: the zero
 // value (Always) writes unconditionally; Revision > 0 requires the key at
 // that mod revision (HTTP If-Match); Absent requires that the key does not
-// exist (HTTP If-None-Match: *).
+// exist (HTTP If-None-Match: *). A write checks it against the key as it
+// read it, and its transaction requires the key unchanged since.
 type Cond struct {
 	Revision int64
 	Absent   bool
@@ -57,20 +58,6 @@ func (c Cond) checkDelete() error {
 		return fmt.Errorf("a delete cannot require an absent key: %w", regions.ErrInvalid)
 	}
 	return c.check()
-}
-
-// cmp is the transaction comparison for key, or nil for Always.
-func (c Cond) cmp(key string) *clientv3.Cmp {
-	var cmp clientv3.Cmp
-	switch {
-	case c.Absent:
-		cmp = clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
-	case c.Revision > 0:
-		cmp = clientv3.Compare(clientv3.ModRevision(key), "=", c.Revision)
-	default:
-		return nil
-	}
-	return &cmp
 }
 
 // holds says whether a key found at mod revision current (0: absent)

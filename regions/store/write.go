@@ -75,10 +75,6 @@ func DryRun() WriteOption { return func(o *writeOpts) { o.dryRun = true } }
 // Report has the write fill *c with what it changed (or would change).
 func Report(c *Change) WriteOption { return func(o *writeOpts) { o.report = c } }
 
-// withAction names the write in its audit record when it is more than a
-// put or a delete (a drain, a weights change).
-func withAction(a string) WriteOption { return func(o *writeOpts) { o.action = a } }
-
 func newWriteOpts(opts []WriteOption) *writeOpts {
 	o := &writeOpts{}
 	for _, f := range opts {
