@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -463,4 +464,50 @@ func TestCtlFailures(t *testing.T) {
 func execOutput(ctx context.Context, name string, args ...string) (string, error) {
 	out, err := exec.CommandContext(ctx, name, args...).Output()
 	return string(out), err
+}
+
+// TestAPIWithEtcdGone: with etcd gone, a write through the API gets 503
+// with Retry-After within the write timeout, ctl says so in one line, and
+// DNS keeps answering from the last state.
+func TestAPIWithEtcdGone(t *testing.T) {
+	a := startServerWith(t, serverSetup{extra: steeringConfig, files: steeringFiles(t)})
+	files := steeringFiles(t)
+	delete(files, "state.yaml")
+	b := startServerWith(t, serverSetup{extra: apiConfig + "  write_timeout: 500ms\ngeoip:\n  database: country.mmdb\n", files: files, etcdEndpoints: []string{a.etcd}})
+	waitAnswer(t, b.addr(), "geo.example.org.", "192.0.2.20")
+	b.mustCtl(t, "weights", "set", "lb.example.org", "eu=1", "na=0", "as=0")
+	waitAnswer(t, b.addr(), "lb.example.org.", "192.0.2.10")
+	if code := a.stop(); code != 0 { // etcd goes away with a
+		t.Fatalf("a exited %d", code)
+	}
+	api := newAPIClient(t, b)
+	for _, w := range []struct{ method, path, body string }{
+		{"PATCH", "/v1/services/lb.example.org/weights", `{"weights":{"na":1}}`},
+		{"POST", "/v1/regions/eu/drain", ""},
+		{"GET", "/v1/regions", ""},
+	} {
+		req, _ := http.NewRequest(w.method, b.url()+w.path, strings.NewReader(w.body))
+		req.Header.Set("Authorization", "Bearer "+api.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("%s %s with etcd gone: %d %v %s", w.method, w.path, resp.StatusCode, resp.Header, body)
+		}
+	}
+	_, errOut, code := b.ctl(t, "drain", "eu")
+	if code != 1 || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "503") {
+		t.Fatalf("ctl with etcd gone: exit %d %q", code, errOut)
+	}
+	for range 20 {
+		r := query(t, "udp", b.addr(), "lb.example.org.", dns.TypeA)
+		if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "192.0.2.10" {
+			t.Fatalf("DNS with etcd gone: %v", r)
+		}
+	}
+	// The status answers from the snapshot.
+	getJSON(t, b.url()+"/v1/status", nil)
 }
