@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -46,7 +47,7 @@ var (
 var (
 	docLive    = opDoc{summary: "Liveness: the process answers", resp: healthResp}
 	docReady   = opDoc{summary: "Readiness: zones, GeoIP (when configured) and a regions snapshot are loaded; 503 until then", resp: healthResp}
-	docDetails = opDoc{summary: "Readiness, zones, DNS transport counters and the status", resp: detailsResponse{}}
+	docDetails = opDoc{summary: "Readiness, zones, DNS transport counters and the status", resp: detailsResponse{}, errors: []int{401}}
 	docMetrics = opDoc{summary: "Prometheus metrics (text exposition format)", text: true}
 	docOpenAPI = opDoc{summary: "This document (OpenAPI 3.1)", resp: map[string]any{}}
 	docStatus  = opDoc{summary: "Each region's state, VIPs and prober votes, answers per region, each service's weights and expected shares, the snapshot's revision and age",
@@ -137,7 +138,7 @@ func (a *apiServer) openAPIDoc() map[string]any {
 		case d.resp != nil:
 			resp["content"] = map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(d.resp))}}
 		}
-		if rt.access != accessOpen && rt.pattern != "/v1/status" && rt.pattern != "/v1/explain" && rt.pattern != "/v1/audit" {
+		if rt.access != accessOpen && !slices.Contains([]string{"/v1/status", "/v1/explain", "/v1/audit", "/health/details"}, rt.pattern) {
 			resp["headers"] = map[string]any{"ETag": map[string]any{"description": "the mod revision, quoted", "schema": map[string]any{"type": "string"}}}
 		}
 		responses := map[string]any{ok: resp}

@@ -132,7 +132,7 @@ func (a *apiServer) routes() []route {
 	return []route{
 		{"GET", "/health/live", accessOpen, a.live, docLive},
 		{"GET", "/health/ready", accessOpen, a.ready, docReady},
-		{"GET", "/health/details", accessOpen, a.details, docDetails},
+		{"GET", "/health/details", accessRead, a.details, docDetails},
 		{"GET", "/metrics", accessOpen, metrics.ServeHTTP, docMetrics},
 		{"GET", "/v1/openapi.json", accessOpen, a.openAPI, docOpenAPI},
 		{"GET", "/v1/status", accessRead, a.status, docStatus},
