@@ -1,7 +1,11 @@
-// Package api is Meridian's HTTP interface: the chi router, health and
-// readiness endpoints, Prometheus metrics, and (as the REST API grows) the
-// handlers that read and change regions and services, with validation and
-// RFC 9457 problem details for errors.
+// Package api is Meridian's HTTP interface (chi): the REST API that reads
+// and changes regions, services, weights and the latency table through
+// the store's validated, conditional writes; the status, the explanation
+// of decisions and the audit log; bearer tokens with roles; RFC 9457
+// problem documents; the OpenAPI document made from the route table; and
+// health, readiness and Prometheus metrics (docs/architecture.md, HTTP
+// API).
 //
-// api may import regions and geo; never dnsserver.
+// api may import regions, geo and regions/store (used through the Store
+// interface); never dnsserver, and no etcd server code.
 package api

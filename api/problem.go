@@ -1,8 +1,15 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
+
+	"github.com/meridian-gslb/meridian/regions"
+	"github.com/meridian-gslb/meridian/regions/store"
 )
 
 // Problem is an RFC 9457 problem details object.
@@ -11,8 +18,15 @@ type Problem struct {
 	Title  string `json:"title"`
 	Status int    `json:"status"`
 	Detail string `json:"detail,omitempty"`
-	// Errors lists invalid fields, when there are several.
+	// Errors lists the invalid fields, each by its name in the request
+	// ("regions[0].weight", "weights.eu-west", a query parameter, a
+	// header).
 	Errors []FieldError `json:"errors,omitempty"`
+	// CurrentRevision is the object's mod revision when a precondition
+	// failed (0: it does not exist).
+	CurrentRevision *int64 `json:"current_revision,omitempty"`
+	// RetryAfter (seconds) repeats the Retry-After header of a 503.
+	RetryAfter int `json:"retry_after,omitempty"`
 }
 
 // FieldError is one invalid input field.
@@ -26,7 +40,68 @@ func writeProblem(w http.ResponseWriter, p Problem) {
 	if p.Title == "" {
 		p.Title = http.StatusText(p.Status)
 	}
+	if p.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(p.RetryAfter))
+	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(p.Status)
 	_ = json.NewEncoder(w).Encode(p) // the client went away; nothing to do
+}
+
+// badField is a 400 naming one field.
+func badField(field, format string, args ...any) Problem {
+	msg := fmt.Sprintf(format, args...)
+	return Problem{Status: http.StatusBadRequest, Title: "invalid request", Detail: field + ": " + msg,
+		Errors: []FieldError{{Field: field, Message: msg}}}
+}
+
+// retryAfter is what a 503 asks clients to wait, in seconds.
+const retryAfter = 5
+
+// storeProblem turns a store error into the answer: 400 for invalid
+// input (with each field), 404, 409 for a region in use, 412 for a failed
+// precondition, 413 for an oversized upload, 503 with Retry-After when
+// etcd cannot answer in time (DNS keeps answering from its last state),
+// 500 for anything else.
+func (a *apiServer) storeProblem(r *http.Request, err error) Problem {
+	var (
+		ve  *regions.ValidationError
+		ce  *store.ConflictError
+		iu  *store.InUseError
+		mbe *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &mbe):
+		return Problem{Status: http.StatusRequestEntityTooLarge, Detail: fmt.Sprintf("the request body is larger than %d bytes", mbe.Limit)}
+	case errors.As(err, &ve):
+		p := Problem{Status: http.StatusBadRequest, Title: "invalid " + ve.Kind, Detail: ve.Error()}
+		for _, fp := range ve.Problems {
+			p.Errors = append(p.Errors, FieldError{Field: fp.Field, Message: fp.Message})
+		}
+		return p
+	case errors.Is(err, regions.ErrInvalid):
+		return Problem{Status: http.StatusBadRequest, Title: "invalid request", Detail: err.Error()}
+	case errors.As(err, &ce):
+		cur := ce.Current
+		return Problem{Status: http.StatusPreconditionFailed, Detail: err.Error(), CurrentRevision: &cur}
+	case errors.Is(err, store.ErrNotFound):
+		return Problem{Status: http.StatusNotFound, Detail: err.Error()}
+	case errors.As(err, &iu):
+		return Problem{Status: http.StatusConflict, Title: "in use", Detail: err.Error()}
+	case errors.Is(err, store.ErrConflict):
+		return Problem{Status: http.StatusConflict, Detail: err.Error() + "; try again"}
+	case store.Unavailable(err):
+		return Problem{Status: http.StatusServiceUnavailable, Title: "etcd unavailable",
+			Detail: "etcd did not answer in time: " + err.Error() + ". DNS keeps answering from the last state it had. " +
+				"Retry later; a write that timed out may still have been applied, so read before writing again",
+			RetryAfter: retryAfter}
+	case errors.Is(err, context.Canceled):
+		return Problem{Status: 499, Title: "client closed request", Detail: err.Error()}
+	}
+	a.opts.Logger.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	return Problem{Status: http.StatusInternalServerError, Detail: err.Error()}
+}
+
+func (a *apiServer) fail(w http.ResponseWriter, r *http.Request, err error) {
+	writeProblem(w, a.storeProblem(r, err))
 }

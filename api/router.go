@@ -1,9 +1,12 @@
 package api
 
 import (
-	"encoding/json"
+	"context"
+	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -12,19 +15,48 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/meridian-gslb/meridian/regions"
+	"github.com/meridian-gslb/meridian/regions/store"
+)
+
+// Store is what the API reads and writes: *store.Store.
+type Store interface {
+	GetRegion(ctx context.Context, name string) (*regions.Region, int64, error)
+	ListRegions(ctx context.Context) ([]*regions.Region, int64, error)
+	PutRegion(ctx context.Context, r *regions.Region, cond store.Cond, opts ...store.WriteOption) (int64, error)
+	DeleteRegion(ctx context.Context, name string, cond store.Cond, opts ...store.WriteOption) error
+	SetDrained(ctx context.Context, name string, drained bool, cond store.Cond, opts ...store.WriteOption) (int64, error)
+	GetService(ctx context.Context, name string) (*regions.Service, int64, error)
+	ListServices(ctx context.Context) ([]*regions.Service, int64, error)
+	PutService(ctx context.Context, svc *regions.Service, cond store.Cond, opts ...store.WriteOption) (int64, error)
+	DeleteService(ctx context.Context, name string, cond store.Cond, opts ...store.WriteOption) error
+	SetWeights(ctx context.Context, service string, weights map[string]uint32, cond store.Cond, opts ...store.WriteOption) (int64, error)
+	ReplaceWeights(ctx context.Context, service string, weights map[string]uint32, cond store.Cond, opts ...store.WriteOption) (int64, error)
+	ImportLatency(ctx context.Context, r io.Reader, opts ...store.WriteOption) (int, error)
+	ListAudit(ctx context.Context, after string, limit int) ([]store.AuditRecord, string, error)
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Defaults of the Options limits.
+const (
+	DefaultWriteTimeout    = 5 * time.Second
+	DefaultMaxBodyBytes    = 1 << 20
+	DefaultMaxLatencyBytes = 64 << 20
 )
 
 // Options wire the router to the rest of the server.
 type Options struct {
 	Logger *slog.Logger
-	// Gatherer serves /metrics; nil disables it.
+	// Gatherer serves /metrics; nil serves an empty registry.
 	Gatherer prometheus.Gatherer
 	// Ready reports why the server cannot serve yet (nil: ready).
 	Ready func() error
-	// Details returns what /health/details shows: a JSON-encodable value.
-	Details func() any
-	// Status returns what /v1/status shows: a JSON-encodable value.
-	Status func() any
+	// Details returns what /health/details shows besides readiness and
+	// the status; nil shows only those.
+	Details func() Details
+	// Status returns what /v1/status shows besides the snapshot; nil
+	// shows only the snapshot.
+	Status func() ServerStatus
 	// Snapshot returns the regions snapshot being served (nil before one).
 	Snapshot func() *regions.Snapshot
 	// Locator places clients for /v1/explain; nil: no GeoIP.
@@ -39,42 +71,42 @@ type Options struct {
 	// (presentation form), and an error for a name that cannot be
 	// followed. nil: only service names are explained, from Snapshot.
 	Follow func(name string) (*regions.Snapshot, *regions.ServiceView, []string, error)
+	// Store holds the regions, services, latency table and audit log;
+	// nil: those routes answer 503.
+	Store Store
+	// Auth says who may read and write; nil: reads are open and writes
+	// refused.
+	Auth *Auth
+	// WriteTimeout bounds a request's wait for etcd, after which it gets
+	// 503 with Retry-After; 0 means DefaultWriteTimeout.
+	WriteTimeout time.Duration
+	// MaxBodyBytes bounds a JSON request body; 0 means
+	// DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// MaxLatencyBytes bounds the latency table upload; 0 means
+	// DefaultMaxLatencyBytes.
+	MaxLatencyBytes int64
 }
 
 type apiServer struct{ opts Options }
 
+// route is one endpoint: the router and the OpenAPI document are both
+// made from the table of routes, so that neither can lack one.
+type route struct {
+	method, pattern string
+	access          access
+	handler         http.HandlerFunc
+	doc             opDoc
+}
+
 // NewRouter builds the HTTP handler.
 func NewRouter(o Options) http.Handler {
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
+	a := newAPIServer(o)
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
 	r.Use(middleware.Timeout(30 * time.Second))
-
-	r.Get("/health/live", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "live"})
-	})
-	r.Get("/health/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if o.Ready != nil {
-			if err := o.Ready(); err != nil {
-				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
-				return
-			}
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-	})
-	if o.Details != nil {
-		r.Get("/health/details", func(w http.ResponseWriter, _ *http.Request) {
-			writeJSON(w, http.StatusOK, o.Details())
-		})
-	}
-	a := &apiServer{opts: o}
-	if o.Status != nil {
-		r.Get("/v1/status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, o.Status()) })
-	}
-	if o.Snapshot != nil {
-		r.Get("/v1/explain", a.explain)
+	for _, rt := range a.routes() {
+		r.Method(rt.method, rt.pattern, a.guard(rt.access, rt.handler))
 	}
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, Problem{Status: http.StatusNotFound, Detail: "no such endpoint: " + r.URL.Path})
@@ -82,16 +114,131 @@ func NewRouter(o Options) http.Handler {
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, Problem{Status: http.StatusMethodNotAllowed, Detail: r.Method + " is not allowed on " + r.URL.Path})
 	})
-	if o.Gatherer != nil {
-		r.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn)}))
-	}
 	return r
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v) // the client went away; nothing to do
+// newAPIServer fills in the defaults of o.
+func newAPIServer(o Options) *apiServer {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Gatherer == nil {
+		o.Gatherer = prometheus.NewRegistry()
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.MaxLatencyBytes <= 0 {
+		o.MaxLatencyBytes = DefaultMaxLatencyBytes
+	}
+	return &apiServer{opts: o}
+}
+
+func (a *apiServer) routes() []route {
+	metrics := promhttp.HandlerFor(a.opts.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(a.opts.Logger.Handler(), slog.LevelWarn)})
+	return []route{
+		{"GET", "/health/live", accessOpen, a.live, docLive},
+		{"GET", "/health/ready", accessOpen, a.ready, docReady},
+		{"GET", "/health/details", accessRead, a.details, docDetails},
+		{"GET", "/metrics", accessOpen, metrics.ServeHTTP, docMetrics},
+		{"GET", "/v1/openapi.json", accessOpen, a.openAPI, docOpenAPI},
+		{"GET", "/v1/status", accessRead, a.status, docStatus},
+		{"GET", "/v1/explain", accessRead, a.explain, docExplain},
+		{"GET", "/v1/regions", accessRead, a.listRegions, docListRegions},
+		{"GET", "/v1/regions/{name}", accessRead, a.getRegion, docGetRegion},
+		{"PUT", "/v1/regions/{name}", accessWrite, a.putRegion, docPutRegion},
+		{"DELETE", "/v1/regions/{name}", accessWrite, a.deleteRegion, docDeleteRegion},
+		{"POST", "/v1/regions/{name}/drain", accessWrite, a.drain(true), docDrain},
+		{"POST", "/v1/regions/{name}/undrain", accessWrite, a.drain(false), docUndrain},
+		{"GET", "/v1/services", accessRead, a.listServices, docListServices},
+		{"GET", "/v1/services/{name}", accessRead, a.getService, docGetService},
+		{"PUT", "/v1/services/{name}", accessWrite, a.putService, docPutService},
+		{"DELETE", "/v1/services/{name}", accessWrite, a.deleteService, docDeleteService},
+		{"GET", "/v1/services/{name}/weights", accessRead, a.getWeights, docGetWeights},
+		{"PUT", "/v1/services/{name}/weights", accessWrite, a.setWeights(true), docPutWeights},
+		{"PATCH", "/v1/services/{name}/weights", accessWrite, a.setWeights(false), docPatchWeights},
+		{"PUT", "/v1/latency", accessWrite, a.putLatency, docPutLatency},
+		{"GET", "/v1/audit", accessRead, a.audit, docAudit},
+	}
+}
+
+func (a *apiServer) live(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "live"})
+}
+
+func (a *apiServer) ready(w http.ResponseWriter, _ *http.Request) {
+	if a.opts.Ready != nil {
+		if err := a.opts.Ready(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// storeFor returns the store and a context bounded by the write timeout,
+// or answers 503 when the server has no store.
+func (a *apiServer) storeFor(w http.ResponseWriter, r *http.Request) (Store, context.Context, context.CancelFunc, bool) {
+	if a.opts.Store == nil {
+		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Detail: "this server has no etcd store", RetryAfter: retryAfter})
+		return nil, nil, nil, false
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.opts.WriteTimeout)
+	return a.opts.Store, ctx, cancel, true
+}
+
+// etag is an entity tag: the mod revision, quoted.
+func etag(rev int64) string { return `"` + strconv.FormatInt(rev, 10) + `"` }
+
+// precondition reads If-Match and If-None-Match into the store's
+// condition. If-Match takes one entity tag (a mod revision) or "*"
+// (exists: mustExist); If-None-Match only "*" (create only).
+func precondition(r *http.Request) (cond store.Cond, mustExist bool, p *Problem) {
+	im, inm := strings.TrimSpace(r.Header.Get("If-Match")), strings.TrimSpace(r.Header.Get("If-None-Match"))
+	bad := func(field, format string, args ...any) (store.Cond, bool, *Problem) {
+		pr := badField(field, format, args...)
+		return store.Cond{}, false, &pr
+	}
+	switch {
+	case im != "" && inm != "":
+		return bad("If-Match", "give If-Match or If-None-Match, not both")
+	case inm == "*":
+		return store.IfAbsent(), false, nil
+	case inm != "":
+		return bad("If-None-Match", "%q: only * (create only) is supported on writes", inm)
+	case im == "":
+		return store.Always, false, nil
+	case im == "*":
+		return store.Always, true, nil
+	case strings.HasPrefix(im, "W/"):
+		// If-Match compares strongly: a weak tag never matches.
+		pr := Problem{Status: http.StatusPreconditionFailed, Detail: "If-Match: a weak entity tag never matches"}
+		return store.Cond{}, false, &pr
+	}
+	rev, err := strconv.ParseInt(strings.Trim(im, `"`), 10, 64)
+	if err != nil || rev <= 0 || strings.Contains(im, ",") {
+		return bad("If-Match", "%q: want one entity tag as sent in ETag, like \"42\"", im)
+	}
+	return store.IfRevision(rev), false, nil
+}
+
+// writeOptions reads ?dry_run and names the caller for the audit log.
+func writeOptions(r *http.Request, report *store.Change) ([]store.WriteOption, bool, *Problem) {
+	opts := []store.WriteOption{store.By(caller(r.Context())), store.Report(report)}
+	dry := false
+	if v := r.URL.Query().Get("dry_run"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			p := badField("dry_run", "%q: want true or false", v)
+			return nil, false, &p
+		}
+		dry = b
+	}
+	if dry {
+		opts = append(opts, store.DryRun())
+	}
+	return opts, dry, nil
 }

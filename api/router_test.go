@@ -28,7 +28,7 @@ func TestRouter(t *testing.T) {
 	var notReady error
 	h := NewRouter(Options{
 		Ready:    func() error { return notReady },
-		Status:   func() any { return map[string]int{"revision": 42} },
+		Status:   func() ServerStatus { return ServerStatus{Source: "etcd"} },
 		Snapshot: func() *regions.Snapshot { return snap },
 	})
 	cases := []struct {

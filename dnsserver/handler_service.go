@@ -27,6 +27,11 @@ func (h *Handler) SetSnapshot(s *regions.Snapshot) {
 		return
 	}
 	st := &steering{snap: s, services: map[string]*regions.ServiceView{}, ents: map[string]struct{}{}}
+	var names []string
+	for _, r := range s.Regions() {
+		names = append(names, r.Name)
+	}
+	h.metrics.setRegions(names)
 	for _, v := range s.Services() {
 		w, err := zones.WireName(v.Name())
 		if err != nil {
@@ -78,6 +83,9 @@ func (h *Handler) serveService(resp, req []byte, q *query, nodata *zones.Answer,
 	}
 	if d.Kind != regions.KindAnswer || d.Count == 0 {
 		return h.answerZone(resp, req, q, nodata, src, proto)
+	}
+	if d.Region != "" {
+		h.metrics.countRegion(d.Region)
 	}
 	q.ecsScope = uint8(use.ReplyScope(ecs, d.Scope))
 

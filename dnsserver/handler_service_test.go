@@ -269,3 +269,23 @@ func BenchmarkServeService(b *testing.B) {
 		})
 	}
 }
+func TestServeServiceRegionAnswers(t *testing.T) {
+	st := steeringState()
+	h := steeringHandler(t, st, HandlerConfig{})
+	q := withEDNS(question("geo.example.org.", dns.TypeA), 1232, false,
+		&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("202.12.27.0")})
+	for range 3 {
+		serveRaw(t, h, pack(t, q), ProtoUDP, 1232)
+	}
+	serveRaw(t, h, pack(t, question("geo.example.org.", dns.TypeTXT)), ProtoUDP, 512) // NODATA: no region
+	if got := h.Metrics().RegionAnswers(); got["as"] != 3 || got["eu"] != 0 || got["na"] != 0 {
+		t.Fatalf("answers by region %v, want 3 from as", got)
+	}
+	// A new snapshot keeps the counts of the regions that stay.
+	delete(st.Regions, "eu")
+	st.Services = map[string]*regions.Service{}
+	h.SetSnapshot(regions.BuildSnapshot(st, nil, regions.SnapshotOptions{}))
+	if got := h.Metrics().RegionAnswers(); got["as"] != 3 || len(got) != 2 {
+		t.Fatalf("after a new snapshot: %v", got)
+	}
+}

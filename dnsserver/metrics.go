@@ -25,6 +25,10 @@ type Metrics struct {
 	failOpen   atomic.Uint64
 	waiting    atomic.Uint64
 	tsigErrors [tsigBadTrunc + 1]atomic.Uint64 // by TSIG error code
+	// regions counts steered answers by the region chosen; the table is
+	// replaced with every snapshot (off the query path), keeping the
+	// counters of the regions that stay.
+	regions atomic.Pointer[map[string]*paddedCounter]
 }
 
 const maxRcode = 31 // extended rcodes above this are counted as 31
@@ -44,6 +48,42 @@ func (m *Metrics) count(p Proto, rcode int) {
 		return
 	}
 	m.responses[p][min(rcode, maxRcode)].Add(1)
+}
+
+// setRegions makes the per-region counters those of names.
+func (m *Metrics) setRegions(names []string) {
+	old := m.regions.Load()
+	next := make(map[string]*paddedCounter, len(names))
+	for _, n := range names {
+		if old != nil && (*old)[n] != nil {
+			next[n] = (*old)[n]
+		} else {
+			next[n] = new(paddedCounter)
+		}
+	}
+	m.regions.Store(&next)
+}
+
+// countRegion counts a steered answer from region; a map read, no
+// allocation.
+func (m *Metrics) countRegion(region string) {
+	if t := m.regions.Load(); t != nil {
+		if c := (*t)[region]; c != nil {
+			c.Add(1)
+		}
+	}
+}
+
+// RegionAnswers is how many steered answers each region of the current
+// snapshot has given since the server started.
+func (m *Metrics) RegionAnswers() map[string]uint64 {
+	out := map[string]uint64{}
+	if t := m.regions.Load(); t != nil {
+		for n, c := range *t {
+			out[n] = c.Load()
+		}
+	}
+	return out
 }
 
 // Panics is how many queries hit a bug and got SERVFAIL.
@@ -66,6 +106,8 @@ var (
 		"Queries for service names decided by steering.", nil, nil)
 	descFailOpen = prometheus.NewDesc("meridian_dns_fail_open_total",
 		"Steered answers given as if every region were up, because none was.", nil, nil)
+	descRegionAnswers = prometheus.NewDesc("meridian_dns_region_answers_total",
+		"Steered answers, by the region answered.", []string{"region"}, nil)
 	descCookies = prometheus.NewDesc("meridian_dns_cookies_total",
 		"Queries carrying a DNS cookie, by what the cookie was.", []string{"state"}, nil)
 	descWaiting = prometheus.NewDesc("meridian_dns_servfail_no_snapshot_total",
@@ -126,7 +168,7 @@ var cookieStateNames = [...]string{
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descResponses, descDropped, descTruncated, descPanics, descSlow, descXfr, descCookies, descSteered, descFailOpen, descWaiting, descTSIG} {
+	for _, d := range []*prometheus.Desc{descResponses, descDropped, descTruncated, descPanics, descSlow, descXfr, descCookies, descSteered, descFailOpen, descWaiting, descTSIG, descRegionAnswers} {
 		ch <- d
 	}
 }
@@ -167,6 +209,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descXfr, prometheus.CounterValue, float64(m.xfrRefused.Load()), "refused")
 	ch <- prometheus.MustNewConstMetric(descSteered, prometheus.CounterValue, float64(m.steered.Load()))
 	ch <- prometheus.MustNewConstMetric(descFailOpen, prometheus.CounterValue, float64(m.failOpen.Load()))
+	for region, n := range m.RegionAnswers() {
+		ch <- prometheus.MustNewConstMetric(descRegionAnswers, prometheus.CounterValue, float64(n), region)
+	}
 	for st := cookieClient; st <= cookieMalformed; st++ {
 		ch <- prometheus.MustNewConstMetric(descCookies, prometheus.CounterValue, float64(m.cookies[st].Load()), cookieStateNames[st])
 	}

@@ -103,21 +103,21 @@ const (
 
 // TransportStats are the transport's counters since NewTransport.
 type TransportStats struct {
-	UDPPacketsIn   uint64 // datagrams received, including truncated ones
-	UDPPacketsOut  uint64 // replies sent
-	UDPDropped     uint64 // queries the handler chose not to answer
-	UDPTruncated   uint64 // datagrams larger than UDPBufSize, dropped unanswered
-	UDPSendErrors  uint64 // replies the kernel refused
-	UDPRecvErrors  uint64 // transient receive errors
-	UDPBatches     uint64 // receive calls that returned datagrams; UDPPacketsIn/UDPBatches is the batching achieved
-	TCPAccepted    uint64 // connections accepted
-	TCPRejected    uint64 // connections closed at once because TCPMaxConns were open
-	TCPActive      uint64 // connections open now
-	TCPQueries     uint64 // messages received over TCP and handed to the handler
-	TCPIdleClosed  uint64 // connections closed after TCPIdleTimeout without a query
-	TCPReadTimeout uint64 // connections closed with a partly received message
-	TCPErrors      uint64 // connections closed on a write error or an oversized reply
-	HandlerPanics  uint64 // handler panics recovered by the transport
+	UDPPacketsIn   uint64 `json:"udp_packets_in"`   // datagrams received, including truncated ones
+	UDPPacketsOut  uint64 `json:"udp_packets_out"`  // replies sent
+	UDPDropped     uint64 `json:"udp_dropped"`      // queries the handler chose not to answer
+	UDPTruncated   uint64 `json:"udp_truncated"`    // datagrams larger than UDPBufSize, dropped unanswered
+	UDPSendErrors  uint64 `json:"udp_send_errors"`  // replies the kernel refused
+	UDPRecvErrors  uint64 `json:"udp_recv_errors"`  // transient receive errors
+	UDPBatches     uint64 `json:"udp_batches"`      // receive calls that returned datagrams; UDPPacketsIn/UDPBatches is the batching achieved
+	TCPAccepted    uint64 `json:"tcp_accepted"`     // connections accepted
+	TCPRejected    uint64 `json:"tcp_rejected"`     // connections closed at once because TCPMaxConns were open
+	TCPActive      uint64 `json:"tcp_active"`       // connections open now
+	TCPQueries     uint64 `json:"tcp_queries"`      // messages received over TCP and handed to the handler
+	TCPIdleClosed  uint64 `json:"tcp_idle_closed"`  // connections closed after TCPIdleTimeout without a query
+	TCPReadTimeout uint64 `json:"tcp_read_timeout"` // connections closed with a partly received message
+	TCPErrors      uint64 `json:"tcp_errors"`       // connections closed on a write error or an oversized reply
+	HandlerPanics  uint64 `json:"handler_panics"`   // handler panics recovered by the transport
 }
 
 // Transport serves DNS over UDP and TCP on the configured addresses and

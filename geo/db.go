@@ -69,17 +69,17 @@ var ErrUnsupported = errors.New("unsupported GeoIP database")
 
 // Info describes an open database.
 type Info struct {
-	Path         string // file it was read from; "" for OpenBytes
-	DatabaseType string // metadata database_type, e.g. "GeoLite2-Country"
-	Schema       Schema
-	Description  string    // metadata description in English, if any
-	BuildTime    time.Time // metadata build_epoch, UTC
-	IPVersion    uint      // 4 or 6
-	NodeCount    uint      // search tree nodes
-	RecordSize   uint      // bits per search tree record
-	Size         int       // bytes held in memory
-	Records      int       // distinct data records decoded at open (country schema); 0 for city
-	Countries    int       // distinct countries among them (country schema)
+	Path         string    `json:"path"`          // file it was read from; "" for OpenBytes
+	DatabaseType string    `json:"database_type"` // metadata database_type, e.g. "GeoLite2-Country"
+	Schema       Schema    `json:"schema"`
+	Description  string    `json:"description"` // metadata description in English, if any
+	BuildTime    time.Time `json:"build_time"`  // metadata build_epoch, UTC
+	IPVersion    uint      `json:"ip_version"`  // 4 or 6
+	NodeCount    uint      `json:"node_count"`  // search tree nodes
+	RecordSize   uint      `json:"record_size"` // bits per search tree record
+	Size         int       `json:"size_bytes"`  // bytes held in memory
+	Records      int       `json:"records"`     // distinct data records decoded at open (country schema); 0 for city
+	Countries    int       `json:"countries"`   // distinct countries among them (country schema)
 }
 
 // DB is an open GeoIP database held entirely in memory. It is safe for

@@ -268,6 +268,8 @@ func (t *tracer) health(fi int) {
 		sl := &t.v.slots[i]
 		rs := &t.s.regions[sl.region]
 		switch {
+		case rs.Drained:
+			c.Note = "drained (the region is drained)"
 		case sl.weight == 0:
 			c.Note = "drained (weight 0)"
 		default:

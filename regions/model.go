@@ -28,6 +28,10 @@ type Region struct {
 	// Capacity is informational (requests per second the region takes);
 	// 0 means unknown. Weights, not capacity, steer traffic.
 	Capacity int `json:"capacity,omitempty" yaml:"capacity,omitempty"`
+	// Drained takes the region out of every answer, whatever the weights
+	// of the services that list it (docs/architecture.md, Steering): an
+	// operator's switch, set and cleared through the API.
+	Drained bool `json:"drained,omitempty" yaml:"drained,omitempty"`
 }
 
 // Location is where a region stands, for nearest steering and display.

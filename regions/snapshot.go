@@ -46,6 +46,8 @@ const (
 type RegionStatus struct {
 	Name   string       `json:"name"`
 	Status HealthStatus `json:"status"`
+	// Drained: the region is taken out of every answer (Region.Drained).
+	Drained bool `json:"drained"`
 	// Healthy counts the VIPs answered: up or unknown.
 	Healthy int `json:"healthy"`
 	// VIPs holds each VIP's status and votes, in the region's order.
@@ -318,7 +320,7 @@ func (s *Snapshot) buildRegions() {
 // the prober trusts itself.
 func (s *Snapshot) regionHealth(r *Region) RegionStatus {
 	st := s.state
-	rs := RegionStatus{Name: r.Name, Region: r, Status: HealthUnknown, VIPs: make([]VIPStatus, len(r.VIPs))}
+	rs := RegionStatus{Name: r.Name, Region: r, Drained: r.Drained, Status: HealthUnknown, VIPs: make([]VIPStatus, len(r.VIPs))}
 	index := make(map[netip.Addr]int, len(r.VIPs))
 	for k, a := range r.VIPs {
 		rs.VIPs[k] = VIPStatus{Addr: a, Status: HealthUnknown, Votes: []Vote{}}
@@ -528,11 +530,17 @@ func (s *Snapshot) compileService(name string, svc *Service) *ServiceView {
 			bias = 0
 		}
 		reg := &s.regions[r]
+		weight := sr.Weight
+		if reg.Region.Drained {
+			// A drained region weighs 0 in every service: never answered,
+			// not even when failing open.
+			weight = 0
+		}
 		v.slotOf[r] = int16(len(v.slots))
 		v.slots = append(v.slots, slot{
 			name:   reg.Name,
 			region: r,
-			weight: sr.Weight,
+			weight: weight,
 			biasKm: bias,
 			vec:    s.vecs[r],
 			status: reg.Status,

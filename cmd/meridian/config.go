@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/meridian-gslb/meridian/api"
 	"github.com/meridian-gslb/meridian/dnsserver"
 	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/regions/embedded"
@@ -39,6 +40,7 @@ type Config struct {
 	Etcd      EtcdConfig     `yaml:"etcd"`
 	Steering  SteeringConfig `yaml:"steering"`
 	Bootstrap string         `yaml:"bootstrap"` // desired-state file: regions and services created in etcd when missing
+	API       APIConfig      `yaml:"api"`
 
 	path string    // the file it came from
 	root yaml.Node // for line numbers in errors
@@ -96,6 +98,29 @@ type EtcdConfig struct {
 	EmbeddedPeer   string `yaml:"embedded_peer"`
 }
 
+// APIConfig secures and bounds the HTTP API (docs/architecture.md, HTTP
+// API).
+type APIConfig struct {
+	// TokensFile lists the API tokens, each with a name and a role (admin
+	// or read). Empty: reads are open and writes refused.
+	TokensFile string `yaml:"tokens_file"`
+	// AdminTokenFile: when TokensFile does not exist yet, an admin token
+	// is created, its secret written here and its hash to TokensFile
+	// (both mode 0600): a fresh install gets a working token.
+	AdminTokenFile string `yaml:"admin_token_file"`
+	// OpenReads lets requests that only read go without a token.
+	OpenReads bool `yaml:"open_reads"`
+	// WriteTimeout bounds a request's wait for etcd; then 503 with
+	// Retry-After. 0: 5s.
+	WriteTimeout regions.Duration `yaml:"write_timeout"`
+	// MaxBodyBytes bounds JSON request bodies; 0: 1 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxLatencyBytes bounds the latency table upload; 0: 64 MiB.
+	MaxLatencyBytes int64 `yaml:"max_latency_bytes"`
+	// AuditHistory is how many audit records etcd keeps; 0: 1000.
+	AuditHistory int `yaml:"audit_history"`
+}
+
 // SteeringConfig tunes how snapshots are built.
 type SteeringConfig struct {
 	Quorum       float64 `yaml:"quorum"`         // fraction of live probers that must say up; 0: 0.5
@@ -144,7 +169,7 @@ var (
 	yamlLineMsg  = regexp.MustCompile(`^line (\d+): (.*)$`)
 	yamlUnknown  = regexp.MustCompile(`^field (\S+) not found in type main\.(\w+)$`)
 	typeSections = map[string]string{"Config": "", "ListenConfig": "listen", "LogConfig": "log", "DNSConfig": "dns", "ZoneConfig": "zones[]",
-		"GeoIPConfig": "geoip", "ECSConfig": "ecs", "EtcdConfig": "etcd", "SteeringConfig": "steering"}
+		"GeoIPConfig": "geoip", "ECSConfig": "ecs", "EtcdConfig": "etcd", "SteeringConfig": "steering", "APIConfig": "api"}
 )
 
 // yamlError turns the YAML decoder's errors into one regions.FileError per
@@ -196,6 +221,8 @@ func (c *Config) applyDefaults() {
 	}
 	c.GeoIP.Database = c.rel(base, c.GeoIP.Database)
 	c.Bootstrap = c.rel(base, c.Bootstrap)
+	c.API.TokensFile = c.rel(base, c.API.TokensFile)
+	c.API.AdminTokenFile = c.rel(base, c.API.AdminTokenFile)
 	c.Etcd.CAFile = c.rel(base, c.Etcd.CAFile)
 	c.Etcd.CertFile = c.rel(base, c.Etcd.CertFile)
 	c.Etcd.KeyFile = c.rel(base, c.Etcd.KeyFile)
@@ -364,6 +391,29 @@ func (c *Config) validate() error {
 		if _, err := os.Stat(c.Bootstrap); err != nil {
 			add(c.errf("bootstrap", "%v", err))
 		}
+	}
+	if c.API.AdminTokenFile != "" && c.API.TokensFile == "" {
+		add(c.errf("api.admin_token_file", "needs api.tokens_file, where the token is registered"))
+	}
+	if c.API.TokensFile != "" {
+		// A missing file is created at start when admin_token_file is set.
+		if _, err := os.Stat(c.API.TokensFile); err == nil || c.API.AdminTokenFile == "" {
+			if _, err := api.LoadTokens(c.API.TokensFile); err != nil {
+				add(c.errf("api.tokens_file", "%v", err))
+			}
+		}
+	}
+	if c.API.WriteTimeout < 0 {
+		add(c.errf("api.write_timeout", "must not be negative"))
+	}
+	if c.API.MaxBodyBytes < 0 {
+		add(c.errf("api.max_body_bytes", "must not be negative"))
+	}
+	if c.API.MaxLatencyBytes < 0 {
+		add(c.errf("api.max_latency_bytes", "must not be negative"))
+	}
+	if c.API.AuditHistory < 0 {
+		add(c.errf("api.audit_history", "must not be negative"))
 	}
 	return errors.Join(errs...)
 }

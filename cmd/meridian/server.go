@@ -107,6 +107,11 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if *acceptEmpty {
 		s.live.AcceptEmptyAtStart()
 	}
+	if s.createdToken {
+		fmt.Fprintf(stdout, "meridian: created an admin API token in %s (mode 0600); `meridian ctl` reads it from there, e.g.\n"+
+			"  bin/meridian ctl --token-file %s weights set SERVICE REGION=WEIGHT...\n"+
+			"  curl -H \"Authorization: Bearer $(cat %s)\" ...\n", cfg.API.AdminTokenFile, cfg.API.AdminTokenFile, cfg.API.AdminTokenFile)
+	}
 	if err := s.run(ctx); err != nil {
 		log.Error("stopped on error", "err", err)
 		return 1
@@ -132,6 +137,10 @@ type server struct {
 	geo     *geo.Reloader // nil without a GeoIP database
 	live    *store.Live
 	desired *regions.Desired // nil without a bootstrap file
+
+	auth *api.Auth // nil without api.tokens_file
+	// createdToken: this start created the admin token of a fresh install.
+	createdToken bool
 
 	// Set by run before it listens; etcd need not answer yet.
 	embedded *embeddedEtcd // nil with etcd endpoints configured
@@ -182,6 +191,23 @@ func newServer(cfg *Config, set *zones.Set, log *slog.Logger) (*server, error) {
 
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	if cfg.API.TokensFile != "" {
+		if cfg.API.AdminTokenFile != "" {
+			created, err := api.CreateAdminToken(cfg.API.TokensFile, cfg.API.AdminTokenFile)
+			if err != nil {
+				return nil, fmt.Errorf("api.admin_token_file: %w", err)
+			}
+			if created {
+				s.createdToken = true
+				log.Info("created an admin API token", "secret", cfg.API.AdminTokenFile, "tokens", cfg.API.TokensFile)
+			}
+		}
+		tokens, err := api.LoadTokens(cfg.API.TokensFile)
+		if err != nil {
+			return nil, fmt.Errorf("api.tokens_file: %w", err)
+		}
+		s.auth = api.NewAuth(tokens, cfg.API.OpenReads)
 	}
 	s.live = store.NewLive(filepath.Join(cfg.DataDir, "state.json"), regions.SnapshotOptions{
 		Quorum:       cfg.Steering.Quorum,
@@ -257,6 +283,7 @@ func (s *server) connectEtcd(ctx context.Context) error {
 	s.etcd = c
 	s.store = store.NewStore(c, s.cfg.Etcd.Prefix, s.log.With("component", "store"))
 	s.store.SetNameCheck(s.nameCheck)
+	s.store.SetAuditLimit(s.cfg.API.AuditHistory)
 	s.watcher = store.NewWatcher(c, s.cfg.Etcd.Prefix, s.log.With("component", "watch"))
 	return nil
 }
@@ -320,14 +347,19 @@ func (s *server) run(ctx context.Context) error {
 		}
 		s.httpLn = ln
 		opts := api.Options{
-			Logger:   s.log.With("component", "http"),
-			Gatherer: s.registry,
-			Ready:    s.ready,
-			Details:  s.details,
-			Status:   s.status,
-			Snapshot: s.live.Current,
-			ECS:      s.cfg.ecsConfig(),
-			Follow:   s.followService,
+			Logger:          s.log.With("component", "http"),
+			ECS:             s.cfg.ecsConfig(),
+			Follow:          s.followService,
+			Gatherer:        s.registry,
+			Ready:           s.ready,
+			Details:         s.details,
+			Status:          s.status,
+			Snapshot:        s.live.Current,
+			Store:           s.store,
+			WriteTimeout:    time.Duration(s.cfg.API.WriteTimeout),
+			MaxBodyBytes:    s.cfg.API.MaxBodyBytes,
+			MaxLatencyBytes: s.cfg.API.MaxLatencyBytes,
+			Auth:            s.auth,
 		}
 		if s.geo != nil {
 			opts.Locator = s.geo
@@ -396,6 +428,7 @@ func (s *server) reloadOnHUP(ctx context.Context, hup <-chan os.Signal) error {
 			return nil
 		case <-hup:
 			s.reloadZones()
+			s.reloadTokens()
 			if s.geo != nil {
 				if err := s.geo.Reload(); err != nil {
 					s.log.Error("geoip reload failed; the previous database keeps serving", "err", err)
@@ -403,6 +436,21 @@ func (s *server) reloadOnHUP(ctx context.Context, hup <-chan os.Signal) error {
 			}
 		}
 	}
+}
+
+// reloadTokens reads the API tokens again; a file that no longer loads
+// leaves the previous tokens in force.
+func (s *server) reloadTokens() {
+	if s.auth == nil {
+		return
+	}
+	tokens, err := api.LoadTokens(s.cfg.API.TokensFile)
+	if err != nil {
+		s.log.Error("api tokens reload failed; the previous tokens stay in force", "err", err)
+		return
+	}
+	s.auth.SetTokens(tokens)
+	s.log.Info("api tokens reloaded", "tokens", len(tokens))
 }
 
 // reloadZones loads the zone files again. A zone whose file does not
@@ -509,70 +557,30 @@ func (s *server) ready() error {
 	return nil
 }
 
-func (s *server) details() any {
-	type zoneInfo struct {
-		Origin string `json:"origin"`
-		Serial uint32 `json:"serial"`
-		Size   int    `json:"records"`
-	}
-	var zs []zoneInfo
+// details is what /health/details shows besides readiness and status.
+func (s *server) details() api.Details {
+	var d api.Details
 	for _, z := range s.handler.Zones().Zones() {
-		zs = append(zs, zoneInfo{z.Origin(), z.SOA().Serial, len(z.Records())})
+		d.Zones = append(d.Zones, api.ZoneInfo{Origin: z.Origin(), Serial: z.SOA().Serial, Records: len(z.Records())})
 	}
-	ready := s.ready()
-	reason := ""
-	if ready != nil {
-		reason = ready.Error()
-	}
-	return map[string]any{
-		"ready":     ready == nil,
-		"reason":    reason,
-		"zones":     zs,
-		"transport": s.transport.Stats(),
-		"status":    s.status(),
-	}
+	d.Transport = s.transport.Stats()
+	return d
 }
 
-// status is /v1/status: where the snapshot came from, how old its data
-// is, the state of etcd, every region's health and the GeoIP database.
-func (s *server) status() any {
-	type snapshotInfo struct {
-		Revision   int64     `json:"revision"`
-		Source     string    `json:"source"`
-		Built      time.Time `json:"built,omitzero"`
-		AgeSeconds float64   `json:"age_seconds"`
-		Regions    int       `json:"regions"`
-		Services   int       `json:"services"`
-		Problems   []string  `json:"problems,omitempty"`
-
-		// Confirmed is when etcd last confirmed the data current
-		// (AgeSeconds is the time since); EmptyRefused is set while an
-		// empty state from etcd is not served; Reports lists every health
-		// report served, with its age.
-		Confirmed    time.Time           `json:"confirmed,omitzero"`
-		EmptyRefused *store.EmptyRefused `json:"empty_refused,omitempty"`
-		Reports      []store.ReportAge   `json:"reports,omitempty"`
-	}
-	out := map[string]any{}
-	snap := s.live.Current()
-	if snap != nil {
-		source, built, _ := s.live.Info()
-		st := snap.State()
-		ls := s.live.Status()
-		out["snapshot"] = snapshotInfo{
-			Revision: snap.Revision(), Source: source, Built: built, AgeSeconds: s.staleness().Seconds(),
-			Regions: len(st.Regions), Services: len(st.Services), Problems: snap.Problems(),
-			Confirmed: ls.Confirmed, EmptyRefused: ls.EmptyRefused, Reports: ls.Reports,
-		}
-		out["regions"] = snap.Regions()
-	}
-	out["etcd"] = s.etcdStatus()
+// status is what /v1/status shows besides the snapshot: where it came
+// from, how old its data is, the state of etcd, the GeoIP database and
+// the answers per region.
+func (s *server) status() api.ServerStatus {
+	source, built, _ := s.live.Info()
+	ls := s.live.Status()
+	st := api.ServerStatus{Source: source, Built: built, Staleness: s.staleness(), RegionAnswers: s.handler.Metrics().RegionAnswers(),
+		Confirmed: ls.Confirmed, EmptyRefused: ls.EmptyRefused, Reports: ls.Reports, Etcd: s.etcdStatus()}
 	if s.geo != nil {
 		if db := s.geo.Current(); db != nil {
-			out["geoip"] = db.Info()
+			st.GeoIP = db.Info()
 		}
 	}
-	return out
+	return st
 }
 
 // staleness is the age of the served data: how long ago etcd last

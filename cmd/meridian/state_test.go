@@ -63,17 +63,11 @@ func oldStateFile(t *testing.T, dir string) (confirmed time.Time) {
 	return confirmed
 }
 
-func getJSON(t *testing.T, url string) map[string]any {
+// getDoc reads a JSON document from url.
+func getDoc(t *testing.T, url string) map[string]any {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var m map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
-		t.Fatalf("%s: %v", url, err)
-	}
+	getJSON(t, url, &m)
 	return m
 }
 
@@ -138,7 +132,7 @@ func waitStatus(t *testing.T, ts *testServer, what string, ok func(map[string]an
 	t.Helper()
 	deadline := time.Now().Add(etcdtest.WaitLimit + 15*time.Second)
 	for {
-		st := getJSON(t, "http://"+ts.HTTP.String()+"/v1/status")
+		st := getDoc(t, "http://"+ts.HTTP.String()+"/v1/status")
 		if ok(st) {
 			return st
 		}
@@ -250,7 +244,7 @@ func TestServerEtcdDownAtStart(t *testing.T) {
 					t.Errorf("member %v", jsonPath(st, "etcd", "member"))
 				}
 			}
-			details := getJSON(t, base+"/health/details")
+			details := getDoc(t, base+"/health/details")
 			if reason, _ := jsonPath(details, "status", "etcd", "reason").(string); jsonPath(details, "ready") != true || !strings.Contains(reason, tc.reason) {
 				t.Errorf("details: ready %v, etcd %v", jsonPath(details, "ready"), jsonPath(details, "status", "etcd"))
 			}
@@ -298,7 +292,7 @@ func TestServerEmptyEtcd(t *testing.T) {
 		jsonPath(st, "snapshot", "source") != "file" || jsonPath(st, "snapshot", "services") != 2.0 {
 		t.Errorf("snapshot %v", jsonPath(st, "snapshot"))
 	}
-	if r := jsonPath(getJSON(t, "http://"+ts.HTTP.String()+"/health/details"), "status", "snapshot", "empty_refused"); r == nil {
+	if r := jsonPath(getDoc(t, "http://"+ts.HTTP.String()+"/health/details"), "status", "snapshot", "empty_refused"); r == nil {
 		t.Error("health details do not say the empty state is refused")
 	}
 	if v := metric(t, ts, "meridian_state_empty_refused"); v != 1 {

@@ -15,7 +15,7 @@ import (
 func Bootstrap(ctx context.Context, s *Store, d *regions.Desired) ([]string, error) {
 	var created []string
 	for _, r := range d.Regions {
-		_, err := s.PutRegion(ctx, r, IfAbsent())
+		_, err := s.PutRegion(ctx, r, IfAbsent(), By("bootstrap"))
 		switch {
 		case err == nil:
 			created = append(created, "regions/"+r.Name)
@@ -25,7 +25,7 @@ func Bootstrap(ctx context.Context, s *Store, d *regions.Desired) ([]string, err
 		}
 	}
 	for _, svc := range d.Services {
-		_, err := s.PutService(ctx, svc, IfAbsent())
+		_, err := s.PutService(ctx, svc, IfAbsent(), By("bootstrap"))
 		switch {
 		case err == nil:
 			created = append(created, "services/"+svc.Name)

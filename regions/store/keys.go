@@ -72,6 +72,12 @@ func (k Keys) LatencyChunk(id string, n int) string {
 	return fmt.Sprintf("%s%06d", k.LatencyChunks(id), n)
 }
 
+// Audit is the prefix of the audit log's records.
+func (k Keys) Audit() string { return k.prefix + "audit/" }
+
+// AuditRecord is the key of one audit record; ids sort newest first.
+func (k Keys) AuditRecord(id string) string { return k.Audit() + id }
+
 // keyKind says what a key under the prefix holds.
 type keyKind int
 
@@ -83,6 +89,7 @@ const (
 	keyProber
 	keyLatencyManifest
 	keyLatencyChunk
+	keyAudit
 )
 
 // parsedKey is a key taken apart: name is the region, service, prober id
@@ -117,6 +124,10 @@ func (k Keys) parse(key string) parsedKey {
 	case "probers":
 		if name != "" && !strings.Contains(name, "/") {
 			return parsedKey{kind: keyProber, name: name}
+		}
+	case "audit":
+		if name != "" && !strings.Contains(name, "/") {
+			return parsedKey{kind: keyAudit, name: name}
 		}
 	case "latency":
 		if name == "manifest" {

@@ -27,7 +27,8 @@ var (
 // Cond is the precondition of a write, one rule for every write: the zero
 // value (Always) writes unconditionally; Revision > 0 requires the key at
 // that mod revision (HTTP If-Match); Absent requires that the key does not
-// exist (HTTP If-None-Match: *).
+// exist (HTTP If-None-Match: *). A write checks it against the key as it
+// read it, and its transaction requires the key unchanged since.
 type Cond struct {
 	Revision int64
 	Absent   bool
@@ -57,20 +58,6 @@ func (c Cond) checkDelete() error {
 		return fmt.Errorf("a delete cannot require an absent key: %w", regions.ErrInvalid)
 	}
 	return c.check()
-}
-
-// cmp is the transaction comparison for key, or nil for Always.
-func (c Cond) cmp(key string) *clientv3.Cmp {
-	var cmp clientv3.Cmp
-	switch {
-	case c.Absent:
-		cmp = clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
-	case c.Revision > 0:
-		cmp = clientv3.Compare(clientv3.ModRevision(key), "=", c.Revision)
-	default:
-		return nil
-	}
-	return &cmp
 }
 
 // holds says whether a key found at mod revision current (0: absent)
@@ -132,6 +119,8 @@ type Store struct {
 	keys      Keys
 	log       *slog.Logger
 	nameCheck atomic.Pointer[func(string) error]
+	// auditLimit bounds the audit log (SetAuditLimit); 0 means the default.
+	auditLimit atomic.Int64
 
 	// latencyChunk overrides maxLatencyChunk (tests use small chunks).
 	latencyChunk int
@@ -222,8 +211,9 @@ func (s *Store) regionsAt(ctx context.Context) ([]versioned[regions.Region], int
 }
 
 // PutRegion writes a region if cond holds and returns its new mod
-// revision.
-func (s *Store) PutRegion(ctx context.Context, r *regions.Region, cond Cond) (int64, error) {
+// revision (the current one when the write changes nothing, or with
+// DryRun). The write is recorded in the audit log.
+func (s *Store) PutRegion(ctx context.Context, r *regions.Region, cond Cond, opts ...WriteOption) (int64, error) {
 	if err := cond.check(); err != nil {
 		return 0, err
 	}
@@ -234,60 +224,88 @@ func (s *Store) PutRegion(ctx context.Context, r *regions.Region, cond Cond) (in
 	if err != nil {
 		return 0, fmt.Errorf("region %q: %w", r.Name, err)
 	}
-	s.hook("put-region")
-	rev, err := s.condPut(ctx, s.keys.Region(r.Name), val, cond, nil)
+	ch := Change{Kind: "region", Name: r.Name, Action: "put"}
+	rev, err := s.writeKey(ctx, s.keys.Region(r.Name), "put-region", cond, ch, newWriteOpts(opts),
+		func(current) ([]byte, []clientv3.Cmp, error) { return val, nil, nil })
 	if err != nil {
 		return 0, fmt.Errorf("put region %q: %w", r.Name, err)
 	}
 	return rev, nil
 }
 
+// SetDrained drains a region (takes it out of every answer) or puts it
+// back. With a Revision in cond the region must be at that mod revision;
+// unconditionally, the change is reapplied if the region changes between
+// read and write.
+func (s *Store) SetDrained(ctx context.Context, name string, drained bool, cond Cond, opts ...WriteOption) (int64, error) {
+	if err := cond.check(); err != nil {
+		return 0, err
+	}
+	if cond.Absent {
+		return 0, fmt.Errorf("only a region that exists can be drained: %w", regions.ErrInvalid)
+	}
+	action := "undrain"
+	if drained {
+		action = "drain"
+	}
+	o := newWriteOpts(opts)
+	for range maxAttempts {
+		r, rev, err := s.GetRegion(ctx, name)
+		if err != nil {
+			return 0, err
+		}
+		if !cond.holds(rev) {
+			return 0, &ConflictError{Key: s.keys.Region(name), Current: rev}
+		}
+		next := *r
+		next.Drained = drained
+		n, err := s.PutRegion(ctx, &next, IfRevision(rev), o.forward(action)...)
+		if errors.Is(err, ErrConflict) && cond.Revision == 0 {
+			continue
+		}
+		return n, err
+	}
+	return 0, fmt.Errorf("%s region %q: it keeps changing: %w", action, name, ErrConflict)
+}
+
 // DeleteRegion deletes a region, only if no service uses it; the check and
 // the delete are one transaction that fails if any service changed
 // meanwhile. A missing region is ErrNotFound, whatever cond says.
-func (s *Store) DeleteRegion(ctx context.Context, name string, cond Cond) error {
+func (s *Store) DeleteRegion(ctx context.Context, name string, cond Cond, opts ...WriteOption) error {
 	if err := cond.checkDelete(); err != nil {
 		return err
 	}
-	key := s.keys.Region(name)
-	for range maxAttempts {
-		kvs, rev, err := listRange(ctx, s.c, s.keys.Services(), clientv3.GetPrefixRangeEnd(s.keys.Services()), 0)
-		if err != nil {
-			return fmt.Errorf("delete region %q: list services: %w", name, err)
-		}
-		var users []string
-		for _, kv := range kvs {
-			svc := new(regions.Service)
-			if err := json.Unmarshal(kv.Value, svc); err != nil {
-				continue
+	ch := Change{Kind: "region", Name: name, Action: "delete"}
+	_, err := s.writeKey(ctx, s.keys.Region(name), "delete-region", cond, ch, newWriteOpts(opts),
+		func(cur current) ([]byte, []clientv3.Cmp, error) {
+			if cur.rev == 0 {
+				return nil, nil, ErrNotFound
 			}
-			if slices.ContainsFunc(svc.Regions, func(sr regions.ServiceRegion) bool { return sr.Region == name }) {
-				users = append(users, svc.Name)
+			kvs, rev, err := listRange(ctx, s.c, s.keys.Services(), clientv3.GetPrefixRangeEnd(s.keys.Services()), 0)
+			if err != nil {
+				return nil, nil, fmt.Errorf("list services: %w", err)
 			}
-		}
-		if len(users) > 0 {
-			return &InUseError{Region: name, Services: users}
-		}
-		// No service key may have changed since the listing: a service
-		// created or edited to use the region would otherwise survive it.
-		cmps := []clientv3.Cmp{
-			clientv3.Compare(clientv3.ModRevision(s.keys.Services()), "<", rev+1).WithPrefix(),
-			keyExists(key, cond),
-		}
-		s.hook("delete-region")
-		resp, err := s.c.Txn(ctx).If(cmps...).Then(clientv3.OpDelete(key)).Else(clientv3.OpGet(key)).Commit()
-		if err != nil {
-			return fmt.Errorf("delete region %q: %w", name, err)
-		}
-		if resp.Succeeded {
-			return nil
-		}
-		if err := deleteFailure(key, cond, resp); err != nil {
-			return fmt.Errorf("delete region %q: %w", name, err)
-		}
-		// A service changed meanwhile: look again.
+			var users []string
+			for _, kv := range kvs {
+				svc := new(regions.Service)
+				if err := json.Unmarshal(kv.Value, svc); err != nil {
+					continue
+				}
+				if slices.ContainsFunc(svc.Regions, func(sr regions.ServiceRegion) bool { return sr.Region == name }) {
+					users = append(users, svc.Name)
+				}
+			}
+			if len(users) > 0 {
+				return nil, nil, &InUseError{Region: name, Services: users}
+			}
+			// No service key may have changed since the listing: a service
+			// created or edited to use the region would otherwise survive it.
+			return nil, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.keys.Services()), "<", rev+1).WithPrefix()}, nil
+		})
+	if err != nil {
+		return fmt.Errorf("delete region %q: %w", name, err)
 	}
-	return fmt.Errorf("delete region %q: services keep changing: %w", name, ErrConflict)
+	return nil
 }
 
 // GetService returns a service by name (any case, with or without the
@@ -323,8 +341,9 @@ func (s *Store) ListServices(ctx context.Context) ([]*regions.Service, int64, er
 // PutService writes a service after validating it against the regions
 // that exist at the revision read and the name check. The transaction
 // fails if a region it references changed meanwhile, and is then retried
-// with a fresh read. It writes only if cond holds.
-func (s *Store) PutService(ctx context.Context, svc *regions.Service, cond Cond) (int64, error) {
+// with a fresh read. It writes only if cond holds, and records the write
+// in the audit log.
+func (s *Store) PutService(ctx context.Context, svc *regions.Service, cond Cond, opts ...WriteOption) (int64, error) {
 	if err := cond.check(); err != nil {
 		return 0, err
 	}
@@ -332,52 +351,54 @@ func (s *Store) PutService(ctx context.Context, svc *regions.Service, cond Cond)
 	if err != nil {
 		return 0, fmt.Errorf("service %q: %w", svc.Name, err)
 	}
-	for range maxAttempts {
-		list, _, err := s.regionsAt(ctx)
-		if err != nil {
-			return 0, fmt.Errorf("put service %q: %w", svc.Name, err)
-		}
-		byName := make(map[string]*regions.Region, len(list))
-		revs := make(map[string]int64, len(list))
-		for _, r := range list {
-			byName[r.obj.Name] = r.obj
-			revs[r.obj.Name] = r.rev
-		}
-		if err := svc.Validate(byName, s.checkName()); err != nil {
+	ch := Change{Kind: "service", Name: regions.CanonicalName(svc.Name), Action: "put"}
+	rev, err := s.writeKey(ctx, s.keys.Service(svc.Name), "put-service", cond, ch, newWriteOpts(opts),
+		func(current) ([]byte, []clientv3.Cmp, error) {
+			list, _, err := s.regionsAt(ctx)
+			if err != nil {
+				return nil, nil, err
+			}
+			byName := make(map[string]*regions.Region, len(list))
+			revs := make(map[string]int64, len(list))
+			for _, r := range list {
+				byName[r.obj.Name] = r.obj
+				revs[r.obj.Name] = r.rev
+			}
+			if err := svc.Validate(byName, s.checkName()); err != nil {
+				return nil, nil, err
+			}
+			cmps := make([]clientv3.Cmp, 0, len(svc.Regions))
+			for _, sr := range svc.Regions {
+				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.keys.Region(sr.Region)), "=", revs[sr.Region]))
+			}
+			return val, cmps, nil
+		})
+	if err != nil {
+		var ve *regions.ValidationError
+		if errors.As(err, &ve) {
 			return 0, err
 		}
-		cmps := make([]clientv3.Cmp, 0, len(svc.Regions))
-		for _, sr := range svc.Regions {
-			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.keys.Region(sr.Region)), "=", revs[sr.Region]))
-		}
-		s.hook("put-service")
-		rev, err := s.condPut(ctx, s.keys.Service(svc.Name), val, cond, cmps)
-		if errors.Is(err, errReadSetChanged) {
-			continue
-		}
-		if err != nil {
-			return 0, fmt.Errorf("put service %q: %w", svc.Name, err)
-		}
-		return rev, nil
+		return 0, fmt.Errorf("put service %q: %w", svc.Name, err)
 	}
-	return 0, fmt.Errorf("put service %q: regions keep changing: %w", svc.Name, ErrConflict)
+	return rev, nil
 }
 
 // DeleteService deletes a service if cond holds; a missing one is
 // ErrNotFound.
-func (s *Store) DeleteService(ctx context.Context, name string, cond Cond) error {
+func (s *Store) DeleteService(ctx context.Context, name string, cond Cond, opts ...WriteOption) error {
 	if err := cond.checkDelete(); err != nil {
 		return err
 	}
-	key := s.keys.Service(name)
-	resp, err := s.c.Txn(ctx).If(keyExists(key, cond)).Then(clientv3.OpDelete(key)).Else(clientv3.OpGet(key)).Commit()
+	ch := Change{Kind: "service", Name: regions.CanonicalName(name), Action: "delete"}
+	_, err := s.writeKey(ctx, s.keys.Service(name), "delete-service", cond, ch, newWriteOpts(opts),
+		func(cur current) ([]byte, []clientv3.Cmp, error) {
+			if cur.rev == 0 {
+				return nil, nil, ErrNotFound
+			}
+			return nil, nil, nil
+		})
 	if err != nil {
 		return fmt.Errorf("delete service %q: %w", regions.CanonicalName(name), err)
-	}
-	if !resp.Succeeded {
-		if err := deleteFailure(key, cond, resp); err != nil {
-			return fmt.Errorf("delete service %q: %w", regions.CanonicalName(name), err)
-		}
 	}
 	return nil
 }
@@ -387,7 +408,18 @@ func (s *Store) DeleteService(ctx context.Context, name string, cond Cond) error
 // cond the service must be at that mod revision; unconditionally, the
 // change is reapplied if the service changes between read and write.
 // Absent makes no sense for a change and is refused.
-func (s *Store) SetWeights(ctx context.Context, service string, weights map[string]uint32, cond Cond) (int64, error) {
+func (s *Store) SetWeights(ctx context.Context, service string, weights map[string]uint32, cond Cond, opts ...WriteOption) (int64, error) {
+	return s.changeWeights(ctx, service, weights, false, cond, opts)
+}
+
+// ReplaceWeights sets every weight of a service: the regions weights
+// names get theirs, every other region of the service 0. Otherwise as
+// SetWeights.
+func (s *Store) ReplaceWeights(ctx context.Context, service string, weights map[string]uint32, cond Cond, opts ...WriteOption) (int64, error) {
+	return s.changeWeights(ctx, service, weights, true, cond, opts)
+}
+
+func (s *Store) changeWeights(ctx context.Context, service string, weights map[string]uint32, replace bool, cond Cond, opts []WriteOption) (int64, error) {
 	if err := cond.check(); err != nil {
 		return 0, err
 	}
@@ -395,9 +427,14 @@ func (s *Store) SetWeights(ctx context.Context, service string, weights map[stri
 		return 0, fmt.Errorf("weights can only change on a service that exists: %w", regions.ErrInvalid)
 	}
 	name := regions.CanonicalName(service)
-	if len(weights) == 0 {
+	if len(weights) == 0 && !replace {
 		return 0, &regions.ValidationError{Kind: "service", Name: name, Problems: []regions.FieldProblem{{Field: "weights", Message: "no weights given"}}}
 	}
+	action := "set-weights"
+	if replace {
+		action = "replace-weights"
+	}
+	o := newWriteOpts(opts)
 	for range maxAttempts {
 		svc, rev, err := s.GetService(ctx, name)
 		if err != nil {
@@ -410,17 +447,21 @@ func (s *Store) SetWeights(ctx context.Context, service string, weights map[stri
 		next.Regions = slices.Clone(svc.Regions)
 		var probs []regions.FieldProblem
 		for _, region := range slices.Sorted(maps.Keys(weights)) {
-			i := slices.IndexFunc(next.Regions, func(sr regions.ServiceRegion) bool { return sr.Region == region })
-			if i < 0 {
+			if !slices.ContainsFunc(next.Regions, func(sr regions.ServiceRegion) bool { return sr.Region == region }) {
 				probs = append(probs, regions.FieldProblem{Field: "weights." + region, Message: fmt.Sprintf("%q is not one of the service's regions", region)})
-				continue
 			}
-			next.Regions[i].Weight = weights[region]
 		}
 		if len(probs) > 0 {
 			return 0, &regions.ValidationError{Kind: "service", Name: name, Problems: probs}
 		}
-		n, err := s.PutService(ctx, &next, IfRevision(rev))
+		for i, sr := range next.Regions {
+			if w, ok := weights[sr.Region]; ok {
+				next.Regions[i].Weight = w
+			} else if replace {
+				next.Regions[i].Weight = 0
+			}
+		}
+		n, err := s.PutService(ctx, &next, IfRevision(rev), o.forward(action)...)
 		if errors.Is(err, ErrConflict) && cond.Revision == 0 {
 			continue
 		}
@@ -506,56 +547,6 @@ func (s *Store) Compact(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("compact at %d: %w", rev, err)
 	}
 	return rev, nil
-}
-
-// errReadSetChanged says a write's extra comparisons failed while its own
-// key was as expected: the caller reads again and retries.
-var errReadSetChanged = errors.New("read set changed")
-
-// condPut writes key if cond and every extra comparison hold, and returns
-// the new mod revision.
-func (s *Store) condPut(ctx context.Context, key string, val []byte, cond Cond, extra []clientv3.Cmp) (int64, error) {
-	cmps := slices.Clone(extra)
-	if c := cond.cmp(key); c != nil {
-		cmps = append(cmps, *c)
-	}
-	resp, err := s.c.Txn(ctx).If(cmps...).Then(clientv3.OpPut(key, string(val))).Else(clientv3.OpGet(key)).Commit()
-	if err != nil {
-		return 0, err
-	}
-	if resp.Succeeded {
-		return resp.Header.Revision, nil
-	}
-	var current int64
-	if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
-		current = kvs[0].ModRevision
-	}
-	if !cond.holds(current) {
-		return 0, &ConflictError{Key: key, Current: current}
-	}
-	return 0, errReadSetChanged
-}
-
-// keyExists is the condition of a delete: the key as cond asks, and
-// present.
-func keyExists(key string, cond Cond) clientv3.Cmp {
-	if cond.Revision > 0 {
-		return clientv3.Compare(clientv3.ModRevision(key), "=", cond.Revision)
-	}
-	return clientv3.Compare(clientv3.CreateRevision(key), ">", 0)
-}
-
-// deleteFailure explains a failed delete transaction from its Else Get:
-// nil means the key was as asked, so another comparison failed.
-func deleteFailure(key string, cond Cond, resp *clientv3.TxnResponse) error {
-	kvs := resp.Responses[0].GetResponseRange().GetKvs()
-	if len(kvs) == 0 {
-		return ErrNotFound
-	}
-	if !cond.holds(kvs[0].ModRevision) {
-		return &ConflictError{Key: key, Current: kvs[0].ModRevision}
-	}
-	return nil
 }
 
 // getJSON reads one key into v and returns its mod revision.

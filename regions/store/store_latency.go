@@ -38,9 +38,12 @@ type latencyManifest struct {
 // ("cidr,region,rtt_ms" lines). The input is checked whole before anything
 // is written; the table is stored in chunks under a new id, then the
 // manifest is switched to it and the old chunks deleted in one
-// transaction, so watchers never see half a table. An import that races
-// another one fails with ErrConflict and leaves nothing behind.
-func (s *Store) ImportLatency(ctx context.Context, r io.Reader) (int, error) {
+// transaction, with the audit record, so watchers never see half a table.
+// A table with the same content as the current one is not written again.
+// An import that races another one fails with ErrConflict and leaves
+// nothing behind.
+func (s *Store) ImportLatency(ctx context.Context, r io.Reader, opts ...WriteOption) (int, error) {
+	o := newWriteOpts(opts)
 	entries, err := latency.ParseCSV(r)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", regions.ErrInvalid, err)
@@ -56,17 +59,13 @@ func (s *Store) ImportLatency(ctx context.Context, r io.Reader) (int, error) {
 	chunks := splitLines(csv, chunkSize)
 
 	mkey := s.keys.LatencyManifest()
-	resp, err := s.c.Get(ctx, mkey)
+	cur, err := s.read(ctx, mkey)
 	if err != nil {
 		return 0, fmt.Errorf("import latency: %w", err)
 	}
 	var old latencyManifest
-	var oldRev int64
-	if len(resp.Kvs) > 0 {
-		oldRev = resp.Kvs[0].ModRevision
-		// An undecodable manifest is replaced; its chunks stay as garbage.
-		_ = json.Unmarshal(resp.Kvs[0].Value, &old)
-	}
+	// An undecodable manifest is replaced; its chunks stay as garbage.
+	_ = json.Unmarshal(cur.val, &old)
 
 	id, err := newLatencyID()
 	if err != nil {
@@ -77,6 +76,15 @@ func (s *Store) ImportLatency(ctx context.Context, r io.Reader) (int, error) {
 	mval, err := json.Marshal(m)
 	if err != nil {
 		return 0, err
+	}
+	ch := Change{Kind: "latency", Name: "table", Action: "import", Before: rawJSON(cur.val), After: mval,
+		Changed: cur.val == nil || old.SHA256 != m.SHA256, DryRun: o.dryRun, Revision: cur.rev}
+	if !ch.Changed {
+		ch.After = ch.Before
+	}
+	if !ch.Changed || o.dryRun {
+		o.done(&ch)
+		return len(entries), nil
 	}
 	cleanup := func() {
 		// Best effort with a fresh context: the caller's may be done.
@@ -97,15 +105,17 @@ func (s *Store) ImportLatency(ctx context.Context, r io.Reader) (int, error) {
 		then = append(then, clientv3.OpDelete(s.keys.LatencyChunks(old.ID), clientv3.WithPrefix()))
 	}
 	s.hook("import-latency")
-	tresp, err := s.c.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(mkey), "=", oldRev)).Then(then...).Commit()
+	rev, ok, err := s.commit(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(mkey), "=", cur.rev)}, then, &ch, o)
 	if err != nil {
 		cleanup()
 		return 0, fmt.Errorf("import latency: %w", err)
 	}
-	if !tresp.Succeeded {
+	if !ok {
 		cleanup()
 		return 0, fmt.Errorf("import latency: another import replaced the table meanwhile: %w", ErrConflict)
 	}
+	ch.Revision = rev
+	o.done(&ch)
 	s.log.Info("latency table imported", "id", id, "entries", len(entries), "bytes", len(csv), "chunks", len(chunks))
 	return len(entries), nil
 }

@@ -184,20 +184,27 @@ func (w *Watcher) run(ctx context.Context, out sink) error {
 func (w *Watcher) list(ctx context.Context) (*regions.State, map[string]string, error) {
 	lctx, cancel := context.WithTimeout(ctx, w.ListTimeout)
 	defer cancel()
-	// Two ranges: the latency chunks are read through the manifest only.
-	root, chunks := w.keys.Prefix(), w.keys.LatencyChunksAll()
-	kvs, rev, err := listRange(lctx, w.c, root, chunks, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	rest, _, err := listRange(lctx, w.c, clientv3.GetPrefixRangeEnd(chunks), clientv3.GetPrefixRangeEnd(root), rev)
-	if err != nil {
-		return nil, nil, err
+	// Everything but the audit log and the latency chunks (read through
+	// the manifest only), at one revision; "audit/" sorts before
+	// "latency/chunks/".
+	root, audit, chunks := w.keys.Prefix(), w.keys.Audit(), w.keys.LatencyChunksAll()
+	var kvs []*mvccpb.KeyValue
+	var rev int64
+	for _, rg := range [][2]string{
+		{root, audit},
+		{clientv3.GetPrefixRangeEnd(audit), chunks},
+		{clientv3.GetPrefixRangeEnd(chunks), clientv3.GetPrefixRangeEnd(root)},
+	} {
+		part, r, err := listRange(lctx, w.c, rg[0], rg[1], rev)
+		if err != nil {
+			return nil, nil, err
+		}
+		kvs, rev = append(kvs, part...), r
 	}
 	st := regions.NewState()
 	st.Revision = rev
 	probs := map[string]string{}
-	for _, kv := range append(kvs, rest...) {
+	for _, kv := range kvs {
 		if err := w.put(lctx, st, probs, kv, rev); err != nil {
 			return nil, nil, err
 		}
@@ -262,7 +269,10 @@ func (w *Watcher) watch(ctx context.Context, st *regions.State, probs map[string
 			for len(evs) > 0 && evs[0].Kv.ModRevision <= from {
 				evs = evs[1:]
 			}
-			if len(evs) == 0 { // progress notification, or the listing's revision
+			// The audit log is no part of the state; trimming it must not
+			// build snapshots.
+			evs = slices.DeleteFunc(evs, func(ev *clientv3.Event) bool { return w.keys.parse(string(ev.Kv.Key)).kind == keyAudit })
+			if len(evs) == 0 { // progress notification, the listing's revision, the audit log
 				out.confirm(last)
 				continue
 			}
@@ -382,7 +392,7 @@ func (w *Watcher) put(ctx context.Context, st *regions.State, probs map[string]s
 		default:
 			st.Latency = ld
 		}
-	case keyLatencyChunk:
+	case keyLatencyChunk, keyAudit:
 		return nil
 	default:
 		bad = errors.New("not a key Meridian uses")

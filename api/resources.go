@@ -1,0 +1,425 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/meridian-gslb/meridian/regions"
+	"github.com/meridian-gslb/meridian/regions/store"
+)
+
+// regionList is what GET /v1/regions returns.
+type regionList struct {
+	// Revision is the etcd revision the list was read at.
+	Revision int64             `json:"revision"`
+	Regions  []*regions.Region `json:"regions"`
+}
+
+// serviceList is what GET /v1/services returns.
+type serviceList struct {
+	Revision int64              `json:"revision"`
+	Services []*regions.Service `json:"services"`
+}
+
+// changeResponse is what every write returns: what changed (or, with
+// ?dry_run=true, would change).
+type changeResponse struct {
+	store.Change
+	// ExpectedShare (weights) is the share of answers each region can
+	// expect after the change, per address family ("ipv4", "ipv6"), with
+	// the health the server sees now.
+	ExpectedShare map[string]regions.Shares `json:"expected_share,omitempty"`
+	// Entries (latency) is the number of entries in the table.
+	Entries int `json:"entries,omitempty"`
+}
+
+// weightsResponse is what GET /v1/services/{name}/weights returns.
+type weightsResponse struct {
+	Service string `json:"service"`
+	// Revision is the service's mod revision (also the ETag).
+	Revision      int64                     `json:"revision"`
+	Weights       map[string]uint32         `json:"weights"`
+	ExpectedShare map[string]regions.Shares `json:"expected_share"`
+}
+
+// weightsBody is the body of PUT and PATCH /v1/services/{name}/weights.
+// The weights are read as JSON values first so that a negative or
+// fractional weight gets a message naming its region.
+type weightsBody struct {
+	Weights map[string]any `json:"weights"`
+}
+
+// respond answers a write with its change: 201 when it created the
+// object, 200 otherwise; the ETag is the object's revision after it.
+func respond(w http.ResponseWriter, resp changeResponse) {
+	ch := resp.Change
+	if ch.After != nil && ch.Revision > 0 {
+		w.Header().Set("ETag", etag(ch.Revision))
+	}
+	status := http.StatusOK
+	if ch.Changed && !ch.DryRun && ch.Before == nil && ch.After != nil {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, resp)
+}
+
+// writeSetup reads what every write needs: the precondition headers, the
+// dry-run flag, the store with a bounded context. With If-Match: * the
+// object's current revision becomes the condition (exists, unchanged).
+type writeReq struct {
+	st     Store
+	ctx    context.Context
+	cancel context.CancelFunc
+	cond   store.Cond
+	opts   []store.WriteOption
+	ch     store.Change
+}
+
+func (a *apiServer) writeSetup(w http.ResponseWriter, r *http.Request, current func(context.Context, Store) (int64, error)) (*writeReq, bool) {
+	cond, mustExist, p := precondition(r)
+	if p != nil {
+		writeProblem(w, *p)
+		return nil, false
+	}
+	wr := &writeReq{cond: cond}
+	opts, _, p := writeOptions(r, &wr.ch)
+	if p != nil {
+		writeProblem(w, *p)
+		return nil, false
+	}
+	wr.opts = opts
+	st, ctx, cancel, ok := a.storeFor(w, r)
+	if !ok {
+		return nil, false
+	}
+	wr.st, wr.ctx, wr.cancel = st, ctx, cancel
+	if mustExist {
+		rev, err := current(ctx, st)
+		if errors.Is(err, store.ErrNotFound) {
+			err = &store.ConflictError{Key: r.URL.Path, Current: 0}
+		}
+		if err != nil {
+			cancel()
+			a.fail(w, r, err)
+			return nil, false
+		}
+		wr.cond = store.IfRevision(rev)
+	}
+	return wr, true
+}
+
+func regionRev(name string) func(context.Context, Store) (int64, error) {
+	return func(ctx context.Context, st Store) (int64, error) {
+		_, rev, err := st.GetRegion(ctx, name)
+		return rev, err
+	}
+}
+
+func serviceRev(name string) func(context.Context, Store) (int64, error) {
+	return func(ctx context.Context, st Store) (int64, error) {
+		_, rev, err := st.GetService(ctx, name)
+		return rev, err
+	}
+}
+
+func (a *apiServer) listRegions(w http.ResponseWriter, r *http.Request) {
+	st, ctx, cancel, ok := a.storeFor(w, r)
+	if !ok {
+		return
+	}
+	defer cancel()
+	list, rev, err := st.ListRegions(ctx)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("ETag", etag(rev))
+	writeJSON(w, http.StatusOK, regionList{Revision: rev, Regions: list})
+}
+
+func (a *apiServer) getRegion(w http.ResponseWriter, r *http.Request) {
+	st, ctx, cancel, ok := a.storeFor(w, r)
+	if !ok {
+		return
+	}
+	defer cancel()
+	reg, rev, err := st.GetRegion(ctx, chi.URLParam(r, "name"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("ETag", etag(rev))
+	writeJSON(w, http.StatusOK, reg)
+}
+
+func (a *apiServer) putRegion(w http.ResponseWriter, r *http.Request) {
+	name := chi.URLParam(r, "name")
+	var reg regions.Region
+	if !decodeJSON(w, r, a.opts.MaxBodyBytes, &reg) {
+		return
+	}
+	switch {
+	case reg.Name == "":
+		reg.Name = name
+	case reg.Name != name:
+		writeProblem(w, badField("name", "%q does not match the region %q of the path", reg.Name, name))
+		return
+	}
+	wr, ok := a.writeSetup(w, r, regionRev(name))
+	if !ok {
+		return
+	}
+	defer wr.cancel()
+	if _, err := wr.st.PutRegion(wr.ctx, &reg, wr.cond, wr.opts...); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	respond(w, changeResponse{Change: wr.ch})
+}
+
+// noCreateOnly refuses If-None-Match on a request that cannot create.
+func noCreateOnly(w http.ResponseWriter, r *http.Request) bool {
+	if r.Header.Get("If-None-Match") != "" {
+		writeProblem(w, badField("If-None-Match", "this request does not create anything; If-Match makes it conditional"))
+		return false
+	}
+	return true
+}
+
+func (a *apiServer) deleteRegion(w http.ResponseWriter, r *http.Request) {
+	name := chi.URLParam(r, "name")
+	if !drainBody(w, r) || !noCreateOnly(w, r) {
+		return
+	}
+	wr, ok := a.writeSetup(w, r, regionRev(name))
+	if !ok {
+		return
+	}
+	defer wr.cancel()
+	if err := wr.st.DeleteRegion(wr.ctx, name, wr.cond, wr.opts...); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	respond(w, changeResponse{Change: wr.ch})
+}
+
+// drain answers POST /v1/regions/{name}/drain and …/undrain.
+func (a *apiServer) drain(drained bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := chi.URLParam(r, "name")
+		if !drainBody(w, r) || !noCreateOnly(w, r) {
+			return
+		}
+		wr, ok := a.writeSetup(w, r, regionRev(name))
+		if !ok {
+			return
+		}
+		defer wr.cancel()
+		if _, err := wr.st.SetDrained(wr.ctx, name, drained, wr.cond, wr.opts...); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		respond(w, changeResponse{Change: wr.ch})
+	}
+}
+
+func (a *apiServer) listServices(w http.ResponseWriter, r *http.Request) {
+	st, ctx, cancel, ok := a.storeFor(w, r)
+	if !ok {
+		return
+	}
+	defer cancel()
+	list, rev, err := st.ListServices(ctx)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("ETag", etag(rev))
+	writeJSON(w, http.StatusOK, serviceList{Revision: rev, Services: list})
+}
+
+// serviceName is the path's service name, with or without the final dot,
+// in its canonical form.
+func serviceName(r *http.Request) string {
+	return regions.CanonicalName(chi.URLParam(r, "name"))
+}
+
+func (a *apiServer) getService(w http.ResponseWriter, r *http.Request) {
+	st, ctx, cancel, ok := a.storeFor(w, r)
+	if !ok {
+		return
+	}
+	defer cancel()
+	svc, rev, err := st.GetService(ctx, serviceName(r))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("ETag", etag(rev))
+	writeJSON(w, http.StatusOK, svc)
+}
+
+func (a *apiServer) putService(w http.ResponseWriter, r *http.Request) {
+	name := serviceName(r)
+	var svc regions.Service
+	if !decodeJSON(w, r, a.opts.MaxBodyBytes, &svc) {
+		return
+	}
+	switch {
+	case svc.Name == "":
+		svc.Name = name
+	case regions.CanonicalName(svc.Name) != name:
+		writeProblem(w, badField("name", "%q does not match the service %q of the path", svc.Name, name))
+		return
+	default:
+		svc.Name = name
+	}
+	wr, ok := a.writeSetup(w, r, serviceRev(name))
+	if !ok {
+		return
+	}
+	defer wr.cancel()
+	if _, err := wr.st.PutService(wr.ctx, &svc, wr.cond, wr.opts...); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	respond(w, changeResponse{Change: wr.ch})
+}
+
+func (a *apiServer) deleteService(w http.ResponseWriter, r *http.Request) {
+	name := serviceName(r)
+	if !drainBody(w, r) || !noCreateOnly(w, r) {
+		return
+	}
+	wr, ok := a.writeSetup(w, r, serviceRev(name))
+	if !ok {
+		return
+	}
+	defer wr.cancel()
+	if err := wr.st.DeleteService(wr.ctx, name, wr.cond, wr.opts...); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	respond(w, changeResponse{Change: wr.ch})
+}
+
+func (a *apiServer) getWeights(w http.ResponseWriter, r *http.Request) {
+	st, ctx, cancel, ok := a.storeFor(w, r)
+	if !ok {
+		return
+	}
+	defer cancel()
+	svc, rev, err := st.GetService(ctx, serviceName(r))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	ws := make(map[string]uint32, len(svc.Regions))
+	for _, sr := range svc.Regions {
+		ws[sr.Region] = sr.Weight
+	}
+	w.Header().Set("ETag", etag(rev))
+	writeJSON(w, http.StatusOK, weightsResponse{Service: svc.Name, Revision: rev, Weights: ws, ExpectedShare: a.shares(svc)})
+}
+
+// setWeights answers PUT (replace: every region of the service not named
+// gets 0) and PATCH (only the regions named change).
+func (a *apiServer) setWeights(replace bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := serviceName(r)
+		var body weightsBody
+		if !decodeJSON(w, r, a.opts.MaxBodyBytes, &body) {
+			return
+		}
+		if body.Weights == nil {
+			writeProblem(w, badField("weights", `required: {"weights": {"REGION": WEIGHT, ...}}`))
+			return
+		}
+		if len(body.Weights) == 0 {
+			writeProblem(w, badField("weights", "give at least one region's weight"))
+			return
+		}
+		ws := make(map[string]uint32, len(body.Weights))
+		var errs []FieldError
+		for _, region := range sortedKeys(body.Weights) {
+			f, ok := body.Weights[region].(float64)
+			if !ok || f != math.Trunc(f) || f < 0 || f > regions.MaxWeight {
+				v, _ := json.Marshal(body.Weights[region])
+				errs = append(errs, FieldError{Field: "weights." + region, Message: fmt.Sprintf("%s: want a whole number from 0 to %d", v, regions.MaxWeight)})
+				continue
+			}
+			ws[region] = uint32(f)
+		}
+		if len(errs) > 0 {
+			msgs := make([]string, len(errs))
+			for i, e := range errs {
+				msgs[i] = e.Field + ": " + e.Message
+			}
+			writeProblem(w, Problem{Status: http.StatusBadRequest, Title: "invalid weights", Detail: strings.Join(msgs, "; "), Errors: errs})
+			return
+		}
+		wr, ok := a.writeSetup(w, r, serviceRev(name))
+		if !ok {
+			return
+		}
+		defer wr.cancel()
+		set := wr.st.SetWeights
+		if replace {
+			set = wr.st.ReplaceWeights
+		}
+		if _, err := set(wr.ctx, name, ws, wr.cond, wr.opts...); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		resp := changeResponse{Change: wr.ch}
+		var after regions.Service
+		if err := json.Unmarshal(wr.ch.After, &after); err == nil {
+			resp.ExpectedShare = a.shares(&after)
+		}
+		respond(w, resp)
+	}
+}
+
+// shares is the expected share of answers per region of svc, per family,
+// in the server's current snapshot with svc in it as given.
+func (a *apiServer) shares(svc *regions.Service) map[string]regions.Shares {
+	out := map[string]regions.Shares{}
+	if a.opts.Snapshot == nil {
+		return out
+	}
+	snap := a.opts.Snapshot()
+	if snap == nil {
+		return out
+	}
+	st := snap.State().Clone()
+	name := regions.CanonicalName(svc.Name)
+	st.Services[name] = svc
+	s := regions.BuildSnapshot(st, snap, snap.Options())
+	v := s.ServiceByName(name)
+	if v == nil {
+		return out
+	}
+	for fam, qt := range map[string]uint16{"ipv4": regions.QTypeA, "ipv6": regions.QTypeAAAA} {
+		if sh, ok := s.ExpectedShares(v, qt); ok {
+			out[fam] = sh
+		}
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
