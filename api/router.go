@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -86,6 +87,9 @@ type Options struct {
 	// MaxLatencyBytes bounds the latency table upload; 0 means
 	// DefaultMaxLatencyBytes.
 	MaxLatencyBytes int64
+	// AcceptEmpty serves the empty state from etcd that this server
+	// refuses (store.Live.AcceptEmpty); nil: the route answers 503.
+	AcceptEmpty func() error
 }
 
 type apiServer struct{ opts Options }
@@ -162,6 +166,7 @@ func (a *apiServer) routes() []route {
 		{"PATCH", "/v1/services/{name}/weights", accessWrite, a.setWeights(false), docPatchWeights},
 		{"PUT", "/v1/latency", accessWrite, a.putLatency, docPutLatency},
 		{"GET", "/v1/audit", accessRead, a.audit, docAudit},
+		{"POST", "/v1/state/accept-empty", accessWrite, a.acceptEmpty, docAcceptEmpty},
 	}
 }
 
@@ -177,6 +182,30 @@ func (a *apiServer) ready(w http.ResponseWriter, _ *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// acceptEmpty is the operator's confirmation that etcd is meant to hold no
+// regions and no services: this server then serves the empty state it
+// refuses (docs/architecture.md, The state file).
+func (a *apiServer) acceptEmpty(w http.ResponseWriter, _ *http.Request) {
+	if a.opts.AcceptEmpty == nil {
+		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Detail: "this server does not follow etcd", RetryAfter: retryAfter})
+		return
+	}
+	if err := a.opts.AcceptEmpty(); err != nil {
+		if errors.Is(err, store.ErrNothingRefused) {
+			writeProblem(w, Problem{Status: http.StatusConflict, Title: "nothing to accept", Detail: err.Error()})
+			return
+		}
+		writeProblem(w, Problem{Status: http.StatusInternalServerError, Detail: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, acceptEmptyResponse{Accepted: true})
+}
+
+// acceptEmptyResponse is what POST /v1/state/accept-empty returns.
+type acceptEmptyResponse struct {
+	Accepted bool `json:"accepted"`
 }
 
 // storeFor returns the store and a context bounded by the write timeout,

@@ -39,6 +39,8 @@ Commands:
                                           the decision a DNS query would get now, step by step
   latency import FILE [--dry-run]         replace the latency table (CSV: cidr,region,rtt_ms)
   audit [--limit N] [--after ID]          the audit log, newest first
+  state accept-empty                      serve the empty state from etcd this server refuses
+                                          (etcd is meant to hold no regions and no services)
 
 Flags (anywhere on the line):
   --server URL        the API (default $MERIDIAN_SERVER or http://127.0.0.1:8053)
@@ -190,6 +192,11 @@ func ctlCommand(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		return c.audit(ctx, out, *limit, *after)
+	case "state":
+		if len(rest) != 1 || rest[0] != "accept-empty" {
+			return usagef("state: want accept-empty")
+		}
+		return c.acceptEmpty(ctx, out)
 	}
 	return usagef("unknown command %q", cmd)
 }
@@ -879,6 +886,21 @@ func (c *ctlClient) drain(ctx context.Context, out *ctlOut, region string, drain
 	default:
 		fmt.Fprintf(out.w, "region %s %sed (revision %d)\n", region, verb, ch.Revision)
 	}
+	return nil
+}
+
+// acceptEmpty confirms, to the server it talks to, that etcd is meant to
+// be empty.
+func (c *ctlClient) acceptEmpty(ctx context.Context, out *ctlOut) error {
+	b, _, err := c.call(ctx, "POST", "/v1/state/accept-empty", nil, nil, nil, nil)
+	if err != nil {
+		return err
+	}
+	if out.json {
+		out.raw(b)
+		return nil
+	}
+	fmt.Fprintf(out.w, "%s now serves the empty state from etcd\n", c.base.Host)
 	return nil
 }
 

@@ -360,6 +360,7 @@ func (s *server) run(ctx context.Context) error {
 			MaxBodyBytes:    s.cfg.API.MaxBodyBytes,
 			MaxLatencyBytes: s.cfg.API.MaxLatencyBytes,
 			Auth:            s.auth,
+			AcceptEmpty:     s.live.AcceptEmpty,
 		}
 		if s.geo != nil {
 			opts.Locator = s.geo

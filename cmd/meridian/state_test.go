@@ -309,6 +309,24 @@ func TestServerEmptyEtcd(t *testing.T) {
 		t.Fatalf("the state file lost its services: %v", err)
 	}
 
+	// The operator's other way out: the API (here through ctl), which
+	// nothing can call by mistake on a server that refuses nothing.
+	ts = startServerWith(t, serverSetup{dir: dir, extra: noBootstrap + apiConfig, embeddedPorts: ports, etcdPrefix: "/other/"})
+	waitStatus(t, ts, "the empty state is refused again", func(st map[string]any) bool { return jsonPath(st, "snapshot", "empty_refused") != nil })
+	if out := ts.mustCtl(t, "state", "accept-empty"); !strings.Contains(out, "now serves the empty state") {
+		t.Errorf("ctl state accept-empty said %q", out)
+	}
+	waitStatus(t, ts, "the empty state is served after the API call", func(st map[string]any) bool {
+		return jsonPath(st, "snapshot", "services") == 0.0 && jsonPath(st, "snapshot", "empty_refused") == nil
+	})
+	if _, stderr, code := ts.ctl(t, "state", "accept-empty"); code == 0 || !strings.Contains(stderr, "no empty state") {
+		t.Errorf("a second accept-empty: exit %d, %q; want a failure saying nothing is refused", code, stderr)
+	}
+	if code := ts.stop(); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	oldStateFile(t, dir)
+
 	ts = startServerWith(t, serverSetup{dir: dir, extra: noBootstrap, embeddedPorts: ports, etcdPrefix: "/other/", args: []string{"--accept-empty-state"}})
 	waitStatus(t, ts, "the empty state is served", func(st map[string]any) bool {
 		return jsonPath(st, "snapshot", "source") == "etcd" && jsonPath(st, "snapshot", "services") == 0.0 && jsonPath(st, "snapshot", "empty_refused") == nil
