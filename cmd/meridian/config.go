@@ -123,7 +123,7 @@ type APIConfig struct {
 
 // SteeringConfig tunes how snapshots are built.
 type SteeringConfig struct {
-	Quorum       float64 `yaml:"quorum"`         // fraction of live probers that must say up; 0: 0.5
+	Quorum       float64 `yaml:"quorum"`         // a VIP is down when more than this fraction of counted votes say down; 0: 0.5
 	StickyBitsV4 int     `yaml:"sticky_bits_v4"` // 0: 24
 	StickyBitsV6 int     `yaml:"sticky_bits_v6"` // 0: 56
 }
