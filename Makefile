@@ -5,7 +5,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 60s
 SHORTFUZZ   ?= 10s
 
-.PHONY: all build run test unit fuzz-short bench bench-go lint fuzz clean
+.PHONY: all build run test unit e2e fuzz-short bench bench-go lint fuzz clean
 
 all: build
 
@@ -17,11 +17,19 @@ run: build
 	./scripts/run.sh
 
 # Everything CI checks: lint, the race-enabled test suite (with the real
-# etcd, dig/kdig and unbound integration tests) and a short fuzz run.
-test: lint unit fuzz-short
+# etcd, dig/kdig and unbound integration tests), a short fuzz run and the
+# end-to-end suite.
+test: lint unit fuzz-short e2e
 
 unit:
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+# The end-to-end suite (e2e/, build tag e2e): real processes on loopback,
+# a 3-member etcd cluster with TLS, two name servers, unbound and BIND;
+# each scenario prints what it measures. About a minute.
+e2e: build
+	./scripts/geoipdb.sh
+	MERIDIAN_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -timeout 5m -v ./e2e
 
 fuzz-short:
 	$(GO) test -run '^$$' -fuzz '^FuzzServePacket$$' -fuzztime $(SHORTFUZZ) -fuzzminimizetime 5s ./dnsserver
@@ -35,7 +43,9 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./e2e
 	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(STATICCHECK) -tags e2e ./e2e
 
 # Go micro-benchmarks (ns/op, allocs/op).
 bench-go:
