@@ -5,7 +5,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 60s
 SHORTFUZZ   ?= 10s
 
-.PHONY: all build run test unit unit-norace fuzz-short bench bench-go lint fuzz clean deps-test deps-run deps-bench
+.PHONY: all build run test unit unit-norace e2e fuzz-short bench bench-go lint fuzz clean deps-test deps-run deps-bench
 
 all: build
 
@@ -19,8 +19,8 @@ run: build deps-run
 # Everything CI checks: the Debian packages the tests drive (installed when
 # missing), lint, the race-enabled test suite (with the real etcd, dig/kdig
 # and unbound integration tests), the tests too slow under the race
-# detector, and a short fuzz run.
-test: deps-test lint unit unit-norace fuzz-short
+# detector, a short fuzz run and the end-to-end suite.
+test: deps-test lint unit unit-norace fuzz-short e2e
 
 unit: deps-test
 	$(GO) test -race -count=1 -timeout 15m ./...
@@ -35,6 +35,13 @@ unit-norace: deps-test
 deps-test deps-run deps-bench:
 	./scripts/deps.sh $(@:deps-%=%)
 
+# The end-to-end suite (e2e/, build tag e2e): real processes on loopback,
+# a 3-member etcd cluster with TLS, two name servers, unbound and BIND;
+# each scenario prints what it measures. About a minute.
+e2e: build deps-test
+	./scripts/geoipdb.sh
+	MERIDIAN_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -timeout 5m -v ./e2e
+
 fuzz-short:
 	$(GO) test -run '^$$' -fuzz '^FuzzServePacket$$' -fuzztime $(SHORTFUZZ) -fuzzminimizetime 5s ./dnsserver
 	$(GO) test -run '^$$' -fuzz '^FuzzParseZone$$' -fuzztime $(SHORTFUZZ) -fuzzminimizetime 5s ./zones
@@ -47,7 +54,9 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./e2e
 	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(STATICCHECK) -tags e2e ./e2e
 
 # Go micro-benchmarks (ns/op, allocs/op).
 bench-go: deps-test deps-bench

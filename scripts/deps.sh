@@ -20,7 +20,10 @@ test_packages=(
 	gdnsd         # gdnsd checkconf: loads the GeoIP databases we build
 	bind9         # named: end-to-end tests
 	bind9-utils   # named-checkzone: checks the zones we transfer
-	etcd-server   # etcd: end-to-end tests against a separate etcd
+	etcd-server   # etcd: the end-to-end suite's 3-member cluster
+	etcd-client   # etcdctl: the end-to-end suite's backup and restore
+	openssl       # the deploy guide's TLS material (deploy/certs.sh)
+	systemd       # systemd-analyze verify of the deploy units
 )
 run_packages=(
 	tor-geoipdb # the country data for data/country.mmdb

@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.yaml.in/yaml/v3"
 	"golang.org/x/sync/errgroup"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -95,6 +96,13 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 1
 	}
 	if *checkOnly {
+		// The bootstrap file too: a server refuses to start on a bad one.
+		if cfg.Bootstrap != "" {
+			if _, err := loadBootstrap(cfg.Bootstrap, set); err != nil {
+				fmt.Fprintf(stderr, "meridian server: bootstrap error:\n%s\n", indent(err.Error()))
+				return 1
+			}
+		}
 		fmt.Fprintf(stdout, "configuration %s and %d zone(s) are valid\n", *configPath, len(set.Zones()))
 		return 0
 	}
@@ -177,14 +185,9 @@ func newServer(cfg *Config, set *zones.Set, log *slog.Logger) (*server, error) {
 	s.handler = dnsserver.NewHandler(hcfg, set, nil)
 
 	if cfg.Bootstrap != "" {
-		d, err := regions.LoadDesired(cfg.Bootstrap)
+		d, err := loadBootstrap(cfg.Bootstrap, set)
 		if err != nil {
 			return nil, fmt.Errorf("bootstrap: %w", err)
-		}
-		for _, svc := range d.Services {
-			if err := s.nameCheck(svc.Name); err != nil {
-				return nil, fmt.Errorf("bootstrap %s: service %s: %w", cfg.Bootstrap, svc.Name, err)
-			}
 		}
 		s.desired = d
 	}
@@ -242,13 +245,42 @@ func newServer(cfg *Config, set *zones.Set, log *slog.Logger) (*server, error) {
 	return s, nil
 }
 
+// loadBootstrap reads the desired-state file and checks that the zones in
+// set can answer every service it names.
+func loadBootstrap(path string, set *zones.Set) (*regions.Desired, error) {
+	d, err := regions.LoadDesired(path)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	var doc Config // its line finder works on any YAML document
+	for i, svc := range d.Services {
+		if err := serviceNameCheck(set, svc.Name); err != nil {
+			if doc.root.Kind == 0 {
+				if b, rerr := os.ReadFile(path); rerr == nil {
+					_ = yaml.Unmarshal(b, &doc.root) // LoadDesired parsed it
+				}
+			}
+			field := fmt.Sprintf("services[%d].name", i)
+			errs = append(errs, &regions.FileError{File: path, Line: doc.line(field), Field: field, Msg: err.Error(), Err: err})
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return d, nil
+}
+
 // nameCheck says why a service name cannot be answered here.
-func (s *server) nameCheck(fqdn string) error {
+func (s *server) nameCheck(fqdn string) error { return serviceNameCheck(s.handler.Zones(), fqdn) }
+
+// serviceNameCheck says why the zones in set cannot answer fqdn as a
+// service.
+func serviceNameCheck(set *zones.Set, fqdn string) error {
 	w, err := zones.WireName(fqdn)
 	if err != nil {
 		return err
 	}
-	set := s.handler.Zones()
 	z := set.Find([]byte(w))
 	if z == nil {
 		var names []string

@@ -1,0 +1,18 @@
+// Package e2e is Meridian's end-to-end suite: real processes on loopback,
+// run the way a deployment runs them. A 3-member etcd cluster (Debian's
+// etcd) with TLS and client certificates made by deploy/certs.sh, two
+// `meridian server` processes on 127.0.0.1 and 127.0.0.2 watching it, and
+// two real recursive resolvers (unbound with ECS, BIND) reaching the zone
+// through both name servers. The scenarios kill and restart etcd members
+// and name servers and print what they measure.
+//
+// The tests are behind the e2e build tag, so `go test ./...` leaves them
+// out; `make e2e` (part of `make test`) runs them:
+//
+//	go test -tags e2e -count=1 -v ./e2e
+//
+// MERIDIAN_BIN names the meridian binary to test (make e2e passes
+// bin/meridian); without it the suite builds one. MERIDIAN_E2E_KEEP=1
+// keeps the run directory (certificates, configs, data, logs), which is
+// always kept, and its path printed, when a test fails.
+package e2e

@@ -1,0 +1,65 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestDeployGuide keeps docs/deploy.md and the suite in step: the guide
+// shows every flag the suite gives etcd and etcdctl, the certs.sh and
+// --check commands it runs, the resolver settings it uses, the units it
+// verifies, and delegation records that match the example zone.
+func TestDeployGuide(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, "docs", "deploy.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	guide := string(b)
+	c := &etcdCluster{pki: "pki", initial: "x"}
+	m := &etcdMember{name: "etcd-1", host: "192.0.2.11", clientPort: 2379, peerPort: 2380, dir: "/var/lib/etcd"}
+	var want []string
+	for _, a := range append(c.memberArgs(m, "etcd"), c.restoreArgs(m, "snapshot.db")...) {
+		if strings.HasPrefix(a, "--") {
+			want = append(want, a+" ")
+		}
+	}
+	want = append(want,
+		"deploy/certs.sh ca ", "deploy/certs.sh member ", "deploy/certs.sh client pki meridian-server",
+		"deploy/certs.sh client pki meridian-admin", "snapshot save ", "snapshot status ", "snapshot restore ",
+		"meridian server --config /etc/meridian/meridian.yaml --check", "deploy/meridian.yaml",
+		"--cacert ", "--cert ", "--key ",
+		// The suite's resolvers.
+		`module-config: "subnetcache iterator"`, "send-client-subnet: ", "stub-zone:", "stub-addr: ",
+		"type static-stub;", "server-addresses {",
+		// The units it verifies, and the commands of the prober and ctl.
+		"deploy/systemd/meridian-server.service", "deploy/systemd/meridian-prober.service",
+		"meridian prober --region ", "--etcd ", "--config /etc/meridian/prober.yaml", "--check-config",
+		"meridian ctl ", "weights set ")
+	for _, w := range want {
+		if !strings.Contains(guide, w) {
+			t.Errorf("docs/deploy.md does not show %q, which the suite uses", strings.TrimSpace(w))
+		}
+	}
+
+	// The glue in the guide is the example zone's.
+	zone, err := os.ReadFile(filepath.Join(repoRoot, "examples", "zones", "gslb.example.zone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr := regexp.MustCompile(`(?m)^(ns\d+)\s+(A|AAAA)\s+(\S+)$`)
+	found := rr.FindAllStringSubmatch(string(zone), -1)
+	if len(found) == 0 {
+		t.Fatal("no name server addresses in the example zone")
+	}
+	for _, f := range found {
+		glue := regexp.MustCompile(regexp.QuoteMeta(f[1]+".gslb.example.") + `\s+\d+\s+IN\s+` + f[2] + `\s+` + regexp.QuoteMeta(f[3]))
+		if !glue.MatchString(guide) {
+			t.Errorf("docs/deploy.md lacks the glue %s.gslb.example. %s %s of the example zone", f[1], f[2], f[3])
+		}
+	}
+}

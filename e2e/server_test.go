@@ -1,0 +1,236 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// nameServer is one `meridian server` process: a host address of its own,
+// the DNS port shared by all, its own data directory and config file.
+type nameServer struct {
+	name     string // ns1, ns2
+	host     string
+	dnsPort  int
+	httpPort int
+	dir      string
+	config   string
+	p        *proc
+}
+
+func (s *nameServer) dnsAddr() string { return net.JoinHostPort(s.host, strconv.Itoa(s.dnsPort)) }
+func (s *nameServer) httpBase() string {
+	return "http://" + net.JoinHostPort(s.host, strconv.Itoa(s.httpPort))
+}
+func (s *nameServer) dataDir() string { return filepath.Join(s.dir, "data") }
+
+// serverConfig is deploy/meridian.yaml with this run's addresses, paths
+// and certificates: the servers run the guide's configuration.
+func serverConfig(t testing.TB, s *nameServer, c *etcdCluster, geoip, cookieSecret string) []byte {
+	t.Helper()
+	out, err := yaml.Marshal(serverConfigMap(t, s, c, geoip, cookieSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// serverConfigMap is serverConfig as a YAML map, for tests that change it.
+func serverConfigMap(t testing.TB, s *nameServer, c *etcdCluster, geoip, cookieSecret string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "meridian.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal(b, &cfg); err != nil {
+		t.Fatalf("deploy/meridian.yaml: %v", err)
+	}
+	set := func(path []string, v any) {
+		m := cfg
+		for _, k := range path[:len(path)-1] {
+			sub, ok := m[k].(map[string]any)
+			if !ok {
+				t.Fatalf("deploy/meridian.yaml has no section %q", k)
+			}
+			m = sub
+		}
+		// cookie_secrets is commented out in the guide's file: each
+		// deployment makes its own.
+		if _, ok := m[path[len(path)-1]]; !ok && path[len(path)-1] != "cookie_secrets" {
+			t.Fatalf("deploy/meridian.yaml has no key %v", path)
+		}
+		m[path[len(path)-1]] = v
+	}
+	ec := c.clientConfig("meridian-server")
+	set([]string{"listen", "dns"}, []string{s.dnsAddr()})
+	set([]string{"listen", "http"}, net.JoinHostPort(s.host, strconv.Itoa(s.httpPort)))
+	set([]string{"data_dir"}, s.dataDir())
+	set([]string{"log", "format"}, "text")
+	set([]string{"dns", "udp_sockets"}, 1) // two cores shared by everything here
+	set([]string{"dns", "cookie_secrets"}, []string{cookieSecret})
+	set([]string{"geoip", "database"}, geoip)
+	set([]string{"etcd", "endpoints"}, ec.Endpoints)
+	set([]string{"etcd", "ca_file"}, ec.CAFile)
+	set([]string{"etcd", "cert_file"}, ec.CertFile)
+	set([]string{"etcd", "key_file"}, ec.KeyFile)
+	set([]string{"bootstrap"}, filepath.Join(repoRoot, "examples", "state.yaml"))
+	set([]string{"zone_dir"}, filepath.Join(repoRoot, "examples", "zones"))
+	return cfg
+}
+
+// newNameServer writes the server's config file; start runs it.
+func newNameServer(t testing.TB, name, host string, dnsPort, httpPort int, c *etcdCluster, geoip, cookieSecret string) *nameServer {
+	t.Helper()
+	s := &nameServer{name: name, host: host, dnsPort: dnsPort, httpPort: httpPort, dir: filepath.Join(runDir, name)}
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s.config = filepath.Join(s.dir, "meridian.yaml")
+	if err := os.WriteFile(s.config, serverConfig(t, s, c, geoip, cookieSecret), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (s *nameServer) start(t testing.TB) {
+	t.Helper()
+	if s.p != nil && !s.p.exited() {
+		t.Fatalf("%s is already running", s.name)
+	}
+	s.p = startProc(t, s.name, binary, "server", "--config", s.config)
+}
+
+var httpClient = &http.Client{Timeout: 2 * time.Second}
+
+// get fetches path from the server's HTTP listener.
+func (s *nameServer) get(path string) (int, []byte, error) {
+	resp, err := httpClient.Get(s.httpBase() + path)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	return resp.StatusCode, b, err
+}
+
+// waitReady waits until /health/ready says the server serves (zones,
+// GeoIP and a regions snapshot loaded, listeners up).
+func (s *nameServer) waitReady(t testing.TB) time.Duration {
+	t.Helper()
+	return waitFor(t, s.name+" ready", waitLimit, func() error {
+		if s.p.exited() {
+			return exitedErr(s.p)
+		}
+		code, body, err := s.get("/health/ready")
+		if err != nil {
+			return err
+		}
+		if code != http.StatusOK {
+			return fmt.Errorf("/health/ready: %d %s", code, body)
+		}
+		return nil
+	})
+}
+
+// serverStatus is the part of /v1/status the scenarios read.
+type serverStatus struct {
+	Snapshot struct {
+		Revision   int64   `json:"revision"`
+		Source     string  `json:"source"`
+		AgeSeconds float64 `json:"age_seconds"`
+		Regions    int     `json:"regions"`
+		Services   int     `json:"services"`
+	} `json:"snapshot"`
+	Etcd struct {
+		Watch struct {
+			Connected   bool      `json:"connected"`
+			Revision    int64     `json:"revision"`
+			LastContact time.Time `json:"last_contact"`
+			Relists     int       `json:"relists"`
+			LastError   string    `json:"last_error"`
+		} `json:"watch"`
+	} `json:"etcd"`
+}
+
+func (s *nameServer) status() (*serverStatus, error) {
+	code, body, err := s.get("/v1/status")
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("/v1/status: %d %s", code, body)
+	}
+	st := new(serverStatus)
+	if err := json.Unmarshal(body, st); err != nil {
+		return nil, fmt.Errorf("/v1/status: %w", err)
+	}
+	return st, nil
+}
+
+func (s *nameServer) mustStatus(t testing.TB) *serverStatus {
+	t.Helper()
+	st, err := s.status()
+	if err != nil {
+		t.Fatalf("%s: %v", s.name, err)
+	}
+	return st
+}
+
+// explain asks the server which region it picks for name and client.
+func (s *nameServer) explain(t testing.TB, name, client string) string {
+	t.Helper()
+	code, body, err := s.get("/v1/explain?name=" + name + "&client=" + client)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("%s explain %s for %s: %d %v %s", s.name, name, client, code, err, body)
+	}
+	var ex struct {
+		Decision struct {
+			Region string `json:"region"`
+		} `json:"decision"`
+	}
+	if err := json.Unmarshal(body, &ex); err != nil {
+		t.Fatal(err)
+	}
+	return ex.Decision.Region
+}
+
+var responsesMetric = regexp.MustCompile(`(?m)^meridian_dns_responses_total\{[^}]*\} ([0-9.e+]+)$`)
+
+// responses is how many DNS responses the server has sent.
+func (s *nameServer) responses(t testing.TB) float64 {
+	t.Helper()
+	code, body, err := s.get("/metrics")
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("%s /metrics: %d %v", s.name, code, err)
+	}
+	var n float64
+	for _, m := range responsesMetric.FindAllSubmatch(body, -1) {
+		v, _ := strconv.ParseFloat(string(m[1]), 64)
+		n += v
+	}
+	return n
+}
+
+// stop ends the server gracefully (SIGTERM).
+func (s *nameServer) stop(t testing.TB) {
+	t.Helper()
+	if s.p == nil {
+		return
+	}
+	if err := s.p.stop(15 * time.Second); err != nil {
+		t.Error(err)
+	}
+}
