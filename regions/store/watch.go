@@ -59,6 +59,10 @@ type Watcher struct {
 	ProbeTimeout  time.Duration // wait for that notification before the watch counts as lost (default 3s)
 	MinBackoff    time.Duration // first wait after a failure (default 100ms), doubling…
 	MaxBackoff    time.Duration // …up to this (default 5s), with jitter
+	// Subtree, when set before Run, limits the watcher to the keys under
+	// it (a prefix inside the layout, such as Keys.Regions() for a prober,
+	// which needs nothing else); "" follows everything.
+	Subtree string
 
 	id     string // names the watcher's own gRPC stream
 	mu     sync.Mutex
@@ -165,13 +169,19 @@ func (w *Watcher) list(ctx context.Context) (*regions.State, map[string]string, 
 	defer cancel()
 	// Two ranges: the latency chunks are read through the manifest only.
 	root, chunks := w.keys.Prefix(), w.keys.LatencyChunksAll()
+	if w.Subtree != "" {
+		root, chunks = w.Subtree, clientv3.GetPrefixRangeEnd(w.Subtree)
+	}
 	kvs, rev, err := listRange(lctx, w.c, root, chunks, 0)
 	if err != nil {
 		return nil, nil, err
 	}
-	rest, _, err := listRange(lctx, w.c, clientv3.GetPrefixRangeEnd(chunks), clientv3.GetPrefixRangeEnd(root), rev)
-	if err != nil {
-		return nil, nil, err
+	var rest []*mvccpb.KeyValue
+	if w.Subtree == "" {
+		rest, _, err = listRange(lctx, w.c, clientv3.GetPrefixRangeEnd(chunks), clientv3.GetPrefixRangeEnd(root), rev)
+		if err != nil {
+			return nil, nil, err
+		}
 	}
 	st := regions.NewState()
 	st.Revision = rev
@@ -206,7 +216,11 @@ func (w *Watcher) watch(ctx context.Context, st *regions.State, probs map[string
 	// down): get the channel asynchronously so the timeout below applies.
 	chc := make(chan clientv3.WatchChan, 1)
 	go func() {
-		chc <- w.c.Watch(wctx, w.keys.Prefix(), clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithCreatedNotify())
+		root := w.keys.Prefix()
+		if w.Subtree != "" {
+			root = w.Subtree
+		}
+		chc <- w.c.Watch(wctx, root, clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithCreatedNotify())
 	}()
 	var wch clientv3.WatchChan // nil until Watch returns
 	tick := time.NewTicker(min(w.ProbeInterval, w.ProbeTimeout) / 2)
