@@ -51,11 +51,7 @@ type lb struct {
 	lastHost atomic.Value
 }
 
-func newLB(t testing.TB) *lb { return startLB(t, false) }
-
-func newTLSLB(t testing.TB) *lb { return startLB(t, true) }
-
-func startLB(t testing.TB, tlsOn bool) *lb {
+func newLB(t testing.TB) *lb {
 	l := &lb{hang: make(chan struct{})}
 	l.body.Store(`{"status":"ok"}`)
 	l.lastHost.Store("")
@@ -87,11 +83,7 @@ func startLB(t testing.TB, tlsOn bool) *lb {
 			}
 		}
 	})
-	if tlsOn {
-		l.srv = httptest.NewTLSServer(h)
-	} else {
-		l.srv = httptest.NewServer(h)
-	}
+	l.srv = httptest.NewServer(h)
 	t.Cleanup(func() {
 		close(l.hang)
 		l.srv.Close()
@@ -424,6 +416,3 @@ func (e *env) service(name string, regionNames ...string) {
 		e.t.Fatal(err)
 	}
 }
-
-// counted is how many counted up and down votes a VIP has.
-func counted(v regions.VIPStatus) (up, down int) { return v.Up, v.Down }
