@@ -151,7 +151,9 @@ func (p *Prober) revoke(sess *concurrency.Session) {
 }
 
 func (p *Prober) revokeID(id clientv3.LeaseID) {
-	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	// No longer than the lease would live anyway: a prober stopping while
+	// etcd is away should not hang.
+	ctx, cancel := context.WithTimeout(context.Background(), min(writeTimeout, time.Duration(p.leaseTTL())*time.Second))
 	defer cancel()
 	if _, err := p.cli.Revoke(ctx, id); err != nil {
 		p.log.Warn("cannot revoke the lease; it expires on its own", "lease", int64(id), "err", err)
