@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -16,7 +17,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/meridian-gslb/meridian/regions"
-	"github.com/meridian-gslb/meridian/regions/latency"
 	"github.com/meridian-gslb/meridian/regions/store"
 )
 
@@ -88,11 +88,10 @@ func (c *Config) Validate() error {
 	add := func(field, format string, args ...any) {
 		probs = append(probs, regions.FieldProblem{Field: field, Message: fmt.Sprintf(format, args...)})
 	}
-	if !regions.ValidProberID(c.ID) {
-		add("id", "%q: want 1 to %d characters without / or spaces", c.ID, regions.MaxProberIDLen)
-	}
-	if !latency.ValidRegionName(c.Region) {
-		add("region", "%q is not a region name", c.Region)
+	// The registration's own validation names the same fields.
+	var ve *regions.ValidationError
+	if errors.As((&regions.ProberInfo{ID: c.ID, Region: c.Region}).Validate(), &ve) {
+		probs = append(probs, ve.Problems...)
 	}
 	if c.Concurrency < 0 || c.Concurrency > 100_000 {
 		add("concurrency", "%d: want 1 to 100000 (0 for %d)", c.Concurrency, DefaultConcurrency)
@@ -379,9 +378,12 @@ func (p *Prober) record(t *target, gen uint64, res Result) {
 		return
 	}
 	p.stats.Checks++
+	// Trust depends on whether the last check of each target failed:
+	// only a result unlike the previous one can change it.
+	flipped := !t.state.checked || t.state.lastOK != res.OK
 	changed := t.state.observe(res, t.spec.rise, t.spec.fall, now)
 	st := t.state
-	trust := p.updateTrustLocked()
+	trust := flipped && p.updateTrustLocked()
 	p.mu.Unlock()
 	if changed {
 		if st.up {

@@ -69,7 +69,7 @@ type standIn struct {
 	down atomic.Bool
 }
 
-func newStandIn(t *testing.T) *standIn {
+func newStandIn(t testing.TB) *standIn {
 	s := &standIn{}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if s.down.Load() {
