@@ -58,13 +58,17 @@ func main() {
 	control := flag.String("control", "127.0.0.1:8479", "address of the control API (fail, restore)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(*statePath, *control, log); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *statePath, *control, log, nil); err != nil {
 		log.Error("demo-lb", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(statePath, control string, log *slog.Logger) error {
+// run serves until ctx ends; ready (may be nil) is called once every
+// endpoint and the control API listen.
+func run(ctx context.Context, statePath, control string, log *slog.Logger, ready func()) error {
 	d, err := regions.LoadDesired(statePath)
 	if err != nil {
 		return err
@@ -88,8 +92,11 @@ func run(statePath, control string, log *slog.Logger) error {
 	if len(eps) == 0 {
 		return fmt.Errorf("%s: no VIP has a check.address to answer at", statePath)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	defer func() {
+		for _, ep := range eps {
+			ep.stop()
+		}
+	}()
 	for _, ep := range eps {
 		if err := ep.start(cert); err != nil {
 			return fmt.Errorf("%s %s: %w", ep.Region, ep.VIP, err)
@@ -106,11 +113,11 @@ func run(statePath, control string, log *slog.Logger) error {
 		<-ctx.Done()
 		ctl.Close()
 	}()
+	if ready != nil {
+		ready()
+	}
 	if err := ctl.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
-	}
-	for _, ep := range eps {
-		ep.stop()
 	}
 	return nil
 }
