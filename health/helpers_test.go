@@ -163,8 +163,10 @@ type envState struct {
 // with is the same environment failing t.
 func (e *env) with(t testing.TB) *env { return &env{t: t, envState: e.envState} }
 
-func newEnv(t testing.TB) *env {
-	cli := etcdtest.Shared(t)
+func newEnv(t testing.TB) *env { return newEnvOn(t, etcdtest.Shared(t)) }
+
+// newEnvOn is an environment on the etcd of cli.
+func newEnvOn(t testing.TB, cli *clientv3.Client) *env {
 	e := &env{t: t, envState: &envState{cli: cli, prefix: etcdtest.Prefix(t)}}
 	e.store = store.NewStore(cli, e.prefix, etcdtest.Logger())
 	w := store.NewWatcher(cli, e.prefix, etcdtest.Logger())

@@ -132,6 +132,7 @@ type Prober struct {
 	watcher *store.Watcher
 	canary  *checker // nil: no canary
 	agent   string
+	started time.Time // shown in every registration
 
 	sem  chan struct{} // the concurrency cap
 	wake chan struct{} // tells the publisher a state changed
@@ -215,6 +216,7 @@ func New(cfg Config, cli *clientv3.Client) (*Prober, error) {
 		store:    store.NewStore(cli, cfg.Prefix, cfg.Logger),
 		watcher:  store.NewWatcher(cli, cfg.Prefix, cfg.Logger.With("component", "watch")),
 		agent:    "meridian-prober/" + cfg.Version,
+		started:  time.Now().UTC(),
 		sem:      make(chan struct{}, cfg.Concurrency),
 		wake:     make(chan struct{}, 1),
 		regions:  map[string]*regionState{},

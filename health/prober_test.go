@@ -481,3 +481,51 @@ func TestReportContents(t *testing.T) {
 		t.Errorf("vote after recovery: %+v", v)
 	}
 }
+
+// TestEtcdAwayLongerThanLease: while etcd is away for longer than the
+// prober's lease, the keep-alive gives up; when etcd is back the prober
+// registers under a new lease and rewrites its reports, which survive the
+// old lease's expiry.
+func TestEtcdAwayLongerThanLease(t *testing.T) {
+	m := etcdtest.NewMember(t, "m0")
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop()
+	cli, err := store.Connect(etcdtest.Ctx(t), store.EtcdConfig{Endpoints: []string{m.ClientURL()}, Logger: etcdtest.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	e := newEnvOn(t, cli)
+	a, b := newLB(t), newLB(t)
+	e.region("a", fast("http"), map[string]string{"192.0.2.1": a.addr()})
+	e.region("b", fast("http"), map[string]string{"192.0.2.2": b.addr()})
+	p := e.startProber(Config{ID: "p1"})
+	e.allUp(1)
+	old := p.Status().Lease
+
+	m.Stop()
+	etcdtest.WaitUntil(t, "the prober to give its lease up", func() bool { return p.Status().Lease == clientv3.NoLease })
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	counted := func(s *regions.Snapshot) bool {
+		reg := s.State().Probers["p1"]
+		return reg != nil && reg.Lease != int64(old) && vip(s, "a", "192.0.2.1").Up == 1 && vip(s, "b", "192.0.2.2").Up == 1
+	}
+	e.waitSnap("reports under a new lease", counted)
+	// etcd extends the old lease when it restarts; once it expires, the
+	// keys it held are the prober's no longer.
+	etcdtest.WaitUntil(t, "the old lease to expire", func() bool {
+		ttl, err := cli.TimeToLive(etcdtest.Ctx(t), old)
+		return err == nil && ttl.TTL == -1
+	})
+	keys := store.NewKeys(e.prefix)
+	for _, k := range []string{keys.Prober("p1"), keys.Health("a", "p1"), keys.Health("b", "p1")} {
+		resp, err := cli.Get(etcdtest.Ctx(t), k)
+		if err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].Lease != int64(p.Status().Lease) {
+			t.Errorf("%s after the old lease expired: %v %v", k, resp, err)
+		}
+	}
+}

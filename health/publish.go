@@ -126,7 +126,7 @@ func (p *Prober) register(ctx context.Context) (*concurrency.Session, error) {
 		p.revokeID(resp.ID)
 		return nil, err
 	}
-	info := &regions.ProberInfo{ID: p.cfg.ID, Region: p.cfg.Region, Version: p.cfg.Version, Started: time.Now().UTC()}
+	info := &regions.ProberInfo{ID: p.cfg.ID, Region: p.cfg.Region, Version: p.cfg.Version, Started: p.started}
 	if err := p.store.RegisterProber(gctx, info, resp.ID); err != nil {
 		sess.Orphan()
 		p.revokeID(resp.ID)
