@@ -284,22 +284,29 @@ func (p *Prober) setState(st *regions.State) {
 			rs.vips = slices.Clone(r.VIPs)
 			changed = true
 		}
+		restarted := 0
 		for _, vip := range r.VIPs {
 			s := newSpec(r.Check, vip)
+			key := s.key()
 			t := rs.targets[vip]
 			switch {
 			case t == nil:
 				t = &target{region: name, vip: vip}
 				rs.targets[vip] = t
-			case t.key == s.key():
+			case t.key == key:
 				continue
 			default:
+				// The state carries over: the new check moves it by
+				// rise and fall like any other result.
 				t.cancel()
-				p.log.Info("check changed", "region", name, "vip", vip)
+				restarted++
 			}
-			t.spec, t.key = s, s.key()
+			t.spec, t.key = s, key
 			t.gen++
 			p.startLocked(t)
+		}
+		if restarted > 0 {
+			p.log.Info("check changed; checking again at once", "region", name, "vips", restarted)
 		}
 		for vip, t := range rs.targets {
 			if !slices.Contains(r.VIPs, vip) {

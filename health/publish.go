@@ -234,6 +234,8 @@ func (p *Prober) flush(ctx context.Context, lease clientv3.LeaseID) error {
 			delete(p.orphans, j.region)
 		case p.regions[j.region] == j.rs:
 			j.rs.written, j.rs.writtenAt = j.rep, now
+		case j.rep != nil:
+			p.orphans[j.region] = true // the region went while its report was being written
 		}
 		p.mu.Unlock()
 	}
