@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -51,16 +52,18 @@ type CanaryConfig struct {
 	Timeout  regions.Duration `yaml:"timeout"`  // 0: 1s
 }
 
-const proberUsage = `Usage: meridian prober --region NAME [--etcd URL[,URL...]] [--id ID] [--config FILE] [--check-config]
+const proberUsage = `usage: meridian prober --region NAME [--etcd URL[,URL...]] [--id ID] [--config FILE] [--check-config]
 
 Checks every VIP of every region stored in etcd and publishes what it sees
 there (docs/health.md). Stops on SIGINT or SIGTERM, withdrawing its reports.
 
+flags:
 `
 
 func runProber(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("meridian prober", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	var msg bytes.Buffer
+	fs.SetOutput(&msg)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), proberUsage)
 		fs.PrintDefaults()
@@ -71,12 +74,18 @@ func runProber(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	configPath := fs.String("config", "", "configuration file (YAML): etcd TLS and auth, concurrency, canary, refresh")
 	checkOnly := fs.Bool("check-config", false, "validate the configuration and flags, then exit")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error; replaces log.level")
+	// -h prints the usage on stdout and exits 0; a bad flag is reported
+	// on stderr with exit 2.
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
 			return 0
 		}
+		_, _ = stderr.Write(msg.Bytes())
 		return 2
 	}
+	fs.SetOutput(stderr)
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "meridian prober: unexpected argument %q\n", fs.Arg(0))
 		return 2
@@ -184,8 +193,12 @@ func (c *ProberConfig) healthConfig(region, id string) health.Config {
 		}
 		id = host + "@" + region
 	}
+	ver := "dev"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		ver = bi.Main.Version
+	}
 	return health.Config{
-		ID: id, Region: region, Version: version(),
+		ID: id, Region: region, Version: ver,
 		Concurrency: c.Concurrency, Refresh: time.Duration(c.Refresh), LeaseTTL: time.Duration(c.LeaseTTL),
 		Canary: health.Canary{URL: c.Canary.URL, Address: c.Canary.Address,
 			Interval: time.Duration(c.Canary.Interval), Timeout: time.Duration(c.Canary.Timeout)},

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -17,7 +19,9 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.yaml.in/yaml/v3"
 
+	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/regions/store"
 )
 
@@ -32,7 +36,8 @@ func TestProberFlags(t *testing.T) {
 		code   int
 		output []string
 	}{
-		{"help", []string{"-h"}, 0, []string{"Usage: meridian prober --region NAME", "-check-config"}},
+		{"help", []string{"-h"}, 0, []string{"usage: meridian prober --region NAME", "-check-config"}},
+		{"bad flag", []string{"--nope"}, 2, []string{"flag provided but not defined: -nope"}},
 		{"no region", nil, 2, []string{"--region is required"}},
 		{"stray argument", []string{"--region", "eu", "now"}, 2, []string{`unexpected argument "now"`}},
 		{"unknown key", []string{"--check-config", "--config", bad}, 1, []string{"bad.yaml:3: etcd.pefix: unknown key"}},
@@ -46,17 +51,26 @@ func TestProberFlags(t *testing.T) {
 		{"valid file", []string{"--check-config", "--config", good, "--region", "eu-west"}, 0, []string{"good.yaml: valid"}},
 		{"valid flags", []string{"--check-config", "--etcd", "127.0.0.1:1,127.0.0.1:2"}, 0, []string{"valid"}},
 		{"missing file", []string{"--check-config", "--config", filepath.Join(dir, "none.yaml")}, 1, []string{"none.yaml: open"}},
+		{"the example", []string{"--check-config", "--config", "../../examples/prober.yaml"}, 0, []string{"prober.yaml: valid"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var out bytes.Buffer
-			code := run(context.Background(), append([]string{"prober"}, tc.args...), &out, &out)
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), append([]string{"prober"}, tc.args...), &stdout, &stderr)
 			if code != tc.code {
-				t.Errorf("exit %d, want %d:\n%s", code, tc.code, out.String())
+				t.Errorf("exit %d, want %d:\n%s%s", code, tc.code, &stdout, &stderr)
+			}
+			// Help and success on stdout; errors on stderr only.
+			out, quiet := stdout.String(), stderr.String()
+			if code != 0 {
+				out, quiet = quiet, out
+			}
+			if quiet != "" {
+				t.Errorf("unexpected output %q", quiet)
 			}
 			for _, w := range tc.output {
-				if !strings.Contains(out.String(), w) {
-					t.Errorf("output lacks %q:\n%s", w, out.String())
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
 				}
 			}
 		})
@@ -292,5 +306,58 @@ func TestProberProcesses(t *testing.T) {
 	waitAnswer(t, ts.addr(), "hc.example.org.", "192.0.2.10")
 	if v := statusVotes(t, ts); len(v["192.0.2.10"]) != 0 {
 		t.Errorf("votes left: %v", v)
+	}
+}
+
+// TestProberExampleComplete: examples/prober.yaml shows every field of the
+// prober's configuration.
+func TestProberExampleComplete(t *testing.T) {
+	data, err := os.ReadFile("../../examples/prober.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		t.Fatal(err)
+	}
+	var fields func(rt reflect.Type, prefix string) []string
+	fields = func(rt reflect.Type, prefix string) []string {
+		var out []string
+		for f := range rt.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if !f.IsExported() || name == "-" {
+				continue
+			}
+			path := prefix + name
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[regions.Duration]() {
+				out = append(out, fields(f.Type, path+".")...)
+				continue
+			}
+			out = append(out, path)
+		}
+		return out
+	}
+	// has says whether the mapping n holds the dotted path.
+	var has func(n *yaml.Node, path string) bool
+	has = func(n *yaml.Node, path string) bool {
+		if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+			n = n.Content[0]
+		}
+		key, rest, deeper := strings.Cut(path, ".")
+		for i := 0; n.Kind == yaml.MappingNode && i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				return !deeper || has(n.Content[i+1], rest)
+			}
+		}
+		return false
+	}
+	all := fields(reflect.TypeFor[ProberConfig](), "")
+	if len(all) < 15 {
+		t.Fatalf("fields found: %v", all)
+	}
+	for _, f := range all {
+		if !has(&root, f) {
+			t.Errorf("examples/prober.yaml does not show %s", f)
+		}
 	}
 }
