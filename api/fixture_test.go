@@ -87,8 +87,10 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 		Ready:    func() error { return nil },
 		Details:  func() Details { return Details{Zones: []ZoneInfo{{Origin: "gslb.example.", Serial: 1, Records: 3}}} },
 		Status: func() ServerStatus {
-			return ServerStatus{Source: "etcd", Built: time.Now(), RegionAnswers: map[string]uint64{"eu-west": 7}}
+			return ServerStatus{Source: "etcd", Built: time.Now(), RegionAnswers: map[string]uint64{"eu-west": 7},
+				EmptyRefused: f.live.Status().EmptyRefused}
 		},
+		AcceptEmpty:     f.live.AcceptEmpty,
 		Snapshot:        f.live.Current,
 		Store:           f.st,
 		WriteTimeout:    o.timeout,
@@ -269,4 +271,16 @@ func checkStyle(t *testing.T, body []byte) {
 		}
 	}
 	walk("", v)
+}
+
+// refuseEmpty makes the fixture's Live refuse an empty listing, as a
+// server does when etcd comes back empty under a state with services.
+func (f *fixture) refuseEmpty(t testing.TB) {
+	t.Helper()
+	empty := regions.NewState()
+	empty.Revision = f.live.Current().Revision() + 1
+	f.live.ApplyListing(empty)
+	if f.live.Status().EmptyRefused == nil {
+		t.Fatal("the empty listing was not refused")
+	}
 }

@@ -81,8 +81,8 @@ var (
 	docAcceptEmpty = opDoc{summary: "Serve the empty state from etcd that this server refuses",
 		description: "A listing from etcd with no regions and no services is not served over a state that has some " +
 			"(a fresh cluster or a wrong prefix would wipe steering); this is the operator's confirmation that etcd " +
-			"is meant to be empty. It acts on this server only; 409 when nothing is refused.",
-		resp: acceptEmptyResponse{}, errors: []int{401, 403, 409, 503}}
+			"is meant to be empty. It acts on this server only (call each server); 409 when it refuses nothing.",
+		resp: changeResponse{}, errors: []int{400, 401, 403, 409, 503}}
 	docAudit = opDoc{summary: "The audit log, newest first, a page at a time",
 		query: []paramDoc{
 			{"limit", "integer", "records per page, 1 to 500 (default 50)", false},

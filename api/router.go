@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -186,26 +187,40 @@ func (a *apiServer) ready(w http.ResponseWriter, _ *http.Request) {
 
 // acceptEmpty is the operator's confirmation that etcd is meant to hold no
 // regions and no services: this server then serves the empty state it
-// refuses (docs/architecture.md, The state file).
-func (a *apiServer) acceptEmpty(w http.ResponseWriter, _ *http.Request) {
-	if a.opts.AcceptEmpty == nil {
+// refuses (docs/architecture.md, The state file). With ?dry_run=true it
+// only says whether there is one to accept.
+func (a *apiServer) acceptEmpty(w http.ResponseWriter, r *http.Request) {
+	var ch store.Change
+	_, dry, p := writeOptions(r, &ch)
+	if p != nil {
+		writeProblem(w, *p)
+		return
+	}
+	if a.opts.AcceptEmpty == nil || a.opts.Status == nil {
 		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Detail: "this server does not follow etcd", RetryAfter: retryAfter})
 		return
 	}
-	if err := a.opts.AcceptEmpty(); err != nil {
-		if errors.Is(err, store.ErrNothingRefused) {
-			writeProblem(w, Problem{Status: http.StatusConflict, Title: "nothing to accept", Detail: err.Error()})
-			return
-		}
-		writeProblem(w, Problem{Status: http.StatusInternalServerError, Detail: err.Error()})
+	refused := a.opts.Status().EmptyRefused
+	ch = store.Change{Kind: "state", Name: "empty", Action: "accept-empty", Before: json.RawMessage("null"), After: json.RawMessage("null"),
+		DryRun: dry, Changed: refused != nil}
+	if refused != nil {
+		ch.Revision = refused.Revision
+	}
+	if refused == nil {
+		writeProblem(w, Problem{Status: http.StatusConflict, Title: "nothing to accept", Detail: store.ErrNothingRefused.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, acceptEmptyResponse{Accepted: true})
-}
-
-// acceptEmptyResponse is what POST /v1/state/accept-empty returns.
-type acceptEmptyResponse struct {
-	Accepted bool `json:"accepted"`
+	if !dry {
+		if err := a.opts.AcceptEmpty(); err != nil {
+			if errors.Is(err, store.ErrNothingRefused) {
+				writeProblem(w, Problem{Status: http.StatusConflict, Title: "nothing to accept", Detail: err.Error()})
+				return
+			}
+			writeProblem(w, Problem{Status: http.StatusInternalServerError, Detail: err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, changeResponse{Change: ch})
 }
 
 // storeFor returns the store and a context bounded by the write timeout,

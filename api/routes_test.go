@@ -37,6 +37,10 @@ type routeCase struct {
 	// jsonBody: the route takes a JSON body (unknown fields, size);
 	// rawBody: another body with a size limit.
 	jsonBody, rawBody bool
+	// local: the write changes what this server serves, not etcd; prep
+	// readies the fixture for it.
+	local bool
+	prep  func(t *testing.T, f *fixture)
 }
 
 const (
@@ -184,6 +188,16 @@ func routeCases() []routeCase {
 					t.Fatalf("%s (%v)", rec.Body, err)
 				}
 			}},
+		{method: "POST", pattern: "/v1/state/accept-empty", path: "/v1/state/accept-empty", ok: 200, local: true,
+			invalidPath: "/v1/state/accept-empty?dry_run=maybe", invalidField: "dry_run",
+			prep: func(t *testing.T, f *fixture) { f.refuseEmpty(t) },
+			check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder) {
+				if f.live.Status().EmptyRefused != nil || len(f.live.Current().Services()) != 0 {
+					t.Fatalf("the empty state is not served after %s", rec.Body)
+				}
+				// Nothing refused any more: 409, and nothing changes.
+				problem(t, f.do(req{method: "POST", path: "/v1/state/accept-empty", token: adminSecret}), http.StatusConflict)
+			}},
 	}
 }
 
@@ -236,6 +250,9 @@ func TestEveryRoute(t *testing.T) {
 		t.Run(tc.method+" "+tc.pattern, func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t, fixtureOpts{maxBody: 4096, maxLatency: 4096})
+			if tc.prep != nil {
+				tc.prep(t, f)
+			}
 			acc := routeAccess(t, tc.method, tc.pattern)
 			good := adminSecret
 			if acc != accessWrite {
@@ -339,6 +356,9 @@ func TestEveryRoute(t *testing.T) {
 						t.Fatalf("%s (%v)", rec.Body, err)
 					}
 					wrote := len(f.keys()) != len(before) || !sameRevs(before, f.keys())
+					if tc.local {
+						wrote = !wrote // etcd must stay as it is; the server's state changed
+					}
 					if wrote != ch.Changed {
 						t.Errorf("changed %v but etcd written %v", ch.Changed, wrote)
 					}
@@ -362,7 +382,9 @@ func sameRevs(a, b map[string]int64) bool {
 
 // TestRoutesWithEtcdStopped: with etcd gone, every route that needs it
 // answers 503 with Retry-After within the write timeout, and the others
-// (status, explain, health, metrics) keep answering from the snapshot.
+// (status, explain, health, metrics, accepting an empty state) keep
+// answering from the snapshot. Routes with a prep come last in the list:
+// they may change what the server serves.
 func TestRoutesWithEtcdStopped(t *testing.T) {
 	m := etcdtest.NewMember(t, "stopped")
 	if err := m.Start(); err != nil {
@@ -374,6 +396,9 @@ func TestRoutesWithEtcdStopped(t *testing.T) {
 	for _, tc := range routeCases() {
 		t.Run(tc.method+" "+tc.pattern, func(t *testing.T) {
 			token := adminSecret
+			if tc.prep != nil {
+				tc.prep(t, f)
+			}
 			done := make(chan *httptest.ResponseRecorder, 1)
 			go func() { done <- f.do(req{method: tc.method, path: tc.path, body: tc.body, token: token}) }()
 			var rec *httptest.ResponseRecorder

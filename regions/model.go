@@ -42,17 +42,29 @@ type Location struct {
 	Continent string  `json:"continent,omitempty" yaml:"continent,omitempty"` // AF AN AS EU NA OC SA
 }
 
-// HealthCheck says how probers check a region's VIPs.
+// HealthCheck says how probers check a region's VIPs: each VIP on its
+// own, at the VIP or at the address Address maps it to (docs/health.md).
+// Zero values take the defaults (WithDefaults).
 type HealthCheck struct {
-	Type     string   `json:"type" yaml:"type"`                     // http, https, tcp
-	Port     int      `json:"port" yaml:"port"`                     // 1-65535
-	Path     string   `json:"path,omitempty" yaml:"path,omitempty"` // http(s): request path, default "/"
-	Host     string   `json:"host,omitempty" yaml:"host,omitempty"` // http(s): Host header and TLS server name
-	Expect   []int    `json:"expect,omitempty" yaml:"expect,omitempty"`
-	Interval Duration `json:"interval,omitempty" yaml:"interval,omitempty"` // default 5s
-	Timeout  Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`   // default 2s
-	Rise     int      `json:"rise,omitempty" yaml:"rise,omitempty"`         // successes to turn up, default 2
-	Fall     int      `json:"fall,omitempty" yaml:"fall,omitempty"`         // failures to turn down, default 3
+	Type string `json:"type" yaml:"type"`                     // http, https, tcp
+	Port int    `json:"port" yaml:"port"`                     // 1-65535
+	Path string `json:"path,omitempty" yaml:"path,omitempty"` // http(s): request path, default "/"
+	Host string `json:"host,omitempty" yaml:"host,omitempty"` // http(s): Host header and TLS server name
+	// Expect is the statuses an http(s) check accepts, default 200-399.
+	Expect StatusRanges `json:"expect,omitempty" yaml:"expect,omitempty"`
+	// Body, when set, must occur in the first MaxCheckBody bytes of an
+	// http(s) answer.
+	Body string `json:"body,omitempty" yaml:"body,omitempty"`
+	// TLSSkipVerify accepts any certificate (https); default false.
+	TLSSkipVerify bool `json:"tls_skip_verify,omitempty" yaml:"tls_skip_verify,omitempty"`
+	// Address maps a VIP to where its check connects instead, "host" (with
+	// Port) or "host:port", when the health endpoint is not the VIP
+	// itself. VIPs it does not name are checked at the VIP.
+	Address  map[netip.Addr]string `json:"address,omitempty" yaml:"address,omitempty"`
+	Interval Duration              `json:"interval,omitempty" yaml:"interval,omitempty"` // default 5s
+	Timeout  Duration              `json:"timeout,omitempty" yaml:"timeout,omitempty"`   // default 2s, at most the interval
+	Rise     int                   `json:"rise,omitempty" yaml:"rise,omitempty"`         // successes to turn up, default 2
+	Fall     int                   `json:"fall,omitempty" yaml:"fall,omitempty"`         // failures to turn down, default 3
 }
 
 // Policy names a steering preference (docs/architecture.md, Steering).
@@ -327,6 +339,11 @@ func (r *Region) Validate() error {
 		p.add("location.continent", "%q: want AF, AN, AS, EU, NA, OC or SA", l.Continent)
 	}
 	r.Check.validate(&p)
+	for _, vip := range sortedAddrs(r.Check.Address) {
+		if !seen[vip] {
+			p.add("check.address."+vip.String(), "%s is not one of the region's VIPs", vip)
+		}
+	}
 	if r.Capacity < 0 {
 		p.add("capacity", "must not be negative")
 	}
@@ -336,29 +353,49 @@ func (r *Region) Validate() error {
 func (c *HealthCheck) validate(p *problems) {
 	switch c.Type {
 	case "http", "https":
-		if c.Path != "" && !strings.HasPrefix(c.Path, "/") {
-			p.add("check.path", "%q must start with /", c.Path)
+		if c.Path != "" && (!strings.HasPrefix(c.Path, "/") || strings.ContainsAny(c.Path, " \t\r\n#")) {
+			p.add("check.path", "%q: want an absolute path starting with / (no spaces or fragment)", c.Path)
 		}
 	case "tcp":
-		if c.Path != "" {
-			p.add("check.path", "a tcp check has no path")
-		}
 	default:
 		p.add("check.type", "%q: want http, https or tcp", c.Type)
+	}
+	if c.Type == "tcp" {
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"path", c.Path != ""}, {"host", c.Host != ""}, {"expect", len(c.Expect) > 0}, {"body", c.Body != ""}, {"tls_skip_verify", c.TLSSkipVerify}} {
+			if f.set {
+				p.add("check."+f.name, "a tcp check has no %s", f.name)
+			}
+		}
 	}
 	if c.Port < minHealthPort || c.Port > 65535 {
 		p.add("check.port", "%d: want 1 to 65535", c.Port)
 	}
-	for i, s := range c.Expect {
-		if s < 100 || s > 599 {
-			p.add("check.expect["+strconv.Itoa(i)+"]", "%d is not an HTTP status", s)
+	if c.Host != "" && !validCheckHost(c.Host) {
+		p.add("check.host", "%q: want a host name or an IP address, without a port", c.Host)
+	}
+	if err := c.Expect.validate(); err != nil {
+		p.add("check.expect", "%v", err)
+	}
+	if len(c.Body) > MaxCheckBodyMatch {
+		p.add("check.body", "%d bytes: at most %d", len(c.Body), MaxCheckBodyMatch)
+	}
+	if c.TLSSkipVerify && c.Type == "http" {
+		p.add("check.tls_skip_verify", "only an https check uses TLS")
+	}
+	for _, vip := range sortedAddrs(c.Address) {
+		if err := checkAddress(c.Address[vip]); err != nil {
+			p.add("check.address."+vip.String(), "%v", err)
 		}
 	}
-	if c.Interval < 0 || (c.Interval > 0 && time.Duration(c.Interval) < 100*time.Millisecond) {
-		p.add("check.interval", "%s: want at least 100ms", time.Duration(c.Interval))
+	interval := c.WithDefaults().Interval
+	if c.Interval < 0 || (c.Interval > 0 && time.Duration(c.Interval) < MinCheckInterval) {
+		p.add("check.interval", "%s: want at least %s", time.Duration(c.Interval), MinCheckInterval)
 	}
-	if c.Timeout < 0 || (c.Interval > 0 && c.Timeout > c.Interval) {
-		p.add("check.timeout", "%s: must be positive and not longer than the interval", time.Duration(c.Timeout))
+	if c.Timeout < 0 || (c.Timeout > 0 && (time.Duration(c.Timeout) < MinCheckTimeout || c.Timeout > interval)) {
+		p.add("check.timeout", "%s: want %s up to the interval (%s)", time.Duration(c.Timeout), MinCheckTimeout, time.Duration(interval))
 	}
 	if c.Rise < 0 || c.Rise > 100 {
 		p.add("check.rise", "%d: want 1 to 100 (0 for the default)", c.Rise)

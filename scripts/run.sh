@@ -3,7 +3,9 @@
 # 127.0.0.1:5353 (DNS) and 127.0.0.1:8053 (the REST API, metrics), with
 # its embedded etcd and the example regions and services. The first start
 # creates an admin API token in data/admin.token for `bin/meridian ctl`.
-# Arguments are passed to `meridian server`.
+# With it runs the health demo (scripts/demo.sh): stand-in load balancers
+# for the example VIPs and one prober per region. Arguments are passed to
+# `meridian server`.
 #
 # The server runs as a child: once it answers /health/ready the commands
 # to try are printed; Ctrl-C (or SIGTERM to this script) stops it
@@ -13,6 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/geoipdb.sh
+# The probers retry until the server's embedded etcd answers.
+./scripts/demo.sh start
+trap './scripts/demo.sh stop' EXIT
 
 # The HTTP address to probe: the example config's, unless overridden.
 http=127.0.0.1:8053
@@ -62,6 +67,7 @@ meridian: serving gslb.example on 127.0.0.1:5353. Try:
   dig @127.0.0.1 -p 5353 api.gslb.example A +short                  # now 192.0.2.10
 Ctrl-C stops it.
 MSG
+			./scripts/demo.sh hint
 			break
 		fi
 		if ((SECONDS >= deadline)); then

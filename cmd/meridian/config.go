@@ -167,9 +167,10 @@ func readConfig(path string) (*Config, error) {
 
 var (
 	yamlLineMsg  = regexp.MustCompile(`^line (\d+): (.*)$`)
-	yamlUnknown  = regexp.MustCompile(`^field (\S+) not found in type main\.(\w+)$`)
+	yamlUnknown  = regexp.MustCompile(`^field (\S+) not found in type (?:main|store)\.(\w+)$`)
 	typeSections = map[string]string{"Config": "", "ListenConfig": "listen", "LogConfig": "log", "DNSConfig": "dns", "ZoneConfig": "zones[]",
-		"GeoIPConfig": "geoip", "ECSConfig": "ecs", "EtcdConfig": "etcd", "SteeringConfig": "steering", "APIConfig": "api"}
+		"GeoIPConfig": "geoip", "ECSConfig": "ecs", "EtcdConfig": "etcd", "SteeringConfig": "steering", "APIConfig": "api",
+		"ProberConfig": "", "CanaryConfig": "canary"}
 )
 
 // yamlError turns the YAML decoder's errors into one regions.FileError per
@@ -247,8 +248,12 @@ func (c *Config) errf(field, format string, args ...any) error {
 }
 
 // line finds a field's line in the YAML document, or 0.
-func (c *Config) line(field string) int {
-	n := &c.root
+func (c *Config) line(field string) int { return yamlLine(&c.root, field) }
+
+// yamlLine finds a field given as a path ("listen.dns[1]") in a YAML
+// document, or 0.
+func yamlLine(root *yaml.Node, field string) int {
+	n := root
 	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
 		n = n.Content[0]
 	}

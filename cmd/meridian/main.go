@@ -18,6 +18,7 @@ const usage = `meridian — DNS-based global traffic manager
 
 Usage:
   meridian server [--config FILE] [--dns-listen IP:PORT]... [--http-listen IP:PORT] [--check]
+  meridian prober --region NAME [--etcd URL[,URL...]] [--id ID] [--config FILE] [--check-config]
   meridian ctl [--server URL] [--token TOKEN | --token-file FILE] [-o json] COMMAND ...
   meridian geoip build [--v4 FILE] [--v6 FILE] --out FILE
   meridian geoip lookup --db FILE ADDRESS...
@@ -38,6 +39,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "server":
 		return runServer(ctx, args[1:], stdout, stderr)
+	case "prober":
+		return runProber(ctx, args[1:], stdout, stderr)
 	case "ctl":
 		return runCtl(ctx, args[1:], stdout, stderr)
 	case "geoip":

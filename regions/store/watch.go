@@ -59,6 +59,10 @@ type Watcher struct {
 	ProbeTimeout  time.Duration // wait for that notification before the watch counts as lost (default 3s)
 	MinBackoff    time.Duration // first wait after a failure (default 100ms), doubling…
 	MaxBackoff    time.Duration // …up to this (default 5s), with jitter
+	// Subtree, when set before Run, limits the watcher to the keys under
+	// it (a prefix inside the layout, such as Keys.Regions() for a prober,
+	// which needs nothing else); "" follows everything.
+	Subtree string
 
 	id     string // names the watcher's own gRPC stream
 	mu     sync.Mutex
@@ -186,15 +190,19 @@ func (w *Watcher) list(ctx context.Context) (*regions.State, map[string]string, 
 	defer cancel()
 	// Everything but the audit log and the latency chunks (read through
 	// the manifest only), at one revision; "audit/" sorts before
-	// "latency/chunks/".
+	// "latency/chunks/". A watcher of a subtree reads that one range.
 	root, audit, chunks := w.keys.Prefix(), w.keys.Audit(), w.keys.LatencyChunksAll()
-	var kvs []*mvccpb.KeyValue
-	var rev int64
-	for _, rg := range [][2]string{
+	ranges := [][2]string{
 		{root, audit},
 		{clientv3.GetPrefixRangeEnd(audit), chunks},
 		{clientv3.GetPrefixRangeEnd(chunks), clientv3.GetPrefixRangeEnd(root)},
-	} {
+	}
+	if w.Subtree != "" {
+		ranges = [][2]string{{w.Subtree, clientv3.GetPrefixRangeEnd(w.Subtree)}}
+	}
+	var kvs []*mvccpb.KeyValue
+	var rev int64
+	for _, rg := range ranges {
 		part, r, err := listRange(lctx, w.c, rg[0], rg[1], rev)
 		if err != nil {
 			return nil, nil, err
@@ -234,7 +242,11 @@ func (w *Watcher) watch(ctx context.Context, st *regions.State, probs map[string
 	// down): get the channel asynchronously so the timeout below applies.
 	chc := make(chan clientv3.WatchChan, 1)
 	go func() {
-		chc <- w.c.Watch(wctx, w.keys.Prefix(), clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithCreatedNotify())
+		root := w.keys.Prefix()
+		if w.Subtree != "" {
+			root = w.Subtree
+		}
+		chc <- w.c.Watch(wctx, root, clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithCreatedNotify())
 	}()
 	var wch clientv3.WatchChan // nil until Watch returns
 	tick := time.NewTicker(min(w.ProbeInterval, w.ProbeTimeout) / 2)

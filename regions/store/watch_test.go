@@ -528,3 +528,42 @@ func BenchmarkPropagation(b *testing.B) {
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.ReportMetric(float64(lat[len(lat)-1])/float64(time.Millisecond), "max-ms")
 }
+
+// TestWatcherSubtree: a watcher limited to the regions sees region changes
+// and nothing else, neither in its listing nor in its watch.
+func TestWatcherSubtree(t *testing.T) {
+	ctx := etcdtest.Ctx(t)
+	s := newTestStore(t)
+	k := s.Keys()
+	if _, err := s.PutRegion(ctx, testRegion("eu-west", 1), IfAbsent()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west"), IfAbsent()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ImportLatency(ctx, strings.NewReader("192.0.2.0/24,eu-west,10\n")); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	w := NewWatcher(s.c, k.Prefix(), etcdtest.Logger())
+	w.Subtree = k.Regions()
+	runWatcher(t, w, rec)
+	st := rec.waitFor(t, "the listing", func(st *regions.State) bool { return st.Regions["eu-west"] != nil })
+	if len(st.Services) != 0 || st.Latency != nil || len(st.Problems) != 0 {
+		t.Errorf("listed more than the regions: %s", describe(st))
+	}
+	before := rec.count()
+	if _, err := s.SetWeights(ctx, "www.gslb.example.", map[string]uint32{"eu-west": 3}, Always); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutRegion(ctx, testRegion("us-east", 2), IfAbsent()); err != nil {
+		t.Fatal(err)
+	}
+	st = rec.waitFor(t, "the new region", func(st *regions.State) bool { return st.Regions["us-east"] != nil })
+	if len(st.Services) != 0 {
+		t.Errorf("watched a service: %s", describe(st))
+	}
+	if n := rec.count() - before; n != 1 {
+		t.Errorf("%d states delivered for one region change and one service change, want 1", n)
+	}
+}

@@ -1,0 +1,295 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"math"
+	"slices"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/meridian-gslb/meridian/regions"
+	"github.com/meridian-gslb/meridian/regions/store"
+)
+
+// publish keeps the prober's lease and registration and writes its
+// reports: at once when a state changes (or trust, or a region's VIPs),
+// and every Refresh only when RTT, load or the failure reason moved. When
+// the lease is lost (etcd expired it during a partition, or revoked it)
+// the prober registers again under a new one and rewrites every report.
+// When ctx ends the lease is revoked, which deletes the registration and
+// every report at once.
+func (p *Prober) publish(ctx context.Context) error {
+	var sess *concurrency.Session
+	defer func() {
+		switch {
+		case sess == nil:
+		case p.testCrash.Load():
+			sess.Orphan() // as if the process died: the lease expires on its own
+		default:
+			p.revoke(sess)
+		}
+	}()
+	tick := time.NewTicker(p.tickInterval())
+	defer tick.Stop()
+	failing := false // registration or writes failing: log the transition only
+	for {
+		var lost <-chan struct{}
+		if sess != nil {
+			lost = sess.Done()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-p.wake:
+		case <-tick.C:
+		case <-lost:
+			p.log.Warn("etcd lease lost; registering again", "lease", int64(sess.Lease()))
+			sess = nil
+			p.forgetWritten()
+		}
+		var err error
+		if sess == nil && p.hasRegions() {
+			sess, err = p.register(ctx)
+		}
+		if sess != nil {
+			err = p.flush(ctx, sess.Lease())
+			if errors.Is(err, store.ErrNotRegistered) {
+				// The registration went before the keep-alive noticed.
+				p.log.Warn("registration gone; registering again", "lease", int64(sess.Lease()))
+				sess.Orphan()
+				sess = nil
+				p.forgetWritten()
+				p.poke()
+			}
+		}
+		switch {
+		case err != nil && !failing && ctx.Err() == nil:
+			p.log.Warn("cannot publish to etcd; retrying", "err", err)
+			failing = true
+		case err == nil && failing:
+			p.log.Info("publishing to etcd again")
+			failing = false
+		}
+	}
+}
+
+// tickInterval is how often the publisher looks at its reports without
+// being woken: for refreshes, and to retry failed writes.
+func (p *Prober) tickInterval() time.Duration {
+	return min(time.Second, p.cfg.Refresh)
+}
+
+func (p *Prober) hasRegions() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.regions) > 0
+}
+
+// leaseTTL is the configured TTL, or leaseFactor times the shortest
+// interval of the current checks, at least minLeaseTTL; in whole seconds
+// as etcd counts them.
+func (p *Prober) leaseTTL() int64 {
+	ttl := p.cfg.LeaseTTL
+	if ttl == 0 {
+		shortest := regions.DefaultCheckInterval
+		p.mu.Lock()
+		for _, rs := range p.regions {
+			for _, t := range rs.targets {
+				shortest = min(shortest, t.spec.interval)
+			}
+		}
+		p.mu.Unlock()
+		ttl = max(minLeaseTTL, leaseFactor*shortest)
+	}
+	return int64(math.Ceil(ttl.Seconds()))
+}
+
+// register grants a lease, keeps it alive and registers the prober under
+// it. The TTL is fixed for the lease's life; a new lease (after a loss or
+// a restart) takes the regions' intervals at that time.
+func (p *Prober) register(ctx context.Context) (*concurrency.Session, error) {
+	ttl := p.leaseTTL()
+	gctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	resp, err := p.cli.Grant(gctx, ttl)
+	if err != nil {
+		return nil, err
+	}
+	// The keep-alive outlives ctx: on the way out the lease is revoked,
+	// not left to expire.
+	sess, err := concurrency.NewSession(p.cli, concurrency.WithLease(resp.ID), concurrency.WithTTL(int(resp.TTL)),
+		concurrency.WithContext(context.WithoutCancel(ctx)))
+	if err != nil {
+		p.revokeID(resp.ID)
+		return nil, err
+	}
+	info := &regions.ProberInfo{ID: p.cfg.ID, Region: p.cfg.Region, Version: p.cfg.Version, Started: p.started}
+	if err := p.store.RegisterProber(gctx, info, resp.ID); err != nil {
+		sess.Orphan()
+		p.revokeID(resp.ID)
+		return nil, err
+	}
+	p.mu.Lock()
+	p.lease = resp.ID
+	p.stats.Registrations++
+	p.mu.Unlock()
+	p.log.Info("prober registered", "id", p.cfg.ID, "lease", int64(resp.ID), "ttl", time.Duration(resp.TTL)*time.Second)
+	return sess, nil
+}
+
+// revoke ends the session and its lease: the registration and every
+// report go with it.
+func (p *Prober) revoke(sess *concurrency.Session) {
+	sess.Orphan()
+	p.revokeID(sess.Lease())
+	p.mu.Lock()
+	p.lease = clientv3.NoLease
+	p.mu.Unlock()
+}
+
+func (p *Prober) revokeID(id clientv3.LeaseID) {
+	// No longer than the lease would live anyway: a prober stopping while
+	// etcd is away should not hang.
+	ctx, cancel := context.WithTimeout(context.Background(), min(writeTimeout, time.Duration(p.leaseTTL())*time.Second))
+	defer cancel()
+	if _, err := p.cli.Revoke(ctx, id); err != nil {
+		p.log.Warn("cannot revoke the lease; it expires on its own", "lease", int64(id), "err", err)
+		return
+	}
+	p.log.Info("lease revoked; reports withdrawn", "lease", int64(id))
+}
+
+// forgetWritten marks every report as not in etcd (a new lease).
+func (p *Prober) forgetWritten() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, rs := range p.regions {
+		rs.written = nil
+	}
+	clear(p.orphans) // their reports went with the lease
+	p.lease = clientv3.NoLease
+}
+
+// job is one write of the publisher: a report, or the deletion of one
+// (rep nil).
+type job struct {
+	region string
+	rs     *regionState // nil for an orphan
+	rep    *regions.HealthReport
+}
+
+// flush writes the reports that need it. It stops at the first failure;
+// what is left is tried again on the next round.
+func (p *Prober) flush(ctx context.Context, lease clientv3.LeaseID) error {
+	now := time.Now().UTC()
+	var jobs []job
+	p.mu.Lock()
+	for name, rs := range p.regions {
+		rep := p.reportLocked(rs, now)
+		switch {
+		case len(rep.VIPs) == 0 && rs.written == nil:
+		case len(rep.VIPs) == 0:
+			jobs = append(jobs, job{region: name, rs: rs})
+		case rs.written == nil || statesDiffer(rs.written, rep):
+			jobs = append(jobs, job{region: name, rs: rs, rep: rep})
+		case now.Sub(rs.writtenAt) >= p.cfg.Refresh && worthRefresh(rs.written, rep):
+			jobs = append(jobs, job{region: name, rs: rs, rep: rep})
+		}
+	}
+	for name := range p.orphans {
+		jobs = append(jobs, job{region: name})
+	}
+	p.mu.Unlock()
+	// In a stable order, so logs and tests read the same every time.
+	slices.SortFunc(jobs, func(a, b job) int {
+		switch {
+		case a.region < b.region:
+			return -1
+		case a.region > b.region:
+			return 1
+		}
+		return 0
+	})
+	for _, j := range jobs {
+		wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+		var err error
+		if j.rep != nil {
+			err = p.store.PutHealthReport(wctx, j.rep, lease)
+		} else {
+			err = p.store.DeleteHealthReport(wctx, j.region, p.cfg.ID)
+		}
+		cancel()
+		p.mu.Lock()
+		if err != nil {
+			p.stats.WriteErrors++
+			p.mu.Unlock()
+			return err
+		}
+		p.stats.Writes++
+		switch {
+		case j.rs == nil:
+			delete(p.orphans, j.region)
+		case p.regions[j.region] == j.rs:
+			j.rs.written, j.rs.writtenAt = j.rep, now
+		case j.rep != nil:
+			p.orphans[j.region] = true // the region went while its report was being written
+		}
+		p.mu.Unlock()
+	}
+	return nil
+}
+
+// reportLocked is region rs's report as the prober sees it now: the VIPs
+// whose state is decided, in the region's order.
+func (p *Prober) reportLocked(rs *regionState, now time.Time) *regions.HealthReport {
+	rep := &regions.HealthReport{Region: rs.name, Prober: p.cfg.ID, ProberRegion: p.cfg.Region, Trusted: p.trusted, Observed: now, VIPs: []regions.VIPHealth{}}
+	for _, vip := range rs.vips {
+		t := rs.targets[vip]
+		if t == nil || !t.state.known {
+			continue
+		}
+		s := &t.state
+		rep.VIPs = append(rep.VIPs, regions.VIPHealth{Addr: vip, Up: s.up, Since: s.since.UTC(), Successes: s.successes, Failures: s.failures,
+			Reason: s.reason, RTT: regions.Duration(s.rtt), Load: s.load, Capacity: s.capacity})
+	}
+	return rep
+}
+
+// statesDiffer says whether b changes what a says to the quorum: trust,
+// the VIPs voted on, a VIP's state or its last transition.
+func statesDiffer(a, b *regions.HealthReport) bool {
+	if a.Trusted != b.Trusted || len(a.VIPs) != len(b.VIPs) {
+		return true
+	}
+	for i := range a.VIPs {
+		x, y := &a.VIPs[i], &b.VIPs[i]
+		if x.Addr != y.Addr || x.Up != y.Up || !x.Since.Equal(y.Since) {
+			return true
+		}
+	}
+	return false
+}
+
+// worthRefresh says whether b is worth a refresh of a: an RTT that moved
+// by more than a fifth and a millisecond, another load or capacity, or
+// another failure reason. Counts alone change on every check and are not.
+func worthRefresh(a, b *regions.HealthReport) bool {
+	for i := range a.VIPs {
+		x, y := &a.VIPs[i], &b.VIPs[i]
+		d := time.Duration(y.RTT - x.RTT).Abs()
+		if d > time.Millisecond && float64(d) > 0.2*float64(x.RTT) {
+			return true
+		}
+		if !sameNumber(x.Load, y.Load) || !sameNumber(x.Capacity, y.Capacity) || x.Reason != y.Reason {
+			return true
+		}
+	}
+	return false
+}
+
+func sameNumber(a, b *float64) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
+}
