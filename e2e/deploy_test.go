@@ -3,9 +3,9 @@
 package e2e
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -24,17 +24,15 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meridian-gslb/meridian/internal/testtool"
-	"github.com/meridian-gslb/meridian/regions/store"
 )
 
 // deployment is everything the scenarios run against.
 type deployment struct {
 	etcd    *etcdCluster
 	cli     *clientv3.Client // the operator's client (admin certificate)
-	store   *store.Store
-	ns      []*nameServer // ns1 on 127.0.0.1, ns2 on 127.0.0.2
-	unbound *resolver     // with ECS
-	named   *resolver     // without
+	ns      []*nameServer    // ns1 on 127.0.0.1, ns2 on 127.0.0.2
+	unbound *resolver        // with ECS
+	named   *resolver        // without
 }
 
 // The example regions' addresses (examples/state.yaml) and a client
@@ -92,7 +90,6 @@ func startDeployment(t *testing.T) *deployment {
 	d.cli = d.etcd.connect(t)
 	d.etcd.waitHealthy(t, d.cli)
 	report(t, "0 setup", "etcd cluster (3 members, TLS) healthy after", "%v", since(start))
-	d.store = store.NewStore(d.cli, store.DefaultPrefix, nil)
 
 	geoip := <-geoipc
 	if strings.HasPrefix(geoip, "error: ") {
@@ -149,6 +146,12 @@ func startDeployment(t *testing.T) *deployment {
 
 func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }
 
+// firstLine is s up to its first line break.
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	return l
+}
+
 // pair formats two durations in milliseconds with a tenth: propagation
 // is often below a millisecond.
 func pair(a, b time.Duration) string {
@@ -164,6 +167,7 @@ func TestDeployment(t *testing.T) {
 		run  func(*testing.T, *deployment)
 	}{
 		{"1 resolution through real resolvers", scenarioResolution},
+		{"2 weights with meridian ctl", scenarioWeights},
 		{"7 name server down", scenarioNameServerDown},
 		{"5+6 etcd faults", scenarioEtcdFaults},
 		{"8 backup and restore", scenarioBackupRestore},
@@ -479,13 +483,6 @@ func waitAnswer(t testing.TB, servers []*nameServer, name, want string, t0 time.
 	return took
 }
 
-// onlyRegion is a weights map that sends all of api's traffic to region.
-func onlyRegion(region string) map[string]uint32 {
-	w := map[string]uint32{"eu-west": 0, "us-east": 0, "ap-northeast": 0}
-	w[region] = 100
-	return w
-}
-
 // dnsMonitor queries a server straight every 50 ms in the background
 // and counts what fails: the query path must never depend on etcd.
 type dnsMonitor struct {
@@ -551,19 +548,19 @@ func scenarioEtcdFaults(t *testing.T, d *deployment) {
 	}()
 
 	// One member down: the leader, the harder case (an election first).
+	// The API takes the write once a new leader is elected: within its
+	// write timeout, or a retry on a slow machine.
 	lead := d.etcd.leader(t, d.cli)
 	t0 := time.Now()
 	if err := lead.p.kill(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	_, err := d.store.SetWeights(ctx, api, onlyRegion("eu-west"), store.Always)
-	cancel()
-	if err != nil {
-		t.Fatalf("write with one member (the leader) down: %v", err)
-	}
+	waitFor(t, "a write through the API with the leader down", waitLimit, func() error {
+		_, err := ctl(t, ns1, weightsOnly(api, "eu-west")...)
+		return err
+	})
 	wrote := time.Now()
-	report(t, sc, "leader "+lead.name+" killed: a weights write committed after", "%v", since(t0))
+	report(t, sc, "leader "+lead.name+" killed: meridian ctl weights set accepted after", "%v", since(t0))
 	took := waitAnswer(t, d.ns, api, regionV4["eu-west"], wrote)
 	report(t, sc, "that write answered by ns1 / ns2 after it returned", "%s", pair(took[0], took[1]))
 	for _, s := range d.ns {
@@ -584,13 +581,46 @@ func scenarioEtcdFaults(t *testing.T, d *deployment) {
 	if err := second.p.kill(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel = context.WithTimeout(context.Background(), 3*time.Second)
-	_, err = d.store.SetWeights(ctx, api, onlyRegion("us-east"), store.Always)
-	cancel()
-	if err == nil {
-		t.Fatal("a write succeeded without quorum")
-	}
-	report(t, sc, "quorum lost ("+second.name+" killed too): a write", "refused: %v", err)
+	// Writes through the API wait for etcd at most api.write_timeout,
+	// then answer 503 with a problem document and Retry-After; DNS
+	// answers meanwhile, on both servers. meridian ctl (through ns2) says
+	// so and exits non-zero. The HTTP client's own limit is only there
+	// to end a hung request.
+	wt := writeTimeout(t)
+	var apiRes apiResult
+	var ctlOut string
+	var ctlErr error
+	var ctlTook time.Duration
+	writing := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { apiRes = patchWeights(t, ns1, api, "us-east", wt+waitLimit) })
+	wg.Go(func() {
+		start := time.Now()
+		ctlOut, ctlErr = ctl(t, ns2, weightsOnly(api, "us-east")...)
+		ctlTook = time.Since(start)
+	})
+	go func() { wg.Wait(); close(writing) }()
+	var dnsAsked, dnsFailed int
+	var dnsLastErr string
+	dnsDone := make(chan struct{})
+	go func() {
+		defer close(dnsDone)
+		for {
+			select {
+			case <-writing:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			for _, s := range d.ns {
+				dnsAsked++
+				if got := serviceAnswer(s, api, "193.0.0.0/24"); got != regionV4["eu-west"] {
+					dnsFailed++
+					dnsLastErr = fmt.Sprintf("%s answers %q", s.name, got)
+				}
+			}
+		}
+	}()
+
 	for _, s := range d.ns {
 		waitFor(t, s.name+" reporting the watch lost", waitLimit, func() error {
 			st, err := s.status()
@@ -603,7 +633,7 @@ func scenarioEtcdFaults(t *testing.T, d *deployment) {
 			return nil
 		})
 	}
-	report(t, sc, "both servers report the watch lost after", "%v", since(t1))
+	report(t, sc, "quorum lost ("+second.name+" killed too): both servers report the watch lost after", "%v", since(t1))
 	ages := func() []float64 {
 		var a []float64
 		for _, s := range d.ns {
@@ -620,24 +650,42 @@ func scenarioEtcdFaults(t *testing.T, d *deployment) {
 		}
 	}
 	report(t, sc, "staleness in /v1/status (ns1, ns2), 2 s apart", "%.1f s, %.1f s → %.1f s, %.1f s", a1[0], a1[1], a2[0], a2[1])
+
+	<-dnsDone
+	if err := checkUnavailable(apiRes); err != nil {
+		t.Errorf("API write without quorum: %v", err)
+	} else {
+		var p problemDoc
+		_ = json.Unmarshal(apiRes.body, &p)
+		report(t, sc, "API write without quorum (PATCH weights on ns1)", "503 %s after %v (write_timeout %v), Retry-After %s",
+			p.Title, apiRes.took.Round(time.Millisecond), wt, apiRes.retryAfter)
+	}
+	if ctlErr == nil || !strings.Contains(ctlOut, "503") {
+		t.Errorf("meridian ctl weights set without quorum: %v\n%s", ctlErr, ctlOut)
+	} else {
+		report(t, sc, "meridian ctl weights set without quorum (through ns2)", "failed after %v: %s", ctlTook.Round(time.Millisecond), firstLine(ctlOut))
+	}
+	report(t, sc, "DNS on ns1 and ns2 while those writes waited (every 50 ms)", "%d/%d failed", dnsFailed, dnsAsked)
+	if dnsFailed > 0 || dnsAsked == 0 {
+		t.Errorf("DNS while API writes waited without quorum: %d of %d failed; last: %s", dnsFailed, dnsAsked, dnsLastErr)
+	}
 	if got := serviceAnswer(ns1, api, "193.0.0.0/24"); got != regionV4["eu-west"] {
 		t.Errorf("ns1 without quorum answers api with %q, want the last state's %s", got, regionV4["eu-west"])
 	}
 
 	t.Run("6 restart without quorum", func(t *testing.T) { scenarioRestartNoQuorum(t, d) })
 
-	// Quorum back: the two members restart on their data.
+	// Quorum back: the two members restart on their data, and the API
+	// takes writes again.
 	t2 := time.Now()
 	d.etcd.start(t, lead, second)
 	var committed time.Time
-	waitFor(t, "a write accepted with quorum back", waitLimit, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_, err := d.store.SetWeights(ctx, api, onlyRegion("ap-northeast"), store.Always)
+	waitFor(t, "an API write accepted with quorum back", waitLimit, func() error {
+		_, err := ctl(t, ns1, weightsOnly(api, "ap-northeast")...)
 		committed = time.Now()
 		return err
 	})
-	report(t, sc, "members restarted: first write accepted after", "%v", committed.Sub(t2).Round(time.Millisecond))
+	report(t, sc, "members restarted: first meridian ctl weights set accepted after", "%v", committed.Sub(t2).Round(time.Millisecond))
 	took = waitAnswer(t, d.ns, api, regionV4["ap-northeast"], committed)
 	report(t, sc, "watches resumed without a restart: the write answered by ns1 / ns2 after it returned", "%s", pair(took[0], took[1]))
 	for _, s := range d.ns {

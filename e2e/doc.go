@@ -4,7 +4,8 @@
 // `meridian server` processes on 127.0.0.1 and 127.0.0.2 watching it, and
 // two real recursive resolvers (unbound with ECS, BIND) reaching the zone
 // through both name servers. The scenarios kill and restart etcd members
-// and name servers and print what they measure.
+// and name servers, change weights with meridian ctl, and print what they
+// measure.
 //
 // The tests are behind the e2e build tag, so `go test ./...` leaves them
 // out; `make e2e` (part of `make test`) runs them:

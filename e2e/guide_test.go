@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -39,10 +40,49 @@ func TestDeployGuide(t *testing.T) {
 		// The units it verifies, and the commands of the prober and ctl.
 		"deploy/systemd/meridian-server.service", "deploy/systemd/meridian-prober.service",
 		"meridian prober --region ", "--etcd ", "--config /etc/meridian/prober.yaml", "--check-config",
-		"meridian ctl ", "weights set ")
+		"meridian ctl ", "weights set ",
+		// The operator's API token.
+		tokenSecretCmd, tokenHashCmd, "tokens_file", "write_timeout")
+	for _, c := range ctlCommands {
+		want = append(want, " "+c+" ")
+	}
+	for _, f := range ctlFlags {
+		want = append(want, f+" ")
+	}
 	for _, w := range want {
 		if !strings.Contains(guide, w) {
 			t.Errorf("docs/deploy.md does not show %q, which the suite uses", strings.TrimSpace(w))
+		}
+	}
+
+	// The meridian ctl commands and API calls the guide shows are ones
+	// the suite runs, with flags it gives.
+	for _, line := range codeLines(guide) {
+		if _, cmd, ok := strings.Cut(line, "meridian ctl "); ok {
+			var words []string
+			fields := strings.Fields(cmd)
+			for i := 0; i < len(fields); i++ {
+				f := fields[i]
+				if !strings.HasPrefix(f, "-") {
+					words = append(words, f)
+					continue
+				}
+				name, _, withValue := strings.Cut(f, "=")
+				if !slices.Contains(ctlFlags, name) {
+					t.Errorf("docs/deploy.md: %q: flag %s is not one the suite gives meridian ctl (%v)", line, name, ctlFlags)
+				}
+				if !withValue {
+					i++
+				}
+			}
+			if len(words) < 2 || !slices.Contains(ctlCommands, words[0]+" "+words[1]) {
+				t.Errorf("docs/deploy.md: %q: not a meridian ctl command the suite runs (%v)", line, ctlCommands)
+			}
+		}
+		for _, m := range apiURL.FindAllStringSubmatch(line, -1) {
+			if !slices.Contains(apiPaths, m[1]) {
+				t.Errorf("docs/deploy.md: %q: %s is not an API path the suite requests (%v)", line, m[1], apiPaths)
+			}
 		}
 	}
 
@@ -62,4 +102,32 @@ func TestDeployGuide(t *testing.T) {
 			t.Errorf("docs/deploy.md lacks the glue %s.gslb.example. %s %s of the example zone", f[1], f[2], f[3])
 		}
 	}
+}
+
+// apiURL finds the path of a call to a server's API (listen.http, port
+// 8053 in the guide).
+var apiURL = regexp.MustCompile(`https?://[^/\s]+:8053(/[^\s?"']*)`)
+
+// codeLines are the lines of the guide's code blocks, with continued
+// lines (ending in a backslash) joined.
+func codeLines(md string) []string {
+	var out []string
+	in := false
+	cur := ""
+	for _, l := range strings.Split(md, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "```") {
+			in = !in
+			continue
+		}
+		if !in {
+			continue
+		}
+		if c, ok := strings.CutSuffix(strings.TrimRight(l, " "), "\\"); ok {
+			cur += c + " "
+			continue
+		}
+		out = append(out, cur+l)
+		cur = ""
+	}
+	return out
 }

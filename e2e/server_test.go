@@ -11,7 +11,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,6 +88,8 @@ func serverConfigMap(t testing.TB, s *nameServer, c *etcdCluster, geoip, cookieS
 	set([]string{"etcd", "ca_file"}, ec.CAFile)
 	set([]string{"etcd", "cert_file"}, ec.CertFile)
 	set([]string{"etcd", "key_file"}, ec.KeyFile)
+	_, tokens := apiTokens(t)
+	set([]string{"api", "tokens_file"}, tokens)
 	set([]string{"bootstrap"}, filepath.Join(repoRoot, "examples", "state.yaml"))
 	set([]string{"zone_dir"}, filepath.Join(repoRoot, "examples", "zones"))
 	return cfg
@@ -115,8 +119,16 @@ func (s *nameServer) start(t testing.TB) {
 
 var httpClient = &http.Client{Timeout: 2 * time.Second}
 
-// get fetches path from the server's HTTP listener.
+// apiPaths are the paths of the server's HTTP listener the suite reads
+// (its writes go through meridian ctl): docs/deploy.md calls no others.
+var apiPaths = []string{"/health/ready", "/v1/status", "/v1/explain", "/metrics"}
+
+// get fetches path (one of apiPaths, with a query) from the server's
+// HTTP listener.
 func (s *nameServer) get(path string) (int, []byte, error) {
+	if p, _, _ := strings.Cut(path, "?"); !slices.Contains(apiPaths, p) {
+		return 0, nil, fmt.Errorf("GET %s: not among apiPaths, which the guide is checked against", path)
+	}
 	resp, err := httpClient.Get(s.httpBase() + path)
 	if err != nil {
 		return 0, nil, err
@@ -161,6 +173,8 @@ type serverStatus struct {
 			LastContact time.Time `json:"last_contact"`
 			Relists     int       `json:"relists"`
 			LastError   string    `json:"last_error"`
+			ClusterID   string    `json:"cluster_id"`
+			WentBack    int       `json:"went_back"`
 		} `json:"watch"`
 	} `json:"etcd"`
 }

@@ -20,12 +20,13 @@ var (
 	descEtcdDown     = prometheus.NewDesc("meridian_etcd_down", "1 for the reason etcd is down (embedded_not_running: the embedded etcd failed to start or failed; unreachable: the watcher is not in sync), 0 otherwise.", []string{"reason"}, nil)
 	descEmbFailures  = prometheus.NewDesc("meridian_etcd_embedded_failures_total", "Failed starts of the embedded etcd and its failures while running.", nil, nil)
 	descEtcdRelists  = prometheus.NewDesc("meridian_etcd_relists_total", "Listings of the key prefix after the first (compaction, lost watch).", nil, nil)
+	descEtcdWentBack = prometheus.NewDesc("meridian_etcd_went_back_total", "Listings that found etcd behind the revision seen before, or under another cluster ID: a restore from a backup, or another cluster.", nil, nil)
 	descRegion       = prometheus.NewDesc("meridian_region_health", "Region health: 1 for the region's current status.", []string{"region", "status"}, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSnapRevision, descSnapAge, descSnapBuilds, descSnapProblems, descEmptyRefused,
-		descFileWrites, descFileBytes, descEtcdUp, descEtcdDown, descEmbFailures, descEtcdRelists, descRegion} {
+		descFileWrites, descFileBytes, descEtcdUp, descEtcdDown, descEmbFailures, descEtcdRelists, descEtcdWentBack, descRegion} {
 		ch <- d
 	}
 }
@@ -55,6 +56,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descEmbFailures, prometheus.CounterValue, float64(es.Member.Failures))
 	}
 	ch <- prometheus.MustNewConstMetric(descEtcdRelists, prometheus.CounterValue, float64(es.Watch.Relists))
+	ch <- prometheus.MustNewConstMetric(descEtcdWentBack, prometheus.CounterValue, float64(es.Watch.WentBack))
 }
 
 func bool01(b bool) float64 {

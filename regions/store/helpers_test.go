@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -217,6 +218,13 @@ next:
 		return r
 	}
 	return ""
+}
+
+// all is every record logged so far.
+func (h *captureHandler) all() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.records)
 }
 
 // testLoggerTo logs to h, for tests that check what was logged.

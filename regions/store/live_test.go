@@ -292,6 +292,59 @@ func TestLiveEmptyListing(t *testing.T) {
 	})
 }
 
+// TestLiveListingBehind: after etcd went back (restored from a backup) a
+// listing at a revision below the served one is served all the same, and
+// written to the state file; the empty-state guard applies to it as to
+// any listing.
+func TestLiveListingBehind(t *testing.T) {
+	served := func() *regions.State {
+		st := fullState()
+		st.Revision = 500
+		return st
+	}
+	restored := regions.NewState()
+	restored.Revision = 400
+	empty := regions.NewState()
+	empty.Revision = 3
+	restored.Regions["eu-west"] = testRegion("eu-west", 9)
+	restored.Services["www.gslb.example."] = testService("www.gslb.example.", "eu-west")
+	cases := []struct {
+		name    string
+		listing *regions.State
+		refused bool
+	}{
+		{"a listing behind is served", restored, false},
+		{"an empty listing behind is refused", empty, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "state.json")
+			l := NewLive(path, regions.SnapshotOptions{}, etcdtest.Logger(), nil)
+			l.ApplyListing(served())
+			l.ApplyListing(c.listing)
+			l.flush()
+			want := served()
+			if !c.refused {
+				want = c.listing
+			}
+			st := l.Current().State()
+			if st.Revision != want.Revision || len(st.Regions) != len(want.Regions) || len(st.Services) != len(want.Services) {
+				t.Fatalf("serves revision %d with %d regions, %d services; want revision %d", st.Revision, len(st.Regions), len(st.Services), want.Revision)
+			}
+			if got := l.Status().EmptyRefused != nil; got != c.refused {
+				t.Fatalf("empty refused: %v, want %v", got, c.refused)
+			}
+			saved, err := LoadState(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if saved.State.Revision != want.Revision {
+				t.Fatalf("state file at revision %d, want %d", saved.State.Revision, want.Revision)
+			}
+		})
+	}
+}
+
 // TestLivePersistPace: changes of regions, services or the latency table
 // are written at the fast pace, the rest at the slow one; the latency
 // table is written only when its id changes.

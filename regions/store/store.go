@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -567,7 +568,21 @@ func (s *Store) getJSON(ctx context.Context, key string, v any) (int64, error) {
 // listRange reads [key, end) page by page at one revision: rev, or the
 // revision of the first page when rev is 0, which it returns.
 func listRange(ctx context.Context, c *clientv3.Client, key, end string, rev int64) ([]*mvccpb.KeyValue, int64, error) {
+	kvs, hdr, err := listRangeHeader(ctx, c, key, end, rev)
+	if err != nil {
+		return nil, 0, err
+	}
+	if rev == 0 {
+		rev = hdr.Revision
+	}
+	return kvs, rev, nil
+}
+
+// listRangeHeader is listRange returning the header of the first page:
+// its revision is the one read when rev is 0, and it names the cluster.
+func listRangeHeader(ctx context.Context, c *clientv3.Client, key, end string, rev int64) ([]*mvccpb.KeyValue, *etcdserverpb.ResponseHeader, error) {
 	var out []*mvccpb.KeyValue
+	var first *etcdserverpb.ResponseHeader
 	for {
 		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(listPage)}
 		if rev > 0 {
@@ -575,14 +590,20 @@ func listRange(ctx context.Context, c *clientv3.Client, key, end string, rev int
 		}
 		resp, err := c.Get(ctx, key, opts...)
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, err
+		}
+		if first == nil {
+			first = resp.Header
+			if first == nil {
+				first = new(etcdserverpb.ResponseHeader)
+			}
 		}
 		if rev == 0 {
-			rev = resp.Header.Revision
+			rev = first.Revision
 		}
 		out = append(out, resp.Kvs...)
 		if !resp.More || len(resp.Kvs) == 0 {
-			return out, rev, nil
+			return out, first, nil
 		}
 		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}

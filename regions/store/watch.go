@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/metadata"
@@ -42,6 +44,12 @@ type WatchStatus struct {
 	// LastError is the last reason the watch was lost or a listing failed.
 	LastError     string    `json:"last_error,omitempty"`
 	LastErrorTime time.Time `json:"last_error_time,omitzero"`
+	// ClusterID is the etcd cluster of the last listing, in hex.
+	ClusterID string `json:"cluster_id,omitempty"`
+	// WentBack counts the listings that found etcd behind the revision
+	// the watcher had seen, or a cluster of another ID: etcd restored
+	// from a backup or replaced. The state listed is served then.
+	WentBack int `json:"went_back"`
 }
 
 // Watcher keeps a State in sync with etcd: list the prefix at one
@@ -67,6 +75,10 @@ type Watcher struct {
 	id     string // names the watcher's own gRPC stream
 	mu     sync.Mutex
 	status WatchStatus
+
+	// seen is the cluster followed and the highest revision it answered
+	// with; only the goroutine of Run uses it.
+	seen clusterMark
 
 	// testHookBeforeWatch runs after a listing, before the watch starts
 	// at rev+1: tests compact etcd there to force a compacted watch.
@@ -113,6 +125,44 @@ func (e *compactedError) Error() string {
 	return fmt.Sprintf("watch start revision compacted (compact revision %d)", e.rev)
 }
 
+// clusterMark is an etcd cluster's ID and the highest revision seen from
+// it. A cluster's revision never goes back; one that answers below the
+// mark, or under another ID, is not the history the watcher followed: etcd
+// restored from a backup (back at the backup's revision), or another
+// cluster on the same endpoints. The etcd client would resume the watch
+// after the mark, at a revision such a cluster has not reached or from a
+// history it does not share, so the watcher lists again instead.
+type clusterMark struct {
+	id  uint64 // 0: unknown
+	rev int64
+}
+
+// behind says why an answer with header h does not follow the cluster
+// marked, or "" when it does (or tells nothing). sure is set when that is
+// certain whoever answered: another cluster ID. A revision below the mark
+// is certain only from a linearizable read; a member may answer a watch
+// from a little behind the others.
+func (m clusterMark) behind(h *etcdserverpb.ResponseHeader) (why string, sure bool) {
+	switch {
+	case h == nil:
+		return "", false
+	case m.id != 0 && h.ClusterId != 0 && h.ClusterId != m.id:
+		return fmt.Sprintf("etcd cluster ID changed from %x to %x", m.id, h.ClusterId), true
+	case h.Revision != 0 && h.Revision < m.rev:
+		return fmt.Sprintf("etcd answered at revision %d, behind revision %d already seen", h.Revision, m.rev), false
+	}
+	return "", false
+}
+
+// see raises the mark to rev.
+func (m *clusterMark) see(rev int64) { m.rev = max(m.rev, rev) }
+
+// wentBackError ends a watch on an answer that does not follow the
+// cluster marked (see clusterMark).
+type wentBackError struct{ why string }
+
+func (e *wentBackError) Error() string { return e.why }
+
 // Run lists and watches until ctx ends, calling onState with every new
 // State: a complete one after each listing, then one per watch response
 // that changed something. A State passed to onState is never modified
@@ -140,8 +190,9 @@ func (w *Watcher) run(ctx context.Context, out sink) error {
 	w.defaults()
 	backoff := w.MinBackoff
 	listed := false
+	suspect := "" // why the last watch ended on an answer behind the mark
 	for {
-		st, probs, err := w.list(ctx)
+		st, probs, cluster, err := w.list(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -156,6 +207,8 @@ func (w *Watcher) run(ctx context.Context, out sink) error {
 		at := time.Now()
 		w.listed(st.Revision, listed, at)
 		listed = true
+		w.checkListing(st.Revision, cluster, suspect)
+		suspect = ""
 		w.deliver(st, out.listed)
 		out.confirm(at)
 		if w.testHookBeforeWatch != nil {
@@ -172,6 +225,14 @@ func (w *Watcher) run(ctx context.Context, out sink) error {
 			backoff = w.MinBackoff
 			continue
 		}
+		if wb := (*wentBackError)(nil); errors.As(err, &wb) {
+			// The state may be from a history etcd no longer has: relist
+			// at once; the listing tells whether etcd really went back.
+			suspect = wb.why
+			w.notFollowing(wb)
+			backoff = w.MinBackoff
+			continue
+		}
 		w.lost(err)
 		if established {
 			backoff = w.MinBackoff
@@ -184,8 +245,9 @@ func (w *Watcher) run(ctx context.Context, out sink) error {
 }
 
 // list reads everything under the prefix at one revision into a new State,
-// with the table of problems found.
-func (w *Watcher) list(ctx context.Context) (*regions.State, map[string]string, error) {
+// with the table of problems found and the ID of the cluster that
+// answered.
+func (w *Watcher) list(ctx context.Context) (*regions.State, map[string]string, uint64, error) {
 	lctx, cancel := context.WithTimeout(ctx, w.ListTimeout)
 	defer cancel()
 	// Everything but the audit log and the latency chunks (read through
@@ -202,23 +264,27 @@ func (w *Watcher) list(ctx context.Context) (*regions.State, map[string]string, 
 	}
 	var kvs []*mvccpb.KeyValue
 	var rev int64
+	var cluster uint64
 	for _, rg := range ranges {
-		part, r, err := listRange(lctx, w.c, rg[0], rg[1], rev)
+		part, hdr, err := listRangeHeader(lctx, w.c, rg[0], rg[1], rev)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, 0, err
 		}
-		kvs, rev = append(kvs, part...), r
+		if rev == 0 {
+			rev, cluster = hdr.Revision, hdr.ClusterId
+		}
+		kvs = append(kvs, part...)
 	}
 	st := regions.NewState()
 	st.Revision = rev
 	probs := map[string]string{}
 	for _, kv := range kvs {
 		if err := w.put(lctx, st, probs, kv, rev); err != nil {
-			return nil, nil, err
+			return nil, nil, 0, err
 		}
 	}
 	st.Problems = renderProblems(probs)
-	return st, probs, nil
+	return st, probs, cluster, nil
 }
 
 // watch follows etcd after st.Revision, delivering a State per change,
@@ -253,6 +319,27 @@ func (w *Watcher) watch(ctx context.Context, st *regions.State, probs map[string
 	defer tick.Stop()
 	last := time.Now() // last sign of life
 	var probed time.Time
+	// A check of the cluster: a linearizable read, whose revision is at
+	// least every revision the cluster committed before it, so one below
+	// the mark means that etcd went back. One at a time.
+	checkc := make(chan *etcdserverpb.ResponseHeader, 1)
+	checking := false
+	check := func() {
+		if checking {
+			return
+		}
+		checking = true
+		go func() {
+			cctx, ccancel := context.WithTimeout(wctx, w.ProbeTimeout)
+			defer ccancel()
+			resp, err := w.c.Get(cctx, w.keys.Prefix(), clientv3.WithCountOnly())
+			if err != nil { // the progress request tells whether etcd is away
+				checkc <- nil
+				return
+			}
+			checkc <- resp.Header
+		}()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -270,6 +357,23 @@ func (w *Watcher) watch(ctx context.Context, st *regions.State, probs map[string
 			if err := wr.Err(); err != nil {
 				return established, fmt.Errorf("watch: %w", err)
 			}
+			if why, sure := w.seen.behind(wr.Header); why != "" {
+				// Another cluster, or changes from a history the state
+				// does not share: relist.
+				if sure || len(wr.Events) > 0 {
+					return established, &wentBackError{why}
+				}
+				// A member behind the one that answered before (after a
+				// failover) answers below the mark too; the check tells.
+				// Meanwhile the answer confirms nothing.
+				if wr.Created {
+					established = true
+					w.connected(st.Revision)
+				}
+				check()
+				continue
+			}
+			w.seen.see(wr.Header.Revision)
 			w.contact(last)
 			if wr.Created {
 				established = true
@@ -288,6 +392,7 @@ func (w *Watcher) watch(ctx context.Context, st *regions.State, probs map[string
 				out.confirm(last)
 				continue
 			}
+			w.seen.see(evs[len(evs)-1].Kv.ModRevision)
 			next, err := w.apply(ctx, st, probs, evs)
 			if err != nil {
 				return established, err
@@ -295,16 +400,27 @@ func (w *Watcher) watch(ctx context.Context, st *regions.State, probs map[string
 			st = next
 			w.deliver(st, out.changed)
 			out.confirm(last)
+		case h := <-checkc:
+			checking = false
+			if why, _ := w.seen.behind(h); why != "" {
+				return established, &wentBackError{why}
+			}
 		case now := <-tick.C:
 			// The client retries a broken stream silently and forever; a
 			// watch that is not created in time, or a progress request
-			// that goes unanswered, is how we notice.
+			// that goes unanswered, is how we notice. A restored etcd
+			// may answer the resumed watch, but from behind the mark
+			// (etcd 3.4 answers progress requests at its revision) or
+			// not at all (later versions wait until their revision
+			// reaches the watch's): the check of the cluster with every
+			// probe is how we notice that.
 			switch {
 			case !established:
 				if now.Sub(last) >= w.ProbeInterval+w.ProbeTimeout {
 					return false, fmt.Errorf("watch stalled: not created within %v", w.ProbeInterval+w.ProbeTimeout)
 				}
 			case probed.IsZero() && now.Sub(last) >= w.ProbeInterval:
+				check()
 				pctx, pcancel := context.WithTimeout(wctx, w.ProbeTimeout)
 				err := w.c.RequestProgress(pctx)
 				pcancel()
@@ -508,6 +624,44 @@ func (w *Watcher) listed(rev int64, relist bool, at time.Time) {
 	}
 	w.mu.Unlock()
 	w.log.Debug("etcd state listed", "revision", rev, "relist", relist)
+}
+
+// checkListing compares a listing at rev from cluster with what the
+// watcher saw before, warns when etcd went back, and marks the listing as
+// the start of what follows. suspect is why the watch before it ended on
+// an answer behind the mark ("" if it did not).
+func (w *Watcher) checkListing(rev int64, cluster uint64, suspect string) {
+	prev := w.seen
+	w.seen = clusterMark{id: cluster, rev: rev}
+	w.mu.Lock()
+	w.status.ClusterID = ""
+	if cluster != 0 {
+		w.status.ClusterID = strconv.FormatUint(cluster, 16)
+	}
+	why, _ := prev.behind(&etcdserverpb.ResponseHeader{ClusterId: cluster, Revision: rev})
+	if why != "" {
+		w.status.WentBack++
+	}
+	w.mu.Unlock()
+	switch {
+	case why != "":
+		// The listing is a linearizable read: etcd really went back.
+		w.log.Warn("etcd went back: restored from a backup, or another cluster on its endpoints; serving the state it holds now, changes made after it are lost",
+			"revision", rev, "revision_seen", prev.rev, "cluster_id", fmt.Sprintf("%x", cluster), "cluster_id_seen", fmt.Sprintf("%x", prev.id), "noticed", cmp.Or(suspect, "listing"))
+	case suspect != "":
+		w.log.Info("an etcd member answered behind the revision seen; relisted, etcd did not go back", "revision", rev, "answer", suspect)
+	}
+}
+
+// notFollowing records that the watch ended on an answer behind the
+// mark, until the listing that follows at once.
+func (w *Watcher) notFollowing(err error) {
+	w.mu.Lock()
+	w.status.Connected = false
+	w.status.LastError = err.Error()
+	w.status.LastErrorTime = time.Now()
+	w.mu.Unlock()
+	w.log.Debug("etcd answered behind the revision seen; relisting", "err", err)
 }
 
 func (w *Watcher) connected(rev int64) {

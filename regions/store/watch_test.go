@@ -4,12 +4,15 @@ import (
 	"context"
 	"math"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meridian-gslb/meridian/internal/etcdtest"
@@ -565,5 +568,160 @@ func TestWatcherSubtree(t *testing.T) {
 	}
 	if n := rec.count() - before; n != 1 {
 		t.Errorf("%d states delivered for one region change and one service change, want 1", n)
+	}
+}
+
+func TestClusterMarkBehind(t *testing.T) {
+	mark := clusterMark{id: 0xabc, rev: 100}
+	cases := []struct {
+		name     string
+		mark     clusterMark
+		hdr      *etcdserverpb.ResponseHeader
+		want     string // part of why, "" for none
+		wantSure bool
+	}{
+		{"no header", mark, nil, "", false},
+		{"same cluster, same revision", mark, &etcdserverpb.ResponseHeader{ClusterId: 0xabc, Revision: 100}, "", false},
+		{"same cluster, later revision", mark, &etcdserverpb.ResponseHeader{ClusterId: 0xabc, Revision: 150}, "", false},
+		{"same cluster, earlier revision", mark, &etcdserverpb.ResponseHeader{ClusterId: 0xabc, Revision: 40}, "revision 40, behind revision 100", false},
+		{"another cluster, later revision", mark, &etcdserverpb.ResponseHeader{ClusterId: 0xdef, Revision: 150}, "cluster ID changed from abc to def", true},
+		{"another cluster, earlier revision", mark, &etcdserverpb.ResponseHeader{ClusterId: 0xdef, Revision: 40}, "cluster ID changed", true},
+		{"header without a cluster ID", mark, &etcdserverpb.ResponseHeader{Revision: 150}, "", false},
+		{"header without a revision", mark, &etcdserverpb.ResponseHeader{ClusterId: 0xabc}, "", false},
+		{"nothing marked yet", clusterMark{}, &etcdserverpb.ResponseHeader{ClusterId: 0xdef, Revision: 1}, "", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			why, sure := c.mark.behind(c.hdr)
+			if (c.want == "") != (why == "") || !strings.Contains(why, c.want) || sure != c.wantSure {
+				t.Fatalf("behind = %q, %v; want %q, %v", why, sure, c.want, c.wantSure)
+			}
+		})
+	}
+}
+
+// TestWatcherEtcdWentBack restores the only etcd member from a backup of
+// its data directory under a server's watcher: etcd is back at the
+// backup's revision, below the one the watcher had seen, and the etcd
+// client resumes the watch after that revision. The watcher must notice,
+// relist and serve the backup's state, without a restart, and follow the
+// restored etcd from there.
+func TestWatcherEtcdWentBack(t *testing.T) {
+	t.Parallel() // its own etcd
+	m := etcdtest.NewMember(t, "solo")
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Stop)
+	c := etcdtest.Connect(t, m.ClientURL())
+	s := NewStore(c, "", etcdtest.Logger())
+	ctx := etcdtest.Ctx(t)
+	const www = "www.gslb.example."
+	if _, err := s.PutRegion(ctx, testRegion("eu-west", 1), IfAbsent()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutRegion(ctx, testRegion("us-east", 2), IfAbsent()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutService(ctx, testService(www, "eu-west", "us-east"), IfAbsent()); err != nil {
+		t.Fatal(err)
+	}
+	// The backup: the data directory, copied while the member is stopped.
+	m.Stop()
+	backup := filepath.Join(t.TempDir(), "backup")
+	if err := os.CopyFS(backup, os.DirFS(m.Dir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+
+	logs := &captureHandler{}
+	w := fastWatcher(c, "", testLoggerTo(logs))
+	// A stalled watch is given up only after this long: what notices the
+	// restore well before is the check of the cluster.
+	w.ProbeTimeout = 20 * time.Second
+	l := NewLive("", regions.SnapshotOptions{}, etcdtest.Logger(), nil)
+	wctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.RunLive(wctx, l) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("RunLive: %v", err)
+			}
+		case <-time.After(etcdtest.WaitLimit):
+			t.Errorf("RunLive did not return after its context ended")
+		}
+	})
+	weight := func(st *regions.State) uint32 {
+		if svc := st.Services[www]; svc != nil {
+			return svc.Regions[0].Weight
+		}
+		return 999
+	}
+	served := func() *regions.State {
+		if snap := l.Current(); snap != nil {
+			return snap.State()
+		}
+		return regions.NewState()
+	}
+
+	// Changes after the backup, which the restore loses.
+	if _, err := s.PutRegion(ctx, testRegion("ap-northeast", 3), IfAbsent()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if _, err := s.SetWeights(ctx, www, map[string]uint32{"eu-west": uint32(20 + i)}, Always); err != nil {
+			t.Fatal(err)
+		}
+	}
+	etcdtest.WaitUntil(t, "the changes after the backup are served", func() bool {
+		st := served()
+		return st.Regions["ap-northeast"] != nil && weight(st) == 29
+	})
+	etcdtest.WaitUntil(t, "the watcher is connected", func() bool { return w.Status().Connected })
+	lost := served().Revision
+
+	// Every change since the backup lost: the member restored from it, on
+	// the same address.
+	m.Stop()
+	if err := os.RemoveAll(m.Dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(m.Dir, os.DirFS(backup)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	etcdtest.WaitUntil(t, "the backup's state is served", func() bool {
+		st := served()
+		return st.Regions["ap-northeast"] == nil && st.Regions["eu-west"] != nil && weight(st) == 10
+	})
+	st, ws := served(), w.Status()
+	if st.Revision >= lost {
+		t.Errorf("served revision %d after the restore, want below the lost %d", st.Revision, lost)
+	}
+	if ws.WentBack != 1 || !strings.Contains(ws.LastError, "behind revision") {
+		t.Errorf("status %+v: want one went-back, noticed by an answer behind the revision seen (not a stalled watch)", ws)
+	}
+	if logs.find("WARN etcd went back", "revision_seen=") == "" {
+		t.Errorf("no warning that etcd went back")
+	}
+	if ls := l.Status(); ls.Source != "etcd" || ls.Revision != st.Revision || ls.Age > 10*time.Second {
+		t.Errorf("Live status after the restore: %+v", ls)
+	}
+
+	// The restored etcd is followed from there.
+	if _, err := s.PutRegion(ctx, testRegion("sa-east", 4), IfAbsent()); err != nil {
+		t.Fatal(err)
+	}
+	etcdtest.WaitUntil(t, "a write after the restore is served", func() bool { return served().Regions["sa-east"] != nil })
+	etcdtest.WaitUntil(t, "the watcher is connected again", func() bool { return w.Status().Connected })
+	if n := strings.Count(strings.Join(logs.all(), "\n"), "etcd went back"); n != 1 {
+		t.Errorf("the warning was logged %d times, want once", n)
 	}
 }
