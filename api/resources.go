@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"slices"
@@ -349,7 +350,7 @@ func (a *apiServer) setWeights(replace bool) http.HandlerFunc {
 		}
 		ws := make(map[string]uint32, len(body.Weights))
 		var errs []FieldError
-		for _, region := range sortedKeys(body.Weights) {
+		for _, region := range slices.Sorted(maps.Keys(body.Weights)) {
 			f, ok := body.Weights[region].(float64)
 			if !ok || f != math.Trunc(f) || f < 0 || f > regions.MaxWeight {
 				v, _ := json.Marshal(body.Weights[region])
@@ -413,13 +414,4 @@ func (a *apiServer) shares(svc *regions.Service) map[string]regions.Shares {
 		}
 	}
 	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
