@@ -201,6 +201,20 @@ func ctlCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	return usagef("unknown command %q", cmd)
 }
 
+// show ends a command with -o json, printing the API's answer as it came,
+// or with the call's error: done says the command is over. Otherwise the
+// caller prints the answer as a table.
+func (out *ctlOut) show(body []byte, _ http.Header, err error) (done bool, _ error) {
+	if err != nil {
+		return true, err
+	}
+	if out.json {
+		out.raw(body)
+		return true, nil
+	}
+	return false, nil
+}
+
 // ctlClient calls the API.
 type ctlClient struct {
 	base    *url.URL
@@ -651,13 +665,8 @@ func (c *ctlClient) get(ctx context.Context, out *ctlOut, what string) error {
 		var l struct {
 			Regions []*regions.Region `json:"regions"`
 		}
-		b, _, err := c.call(ctx, "GET", "/v1/regions", nil, nil, nil, &l)
-		if err != nil {
+		if done, err := out.show(c.call(ctx, "GET", "/v1/regions", nil, nil, nil, &l)); done {
 			return err
-		}
-		if out.json {
-			out.raw(b)
-			return nil
 		}
 		var rows [][]string
 		for _, r := range l.Regions {
@@ -673,13 +682,8 @@ func (c *ctlClient) get(ctx context.Context, out *ctlOut, what string) error {
 		var l struct {
 			Services []*regions.Service `json:"services"`
 		}
-		b, _, err := c.call(ctx, "GET", "/v1/services", nil, nil, nil, &l)
-		if err != nil {
+		if done, err := out.show(c.call(ctx, "GET", "/v1/services", nil, nil, nil, &l)); done {
 			return err
-		}
-		if out.json {
-			out.raw(b)
-			return nil
 		}
 		var rows [][]string
 		for _, s := range l.Services {
@@ -688,13 +692,8 @@ func (c *ctlClient) get(ctx context.Context, out *ctlOut, what string) error {
 		out.table("SERVICE\tPOLICY\tTTL\tWEIGHTS", rows)
 	case "status":
 		var st ctlStatus
-		b, _, err := c.call(ctx, "GET", "/v1/status", nil, nil, nil, &st)
-		if err != nil {
+		if done, err := out.show(c.call(ctx, "GET", "/v1/status", nil, nil, nil, &st)); done {
 			return err
-		}
-		if out.json {
-			out.raw(b)
-			return nil
 		}
 		if st.Snapshot == nil {
 			fmt.Fprintln(out.w, "no regions snapshot yet")
@@ -768,13 +767,8 @@ func (c *ctlClient) weightsGet(ctx context.Context, out *ctlOut, service string)
 		Weights       map[string]uint32         `json:"weights"`
 		ExpectedShare map[string]regions.Shares `json:"expected_share"`
 	}
-	b, _, err := c.call(ctx, "GET", servicePath(service)+"/weights", nil, nil, nil, &wr)
-	if err != nil {
+	if done, err := out.show(c.call(ctx, "GET", servicePath(service)+"/weights", nil, nil, nil, &wr)); done {
 		return err
-	}
-	if out.json {
-		out.raw(b)
-		return nil
 	}
 	var rows [][]string
 	for _, r := range slices.Sorted(maps.Keys(wr.Weights)) {
@@ -819,13 +813,8 @@ func (c *ctlClient) weightsSet(ctx context.Context, out *ctlOut, service string,
 		q.Set("dry_run", "true")
 	}
 	var ch change
-	b, _, err := c.call(ctx, method, servicePath(service)+"/weights", q, nil, bytes.NewReader(body), &ch)
-	if err != nil {
+	if done, err := out.show(c.call(ctx, method, servicePath(service)+"/weights", q, nil, bytes.NewReader(body), &ch)); done {
 		return err
-	}
-	if out.json {
-		out.raw(b)
-		return nil
 	}
 	printWeightsChange(out, &ch)
 	return nil
@@ -870,13 +859,8 @@ func (c *ctlClient) drain(ctx context.Context, out *ctlOut, region string, drain
 		q.Set("dry_run", "true")
 	}
 	var ch change
-	b, _, err := c.call(ctx, "POST", "/v1/regions/"+url.PathEscape(region)+"/"+verb, q, nil, nil, &ch)
-	if err != nil {
+	if done, err := out.show(c.call(ctx, "POST", "/v1/regions/"+url.PathEscape(region)+"/"+verb, q, nil, nil, &ch)); done {
 		return err
-	}
-	if out.json {
-		out.raw(b)
-		return nil
 	}
 	switch {
 	case !ch.Changed:
@@ -892,13 +876,8 @@ func (c *ctlClient) drain(ctx context.Context, out *ctlOut, region string, drain
 // acceptEmpty confirms, to the server it talks to, that etcd is meant to
 // be empty.
 func (c *ctlClient) acceptEmpty(ctx context.Context, out *ctlOut) error {
-	b, _, err := c.call(ctx, "POST", "/v1/state/accept-empty", nil, nil, nil, nil)
-	if err != nil {
+	if done, err := out.show(c.call(ctx, "POST", "/v1/state/accept-empty", nil, nil, nil, nil)); done {
 		return err
-	}
-	if out.json {
-		out.raw(b)
-		return nil
 	}
 	fmt.Fprintf(out.w, "%s now serves the empty state from etcd\n", c.base.Host)
 	return nil
@@ -929,13 +908,8 @@ func (c *ctlClient) explain(ctx context.Context, out *ctlOut, name, client, qtyp
 			Reason string   `json:"reason"`
 		} `json:"explanation"`
 	}
-	b, _, err := c.call(ctx, "GET", "/v1/explain", q, nil, nil, &ex)
-	if err != nil {
+	if done, err := out.show(c.call(ctx, "GET", "/v1/explain", q, nil, nil, &ex)); done {
 		return err
-	}
-	if out.json {
-		out.raw(b)
-		return nil
 	}
 	fmt.Fprintf(out.w, "%s %s for %s (revision %d)\n", ex.Name, ex.Type, ex.Client, ex.Revision)
 	for _, s := range ex.Explanation.Steps {
@@ -970,13 +944,8 @@ func (c *ctlClient) latencyImport(ctx context.Context, out *ctlOut, file string,
 		q.Set("dry_run", "true")
 	}
 	var ch change
-	b, _, err := c.call(ctx, "PUT", "/v1/latency", q, map[string]string{"Content-Type": "text/csv"}, f, &ch)
-	if err != nil {
+	if done, err := out.show(c.call(ctx, "PUT", "/v1/latency", q, map[string]string{"Content-Type": "text/csv"}, f, &ch)); done {
 		return err
-	}
-	if out.json {
-		out.raw(b)
-		return nil
 	}
 	switch {
 	case !ch.Changed:
@@ -1006,13 +975,8 @@ func (c *ctlClient) audit(ctx context.Context, out *ctlOut, limit int, after str
 		} `json:"records"`
 		Next string `json:"next"`
 	}
-	b, _, err := c.call(ctx, "GET", "/v1/audit", q, nil, nil, &page)
-	if err != nil {
+	if done, err := out.show(c.call(ctx, "GET", "/v1/audit", q, nil, nil, &page)); done {
 		return err
-	}
-	if out.json {
-		out.raw(b)
-		return nil
 	}
 	var rows [][]string
 	for _, r := range page.Records {
