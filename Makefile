@@ -29,6 +29,7 @@ unit: deps-test
 # them too slow; here they run without it. A line per package.
 unit-norace: deps-test
 	$(GO) test -count=1 -run '^TestGeoIPTorBuildReproducible$$' ./geo
+	$(GO) test -count=1 -run '^TestGeoTableTor$$' ./regions
 
 # Debian packages by target (scripts/deps.sh lists them): silent when all
 # are installed.

@@ -457,7 +457,12 @@ func compileTables(db *geo.DB, maps []*geoMap) ([]*prefixTable, error) {
 				b.add6(nh, nl, b.def)
 			}
 			id := alias
-			if !n.IPv4Alias {
+			switch {
+			case n.IPv4Alias && len(b.t.v4start) == 1:
+				// All of IPv4 is one class, so the alias is too: it
+				// merges with its neighbours.
+				id = b.t.v4class[0]
+			case !n.IPv4Alias:
 				if id, err = b.classOf(n.Country, n.Continent); err != nil {
 					return nil, err
 				}
