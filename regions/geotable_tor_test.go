@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +35,79 @@ func wwwService() (*Service, []*Region) {
 	return svc, regions
 }
 
+var (
+	torOnce sync.Once
+	torDB   []byte
+	torErr  error
+)
+
+// torWWW builds the country database from tor-geoipdb (once per test
+// binary) and a snapshot of examples/state.yaml's www compiled against it.
+func torWWW(tb testing.TB) (*geo.DB, *Snapshot, *ServiceView) {
+	tb.Helper()
+	testtool.NeedFile(tb, geo.DefaultTorGeoIPv4)
+	testtool.NeedFile(tb, geo.DefaultTorGeoIPv6)
+	torOnce.Do(func() {
+		var buf bytes.Buffer
+		_, torErr = geo.BuildTorCountryDB(context.Background(), &buf, geo.BuildOptions{V4Path: geo.DefaultTorGeoIPv4, V6Path: geo.DefaultTorGeoIPv6})
+		torDB = buf.Bytes()
+	})
+	if torErr != nil {
+		tb.Fatal(torErr)
+	}
+	db := openGeo(tb, torDB)
+	svc, regions := wwwService()
+	st := NewState()
+	for _, r := range regions {
+		st.Regions[r.Name] = r
+	}
+	st.Services[svc.Name] = svc
+	s := buildSnap(tb, st, SnapshotOptions{GeoIP: db})
+	return db, s, mustView(tb, s, svc.Name)
+}
+
+// BenchmarkGeoTableTor: www's table on the tor-geoipdb database against
+// the database lookup, for random addresses of both families; alone and
+// as whole decisions (ECS /24 and /56 clients).
+func BenchmarkGeoTableTor(b *testing.B) {
+	db, s, v := torWWW(b)
+	addrs := geoSamples(3, 2048)
+	lookupOnly := struct{ Locator }{db} // not a *geo.DB: no table
+	b.Run("lookup/table", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			v.geo.tab.lookup(addrs[i&4095])
+			i++
+		}
+	})
+	b.Run("lookup/database", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			db.Locate(addrs[i&4095])
+			i++
+		}
+	})
+	for _, mode := range []struct {
+		name string
+		loc  Locator
+	}{{"decide/table", db}, {"decide/database", lookupOnly}} {
+		b.Run(mode.name, func(b *testing.B) {
+			c := &Client{Locator: mode.loc}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				a := addrs[i&4095]
+				c.Addr, c.Bits = a, 24
+				if a.Is6() {
+					c.Bits = 56
+				}
+				s.Decide(v, c, QTypeA, uint64(i))
+				i++
+			}
+		})
+	}
+}
+
 // TestGeoTableTor compiles examples/state.yaml's www against the country
 // database built from Debian's tor-geoipdb: known scopes, the classes
 // and scopes of random addresses against the database, the scope
@@ -45,21 +119,7 @@ func TestGeoTableTor(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("a real database build: skipped with -short or -race; make test runs it without -race")
 	}
-	testtool.NeedFile(t, geo.DefaultTorGeoIPv4)
-	testtool.NeedFile(t, geo.DefaultTorGeoIPv6)
-	var buf bytes.Buffer
-	if _, err := geo.BuildTorCountryDB(context.Background(), &buf, geo.BuildOptions{V4Path: geo.DefaultTorGeoIPv4, V6Path: geo.DefaultTorGeoIPv6}); err != nil {
-		t.Fatal(err)
-	}
-	db := openGeo(t, buf.Bytes())
-	svc, regions := wwwService()
-	st := NewState()
-	for _, r := range regions {
-		st.Regions[r.Name] = r
-	}
-	st.Services[svc.Name] = svc
-	s := buildSnap(t, st, SnapshotOptions{GeoIP: db})
-	v := mustView(t, s, svc.Name)
+	db, s, v := torWWW(t)
 	info := s.GeoTables()
 	if len(info) != 1 {
 		t.Fatalf("tables %+v", info)
