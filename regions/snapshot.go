@@ -714,7 +714,9 @@ func (s *Snapshot) buildGeoTables(prev *Snapshot) {
 		g.orders = make([][]int16, len(t.classes))
 		for c, names := range t.classes {
 			for _, n := range strings.Split(names, "\x00") {
-				g.orders[c] = append(g.orders[c], slotByName[n])
+				if sl, ok := slotByName[n]; ok {
+					g.orders[c] = append(g.orders[c], sl)
+				}
 			}
 		}
 		g.tab = t
