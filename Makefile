@@ -5,7 +5,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 60s
 SHORTFUZZ   ?= 10s
 
-.PHONY: all build run test unit unit-norace e2e fuzz-short bench bench-go lint fuzz clean deps-test deps-run deps-bench
+.PHONY: all build run test unit unit-norace e2e fuzz-short bench bench-cover bench-go lint fuzz clean deps-test deps-run deps-bench
 
 all: build
 
@@ -29,6 +29,7 @@ unit: deps-test
 # them too slow; here they run without it. A line per package.
 unit-norace: deps-test
 	$(GO) test -count=1 -run '^TestGeoIPTorBuildReproducible$$' ./geo
+	$(GO) test -count=1 -run '^TestGeoTableTor$$' ./regions
 
 # Debian packages by target (scripts/deps.sh lists them): silent when all
 # are installed.
@@ -67,6 +68,12 @@ bench-go: deps-test deps-bench
 bench: build deps-bench
 	./scripts/geoipdb.sh
 	BENCH_MMDB=$${BENCH_MMDB:-data/country.mmdb} ./bench/run.sh
+
+# How many ECS blocks gdnsd and Meridian need to cover IPv4 for the same
+# geo map and database (bench/cover.sh walks each with bench/ecscover).
+bench-cover: build deps-bench
+	./scripts/geoipdb.sh
+	COVER_MMDB=$${COVER_MMDB:-data/country.mmdb} ./bench/cover.sh
 
 clean:
 	rm -rf bin

@@ -15,9 +15,9 @@
 #   BENCH_SECONDS  dnsperf -l, seconds per server per round (default 12)
 #   BENCH_MMDB     country mmdb (from `bin/meridian geoip build --out FILE`);
 #                  when set, gdnsd and Knot route www by continent and the
-#                  www-ecs case runs
-#   BENCH_CASES    cases to run (default "static", or "static www-ecs" with
-#                  BENCH_MMDB)
+#                  www-ecs and mixed cases run
+#   BENCH_CASES    cases to run (default "static", or "static www-ecs mixed"
+#                  with BENCH_MMDB)
 #   BENCH_SERVERS  servers to run (default "gdnsd meridian knot")
 #   BENCH_MERIDIAN_CONFIG  Meridian's config (default bench/meridian.yaml)
 #
@@ -37,7 +37,7 @@ SERVERS=${BENCH_SERVERS:-gdnsd meridian knot}
 MERIDIAN_CONFIG=${BENCH_MERIDIAN_CONFIG:-bench/meridian.yaml}
 MERIDIAN_BIN=bin/meridian
 if [[ -n $MMDB ]]; then
-	CASES=${BENCH_CASES:-static www-ecs}
+	CASES=${BENCH_CASES:-static www-ecs mixed}
 else
 	CASES=${BENCH_CASES:-static}
 fi
@@ -58,9 +58,21 @@ ECS_SUBNET=193.0.0.0/24
 
 # The cases: the query every line of the query file holds, whether it
 # carries the ECS option, and the answer every server must give to it.
-declare -A CASE_QUERY=([static]="static.gslb.example A" [www-ecs]="www.gslb.example A")
-declare -A CASE_ECS=([static]=0 [www-ecs]=1)
-declare -A CASE_EXPECT=([static]=192.0.2.1 [www-ecs]=192.0.2.10)
+# The mixed case has no single query: bench/mixgen writes its file (many
+# names, many ECS subnets) and checks the answers (see MIXED_*).
+declare -A CASE_QUERY=([static]="static.gslb.example A" [www-ecs]="www.gslb.example A" [mixed]="")
+declare -A CASE_ECS=([static]=0 [www-ecs]=1 [mixed]=0)
+declare -A CASE_EXPECT=([static]=192.0.2.1 [www-ecs]=192.0.2.10 [mixed]="")
+
+# The mixed case: its query count, and the classes of names each server
+# must answer as Meridian does (bench/mixgen's "check"). Names a peer
+# cannot serve alike are asked all the same but not checked: gdnsd
+# answers alias with the CNAME alone (it does not follow CNAMEs) and api
+# at random by weight (not sticky); Knot answers alias with the CNAME and
+# www's fallback address (mod-geoip does not steer a CNAME's target) and
+# api with one fixed address.
+MIXED_QUERIES=100000
+declare -A MIXED_CHECK=([meridian]="static geo cname sticky nx" [gdnsd]="static geo nx" [knot]="static geo nx")
 
 log() { printf '%s\n' "$*" >&2; }
 die() {
@@ -77,9 +89,12 @@ if [[ -n $MMDB ]]; then
 	MMDB=$(realpath "$MMDB") # gdnsd and Knot run elsewhere
 fi
 for c in $CASES; do
-	[[ -n ${CASE_QUERY[$c]:-} ]] || die "unknown case '$c' in BENCH_CASES (known: ${!CASE_QUERY[*]})"
-	if [[ $c == www-ecs && -z $MMDB ]]; then
-		die "case www-ecs needs BENCH_MMDB=/path/country.mmdb (bin/meridian geoip build --out FILE)"
+	[[ -v CASE_QUERY[$c] ]] || die "unknown case '$c' in BENCH_CASES (known: ${!CASE_QUERY[*]})"
+	if [[ $c != static && -z $MMDB ]]; then
+		die "case $c needs BENCH_MMDB=/path/country.mmdb (bin/meridian geoip build --out FILE)"
+	fi
+	if [[ $c == mixed ]] && ! command -v go >/dev/null; then
+		die "case mixed needs the Go toolchain (it builds bench/mixgen)"
 	fi
 done
 for s in $SERVERS; do
@@ -251,7 +266,7 @@ start_gdnsd() {
 	cp bench/zones/gslb.example.zone "$dir/zones/gslb.example" # gdnsd: file name = zone name
 	if [[ -n $MMDB ]]; then
 		fill bench/gdnsd/config-geo "$dir/config" PORT="$GDNSD_PORT" DIR="$dir" MMDB="$MMDB"
-		printf 'www 60 DYNA geoip!www\n' >>"$dir/zones/gslb.example"
+		printf 'www 60 DYNA geoip!www\napi 30 DYNA weighted!api\n' >>"$dir/zones/gslb.example"
 	else
 		fill bench/gdnsd/config "$dir/config" PORT="$GDNSD_PORT" DIR="$dir"
 	fi
@@ -288,7 +303,7 @@ start_knot() {
 	if [[ -n $MMDB ]]; then
 		fill bench/knot/knot-geo.conf "$dir/knot.conf" PORT="$KNOT_PORT" DIR="$dir" ZONES="$dir/zones" \
 			MMDB="$MMDB" GEOCONF="$PWD/bench/knot/geo.conf"
-		printf 'www 60 A 192.0.2.20\n' >>"$dir/zones/gslb.example.zone"
+		printf 'www 60 A 192.0.2.20\napi 30 A 192.0.2.20\n' >>"$dir/zones/gslb.example.zone"
 	else
 		fill bench/knot/knot.conf "$dir/knot.conf" PORT="$KNOT_PORT" DIR="$dir" ZONES="$dir/zones"
 	fi
@@ -318,8 +333,10 @@ measure() {
 	local case=$1 name=$2 round=$3
 	local pid=${SERVER_PID[$name]} port=${PORT[$name]}
 	local out=$WORK/dnsperf-$case-$name-$round.txt timef=$WORK/time-$case-$name-$round.txt
-	local ecs=()
-	((CASE_ECS[$case] == 0)) || ecs=(-E "$ECS_OPTION")
+	local input=(-d "$WORK/$case.queries")
+	((CASE_ECS[$case] == 0)) || input+=(-E "$ECS_OPTION")
+	# The mixed file holds whole packets, EDNS and ECS included.
+	[[ $case != mixed ]] || input=(-B -d "$WORK/mixed.bin")
 
 	local before after
 	before=$(cpu_ns "$pid")
@@ -329,8 +346,8 @@ measure() {
 	# it: it stops, and then the INT trap ends the script.
 	local TIMEFORMAT='%R %U %S'
 	if ! { time taskset -c "$CLIENT_CPU" timeout --foreground -k 5 $((RUN_SECONDS + 30)) \
-		dnsperf -s 127.0.0.1 -p "$port" -d "$WORK/$case.queries" -l "$RUN_SECONDS" \
-		-c 4 -q 200 -t 2 "${ecs[@]}" >"$out" 2>&1; } 2>"$timef"; then
+		dnsperf -s 127.0.0.1 -p "$port" "${input[@]}" -l "$RUN_SECONDS" \
+		-c 4 -q 200 -t 2 >"$out" 2>&1; } 2>"$timef"; then
 		log "bench: dnsperf failed against $name:"
 		cat "$out" >&2
 		return 1
@@ -383,8 +400,15 @@ ratio() {
 # -------------------------------------------------------------------- run --
 
 for c in $CASES; do
+	[[ $c != mixed ]] || continue
 	awk -v line="${CASE_QUERY[$c]}" -v n="$QUERY_LINES" 'BEGIN {for (i = 0; i < n; i++) print line}' >"$WORK/$c.queries"
 done
+if [[ " $CASES " == *" mixed "* ]]; then
+	go build -o "$WORK/mixgen" ./bench/mixgen || die "could not build bench/mixgen"
+	"$WORK/mixgen" gen -db "$MMDB" -out "$WORK/mixed.bin" -n "$MIXED_QUERIES" -probes "$WORK/mixed.probes" 2>"$WORK/mixgen.log" ||
+		die "mixgen: $(cat "$WORK/mixgen.log")"
+	MIXED_SUBNETS=$(sed -n 's/^mixgen: //p' "$WORK/mixgen.log")
+fi
 
 ACTIVE=()
 for s in $SERVERS; do
@@ -401,12 +425,35 @@ n_cases=$(wc -w <<<"$CASES")
 log "bench: ${#ACTIVE[@]} server(s) x $n_cases case(s) x $ROUNDS round(s) x ${RUN_SECONDS}s: about $((${#ACTIVE[@]} * n_cases * ROUNDS * (RUN_SECONDS + 1)))s"
 
 declare -A CASE_SKIPPED=() # "case/server" -> why
+declare -A MIXED_RESULT=() # "server/class" -> ok, or how the answers differ
 for c in $CASES; do
 	read -r qname qtype <<<"${CASE_QUERY[$c]}"
 	# Every server must give the same, right answer before it is timed: a
 	# fast NXDOMAIN or wrong address would be a meaningless figure.
 	servers=()
+	if [[ $c == mixed ]]; then
+		args=()
+		for s in "${ACTIVE[@]}"; do args+=(-server "$s=127.0.0.1:${PORT[$s]}"); done
+		"$WORK/mixgen" check -probes "$WORK/mixed.probes" "${args[@]}" >"$WORK/mixed.check" 2>&1 ||
+			die "mixgen check: $(cat "$WORK/mixed.check")"
+		while read -r _ s class result; do
+			MIXED_RESULT[$s/$class]=$result
+		done <"$WORK/mixed.check"
+		for s in "${ACTIVE[@]}"; do
+			bad=""
+			for class in ${MIXED_CHECK[$s]}; do
+				[[ ${MIXED_RESULT[$s/$class]:-} == ok ]] || bad+="$class: ${MIXED_RESULT[$s/$class]:-not checked}; "
+			done
+			if [[ -z $bad ]]; then
+				servers+=("$s")
+			else
+				CASE_SKIPPED[$c/$s]="answers differently: ${bad%; }"
+				log "bench: case $c: skipping $s: ${CASE_SKIPPED[$c/$s]}"
+			fi
+		done
+	fi
 	for s in "${ACTIVE[@]}"; do
+		[[ $c != mixed ]] || break
 		answer=$(probe "${PORT[$s]}" "$qname" "$qtype" "${CASE_ECS[$c]}")
 		if [[ $answer == "${CASE_EXPECT[$c]}" ]]; then
 			servers+=("$s")
@@ -432,7 +479,7 @@ echo
 echo "- host: $(uname -r), $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
 echo "- each server pinned to CPU $SERVER_CPU with one worker; dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ {print $2; exit}') pinned to CPU $CLIENT_CPU:"
 echo "  \`dnsperf -s 127.0.0.1 -p PORT -d FILE -l $RUN_SECONDS -c 4 -q 200 -t 2\` (+ \`-E $ECS_OPTION\` for ECS cases),"
-echo "  $QUERY_LINES identical query lines per case; $ROUNDS interleaved round(s); medians over rounds"
+echo "  $QUERY_LINES identical query lines per case (mixed: $MIXED_QUERIES different packets, \`-B\`); $ROUNDS interleaved round(s); medians over rounds"
 names=()
 for s in "${ACTIVE[@]}"; do names+=("${VERSION[$s]}"); done
 joined=$(IFS=,; echo "${names[*]}")
@@ -447,7 +494,26 @@ for c in $CASES; do
 	ecs_text="no ECS"
 	((CASE_ECS[$c] == 0)) || ecs_text="ECS $ECS_SUBNET (EU)"
 	echo
-	echo "## $c: ${CASE_QUERY[$c]}, $ecs_text, answer ${CASE_EXPECT[$c]}"
+	if [[ $c == mixed ]]; then
+		echo "## mixed: static, geo (www), CNAME to www (alias), sticky weighted (api) and NXDOMAIN names; $MIXED_SUBNETS"
+		echo
+		echo "Answers checked before timing (a sample of the queries; bench/mixgen check). A server is timed when the classes it is held to (bold) all agree:"
+		echo
+		echo "| server | static | geo | cname | sticky | nx |"
+		echo "|---|---|---|---|---|---|"
+		for s in "${ACTIVE[@]}"; do
+			row="| ${VERSION[$s]} |"
+			for class in static geo cname sticky nx; do
+				cell=${MIXED_RESULT[$s/$class]:-not checked}
+				[[ $cell == ok ]] || cell=${cell//|/\\|}
+				[[ " ${MIXED_CHECK[$s]} " != *" $class "* ]] || cell="**$cell**"
+				row+=" $cell |"
+			done
+			echo "$row"
+		done
+	else
+		echo "## $c: ${CASE_QUERY[$c]}, $ecs_text, answer ${CASE_EXPECT[$c]}"
+	fi
 	echo
 	echo "| server | median QPS | QPS vs gdnsd | median server CPU µs/query | CPU/query vs gdnsd (lower is better) | server core % | dnsperf core % | lost queries (all rounds) | rounds |"
 	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"

@@ -7,6 +7,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/meridian-gslb/meridian/geo"
 	"github.com/meridian-gslb/meridian/geo/geotest"
 	"github.com/meridian-gslb/meridian/regions"
 )
@@ -55,6 +56,47 @@ func steeringHandler(t testing.TB, st *regions.State, cfg HandlerConfig) *Handle
 	h := NewHandler(cfg, testZones(t), nil)
 	h.SetSnapshot(regions.BuildSnapshot(st, nil, regions.SnapshotOptions{}))
 	return h
+}
+
+// tableHandler is steeringHandler with the geo maps compiled against its
+// database, as the server builds its snapshots.
+func tableHandler(t testing.TB, st *regions.State, cfg HandlerConfig) *Handler {
+	t.Helper()
+	h := steeringHandler(t, st, cfg)
+	h.SetSnapshot(regions.BuildSnapshot(st, nil, regions.SnapshotOptions{GeoIP: h.cfg.Locator.(*geo.DB)}))
+	return h
+}
+
+// TestServeServiceTableScope: with compiled geo tables, the ECS scope is
+// the merged block. 8.8.8.0/24 is North America, whose regions come in
+// the default's order: the block reaches over every address below
+// 193.0.0.0 that the database does not hold, 0.0.0.0/1.
+func TestServeServiceTableScope(t *testing.T) {
+	q := pack(t, withEDNS(question("geo.example.org.", dns.TypeA), 1232, false,
+		&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("8.8.8.0")}))
+	for _, tc := range []struct {
+		name  string
+		h     *Handler
+		scope uint8
+	}{
+		{"database network", steeringHandler(t, steeringState(), HandlerConfig{}), 24},
+		{"merged block", tableHandler(t, steeringState(), HandlerConfig{}), 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := serveRaw(t, tc.h, q, ProtoUDP, 4096)
+			scope := -1
+			if o := r.IsEdns0(); o != nil {
+				for _, e := range o.Option {
+					if sub, ok := e.(*dns.EDNS0_SUBNET); ok {
+						scope = int(sub.SourceScope)
+					}
+				}
+			}
+			if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "192.0.2.20" || scope != int(tc.scope) {
+				t.Fatalf("answer %v with scope %d, want 192.0.2.20 with /%d", r.Answer, scope, tc.scope)
+			}
+		})
+	}
 }
 
 // down has two registered, trusted probers report every VIP of region down.
@@ -232,39 +274,54 @@ func TestServeServiceTruncation(t *testing.T) {
 
 func TestServeServiceAllocs(t *testing.T) {
 	h := steeringHandler(t, steeringState(), HandlerConfig{})
-	for name, m := range map[string]*dns.Msg{
-		"geo+ECS": withEDNS(question("geo.example.org.", dns.TypeA), 1232, false,
-			&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("193.0.0.0")}),
-		"weighted": question("lb.example.org.", dns.TypeA),
-		"nodata":   question("geo.example.org.", dns.TypeTXT),
+	ht := tableHandler(t, steeringState(), HandlerConfig{})
+	geoECS := withEDNS(question("geo.example.org.", dns.TypeA), 1232, false,
+		&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("193.0.0.0")})
+	for _, tc := range []struct {
+		name string
+		h    *Handler
+		m    *dns.Msg
+	}{
+		{"geo+ECS", h, geoECS},
+		{"geo+ECS table", ht, geoECS},
+		{"weighted", h, question("lb.example.org.", dns.TypeA)},
+		{"nodata", h, question("geo.example.org.", dns.TypeTXT)},
 	} {
-		req := pack(t, m)
+		req := pack(t, tc.m)
 		buf := make([]byte, 0, 4096)
-		h.ServePacket(buf, req, testClient, ProtoUDP)
-		if allocs := testing.AllocsPerRun(200, func() { h.ServePacket(buf, req, testClient, ProtoUDP) }); allocs != 0 {
-			t.Errorf("%s: %v allocations per query", name, allocs)
+		tc.h.ServePacket(buf, req, testClient, ProtoUDP)
+		if allocs := testing.AllocsPerRun(200, func() { tc.h.ServePacket(buf, req, testClient, ProtoUDP) }); allocs != 0 {
+			t.Errorf("%s: %v allocations per query", tc.name, allocs)
 		}
 	}
 }
 
+// BenchmarkServeService serves steered names; "table" cases read the geo
+// tables the server compiles, the others look the client up.
 func BenchmarkServeService(b *testing.B) {
 	h := steeringHandler(b, steeringState(), HandlerConfig{})
+	ht := tableHandler(b, steeringState(), HandlerConfig{})
+	geoECS := withEDNS(question("geo.example.org.", dns.TypeA), 1232, false,
+		&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("193.0.0.0")})
+	cnameECS := withEDNS(question("docs.example.org.", dns.TypeA), 1232, false,
+		&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("193.0.0.0")})
 	for _, c := range []struct {
 		name string
+		h    *Handler
 		m    *dns.Msg
 	}{
-		{"geo+ECS", withEDNS(question("geo.example.org.", dns.TypeA), 1232, false,
-			&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("193.0.0.0")})},
-		{"weighted", question("lb.example.org.", dns.TypeA)},
-		{"cname+geo+ECS", withEDNS(question("docs.example.org.", dns.TypeA), 1232, false,
-			&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("193.0.0.0")})},
+		{"geo+ECS", h, geoECS},
+		{"geo+ECS+table", ht, geoECS},
+		{"weighted", h, question("lb.example.org.", dns.TypeA)},
+		{"cname+geo+ECS", h, cnameECS},
+		{"cname+geo+ECS+table", ht, cnameECS},
 	} {
 		req, _ := c.m.Pack()
 		buf := make([]byte, 0, 4096)
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				h.ServePacket(buf, req, testClient, ProtoUDP)
+				c.h.ServePacket(buf, req, testClient, ProtoUDP)
 			}
 		})
 	}

@@ -26,8 +26,9 @@ type Reloader struct {
 	logger *slog.Logger
 	cur    atomic.Pointer[DB]
 
-	mu   sync.Mutex // serialises Reload; guards seen
-	seen fileStamp  // the file version last read, loaded or not
+	mu       sync.Mutex // serialises Reload; guards seen and onReload
+	seen     fileStamp  // the file version last read, loaded or not
+	onReload []func(*DB)
 
 	statFailing bool // the file could not be stat'ed at the last poll
 }
@@ -117,7 +118,21 @@ func (r *Reloader) Reload() error {
 	info, prev := db.Info(), old.Info()
 	r.logger.Info("geoip database reloaded", "path", r.path, "type", info.DatabaseType,
 		"build_time", info.BuildTime, "records", info.Records, "previous_build_time", prev.BuildTime)
+	for _, f := range r.onReload {
+		f(db)
+	}
 	return nil
+}
+
+// OnReload registers f to be called with every database swapped in from
+// then on, after the swap, in the goroutine that reloaded (Run's, or
+// Reload's caller), one call at a time: what is compiled from the
+// database (a snapshot's geo tables) is rebuilt there. A slow f delays
+// the next reload, never a lookup.
+func (r *Reloader) OnReload(f func(*DB)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.onReload = append(r.onReload, f)
 }
 
 // Run polls the file every interval (DefaultPollInterval if interval <= 0)

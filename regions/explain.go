@@ -46,6 +46,11 @@ type ExplainLocation struct {
 	Lat       *float64     `json:"lat,omitempty"`
 	Lon       *float64     `json:"lon,omitempty"`
 	Network   netip.Prefix `json:"network,omitzero"`
+	// Block, set when the decision read the service's compiled geo
+	// table, is the widest block around the client in which every
+	// address gets the same geo class: the database's neighbouring
+	// networks of that class merged. Scope is then its length.
+	Block netip.Prefix `json:"block,omitzero"`
 	// Scope is how many address bits the lookup result holds for.
 	Scope int `json:"scope"`
 }
@@ -298,6 +303,32 @@ func (t *tracer) location(loc geo.Location, scope int, ok bool) {
 		el.Lat, el.Lon = &lat, &lon
 	}
 	t.e.Client.Location = el
+}
+
+// geoBlock records a geo choice read from the compiled table: where the
+// database puts the client (looked up here, for the explanation only), the
+// lists that apply and the merged block that gives the scope. set is the
+// candidates before the choice.
+func (t *tracer) geoBlock(c *Client, addr netip.Addr, scope int, set *slotSet, chosen int) {
+	g := t.v.geo
+	loc := c.Locator.Locate(addr)
+	lists := g.listsFor(loc)
+	want, used := g.pick(t.v, set, lists)
+	block, _ := addr.Prefix(scope)
+	el := &ExplainLocation{Country: loc.Country, Continent: loc.Continent, Network: loc.Network, Block: block, Scope: scope}
+	if loc.HasCoords {
+		lat, lon := loc.Lat, loc.Lon
+		el.Lat, el.Lon = &lat, &lon
+	}
+	t.e.Client.Location = el
+	t.geoLists(loc, lists, used)
+	reason := t.geoReason(loc, lists, used)
+	reason += fmt.Sprintf("; scope /%d: the merged block %s, in which every address gets the same order of regions", scope, block)
+	if want != chosen {
+		reason += fmt.Sprintf("; the compiled table chose %s where the database lookup gives %s", t.v.slots[chosen].name, t.v.slots[want].name)
+	}
+	kept := single(chosen)
+	t.endStep(&kept, reason)
 }
 
 // geoListName names one of the lists preferGeo walks.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meridian-gslb/meridian/geo"
 	"github.com/meridian-gslb/meridian/regions/latency"
 )
 
@@ -22,6 +23,11 @@ type SnapshotOptions struct {
 	StickyBitsV4 int
 	// StickyBitsV6 is the same for IPv6; 0 means 56.
 	StickyBitsV6 int
+	// GeoIP, when set, is the GeoIP database geo maps are compiled
+	// against (see GeoSource): geo decisions for clients located with
+	// that database then read the compiled tables, and their ECS scope is
+	// the merged block. nil: every geo decision looks the client up.
+	GeoIP GeoSource
 }
 
 // The option defaults.
@@ -115,6 +121,15 @@ type Snapshot struct {
 	// latRegion maps a latency table region id to a region id (-1: no such
 	// region).
 	latRegion []int32
+
+	// geoDB is the GeoIP database the geo tables were compiled from, nil
+	// when there is none; geoTabs holds them by geoMap key, and geoErr
+	// why they could not be compiled from geoDB (remembered, so that the
+	// next snapshot does not walk the database again).
+	geoDB   *geo.DB
+	geoTabs map[string]*prefixTable
+	geoNew  map[*prefixTable]bool // compiled for this snapshot, not taken over
+	geoErr  string
 }
 
 // policyKind is a Policy as a small integer for the query path.
@@ -198,6 +213,12 @@ type geoTable struct {
 	// needsLoc is false when only a default is given: then the answer
 	// does not depend on the client and no lookup is made.
 	needsLoc bool
+	// m is the map in region names (nil unless needsLoc); tab, when set,
+	// is m compiled against the snapshot's GeoIP database, and orders
+	// gives each of its classes as slots.
+	m      *geoMap
+	tab    *prefixTable
+	orders [][]int16
 }
 
 const numContinents = 7
@@ -240,6 +261,7 @@ func BuildSnapshot(st *State, prev *Snapshot, opts SnapshotOptions) *Snapshot {
 	s.buildRegions()
 	s.buildLatency(prev)
 	s.buildServices()
+	s.buildGeoTables(prev)
 	return s
 }
 
@@ -628,7 +650,107 @@ func (s *Snapshot) compileGeo(v *ServiceView) *geoTable {
 	if m.Default != nil {
 		g.def = list("default", m.Default)
 	}
+	if g.needsLoc {
+		g.m = newGeoMap(v, g)
+	}
 	return g
+}
+
+// buildGeoTables gives every geo service whose answer depends on the
+// client its compiled table: prev's when prev was compiled from the same
+// database with the same map (so a snapshot that changes only health
+// costs no walk), else a new one. The maps that need a table are
+// compiled in one walk of the database.
+func (s *Snapshot) buildGeoTables(prev *Snapshot) {
+	if s.opts.GeoIP == nil {
+		return
+	}
+	db := s.opts.GeoIP.Current()
+	if db == nil {
+		return
+	}
+	s.geoDB = db
+	same := prev != nil && prev.geoDB == db
+	if same && prev.geoErr != "" {
+		s.geoErr = prev.geoErr
+	}
+	var todo []*geoMap
+	tabs := map[string]*prefixTable{}
+	for _, v := range s.services {
+		g := v.geo
+		if g == nil || g.m == nil {
+			continue
+		}
+		k := g.m.key
+		if _, ok := tabs[k]; ok {
+			continue
+		}
+		if same && prev.geoTabs[k] != nil {
+			tabs[k] = prev.geoTabs[k]
+			continue
+		}
+		tabs[k] = nil
+		todo = append(todo, g.m)
+	}
+	if len(todo) > 0 && s.geoErr == "" {
+		built, err := compileTables(db, todo)
+		if err != nil {
+			s.geoErr = err.Error()
+		} else {
+			s.geoNew = map[*prefixTable]bool{}
+			for i, m := range todo {
+				tabs[m.key] = built[i]
+				s.geoNew[built[i]] = true
+			}
+		}
+	}
+	if s.geoErr != "" && len(todo) > 0 {
+		s.problemf("geo tables: %s; geo services look each client up in the database", s.geoErr)
+	}
+	s.geoTabs = map[string]*prefixTable{}
+	for _, v := range s.services {
+		g := v.geo
+		if g == nil || g.m == nil || tabs[g.m.key] == nil {
+			continue
+		}
+		t := tabs[g.m.key]
+		s.geoTabs[g.m.key] = t
+		slotByName := make(map[string]int16, len(v.slots))
+		for i := range v.slots {
+			slotByName[v.slots[i].name] = int16(i)
+		}
+		g.orders = make([][]int16, len(t.classes))
+		for c, names := range t.classes {
+			for _, n := range strings.Split(names, "\x00") {
+				if sl, ok := slotByName[n]; ok {
+					g.orders[c] = append(g.orders[c], sl)
+				}
+			}
+		}
+		g.tab = t
+	}
+}
+
+// GeoTables describes the compiled geo tables, sorted by their first
+// service.
+func (s *Snapshot) GeoTables() []GeoTableInfo {
+	var out []GeoTableInfo
+	index := map[*prefixTable]int{}
+	for _, v := range s.services {
+		if v.geo == nil || v.geo.tab == nil {
+			continue
+		}
+		t := v.geo.tab
+		i, ok := index[t]
+		if !ok {
+			i = len(out)
+			index[t] = i
+			out = append(out, GeoTableInfo{Classes: len(t.classes), IntervalsV4: len(t.v4start), IntervalsV6: len(t.m6hi) + len(t.splitLo) - len(t.splitHi),
+				Bytes: t.bytes(), Networks: t.networks, CompileTime: t.compileTime, Reused: !s.geoNew[t]})
+		}
+		out[i].Services = append(out[i].Services, v.name)
+	}
+	return out
 }
 
 // Revision is the etcd revision of the state the snapshot was built from.

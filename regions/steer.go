@@ -267,44 +267,42 @@ const (
 // preferGeo keeps the first candidate of the first list that has one:
 // the client's country list, its continent list, the default list, and
 // when none has a candidate, the first candidate in the service's order.
+//
+// When the snapshot compiled the map against the database the client is
+// located with, the class comes from that table instead of a lookup: the
+// same choice (the table was compiled from the same database), and a
+// scope as wide as the merged block holding the client.
 func (s *Snapshot) preferGeo(v *ServiceView, set *slotSet, c *Client, addr netip.Addr, cbits int, tr *tracer) int {
 	g := v.geo
+	if t := g.tab; t != nil && cbits > 0 && c != nil && c.Locator != nil && locatorDB(c.Locator) == t.db {
+		class, scope := t.lookup(addr)
+		chosen := -1
+		for _, sl := range g.orders[class] {
+			if set.has(int(sl)) {
+				chosen = int(sl)
+				break
+			}
+		}
+		if chosen < 0 {
+			chosen = set.first(v.nw)
+		}
+		if tr != nil {
+			tr.geoBlock(c, addr, scope, set, chosen)
+		}
+		*set = single(chosen)
+		return scope
+	}
+	var loc geo.Location
 	lists := [numGeoLists]int{-1, -1, g.def}
 	scope := 0
-	var loc geo.Location
 	if g.needsLoc {
 		var ok bool
 		loc, scope, ok = s.locate(c, addr, cbits, tr)
 		if ok {
-			if g.countries != nil && loc.Country != "" {
-				if li, found := g.countries[loc.Country]; found {
-					lists[geoCountry] = li
-				}
-			}
-			if ci := continentIndex(loc.Continent); ci >= 0 {
-				lists[geoContinent] = g.continents[ci]
-			}
+			lists = g.listsFor(loc)
 		}
 	}
-	chosen, used := -1, -1
-	for k, li := range lists {
-		if li < 0 {
-			continue
-		}
-		for _, sl := range g.lists[li] {
-			if set.has(sl) {
-				chosen = sl
-				break
-			}
-		}
-		if chosen >= 0 {
-			used = k
-			break
-		}
-	}
-	if chosen < 0 {
-		chosen = set.first(v.nw)
-	}
+	chosen, used := g.pick(v, set, lists)
 	if tr != nil {
 		tr.geoLists(loc, lists, used)
 	}
@@ -313,6 +311,38 @@ func (s *Snapshot) preferGeo(v *ServiceView, set *slotSet, c *Client, addr netip
 		tr.endStep(set, tr.geoReason(loc, lists, used))
 	}
 	return scope
+}
+
+// listsFor returns the lists that apply to a client at loc, in the order
+// preferGeo walks them (-1: none).
+func (g *geoTable) listsFor(loc geo.Location) [numGeoLists]int {
+	lists := [numGeoLists]int{-1, -1, g.def}
+	if g.countries != nil && loc.Country != "" {
+		if li, found := g.countries[loc.Country]; found {
+			lists[geoCountry] = li
+		}
+	}
+	if ci := continentIndex(loc.Continent); ci >= 0 {
+		lists[geoContinent] = g.continents[ci]
+	}
+	return lists
+}
+
+// pick returns the first candidate in set of the first of lists that has
+// one, and that list's position in lists; else the first candidate in the
+// service's order and -1.
+func (g *geoTable) pick(v *ServiceView, set *slotSet, lists [numGeoLists]int) (chosen, used int) {
+	for k, li := range lists {
+		if li < 0 {
+			continue
+		}
+		for _, sl := range g.lists[li] {
+			if set.has(sl) {
+				return sl, k
+			}
+		}
+	}
+	return set.first(v.nw), -1
 }
 
 // earthRadiusKm is geo's: the antipodes are half a circumference apart.

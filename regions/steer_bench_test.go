@@ -24,15 +24,22 @@ func BenchmarkDecide(b *testing.B) {
 	}
 }
 
-// BenchmarkDecideGeoDB decides with a real country database as locator.
+// BenchmarkDecideGeoDB decides with a real country database as locator:
+// "geo" looks the client up, "geo-table" reads the snapshot's compiled
+// table (as the server does).
 func BenchmarkDecideGeoDB(b *testing.B) {
 	db := countryDB(b)
 	for _, tc := range []struct {
 		name string
 		svc  *Service
-	}{{"geo", geoService()}, {"nearest", fourRegions(PolicyNearest)}} {
+		opts SnapshotOptions
+	}{
+		{"geo", geoService(), SnapshotOptions{}},
+		{"geo-table", geoService(), SnapshotOptions{GeoIP: db}},
+		{"nearest", fourRegions(PolicyNearest), SnapshotOptions{GeoIP: db}},
+	} {
 		b.Run(tc.name, func(b *testing.B) {
-			s := buildSnap(b, steerState(tc.svc), SnapshotOptions{})
+			s := buildSnap(b, steerState(tc.svc), tc.opts)
 			v := mustView(b, s, tc.svc.Name)
 			c := &Client{Addr: clientFR, Bits: 24, Locator: db}
 			b.ReportAllocs()

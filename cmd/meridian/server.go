@@ -212,11 +212,20 @@ func newServer(cfg *Config, set *zones.Set, log *slog.Logger) (*server, error) {
 		}
 		s.auth = api.NewAuth(tokens, cfg.API.OpenReads)
 	}
-	s.live = store.NewLive(filepath.Join(cfg.DataDir, "state.json"), regions.SnapshotOptions{
+	opts := regions.SnapshotOptions{
 		Quorum:       cfg.Steering.Quorum,
 		StickyBitsV4: cfg.Steering.StickyBitsV4,
 		StickyBitsV6: cfg.Steering.StickyBitsV6,
-	}, log.With("component", "snapshot"), s.handler.SetSnapshot)
+	}
+	if s.geo != nil {
+		opts.GeoIP = s.geo // geo maps are compiled against the database served
+	}
+	s.live = store.NewLive(filepath.Join(cfg.DataDir, "state.json"), opts, log.With("component", "snapshot"), s.handler.SetSnapshot)
+	if s.geo != nil {
+		// A new database makes new geo tables; until they are swapped in,
+		// geo decisions look clients up in the new database.
+		s.geo.OnReload(func(*geo.DB) { s.live.Rebuild() })
+	}
 	if err := s.live.LoadPersisted(); err != nil {
 		// Not fatal: etcd will provide the state; but say so loudly.
 		log.Error("cannot read the persisted state; waiting for etcd", "err", err)

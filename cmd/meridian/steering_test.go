@@ -55,6 +55,9 @@ func steeringFiles(t testing.TB) map[string][]byte {
 		"country.mmdb": geotest.CountryDB(t,
 			geotest.Net{CIDR: "193.0.0.0/16", Country: "NL"},
 			geotest.Net{CIDR: "8.8.8.0/24", Country: "US"},
+			// An Asian half of 8.8.8.0/24: the North American half is a
+			// block of its own (/25), so a /24 source keeps scope /24.
+			geotest.Net{CIDR: "8.8.8.128/25", Country: "JP"},
 			geotest.Net{CIDR: "202.12.27.0/24", Country: "JP"},
 			geotest.Net{CIDR: "2001:67c::/32", Country: "NL"},
 		),

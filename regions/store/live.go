@@ -268,6 +268,12 @@ func (l *Live) build(st *regions.State) *regions.Snapshot {
 		l.log.Warn("snapshot built with problems", "revision", st.Revision, "problems", p)
 	}
 	l.log.Debug("snapshot built", "revision", st.Revision, "took", time.Since(start))
+	for _, t := range s.GeoTables() {
+		if !t.Reused {
+			l.log.Info("geo table compiled", "services", t.Services, "classes", t.Classes,
+				"intervals_v4", t.IntervalsV4, "intervals_v6", t.IntervalsV6, "bytes", t.Bytes, "took", t.CompileTime)
+		}
+	}
 	return s
 }
 
@@ -288,6 +294,25 @@ func (l *Live) publish(s *regions.Snapshot, source string, confirmed time.Time, 
 	if l.onSwap != nil {
 		l.onSwap(s)
 	}
+}
+
+// Rebuild builds the served snapshot again from the state it serves and
+// swaps it in: for a change the snapshot compiles that is not in the
+// state, such as a new GeoIP database (regions.SnapshotOptions.GeoIP).
+// The state, its source and its age stay as they are, and nothing is
+// written to disk. Before the first snapshot it does nothing.
+func (l *Live) Rebuild() {
+	l.applyMu.Lock()
+	defer l.applyMu.Unlock()
+	cur := l.cur.Load()
+	if cur == nil {
+		return
+	}
+	s := l.build(cur.State())
+	l.mu.Lock()
+	source, confirmed := l.source, l.confirmed
+	l.mu.Unlock()
+	l.publish(s, source, confirmed, false, false)
 }
 
 // Current is the snapshot being served, nil before the first one.

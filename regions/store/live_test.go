@@ -3,12 +3,15 @@ package store
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/meridian-gslb/meridian/geo"
+	"github.com/meridian-gslb/meridian/geo/geotest"
 	"github.com/meridian-gslb/meridian/internal/etcdtest"
 	"github.com/meridian-gslb/meridian/regions"
 )
@@ -458,4 +461,76 @@ func TestLivePersistPace(t *testing.T) {
 			t.Fatalf("%v: revision %d, want %d", err, saved.State.Revision, st.Revision)
 		}
 	})
+}
+
+// TestLiveRebuild: a new GeoIP database rebuilds the served snapshot from
+// the same state, with geo tables compiled from it; its source and age
+// stay, nothing is written, and a snapshot that changes only health
+// compiles nothing.
+func TestLiveRebuild(t *testing.T) {
+	dir := t.TempDir()
+	mmdb := filepath.Join(dir, "geo.mmdb")
+	geotest.WriteFile(t, mmdb, geotest.Net{CIDR: "16.0.0.0/24", Country: "FR"})
+	r, err := geo.NewReloader(mmdb, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, confirmed := oldState()
+	path := filepath.Join(dir, "state.json")
+	if err := SaveState(path, st, confirmed); err != nil {
+		t.Fatal(err)
+	}
+	h := &captureHandler{}
+	swaps := 0
+	l := NewLive(path, regions.SnapshotOptions{GeoIP: r}, testLoggerTo(h), func(*regions.Snapshot) { swaps++ })
+	l.Rebuild() // nothing served yet: nothing to rebuild
+	if l.Current() != nil || swaps != 0 {
+		t.Fatal("Rebuild before the first snapshot made one")
+	}
+	if err := l.LoadPersisted(); err != nil {
+		t.Fatal(err)
+	}
+	r.OnReload(func(*geo.DB) { l.Rebuild() })
+	decide := func(s *regions.Snapshot) regions.Decision {
+		c := &regions.Client{Addr: netip.MustParseAddr("16.0.0.1"), Bits: 32, Locator: r}
+		return s.Decide(s.ServiceByName("www.gslb.example."), c, regions.QTypeA, 1)
+	}
+	first := l.Current()
+	if d := decide(first); d.Region != "eu-west" || d.Scope != 24 || len(first.GeoTables()) != 1 {
+		t.Fatalf("first snapshot: %+v, tables %+v", d, first.GeoTables())
+	}
+	if h.find("geo table compiled", "www.gslb.example.") == "" {
+		t.Error("the compiled table is not logged")
+	}
+
+	// Two European /25: a lookup scopes /25, the merged table /24.
+	geotest.WriteFile(t, mmdb, geotest.Net{CIDR: "16.0.0.0/25", Country: "FR"}, geotest.Net{CIDR: "16.0.0.128/25", Country: "DE"})
+	if err := r.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if d := decide(first); d.Scope != 25 {
+		t.Fatalf("the old snapshot with the new database: %+v, want a lookup's /25", d)
+	}
+	s := l.Current()
+	if s == first || s.State() != first.State() || swaps != 2 {
+		t.Fatalf("no new snapshot of the same state (swaps %d)", swaps)
+	}
+	if d := decide(s); d.Region != "eu-west" || d.Scope != 24 || s.GeoTables()[0].Reused {
+		t.Fatalf("rebuilt snapshot: %+v, tables %+v", d, s.GeoTables())
+	}
+	status := l.Status()
+	if status.Source != "file" || !status.Confirmed.Equal(confirmed) || status.Persist.Pending {
+		t.Fatalf("after the rebuild: %+v", status)
+	}
+
+	// A health change from etcd: the table is taken over.
+	st2 := s.State().Clone()
+	rep := *st2.Health["eu-west"]["p1"]
+	rep.VIPs = []regions.VIPHealth{{Addr: netip.MustParseAddr("192.0.2.1"), Up: false}}
+	st2.Health["eu-west"]["p1"] = &rep
+	st2.Revision++
+	l.Apply(st2)
+	if s3 := l.Current(); s3.State() != st2 || !s3.GeoTables()[0].Reused {
+		t.Fatalf("health change: tables %+v", s3.GeoTables())
+	}
 }
