@@ -31,6 +31,9 @@ type deployment struct {
 	etcd    *etcdCluster
 	cli     *clientv3.Client // the operator's client (admin certificate)
 	ns      []*nameServer    // ns1 on 127.0.0.1, ns2 on 127.0.0.2
+	probers []*prober        // one per region, in regionOrder
+	sites   map[string]*site // each region's load balancers (stand-ins)
+	canary  *loadBalancer    // the probers' canary
 	unbound *resolver        // with ECS
 	named   *resolver        // without
 }
@@ -66,7 +69,8 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-// startDeployment brings up the etcd cluster, both name servers and both
+// startDeployment brings up the etcd cluster, the regions' load
+// balancers (stand-ins), both name servers, a prober per region and both
 // resolvers, and registers their shutdown.
 func startDeployment(t *testing.T) *deployment {
 	t.Helper()
@@ -78,8 +82,14 @@ func startDeployment(t *testing.T) *deployment {
 	httpPort := pp.pick("127.0.0.1", "127.0.0.2")
 	unboundPort := pp.pick("127.0.0.4")
 	namedPort := pp.pick("127.0.0.1")
+	sites := []string{siteHosts["eu-west"], siteHosts["us-east"], siteHosts["ap-northeast"]}
+	lbPort4, lbPort6 := pp.pick(sites...), pp.pick(sites...)
+	canaryPort := pp.pick(canaryHost)
 	pp.release()
 	t.Cleanup(d.etcd.stopAll) // cleanups run last-registered first: etcd goes last
+	var state string
+	d.sites, state = layoutRegions(t, lbPort4, lbPort6)
+	d.canary = newLoadBalancer(t, fmt.Sprintf("%s:%d", canaryHost, canaryPort))
 
 	// The GeoIP database builds (when not cached) while etcd starts.
 	geoipc := make(chan string, 1)
@@ -98,7 +108,7 @@ func startDeployment(t *testing.T) *deployment {
 	secret := make([]byte, 16)
 	_, _ = rand.Read(secret)
 	for i, host := range []string{"127.0.0.1", "127.0.0.2"} {
-		d.ns = append(d.ns, newNameServer(t, fmt.Sprintf("ns%d", i+1), host, dnsPort, httpPort, d.etcd, geoip, hex.EncodeToString(secret)))
+		d.ns = append(d.ns, newNameServer(t, fmt.Sprintf("ns%d", i+1), host, dnsPort, httpPort, d.etcd, geoip, hex.EncodeToString(secret), state))
 	}
 	t.Cleanup(func() {
 		for _, s := range d.ns {
@@ -127,6 +137,13 @@ func startDeployment(t *testing.T) *deployment {
 		})
 	}
 	report(t, "0 setup", "both name servers serving the cluster's state after", "%v", since(start))
+
+	t.Cleanup(func() {
+		for _, pr := range d.probers {
+			pr.stop(t) // before etcd: a stopped prober revokes its lease
+		}
+	})
+	startProbers(t, d)
 
 	d.unbound = newUnbound(t, "127.0.0.4", unboundPort, d.ns)
 	d.named = newNamed(t, namedPort, "127.0.0.3", d.ns)
@@ -168,6 +185,8 @@ func TestDeployment(t *testing.T) {
 	}{
 		{"1 resolution through real resolvers", scenarioResolution},
 		{"2 weights with meridian ctl", scenarioWeights},
+		{"3 region health fails", scenarioRegionFails},
+		{"4 prober cut off", scenarioProberCutOff},
 		{"7 name server down", scenarioNameServerDown},
 		{"5+6 etcd faults", scenarioEtcdFaults},
 		{"8 backup and restore", scenarioBackupRestore},
@@ -701,6 +720,14 @@ func scenarioEtcdFaults(t *testing.T, d *deployment) {
 		})
 	}
 	d.etcd.waitHealthy(t, d.cli)
+	// The probers lost their leases with the quorum (or kept them alive
+	// through it): each is registered under a live lease again, and
+	// every vote counts, without a restart.
+	waitVotes(t, d, "every prober's vote counted, quorum back", t2, countedUp)
+	for _, pr := range d.probers {
+		waitFor(t, pr.id+" registered under a live lease", waitLimit, func() error { return registeredLive(d, pr) })
+	}
+	report(t, sc, "probers registered under live leases, every vote counted on ns1 / ns2, after the members restarted", "%v", since(t2))
 
 	q, f, lastErr := mon.finish()
 	mon = nil

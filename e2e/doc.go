@@ -1,11 +1,13 @@
 // Package e2e is Meridian's end-to-end suite: real processes on loopback,
 // run the way a deployment runs them. A 3-member etcd cluster (Debian's
 // etcd) with TLS and client certificates made by deploy/certs.sh, two
-// `meridian server` processes on 127.0.0.1 and 127.0.0.2 watching it, and
-// two real recursive resolvers (unbound with ECS, BIND) reaching the zone
-// through both name servers. The scenarios kill and restart etcd members
-// and name servers, change weights with meridian ctl, and print what they
-// measure.
+// `meridian server` processes on 127.0.0.1 and 127.0.0.2 watching it, a
+// `meridian prober` per example region checking the regions' load
+// balancers (HTTP stand-ins in the test process), and two real recursive
+// resolvers (unbound with ECS, BIND) reaching the zone through both name
+// servers. The scenarios fail regions' health endpoints, cut a prober off,
+// kill and restart etcd members, name servers and probers, change weights
+// with meridian ctl, and print what they measure.
 //
 // The tests are behind the e2e build tag, so `go test ./...` leaves them
 // out; `make e2e` (part of `make test`) runs them:

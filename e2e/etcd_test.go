@@ -21,8 +21,8 @@ import (
 
 // makeCerts runs deploy/certs.sh, as docs/deploy.md tells operators to:
 // the CA, one certificate per etcd member for its address, and the client
-// certificates of the name servers and of the operator (the suite's own
-// writes and etcdctl).
+// certificates of the name servers, the probers and the operator (the
+// suite's own writes and etcdctl).
 func makeCerts(t testing.TB, dir string, members []*etcdMember) {
 	t.Helper()
 	testtool.Need(t, "openssl")
@@ -38,6 +38,7 @@ func makeCerts(t testing.TB, dir string, members []*etcdMember) {
 		run("member", dir, m.name, m.host, "localhost")
 	}
 	run("client", dir, "meridian-server")
+	run("client", dir, "meridian-prober")
 	run("client", dir, "meridian-admin")
 }
 

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,9 +13,10 @@ import (
 )
 
 // TestDeployGuide keeps docs/deploy.md and the suite in step: the guide
-// shows every flag the suite gives etcd and etcdctl, the certs.sh and
-// --check commands it runs, the resolver settings it uses, the units it
-// verifies, and delegation records that match the example zone.
+// shows every flag the suite gives etcd, etcdctl and meridian prober (and
+// the prober's unit gives no other), the certs.sh and --check commands it
+// runs, the resolver settings it uses, the units it verifies, and
+// delegation records that match the example zone.
 func TestDeployGuide(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(repoRoot, "docs", "deploy.md"))
 	if err != nil {
@@ -31,7 +33,8 @@ func TestDeployGuide(t *testing.T) {
 	}
 	want = append(want,
 		"deploy/certs.sh ca ", "deploy/certs.sh member ", "deploy/certs.sh client pki meridian-server",
-		"deploy/certs.sh client pki meridian-admin", "snapshot save ", "snapshot status ", "snapshot restore ",
+		"deploy/certs.sh client pki meridian-prober", "deploy/certs.sh client pki meridian-admin",
+		"snapshot save ", "snapshot status ", "snapshot restore ",
 		"meridian server --config /etc/meridian/meridian.yaml --check", "deploy/meridian.yaml",
 		"--cacert ", "--cert ", "--key ",
 		// The suite's resolvers.
@@ -39,7 +42,7 @@ func TestDeployGuide(t *testing.T) {
 		"type static-stub;", "server-addresses {",
 		// The units it verifies, and the commands of the prober and ctl.
 		"deploy/systemd/meridian-server.service", "deploy/systemd/meridian-prober.service",
-		"meridian prober --region ", "--etcd ", "--config /etc/meridian/prober.yaml", "--check-config",
+		"meridian prober --region ", "--config /etc/meridian/prober.yaml", "deploy/prober.yaml",
 		"meridian ctl ", "weights set ",
 		// The operator's API token.
 		tokenSecretCmd, tokenHashCmd, "tokens_file", "write_timeout")
@@ -49,6 +52,7 @@ func TestDeployGuide(t *testing.T) {
 	for _, f := range ctlFlags {
 		want = append(want, f+" ")
 	}
+	want = append(want, proberFlags...)
 	for _, w := range want {
 		if !strings.Contains(guide, w) {
 			t.Errorf("docs/deploy.md does not show %q, which the suite uses", strings.TrimSpace(w))
@@ -79,11 +83,40 @@ func TestDeployGuide(t *testing.T) {
 				t.Errorf("docs/deploy.md: %q: not a meridian ctl command the suite runs (%v)", line, ctlCommands)
 			}
 		}
+		if _, cmd, ok := strings.Cut(line, "meridian prober "); ok {
+			if err := onlyFlags(cmd, proberFlags); err != nil {
+				t.Errorf("docs/deploy.md: %q: %v", line, err)
+			}
+		}
 		for _, m := range apiURL.FindAllStringSubmatch(line, -1) {
 			if !slices.Contains(apiPaths, m[1]) {
 				t.Errorf("docs/deploy.md: %q: %s is not an API path the suite requests (%v)", line, m[1], apiPaths)
 			}
 		}
+	}
+
+	// The prober's unit runs the commands the suite runs: the prober with
+	// the suite's flags, and --check-config before it.
+	unit, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "systemd", "meridian-prober.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	execs := 0
+	for _, l := range strings.Split(string(unit), "\n") {
+		key, cmd, ok := strings.Cut(l, "=/usr/local/bin/meridian prober ")
+		if !ok || strings.HasPrefix(key, "#") {
+			continue
+		}
+		execs++
+		if err := onlyFlags(cmd, proberFlags); err != nil {
+			t.Errorf("meridian-prober.service: %s: %v", key, err)
+		}
+		if (key == "ExecStartPre") != strings.Contains(cmd, "--check-config") {
+			t.Errorf("meridian-prober.service: %s: --check-config belongs to ExecStartPre only: %s", key, cmd)
+		}
+	}
+	if execs != 2 {
+		t.Errorf("meridian-prober.service: %d lines run meridian prober, want ExecStartPre and ExecStart", execs)
 	}
 
 	// The glue in the guide is the example zone's.
@@ -102,6 +135,24 @@ func TestDeployGuide(t *testing.T) {
 			t.Errorf("docs/deploy.md lacks the glue %s.gslb.example. %s %s of the example zone", f[1], f[2], f[3])
 		}
 	}
+}
+
+// onlyFlags checks that the command line cmd gives no flag but those in
+// flags (single dashes and -flag=value included).
+func onlyFlags(cmd string, flags []string) error {
+	for _, f := range strings.Fields(cmd) {
+		if !strings.HasPrefix(f, "-") {
+			continue
+		}
+		name, _, _ := strings.Cut(f, "=")
+		if !strings.HasPrefix(name, "--") {
+			name = "-" + name
+		}
+		if !slices.Contains(flags, name) {
+			return fmt.Errorf("flag %s is not one the suite gives (%v)", name, flags)
+		}
+	}
+	return nil
 }
 
 // apiURL finds the path of a call to a server's API (listen.http, port

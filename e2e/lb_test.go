@@ -5,8 +5,11 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -14,28 +17,43 @@ import (
 
 // loadBalancer stands in for a region's load balancer: an HTTP server on
 // a loopback address whose health endpoint the suite can fail, slow down
-// or cut off, and restore. It runs in the test process; the probers that
-// check it are real processes.
+// or cut off, and restore, and which can blackhole the connections of
+// one source address (a prober whose own network is cut). It runs in
+// the test process; the probers that check it are real processes.
 type loadBalancer struct {
 	addr string // host:port
 
-	mu    sync.Mutex
-	code  int           // status of /healthz
-	delay time.Duration // before answering
-	ln    net.Listener  // nil while cut off
-	srv   *http.Server
+	mu      sync.Mutex
+	code    int           // status of /healthz
+	delay   time.Duration // before answering
+	ln      net.Listener  // nil while cut off
+	srv     *http.Server
+	blocked map[netip.Addr]bool     // sources whose connections are held silent
+	held    map[net.Conn]struct{}   // those connections, until their client gives up
+	seen    map[netip.Addr]struct{} // every source that connected
 }
 
 // newLoadBalancer listens on addr and answers /healthz with 200.
 func newLoadBalancer(t testing.TB, addr string) *loadBalancer {
 	t.Helper()
-	lb := &loadBalancer{addr: addr, code: http.StatusOK}
+	lb := &loadBalancer{addr: addr, code: http.StatusOK, blocked: map[netip.Addr]bool{},
+		held: map[net.Conn]struct{}{}, seen: map[netip.Addr]struct{}{}}
 	lb.srv = &http.Server{Handler: http.HandlerFunc(lb.serve), ReadHeaderTimeout: 5 * time.Second}
 	if err := lb.listen(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { lb.srv.Close() })
+	t.Cleanup(lb.close)
 	return lb
+}
+
+// close stops serving and drops the connections held.
+func (lb *loadBalancer) close() {
+	lb.srv.Close()
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	for c := range lb.held {
+		c.Close()
+	}
 }
 
 func (lb *loadBalancer) serve(w http.ResponseWriter, r *http.Request) {
@@ -59,10 +77,11 @@ func (lb *loadBalancer) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 func (lb *loadBalancer) listen() error {
-	ln, err := net.Listen("tcp", lb.addr)
+	inner, err := net.Listen("tcp", lb.addr)
 	if err != nil {
 		return err
 	}
+	ln := &sourceFilter{Listener: inner, lb: lb}
 	lb.mu.Lock()
 	lb.ln = ln
 	lb.mu.Unlock()
@@ -94,6 +113,69 @@ func (lb *loadBalancer) cut() {
 	}
 }
 
+// blackhole holds every new connection from src silent: accepted (as the
+// kernel does), never read, never answered, until the client gives up.
+// To the client it is a path that drops its packets: the check runs into
+// its timeout. Other sources are served as before.
+func (lb *loadBalancer) blackhole(src netip.Addr) {
+	lb.mu.Lock()
+	lb.blocked[src] = true
+	lb.mu.Unlock()
+}
+
+// unblock serves src again (connections already held stay so).
+func (lb *loadBalancer) unblock(src netip.Addr) {
+	lb.mu.Lock()
+	delete(lb.blocked, src)
+	lb.mu.Unlock()
+}
+
+// sources lists every source address that has connected.
+func (lb *loadBalancer) sources() []netip.Addr {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	out := make([]netip.Addr, 0, len(lb.seen))
+	for a := range lb.seen {
+		out = append(out, a)
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// sourceFilter passes the server the connections of sources not
+// blackholed, and holds the others.
+type sourceFilter struct {
+	net.Listener
+	lb *loadBalancer
+}
+
+func (f *sourceFilter) Accept() (net.Conn, error) {
+	for {
+		c, err := f.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		src := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
+		f.lb.mu.Lock()
+		f.lb.seen[src] = struct{}{}
+		blocked := f.lb.blocked[src]
+		if blocked {
+			f.lb.held[c] = struct{}{}
+		}
+		f.lb.mu.Unlock()
+		if !blocked {
+			return c, nil
+		}
+		go func() {
+			_, _ = io.Copy(io.Discard, c) // until the client closes
+			c.Close()
+			f.lb.mu.Lock()
+			delete(f.lb.held, c)
+			f.lb.mu.Unlock()
+		}()
+	}
+}
+
 // restore answers 200 at once again, listening again after a cut.
 func (lb *loadBalancer) restore() error {
 	lb.set(http.StatusOK, 0)
@@ -107,15 +189,22 @@ func (lb *loadBalancer) restore() error {
 }
 
 // TestLoadBalancerStandIn checks the stand-in does what the scenarios
-// rely on: fail, slow down, cut off, restore.
+// rely on: fail, slow down, cut off, blackhole one source, restore.
 func TestLoadBalancerStandIn(t *testing.T) {
 	pp := &ports{t: t}
 	port := pp.pick("127.0.0.31")
 	pp.release()
 	lb := newLoadBalancer(t, fmt.Sprintf("127.0.0.31:%d", port))
-	client := &http.Client{Timeout: 300 * time.Millisecond}
-	get := func() (int, error) {
-		resp, err := client.Get("http://" + lb.addr + "/healthz")
+	// Two clients: one from 127.0.0.1 (the system's choice), one from
+	// 127.0.0.32, a source some steps blackhole.
+	src := netip.MustParseAddr("127.0.0.32")
+	clients := map[string]*http.Client{
+		"127.0.0.1": {Timeout: 300 * time.Millisecond},
+		src.String(): {Timeout: 300 * time.Millisecond, Transport: &http.Transport{
+			DialContext: (&net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}).DialContext}},
+	}
+	get := func(from string) (int, error) {
+		resp, err := clients[from].Get("http://" + lb.addr + "/healthz")
 		if err != nil {
 			return 0, err
 		}
@@ -123,29 +212,38 @@ func TestLoadBalancerStandIn(t *testing.T) {
 		return resp.StatusCode, nil
 	}
 	steps := []struct {
-		name    string
-		do      func() error
-		code    int
-		wantErr bool
+		name        string
+		do          func() error
+		from        string
+		code        int
+		wantErr     bool
+		wantTimeout bool
 	}{
-		{"up", func() error { return nil }, http.StatusOK, false},
-		{"failed", func() error { lb.fail(); return nil }, http.StatusServiceUnavailable, false},
-		{"slower than the client's timeout", func() error { lb.slow(2 * time.Second); return nil }, 0, true},
-		{"restored", lb.restore, http.StatusOK, false},
-		{"cut off", func() error { lb.cut(); return nil }, 0, true},
-		{"restored after a cut", lb.restore, http.StatusOK, false},
+		{"up", func() error { return nil }, "127.0.0.1", http.StatusOK, false, false},
+		{"up for another source", func() error { return nil }, src.String(), http.StatusOK, false, false},
+		{"failed", func() error { lb.fail(); return nil }, "127.0.0.1", http.StatusServiceUnavailable, false, false},
+		{"slower than the client's timeout", func() error { lb.slow(2 * time.Second); return nil }, "127.0.0.1", 0, true, true},
+		{"restored", lb.restore, "127.0.0.1", http.StatusOK, false, false},
+		{"cut off", func() error { lb.cut(); return nil }, "127.0.0.1", 0, true, false},
+		{"restored after a cut", lb.restore, "127.0.0.1", http.StatusOK, false, false},
+		{"a source blackholed", func() error { lb.blackhole(src); return nil }, src.String(), 0, true, true},
+		{"the others served meanwhile", func() error { return nil }, "127.0.0.1", http.StatusOK, false, false},
+		{"the source unblocked", func() error { lb.unblock(src); return nil }, src.String(), http.StatusOK, false, false},
 	}
 	for _, s := range steps {
 		if err := s.do(); err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
-		code, err := get()
+		code, err := get(s.from)
 		if (err != nil) != s.wantErr || code != s.code {
 			t.Fatalf("%s: got %d, %v; want %d, error %v", s.name, code, err, s.code, s.wantErr)
 		}
 		var ne net.Error
-		if s.wantErr && s.name == "slower than the client's timeout" && !(errors.As(err, &ne) && ne.Timeout()) {
+		if s.wantTimeout && !(errors.As(err, &ne) && ne.Timeout()) {
 			t.Fatalf("%s: want a timeout, got %v", s.name, err)
 		}
+	}
+	if got, want := lb.sources(), []netip.Addr{netip.MustParseAddr("127.0.0.1"), src}; !slices.Equal(got, want) {
+		t.Fatalf("sources seen: %v, want %v", got, want)
 	}
 }

@@ -39,10 +39,14 @@ func (s *nameServer) httpBase() string {
 func (s *nameServer) dataDir() string { return filepath.Join(s.dir, "data") }
 
 // serverConfig is deploy/meridian.yaml with this run's addresses, paths
-// and certificates: the servers run the guide's configuration.
-func serverConfig(t testing.TB, s *nameServer, c *etcdCluster, geoip, cookieSecret string) []byte {
+// and certificates: the servers run the guide's configuration. They
+// bootstrap the state file given (the example state with the suite's
+// check addresses).
+func serverConfig(t testing.TB, s *nameServer, c *etcdCluster, geoip, cookieSecret, bootstrap string) []byte {
 	t.Helper()
-	out, err := yaml.Marshal(serverConfigMap(t, s, c, geoip, cookieSecret))
+	cfg := serverConfigMap(t, s, c, geoip, cookieSecret)
+	cfg["bootstrap"] = bootstrap
+	out, err := yaml.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,14 +100,14 @@ func serverConfigMap(t testing.TB, s *nameServer, c *etcdCluster, geoip, cookieS
 }
 
 // newNameServer writes the server's config file; start runs it.
-func newNameServer(t testing.TB, name, host string, dnsPort, httpPort int, c *etcdCluster, geoip, cookieSecret string) *nameServer {
+func newNameServer(t testing.TB, name, host string, dnsPort, httpPort int, c *etcdCluster, geoip, cookieSecret, bootstrap string) *nameServer {
 	t.Helper()
 	s := &nameServer{name: name, host: host, dnsPort: dnsPort, httpPort: httpPort, dir: filepath.Join(runDir, name)}
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	s.config = filepath.Join(s.dir, "meridian.yaml")
-	if err := os.WriteFile(s.config, serverConfig(t, s, c, geoip, cookieSecret), 0o644); err != nil {
+	if err := os.WriteFile(s.config, serverConfig(t, s, c, geoip, cookieSecret, bootstrap), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -177,6 +181,32 @@ type serverStatus struct {
 			WentBack    int       `json:"went_back"`
 		} `json:"watch"`
 	} `json:"etcd"`
+	Regions []statusRegion `json:"regions"`
+}
+
+// statusRegion is a region's health in /v1/status: each VIP's status and
+// every prober's vote on it.
+type statusRegion struct {
+	Name    string `json:"name"`
+	Status  string `json:"status"`
+	Healthy int    `json:"healthy"`
+	VIPs    []struct {
+		Addr   string       `json:"addr"`
+		Status string       `json:"status"`
+		Up     int          `json:"up"`
+		Down   int          `json:"down"`
+		Votes  []statusVote `json:"votes"`
+	} `json:"vips"`
+}
+
+// statusVote is one prober's vote on a VIP: counted or not (and why).
+type statusVote struct {
+	Prober       string `json:"prober"`
+	ProberRegion string `json:"prober_region"`
+	Up           bool   `json:"up"`
+	Counted      bool   `json:"counted"`
+	Ignored      string `json:"ignored"`
+	Reason       string `json:"reason"`
 }
 
 func (s *nameServer) status() (*serverStatus, error) {

@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -39,6 +41,9 @@ type ProberConfig struct {
 	// interval, at least 2s).
 	LeaseTTL regions.Duration `yaml:"lease_ttl"`
 	Canary   CanaryConfig     `yaml:"canary"`
+	// SourceAddress is the local address the checks and the canary
+	// connect from ("": the system's choice).
+	SourceAddress string `yaml:"source_address"`
 
 	path string
 	root yaml.Node
@@ -129,6 +134,10 @@ func runProber(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 	log := newLogger(cfg.Log, stderr)
 	hcfg.Logger = log
+	if err := cfg.checkSource(); err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
 	ec := cfg.Etcd
 	ec.Logger = log.With("component", "etcd-client")
 	cli, err := store.Connect(ctx, ec)
@@ -197,8 +206,12 @@ func (c *ProberConfig) healthConfig(region, id string) health.Config {
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		ver = bi.Main.Version
 	}
+	var dial health.Dialer
+	if src, err := netip.ParseAddr(c.SourceAddress); err == nil {
+		dial = sourceDialer(src)
+	}
 	return health.Config{
-		ID: id, Region: region, Version: ver,
+		ID: id, Region: region, Version: ver, Dial: dial,
 		Concurrency: c.Concurrency, Refresh: time.Duration(c.Refresh), LeaseTTL: time.Duration(c.LeaseTTL),
 		Canary: health.Canary{URL: c.Canary.URL, Address: c.Canary.Address,
 			Interval: time.Duration(c.Canary.Interval), Timeout: time.Duration(c.Canary.Timeout)},
@@ -230,6 +243,11 @@ func (c *ProberConfig) validate(h health.Config) error {
 	if err := c.Etcd.Validate(); err != nil {
 		fileErr("etcd", err.Error())
 	}
+	if c.SourceAddress != "" {
+		if _, err := netip.ParseAddr(c.SourceAddress); err != nil {
+			fileErr("source_address", fmt.Sprintf("%q: want an IP address of this host", c.SourceAddress))
+		}
+	}
 	if h.Region == "" {
 		h.Region = "unset"
 	}
@@ -245,4 +263,39 @@ func (c *ProberConfig) validate(h health.Config) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// sourceDialer connects from src, so that checks leave by the address
+// the regions' firewalls expect. A destination of the other family is
+// connected to from the system's choice; a host name, at its addresses
+// of src's family.
+func sourceDialer(src netip.Addr) health.Dialer {
+	src = src.Unmap()
+	bound := &net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}
+	var other net.Dialer
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			if a, err := netip.ParseAddr(host); err == nil && a.Unmap().Is4() != src.Is4() {
+				return other.DialContext(ctx, network, addr)
+			}
+		}
+		return bound.DialContext(ctx, network, addr)
+	}
+}
+
+// checkSource fails when source_address is not an address of this host:
+// every check would fail, and the prober would only distrust itself.
+func (c *ProberConfig) checkSource() error {
+	if c.SourceAddress == "" {
+		return nil
+	}
+	src, err := netip.ParseAddr(c.SourceAddress)
+	if err != nil {
+		return fmt.Errorf("source_address: %w", err)
+	}
+	ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(src.Unmap(), 0)))
+	if err != nil {
+		return fmt.Errorf("source_address %s: not an address of this host: %w", c.SourceAddress, err)
+	}
+	return ln.Close()
 }

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,7 +30,9 @@ import (
 func TestProberFlags(t *testing.T) {
 	dir := t.TempDir()
 	bad := writeFile(t, filepath.Join(dir, "bad.yaml"), "etcd:\n  endpoints: [127.0.0.1:2379]\n  pefix: /x/\nconcurrency: -1\ncanary:\n  url: ftp://canary.example\nlog:\n  level: loud\n")
-	badValues := writeFile(t, filepath.Join(dir, "values.yaml"), "concurrency: -1\ncanary:\n  url: ftp://canary.example\n  interval: 1ms\nlog:\n  level: loud\nlease_ttl: 1s\n")
+	badValues := writeFile(t, filepath.Join(dir, "values.yaml"), "concurrency: -1\ncanary:\n  url: ftp://canary.example\n  interval: 1ms\nlog:\n  level: loud\nlease_ttl: 1s\nsource_address: prober-1\n")
+	// 203.0.113.254 (TEST-NET-3) is no address of this host.
+	foreign := writeFile(t, filepath.Join(dir, "foreign.yaml"), "source_address: 203.0.113.254\n")
 	good := writeFile(t, filepath.Join(dir, "good.yaml"), "etcd:\n  endpoints: [127.0.0.1:2379]\n  prefix: /meridian/\nconcurrency: 64\nrefresh: 5m\ncanary:\n  address: 192.0.2.53:53\n")
 	cases := []struct {
 		name   string
@@ -46,7 +50,9 @@ func TestProberFlags(t *testing.T) {
 			"values.yaml:1: concurrency: -1",
 			"values.yaml:3: canary.url: \"ftp://canary.example\": want an http:// or https:// URL",
 			"values.yaml:4: canary.interval: 1ms: want at least 100ms",
-			"values.yaml:7: lease_ttl: 1s: want at least 2s"}},
+			"values.yaml:7: lease_ttl: 1s: want at least 2s",
+			`values.yaml:8: source_address: "prober-1": want an IP address of this host`}},
+		{"source address not of this host", []string{"--region", "eu-west", "--config", foreign}, 1, []string{"source_address 203.0.113.254: not an address of this host"}},
 		{"bad region and id", []string{"--check-config", "--region", "EU", "--id", "a/b"}, 1, []string{"--region: \"EU\" is not a region name", "--id: \"a/b\""}},
 		{"valid file", []string{"--check-config", "--config", good, "--region", "eu-west"}, 0, []string{"good.yaml: valid"}},
 		{"valid flags", []string{"--check-config", "--etcd", "127.0.0.1:1,127.0.0.1:2"}, 0, []string{"valid"}},
@@ -72,6 +78,49 @@ func TestProberFlags(t *testing.T) {
 				if !strings.Contains(out, w) {
 					t.Errorf("output lacks %q:\n%s", w, out)
 				}
+			}
+		})
+	}
+}
+
+// TestSourceDialer: with source_address, checks connect from it; a
+// destination of the other family is connected to from the system's
+// choice.
+func TestSourceDialer(t *testing.T) {
+	dial := sourceDialer(netip.MustParseAddr("127.0.0.7"))
+	cases := []struct {
+		name, listen, from string
+	}{
+		{"IPv4 from the source address", "127.0.0.1:0", "127.0.0.7"},
+		{"IPv6 from the system's choice", "[::1]:0", "::1"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", tc.listen)
+			if err != nil {
+				t.Skipf("no %s here: %v", tc.listen, err)
+			}
+			defer ln.Close()
+			accepted := make(chan net.Addr, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					accepted <- nil
+					return
+				}
+				accepted <- c.RemoteAddr()
+				c.Close()
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			c, err := dial(ctx, "tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			from, ok := (<-accepted).(*net.TCPAddr)
+			if !ok || from.AddrPort().Addr().String() != tc.from {
+				t.Errorf("connection from %v, want %s", from, tc.from)
 			}
 		})
 	}

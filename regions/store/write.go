@@ -324,5 +324,13 @@ func Unavailable(err error) bool {
 			return true
 		}
 	}
+	// The caller's deadline travels with the request: when the member's
+	// handler runs out of it first, gRPC sends the plain context error
+	// back with code Unknown.
+	var se interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &se) {
+		st := se.GRPCStatus()
+		return st.Code() == codes.Unknown && st.Message() == context.DeadlineExceeded.Error()
+	}
 	return false
 }

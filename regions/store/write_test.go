@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/meridian-gslb/meridian/internal/etcdtest"
 	"github.com/meridian-gslb/meridian/regions"
 )
@@ -264,7 +267,14 @@ func TestStoreUnavailable(t *testing.T) {
 	if err == nil || !Unavailable(err) {
 		t.Fatalf("err = %v, want one that says etcd is unavailable", err)
 	}
-	for _, err := range []error{ErrConflict, ErrNotFound, &regions.ValidationError{}, errors.New("x"), context.Canceled} {
+	// A member that ran out of the request's deadline before the client
+	// did answers the plain context error, as gRPC code Unknown.
+	timedOut := fmt.Errorf("service %q: %w", "www", status.Error(codes.Unknown, context.DeadlineExceeded.Error()))
+	if !Unavailable(timedOut) {
+		t.Errorf("%v not counted as unavailable", timedOut)
+	}
+	for _, err := range []error{ErrConflict, ErrNotFound, &regions.ValidationError{}, errors.New("x"), context.Canceled,
+		status.Error(codes.Unknown, "x"), status.Error(codes.Unknown, context.Canceled.Error())} {
 		if Unavailable(err) {
 			t.Errorf("%v counted as unavailable", err)
 		}
