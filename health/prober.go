@@ -150,6 +150,10 @@ type Prober struct {
 	lease        clientv3.LeaseID
 	stats        Stats
 	wg           sync.WaitGroup // target goroutines
+	// wentBack is the watcher's count of listings that found etcd behind
+	// what it had seen (restored from a backup): after one, the reports
+	// in etcd are the backup's, so every report is written again.
+	wentBack int
 
 	// testCrash makes Run end without revoking the lease, as a killed
 	// process would.
@@ -272,6 +276,14 @@ func (p *Prober) setState(st *regions.State) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	changed := false
+	if wb := p.watcher.Status().WentBack; wb != p.wentBack {
+		p.wentBack = wb
+		for _, rs := range p.regions {
+			rs.written = nil
+		}
+		changed = true
+		p.log.Warn("etcd went back; writing every report again")
+	}
 	for name, r := range st.Regions {
 		rs := p.regions[name]
 		if rs == nil {

@@ -3,6 +3,8 @@ package health
 import (
 	"encoding/json"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -527,5 +529,69 @@ func TestEtcdAwayLongerThanLease(t *testing.T) {
 		if err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].Lease != int64(p.Status().Lease) {
 			t.Errorf("%s after the old lease expired: %v %v", k, resp, err)
 		}
+	}
+}
+
+// TestEtcdRestoredFromBackup: etcd restored from a backup holds the
+// reports of the backup's time, under a lease that survived. The prober
+// notices that etcd went back and writes every report again, so a VIP
+// that went down after the backup is not left voted up.
+func TestEtcdRestoredFromBackup(t *testing.T) {
+	m := etcdtest.NewMember(t, "m0")
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop()
+	cli, err := store.Connect(etcdtest.Ctx(t), store.EtcdConfig{Endpoints: []string{m.ClientURL()}, Logger: etcdtest.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	e := newEnvOn(t, cli)
+	a := newLB(t)
+	e.region("a", fast("http"), map[string]string{"192.0.2.1": a.addr()})
+	// A lease long enough to outlive the restarts: the case where the
+	// prober has no new lease to tell it that its reports are gone.
+	p := e.startProber(Config{ID: "p1", LeaseTTL: 60 * time.Second})
+	e.allUp(1)
+	lease := p.Status().Lease
+
+	// The backup: the data directory, copied while the member is stopped.
+	m.Stop()
+	backup := filepath.Join(t.TempDir(), "backup")
+	if err := os.CopyFS(backup, os.DirFS(m.Dir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// After the backup, the VIP goes down.
+	a.set(lbDown)
+	e.waitSnap("a down", func(s *regions.Snapshot) bool { return vip(s, "a", "192.0.2.1").Down == 1 })
+
+	// Restored: etcd holds the backup's report, which says up.
+	m.Stop()
+	if err := os.RemoveAll(m.Dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(m.Dir, os.DirFS(backup)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Read etcd itself: the test's own watcher may still show what it
+	// saw before the restore.
+	key := store.NewKeys(e.prefix).Health("a", "p1")
+	etcdtest.WaitUntil(t, "the report written again after the restore", func() bool {
+		resp, err := cli.Get(etcdtest.Ctx(t), key)
+		if err != nil || len(resp.Kvs) != 1 {
+			return false
+		}
+		var h regions.HealthReport
+		return json.Unmarshal(resp.Kvs[0].Value, &h) == nil && len(h.VIPs) == 1 && !h.VIPs[0].Up
+	})
+	if got := p.Status().Lease; got != lease {
+		t.Errorf("lease %x, want the lease that outlived the restore, %x", got, lease)
 	}
 }

@@ -217,7 +217,14 @@ func (p *Prober) flush(ctx context.Context, lease clientv3.LeaseID) error {
 		wctx, cancel := context.WithTimeout(ctx, writeTimeout)
 		var err error
 		if j.rep != nil {
-			err = p.store.PutHealthReport(wctx, j.rep, lease)
+			var rev int64
+			rev, err = p.store.PutHealthReport(wctx, j.rep, lease)
+			if err == nil {
+				// The prober's watcher follows the regions only; it must
+				// know etcd was at this revision to notice a restore
+				// that takes etcd back behind this report.
+				p.watcher.Saw(rev)
+			}
 		} else {
 			err = p.store.DeleteHealthReport(wctx, j.region, p.cfg.ID)
 		}

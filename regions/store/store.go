@@ -479,18 +479,19 @@ var ErrNotRegistered = errors.New("prober not registered under this lease")
 // transaction with the check that the prober is registered under that
 // lease: a report always vanishes with its prober, and one written by
 // anything else is refused. The report's Lease field is set to lease.
-func (s *Store) PutHealthReport(ctx context.Context, r *regions.HealthReport, lease clientv3.LeaseID) error {
+// It returns etcd's revision after the write.
+func (s *Store) PutHealthReport(ctx context.Context, r *regions.HealthReport, lease clientv3.LeaseID) (int64, error) {
 	if lease == clientv3.NoLease {
-		return fmt.Errorf("health report %s/%s: no lease: %w", r.Region, r.Prober, regions.ErrInvalid)
+		return 0, fmt.Errorf("health report %s/%s: no lease: %w", r.Region, r.Prober, regions.ErrInvalid)
 	}
 	rep := *r
 	rep.Lease = int64(lease)
 	if err := rep.Validate(); err != nil {
-		return err
+		return 0, err
 	}
 	val, err := json.Marshal(&rep)
 	if err != nil {
-		return fmt.Errorf("health report: %w", err)
+		return 0, fmt.Errorf("health report: %w", err)
 	}
 	reg := s.keys.Prober(rep.Prober)
 	resp, err := s.c.Txn(ctx).
@@ -498,12 +499,12 @@ func (s *Store) PutHealthReport(ctx context.Context, r *regions.HealthReport, le
 		Then(clientv3.OpPut(s.keys.Health(rep.Region, rep.Prober), string(val), clientv3.WithLease(lease))).
 		Commit()
 	if err != nil {
-		return fmt.Errorf("put health report %s/%s: %w", rep.Region, rep.Prober, err)
+		return 0, fmt.Errorf("put health report %s/%s: %w", rep.Region, rep.Prober, err)
 	}
 	if !resp.Succeeded {
-		return fmt.Errorf("put health report %s/%s: %w", rep.Region, rep.Prober, ErrNotRegistered)
+		return 0, fmt.Errorf("put health report %s/%s: %w", rep.Region, rep.Prober, ErrNotRegistered)
 	}
-	return nil
+	return resp.Header.Revision, nil
 }
 
 // DeleteHealthReport removes a prober's report on a region (a region it no

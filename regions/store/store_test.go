@@ -245,7 +245,8 @@ func TestStoreValidation(t *testing.T) {
 		return func() error {
 			h := upReport("eu-west", "p1", "192.0.2.1")
 			f(h)
-			return s.PutHealthReport(ctx, h, lease.ID)
+			_, err := s.PutHealthReport(ctx, h, lease.ID)
+			return err
 		}
 	}
 	cases := []struct {
@@ -288,7 +289,8 @@ func TestStoreValidation(t *testing.T) {
 		{"health report rtt", "rtt", report(func(h *regions.HealthReport) { h.VIPs[0].RTT = -1 })},
 		{"health report vip listed twice", "listed twice", report(func(h *regions.HealthReport) { h.VIPs = append(h.VIPs, h.VIPs[0]) })},
 		{"health report without a lease", "no lease", func() error {
-			return s.PutHealthReport(ctx, upReport("eu-west", "p1", "192.0.2.1"), clientv3.NoLease)
+			_, err := s.PutHealthReport(ctx, upReport("eu-west", "p1", "192.0.2.1"), clientv3.NoLease)
+			return err
 		}},
 		{"prober id", "id", func() error {
 			return s.RegisterProber(ctx, &regions.ProberInfo{ID: "", Region: "eu-west"}, lease.ID)
@@ -556,7 +558,7 @@ func TestStoreLeasedEntries(t *testing.T) {
 	if err := s.RegisterProber(ctx, &regions.ProberInfo{ID: "p1", Region: "eu-west", Started: time.Unix(1700000000, 0).UTC()}, lease.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutHealthReport(ctx, upReport("eu-west", "p1", "192.0.2.1"), lease.ID); err != nil {
+	if _, err := s.PutHealthReport(ctx, upReport("eu-west", "p1", "192.0.2.1"), lease.ID); err != nil {
 		t.Fatal(err)
 	}
 	other, err := s.c.Grant(ctx, 30)
@@ -572,7 +574,7 @@ func TestStoreLeasedEntries(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := keyRevs(t, s.c, s.Keys().Prefix())
-			if err := s.PutHealthReport(ctx, upReport("eu-west", tc.prober, "192.0.2.1"), tc.lease); !errors.Is(err, ErrNotRegistered) {
+			if _, err := s.PutHealthReport(ctx, upReport("eu-west", tc.prober, "192.0.2.1"), tc.lease); !errors.Is(err, ErrNotRegistered) {
 				t.Fatalf("err = %v, want ErrNotRegistered", err)
 			}
 			if after := keyRevs(t, s.c, s.Keys().Prefix()); !maps.Equal(before, after) {

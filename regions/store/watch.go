@@ -76,6 +76,9 @@ type Watcher struct {
 	mu     sync.Mutex
 	status WatchStatus
 
+	// saw is the highest revision the caller saw etcd at through other
+	// requests (Saw); it raises seen's mark.
+	saw atomic.Int64
 	// seen is the cluster followed and the highest revision it answered
 	// with; only the goroutine of Run uses it.
 	seen clusterMark
@@ -123,6 +126,19 @@ type compactedError struct{ rev int64 }
 
 func (e *compactedError) Error() string {
 	return fmt.Sprintf("watch start revision compacted (compact revision %d)", e.rev)
+}
+
+// Saw tells the watcher that etcd answered another request of the
+// caller's at rev: a watcher of a subtree sees only the revisions of its
+// own keys, and a restore that takes etcd back behind a write the caller
+// made elsewhere (a prober's reports) must still be noticed.
+func (w *Watcher) Saw(rev int64) {
+	for {
+		cur := w.saw.Load()
+		if rev <= cur || w.saw.CompareAndSwap(cur, rev) {
+			return
+		}
+	}
 }
 
 // clusterMark is an etcd cluster's ID and the highest revision seen from
@@ -192,6 +208,9 @@ func (w *Watcher) run(ctx context.Context, out sink) error {
 	listed := false
 	suspect := "" // why the last watch ended on an answer behind the mark
 	for {
+		// What the caller saw before the listing: a linearizable read is
+		// behind nothing etcd answered before it.
+		saw := w.saw.Load()
 		st, probs, cluster, err := w.list(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -207,7 +226,7 @@ func (w *Watcher) run(ctx context.Context, out sink) error {
 		at := time.Now()
 		w.listed(st.Revision, listed, at)
 		listed = true
-		w.checkListing(st.Revision, cluster, suspect)
+		w.checkListing(st.Revision, cluster, suspect, saw)
 		suspect = ""
 		w.deliver(st, out.listed)
 		out.confirm(at)
@@ -322,22 +341,29 @@ func (w *Watcher) watch(ctx context.Context, st *regions.State, probs map[string
 	// A check of the cluster: a linearizable read, whose revision is at
 	// least every revision the cluster committed before it, so one below
 	// the mark means that etcd went back. One at a time.
-	checkc := make(chan *etcdserverpb.ResponseHeader, 1)
+	// A check's answer, with what the caller had seen (Saw) when it was
+	// asked: a linearizable read is behind nothing etcd answered before.
+	type checked struct {
+		hdr *etcdserverpb.ResponseHeader
+		saw int64
+	}
+	checkc := make(chan checked, 1)
 	checking := false
 	check := func() {
 		if checking {
 			return
 		}
 		checking = true
+		saw := w.saw.Load()
 		go func() {
 			cctx, ccancel := context.WithTimeout(wctx, w.ProbeTimeout)
 			defer ccancel()
 			resp, err := w.c.Get(cctx, w.keys.Prefix(), clientv3.WithCountOnly())
 			if err != nil { // the progress request tells whether etcd is away
-				checkc <- nil
+				checkc <- checked{}
 				return
 			}
-			checkc <- resp.Header
+			checkc <- checked{resp.Header, saw}
 		}()
 	}
 	for {
@@ -400,9 +426,10 @@ func (w *Watcher) watch(ctx context.Context, st *regions.State, probs map[string
 			st = next
 			w.deliver(st, out.changed)
 			out.confirm(last)
-		case h := <-checkc:
+		case c := <-checkc:
 			checking = false
-			if why, _ := w.seen.behind(h); why != "" {
+			w.seen.see(c.saw)
+			if why, _ := w.seen.behind(c.hdr); why != "" {
 				return established, &wentBackError{why}
 			}
 		case now := <-tick.C:
@@ -630,7 +657,8 @@ func (w *Watcher) listed(rev int64, relist bool, at time.Time) {
 // watcher saw before, warns when etcd went back, and marks the listing as
 // the start of what follows. suspect is why the watch before it ended on
 // an answer behind the mark ("" if it did not).
-func (w *Watcher) checkListing(rev int64, cluster uint64, suspect string) {
+func (w *Watcher) checkListing(rev int64, cluster uint64, suspect string, saw int64) {
+	w.seen.see(saw)
 	prev := w.seen
 	w.seen = clusterMark{id: cluster, rev: rev}
 	w.mu.Lock()
@@ -641,6 +669,8 @@ func (w *Watcher) checkListing(rev int64, cluster uint64, suspect string) {
 	why, _ := prev.behind(&etcdserverpb.ResponseHeader{ClusterId: cluster, Revision: rev})
 	if why != "" {
 		w.status.WentBack++
+		// What the caller saw was of the history that is gone.
+		w.saw.Store(rev)
 	}
 	w.mu.Unlock()
 	switch {

@@ -38,7 +38,7 @@ func TestWatcherInitialList(t *testing.T) {
 	if err := s.RegisterProber(ctx, &regions.ProberInfo{ID: "p1", Region: "us-east"}, lease.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutHealthReport(ctx, upReport("eu-west", "p1", "192.0.2.1"), lease.ID); err != nil {
+	if _, err := s.PutHealthReport(ctx, upReport("eu-west", "p1", "192.0.2.1"), lease.ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.ImportLatency(ctx, strings.NewReader("192.0.2.0/24,eu-west,10\n")); err != nil {
@@ -155,7 +155,7 @@ func TestWatcherUpdates(t *testing.T) {
 			}
 			h := upReport("eu-west", "p1", "192.0.2.1")
 			h.VIPs[0].Up, h.VIPs[0].Reason = false, "timeout"
-			if err := s.PutHealthReport(ctx, h, lease.ID); err != nil {
+			if _, err := s.PutHealthReport(ctx, h, lease.ID); err != nil {
 				t.Fatal(err)
 			}
 		}, func(st *regions.State) bool {
