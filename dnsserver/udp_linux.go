@@ -35,6 +35,17 @@ const ctlStride = 64
 // sendmmsg. Everything a batch needs is allocated here once; the system
 // calls run inside RawConn callbacks so the goroutine parks in the Go
 // netpoller while the socket is idle.
+//
+// Both calls are raw system calls (RawSyscall6), without the runtime's
+// entersyscall and exitsyscall. The socket is non-blocking, so neither can
+// block: recvmmsg returns what is queued or EAGAIN, sendmmsg sends or
+// returns EAGAIN. Announced system calls cost more than the bookkeeping:
+// a call that sysmon sees running across two of its ticks (a sendmmsg of
+// a few dozen replies on loopback takes tens of microseconds, most of it
+// delivering them) has its P taken away and handed to another thread, so
+// under load the loop hopped between threads with futex wake-ups and
+// context switches at every hop, and sysmon itself woke every 20 µs.
+// Raw calls keep the loop on one thread with its P until it parks.
 type udpBatchLoop struct {
 	udpCounters
 	t       *Transport
@@ -151,7 +162,7 @@ func (l *udpBatchLoop) serve() error {
 // recvmmsg is the read callback: it returns false only to wait for data.
 func (l *udpBatchLoop) recvmmsg(fd uintptr) bool {
 	for {
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd,
+		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd,
 			uintptr(unsafe.Pointer(&l.msgs[0])), uintptr(len(l.msgs)), 0, 0, 0)
 		switch e {
 		case 0:
@@ -244,7 +255,7 @@ func (l *udpBatchLoop) send(cnt int) {
 // space. A reply the kernel refuses is counted and skipped.
 func (l *udpBatchLoop) sendmmsg(fd uintptr) bool {
 	for l.sendOff < l.sendEnd {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd,
+		r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd,
 			uintptr(unsafe.Pointer(&l.outMsgs[l.sendOff])), uintptr(l.sendEnd-l.sendOff), 0, 0, 0)
 		switch {
 		case e == 0 && r > 0:
