@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 
 	"github.com/meridian-gslb/meridian/internal/testtool"
 )
@@ -98,6 +99,61 @@ func wildcardRoundTrip(c *net.UDPConn, q *dns.Msg, dst netip.AddrPort) error {
 		}
 	}
 	return fmt.Errorf("no reply from %s", dst)
+}
+
+// TestUDPSocketOptions checks the options udpControl sets: destination
+// addresses (IP_PKTINFO, IPV6_RECVPKTINFO) asked for on wildcard sockets
+// only, and path MTU discovery off.
+func TestUDPSocketOptions(t *testing.T) {
+	tests := []struct {
+		name     string
+		network  string
+		addr     string
+		wildcard bool
+	}{
+		{"ipv4 one address", "udp4", "127.0.0.1:0", false},
+		{"ipv4 wildcard", "udp4", "0.0.0.0:0", true},
+		{"ipv6 one address", "udp6", "[::1]:0", false},
+		{"ipv6 wildcard", "udp6", "[::]:0", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.network == "udp6" {
+				ipv6Loopback(t)
+			}
+			lc := net.ListenConfig{Control: udpControl(tc.wildcard, false)}
+			pc, err := lc.ListenPacket(t.Context(), tc.network, tc.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pc.Close()
+			rc, err := pc.(*net.UDPConn).SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			level, pktinfo, mtu, omit, dont := unix.IPPROTO_IP, unix.IP_PKTINFO, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_OMIT, unix.IP_PMTUDISC_DONT
+			if tc.network == "udp6" {
+				level, pktinfo, mtu, omit, dont = unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_OMIT, unix.IPV6_PMTUDISC_DONT
+			}
+			var pi, md int
+			var piErr, mdErr error
+			if err := rc.Control(func(fd uintptr) {
+				pi, piErr = unix.GetsockoptInt(int(fd), level, pktinfo)
+				md, mdErr = unix.GetsockoptInt(int(fd), level, mtu)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if piErr != nil || mdErr != nil {
+				t.Fatalf("getsockopt: %v, %v", piErr, mdErr)
+			}
+			if want := tc.wildcard; (pi != 0) != want {
+				t.Errorf("destination address option = %d, want on: %v", pi, want)
+			}
+			if md != omit && md != dont {
+				t.Errorf("path MTU discovery mode = %d, want %d (omit) or %d (don't)", md, omit, dont)
+			}
+		})
+	}
 }
 
 // TestTransportUDPWildcardBothFamilies binds "0.0.0.0:P" and "[::]:P" on
