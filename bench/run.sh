@@ -304,7 +304,10 @@ start_meridian() {
 			MMDB="$MMDB" STATE="$PWD/bench/meridian-state.yaml" ETCD_CLIENT=5311 ETCD_PEER=5312
 	fi
 	# env and taskset exec the server, so the PID launch records is its own.
-	launch meridian "$MERIDIAN_PORT" env GOMAXPROCS=1 taskset -c "$SERVER_CPU" \
+	# GOMAXPROCS=2 on the one CPU: one P for the UDP loop, which then waits
+	# for datagrams inside recvmmsg as gdnsd's thread does, one for the rest
+	# (etcd, TCP); with a single P the loop waits in the netpoller.
+	launch meridian "$MERIDIAN_PORT" env GOMAXPROCS=2 taskset -c "$SERVER_CPU" \
 		"$MERIDIAN_BIN" server --config "$config"
 }
 

@@ -35,27 +35,35 @@ func TestTransportUDPWildcardSource(t *testing.T) {
 		{name: "ipv4", listen: "0.0.0.0:0", client: "127.0.0.1:0", dsts: []string{"127.0.0.2", "127.0.0.1", "127.0.0.3"}},
 		{name: "ipv6", listen: "[::]:0", client: "[::1]:0", dsts: []string{"::1"}},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if tc.name == "ipv6" {
-				ipv6Loopback(t)
-			}
-			r := startTransport(t, TransportConfig{Addrs: []string{tc.listen}, UDPSockets: 2}, &dnsTestHandler{})
-			port := r.udpAddr(t, 0).Port()
-			// Unconnected, so the reply's source is reported, not filtered.
-			c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(tc.client)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			for i, d := range tc.dsts {
-				dst := netip.AddrPortFrom(netip.MustParseAddr(d), port)
-				q := newQuery(fmt.Sprintf("w%d.example.", i))
-				if err := wildcardRoundTrip(c, q, dst); err != nil {
-					t.Errorf("query to %s: %v", dst, err)
+	for _, w := range udpWaits {
+		for _, tc := range tests {
+			t.Run(w.name+" "+tc.name, func(t *testing.T) {
+				if tc.name == "ipv6" {
+					ipv6Loopback(t)
 				}
-			}
-		})
+				testWildcardSource(t, tc.listen, tc.client, tc.dsts, w.opt)
+			})
+		}
+	}
+}
+
+// testWildcardSource queries a transport listening on listen from client,
+// at each of dsts, and checks where each reply came from.
+func testWildcardSource(t *testing.T, listen, client string, dsts []string, opt func(*Transport)) {
+	r := startTransport(t, TransportConfig{Addrs: []string{listen}, UDPSockets: 2}, &dnsTestHandler{}, opt)
+	port := r.udpAddr(t, 0).Port()
+	// Unconnected, so the reply's source is reported, not filtered.
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(client)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i, d := range dsts {
+		dst := netip.AddrPortFrom(netip.MustParseAddr(d), port)
+		q := newQuery(fmt.Sprintf("w%d.example.", i))
+		if err := wildcardRoundTrip(c, q, dst); err != nil {
+			t.Errorf("query to %s: %v", dst, err)
+		}
 	}
 }
 
@@ -253,4 +261,47 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestTransportUDPWait checks where the batched loops wait: in recvmmsg
+// when GOMAXPROCS leaves a P beyond the loops of all addresses, in the
+// netpoller otherwise.
+func TestTransportUDPWait(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	tests := []struct {
+		name         string
+		gomaxprocs   int
+		addrs        []string
+		sockets      int
+		wantBlocking bool
+	}{
+		{"a P to spare", 2, []string{"127.0.0.1:0"}, 1, true},
+		{"one P per loop", 2, []string{"127.0.0.1:0"}, 2, false},
+		{"one P per loop over two addresses", 2, []string{"127.0.0.1:0", "127.0.0.2:0"}, 1, false},
+		{"a P to spare over two addresses", 3, []string{"127.0.0.1:0", "127.0.0.2:0"}, 1, true},
+		{"one P", 1, []string{"127.0.0.1:0"}, 1, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			runtime.GOMAXPROCS(tc.gomaxprocs)
+			tr, err := NewTransport(TransportConfig{Addrs: tc.addrs, UDPSockets: tc.sockets}, &dnsTestHandler{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tr.Listen(); err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			if tr.udpBlocking != tc.wantBlocking {
+				t.Errorf("blocking loops: %v, want %v", tr.udpBlocking, tc.wantBlocking)
+			}
+			for _, b := range tr.bound {
+				for i, s := range b.udp {
+					if _, blocking := s.(*blockingUDPSocket); blocking != tc.wantBlocking {
+						t.Errorf("%s socket %d is a %T", b.cfg, i, s)
+					}
+				}
+			}
+		})
+	}
 }
