@@ -303,11 +303,11 @@ start_meridian() {
 		fill bench/meridian-geo.yaml "$config" PORT="$MERIDIAN_PORT" DIR="$dir" ZONES="$PWD/bench/zones" \
 			MMDB="$MMDB" STATE="$PWD/bench/meridian-state.yaml" ETCD_CLIENT=5311 ETCD_PEER=5312
 	fi
-	# env and taskset exec the server, so the PID launch records is its own.
-	# GOMAXPROCS=2 on the one CPU: one P for the UDP loop, which then waits
-	# for datagrams inside recvmmsg as gdnsd's thread does, one for the rest
-	# (etcd, TCP); with a single P the loop waits in the netpoller.
-	launch meridian "$MERIDIAN_PORT" env GOMAXPROCS=2 taskset -c "$SERVER_CPU" \
+	# taskset execs the server, so the PID launch records is its own. On
+	# its one CPU Meridian runs one P per CPU plus one per UDP loop, as it
+	# does by default: the loop waits for datagrams inside recvmmsg, as
+	# gdnsd's thread does (docs/architecture.md).
+	launch meridian "$MERIDIAN_PORT" taskset -c "$SERVER_CPU" \
 		"$MERIDIAN_BIN" server --config "$config"
 }
 
