@@ -209,6 +209,22 @@ cpu_ns() {
 	{ cat "/proc/$1/task/"*/schedstat 2>/dev/null || true; } | awk '{s += $1} END {printf "%.0f\n", s}'
 }
 
+# CLK_TCK: the unit of utime and stime in /proc/PID/task/TID/stat.
+CLK_TCK=$(getconf CLK_TCK)
+
+# cpu_split PID prints the user and the system time of all the process's
+# threads in clock ticks (utime and stime, fields 14 and 15 of each
+# thread's stat; the name in field 2 may hold spaces, so the fields are
+# counted after its closing parenthesis). The kernel splits each thread's
+# exact run time between the two by where its ticks landed, so the split
+# is a sample while schedstat's total is exact.
+cpu_split() {
+	local f
+	for f in "/proc/$1/task/"*/stat; do
+		sed 's/^.*) //' "$f" 2>/dev/null || true
+	done | awk '{u += $12; s += $13} END {printf "%.0f %.0f\n", u, s}'
+}
+
 # ----------------------------------------------------------------- servers --
 
 # fill TEMPLATE OUT KEY=VALUE... copies a config template, replacing @KEY@.
@@ -287,8 +303,11 @@ start_meridian() {
 		fill bench/meridian-geo.yaml "$config" PORT="$MERIDIAN_PORT" DIR="$dir" ZONES="$PWD/bench/zones" \
 			MMDB="$MMDB" STATE="$PWD/bench/meridian-state.yaml" ETCD_CLIENT=5311 ETCD_PEER=5312
 	fi
-	# env and taskset exec the server, so the PID launch records is its own.
-	launch meridian "$MERIDIAN_PORT" env GOMAXPROCS=1 taskset -c "$SERVER_CPU" \
+	# taskset execs the server, so the PID launch records is its own. On
+	# its one CPU Meridian runs one P per CPU plus one per UDP loop, as it
+	# does by default: the loop waits for datagrams inside recvmmsg, as
+	# gdnsd's thread does (docs/architecture.md).
+	launch meridian "$MERIDIAN_PORT" taskset -c "$SERVER_CPU" \
 		"$MERIDIAN_BIN" server --config "$config"
 }
 
@@ -323,9 +342,9 @@ STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 mkdir -p bench/results
 CSV=bench/results/bench-$STAMP.csv
-echo "time,case,round,server,version,seconds,queries_sent,queries_completed,queries_lost,qps,avg_latency_s,server_cpu_ns,server_cpu_us_per_query,server_core_pct,dnsperf_core_pct,response_codes" >"$CSV"
+echo "time,case,round,server,version,seconds,queries_sent,queries_completed,queries_lost,qps,avg_latency_s,server_cpu_ns,server_cpu_us_per_query,server_user_us_per_query,server_sys_us_per_query,server_core_pct,dnsperf_core_pct,response_codes" >"$CSV"
 
-declare -A QPS=() CPUQ=() SCORE=() CCORE=() LOST=() NRUNS=() # "case/server" -> space-separated per-round figures
+declare -A QPS=() CPUQ=() USERQ=() SYSQ=() SCORE=() CCORE=() LOST=() NRUNS=() # "case/server" -> space-separated per-round figures
 
 # measure CASE SERVER ROUND runs dnsperf once against the server and records
 # its figures.
@@ -338,7 +357,8 @@ measure() {
 	# The mixed file holds whole packets, EDNS and ECS included.
 	[[ $case != mixed ]] || input=(-B -d "$WORK/mixed.bin")
 
-	local before after
+	local before after utime0 stime0 utime1 stime1
+	read -r utime0 stime0 < <(cpu_split "$pid")
 	before=$(cpu_ns "$pid")
 	# `time` gives dnsperf's own CPU use (user + sys, from the kernel's exact
 	# accounting) to tell when the load generator, not the server, is the
@@ -353,6 +373,7 @@ measure() {
 		return 1
 	fi
 	after=$(cpu_ns "$pid")
+	read -r utime1 stime1 < <(cpu_split "$pid")
 	alive "$pid" || {
 		log "bench: $name died during the run"
 		return 1
@@ -374,15 +395,17 @@ measure() {
 	local real user sys figures
 	read -r real user sys <"$timef"
 	figures=$(awk -v d="$((after - before))" -v n="$completed" -v r="$real" -v u="$user" -v s="$sys" \
-		'BEGIN {printf "%.0f %.3f %.1f %.1f", d, d / n / 1000, d / (r * 1e9) * 100, (u + s) / r * 100}')
-	local cpu cpu_q score ccore
-	read -r cpu cpu_q score ccore <<<"$figures"
+		-v su="$((utime1 - utime0))" -v ss="$((stime1 - stime0))" -v hz="$CLK_TCK" \
+		'BEGIN {printf "%.0f %.3f %.1f %.1f %.3f %.3f", d, d / n / 1000, d / (r * 1e9) * 100, (u + s) / r * 100,
+			su / hz * 1e6 / n, ss / hz * 1e6 / n}')
+	local cpu cpu_q score ccore user_q sys_q
+	read -r cpu cpu_q score ccore user_q sys_q <<<"$figures"
 
-	echo "$STAMP,$case,$round,$name,${VERSION[$name]},$RUN_SECONDS,$sent,$completed,$lost,$qps,$lat,$cpu,$cpu_q,$score,$ccore,$rcodes" >>"$CSV"
+	echo "$STAMP,$case,$round,$name,${VERSION[$name]},$RUN_SECONDS,$sent,$completed,$lost,$qps,$lat,$cpu,$cpu_q,$user_q,$sys_q,$score,$ccore,$rcodes" >>"$CSV"
 	local k=$case/$name
-	QPS[$k]+="$qps " CPUQ[$k]+="$cpu_q " SCORE[$k]+="$score " CCORE[$k]+="$ccore "
+	QPS[$k]+="$qps " CPUQ[$k]+="$cpu_q " USERQ[$k]+="$user_q " SYSQ[$k]+="$sys_q " SCORE[$k]+="$score " CCORE[$k]+="$ccore "
 	LOST[$k]=$((${LOST[$k]:-0} + lost)) NRUNS[$k]=$((${NRUNS[$k]:-0} + 1))
-	log "bench:   $name: $(printf '%.0f' "$qps") qps, $cpu_q µs CPU/query, server core $score%, dnsperf core $ccore%, lost $lost"
+	log "bench:   $name: $(printf '%.0f' "$qps") qps, $cpu_q µs CPU/query (user $user_q, system $sys_q), server core $score%, dnsperf core $ccore%, lost $lost"
 }
 
 # median VALUES... prints the median (mean of the middle two when even).
@@ -515,8 +538,8 @@ for c in $CASES; do
 		echo "## $c: ${CASE_QUERY[$c]}, $ecs_text, answer ${CASE_EXPECT[$c]}"
 	fi
 	echo
-	echo "| server | median QPS | QPS vs gdnsd | median server CPU µs/query | CPU/query vs gdnsd (lower is better) | server core % | dnsperf core % | lost queries (all rounds) | rounds |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+	echo "| server | median QPS | QPS vs gdnsd | median server CPU µs/query | CPU/query vs gdnsd (lower is better) | user µs/query | system µs/query | server core % | dnsperf core % | lost queries (all rounds) | rounds |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	ref_qps="" ref_cpu=""
 	if [[ -n ${QPS[$c/gdnsd]:-} ]]; then
 		# shellcheck disable=SC2086 # the lists split on purpose
@@ -528,15 +551,20 @@ for c in $CASES; do
 		# shellcheck disable=SC2086
 		{
 			q=$(median ${QPS[$k]}) cq=$(median ${CPUQ[$k]})
+			uq=$(median ${USERQ[$k]}) sq=$(median ${SYSQ[$k]})
 			sc=$(median ${SCORE[$k]}) cc=$(median ${CCORE[$k]})
 		}
-		printf '| %s | %.0f | %s | %.2f | %s | %.0f | %.0f | %d | %d |\n' "${VERSION[$s]}" "$q" "$(ratio "$q" "$ref_qps")" \
-			"$cq" "$(ratio "$cq" "$ref_cpu")" "$sc" "$cc" "${LOST[$k]}" "${NRUNS[$k]}"
+		printf '| %s | %.0f | %s | %.2f | %s | %.2f | %.2f | %.0f | %.0f | %d | %d |\n' "${VERSION[$s]}" "$q" "$(ratio "$q" "$ref_qps")" \
+			"$cq" "$(ratio "$cq" "$ref_cpu")" "$uq" "$sq" "$sc" "$cc" "${LOST[$k]}" "${NRUNS[$k]}"
 	done
 	for s in $SERVERS; do
 		[[ -z ${CASE_SKIPPED[$c/$s]:-} ]] || printf '\n- %s not measured: %s\n' "$s" "${CASE_SKIPPED[$c/$s]}"
 	done
 done
+echo
+echo "User and system µs/query: the server's utime and stime (/proc/PID/task/*/stat, clock ticks the kernel"
+echo "splits each thread's run time by) per answered query, medians over rounds; their sum is close to the"
+echo "exact total from schedstat."
 echo
 echo "Core % is the share of its one CPU a process used during the run. dnsperf near 100%: the load"
 echo "generator, not the server, capped the QPS, so compare CPU per query. Both well below 100%: other"

@@ -143,6 +143,9 @@ func (q *query) lowerName() []byte { return q.lower[:len(q.qname)] }
 // ServePacket answers one DNS message. See PacketHandler.
 func (h *Handler) ServePacket(resp, req []byte, src netip.AddrPort, proto Proto) (out []byte) {
 	var q query
+	// One return only: the compiler then inlines the deferred call (an
+	// open-coded defer) instead of registering it at run time, which it
+	// does for a function with as many returns as servePacket.
 	defer func() {
 		// A bug must cost one query, never the listener.
 		if r := recover(); r != nil {
@@ -150,6 +153,13 @@ func (h *Handler) ServePacket(resp, req []byte, src netip.AddrPort, proto Proto)
 			out = h.errorReply(resp[:0], req, &q, dns.RcodeServerFailure, proto)
 		}
 	}()
+	out = h.servePacket(resp, req, &q, src, proto)
+	return out
+}
+
+// servePacket is ServePacket without the recovery; q is its query state,
+// there for the recovery to answer with.
+func (h *Handler) servePacket(resp, req []byte, q *query, src netip.AddrPort, proto Proto) []byte {
 	if len(req) < headerLen {
 		h.metrics.dropped.Add(1)
 		return nil // no header: nothing to answer
@@ -160,59 +170,59 @@ func (h *Handler) ServePacket(resp, req []byte, src netip.AddrPort, proto Proto)
 		h.metrics.dropped.Add(1)
 		return nil // a response: answering would make us a reflector
 	}
-	rcode := h.parse(req, &q)
+	rcode := h.parse(req, q)
 	if rcode == dns.RcodeSuccess {
 		if opcode := (q.flags & opcodeMask) >> 11; opcode != dns.OpcodeQuery {
 			rcode = dns.RcodeNotImplemented
 		}
 	}
 	if rcode != dns.RcodeSuccess {
-		return h.errorReply(resp[:0], req, &q, rcode, proto)
+		return h.errorReply(resp[:0], req, q, rcode, proto)
 	}
 	if q.cookieState != cookieNone {
-		h.checkCookie(&q, src.Addr())
+		h.checkCookie(q, src.Addr())
 	}
 	if q.version != 0 {
-		return h.errorReply(resp[:0], req, &q, rcodeBadVers, proto)
+		return h.errorReply(resp[:0], req, q, rcodeBadVers, proto)
 	}
 	if q.cookieState == cookieMalformed {
-		return h.errorReply(resp[:0], req, &q, dns.RcodeFormatError, proto)
+		return h.errorReply(resp[:0], req, q, dns.RcodeFormatError, proto)
 	}
 	if q.tsig {
 		// We hold no TSIG keys: every key is unknown.
-		return h.tsigBadKey(resp[:0], req, &q, proto)
+		return h.tsigBadKey(resp[:0], req, q, proto)
 	}
 	if !q.hasQ {
 		// RFC 7873 §5.4: a query without a question, with a cookie, asks
 		// for a server cookie. Anything else without a question is broken.
 		if q.cookieState != cookieNone {
-			return h.errorReply(resp[:0], req, &q, dns.RcodeSuccess, proto)
+			return h.errorReply(resp[:0], req, q, dns.RcodeSuccess, proto)
 		}
-		return h.errorReply(resp[:0], req, &q, dns.RcodeFormatError, proto)
+		return h.errorReply(resp[:0], req, q, dns.RcodeFormatError, proto)
 	}
 
 	switch q.qtype {
 	case dns.TypeOPT, dns.TypeTSIG:
-		return h.errorReply(resp[:0], req, &q, dns.RcodeFormatError, proto)
+		return h.errorReply(resp[:0], req, q, dns.RcodeFormatError, proto)
 	case dns.TypeTKEY, dns.TypeMAILA, dns.TypeMAILB:
-		return h.errorReply(resp[:0], req, &q, dns.RcodeNotImplemented, proto)
+		return h.errorReply(resp[:0], req, q, dns.RcodeNotImplemented, proto)
 	}
 	if q.qclass != dns.ClassINET {
-		return h.errorReply(resp[:0], req, &q, dns.RcodeRefused, proto)
+		return h.errorReply(resp[:0], req, q, dns.RcodeRefused, proto)
 	}
 	set := h.zones.Load()
 	lower := q.lowerName()
 	z := set.Find(lower)
 	if z == nil {
-		return h.errorReply(resp[:0], req, &q, dns.RcodeRefused, proto)
+		return h.errorReply(resp[:0], req, q, dns.RcodeRefused, proto)
 	}
 	if q.qtype == dns.TypeAXFR || q.qtype == dns.TypeIXFR {
-		return h.transferOverUDP(resp[:0], req, &q, z, src, proto)
+		return h.transferOverUDP(resp[:0], req, q, z, src, proto)
 	}
 	st := h.steer.Load()
 	if st != nil {
 		if v := st.services[string(lower)]; v != nil {
-			return h.serveService(resp[:0], req, &q, z.NoData(), nil, nil, st.snap, v, src, proto)
+			return h.serveService(resp[:0], req, q, z.NoData(), nil, nil, st, v, src, proto)
 		}
 	}
 	a := z.Lookup(lower, q.qtype)
@@ -220,7 +230,7 @@ func (h *Handler) ServePacket(resp, req []byte, src netip.AddrPort, proto Proto)
 		a = b
 	}
 	if als := a.Aliases(); len(als) > 0 {
-		if out, ok := h.serveAlias(resp[:0], req, &q, set, z, st, als, src, proto); ok {
+		if out, ok := h.serveAlias(resp[:0], req, q, set, z, st, als, src, proto); ok {
 			return out
 		}
 	}
@@ -228,7 +238,7 @@ func (h *Handler) ServePacket(resp, req []byte, src netip.AddrPort, proto Proto)
 	case st == nil:
 		if h.cfg.WaitForSnapshot && a.Negative() {
 			h.metrics.waiting.Add(1)
-			return h.errorReply(resp[:0], req, &q, dns.RcodeServerFailure, proto)
+			return h.errorReply(resp[:0], req, q, dns.RcodeServerFailure, proto)
 		}
 	case a.Rcode == dns.RcodeNameError:
 		// Names above a service exist (RFC 8020).
@@ -240,10 +250,10 @@ func (h *Handler) ServePacket(resp, req []byte, src netip.AddrPort, proto Proto)
 	if p == nil {
 		p = h.packSlow(req, a)
 		if p == nil {
-			return h.errorReply(resp[:0], req, &q, dns.RcodeServerFailure, proto)
+			return h.errorReply(resp[:0], req, q, dns.RcodeServerFailure, proto)
 		}
 	}
-	return h.reply(resp[:0], &q, p, src, proto)
+	return h.reply(resp[:0], q, p, src, proto)
 }
 
 // packSlow compiles an answer for this one query name. Zone content that

@@ -69,6 +69,17 @@ func (h *Handler) parse(req []byte, q *query) int {
 	return dns.RcodeSuccess
 }
 
+// toLower maps each byte to its ASCII lower case.
+var toLower = func() (t [256]byte) {
+	for i := range t {
+		t[i] = byte(i)
+		if 'A' <= i && i <= 'Z' {
+			t[i] += 'a' - 'A'
+		}
+	}
+	return t
+}()
+
 // readQName reads an uncompressed name at off into lower (folded to lower
 // case) and returns where it ends. Compression has no place in a question:
 // nothing precedes it to point to.
@@ -89,12 +100,11 @@ func readQName(msg []byte, off int, lower *[zones.MaxNameLen]byte) (int, bool) {
 			return 0, false
 		}
 		lower[off-start] = byte(l)
-		for i := off + 1; i <= off+l; i++ {
-			c := msg[i]
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			lower[i-start] = c
+		src := msg[off+1 : off+1+l]
+		dst := lower[off-start+1:]
+		dst = dst[:len(src)] // one bounds check for the label, not one a byte
+		for i, c := range src {
+			dst[i] = toLower[c]
 		}
 		off += l + 1
 		if l == 0 {

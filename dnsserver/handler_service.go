@@ -17,6 +17,9 @@ type steering struct {
 	snap     *regions.Snapshot
 	services map[string]*regions.ServiceView // lower-case wire names
 	ents     map[string]struct{}             // lower-case wire names
+	// regionAnswers are the metrics' counters of snap's regions, by
+	// their index in snap.Regions() (Decision.RegionIndex).
+	regionAnswers []*paddedCounter
 }
 
 // SetSnapshot swaps in a new regions snapshot. It indexes the snapshot's
@@ -31,7 +34,7 @@ func (h *Handler) SetSnapshot(s *regions.Snapshot) {
 	for _, r := range s.Regions() {
 		names = append(names, r.Name)
 	}
-	h.metrics.setRegions(names)
+	st.regionAnswers = h.metrics.setRegions(names)
 	for _, v := range s.Services() {
 		w, err := zones.WireName(v.Name())
 		if err != nil {
@@ -61,7 +64,7 @@ func (h *Handler) Snapshot() *regions.Snapshot {
 // records follow the chain and are owned by its target, written as owner
 // (a compression pointer, or the name itself). Negative answers carry ECS
 // scope 0.
-func (h *Handler) serveService(resp, req []byte, q *query, nodata *zones.Answer, chain *zones.Packed, owner []byte, snap *regions.Snapshot, v *regions.ServiceView, src netip.AddrPort, proto Proto) []byte {
+func (h *Handler) serveService(resp, req []byte, q *query, nodata *zones.Answer, chain *zones.Packed, owner []byte, st *steering, v *regions.ServiceView, src netip.AddrPort, proto Proto) []byte {
 	qtype := q.qtype
 	if qtype == dns.TypeANY {
 		qtype = dns.TypeA // RFC 8482: one RRset is a complete answer to ANY
@@ -76,7 +79,7 @@ func (h *Handler) serveService(resp, req []byte, q *query, nodata *zones.Answer,
 		ecs = q.ecsPrefix()
 	}
 	c, use := h.ecs.Client(src.Addr(), ecs, h.cfg.Locator)
-	d := snap.Decide(v, &c, qtype, rand.Uint64())
+	d := st.snap.Decide(v, &c, qtype, rand.Uint64())
 	h.metrics.steered.Add(1)
 	if d.FailOpen {
 		h.metrics.failOpen.Add(1)
@@ -84,8 +87,8 @@ func (h *Handler) serveService(resp, req []byte, q *query, nodata *zones.Answer,
 	if d.Kind != regions.KindAnswer || d.Count == 0 {
 		return h.answerZone(resp, req, q, nodata, src, proto)
 	}
-	if d.Region != "" {
-		h.metrics.countRegion(d.Region)
+	if d.Region != "" && d.RegionIndex < len(st.regionAnswers) {
+		st.regionAnswers[d.RegionIndex].Add(1)
 	}
 	q.ecsScope = uint8(use.ReplyScope(ecs, d.Scope))
 
@@ -227,7 +230,7 @@ func (h *Handler) serveAlias(resp, req []byte, q *query, set *zones.Set, z *zone
 					return h.errorReply(resp, req, q, dns.RcodeServerFailure, proto), true
 				}
 			}
-			return h.serveService(resp, req, q, al.NoData, p, al.Target, st.snap, v, src, proto), true
+			return h.serveService(resp, req, q, al.NoData, p, al.Target, st, v, src, proto), true
 		}
 	}
 	return nil, false

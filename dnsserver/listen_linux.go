@@ -14,7 +14,17 @@ const reusePortSupported = true
 // udpControl returns the socket setup run before bind. IPv6 sockets are
 // IPV6_V6ONLY so "[::]:53" and "0.0.0.0:53" can both be bound. A socket on
 // an unspecified address asks for the destination of each datagram
-// (IP_PKTINFO, IPV6_RECVPKTINFO) so that replies leave from it.
+// (IP_PKTINFO, IPV6_RECVPKTINFO) so that replies leave from it; a socket
+// on one address does not, as its replies leave from that address anyway.
+//
+// Path MTU discovery is off (IP_PMTUDISC_OMIT, or DONT on kernels without
+// it): replies carry no DF bit and the kernel ignores the path MTU it has
+// learned. UDP replies are sized to the client's EDNS buffer and to
+// MaxUDPSize (1232 by default, below every path MTU), so discovery brings
+// nothing, while a forged ICMP "fragmentation needed" could otherwise make
+// the kernel fragment our replies to a victim resolver, the opening that
+// fragment-based cache poisoning needs. It also spares the per-reply MTU
+// checks.
 func udpControl(wildcard, reusePort bool) func(network, address string, c syscall.RawConn) error {
 	return func(network, _ string, c syscall.RawConn) error {
 		v6 := network == "udp6"
@@ -32,6 +42,9 @@ func udpControl(wildcard, reusePort bool) func(network, address string, c syscal
 					opErr = fmt.Errorf("IPV6_V6ONLY: %w", opErr)
 					return
 				}
+			}
+			if opErr = setNoPMTUDiscovery(s, v6); opErr != nil {
+				return
 			}
 			if !wildcard {
 				return
@@ -67,6 +80,21 @@ func tcpControl(network, _ string, c syscall.RawConn) error {
 	}
 	if opErr != nil {
 		return fmt.Errorf("IPV6_V6ONLY: %w", opErr)
+	}
+	return nil
+}
+
+// setNoPMTUDiscovery turns path MTU discovery off (see udpControl).
+func setNoPMTUDiscovery(s int, v6 bool) error {
+	level, opt, omit, dont, name := unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_OMIT, unix.IP_PMTUDISC_DONT, "IP_MTU_DISCOVER"
+	if v6 {
+		level, opt, omit, dont, name = unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_OMIT, unix.IPV6_PMTUDISC_DONT, "IPV6_MTU_DISCOVER"
+	}
+	if unix.SetsockoptInt(s, level, opt, omit) == nil {
+		return nil
+	}
+	if err := unix.SetsockoptInt(s, level, opt, dont); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
 }

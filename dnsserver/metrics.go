@@ -50,8 +50,9 @@ func (m *Metrics) count(p Proto, rcode int) {
 	m.responses[p][min(rcode, maxRcode)].Add(1)
 }
 
-// setRegions makes the per-region counters those of names.
-func (m *Metrics) setRegions(names []string) {
+// setRegions makes the per-region counters those of names and returns
+// them in the order of names.
+func (m *Metrics) setRegions(names []string) []*paddedCounter {
 	old := m.regions.Load()
 	next := make(map[string]*paddedCounter, len(names))
 	for _, n := range names {
@@ -62,16 +63,11 @@ func (m *Metrics) setRegions(names []string) {
 		}
 	}
 	m.regions.Store(&next)
-}
-
-// countRegion counts a steered answer from region; a map read, no
-// allocation.
-func (m *Metrics) countRegion(region string) {
-	if t := m.regions.Load(); t != nil {
-		if c := (*t)[region]; c != nil {
-			c.Add(1)
-		}
+	byIndex := make([]*paddedCounter, len(names))
+	for i, n := range names {
+		byIndex[i] = next[n]
 	}
+	return byIndex
 }
 
 // RegionAnswers is how many steered answers each region of the current

@@ -62,6 +62,10 @@ type TransportConfig struct {
 	Addrs []string
 	// UDPSockets is the number of UDP sockets per address, bound with
 	// SO_REUSEPORT, each served by its own reader loop; 0 = runtime.GOMAXPROCS(0).
+	// On Linux, when GOMAXPROCS is larger than the number of UDP sockets of
+	// all addresses, each loop waits for datagrams inside recvmmsg, on a
+	// thread of its own, and the Ps left run everything else; otherwise
+	// the loops wait in the Go netpoller (docs/architecture.md has both).
 	UDPSockets int
 	// UDPBatch is the number of messages per recvmmsg/sendmmsg; 0 = 64.
 	UDPBatch int
@@ -131,6 +135,10 @@ type Transport struct {
 	// useStdUDP selects the portable UDP loop on every platform, so
 	// benchmarks can compare it with the batched one.
 	useStdUDP bool
+	// udpWait overrides how the batched loops wait, for tests and
+	// benchmarks; udpBlocking is what Listen chose.
+	udpWait     udpWaitMode
+	udpBlocking bool
 
 	mu      sync.Mutex // guards state, bound, conns
 	state   transportState
@@ -151,6 +159,15 @@ type Transport struct {
 	failed   chan struct{}
 }
 
+// udpWaitMode is how the batched UDP loops wait for datagrams.
+type udpWaitMode int
+
+const (
+	udpWaitAuto     udpWaitMode = iota // blocking when a P is left for the rest (Listen)
+	udpWaitPolled                      // in the Go netpoller
+	udpWaitBlocking                    // in recvmmsg
+)
+
 type transportState int
 
 const (
@@ -164,8 +181,18 @@ const (
 type boundAddr struct {
 	cfg      netip.AddrPort
 	wildcard bool
-	udp      []*net.UDPConn
+	udp      []udpSocket
 	tcp      *net.TCPListener
+}
+
+// udpSocket is a bound UDP socket as the transport sees it: a
+// *net.UDPConn, or a socket its loop holds outside the Go netpoller (see
+// newUDPServers). A read deadline in the past wakes a loop waiting for
+// datagrams; Close makes its loop return an error wrapping net.ErrClosed.
+type udpSocket interface {
+	LocalAddr() net.Addr
+	SetReadDeadline(time.Time) error
+	Close() error
 }
 
 // udpServer is one UDP reader loop.
@@ -287,9 +314,27 @@ func (t *Transport) Listen() error {
 		}
 		bound = append(bound, b)
 	}
+	// A loop blocked in recvmmsg keeps its P while it waits: sysmon leaves
+	// it there while another P is idle (up to 10 ms), but when none is it
+	// takes it back within microseconds and hands it to another thread,
+	// and the loop needs a P again once recvmmsg returns. So blocking loops
+	// need more Ps than loops.
+	switch t.udpWait {
+	case udpWaitAuto:
+		t.udpBlocking = udpBlockingSupported && runtime.GOMAXPROCS(0) > len(bound)*t.udpSocketsPerAddr()
+	case udpWaitBlocking:
+		t.udpBlocking = udpBlockingSupported
+	}
 	var loops []udpServer
 	for _, b := range bound {
-		loops = append(loops, t.newUDPServers(b)...)
+		ls, err := t.newUDPServers(b)
+		if err != nil {
+			for _, b := range bound {
+				b.close()
+			}
+			return fmt.Errorf("dnsserver: transport: listen %s: %w", b.cfg, err)
+		}
+		loops = append(loops, ls...)
 	}
 	t.bound, t.udp, t.state = bound, loops, stateListening
 	return nil
@@ -418,7 +463,8 @@ func (t *Transport) Run(ctx context.Context) error {
 	t.log.Info("dns transport started",
 		slog.Any("udp", udpAddrs), slog.Any("tcp", tcpAddrs),
 		slog.Int("udp_sockets_per_addr", t.udpSocketsPerAddr()),
-		slog.Int("udp_batch", t.cfg.UDPBatch))
+		slog.Int("udp_batch", t.cfg.UDPBatch),
+		slog.String("udp_wait", t.udpWaitName()))
 
 	select {
 	case <-ctx.Done():
@@ -569,4 +615,15 @@ func (t *Transport) udpSocketsPerAddr() int {
 		return 1
 	}
 	return t.cfg.UDPSockets
+}
+
+// udpWaitName says where the UDP loops wait for datagrams.
+func (t *Transport) udpWaitName() string {
+	switch {
+	case t.useStdUDP:
+		return "netpoller, one datagram per call"
+	case t.udpBlocking:
+		return "recvmmsg"
+	}
+	return "netpoller"
 }

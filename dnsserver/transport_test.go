@@ -574,7 +574,13 @@ func TestTransportHandlerPanic(t *testing.T) {
 }
 
 func TestTransportGarbage(t *testing.T) {
-	r := startTransport(t, TransportConfig{Addrs: []string{"127.0.0.1:0"}, UDPSockets: 2, UDPBufSize: 512}, &dnsTestHandler{})
+	for _, w := range udpWaits {
+		t.Run(w.name, func(t *testing.T) { testTransportGarbage(t, w.opt) })
+	}
+}
+
+func testTransportGarbage(t *testing.T, opt func(*Transport)) {
+	r := startTransport(t, TransportConfig{Addrs: []string{"127.0.0.1:0"}, UDPSockets: 2, UDPBufSize: 512}, &dnsTestHandler{}, opt)
 	addr := r.udpAddr(t, 0)
 	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
 	if err != nil {
@@ -616,11 +622,31 @@ func TestTransportGarbage(t *testing.T) {
 	}
 }
 
+// udpWaits are the two ways the batched UDP loops wait, for tests that
+// must hold for both (on other systems both are the portable loop).
+var udpWaits = []struct {
+	name string
+	opt  func(*Transport)
+}{
+	{"polled", func(t *Transport) { t.udpWait = udpWaitPolled }},
+	{"blocking", func(t *Transport) { t.udpWait = udpWaitBlocking }},
+}
+
 func TestTransportGracefulShutdown(t *testing.T) {
-	for _, network := range []string{"udp", "tcp"} {
-		t.Run(network, func(t *testing.T) {
+	tests := []struct {
+		name    string
+		network string
+		opt     func(*Transport)
+	}{
+		{"udp polled", "udp", udpWaits[0].opt},
+		{"udp blocking", "udp", udpWaits[1].opt},
+		{"tcp", "tcp", func(*Transport) {}},
+	}
+	for _, tc := range tests {
+		network := tc.network
+		t.Run(tc.name, func(t *testing.T) {
 			h := &dnsTestHandler{entered: make(chan string, 1), release: make(chan struct{})}
-			r := startTransport(t, TransportConfig{Addrs: []string{"127.0.0.1:0"}, UDPSockets: 2}, h)
+			r := startTransport(t, TransportConfig{Addrs: []string{"127.0.0.1:0"}, UDPSockets: 2}, h, tc.opt)
 			addr := r.udpAddr(t, 0)
 			if network == "tcp" {
 				addr = r.tcpAddr(t, 0)
@@ -669,13 +695,19 @@ func TestTransportGracefulShutdown(t *testing.T) {
 }
 
 func TestTransportShutdownTimeout(t *testing.T) {
+	for _, w := range udpWaits {
+		t.Run(w.name, func(t *testing.T) { testTransportShutdownTimeout(t, w.opt) })
+	}
+}
+
+func testTransportShutdownTimeout(t *testing.T, opt func(*Transport)) {
 	h := &dnsTestHandler{entered: make(chan string, 1), release: make(chan struct{})}
 	defer close(h.release)
 	r := startTransport(t, TransportConfig{
 		Addrs:           []string{"127.0.0.1:0"},
 		UDPSockets:      1,
 		ShutdownTimeout: 100 * time.Millisecond,
-	}, h)
+	}, h, opt)
 	addr := r.udpAddr(t, 0)
 	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
 	if err != nil {
@@ -705,10 +737,12 @@ func TestTransportShutdownTimeout(t *testing.T) {
 func TestTransportListenerFailure(t *testing.T) {
 	tests := []struct {
 		name    string
+		opt     func(*Transport)
 		breakIt func(*Transport)
 	}{
-		{"udp socket", func(tr *Transport) { tr.bound[0].udp[1].Close() }},
-		{"tcp listener", func(tr *Transport) { tr.bound[0].tcp.Close() }},
+		{"udp socket polled", udpWaits[0].opt, func(tr *Transport) { tr.bound[0].udp[1].Close() }},
+		{"udp socket blocking", udpWaits[1].opt, func(tr *Transport) { tr.bound[0].udp[1].Close() }},
+		{"tcp listener", func(*Transport) {}, func(tr *Transport) { tr.bound[0].tcp.Close() }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -716,6 +750,7 @@ func TestTransportListenerFailure(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			tc.opt(tr)
 			if err := tr.Listen(); err != nil {
 				t.Fatal(err)
 			}

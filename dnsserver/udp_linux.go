@@ -5,39 +5,91 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
+// udpBlockingSupported: Linux loops can wait in recvmmsg.
+const udpBlockingSupported = true
+
 // newUDPServers gives every socket of an address its own batched loop.
-func (t *Transport) newUDPServers(b *boundAddr) []udpServer {
+// With t.udpBlocking the loop waits in recvmmsg and takes the socket out
+// of the netpoller (see blockingUDPSocket); otherwise it parks in the
+// netpoller.
+func (t *Transport) newUDPServers(b *boundAddr) ([]udpServer, error) {
 	loops := make([]udpServer, 0, len(b.udp))
-	for _, c := range b.udp {
-		if t.useStdUDP {
-			loops = append(loops, newUDPStdLoop(t, c))
-			continue
+	for i, c := range b.udp {
+		conn := c.(*net.UDPConn)
+		setUDPBuffers(conn)
+		switch {
+		case t.useStdUDP:
+			loops = append(loops, newUDPStdLoop(t, conn))
+		case t.udpBlocking:
+			s, err := newBlockingUDPSocket(conn)
+			if err != nil {
+				b.udp = append(b.udp[:i], b.udp[i+1:]...) // conn is closed
+				return nil, fmt.Errorf("udp socket %d: %w", i+1, err)
+			}
+			b.udp[i] = s
+			l := newUDPBatchLoop(t, b.cfg.Addr().Is6(), b.wildcard)
+			l.sock = s
+			loops = append(loops, l)
+		default:
+			l := newUDPBatchLoop(t, b.cfg.Addr().Is6(), b.wildcard)
+			l.conn = conn
+			loops = append(loops, l)
 		}
-		loops = append(loops, newUDPBatchLoop(t, c, b.cfg.Addr().Is6(), b.wildcard))
 	}
-	return loops
+	return loops, nil
 }
 
 // udpSocketBuffer is the receive and send buffer asked for per socket.
 const udpSocketBuffer = 4 << 20
+
+// setUDPBuffers asks for bigger socket buffers. They ride out the moments
+// the loop is not scheduled: the default (about 200 KB) holds only a few
+// hundred small datagrams, and under load they were lost. The kernel caps
+// them at net.core.rmem_max and wmem_max.
+func setUDPBuffers(c *net.UDPConn) {
+	if rc, err := c.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, udpSocketBuffer)
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, udpSocketBuffer)
+		})
+	}
+}
 
 // ctlStride is the control-message space per datagram: one in6_pktinfo or
 // in_pktinfo with its header fits in 40 bytes on 64-bit systems.
 const ctlStride = 64
 
 // udpBatchLoop reads and answers datagrams in batches with recvmmsg and
-// sendmmsg. Everything a batch needs is allocated here once; the system
-// calls run inside RawConn callbacks so the goroutine parks in the Go
-// netpoller while the socket is idle.
+// sendmmsg. Everything a batch needs is allocated here once. It waits for
+// datagrams in one of two ways:
+//
+//   - sock set: in recvmmsg itself (see blockingUDPSocket);
+//   - conn set: in the Go netpoller. The system calls run inside RawConn
+//     callbacks; after a batch the loop tries recvmmsg again at once and
+//     parks only when it finds nothing (EAGAIN).
+//
+// The calls that cannot block are raw system calls (RawSyscall6), without
+// the runtime's entersyscall and exitsyscall: recvmmsg and sendmmsg on the
+// netpoller's non-blocking socket, sendmmsg with MSG_DONTWAIT on the
+// blocking one. Announced system calls cost more than the bookkeeping: a
+// call that sysmon sees running across two of its ticks (a sendmmsg of a
+// few dozen replies on loopback takes tens of microseconds, most of it
+// delivering them) has its P taken away and handed to another thread, so
+// under load the loop hopped between threads with futex wake-ups and
+// context switches at every hop, and sysmon itself woke every 20 µs.
+// Raw calls keep the loop on one thread with its P.
 type udpBatchLoop struct {
 	udpCounters
 	t       *Transport
+	sock    *blockingUDPSocket
 	conn    *net.UDPConn
 	rc      syscall.RawConn
 	bufSize int
@@ -65,11 +117,10 @@ type udpBatchLoop struct {
 	sent, sendFailed uint64
 }
 
-func newUDPBatchLoop(t *Transport, conn *net.UDPConn, v6, wildcard bool) *udpBatchLoop {
+func newUDPBatchLoop(t *Transport, v6, wildcard bool) *udpBatchLoop {
 	n, bs := t.cfg.UDPBatch, t.cfg.UDPBufSize
 	l := &udpBatchLoop{
 		t:       t,
-		conn:    conn,
 		bufSize: bs,
 		v6:      v6,
 		pktinfo: wildcard,
@@ -114,18 +165,63 @@ func (l *udpBatchLoop) resetRecv(i int) {
 }
 
 func (l *udpBatchLoop) serve() error {
+	if l.sock != nil {
+		return l.serveBlocking()
+	}
+	return l.servePolled()
+}
+
+// yieldEvery is how often a blocking loop passes through the scheduler.
+// sysmon preempts a goroutine that has run 10 ms without doing so; for one
+// that is in a system call, as the loop mostly is, that means taking its P
+// away, after which sysmon, having found work, polls every 20 µs for a
+// while. Under load that made thousands of wake-ups a second on the loop's
+// CPU. A yield is cheaper but not free: it wakes a thread for the idle P
+// (two futex calls), so it comes as late as is safe. sysmon starts its
+// 10 ms when it first sees the loop's new scheduling tick, never before
+// the yield, so any interval below 10 ms keeps it away.
+const yieldEvery = 9 * time.Millisecond
+
+// serveBlocking answers batches until shutdown (nil) or until the socket
+// fails. Shutdown sets t.stopping, then shuts the socket down for reading:
+// a busy loop sees the flag after its batch is sent, a waiting one
+// returns from recvmmsg.
+func (l *udpBatchLoop) serveBlocking() error {
+	yielded := time.Now()
+	for !l.t.stopping.Load() {
+		if now := time.Now(); now.Sub(yielded) >= yieldEvery {
+			runtime.Gosched()
+			yielded = now
+		}
+		n, errno, err := l.sock.recvmmsg(l.msgs)
+		if err != nil {
+			if l.t.stopping.Load() {
+				return nil
+			}
+			return fmt.Errorf("udp read on %s: %w", l.sock.LocalAddr(), err)
+		}
+		switch {
+		case errno == 0:
+			l.answer(n)
+		case errno == unix.EINTR || errno == unix.EAGAIN:
+		case isTransientUDPError(errno):
+			l.recvErrs.Add(1)
+		case l.t.stopping.Load():
+			return nil
+		default:
+			return fmt.Errorf("recvmmsg on %s: %w", l.sock.LocalAddr(), errno)
+		}
+	}
+	return nil
+}
+
+// servePolled is the loop of a socket in the netpoller.
+func (l *udpBatchLoop) servePolled() error {
 	rc, err := l.conn.SyscallConn()
 	if err != nil {
 		return fmt.Errorf("udp %s: %w", l.conn.LocalAddr(), err)
 	}
 	l.rc = rc
-	// A bigger buffer rides out the moments the loop is not scheduled: the
-	// default (about 200 KB) holds only a few hundred small datagrams, and
-	// under load they were lost. The kernel caps it at net.core.rmem_max.
-	_ = rc.Control(func(fd uintptr) {
-		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, udpSocketBuffer)
-		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, udpSocketBuffer)
-	})
 	for {
 		if err := l.rc.Read(l.recvFn); err != nil {
 			// A deadline in the past (shutdown) or a closed socket.
@@ -151,7 +247,7 @@ func (l *udpBatchLoop) serve() error {
 // recvmmsg is the read callback: it returns false only to wait for data.
 func (l *udpBatchLoop) recvmmsg(fd uintptr) bool {
 	for {
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd,
+		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd,
 			uintptr(unsafe.Pointer(&l.msgs[0])), uintptr(len(l.msgs)), 0, 0, 0)
 		switch e {
 		case 0:
@@ -173,9 +269,16 @@ func (l *udpBatchLoop) recvmmsg(fd uintptr) bool {
 func (l *udpBatchLoop) answer(n int) {
 	bs := l.bufSize
 	cnt := 0
+	in := uint64(n)
 	var dropped, truncated uint64
 	for i := range n {
 		m := &l.msgs[i]
+		if m.Hdr.Namelen == 0 {
+			// No source: what recvmmsg returns on a socket shut down for
+			// reading (blockingUDPSocket), not a datagram.
+			in--
+			continue
+		}
 		if m.Hdr.Flags&unix.MSG_TRUNC != 0 {
 			truncated++
 			continue
@@ -210,8 +313,10 @@ func (l *udpBatchLoop) answer(n int) {
 		}
 		cnt++
 	}
-	l.in.Add(uint64(n))
-	l.batches.Add(1)
+	if in > 0 {
+		l.in.Add(in)
+		l.batches.Add(1)
+	}
 	if dropped > 0 {
 		l.dropped.Add(dropped)
 	}
@@ -230,7 +335,9 @@ func (l *udpBatchLoop) answer(n int) {
 func (l *udpBatchLoop) send(cnt int) {
 	l.sendOff, l.sendEnd = 0, cnt
 	l.sent, l.sendFailed = 0, 0
-	if err := l.rc.Write(l.sendFn); err != nil {
+	if l.sock != nil {
+		l.sendBlocking()
+	} else if err := l.rc.Write(l.sendFn); err != nil {
 		// Closed under a forced shutdown: what is left is lost.
 		l.sendFailed += uint64(l.sendEnd - l.sendOff)
 	}
@@ -244,7 +351,7 @@ func (l *udpBatchLoop) send(cnt int) {
 // space. A reply the kernel refuses is counted and skipped.
 func (l *udpBatchLoop) sendmmsg(fd uintptr) bool {
 	for l.sendOff < l.sendEnd {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd,
+		r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd,
 			uintptr(unsafe.Pointer(&l.outMsgs[l.sendOff])), uintptr(l.sendEnd-l.sendOff), 0, 0, 0)
 		switch {
 		case e == 0 && r > 0:
@@ -261,6 +368,33 @@ func (l *udpBatchLoop) sendmmsg(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// sendBlocking is send on a blockingUDPSocket: sendmmsg that does not
+// wait, and when the socket buffer is full, one that waits for space.
+func (l *udpBatchLoop) sendBlocking() {
+	wait := false
+	for l.sendOff < l.sendEnd {
+		r, e, err := l.sock.sendmmsg(l.outMsgs[l.sendOff:l.sendEnd], wait)
+		if err != nil {
+			// Closed under a forced shutdown: what is left is lost.
+			l.sendFailed += uint64(l.sendEnd - l.sendOff)
+			return
+		}
+		wait = false
+		switch {
+		case e == 0 && r > 0:
+			l.sendOff += r
+			l.sent += uint64(r)
+		case e == unix.EINTR:
+		case e == unix.EAGAIN:
+			wait = true
+		default:
+			// As in sendmmsg: the first message not sent failed.
+			l.sendOff++
+			l.sendFailed++
+		}
+	}
 }
 
 // replyPktinfo writes into send control slot j the source address for the

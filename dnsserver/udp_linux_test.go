@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 
 	"github.com/meridian-gslb/meridian/internal/testtool"
 )
@@ -34,27 +35,35 @@ func TestTransportUDPWildcardSource(t *testing.T) {
 		{name: "ipv4", listen: "0.0.0.0:0", client: "127.0.0.1:0", dsts: []string{"127.0.0.2", "127.0.0.1", "127.0.0.3"}},
 		{name: "ipv6", listen: "[::]:0", client: "[::1]:0", dsts: []string{"::1"}},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if tc.name == "ipv6" {
-				ipv6Loopback(t)
-			}
-			r := startTransport(t, TransportConfig{Addrs: []string{tc.listen}, UDPSockets: 2}, &dnsTestHandler{})
-			port := r.udpAddr(t, 0).Port()
-			// Unconnected, so the reply's source is reported, not filtered.
-			c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(tc.client)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			for i, d := range tc.dsts {
-				dst := netip.AddrPortFrom(netip.MustParseAddr(d), port)
-				q := newQuery(fmt.Sprintf("w%d.example.", i))
-				if err := wildcardRoundTrip(c, q, dst); err != nil {
-					t.Errorf("query to %s: %v", dst, err)
+	for _, w := range udpWaits {
+		for _, tc := range tests {
+			t.Run(w.name+" "+tc.name, func(t *testing.T) {
+				if tc.name == "ipv6" {
+					ipv6Loopback(t)
 				}
-			}
-		})
+				testWildcardSource(t, tc.listen, tc.client, tc.dsts, w.opt)
+			})
+		}
+	}
+}
+
+// testWildcardSource queries a transport listening on listen from client,
+// at each of dsts, and checks where each reply came from.
+func testWildcardSource(t *testing.T, listen, client string, dsts []string, opt func(*Transport)) {
+	r := startTransport(t, TransportConfig{Addrs: []string{listen}, UDPSockets: 2}, &dnsTestHandler{}, opt)
+	port := r.udpAddr(t, 0).Port()
+	// Unconnected, so the reply's source is reported, not filtered.
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(client)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i, d := range dsts {
+		dst := netip.AddrPortFrom(netip.MustParseAddr(d), port)
+		q := newQuery(fmt.Sprintf("w%d.example.", i))
+		if err := wildcardRoundTrip(c, q, dst); err != nil {
+			t.Errorf("query to %s: %v", dst, err)
+		}
 	}
 }
 
@@ -98,6 +107,61 @@ func wildcardRoundTrip(c *net.UDPConn, q *dns.Msg, dst netip.AddrPort) error {
 		}
 	}
 	return fmt.Errorf("no reply from %s", dst)
+}
+
+// TestUDPSocketOptions checks the options udpControl sets: destination
+// addresses (IP_PKTINFO, IPV6_RECVPKTINFO) asked for on wildcard sockets
+// only, and path MTU discovery off.
+func TestUDPSocketOptions(t *testing.T) {
+	tests := []struct {
+		name     string
+		network  string
+		addr     string
+		wildcard bool
+	}{
+		{"ipv4 one address", "udp4", "127.0.0.1:0", false},
+		{"ipv4 wildcard", "udp4", "0.0.0.0:0", true},
+		{"ipv6 one address", "udp6", "[::1]:0", false},
+		{"ipv6 wildcard", "udp6", "[::]:0", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.network == "udp6" {
+				ipv6Loopback(t)
+			}
+			lc := net.ListenConfig{Control: udpControl(tc.wildcard, false)}
+			pc, err := lc.ListenPacket(t.Context(), tc.network, tc.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pc.Close()
+			rc, err := pc.(*net.UDPConn).SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			level, pktinfo, mtu, omit, dont := unix.IPPROTO_IP, unix.IP_PKTINFO, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_OMIT, unix.IP_PMTUDISC_DONT
+			if tc.network == "udp6" {
+				level, pktinfo, mtu, omit, dont = unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_OMIT, unix.IPV6_PMTUDISC_DONT
+			}
+			var pi, md int
+			var piErr, mdErr error
+			if err := rc.Control(func(fd uintptr) {
+				pi, piErr = unix.GetsockoptInt(int(fd), level, pktinfo)
+				md, mdErr = unix.GetsockoptInt(int(fd), level, mtu)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if piErr != nil || mdErr != nil {
+				t.Fatalf("getsockopt: %v, %v", piErr, mdErr)
+			}
+			if want := tc.wildcard; (pi != 0) != want {
+				t.Errorf("destination address option = %d, want on: %v", pi, want)
+			}
+			if md != omit && md != dont {
+				t.Errorf("path MTU discovery mode = %d, want %d (omit) or %d (don't)", md, omit, dont)
+			}
+		})
+	}
 }
 
 // TestTransportUDPWildcardBothFamilies binds "0.0.0.0:P" and "[::]:P" on
@@ -197,4 +261,47 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestTransportUDPWait checks where the batched loops wait: in recvmmsg
+// when GOMAXPROCS leaves a P beyond the loops of all addresses, in the
+// netpoller otherwise.
+func TestTransportUDPWait(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	tests := []struct {
+		name         string
+		gomaxprocs   int
+		addrs        []string
+		sockets      int
+		wantBlocking bool
+	}{
+		{"a P to spare", 2, []string{"127.0.0.1:0"}, 1, true},
+		{"one P per loop", 2, []string{"127.0.0.1:0"}, 2, false},
+		{"one P per loop over two addresses", 2, []string{"127.0.0.1:0", "127.0.0.2:0"}, 1, false},
+		{"a P to spare over two addresses", 3, []string{"127.0.0.1:0", "127.0.0.2:0"}, 1, true},
+		{"one P", 1, []string{"127.0.0.1:0"}, 1, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			runtime.GOMAXPROCS(tc.gomaxprocs)
+			tr, err := NewTransport(TransportConfig{Addrs: tc.addrs, UDPSockets: tc.sockets}, &dnsTestHandler{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tr.Listen(); err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			if tr.udpBlocking != tc.wantBlocking {
+				t.Errorf("blocking loops: %v, want %v", tr.udpBlocking, tc.wantBlocking)
+			}
+			for _, b := range tr.bound {
+				for i, s := range b.udp {
+					if _, blocking := s.(*blockingUDPSocket); blocking != tc.wantBlocking {
+						t.Errorf("%s socket %d is a %T", b.cfg, i, s)
+					}
+				}
+			}
+		})
+	}
 }

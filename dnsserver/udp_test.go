@@ -4,18 +4,26 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
 
 // udpLoopKinds are the UDP loops a test or benchmark can pick: the default
-// one for the platform (batched on Linux) and the portable one.
+// one for the platform (batched on Linux, waiting in recvmmsg or in the
+// netpoller by GOMAXPROCS), the batched one waiting in the netpoller or in
+// recvmmsg (Linux; elsewhere both are the default), and the portable one.
 var udpLoopKinds = []struct {
 	name string
 	opt  func(*Transport)
 }{
 	{"default", func(*Transport) {}},
+	{"polled", func(t *Transport) { t.udpWait = udpWaitPolled }},
+	{"blocking", func(t *Transport) { t.udpWait = udpWaitBlocking }},
 	{"std", func(t *Transport) { t.useStdUDP = true }},
 }
 
@@ -47,10 +55,12 @@ func TestTransportUDPZeroAllocs(t *testing.T) {
 		addr string
 		opt  func(*Transport)
 	}{
-		{"default", "127.0.0.1:0", udpLoopKinds[0].opt},
-		{"std", "127.0.0.1:0", udpLoopKinds[1].opt},
+		{"polled", "127.0.0.1:0", udpLoopKinds[1].opt},
+		{"blocking", "127.0.0.1:0", udpLoopKinds[2].opt},
+		{"std", "127.0.0.1:0", udpLoopKinds[3].opt},
 		// Replies on a wildcard socket carry a source-address control message.
-		{"default wildcard", "0.0.0.0:0", udpLoopKinds[0].opt},
+		{"polled wildcard", "0.0.0.0:0", udpLoopKinds[1].opt},
+		{"blocking wildcard", "0.0.0.0:0", udpLoopKinds[2].opt},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -171,4 +181,71 @@ func BenchmarkUDPTransport(b *testing.B) {
 			b.ReportMetric(float64(st.UDPPacketsIn)/float64(st.UDPBatches), "pkts/batch")
 		})
 	}
+}
+
+// BenchmarkUDPTransportOneAtATime measures round trips of one query at a
+// time through the transport (echo handler): a server at low load, where
+// every query finds its loop waiting, so ns/op includes waking it up. The
+// client is this test binary run again as another process (see
+// TestUDPEchoClient), so that it shares neither the server's Go scheduler
+// nor its threads, as a resolver would not.
+func BenchmarkUDPTransportOneAtATime(b *testing.B) {
+	for _, kind := range udpLoopKinds {
+		b.Run(kind.name, func(b *testing.B) {
+			r := startTransport(b, TransportConfig{Addrs: []string{"127.0.0.1:0"}, UDPSockets: 1}, echoHandler{}, kind.opt)
+			n := b.N
+			b.ResetTimer()
+			cmd := exec.Command(os.Args[0], "-test.run=^TestUDPEchoClient$")
+			cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d", echoClientEnv, r.udpAddr(b, 0), n))
+			out, err := cmd.CombinedOutput()
+			b.StopTimer()
+			if err != nil {
+				b.Fatalf("client: %v\n%s", err, out)
+			}
+			var ns float64
+			if _, err := fmt.Sscanf(string(out), "elapsed %g", &ns); err != nil {
+				b.Fatalf("client said %q: %v", out, err)
+			}
+			// The client's own figure leaves out its start-up.
+			b.ReportMetric(ns/float64(n), "ns/roundtrip")
+		})
+	}
+}
+
+// echoClientEnv carries "ADDR,COUNT" to TestUDPEchoClient.
+const echoClientEnv = "DNSSERVER_TEST_ECHO_CLIENT"
+
+// TestUDPEchoClient is the client process of BenchmarkUDPTransportOneAtATime:
+// with echoClientEnv set, it makes COUNT round trips to ADDR one after the
+// other and prints the time they took. Otherwise it does nothing.
+func TestUDPEchoClient(t *testing.T) {
+	spec := os.Getenv(echoClientEnv)
+	if spec == "" {
+		t.Skip("only run by BenchmarkUDPTransportOneAtATime")
+	}
+	addr, count, ok := strings.Cut(spec, ",")
+	n, err := strconv.Atoi(count)
+	if !ok || err != nil || n < 1 {
+		t.Fatalf("bad %s %q", echoClientEnv, spec)
+	}
+	dst, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// One query in flight cannot overflow a socket buffer; the deadline
+	// only guards against a hang.
+	c.SetReadDeadline(time.Now().Add(5 * time.Minute))
+	buf := make([]byte, 512)
+	start := time.Now()
+	for range n {
+		if err := echoRoundTrip(c, buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fmt.Printf("elapsed %d\n", time.Since(start).Nanoseconds())
 }

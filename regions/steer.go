@@ -54,6 +54,9 @@ type Decision struct {
 	Kind DecisionKind `json:"kind"`
 	// Region is the chosen region; "" for a fallback or NODATA.
 	Region string `json:"region,omitempty"`
+	// RegionIndex is Region's index in the snapshot's Regions, so
+	// callers can count by region without looking the name up.
+	RegionIndex int `json:"-"`
 	// Addrs is SHARED and read-only: the chosen region's VIPs of the
 	// asked family, or the fallback addresses of that family.
 	Addrs []netip.Addr `json:"addrs,omitempty"`
@@ -196,7 +199,7 @@ func (s *Snapshot) decide(v *ServiceView, c *Client, qtype uint16, rnd uint64, t
 	scope = max(scope, sc)
 	sl := &v.slots[chosen]
 	d.Kind = KindAnswer
-	d.Region = sl.name
+	d.Region, d.RegionIndex = sl.name, sl.region
 	d.Scope = min(scope, cbits)
 	if d.FailOpen {
 		d.pickAddrs(sl.all[fi], v.maxAnswers, rnd)

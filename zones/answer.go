@@ -103,8 +103,13 @@ func (z *Zone) prepare() error {
 	z.nxdomain = &Answer{Rcode: dns.RcodeNameError, Authoritative: true, Ns: negative, anchor: z.origin, required: 1}
 	z.nodata = &Answer{Authoritative: true, Ns: negative, anchor: z.origin, required: 1}
 
+	z.apex = z.nodes[z.wire]
 	for _, n := range z.nodes {
-		if cut := z.cutAt(n.name); cut != "" && cut != n.name {
+		cut := z.cutAt(n.name)
+		if cut != "" {
+			n.under = z.nodes[mustWire(cut)]
+		}
+		if cut != "" && cut != n.name {
 			continue // glue below a delegation: never answered from here
 		}
 		anchor, synth := n.name, ""

@@ -44,10 +44,10 @@ func lowerASCII(b []byte) {
 // labelStarts records the offset of every label of the wire name w, from the
 // left; it returns how many it found. w must be a valid, uncompressed wire
 // name; the root label is not counted.
-func labelStarts(w []byte, starts *[128]int) int {
+func labelStarts(w []byte, starts *[128]uint8) int {
 	n := 0
 	for off := 0; off < len(w) && w[off] != 0; off += int(w[off]) + 1 {
-		starts[n] = off
+		starts[n] = uint8(off)
 		n++
 	}
 	return n

@@ -14,7 +14,14 @@ import (
 type Set struct {
 	byWire map[string]*Zone
 	list   []*Zone
+	// byLen holds, per wire length, the one zone whose apex has it,
+	// severalZones when more do, or nil: Find hashes a suffix of the
+	// query name only when a zone apex is as long.
+	byLen [256]*Zone
 }
+
+// severalZones marks a length shared by several apexes in Set.byLen.
+var severalZones = new(Zone)
 
 // NewSet builds a set; two zones with the same apex are an error.
 func NewSet(zs ...*Zone) (*Set, error) {
@@ -25,6 +32,11 @@ func NewSet(zs ...*Zone) (*Set, error) {
 		}
 		s.byWire[z.wire] = z
 		s.list = append(s.list, z)
+		if s.byLen[len(z.wire)] == nil {
+			s.byLen[len(z.wire)] = z
+		} else {
+			s.byLen[len(z.wire)] = severalZones
+		}
 	}
 	slices.SortFunc(s.list, func(a, b *Zone) int { return compareNames(a.origin, b.origin) })
 	return s, nil
@@ -49,8 +61,20 @@ func (s *Set) Find(qname []byte) *Zone {
 		return nil
 	}
 	for off := 0; off < len(qname); off += int(qname[off]) + 1 {
-		if z := s.byWire[string(qname[off:])]; z != nil {
-			return z
+		rest := qname[off:]
+		if len(rest) >= len(s.byLen) {
+			continue // longer than any wire name
+		}
+		switch z := s.byLen[len(rest)]; z {
+		case nil:
+		case severalZones:
+			if z := s.byWire[string(rest)]; z != nil {
+				return z
+			}
+		default:
+			if string(rest) == z.wire {
+				return z
+			}
 		}
 		if qname[off] == 0 {
 			break

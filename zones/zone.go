@@ -14,6 +14,7 @@ type Zone struct {
 	soa     *dns.SOA
 	negTTL  uint32
 	nodes   map[string]*node // by lower-case wire name
+	apex    *node
 	hasCuts bool
 	labels  int      // labels of the apex
 	records []dns.RR // SOA first, for zone transfers
@@ -28,6 +29,9 @@ type node struct {
 	wire string
 	sets []rrSet // sorted by type
 	cut  bool    // holds NS and is not the apex
+	// under is the topmost delegation at or above the node, or nil: a
+	// name found in the map is answered with its referral at once.
+	under *node
 
 	// Precomputed answers, see prepare.
 	byType []typedAnswer
@@ -132,12 +136,20 @@ const (
 // find locates qname (lower-case wire form, inside the zone). It
 // allocates nothing.
 func (z *Zone) find(qname []byte) (*node, match) {
-	var starts [128]int
+	// Most queries name a node that exists: one map lookup answers them.
+	if n := z.nodes[string(qname)]; n != nil {
+		if n.under != nil {
+			return n.under, matchCut
+		}
+		return n, matchExact
+	}
+	var starts [128]uint8
 	nl := labelStarts(qname, &starts)
 	// Walk down from the apex: the first missing node ends the search,
-	// since every ancestor of every name has a node.
-	closest := z.nodes[z.wire]
-	for i := nl - z.labels - 1; i >= 0; i-- {
+	// since every ancestor of every name has a node. The name itself is
+	// missing (above), so the walk stops one label short of it.
+	closest := z.apex
+	for i := nl - z.labels - 1; i >= 1; i-- {
 		n := z.nodes[string(qname[starts[i]:])]
 		if n == nil {
 			break
@@ -146,12 +158,6 @@ func (z *Zone) find(qname []byte) (*node, match) {
 			return n, matchCut
 		}
 		closest = n
-		if i == 0 {
-			return n, matchExact
-		}
-	}
-	if nl == z.labels {
-		return closest, matchExact
 	}
 	if w := closest.wild; w != nil {
 		return w, matchWildcard

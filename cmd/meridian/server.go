@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -233,7 +234,7 @@ func newServer(cfg *Config, set *zones.Set, log *slog.Logger) (*server, error) {
 
 	t, err := dnsserver.NewTransport(dnsserver.TransportConfig{
 		Addrs:           cfg.Listen.DNS,
-		UDPSockets:      cfg.DNS.UDPSockets,
+		UDPSockets:      udpProcs(cfg, log),
 		UDPBatch:        cfg.DNS.UDPBatch,
 		TCPIdleTimeout:  time.Duration(cfg.DNS.TCPIdleTimeout),
 		TCPMaxConns:     cfg.DNS.TCPMaxConnections,
@@ -643,4 +644,31 @@ func addrList(as []net.Addr) string {
 // both use it.
 func (c *Config) ecsConfig() regions.ECSConfig {
 	return regions.ECSConfig{MaxV4: c.ECS.MaxPrefixV4, MaxV6: c.ECS.MaxPrefixV6, TrustPrivate: c.ECS.TrustPrivate}.Normalized()
+}
+
+// baseProcs is GOMAXPROCS as the process started: one P per CPU it may
+// use, unless the GOMAXPROCS variable said otherwise.
+var baseProcs = runtime.GOMAXPROCS(0)
+
+// udpProcs returns the UDP sockets per address (dns.udp_sockets, or one
+// per CPU) and, unless GOMAXPROCS is set in the environment, gives every
+// UDP loop a P of its own on top of one per CPU. A loop with a P of its
+// own waits for datagrams inside recvmmsg, as a C server's thread does,
+// instead of in the Go netpoller: less CPU per query
+// (docs/architecture.md, "How the UDP loops wait"). The Ps of blocked
+// loops use no CPU; the others run everything else as before.
+func udpProcs(cfg *Config, log *slog.Logger) int {
+	sockets := cfg.DNS.UDPSockets
+	if sockets == 0 {
+		sockets = baseProcs
+	}
+	if runtime.GOOS != "linux" || os.Getenv("GOMAXPROCS") != "" {
+		return sockets
+	}
+	loops := sockets * len(cfg.Listen.DNS)
+	if n := baseProcs + loops; n != runtime.GOMAXPROCS(0) {
+		runtime.GOMAXPROCS(n)
+		log.Debug("GOMAXPROCS raised for the UDP loops", "gomaxprocs", n, "udp_loops", loops)
+	}
+	return sockets
 }
