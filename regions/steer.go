@@ -78,7 +78,13 @@ type Decision struct {
 
 // Addr is the i-th address to send, i < Count.
 func (d *Decision) Addr(i int) netip.Addr {
-	return d.Addrs[(d.Start+i)%len(d.Addrs)]
+	// Start < len(Addrs) and i < Count <= len(Addrs): one subtraction
+	// wraps it, where % would cost a division per address.
+	j := d.Start + i
+	if j >= len(d.Addrs) {
+		j -= len(d.Addrs)
+	}
+	return d.Addrs[j]
 }
 
 // DNS query types Decide answers.
