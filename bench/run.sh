@@ -103,37 +103,10 @@ done
 
 # ------------------------------------------------------------------- tools --
 
-# as_root runs a command as root: directly, or through sudo when available.
-as_root() {
-	if ((EUID == 0)); then
-		"$@"
-	elif command -v sudo >/dev/null; then
-		sudo "$@"
-	else
-		log "bench: need root (or sudo) to run: $*"
-		return 1
-	fi
-}
-
-APT_UPDATED=0
-apt_install() {
-	log "bench: installing Debian packages: $*"
-	if ((APT_UPDATED == 0)); then
-		as_root apt-get update -q >&2 || return 1
-		APT_UPDATED=1
-	fi
-	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2
-}
-
-# Required tools, as "command:Debian package".
-missing=()
-for pair in dnsperf:dnsperf gdnsd:gdnsd taskset:util-linux timeout:coreutils ss:iproute2; do
-	command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
-done
-command -v dig >/dev/null || command -v kdig >/dev/null || missing+=(bind9-dnsutils)
-if ((${#missing[@]} > 0)); then
-	apt_install "${missing[@]}" || die "could not install ${missing[*]}"
-fi
+# Debian packages, installed when missing by scripts/deps.sh (make bench
+# has run it already; this covers ./bench/run.sh on its own). taskset and
+# timeout come with every Debian system.
+./scripts/deps.sh bench || die "cannot install the packages the comparison needs"
 
 # Knot is an optional peer: install it when asked for, skip it if that fails.
 # The geo case needs its geoip module, a package of its own.
@@ -142,9 +115,7 @@ knot_ready() {
 	[[ -z $MMDB ]] || compgen -G '/usr/lib/*/knot/modules-*/geoip.so' >/dev/null
 }
 if [[ " $SERVERS " == *" knot "* ]] && ! knot_ready; then
-	pkgs=(knot)
-	[[ -z $MMDB ]] || pkgs+=(knot-module-geoip)
-	apt_install "${pkgs[@]}" || log "bench: could not install ${pkgs[*]}; Knot will be skipped"
+	./scripts/deps.sh knot || log "bench: could not install Knot; it will be skipped"
 fi
 
 # The load generator needs a core of its own.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a make target needs, when they are missing:
 #
-#   scripts/deps.sh test|run|bench ...
+#   scripts/deps.sh test|run|bench|knot ...
 #
 # Silent and without apt-get when everything is installed. Otherwise it
 # installs the missing packages (through sudo when not root) without
@@ -33,12 +33,19 @@ run_packages=(
 bench_packages=(
 	dnsperf     # the load generator
 	gdnsd       # the reference server
-	knot        # knotd: the second peer
+	dnsutils    # dig: is each server up, does it answer right
+	iproute2    # ss: is a port already taken
 	tor-geoipdb # the country data for the geo case
+)
+# Knot, the second peer: bench/run.sh installs it when asked for and goes
+# on without it when it cannot.
+knot_packages=(
+	knot              # knotd
+	knot-module-geoip # its geoip module, for the geo cases
 )
 
 if [ $# -eq 0 ]; then
-	echo "usage: $0 test|run|bench ..." >&2
+	echo "usage: $0 test|run|bench|knot ..." >&2
 	exit 2
 fi
 wanted=()
@@ -47,8 +54,9 @@ for target in "$@"; do
 	test) wanted+=("${test_packages[@]}") ;;
 	run) wanted+=("${run_packages[@]}") ;;
 	bench) wanted+=("${bench_packages[@]}") ;;
+	knot) wanted+=("${knot_packages[@]}") ;;
 	*)
-		echo "$0: unknown target '$target' (known: test run bench)" >&2
+		echo "$0: unknown target '$target' (known: test run bench knot)" >&2
 		exit 2
 		;;
 	esac

@@ -38,7 +38,6 @@ var programs = map[string]source{
 	"systemd-analyze":   {"systemd", "test"},
 	"etcd":              {"etcd-server", "test"},
 	"dnsperf":           {"dnsperf", "bench"},
-	"knotd":             {"knot", "bench"},
 }
 
 // files maps a data file's absolute path to its package.
