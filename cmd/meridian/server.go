@@ -666,6 +666,11 @@ func udpProcs(cfg *Config, log *slog.Logger) int {
 		return sockets
 	}
 	loops := sockets * len(cfg.Listen.DNS)
+	if loops > 8*baseProcs {
+		// Far more loops than CPUs: a P each would buy nothing but
+		// threads; the loops share the Ps and wait in the netpoller.
+		return sockets
+	}
 	if n := baseProcs + loops; n != runtime.GOMAXPROCS(0) {
 		runtime.GOMAXPROCS(n)
 		log.Debug("GOMAXPROCS raised for the UDP loops", "gomaxprocs", n, "udp_loops", loops)

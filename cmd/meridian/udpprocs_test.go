@@ -26,6 +26,7 @@ func TestUDPProcs(t *testing.T) {
 		{"one per CPU", "", 0, []string{"127.0.0.1:53"}, baseProcs, 2 * baseProcs},
 		{"two addresses", "", 1, []string{"127.0.0.1:53", "[::1]:53"}, 1, baseProcs + 2},
 		{"set by the environment", "3", 2, []string{"127.0.0.1:53"}, 2, 0},
+		{"far more loops than CPUs", "", 8*baseProcs + 1, []string{"127.0.0.1:53"}, 8*baseProcs + 1, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("GOMAXPROCS", tc.env)
