@@ -14,6 +14,8 @@
 #   COVER_SERVERS      servers to walk (default "gdnsd meridian")
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 MMDB=${COVER_MMDB:-data/country.mmdb}
 WORKERS=${COVER_WORKERS:-2}
@@ -46,42 +48,14 @@ command -v dig >/dev/null || die "dig is not installed (apt-get install bind9-dn
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/meridian-cover.XXXXXX")
 declare -A PID=()
 
-# alive PID: the process runs (not a zombie).
-alive() {
-	local state
-	state=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-	[[ -n $state && $state != Z ]]
-}
-
 cleanup() {
 	trap - EXIT INT TERM
-	local pid
-	for pid in "${PID[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-	for _ in {1..50}; do
-		local left=0
-		for pid in "${PID[@]}"; do alive "$pid" && left=1; done
-		((left == 0)) && break
-		sleep 0.1
-	done
-	for pid in "${PID[@]}"; do
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
+	stop_pids "${PID[@]}"
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# fill TEMPLATE OUT KEY=VALUE... copies a config template, replacing @KEY@.
-fill() {
-	local template=$1 out=$2 kv
-	shift 2
-	cp "$template" "$out"
-	for kv in "$@"; do
-		sed -i "s|@${kv%%=*}@|${kv#*=}|g" "$out"
-	done
-}
 
 # launch NAME PORT CMD... starts a server and waits (20 s at most) until
 # www answers a European subnet with eu-west's address.

@@ -27,6 +27,8 @@ set -euo pipefail
 
 # Paths below are relative to the repository root.
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 # ---------------------------------------------------------------- settings --
 
@@ -143,36 +145,13 @@ declare -A SKIPPED=()    # server name -> why it is not measured
 # cleanup stops every server this script started (TERM, then KILL after
 # 5 s) and removes the work dir; it runs on any exit, Ctrl-C included.
 cleanup() {
-	local pid name
 	trap - EXIT INT TERM
-	for name in "${!SERVER_PID[@]}"; do
-		kill -TERM "${SERVER_PID[$name]}" 2>/dev/null || true
-	done
-	for _ in {1..50}; do
-		local left=0
-		for pid in "${SERVER_PID[@]}"; do
-			alive "$pid" && left=1
-		done
-		((left == 0)) && break
-		sleep 0.1
-	done
-	for pid in "${SERVER_PID[@]}"; do
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
+	stop_pids "${SERVER_PID[@]}"
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# alive PID: the process runs (an exited child stays a zombie until reaped,
-# and kill -0 would still succeed on it).
-alive() {
-	local state
-	state=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-	[[ -n $state && $state != Z ]]
-}
 
 # cpu_ns PID prints the run time of all the process's threads in ns: the
 # scheduler's exact figure, where top and /proc/stat sample ticks.
@@ -197,16 +176,6 @@ cpu_split() {
 }
 
 # ----------------------------------------------------------------- servers --
-
-# fill TEMPLATE OUT KEY=VALUE... copies a config template, replacing @KEY@.
-fill() {
-	local template=$1 out=$2 kv
-	shift 2
-	cp "$template" "$out"
-	for kv in "$@"; do
-		sed -i "s|@${kv%%=*}@|${kv#*=}|g" "$out"
-	done
-}
 
 # log_tail FILE prints the last lines of a server's log on one line.
 log_tail() {
