@@ -165,6 +165,24 @@ func (e *env) with(t testing.TB) *env { return &env{t: t, envState: e.envState} 
 
 func newEnv(t testing.TB) *env { return newEnvOn(t, etcdtest.Shared(t)) }
 
+// ownMember starts an etcd member of the test's own, one it may stop,
+// back up and restore, and connects to it as a prober does; both end
+// with the test.
+func ownMember(t testing.TB) (*etcdtest.Member, *clientv3.Client) {
+	t.Helper()
+	m := etcdtest.NewMember(t, "m0")
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Stop)
+	cli, err := store.Connect(etcdtest.Ctx(t), store.EtcdConfig{Endpoints: []string{m.ClientURL()}, Logger: etcdtest.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return m, cli
+}
+
 // newEnvOn is an environment on the etcd of cli.
 func newEnvOn(t testing.TB, cli *clientv3.Client) *env {
 	e := &env{t: t, envState: &envState{cli: cli, prefix: etcdtest.Prefix(t)}}

@@ -3,8 +3,6 @@ package health
 import (
 	"encoding/json"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -489,16 +487,7 @@ func TestReportContents(t *testing.T) {
 // registers under a new lease and rewrites its reports, which survive the
 // old lease's expiry.
 func TestEtcdAwayLongerThanLease(t *testing.T) {
-	m := etcdtest.NewMember(t, "m0")
-	if err := m.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer m.Stop()
-	cli, err := store.Connect(etcdtest.Ctx(t), store.EtcdConfig{Endpoints: []string{m.ClientURL()}, Logger: etcdtest.Logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	m, cli := ownMember(t)
 	e := newEnvOn(t, cli)
 	a, b := newLB(t), newLB(t)
 	e.region("a", fast("http"), map[string]string{"192.0.2.1": a.addr()})
@@ -537,16 +526,7 @@ func TestEtcdAwayLongerThanLease(t *testing.T) {
 // notices that etcd went back and writes every report again, so a VIP
 // that went down after the backup is not left voted up.
 func TestEtcdRestoredFromBackup(t *testing.T) {
-	m := etcdtest.NewMember(t, "m0")
-	if err := m.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer m.Stop()
-	cli, err := store.Connect(etcdtest.Ctx(t), store.EtcdConfig{Endpoints: []string{m.ClientURL()}, Logger: etcdtest.Logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	m, cli := ownMember(t)
 	e := newEnvOn(t, cli)
 	a := newLB(t)
 	e.region("a", fast("http"), map[string]string{"192.0.2.1": a.addr()})
@@ -557,29 +537,13 @@ func TestEtcdRestoredFromBackup(t *testing.T) {
 	lease := p.Status().Lease
 
 	// The backup: the data directory, copied while the member is stopped.
-	m.Stop()
-	backup := filepath.Join(t.TempDir(), "backup")
-	if err := os.CopyFS(backup, os.DirFS(m.Dir)); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(); err != nil {
-		t.Fatal(err)
-	}
+	backup := m.Backup()
 	// After the backup, the VIP goes down.
 	a.set(lbDown)
 	e.waitSnap("a down", func(s *regions.Snapshot) bool { return vip(s, "a", "192.0.2.1").Down == 1 })
 
 	// Restored: etcd holds the backup's report, which says up.
-	m.Stop()
-	if err := os.RemoveAll(m.Dir); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.CopyFS(m.Dir, os.DirFS(backup)); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(); err != nil {
-		t.Fatal(err)
-	}
+	m.Restore(backup)
 	// Read etcd itself: the test's own watcher may still show what it
 	// saw before the restore.
 	key := store.NewKeys(e.prefix).Health("a", "p1")

@@ -199,6 +199,38 @@ func (m *Member) Stop() {
 	}
 }
 
+// Backup stops the member, copies its data directory to a directory of
+// the test's (a backup of a stopped member, as an operator takes one),
+// starts it again and returns the copy's path.
+func (m *Member) Backup() string {
+	m.t.Helper()
+	m.Stop()
+	backup := filepath.Join(m.t.TempDir(), m.Name+"-backup")
+	if err := os.CopyFS(backup, os.DirFS(m.Dir)); err != nil {
+		m.t.Fatal(err)
+	}
+	if err := m.Start(); err != nil {
+		m.t.Fatal(err)
+	}
+	return backup
+}
+
+// Restore stops the member, replaces its data with a Backup and starts it
+// again on the same addresses: every change since the backup is lost.
+func (m *Member) Restore(backup string) {
+	m.t.Helper()
+	m.Stop()
+	if err := os.RemoveAll(m.Dir); err != nil {
+		m.t.Fatal(err)
+	}
+	if err := os.CopyFS(m.Dir, os.DirFS(backup)); err != nil {
+		m.t.Fatal(err)
+	}
+	if err := m.Start(); err != nil {
+		m.t.Fatal(err)
+	}
+}
+
 // StartAll starts members concurrently and fails the test if one fails.
 func StartAll(t testing.TB, ms ...*Member) {
 	t.Helper()

@@ -4,8 +4,6 @@ import (
 	"context"
 	"math"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -627,14 +625,7 @@ func TestWatcherEtcdWentBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The backup: the data directory, copied while the member is stopped.
-	m.Stop()
-	backup := filepath.Join(t.TempDir(), "backup")
-	if err := os.CopyFS(backup, os.DirFS(m.Dir)); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(); err != nil {
-		t.Fatal(err)
-	}
+	backup := m.Backup()
 
 	logs := &captureHandler{}
 	w := fastWatcher(c, "", testLoggerTo(logs))
@@ -687,16 +678,7 @@ func TestWatcherEtcdWentBack(t *testing.T) {
 
 	// Every change since the backup lost: the member restored from it, on
 	// the same address.
-	m.Stop()
-	if err := os.RemoveAll(m.Dir); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.CopyFS(m.Dir, os.DirFS(backup)); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(); err != nil {
-		t.Fatal(err)
-	}
+	m.Restore(backup)
 	etcdtest.WaitUntil(t, "the backup's state is served", func() bool {
 		st := served()
 		return st.Regions["ap-northeast"] == nil && st.Regions["eu-west"] != nil && weight(st) == 10
