@@ -155,6 +155,22 @@ func testService(name string, names ...string) *regions.Service {
 	return s
 }
 
+// seedOne writes one of each kind of state: region eu-west, the service
+// www.gslb.example. in it, and a one-line latency table.
+func seedOne(t *testing.T, s *Store) {
+	t.Helper()
+	ctx := etcdtest.Ctx(t)
+	if _, err := s.PutRegion(ctx, testRegion("eu-west", 1), IfAbsent()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west"), IfAbsent()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ImportLatency(ctx, strings.NewReader("192.0.2.0/24,eu-west,10\n")); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // upReport is a trusted report saying every VIP listed is up.
 func upReport(region, prober string, vips ...string) *regions.HealthReport {
 	h := &regions.HealthReport{Region: region, Prober: prober, Trusted: true, Observed: time.Unix(1700000000, 0).UTC()}

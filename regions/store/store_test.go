@@ -201,15 +201,7 @@ func TestStoreServiceCRUD(t *testing.T) {
 func TestStoreValidation(t *testing.T) {
 	ctx := etcdtest.Ctx(t)
 	s := newTestStore(t)
-	if _, err := s.PutRegion(ctx, testRegion("eu-west", 1), IfAbsent()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west"), IfAbsent()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.ImportLatency(ctx, strings.NewReader("192.0.2.0/24,eu-west,10\n")); err != nil {
-		t.Fatal(err)
-	}
+	seedOne(t, s)
 	s.SetNameCheck(func(fqdn string) error {
 		if !strings.HasSuffix(fqdn, ".gslb.example.") {
 			return errors.New("not in any served zone")

@@ -536,15 +536,7 @@ func TestWatcherSubtree(t *testing.T) {
 	ctx := etcdtest.Ctx(t)
 	s := newTestStore(t)
 	k := s.Keys()
-	if _, err := s.PutRegion(ctx, testRegion("eu-west", 1), IfAbsent()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west"), IfAbsent()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.ImportLatency(ctx, strings.NewReader("192.0.2.0/24,eu-west,10\n")); err != nil {
-		t.Fatal(err)
-	}
+	seedOne(t, s)
 	rec := newRecorder()
 	w := NewWatcher(s.c, k.Prefix(), etcdtest.Logger())
 	w.Subtree = k.Regions()
