@@ -227,15 +227,7 @@ func (t *prefixTable) lookup(a netip.Addr) (class int, scope int) {
 // lookup4 is lookup for the IPv4 address x.
 func (t *prefixTable) lookup4(x uint32) (class int, scope int) {
 	s := t.v4start
-	lo, hi := 0, len(s)
-	for hi-lo > 1 {
-		m := int(uint(lo+hi) >> 1)
-		if s[m] <= x {
-			lo = m
-		} else {
-			hi = m
-		}
-	}
+	lo := searchLo(s, x)
 	if lo > 0 {
 		scope = bits.LeadingZeros32(x^(s[lo]-1)) + 1
 	}
@@ -246,7 +238,7 @@ func (t *prefixTable) lookup4(x uint32) (class int, scope int) {
 }
 
 // searchLo is the last i with k[i] <= x; k[0] <= x.
-func searchLo(k []uint64, x uint64) int {
+func searchLo[T uint32 | uint64](k []T, x T) int {
 	lo, hi := 0, len(k)
 	for hi-lo > 1 {
 		m := int(uint(lo+hi) >> 1)
