@@ -272,60 +272,55 @@ func TestServeServiceTruncation(t *testing.T) {
 	}
 }
 
-func TestServeServiceAllocs(t *testing.T) {
-	h := steeringHandler(t, steeringState(), HandlerConfig{})
-	ht := tableHandler(t, steeringState(), HandlerConfig{})
-	geoECS := withEDNS(question("geo.example.org.", dns.TypeA), 1232, false,
-		&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("193.0.0.0")})
-	for _, tc := range []struct {
-		name string
-		h    *Handler
-		m    *dns.Msg
-	}{
+// serviceCase is a steered query and the handler that serves it.
+type serviceCase struct {
+	name string
+	h    *Handler
+	req  []byte
+}
+
+// serviceCases are the steered queries the allocation test and the
+// benchmark serve; "table" cases read the geo tables the server compiles,
+// the others look the client up.
+func serviceCases(tb testing.TB) []serviceCase {
+	h := steeringHandler(tb, steeringState(), HandlerConfig{})
+	ht := tableHandler(tb, steeringState(), HandlerConfig{})
+	ecs := &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("193.0.0.0")}
+	geoECS := pack(tb, withEDNS(question("geo.example.org.", dns.TypeA), 1232, false, ecs))
+	cnameECS := pack(tb, withEDNS(question("docs.example.org.", dns.TypeA), 1232, false, ecs))
+	return []serviceCase{
 		{"geo+ECS", h, geoECS},
-		{"geo+ECS table", ht, geoECS},
-		{"weighted", h, question("lb.example.org.", dns.TypeA)},
-		{"nodata", h, question("geo.example.org.", dns.TypeTXT)},
-	} {
-		req := pack(t, tc.m)
+		{"geo+ECS+table", ht, geoECS},
+		{"weighted", h, pack(tb, question("lb.example.org.", dns.TypeA))},
+		{"nodata", h, pack(tb, question("geo.example.org.", dns.TypeTXT))},
+		{"cname+geo+ECS", h, cnameECS},
+		{"cname+geo+ECS+table", ht, cnameECS},
+	}
+}
+
+func TestServeServiceAllocs(t *testing.T) {
+	for _, tc := range serviceCases(t) {
 		buf := make([]byte, 0, 4096)
-		tc.h.ServePacket(buf, req, testClient, ProtoUDP)
-		if allocs := testing.AllocsPerRun(200, func() { tc.h.ServePacket(buf, req, testClient, ProtoUDP) }); allocs != 0 {
+		tc.h.ServePacket(buf, tc.req, testClient, ProtoUDP)
+		if allocs := testing.AllocsPerRun(200, func() { tc.h.ServePacket(buf, tc.req, testClient, ProtoUDP) }); allocs != 0 {
 			t.Errorf("%s: %v allocations per query", tc.name, allocs)
 		}
 	}
 }
 
-// BenchmarkServeService serves steered names; "table" cases read the geo
-// tables the server compiles, the others look the client up.
+// BenchmarkServeService serves steered names (see serviceCases).
 func BenchmarkServeService(b *testing.B) {
-	h := steeringHandler(b, steeringState(), HandlerConfig{})
-	ht := tableHandler(b, steeringState(), HandlerConfig{})
-	geoECS := withEDNS(question("geo.example.org.", dns.TypeA), 1232, false,
-		&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("193.0.0.0")})
-	cnameECS := withEDNS(question("docs.example.org.", dns.TypeA), 1232, false,
-		&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("193.0.0.0")})
-	for _, c := range []struct {
-		name string
-		h    *Handler
-		m    *dns.Msg
-	}{
-		{"geo+ECS", h, geoECS},
-		{"geo+ECS+table", ht, geoECS},
-		{"weighted", h, question("lb.example.org.", dns.TypeA)},
-		{"cname+geo+ECS", h, cnameECS},
-		{"cname+geo+ECS+table", ht, cnameECS},
-	} {
-		req, _ := c.m.Pack()
+	for _, c := range serviceCases(b) {
 		buf := make([]byte, 0, 4096)
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				c.h.ServePacket(buf, req, testClient, ProtoUDP)
+				c.h.ServePacket(buf, c.req, testClient, ProtoUDP)
 			}
 		})
 	}
 }
+
 func TestServeServiceRegionAnswers(t *testing.T) {
 	st := steeringState()
 	h := steeringHandler(t, st, HandlerConfig{})

@@ -57,7 +57,7 @@ func serveRaw(t *testing.T, h *Handler, req []byte, proto Proto, bufSize int) *d
 	return m
 }
 
-func pack(t *testing.T, m *dns.Msg) []byte {
+func pack(t testing.TB, m *dns.Msg) []byte {
 	t.Helper()
 	b, err := m.Pack()
 	if err != nil {
