@@ -25,6 +25,10 @@ const reusePortSupported = true
 // the kernel fragment our replies to a victim resolver, the opening that
 // fragment-based cache poisoning needs. It also spares the per-reply MTU
 // checks.
+//
+// The receive and send buffers are enlarged (udpSocketBuffer). They ride
+// out the moments a loop is not scheduled: the default (about 200 KB)
+// holds only a few hundred small datagrams, and under load they were lost.
 func udpControl(wildcard, reusePort bool) func(network, address string, c syscall.RawConn) error {
 	return func(network, _ string, c syscall.RawConn) error {
 		v6 := network == "udp6"
@@ -46,6 +50,9 @@ func udpControl(wildcard, reusePort bool) func(network, address string, c syscal
 			if opErr = setNoPMTUDiscovery(s, v6); opErr != nil {
 				return
 			}
+			// Best effort: the kernel caps them at rmem_max and wmem_max.
+			_ = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUF, udpSocketBuffer)
+			_ = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUF, udpSocketBuffer)
 			if !wildcard {
 				return
 			}

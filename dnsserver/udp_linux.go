@@ -24,7 +24,6 @@ func (t *Transport) newUDPServers(b *boundAddr) ([]udpServer, error) {
 	loops := make([]udpServer, 0, len(b.udp))
 	for i, c := range b.udp {
 		conn := c.(*net.UDPConn)
-		setUDPBuffers(conn)
 		switch {
 		case t.useStdUDP:
 			loops = append(loops, newUDPStdLoop(t, conn))
@@ -47,21 +46,9 @@ func (t *Transport) newUDPServers(b *boundAddr) ([]udpServer, error) {
 	return loops, nil
 }
 
-// udpSocketBuffer is the receive and send buffer asked for per socket.
+// udpSocketBuffer is the receive and send buffer asked for per socket
+// (udpControl).
 const udpSocketBuffer = 4 << 20
-
-// setUDPBuffers asks for bigger socket buffers. They ride out the moments
-// the loop is not scheduled: the default (about 200 KB) holds only a few
-// hundred small datagrams, and under load they were lost. The kernel caps
-// them at net.core.rmem_max and wmem_max.
-func setUDPBuffers(c *net.UDPConn) {
-	if rc, err := c.SyscallConn(); err == nil {
-		_ = rc.Control(func(fd uintptr) {
-			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, udpSocketBuffer)
-			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, udpSocketBuffer)
-		})
-	}
-}
 
 // ctlStride is the control-message space per datagram: one in6_pktinfo or
 // in_pktinfo with its header fits in 40 bytes on 64-bit systems.

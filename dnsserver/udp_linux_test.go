@@ -111,7 +111,8 @@ func wildcardRoundTrip(c *net.UDPConn, q *dns.Msg, dst netip.AddrPort) error {
 
 // TestUDPSocketOptions checks the options udpControl sets: destination
 // addresses (IP_PKTINFO, IPV6_RECVPKTINFO) asked for on wildcard sockets
-// only, and path MTU discovery off.
+// only, path MTU discovery off, and receive buffers larger than a plain
+// socket's.
 func TestUDPSocketOptions(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -143,16 +144,20 @@ func TestUDPSocketOptions(t *testing.T) {
 			if tc.network == "udp6" {
 				level, pktinfo, mtu, omit, dont = unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_OMIT, unix.IPV6_PMTUDISC_DONT
 			}
-			var pi, md int
-			var piErr, mdErr error
+			var pi, md, rb int
+			var piErr, mdErr, rbErr error
 			if err := rc.Control(func(fd uintptr) {
 				pi, piErr = unix.GetsockoptInt(int(fd), level, pktinfo)
 				md, mdErr = unix.GetsockoptInt(int(fd), level, mtu)
+				rb, rbErr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF)
 			}); err != nil {
 				t.Fatal(err)
 			}
-			if piErr != nil || mdErr != nil {
-				t.Fatalf("getsockopt: %v, %v", piErr, mdErr)
+			if piErr != nil || mdErr != nil || rbErr != nil {
+				t.Fatalf("getsockopt: %v, %v, %v", piErr, mdErr, rbErr)
+			}
+			if plain := plainRcvBuf(t, tc.network, tc.addr); rb <= plain {
+				t.Errorf("receive buffer = %d bytes, want more than a plain socket's %d", rb, plain)
 			}
 			if want := tc.wildcard; (pi != 0) != want {
 				t.Errorf("destination address option = %d, want on: %v", pi, want)
@@ -162,6 +167,26 @@ func TestUDPSocketOptions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// plainRcvBuf is the receive buffer of a socket without our options.
+func plainRcvBuf(t *testing.T, network, addr string) int {
+	t.Helper()
+	pc, err := net.ListenPacket(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	rc, err := pc.(*net.UDPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rb int
+	var rbErr error
+	if err := rc.Control(func(fd uintptr) { rb, rbErr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF) }); err != nil || rbErr != nil {
+		t.Fatal(err, rbErr)
+	}
+	return rb
 }
 
 // TestTransportUDPWildcardBothFamilies binds "0.0.0.0:P" and "[::]:P" on
