@@ -17,19 +17,25 @@ const reusePortSupported = true
 // (IP_PKTINFO, IPV6_RECVPKTINFO) so that replies leave from it; a socket
 // on one address does not, as its replies leave from that address anyway.
 //
-// Path MTU discovery is off (IP_PMTUDISC_OMIT, or DONT on kernels without
-// it): replies carry no DF bit and the kernel ignores the path MTU it has
+// Path MTU discovery is off: the kernel ignores the path MTU it has
 // learned. UDP replies are sized to the client's EDNS buffer and to
 // MaxUDPSize (1232 by default, below every path MTU), so discovery brings
 // nothing, while a forged ICMP "fragmentation needed" could otherwise make
 // the kernel fragment our replies to a victim resolver, the opening that
 // fragment-based cache poisoning needs. It also spares the per-reply MTU
-// checks.
+// checks. When df is set (the largest reply fits the 1280 bytes every
+// path carries, see dfMaxReply), IPv4 replies carry the DF bit
+// (IP_PMTUDISC_PROBE), as RFC 9715 recommends: no router fragments them
+// either, and the kernel skips choosing an IP ID for each one, a hash and
+// an atomic on a table all CPUs share. Otherwise (IP_PMTUDISC_OMIT, or
+// DONT on kernels without it) a reply larger than a link may still be
+// fragmented rather than lost. IPv6 has no DF bit: routers never
+// fragment, and OMIT keeps the kernel from doing it on a forged ICMP.
 //
 // The receive and send buffers are enlarged (udpSocketBuffer). They ride
 // out the moments a loop is not scheduled: the default (about 200 KB)
 // holds only a few hundred small datagrams, and under load they were lost.
-func udpControl(wildcard, reusePort bool) func(network, address string, c syscall.RawConn) error {
+func udpControl(wildcard, reusePort, df bool) func(network, address string, c syscall.RawConn) error {
 	return func(network, _ string, c syscall.RawConn) error {
 		v6 := network == "udp6"
 		var opErr error
@@ -47,7 +53,7 @@ func udpControl(wildcard, reusePort bool) func(network, address string, c syscal
 					return
 				}
 			}
-			if opErr = setNoPMTUDiscovery(s, v6); opErr != nil {
+			if opErr = setNoPMTUDiscovery(s, v6, df); opErr != nil {
 				return
 			}
 			// Best effort: the kernel caps them at rmem_max and wmem_max.
@@ -91,11 +97,17 @@ func tcpControl(network, _ string, c syscall.RawConn) error {
 	return nil
 }
 
-// setNoPMTUDiscovery turns path MTU discovery off (see udpControl).
-func setNoPMTUDiscovery(s int, v6 bool) error {
+// setNoPMTUDiscovery turns path MTU discovery off, with DF on IPv4
+// replies when df is set (see udpControl).
+func setNoPMTUDiscovery(s int, v6, df bool) error {
 	level, opt, omit, dont, name := unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_OMIT, unix.IP_PMTUDISC_DONT, "IP_MTU_DISCOVER"
 	if v6 {
 		level, opt, omit, dont, name = unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_OMIT, unix.IPV6_PMTUDISC_DONT, "IPV6_MTU_DISCOVER"
+	} else if df {
+		if err := unix.SetsockoptInt(s, level, opt, unix.IP_PMTUDISC_PROBE); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
 	}
 	if unix.SetsockoptInt(s, level, opt, omit) == nil {
 		return nil

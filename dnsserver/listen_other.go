@@ -12,7 +12,7 @@ const reusePortSupported = false
 // udpControl: the portable build binds plainly. Go already makes IPv6
 // sockets on an unspecified address IPV6_V6ONLY for "udp6". Replies from a
 // wildcard socket leave from the address the kernel picks.
-func udpControl(_, _ bool) func(network, address string, c syscall.RawConn) error {
+func udpControl(_, _, _ bool) func(network, address string, c syscall.RawConn) error {
 	return nil
 }
 

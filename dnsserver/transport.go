@@ -72,6 +72,10 @@ type TransportConfig struct {
 	// UDPBufSize is the receive buffer per message and the largest UDP reply;
 	// 0 = 4096. Larger datagrams are dropped and counted as truncated.
 	UDPBufSize int
+	// MaxUDPReply is the largest UDP reply the handler sends (its
+	// HandlerConfig.MaxUDPSize); 0 = DefaultMaxUDPSize. Up to dfMaxReply,
+	// IPv4 replies carry the DF bit (see udpControl).
+	MaxUDPReply int
 	// TCPIdleTimeout closes a connection that sends no query for this long; 0 = 10s.
 	TCPIdleTimeout time.Duration
 	// TCPReadTimeout bounds the time to receive the rest of a message once
@@ -94,6 +98,11 @@ const (
 	defaultTCPMaxConns     = 1024
 	defaultTCPWriteTimeout = 5 * time.Second
 	defaultShutdownTimeout = 5 * time.Second
+
+	// dfMaxReply is the largest UDP payload sent with DF: with the IPv4
+	// and UDP headers (28 bytes) it fits the 1280 bytes every path is
+	// expected to carry, the premise of the 1232-byte default.
+	dfMaxReply = 1280 - 28
 
 	maxUDPSockets = 1024
 	maxUDPBatch   = 1024 // UIO_MAXIOV, the kernel's bound on vlen
@@ -256,6 +265,7 @@ func NewTransport(cfg TransportConfig, h PacketHandler, logger *slog.Logger) (*T
 		{"UDPSockets", &cfg.UDPSockets, runtime.GOMAXPROCS(0), maxUDPSockets, 1},
 		{"UDPBatch", &cfg.UDPBatch, defaultUDPBatch, maxUDPBatch, 1},
 		{"UDPBufSize", &cfg.UDPBufSize, defaultUDPBufSize, maxMsgSize, minUDPBufSize},
+		{"MaxUDPReply", &cfg.MaxUDPReply, DefaultMaxUDPSize, maxMsgSize, 512},
 		{"TCPMaxConns", &cfg.TCPMaxConns, defaultTCPMaxConns, 1 << 20, 1},
 	} {
 		if *f.v == 0 {
@@ -352,7 +362,7 @@ func (t *Transport) bind(ap netip.AddrPort) (*boundAddr, error) {
 	for range portRetries {
 		port := ap.Port()
 		for i := range nsock {
-			lc := net.ListenConfig{Control: udpControl(b.wildcard, nsock > 1)}
+			lc := net.ListenConfig{Control: udpControl(b.wildcard, nsock > 1, t.cfg.MaxUDPReply <= dfMaxReply)}
 			pc, err := lc.ListenPacket(context.Background(), udpNet, netip.AddrPortFrom(ap.Addr(), port).String())
 			if err != nil {
 				b.close()

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -111,26 +112,31 @@ func wildcardRoundTrip(c *net.UDPConn, q *dns.Msg, dst netip.AddrPort) error {
 
 // TestUDPSocketOptions checks the options udpControl sets: destination
 // addresses (IP_PKTINFO, IPV6_RECVPKTINFO) asked for on wildcard sockets
-// only, path MTU discovery off, and receive buffers larger than a plain
-// socket's.
+// only, path MTU discovery off (with DF on IPv4 when replies fit 1280
+// bytes), and receive buffers larger than a plain socket's.
 func TestUDPSocketOptions(t *testing.T) {
 	tests := []struct {
 		name     string
 		network  string
 		addr     string
 		wildcard bool
+		df       bool
+		wantMTU  []int // path MTU discovery modes accepted
 	}{
-		{"ipv4 one address", "udp4", "127.0.0.1:0", false},
-		{"ipv4 wildcard", "udp4", "0.0.0.0:0", true},
-		{"ipv6 one address", "udp6", "[::1]:0", false},
-		{"ipv6 wildcard", "udp6", "[::]:0", true},
+		{"ipv4 one address", "udp4", "127.0.0.1:0", false, false, []int{unix.IP_PMTUDISC_OMIT, unix.IP_PMTUDISC_DONT}},
+		{"ipv4 one address, DF", "udp4", "127.0.0.1:0", false, true, []int{unix.IP_PMTUDISC_PROBE}},
+		{"ipv4 wildcard", "udp4", "0.0.0.0:0", true, false, []int{unix.IP_PMTUDISC_OMIT, unix.IP_PMTUDISC_DONT}},
+		{"ipv4 wildcard, DF", "udp4", "0.0.0.0:0", true, true, []int{unix.IP_PMTUDISC_PROBE}},
+		{"ipv6 one address", "udp6", "[::1]:0", false, false, []int{unix.IPV6_PMTUDISC_OMIT, unix.IPV6_PMTUDISC_DONT}},
+		{"ipv6 one address, DF asked", "udp6", "[::1]:0", false, true, []int{unix.IPV6_PMTUDISC_OMIT, unix.IPV6_PMTUDISC_DONT}},
+		{"ipv6 wildcard", "udp6", "[::]:0", true, false, []int{unix.IPV6_PMTUDISC_OMIT, unix.IPV6_PMTUDISC_DONT}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.network == "udp6" {
 				ipv6Loopback(t)
 			}
-			lc := net.ListenConfig{Control: udpControl(tc.wildcard, false)}
+			lc := net.ListenConfig{Control: udpControl(tc.wildcard, false, tc.df)}
 			pc, err := lc.ListenPacket(t.Context(), tc.network, tc.addr)
 			if err != nil {
 				t.Fatal(err)
@@ -140,9 +146,9 @@ func TestUDPSocketOptions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			level, pktinfo, mtu, omit, dont := unix.IPPROTO_IP, unix.IP_PKTINFO, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_OMIT, unix.IP_PMTUDISC_DONT
+			level, pktinfo, mtu := unix.IPPROTO_IP, unix.IP_PKTINFO, unix.IP_MTU_DISCOVER
 			if tc.network == "udp6" {
-				level, pktinfo, mtu, omit, dont = unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_OMIT, unix.IPV6_PMTUDISC_DONT
+				level, pktinfo, mtu = unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, unix.IPV6_MTU_DISCOVER
 			}
 			var pi, md, rb int
 			var piErr, mdErr, rbErr error
@@ -162,8 +168,8 @@ func TestUDPSocketOptions(t *testing.T) {
 			if want := tc.wildcard; (pi != 0) != want {
 				t.Errorf("destination address option = %d, want on: %v", pi, want)
 			}
-			if md != omit && md != dont {
-				t.Errorf("path MTU discovery mode = %d, want %d (omit) or %d (don't)", md, omit, dont)
+			if !slices.Contains(tc.wantMTU, md) {
+				t.Errorf("path MTU discovery mode = %d, want one of %v", md, tc.wantMTU)
 			}
 		})
 	}
@@ -325,6 +331,48 @@ func TestTransportUDPWait(t *testing.T) {
 					if _, blocking := s.(*blockingUDPSocket); blocking != tc.wantBlocking {
 						t.Errorf("%s socket %d is a %T", b.cfg, i, s)
 					}
+				}
+			}
+		})
+	}
+}
+
+// TestTransportDontFragment: the transport asks for DF on IPv4 replies
+// exactly when its largest UDP reply fits 1280 bytes with the headers.
+func TestTransportDontFragment(t *testing.T) {
+	for _, tc := range []struct {
+		maxReply int
+		want     int
+	}{
+		{0, unix.IP_PMTUDISC_PROBE}, // the 1232-byte default
+		{dfMaxReply, unix.IP_PMTUDISC_PROBE},
+		{dfMaxReply + 1, unix.IP_PMTUDISC_OMIT},
+		{4096, unix.IP_PMTUDISC_OMIT},
+	} {
+		t.Run(fmt.Sprint(tc.maxReply), func(t *testing.T) {
+			r := startTransport(t, TransportConfig{Addrs: []string{"127.0.0.1:0"}, UDPSockets: 1, MaxUDPReply: tc.maxReply}, echoHandler{})
+			for _, s := range r.bound[0].udp {
+				var fd int
+				switch s := s.(type) {
+				case *blockingUDPSocket:
+					fd = s.fd
+				case *net.UDPConn:
+					rc, err := s.SyscallConn()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+						t.Fatal(err)
+					}
+				default:
+					t.Fatalf("socket of type %T", s)
+				}
+				md, err := unix.GetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if md != tc.want {
+					t.Errorf("path MTU discovery mode = %d, want %d", md, tc.want)
 				}
 			}
 		})

@@ -236,6 +236,7 @@ func newServer(cfg *Config, set *zones.Set, log *slog.Logger) (*server, error) {
 		Addrs:           cfg.Listen.DNS,
 		UDPSockets:      udpProcs(cfg, log),
 		UDPBatch:        cfg.DNS.UDPBatch,
+		MaxUDPReply:     cfg.DNS.MaxUDPSize,
 		TCPIdleTimeout:  time.Duration(cfg.DNS.TCPIdleTimeout),
 		TCPMaxConns:     cfg.DNS.TCPMaxConnections,
 		ShutdownTimeout: time.Duration(cfg.DNS.ShutdownTimeout),
