@@ -84,6 +84,8 @@ var toLower = func() (t [256]byte) {
 // case) and returns where it ends. Compression has no place in a question:
 // nothing precedes it to point to.
 func readQName(msg []byte, off int, lower *[zones.MaxNameLen]byte) (int, bool) {
+	// Walk the labels to the end first, then fold the whole name, length
+	// bytes included: they are below 64, so folding leaves them alone.
 	start := off
 	for {
 		if off >= len(msg) {
@@ -93,24 +95,34 @@ func readQName(msg []byte, off int, lower *[zones.MaxNameLen]byte) (int, bool) {
 		if l&0xC0 != 0 {
 			return 0, false // a pointer or an obsolete label type
 		}
-		if off-start+l+1 > zones.MaxNameLen {
-			return 0, false
-		}
-		if off+l+1 > len(msg) {
-			return 0, false
-		}
-		lower[off-start] = byte(l)
-		src := msg[off+1 : off+1+l]
-		dst := lower[off-start+1:]
-		dst = dst[:len(src)] // one bounds check for the label, not one a byte
-		for i, c := range src {
-			dst[i] = toLower[c]
-		}
 		off += l + 1
+		if off-start > zones.MaxNameLen || off > len(msg) {
+			return 0, false
+		}
 		if l == 0 {
-			return off, true
+			break
 		}
 	}
+	src := msg[start:off]
+	dst := lower[:len(src)]
+	i := 0
+	for ; i+8 <= len(src); i += 8 {
+		binary.LittleEndian.PutUint64(dst[i:], fold8(binary.LittleEndian.Uint64(src[i:])))
+	}
+	for ; i < len(src); i++ {
+		dst[i] = toLower[src[i]]
+	}
+	return off, true
+}
+
+// fold8 folds the ASCII capitals among eight bytes to lower case at once.
+func fold8(w uint64) uint64 {
+	const ones = 0x0101010101010101
+	low7 := w & (0x7F * ones)
+	atLeastA := low7 + (0x80-'A')*ones               // top bit set where a byte >= 'A'
+	aboveZ := low7 + (0x80-'Z'-1)*ones               // top bit set where a byte > 'Z'
+	upper := atLeastA &^ aboveZ &^ w & (0x80 * ones) // top bit: ASCII 'A'..'Z'
+	return w | upper>>2                              // 0x80>>2 is the case bit
 }
 
 // skipRR steps over one resource record and returns where it ends, its

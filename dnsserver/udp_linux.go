@@ -176,9 +176,11 @@ const yieldEvery = 9 * time.Millisecond
 func (l *udpBatchLoop) serveBlocking() error {
 	yielded := time.Now()
 	for !l.t.stopping.Load() {
-		if now := time.Now(); now.Sub(yielded) >= yieldEvery {
+		// time.Since reads only the monotonic clock; time.Now reads the
+		// wall clock too.
+		if time.Since(yielded) >= yieldEvery {
 			runtime.Gosched()
-			yielded = now
+			yielded = time.Now()
 		}
 		n, errno, err := l.sock.recvmmsg(l.msgs)
 		if err != nil {

@@ -84,17 +84,26 @@ func (e ECSConfig) Client(resolver netip.Addr, ecs netip.Prefix, loc Locator) (C
 		case bits == 0:
 			c.Addr, c.Bits = resolver.Unmap().WithZone(""), 0
 			return c, ECSNotTailored
-		case e.TrustPrivate || isGlobal(addr):
-			maxBits := e.MaxV4
-			if !addr.Is4() {
-				maxBits = e.MaxV6
+		case addr.Is4():
+			// The common case, in 32-bit arithmetic: it runs for every
+			// query with ECS.
+			b := addr.As4()
+			u := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+			if !e.TrustPrivate && !isGlobal4(u) {
+				break
 			}
-			if maxBits <= 0 || maxBits > addr.BitLen() {
-				n := e.Normalized()
-				maxBits = n.MaxV4
-				if !addr.Is4() {
-					maxBits = n.MaxV6
-				}
+			maxBits := e.MaxV4
+			if maxBits <= 0 || maxBits > 32 {
+				maxBits = DefaultECSMaxV4
+			}
+			bits = min(bits, maxBits)
+			u &= ^uint32(0) << (32 - bits)
+			c.Addr, c.Bits = netip.AddrFrom4([4]byte{byte(u >> 24), byte(u >> 16), byte(u >> 8), byte(u)}), bits
+			return c, ECSUsed
+		case e.TrustPrivate || isGlobal(addr):
+			maxBits := e.MaxV6
+			if maxBits <= 0 || maxBits > 128 {
+				maxBits = DefaultECSMaxV6
 			}
 			bits = min(bits, maxBits)
 			p, _ := addr.Prefix(bits)
@@ -136,21 +145,11 @@ func (u ECSUse) ReplyScope(ecs netip.Prefix, decisionScope int) int {
 // benchmarking or reserved space. Written as byte tests: it runs for
 // every query with ECS.
 func isGlobal(a netip.Addr) bool {
-	if !a.IsGlobalUnicast() || a.IsPrivate() {
-		return false
-	}
 	if a.Is4() {
 		b := a.As4()
-		switch {
-		case b[0] == 100 && b[1]&0xC0 == 64: // 100.64.0.0/10 shared (CGN)
-		case b[0] == 192 && b[1] == 0 && (b[2] == 0 || b[2] == 2): // IETF assignments, TEST-NET-1
-		case b[0] == 198 && b[1]&0xFE == 18: // 198.18.0.0/15 benchmarking
-		case b[0] == 198 && b[1] == 51 && b[2] == 100: // TEST-NET-2
-		case b[0] == 203 && b[1] == 0 && b[2] == 113: // TEST-NET-3
-		case b[0] >= 240: // reserved
-		default:
-			return true
-		}
+		return isGlobal4(uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]))
+	}
+	if !a.IsGlobalUnicast() || a.IsPrivate() {
 		return false
 	}
 	b := a.As16()
@@ -159,6 +158,27 @@ func isGlobal(a netip.Addr) bool {
 	case b[0] == 0x20 && b[1] == 0x01 && b[2] < 0x02: // 2001::/23 IETF assignments
 	case b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && b[4] == 0 && b[5] == 1: // 64:ff9b:1::/48 local NAT64
 	case b[0] == 0xfe && b[1]&0xC0 == 0xC0: // fec0::/10 site-local
+	default:
+		return true
+	}
+	return false
+}
+
+// isGlobal4 is isGlobal for the IPv4 address u: what netip calls global
+// unicast and not private, less the special ranges below.
+func isGlobal4(u uint32) bool {
+	in := func(prefix uint32, bits uint) bool { return u>>(32-bits) == prefix>>(32-bits) }
+	switch {
+	case u == 0: // unspecified
+	case in(127<<24, 8): // loopback
+	case u >= 224<<24: // multicast, reserved (240.0.0.0/4), broadcast
+	case in(169<<24|254<<16, 16): // link-local
+	case in(10<<24, 8), in(172<<24|16<<16, 12), in(192<<24|168<<16, 16): // private (RFC 1918)
+	case in(100<<24|64<<16, 10): // shared (CGN, RFC 6598)
+	case in(192<<24, 24), in(192<<24|2<<8, 24): // IETF assignments, TEST-NET-1
+	case in(198<<24|18<<16, 15): // benchmarking
+	case in(198<<24|51<<16|100<<8, 24): // TEST-NET-2
+	case in(203<<24|113<<8, 24): // TEST-NET-3
 	default:
 		return true
 	}

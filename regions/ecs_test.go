@@ -1,6 +1,7 @@
 package regions
 
 import (
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"testing"
@@ -100,5 +101,51 @@ func TestAllRegionAddrs(t *testing.T) {
 	}
 	if got := mustView(t, s, "svc.example.").TTL(); got != 60 {
 		t.Fatalf("TTL %d", got)
+	}
+}
+
+// TestIsGlobal4 compares the 32-bit test with one written in netip's
+// terms, on the edges of every range it excludes and on random addresses.
+func TestIsGlobal4(t *testing.T) {
+	special := []netip.Prefix{
+		netip.MustParsePrefix("100.64.0.0/10"), netip.MustParsePrefix("192.0.0.0/24"),
+		netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.18.0.0/15"),
+		netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("203.0.113.0/24"),
+		netip.MustParsePrefix("240.0.0.0/4"),
+	}
+	want := func(a netip.Addr) bool {
+		if !a.IsGlobalUnicast() || a.IsPrivate() {
+			return false
+		}
+		for _, p := range special {
+			if p.Contains(a) {
+				return false
+			}
+		}
+		return true
+	}
+	check := func(u uint32) {
+		a := netip.AddrFrom4([4]byte{byte(u >> 24), byte(u >> 16), byte(u >> 8), byte(u)})
+		if got := isGlobal4(u); got != want(a) {
+			t.Fatalf("isGlobal4(%v) = %v, want %v", a, got, want(a))
+		}
+	}
+	edges := append([]netip.Prefix{
+		netip.MustParsePrefix("0.0.0.0/8"), netip.MustParsePrefix("10.0.0.0/8"),
+		netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("169.254.0.0/16"),
+		netip.MustParsePrefix("172.16.0.0/12"), netip.MustParsePrefix("192.168.0.0/16"),
+		netip.MustParsePrefix("224.0.0.0/4"), netip.MustParsePrefix("255.255.255.255/32"),
+	}, special...)
+	for _, p := range edges {
+		b := p.Addr().As4()
+		lo := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+		hi := lo | ^uint32(0)>>p.Bits()
+		for _, u := range []uint32{lo - 1, lo, lo + 1, hi - 1, hi, hi + 1} {
+			check(u)
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 1 << 20 {
+		check(r.Uint32())
 	}
 }
