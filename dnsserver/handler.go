@@ -221,7 +221,7 @@ func (h *Handler) servePacket(resp, req []byte, q *query, src netip.AddrPort, pr
 	}
 	st := h.steer.Load()
 	if st != nil {
-		if v := st.services[string(lower)]; v != nil {
+		if v := st.service(lower); v != nil {
 			return h.serveService(resp[:0], req, q, z.NoData(), nil, nil, st, v, src, proto)
 		}
 	}

@@ -20,6 +20,17 @@ type steering struct {
 	// regionAnswers are the metrics' counters of snap's regions, by
 	// their index in snap.Regions() (Decision.RegionIndex).
 	regionAnswers []*paddedCounter
+	// lens has bit n set when a service name is n bytes long: most names
+	// asked for are not services, and most are told so without hashing.
+	lens [4]uint64
+}
+
+// service is the service at the lower-case wire name, nil if none.
+func (st *steering) service(name []byte) *regions.ServiceView {
+	if n := len(name); n > zones.MaxNameLen || st.lens[n>>6]&(1<<(n&63)) == 0 {
+		return nil
+	}
+	return st.services[string(name)]
 }
 
 // SetSnapshot swaps in a new regions snapshot. It indexes the snapshot's
@@ -41,6 +52,7 @@ func (h *Handler) SetSnapshot(s *regions.Snapshot) {
 			continue // the model admits host names only; they always pack
 		}
 		st.services[w] = v
+		st.lens[len(w)>>6] |= 1 << (len(w) & 63)
 		// Every proper ancestor of a service name exists (RFC 8020): it is
 		// an empty non-terminal unless the zone holds data there.
 		for off := int(w[0]) + 1; off < len(w) && w[off] != 0; off += int(w[off]) + 1 {
@@ -173,7 +185,7 @@ func (st *steering) takeover(set *zones.Set, z *zones.Zone, al *zones.Alias) (ta
 	if st == nil {
 		return takeNone, nil
 	}
-	if v := st.services[string(al.Target)]; v != nil {
+	if v := st.service(al.Target); v != nil {
 		return takeService, v
 	}
 	if _, ent := st.ents[string(al.Target)]; ent {
@@ -200,7 +212,7 @@ func (st *steering) overWildcard(z *zones.Zone, qname []byte, a *zones.Answer) *
 	// The proper ancestors of qname below the wildcard's parent.
 	for off := int(qname[0]) + 1; len(qname)-off > below; off += int(qname[off]) + 1 {
 		anc := qname[off:]
-		if st.services[string(anc)] != nil {
+		if st.service(anc) != nil {
 			return z.NXDomain()
 		}
 		if _, ent := st.ents[string(anc)]; ent {

@@ -3,6 +3,7 @@ package dnsserver
 import (
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -10,6 +11,7 @@ import (
 	"github.com/meridian-gslb/meridian/geo"
 	"github.com/meridian-gslb/meridian/geo/geotest"
 	"github.com/meridian-gslb/meridian/regions"
+	"github.com/meridian-gslb/meridian/zones"
 )
 
 // steeringState: three regions and services steered by continent, by
@@ -339,5 +341,48 @@ func TestServeServiceRegionAnswers(t *testing.T) {
 	h.SetSnapshot(regions.BuildSnapshot(st, nil, regions.SnapshotOptions{}))
 	if got := h.Metrics().RegionAnswers(); got["as"] != 3 || len(got) != 2 {
 		t.Fatalf("after a new snapshot: %v", got)
+	}
+}
+
+// TestSteeringServiceLengths: the length filter in front of the service
+// index finds services whose names end on either side of its 64-bit words
+// and turns away a name of a length no service has.
+func TestSteeringServiceLengths(t *testing.T) {
+	st := steeringState()
+	var names []string
+	for _, n := range []int{63, 64, 65, 127, 128, 191, 192, 255} {
+		// n wire bytes: labels of up to 63 letters under "example.org."
+		// (13 bytes), the first label making up the rest.
+		rest := n - 13
+		name := ""
+		for rest > 0 {
+			l := min(rest-1, 63)
+			if rest-(l+1) == 1 { // a label of 0 letters cannot stand alone
+				l--
+			}
+			name += strings.Repeat("a", l) + "."
+			rest -= l + 1
+		}
+		name += "example.org."
+		w, err := zones.WireName(name)
+		if err != nil || len(w) != n {
+			t.Fatalf("%d: made %q (%d bytes, %v)", n, name, len(w), err)
+		}
+		names = append(names, name)
+		st.Services[name] = &regions.Service{Name: name, TTL: 30, Policy: regions.PolicyFailover, Regions: []regions.ServiceRegion{{Region: "eu", Weight: 1}}}
+	}
+	h := steeringHandler(t, st, HandlerConfig{})
+	s := h.steer.Load()
+	for _, name := range append(names, "geo.example.org.", "lb.example.org.") {
+		w, _ := zones.WireName(name)
+		if s.service([]byte(w)) == nil {
+			t.Errorf("%d-byte service %q not found", len(w), name)
+		}
+	}
+	for _, name := range []string{"x.example.org.", "www.example.org.", "nope.example.org."} {
+		w, _ := zones.WireName(name)
+		if v := s.service([]byte(w)); v != nil {
+			t.Errorf("%q found as service %s", name, v.Name())
+		}
 	}
 }
