@@ -140,6 +140,9 @@ type query struct {
 
 func (q *query) lowerName() []byte { return q.lower[:len(q.qname)] }
 
+// recoversPanics: ServePacket answers a panic itself (selfRecovering).
+func (h *Handler) recoversPanics() {}
+
 // ServePacket answers one DNS message. See PacketHandler.
 func (h *Handler) ServePacket(resp, req []byte, src netip.AddrPort, proto Proto) (out []byte) {
 	var q query
@@ -150,11 +153,23 @@ func (h *Handler) ServePacket(resp, req []byte, src netip.AddrPort, proto Proto)
 		// A bug must cost one query, never the listener.
 		if r := recover(); r != nil {
 			h.metrics.panics.Add(1)
-			out = h.errorReply(resp[:0], req, &q, dns.RcodeServerFailure, proto)
+			out = h.panicReply(resp, req, &q, proto)
 		}
 	}()
 	out = h.servePacket(resp, req, &q, src, proto)
 	return out
+}
+
+// panicReply is the SERVFAIL for a query whose handling panicked. q may
+// be half filled in, so should writing the reply panic too, the message
+// is dropped: nothing above the handler recovers (selfRecovering).
+func (h *Handler) panicReply(resp, req []byte, q *query, proto Proto) (out []byte) {
+	defer func() {
+		if recover() != nil {
+			out = nil
+		}
+	}()
+	return h.errorReply(resp[:0], req, q, dns.RcodeServerFailure, proto)
 }
 
 // servePacket is ServePacket without the recovery; q is its query state,

@@ -455,6 +455,24 @@ func TestPanicBecomesServfail(t *testing.T) {
 	}
 }
 
+// TestPanicWhileAnsweringPanic: when the SERVFAIL for a panicked query
+// cannot be written either (here the clock fails before a 4-byte cookie is
+// found malformed, and echoing it fails), the message is dropped and the
+// handler goes on; no panic leaves ServePacket.
+func TestPanicWhileAnsweringPanic(t *testing.T) {
+	h := testHandler(t, HandlerConfig{Now: func() time.Time { panic("clock broke") }})
+	req := pack(t, withEDNS(question("www.example.org.", dns.TypeA), 1232, false, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "01020304"}))
+	if out := h.ServePacket(make([]byte, 0, 512), req, testClient, ProtoUDP); out != nil {
+		t.Fatalf("reply % x, want none", out)
+	}
+	if h.metrics.Panics() != 1 {
+		t.Errorf("panics counted: %d", h.metrics.Panics())
+	}
+	if m := serveRaw(t, h, pack(t, question("www.example.org.", dns.TypeA)), ProtoUDP, 512); m.Rcode != dns.RcodeSuccess {
+		t.Fatalf("after a panic: %v", m)
+	}
+}
+
 func TestServePacketAllocs(t *testing.T) {
 	h := testHandler(t, HandlerConfig{})
 	reqs := map[string][]byte{}
