@@ -34,6 +34,14 @@ func (s *slotSet) first(nw int) int {
 }
 
 // single is the set holding only i.
+// keepOnly narrows s, whose members are all among the first nw words,
+// to slot i alone. Only those words are written: a slotSet is 128 bytes,
+// and a service rarely needs more than one word.
+func (s *slotSet) keepOnly(i, nw int) {
+	clear(s[:nw])
+	s.add(i)
+}
+
 func single(i int) slotSet {
 	var s slotSet
 	s.add(i)

@@ -182,7 +182,7 @@ func (s *Snapshot) decide(v *ServiceView, c *Client, qtype uint16, rnd uint64, t
 	if n > 1 {
 		switch v.policy {
 		case kindFailover:
-			set = single(set.first(v.nw))
+			set.keepOnly(set.first(v.nw), v.nw)
 			if tr != nil {
 				tr.endStep(&set, "failover: the first candidate in the service's order")
 			}
@@ -298,7 +298,7 @@ func (s *Snapshot) preferGeo(v *ServiceView, set *slotSet, c *Client, addr netip
 		if tr != nil {
 			tr.geoBlock(c, addr, scope, set, chosen)
 		}
-		*set = single(chosen)
+		set.keepOnly(chosen, v.nw)
 		return scope
 	}
 	var loc geo.Location
@@ -315,7 +315,7 @@ func (s *Snapshot) preferGeo(v *ServiceView, set *slotSet, c *Client, addr netip
 	if tr != nil {
 		tr.geoLists(loc, lists, used)
 	}
-	*set = single(chosen)
+	set.keepOnly(chosen, v.nw)
 	if tr != nil {
 		tr.endStep(set, tr.geoReason(loc, lists, used))
 	}
