@@ -142,26 +142,13 @@ func TestUDPSocketOptions(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer pc.Close()
-			rc, err := pc.(*net.UDPConn).SyscallConn()
-			if err != nil {
-				t.Fatal(err)
-			}
 			level, pktinfo, mtu := unix.IPPROTO_IP, unix.IP_PKTINFO, unix.IP_MTU_DISCOVER
 			if tc.network == "udp6" {
 				level, pktinfo, mtu = unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, unix.IPV6_MTU_DISCOVER
 			}
-			var pi, md, rb int
-			var piErr, mdErr, rbErr error
-			if err := rc.Control(func(fd uintptr) {
-				pi, piErr = unix.GetsockoptInt(int(fd), level, pktinfo)
-				md, mdErr = unix.GetsockoptInt(int(fd), level, mtu)
-				rb, rbErr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF)
-			}); err != nil {
-				t.Fatal(err)
-			}
-			if piErr != nil || mdErr != nil || rbErr != nil {
-				t.Fatalf("getsockopt: %v, %v, %v", piErr, mdErr, rbErr)
-			}
+			pi := sockoptInt(t, pc, level, pktinfo)
+			md := sockoptInt(t, pc, level, mtu)
+			rb := sockoptInt(t, pc, unix.SOL_SOCKET, unix.SO_RCVBUF)
 			if plain := plainRcvBuf(t, tc.network, tc.addr); rb <= plain {
 				t.Errorf("receive buffer = %d bytes, want more than a plain socket's %d", rb, plain)
 			}
@@ -183,16 +170,33 @@ func plainRcvBuf(t *testing.T, network, addr string) int {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	rc, err := pc.(*net.UDPConn).SyscallConn()
+	return sockoptInt(t, pc, unix.SOL_SOCKET, unix.SO_RCVBUF)
+}
+
+// sockoptInt reads an integer socket option of a *net.UDPConn (any
+// syscall.Conn) or of a socket a blocking loop holds.
+func sockoptInt(t *testing.T, s any, level, opt int) int {
+	t.Helper()
+	var v int
+	var err error
+	switch s := s.(type) {
+	case *blockingUDPSocket:
+		v, err = unix.GetsockoptInt(s.fd, level, opt)
+	case syscall.Conn:
+		rc, cerr := s.SyscallConn()
+		if cerr != nil {
+			t.Fatal(cerr)
+		}
+		if cerr := rc.Control(func(fd uintptr) { v, err = unix.GetsockoptInt(int(fd), level, opt) }); cerr != nil {
+			t.Fatal(cerr)
+		}
+	default:
+		t.Fatalf("socket of type %T", s)
+	}
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("getsockopt(%d, %d): %v", level, opt, err)
 	}
-	var rb int
-	var rbErr error
-	if err := rc.Control(func(fd uintptr) { rb, rbErr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF) }); err != nil || rbErr != nil {
-		t.Fatal(err, rbErr)
-	}
-	return rb
+	return v
 }
 
 // TestTransportUDPWildcardBothFamilies binds "0.0.0.0:P" and "[::]:P" on
@@ -352,25 +356,7 @@ func TestTransportDontFragment(t *testing.T) {
 		t.Run(fmt.Sprint(tc.maxReply), func(t *testing.T) {
 			r := startTransport(t, TransportConfig{Addrs: []string{"127.0.0.1:0"}, UDPSockets: 1, MaxUDPReply: tc.maxReply}, echoHandler{})
 			for _, s := range r.bound[0].udp {
-				var fd int
-				switch s := s.(type) {
-				case *blockingUDPSocket:
-					fd = s.fd
-				case *net.UDPConn:
-					rc, err := s.SyscallConn()
-					if err != nil {
-						t.Fatal(err)
-					}
-					if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
-						t.Fatal(err)
-					}
-				default:
-					t.Fatalf("socket of type %T", s)
-				}
-				md, err := unix.GetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER)
-				if err != nil {
-					t.Fatal(err)
-				}
+				md := sockoptInt(t, s, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER)
 				if md != tc.want {
 					t.Errorf("path MTU discovery mode = %d, want %d", md, tc.want)
 				}
