@@ -67,14 +67,7 @@ func (s *site) restore(t testing.TB) {
 // themselves (192.0.2.x, 2001:db8::) are never probed.
 func layoutRegions(t testing.TB, port4, port6 int) (map[string]*site, string) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot, "examples", "state.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc map[string]any
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		t.Fatalf("examples/state.yaml: %v", err)
-	}
+	doc := readYAMLMap(t, "examples/state.yaml")
 	sites := map[string]*site{}
 	regs, _ := doc["regions"].([]any)
 	for _, r := range regs {
@@ -154,28 +147,9 @@ var proberFlags = []string{"--region", "--etcd", "--config", "--check-config"}
 // source address and canary.
 func proberConfig(t testing.TB, c *etcdCluster, source netip.Addr, canaryURL string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "prober.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := yaml.Unmarshal(b, &cfg); err != nil {
-		t.Fatalf("deploy/prober.yaml: %v", err)
-	}
-	set := func(path []string, v any) {
-		m := cfg
-		for _, k := range path[:len(path)-1] {
-			sub, ok := m[k].(map[string]any)
-			if !ok {
-				t.Fatalf("deploy/prober.yaml has no section %q", k)
-			}
-			m = sub
-		}
-		if _, ok := m[path[len(path)-1]]; !ok {
-			t.Fatalf("deploy/prober.yaml has no key %v", path)
-		}
-		m[path[len(path)-1]] = v
-	}
+	const file = "deploy/prober.yaml"
+	cfg := readYAMLMap(t, file)
+	set := func(path []string, v any) { setYAMLKey(t, cfg, file, path, v) }
 	ec := c.clientConfig("meridian-prober")
 	set([]string{"etcd", "endpoints"}, ec.Endpoints)
 	set([]string{"etcd", "ca_file"}, ec.CAFile)

@@ -53,32 +53,51 @@ func serverConfig(t testing.TB, s *nameServer, c *etcdCluster, geoip, cookieSecr
 	return out
 }
 
-// serverConfigMap is serverConfig as a YAML map, for tests that change it.
-func serverConfigMap(t testing.TB, s *nameServer, c *etcdCluster, geoip, cookieSecret string) map[string]any {
+// readYAMLMap reads a file of the repository (a path relative to its
+// root) as a YAML map.
+func readYAMLMap(t testing.TB, rel string) map[string]any {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "meridian.yaml"))
+	b, err := os.ReadFile(filepath.Join(repoRoot, filepath.FromSlash(rel)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cfg map[string]any
-	if err := yaml.Unmarshal(b, &cfg); err != nil {
-		t.Fatalf("deploy/meridian.yaml: %v", err)
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%s: %v", rel, err)
 	}
-	set := func(path []string, v any) {
-		m := cfg
-		for _, k := range path[:len(path)-1] {
-			sub, ok := m[k].(map[string]any)
-			if !ok {
-				t.Fatalf("deploy/meridian.yaml has no section %q", k)
-			}
-			m = sub
+	return m
+}
+
+// setYAMLKey sets the key at path in cfg, read from file by readYAMLMap.
+// Every section on the way and the key itself must be in the file (the
+// suite runs the guide's files with only what differs here changed),
+// unless the key is one of optional.
+func setYAMLKey(t testing.TB, cfg map[string]any, file string, path []string, v any, optional ...string) {
+	t.Helper()
+	m := cfg
+	for _, k := range path[:len(path)-1] {
+		sub, ok := m[k].(map[string]any)
+		if !ok {
+			t.Fatalf("%s has no section %q", file, k)
 		}
+		m = sub
+	}
+	key := path[len(path)-1]
+	if _, ok := m[key]; !ok && !slices.Contains(optional, key) {
+		t.Fatalf("%s has no key %v", file, path)
+	}
+	m[key] = v
+}
+
+// serverConfigMap is serverConfig as a YAML map, for tests that change it.
+func serverConfigMap(t testing.TB, s *nameServer, c *etcdCluster, geoip, cookieSecret string) map[string]any {
+	t.Helper()
+	const file = "deploy/meridian.yaml"
+	cfg := readYAMLMap(t, file)
+	set := func(path []string, v any) {
 		// cookie_secrets is commented out in the guide's file: each
 		// deployment makes its own.
-		if _, ok := m[path[len(path)-1]]; !ok && path[len(path)-1] != "cookie_secrets" {
-			t.Fatalf("deploy/meridian.yaml has no key %v", path)
-		}
-		m[path[len(path)-1]] = v
+		setYAMLKey(t, cfg, file, path, v, "cookie_secrets")
 	}
 	ec := c.clientConfig("meridian-server")
 	set([]string{"listen", "dns"}, []string{s.dnsAddr()})
