@@ -502,42 +502,57 @@ func waitAnswer(t testing.TB, servers []*nameServer, name, want string, t0 time.
 	return took
 }
 
-// dnsMonitor queries a server straight every 50 ms in the background
-// and counts what fails: the query path must never depend on etcd.
-type dnsMonitor struct {
-	queries, failures atomic.Int64
-	lastErr           atomic.Value
-	stop              chan struct{}
-	done              chan struct{}
+// tickChecks runs a check every 50 ms in the background until finish,
+// counting what it asks and what is wrong (with the last failure).
+type tickChecks struct {
+	asked, failed atomic.Int64
+	last          atomic.Value
+	stop, done    chan struct{}
 }
 
-func monitorDNS(s *nameServer) *dnsMonitor {
-	m := &dnsMonitor{stop: make(chan struct{}), done: make(chan struct{})}
+// everyTick starts check; it reports through asking and fail.
+func everyTick(check func(c *tickChecks)) *tickChecks {
+	c := &tickChecks{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
-		defer close(m.done)
+		defer close(c.done)
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
 		for {
 			select {
-			case <-m.stop:
+			case <-c.stop:
 				return
 			case <-tick.C:
 			}
-			m.queries.Add(1)
-			if _, _, err := ask(s.dnsAddr(), "www.gslb.example", dns.TypeA, "8.8.8.0/24", false, 5*time.Second); err != nil {
-				m.failures.Add(1)
-				m.lastErr.Store(err.Error())
-			}
+			check(c)
 		}
 	}()
-	return m
+	return c
 }
 
-func (m *dnsMonitor) finish() (queries, failures int64, lastErr string) {
-	close(m.stop)
-	<-m.done
-	e, _ := m.lastErr.Load().(string)
-	return m.queries.Load(), m.failures.Load(), e
+func (c *tickChecks) asking() { c.asked.Add(1) }
+
+func (c *tickChecks) fail(msg string) {
+	c.failed.Add(1)
+	c.last.Store(msg)
+}
+
+// finish stops the checks and returns what they counted.
+func (c *tickChecks) finish() (asked, failed int64, last string) {
+	close(c.stop)
+	<-c.done
+	l, _ := c.last.Load().(string)
+	return c.asked.Load(), c.failed.Load(), l
+}
+
+// monitorDNS queries a server straight every 50 ms in the background
+// and counts what fails: the query path must never depend on etcd.
+func monitorDNS(s *nameServer) *tickChecks {
+	return everyTick(func(c *tickChecks) {
+		c.asking()
+		if _, _, err := ask(s.dnsAddr(), "www.gslb.example", dns.TypeA, "8.8.8.0/24", false, 5*time.Second); err != nil {
+			c.fail(err.Error())
+		}
+	})
 }
 
 // scenarioEtcdFaults: one member killed, then a second (quorum lost), a

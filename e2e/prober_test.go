@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -460,46 +459,20 @@ func within(took []time.Duration, bound time.Duration) string {
 	return "within"
 }
 
-// answerWatch asks both servers for www as a client of each continent
+// watchAnswers asks both servers for www as a client of each continent
 // every 50 ms and counts the answers that are not the continent's
 // region: with every region up, none may change.
-type answerWatch struct {
-	asked, wrong atomic.Int64
-	last         atomic.Value
-	stop, done   chan struct{}
-}
-
-func watchAnswers(d *deployment) *answerWatch {
-	w := &answerWatch{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-w.stop:
-				return
-			case <-tick.C:
-			}
-			for _, s := range d.ns {
-				for _, c := range continents {
-					w.asked.Add(1)
-					if got := serviceAnswer(s, "www.gslb.example", c.ecs); got != c.v4 {
-						w.wrong.Add(1)
-						w.last.Store(fmt.Sprintf("%s answered %q to %s, want %s (%s)", s.name, got, c.name, c.v4, c.region))
-					}
+func watchAnswers(d *deployment) *tickChecks {
+	return everyTick(func(w *tickChecks) {
+		for _, s := range d.ns {
+			for _, c := range continents {
+				w.asking()
+				if got := serviceAnswer(s, "www.gslb.example", c.ecs); got != c.v4 {
+					w.fail(fmt.Sprintf("%s answered %q to %s, want %s (%s)", s.name, got, c.name, c.v4, c.region))
 				}
 			}
 		}
-	}()
-	return w
-}
-
-func (w *answerWatch) finish() (asked, wrong int64, last string) {
-	close(w.stop)
-	<-w.done
-	l, _ := w.last.Load().(string)
-	return w.asked.Load(), w.wrong.Load(), l
+	})
 }
 
 // logSize is the length of the process's log now: logHas looks at what
