@@ -624,13 +624,8 @@ func testTransportGarbage(t *testing.T, opt func(*Transport)) {
 
 // udpWaits are the two ways the batched UDP loops wait, for tests that
 // must hold for both (on other systems both are the portable loop).
-var udpWaits = []struct {
-	name string
-	opt  func(*Transport)
-}{
-	{"polled", func(t *Transport) { t.udpWait = udpWaitPolled }},
-	{"blocking", func(t *Transport) { t.udpWait = udpWaitBlocking }},
-}
+// They are the "polled" and "blocking" entries of udpLoopKinds.
+var udpWaits = udpLoopKinds[1:3]
 
 func TestTransportGracefulShutdown(t *testing.T) {
 	tests := []struct {
