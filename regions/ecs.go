@@ -1,6 +1,9 @@
 package regions
 
-import "net/netip"
+import (
+	"encoding/binary"
+	"net/netip"
+)
 
 // ECSConfig is how EDNS Client Subnet options (RFC 7871) are used. The DNS
 // handler and /v1/explain derive clients with the same one, so that an
@@ -88,24 +91,16 @@ func (e ECSConfig) Client(resolver netip.Addr, ecs netip.Prefix, loc Locator) (C
 			// The common case, in 32-bit arithmetic: it runs for every
 			// query with ECS.
 			b := addr.As4()
-			u := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+			u := binary.BigEndian.Uint32(b[:])
 			if !e.TrustPrivate && !isGlobal4(u) {
 				break
 			}
-			maxBits := e.MaxV4
-			if maxBits <= 0 || maxBits > 32 {
-				maxBits = DefaultECSMaxV4
-			}
-			bits = min(bits, maxBits)
-			u &= ^uint32(0) << (32 - bits)
-			c.Addr, c.Bits = netip.AddrFrom4([4]byte{byte(u >> 24), byte(u >> 16), byte(u >> 8), byte(u)}), bits
+			bits = min(bits, e.Normalized().MaxV4)
+			binary.BigEndian.PutUint32(b[:], u&(^uint32(0)<<(32-bits)))
+			c.Addr, c.Bits = netip.AddrFrom4(b), bits
 			return c, ECSUsed
 		case e.TrustPrivate || isGlobal(addr):
-			maxBits := e.MaxV6
-			if maxBits <= 0 || maxBits > 128 {
-				maxBits = DefaultECSMaxV6
-			}
-			bits = min(bits, maxBits)
+			bits = min(bits, e.Normalized().MaxV6)
 			p, _ := addr.Prefix(bits)
 			c.Addr, c.Bits = p.Addr(), bits
 			return c, ECSUsed
@@ -147,7 +142,7 @@ func (u ECSUse) ReplyScope(ecs netip.Prefix, decisionScope int) int {
 func isGlobal(a netip.Addr) bool {
 	if a.Is4() {
 		b := a.As4()
-		return isGlobal4(uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]))
+		return isGlobal4(binary.BigEndian.Uint32(b[:]))
 	}
 	if !a.IsGlobalUnicast() || a.IsPrivate() {
 		return false
