@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -132,9 +131,9 @@ func clientTLS(cfg EtcdConfig) (*tls.Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("etcd ca_file: %w", err)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("etcd ca_file %s: no PEM certificate in it", cfg.CAFile)
+		pool, _, err := parseCABundle(pem)
+		if err != nil {
+			return nil, fmt.Errorf("etcd ca_file %s: %w", cfg.CAFile, err)
 		}
 		t.RootCAs = pool
 	}
