@@ -124,6 +124,12 @@ func runProber(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 1
 	}
 	if *checkOnly {
+		f := cfg.checkHost(*etcdFlag != "", time.Now())
+		printWarnings(stderr, "meridian prober", f.warns)
+		if len(f.errs) > 0 {
+			fmt.Fprintf(stderr, "meridian prober: configuration error:\n%s\n", indent(errors.Join(f.errs...).Error()))
+			return 1
+		}
 		what := "the prober's flags"
 		if cfg.path != "" {
 			what = "configuration " + cfg.path
@@ -293,9 +299,8 @@ func (c *ProberConfig) checkSource() error {
 	if err != nil {
 		return fmt.Errorf("source_address: %w", err)
 	}
-	ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(src.Unmap(), 0)))
-	if err != nil {
-		return fmt.Errorf("source_address %s: not an address of this host: %w", c.SourceAddress, err)
+	if err := onHost(src); err != nil {
+		return fmt.Errorf("source_address: %w", err)
 	}
-	return ln.Close()
+	return nil
 }

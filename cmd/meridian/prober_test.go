@@ -33,7 +33,7 @@ func TestProberFlags(t *testing.T) {
 	badValues := writeFile(t, filepath.Join(dir, "values.yaml"), "concurrency: -1\ncanary:\n  url: ftp://canary.example\n  interval: 1ms\nlog:\n  level: loud\nlease_ttl: 1s\nsource_address: prober-1\n")
 	// 203.0.113.254 (TEST-NET-3) is no address of this host.
 	foreign := writeFile(t, filepath.Join(dir, "foreign.yaml"), "source_address: 203.0.113.254\n")
-	good := writeFile(t, filepath.Join(dir, "good.yaml"), "etcd:\n  endpoints: [127.0.0.1:2379]\n  prefix: /meridian/\nconcurrency: 64\nrefresh: 5m\ncanary:\n  address: 192.0.2.53:53\n")
+	good := writeFile(t, filepath.Join(dir, "good.yaml"), "etcd:\n  endpoints: [127.0.0.1:2379]\n  prefix: /meridian/\nconcurrency: 64\nrefresh: 5m\ncanary:\n  address: 127.0.0.1:53\n")
 	cases := []struct {
 		name   string
 		args   []string
@@ -52,7 +52,7 @@ func TestProberFlags(t *testing.T) {
 			"values.yaml:4: canary.interval: 1ms: want at least 100ms",
 			"values.yaml:7: lease_ttl: 1s: want at least 2s",
 			`values.yaml:8: source_address: "prober-1": want an IP address of this host`}},
-		{"source address not of this host", []string{"--region", "eu-west", "--config", foreign}, 1, []string{"source_address 203.0.113.254: not an address of this host"}},
+		{"source address not of this host", []string{"--region", "eu-west", "--config", foreign}, 1, []string{"source_address: 203.0.113.254 is not an address of this host"}},
 		{"bad region and id", []string{"--check-config", "--region", "EU", "--id", "a/b"}, 1, []string{"--region: \"EU\" is not a region name", "--id: \"a/b\""}},
 		{"valid file", []string{"--check-config", "--config", good, "--region", "eu-west"}, 0, []string{"good.yaml: valid"}},
 		{"valid flags", []string{"--check-config", "--etcd", "127.0.0.1:1,127.0.0.1:2"}, 0, []string{"valid"}},

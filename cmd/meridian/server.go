@@ -98,11 +98,18 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	if *checkOnly {
 		// The bootstrap file too: a server refuses to start on a bad one.
+		var desired *regions.Desired
 		if cfg.Bootstrap != "" {
-			if _, err := loadBootstrap(cfg.Bootstrap, set); err != nil {
+			if desired, err = loadBootstrap(cfg.Bootstrap, set); err != nil {
 				fmt.Fprintf(stderr, "meridian server: bootstrap error:\n%s\n", indent(err.Error()))
 				return 1
 			}
+		}
+		f := cfg.checkHost(desired, time.Now())
+		printWarnings(stderr, "meridian server", f.warns)
+		if len(f.errs) > 0 {
+			fmt.Fprintf(stderr, "meridian server: configuration error:\n%s\n", indent(errors.Join(f.errs...).Error()))
+			return 1
 		}
 		fmt.Fprintf(stdout, "configuration %s and %d zone(s) are valid\n", *configPath, len(set.Zones()))
 		return 0
