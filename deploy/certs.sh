@@ -9,10 +9,17 @@
 #   deploy/certs.sh client DIR NAME             DIR/NAME.pem, DIR/NAME-key.pem: client auth,
 #                                               common name NAME (etcd's user with auth on)
 #
-# Keys are ECDSA P-256, written mode 0600. DAYS sets the validity of new
-# certificates (default 825; the CA gets 10 years). docs/deploy.md explains
-# where each file goes; the end-to-end suite (e2e/) makes its throwaway
-# material with this script.
+# Keys are ECDSA P-256, written mode 0600, in a directory of mode 0700.
+# DAYS sets the validity of new certificates (default 825; the CA gets 10
+# years). docs/deploy.md explains where each file goes.
+#
+# DIR holds the CA's key: keep it on an administration machine, outside
+# any git work tree, and the key offline between uses. A DIR inside a git
+# work tree is refused unless git ignores it (one `git add -A` would
+# otherwise commit the key). With ca.pem there but not ca-key.pem (the key
+# kept offline), nothing is signed and no new CA is made: bring the key
+# back first. The end-to-end suite (e2e/) makes its throwaway material
+# with this script.
 set -euo pipefail
 
 usage() {
@@ -24,8 +31,20 @@ usage() {
 cmd=$1 dir=$2
 shift 2
 days=${DAYS:-825}
-mkdir -p "$dir"
+
+# Refuse a DIR that git would take into a commit.
+probe=$dir
+while [ ! -d "$probe" ]; do probe=$(dirname "$probe"); done
+if command -v git >/dev/null && top=$(git -C "$probe" rev-parse --show-toplevel 2>/dev/null); then
+	key=$(realpath -m "$dir")/ca-key.pem
+	if ! git -C "$probe" check-ignore -q "$key"; then
+		echo "certs.sh: $dir is inside the git work tree $top, which would take the CA's key into a commit:" >&2
+		echo "  use a directory outside it (e.g. ~/meridian-pki on an administration machine), or make git ignore $dir" >&2
+		exit 1
+	fi
+fi
 umask 077
+mkdir -p "$dir"
 
 # A config of our own, so the system's openssl.cnf adds no extensions.
 cnf=$(mktemp)
@@ -36,7 +55,14 @@ newkey() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "
 sign() { # name subject extensions...
 	local name=$1 subject=$2
 	shift 2
-	[ -s "$dir/ca.pem" ] && [ -s "$dir/ca-key.pem" ] || { echo "certs.sh: no CA in $dir: run '$0 ca $dir' first" >&2; exit 1; }
+	if [ ! -s "$dir/ca.pem" ]; then
+		echo "certs.sh: no CA in $dir: run '$0 ca $dir' first" >&2
+		exit 1
+	fi
+	if [ ! -s "$dir/ca-key.pem" ]; then
+		echo "certs.sh: $dir/ca-key.pem is missing: bring the CA's key back from where it is kept offline to sign" >&2
+		exit 1
+	fi
 	{
 		printf '[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = %s\n[ext]\n' "$subject"
 		printf '%s\n' "$@"
@@ -60,6 +86,11 @@ ca)
 	if [ -s "$dir/ca.pem" ] && [ -s "$dir/ca-key.pem" ]; then
 		echo "$dir/ca.pem (kept)"
 		exit 0
+	fi
+	if [ -s "$dir/ca.pem" ]; then
+		# A new CA would replace the one every member and client trusts.
+		echo "certs.sh: $dir/ca.pem is there without ca-key.pem: bring the CA's key back, or remove ca.pem to make a new CA" >&2
+		exit 1
 	fi
 	printf '[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = meridian etcd CA\n[ext]\n%s\n%s\n%s\n' \
 		'basicConstraints = critical, CA:TRUE, pathlen:0' \

@@ -23,6 +23,7 @@ test_packages=(
 	etcd-server   # etcd: the end-to-end suite's 3-member cluster
 	etcd-client   # etcdctl: the end-to-end suite's backup and restore
 	openssl       # the deploy guide's TLS material (deploy/certs.sh)
+	git           # deploy/certs.sh's refusal of a git work tree
 	systemd       # systemd-analyze verify of the deploy units
 )
 run_packages=(

@@ -35,6 +35,7 @@ var programs = map[string]source{
 	"named-checkconf":   {"bind9-utils", "test"},
 	"etcdctl":           {"etcd-client", "test"},
 	"openssl":           {"openssl", "test"},
+	"git":               {"git", "test"},
 	"systemd-analyze":   {"systemd", "test"},
 	"etcd":              {"etcd-server", "test"},
 	"dnsperf":           {"dnsperf", "bench"},
