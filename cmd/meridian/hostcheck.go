@@ -158,7 +158,7 @@ func checkEtcd(f *findings, file string, root *yaml.Node, ec store.EtcdConfig, f
 // as root says nothing of what the service's user can read.
 func rootWarning(f *findings, command string) {
 	if os.Geteuid() == 0 {
-		f.add(true, fmt.Errorf("running as root, which reads every file whatever its mode: run the check as the service's user to know that it can read them (sudo -u meridian %s)", command))
+		f.add(true, fmt.Errorf("running as root, which reads every file whatever its mode: run the check as the service's user to know that it can read them (runuser -u meridian -- %s)", command))
 	}
 }
 

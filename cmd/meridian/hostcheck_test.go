@@ -9,12 +9,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/meridian-gslb/meridian/internal/testtool"
+	"github.com/meridian-gslb/meridian/regions"
 )
 
 // The server's configuration of TestHostCheck: PKI and DIR are replaced
@@ -324,4 +327,91 @@ func runAs(t *testing.T, uid uint32, bin string, args ...string) (code int, stdo
 		t.Fatal(err)
 	}
 	return code, out.String(), errOut.String()
+}
+
+// TestDeployPlaceholders: the files of deploy/, installed unedited, are
+// refused (or warned of) for each placeholder they hold, and the example
+// cookie secret is the one examples/meridian.yaml shows.
+func TestDeployPlaceholders(t *testing.T) {
+	fields := func(errs []error) []string {
+		var out []string
+		for _, err := range errs {
+			var fe *regions.FileError
+			if errors.As(err, &fe) {
+				out = append(out, fe.Field)
+			}
+		}
+		return out
+	}
+	hasAll := func(t *testing.T, kind string, got []string, want ...string) {
+		t.Helper()
+		for _, w := range want {
+			if !slices.Contains(got, w) {
+				t.Errorf("no %s for %s: %v", kind, w, got)
+			}
+		}
+	}
+
+	t.Run("deploy/meridian.yaml", func(t *testing.T) {
+		cfg, err := readConfig("../../deploy/meridian.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := cfg.checkHost(nil, time.Now())
+		hasAll(t, "error", fields(f.errs), "listen.dns[0]", "listen.dns[1]", "etcd.endpoints[0]", "etcd.endpoints[1]", "etcd.endpoints[2]")
+	})
+	t.Run("deploy/prober.yaml", func(t *testing.T) {
+		cfg, err := readProberConfig("../../deploy/prober.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := cfg.checkHost(false, time.Now())
+		hasAll(t, "error", fields(f.errs), "etcd.endpoints[0]", "etcd.endpoints[1]", "etcd.endpoints[2]", "canary.url")
+	})
+	t.Run("deploy/state.yaml", func(t *testing.T) {
+		const file = "../../deploy/state.yaml"
+		d, err := regions.LoadDesired(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f findings
+		checkDesired(&f, file, d)
+		var want []string
+		for i, r := range d.Regions {
+			for j := range r.VIPs {
+				want = append(want, fmt.Sprintf("regions[%d].vips[%d]", i, j))
+			}
+			want = append(want, fmt.Sprintf("regions[%d].check.host", i))
+		}
+		if got := fields(f.warns); !slices.Equal(got, want) || len(f.errs) > 0 {
+			t.Errorf("warnings for %v, errors %v; want warnings for %v", got, f.errs, want)
+		}
+	})
+	t.Run("examples/state.yaml is not for production", func(t *testing.T) {
+		const file = "../../examples/state.yaml"
+		d, err := regions.LoadDesired(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f findings
+		checkDesired(&f, file, d)
+		n := 0
+		for _, w := range fields(f.warns) {
+			if strings.HasSuffix(w, ".check.address") {
+				n++
+			}
+		}
+		if n != 6 {
+			t.Errorf("%d warnings of checks sent to loopback, want one per VIP (6): %v", n, f.warns)
+		}
+	})
+	t.Run("the example cookie secret", func(t *testing.T) {
+		b, err := os.ReadFile("../../examples/meridian.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), exampleCookieSecret) {
+			t.Errorf("examples/meridian.yaml does not show %s: keep exampleCookieSecret its example", exampleCookieSecret)
+		}
+	})
 }
