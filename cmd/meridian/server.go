@@ -376,7 +376,7 @@ func (s *server) bootstrap(ctx context.Context) error {
 
 // run binds every listener (failing before anything is served), serves
 // until ctx ends or SIGINT/SIGTERM arrives, then shuts down gracefully.
-// SIGHUP reloads the zones and the GeoIP database.
+// SIGHUP reloads the zones, the GeoIP database and the API tokens.
 func (s *server) run(ctx context.Context) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
