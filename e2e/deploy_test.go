@@ -38,7 +38,7 @@ type deployment struct {
 	named   *resolver        // without
 }
 
-// The example regions' addresses (examples/state.yaml) and a client
+// The regions' addresses (deploy/state.yaml) and a client
 // subnet of each continent the example www service steers by.
 var continents = []struct {
 	name, ecs, region, v4, v6 string
@@ -58,6 +58,9 @@ func geoipDB() string {
 		return p
 	}
 	out := filepath.Join(runDir, "country.mmdb")
+	if fileExists(out) {
+		return out
+	}
 	if b, err := exec.Command(binary, "geoip", "build", "--out", out).CombinedOutput(); err != nil {
 		return fmt.Sprintf("error: meridian geoip build (needs Debian's tor-geoipdb): %v\n%s", err, b)
 	}

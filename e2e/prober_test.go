@@ -58,15 +58,17 @@ func (s *site) restore(t testing.TB) {
 	}
 }
 
-// layoutRegions starts a stand-in for every VIP of the example regions
-// (IPv4 VIPs on port4, IPv6 VIPs on port6 of the region's host) and
-// writes the state the servers bootstrap: examples/state.yaml with each
-// check's `address` pointing at the stand-ins, nothing else changed. It
-// fails unless every VIP's check goes to its stand-in: the example VIPs
-// themselves (192.0.2.x, 2001:db8::) are never probed.
+// layoutRegions starts a stand-in for every VIP of the regions of
+// deploy/state.yaml (IPv4 VIPs on port4, IPv6 VIPs on port6 of the
+// region's host) and writes the state the servers bootstrap: that file
+// with each check's `address` pointing at the stand-ins and its interval
+// and timeout at 1 s (so that failures take seconds), nothing else
+// changed. It fails unless every VIP's check goes to its stand-in: the
+// VIPs themselves (192.0.2.x, 2001:db8::) are never probed.
 func layoutRegions(t testing.TB, port4, port6 int) (map[string]*site, string) {
 	t.Helper()
-	doc := readYAMLMap(t, "examples/state.yaml")
+	const file = "deploy/state.yaml"
+	doc := readYAMLMap(t, file)
 	sites := map[string]*site{}
 	regs, _ := doc["regions"].([]any)
 	for _, r := range regs {
@@ -75,10 +77,16 @@ func layoutRegions(t testing.TB, port4, port6 int) (map[string]*site, string) {
 		check, _ := m["check"].(map[string]any)
 		host, ok := siteHosts[name]
 		if !ok || check == nil {
-			t.Fatalf("examples/state.yaml: region %q: not one of %v, or without a check", name, regionOrder)
+			t.Fatalf("%s: region %q: not one of %v, or without a check", file, name, regionOrder)
 		}
-		if _, ok := check["address"]; !ok {
-			t.Fatalf("examples/state.yaml: region %s's check has no address: the suite changes only addresses", name)
+		if _, ok := check["address"]; ok {
+			t.Fatalf("%s: region %s's check has an address: production checks go to the VIPs", file, name)
+		}
+		for _, k := range []string{"interval", "timeout"} {
+			if _, ok := check[k]; !ok {
+				t.Fatalf("%s: region %s's check has no %s: the suite changes only what the file shows", file, name, k)
+			}
+			check[k] = "1s"
 		}
 		s := &site{region: name, lbs: map[netip.Addr]*loadBalancer{}}
 		address := map[string]string{}
@@ -86,7 +94,7 @@ func layoutRegions(t testing.TB, port4, port6 int) (map[string]*site, string) {
 		for _, v := range vips {
 			vip, err := netip.ParseAddr(fmt.Sprint(v))
 			if err != nil {
-				t.Fatalf("examples/state.yaml: region %s: %v", name, err)
+				t.Fatalf("%s: region %s: %v", file, name, err)
 			}
 			port := port4
 			if vip.Is6() {
@@ -101,7 +109,7 @@ func layoutRegions(t testing.TB, port4, port6 int) (map[string]*site, string) {
 		sites[name] = s
 	}
 	if len(sites) != len(regionOrder) {
-		t.Fatalf("examples/state.yaml has regions %v, want %v", sites, regionOrder)
+		t.Fatalf("%s has regions %v, want %v", file, sites, regionOrder)
 	}
 	out, err := yaml.Marshal(doc)
 	if err != nil {
@@ -383,7 +391,7 @@ func scenarioRegionFails(t *testing.T, d *deployment) {
 	eu := d.site("eu-west")
 	chk := eu.check
 	interval := time.Duration(chk.Interval)
-	report(t, sc, "checks (examples/state.yaml, address mapped to the stand-ins)", "%s every %v, timeout %v, fall %d, rise %d, from 3 probers",
+	report(t, sc, "checks (deploy/state.yaml, address mapped to the stand-ins)", "%s every %v, timeout %v, fall %d, rise %d, from 3 probers",
 		chk.Type, interval, time.Duration(chk.Timeout), chk.Fall, chk.Rise)
 
 	// Steady state: every vote counted and up on both servers; no

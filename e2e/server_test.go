@@ -40,8 +40,8 @@ func (s *nameServer) dataDir() string { return filepath.Join(s.dir, "data") }
 
 // serverConfig is deploy/meridian.yaml with this run's addresses, paths
 // and certificates: the servers run the guide's configuration. They
-// bootstrap the state file given (the example state with the suite's
-// check addresses).
+// bootstrap the state file given (deploy/state.yaml with the suite's
+// check addresses and timing).
 func serverConfig(t testing.TB, s *nameServer, c *etcdCluster, geoip, cookieSecret, bootstrap string) []byte {
 	t.Helper()
 	cfg := serverConfigMap(t, s, c, geoip, cookieSecret)
@@ -113,7 +113,7 @@ func serverConfigMap(t testing.TB, s *nameServer, c *etcdCluster, geoip, cookieS
 	set([]string{"etcd", "key_file"}, ec.KeyFile)
 	_, tokens := apiTokens(t)
 	set([]string{"api", "tokens_file"}, tokens)
-	set([]string{"bootstrap"}, filepath.Join(repoRoot, "examples", "state.yaml"))
+	set([]string{"bootstrap"}, filepath.Join(repoRoot, "deploy", "state.yaml"))
 	set([]string{"zone_dir"}, filepath.Join(repoRoot, "examples", "zones"))
 	return cfg
 }
