@@ -26,11 +26,15 @@ func TestServerCheck(t *testing.T) {
 	c := &etcdCluster{pki: filepath.Join(dir, "pki"), members: []*etcdMember{
 		{name: "etcd-1", host: "127.0.0.11", clientPort: 2379}, {name: "etcd-2", host: "127.0.0.12", clientPort: 2379},
 	}}
-	geoip := filepath.Join(dir, "country.mmdb") // --check only looks for the file
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, geoip, "")
+	// --check reads the TLS files and the GeoIP database: real ones.
+	makeCerts(t, c.pki, c.members)
+	geoip := geoipDB()
+	if strings.HasPrefix(geoip, "error: ") {
+		t.Fatal(geoip)
+	}
 	badState := filepath.Join(dir, "state.yaml")
 	writeFile(t, badState, `regions:
   - name: eu-west

@@ -20,9 +20,14 @@ import (
 )
 
 // makeCerts runs deploy/certs.sh, as docs/deploy.md tells operators to:
-// the CA, one certificate per etcd member for its address, and the client
-// certificates of the name servers, the probers and the operator (the
-// suite's own writes and etcdctl).
+// the CA, one certificate per etcd member, and the client certificates
+// of the name servers, the probers and the operator (the suite's own
+// writes and etcdctl). A member's certificate names the address it is
+// reached at and the address it connects to its peers from, which etcd
+// checks against it (--peer-client-cert-auth): on one machine, every
+// connection to a loopback address leaves from 127.0.0.1 (`ip route get
+// 127.0.0.11` says "src 127.0.0.1"), as the guide's section on member
+// certificates says.
 func makeCerts(t testing.TB, dir string, members []*etcdMember) {
 	t.Helper()
 	testtool.Need(t, "openssl")
@@ -35,7 +40,7 @@ func makeCerts(t testing.TB, dir string, members []*etcdMember) {
 	}
 	run("ca", dir)
 	for _, m := range members {
-		run("member", dir, m.name, m.host, "localhost")
+		run("member", dir, m.name, m.host, "127.0.0.1")
 	}
 	run("client", dir, "meridian-server")
 	run("client", dir, "meridian-prober")
