@@ -44,7 +44,7 @@ func TestDeployGuide(t *testing.T) {
 		"meridian server --config /etc/meridian/meridian.yaml --check", "deploy/meridian.yaml",
 		"--cacert ", "--cert ", "--key ",
 		// The suite's resolvers.
-		`module-config: "subnetcache validator iterator"`, "send-client-subnet: ", "stub-zone:", "stub-addr: ",
+		`module-config: "subnetcache validator iterator"`, `domain-insecure: "gslb.example"`, "send-client-subnet: ", "stub-zone:", "stub-addr: ",
 		"type static-stub;", "server-addresses {",
 		// The units it verifies, and the commands of the prober and ctl.
 		"deploy/systemd/meridian-server.service", "deploy/systemd/meridian-prober.service",
