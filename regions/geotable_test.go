@@ -1,6 +1,7 @@
 package regions
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
@@ -126,10 +127,17 @@ func (r *geoRef) edges() []netip.Addr {
 	return out
 }
 
-// class is the class Locate gives a.
-func (r *geoRef) class(m *geoMap, a netip.Addr) string {
+// class is the class Locate gives a, for service v.
+func (r *geoRef) class(v *ServiceView, a netip.Addr) string {
 	loc := r.db.Locate(a)
-	return m.class(loc.Country, loc.Continent)
+	return classOf(v, loc.Country, loc.Continent)
+}
+
+// classOf is v's class at a location, from its lists: the reference the
+// partitions are checked against.
+func classOf(v *ServiceView, country, continent string) string {
+	g := v.geo
+	return fmt.Sprint(g.class(v, g.listsFor(geo.Location{Country: country, Continent: continent})))
 }
 
 func lastOf(p netip.Prefix) netip.Addr {
@@ -157,14 +165,14 @@ func embeddedV4(a netip.Addr, n int) netip.Addr {
 // uniform says whether every address of p gets class c, from the list
 // of networks: no network of another class, no gap unless the default
 // is c, and under an alias the IPv4 block it stands for.
-func (r *geoRef) uniform(m *geoMap, p netip.Prefix, c string) bool {
+func (r *geoRef) uniform(m *ServiceView, p netip.Prefix, c string) bool {
 	p = p.Masked()
 	first, last := p.Addr(), lastOf(p)
 	list := r.v4
 	if first.Is6() {
 		list = r.v6
 	}
-	def := m.class("", "")
+	def := classOf(m, "", "")
 	i := sort.Search(len(list), func(i int) bool { return !lastOf(list[i].Network).Less(first) })
 	cur := first
 	for ; i < len(list) && !last.Less(list[i].Network.Addr()); i++ {
@@ -174,7 +182,7 @@ func (r *geoRef) uniform(m *geoMap, p netip.Prefix, c string) bool {
 		}
 		switch {
 		case !n.IPv4Alias:
-			if m.class(n.Country, n.Continent) != c {
+			if classOf(m, n.Country, n.Continent) != c {
 				return false
 			}
 		case p.Bits() <= n.Network.Bits(): // the alias whole
@@ -198,7 +206,7 @@ func (r *geoRef) uniform(m *geoMap, p netip.Prefix, c string) bool {
 
 // widest is the reference scope of a: the shortest prefix length whose
 // block around a is uniform.
-func (r *geoRef) widest(m *geoMap, a netip.Addr) int {
+func (r *geoRef) widest(m *ServiceView, a netip.Addr) int {
 	c := r.class(m, a)
 	return sort.Search(a.BitLen()+1, func(p int) bool {
 		return r.uniform(m, netip.PrefixFrom(a, p), c)
@@ -266,16 +274,23 @@ func TestGeoTableMatchesDatabase(t *testing.T) {
 			checked := 0
 			for _, v := range s.Services() {
 				g := v.geo
-				if g.tab == nil {
-					t.Fatalf("%s: no table", v.Name())
+				if g.part == nil || g.merge == nil {
+					t.Fatalf("%s: no partition or merge", v.Name())
 				}
 				for _, a := range append(geoSamples(uint64(len(v.Name())), 400), ref.edges()...) {
-					class, scope := g.tab.lookup(a)
-					if got, want := g.tab.classes[class], ref.class(g.m, a); got != want {
+					want, widest := ref.class(v, a), ref.widest(v, a)
+					group, scope := g.part.lookup(g.merge, a)
+					if got := fmt.Sprint(g.orders[group]); got != want {
 						t.Fatalf("%s %s: table class %q, database %q", v.Name(), a, got, want)
 					}
-					if want := ref.widest(g.m, a); scope != want {
-						t.Fatalf("%s %s: scope /%d, the widest uniform block is /%d", v.Name(), a, scope, want)
+					if scope != widest {
+						t.Fatalf("%s %s: scope /%d, the widest uniform block is /%d", v.Name(), a, scope, widest)
+					}
+					// Without the merge: the location interval, the same
+					// class and a block no wider.
+					group, scope = g.part.lookup(nil, a)
+					if got := fmt.Sprint(g.orders[group]); got != want || scope < widest {
+						t.Fatalf("%s %s: unmerged class %q scope /%d, database %q widest /%d", v.Name(), a, got, scope, want, widest)
 					}
 					checked++
 				}
@@ -339,9 +354,9 @@ func TestGeoTableScope(t *testing.T) {
 				// class of every sample is the client's. (Scope 0 may
 				// also mean a single candidate: then classes may differ.)
 				if d.Scope > 0 {
-					want := (&geoRef{db: db}).class(v.geo.m, a)
+					want := (&geoRef{db: db}).class(v, a)
 					for _, x := range samples {
-						if c := (&geoRef{db: db}).class(v.geo.m, x); c != want {
+						if c := (&geoRef{db: db}).class(v, x); c != want {
 							t.Fatalf("%s: %s and %s in its block /%d have different classes", name, a, x, d.Scope)
 						}
 					}
@@ -366,43 +381,52 @@ func randomIn(rng *rand.Rand, p netip.Prefix) netip.Addr {
 	return a
 }
 
-// TestGeoTableReuse: a snapshot that changes only health takes every
-// table over; services with the same map share one; a changed map gets a
-// new table and leaves the others; another database compiles anew.
+// TestGeoTableReuse: a snapshot that changes only health or drains
+// keeps every partition and merge; services whose maps group the
+// locations alike share one partition, whatever their regions and
+// weights; a changed map gets its own and leaves the others; another
+// database builds anew.
 func TestGeoTableReuse(t *testing.T) {
 	db := openGeo(t, randomGeoDB(t, 5, 500))
-	tab := func(s *Snapshot, name string) *prefixTable { return mustView(t, s, name).geo.tab }
+	part := func(s *Snapshot, name string) *partition { return mustView(t, s, name).geo.part }
+	merged := func(s *Snapshot, name string) *merge { return mustView(t, s, name).geo.merge }
 
-	st := steerState(geoTableServices()...)
+	svcs := geoTableServices()
+	// The continent map of www over other regions: the same grouping.
+	other := steerService("other.example.", PolicyGeo, svcRegion("ap-ne", 1), svcRegion("us-east", 1), svcRegion("eu-west", 1))
+	other.Geo = &GeoMap{Continents: map[string][]string{"EU": {"ap-ne"}, "NA": {"us-east"}, "AS": {"eu-west"}}, Default: []string{"us-east"}}
+	st := steerState(append(svcs, other)...)
 	s1 := buildSnap(t, st, SnapshotOptions{GeoIP: db})
-	if tab(s1, "www.example.") == nil || tab(s1, "www.example.") != tab(s1, "www2.example.") {
-		t.Fatal("two services with the same map do not share one table")
+	www := part(s1, "www.example.")
+	if www == nil || merged(s1, "www.example.") == nil {
+		t.Fatal("www has no partition or merge")
 	}
-	if tab(s1, "www.example.") == tab(s1, "drained.example.") {
-		t.Fatal("a drained region does not change the map")
+	for _, name := range []string{"www2.example.", "drained.example.", "other.example."} {
+		if part(s1, name) != www || merged(s1, name) != merged(s1, "www.example.") {
+			t.Fatalf("%s does not share www's partition and merge", name)
+		}
 	}
-	infos := s1.GeoTables()
-	if len(infos) != 4 || !slices.Equal(infos[0].Services, []string{"cc.example."}) {
-		t.Fatalf("GeoTables %+v", infos)
+	info := s1.GeoTables()
+	if info.Location == nil || len(info.Partitions) != 3 || info.Merged != 3 || info.Pending != 0 || len(info.Partitions[0].Services) != 4 {
+		t.Fatalf("GeoTables %+v", info)
 	}
-	for _, in := range infos {
-		if in.Reused || in.Bytes == 0 || in.IntervalsV4 == 0 || in.IntervalsV6 == 0 || in.Networks == 0 {
-			t.Fatalf("new table %+v", in)
+	for _, in := range info.Partitions {
+		if in.Bytes == 0 || in.RunsV4 == 0 || in.RunsV6 == 0 || in.Groups == 0 {
+			t.Fatalf("partition %+v", in)
 		}
 	}
 
 	st2 := st.Clone()
 	markDown("eu-west", "ap-ne")(st2)
+	st2.Regions["us-east"] = drainedCopy(st2.Regions["us-east"])
 	s2 := BuildSnapshot(st2, s1, SnapshotOptions{GeoIP: db})
 	for _, v := range s1.Services() {
-		if tab(s2, v.Name()) != tab(s1, v.Name()) {
-			t.Fatalf("%s: a health change compiled a new table", v.Name())
+		if part(s2, v.Name()) != part(s1, v.Name()) || merged(s2, v.Name()) != merged(s1, v.Name()) || s2.geo.lt != s1.geo.lt {
+			t.Fatalf("%s: a health change or a drain built a new table", v.Name())
 		}
 	}
-	for _, in := range s2.GeoTables() {
-		if !in.Reused {
-			t.Fatalf("health change: table %+v not reused", in)
-		}
+	if st := s2.Stats(); st.Compiled != 0 || st.Refreshed != len(s1.Services()) {
+		t.Fatalf("health change: %+v, want every service refreshed, none compiled", st)
 	}
 
 	st3 := st2.Clone()
@@ -410,23 +434,33 @@ func TestGeoTableReuse(t *testing.T) {
 	mixed.Geo = &GeoMap{Continents: map[string][]string{"OC": {"ap-ne"}}, Default: []string{"eu-west"}}
 	st3.Services["mixed.example."] = &mixed
 	s3 := BuildSnapshot(st3, s2, SnapshotOptions{GeoIP: db})
-	if tab(s3, "mixed.example.") == tab(s2, "mixed.example.") || tab(s3, "mixed.example.") == nil {
-		t.Fatal("a changed map kept its table")
+	if part(s3, "mixed.example.") == part(s2, "mixed.example.") || merged(s3, "mixed.example.") == nil {
+		t.Fatal("a changed map kept its partition, or has no merge")
 	}
-	if tab(s3, "www.example.") != tab(s2, "www.example.") || tab(s3, "cc.example.") != tab(s2, "cc.example.") {
-		t.Fatal("a changed map recompiled the other tables")
+	if part(s3, "www.example.") != part(s2, "www.example.") || part(s3, "cc.example.") != part(s2, "cc.example.") {
+		t.Fatal("a changed map changed the other partitions")
+	}
+	if st := s3.Stats(); st.Compiled != 1 || st.Refreshed != 0 || mustView(t, s3, "www.example.") != mustView(t, s2, "www.example.") {
+		t.Fatalf("one service changed: %+v, the others not shared", st)
 	}
 
-	other := openGeo(t, randomGeoDB(t, 5, 500)) // same content, another database
-	s4 := BuildSnapshot(st3, s3, SnapshotOptions{GeoIP: other})
-	if tab(s4, "www.example.") == tab(s3, "www.example.") || tab(s4, "www.example.").db != other {
+	other2 := openGeo(t, randomGeoDB(t, 5, 500)) // same content, another database
+	s4 := BuildSnapshot(st3, s3, SnapshotOptions{GeoIP: other2})
+	if part(s4, "www.example.") == part(s3, "www.example.") || part(s4, "www.example.").lt.db != other2 {
 		t.Fatal("another database kept the tables")
 	}
 
 	s5 := BuildSnapshot(st3, s4, SnapshotOptions{})
-	if tab(s5, "www.example.") != nil || len(s5.GeoTables()) != 0 {
+	if part(s5, "www.example.") != nil || s5.GeoTables().Location != nil {
 		t.Fatal("tables without a database")
 	}
+}
+
+// drainedCopy is r drained.
+func drainedCopy(r *Region) *Region {
+	c := *r
+	c.Drained = true
+	return &c
 }
 
 // TestGeoTableLocatorMismatch: a table answers only for clients located
@@ -546,12 +580,12 @@ func TestGeoTableAllocs(t *testing.T) {
 func BenchmarkGeoTableLookup(b *testing.B) {
 	db := openGeo(b, randomGeoDB(b, 8, 20000))
 	s := buildSnap(b, steerState(geoTableServices()...), SnapshotOptions{GeoIP: db})
-	t := mustView(b, s, "www.example.").geo.tab
+	g := mustView(b, s, "www.example.").geo
 	addrs := geoSamples(2, 2048)
 	b.Run("table", func(b *testing.B) {
 		i := 0
 		for b.Loop() {
-			t.lookup(addrs[i&4095])
+			g.part.lookup(g.merge, addrs[i&4095])
 			i++
 		}
 	})

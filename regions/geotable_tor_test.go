@@ -1,6 +1,7 @@
 package regions
 
 import (
+	"fmt"
 	"bytes"
 	"context"
 	"net/netip"
@@ -76,7 +77,7 @@ func BenchmarkGeoTableTor(b *testing.B) {
 	b.Run("lookup/table", func(b *testing.B) {
 		i := 0
 		for b.Loop() {
-			v.geo.tab.lookup(addrs[i&4095])
+			v.geo.part.lookup(v.geo.merge, addrs[i&4095])
 			i++
 		}
 	})
@@ -121,11 +122,13 @@ func TestGeoTableTor(t *testing.T) {
 	}
 	db, s, v := torWWW(t)
 	info := s.GeoTables()
-	if len(info) != 1 {
+	if info.Location == nil || len(info.Partitions) != 1 || !info.Partitions[0].Merged {
 		t.Fatalf("tables %+v", info)
 	}
-	t.Logf("table: %d classes, %d IPv4 and %d IPv6 intervals, %d bytes (%.2f MiB), compiled in %v from %d networks",
-		info[0].Classes, info[0].IntervalsV4, info[0].IntervalsV6, info[0].Bytes, float64(info[0].Bytes)/(1<<20), info[0].CompileTime, info[0].Networks)
+	l, p := info.Location, info.Partitions[0]
+	t.Logf("location table: %d locations, %d IPv4 and %d IPv6 intervals, %d bytes (%.2f MiB), built in %v from %d networks",
+		l.Locations, l.IntervalsV4, l.IntervalsV6, l.Bytes, float64(l.Bytes)/(1<<20), l.BuildTime, l.Networks)
+	t.Logf("www's partition: %d groups, %d IPv4 and %d IPv6 runs, %d bytes, merged in %v", p.Groups, p.RunsV4, p.RunsV6, p.Bytes, p.BuildTime)
 
 	// gdnsd 3.8.1 gives these scopes with the same database and map; the
 	// database networks are /20 and /18.
@@ -152,11 +155,11 @@ func TestGeoTableTor(t *testing.T) {
 		samples = append(samples, edges[i])
 	}
 	for _, a := range samples {
-		class, scope := g.tab.lookup(a)
-		if got, want := g.tab.classes[class], ref.class(g.m, a); got != want {
+		group, scope := g.part.lookup(g.merge, a)
+		if got, want := fmt.Sprint(g.orders[group]), ref.class(v, a); got != want {
 			t.Fatalf("%s: table class %q, database %q", a, got, want)
 		}
-		if want := ref.widest(g.m, a); scope != want {
+		if want := ref.widest(v, a); scope != want {
 			t.Fatalf("%s: scope /%d, the widest uniform block is /%d", a, scope, want)
 		}
 	}

@@ -2,7 +2,6 @@ package regions
 
 import (
 	"fmt"
-	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -28,6 +27,10 @@ type SnapshotOptions struct {
 	// that database then read the compiled tables, and their ECS scope is
 	// the merged block. nil: every geo decision looks the client up.
 	GeoIP GeoSource
+	// Tables keeps the geo tables between snapshots and builds them
+	// (see GeoTables); nil: a snapshot uses its predecessor's, or a new
+	// one that builds every table as the snapshot is built.
+	Tables *GeoTables
 }
 
 // The option defaults.
@@ -97,11 +100,13 @@ type Vote struct {
 // Snapshot is an immutable, compiled view of a State: what every query
 // reads. It is built off the query path (BuildSnapshot) and swapped in
 // whole; nothing in it changes afterwards, so any number of goroutines
-// may use it without locks.
+// may use it without locks. A snapshot built from the previous one shares
+// with it every part that did not change: the compiled services, the
+// service name index, the geo tables.
 type Snapshot struct {
 	state    *State
 	opts     SnapshotOptions
-	problems []string
+	problems []string // of the state, the regions, the latency table and the geo tables
 
 	regions   []RegionStatus // sorted by name; the index is the region id
 	regionIdx map[string]int
@@ -111,8 +116,14 @@ type Snapshot struct {
 	healthy [][2][]netip.Addr
 	vecs    []vec3 // per region id: location on the unit sphere
 
-	services []*ServiceView // sorted by name
-	byName   map[string]*ServiceView
+	// built holds every service of the state by its key, compiled or
+	// skipped; keys are the keys sorted. services are the compiled ones
+	// sorted by name, and names indexes them; names is the previous
+	// snapshot's when the names did not change.
+	built    map[string]*svcEntry
+	keys     []string
+	services []*ServiceView
+	names    *nameIndex
 
 	lat *latency.Table
 	// latencyErr remembers why the table with latencyErrID could not be
@@ -122,14 +133,37 @@ type Snapshot struct {
 	// region).
 	latRegion []int32
 
-	// geoDB is the GeoIP database the geo tables were compiled from, nil
-	// when there is none; geoTabs holds them by geoMap key, and geoErr
-	// why they could not be compiled from geoDB (remembered, so that the
-	// next snapshot does not walk the database again).
-	geoDB   *geo.DB
-	geoTabs map[string]*prefixTable
-	geoNew  map[*prefixTable]bool // compiled for this snapshot, not taken over
-	geoErr  string
+	geo snapGeo
+
+	stats BuildStats
+	// new holds the views this build made (true: compiled), which it
+	// may still change; nil once built.
+	new map[*ServiceView]bool
+}
+
+// snapGeo is what a snapshot's geo services read: the tables, and the
+// location table of the database geo maps are compiled against (nil
+// while it is not built, or without a database).
+type snapGeo struct {
+	tables *GeoTables
+	db     *geo.DB
+	lt     *locTable
+}
+
+// nameIndex maps service names to their index in Snapshot.services.
+type nameIndex struct{ m map[string]int32 }
+
+// BuildStats says what building a snapshot did.
+type BuildStats struct {
+	// Services counts the services of the state; Compiled the ones
+	// compiled from scratch, Refreshed the ones whose regions' health,
+	// drains or addresses, or whose geo merge changed (their compiled map
+	// kept); the rest were taken over from the previous snapshot.
+	Services  int `json:"services"`
+	Compiled  int `json:"compiled"`
+	Refreshed int `json:"refreshed"`
+	// Took is how long the build took.
+	Took time.Duration `json:"took"`
 }
 
 // policyKind is a Policy as a small integer for the query path.
@@ -157,6 +191,7 @@ const (
 type ServiceView struct {
 	name string
 	svc  *Service
+	key  string // the state's key
 
 	policy      policyKind
 	sticky      bool
@@ -182,7 +217,11 @@ type ServiceView struct {
 type slot struct {
 	name   string
 	region int // region id in the snapshot
+	// weight is the effective weight: the configured one (base), 0 while
+	// the region is drained. Factors computed at build time multiply in
+	// here, never in a geo table.
 	weight uint32
+	base   uint32
 	biasKm float64
 	vec    vec3 // the region's location on the unit sphere
 	status HealthStatus
@@ -213,11 +252,12 @@ type geoTable struct {
 	// needsLoc is false when only a default is given: then the answer
 	// does not depend on the client and no lookup is made.
 	needsLoc bool
-	// m is the map in region names (nil unless needsLoc); tab, when set,
-	// is m compiled against the snapshot's GeoIP database, and orders
-	// gives each of its classes as slots.
-	m      *geoMap
-	tab    *prefixTable
+	// With the snapshot's location table (and needsLoc): the service's
+	// partition of its locations, its merge once built (nil until then),
+	// and each group's class: the service's slots in the order the group
+	// prefers them, every slot once.
+	part   *partition
+	merge  *merge
 	orders [][]int16
 }
 
@@ -247,21 +287,30 @@ func continentIndex(code string) int {
 // BuildSnapshot compiles st into an immutable snapshot. It never fails:
 // entries it cannot use (a service naming a region that does not exist,
 // an invalid latency table...) are skipped and listed in Problems. prev
-// (may be nil) lets it reuse work that did not change, above all the
-// compiled latency table (same LatencyData.ID). st must not change
+// (may be nil) lets it reuse work that did not change: the compiled
+// latency table (same LatencyData.ID), and with the same options every
+// service whose object is the same and whose regions did not change
+// (docs/architecture.md, The incremental snapshot). st must not change
 // afterwards.
 func BuildSnapshot(st *State, prev *Snapshot, opts SnapshotOptions) *Snapshot {
+	start := time.Now()
 	if st == nil {
 		st = NewState()
 	}
 	s := &Snapshot{state: st}
 	s.problems = append(s.problems, st.Problems...)
 	s.opts = s.normalize(opts)
+	same := prev
+	if prev != nil && prev.opts != s.opts {
+		same = nil
+	}
 
 	s.buildRegions()
 	s.buildLatency(prev)
-	s.buildServices()
-	s.buildGeoTables(prev)
+	s.buildGeo(same)
+	s.buildServices(same)
+	s.new = nil
+	s.stats.Took = time.Since(start)
 	return s
 }
 
@@ -436,342 +485,14 @@ func (s *Snapshot) buildLatency(prev *Snapshot) {
 	}
 }
 
-func (s *Snapshot) buildServices() {
-	st := s.state
-	keys := make([]string, 0, len(st.Services))
-	for k := range st.Services {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	s.services = make([]*ServiceView, 0, len(keys))
-	s.byName = make(map[string]*ServiceView, len(keys))
-	for _, key := range keys {
-		svc := st.Services[key]
-		if svc == nil {
-			s.problemf("service %q: no data; skipped", key)
-			continue
-		}
-		name := CanonicalName(svc.Name)
-		if !isHostname(name) {
-			s.problemf("service %q: %q is not a host name; skipped", key, svc.Name)
-			continue
-		}
-		if CanonicalName(key) != name {
-			s.problemf("service %q: stored under the name %q; skipped", svc.Name, key)
-			continue
-		}
-		if s.byName[name] != nil {
-			s.problemf("service %s: stored twice; skipped %q", name, key)
-			continue
-		}
-		v := s.compileService(name, svc)
-		if v == nil {
-			continue
-		}
-		s.services = append(s.services, v)
-		s.byName[name] = v
-	}
-	// Sorted keys of different spellings may sort differently from the
-	// names.
-	slices.SortFunc(s.services, func(a, b *ServiceView) int { return strings.Compare(a.name, b.name) })
-}
-
-func (s *Snapshot) compileService(name string, svc *Service) *ServiceView {
-	v := &ServiceView{name: name, svc: svc, sticky: svc.Sticky}
-	switch svc.Policy {
-	case PolicyWeighted:
-		v.policy = kindWeighted
-	case PolicyFailover:
-		v.policy = kindFailover
-	case PolicyGeo:
-		v.policy = kindGeo
-	case PolicyNearest:
-		v.policy = kindNearest
-	case PolicyLatency:
-		v.policy = kindLatency
-	default:
-		s.problemf("service %s: unknown policy %q; skipped", name, svc.Policy)
-		return nil
-	}
-	switch svc.AllDown.Mode {
-	case "", AllDownFailOpen:
-		v.mode = downOpen
-	case AllDownFailClosed:
-		v.mode = downClosed
-	case AllDownFallback:
-		v.mode = downFallback
-		for _, a := range svc.AllDown.Addresses {
-			switch {
-			case !a.IsValid() || a.Zone() != "":
-				s.problemf("service %s: all_down address %v cannot be answered; skipped", name, a)
-			case a.Unmap().Is4():
-				v.fam[0].fallback = append(v.fam[0].fallback, a.Unmap())
-			default:
-				v.fam[1].fallback = append(v.fam[1].fallback, a)
-			}
-		}
-	default:
-		s.problemf("service %s: unknown all_down mode %q; failing open", name, svc.AllDown.Mode)
-	}
-	v.maxAnswers = max(svc.MaxAnswers, 0)
-	v.ttl = svc.TTL
-	v.degradedTTL = svc.DegradedTTL
-	if v.degradedTTL == 0 {
-		v.degradedTTL = svc.TTL / 2
-	}
-	v.degradedTTL = min(max(v.degradedTTL, 1), v.ttl)
-	if t := svc.NearestToleranceKm; t > 0 && !math.IsInf(t, 0) {
-		v.nearTol = t
-	}
-	if t := svc.LatencyToleranceMs; t > 0 && !math.IsInf(t, 0) {
-		v.latTol = t
-	}
-
-	v.slotOf = make([]int16, len(s.regions))
-	for i := range v.slotOf {
-		v.slotOf[i] = -1
-	}
-	v.slots = make([]slot, 0, len(svc.Regions))
-	for _, sr := range svc.Regions {
-		if len(v.slots) == MaxRegions {
-			s.problemf("service %s: more than %d regions; %q and later are skipped", name, MaxRegions, sr.Region)
-			break
-		}
-		r, ok := s.regionIdx[sr.Region]
-		if !ok {
-			s.problemf("service %s: region %q does not exist; skipped", name, sr.Region)
-			continue
-		}
-		if v.slotOf[r] >= 0 {
-			s.problemf("service %s: region %q is listed twice; the second is skipped", name, sr.Region)
-			continue
-		}
-		bias := sr.BiasKm
-		if math.IsNaN(bias) || math.IsInf(bias, 0) {
-			s.problemf("service %s: region %s: bias %v ignored", name, sr.Region, bias)
-			bias = 0
-		}
-		reg := &s.regions[r]
-		weight := sr.Weight
-		if reg.Region.Drained {
-			// A drained region weighs 0 in every service: never answered,
-			// not even when failing open.
-			weight = 0
-		}
-		v.slotOf[r] = int16(len(v.slots))
-		v.slots = append(v.slots, slot{
-			name:   reg.Name,
-			region: r,
-			weight: weight,
-			biasKm: bias,
-			vec:    s.vecs[r],
-			status: reg.Status,
-			hash:   regionHash(reg.Name),
-			addrs:  s.healthy[r],
-			all:    s.addrs[r],
-		})
-	}
-	v.nw = (len(v.slots) + 63) / 64
-	for i, sl := range v.slots {
-		if sl.weight > 0 && sl.status == HealthDown {
-			v.anyDown = true
-		}
-		for f := range v.fam {
-			fv := &v.fam[f]
-			if len(sl.all[f]) == 0 {
-				continue
-			}
-			fv.any++
-			if sl.weight == 0 {
-				continue
-			}
-			fv.cands.add(i)
-			fv.nCands++
-			// Up for this family: a region whose every address of the
-			// asked family is down is answered away from, even while
-			// its other family's addresses are up.
-			if len(sl.addrs[f]) > 0 {
-				fv.up.add(i)
-				fv.nUp++
-			}
-		}
-	}
-	if v.policy == kindGeo {
-		v.geo = s.compileGeo(v)
-	} else if svc.Geo != nil {
-		s.problemf("service %s: geo map ignored: the policy is %s", name, svc.Policy)
-	}
-	return v
-}
-
-func (s *Snapshot) compileGeo(v *ServiceView) *geoTable {
-	g := &geoTable{def: -1}
-	for i := range g.continents {
-		g.continents[i] = -1
-	}
-	m := v.svc.Geo
-	if m == nil {
-		s.problemf("service %s: the geo policy has no geo map; answering in region order", v.name)
-		return g
-	}
-	list := func(field string, names []string) int {
-		var l []int
-		for _, n := range names {
-			r, ok := s.regionIdx[n]
-			if !ok || v.slotOf[r] < 0 {
-				s.problemf("service %s: geo %s: %q is not one of the service's regions; skipped", v.name, field, n)
-				continue
-			}
-			l = append(l, int(v.slotOf[r]))
-		}
-		g.lists = append(g.lists, l)
-		return len(g.lists) - 1
-	}
-	for _, cc := range sortedKeys(m.Countries) {
-		if len(cc) != 2 || cc != strings.ToUpper(cc) {
-			s.problemf("service %s: geo country %q is not an upper-case two-letter code; skipped", v.name, cc)
-			continue
-		}
-		if g.countries == nil {
-			g.countries = make(map[string]int)
-		}
-		g.countries[cc] = list("countries."+cc, m.Countries[cc])
-		g.needsLoc = true
-	}
-	for _, c := range sortedKeys(m.Continents) {
-		ci := continentIndex(c)
-		if ci < 0 {
-			s.problemf("service %s: geo continent %q is not a continent code; skipped", v.name, c)
-			continue
-		}
-		g.continents[ci] = list("continents."+c, m.Continents[c])
-		g.needsLoc = true
-	}
-	if m.Default != nil {
-		g.def = list("default", m.Default)
-	}
-	if g.needsLoc {
-		g.m = newGeoMap(v, g)
-	}
-	return g
-}
-
-// buildGeoTables gives every geo service whose answer depends on the
-// client its compiled table: prev's when prev was compiled from the same
-// database with the same map (so a snapshot that changes only health
-// costs no walk), else a new one. The maps that need a table are
-// compiled in one walk of the database.
-func (s *Snapshot) buildGeoTables(prev *Snapshot) {
-	if s.opts.GeoIP == nil {
-		return
-	}
-	db := s.opts.GeoIP.Current()
-	if db == nil {
-		return
-	}
-	s.geoDB = db
-	same := prev != nil && prev.geoDB == db
-	if same && prev.geoErr != "" {
-		s.geoErr = prev.geoErr
-	}
-	var todo []*geoMap
-	tabs := map[string]*prefixTable{}
-	for _, v := range s.services {
-		g := v.geo
-		if g == nil || g.m == nil {
-			continue
-		}
-		k := g.m.key
-		if _, ok := tabs[k]; ok {
-			continue
-		}
-		if same && prev.geoTabs[k] != nil {
-			tabs[k] = prev.geoTabs[k]
-			continue
-		}
-		tabs[k] = nil
-		todo = append(todo, g.m)
-	}
-	if len(todo) > 0 && s.geoErr == "" {
-		built, err := compileTables(db, todo)
-		if err != nil {
-			s.geoErr = err.Error()
-		} else {
-			s.geoNew = map[*prefixTable]bool{}
-			for i, m := range todo {
-				tabs[m.key] = built[i]
-				s.geoNew[built[i]] = true
-			}
-		}
-	}
-	if s.geoErr != "" && len(todo) > 0 {
-		s.problemf("geo tables: %s; geo services look each client up in the database", s.geoErr)
-	}
-	s.geoTabs = map[string]*prefixTable{}
-	for _, v := range s.services {
-		g := v.geo
-		if g == nil || g.m == nil || tabs[g.m.key] == nil {
-			continue
-		}
-		t := tabs[g.m.key]
-		s.geoTabs[g.m.key] = t
-		slotByName := make(map[string]int16, len(v.slots))
-		for i := range v.slots {
-			slotByName[v.slots[i].name] = int16(i)
-		}
-		g.orders = make([][]int16, len(t.classes))
-		for c, names := range t.classes {
-			for _, n := range strings.Split(names, "\x00") {
-				if sl, ok := slotByName[n]; ok {
-					g.orders[c] = append(g.orders[c], sl)
-				}
-			}
-		}
-		g.tab = t
-	}
-}
-
-// GeoTables describes the compiled geo tables, sorted by their first
-// service.
-func (s *Snapshot) GeoTables() []GeoTableInfo {
-	var out []GeoTableInfo
-	index := map[*prefixTable]int{}
-	for _, v := range s.services {
-		if v.geo == nil || v.geo.tab == nil {
-			continue
-		}
-		t := v.geo.tab
-		i, ok := index[t]
-		if !ok {
-			i = len(out)
-			index[t] = i
-			out = append(out, GeoTableInfo{Classes: len(t.classes), IntervalsV4: len(t.v4start), IntervalsV6: len(t.m6hi) + len(t.splitLo) - len(t.splitHi),
-				Bytes: t.bytes(), Networks: t.networks, CompileTime: t.compileTime, Reused: !s.geoNew[t]})
-		}
-		out[i].Services = append(out[i].Services, v.name)
-	}
-	return out
-}
-
 // Revision is the etcd revision of the state the snapshot was built from.
 func (s *Snapshot) Revision() int64 { return s.state.Revision }
 
 // State is the input the snapshot was built from. Read-only.
 func (s *Snapshot) State() *State { return s.state }
 
-// Problems lists what the build skipped or replaced, and why.
-func (s *Snapshot) Problems() []string { return slices.Clone(s.problems) }
-
 // Options are the options the snapshot was built with, defaults filled in.
 func (s *Snapshot) Options() SnapshotOptions { return s.opts }
-
-// ServiceByName finds a service by name (any case, trailing dot optional).
-func (s *Snapshot) ServiceByName(name string) *ServiceView {
-	if v := s.byName[name]; v != nil {
-		return v
-	}
-	return s.byName[CanonicalName(name)]
-}
 
 // Services lists the services sorted by name.
 func (s *Snapshot) Services() []*ServiceView { return slices.Clone(s.services) }

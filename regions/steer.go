@@ -277,16 +277,17 @@ const (
 // the client's country list, its continent list, the default list, and
 // when none has a candidate, the first candidate in the service's order.
 //
-// When the snapshot compiled the map against the database the client is
-// located with, the class comes from that table instead of a lookup: the
-// same choice (the table was compiled from the same database), and a
-// scope as wide as the merged block holding the client.
+// When the snapshot has the location table of the database the client
+// is located with, the class comes from the service's partition instead
+// of a lookup: the same choice (the table was built from the same
+// database), and a scope as wide as the client's run of its group (its
+// location interval until the partition's merge is built).
 func (s *Snapshot) preferGeo(v *ServiceView, set *slotSet, c *Client, addr netip.Addr, cbits int, tr *tracer) int {
 	g := v.geo
-	if t := g.tab; t != nil && cbits > 0 && c != nil && c.Locator != nil && locatorDB(c.Locator) == t.db {
-		class, scope := t.lookup(addr)
+	if p := g.part; p != nil && cbits > 0 && c != nil && c.Locator != nil && locatorDB(c.Locator) == p.lt.db {
+		group, scope := p.lookup(g.merge, addr)
 		chosen := -1
-		for _, sl := range g.orders[class] {
+		for _, sl := range g.orders[group] {
 			if set.has(int(sl)) {
 				chosen = int(sl)
 				break

@@ -260,20 +260,16 @@ func sameConfig(a, b *regions.State) bool {
 	}
 }
 
-// build compiles st into a snapshot, off the query path.
+// build compiles st into a snapshot, off the query path, from the
+// served one: only what changed is compiled again.
 func (l *Live) build(st *regions.State) *regions.Snapshot {
-	start := time.Now()
-	s := regions.BuildSnapshot(st, l.cur.Load(), l.opts)
-	if p := s.Problems(); len(p) > 0 {
+	prev := l.cur.Load()
+	s := regions.BuildSnapshot(st, prev, l.opts)
+	if p := s.Problems(); len(p) > 0 && (prev == nil || !slices.Equal(p, prev.Problems())) {
 		l.log.Warn("snapshot built with problems", "revision", st.Revision, "problems", p)
 	}
-	l.log.Debug("snapshot built", "revision", st.Revision, "took", time.Since(start))
-	for _, t := range s.GeoTables() {
-		if !t.Reused {
-			l.log.Info("geo table compiled", "services", t.Services, "classes", t.Classes,
-				"intervals_v4", t.IntervalsV4, "intervals_v6", t.IntervalsV6, "bytes", t.Bytes, "took", t.CompileTime)
-		}
-	}
+	bs := s.Stats()
+	l.log.Debug("snapshot built", "revision", st.Revision, "services", bs.Services, "compiled", bs.Compiled, "refreshed", bs.Refreshed, "took", bs.Took)
 	return s
 }
 

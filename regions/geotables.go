@@ -1,0 +1,359 @@
+package regions
+
+import (
+	"cmp"
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/meridian-gslb/meridian/geo"
+)
+
+// DefaultMergeBudget bounds the memory of the partitions' merges unless
+// GeoTablesOptions says otherwise: with the country database built from
+// tor-geoipdb a merge takes about 45 KB, so this holds about 1,400.
+const DefaultMergeBudget = 64 << 20
+
+// GeoTablesOptions tune a GeoTables.
+type GeoTablesOptions struct {
+	// MergeBudget bounds the bytes of the partitions' merges; 0 means
+	// DefaultMergeBudget. Partitions beyond it (the ones fewest services
+	// share) answer with the scope of their client's location interval.
+	MergeBudget int64
+	// OnReady is called, outside any lock, after Run built tables that a
+	// new snapshot would use: a location table, or a batch of merges.
+	OnReady func()
+	Logger  *slog.Logger
+}
+
+// GeoTables builds and keeps the geo tables that snapshots read (see
+// geotable.go): the location table of the database served, the
+// partitions of the geo services interned so that services with the same
+// partition share one, and the partitions' merges within a memory budget.
+// A snapshot takes what is built and asks for the rest; with Run going the
+// rest is built in the background, and OnReady says when a snapshot
+// built again would find more. Without Run (tests, tools), snapshots build
+// what they need as they are built.
+//
+// One GeoTables serves a chain of snapshots (SnapshotOptions.Tables); it
+// is safe for concurrent use.
+type GeoTables struct {
+	budget  int64
+	onReady func()
+	log     *slog.Logger
+	wake    chan struct{}
+
+	mu         sync.Mutex
+	background bool
+	db         *geo.DB // the database of lt, built or being built
+	lt         *locTable
+	ltErr      error
+	parts      map[string]*partEntry
+	mergeBytes int64
+}
+
+// partEntry is an interned partition with the number of services of the
+// newest snapshot that use it and its merge once built.
+type partEntry struct {
+	p     *partition
+	users int
+	m     *merge
+}
+
+// NewGeoTables returns a GeoTables that builds as snapshots ask until Run
+// starts.
+func NewGeoTables(o GeoTablesOptions) *GeoTables {
+	if o.MergeBudget <= 0 {
+		o.MergeBudget = DefaultMergeBudget
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &GeoTables{budget: o.MergeBudget, onReady: o.OnReady, log: o.Logger, wake: make(chan struct{}, 1), parts: map[string]*partEntry{}}
+}
+
+// Run builds tables in the background until ctx ends: from its start on,
+// snapshots no longer wait for any table.
+func (t *GeoTables) Run(ctx context.Context) error {
+	t.mu.Lock()
+	t.background = true
+	t.mu.Unlock()
+	t.poke()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.wake:
+		}
+		for t.work(ctx) {
+		}
+	}
+}
+
+func (t *GeoTables) poke() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// work builds the location table if one is wanted, else merges for up to
+// a quarter of a second, then tells OnReady. It reports whether more
+// is left to build.
+func (t *GeoTables) work(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if t.buildLocation() {
+		t.ready()
+		return true
+	}
+	deadline := time.Now().Add(250 * time.Millisecond)
+	built := 0
+	more := true
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if more = t.buildOneMerge(); !more {
+			break
+		}
+		built++
+	}
+	if built > 0 {
+		t.ready()
+	}
+	return more
+}
+
+func (t *GeoTables) ready() {
+	if t.onReady != nil {
+		t.onReady()
+	}
+}
+
+// buildLocation builds the location table of the wanted database, if it
+// is not built yet. It reports whether it built one (or failed to).
+func (t *GeoTables) buildLocation() bool {
+	t.mu.Lock()
+	db := t.db
+	need := db != nil && t.lt == nil && t.ltErr == nil
+	t.mu.Unlock()
+	if !need {
+		return false
+	}
+	lt, err := buildLocTable(db)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.db != db {
+		return true // another database came meanwhile
+	}
+	if err != nil {
+		t.ltErr = err
+		t.log.Error("geo location table: the database walk failed; geo services look each client up", "err", err)
+		return true
+	}
+	t.lt = lt
+	t.log.Info("geo location table built", "networks", lt.networks, "locations", len(lt.locs),
+		"intervals_v4", len(lt.v4start), "intervals_v6", len(lt.v6hi), "bytes", lt.bytes(), "took", lt.buildTime.Round(time.Millisecond))
+	return true
+}
+
+// buildOneMerge builds the merge of the partition most services share
+// among those without one, within the budget. It reports whether it
+// built one.
+func (t *GeoTables) buildOneMerge() bool {
+	t.mu.Lock()
+	e := t.nextMergeLocked()
+	t.mu.Unlock()
+	if e == nil {
+		return false
+	}
+	m := buildMerge(e.p)
+	t.mu.Lock()
+	if t.parts[e.p.key] == e && e.m == nil && e.p.lt == t.lt {
+		e.m = m
+		t.mergeBytes += int64(m.bytes())
+	}
+	t.mu.Unlock()
+	return true
+}
+
+// nextMergeLocked picks the partition to merge next: used, without a
+// merge, of the current table, the one most services share (then the
+// one with fewer groups), if the budget has room. Under mu.
+func (t *GeoTables) nextMergeLocked() *partEntry {
+	if t.lt == nil || t.mergeBytes+int64(mergeBytes(t.lt)) > t.budget {
+		return nil
+	}
+	var best *partEntry
+	for _, e := range t.parts {
+		if e.m != nil || e.users == 0 || e.p.lt != t.lt {
+			continue
+		}
+		if best == nil || e.users > best.users || e.users == best.users && (e.p.groups < best.p.groups || e.p.groups == best.p.groups && e.p.key < best.p.key) {
+			best = e
+		}
+	}
+	return best
+}
+
+// location returns the location table of db, nil while it is not built
+// (or cannot be: err says why). Asking for another database drops the
+// tables of the previous one; without Run, it is built now.
+func (t *GeoTables) location(db *geo.DB) (*locTable, error) {
+	t.mu.Lock()
+	if t.db != db {
+		t.db, t.lt, t.ltErr = db, nil, nil
+		clear(t.parts)
+		t.mergeBytes = 0
+	}
+	lt, err, bg := t.lt, t.ltErr, t.background
+	t.mu.Unlock()
+	if lt != nil || err != nil || db == nil {
+		return lt, err
+	}
+	if bg {
+		t.poke()
+		return nil, nil
+	}
+	t.buildLocation()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lt, t.ltErr
+}
+
+// intern returns the partition equal to p that t keeps, p itself when t
+// has none yet.
+func (t *GeoTables) intern(p *partition) *partition {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p.lt != t.lt {
+		return p
+	}
+	if e := t.parts[p.key]; e != nil {
+		return e.p
+	}
+	t.parts[p.key] = &partEntry{p: p}
+	return p
+}
+
+// settle records how many services of a new snapshot use each partition,
+// forgets the partitions it does not use, and has the merges built: now
+// without Run, else in the background. It returns the merges built so
+// far, by partition.
+func (t *GeoTables) settle(users map[*partition]int) map[*partition]*merge {
+	t.mu.Lock()
+	for k, e := range t.parts {
+		n := users[e.p]
+		if n == 0 {
+			if e.m != nil {
+				t.mergeBytes -= int64(e.m.bytes())
+			}
+			delete(t.parts, k)
+			continue
+		}
+		e.users = n
+	}
+	bg := t.background
+	t.mu.Unlock()
+	if bg {
+		t.poke()
+	} else {
+		for t.buildOneMerge() {
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[*partition]*merge, len(t.parts))
+	for _, e := range t.parts {
+		if e.m != nil {
+			out[e.p] = e.m
+		}
+	}
+	return out
+}
+
+// GeoTablesInfo describes the geo tables a snapshot reads.
+type GeoTablesInfo struct {
+	// Location describes the location table; nil without one (no
+	// database, or not built yet).
+	Location *LocationTableInfo `json:"location,omitempty"`
+	// Partitions lists each partition the snapshot's geo services use,
+	// the most shared first.
+	Partitions []PartitionInfo `json:"partitions"`
+	// Merged counts the partitions with a merge; MergeBytes is their
+	// memory, within MergeBudget; Pending counts those still without.
+	Merged      int   `json:"merged"`
+	MergeBytes  int64 `json:"merge_bytes"`
+	MergeBudget int64 `json:"merge_budget"`
+	Pending     int   `json:"pending"`
+}
+
+// LocationTableInfo describes a location table.
+type LocationTableInfo struct {
+	Locations   int           `json:"locations"`
+	IntervalsV4 int           `json:"intervals_v4"`
+	IntervalsV6 int           `json:"intervals_v6"`
+	Bytes       int           `json:"bytes"`
+	Networks    int           `json:"networks"`
+	BuildTime   time.Duration `json:"build_time"`
+}
+
+// PartitionInfo describes one partition of a snapshot.
+type PartitionInfo struct {
+	// Services are the services that use it, sorted.
+	Services []string `json:"services"`
+	// Groups counts the classes of locations.
+	Groups int `json:"groups"`
+	// Merged is set once the merge is built; RunsV4 and RunsV6 count its
+	// merged intervals, Bytes its memory.
+	Merged    bool          `json:"merged"`
+	RunsV4    int           `json:"runs_v4,omitempty"`
+	RunsV6    int           `json:"runs_v6,omitempty"`
+	Bytes     int           `json:"bytes"`
+	BuildTime time.Duration `json:"build_time,omitempty"`
+}
+
+// GeoTables describes the geo tables the snapshot reads.
+func (s *Snapshot) GeoTables() GeoTablesInfo {
+	var out GeoTablesInfo
+	if s.geo.tables != nil {
+		out.MergeBudget = s.geo.tables.budget
+	}
+	lt := s.geo.lt
+	if lt == nil {
+		return out
+	}
+	out.Location = &LocationTableInfo{Locations: len(lt.locs), IntervalsV4: len(lt.v4start), IntervalsV6: len(lt.v6hi),
+		Bytes: lt.bytes(), Networks: lt.networks, BuildTime: lt.buildTime}
+	index := map[*partition]int{}
+	for _, v := range s.services {
+		g := v.geo
+		if g == nil || g.part == nil {
+			continue
+		}
+		i, ok := index[g.part]
+		if !ok {
+			i = len(out.Partitions)
+			index[g.part] = i
+			pi := PartitionInfo{Groups: g.part.groups, Bytes: 2*len(g.part.group) + len(g.part.key) + 64}
+			if m := g.merge; m != nil {
+				pi.Merged, pi.RunsV4, pi.RunsV6, pi.BuildTime = true, m.runs4, m.runs6, m.buildTime
+				pi.Bytes += m.bytes()
+				out.Merged++
+				out.MergeBytes += int64(m.bytes())
+			} else {
+				out.Pending++
+			}
+			out.Partitions = append(out.Partitions, pi)
+		}
+		out.Partitions[i].Services = append(out.Partitions[i].Services, v.name)
+	}
+	slices.SortStableFunc(out.Partitions, func(a, b PartitionInfo) int {
+		if c := cmp.Compare(len(b.Services), len(a.Services)); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Services[0], b.Services[0])
+	})
+	return out
+}
