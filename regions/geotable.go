@@ -57,7 +57,9 @@ func locatorDB(l Locator) *geo.DB {
 // geoLoc is a location as the database gives it.
 type geoLoc struct{ country, continent string }
 
-func geoLocation(l geoLoc) geo.Location { return geo.Location{Country: l.country, Continent: l.continent} }
+func geoLocation(l geoLoc) geo.Location {
+	return geo.Location{Country: l.country, Continent: l.continent}
+}
 
 // aliasLoc+k is the location of an IPv6 interval that is the k-th alias
 // of the IPv4 networks: its addresses are looked up in the IPv4 intervals
@@ -340,7 +342,7 @@ func (p *partition) lookup(m *merge, a netip.Addr) (group int, scope int) {
 	if l >= aliasLoc {
 		if m == nil || !m.v4one {
 			n := uint(lt.aliases[l-aliasLoc].Bits()) // at most 96
-			var v uint64                              // the bits after the prefix, first
+			var v uint64                             // the bits after the prefix, first
 			if n < 64 {
 				v = xh<<n | xl>>(64-n)
 			} else {

@@ -1,9 +1,9 @@
 package regions
 
 import (
-	"fmt"
 	"bytes"
 	"context"
+	"fmt"
 	"net/netip"
 	"sync"
 	"testing"
