@@ -31,7 +31,7 @@ func (h *Handler) FollowService(name string) (*regions.Snapshot, *regions.Servic
 		if err != nil {
 			return st.snap, nil, cnames, err
 		}
-		if v := st.services[w]; v != nil {
+		if v := st.service([]byte(w)); v != nil {
 			return st.snap, v, cnames, nil
 		}
 		z := set.Find([]byte(w))

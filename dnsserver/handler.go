@@ -36,7 +36,10 @@ type HandlerConfig struct {
 	// that denies a name or a type (NXDOMAIN, NODATA) is SERVFAIL, and so
 	// are zone transfers: a service nobody knows of yet may live there, and
 	// a cached denial would outlive the wait. Positive answers and
-	// referrals are sent as usual.
+	// referrals are sent as usual. While SetLoading says a state is being
+	// read, such queries get no reply instead: the services are about to
+	// answer, and a resolver asks again (or another server) rather than
+	// caching a failure.
 	WaitForSnapshot bool
 }
 
@@ -52,6 +55,7 @@ type Handler struct {
 	now     func() time.Time
 	zones   atomic.Pointer[zones.Set]
 	steer   atomic.Pointer[steering]
+	loading atomic.Bool
 	metrics *Metrics
 	ecs     regions.ECSConfig // normalized
 }
@@ -253,6 +257,9 @@ func (h *Handler) servePacket(resp, req []byte, q *query, src netip.AddrPort, pr
 	case st == nil:
 		if h.cfg.WaitForSnapshot && a.Negative() {
 			h.metrics.waiting.Add(1)
+			if h.loading.Load() {
+				return resp[:0]
+			}
 			return h.errorReply(resp[:0], req, q, dns.RcodeServerFailure, proto)
 		}
 	case a.Rcode == dns.RcodeNameError:

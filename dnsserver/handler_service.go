@@ -14,12 +14,19 @@ import (
 // indexed for the query path: services by their lower-case wire names,
 // and the names above services that must answer NODATA, not NXDOMAIN.
 type steering struct {
-	snap     *regions.Snapshot
-	services map[string]*regions.ServiceView // lower-case wire names
-	ents     map[string]struct{}             // lower-case wire names
+	snap *regions.Snapshot
+	*names
 	// regionAnswers are the metrics' counters of snap's regions, by
 	// their index in snap.Regions() (Decision.RegionIndex).
 	regionAnswers []*paddedCounter
+}
+
+// names indexes a snapshot's service names; the next snapshot shares it
+// when its services are the same (regions.Snapshot.SameServiceNames), so
+// a swap that changes weights or health indexes nothing.
+type names struct {
+	services map[string]int32    // lower-case wire names -> Snapshot.ServiceAt
+	ents     map[string]struct{} // lower-case wire names
 	// lens has bit n set when a service name is n bytes long: most names
 	// asked for are not services, and most are told so without hashing.
 	lens [4]uint64
@@ -30,28 +37,38 @@ func (st *steering) service(name []byte) *regions.ServiceView {
 	if n := len(name); n > zones.MaxNameLen || st.lens[n>>6]&(1<<(n&63)) == 0 {
 		return nil
 	}
-	return st.services[string(name)]
+	if i, ok := st.services[string(name)]; ok {
+		return st.snap.ServiceAt(int(i))
+	}
+	return nil
 }
 
 // SetSnapshot swaps in a new regions snapshot. It indexes the snapshot's
-// service names first, so the query path only reads.
+// service names first (unless the previous snapshot's index serves), so
+// the query path only reads.
 func (h *Handler) SetSnapshot(s *regions.Snapshot) {
 	if s == nil {
 		h.steer.Store(nil)
 		return
 	}
-	st := &steering{snap: s, services: map[string]*regions.ServiceView{}, ents: map[string]struct{}{}}
-	var names []string
+	st := &steering{snap: s}
+	var regionNames []string
 	for _, r := range s.Regions() {
-		names = append(names, r.Name)
+		regionNames = append(regionNames, r.Name)
 	}
-	st.regionAnswers = h.metrics.setRegions(names)
-	for _, v := range s.Services() {
-		w, err := zones.WireName(v.Name())
+	st.regionAnswers = h.metrics.setRegions(regionNames)
+	if prev := h.steer.Load(); prev != nil && s.SameServiceNames(prev.snap) {
+		st.names = prev.names
+		h.steer.Store(st)
+		return
+	}
+	st.names = &names{services: make(map[string]int32, s.NumServices()), ents: map[string]struct{}{}}
+	for i := range s.NumServices() {
+		w, err := zones.WireName(s.ServiceAt(i).Name())
 		if err != nil {
 			continue // the model admits host names only; they always pack
 		}
-		st.services[w] = v
+		st.services[w] = int32(i)
 		st.lens[len(w)>>6] |= 1 << (len(w) & 63)
 		// Every proper ancestor of a service name exists (RFC 8020): it is
 		// an empty non-terminal unless the zone holds data there.
@@ -61,6 +78,12 @@ func (h *Handler) SetSnapshot(s *regions.Snapshot) {
 	}
 	h.steer.Store(st)
 }
+
+// SetLoading says whether a state to steer with is being read (a state
+// file at start-up): until the first snapshot, queries that would wait
+// for it (see HandlerConfig.WaitForSnapshot) get no reply rather than
+// SERVFAIL.
+func (h *Handler) SetLoading(loading bool) { h.loading.Store(loading) }
 
 // Snapshot is the regions snapshot being served, or nil.
 func (h *Handler) Snapshot() *regions.Snapshot {

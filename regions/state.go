@@ -1,5 +1,7 @@
 package regions
 
+import "maps"
+
 // State is everything Meridian keeps in etcd, decoded: the input from
 // which snapshots are built. The store's watcher maintains one; the server
 // persists it to its data directory so a restart without etcd still
@@ -47,28 +49,25 @@ func NewState() *State {
 func (s *State) Clone() *State {
 	c := &State{
 		Revision: s.Revision,
-		Regions:  make(map[string]*Region, len(s.Regions)),
-		Services: make(map[string]*Service, len(s.Services)),
+		Regions:  maps.Clone(s.Regions),
+		Services: maps.Clone(s.Services),
 		Health:   make(map[string]map[string]*HealthReport, len(s.Health)),
-		Probers:  make(map[string]*ProberInfo, len(s.Probers)),
+		Probers:  maps.Clone(s.Probers),
 		Latency:  s.Latency,
 		Problems: append([]string(nil), s.Problems...),
 	}
-	for k, v := range s.Regions {
-		c.Regions[k] = v
+	// maps.Clone keeps nil maps nil; a State's maps are never nil.
+	if c.Regions == nil {
+		c.Regions = map[string]*Region{}
 	}
-	for k, v := range s.Services {
-		c.Services[k] = v
+	if c.Services == nil {
+		c.Services = map[string]*Service{}
+	}
+	if c.Probers == nil {
+		c.Probers = map[string]*ProberInfo{}
 	}
 	for k, v := range s.Health {
-		m := make(map[string]*HealthReport, len(v))
-		for p, r := range v {
-			m[p] = r
-		}
-		c.Health[k] = m
-	}
-	for k, v := range s.Probers {
-		c.Probers[k] = v
+		c.Health[k] = maps.Clone(v)
 	}
 	return c
 }

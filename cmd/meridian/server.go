@@ -151,6 +151,7 @@ type server struct {
 	started   atomic.Bool
 
 	geo     *geo.Reloader // nil without a GeoIP database
+	tables  *regions.GeoTables
 	live    *store.Live
 	desired *regions.Desired // nil without a bootstrap file
 
@@ -226,17 +227,21 @@ func newServer(cfg *Config, set *zones.Set, log *slog.Logger) (*server, error) {
 		StickyBitsV6: cfg.Steering.StickyBitsV6,
 	}
 	if s.geo != nil {
-		opts.GeoIP = s.geo // geo maps are compiled against the database served
+		// Geo maps are read through the tables of the database served,
+		// built in the background (run starts them): every snapshot
+		// built once a table is ready takes it.
+		opts.GeoIP = s.geo
+		s.tables = regions.NewGeoTables(regions.GeoTablesOptions{
+			OnReady: func() { s.live.Rebuild() },
+			Logger:  log.With("component", "geo-tables"),
+		})
+		opts.Tables = s.tables
 	}
 	s.live = store.NewLive(filepath.Join(cfg.DataDir, "state.json"), opts, log.With("component", "snapshot"), s.handler.SetSnapshot)
 	if s.geo != nil {
 		// A new database makes new geo tables; until they are swapped in,
 		// geo decisions look clients up in the new database.
 		s.geo.OnReload(func(*geo.DB) { s.live.Rebuild() })
-	}
-	if err := s.live.LoadPersisted(); err != nil {
-		// Not fatal: etcd will provide the state; but say so loudly.
-		log.Error("cannot read the persisted state; waiting for etcd", "err", err)
 	}
 
 	t, err := dnsserver.NewTransport(dnsserver.TransportConfig{
@@ -439,8 +444,19 @@ func (s *server) run(ctx context.Context) error {
 	}
 	s.started.Store(true)
 
+	// A state file is read below, with the listeners up: until it is,
+	// queries it may answer are not failed (see SetLoading).
+	if _, err := os.Stat(s.live.Path()); err == nil {
+		s.handler.SetLoading(true)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.transport.Run(gctx) })
+	if s.tables != nil {
+		g.Go(func() error { return s.tables.Run(gctx) })
+	}
+	// The zones answer from now on; the services once the state file is
+	// read, before etcd's state (see loadPersisted).
+	s.loadPersisted()
 	g.Go(func() error { return s.watcher.RunLive(gctx, s.live) })
 	g.Go(func() error { return s.live.Run(gctx) })
 	g.Go(func() error { return s.bootstrap(gctx) })
@@ -468,6 +484,24 @@ func (s *server) run(ctx context.Context) error {
 	err := g.Wait()
 	s.log.Info("meridian server stopped")
 	return err
+}
+
+// loadPersisted serves the state file of an earlier run, if there is
+// one: it is read after the listeners are up, so that the zones answer
+// at once, and before the watcher starts, so that etcd's state follows
+// it. Its geo services answer from database lookups until their tables
+// are built in the background.
+func (s *server) loadPersisted() {
+	defer s.handler.SetLoading(false)
+	start := time.Now()
+	if err := s.live.LoadPersisted(); err != nil {
+		// Not fatal: etcd will provide the state; but say so loudly.
+		s.log.Error("cannot read the persisted state; waiting for etcd", "err", err)
+		return
+	}
+	if snap := s.live.Current(); snap != nil {
+		s.log.Info("persisted state served", "services", snap.NumServices(), "took", time.Since(start).Round(time.Millisecond))
+	}
 }
 
 // reloadOnHUP reloads zone files on SIGHUP; a zone whose file fails keeps

@@ -86,6 +86,9 @@ func NewLive(path string, opts regions.SnapshotOptions, logger *slog.Logger, onS
 	return &Live{path: path, opts: opts, log: logger, onSwap: onSwap, wake: make(chan struct{}, 1)}
 }
 
+// Path is the state file ("" without persistence).
+func (l *Live) Path() string { return l.path }
+
 // LoadPersisted serves the state saved by an earlier run, if there is
 // one, with the confirmation time saved with it: its age is the age of
 // the data, not of this process. A missing file is not an error; an

@@ -338,6 +338,10 @@ func (w *Watcher) watch(ctx context.Context, st *regions.State, probs map[string
 	defer tick.Stop()
 	last := time.Now() // last sign of life
 	var probed time.Time
+	// A response read while coalescing that is not plain changes: the
+	// next turn handles it.
+	var held clientv3.WatchResponse
+	var heldOK, holding bool
 	// A check of the cluster: a linearizable read, whose revision is at
 	// least every revision the cluster committed before it, so one below
 	// the mark means that etcd went back. One at a time.
@@ -367,99 +371,140 @@ func (w *Watcher) watch(ctx context.Context, st *regions.State, probs map[string
 		}()
 	}
 	for {
-		select {
-		case <-ctx.Done():
-			return established, ctx.Err()
-		case wch = <-chc:
-		case wr, ok := <-wch:
-			if !ok {
-				return established, errors.New("watch channel closed")
-			}
-			last, probed = time.Now(), time.Time{}
-			if wr.CompactRevision != 0 {
-				w.compacted(wr.CompactRevision)
-				return established, &compactedError{wr.CompactRevision}
-			}
-			if err := wr.Err(); err != nil {
-				return established, fmt.Errorf("watch: %w", err)
-			}
-			if why, sure := w.seen.behind(wr.Header); why != "" {
-				// Another cluster, or changes from a history the state
-				// does not share: relist.
-				if sure || len(wr.Events) > 0 {
+		var wr clientv3.WatchResponse
+		var ok, got bool
+		if holding {
+			wr, ok, got, holding = held, heldOK, true, false
+		}
+		if !got {
+			select {
+			case <-ctx.Done():
+				return established, ctx.Err()
+			case wch = <-chc:
+			case wr, ok = <-wch:
+				got = true
+			case c := <-checkc:
+				checking = false
+				w.seen.see(c.saw)
+				if why, _ := w.seen.behind(c.hdr); why != "" {
 					return established, &wentBackError{why}
 				}
-				// A member behind the one that answered before (after a
-				// failover) answers below the mark too; the check tells.
-				// Meanwhile the answer confirms nothing.
-				if wr.Created {
-					established = true
-					w.connected(st.Revision)
+			case now := <-tick.C:
+				// The client retries a broken stream silently and forever; a
+				// watch that is not created in time, or a progress request
+				// that goes unanswered, is how we notice. A restored etcd
+				// may answer the resumed watch, but from behind the mark
+				// (etcd 3.4 answers progress requests at its revision) or
+				// not at all (later versions wait until their revision
+				// reaches the watch's): the check of the cluster with every
+				// probe is how we notice that.
+				switch {
+				case !established:
+					if now.Sub(last) >= w.ProbeInterval+w.ProbeTimeout {
+						return false, fmt.Errorf("watch stalled: not created within %v", w.ProbeInterval+w.ProbeTimeout)
+					}
+				case probed.IsZero() && now.Sub(last) >= w.ProbeInterval:
+					check()
+					pctx, pcancel := context.WithTimeout(wctx, w.ProbeTimeout)
+					err := w.c.RequestProgress(pctx)
+					pcancel()
+					if err != nil {
+						return established, fmt.Errorf("watch stalled: progress request: %w", err)
+					}
+					probed = now
+				case !probed.IsZero() && now.Sub(probed) >= w.ProbeTimeout:
+					return established, fmt.Errorf("watch stalled: no answer to a progress request within %v", w.ProbeTimeout)
 				}
-				check()
-				continue
 			}
-			w.seen.see(wr.Header.Revision)
-			w.contact(last)
+		}
+		if !got {
+			continue
+		}
+		if !ok {
+			return established, errors.New("watch channel closed")
+		}
+		last, probed = time.Now(), time.Time{}
+		if wr.CompactRevision != 0 {
+			w.compacted(wr.CompactRevision)
+			return established, &compactedError{wr.CompactRevision}
+		}
+		if err := wr.Err(); err != nil {
+			return established, fmt.Errorf("watch: %w", err)
+		}
+		if why, sure := w.seen.behind(wr.Header); why != "" {
+			// Another cluster, or changes from a history the state
+			// does not share: relist.
+			if sure || len(wr.Events) > 0 {
+				return established, &wentBackError{why}
+			}
+			// A member behind the one that answered before (after a
+			// failover) answers below the mark too; the check tells.
+			// Meanwhile the answer confirms nothing.
 			if wr.Created {
 				established = true
 				w.connected(st.Revision)
-				out.confirm(last)
-				continue
 			}
-			evs := wr.Events
-			for len(evs) > 0 && evs[0].Kv.ModRevision <= from {
-				evs = evs[1:]
-			}
-			// The audit log is no part of the state; trimming it must not
-			// build snapshots.
-			evs = slices.DeleteFunc(evs, func(ev *clientv3.Event) bool { return w.keys.parse(string(ev.Kv.Key)).kind == keyAudit })
-			if len(evs) == 0 { // progress notification, the listing's revision, the audit log
-				out.confirm(last)
-				continue
-			}
-			w.seen.see(evs[len(evs)-1].Kv.ModRevision)
-			next, err := w.apply(ctx, st, probs, evs)
-			if err != nil {
-				return established, err
-			}
-			st = next
-			w.deliver(st, out.changed)
+			check()
+			continue
+		}
+		w.seen.see(wr.Header.Revision)
+		w.contact(last)
+		if wr.Created {
+			established = true
+			w.connected(st.Revision)
 			out.confirm(last)
-		case c := <-checkc:
-			checking = false
-			w.seen.see(c.saw)
-			if why, _ := w.seen.behind(c.hdr); why != "" {
-				return established, &wentBackError{why}
-			}
-		case now := <-tick.C:
-			// The client retries a broken stream silently and forever; a
-			// watch that is not created in time, or a progress request
-			// that goes unanswered, is how we notice. A restored etcd
-			// may answer the resumed watch, but from behind the mark
-			// (etcd 3.4 answers progress requests at its revision) or
-			// not at all (later versions wait until their revision
-			// reaches the watch's): the check of the cluster with every
-			// probe is how we notice that.
-			switch {
-			case !established:
-				if now.Sub(last) >= w.ProbeInterval+w.ProbeTimeout {
-					return false, fmt.Errorf("watch stalled: not created within %v", w.ProbeInterval+w.ProbeTimeout)
+			continue
+		}
+		evs := w.events(wr, from)
+		if len(evs) == 0 { // progress notification, the listing's revision, the audit log
+			out.confirm(last)
+			continue
+		}
+		// Responses already waiting join this one in one State (a ctl
+		// apply of many objects makes one snapshot, not one each); a
+		// lone change goes at once. A response that is not plain changes
+		// waits for the next turn.
+	coalesce:
+		for len(evs) < maxCoalesce {
+			select {
+			case r, o := <-wch:
+				if why, _ := w.seen.behind(r.Header); !o || r.CompactRevision != 0 || r.Err() != nil || r.Created || why != "" {
+					held, heldOK, holding = r, o, true
+					break coalesce
 				}
-			case probed.IsZero() && now.Sub(last) >= w.ProbeInterval:
-				check()
-				pctx, pcancel := context.WithTimeout(wctx, w.ProbeTimeout)
-				err := w.c.RequestProgress(pctx)
-				pcancel()
-				if err != nil {
-					return established, fmt.Errorf("watch stalled: progress request: %w", err)
-				}
-				probed = now
-			case !probed.IsZero() && now.Sub(probed) >= w.ProbeTimeout:
-				return established, fmt.Errorf("watch stalled: no answer to a progress request within %v", w.ProbeTimeout)
+				last = time.Now()
+				w.seen.see(r.Header.Revision)
+				w.contact(last)
+				evs = append(evs, w.events(r, from)...)
+			default:
+				break coalesce
 			}
 		}
+		w.seen.see(evs[len(evs)-1].Kv.ModRevision)
+		next, err := w.apply(ctx, st, probs, evs)
+		if err != nil {
+			return established, err
+		}
+		st = next
+		w.deliver(st, out.changed)
+		out.confirm(last)
 	}
+}
+
+// maxCoalesce bounds the events that responses already waiting add to
+// one State.
+const maxCoalesce = 4096
+
+// events are the changes of wr that make a State: after from (the
+// listing's revision, whose events the listing holds), without the audit
+// log, which is no part of the state (trimming it must not build
+// snapshots).
+func (w *Watcher) events(wr clientv3.WatchResponse, from int64) []*clientv3.Event {
+	evs := wr.Events
+	for len(evs) > 0 && evs[0].Kv.ModRevision <= from {
+		evs = evs[1:]
+	}
+	return slices.DeleteFunc(evs, func(ev *clientv3.Event) bool { return w.keys.parse(string(ev.Kv.Key)).kind == keyAudit })
 }
 
 // apply returns a copy of st with events applied; st is left alone.
