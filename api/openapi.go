@@ -69,6 +69,12 @@ var (
 	docListServices  = opDoc{summary: "Every service, and the etcd revision it was read at (ETag)", resp: serviceList{}, errors: readErrors}
 	docGetService    = opDoc{summary: "One service; the ETag is its mod revision", resp: regions.Service{}, errors: readErrors}
 	docPutService    = opDoc{summary: "Create or replace a service; every region it names must exist", body: regions.Service{}, resp: changeResponse{}, errors: writeErrors}
+	docPutServices   = opDoc{summary: "Create or replace several services at once",
+		description: "Each service is validated against the regions first; one invalid service refuses the whole batch " +
+			"(errors name it as services[i]). The services are then written in groups, each group one etcd transaction " +
+			"within etcd's request limits, each service with its audit record; a service that would not change is not written. " +
+			"At most 1000 services per request (and api.max_body_bytes).",
+		body: servicesBatch{}, resp: batchResponse{}, errors: []int{400, 401, 403, 409, 413, 503}}
 	docDeleteService = opDoc{summary: "Delete a service", resp: changeResponse{}, errors: writeErrors}
 	docGetWeights    = opDoc{summary: "A service's weights and the share of answers each region can expect", resp: weightsResponse{}, errors: readErrors}
 	docPutWeights    = opDoc{summary: "Replace every weight of a service: regions not named get 0",

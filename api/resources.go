@@ -295,6 +295,90 @@ func (a *apiServer) putService(w http.ResponseWriter, r *http.Request) {
 	respond(w, changeResponse{Change: wr.ch})
 }
 
+// servicesBatch is the body of POST /v1/services.
+type servicesBatch struct {
+	Services []*regions.Service `json:"services"`
+}
+
+// batchResponse answers POST /v1/services: each service's change, in the
+// order of the request.
+type batchResponse struct {
+	Changes []store.Change `json:"changes"`
+	// Changed says whether any service changed (or would, in a dry run);
+	// Counts how many were created, replaced and left as they were.
+	Changed bool        `json:"changed"`
+	DryRun  bool        `json:"dry_run"`
+	Counts  batchCounts `json:"counts"`
+}
+
+type batchCounts struct {
+	Created   int `json:"created"`
+	Replaced  int `json:"replaced"`
+	Unchanged int `json:"unchanged"`
+}
+
+// putServices creates or replaces the services of the body, in batches
+// of etcd transactions (store.PutServices): how `meridian ctl apply`
+// writes thousands of services.
+func (a *apiServer) putServices(w http.ResponseWriter, r *http.Request) {
+	var body servicesBatch
+	if !decodeJSON(w, r, a.opts.MaxBodyBytes, &body) {
+		return
+	}
+	for i, svc := range body.Services {
+		if svc == nil {
+			writeProblem(w, badField(fmt.Sprintf("services[%d]", i), "null is not a service"))
+			return
+		}
+		svc.Name = regions.CanonicalName(svc.Name)
+	}
+	opts, dry, p := writeOptions(r, nil)
+	if p != nil {
+		writeProblem(w, *p)
+		return
+	}
+	st, ctx, cancel, ok := a.storeFor(w, r)
+	if !ok {
+		return
+	}
+	defer cancel()
+	changes, err := st.PutServices(ctx, body.Services, opts...)
+	var be *store.BatchError
+	if errors.As(err, &be) {
+		p := a.storeProblem(r, be.Err)
+		prefix := fmt.Sprintf("services[%d]", be.Index)
+		p.Detail = prefix + ": " + p.Detail
+		for i := range p.Errors {
+			p.Errors[i].Field = prefix + "." + p.Errors[i].Field
+		}
+		if len(p.Errors) == 0 {
+			p.Errors = []FieldError{{Field: prefix, Message: be.Err.Error()}}
+		}
+		writeProblem(w, p)
+		return
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	resp := batchResponse{Changes: changes, DryRun: dry}
+	if resp.Changes == nil {
+		resp.Changes = []store.Change{}
+	}
+	for _, ch := range changes {
+		switch {
+		case !ch.Changed:
+			resp.Counts.Unchanged++
+		case ch.Before == nil:
+			resp.Counts.Created++
+		default:
+			resp.Counts.Replaced++
+		}
+		resp.Changed = resp.Changed || ch.Changed
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
 func (a *apiServer) deleteService(w http.ResponseWriter, r *http.Request) {
 	name := serviceName(r)
 	if !drainBody(w, r) || !noCreateOnly(w, r) {

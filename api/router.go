@@ -30,6 +30,7 @@ type Store interface {
 	GetService(ctx context.Context, name string) (*regions.Service, int64, error)
 	ListServices(ctx context.Context) ([]*regions.Service, int64, error)
 	PutService(ctx context.Context, svc *regions.Service, cond store.Cond, opts ...store.WriteOption) (int64, error)
+	PutServices(ctx context.Context, svcs []*regions.Service, opts ...store.WriteOption) ([]store.Change, error)
 	DeleteService(ctx context.Context, name string, cond store.Cond, opts ...store.WriteOption) error
 	SetWeights(ctx context.Context, service string, weights map[string]uint32, cond store.Cond, opts ...store.WriteOption) (int64, error)
 	ReplaceWeights(ctx context.Context, service string, weights map[string]uint32, cond store.Cond, opts ...store.WriteOption) (int64, error)
@@ -159,6 +160,7 @@ func (a *apiServer) routes() []route {
 		{"POST", "/v1/regions/{name}/drain", accessWrite, a.drain(true), docDrain},
 		{"POST", "/v1/regions/{name}/undrain", accessWrite, a.drain(false), docUndrain},
 		{"GET", "/v1/services", accessRead, a.listServices, docListServices},
+		{"POST", "/v1/services", accessWrite, a.putServices, docPutServices},
 		{"GET", "/v1/services/{name}", accessRead, a.getService, docGetService},
 		{"PUT", "/v1/services/{name}", accessWrite, a.putService, docPutService},
 		{"DELETE", "/v1/services/{name}", accessWrite, a.deleteService, docDeleteService},

@@ -149,6 +149,19 @@ func routeCases() []routeCase {
 					t.Fatalf("after PUT: %+v %v", s, err)
 				}
 			}},
+		{method: "POST", pattern: "/v1/services", path: "/v1/services", body: `{"services":[` + serviceBody + `]}`, ok: 200, etcd: true,
+			invalidBody: `{"services":[` + serviceBody + `,` + strings.Replace(serviceBody, `"ttl":120`, `"ttl":0`, 1) + `]}`, invalidField: "services[1].ttl",
+			jsonBody: true,
+			check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder) {
+				var br batchResponse
+				if err := json.Unmarshal(rec.Body.Bytes(), &br); err != nil || len(br.Changes) != 1 || br.Counts.Created+br.Counts.Replaced+br.Counts.Unchanged != 1 {
+					t.Fatalf("%s (%v)", rec.Body, err)
+				}
+				s, _, err := f.st.GetService(etcdtest.Ctx(t), "www.gslb.example.")
+				if err != nil || s.TTL != 120 {
+					t.Fatalf("after POST: %+v %v", s, err)
+				}
+			}},
 		{method: "DELETE", pattern: "/v1/services/{name}", path: "/v1/services/www.gslb.example.", ok: 200, etcd: true,
 			invalidPath: "/v1/services/www.gslb.example.?dry_run=maybe", invalidField: "dry_run", staleKind: "service", staleName: "www.gslb.example."},
 		{method: "GET", pattern: "/v1/services/{name}/weights", path: svc + "./weights", ok: 200, etcd: true,

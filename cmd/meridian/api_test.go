@@ -164,7 +164,8 @@ func digMany(t *testing.T, dig string, ts *testServer, name string, n int, optio
 func TestAPIEndToEnd(t *testing.T) {
 	dig := testtool.Need(t, "dig")
 	ts := startAPIServer(t, true)
-	waitAnswer(t, ts.addr(), "geo.example.org.", "192.0.2.20") // bootstrap done
+	// Bootstrap done: its last service is served.
+	waitShares(t, ts, "sticky.example.org.", map[string]float64{"eu": 1.0 / 3, "na": 1.0 / 3, "as": 1.0 / 3})
 
 	t.Run("weights set shifts the answers", func(t *testing.T) {
 		out := ts.mustCtl(t, "weights", "set", "lb.example.org", "eu=70", "na=30", "as=0")

@@ -521,74 +521,142 @@ func jsonDiff(a, b json.RawMessage) []string {
 }
 
 // apply makes the regions and services of a state file exist as written:
-// each one is read, compared, and created (If-None-Match: *) or replaced
-// (If-Match: its revision) only when it differs. A region drained through
-// the API stays drained unless the file says drained: true or the region
-// is undrained. Objects the file does not name are left alone.
+// each region is read, compared, and created (If-None-Match: *) or
+// replaced (If-Match: its revision) only when it differs; a region drained
+// through the API stays drained unless the file says drained: true or the
+// region is undrained. The services are read in one listing, and the ones
+// that differ are written in batches (POST /v1/services, one or more etcd
+// transactions each), with a progress line per batch. Objects the file
+// does not name are left alone.
 func (c *ctlClient) apply(ctx context.Context, out *ctlOut, file string, dryRun bool) error {
 	d, err := regions.LoadDesired(file)
 	if err != nil {
 		return err
 	}
-	type item struct {
-		kind, name, path string
-		obj              any
-	}
-	var items []item
-	for _, r := range d.Regions {
-		items = append(items, item{"region", r.Name, "/v1/regions/" + url.PathEscape(r.Name), r})
-	}
-	for _, s := range d.Services {
-		s.Name = regions.CanonicalName(s.Name)
-		items = append(items, item{"service", s.Name, "/v1/services/" + url.PathEscape(s.Name), s})
+	q := url.Values{}
+	if dryRun {
+		q.Set("dry_run", "true")
 	}
 	var results []json.RawMessage
 	created, changed, same := 0, 0, 0
-	for _, it := range items {
-		raw, hdr, err := c.call(ctx, "GET", it.path, nil, nil, nil, nil)
+	count := func(ch *change) {
+		switch {
+		case !ch.Changed:
+			same++
+		case isNull(ch.Before):
+			created++
+		default:
+			changed++
+		}
+	}
+	for _, r := range d.Regions {
+		path := "/v1/regions/" + url.PathEscape(r.Name)
+		raw, hdr, err := c.call(ctx, "GET", path, nil, nil, nil, nil)
 		cond := map[string]string{}
 		switch {
 		case statusOf(err) == http.StatusNotFound:
 			cond["If-None-Match"] = "*"
 		case err != nil:
-			return fmt.Errorf("%s %s: %w", it.kind, it.name, err)
+			return fmt.Errorf("region %s: %w", r.Name, err)
 		default:
 			cond["If-Match"] = hdr.Get("ETag")
-			if r, ok := it.obj.(*regions.Region); ok && !r.Drained {
+			if !r.Drained {
 				var cur regions.Region
 				if json.Unmarshal(raw, &cur) == nil {
 					r.Drained = cur.Drained
 				}
 			}
-			if sameObject(raw, it.obj) {
+			if sameObject(raw, r) {
 				same++
 				if !out.json {
-					fmt.Fprintf(out.w, "  %s %s unchanged\n", it.kind, it.name)
+					fmt.Fprintf(out.w, "  region %s unchanged\n", r.Name)
 				}
 				continue
 			}
 		}
-		body, err := json.Marshal(it.obj)
+		body, err := json.Marshal(r)
 		if err != nil {
 			return err
 		}
-		q := url.Values{}
-		if dryRun {
-			q.Set("dry_run", "true")
-		}
 		var ch change
-		b, _, err := c.call(ctx, "PUT", it.path, q, cond, bytes.NewReader(body), &ch)
+		b, _, err := c.call(ctx, "PUT", path, q, cond, bytes.NewReader(body), &ch)
 		if err != nil {
-			return fmt.Errorf("%s %s: %w", it.kind, it.name, err)
+			return fmt.Errorf("region %s: %w", r.Name, err)
 		}
 		results = append(results, b)
-		if ch.Changed && isNull(ch.Before) {
-			created++
-		} else if ch.Changed {
-			changed++
-		}
+		count(&ch)
 		if !out.json {
 			printChange(out.w, &ch)
+		}
+	}
+
+	// The services as they are, in one listing.
+	var listed struct {
+		Services []json.RawMessage `json:"services"`
+	}
+	if len(d.Services) > 0 {
+		if _, _, err := c.call(ctx, "GET", "/v1/services", nil, nil, nil, &listed); err != nil {
+			return fmt.Errorf("services: %w", err)
+		}
+	}
+	current := make(map[string]json.RawMessage, len(listed.Services))
+	for _, raw := range listed.Services {
+		var id struct {
+			Name string `json:"name"`
+		}
+		if json.Unmarshal(raw, &id) == nil {
+			current[regions.CanonicalName(id.Name)] = raw
+		}
+	}
+	var todo []*regions.Service
+	for _, svc := range d.Services {
+		svc.Name = regions.CanonicalName(svc.Name)
+		if raw, ok := current[svc.Name]; ok && sameObject(raw, svc) {
+			same++
+			if !out.json {
+				fmt.Fprintf(out.w, "  service %s unchanged\n", svc.Name)
+			}
+			continue
+		}
+		todo = append(todo, svc)
+	}
+	for done := 0; done < len(todo); {
+		n, size := 0, 0
+		for done+n < len(todo) && n < applyBatchServices {
+			b, err := json.Marshal(todo[done+n])
+			if err != nil {
+				return err
+			}
+			if n > 0 && size+len(b) > applyBatchBytes {
+				break
+			}
+			size += len(b) + 1
+			n++
+		}
+		body, err := json.Marshal(map[string]any{"services": todo[done : done+n]})
+		if err != nil {
+			return err
+		}
+		var br struct {
+			Changes []json.RawMessage `json:"changes"`
+		}
+		if _, _, err := c.call(ctx, "POST", "/v1/services", q, nil, bytes.NewReader(body), &br); err != nil {
+			return fmt.Errorf("services %s to %s: %w", todo[done].Name, todo[done+n-1].Name, err)
+		}
+		for _, raw := range br.Changes {
+			var ch change
+			if err := json.Unmarshal(raw, &ch); err != nil {
+				return fmt.Errorf("services: %w", err)
+			}
+			results = append(results, raw)
+			count(&ch)
+			if !out.json {
+				printChange(out.w, &ch)
+			}
+		}
+		done += n
+		if !out.json && len(todo) > n {
+			fmt.Fprintf(out.w, "services: %d of %d written\n", done, len(todo))
 		}
 	}
 	if out.json {
@@ -609,6 +677,14 @@ func (c *ctlClient) apply(ctx context.Context, out *ctlOut, file string, dryRun 
 	}
 	return nil
 }
+
+// One POST /v1/services of ctl apply: at most this many services and
+// about this many bytes, well below the API's body limit (1 MiB by
+// default) and its 1,000 services.
+const (
+	applyBatchServices = 500
+	applyBatchBytes    = 512 << 10
+)
 
 // sameObject says whether the API's JSON of an object equals want's.
 func sameObject(raw []byte, want any) bool {

@@ -182,17 +182,24 @@ func (s *Store) writeKey(ctx context.Context, key, hook string, cond Cond, ch Ch
 // commit runs ops with an audit record of ch in one transaction, if every
 // comparison holds (ok false otherwise), and returns its revision.
 func (s *Store) commit(ctx context.Context, cmps []clientv3.Cmp, ops []clientv3.Op, ch *Change, o *writeOpts) (rev int64, ok bool, err error) {
-	id, err := newAuditID(time.Now())
-	if err != nil {
-		return 0, false, err
+	return s.commitMany(ctx, cmps, ops, []*Change{ch}, o)
+}
+
+// commitMany is commit with an audit record of each of chs.
+func (s *Store) commitMany(ctx context.Context, cmps []clientv3.Cmp, ops []clientv3.Op, chs []*Change, o *writeOpts) (rev int64, ok bool, err error) {
+	ops = slices.Clone(ops)
+	for _, ch := range chs {
+		id, err := newAuditID(time.Now())
+		if err != nil {
+			return 0, false, err
+		}
+		rec, err := json.Marshal(AuditRecord{ID: id, Time: time.Now().UTC(), Actor: o.actor, Change: *ch})
+		if err != nil {
+			return 0, false, fmt.Errorf("audit record: %w", err)
+		}
+		ops = append(ops, clientv3.OpPut(s.keys.AuditRecord(id), string(rec)))
 	}
-	rec, err := json.Marshal(AuditRecord{ID: id, Time: time.Now().UTC(), Actor: o.actor, Change: *ch})
-	if err != nil {
-		return 0, false, fmt.Errorf("audit record: %w", err)
-	}
-	ops = append(slices.Clone(ops),
-		clientv3.OpPut(s.keys.AuditRecord(id), string(rec)),
-		clientv3.OpGet(s.keys.Audit(), clientv3.WithPrefix(), clientv3.WithCountOnly()))
+	ops = append(ops, clientv3.OpGet(s.keys.Audit(), clientv3.WithPrefix(), clientv3.WithCountOnly()))
 	resp, err := s.c.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
 		return 0, false, err
