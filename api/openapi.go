@@ -60,16 +60,16 @@ var (
 			{"seed", "integer", "fixes the weighted random draw", false},
 		},
 		resp: explainResponse{}, errors: []int{400, 401, 404, 503}}
-	docListRegions   = opDoc{summary: "Every region, and the etcd revision it was read at (ETag)", resp: regionList{}, errors: readErrors}
-	docGetRegion     = opDoc{summary: "One region; the ETag is its mod revision", resp: regions.Region{}, errors: readErrors}
-	docPutRegion     = opDoc{summary: "Create or replace a region", body: regions.Region{}, resp: changeResponse{}, errors: writeErrors}
-	docDeleteRegion  = opDoc{summary: "Delete a region no service uses (409 while one does)", resp: changeResponse{}, errors: writeErrors}
-	docDrain         = opDoc{summary: "Drain a region: take it out of every answer, whatever the weights", resp: changeResponse{}, errors: writeErrors}
-	docUndrain       = opDoc{summary: "Undrain a region: answer it again by its weights", resp: changeResponse{}, errors: writeErrors}
-	docListServices  = opDoc{summary: "Every service, and the etcd revision it was read at (ETag)", resp: serviceList{}, errors: readErrors}
-	docGetService    = opDoc{summary: "One service; the ETag is its mod revision", resp: regions.Service{}, errors: readErrors}
-	docPutService    = opDoc{summary: "Create or replace a service; every region it names must exist", body: regions.Service{}, resp: changeResponse{}, errors: writeErrors}
-	docPutServices   = opDoc{summary: "Create or replace several services at once",
+	docListRegions  = opDoc{summary: "Every region, and the etcd revision it was read at (ETag)", resp: regionList{}, errors: readErrors}
+	docGetRegion    = opDoc{summary: "One region; the ETag is its mod revision", resp: regions.Region{}, errors: readErrors}
+	docPutRegion    = opDoc{summary: "Create or replace a region", body: regions.Region{}, resp: changeResponse{}, errors: writeErrors}
+	docDeleteRegion = opDoc{summary: "Delete a region no service uses (409 while one does)", resp: changeResponse{}, errors: writeErrors}
+	docDrain        = opDoc{summary: "Drain a region: take it out of every answer, whatever the weights", resp: changeResponse{}, errors: writeErrors}
+	docUndrain      = opDoc{summary: "Undrain a region: answer it again by its weights", resp: changeResponse{}, errors: writeErrors}
+	docListServices = opDoc{summary: "Every service, and the etcd revision it was read at (ETag)", resp: serviceList{}, errors: readErrors}
+	docGetService   = opDoc{summary: "One service; the ETag is its mod revision", resp: regions.Service{}, errors: readErrors}
+	docPutService   = opDoc{summary: "Create or replace a service; every region it names must exist", body: regions.Service{}, resp: changeResponse{}, errors: writeErrors}
+	docPutServices  = opDoc{summary: "Create or replace several services at once",
 		description: "Each service is validated against the regions first; one invalid service refuses the whole batch " +
 			"(errors name it as services[i]). The services are then written in groups, each group one etcd transaction " +
 			"within etcd's request limits, each service with its audit record; a service that would not change is not written. " +
