@@ -5,7 +5,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 60s
 SHORTFUZZ   ?= 10s
 
-.PHONY: all build run test unit unit-norace e2e fuzz-short bench bench-cover bench-go lint fuzz clean deps-test deps-run deps-bench
+.PHONY: all build run test unit unit-norace e2e fuzz-short bench bench-cover bench-go scale lint fuzz clean deps-test deps-run deps-bench
 
 all: build
 
@@ -74,6 +74,15 @@ bench: build deps-bench
 bench-cover: build deps-bench
 	./scripts/geoipdb.sh
 	COVER_MMDB=$${COVER_MMDB:-data/country.mmdb} ./bench/cover.sh
+
+# The control path at 100, 1,000 and 10,000 services (and 10,000 with a
+# country map per geo service): apply, every service answering, drains,
+# health and weight changes to the moved answer, restart, memory, the
+# snapshot build after one change (bench/scale). Several minutes.
+SCALE_SIZES ?= 100,1000,10000
+scale: build deps-run
+	./scripts/geoipdb.sh
+	$(GO) run ./bench/scale -bin $(BIN) -mmdb data/country.mmdb -sizes $(SCALE_SIZES)
 
 clean:
 	rm -rf bin

@@ -77,6 +77,25 @@ type snapshotStatus struct {
 	Services int               `json:"services"`
 	Latency  string            `json:"latency_table,omitempty"`
 	Problems []string          `json:"problems"`
+	// Build says what building the snapshot compiled, refreshed and
+	// took over, and how long it took.
+	Build regions.BuildStats `json:"build"`
+	// GeoTables sums up the geo tables: the location table, the
+	// partitions merged and pending, their memory.
+	GeoTables geoTablesStatus `json:"geo_tables"`
+	// ServiceBytes is the memory of the compiled services (without what
+	// they share).
+	ServiceBytes int `json:"service_bytes"`
+}
+
+type geoTablesStatus struct {
+	Location    *regions.LocationTableInfo `json:"location,omitempty"`
+	Partitions  int                        `json:"partitions"`
+	Merged      int                        `json:"merged"`
+	Pending     int                        `json:"pending"`
+	OverBudget  int                        `json:"over_budget"`
+	MergeBytes  int64                      `json:"merge_bytes"`
+	MergeBudget int64                      `json:"merge_budget"`
 }
 
 type regionStatus struct {
@@ -128,7 +147,13 @@ func (a *apiServer) statusOf() statusResponse {
 	out.Revision = snap.Revision()
 	out.Snapshot = &snapshotStatus{Revision: snap.Revision(), Source: srv.Source, Built: srv.Built, AgeSeconds: srv.Staleness.Seconds(),
 		Confirmed: srv.Confirmed, EmptyRefused: srv.EmptyRefused, Reports: srv.Reports,
-		Regions: len(st.Regions), Services: len(st.Services), Problems: snap.Problems()}
+		Regions: len(st.Regions), Services: len(st.Services), Problems: snap.Problems(), Build: snap.Stats()}
+	gt := snap.GeoTables()
+	out.Snapshot.GeoTables = geoTablesStatus{Location: gt.Location, Partitions: len(gt.Partitions), Merged: gt.Merged, Pending: gt.Pending, OverBudget: gt.OverBudget,
+		MergeBytes: gt.MergeBytes, MergeBudget: gt.MergeBudget}
+	for _, v := range snap.Services() {
+		out.Snapshot.ServiceBytes += v.Bytes()
+	}
 	if st.Latency != nil {
 		out.Snapshot.Latency = st.Latency.ID + " (" + strconv.Itoa(st.Latency.Entries) + " entries)"
 	}

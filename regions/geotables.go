@@ -282,11 +282,14 @@ type GeoTablesInfo struct {
 	// the most shared first.
 	Partitions []PartitionInfo `json:"partitions"`
 	// Merged counts the partitions with a merge; MergeBytes is their
-	// memory, within MergeBudget; Pending counts those still without.
+	// memory, within MergeBudget. Pending counts those still without one
+	// for which the budget has room, OverBudget those for which it has
+	// none: they answer with the scope of the client's location interval.
 	Merged      int   `json:"merged"`
 	MergeBytes  int64 `json:"merge_bytes"`
 	MergeBudget int64 `json:"merge_budget"`
 	Pending     int   `json:"pending"`
+	OverBudget  int   `json:"over_budget"`
 }
 
 // LocationTableInfo describes a location table.
@@ -348,6 +351,9 @@ func (s *Snapshot) GeoTables() GeoTablesInfo {
 			out.Partitions = append(out.Partitions, pi)
 		}
 		out.Partitions[i].Services = append(out.Partitions[i].Services, v.name)
+	}
+	if room := int((out.MergeBudget - out.MergeBytes) / int64(mergeBytes(lt))); out.Pending > room {
+		out.OverBudget, out.Pending = out.Pending-max(room, 0), max(room, 0)
 	}
 	slices.SortStableFunc(out.Partitions, func(a, b PartitionInfo) int {
 		if c := cmp.Compare(len(b.Services), len(a.Services)); c != 0 {
