@@ -30,6 +30,7 @@ unit: deps-test
 unit-norace: deps-test
 	$(GO) test -count=1 -run '^TestGeoIPTorBuildReproducible$$' ./geo
 	$(GO) test -count=1 -run '^TestGeoTableTor$$' ./regions
+	$(GO) test -count=1 -run '^TestScale1000$$' ./bench/scale
 
 # Debian packages by target (scripts/deps.sh lists them): silent when all
 # are installed.

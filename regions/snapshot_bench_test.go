@@ -2,7 +2,9 @@ package regions
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/meridian-gslb/meridian/regions/latency"
@@ -87,4 +89,93 @@ func BenchmarkBuildSnapshot(b *testing.B) {
 			b.Fatal("latency table compiled again")
 		}
 	}
+}
+
+// scaleState is 10,000 services over three regions, as bench/scale
+// makes them: half weighted, 30% geo with continent maps drawn at
+// random, 20% nearest; three probers reporting on every region.
+func scaleState(n int) *State {
+	st := NewState()
+	st.Revision = 1
+	names := []string{"eu-west", "us-east", "ap-northeast"}
+	for i, name := range names {
+		st.Regions[name] = &Region{Name: name, VIPs: []netip.Addr{netip.AddrFrom4([4]byte{192, 0, 2, byte(10 * (i + 1))})},
+			Location: Location{Lat: float64(10 * i), Lon: float64(40 * i)}, Check: HealthCheck{Type: "tcp", Port: 443}}
+		reports := map[string]*HealthReport{}
+		for p := range 3 {
+			id := fmt.Sprintf("prober-%d", p)
+			reports[id] = report(st, name, id, true)
+		}
+		st.Health[name] = reports
+	}
+	rng := rand.New(rand.NewPCG(uint64(n), 1))
+	perm := func() []string {
+		p := rng.Perm(3)
+		return []string{names[p[0]], names[p[1]], names[p[2]]}
+	}
+	for i := range n {
+		svc := &Service{Name: fmt.Sprintf("s%05d.example.", i), TTL: 60}
+		for _, r := range names {
+			svc.Regions = append(svc.Regions, ServiceRegion{Region: r, Weight: uint32(1 + rng.IntN(100))})
+		}
+		switch k := i % 10; {
+		case k < 5:
+			svc.Policy = PolicyWeighted
+		case k < 8:
+			svc.Policy = PolicyGeo
+			svc.Geo = &GeoMap{Continents: map[string][]string{}, Default: perm()}
+			for _, c := range []string{"AF", "AS", "EU", "NA", "OC", "SA"} {
+				svc.Geo.Continents[c] = perm()
+			}
+		default:
+			svc.Policy = PolicyNearest
+		}
+		st.Services[svc.Name] = svc
+	}
+	return st
+}
+
+// BenchmarkBuildSnapshot10k is the control path at 10,000 services with
+// the GeoIP database of the geo tests: the build after one service
+// changed, after one region's health changed (every service uses it),
+// and the memory of the compiled services (bytes/service).
+func BenchmarkBuildSnapshot10k(b *testing.B) {
+	db := openGeo(b, randomGeoDB(b, 8, 20000))
+	st := scaleState(10000)
+	opts := SnapshotOptions{GeoIP: db}
+	prev := BuildSnapshot(st, nil, opts)
+	if p := prev.Problems(); len(p) > 0 || prev.NumServices() != 10000 || prev.GeoTables().Pending != 0 {
+		b.Fatalf("problems %v, %d services, tables %+v", p, prev.NumServices(), prev.GeoTables())
+	}
+	b.Run("one-service", func(b *testing.B) {
+		next := st.Clone()
+		svc := *next.Services["s00005.example."]
+		svc.Regions = slices.Clone(svc.Regions)
+		svc.Regions[0].Weight++
+		next.Services[svc.Name] = &svc
+		b.ReportAllocs()
+		for b.Loop() {
+			if s := BuildSnapshot(next, prev, opts); s.Stats().Compiled != 1 {
+				b.Fatalf("%+v", s.Stats())
+			}
+		}
+	})
+	b.Run("one-region-health", func(b *testing.B) {
+		next := st.Clone()
+		markDown("eu-west")(next)
+		b.ReportAllocs()
+		for b.Loop() {
+			if s := BuildSnapshot(next, prev, opts); s.Stats().Compiled != 0 || s.Stats().Refreshed != 10000 {
+				b.Fatalf("%+v", s.Stats())
+			}
+		}
+	})
+	bytes := 0
+	for _, v := range prev.Services() {
+		bytes += v.Bytes()
+	}
+	b.ReportMetric(float64(bytes)/10000, "bytes/service")
+	info := prev.GeoTables()
+	b.ReportMetric(float64(len(info.Partitions)), "partitions")
+	b.ReportMetric(float64(info.MergeBytes)/float64(max(info.Merged, 1)), "bytes/merge")
 }

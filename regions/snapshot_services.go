@@ -75,17 +75,21 @@ func (s *Snapshot) buildServices(prev *Snapshot) {
 	ltSame := prev != nil && prev.geo.lt == s.geo.lt
 	anyChanged := slices.Contains(changed, true)
 
-	s.built = make(map[string]*svcEntry, len(st.Services))
+	// The previous entries, copied whole (cheaper than one insert each),
+	// then the changed ones replaced and the gone ones deleted.
+	if prev != nil {
+		s.built = maps.Clone(prev.built)
+	} else {
+		s.built = make(map[string]*svcEntry, len(st.Services))
+	}
 	sameKeys := prev != nil && len(prev.built) == len(st.Services)
 	for key, svc := range st.Services {
-		var e *svcEntry
-		if prev != nil {
-			e = prev.built[key]
-		}
+		e := s.built[key]
 		switch {
 		case e == nil:
 			sameKeys = false
 			e = s.compileEntry(key, svc)
+			s.fresh(e.v, true)
 		case e.dup || e.svc != svc || !regionsSame || !ltSame && e.v != nil && e.v.geo != nil && e.v.geo.needsLoc:
 			e = s.compileEntry(key, svc)
 			s.fresh(e.v, true)
@@ -93,8 +97,18 @@ func (s *Snapshot) buildServices(prev *Snapshot) {
 			e = &svcEntry{svc: svc, v: s.refreshView(e.v), problems: e.problems}
 			s.fresh(e.v, false)
 			s.stats.Refreshed++
+		default:
+			continue
 		}
 		s.built[key] = e
+	}
+	if len(s.built) != len(st.Services) {
+		sameKeys = false
+		for key := range s.built {
+			if _, ok := st.Services[key]; !ok {
+				delete(s.built, key)
+			}
+		}
 	}
 	s.stats.Services = len(st.Services)
 
