@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,15 +23,28 @@ import (
 // process) check two regions every second with fall 3 and rise 2; the
 // endpoint of the first region starts answering 503 at a random moment,
 // and the time until the server answers with the second region is one
-// trial. Recovery (endpoint back → answer back) is measured too. Run with
-// -benchtime 1x; FAILOVER_TRIALS (default 20) sets the number of trials.
+// trial. Recovery (endpoint back → answer back) is measured too. The
+// server holds 1,000 services (FAILOVER_SERVICES), all over the failed
+// region, as a deployment with many names does: the failover must not
+// slow down with their number. Run with -benchtime 1x; FAILOVER_TRIALS
+// (default 20) sets the number of trials.
 func BenchmarkFailover(b *testing.B) {
 	trials := 20
 	if n, err := strconv.Atoi(os.Getenv("FAILOVER_TRIALS")); err == nil && n > 0 {
 		trials = n
 	}
+	services := 1000
+	if n, err := strconv.Atoi(os.Getenv("FAILOVER_SERVICES")); err == nil && n > 0 {
+		services = n
+	}
 	eu4, eu6, na := newStandIn(b), newStandIn(b), newStandIn(b)
 	state := fmt.Sprintf(failoverState, eu4.srv.Listener.Addr(), eu6.srv.Listener.Addr(), na.srv.Listener.Addr())
+	var more strings.Builder
+	for i := range services - 1 {
+		policy := []string{"weighted", "failover", "nearest"}[i%3]
+		fmt.Fprintf(&more, "  - name: s%04d.example.org.\n    ttl: 30\n    policy: %s\n    regions: [{region: eu, weight: %d}, {region: na, weight: 1}]\n", i, policy, 1+i%7)
+	}
+	state += more.String()
 	ts := startServerWith(b, serverSetup{extra: "bootstrap: state.yaml\n", files: map[string][]byte{"state.yaml": []byte(state)}})
 	cli, err := store.Connect(context.Background(), store.EtcdConfig{Endpoints: []string{ts.etcd}})
 	if err != nil {
