@@ -13,7 +13,7 @@ import (
 
 // DefaultMergeBudget bounds the memory of the partitions' merges unless
 // GeoTablesOptions says otherwise: with the country database built from
-// tor-geoipdb a merge takes about 45 KB, so this holds about 1,400.
+// tor-geoipdb a merge takes about 89 KB, so this holds about 750.
 const DefaultMergeBudget = 64 << 20
 
 // GeoTablesOptions tune a GeoTables.
