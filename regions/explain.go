@@ -116,7 +116,7 @@ func (s *Snapshot) Explain(v *ServiceView, c *Client, qtype uint16, rnd uint64) 
 	for i := 0; i < d.Count; i++ {
 		e.Answer = append(e.Answer, d.Addr(i))
 	}
-	e.Reason = summary(&d, qtype)
+	e.Reason = summary(&d, qtype, degradedWhy(v, &d))
 	if e.Steps == nil {
 		e.Steps = []ExplainStep{}
 	}
@@ -133,7 +133,32 @@ func qtypeName(q uint16) string {
 	return "TYPE" + strconv.Itoa(int(q))
 }
 
-func summary(d *Decision, qtype uint16) string {
+// degradedWhy says why a decision carries the degraded TTL ("" when it
+// does not).
+func degradedWhy(v *ServiceView, d *Decision) string {
+	if !d.Degraded {
+		return ""
+	}
+	switch {
+	case d.FailOpen:
+		return "failing open"
+	case d.Fallback || d.Kind == KindNoData && !v.lowTTL:
+		return "no region is up"
+	}
+	for _, sl := range v.slots {
+		if sl.weight > 0 && sl.status == HealthDown {
+			return "region " + sl.name + " is down"
+		}
+	}
+	for _, sl := range v.slots {
+		if sl.weight > 0 && sl.status == HealthUnknown {
+			return "no counted vote on region " + sl.name + " while probers run"
+		}
+	}
+	return ""
+}
+
+func summary(d *Decision, qtype uint16, degraded string) string {
 	var b strings.Builder
 	switch {
 	case d.Kind == KindNoData:
@@ -145,7 +170,11 @@ func summary(d *Decision, qtype uint16) string {
 	}
 	fmt.Fprintf(&b, "; TTL %d", d.TTL)
 	if d.Degraded {
-		b.WriteString(" (degraded)")
+		b.WriteString(" (degraded")
+		if degraded != "" {
+			b.WriteString(": " + degraded)
+		}
+		b.WriteString(")")
 	}
 	if d.FailOpen {
 		b.WriteString("; failing open")

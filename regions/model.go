@@ -109,8 +109,9 @@ type Service struct {
 	// as candidates (latency policy); default 0.
 	LatencyToleranceMs float64 `json:"latency_tolerance_ms,omitempty" yaml:"latency_tolerance_ms,omitempty"`
 	AllDown            AllDown `json:"all_down,omitempty" yaml:"all_down,omitempty"`
-	// DegradedTTL replaces TTL while a region of the service is down or
-	// the answer fails open, so resolvers come back sooner; 0 means TTL/2.
+	// DegradedTTL replaces TTL while a region of the service is down, or
+	// of unknown health while probers are registered, or the answer fails
+	// open, so resolvers come back sooner; 0 means TTL/2.
 	DegradedTTL uint32 `json:"degraded_ttl,omitempty" yaml:"degraded_ttl,omitempty"`
 }
 

@@ -199,9 +199,11 @@ type ServiceView struct {
 	maxAnswers  int
 	ttl         uint32
 	degradedTTL uint32
-	// anyDown: a region of the service (not drained) is down, so every
-	// answer carries the degraded TTL.
-	anyDown bool
+	// lowTTL: a region of the service (not drained) is down, or its
+	// health is unknown while probers are registered (they distrust
+	// themselves, as in a global outage, or have not voted yet), so that
+	// answering it is a guess: every answer carries the degraded TTL.
+	lowTTL  bool
 	nearTol float64
 	latTol  float64
 

@@ -59,6 +59,9 @@ func (s *Snapshot) buildServices(prev *Snapshot) {
 	st := s.state
 	regionsSame := prev != nil && len(prev.regions) == len(s.regions)
 	var changed []bool // by region id: what services copy of it changed
+	// Whether unknown health lowers the TTL depends on probers being
+	// registered (setRegions).
+	probingChanged := prev != nil && prev.probing() != s.probing()
 	if regionsSame {
 		changed = make([]bool, len(s.regions))
 		for i := range s.regions {
@@ -66,7 +69,8 @@ func (s *Snapshot) buildServices(prev *Snapshot) {
 			switch {
 			case a.Name != b.Name:
 				regionsSame = false
-			case a.Region != b.Region || a.Status != b.Status || !slices.Equal(s.healthy[i][0], prev.healthy[i][0]) ||
+			case a.Region != b.Region || a.Status != b.Status || a.Status == HealthUnknown && probingChanged ||
+				!slices.Equal(s.healthy[i][0], prev.healthy[i][0]) ||
 				!slices.Equal(s.healthy[i][1], prev.healthy[i][1]):
 				changed[i] = true
 			}
@@ -294,7 +298,8 @@ func (c *svcCompiler) compile(key, name string, svc *Service) *ServiceView {
 // Weights are effective here: a drained region weighs 0 in every service,
 // never answered, not even when failing open.
 func (s *Snapshot) setRegions(v *ServiceView) {
-	v.anyDown = false
+	v.lowTTL = false
+	probing := s.probing()
 	for f := range v.fam {
 		fb := v.fam[f].fallback
 		v.fam[f] = famView{fallback: fb}
@@ -308,8 +313,8 @@ func (s *Snapshot) setRegions(v *ServiceView) {
 		}
 		sl.vec, sl.status = s.vecs[sl.region], reg.Status
 		sl.addrs, sl.all = s.healthy[sl.region], s.addrs[sl.region]
-		if sl.weight > 0 && sl.status == HealthDown {
-			v.anyDown = true
+		if sl.weight > 0 && (sl.status == HealthDown || sl.status == HealthUnknown && probing) {
+			v.lowTTL = true
 		}
 		for f := range v.fam {
 			fv := &v.fam[f]
@@ -332,6 +337,11 @@ func (s *Snapshot) setRegions(v *ServiceView) {
 		}
 	}
 }
+
+// probing says whether probers are registered: without any, nothing
+// checks health, and unknown is the steady state rather than a guess
+// during an outage.
+func (s *Snapshot) probing() bool { return len(s.state.Probers) > 0 }
 
 // uses says whether v has a region marked in changed.
 func (v *ServiceView) uses(changed []bool) bool {

@@ -65,7 +65,8 @@ type Decision struct {
 	Start int `json:"start"`
 	Count int `json:"count"`
 	// TTL is the service TTL, or its degraded TTL while a region of the
-	// service is down or when failing open or falling back.
+	// service is down or of unknown health with probers registered, or
+	// when failing open or falling back.
 	TTL uint32 `json:"ttl"`
 	// Scope is the ECS SCOPE PREFIX-LENGTH: how many leading bits of the
 	// client address the decision depended on (IPv4 bits for IPv4), never
@@ -111,7 +112,7 @@ func (s *Snapshot) decide(v *ServiceView, c *Client, qtype uint16, rnd uint64, t
 		return Decision{}
 	}
 	d := Decision{TTL: v.ttl}
-	if v.anyDown {
+	if v.lowTTL {
 		d.TTL, d.Degraded = v.degradedTTL, true
 	}
 	var fi int

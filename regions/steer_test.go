@@ -1,10 +1,12 @@
 package regions
 
 import (
+	"fmt"
 	"math"
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/meridian-gslb/meridian/geo"
@@ -31,6 +33,35 @@ func markDown(regions ...string) func(*State) {
 		for _, r := range regions {
 			setReports(st, r, false, false)
 		}
+	}
+}
+
+func markUp(regions ...string) func(*State) {
+	return func(st *State) {
+		for _, r := range regions {
+			setReports(st, r, true, true)
+		}
+	}
+}
+
+// untrust marks every report of the given probers untrusted.
+func untrust(probers ...string) func(*State) {
+	return func(st *State) {
+		for _, reps := range st.Health {
+			for _, p := range probers {
+				if r := reps[p]; r != nil {
+					r.Trusted = false
+				}
+			}
+		}
+	}
+}
+
+// both applies a then b.
+func both(a, b func(*State)) func(*State) {
+	return func(st *State) {
+		a(st)
+		b(st)
 	}
 }
 
@@ -392,14 +423,20 @@ func TestDecideDegradedTTL(t *testing.T) {
 		prep     func(*State)
 		ttl      uint32
 		degraded bool
+		why      string // in explain's reason
 	}{
-		{"healthy", mk(60, 0, 1, 1), nil, 60, false},
-		{"unknown is not down", mk(60, 0, 1, 1), nil, 60, false},
-		{"a region down, answer elsewhere: half", mk(60, 0, 1, 1), markDown("eu-central"), 30, true},
-		{"explicit degraded TTL", mk(60, 10, 1, 1), markDown("eu-central"), 10, true},
-		{"at least 1", mk(1, 0, 1, 1), markDown("eu-central"), 1, true},
-		{"fail open", mk(60, 0, 1, 1), markDown("eu-west", "eu-central"), 30, true},
-		{"a drained region down does not count", mk(60, 0, 1, 0), markDown("eu-central"), 60, false},
+		{"healthy", mk(60, 0, 1, 1), markUp("eu-west", "eu-central"), 60, false, ""},
+		{"unknown without any prober is not degraded", mk(60, 0, 1, 1), nil, 60, false, ""},
+		{"a region down, answer elsewhere: half", mk(60, 0, 1, 1), both(markUp("eu-west"), markDown("eu-central")), 30, true, "region eu-central is down"},
+		{"explicit degraded TTL", mk(60, 10, 1, 1), both(markUp("eu-west"), markDown("eu-central")), 10, true, "region eu-central is down"},
+		{"at least 1", mk(1, 0, 1, 1), both(markUp("eu-west"), markDown("eu-central")), 1, true, "region eu-central is down"},
+		{"fail open", mk(60, 0, 1, 1), markDown("eu-west", "eu-central"), 30, true, "failing open"},
+		{"a drained region down does not count", mk(60, 0, 1, 0), both(markUp("eu-west"), markDown("eu-central")), 60, false, ""},
+		{"a drained region unknown does not count", mk(60, 0, 1, 0), markUp("eu-west"), 60, false, ""},
+		// Probers that distrust themselves (a global outage): every
+		// region unknown and answered, a guess like failing open.
+		{"every prober untrusted: half", mk(60, 0, 1, 1), both(markDown("eu-west", "eu-central"), untrust("p1", "p2")), 30, true, "no counted vote on region eu-west while probers run"},
+		{"a region not voted on while probers run: half", mk(60, 0, 1, 1), markUp("eu-west"), 30, true, "no counted vote on region eu-central while probers run"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -413,8 +450,42 @@ func TestDecideDegradedTTL(t *testing.T) {
 				if d.TTL != tc.ttl || d.Degraded != tc.degraded {
 					t.Fatalf("qtype %d: TTL %d degraded %v, want %d %v", q, d.TTL, d.Degraded, tc.ttl, tc.degraded)
 				}
+				_, e := s.Explain(mustView(t, s, "t.example."), newClient(clientDE, nil), q, 5)
+				want := fmt.Sprintf("TTL %d;", tc.ttl)
+				if tc.degraded {
+					want = fmt.Sprintf("TTL %d (degraded: %s);", tc.ttl, tc.why)
+				}
+				if !strings.Contains(e.Reason, want) {
+					t.Fatalf("qtype %d: explain says %q, want %q in it", q, e.Reason, want)
+				}
 			}
 		})
+	}
+}
+
+// TestDegradedTTLFollowsProbers: a snapshot built from the previous one
+// (which shares the views of services whose regions did not change)
+// lowers the TTL of a service with an unknown region when the first
+// prober registers, and raises it again when the last one goes, though no
+// region's status changed.
+func TestDegradedTTLFollowsProbers(t *testing.T) {
+	st := steerState(steerService("t.example.", PolicyFailover, svcRegion("eu-west", 1), svcRegion("eu-central", 1)))
+	prev := buildSnap(t, st, SnapshotOptions{})
+	for i, tc := range []struct {
+		probers bool
+		ttl     uint32
+	}{{true, 30}, {true, 30}, {false, 60}} {
+		st = st.Clone()
+		st.Revision++
+		clear(st.Probers)
+		if tc.probers {
+			st.Probers["p1"] = &ProberInfo{ID: "p1", Region: "eu-west", Lease: 100}
+		}
+		s := BuildSnapshot(st, prev, SnapshotOptions{})
+		if d := s.Decide(mustView(t, s, "t.example."), newClient(clientDE, nil), QTypeA, 5); d.TTL != tc.ttl {
+			t.Fatalf("step %d, probers %t: TTL %d, want %d", i, tc.probers, d.TTL, tc.ttl)
+		}
+		prev = s
 	}
 }
 
