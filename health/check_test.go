@@ -239,7 +239,7 @@ func TestVIPStateMachine(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var s vipState
 			for i, st := range tc.steps {
-				changed := s.observe(st.r, tc.rise, tc.fall, time.Now())
+				changed := s.observe(st.r, tc.rise, tc.fall, true, time.Now())
 				if changed != st.changed || s.known != st.known || s.up != st.up {
 					t.Fatalf("step %d: changed %t known %t up %t, want %t %t %t", i, changed, s.known, s.up, st.changed, st.known, st.up)
 				}
@@ -251,9 +251,9 @@ func TestVIPStateMachine(t *testing.T) {
 	}
 	t.Run("rtt moving average", func(t *testing.T) {
 		var s vipState
-		s.observe(Result{OK: true, RTT: 100 * time.Millisecond}, 1, 1, time.Now())
-		s.observe(Result{Reason: "x"}, 1, 1, time.Now()) // failures do not move it
-		s.observe(Result{OK: true, RTT: 200 * time.Millisecond}, 1, 1, time.Now())
+		s.observe(Result{OK: true, RTT: 100 * time.Millisecond}, 1, 1, true, time.Now())
+		s.observe(Result{Reason: "x"}, 1, 1, true, time.Now()) // failures do not move it
+		s.observe(Result{OK: true, RTT: 200 * time.Millisecond}, 1, 1, true, time.Now())
 		if s.rtt != 125*time.Millisecond {
 			t.Fatalf("rtt %v, want 125ms", s.rtt)
 		}
@@ -261,6 +261,78 @@ func TestVIPStateMachine(t *testing.T) {
 			t.Errorf("last failure reason %q kept after recovery", s.reason)
 		}
 	})
+}
+
+// TestVIPVoteAfterDistrust: a down state decided on failures seen while
+// the prober distrusted itself, or before it last regained trust, is not
+// voted by a trusted report until fall failures seen since confirm it or
+// the VIP rises; up states and confirmed downs are voted as before, and an
+// untrusted report shows every decided state.
+func TestVIPVoteAfterDistrust(t *testing.T) {
+	const rise, fall = 2, 3
+	// A step is one result seen trusted (ok, bad) or untrusted (OK, BAD),
+	// or the prober regaining trust (regain).
+	type step struct {
+		ev    string
+		voted bool // by a trusted report after the step
+		up    bool
+	}
+	cases := []struct {
+		name  string
+		steps []step
+	}{
+		{"down seen trusted is voted", []step{{"bad", false, false}, {"bad", false, false}, {"bad", true, false}}},
+		{"up is voted whatever the trust", []step{{"OK", false, false}, {"OK", true, true}, {"regain", true, true}}},
+		{"down seen untrusted is not voted", []step{{"ok", false, false}, {"ok", true, true}, {"BAD", true, true}, {"BAD", true, true}, {"BAD", false, false}}},
+		{"global outage and recovery", []step{
+			{"ok", false, false}, {"ok", true, true},
+			{"BAD", true, true}, {"BAD", true, true}, {"BAD", false, false}, {"BAD", false, false},
+			{"OK", false, false}, {"regain", false, false}, // the first success restores trust; still down, not voted
+			{"ok", true, true}, // risen
+		}},
+		{"still down after trust returns: confirmed by fall trusted failures", []step{
+			{"BAD", false, false}, {"BAD", false, false}, {"BAD", false, false}, {"regain", false, false},
+			{"bad", false, false}, {"bad", false, false}, {"bad", true, false}, {"bad", true, false},
+		}},
+		{"a confirmed down is forgotten when trust returns", []step{
+			{"bad", false, false}, {"bad", false, false}, {"bad", true, false}, {"BAD", true, false}, {"regain", false, false},
+			{"bad", false, false}, {"bad", false, false}, {"bad", true, false},
+		}},
+		{"failures before a success do not confirm", []step{
+			{"BAD", false, false}, {"BAD", false, false}, {"BAD", false, false}, {"regain", false, false},
+			{"bad", false, false}, {"bad", false, false}, {"ok", false, false}, {"bad", false, false}, {"bad", false, false}, {"bad", true, false},
+		}},
+		{"a confirmed down stays voted through a success short of rise", []step{
+			{"bad", false, false}, {"bad", false, false}, {"bad", true, false}, {"ok", true, false}, {"ok", true, true},
+		}},
+		{"a later fall after rising needs its own confirmation", []step{
+			{"bad", false, false}, {"bad", false, false}, {"bad", true, false}, {"ok", true, false}, {"ok", true, true},
+			{"bad", true, true}, {"BAD", true, true}, {"BAD", false, false},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var s vipState
+			for i, st := range tc.steps {
+				switch st.ev {
+				case "regain":
+					s.regainedTrust()
+				case "ok", "OK":
+					s.observe(Result{OK: true}, rise, fall, st.ev == "ok", time.Now())
+				case "bad", "BAD":
+					s.observe(Result{Reason: "x"}, rise, fall, st.ev == "bad", time.Now())
+				default:
+					t.Fatalf("step %d: unknown event %q", i, st.ev)
+				}
+				if s.voted(true) != st.voted || s.up != st.up {
+					t.Fatalf("step %d (%s): voted %t up %t, want %t %t", i, st.ev, s.voted(true), s.up, st.voted, st.up)
+				}
+				if s.known && !s.voted(false) {
+					t.Fatalf("step %d (%s): a decided state missing from an untrusted report", i, st.ev)
+				}
+			}
+		})
+	}
 }
 
 func TestConfigValidate(t *testing.T) {

@@ -158,6 +158,8 @@ type envState struct {
 
 	mu   sync.Mutex
 	snap *regions.Snapshot
+	// seen, when set, is called with every snapshot built, in order.
+	seen func(*regions.Snapshot)
 }
 
 // with is the same environment failing t.
@@ -196,6 +198,9 @@ func newEnvOn(t testing.TB, cli *clientv3.Client) *env {
 			s := regions.BuildSnapshot(st, nil, regions.SnapshotOptions{})
 			e.mu.Lock()
 			e.snap = s
+			if e.seen != nil {
+				e.seen(s)
+			}
 			e.mu.Unlock()
 		})
 	}()
@@ -221,6 +226,14 @@ func (e *env) region(name string, check regions.HealthCheck, vips map[string]str
 		e.t.Fatal(err)
 	}
 	return r
+}
+
+// onSnapshot calls f with every snapshot built from now on, until it is
+// called again (nil: none); f runs under the environment's lock.
+func (e *env) onSnapshot(f func(*regions.Snapshot)) {
+	e.mu.Lock()
+	e.seen = f
+	e.mu.Unlock()
 }
 
 // current is the latest snapshot (nil before the first).

@@ -400,20 +400,26 @@ func (p *Prober) record(t *target, gen uint64, res Result) {
 	}
 	p.stats.Checks++
 	// Trust depends on whether the last check of each target failed:
-	// only a result unlike the previous one can change it.
+	// only a result unlike the previous one can change it. It is updated
+	// before the result is applied, so that a failure which makes the
+	// prober distrust itself counts as seen untrusted.
 	flipped := !t.state.checked || t.state.lastOK != res.OK
-	changed := t.state.observe(res, t.spec.rise, t.spec.fall, now)
-	st := t.state
+	t.state.checked, t.state.lastOK = true, res.OK
 	trust := flipped && p.updateTrustLocked()
+	voted := t.state.voted(p.trusted)
+	changed := t.state.observe(res, t.spec.rise, t.spec.fall, p.trusted, now)
+	revoted := t.state.voted(p.trusted) != voted
+	st := t.state
 	p.mu.Unlock()
-	if changed {
-		if st.up {
-			p.log.Info("VIP up", "region", t.region, "vip", t.vip, "after", st.successes, "rtt", st.rtt)
-		} else {
-			p.log.Warn("VIP down", "region", t.region, "vip", t.vip, "after", st.failures, "reason", st.reason)
-		}
+	switch {
+	case changed && st.up:
+		p.log.Info("VIP up", "region", t.region, "vip", t.vip, "after", st.successes, "rtt", st.rtt)
+	case changed:
+		p.log.Warn("VIP down", "region", t.region, "vip", t.vip, "after", st.failures, "reason", st.reason, "confirmed", st.confirmed)
+	case revoted && st.confirmed:
+		p.log.Warn("VIP down, confirmed since the self-check passed again", "region", t.region, "vip", t.vip, "after", st.trustedFailures, "reason", st.reason)
 	}
-	if changed || trust {
+	if changed || trust || revoted {
 		p.poke()
 	}
 }
@@ -451,7 +457,21 @@ func (p *Prober) updateTrustLocked() bool {
 	}
 	p.trusted, p.distrust = trusted, why
 	if trusted {
-		p.log.Info("self-check passed; reports trusted again")
+		// What was seen while untrusted decides nothing: a VIP that went
+		// down meanwhile (every VIP, after a global outage) is voted on
+		// again only once fall failures seen from now on confirm it, or
+		// it rises. Voting it down at once would take every region out
+		// of the answers for the rise checks of the recovery.
+		unconfirmed := 0
+		for _, rs := range p.regions {
+			for _, t := range rs.targets {
+				if t.state.known && !t.state.up {
+					unconfirmed++
+				}
+				t.state.regainedTrust()
+			}
+		}
+		p.log.Info("self-check passed; reports trusted again", "unconfirmed_down", unconfirmed)
 	} else {
 		p.log.Warn("self-check failed; reports marked untrusted", "reason", why)
 	}

@@ -2,6 +2,7 @@ package health
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -558,4 +559,119 @@ func TestEtcdRestoredFromBackup(t *testing.T) {
 	if got := p.Status().Lease; got != lease {
 		t.Errorf("lease %x, want the lease that outlived the restore, %x", got, lease)
 	}
+}
+
+// TestGlobalOutageRecovery: when the load balancers of every region fail,
+// every prober distrusts itself and every region is unknown: a
+// fail-closed service keeps answering, with its degraded TTL. When they
+// come back, no prober votes a VIP down on what it saw while it
+// distrusted itself, so in no snapshot built from the first failure to
+// the full recovery does the service answer NODATA, which resolvers would
+// keep for the negative TTL.
+func TestGlobalOutageRecovery(t *testing.T) {
+	e := newEnv(t)
+	// fall 4 at 100ms ±10%: every VIP has failed once, and every prober
+	// distrusts itself, well before any VIP has failed four times.
+	check := fast("http")
+	check.Fall = 4
+	var lbs []*lb
+	svc := &regions.Service{Name: "closed.example.", TTL: 60, DegradedTTL: 7, Policy: regions.PolicyFailover,
+		AllDown: regions.AllDown{Mode: regions.AllDownFailClosed}}
+	for i, name := range []string{"a", "b", "c"} {
+		l := newLB(t)
+		lbs = append(lbs, l)
+		e.region(name, check, map[string]string{fmt.Sprintf("192.0.2.%d", i+1): l.addr()})
+		svc.Regions = append(svc.Regions, regions.ServiceRegion{Region: name, Weight: 1})
+	}
+	if _, err := e.store.PutService(etcdtest.Ctx(t), svc, store.Always); err != nil {
+		t.Fatal(err)
+	}
+	var ps []*proberRun
+	for _, id := range []string{"p1", "p2", "p3"} {
+		ps = append(ps, e.startProber(Config{ID: id}))
+	}
+	e.allUp(3)
+	e.waitAnswers("closed.example.", "192.0.2.1")
+
+	// Every snapshot from here on: the answer, and its TTL whenever a
+	// region's health is unknown.
+	var (
+		snaps, outage int
+		bad           []string
+	)
+	e.onSnapshot(func(s *regions.Snapshot) {
+		snaps++
+		v := s.ServiceByName("closed.example.")
+		d := s.Decide(v, nil, regions.QTypeA, 1)
+		unknown := false
+		for _, rs := range s.Regions() {
+			unknown = unknown || rs.Status == regions.HealthUnknown
+		}
+		switch {
+		case d.Kind != regions.KindAnswer:
+			bad = append(bad, "NODATA: "+describe(s))
+		case unknown && d.TTL != svc.DegradedTTL:
+			bad = append(bad, fmt.Sprintf("TTL %d with a region unknown: %s", d.TTL, describe(s)))
+		}
+		if unknown && allUncounted(s, 3) {
+			outage++
+		}
+	})
+
+	for _, l := range lbs {
+		l.set(lbDown)
+	}
+	etcdtest.WaitUntil(t, "every prober distrusting itself, every VIP down in its eyes", func() bool {
+		for _, p := range ps {
+			st := p.Status()
+			if st.Trusted {
+				return false
+			}
+			for _, ts := range st.Targets {
+				if !ts.Known || ts.Up {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	e.waitSnap("every VIP voted down by every prober, no vote counted", func(s *regions.Snapshot) bool {
+		for _, rs := range s.Regions() {
+			for _, v := range rs.VIPs {
+				for _, vote := range v.Votes {
+					if vote.Up {
+						return false
+					}
+				}
+			}
+		}
+		return allUncounted(s, 3)
+	})
+
+	for _, l := range lbs {
+		l.set(lbUp)
+	}
+	e.allUp(3)
+	e.onSnapshot(nil)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(bad) > 0 {
+		t.Fatalf("%d of %d snapshots wrong; the first: %s", len(bad), snaps, bad[0])
+	}
+	if outage == 0 {
+		t.Fatalf("no snapshot of the outage among %d", snaps)
+	}
+	t.Logf("%d snapshots, %d with every vote uncounted", snaps, outage)
+}
+
+// allUncounted says whether every VIP has n votes, none of them counted.
+func allUncounted(s *regions.Snapshot, n int) bool {
+	for _, rs := range s.Regions() {
+		for _, v := range rs.VIPs {
+			if len(v.Votes) != n || v.Up+v.Down != 0 {
+				return false
+			}
+		}
+	}
+	return len(s.Regions()) > 0
 }

@@ -250,12 +250,13 @@ func (p *Prober) flush(ctx context.Context, lease clientv3.LeaseID) error {
 }
 
 // reportLocked is region rs's report as the prober sees it now: the VIPs
-// whose state is decided, in the region's order.
+// whose state is decided (and, while trusted, confirmed when down; see
+// vipState.voted), in the region's order.
 func (p *Prober) reportLocked(rs *regionState, now time.Time) *regions.HealthReport {
 	rep := &regions.HealthReport{Region: rs.name, Prober: p.cfg.ID, ProberRegion: p.cfg.Region, Trusted: p.trusted, Observed: now, VIPs: []regions.VIPHealth{}}
 	for _, vip := range rs.vips {
 		t := rs.targets[vip]
-		if t == nil || !t.state.known {
+		if t == nil || !t.state.voted(p.trusted) {
 			continue
 		}
 		s := &t.state
