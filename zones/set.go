@@ -45,6 +45,21 @@ func NewSet(zs ...*Zone) (*Set, error) {
 // Zones lists the zones in canonical order.
 func (s *Set) Zones() []*Zone { return s.list }
 
+// loadedFrom returns the zone LoadSet loaded from spec, or nil: the zone
+// with the spec's origin, or for a spec without one, the zone loaded from
+// the same entry.
+func (s *Set) loadedFrom(spec FileSpec) *Zone {
+	if spec.Origin != "" {
+		return s.Zone(spec.Origin)
+	}
+	for _, z := range s.list {
+		if z.spec == spec {
+			return z
+		}
+	}
+	return nil
+}
+
 // Zone returns the zone with this apex (presentation form), or nil.
 func (s *Set) Zone(origin string) *Zone {
 	w, err := WireName(origin)
@@ -134,6 +149,11 @@ type FileSpec struct {
 // relative paths. With prev (a reload), a zone whose file fails keeps its
 // previous version serving and the error is returned beside the new set;
 // without prev (start-up) any failure returns a nil set.
+//
+// A zone configured without origin takes its apex from its SOA owner. A
+// reload never moves it: a new version whose SOA owner differs is refused
+// like a file that fails, since serving it would silently drop every name
+// of the previous apex. A restart takes the new apex.
 func LoadSet(specs []FileSpec, dir string, prev *Set) (*Set, error) {
 	var zs []*Zone
 	var errs []error
@@ -142,16 +162,24 @@ func LoadSet(specs []FileSpec, dir string, prev *Set) (*Set, error) {
 		if dir != "" && !filepath.IsAbs(path) {
 			path = filepath.Join(dir, path)
 		}
+		var old *Zone
+		if prev != nil {
+			old = prev.loadedFrom(spec)
+		}
 		z, err := LoadFile(path, LoadOptions{Origin: spec.Origin, Dir: dir})
+		if err == nil && old != nil && z.origin != old.origin {
+			z, err = nil, &Error{File: path, Msg: fmt.Sprintf("the SOA owner changed from %s to %s; the zone is configured without origin and a reload does not move its apex (a restart does)",
+				old.origin, z.origin)}
+		}
 		if err != nil {
-			errs = append(errs, err)
-			if prev != nil && spec.Origin != "" {
-				if old := prev.Zone(spec.Origin); old != nil {
-					zs = append(zs, old)
-				}
+			if old != nil {
+				err = fmt.Errorf("%w; zone %s keeps serving serial %d", err, old.origin, old.soa.Serial)
+				zs = append(zs, old)
 			}
+			errs = append(errs, err)
 			continue
 		}
+		z.spec = spec
 		zs = append(zs, z)
 	}
 	err := errors.Join(errs...)

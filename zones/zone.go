@@ -21,6 +21,11 @@ type Zone struct {
 
 	nxdomain *Answer
 	nodata   *Answer // for any name in the zone: names answered elsewhere (services)
+
+	// spec is the configuration entry LoadSet loaded the zone from (zero
+	// for zones built otherwise): a reload finds the previous version of
+	// a zone configured without origin by it.
+	spec FileSpec
 }
 
 // node is one owner name. Empty non-terminals are nodes without sets.

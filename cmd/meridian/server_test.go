@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/meridian-gslb/meridian/internal/etcdtest"
 )
 
 // testZone is the zone the end-to-end tests serve.
@@ -81,6 +83,7 @@ type serverSetup struct {
 	etcdEndpoints []string          // use this etcd; none: embedded on free ports
 	files         map[string][]byte // more files to write into the directory
 	zones         map[string]string // more zones to serve: origin -> zone file text
+	bareZones     map[string]string // more zones configured without origin: file name -> zone file text
 	args          []string          // more command-line arguments
 	embeddedPorts []int             // the embedded etcd's client and peer ports; none: free ones
 	etcdPrefix    string            // etcd.prefix; "": the default
@@ -121,6 +124,12 @@ func startServerWith(t testing.TB, setup serverSetup) *testServer {
 			t.Fatal(err)
 		}
 		zoneCfg += fmt.Sprintf("  - origin: %s\n    file: %szone\n", origin, origin)
+	}
+	for file, text := range setup.bareZones {
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		zoneCfg += fmt.Sprintf("  - file: %s\n", file)
 	}
 	if setup.etcdPrefix != "" {
 		etcdCfg += "  prefix: " + setup.etcdPrefix + "\n"
@@ -340,6 +349,54 @@ func TestServerReload(t *testing.T) {
 		t.Errorf("reload error does not name the file and line:\n%s", ts.stderr)
 	}
 	waitFor("192.0.2.2")
+}
+
+// TestServerReloadZoneWithoutOrigin: a zone configured without origin:
+// (its apex is its SOA owner) keeps serving its previous version when its
+// file fails on SIGHUP, or when its SOA owner moved, and the log names the
+// file and the cause.
+func TestServerReloadZoneWithoutOrigin(t *testing.T) {
+	zone := func(apex string, serial int, www string) string {
+		return fmt.Sprintf("$TTL 300\n%[1]s SOA ns1.%[1]s hostmaster.%[1]s %[2]d 7200 3600 1209600 60\n%[1]s NS ns1.%[1]s\nns1.%[1]s A 192.0.2.53\nwww.%[1]s A %[3]s\n",
+			apex, serial, www)
+	}
+	ts := startServerWith(t, serverSetup{bareZones: map[string]string{"net.zone": zone("example.net.", 1, "192.0.2.1")}})
+	path := filepath.Join(ts.dir, "net.zone")
+	write := func(text string) func() error {
+		return func() error { return os.WriteFile(path, []byte(text), 0o644) }
+	}
+	cases := []struct {
+		name   string
+		change func() error
+		want   string // in the log
+	}{
+		{"bad record", write(zone("example.net.", 2, "192.0.2.2") + "bad.example.net. A 192.0.2.999\n"), "net.zone:6:"},
+		{"SOA owner changed", write(zone("example.com.", 2, "192.0.2.2")), "the SOA owner changed from example.net. to example.com."},
+		{"missing file", func() error { return os.Remove(path) }, "net.zone: open"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			logged := func() int { return strings.Count(ts.stderr.String(), "some zones kept their previous version") }
+			before := logged()
+			if err := tc.change(); err != nil {
+				t.Fatal(err)
+			}
+			if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+				t.Fatal(err)
+			}
+			etcdtest.WaitUntil(t, "the failed reload logged", func() bool { return logged() > before })
+			if log := ts.stderr.String(); !strings.Contains(log, tc.want) || !strings.Contains(log, "zone example.net. keeps serving serial 1") {
+				t.Errorf("the log does not say %q and what keeps serving:\n%s", tc.want, log)
+			}
+			r := query(t, "udp", ts.addr(), "www.example.net.", dns.TypeA)
+			if r.Rcode != dns.RcodeSuccess || !r.Authoritative || len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "192.0.2.1" {
+				t.Fatalf("www.example.net. after the reload: %v", r)
+			}
+			if r := query(t, "udp", ts.addr(), "www.example.com.", dns.TypeA); r.Rcode != dns.RcodeRefused {
+				t.Errorf("www.example.com. after the reload: %s, want REFUSED", dns.RcodeToString[r.Rcode])
+			}
+		})
+	}
 }
 
 func TestServerConfigErrors(t *testing.T) {
