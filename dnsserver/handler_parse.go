@@ -207,10 +207,11 @@ func (q *query) parseOPT(fixed, rdata []byte) bool {
 }
 
 // parseECS reads an EDNS Client Subnet option (RFC 7871 §6): a known
-// family, a source prefix that fits it, exactly the address bytes the
-// prefix needs, and no bits set beyond the prefix.
+// family, a source prefix that fits it, a scope prefix of 0 (a query has
+// no scope yet: it MUST be 0), exactly the address bytes the prefix
+// needs, and no bits set beyond the prefix.
 func (q *query) parseECS(data []byte) bool {
-	if len(data) < 4 {
+	if len(data) < 4 || data[3] != 0 {
 		return false
 	}
 	family := binary.BigEndian.Uint16(data)
