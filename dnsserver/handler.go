@@ -2,6 +2,7 @@ package dnsserver
 
 import (
 	"encoding/binary"
+	"log/slog"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,9 @@ type HandlerConfig struct {
 	// answer, and a resolver asks again (or another server) rather than
 	// caching a failure.
 	WaitForSnapshot bool
+	// Logger gets the panics the handler recovers (a bug): the stack once
+	// per site, repeats rate-limited. nil: not logged, only counted.
+	Logger *slog.Logger
 }
 
 // DefaultMaxUDPSize is the EDNS buffer size we advertise by default.
@@ -58,6 +62,9 @@ type Handler struct {
 	loading atomic.Bool
 	metrics *Metrics
 	ecs     regions.ECSConfig // normalized
+	// panicLog logs what ServePacket recovers; the transport's recovery,
+	// which would log, is skipped for this handler (selfRecovering).
+	panicLog panicLog
 }
 
 var _ PacketHandler = (*Handler)(nil)
@@ -80,6 +87,10 @@ func NewHandler(cfg HandlerConfig, set *zones.Set, m *Metrics) *Handler {
 		h.metrics = NewMetrics()
 	}
 	h.ecs = cfg.ECS.Normalized()
+	h.panicLog.log = cfg.Logger
+	if h.panicLog.log == nil {
+		h.panicLog.log = slog.New(slog.DiscardHandler)
+	}
 	h.zones.Store(set)
 	return h
 }
@@ -156,8 +167,13 @@ func (h *Handler) ServePacket(resp, req []byte, src netip.AddrPort, proto Proto)
 	defer func() {
 		// A bug must cost one query, never the listener.
 		if r := recover(); r != nil {
-			h.metrics.panics.Add(1)
+			n := h.metrics.panics.Add(1)
 			out = h.panicReply(resp, req, &q, proto)
+			outcome := "answered SERVFAIL"
+			if out == nil {
+				outcome = "message dropped"
+			}
+			h.panicLog.record(r, proto, outcome, n)
 		}
 	}()
 	out = h.servePacket(resp, req, &q, src, proto)

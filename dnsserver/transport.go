@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -164,7 +163,7 @@ type Transport struct {
 	udp        []udpServer // set by Listen, read-only afterwards
 	tcpCounter tcpCounters
 	panics     atomic.Uint64
-	lastPanic  atomic.Int64 // unix nanoseconds of the last logged panic
+	panicLog   panicLog
 
 	failOnce sync.Once
 	failErr  error
@@ -302,6 +301,7 @@ func NewTransport(cfg TransportConfig, h PacketHandler, logger *slog.Logger) (*T
 		h:         h,
 		hRecovers: recovers,
 		log:       logger,
+		panicLog:  panicLog{log: logger},
 		conns:     make(map[*net.TCPConn]struct{}),
 		stopc:     make(chan struct{}),
 		failed:    make(chan struct{}),
@@ -619,22 +619,10 @@ func (t *Transport) serveRecovering(resp, req []byte, src netip.AddrPort, proto 
 	return t.h.ServePacket(resp, req, src, proto), true
 }
 
-// panicLogInterval rate-limits panic logs so hostile input cannot flood them.
-const panicLogInterval = 10 * time.Second
-
+// handlerPanicked counts and logs a panic the transport recovered; it is
+// called from the recovering deferred function.
 func (t *Transport) handlerPanicked(r any, proto Proto) {
-	n := t.panics.Add(1)
-	now := time.Now().UnixNano()
-	last := t.lastPanic.Load()
-	if last != 0 && now-last < int64(panicLogInterval) {
-		return
-	}
-	if !t.lastPanic.CompareAndSwap(last, now) {
-		return
-	}
-	t.log.Error("dns handler panicked; message dropped",
-		slog.String("proto", proto.String()), slog.Any("panic", r),
-		slog.Uint64("panics_total", n), slog.String("stack", string(debug.Stack())))
+	t.panicLog.record(r, proto, "message dropped", t.panics.Add(1))
 }
 
 // udpSocketsPerAddr is the number of UDP sockets bound per address.

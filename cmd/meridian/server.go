@@ -174,6 +174,7 @@ func newServer(cfg *Config, set *zones.Set, log *slog.Logger) (*server, error) {
 		// Services come with the first snapshot; until then nobody knows
 		// which names they hold, in any zone.
 		WaitForSnapshot: true,
+		Logger:          log.With("component", "dns"),
 	}
 	for _, p := range cfg.DNS.TransferACL {
 		prefix, _ := parsePrefix(p) // validated
