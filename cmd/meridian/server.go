@@ -115,7 +115,11 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 0
 	}
 
-	s, err := newServer(cfg, set, log)
+	// GOMAXPROCS is set here, as a step of its own, not as a side effect
+	// of building the server.
+	procs := planUDPProcs(cfg, runtimeProcs, os.Getenv("GOMAXPROCS") != "", runtime.GOOS)
+	procs.apply(log)
+	s, err := newServer(cfg, set, log, procs.sockets)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
@@ -166,7 +170,9 @@ type server struct {
 	watcher  *store.Watcher
 }
 
-func newServer(cfg *Config, set *zones.Set, log *slog.Logger) (*server, error) {
+// newServer builds the server; udpSockets is the UDP sockets per address
+// (planUDPProcs).
+func newServer(cfg *Config, set *zones.Set, log *slog.Logger, udpSockets int) (*server, error) {
 	s := &server{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
 	hcfg := dnsserver.HandlerConfig{
 		MaxUDPSize: cfg.DNS.MaxUDPSize,
@@ -247,7 +253,7 @@ func newServer(cfg *Config, set *zones.Set, log *slog.Logger) (*server, error) {
 
 	t, err := dnsserver.NewTransport(dnsserver.TransportConfig{
 		Addrs:           cfg.Listen.DNS,
-		UDPSockets:      udpProcs(cfg, log),
+		UDPSockets:      udpSockets,
 		UDPBatch:        cfg.DNS.UDPBatch,
 		MaxUDPReply:     cfg.DNS.MaxUDPSize,
 		TCPIdleTimeout:  time.Duration(cfg.DNS.TCPIdleTimeout),
@@ -689,34 +695,64 @@ func (c *Config) ecsConfig() regions.ECSConfig {
 	return regions.ECSConfig{MaxV4: c.ECS.MaxPrefixV4, MaxV6: c.ECS.MaxPrefixV6, TrustPrivate: c.ECS.TrustPrivate}.Normalized()
 }
 
-// baseProcs is GOMAXPROCS as the process started: one P per CPU it may
-// use, unless the GOMAXPROCS variable said otherwise.
-var baseProcs = runtime.GOMAXPROCS(0)
+// runtimeProcs is GOMAXPROCS as the Go runtime chose it when the process
+// started: the GOMAXPROCS variable when it is set, else the CPUs the
+// process may run on, lowered to its cgroup CPU limit (rounded up, at
+// least 2). It is read at package initialization, before anything in the
+// process changes it: a raise starts from it, never from runtime.NumCPU
+// (which ignores the cgroup limit) nor from an earlier raise (tests start
+// several servers in one process).
+var runtimeProcs = runtime.GOMAXPROCS(0)
 
-// udpProcs returns the UDP sockets per address (dns.udp_sockets, or one
-// per CPU) and, unless GOMAXPROCS is set in the environment, gives every
-// UDP loop a P of its own on top of one per CPU. A loop with a P of its
+// udpProcs is how the server gives its UDP loops Ps: the sockets per
+// address, and the GOMAXPROCS to set (0: leave it), with the reason.
+type udpProcs struct {
+	sockets int // UDP sockets per address
+	loops   int // sockets × addresses
+	base    int // GOMAXPROCS as the runtime chose it
+	procs   int // GOMAXPROCS to set; 0: leave it
+	reason  string
+}
+
+// planUDPProcs decides, changing nothing: dns.udp_sockets per address (0:
+// one per P of base) and, on Linux unless the GOMAXPROCS variable is set,
+// a P of its own for every UDP loop on top of base. A loop with a P of its
 // own waits for datagrams inside recvmmsg, as a C server's thread does,
-// instead of in the Go netpoller: less CPU per query
-// (docs/architecture.md, "How the UDP loops wait"). The Ps of blocked
-// loops use no CPU; the others run everything else as before.
-func udpProcs(cfg *Config, log *slog.Logger) int {
-	sockets := cfg.DNS.UDPSockets
-	if sockets == 0 {
-		sockets = baseProcs
+// instead of in the Go netpoller: less CPU per query (docs/architecture.md,
+// "How the UDP loops wait"). The Ps of blocked loops use no CPU; the
+// others run everything else as before.
+func planUDPProcs(cfg *Config, base int, envSet bool, goos string) udpProcs {
+	p := udpProcs{sockets: cfg.DNS.UDPSockets, base: base}
+	if p.sockets == 0 {
+		p.sockets = base
 	}
-	if runtime.GOOS != "linux" || os.Getenv("GOMAXPROCS") != "" {
-		return sockets
+	p.loops = p.sockets * len(cfg.Listen.DNS)
+	switch {
+	case goos != "linux":
+		p.reason = "UDP loops wait in recvmmsg on Linux only"
+	case envSet:
+		p.reason = "set by the GOMAXPROCS environment variable"
+	case p.loops > 8*base:
+		// A P each would buy nothing but threads.
+		p.reason = "more than 8 UDP loops per P: they share the Ps and wait in the netpoller"
+	default:
+		p.procs = base + p.loops
+		p.reason = "a P per UDP loop besides one per CPU, so that every loop waits in recvmmsg"
 	}
-	loops := sockets * len(cfg.Listen.DNS)
-	if loops > 8*baseProcs {
-		// Far more loops than CPUs: a P each would buy nothing but
-		// threads; the loops share the Ps and wait in the netpoller.
-		return sockets
+	return p
+}
+
+// apply is the step of the server's start that sets GOMAXPROCS for the
+// UDP loops, before the listeners choose how their loops wait; it logs
+// what it did and why. A GOMAXPROCS set here stays for the life of the
+// process: the runtime then no longer follows changes of the CPU limit,
+// and neither does the number of sockets, chosen at start too, so a
+// changed CPU limit takes a restart.
+func (p udpProcs) apply(log *slog.Logger) {
+	if p.procs == 0 {
+		log.Info("GOMAXPROCS left as it is", "gomaxprocs", runtime.GOMAXPROCS(0), "udp_loops", p.loops, "reason", p.reason)
+		return
 	}
-	if n := baseProcs + loops; n != runtime.GOMAXPROCS(0) {
-		runtime.GOMAXPROCS(n)
-		log.Debug("GOMAXPROCS raised for the UDP loops", "gomaxprocs", n, "udp_loops", loops)
-	}
-	return sockets
+	was := runtime.GOMAXPROCS(p.procs)
+	log.Info("GOMAXPROCS raised for the UDP loops", "gomaxprocs", p.procs, "runtime_chose", p.base, "was", was, "udp_loops", p.loops, "reason", p.reason)
 }

@@ -226,6 +226,13 @@ func TestServerEndToEnd(t *testing.T) {
 	ts := startServer(t, "")
 	addr := ts.addr()
 
+	t.Run("the GOMAXPROCS step logged once", func(t *testing.T) {
+		log := ts.stderr.String()
+		n := strings.Count(log, "GOMAXPROCS raised for the UDP loops") + strings.Count(log, "GOMAXPROCS left as it is")
+		if n != 1 || !strings.Contains(log, "reason=") {
+			t.Errorf("GOMAXPROCS step logged %d times, want once with its reason:\n%s", n, log)
+		}
+	})
 	t.Run("udp and tcp", func(t *testing.T) {
 		for _, n := range []string{"udp", "tcp"} {
 			r := query(t, n, addr, "www.example.org.", dns.TypeA)
