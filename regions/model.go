@@ -182,6 +182,23 @@ type VIPHealth struct {
 	// when it answers JSON with them (docs/health.md); nil otherwise.
 	Load     *float64 `json:"load,omitempty"`
 	Capacity *float64 `json:"capacity,omitempty"`
+	// LoadObserved is when Load and Capacity were read. A region's load
+	// ignores readings older than the service's max_signal_age, so stale
+	// load never steers.
+	LoadObserved time.Time `json:"load_observed,omitzero"`
+	// LoadSource names where Load came from: "health" (the check's JSON
+	// answer), "haproxy" or "prometheus" (the load balancer's own
+	// statistics).
+	LoadSource string `json:"load_source,omitempty"`
+	// LoadError says why the configured statistics source gave no load
+	// (unreachable, malformed, metric missing): the load is then unknown,
+	// which never takes a VIP down.
+	LoadError string `json:"load_error,omitempty"`
+	// Passive is set when Up is false because of passive health alone
+	// (the load balancer's error ratio) while the active check passes.
+	// Passive signals alone eject at most a service's max_ejection of its
+	// healthy capacity.
+	Passive bool `json:"passive,omitempty"`
 }
 
 // ProberInfo registers a prober agent, bound to its lease.
