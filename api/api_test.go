@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/meridian-gslb/meridian/api/apitypes"
 	"github.com/meridian-gslb/meridian/regions"
 )
 
@@ -169,7 +170,7 @@ func TestAuditThroughTheAPI(t *testing.T) {
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"changed": false`) {
 		t.Fatalf("%d %s", rec.Code, rec.Body)
 	}
-	var page auditResponse
+	var page apitypes.AuditPage
 	rec = f.do(req{method: "GET", path: "/v1/audit?limit=2", token: readSecret})
 	if err := json.Unmarshal(rec.Body.Bytes(), &page); err != nil || len(page.Records) != 2 {
 		t.Fatalf("%s", rec.Body)
@@ -189,7 +190,7 @@ func TestAuditThroughTheAPI(t *testing.T) {
 	}
 	// The next page goes on where this one ended.
 	rec = f.do(req{method: "GET", path: "/v1/audit?limit=2&after=" + page.Next, token: readSecret})
-	var next auditResponse
+	var next apitypes.AuditPage
 	if err := json.Unmarshal(rec.Body.Bytes(), &next); err != nil || len(next.Records) == 0 || next.Records[0].Actor != "seed" {
 		t.Fatalf("%s", rec.Body)
 	}
@@ -336,7 +337,7 @@ func TestSharesDryRun(t *testing.T) {
 	f := newFixture(t, fixtureOpts{})
 	f.unchanged(t, func() {
 		rec := f.do(req{method: "PUT", path: "/v1/services/api.gslb.example/weights?dry_run=true", body: `{"weights":{"us-east":1,"eu-west":3}}`, token: adminSecret})
-		var ch changeResponse
+		var ch apitypes.ChangeResponse
 		if err := json.Unmarshal(rec.Body.Bytes(), &ch); err != nil || !ch.DryRun || !ch.Changed {
 			t.Fatalf("%d %s", rec.Code, rec.Body)
 		}

@@ -9,36 +9,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/meridian-gslb/meridian/api/apitypes"
 	"github.com/meridian-gslb/meridian/regions"
 )
-
-// explainResponse is what GET /v1/explain returns.
-type explainResponse struct {
-	Name string `json:"name"`
-	// Service is the service that answers Name: Name itself, or the end
-	// of the CNAME chain that starts at it.
-	Service string `json:"service"`
-	// CNAMEs are the CNAME records a resolver passes from Name to Service.
-	CNAMEs []string `json:"cnames,omitempty"`
-	QType  string   `json:"type"`
-	// Client is who the decision is for, as DNS derives it from Resolver
-	// and ECS.
-	Client      string               `json:"client"`
-	Resolver    string               `json:"resolver"`
-	ECS         *explainECS          `json:"ecs,omitempty"`
-	Revision    int64                `json:"revision"`
-	Decision    regions.Decision     `json:"decision"`
-	Explanation *regions.Explanation `json:"explanation"`
-}
-
-// explainECS is the ECS option of the explained query and what DNS makes
-// of it.
-type explainECS struct {
-	Subnet string         `json:"subnet"`
-	Use    regions.ECSUse `json:"use"`
-	// Scope is the SCOPE PREFIX-LENGTH the DNS reply carries.
-	Scope int `json:"scope"`
-}
 
 // explain answers
 // GET /v1/explain?name=NAME[&client=SUBNET][&resolver=ADDR][&type=A|AAAA][&seed=N]:
@@ -120,7 +93,7 @@ func (a *apiServer) explain(w http.ResponseWriter, r *http.Request) {
 	}
 	c, use := a.opts.ECS.Client(resolver, ecs, loc)
 	d, ex := snap.Explain(v, &c, qtype, rnd)
-	resp := explainResponse{
+	resp := apitypes.Explain{
 		Name: name, Service: v.Name(), CNAMEs: cnames, QType: map[uint16]string{regions.QTypeA: "A", regions.QTypeAAAA: "AAAA"}[qtype],
 		Client: netip.PrefixFrom(c.Addr, c.Bits).String(), Resolver: resolver.String(),
 		Revision: snap.Revision(), Decision: d, Explanation: ex,
@@ -130,7 +103,7 @@ func (a *apiServer) explain(w http.ResponseWriter, r *http.Request) {
 		if d.Kind == regions.KindAnswer {
 			scope = use.ReplyScope(ecs, d.Scope)
 		}
-		resp.ECS = &explainECS{Subnet: ecs.String(), Use: use, Scope: scope}
+		resp.ECS = &apitypes.ExplainECS{Subnet: ecs.String(), Use: use, Scope: scope}
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

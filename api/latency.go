@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meridian-gslb/meridian/api/apitypes"
 	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/regions/store"
 )
@@ -65,7 +66,7 @@ func (a *apiServer) putLatency(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, p)
 		return
 	}
-	respond(w, changeResponse{Change: ch, Entries: n})
+	respond(w, apitypes.ChangeResponse{Change: ch, Entries: n})
 }
 
 // eofDeadline reads a request body and, once it is read to the end,

@@ -12,8 +12,8 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/meridian-gslb/meridian/api/apitypes"
 	"github.com/meridian-gslb/meridian/regions"
-	"github.com/meridian-gslb/meridian/regions/store"
 )
 
 // opDoc documents one route for the OpenAPI document.
@@ -41,17 +41,17 @@ type paramDoc struct {
 var (
 	readErrors  = []int{401, 404, 503}
 	writeErrors = []int{400, 401, 403, 404, 409, 412, 413, 503}
-	healthResp  = map[string]string{}
+	healthResp  = apitypes.Health{}
 )
 
 var (
 	docLive    = opDoc{summary: "Liveness: the process answers", resp: healthResp}
 	docReady   = opDoc{summary: "Readiness: zones, GeoIP (when configured) and a regions snapshot are loaded; 503 until then", resp: healthResp}
-	docDetails = opDoc{summary: "Readiness, zones, DNS transport counters and the status", resp: detailsResponse{}, errors: []int{401}}
+	docDetails = opDoc{summary: "Readiness, zones, DNS transport counters and the status", resp: apitypes.Details{}, errors: []int{401}}
 	docMetrics = opDoc{summary: "Prometheus metrics (text exposition format)", text: true}
 	docOpenAPI = opDoc{summary: "This document (OpenAPI 3.1)", resp: map[string]any{}}
 	docStatus  = opDoc{summary: "Each region's state, VIPs and prober votes, answers per region, each service's weights and expected shares, the snapshot's revision and age",
-		resp: statusResponse{}, errors: []int{401}}
+		resp: apitypes.Status{}, errors: []int{401}}
 	docExplain = opDoc{summary: "The decision a DNS query would get now, with every step",
 		query: []paramDoc{
 			{"name", "string", "service name, with or without the final dot", true},
@@ -59,48 +59,43 @@ var (
 			{"type", "string", "A (default) or AAAA", false},
 			{"seed", "integer", "fixes the weighted random draw", false},
 		},
-		resp: explainResponse{}, errors: []int{400, 401, 404, 503}}
-	docListRegions  = opDoc{summary: "Every region, and the etcd revision it was read at (ETag)", resp: regionList{}, errors: readErrors}
+		resp: apitypes.Explain{}, errors: []int{400, 401, 404, 503}}
+	docListRegions  = opDoc{summary: "Every region, and the etcd revision it was read at (ETag)", resp: apitypes.RegionList{}, errors: readErrors}
 	docGetRegion    = opDoc{summary: "One region; the ETag is its mod revision", resp: regions.Region{}, errors: readErrors}
-	docPutRegion    = opDoc{summary: "Create or replace a region", body: regions.Region{}, resp: changeResponse{}, errors: writeErrors}
-	docDeleteRegion = opDoc{summary: "Delete a region no service uses (409 while one does)", resp: changeResponse{}, errors: writeErrors}
-	docDrain        = opDoc{summary: "Drain a region: take it out of every answer, whatever the weights", resp: changeResponse{}, errors: writeErrors}
-	docUndrain      = opDoc{summary: "Undrain a region: answer it again by its weights", resp: changeResponse{}, errors: writeErrors}
-	docListServices = opDoc{summary: "Every service, and the etcd revision it was read at (ETag)", resp: serviceList{}, errors: readErrors}
+	docPutRegion    = opDoc{summary: "Create or replace a region", body: regions.Region{}, resp: apitypes.ChangeResponse{}, errors: writeErrors}
+	docDeleteRegion = opDoc{summary: "Delete a region no service uses (409 while one does)", resp: apitypes.ChangeResponse{}, errors: writeErrors}
+	docDrain        = opDoc{summary: "Drain a region: take it out of every answer, whatever the weights", resp: apitypes.ChangeResponse{}, errors: writeErrors}
+	docUndrain      = opDoc{summary: "Undrain a region: answer it again by its weights", resp: apitypes.ChangeResponse{}, errors: writeErrors}
+	docListServices = opDoc{summary: "Every service, and the etcd revision it was read at (ETag)", resp: apitypes.ServiceList{}, errors: readErrors}
 	docGetService   = opDoc{summary: "One service; the ETag is its mod revision", resp: regions.Service{}, errors: readErrors}
-	docPutService   = opDoc{summary: "Create or replace a service; every region it names must exist", body: regions.Service{}, resp: changeResponse{}, errors: writeErrors}
+	docPutService   = opDoc{summary: "Create or replace a service; every region it names must exist", body: regions.Service{}, resp: apitypes.ChangeResponse{}, errors: writeErrors}
 	docPutServices  = opDoc{summary: "Create or replace several services at once",
 		description: "Each service is validated against the regions first; one invalid service refuses the whole batch " +
 			"(errors name it as services[i]). The services are then written in groups, each group one etcd transaction " +
 			"within etcd's request limits, each service with its audit record; a service that would not change is not written. " +
 			"At most 1000 services per request (and api.max_body_bytes).",
-		body: servicesBatch{}, resp: batchResponse{}, errors: []int{400, 401, 403, 409, 413, 503}}
-	docDeleteService = opDoc{summary: "Delete a service", resp: changeResponse{}, errors: writeErrors}
-	docGetWeights    = opDoc{summary: "A service's weights and the share of answers each region can expect", resp: weightsResponse{}, errors: readErrors}
+		body: apitypes.ServiceBatch{}, resp: apitypes.BatchResponse{}, errors: []int{400, 401, 403, 409, 413, 503}}
+	docDeleteService = opDoc{summary: "Delete a service", resp: apitypes.ChangeResponse{}, errors: writeErrors}
+	docGetWeights    = opDoc{summary: "A service's weights and the share of answers each region can expect", resp: apitypes.Weights{}, errors: readErrors}
 	docPutWeights    = opDoc{summary: "Replace every weight of a service: regions not named get 0",
-		body: weightsRequest{}, resp: changeResponse{}, errors: writeErrors}
-	docPatchWeights = opDoc{summary: "Change the weights of the regions named", body: weightsRequest{}, resp: changeResponse{}, errors: writeErrors}
+		body: apitypes.WeightsRequest{}, resp: apitypes.ChangeResponse{}, errors: writeErrors}
+	docPatchWeights = opDoc{summary: "Change the weights of the regions named", body: apitypes.WeightsRequest{}, resp: apitypes.ChangeResponse{}, errors: writeErrors}
 	docPutLatency   = opDoc{summary: "Replace the latency table",
 		description: "The body is CSV, one \"cidr,region,rtt_ms\" entry per line, at most api.max_latency_bytes (64 MiB by default); " +
 			"it is parsed as it arrives and checked whole before anything is written.",
-		csv: true, resp: changeResponse{}, errors: []int{400, 401, 403, 413, 503}}
+		csv: true, resp: apitypes.ChangeResponse{}, errors: []int{400, 401, 403, 413, 503}}
 	docAcceptEmpty = opDoc{summary: "Serve the empty state from etcd that this server refuses",
 		description: "A listing from etcd with no regions and no services is not served over a state that has some " +
 			"(a fresh cluster or a wrong prefix would wipe steering); this is the operator's confirmation that etcd " +
 			"is meant to be empty. It acts on this server only (call each server); 409 when it refuses nothing.",
-		resp: changeResponse{}, errors: []int{400, 401, 403, 409, 503}}
+		resp: apitypes.ChangeResponse{}, errors: []int{400, 401, 403, 409, 503}}
 	docAudit = opDoc{summary: "The audit log, newest first, a page at a time",
 		query: []paramDoc{
 			{"limit", "integer", "records per page, 1 to 500 (default 50)", false},
 			{"after", "string", "the next cursor of the page before", false},
 		},
-		resp: auditResponse{}, errors: []int{400, 401, 503}}
+		resp: apitypes.AuditPage{}, errors: []int{400, 401, 503}}
 )
-
-// weightsRequest documents the body of PUT and PATCH …/weights.
-type weightsRequest struct {
-	Weights map[string]uint32 `json:"weights"`
-}
 
 var pathParamRE = regexp.MustCompile(`\{([a-z_]+)\}`)
 
@@ -235,7 +230,6 @@ var (
 	prefixType   = reflect.TypeFor[netip.Prefix]()
 	durationType = reflect.TypeFor[regions.Duration]()
 	rawType      = reflect.TypeFor[json.RawMessage]()
-	changeType   = reflect.TypeFor[store.Change]()
 )
 
 func (g *schemaGen) schema(t reflect.Type) map[string]any {
@@ -330,9 +324,6 @@ func (g *schemaGen) fields(t reflect.Type, props map[string]any, required *[]str
 }
 
 func componentName(t reflect.Type) string {
-	if t == changeType {
-		return "Change"
-	}
 	n := t.Name()
 	if n == "" {
 		return "Object"

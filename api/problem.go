@@ -8,32 +8,16 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/meridian-gslb/meridian/api/apitypes"
 	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/regions/store"
 )
 
-// Problem is an RFC 9457 problem details object.
-type Problem struct {
-	Type   string `json:"type,omitempty"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail,omitempty"`
-	// Errors lists the invalid fields, each by its name in the request
-	// ("regions[0].weight", "weights.eu-west", a query parameter, a
-	// header).
-	Errors []FieldError `json:"errors,omitempty"`
-	// CurrentRevision is the object's mod revision when a precondition
-	// failed (0: it does not exist).
-	CurrentRevision *int64 `json:"current_revision,omitempty"`
-	// RetryAfter (seconds) repeats the Retry-After header of a 503.
-	RetryAfter int `json:"retry_after,omitempty"`
-}
+// Problem is an RFC 9457 problem details object (apitypes.Problem).
+type Problem = apitypes.Problem
 
 // FieldError is one invalid input field.
-type FieldError struct {
-	Field   string `json:"field"`
-	Message string `json:"message"`
-}
+type FieldError = apitypes.FieldError
 
 // writeProblem answers with application/problem+json.
 func writeProblem(w http.ResponseWriter, p Problem) {

@@ -13,43 +13,10 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/meridian-gslb/meridian/api/apitypes"
 	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/regions/store"
 )
-
-// regionList is what GET /v1/regions returns.
-type regionList struct {
-	// Revision is the etcd revision the list was read at.
-	Revision int64             `json:"revision"`
-	Regions  []*regions.Region `json:"regions"`
-}
-
-// serviceList is what GET /v1/services returns.
-type serviceList struct {
-	Revision int64              `json:"revision"`
-	Services []*regions.Service `json:"services"`
-}
-
-// changeResponse is what every write returns: what changed (or, with
-// ?dry_run=true, would change).
-type changeResponse struct {
-	store.Change
-	// ExpectedShare (weights) is the share of answers each region can
-	// expect after the change, per address family ("ipv4", "ipv6"), with
-	// the health the server sees now.
-	ExpectedShare map[string]regions.Shares `json:"expected_share,omitempty"`
-	// Entries (latency) is the number of entries in the table.
-	Entries int `json:"entries,omitempty"`
-}
-
-// weightsResponse is what GET /v1/services/{name}/weights returns.
-type weightsResponse struct {
-	Service string `json:"service"`
-	// Revision is the service's mod revision (also the ETag).
-	Revision      int64                     `json:"revision"`
-	Weights       map[string]uint32         `json:"weights"`
-	ExpectedShare map[string]regions.Shares `json:"expected_share"`
-}
 
 // weightsBody is the body of PUT and PATCH /v1/services/{name}/weights.
 // The weights are read as JSON values first so that a negative or
@@ -60,7 +27,7 @@ type weightsBody struct {
 
 // respond answers a write with its change: 201 when it created the
 // object, 200 otherwise; the ETag is the object's revision after it.
-func respond(w http.ResponseWriter, resp changeResponse) {
+func respond(w http.ResponseWriter, resp apitypes.ChangeResponse) {
 	ch := resp.Change
 	if ch.After != nil && ch.Revision > 0 {
 		w.Header().Set("ETag", etag(ch.Revision))
@@ -143,7 +110,7 @@ func (a *apiServer) listRegions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("ETag", etag(rev))
-	writeJSON(w, http.StatusOK, regionList{Revision: rev, Regions: list})
+	writeJSON(w, http.StatusOK, apitypes.RegionList{Revision: rev, Regions: list})
 }
 
 func (a *apiServer) getRegion(w http.ResponseWriter, r *http.Request) {
@@ -183,7 +150,7 @@ func (a *apiServer) putRegion(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	respond(w, changeResponse{Change: wr.ch})
+	respond(w, apitypes.ChangeResponse{Change: wr.ch})
 }
 
 // noCreateOnly refuses If-None-Match on a request that cannot create.
@@ -209,7 +176,7 @@ func (a *apiServer) deleteRegion(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	respond(w, changeResponse{Change: wr.ch})
+	respond(w, apitypes.ChangeResponse{Change: wr.ch})
 }
 
 // drain answers POST /v1/regions/{name}/drain and …/undrain.
@@ -228,7 +195,7 @@ func (a *apiServer) drain(drained bool) http.HandlerFunc {
 			a.fail(w, r, err)
 			return
 		}
-		respond(w, changeResponse{Change: wr.ch})
+		respond(w, apitypes.ChangeResponse{Change: wr.ch})
 	}
 }
 
@@ -244,7 +211,7 @@ func (a *apiServer) listServices(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("ETag", etag(rev))
-	writeJSON(w, http.StatusOK, serviceList{Revision: rev, Services: list})
+	writeJSON(w, http.StatusOK, apitypes.ServiceList{Revision: rev, Services: list})
 }
 
 // serviceName is the path's service name, with or without the final dot,
@@ -292,36 +259,14 @@ func (a *apiServer) putService(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	respond(w, changeResponse{Change: wr.ch})
-}
-
-// servicesBatch is the body of POST /v1/services.
-type servicesBatch struct {
-	Services []*regions.Service `json:"services"`
-}
-
-// batchResponse answers POST /v1/services: each service's change, in the
-// order of the request.
-type batchResponse struct {
-	Changes []store.Change `json:"changes"`
-	// Changed says whether any service changed (or would, in a dry run);
-	// Counts how many were created, replaced and left as they were.
-	Changed bool        `json:"changed"`
-	DryRun  bool        `json:"dry_run"`
-	Counts  batchCounts `json:"counts"`
-}
-
-type batchCounts struct {
-	Created   int `json:"created"`
-	Replaced  int `json:"replaced"`
-	Unchanged int `json:"unchanged"`
+	respond(w, apitypes.ChangeResponse{Change: wr.ch})
 }
 
 // putServices creates or replaces the services of the body, in batches
 // of etcd transactions (store.PutServices): how `meridian ctl apply`
 // writes thousands of services.
 func (a *apiServer) putServices(w http.ResponseWriter, r *http.Request) {
-	var body servicesBatch
+	var body apitypes.ServiceBatch
 	if !decodeJSON(w, r, a.opts.MaxBodyBytes, &body) {
 		return
 	}
@@ -361,7 +306,7 @@ func (a *apiServer) putServices(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	resp := batchResponse{Changes: changes, DryRun: dry}
+	resp := apitypes.BatchResponse{Changes: changes, DryRun: dry}
 	if resp.Changes == nil {
 		resp.Changes = []store.Change{}
 	}
@@ -393,7 +338,7 @@ func (a *apiServer) deleteService(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	respond(w, changeResponse{Change: wr.ch})
+	respond(w, apitypes.ChangeResponse{Change: wr.ch})
 }
 
 func (a *apiServer) getWeights(w http.ResponseWriter, r *http.Request) {
@@ -412,7 +357,7 @@ func (a *apiServer) getWeights(w http.ResponseWriter, r *http.Request) {
 		ws[sr.Region] = sr.Weight
 	}
 	w.Header().Set("ETag", etag(rev))
-	writeJSON(w, http.StatusOK, weightsResponse{Service: svc.Name, Revision: rev, Weights: ws, ExpectedShare: a.shares(svc)})
+	writeJSON(w, http.StatusOK, apitypes.Weights{Service: svc.Name, Revision: rev, Weights: ws, ExpectedShare: a.shares(svc)})
 }
 
 // setWeights answers PUT (replace: every region of the service not named
@@ -464,7 +409,7 @@ func (a *apiServer) setWeights(replace bool) http.HandlerFunc {
 			a.fail(w, r, err)
 			return
 		}
-		resp := changeResponse{Change: wr.ch}
+		resp := apitypes.ChangeResponse{Change: wr.ch}
 		var after regions.Service
 		if err := json.Unmarshal(wr.ch.After, &after); err == nil {
 			resp.ExpectedShare = a.shares(&after)

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/meridian-gslb/meridian/api/apitypes"
 	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/regions/store"
 )
@@ -174,17 +175,17 @@ func (a *apiServer) routes() []route {
 }
 
 func (a *apiServer) live(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "live"})
+	writeJSON(w, http.StatusOK, apitypes.Health{Status: "live"})
 }
 
 func (a *apiServer) ready(w http.ResponseWriter, _ *http.Request) {
 	if a.opts.Ready != nil {
 		if err := a.opts.Ready(); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+			writeJSON(w, http.StatusServiceUnavailable, apitypes.Health{Status: "not ready", Reason: err.Error()})
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	writeJSON(w, http.StatusOK, apitypes.Health{Status: "ready"})
 }
 
 // acceptEmpty is the operator's confirmation that etcd is meant to hold no
@@ -222,7 +223,7 @@ func (a *apiServer) acceptEmpty(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, changeResponse{Change: ch})
+	writeJSON(w, http.StatusOK, apitypes.ChangeResponse{Change: ch})
 }
 
 // storeFor returns the store and a context bounded by the write timeout,

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/meridian-gslb/meridian/api/apitypes"
 	"github.com/meridian-gslb/meridian/internal/etcdtest"
 	"github.com/meridian-gslb/meridian/regions"
 )
@@ -71,7 +72,7 @@ func routeCases() []routeCase {
 			}},
 		{method: "GET", pattern: "/v1/status", path: "/v1/status", ok: 200,
 			check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder) {
-				var st statusResponse
+				var st apitypes.Status
 				if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil {
 					t.Fatal(err)
 				}
@@ -92,7 +93,7 @@ func routeCases() []routeCase {
 			}},
 		{method: "GET", pattern: "/v1/regions", path: "/v1/regions", ok: 200, etcd: true,
 			check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder) {
-				var l regionList
+				var l apitypes.RegionList
 				if err := json.Unmarshal(rec.Body.Bytes(), &l); err != nil || len(l.Regions) != 4 || rec.Header().Get("ETag") != etag(l.Revision) {
 					t.Fatalf("%s (%v) ETag %s", rec.Body, err, rec.Header().Get("ETag"))
 				}
@@ -153,7 +154,7 @@ func routeCases() []routeCase {
 			invalidBody: `{"services":[` + serviceBody + `,` + strings.Replace(serviceBody, `"ttl":120`, `"ttl":0`, 1) + `]}`, invalidField: "services[1].ttl",
 			jsonBody: true,
 			check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder) {
-				var br batchResponse
+				var br apitypes.BatchResponse
 				if err := json.Unmarshal(rec.Body.Bytes(), &br); err != nil || len(br.Changes) != 1 || br.Counts.Created+br.Counts.Replaced+br.Counts.Unchanged != 1 {
 					t.Fatalf("%s (%v)", rec.Body, err)
 				}
@@ -166,7 +167,7 @@ func routeCases() []routeCase {
 			invalidPath: "/v1/services/www.gslb.example.?dry_run=maybe", invalidField: "dry_run", staleKind: "service", staleName: "www.gslb.example."},
 		{method: "GET", pattern: "/v1/services/{name}/weights", path: svc + "./weights", ok: 200, etcd: true,
 			check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder) {
-				var wr weightsResponse
+				var wr apitypes.Weights
 				if err := json.Unmarshal(rec.Body.Bytes(), &wr); err != nil || wr.Weights["us-east"] != 50 || wr.ExpectedShare["ipv4"].Regions["eu-west"] != 0.3 {
 					t.Fatalf("%s (%v)", rec.Body, err)
 				}
@@ -174,7 +175,7 @@ func routeCases() []routeCase {
 		{method: "PUT", pattern: "/v1/services/{name}/weights", path: svc + "/weights", body: `{"weights":{"eu-west":100}}`, ok: 200, etcd: true,
 			invalidBody: `{"weights":{"us-east":-5}}`, invalidField: "weights.us-east", staleKind: "service", staleName: "api.gslb.example.", jsonBody: true,
 			check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder) {
-				var ch changeResponse
+				var ch apitypes.ChangeResponse
 				if err := json.Unmarshal(rec.Body.Bytes(), &ch); err != nil || ch.ExpectedShare["ipv4"].Regions["eu-west"] != 1 || ch.ExpectedShare["ipv4"].Regions["us-east"] != 0 {
 					t.Fatalf("%s (%v)", rec.Body, err)
 				}
@@ -196,7 +197,7 @@ func routeCases() []routeCase {
 		{method: "GET", pattern: "/v1/audit", path: "/v1/audit?limit=2", ok: 200, etcd: true,
 			invalidPath: "/v1/audit?limit=0", invalidField: "limit",
 			check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder) {
-				var page auditResponse
+				var page apitypes.AuditPage
 				if err := json.Unmarshal(rec.Body.Bytes(), &page); err != nil || len(page.Records) != 2 || page.Next == "" || page.Records[0].Actor != "seed" {
 					t.Fatalf("%s (%v)", rec.Body, err)
 				}
@@ -346,7 +347,7 @@ func TestEveryRoute(t *testing.T) {
 					}
 					f.unchanged(t, func() {
 						rec := request(good, tc.path+sep+"dry_run=true", tc.body, nil)
-						var ch changeResponse
+						var ch apitypes.ChangeResponse
 						if err := json.Unmarshal(rec.Body.Bytes(), &ch); rec.Code != http.StatusOK || err != nil || !ch.DryRun {
 							t.Fatalf("%d %s", rec.Code, rec.Body)
 						}
@@ -364,7 +365,7 @@ func TestEveryRoute(t *testing.T) {
 					checkStyle(t, rec.Body.Bytes())
 				}
 				if acc == accessWrite {
-					var ch changeResponse
+					var ch apitypes.ChangeResponse
 					if err := json.Unmarshal(rec.Body.Bytes(), &ch); err != nil || ch.DryRun {
 						t.Fatalf("%s (%v)", rec.Body, err)
 					}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meridian-gslb/meridian/api/apitypes"
 	"github.com/meridian-gslb/meridian/regions/embedded"
 	"github.com/meridian-gslb/meridian/regions/store"
 )
@@ -28,21 +29,7 @@ type embeddedEtcd struct {
 
 	mu     sync.Mutex
 	member *embedded.Etcd
-	status memberStatus
-}
-
-// memberStatus is the embedded member's part of /v1/status.
-type memberStatus struct {
-	Running bool `json:"running"`
-	// Since is when it started, or when it last failed while it does not
-	// run.
-	Since time.Time `json:"since,omitzero"`
-	// Failures counts failed starts and failures while running.
-	Failures      int       `json:"failures"`
-	LastError     string    `json:"last_error,omitempty"`
-	LastErrorTime time.Time `json:"last_error_time,omitzero"`
-	// NextAttempt is when the next start is tried, while it does not run.
-	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	status apitypes.EtcdMember
 }
 
 func newEmbeddedEtcd(cfg embedded.Config, log *slog.Logger) *embeddedEtcd {
@@ -133,7 +120,7 @@ func (e *embeddedEtcd) failed(err error, retryIn time.Duration) {
 }
 
 // memberStatus returns the member's status.
-func (e *embeddedEtcd) memberStatus() memberStatus {
+func (e *embeddedEtcd) memberStatus() apitypes.EtcdMember {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.status
@@ -150,17 +137,11 @@ func (e *embeddedEtcd) close() {
 	}
 }
 
-// etcdStatus is etcd's part of /v1/status and /health/details.
+// etcdStatus is etcd's part of /v1/status and /health/details, and
+// ReasonCode the meridian_etcd_down label of its Reason.
 type etcdStatus struct {
-	Embedded bool `json:"embedded"`
-	// Up is true while the watcher is in sync with etcd; Reason says why
-	// not, and ReasonCode is the metric's label for it.
-	Up         bool   `json:"up"`
-	Reason     string `json:"reason,omitempty"`
-	ReasonCode string `json:"-"`
-	// Member is the embedded member, when there is one.
-	Member *memberStatus     `json:"member,omitempty"`
-	Watch  store.WatchStatus `json:"watch"`
+	apitypes.EtcdStatus
+	ReasonCode string
 }
 
 // The reasons for etcd being down, as meridian_etcd_down labels them.
@@ -174,7 +155,7 @@ func (s *server) etcdStatus() etcdStatus {
 	if s.watcher != nil { // nil only before run
 		ws = s.watcher.Status()
 	}
-	st := etcdStatus{Embedded: s.embedded != nil, Up: ws.Connected, Watch: ws}
+	st := etcdStatus{EtcdStatus: apitypes.EtcdStatus{Embedded: s.embedded != nil, Up: ws.Connected, Watch: ws}}
 	if s.embedded != nil {
 		m := s.embedded.memberStatus()
 		st.Member = &m

@@ -26,6 +26,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meridian-gslb/meridian/api"
+	"github.com/meridian-gslb/meridian/api/apitypes"
 	"github.com/meridian-gslb/meridian/dnsserver"
 	"github.com/meridian-gslb/meridian/geo"
 	"github.com/meridian-gslb/meridian/regions"
@@ -653,9 +654,10 @@ func (s *server) ready() error {
 func (s *server) details() api.Details {
 	var d api.Details
 	for _, z := range s.handler.Zones().Zones() {
-		d.Zones = append(d.Zones, api.ZoneInfo{Origin: z.Origin(), Serial: z.SOA().Serial, Records: len(z.Records())})
+		d.Zones = append(d.Zones, apitypes.ZoneInfo{Origin: z.Origin(), Serial: z.SOA().Serial, Records: len(z.Records())})
 	}
-	d.Transport = s.transport.Stats()
+	ts := apitypes.TransportStats(s.transport.Stats())
+	d.Transport = &ts
 	return d
 }
 
@@ -666,10 +668,13 @@ func (s *server) status() api.ServerStatus {
 	source, built, _ := s.live.Info()
 	ls := s.live.Status()
 	st := api.ServerStatus{Source: source, Built: built, Staleness: s.staleness(), RegionAnswers: s.handler.Metrics().RegionAnswers(),
-		Confirmed: ls.Confirmed, EmptyRefused: ls.EmptyRefused, Reports: ls.Reports, Etcd: s.etcdStatus()}
+		Confirmed: ls.Confirmed, EmptyRefused: ls.EmptyRefused, Reports: ls.Reports}
+	es := s.etcdStatus().EtcdStatus
+	st.Etcd = &es
 	if s.geo != nil {
 		if db := s.geo.Current(); db != nil {
-			st.GeoIP = db.Info()
+			info := db.Info()
+			st.GeoIP = &info
 		}
 	}
 	return st

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meridian-gslb/meridian/api/apitypes"
 	"github.com/meridian-gslb/meridian/regions"
 )
 
@@ -350,20 +351,10 @@ type LiveStatus struct {
 }
 
 // EmptyRefused describes an empty state from etcd that is not served.
-type EmptyRefused struct {
-	Since time.Time `json:"since"`
-	// Revision is etcd's revision of the empty state.
-	Revision int64  `json:"revision"`
-	Message  string `json:"message"`
-}
+type EmptyRefused = apitypes.EmptyRefused
 
 // ReportAge is a health report's observation time and age.
-type ReportAge struct {
-	Region     string    `json:"region"`
-	Prober     string    `json:"prober"`
-	Observed   time.Time `json:"observed"`
-	AgeSeconds float64   `json:"age_seconds"`
-}
+type ReportAge = apitypes.ReportAge
 
 // PersistStatus counts the writes of the state file.
 type PersistStatus struct {

@@ -19,38 +19,12 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/meridian-gslb/meridian/api/apitypes"
 	"github.com/meridian-gslb/meridian/regions"
 )
 
 // WatchStatus is what a Watcher reports for /v1/status and metrics.
-type WatchStatus struct {
-	// Connected is true while the watcher follows etcd: from the creation
-	// of its watch after a listing until the watch is lost.
-	Connected bool `json:"connected"`
-	// Revision is the etcd revision of the last State delivered.
-	Revision int64 `json:"revision"`
-	// LastUpdate is when the last State was delivered.
-	LastUpdate time.Time `json:"last_update,omitzero"`
-	// LastContact is when etcd last answered (a listing or any watch
-	// response, progress notifications included): the state is known
-	// current up to then, so now minus LastContact is its staleness.
-	LastContact time.Time `json:"last_contact,omitzero"`
-	// Relists counts the listings after the first one.
-	Relists int `json:"relists"`
-	// Compactions counts watches ended by a compaction, the last at
-	// LastCompactRevision.
-	Compactions         int   `json:"compactions"`
-	LastCompactRevision int64 `json:"last_compact_revision,omitempty"`
-	// LastError is the last reason the watch was lost or a listing failed.
-	LastError     string    `json:"last_error,omitempty"`
-	LastErrorTime time.Time `json:"last_error_time,omitzero"`
-	// ClusterID is the etcd cluster of the last listing, in hex.
-	ClusterID string `json:"cluster_id,omitempty"`
-	// WentBack counts the listings that found etcd behind the revision
-	// the watcher had seen, or a cluster of another ID: etcd restored
-	// from a backup or replaced. The state listed is served then.
-	WentBack int `json:"went_back"`
-}
+type WatchStatus = apitypes.WatchStatus
 
 // Watcher keeps a State in sync with etcd: list the prefix at one
 // revision, then watch from the next, relisting after a compaction or

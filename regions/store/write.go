@@ -18,37 +18,17 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/meridian-gslb/meridian/api/apitypes"
 	"github.com/meridian-gslb/meridian/regions"
 )
 
 // Change is what one write of a region, service or latency table changed
-// (or, in a dry run, would change): the object before and after as JSON
-// (null when absent), and the revision. It is also the body of an audit
-// record.
-type Change struct {
-	Kind   string `json:"kind"` // region, service, latency
-	Name   string `json:"name"`
-	Action string `json:"action"` // put, delete, drain, undrain, set-weights, replace-weights, import
-	// Before and After are the object as stored; null when it does not
-	// exist (before a create, after a delete).
-	Before json.RawMessage `json:"before"`
-	After  json.RawMessage `json:"after"`
-	// Changed is false when the write would leave the object as it is: a
-	// write that changes nothing is not made and not audited.
-	Changed bool `json:"changed"`
-	DryRun  bool `json:"dry_run"`
-	// Revision is the write's revision, or when nothing was written (a
-	// dry run, no change) the object's current mod revision, 0 if absent.
-	Revision int64 `json:"revision"`
-}
+// (or, in a dry run, would change); the API answers with it, so it is
+// the API's type.
+type Change = apitypes.Change
 
 // AuditRecord is one accepted write as the audit log keeps it.
-type AuditRecord struct {
-	ID    string    `json:"id"`
-	Time  time.Time `json:"time"`
-	Actor string    `json:"actor"`
-	Change
-}
+type AuditRecord = apitypes.AuditRecord
 
 // DefaultAuditLimit is how many audit records are kept unless
 // SetAuditLimit says otherwise.
