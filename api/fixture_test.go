@@ -69,6 +69,9 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 			t.Fatal(err)
 		}
 	}
+	if _, err := f.st.ImportLatency(ctx, strings.NewReader(testLatency), store.By("seed")); err != nil {
+		t.Fatal(err)
+	}
 	f.live = store.NewLive("", regions.SnapshotOptions{}, etcdtest.Logger(), nil)
 	w := store.NewWatcher(c, f.prefix, etcdtest.Logger())
 	wctx, cancel := context.WithCancel(context.Background())
@@ -77,7 +80,7 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	t.Cleanup(func() { cancel(); <-done })
 	etcdtest.WaitUntil(t, "the first snapshot", func() bool {
 		s := f.live.Current()
-		return s != nil && len(s.Services()) == len(testServices())
+		return s != nil && len(s.Services()) == len(testServices()) && s.Latency() != nil
 	})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "meridian_test_total", Help: "A test counter."}))
@@ -143,6 +146,10 @@ func testServices() []*regions.Service {
 		{Name: "www.gslb.example.", TTL: 60, Policy: regions.PolicyFailover, Regions: all[:2]},
 	}
 }
+
+// testLatency is the latency table of the fixture: three entries on two
+// networks.
+const testLatency = "192.0.2.0/24,eu-west,10\n198.51.100.0/24,us-east,20\n198.51.100.0/24,eu-west,30\n"
 
 // req is one request to the fixture's API.
 type req struct {

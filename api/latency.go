@@ -2,10 +2,13 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/meridian-gslb/meridian/api/apitypes"
 	"github.com/meridian-gslb/meridian/regions"
+	"github.com/meridian-gslb/meridian/regions/latency"
 	"github.com/meridian-gslb/meridian/regions/store"
 )
 
@@ -66,7 +70,101 @@ func (a *apiServer) putLatency(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, p)
 		return
 	}
-	respond(w, apitypes.ChangeResponse{Change: ch, Entries: n})
+	var before struct {
+		Entries int `json:"entries"`
+	}
+	_ = json.Unmarshal(ch.Before, &before) // null or a manifest
+	respond(w, apitypes.ChangeResponse{Change: ch, Entries: n, EntriesBefore: before.Entries})
+}
+
+// latencyCache keeps the counts of the last table GET /v1/latency read,
+// by its id: a table of 64 MiB is counted once.
+type latencyCache struct {
+	mu   sync.Mutex
+	id   string
+	last latencyCounts
+}
+
+type latencyCounts struct {
+	prefixes int
+	regions  map[string]int
+}
+
+// getLatency answers GET /v1/latency: the stored table's manifest, what
+// it holds (networks, entries per region and whether each region exists)
+// and whether this server serves it. The counts come from the table this
+// server serves when it is the stored one, read from etcd otherwise.
+func (a *apiServer) getLatency(w http.ResponseWriter, r *http.Request) {
+	st, ctx, cancel, ok := a.storeFor(w, r)
+	if !ok {
+		return
+	}
+	defer cancel()
+	info, err := st.GetLatency(ctx)
+	if err != nil {
+		p := a.storeProblem(r, err)
+		if p.Status == http.StatusNotFound {
+			p.Detail = "no latency table has been imported (PUT /v1/latency)"
+		}
+		writeProblem(w, p)
+		return
+	}
+	var snap *regions.Snapshot
+	if a.opts.Snapshot != nil {
+		snap = a.opts.Snapshot()
+	}
+	out := apitypes.Latency{ID: info.ID, Revision: info.Revision, Created: info.Created, AgeSeconds: time.Since(info.Created).Seconds(),
+		Entries: info.Entries, Bytes: info.Bytes, SHA256: info.SHA256}
+	var served *regions.LatencyData
+	if snap != nil {
+		served = snap.State().Latency
+	}
+	if served != nil {
+		out.ServedID = served.ID
+		out.Served = served.ID == info.ID
+	}
+	counts, err := a.latency.counts(info.ID, func() (*regions.LatencyData, *latency.Table, error) {
+		if out.Served {
+			return served, snap.Latency(), nil
+		}
+		ld, err := st.LoadLatency(ctx, info)
+		return ld, nil, err
+	})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out.Prefixes = counts.prefixes
+	for _, name := range slices.Sorted(maps.Keys(counts.regions)) {
+		known := false
+		if snap != nil {
+			_, known = snap.State().Regions[name]
+		}
+		out.Regions = append(out.Regions, apitypes.LatencyRegion{Name: name, Entries: counts.regions[name], Known: known})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// counts returns the counts of table id, from load when not cached.
+// load returns the table's data and, when it has one, its compiled
+// table (nil: compiled here).
+func (c *latencyCache) counts(id string, load func() (*regions.LatencyData, *latency.Table, error)) (latencyCounts, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.id == id {
+		return c.last, nil
+	}
+	ld, t, err := load()
+	if err != nil {
+		return latencyCounts{}, err
+	}
+	if t == nil || t.ID() != ld.ID {
+		if t, err = latency.Compile(ld.ID, ld.CSV); err != nil {
+			return latencyCounts{}, fmt.Errorf("latency table %s: %w", ld.ID, err)
+		}
+	}
+	c.id, c.last = id, latencyCounts{prefixes: t.Len(), regions: latency.CountRegions(ld.CSV)}
+	return c.last, nil
 }
 
 // eofDeadline reads a request body and, once it is read to the end,

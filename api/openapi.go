@@ -31,6 +31,9 @@ type opDoc struct {
 	text bool
 	// errors lists the problem statuses the route answers with.
 	errors []int
+	// force: the write may leave services answering NODATA, which is
+	// refused with 409 unless it has ?force=true.
+	force bool
 }
 
 type paramDoc struct {
@@ -55,35 +58,40 @@ var (
 	docExplain = opDoc{summary: "The decision a DNS query would get now, with every step",
 		query: []paramDoc{
 			{"name", "string", "service name, with or without the final dot", true},
-			{"client", "string", "client address or prefix (ECS), like 192.0.2.1 or 2001:db8::/48; default: the caller", false},
+			{"client", "string", "the ECS subnet of the query: an address or prefix, like 192.0.2.1 or 2001:db8::/48; default: none", false},
+			{"resolver", "string", "the address the query comes from; default: the caller", false},
 			{"type", "string", "A (default) or AAAA", false},
 			{"seed", "integer", "fixes the weighted random draw", false},
 		},
 		resp: apitypes.Explain{}, errors: []int{400, 401, 404, 503}}
 	docListRegions  = opDoc{summary: "Every region, and the etcd revision it was read at (ETag)", resp: apitypes.RegionList{}, errors: readErrors}
 	docGetRegion    = opDoc{summary: "One region; the ETag is its mod revision", resp: regions.Region{}, errors: readErrors}
-	docPutRegion    = opDoc{summary: "Create or replace a region", body: regions.Region{}, resp: apitypes.ChangeResponse{}, errors: writeErrors}
+	docPutRegion    = opDoc{summary: "Create or replace a region", body: regions.Region{}, resp: apitypes.ChangeResponse{}, errors: writeErrors, force: true}
 	docDeleteRegion = opDoc{summary: "Delete a region no service uses (409 while one does)", resp: apitypes.ChangeResponse{}, errors: writeErrors}
-	docDrain        = opDoc{summary: "Drain a region: take it out of every answer, whatever the weights", resp: apitypes.ChangeResponse{}, errors: writeErrors}
+	docDrain        = opDoc{summary: "Drain a region: take it out of every answer, whatever the weights", resp: apitypes.ChangeResponse{}, errors: writeErrors, force: true}
 	docUndrain      = opDoc{summary: "Undrain a region: answer it again by its weights", resp: apitypes.ChangeResponse{}, errors: writeErrors}
 	docListServices = opDoc{summary: "Every service, and the etcd revision it was read at (ETag)", resp: apitypes.ServiceList{}, errors: readErrors}
 	docGetService   = opDoc{summary: "One service; the ETag is its mod revision", resp: regions.Service{}, errors: readErrors}
-	docPutService   = opDoc{summary: "Create or replace a service; every region it names must exist", body: regions.Service{}, resp: apitypes.ChangeResponse{}, errors: writeErrors}
+	docPutService   = opDoc{summary: "Create or replace a service; every region it names must exist", body: regions.Service{}, resp: apitypes.ChangeResponse{}, errors: writeErrors, force: true}
 	docPutServices  = opDoc{summary: "Create or replace several services at once",
 		description: "Each service is validated against the regions first; one invalid service refuses the whole batch " +
-			"(errors name it as services[i]). The services are then written in groups, each group one etcd transaction " +
+			"(errors name it as services[i]), and so does one that would answer NODATA where it answers now (409, unless force=true). " +
+			"The services are then written in groups, each group one etcd transaction " +
 			"within etcd's request limits, each service with its audit record; a service that would not change is not written. " +
 			"At most 1000 services per request (and api.max_body_bytes).",
-		body: apitypes.ServiceBatch{}, resp: apitypes.BatchResponse{}, errors: []int{400, 401, 403, 409, 413, 503}}
+		body: apitypes.ServiceBatch{}, resp: apitypes.BatchResponse{}, errors: []int{400, 401, 403, 409, 413, 503}, force: true}
 	docDeleteService = opDoc{summary: "Delete a service", resp: apitypes.ChangeResponse{}, errors: writeErrors}
 	docGetWeights    = opDoc{summary: "A service's weights and the share of answers each region can expect", resp: apitypes.Weights{}, errors: readErrors}
 	docPutWeights    = opDoc{summary: "Replace every weight of a service: regions not named get 0",
-		body: apitypes.WeightsRequest{}, resp: apitypes.ChangeResponse{}, errors: writeErrors}
-	docPatchWeights = opDoc{summary: "Change the weights of the regions named", body: apitypes.WeightsRequest{}, resp: apitypes.ChangeResponse{}, errors: writeErrors}
+		body: apitypes.WeightsRequest{}, resp: apitypes.ChangeResponse{}, errors: writeErrors, force: true}
+	docPatchWeights = opDoc{summary: "Change the weights of the regions named", body: apitypes.WeightsRequest{}, resp: apitypes.ChangeResponse{}, errors: writeErrors, force: true}
 	docPutLatency   = opDoc{summary: "Replace the latency table",
 		description: "The body is CSV, one \"cidr,region,rtt_ms\" entry per line, at most api.max_latency_bytes (64 MiB by default); " +
-			"it is parsed as it arrives and checked whole before anything is written.",
+			"it is parsed as it arrives and checked whole before anything is written: every region it names must exist " +
+			"(the error names the first line of each that does not). The answer gives the entries of the new table and of the one it replaces.",
 		csv: true, resp: apitypes.ChangeResponse{}, errors: []int{400, 401, 403, 413, 503}}
+	docGetLatency = opDoc{summary: "The stored latency table: id, age, entries, networks, size, checksum, each region it names with its entries and whether it exists, and whether this server serves it",
+		resp: apitypes.Latency{}, errors: readErrors}
 	docAcceptEmpty = opDoc{summary: "Serve the empty state from etcd that this server refuses",
 		description: "A listing from etcd with no regions and no services is not served over a state that has some " +
 			"(a fresh cluster or a wrong prefix would wipe steering); this is the operator's confirmation that etcd " +
@@ -128,6 +136,11 @@ func (a *apiServer) openAPIDoc() map[string]any {
 				map[string]any{"name": "If-Match", "in": "header", "description": "write only if the object is at this revision (its ETag), or exists (*); 412 otherwise", "schema": map[string]any{"type": "string"}},
 				map[string]any{"name": "If-None-Match", "in": "header", "description": "*: create only; 412 if it exists", "schema": map[string]any{"type": "string"}})
 		}
+		if d.force {
+			params = append(params, map[string]any{"name": "force", "in": "query", "schema": map[string]any{"type": "boolean"},
+				"description": "true: make the write even though it leaves services answering NODATA (every weight 0, the last region they answer from drained); " +
+					"refused with 409 otherwise, the problem's nodata naming them. A dry run is refused as the write would be"})
+		}
 		if len(params) > 0 {
 			op["parameters"] = params
 		}
@@ -153,6 +166,9 @@ func (a *apiServer) openAPIDoc() map[string]any {
 		}
 		for _, code := range d.errors {
 			e := map[string]any{"description": http.StatusText(code), "content": map[string]any{"application/problem+json": map[string]any{"schema": problem}}}
+			if code == http.StatusConflict && d.force {
+				e["description"] = "the write would leave services answering NODATA (nodata lists them; force=true writes anyway), or it conflicts with another"
+			}
 			if code == http.StatusServiceUnavailable {
 				e["description"] = "etcd did not answer within the write timeout; DNS keeps answering"
 				e["headers"] = map[string]any{"Retry-After": map[string]any{"schema": map[string]any{"type": "integer"}}}

@@ -43,7 +43,8 @@ func badField(field, format string, args ...any) Problem {
 const retryAfter = 5
 
 // storeProblem turns a store error into the answer: 400 for invalid
-// input (with each field), 404, 409 for a region in use, 412 for a failed
+// input (with each field), 404, 409 for a region in use or a write that
+// would leave services answering NODATA (naming them), 412 for a failed
 // precondition, 413 for an oversized upload, 503 with Retry-After when
 // etcd cannot answer in time (DNS keeps answering from its last state),
 // 500 for anything else.
@@ -52,6 +53,7 @@ func (a *apiServer) storeProblem(r *http.Request, err error) Problem {
 		ve  *regions.ValidationError
 		ce  *store.ConflictError
 		iu  *store.InUseError
+		nd  *store.NoDataError
 		mbe *http.MaxBytesError
 	)
 	switch {
@@ -71,7 +73,10 @@ func (a *apiServer) storeProblem(r *http.Request, err error) Problem {
 	case errors.Is(err, store.ErrNotFound):
 		return Problem{Status: http.StatusNotFound, Detail: err.Error()}
 	case errors.As(err, &iu):
-		return Problem{Status: http.StatusConflict, Title: "in use", Detail: err.Error()}
+		return Problem{Status: http.StatusConflict, Title: "in use", Detail: err.Error(), InUseBy: iu.Services}
+	case errors.As(err, &nd):
+		return Problem{Status: http.StatusConflict, Title: "would answer NODATA",
+			Detail: "refused: " + store.DescribeNoData(nd.Services) + ". Add force=true to make the write anyway", NoData: nd.Services}
 	case errors.Is(err, store.ErrConflict):
 		return Problem{Status: http.StatusConflict, Detail: err.Error() + "; try again"}
 	case store.Unavailable(err):

@@ -36,6 +36,8 @@ type Store interface {
 	SetWeights(ctx context.Context, service string, weights map[string]uint32, cond store.Cond, opts ...store.WriteOption) (int64, error)
 	ReplaceWeights(ctx context.Context, service string, weights map[string]uint32, cond store.Cond, opts ...store.WriteOption) (int64, error)
 	ImportLatency(ctx context.Context, r io.Reader, opts ...store.WriteOption) (int, error)
+	GetLatency(ctx context.Context) (*store.LatencyInfo, error)
+	LoadLatency(ctx context.Context, info *store.LatencyInfo) (*regions.LatencyData, error)
 	ListAudit(ctx context.Context, after string, limit int) ([]store.AuditRecord, string, error)
 }
 
@@ -95,7 +97,11 @@ type Options struct {
 	AcceptEmpty func() error
 }
 
-type apiServer struct{ opts Options }
+type apiServer struct {
+	opts Options
+	// latency caches what GET /v1/latency counts in the last table.
+	latency latencyCache
+}
 
 // route is one endpoint: the router and the OpenAPI document are both
 // made from the table of routes, so that neither can lack one.
@@ -168,6 +174,7 @@ func (a *apiServer) routes() []route {
 		{"GET", "/v1/services/{name}/weights", accessRead, a.getWeights, docGetWeights},
 		{"PUT", "/v1/services/{name}/weights", accessWrite, a.setWeights(true), docPutWeights},
 		{"PATCH", "/v1/services/{name}/weights", accessWrite, a.setWeights(false), docPatchWeights},
+		{"GET", "/v1/latency", accessRead, a.getLatency, docGetLatency},
 		{"PUT", "/v1/latency", accessWrite, a.putLatency, docPutLatency},
 		{"GET", "/v1/audit", accessRead, a.audit, docAudit},
 		{"POST", "/v1/state/accept-empty", accessWrite, a.acceptEmpty, docAcceptEmpty},
@@ -272,20 +279,37 @@ func precondition(r *http.Request) (cond store.Cond, mustExist bool, p *Problem)
 	return store.IfRevision(rev), false, nil
 }
 
-// writeOptions reads ?dry_run and names the caller for the audit log.
+// writeOptions reads ?dry_run and ?force and names the caller for the
+// audit log.
 func writeOptions(r *http.Request, report *store.Change) ([]store.WriteOption, bool, *Problem) {
 	opts := []store.WriteOption{store.By(caller(r.Context())), store.Report(report)}
-	dry := false
-	if v := r.URL.Query().Get("dry_run"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			p := badField("dry_run", "%q: want true or false", v)
-			return nil, false, &p
-		}
-		dry = b
+	dry, p := boolParam(r, "dry_run")
+	if p != nil {
+		return nil, false, p
+	}
+	force, p := boolParam(r, "force")
+	if p != nil {
+		return nil, false, p
 	}
 	if dry {
 		opts = append(opts, store.DryRun())
 	}
+	if force {
+		opts = append(opts, store.Force())
+	}
 	return opts, dry, nil
+}
+
+// boolParam reads a true/false query parameter; absent is false.
+func boolParam(r *http.Request, name string) (bool, *Problem) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		p := badField(name, "%q: want true or false", v)
+		return false, &p
+	}
+	return b, nil
 }

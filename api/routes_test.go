@@ -189,10 +189,22 @@ func routeCases() []routeCase {
 					return sh.Regions["eu-west"] == 1
 				})
 			}},
-		{method: "PUT", pattern: "/v1/latency", path: "/v1/latency", body: "cidr,region,rtt_ms\n192.0.2.0/24,eu-west,10\n", ok: 201, etcd: true,
+		{method: "GET", pattern: "/v1/latency", path: "/v1/latency", ok: 200, etcd: true,
+			check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder) {
+				var l apitypes.Latency
+				if err := json.Unmarshal(rec.Body.Bytes(), &l); err != nil {
+					t.Fatal(err)
+				}
+				want := []apitypes.LatencyRegion{{Name: "eu-west", Entries: 2, Known: true}, {Name: "us-east", Entries: 1, Known: true}}
+				if l.Entries != 3 || l.Prefixes != 2 || !slices.Equal(l.Regions, want) || !l.Served || l.ServedID != l.ID || l.Created.IsZero() ||
+					l.AgeSeconds < 0 || l.Bytes != len(testLatency) || len(l.SHA256) != 64 {
+					t.Fatalf("%s", rec.Body)
+				}
+			}},
+		{method: "PUT", pattern: "/v1/latency", path: "/v1/latency", body: "cidr,region,rtt_ms\n192.0.2.0/24,eu-west,10\n", ok: 200, etcd: true,
 			invalidBody: "192.0.2.0/24,eu-west,10\nnonsense\n", invalidField: "body", rawBody: true,
 			check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder) {
-				mustContain(t, rec.Body.String(), `"entries": 1`, `"kind": "latency"`)
+				mustContain(t, rec.Body.String(), `"entries": 1`, `"entries_before": 3`, `"kind": "latency"`)
 			}},
 		{method: "GET", pattern: "/v1/audit", path: "/v1/audit?limit=2", ok: 200, etcd: true,
 			invalidPath: "/v1/audit?limit=0", invalidField: "limit",

@@ -2,6 +2,7 @@ package regions
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 )
 
@@ -69,6 +70,18 @@ func (u ECSUse) String() string {
 
 // MarshalText writes the use's name.
 func (u ECSUse) MarshalText() ([]byte, error) { return []byte(u.String()), nil }
+
+// UnmarshalText reads what MarshalText writes, so that clients of the
+// API decode explanations.
+func (u *ECSUse) UnmarshalText(b []byte) error {
+	for _, v := range []ECSUse{ECSAbsent, ECSUsed, ECSNotTailored, ECSUnusable} {
+		if v.String() == string(b) {
+			*u = v
+			return nil
+		}
+	}
+	return fmt.Errorf("ECS use %q: want absent, used, not-tailored or unusable", b)
+}
 
 // Client derives who a decision is for, the one way DNS and /v1/explain
 // both do: the ECS subnet when the query carries a usable one (truncated

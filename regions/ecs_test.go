@@ -149,3 +149,27 @@ func TestIsGlobal4(t *testing.T) {
 		check(r.Uint32())
 	}
 }
+
+// TestTextRoundTrip: the names the API writes for ECS uses and decision
+// kinds read back as the same values, and others are refused.
+func TestTextRoundTrip(t *testing.T) {
+	for _, u := range []ECSUse{ECSAbsent, ECSUsed, ECSNotTailored, ECSUnusable} {
+		b, _ := u.MarshalText()
+		var got ECSUse
+		if err := got.UnmarshalText(b); err != nil || got != u {
+			t.Errorf("ECS use %s: read back %v, %v", b, got, err)
+		}
+	}
+	for _, k := range []DecisionKind{KindNoData, KindAnswer} {
+		b, _ := k.MarshalText()
+		var got DecisionKind
+		if err := got.UnmarshalText(b); err != nil || got != k {
+			t.Errorf("decision kind %s: read back %v, %v", b, got, err)
+		}
+	}
+	var u ECSUse
+	var k DecisionKind
+	if u.UnmarshalText([]byte("sometimes")) == nil || k.UnmarshalText([]byte("maybe")) == nil {
+		t.Error("an unknown name was accepted")
+	}
+}

@@ -1,6 +1,7 @@
 package regions
 
 import (
+	"fmt"
 	"math"
 	"math/bits"
 	"net/netip"
@@ -48,6 +49,20 @@ func (k DecisionKind) String() string {
 
 // MarshalText writes "answer" or "nodata".
 func (k DecisionKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText reads what MarshalText writes, so that clients of the
+// API decode decisions.
+func (k *DecisionKind) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "answer":
+		*k = KindAnswer
+	case "nodata":
+		*k = KindNoData
+	default:
+		return fmt.Errorf("decision kind %q: want answer or nodata", b)
+	}
+	return nil
+}
 
 // Decision is the steering result for one query.
 type Decision struct {

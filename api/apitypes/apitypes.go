@@ -89,6 +89,16 @@ type Change struct {
 	// Revision is the write's revision, or when nothing was written (a
 	// dry run, no change) the object's current mod revision, 0 if absent.
 	Revision int64 `json:"revision"`
+	// NoData lists the services that answer NODATA after this write
+	// and did not before: a write made with force=true (the API refuses
+	// such a write otherwise).
+	NoData []NoData `json:"nodata,omitempty"`
+}
+
+// Absent says whether an object of a Change (Before or After) is absent:
+// null in the JSON, or not there at all.
+func Absent(obj json.RawMessage) bool {
+	return len(obj) == 0 || string(obj) == "null"
 }
 
 // ChangeResponse is what every write answers: what changed (or, with
@@ -103,10 +113,6 @@ type ChangeResponse struct {
 	// import, EntriesBefore in the table it replaces (0: none).
 	Entries       int `json:"entries,omitempty"`
 	EntriesBefore int `json:"entries_before,omitempty"`
-	// NoData lists the services that answer NODATA after this write,
-	// which it made with force=true (a write that would do so is refused
-	// otherwise).
-	NoData []NoData `json:"nodata,omitempty"`
 }
 
 // ServiceBatch is the body of POST /v1/services.

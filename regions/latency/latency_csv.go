@@ -3,11 +3,13 @@ package latency
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -27,7 +29,15 @@ const MaxRTTms = 60_000
 // starting with # are skipped, as is a header line naming the columns.
 // Every problem is reported with its line number; nothing is returned
 // unless the whole input is valid. A prefix may appear once per region.
-func ParseCSV(r io.Reader) ([]Entry, error) {
+func ParseCSV(r io.Reader) ([]Entry, error) { return ParseCSVFor(r, nil) }
+
+// ParseCSVFor is ParseCSV that also refuses region names unknown says
+// are not regions (nil: every valid name is one), naming the first line
+// of each such region and how many lines name it. unknown is called once
+// per region name, in the order of their first lines, after the whole
+// input is read, and says whether the name is unknown and what to add
+// (a suggestion, "did you mean …?").
+func ParseCSVFor(r io.Reader, unknown func(region string) (bad bool, hint string)) ([]Entry, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	var out []Entry
@@ -42,6 +52,12 @@ func ParseCSV(r io.Reader) ([]Entry, error) {
 	}
 	seen := map[key]int32{}
 	regionIDs := map[string]uint16{}
+	// Each region by id: its name, first line and entries.
+	type regionUse struct {
+		name     string
+		first, n int
+	}
+	var uses []regionUse
 	for line := 1; sc.Scan(); line++ {
 		text := strings.TrimSpace(sc.Text())
 		if text == "" || strings.HasPrefix(text, "#") {
@@ -67,7 +83,9 @@ func ParseCSV(r io.Reader) ([]Entry, error) {
 			}
 			id = uint16(len(regionIDs))
 			regionIDs[e.Region] = id
+			uses = append(uses, regionUse{name: e.Region, first: line})
 		}
+		uses[id].n++
 		// As16 puts IPv4 in ::ffff:0:0/96, which IPv6 entries may not use
 		// (parseLatencyLine refuses them), so the families cannot collide.
 		k := key{addr: e.Prefix.Addr().As16(), bits: uint8(e.Prefix.Bits()), region: id}
@@ -81,10 +99,59 @@ func ParseCSV(r io.Reader) ([]Entry, error) {
 	if err := sc.Err(); err != nil {
 		errs = append(errs, err)
 	}
+	for _, u := range uses {
+		if unknown == nil {
+			break
+		}
+		bad, hint := unknown(u.name)
+		if !bad {
+			continue
+		}
+		msg := fmt.Sprintf("line %d: region %q does not exist", u.first, u.name)
+		if u.n > 1 {
+			msg += fmt.Sprintf(" (named on %d lines)", u.n)
+		}
+		if hint != "" {
+			msg += "; " + hint
+		}
+		errs = append(errs, errors.New(msg))
+	}
 	if len(errs) > 0 {
+		slices.SortStableFunc(errs, func(a, b error) int { return cmp.Compare(lineOf(a), lineOf(b)) })
 		return nil, fmt.Errorf("latency table: %w", errors.Join(errs...))
 	}
 	return out, nil
+}
+
+// lineOf is the line number an error of ParseCSVFor starts with, to
+// list the errors in the order of the input; those without one go last.
+func lineOf(err error) int {
+	var n int
+	if _, e := fmt.Sscanf(err.Error(), "line %d:", &n); e != nil {
+		return math.MaxInt
+	}
+	return n
+}
+
+// CountRegions counts the entries of each region in a table's CSV as
+// FormatCSV writes it (the form stored), without parsing the prefixes.
+func CountRegions(csv []byte) map[string]int {
+	out := map[string]int{}
+	for len(csv) > 0 {
+		line := csv
+		if i := bytes.IndexByte(csv, '\n'); i >= 0 {
+			line, csv = csv[:i], csv[i+1:]
+		} else {
+			csv = nil
+		}
+		_, rest, ok := bytes.Cut(line, []byte{','})
+		if !ok {
+			continue
+		}
+		region, _, _ := bytes.Cut(rest, []byte{','})
+		out[string(bytes.TrimSpace(region))]++
+	}
+	return out
 }
 
 func parseLatencyLine(text string) (Entry, error) {

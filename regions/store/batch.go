@@ -9,6 +9,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/meridian-gslb/meridian/api/apitypes"
 	"github.com/meridian-gslb/meridian/regions"
 )
 
@@ -70,49 +71,108 @@ func (s *Store) PutServices(ctx context.Context, svcs []*regions.Service, opts .
 			return nil, &BatchError{i, err}
 		}
 	}
-	out := make([]Change, len(svcs))
+	var groups [][2]int
 	for start := 0; start < len(svcs); {
 		end, size := start, 0
 		for end < len(svcs) && end-start < batchMaxServices && (end == start || size+2*len(vals[end]) <= batchMaxBytes) {
 			size += 2 * len(vals[end])
 			end++
 		}
-		if err := s.putGroup(ctx, svcs[start:end], vals[start:end], revs, out[start:end], o); err != nil {
+		groups = append(groups, [2]int{start, end})
+		start = end
+	}
+	// The NODATA guard for the whole batch before anything is written;
+	// each group checks again against what it writes over.
+	if !o.force {
+		var lost []apitypes.NoData
+		first := -1
+		for _, g := range groups {
+			cur, err := s.readServices(ctx, svcs[g[0]:g[1]])
+			if err != nil {
+				return nil, err
+			}
+			for k, svc := range svcs[g[0]:g[1]] {
+				if nd, ok := lostOver(cur[k].val, svc, byName); ok {
+					lost = append(lost, nd)
+					if first < 0 {
+						first = g[0] + k
+					}
+				}
+			}
+		}
+		if first >= 0 {
+			return nil, &BatchError{first, noData(new(Change), o, lost)}
+		}
+	}
+	out := make([]Change, len(svcs))
+	for _, g := range groups {
+		if err := s.putGroup(ctx, svcs[g[0]:g[1]], vals[g[0]:g[1]], byName, revs, out[g[0]:g[1]], o); err != nil {
 			return nil, err
 		}
-		start = end
 	}
 	return out, nil
 }
 
-// putGroup writes one transaction's services.
-func (s *Store) putGroup(ctx context.Context, svcs []*regions.Service, vals [][]byte, revs map[string]int64, out []Change, o *writeOpts) error {
-	keys := make([]string, len(svcs))
+// readServices reads the keys of svcs in one transaction.
+func (s *Store) readServices(ctx context.Context, svcs []*regions.Service) ([]current, error) {
 	gets := make([]clientv3.Op, len(svcs))
 	for i, svc := range svcs {
+		gets[i] = clientv3.OpGet(s.keys.Service(svc.Name))
+	}
+	resp, err := s.c.Txn(ctx).Then(gets...).Commit()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]current, len(svcs))
+	for i := range svcs {
+		if kvs := resp.Responses[i].GetResponseRange().GetKvs(); len(kvs) > 0 {
+			out[i] = current{val: kvs[0].Value, rev: kvs[0].ModRevision}
+		}
+	}
+	return out, nil
+}
+
+// lostOver is LostAnswer for svc written over the stored value old (nil:
+// absent), with the regions byName.
+func lostOver(old []byte, svc *regions.Service, byName map[string]*regions.Region) (apitypes.NoData, bool) {
+	if old == nil {
+		return apitypes.NoData{}, false
+	}
+	var prev regions.Service
+	if json.Unmarshal(old, &prev) != nil {
+		return apitypes.NoData{}, false // unusable as stored: it answered nothing
+	}
+	return lostAnswer(&prev, svc, byName, byName)
+}
+
+// putGroup writes one transaction's services.
+func (s *Store) putGroup(ctx context.Context, svcs []*regions.Service, vals [][]byte, byName map[string]*regions.Region, revs map[string]int64, out []Change, o *writeOpts) error {
+	keys := make([]string, len(svcs))
+	for i, svc := range svcs {
 		keys[i] = s.keys.Service(svc.Name)
-		gets[i] = clientv3.OpGet(keys[i])
 	}
 	for range maxAttempts {
-		resp, err := s.c.Txn(ctx).Then(gets...).Commit()
+		curs, err := s.readServices(ctx, svcs)
 		if err != nil {
 			return err
 		}
 		var cmps []clientv3.Cmp
 		var ops []clientv3.Op
 		var changed []int
+		var lost []apitypes.NoData
 		used := map[string]bool{}
 		for i, svc := range svcs {
-			cur := current{}
-			if kvs := resp.Responses[i].GetResponseRange().GetKvs(); len(kvs) > 0 {
-				cur = current{val: kvs[0].Value, rev: kvs[0].ModRevision}
-			}
+			cur := curs[i]
 			action := "put"
 			if o.action != "" {
 				action = o.action
 			}
 			ch := Change{Kind: "service", Name: svc.Name, Action: action, Before: rawJSON(cur.val), After: rawJSON(vals[i]),
 				Changed: !sameJSON(cur.val, vals[i]), DryRun: o.dryRun, Revision: cur.rev}
+			if nd, ok := lostOver(cur.val, svc, byName); ok && ch.Changed {
+				lost = append(lost, nd)
+				ch.NoData = []apitypes.NoData{nd}
+			}
 			out[i] = ch
 			if !ch.Changed || o.dryRun {
 				continue
@@ -123,6 +183,9 @@ func (s *Store) putGroup(ctx context.Context, svcs []*regions.Service, vals [][]
 			for _, sr := range svc.Regions {
 				used[sr.Region] = true
 			}
+		}
+		if err := noData(new(Change), o, lost); err != nil {
+			return err // a service changed since the batch's guard read it
 		}
 		if len(changed) == 0 {
 			return nil
@@ -150,7 +213,7 @@ func (s *Store) putGroup(ctx context.Context, svcs []*regions.Service, vals [][]
 		if err != nil {
 			return err
 		}
-		byName := make(map[string]*regions.Region, len(list))
+		clear(byName)
 		for _, r := range list {
 			byName[r.obj.Name] = r.obj
 			revs[r.obj.Name] = r.rev

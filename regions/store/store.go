@@ -15,6 +15,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/meridian-gslb/meridian/api/apitypes"
 	"github.com/meridian-gslb/meridian/regions"
 )
 
@@ -226,12 +227,57 @@ func (s *Store) PutRegion(ctx context.Context, r *regions.Region, cond Cond, opt
 		return 0, fmt.Errorf("region %q: %w", r.Name, err)
 	}
 	ch := Change{Kind: "region", Name: r.Name, Action: "put"}
-	rev, err := s.writeKey(ctx, s.keys.Region(r.Name), "put-region", cond, ch, newWriteOpts(opts),
-		func(current) ([]byte, []clientv3.Cmp, error) { return val, nil, nil })
+	o := newWriteOpts(opts)
+	rev, err := s.writeKey(ctx, s.keys.Region(r.Name), "put-region", cond, &ch, o,
+		func(cur current) ([]byte, []clientv3.Cmp, error) {
+			if !mayTakeAnswers(cur.val, r) {
+				return val, nil, noData(&ch, o, nil)
+			}
+			lost, cmps, err := s.regionLosses(ctx, r)
+			if err != nil {
+				return nil, nil, err
+			}
+			return val, cmps, noData(&ch, o, lost)
+		})
 	if err != nil {
 		return 0, fmt.Errorf("put region %q: %w", r.Name, err)
 	}
 	return rev, nil
+}
+
+// regionLosses lists the services that would answer NODATA to a type
+// they answer now if r replaced the region of its name, and the
+// comparisons that keep that true until the write: no region and no
+// service changed since they were read.
+func (s *Store) regionLosses(ctx context.Context, r *regions.Region) ([]apitypes.NoData, []clientv3.Cmp, error) {
+	list, rev, err := s.regionsAt(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	before := make(map[string]*regions.Region, len(list))
+	for _, v := range list {
+		before[v.obj.Name] = v.obj
+	}
+	after := maps.Clone(before)
+	after[r.Name] = r
+	kvs, _, err := listRange(ctx, s.c, s.keys.Services(), clientv3.GetPrefixRangeEnd(s.keys.Services()), rev)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list services: %w", err)
+	}
+	var lost []apitypes.NoData
+	for _, kv := range kvs {
+		svc := new(regions.Service)
+		if err := json.Unmarshal(kv.Value, svc); err != nil {
+			continue
+		}
+		if nd, ok := lostAnswer(svc, svc, before, after); ok {
+			lost = append(lost, nd)
+		}
+	}
+	return lost, []clientv3.Cmp{
+		clientv3.Compare(clientv3.ModRevision(s.keys.Regions()), "<", rev+1).WithPrefix(),
+		clientv3.Compare(clientv3.ModRevision(s.keys.Services()), "<", rev+1).WithPrefix(),
+	}, nil
 }
 
 // SetDrained drains a region (takes it out of every answer) or puts it
@@ -277,7 +323,7 @@ func (s *Store) DeleteRegion(ctx context.Context, name string, cond Cond, opts .
 		return err
 	}
 	ch := Change{Kind: "region", Name: name, Action: "delete"}
-	_, err := s.writeKey(ctx, s.keys.Region(name), "delete-region", cond, ch, newWriteOpts(opts),
+	_, err := s.writeKey(ctx, s.keys.Region(name), "delete-region", cond, &ch, newWriteOpts(opts),
 		func(cur current) ([]byte, []clientv3.Cmp, error) {
 			if cur.rev == 0 {
 				return nil, nil, ErrNotFound
@@ -353,8 +399,9 @@ func (s *Store) PutService(ctx context.Context, svc *regions.Service, cond Cond,
 		return 0, fmt.Errorf("service %q: %w", svc.Name, err)
 	}
 	ch := Change{Kind: "service", Name: regions.CanonicalName(svc.Name), Action: "put"}
-	rev, err := s.writeKey(ctx, s.keys.Service(svc.Name), "put-service", cond, ch, newWriteOpts(opts),
-		func(current) ([]byte, []clientv3.Cmp, error) {
+	o := newWriteOpts(opts)
+	rev, err := s.writeKey(ctx, s.keys.Service(svc.Name), "put-service", cond, &ch, o,
+		func(cur current) ([]byte, []clientv3.Cmp, error) {
 			list, _, err := s.regionsAt(ctx)
 			if err != nil {
 				return nil, nil, err
@@ -372,7 +419,16 @@ func (s *Store) PutService(ctx context.Context, svc *regions.Service, cond Cond,
 			for _, sr := range svc.Regions {
 				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.keys.Region(sr.Region)), "=", revs[sr.Region]))
 			}
-			return val, cmps, nil
+			var lost []apitypes.NoData
+			if cur.val != nil {
+				var prev regions.Service
+				if json.Unmarshal(cur.val, &prev) == nil {
+					if nd, ok := lostAnswer(&prev, svc, byName, byName); ok {
+						lost = append(lost, nd)
+					}
+				}
+			}
+			return val, cmps, noData(&ch, o, lost)
 		})
 	if err != nil {
 		var ve *regions.ValidationError
@@ -391,7 +447,7 @@ func (s *Store) DeleteService(ctx context.Context, name string, cond Cond, opts 
 		return err
 	}
 	ch := Change{Kind: "service", Name: regions.CanonicalName(name), Action: "delete"}
-	_, err := s.writeKey(ctx, s.keys.Service(name), "delete-service", cond, ch, newWriteOpts(opts),
+	_, err := s.writeKey(ctx, s.keys.Service(name), "delete-service", cond, &ch, newWriteOpts(opts),
 		func(cur current) ([]byte, []clientv3.Cmp, error) {
 			if cur.rev == 0 {
 				return nil, nil, ErrNotFound

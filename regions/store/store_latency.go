@@ -10,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/meridian-gslb/meridian/internal/suggest"
 	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/regions/latency"
 )
@@ -36,15 +38,31 @@ type latencyManifest struct {
 
 // ImportLatency replaces the latency table with the CSV read from r
 // ("cidr,region,rtt_ms" lines). The input is checked whole before anything
-// is written; the table is stored in chunks under a new id, then the
-// manifest is switched to it and the old chunks deleted in one
-// transaction, with the audit record, so watchers never see half a table.
-// A table with the same content as the current one is not written again.
-// An import that races another one fails with ErrConflict and leaves
-// nothing behind.
+// is written, every region it names included (a name that is not a
+// region is refused with its first line); the table is stored in chunks
+// under a new id, then the manifest is switched to it and the old chunks
+// deleted in one transaction, with the audit record, so watchers never
+// see half a table. A table with the same content as the current one is
+// not written again. An import that races another one fails with
+// ErrConflict and leaves nothing behind.
 func (s *Store) ImportLatency(ctx context.Context, r io.Reader, opts ...WriteOption) (int, error) {
 	o := newWriteOpts(opts)
-	entries, err := latency.ParseCSV(r)
+	// The regions are read once the upload is in, which may have taken
+	// minutes: the caller's deadline for etcd starts then.
+	var names []string
+	var namesErr error
+	entries, err := latency.ParseCSVFor(r, func(region string) (bool, string) {
+		if names == nil && namesErr == nil {
+			names, namesErr = s.regionNames(ctx)
+		}
+		if namesErr != nil || slices.Contains(names, region) {
+			return false, ""
+		}
+		return true, suggest.Hint(region, names)
+	})
+	if namesErr != nil {
+		return 0, fmt.Errorf("import latency: %w", namesErr)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", regions.ErrInvalid, err)
 	}
@@ -118,6 +136,58 @@ func (s *Store) ImportLatency(ctx context.Context, r io.Reader, opts ...WriteOpt
 	o.done(&ch)
 	s.log.Info("latency table imported", "id", id, "entries", len(entries), "bytes", len(csv), "chunks", len(chunks))
 	return len(entries), nil
+}
+
+// regionNames lists the names of the regions in etcd.
+func (s *Store) regionNames(ctx context.Context) ([]string, error) {
+	kvs, _, err := listRange(ctx, s.c, s.keys.Regions(), clientv3.GetPrefixRangeEnd(s.keys.Regions()), 0)
+	if err != nil {
+		return nil, fmt.Errorf("list regions: %w", err)
+	}
+	names := make([]string, 0, len(kvs)+1) // not nil, even with no region
+	for _, kv := range kvs {
+		names = append(names, s.keys.parse(string(kv.Key)).name)
+	}
+	return names, nil
+}
+
+// LatencyInfo is what the manifest of the stored latency table says of
+// it, and the manifest's mod revision.
+type LatencyInfo struct {
+	ID       string
+	Entries  int
+	Chunks   int
+	Bytes    int
+	SHA256   string
+	Created  time.Time
+	Revision int64
+}
+
+// GetLatency returns the manifest of the stored latency table;
+// ErrNotFound when there is none.
+func (s *Store) GetLatency(ctx context.Context) (*LatencyInfo, error) {
+	cur, err := s.read(ctx, s.keys.LatencyManifest())
+	if err != nil {
+		return nil, fmt.Errorf("latency table: %w", err)
+	}
+	if cur.val == nil {
+		return nil, fmt.Errorf("latency table: %w", ErrNotFound)
+	}
+	var m latencyManifest
+	if err := json.Unmarshal(cur.val, &m); err != nil {
+		return nil, fmt.Errorf("latency table: undecodable manifest: %w", err)
+	}
+	return &LatencyInfo{ID: m.ID, Entries: m.Entries, Chunks: m.Chunks, Bytes: m.Bytes, SHA256: m.SHA256, Created: m.Created, Revision: cur.rev}, nil
+}
+
+// LoadLatency reads the table info describes, as of its manifest's
+// revision.
+func (s *Store) LoadLatency(ctx context.Context, info *LatencyInfo) (*regions.LatencyData, error) {
+	m, err := json.Marshal(latencyManifest{ID: info.ID, Entries: info.Entries, Chunks: info.Chunks, Bytes: info.Bytes, SHA256: info.SHA256})
+	if err != nil {
+		return nil, err
+	}
+	return loadLatency(ctx, s.c, s.keys, m, info.Revision)
 }
 
 // ClearLatency removes the latency table.

@@ -48,6 +48,9 @@ func TestImportLatency(t *testing.T) {
 	rec := newRecorder()
 	runWatcher(t, NewWatcher(s.c, s.Keys().Prefix(), etcdtest.Logger()), rec)
 	rec.waitFor(t, "the initial state", func(*regions.State) bool { return true })
+	if _, err := s.PutRegion(ctx, testRegion("eu-west", 1), IfAbsent()); err != nil {
+		t.Fatal(err)
+	}
 
 	// Small chunks, so that a small table needs many of them.
 	s.latencyChunk = 8 << 10
@@ -106,6 +109,33 @@ func TestImportLatency(t *testing.T) {
 		}
 		if after := keyRevs(t, s.c, s.Keys().Prefix()); !maps.Equal(before, after) {
 			t.Fatal("a refused import changed etcd")
+		}
+	})
+
+	t.Run("a region that does not exist changes nothing", func(t *testing.T) {
+		before := keyRevs(t, s.c, s.Keys().Prefix())
+		bad := latencyCSV(100, 1) + "10.9.9.0/24,eu-wset,5\n10.9.8.0/24,eu-wset,5\n"
+		_, err := s.ImportLatency(ctx, strings.NewReader(bad))
+		want := `line 102: region "eu-wset" does not exist (named on 2 lines); did you mean "eu-west"?`
+		if !errors.Is(err, regions.ErrInvalid) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("err = %v, want ErrInvalid with %q", err, want)
+		}
+		if after := keyRevs(t, s.c, s.Keys().Prefix()); !maps.Equal(before, after) {
+			t.Fatal("a refused import changed etcd")
+		}
+	})
+
+	t.Run("get and load", func(t *testing.T) {
+		info, err := s.GetLatency(ctx)
+		if err != nil || info.ID != ids[len(ids)-1] || info.Entries != n || info.Bytes != len(wants[len(wants)-1]) || info.Created.IsZero() || info.Revision == 0 {
+			t.Fatalf("%+v %v", info, err)
+		}
+		ld, err := s.LoadLatency(ctx, info)
+		if err != nil || ld.ID != info.ID || !bytes.Equal(ld.CSV, wants[len(wants)-1]) {
+			t.Fatalf("loaded %v", err)
+		}
+		if _, err := newTestStore(t).GetLatency(ctx); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("no table: %v, want ErrNotFound", err)
 		}
 	})
 

@@ -40,6 +40,7 @@ type WriteOption func(*writeOpts)
 type writeOpts struct {
 	actor  string
 	dryRun bool
+	force  bool
 	report *Change
 	action string
 }
@@ -51,6 +52,10 @@ func By(actor string) WriteOption { return func(o *writeOpts) { o.actor = actor 
 // DryRun validates a write and checks its preconditions against etcd as
 // the write would, and writes nothing; Report says what would change.
 func DryRun() WriteOption { return func(o *writeOpts) { o.dryRun = true } }
+
+// Force makes a write that leaves services answering NODATA, which is
+// refused otherwise (NoDataError); the change lists them (Change.NoData).
+func Force() WriteOption { return func(o *writeOpts) { o.force = true } }
 
 // Report has the write fill *c with what it changed (or would change).
 func Report(c *Change) WriteOption { return func(o *writeOpts) { o.report = c } }
@@ -114,8 +119,9 @@ func (s *Store) read(ctx context.Context, key string) (current, error) {
 // deletes) and the comparisons of the read set it depends on, check cond,
 // then write in one transaction with the audit record, if the key and the
 // read set are still as read. When they are not, it reads again; a cond
-// that no longer holds then fails with a ConflictError.
-func (s *Store) writeKey(ctx context.Context, key, hook string, cond Cond, ch Change, o *writeOpts,
+// that no longer holds then fails with a ConflictError. prepare may fill
+// in ch.NoData (see noData); writeKey fills in the rest of ch.
+func (s *Store) writeKey(ctx context.Context, key, hook string, cond Cond, ch *Change, o *writeOpts,
 	prepare func(cur current) (val []byte, extra []clientv3.Cmp, err error)) (int64, error) {
 	if o.action != "" {
 		ch.Action = o.action
@@ -137,7 +143,7 @@ func (s *Store) writeKey(ctx context.Context, key, hook string, cond Cond, ch Ch
 		ch.DryRun = o.dryRun
 		ch.Revision = cur.rev
 		if !ch.Changed || o.dryRun {
-			o.done(&ch)
+			o.done(ch)
 			return cur.rev, nil
 		}
 		s.hook(hook)
@@ -146,13 +152,13 @@ func (s *Store) writeKey(ctx context.Context, key, hook string, cond Cond, ch Ch
 			op = clientv3.OpDelete(key)
 		}
 		cmps := append(slices.Clone(extra), clientv3.Compare(clientv3.ModRevision(key), "=", cur.rev))
-		rev, ok, err := s.commit(ctx, cmps, []clientv3.Op{op}, &ch, o)
+		rev, ok, err := s.commit(ctx, cmps, []clientv3.Op{op}, ch, o)
 		if err != nil {
 			return 0, err
 		}
 		if ok {
 			ch.Revision = rev
-			o.done(&ch)
+			o.done(ch)
 			return rev, nil
 		}
 	}

@@ -55,7 +55,8 @@ func TestStoreWritesAreAudited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	drev, err := s.SetDrained(ctx, "eu-west", true, Always, By("dave"))
+	// The service's only region: forced, as the guard refuses it otherwise.
+	drev, err := s.SetDrained(ctx, "eu-west", true, Always, By("dave"), Force())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,9 +164,13 @@ func TestStoreDryRunAndNoOp(t *testing.T) {
 			return err
 		}, false, nil},
 		{"replace weights", func(o ...WriteOption) error {
-			_, err := s.ReplaceWeights(ctx, "www.gslb.example.", map[string]uint32{"us-east": 10}, Always, o...)
+			_, err := s.ReplaceWeights(ctx, "www.gslb.example.", map[string]uint32{"eu-west": 5}, Always, o...)
 			return err
 		}, true, nil},
+		{"weights that leave no region to answer", func(o ...WriteOption) error {
+			_, err := s.ReplaceWeights(ctx, "www.gslb.example.", map[string]uint32{"us-east": 10}, Always, o...)
+			return err
+		}, false, ErrNoData},
 		{"stale revision", func(o ...WriteOption) error {
 			_, err := s.SetWeights(ctx, "www.gslb.example.", map[string]uint32{"us-east": 1}, IfRevision(svcRev-1), o...)
 			return err
