@@ -1,8 +1,12 @@
 package api
 
 import (
+	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/meridian-gslb/meridian/api/apitypes"
@@ -78,7 +82,7 @@ func (a *apiServer) statusOf() apitypes.Status {
 	byName := map[string]regions.RegionStatus{}
 	for _, rs := range snap.Regions() {
 		byName[rs.Name] = rs
-		out.Regions = append(out.Regions, apitypes.RegionStatus{Name: rs.Name, Status: rs.Status, Drained: rs.Drained, Healthy: rs.Healthy,
+		out.Regions = append(out.Regions, apitypes.RegionStatus{Name: rs.Name, Status: rs.Status, Reason: regionReason(rs), Drained: rs.Drained, Healthy: rs.Healthy,
 			VIPs: rs.VIPs, Answers: srv.RegionAnswers[rs.Name], Location: rs.Region.Location})
 	}
 	for _, v := range snap.Services() {
@@ -96,6 +100,62 @@ func (a *apiServer) statusOf() apitypes.Status {
 		out.Services = append(out.Services, ss)
 	}
 	return out
+}
+
+// regionReason says in one line why a region has its status, or what
+// keeps it out of answers: drained, its VIPs that are down with the
+// probers' most frequent reason, no counted vote and why votes were not
+// counted. "" when every VIP is up and the region is not drained.
+func regionReason(rs regions.RegionStatus) string {
+	var parts []string
+	if rs.Drained {
+		parts = append(parts, "drained")
+	}
+	var unknown []string
+	ignored := map[string]int{}
+	for _, v := range rs.VIPs {
+		for _, vote := range v.Votes {
+			if !vote.Counted && vote.Ignored != "" {
+				ignored[vote.Ignored]++
+			}
+		}
+		switch v.Status {
+		case regions.HealthDown:
+			why := map[string]int{}
+			for _, vote := range v.Votes {
+				if vote.Counted && !vote.Up && vote.Reason != "" {
+					why[vote.Reason]++
+				}
+			}
+			p := fmt.Sprintf("%s down (%d of %d probers)", v.Addr, v.Down, v.Up+v.Down)
+			if r := mostFrequent(why); r != "" {
+				p += ": " + r
+			}
+			parts = append(parts, p)
+		case regions.HealthUnknown:
+			unknown = append(unknown, v.Addr.String())
+		}
+	}
+	if len(unknown) > 0 {
+		p := "no counted vote on " + strings.Join(unknown, ", ") + " (counted as up)"
+		if r := mostFrequent(ignored); r != "" {
+			p += "; reports not counted: " + r
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// mostFrequent is the key with the highest count, the first in order
+// among equals; "" for none.
+func mostFrequent(counts map[string]int) string {
+	best := ""
+	for _, k := range slices.Sorted(maps.Keys(counts)) {
+		if best == "" || counts[k] > counts[best] {
+			best = k
+		}
+	}
+	return best
 }
 
 func (a *apiServer) status(w http.ResponseWriter, _ *http.Request) {

@@ -310,7 +310,8 @@ func (t *tracer) health(fi int) {
 			c.Note = vipNote(rs, fi)
 		}
 	}
-	t.endStep(&fv.up, fmt.Sprintf("%d of %d candidates up (up: more than %v of the fresh reports say up; no report: unknown, counted as up; weight 0: drained)",
+	t.endStep(&fv.up, fmt.Sprintf("%d of %d candidates up (a VIP is down only when more than %v of its counted votes say down, a tie stays up; "+
+		"no counted vote: unknown, counted as up; a region is down when every VIP is; weight 0: drained)",
 		fv.nUp, fv.any, t.s.opts.Quorum))
 }
 

@@ -163,7 +163,8 @@ func TestExplainSteps(t *testing.T) {
 			name: "geo country", svc: geoService(), prep: markDown("us-east"), addr: clientFR, qtype: QTypeA,
 			steps:   []string{"family", "health", "preference", "weights"},
 			results: [][]string{{"eu-west", "eu-central", "us-east", "ap-ne"}, {"eu-west", "eu-central", "ap-ne"}, {"eu-central"}, {"eu-central"}},
-			reason:  []string{"4 of 4 regions have A addresses", "3 of 4 candidates up", `country "FR"`, "a single candidate"},
+			reason: []string{"4 of 4 regions have A addresses",
+				"3 of 4 candidates up (a VIP is down only when more than 0.5 of its counted votes say down, a tie stays up;", `country "FR"`, "a single candidate"},
 			check: func(t *testing.T, e *Explanation) {
 				l := e.Client.Location
 				if l == nil || l.Country != "FR" || l.Network.String() != "198.18.5.0/24" || l.Scope != 24 {

@@ -472,9 +472,20 @@ func parsePrefix(s string) (netip.Prefix, error) {
 // newLogger builds the process logger from the config.
 func newLogger(c LogConfig, w io.Writer) *slog.Logger {
 	level, _ := parseLevel(c.Level)
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: readableDuration}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// readableDuration writes durations as Go prints them (took=635ms,
+// "retry_in":"1.5s") in both formats: the JSON handler would write
+// nanoseconds. It applies to every attribute, those etcd logs through
+// internal/zapslog included.
+func readableDuration(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }

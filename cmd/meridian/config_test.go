@@ -1,14 +1,21 @@
 package main
 
 import (
+	"bytes"
+	"log/slog"
 	"os"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/meridian-gslb/meridian/regions"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/meridian-gslb/meridian/internal/zapslog"
+	"github.com/meridian-gslb/meridian/regions"
 )
 
 var yamlUnmarshaler = reflect.TypeFor[yaml.Unmarshaler]()
@@ -139,5 +146,29 @@ func TestConfigKeys(t *testing.T) {
 	wantPresent := map[string]bool{"x": true, "x.a": true, "list": true, "list[].a": true, "list[].b": true, "plain": true}
 	if !reflect.DeepEqual(present, wantPresent) {
 		t.Errorf("yamlKeys = %v, want %v", present, wantPresent)
+	}
+}
+
+// TestLogDurations: durations are written as Go prints them in both log
+// formats, in groups and in what etcd logs through zap as well.
+func TestLogDurations(t *testing.T) {
+	for _, tc := range []struct {
+		format string
+		want   []string
+	}{
+		{"text", []string{"took=635ms", "backoff.retry_in=1m30s", "took_zap=1.5s"}},
+		{"json", []string{`"took":"635ms"`, `"backoff":{"retry_in":"1m30s"}`, `"took_zap":"1.5s"`}},
+	} {
+		t.Run(tc.format, func(t *testing.T) {
+			var buf bytes.Buffer
+			log := newLogger(LogConfig{Level: "info", Format: tc.format}, &buf)
+			log.Info("snapshot built", "took", 635*time.Millisecond, slog.Group("backoff", "retry_in", 90*time.Second))
+			zapslog.New(log, "etcd", zapcore.InfoLevel, nil).Warn("slow apply", zap.Duration("took_zap", 1500*time.Millisecond))
+			for _, w := range tc.want {
+				if !strings.Contains(buf.String(), w) {
+					t.Errorf("lacks %s:\n%s", w, buf.String())
+				}
+			}
+		})
 	}
 }
