@@ -138,6 +138,9 @@ func regionReason(rs regions.RegionStatus) string {
 	}
 	if len(unknown) > 0 {
 		p := "no counted vote on " + strings.Join(unknown, ", ") + " (counted as up)"
+		if len(unknown) == len(rs.VIPs) {
+			p = "no counted vote (counted as up)"
+		}
 		if r := mostFrequent(ignored); r != "" {
 			p += "; reports not counted: " + r
 		}

@@ -30,7 +30,10 @@ func TestRegionReason(t *testing.T) {
 		{"unknown, reports not counted", regions.RegionStatus{Status: regions.HealthUnknown, VIPs: []regions.VIPStatus{
 			{Addr: a, Status: regions.HealthUnknown, Votes: []regions.Vote{{Prober: "p1", Ignored: "the prober does not trust itself"}}},
 			{Addr: b, Status: regions.HealthUnknown}}},
-			"no counted vote on 192.0.2.1, 2001:db8::1 (counted as up); reports not counted: the prober does not trust itself"},
+			"no counted vote (counted as up); reports not counted: the prober does not trust itself"},
+		{"one VIP unknown", regions.RegionStatus{Status: regions.HealthUp, VIPs: []regions.VIPStatus{
+			{Addr: a, Status: regions.HealthUnknown}, {Addr: b, Status: regions.HealthUp, Up: 1}}},
+			"no counted vote on 192.0.2.1 (counted as up)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -25,6 +25,9 @@ test_packages=(
 	openssl       # the deploy guide's TLS material (deploy/certs.sh)
 	git           # deploy/certs.sh's refusal of a git work tree
 	systemd       # systemd-analyze verify of the deploy units
+	bash          # meridian completion bash, run by its tests
+	zsh           # meridian completion zsh, run by its tests
+	fish          # meridian completion fish, run by its tests
 )
 run_packages=(
 	tor-geoipdb # the country data for data/country.mmdb

@@ -423,7 +423,7 @@ func TestCtlFailures(t *testing.T) {
 		{"unknown region", []string{"drain", "nowhere"}, 1, "404"},
 		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{"bad weight", []string{"weights", "set", "lb.example.org", "eu=-1"}, 2, `"eu=-1"`},
-		{"bad output", []string{"-o", "yaml", "get", "regions"}, 2, "-o"},
+		{"bad output", []string{"-o", "xml", "get", "regions"}, 2, `-o "xml": want table, wide, json, yaml`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+
+	"github.com/meridian-gslb/meridian/internal/suggest"
 )
 
 const usage = `meridian — DNS-based global traffic manager
@@ -19,10 +21,11 @@ const usage = `meridian — DNS-based global traffic manager
 Usage:
   meridian server [--config FILE] [--dns-listen IP:PORT]... [--http-listen IP:PORT] [--check]
   meridian prober --region NAME [--etcd URL[,URL...]] [--id ID] [--config FILE] [--check-config]
-  meridian ctl [--server URL] [--token TOKEN | --token-file FILE] [-o json] COMMAND ...
+  meridian ctl [--server URL] [--token TOKEN | --token-file FILE] [-o table|wide|json|yaml] COMMAND ...
   meridian geoip build [--v4 FILE] [--v6 FILE] --out FILE
   meridian geoip lookup --db FILE ADDRESS...
   meridian version
+  meridian completion bash|zsh|fish
 
 Run "meridian COMMAND -h" for a command's flags.
 `
@@ -45,6 +48,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runCtl(ctx, args[1:], stdout, stderr)
 	case "geoip":
 		return runGeoIP(ctx, args[1:], stdout, stderr)
+	case "completion":
+		return runCompletion(args[1:], stdout, stderr)
+	case "__complete":
+		return runComplete(ctx, args[1:], stdout)
 	case "version", "--version":
 		fs := newFlagSet("version", "meridian version\n\nPrints the version, VCS revision and build time of this binary.")
 		if code, ok := parseFlags(fs, args[1:], stdout, stderr); !ok {
@@ -61,7 +68,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "meridian: unknown command %q\n\n%s", args[0], usage)
+	hint := ""
+	if h := suggest.Hint(args[0], topCommands); h != "" {
+		hint = "; " + h
+	}
+	fmt.Fprintf(stderr, "meridian: unknown command %q%s\n\n%s", args[0], hint, usage)
 	return 2
 }
 

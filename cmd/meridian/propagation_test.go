@@ -47,7 +47,7 @@ func BenchmarkPropagationDNS(b *testing.B) {
 		if time.Now().After(deadline) {
 			b.Fatal("server never took the first change")
 		}
-		_, _ = st.SetWeights(ctx, "lb.example.org.", targets[1].weights, store.Always)
+		_, _ = st.SetWeights(ctx, "lb.example.org.", targets[1].weights, store.Always, store.Force())
 		time.Sleep(50 * time.Millisecond)
 	}
 	b.ResetTimer()
@@ -56,7 +56,7 @@ func BenchmarkPropagationDNS(b *testing.B) {
 		for i := range 100 {
 			tg := targets[i%2]
 			start := time.Now()
-			if _, err := st.SetWeights(ctx, "lb.example.org.", tg.weights, store.Always); err != nil {
+			if _, err := st.SetWeights(ctx, "lb.example.org.", tg.weights, store.Always, store.Force()); err != nil {
 				b.Fatal(err)
 			}
 			for answer() != tg.want {

@@ -15,16 +15,17 @@ import (
 // maxSuggestions bounds how many names a hint offers.
 const maxSuggestions = 3
 
-// Closest returns the candidates close to word, closest first (ties in
-// the candidates' order): those within an edit distance of about a
-// third of word's length (transpositions count as one edit), and those
-// word is a prefix of. At most three; none for an empty word.
+// Closest returns the candidates closest to word, in the candidates'
+// order: those at the smallest edit distance from it (transpositions
+// count as one edit), if that is at most a third of word's length and
+// at most 3, and those word is a prefix of (counted at that limit). At
+// most three; none for an empty word.
 func Closest(word string, candidates []string) []string {
 	if word == "" {
 		return nil
 	}
 	w := strings.ToLower(word)
-	limit := max(1, len([]rune(w))/3)
+	limit := max(1, min(3, len([]rune(w))/3))
 	type scored struct {
 		name string
 		d, i int
@@ -45,10 +46,15 @@ func Closest(word string, candidates []string) []string {
 			found = append(found, scored{c, d, i})
 		}
 	}
-	slices.SortStableFunc(found, func(a, b scored) int { return cmp.Or(cmp.Compare(a.d, b.d), cmp.Compare(a.i, b.i)) })
-	out := make([]string, 0, min(len(found), maxSuggestions))
-	for _, s := range found[:min(len(found), maxSuggestions)] {
-		out = append(out, s.name)
+	if len(found) == 0 {
+		return nil
+	}
+	best := slices.MinFunc(found, func(a, b scored) int { return cmp.Compare(a.d, b.d) }).d
+	var out []string
+	for _, s := range found {
+		if s.d == best && len(out) < maxSuggestions {
+			out = append(out, s.name)
+		}
 	}
 	return out
 }

@@ -21,7 +21,8 @@ func TestClosest(t *testing.T) {
 		{"nothing close", "sa-east-1-long-name", regions, nil},
 		{"exact name is not suggested", "eu-west", []string{"eu-west"}, nil},
 		{"command", "drian", commands, []string{"drain"}},
-		{"several, closest first", "stat", commands, []string{"state", "status"}},
+		{"several as close", "stat", commands, []string{"state", "status"}},
+		{"only the closest", "lb.exmaple.org.", []string{"geo.example.org.", "lb.example.org."}, []string{"lb.example.org."}},
 		{"empty word", "", commands, nil},
 	}
 	for _, tc := range cases {

@@ -39,6 +39,9 @@ var programs = map[string]source{
 	"systemd-analyze":   {"systemd", "test"},
 	"etcd":              {"etcd-server", "test"},
 	"dnsperf":           {"dnsperf", "bench"},
+	"bash":              {"bash", "test"},
+	"zsh":               {"zsh", "test"},
+	"fish":              {"fish", "test"},
 }
 
 // files maps a data file's absolute path to its package.

@@ -142,7 +142,7 @@ func lostOver(old []byte, svc *regions.Service, byName map[string]*regions.Regio
 	if json.Unmarshal(old, &prev) != nil {
 		return apitypes.NoData{}, false // unusable as stored: it answered nothing
 	}
-	return lostAnswer(&prev, svc, byName, byName)
+	return LostAnswer(&prev, svc, byName, byName)
 }
 
 // putGroup writes one transaction's services.

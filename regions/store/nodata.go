@@ -40,10 +40,11 @@ func DescribeNoData(nd []apitypes.NoData) string {
 	return strings.Join(parts, "; ")
 }
 
-// lostAnswer says whether svc, as before with the regions regsBefore
+// LostAnswer says whether svc, as before with the regions regsBefore
 // (nil: it did not exist), answers a query type with an address that it
-// answers NODATA to as after with regsAfter.
-func lostAnswer(before, after *regions.Service, regsBefore, regsAfter map[string]*regions.Region) (apitypes.NoData, bool) {
+// answers NODATA to as after with regsAfter: the rule of the NODATA
+// guard, for clients that plan writes (meridian ctl apply --dry-run).
+func LostAnswer(before, after *regions.Service, regsBefore, regsAfter map[string]*regions.Region) (apitypes.NoData, bool) {
 	if before == nil {
 		return apitypes.NoData{}, false
 	}

@@ -270,7 +270,7 @@ func (s *Store) regionLosses(ctx context.Context, r *regions.Region) ([]apitypes
 		if err := json.Unmarshal(kv.Value, svc); err != nil {
 			continue
 		}
-		if nd, ok := lostAnswer(svc, svc, before, after); ok {
+		if nd, ok := LostAnswer(svc, svc, before, after); ok {
 			lost = append(lost, nd)
 		}
 	}
@@ -423,7 +423,7 @@ func (s *Store) PutService(ctx context.Context, svc *regions.Service, cond Cond,
 			if cur.val != nil {
 				var prev regions.Service
 				if json.Unmarshal(cur.val, &prev) == nil {
-					if nd, ok := lostAnswer(&prev, svc, byName, byName); ok {
+					if nd, ok := LostAnswer(&prev, svc, byName, byName); ok {
 						lost = append(lost, nd)
 					}
 				}
