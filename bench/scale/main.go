@@ -578,11 +578,12 @@ func p99(ds []time.Duration) time.Duration {
 
 // timeDrains drains eu-west and waits for the European answer of the
 // probe geo service to move to us-east, then undrains it; each way is a
-// sample.
+// sample. The drain is forced: the probe weighted service answers from
+// eu-west alone, and would answer NODATA.
 func (r *run) timeDrains() (time.Duration, error) {
 	var ds []time.Duration
 	for range r.reps {
-		for _, step := range []struct{ path, want string }{{"drain", regionVIP["us-east"]}, {"undrain", regionVIP["eu-west"]}} {
+		for _, step := range []struct{ path, want string }{{"drain?force=true", regionVIP["us-east"]}, {"undrain", regionVIP["eu-west"]}} {
 			start := time.Now()
 			if err := r.api("POST", "/v1/regions/eu-west/"+step.path, ""); err != nil {
 				return 0, err
