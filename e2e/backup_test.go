@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meridian-gslb/meridian/api/apitypes"
 	"github.com/meridian-gslb/meridian/internal/testtool"
 )
 
@@ -111,7 +112,7 @@ func scenarioBackupRestore(t *testing.T, d *deployment) {
 		took[0].Round(time.Millisecond), took[1].Round(time.Millisecond))
 	var revs []string
 	for i, s := range d.ns {
-		var st *serverStatus
+		var st *apitypes.Status
 		waitFor(t, s.name+" following the restored cluster", waitLimit, func() error {
 			var err error
 			if st, err = s.status(); err != nil {

@@ -147,6 +147,9 @@ func startDeployment(t *testing.T) *deployment {
 		}
 	})
 	startProbers(t, d)
+	for _, s := range d.ns {
+		checkStatusWire(t, s)
+	}
 
 	d.unbound = newUnbound(t, "127.0.0.4", unboundPort, d.ns)
 	d.named = newNamed(t, namedPort, "127.0.0.3", d.ns)

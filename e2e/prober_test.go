@@ -18,6 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/meridian-gslb/meridian/api/apitypes"
 	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/regions/store"
 )
@@ -226,10 +227,10 @@ func (d *deployment) prober(region string) *prober {
 }
 
 // voteCheck judges one prober's vote on one VIP (ok: the status has one).
-type voteCheck func(vip netip.Addr, pr *prober, v statusVote, ok bool) error
+type voteCheck func(vip netip.Addr, pr *prober, v regions.Vote, ok bool) error
 
 // countedUp: every prober's vote is counted and says up.
-func countedUp(_ netip.Addr, pr *prober, v statusVote, ok bool) error {
+func countedUp(_ netip.Addr, pr *prober, v regions.Vote, ok bool) error {
 	switch {
 	case !ok:
 		return fmt.Errorf("no vote of %s", pr.id)
@@ -241,15 +242,12 @@ func countedUp(_ netip.Addr, pr *prober, v statusVote, ok bool) error {
 
 // checkVotes applies check to every prober's vote on every VIP in a
 // server's status, and counts the votes seen.
-func checkVotes(d *deployment, st *serverStatus, check voteCheck) (int, error) {
-	votes := map[netip.Addr]map[string]statusVote{}
+func checkVotes(d *deployment, st *apitypes.Status, check voteCheck) (int, error) {
+	votes := map[netip.Addr]map[string]regions.Vote{}
 	for _, r := range st.Regions {
 		for _, v := range r.VIPs {
-			vip, err := netip.ParseAddr(v.Addr)
-			if err != nil {
-				return 0, err
-			}
-			votes[vip] = map[string]statusVote{}
+			vip := v.Addr
+			votes[vip] = map[string]regions.Vote{}
 			for _, vote := range v.Votes {
 				if _, dup := votes[vip][vote.Prober]; dup {
 					return 0, fmt.Errorf("%v: two votes of %s", vip, vote.Prober)
@@ -424,7 +422,7 @@ func scenarioRegionFails(t *testing.T, d *deployment) {
 	took := waitAnswer(t, d.ns, www, regionV4["us-east"], t0)
 	report(t, sc, "eu-west's endpoints answer 503 → www for Europe leaves it, on ns1 / ns2", "%s / %s (bound fall × interval × 1.1 + %v = %s: %s)",
 		secs(took[0]), secs(took[1]), propagationGoal, secs(downBound), within(took, downBound))
-	down := func(vip netip.Addr, pr *prober, v statusVote, ok bool) error {
+	down := func(vip netip.Addr, pr *prober, v regions.Vote, ok bool) error {
 		if !slices.Contains(eu.vips, vip) {
 			return countedUp(vip, pr, v, ok)
 		}
@@ -539,7 +537,7 @@ func scenarioProberCutOff(t *testing.T, d *deployment) {
 		}
 	}
 	untrusted := func(down bool) voteCheck {
-		return func(vip netip.Addr, pr *prober, v statusVote, ok bool) error {
+		return func(vip netip.Addr, pr *prober, v regions.Vote, ok bool) error {
 			if pr != cut {
 				return countedUp(vip, pr, v, ok)
 			}
@@ -559,7 +557,7 @@ func scenarioProberCutOff(t *testing.T, d *deployment) {
 		secs(took[0]), secs(took[1]))
 	logHas(t, cut.p, logFrom, "self-check failed; reports marked untrusted\" reason=\"the last check of every VIP failed")
 	took = waitVotes(t, d, cut.id+"'s votes down and not counted", t0, untrusted(true))
-	var sample statusVote
+	var sample regions.Vote
 	for _, r := range d.ns[0].mustStatus(t).Regions {
 		for _, v := range r.VIPs[0].Votes {
 			if v.Prober == cut.id {
@@ -590,7 +588,7 @@ func scenarioProberCutOff(t *testing.T, d *deployment) {
 			lb.unblock(cut.source)
 		}
 	}
-	upUncounted := func(vip netip.Addr, pr *prober, v statusVote, ok bool) error {
+	upUncounted := func(vip netip.Addr, pr *prober, v regions.Vote, ok bool) error {
 		if err := untrusted(false)(vip, pr, v, ok); err != nil || pr != cut {
 			return err
 		}
@@ -619,7 +617,7 @@ func scenarioProberCutOff(t *testing.T, d *deployment) {
 	killed := d.prober("us-east")
 	ttl := max(3*time.Duration(d.site("us-east").check.Interval), 2*time.Second)
 	gone := func(who *prober) voteCheck {
-		return func(vip netip.Addr, pr *prober, v statusVote, ok bool) error {
+		return func(vip netip.Addr, pr *prober, v regions.Vote, ok bool) error {
 			if pr != who {
 				return countedUp(vip, pr, v, ok)
 			}

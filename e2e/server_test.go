@@ -3,11 +3,13 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,6 +20,9 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/meridian-gslb/meridian/api/apitypes"
+	apiclient "github.com/meridian-gslb/meridian/api/client"
 )
 
 // nameServer is one `meridian server` process: a host address of its own,
@@ -180,70 +185,31 @@ func (s *nameServer) waitReady(t testing.TB) time.Duration {
 	})
 }
 
-// serverStatus is the part of /v1/status the scenarios read.
-type serverStatus struct {
-	Snapshot struct {
-		Revision   int64   `json:"revision"`
-		Source     string  `json:"source"`
-		AgeSeconds float64 `json:"age_seconds"`
-		Regions    int     `json:"regions"`
-		Services   int     `json:"services"`
-	} `json:"snapshot"`
-	Etcd struct {
-		Watch struct {
-			Connected   bool      `json:"connected"`
-			Revision    int64     `json:"revision"`
-			LastContact time.Time `json:"last_contact"`
-			Relists     int       `json:"relists"`
-			LastError   string    `json:"last_error"`
-			ClusterID   string    `json:"cluster_id"`
-			WentBack    int       `json:"went_back"`
-		} `json:"watch"`
-	} `json:"etcd"`
-	Regions []statusRegion `json:"regions"`
-}
-
-// statusRegion is a region's health in /v1/status: each VIP's status and
-// every prober's vote on it.
-type statusRegion struct {
-	Name    string `json:"name"`
-	Status  string `json:"status"`
-	Healthy int    `json:"healthy"`
-	VIPs    []struct {
-		Addr   string       `json:"addr"`
-		Status string       `json:"status"`
-		Up     int          `json:"up"`
-		Down   int          `json:"down"`
-		Votes  []statusVote `json:"votes"`
-	} `json:"vips"`
-}
-
-// statusVote is one prober's vote on a VIP: counted or not (and why).
-type statusVote struct {
-	Prober       string `json:"prober"`
-	ProberRegion string `json:"prober_region"`
-	Up           bool   `json:"up"`
-	Counted      bool   `json:"counted"`
-	Ignored      string `json:"ignored"`
-	Reason       string `json:"reason"`
-}
-
-func (s *nameServer) status() (*serverStatus, error) {
-	code, body, err := s.get("/v1/status")
+// api is a client of the server's API, as a Go program scripting
+// Meridian would use it; it reads only the paths the guide shows
+// (apiPaths), and refuses any field its types lack.
+func (s *nameServer) api() *apiclient.Client {
+	c, err := apiclient.New(s.httpBase(), apiclient.WithHTTPClient(httpClient), apiclient.WithStrictDecoding())
 	if err != nil {
-		return nil, err
+		panic(err) // httpBase is always a URL
 	}
-	if code != http.StatusOK {
-		return nil, fmt.Errorf("/v1/status: %d %s", code, body)
-	}
-	st := new(serverStatus)
-	if err := json.Unmarshal(body, st); err != nil {
+	return c
+}
+
+// status reads /v1/status; a server serves a snapshot and follows etcd
+// once ready, so a status without them is an error.
+func (s *nameServer) status() (*apitypes.Status, error) {
+	st, err := s.api().Status(context.Background())
+	switch {
+	case err != nil:
 		return nil, fmt.Errorf("/v1/status: %w", err)
+	case st.Snapshot == nil || st.Etcd == nil:
+		return nil, fmt.Errorf("/v1/status without a snapshot or etcd: %+v", st)
 	}
 	return st, nil
 }
 
-func (s *nameServer) mustStatus(t testing.TB) *serverStatus {
+func (s *nameServer) mustStatus(t testing.TB) *apitypes.Status {
 	t.Helper()
 	st, err := s.status()
 	if err != nil {
@@ -255,19 +221,98 @@ func (s *nameServer) mustStatus(t testing.TB) *serverStatus {
 // explain asks the server which region it picks for name and client.
 func (s *nameServer) explain(t testing.TB, name, client string) string {
 	t.Helper()
-	code, body, err := s.get("/v1/explain?name=" + name + "&client=" + client)
-	if err != nil || code != http.StatusOK {
-		t.Fatalf("%s explain %s for %s: %d %v %s", s.name, name, client, code, err, body)
-	}
-	var ex struct {
-		Decision struct {
-			Region string `json:"region"`
-		} `json:"decision"`
-	}
-	if err := json.Unmarshal(body, &ex); err != nil {
-		t.Fatal(err)
+	ex, err := s.api().Explain(context.Background(), apiclient.ExplainRequest{Name: name, Client: client})
+	if err != nil {
+		t.Fatalf("%s explain %s for %s: %v", s.name, name, client, err)
 	}
 	return ex.Decision.Region
+}
+
+// checkStatusWire reads /v1/status as JSON without the API's types: the
+// names and kinds of the fields the guide and the dashboards rely on,
+// checked apart from the client that shares the server's types.
+func checkStatusWire(t testing.TB, s *nameServer) {
+	t.Helper()
+	code, body, err := s.get("/v1/status")
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("%s /v1/status: %d %v", s.name, code, err)
+	}
+	var st struct {
+		Revision *int64 `json:"revision"`
+		Snapshot *struct {
+			Source     *string   `json:"source"`
+			AgeSeconds *float64  `json:"age_seconds"`
+			Regions    *int      `json:"regions"`
+			Services   *int      `json:"services"`
+			Problems   *[]string `json:"problems"`
+		} `json:"snapshot"`
+		Regions []struct {
+			Name    *string `json:"name"`
+			Status  *string `json:"status"`
+			Drained *bool   `json:"drained"`
+			Healthy *int    `json:"healthy"`
+			VIPs    []struct {
+				Addr  *string `json:"addr"`
+				Votes []struct {
+					Prober  *string `json:"prober"`
+					Up      *bool   `json:"up"`
+					Counted *bool   `json:"counted"`
+				} `json:"votes"`
+			} `json:"vips"`
+		} `json:"regions"`
+		Services []struct {
+			Name          *string `json:"name"`
+			Policy        *string `json:"policy"`
+			ExpectedShare map[string]struct {
+				Regions map[string]float64 `json:"regions"`
+			} `json:"expected_share"`
+		} `json:"services"`
+		Etcd *struct {
+			Watch *struct {
+				Connected *bool `json:"connected"`
+			} `json:"watch"`
+		} `json:"etcd"`
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatalf("%s /v1/status: %v", s.name, err)
+	}
+	var missing []string
+	need := func(ok bool, what string) {
+		if !ok {
+			missing = append(missing, what)
+		}
+	}
+	need(st.Revision != nil && *st.Revision > 0, "revision")
+	need(st.Snapshot != nil && st.Snapshot.Source != nil && st.Snapshot.AgeSeconds != nil && st.Snapshot.Regions != nil &&
+		st.Snapshot.Services != nil && st.Snapshot.Problems != nil, "snapshot.{source,age_seconds,regions,services,problems}")
+	need(len(st.Regions) == 3, "3 regions")
+	for _, r := range st.Regions {
+		need(r.Name != nil && r.Status != nil && slices.Contains([]string{"up", "down", "unknown"}, *r.Status) && r.Drained != nil && r.Healthy != nil,
+			"regions[].{name,status,drained,healthy}")
+		for _, v := range r.VIPs {
+			_, err := netip.ParseAddr(*cmpOr(v.Addr, new(string)))
+			need(err == nil, "regions[].vips[].addr")
+			for _, vote := range v.Votes {
+				need(vote.Prober != nil && vote.Up != nil && vote.Counted != nil, "regions[].vips[].votes[].{prober,up,counted}")
+			}
+		}
+	}
+	need(len(st.Services) == 3, "3 services")
+	for _, sv := range st.Services {
+		need(sv.Name != nil && sv.Policy != nil && sv.ExpectedShare["ipv4"].Regions != nil, "services[].{name,policy,expected_share.ipv4.regions}")
+	}
+	need(st.Etcd != nil && st.Etcd.Watch != nil && st.Etcd.Watch.Connected != nil, "etcd.watch.connected")
+	if len(missing) > 0 {
+		t.Fatalf("%s /v1/status lacks %s:\n%s", s.name, strings.Join(slices.Compact(missing), ", "), body)
+	}
+}
+
+// cmpOr is p, or alt when p is nil.
+func cmpOr[T any](p, alt *T) *T {
+	if p == nil {
+		return alt
+	}
+	return p
 }
 
 var responsesMetric = regexp.MustCompile(`(?m)^meridian_dns_responses_total\{[^}]*\} ([0-9.e+]+)$`)
