@@ -73,6 +73,7 @@ func TestCtlGetDelete(t *testing.T) {
 		ts.ctlFails(t, 1, []string{"weights", "get", "lb.exmaple.org"}, "404", `did you mean "lb.example.org."?`)
 		ts.ctlFails(t, 1, []string{"explain", "sticky.example.og"}, "404", `did you mean "sticky.example.org."?`)
 		ts.ctlFails(t, 1, []string{"drain", "nq"}, "404", `did you mean "na"?`)
+		ts.ctlFails(t, 1, []string{"weights", "set", "lb.example.org", "ue=1"}, `400 invalid service: weights.ue: "ue" is not one of the service's regions; did you mean "eu"?`)
 	})
 	t.Run("a region in use is not deleted", func(t *testing.T) {
 		n := auditCount(t, ts)

@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meridian-gslb/meridian/api/apitypes"
+	"github.com/meridian-gslb/meridian/internal/suggest"
 	"github.com/meridian-gslb/meridian/regions"
 )
 
@@ -505,7 +506,11 @@ func (s *Store) changeWeights(ctx context.Context, service string, weights map[s
 		var probs []regions.FieldProblem
 		for _, region := range slices.Sorted(maps.Keys(weights)) {
 			if !slices.ContainsFunc(next.Regions, func(sr regions.ServiceRegion) bool { return sr.Region == region }) {
-				probs = append(probs, regions.FieldProblem{Field: "weights." + region, Message: fmt.Sprintf("%q is not one of the service's regions", region)})
+				msg := fmt.Sprintf("%q is not one of the service's regions", region)
+				if h := suggest.Hint(region, serviceRegions(&next)); h != "" {
+					msg += "; " + h
+				}
+				probs = append(probs, regions.FieldProblem{Field: "weights." + region, Message: msg})
 			}
 		}
 		if len(probs) > 0 {
@@ -525,6 +530,15 @@ func (s *Store) changeWeights(ctx context.Context, service string, weights map[s
 		return n, err
 	}
 	return 0, fmt.Errorf("set weights of %q: service keeps changing: %w", name, ErrConflict)
+}
+
+// serviceRegions lists the regions svc names.
+func serviceRegions(svc *regions.Service) []string {
+	names := make([]string, len(svc.Regions))
+	for i, sr := range svc.Regions {
+		names[i] = sr.Region
+	}
+	return names
 }
 
 // ErrNotRegistered refuses a health report whose prober is not registered
