@@ -316,6 +316,15 @@ func fetch[T any](ctx context.Context, c *Client, path string, query url.Values)
 	return out, h.Get("ETag"), nil
 }
 
+// changeJSON makes a write with v as its JSON body.
+func (c *Client) changeJSON(ctx context.Context, method, path string, v any, opts []WriteOption) (*apitypes.ChangeResponse, error) {
+	body, err := jsonBody(v)
+	if err != nil {
+		return nil, err
+	}
+	return c.change(ctx, request{method: method, path: path, body: body}, opts)
+}
+
 // change makes a write and returns its change.
 func (c *Client) change(ctx context.Context, r request, opts []WriteOption) (*apitypes.ChangeResponse, error) {
 	r.write(opts)
@@ -415,11 +424,7 @@ func (c *Client) Region(ctx context.Context, name string) (*regions.Region, stri
 
 // PutRegion creates or replaces a region (PUT /v1/regions/{name}).
 func (c *Client) PutRegion(ctx context.Context, r *regions.Region, opts ...WriteOption) (*apitypes.ChangeResponse, error) {
-	body, err := jsonBody(r)
-	if err != nil {
-		return nil, err
-	}
-	return c.change(ctx, request{method: http.MethodPut, path: regionPath(r.Name), body: body}, opts)
+	return c.changeJSON(ctx, http.MethodPut, regionPath(r.Name), r, opts)
 }
 
 // DeleteRegion deletes a region no service uses (DELETE
@@ -455,11 +460,7 @@ func (c *Client) Service(ctx context.Context, name string) (*regions.Service, st
 // PutService creates or replaces a service (PUT /v1/services/{name});
 // every region it names must exist.
 func (c *Client) PutService(ctx context.Context, s *regions.Service, opts ...WriteOption) (*apitypes.ChangeResponse, error) {
-	body, err := jsonBody(s)
-	if err != nil {
-		return nil, err
-	}
-	return c.change(ctx, request{method: http.MethodPut, path: servicePath(s.Name), body: body}, opts)
+	return c.changeJSON(ctx, http.MethodPut, servicePath(s.Name), s, opts)
 }
 
 // PutServices creates or replaces several services at once (POST
@@ -504,11 +505,7 @@ func (c *Client) ReplaceWeights(ctx context.Context, service string, weights map
 }
 
 func (c *Client) weights(ctx context.Context, method, service string, weights map[string]uint32, opts []WriteOption) (*apitypes.ChangeResponse, error) {
-	body, err := jsonBody(apitypes.WeightsRequest{Weights: weights})
-	if err != nil {
-		return nil, err
-	}
-	return c.change(ctx, request{method: method, path: servicePath(service) + "/weights", body: body}, opts)
+	return c.changeJSON(ctx, method, servicePath(service)+"/weights", apitypes.WeightsRequest{Weights: weights}, opts)
 }
 
 // Latency reads what the stored latency table holds (GET /v1/latency);

@@ -84,6 +84,15 @@ func jsonToYAML(b []byte) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
+// tableWide is a table whose rows carry the columns of wide after those
+// of header with -o wide (the caller adds them).
+func (o *ctlOut) tableWide(header, wide string, rows [][]string) {
+	if o.wide() {
+		header += "\t" + wide
+	}
+	o.table(header, rows)
+}
+
 func (o *ctlOut) table(header string, rows [][]string) {
 	tw := tabwriter.NewWriter(o.w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, header)

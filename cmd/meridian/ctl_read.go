@@ -47,26 +47,35 @@ func (x *ctl) get(ctx context.Context, args []string) error {
 	return x.status(ctx)
 }
 
-func (x *ctl) getRegions(ctx context.Context, name string) error {
-	var list []*regions.Region
+// oneOrAll reads the object of kind named name with one, or every one
+// with all when name is "". With -o json or yaml it prints the API's
+// answer and returns done; otherwise the objects, for a table.
+func oneOrAll[T, L any](ctx context.Context, x *ctl, kind, name string, one func(context.Context, string) (*T, string, error),
+	all func(context.Context) (*L, error), items func(*L) []*T) (list []*T, done bool, err error) {
 	if name != "" {
-		r, _, err := x.c.Region(ctx, name)
+		obj, _, err := one(ctx, name)
 		if err != nil {
-			return x.notFound(ctx, err, "region", name)
+			return nil, true, x.notFound(ctx, err, kind, name)
 		}
 		if x.out.structured() {
-			return x.out.value(r)
+			return nil, true, x.out.value(obj)
 		}
-		list = []*regions.Region{r}
-	} else {
-		l, err := x.c.Regions(ctx)
-		if err != nil {
-			return err
-		}
-		if x.out.structured() {
-			return x.out.value(l)
-		}
-		list = l.Regions
+		return []*T{obj}, false, nil
+	}
+	l, err := all(ctx)
+	if err != nil {
+		return nil, true, err
+	}
+	if x.out.structured() {
+		return nil, true, x.out.value(l)
+	}
+	return items(l), false, nil
+}
+
+func (x *ctl) getRegions(ctx context.Context, name string) error {
+	list, done, err := oneOrAll(ctx, x, "region", name, x.c.Region, x.c.Regions, func(l *apitypes.RegionList) []*regions.Region { return l.Regions })
+	if done {
+		return err
 	}
 	var rows [][]string
 	for _, r := range list {
@@ -81,11 +90,7 @@ func (x *ctl) getRegions(ctx context.Context, name string) error {
 		}
 		rows = append(rows, row)
 	}
-	header := "REGION\tVIPS\tLOCATION\tCHECK\tDRAINED"
-	if x.out.wide() {
-		header += "\tCONTINENT\tCAPACITY\tCHECK DETAIL\tCHECKED AT"
-	}
-	x.out.table(header, rows)
+	x.out.tableWide("REGION\tVIPS\tLOCATION\tCHECK\tDRAINED", "CONTINENT\tCAPACITY\tCHECK DETAIL\tCHECKED AT", rows)
 	return nil
 }
 
@@ -132,25 +137,9 @@ func checkAddresses(c regions.HealthCheck) string {
 }
 
 func (x *ctl) getServices(ctx context.Context, name string) error {
-	var list []*regions.Service
-	if name != "" {
-		s, _, err := x.c.Service(ctx, name)
-		if err != nil {
-			return x.notFound(ctx, err, "service", name)
-		}
-		if x.out.structured() {
-			return x.out.value(s)
-		}
-		list = []*regions.Service{s}
-	} else {
-		l, err := x.c.Services(ctx)
-		if err != nil {
-			return err
-		}
-		if x.out.structured() {
-			return x.out.value(l)
-		}
-		list = l.Services
+	list, done, err := oneOrAll(ctx, x, "service", name, x.c.Service, x.c.Services, func(l *apitypes.ServiceList) []*regions.Service { return l.Services })
+	if done {
+		return err
 	}
 	var rows [][]string
 	for _, s := range list {
@@ -168,11 +157,7 @@ func (x *ctl) getServices(ctx context.Context, name string) error {
 		}
 		rows = append(rows, row)
 	}
-	header := "SERVICE\tPOLICY\tTTL\tWEIGHTS"
-	if x.out.wide() {
-		header += "\tDEGRADED TTL\tSTICKY\tALL DOWN\tMAX ANSWERS\tGEO"
-	}
-	x.out.table(header, rows)
+	x.out.tableWide("SERVICE\tPOLICY\tTTL\tWEIGHTS", "DEGRADED TTL\tSTICKY\tALL DOWN\tMAX ANSWERS\tGEO", rows)
 	return nil
 }
 
@@ -230,11 +215,7 @@ func (x *ctl) status(ctx context.Context) error {
 		}
 		rows = append(rows, row)
 	}
-	header := "REGION\tSTATUS\tDRAINED\tHEALTHY\tANSWERS\tREASON"
-	if x.out.wide() {
-		header += "\tVIPS (VOTES)"
-	}
-	x.out.table(header, rows)
+	x.out.tableWide("REGION\tSTATUS\tDRAINED\tHEALTHY\tANSWERS\tREASON", "VIPS (VOTES)", rows)
 	x.out.printf("\n")
 	rows = nil
 	for _, s := range st.Services {
@@ -252,11 +233,7 @@ func (x *ctl) status(ctx context.Context) error {
 		}
 		rows = append(rows, row)
 	}
-	header = "SERVICE\tPOLICY\tWEIGHTS\tEXPECTED SHARE (IPv4)"
-	if x.out.wide() {
-		header += "\tTTL\tEXPECTED SHARE (IPv6)"
-	}
-	x.out.table(header, rows)
+	x.out.tableWide("SERVICE\tPOLICY\tWEIGHTS\tEXPECTED SHARE (IPv4)", "TTL\tEXPECTED SHARE (IPv6)", rows)
 	return nil
 }
 
@@ -392,11 +369,7 @@ func (x *ctl) audit(ctx context.Context, _ []string) error {
 		}
 		rows = append(rows, row)
 	}
-	header := "TIME\tBY\tACTION\tKIND\tNAME\tREVISION"
-	if x.out.wide() {
-		header += "\tID\tFORCED NODATA"
-	}
-	x.out.table(header, rows)
+	x.out.tableWide("TIME\tBY\tACTION\tKIND\tNAME\tREVISION", "ID\tFORCED NODATA", rows)
 	if page.Next != "" {
 		x.out.printf("more: meridian ctl audit --after %s\n", page.Next)
 	}

@@ -155,6 +155,23 @@ func testService(name string, names ...string) *regions.Service {
 	return s
 }
 
+// seedRegions creates the regions named (testRegion, with the addresses
+// 192.0.2.1, .2, … in order) and then the services given.
+func seedRegions(t testing.TB, s *Store, names []string, services ...*regions.Service) {
+	t.Helper()
+	ctx := etcdtest.Ctx(t)
+	for i, name := range names {
+		if _, err := s.PutRegion(ctx, testRegion(name, i+1), IfAbsent()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, svc := range services {
+		if _, err := s.PutService(ctx, svc, IfAbsent()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // seedOne writes one of each kind of state: region eu-west, the service
 // www.gslb.example. in it, and a one-line latency table.
 func seedOne(t *testing.T, s *Store) {

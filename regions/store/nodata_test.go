@@ -76,16 +76,7 @@ func TestNoDataGuard(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newTestStore(t)
-			for i, name := range []string{"eu-west", "us-east"} {
-				if _, err := s.PutRegion(ctx, testRegion(name, i+1), IfAbsent()); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for _, svc := range []*regions.Service{testService("www.gslb.example.", "eu-west", "us-east"), testService("solo.gslb.example.", "us-east")} {
-				if _, err := s.PutService(ctx, svc, IfAbsent()); err != nil {
-					t.Fatal(err)
-				}
-			}
+			seedRegions(t, s, []string{"eu-west", "us-east"}, testService("www.gslb.example.", "eu-west", "us-east"), testService("solo.gslb.example.", "us-east"))
 			before := keyRevs(t, s.c, s.keys.Prefix())
 			for _, dry := range []bool{true, false} {
 				var opts []WriteOption
@@ -134,14 +125,7 @@ func sameNoData(a, b apitypes.NoData) bool {
 func TestNoDataGuardRace(t *testing.T) {
 	ctx := etcdtest.Ctx(t)
 	s := newTestStore(t)
-	for i, name := range []string{"eu-west", "us-east"} {
-		if _, err := s.PutRegion(ctx, testRegion(name, i+1), IfAbsent()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west", "us-east"), IfAbsent()); err != nil {
-		t.Fatal(err)
-	}
+	seedRegions(t, s, []string{"eu-west", "us-east"}, testService("www.gslb.example.", "eu-west", "us-east"))
 	var fired atomic.Bool
 	var inner error
 	s.testHookBeforeTxn = func(op string) {

@@ -384,11 +384,7 @@ func TestStoreServiceVsRegionDelete(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newTestStore(t)
-			for i, name := range []string{"eu-west", "us-east"} {
-				if _, err := s.PutRegion(ctx, testRegion(name, i+1), IfAbsent()); err != nil {
-					t.Fatal(err)
-				}
-			}
+			seedRegions(t, s, []string{"eu-west", "us-east"})
 			put := func() error {
 				_, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west", "us-east"), IfAbsent())
 				return err

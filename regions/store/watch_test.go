@@ -232,14 +232,7 @@ func TestWatcherUpdates(t *testing.T) {
 func TestWatcherPropagation(t *testing.T) {
 	ctx := etcdtest.Ctx(t)
 	s := newTestStore(t)
-	for i, name := range []string{"eu-west", "us-east"} {
-		if _, err := s.PutRegion(ctx, testRegion(name, i+1), IfAbsent()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := s.PutService(ctx, testService("www.gslb.example.", "eu-west", "us-east"), IfAbsent()); err != nil {
-		t.Fatal(err)
-	}
+	seedRegions(t, s, []string{"eu-west", "us-east"}, testService("www.gslb.example.", "eu-west", "us-east"))
 	var recs []*recorder
 	for range 2 {
 		rec := newRecorder()
