@@ -3,12 +3,14 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meridian-gslb/meridian/api/apitypes"
 	"github.com/meridian-gslb/meridian/api/client"
@@ -37,6 +39,27 @@ func TestClientReads(t *testing.T) {
 	c := newClient(t, f, readSecret)
 	ctx := etcdtest.Ctx(t)
 	seed := uint64(1)
+	// A prober's vote, with every field a report carries, so that the
+	// status holds votes to decode.
+	lease, err := f.c.Grant(ctx, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if err := f.st.RegisterProber(ctx, &regions.ProberInfo{ID: "p1", Region: "eu-west", Started: now}, lease.ID); err != nil {
+		t.Fatal(err)
+	}
+	load := 0.5
+	rep := &regions.HealthReport{Region: "eu-west", Prober: "p1", ProberRegion: "eu-west", Trusted: true, Observed: now,
+		VIPs: []regions.VIPHealth{{Addr: netip.MustParseAddr("192.0.2.10"), Up: false, Since: now, Failures: 3, Reason: "connection refused",
+			RTT: regions.Duration(time.Millisecond), Load: &load, LoadObserved: now, LoadSource: "health"}}}
+	if _, err := f.st.PutHealthReport(ctx, rep, lease.ID); err != nil {
+		t.Fatal(err)
+	}
+	etcdtest.WaitUntil(t, "the vote in the snapshot", func() bool {
+		rs, _ := f.live.Current().RegionStatus("eu-west")
+		return len(rs.VIPs) > 0 && len(rs.VIPs[0].Votes) == 1
+	})
 	cases := []struct {
 		name string
 		call func() error
@@ -78,8 +101,10 @@ func TestClientReads(t *testing.T) {
 		}},
 		{"status", func() error {
 			st, err := c.Status(ctx)
-			if err == nil && (len(st.Regions) != 4 || len(st.Services) != 2 || st.Snapshot == nil || st.Snapshot.Latency == "") {
-				return errors.New("incomplete status")
+			if err == nil && (len(st.Regions) != 4 || len(st.Services) != 2 || st.Snapshot == nil || st.Snapshot.Latency == "" ||
+				st.Regions[1].Name != "eu-west" || len(st.Regions[1].VIPs[0].Votes) != 1 || st.Regions[1].VIPs[0].Votes[0].Reason != "connection refused" ||
+				!strings.Contains(st.Regions[1].Reason, "192.0.2.10 down (1 of 1 probers): connection refused")) {
+				return fmt.Errorf("incomplete status: %+v", st.Regions)
 			}
 			return err
 		}},
