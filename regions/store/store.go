@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -107,9 +109,34 @@ func (e *InUseError) Error() string {
 // Is lets errors.Is(err, ErrInUse) match.
 func (e *InUseError) Is(target error) bool { return target == ErrInUse }
 
-// maxAttempts bounds the retries of a write whose read set (regions for a
-// service, services for a region delete) changed under it.
-const maxAttempts = 8
+// A write whose key or read set (regions for a service, services for a
+// region delete) changed between its read and its transaction reads again
+// and retries, until its context ends (the API's write timeout) or after
+// maxAttempts in all, after a random pause of up to raceWaitMin doubled
+// at each retry, at most raceWaitMax (raceWait). Without the pause,
+// writers racing for one key (eight unconditional PATCHes of a service's
+// weights at once) collide again in step, and a quarter of them ran out
+// of attempts; a larger cap would let the writers that lost most often
+// wait longest, and lose again to fresh ones.
+const (
+	maxAttempts = 64
+	raceWaitMin = 2 * time.Millisecond
+	raceWaitMax = 50 * time.Millisecond
+)
+
+// raceWait pauses before retry n (from 1) of a write that lost a race. It
+// reports false if ctx ended first.
+func raceWait(ctx context.Context, n int) bool {
+	d := min(raceWaitMin<<min(n-1, 16), raceWaitMax)
+	t := time.NewTimer(1 + rand.N(d))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
 
 // listPage is how many keys one paginated Get returns.
 const listPage = 500
@@ -297,7 +324,10 @@ func (s *Store) SetDrained(ctx context.Context, name string, drained bool, cond 
 		action = "drain"
 	}
 	o := newWriteOpts(opts)
-	for range maxAttempts {
+	for attempt := range maxAttempts {
+		if attempt > 0 && !raceWait(ctx, attempt) {
+			break
+		}
 		r, rev, err := s.GetRegion(ctx, name)
 		if err != nil {
 			return 0, err
@@ -493,7 +523,10 @@ func (s *Store) changeWeights(ctx context.Context, service string, weights map[s
 		action = "replace-weights"
 	}
 	o := newWriteOpts(opts)
-	for range maxAttempts {
+	for attempt := range maxAttempts {
+		if attempt > 0 && !raceWait(ctx, attempt) {
+			break
+		}
 		svc, rev, err := s.GetService(ctx, name)
 		if err != nil {
 			return 0, err

@@ -126,7 +126,10 @@ func (s *Store) writeKey(ctx context.Context, key, hook string, cond Cond, ch *C
 	if o.action != "" {
 		ch.Action = o.action
 	}
-	for range maxAttempts {
+	for attempt := range maxAttempts {
+		if attempt > 0 && !raceWait(ctx, attempt) {
+			break
+		}
 		cur, err := s.read(ctx, key)
 		if err != nil {
 			return 0, err
