@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -111,22 +114,33 @@ func emptyLists(v reflect.Value) reflect.Value {
 // Content-Type says (curl -d sends a form type). It reports whether v is
 // usable.
 func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		writeProblem(w, bodyProblem(err, limit))
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	err = dec.Decode(v)
 	if err == nil {
 		// One value, and nothing after it.
 		if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
 			err = errors.New("unexpected data after the JSON value")
-			if terr != nil && isTooLarge(terr) {
-				err = terr
-			}
 		}
 	}
 	if err == nil {
 		return true
 	}
-	writeProblem(w, bodyProblem(err, limit))
+	p := bodyProblem(err, limit)
+	if len(p.Errors) == 1 && p.Errors[0].Field == "" {
+		// A type's own decoder (an address, a duration) does not say
+		// where its value was: find it.
+		if field := refusedField(data, reflect.TypeOf(v)); field != "" {
+			p.Errors[0].Field = field
+			p.Detail = field + ": " + p.Detail
+		}
+	}
+	writeProblem(w, p)
 	return false
 }
 
@@ -206,4 +220,108 @@ func drainBody(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	return true
+}
+
+var (
+	jsonUnmarshaler = reflect.TypeFor[json.Unmarshaler]()
+	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+)
+
+// refusedField finds the first value in the JSON document data that the
+// type t (where it lies in t) refuses, and names it as validation errors
+// name fields: "vips[0]", "check.interval", "check.address.192.0.2.1".
+// It returns "" when no single value is refused (a syntax error, say).
+func refusedField(data []byte, t reflect.Type) string {
+	var doc any
+	if json.Unmarshal(data, &doc) != nil {
+		return ""
+	}
+	return refusedIn(doc, t, "")
+}
+
+func refusedIn(v any, t reflect.Type, path string) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if p := reflect.PointerTo(t); p.Implements(jsonUnmarshaler) || p.Implements(textUnmarshaler) {
+		b, err := json.Marshal(v)
+		if err == nil && json.Unmarshal(b, reflect.New(t).Interface()) != nil {
+			return path
+		}
+		return ""
+	}
+	join := func(name string) string {
+		if path == "" {
+			return name
+		}
+		return path + "." + name
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return ""
+		}
+		for _, key := range slices.Sorted(maps.Keys(obj)) {
+			if f, ok := jsonField(t, key); ok {
+				if field := refusedIn(obj[key], f.Type, join(jsonName(f))); field != "" {
+					return field
+				}
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		list, ok := v.([]any)
+		if !ok {
+			return ""
+		}
+		for i, e := range list {
+			if field := refusedIn(e, t.Elem(), path+"["+strconv.Itoa(i)+"]"); field != "" {
+				return field
+			}
+		}
+	case reflect.Map:
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return ""
+		}
+		for _, key := range slices.Sorted(maps.Keys(obj)) {
+			if k := reflect.PointerTo(t.Key()); k.Implements(textUnmarshaler) {
+				if reflect.New(t.Key()).Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(key)) != nil {
+					return join(key)
+				}
+			}
+			if field := refusedIn(obj[key], t.Elem(), join(key)); field != "" {
+				return field
+			}
+		}
+	}
+	return ""
+}
+
+// jsonField finds the field of struct t that encoding/json decodes key
+// into: the exact name first, then one that differs only in case, also
+// among the fields of embedded structs.
+func jsonField(t reflect.Type, key string) (reflect.StructField, bool) {
+	var fold reflect.StructField
+	folded := false
+	for _, f := range reflect.VisibleFields(t) {
+		if !f.IsExported() || f.Tag.Get("json") == "-" || f.Anonymous && f.Type.Kind() == reflect.Struct && f.Tag.Get("json") == "" {
+			continue
+		}
+		switch name := jsonName(f); {
+		case name == key:
+			return f, true
+		case !folded && strings.EqualFold(name, key):
+			fold, folded = f, true
+		}
+	}
+	return fold, folded
+}
+
+// jsonName is the name encoding/json gives a struct field.
+func jsonName(f reflect.StructField) string {
+	if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" {
+		return name
+	}
+	return f.Name
 }
