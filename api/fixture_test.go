@@ -48,6 +48,8 @@ type fixtureOpts struct {
 	maxBody    int64
 	maxLatency int64
 	timeout    time.Duration
+	// requestTimeout and uploadTimeout: Options'; 0 for the defaults.
+	requestTimeout, uploadTimeout time.Duration
 }
 
 func newFixture(t testing.TB, o fixtureOpts) *fixture {
@@ -99,6 +101,8 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 		WriteTimeout:    o.timeout,
 		MaxBodyBytes:    o.maxBody,
 		MaxLatencyBytes: o.maxLatency,
+		RequestTimeout:  o.requestTimeout,
+		UploadTimeout:   o.uploadTimeout,
 	}
 	if !o.noAuth {
 		opts.Auth = NewAuth(testTokens(t), o.openReads)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,17 +22,20 @@ import (
 	"github.com/meridian-gslb/meridian/regions/store"
 )
 
-// maxUploadTime bounds how long a latency upload may take to arrive.
-const maxUploadTime = 10 * time.Minute
-
 // putLatency answers PUT /v1/latency: the body is the CSV of the latency
-// table ("cidr,region,rtt_ms" lines), at most MaxLatencyBytes, parsed as
-// it arrives. The wait for etcd is bounded by the write timeout from the
-// end of the upload.
+// table ("cidr,region,rtt_ms" lines), at most MaxLatencyBytes.
+//
+// The body is received whole before it is parsed: parsing costs several
+// times the size of the text, so a body over the limit (with chunked
+// encoding its size is known only at the end) is refused having cost at
+// most MaxLatencyBytes of memory, and none once refused. The upload has
+// UploadTimeout to arrive, instead of the request timeout of the other
+// routes; the wait for etcd that follows has the write timeout.
 func (a *apiServer) putLatency(w http.ResponseWriter, r *http.Request) {
-	if r.ContentLength > a.opts.MaxLatencyBytes {
+	limit := a.opts.MaxLatencyBytes
+	if r.ContentLength > limit {
 		writeProblem(w, Problem{Status: http.StatusRequestEntityTooLarge,
-			Detail: "the latency table is larger than " + strconv.FormatInt(a.opts.MaxLatencyBytes, 10) + " bytes"})
+			Detail: "the latency table is larger than " + strconv.FormatInt(limit, 10) + " bytes"})
 		return
 	}
 	cond, mustExist, p := precondition(r)
@@ -53,12 +57,26 @@ func (a *apiServer) putLatency(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Detail: "this server has no etcd store", RetryAfter: retryAfter})
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), maxUploadTime)
+	// The server's read and write deadlines (http.read_timeout,
+	// http.write_timeout) suit small requests; this one gets its own. A
+	// writer that cannot set them (a test's recorder) has none to lift.
+	rc := http.NewResponseController(w)
+	arrival := time.Now().Add(a.opts.UploadTimeout)
+	_ = rc.SetReadDeadline(arrival)
+	_ = rc.SetWriteDeadline(arrival.Add(a.opts.UploadTimeout))
+	body, err := receive(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		writeProblem(w, a.uploadProblem(r, err))
+		return
+	}
+	// Parsing and etcd follow; the response must still be read in time.
+	_ = rc.SetWriteDeadline(time.Now().Add(a.opts.UploadTimeout))
+	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	body := &eofDeadline{r: http.MaxBytesReader(w, r.Body, a.opts.MaxLatencyBytes), after: a.opts.WriteTimeout, cancel: cancel}
-	defer body.stop()
-	n, err := a.opts.Store.ImportLatency(ctx, body, opts...)
-	if err != nil && body.expired.Load() && errors.Is(err, context.Canceled) {
+	eof := &eofDeadline{r: body, after: a.opts.WriteTimeout, cancel: cancel}
+	defer eof.stop()
+	n, err := a.opts.Store.ImportLatency(ctx, eof, opts...)
+	if err != nil && eof.expired.Load() && errors.Is(err, context.Canceled) {
 		err = fmt.Errorf("%w after the upload: %w", context.DeadlineExceeded, err)
 	}
 	if err != nil {
@@ -167,8 +185,68 @@ func (c *latencyCache) counts(id string, load func() (*regions.LatencyData, *lat
 	return c.last, nil
 }
 
+// uploadProblem says why an upload could not be received.
+func (a *apiServer) uploadProblem(r *http.Request, err error) Problem {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return Problem{Status: http.StatusRequestEntityTooLarge, Detail: fmt.Sprintf("the latency table is larger than %d bytes", mbe.Limit)}
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return Problem{Status: http.StatusRequestTimeout, Title: "upload too slow",
+			Detail: "the latency table did not arrive within " + a.opts.UploadTimeout.String() + " (api.upload_timeout)"}
+	case r.Context().Err() != nil:
+		return Problem{Status: 499, Title: "client closed request", Detail: err.Error()}
+	}
+	return Problem{Status: http.StatusBadRequest, Title: "invalid request body", Detail: "cannot read the body: " + err.Error()}
+}
+
+// uploadBlock bounds the blocks a body is received in: blocks, not one
+// growing buffer, so that receiving never copies what it holds and
+// parsing can let go of each block once read.
+const (
+	firstUploadBlock = 32 << 10
+	maxUploadBlock   = 1 << 20
+)
+
+// upload is a body received whole, read back once.
+type upload struct{ blocks [][]byte }
+
+// receive reads r to its end. On an error nothing is kept.
+func receive(r io.Reader) (*upload, error) {
+	u := &upload{}
+	size := firstUploadBlock
+	for {
+		b := make([]byte, size)
+		n, err := io.ReadFull(r, b)
+		if n > 0 {
+			u.blocks = append(u.blocks, b[:n])
+		}
+		switch {
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+			return u, nil
+		case err != nil:
+			return nil, err
+		}
+		size = min(2*size, maxUploadBlock)
+	}
+}
+
+// Read hands out the blocks in order, dropping each once read.
+func (u *upload) Read(p []byte) (int, error) {
+	for len(u.blocks) > 0 && len(u.blocks[0]) == 0 {
+		u.blocks[0] = nil
+		u.blocks = u.blocks[1:]
+	}
+	if len(u.blocks) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, u.blocks[0])
+	u.blocks[0] = u.blocks[0][n:]
+	return n, nil
+}
+
 // eofDeadline reads a request body and, once it is read to the end,
-// cancels the request's context after a delay: what follows the upload
+// cancels the request's context after a delay: what follows the parse
 // (the writes to etcd) gets the write timeout, however long the upload
 // took.
 type eofDeadline struct {

@@ -87,9 +87,9 @@ var (
 	docPatchWeights = opDoc{summary: "Change the weights of the regions named", body: apitypes.WeightsRequest{}, resp: apitypes.ChangeResponse{}, errors: writeErrors, force: true}
 	docPutLatency   = opDoc{summary: "Replace the latency table",
 		description: "The body is CSV, one \"cidr,region,rtt_ms\" entry per line, at most api.max_latency_bytes (64 MiB by default); " +
-			"it is parsed as it arrives and checked whole before anything is written: every region it names must exist " +
+			"it is received whole (within api.upload_timeout, 10 minutes by default), then parsed and checked whole before anything is written: every region it names must exist " +
 			"(the error names the first line of each that does not). The answer gives the entries of the new table and of the one it replaces.",
-		csv: true, resp: apitypes.ChangeResponse{}, errors: []int{400, 401, 403, 413, 503}}
+		csv: true, resp: apitypes.ChangeResponse{}, errors: []int{400, 401, 403, 408, 413, 503}}
 	docGetLatency = opDoc{summary: "The stored latency table: id, age, entries, networks, size, checksum, each region it names with its entries and whether it exists, and whether this server serves it",
 		resp: apitypes.Latency{}, errors: readErrors}
 	docAcceptEmpty = opDoc{summary: "Serve the empty state from etcd that this server refuses",

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -46,6 +45,8 @@ var _ Store = (*store.Store)(nil)
 // Defaults of the Options limits.
 const (
 	DefaultWriteTimeout    = 5 * time.Second
+	DefaultRequestTimeout  = 30 * time.Second
+	DefaultUploadTimeout   = 10 * time.Minute
 	DefaultMaxBodyBytes    = 1 << 20
 	DefaultMaxLatencyBytes = 64 << 20
 )
@@ -86,6 +87,12 @@ type Options struct {
 	// WriteTimeout bounds a request's wait for etcd, after which it gets
 	// 503 with Retry-After; 0 means DefaultWriteTimeout.
 	WriteTimeout time.Duration
+	// RequestTimeout bounds a request's handler (every route but the
+	// latency upload); 0 means DefaultRequestTimeout.
+	RequestTimeout time.Duration
+	// UploadTimeout bounds the arrival of a latency table upload, which
+	// then has WriteTimeout for etcd; 0 means DefaultUploadTimeout.
+	UploadTimeout time.Duration
 	// MaxBodyBytes bounds a JSON request body; 0 means
 	// DefaultMaxBodyBytes.
 	MaxBodyBytes int64
@@ -101,6 +108,7 @@ type apiServer struct {
 	opts Options
 	// latency caches what GET /v1/latency counts in the last table.
 	latency latencyCache
+	panics  panicLog
 }
 
 // route is one endpoint: the router and the OpenAPI document are both
@@ -112,14 +120,22 @@ type route struct {
 	doc             opDoc
 }
 
+// ownDeadline lists the routes that bound their own time instead of
+// taking the request timeout: an upload may take far longer to arrive
+// than any other request (putLatency).
+var ownDeadline = map[string]bool{"PUT /v1/latency": true}
+
 // NewRouter builds the HTTP handler.
 func NewRouter(o Options) http.Handler {
 	a := newAPIServer(o)
 	r := chi.NewRouter()
-	r.Use(middleware.Recoverer)
-	r.Use(middleware.Timeout(30 * time.Second))
+	r.Use(a.recoverPanics)
 	for _, rt := range a.routes() {
-		r.Method(rt.method, rt.pattern, a.guard(rt.access, rt.handler))
+		var h http.Handler = a.guard(rt.access, rt.handler)
+		if !ownDeadline[rt.method+" "+rt.pattern] {
+			h = a.withTimeout(h)
+		}
+		r.Method(rt.method, rt.pattern, h)
 	}
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, Problem{Status: http.StatusNotFound, Detail: "no such endpoint: " + r.URL.Path})
@@ -140,6 +156,12 @@ func newAPIServer(o Options) *apiServer {
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = DefaultRequestTimeout
+	}
+	if o.UploadTimeout <= 0 {
+		o.UploadTimeout = DefaultUploadTimeout
 	}
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = DefaultMaxBodyBytes
