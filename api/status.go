@@ -46,6 +46,8 @@ type Details struct {
 	Zones []ZoneInfo
 	// Transport holds the DNS listeners' counters; nil leaves them out.
 	Transport *apitypes.TransportStats
+	// HTTP counts the HTTP server's connections; nil leaves them out.
+	HTTP *apitypes.HTTPStats
 }
 
 // ZoneInfo is one zone being served.
@@ -174,7 +176,7 @@ func (a *apiServer) details(w http.ResponseWriter, _ *http.Request) {
 	}
 	if a.opts.Details != nil {
 		d := a.opts.Details()
-		out.Zones, out.Transport = d.Zones, d.Transport
+		out.Zones, out.Transport, out.HTTP = d.Zones, d.Transport, d.HTTP
 	}
 	writeJSON(w, http.StatusOK, out)
 }

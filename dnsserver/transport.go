@@ -94,7 +94,7 @@ const (
 	defaultUDPBufSize      = 4096
 	defaultTCPIdleTimeout  = 10 * time.Second
 	defaultTCPReadTimeout  = 3 * time.Second
-	defaultTCPMaxConns     = 1024
+	DefaultTCPMaxConns     = 1024 // the server's descriptor budget counts on it (cmd/meridian)
 	defaultTCPWriteTimeout = 5 * time.Second
 	defaultShutdownTimeout = 5 * time.Second
 
@@ -268,7 +268,7 @@ func NewTransport(cfg TransportConfig, h PacketHandler, logger *slog.Logger) (*T
 		{"UDPBatch", &cfg.UDPBatch, defaultUDPBatch, maxUDPBatch, 1},
 		{"UDPBufSize", &cfg.UDPBufSize, defaultUDPBufSize, maxMsgSize, minUDPBufSize},
 		{"MaxUDPReply", &cfg.MaxUDPReply, DefaultMaxUDPSize, maxMsgSize, 512},
-		{"TCPMaxConns", &cfg.TCPMaxConns, defaultTCPMaxConns, 1 << 20, 1},
+		{"TCPMaxConns", &cfg.TCPMaxConns, DefaultTCPMaxConns, 1 << 20, 1},
 	} {
 		if *f.v == 0 {
 			*f.v = min(f.def, f.max)

@@ -294,7 +294,7 @@ func TestTransportConfigValidation(t *testing.T) {
 				c := tr.cfg
 				if c.UDPSockets < 1 || c.UDPBatch != defaultUDPBatch || c.UDPBufSize != defaultUDPBufSize ||
 					c.TCPIdleTimeout != defaultTCPIdleTimeout || c.TCPReadTimeout != defaultTCPReadTimeout ||
-					c.TCPMaxConns != defaultTCPMaxConns || c.TCPWriteTimeout != defaultTCPWriteTimeout ||
+					c.TCPMaxConns != DefaultTCPMaxConns || c.TCPWriteTimeout != defaultTCPWriteTimeout ||
 					c.ShutdownTimeout != defaultShutdownTimeout {
 					t.Errorf("defaults not applied: %+v", c)
 				}

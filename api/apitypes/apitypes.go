@@ -338,7 +338,24 @@ type Details struct {
 	Zones  []ZoneInfo `json:"zones"`
 	// Transport holds the DNS listeners' counters.
 	Transport *TransportStats `json:"transport,omitempty"`
-	Status    Status          `json:"status"`
+	// HTTP counts the HTTP server's connections.
+	HTTP   *HTTPStats `json:"http,omitempty"`
+	Status Status     `json:"status"`
+}
+
+// HTTPStats counts the HTTP server's connections (docs/architecture.md,
+// Connections and descriptors).
+type HTTPStats struct {
+	Open int `json:"open"`
+	// Idle counts the open connections waiting for a request.
+	Idle     int    `json:"idle"`
+	Max      int    `json:"max"`
+	Accepted uint64 `json:"accepted"`
+	// Evicted counts connections closed to make room for a new one.
+	Evicted uint64 `json:"evicted"`
+	// Waits counts the times the server stopped accepting because every
+	// connection was serving a request.
+	Waits uint64 `json:"waits"`
 }
 
 // ZoneInfo is one zone being served.

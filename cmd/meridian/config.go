@@ -32,6 +32,7 @@ type Config struct {
 	DataDir string       `yaml:"data_dir"`
 	Log     LogConfig    `yaml:"log"`
 	DNS     DNSConfig    `yaml:"dns"`
+	HTTP    HTTPConfig   `yaml:"http"`
 	ZoneDir string       `yaml:"zone_dir"`
 	Zones   []ZoneConfig `yaml:"zones"`
 
@@ -69,6 +70,28 @@ type DNSConfig struct {
 	CookieSecrets     []string         `yaml:"cookie_secrets"`      // 32 hex digits each; first signs
 	ShutdownTimeout   regions.Duration `yaml:"shutdown_timeout"`    // 0: 5s
 }
+
+// HTTPConfig bounds the HTTP server on listen.http: how long a client
+// may take and how many connections it may hold, so that slow or idle
+// clients cannot use up the descriptors DNS and etcd need
+// (docs/architecture.md, HTTP API). Zero values take the defaults.
+type HTTPConfig struct {
+	ReadHeaderTimeout regions.Duration `yaml:"read_header_timeout"` // a request's header; 0: 5s
+	ReadTimeout       regions.Duration `yaml:"read_timeout"`        // a whole request, body included (latency uploads: api.upload_timeout); 0: 30s
+	RequestTimeout    regions.Duration `yaml:"request_timeout"`     // a handler; then 504; 0: 30s
+	WriteTimeout      regions.Duration `yaml:"write_timeout"`       // from the end of the header to the end of the answer; longer than request_timeout; 0: 45s
+	IdleTimeout       regions.Duration `yaml:"idle_timeout"`        // a keep-alive connection between requests; 0: 30s
+	MaxConnections    int              `yaml:"max_connections"`     // open connections at most (lowered to fit the descriptor limit); 0: 1024
+}
+
+// The defaults of HTTPConfig.
+const (
+	defaultHTTPReadHeaderTimeout = 5 * time.Second
+	defaultHTTPReadTimeout       = 30 * time.Second
+	defaultHTTPWriteTimeout      = 45 * time.Second
+	defaultHTTPIdleTimeout       = 30 * time.Second
+	defaultHTTPMaxConnections    = 1024
+)
 
 // GeoIPConfig names the database that locates clients.
 type GeoIPConfig struct {
@@ -117,6 +140,9 @@ type APIConfig struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxLatencyBytes bounds the latency table upload; 0: 64 MiB.
 	MaxLatencyBytes int64 `yaml:"max_latency_bytes"`
+	// UploadTimeout bounds the arrival of a latency table upload, in
+	// place of http.read_timeout and http.request_timeout; 0: 10m.
+	UploadTimeout regions.Duration `yaml:"upload_timeout"`
 	// AuditHistory is how many audit records etcd keeps; 0: 1000.
 	AuditHistory int `yaml:"audit_history"`
 }
@@ -168,7 +194,7 @@ func readConfig(path string) (*Config, error) {
 var (
 	yamlLineMsg  = regexp.MustCompile(`^line (\d+): (.*)$`)
 	yamlUnknown  = regexp.MustCompile(`^field (\S+) not found in type (?:main|store)\.(\w+)$`)
-	typeSections = map[string]string{"Config": "", "ListenConfig": "listen", "LogConfig": "log", "DNSConfig": "dns", "ZoneConfig": "zones[]",
+	typeSections = map[string]string{"Config": "", "ListenConfig": "listen", "LogConfig": "log", "DNSConfig": "dns", "HTTPConfig": "http", "ZoneConfig": "zones[]",
 		"GeoIPConfig": "geoip", "ECSConfig": "ecs", "EtcdConfig": "etcd", "SteeringConfig": "steering", "APIConfig": "api",
 		"ProberConfig": "", "CanaryConfig": "canary"}
 )
@@ -232,6 +258,24 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Etcd.Prefix == "" {
 		c.Etcd.Prefix = store.DefaultPrefix
+	}
+	for _, d := range []struct {
+		v   *regions.Duration
+		def time.Duration
+	}{
+		{&c.HTTP.ReadHeaderTimeout, defaultHTTPReadHeaderTimeout},
+		{&c.HTTP.ReadTimeout, defaultHTTPReadTimeout},
+		{&c.HTTP.RequestTimeout, api.DefaultRequestTimeout},
+		{&c.HTTP.WriteTimeout, defaultHTTPWriteTimeout},
+		{&c.HTTP.IdleTimeout, defaultHTTPIdleTimeout},
+		{&c.API.UploadTimeout, api.DefaultUploadTimeout},
+	} {
+		if *d.v == 0 {
+			*d.v = regions.Duration(d.def)
+		}
+	}
+	if c.HTTP.MaxConnections == 0 {
+		c.HTTP.MaxConnections = defaultHTTPMaxConnections
 	}
 }
 
@@ -407,6 +451,15 @@ func (c *Config) validate() error {
 				add(c.errf("api.tokens_file", "%v", err))
 			}
 		}
+	}
+	if c.HTTP.ReadHeaderTimeout > c.HTTP.ReadTimeout {
+		add(c.errf("http.read_header_timeout", "%s is longer than http.read_timeout (%s), which includes the header", time.Duration(c.HTTP.ReadHeaderTimeout), time.Duration(c.HTTP.ReadTimeout)))
+	}
+	if c.HTTP.WriteTimeout <= c.HTTP.RequestTimeout {
+		add(c.errf("http.write_timeout", "%s: want longer than http.request_timeout (%s), so that a request that timed out still gets its answer", time.Duration(c.HTTP.WriteTimeout), time.Duration(c.HTTP.RequestTimeout)))
+	}
+	if c.HTTP.MaxConnections < 0 {
+		add(c.errf("http.max_connections", "must not be negative"))
 	}
 	if c.API.WriteTimeout < 0 {
 		add(c.errf("api.write_timeout", "must not be negative"))

@@ -151,7 +151,8 @@ type server struct {
 	handler   *dnsserver.Handler
 	transport *dnsserver.Transport
 	http      *http.Server
-	httpLn    net.Listener
+	httpLn    *api.Listener
+	fds       fdBudget
 	registry  *prometheus.Registry
 	started   atomic.Bool
 
@@ -252,13 +253,14 @@ func newServer(cfg *Config, set *zones.Set, log *slog.Logger, udpSockets int) (*
 		s.geo.OnReload(func(*geo.DB) { s.live.Rebuild() })
 	}
 
+	s.fds = budgetFDs(cfg, log)
 	t, err := dnsserver.NewTransport(dnsserver.TransportConfig{
 		Addrs:           cfg.Listen.DNS,
 		UDPSockets:      udpSockets,
 		UDPBatch:        cfg.DNS.UDPBatch,
 		MaxUDPReply:     cfg.DNS.MaxUDPSize,
 		TCPIdleTimeout:  time.Duration(cfg.DNS.TCPIdleTimeout),
-		TCPMaxConns:     cfg.DNS.TCPMaxConnections,
+		TCPMaxConns:     s.fds.DNSTCP,
 		ShutdownTimeout: time.Duration(cfg.DNS.ShutdownTimeout),
 	}, s.handler, log.With("component", "dns"))
 	if err != nil {
@@ -408,7 +410,8 @@ func (s *server) run(ctx context.Context) error {
 			s.transport.Close()
 			return fmt.Errorf("http listener: %w", err)
 		}
-		s.httpLn = ln
+		s.httpLn = api.NewListener(ln, s.fds.HTTP)
+		s.registry.MustRegister(api.ListenerCollector(s.httpLn))
 		opts := api.Options{
 			Logger:          s.log.With("component", "http"),
 			ECS:             s.cfg.ecsConfig(),
@@ -420,6 +423,8 @@ func (s *server) run(ctx context.Context) error {
 			Snapshot:        s.live.Current,
 			Store:           s.store,
 			WriteTimeout:    time.Duration(s.cfg.API.WriteTimeout),
+			RequestTimeout:  time.Duration(s.cfg.HTTP.RequestTimeout),
+			UploadTimeout:   time.Duration(s.cfg.API.UploadTimeout),
 			MaxBodyBytes:    s.cfg.API.MaxBodyBytes,
 			MaxLatencyBytes: s.cfg.API.MaxLatencyBytes,
 			Auth:            s.auth,
@@ -430,7 +435,11 @@ func (s *server) run(ctx context.Context) error {
 		}
 		s.http = &http.Server{
 			Handler:           api.NewRouter(opts),
-			ReadHeaderTimeout: 10 * time.Second,
+			ReadHeaderTimeout: time.Duration(s.cfg.HTTP.ReadHeaderTimeout),
+			ReadTimeout:       time.Duration(s.cfg.HTTP.ReadTimeout),
+			WriteTimeout:      time.Duration(s.cfg.HTTP.WriteTimeout),
+			IdleTimeout:       time.Duration(s.cfg.HTTP.IdleTimeout),
+			ConnState:         s.httpLn.ConnState,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		}
 	}
@@ -658,6 +667,10 @@ func (s *server) details() api.Details {
 	}
 	ts := apitypes.TransportStats(s.transport.Stats())
 	d.Transport = &ts
+	if s.httpLn != nil {
+		st := s.httpLn.Stats()
+		d.HTTP = &st
+	}
 	return d
 }
 

@@ -436,6 +436,9 @@ func TestServerConfigErrors(t *testing.T) {
 		{"bad cookie secret", head + zonesOK + "dns:\n  cookie_secrets: [\"abc\"]\n", []string{"dns.cookie_secrets[0]", "32 hex digits"}},
 		{"invalid zone", head + "zones:\n  - origin: example.org.\n    file: bad.zone\n", []string{"bad.zone:", "beside other data"}},
 		{"duplicate zone", head + zonesOK + "  - origin: Example.ORG\n    file: ok.zone\n", []string{"zones[1].origin", "already configured"}},
+		{"HTTP answers cut before a timed-out request's", head + zonesOK + "http:\n  request_timeout: 1m\n", []string{"meridian.yaml:7: http.write_timeout", "longer than http.request_timeout (1m0s)"}},
+		{"header timeout beyond the request's", head + zonesOK + "http:\n  read_header_timeout: 1m\n", []string{"http.read_header_timeout", "longer than http.read_timeout (30s)"}},
+		{"negative connection limit", head + zonesOK + "http:\n  max_connections: -1\n", []string{"meridian.yaml:8: http.max_connections", "negative"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
