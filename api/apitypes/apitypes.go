@@ -290,6 +290,9 @@ type EtcdStatus struct {
 // EtcdMember is the embedded etcd member.
 type EtcdMember struct {
 	Running bool `json:"running"`
+	// PID is the member's process while it runs (it runs in a child
+	// process of the server).
+	PID int `json:"pid,omitempty"`
 	// Since is when it started, or when it last failed while it does not
 	// run.
 	Since time.Time `json:"since,omitzero"`

@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"time"
 
@@ -14,12 +17,16 @@ import (
 )
 
 // embeddedEtcd runs the embedded etcd member of a server configured
-// without etcd endpoints. DNS does not wait for it: it is started in the
-// background and started again, after a jittered backoff, while it fails
-// to start (its port taken, its directory unusable) and after it fails
-// while running. Meanwhile the server answers from its persisted state,
-// and the etcd client, built on the member's fixed address, connects once
-// the member runs.
+// without etcd endpoints, in a child process (`meridian etcd-member`, this
+// binary): etcd ends its process on some failures (a WAL it cannot write
+// or purge, with the disk full or the descriptors used up), and that must
+// not end the process that answers DNS. DNS does not wait for the
+// member: it is started in the background and started again, after a
+// jittered backoff, while it fails to start (its port taken, its
+// directory unusable) and after it fails or its process ends while
+// running. Meanwhile the server answers from its last snapshot, and the
+// etcd client, built on the member's fixed address, connects once the
+// member runs again.
 type embeddedEtcd struct {
 	cfg embedded.Config
 	log *slog.Logger
@@ -28,12 +35,40 @@ type embeddedEtcd struct {
 	minBackoff, maxBackoff time.Duration
 
 	mu     sync.Mutex
-	member *embedded.Etcd
+	member *embedded.Process
 	status apitypes.EtcdMember
 }
 
+// etcdMemberCommand is the hidden subcommand that runs the member.
+const etcdMemberCommand = "etcd-member"
+
+// memberStopGrace bounds a member's clean stop before it is killed.
+const memberStopGrace = 10 * time.Second
+
 func newEmbeddedEtcd(cfg embedded.Config, log *slog.Logger) *embeddedEtcd {
 	return &embeddedEtcd{cfg: cfg, log: log, minBackoff: 250 * time.Millisecond, maxBackoff: 10 * time.Second}
+}
+
+// startChild starts this binary as the member's process.
+func startChild(cfg embedded.Config) (*embedded.Process, error) {
+	exe, err := embedded.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd: %w", err)
+	}
+	return embedded.StartProcess(cfg, exe, etcdMemberCommand)
+}
+
+// runEtcdMember is `meridian etcd-member`: the child process of a server
+// that runs its embedded etcd (embedded.RunChild).
+func runEtcdMember(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		fmt.Fprintf(stderr, "meridian %s: takes no arguments; a server starts it\n", etcdMemberCommand)
+		return 2
+	}
+	if err := embedded.RunChild(ctx, os.Stdin, stdout, stderr); err != nil {
+		return 1
+	}
+	return 0
 }
 
 // run starts the member and keeps it running until ctx ends; the member
@@ -41,30 +76,32 @@ func newEmbeddedEtcd(cfg embedded.Config, log *slog.Logger) *embeddedEtcd {
 func (e *embeddedEtcd) run(ctx context.Context) error {
 	backoff := e.minBackoff
 	for {
-		m, err := embedded.Start(ctx, e.cfg)
-		if ctx.Err() != nil {
-			if m != nil {
-				m.Close()
-			}
-			return nil
-		}
+		p, err := startChild(e.cfg)
 		if err == nil {
-			started := time.Now()
-			e.started(m)
+			e.mu.Lock()
+			e.member = p
+			e.mu.Unlock()
 			select {
 			case <-ctx.Done():
 				return nil
-			case err = <-m.Err():
-			}
-			if err == nil {
-				err = errors.New("stopped")
+			case <-p.Done():
+			case <-p.Ready():
+				started := time.Now()
+				e.started(p)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-p.Done():
+				}
+				if time.Since(started) > e.maxBackoff {
+					backoff = e.minBackoff // it ran for a while: not a crash loop
+				}
 			}
 			e.mu.Lock()
 			e.member = nil
 			e.mu.Unlock()
-			m.Close()
-			if time.Since(started) > e.maxBackoff {
-				backoff = e.minBackoff // it ran for a while: not a crash loop
+			if err = p.Err(); err == nil {
+				err = errors.New("embedded etcd stopped")
 			}
 		}
 		wait := jitter(backoff)
@@ -80,16 +117,15 @@ func (e *embeddedEtcd) run(ctx context.Context) error {
 	}
 }
 
-func (e *embeddedEtcd) started(m *embedded.Etcd) {
+func (e *embeddedEtcd) started(p *embedded.Process) {
 	e.mu.Lock()
 	failures := e.status.Failures
-	e.member = m
-	e.status.Running, e.status.Since, e.status.NextAttempt = true, time.Now(), time.Time{}
+	e.status.Running, e.status.PID, e.status.Since, e.status.NextAttempt = true, p.Pid(), time.Now(), time.Time{}
 	e.mu.Unlock()
 	if failures > 0 {
-		e.log.Info("embedded etcd started", "endpoints", m.Endpoints(), "failures_before", failures)
+		e.log.Info("embedded etcd started", "endpoints", p.Endpoints(), "pid", p.Pid(), "failures_before", failures)
 	} else {
-		e.log.Debug("embedded etcd started", "endpoints", m.Endpoints())
+		e.log.Debug("embedded etcd started", "endpoints", p.Endpoints(), "pid", p.Pid())
 	}
 }
 
@@ -101,7 +137,7 @@ func (e *embeddedEtcd) failed(err error, retryIn time.Duration) {
 	e.mu.Lock()
 	wasRunning := e.status.Running
 	first := e.status.Failures == 0
-	e.status.Running = false
+	e.status.Running, e.status.PID = false, 0
 	e.status.Failures++
 	e.status.LastError, e.status.LastErrorTime = err.Error(), now
 	e.status.NextAttempt = now.Add(retryIn)
@@ -111,7 +147,7 @@ func (e *embeddedEtcd) failed(err error, retryIn time.Duration) {
 	e.mu.Unlock()
 	switch {
 	case wasRunning:
-		e.log.Error("embedded etcd failed; serving the last state and restarting it", "err", err, "retry_in", retryIn.Round(time.Millisecond))
+		e.log.Error("embedded etcd failed; DNS answers from the last state; restarting it", "err", err, "retry_in", retryIn.Round(time.Millisecond))
 	case first:
 		e.log.Warn("embedded etcd did not start; serving the persisted state and retrying", "err", err, "retry_in", retryIn.Round(time.Millisecond))
 	default:
@@ -126,14 +162,14 @@ func (e *embeddedEtcd) memberStatus() apitypes.EtcdMember {
 	return e.status
 }
 
-// close stops the member, if it runs.
+// close stops the member, if it runs, and waits until its process ended.
 func (e *embeddedEtcd) close() {
 	e.mu.Lock()
-	m := e.member
+	p := e.member
 	e.member = nil
 	e.mu.Unlock()
-	if m != nil {
-		m.Close()
+	if p != nil {
+		p.Stop(memberStopGrace)
 	}
 }
 

@@ -52,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runCompletion(args[1:], stdout, stderr)
 	case "__complete":
 		return runComplete(ctx, args[1:], stdout)
+	case etcdMemberCommand: // not for people: a server runs its embedded etcd so
+		return runEtcdMember(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fs := newFlagSet("version", "meridian version\n\nPrints the version, VCS revision and build time of this binary.")
 		if code, ok := parseFlags(fs, args[1:], stdout, stderr); !ok {

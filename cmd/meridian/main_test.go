@@ -3,11 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"strings"
 	"testing"
 )
+
+// TestMain lets this test binary be the embedded etcd's child process, as
+// the meridian binary is for a server.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == etcdMemberCommand {
+		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
 
 func runArgs(args ...string) (code int, stdout, stderr string) {
 	var out, errOut bytes.Buffer

@@ -1,6 +1,8 @@
 // Package embedded runs the single-member etcd of Meridian's default
 // set-up: when a server is given no etcd endpoints it starts one in its
-// data directory, on loopback only. Tests use it to build clusters.
+// data directory, on loopback only, in a child process (StartProcess,
+// RunChild) so that etcd ending its process on a failure does not end
+// the server's. Tests use it in their own process to build clusters.
 //
 // embedded imports the etcd server; only cmd/meridian and tests import
 // embedded, so the DNS server and the API never link etcd's server code.
