@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,7 +29,7 @@ import (
 // The body is received whole before it is parsed: parsing costs several
 // times the size of the text, so a body over the limit (with chunked
 // encoding its size is known only at the end) is refused having cost at
-// most MaxLatencyBytes of memory, and none once refused. The upload has
+// most MaxLatencyBytes of memory, given back once refused. The upload has
 // UploadTimeout to arrive, instead of the request timeout of the other
 // routes; the wait for etcd that follows has the write timeout.
 func (a *apiServer) putLatency(w http.ResponseWriter, r *http.Request) {
@@ -64,9 +65,17 @@ func (a *apiServer) putLatency(w http.ResponseWriter, r *http.Request) {
 	arrival := time.Now().Add(a.opts.UploadTimeout)
 	_ = rc.SetReadDeadline(arrival)
 	_ = rc.SetWriteDeadline(arrival.Add(a.opts.UploadTimeout))
-	body, err := receive(http.MaxBytesReader(w, r.Body, limit))
+	body, got, err := receive(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		writeProblem(w, a.uploadProblem(r, err))
+		if got >= returnAfterRefusal {
+			// What was received is garbage now; without this the runtime
+			// keeps the memory for minutes (an upload is an admin's rare
+			// act: the full collection it costs is affordable). The
+			// answer goes out first.
+			_ = rc.Flush()
+			debug.FreeOSMemory()
+		}
 		return
 	}
 	// Parsing and etcd follow; the response must still be read in time.
@@ -208,24 +217,30 @@ const (
 	maxUploadBlock   = 1 << 20
 )
 
+// returnAfterRefusal: a refused upload that had received this much gives
+// the memory back to the system at once.
+const returnAfterRefusal = 8 << 20
+
 // upload is a body received whole, read back once.
 type upload struct{ blocks [][]byte }
 
-// receive reads r to its end. On an error nothing is kept.
-func receive(r io.Reader) (*upload, error) {
-	u := &upload{}
+// receive reads r to its end; got is how much it read. On an error
+// nothing is kept.
+func receive(r io.Reader) (u *upload, got int64, err error) {
+	u = &upload{}
 	size := firstUploadBlock
 	for {
 		b := make([]byte, size)
 		n, err := io.ReadFull(r, b)
+		got += int64(n)
 		if n > 0 {
 			u.blocks = append(u.blocks, b[:n])
 		}
 		switch {
 		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-			return u, nil
+			return u, got, nil
 		case err != nil:
-			return nil, err
+			return nil, got, err
 		}
 		size = min(2*size, maxUploadBlock)
 	}
