@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,34 +19,17 @@ import (
 	"time"
 
 	"github.com/meridian-gslb/meridian/internal/etcdtest"
+	"github.com/meridian-gslb/meridian/internal/testlog"
 )
-
-// syncLog is a slog text log tests can read while handlers write it.
-type syncLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestPanicRecovery: a handler's panic is answered with a problem
 // document (500) and logged once per site and minute, with its stack; a
 // panic after the response began aborts the connection; the server's own
 // abort passes through.
 func TestPanicRecovery(t *testing.T) {
-	var logs syncLog
+	var logs testlog.Buffer
 	opts := Options{
-		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Logger: logs.Logger(),
 		Status: func() ServerStatus {
 			fields := strings.Fields("")
 			return ServerStatus{Source: fields[0]} // a bug in the server's status

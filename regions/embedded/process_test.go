@@ -7,12 +7,12 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/meridian-gslb/meridian/internal/etcdtest"
+	"github.com/meridian-gslb/meridian/internal/testlog"
 	"github.com/meridian-gslb/meridian/regions/embedded"
 )
 
@@ -34,28 +34,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// testLog is a text log the test reads.
-type testLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *testLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *testLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func startChild(t *testing.T, cfg embedded.Config, mode string) (*embedded.Process, *testLog) {
+func startChild(t *testing.T, cfg embedded.Config, mode string) (*embedded.Process, *testlog.Buffer) {
 	t.Helper()
-	log := &testLog{}
-	cfg.Logger = slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := &testlog.Buffer{}
+	cfg.Logger = log.Logger()
 	p, err := embedded.StartProcess(cfg, os.Args[0], mode)
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +46,7 @@ func startChild(t *testing.T, cfg embedded.Config, mode string) (*embedded.Proce
 	return p, log
 }
 
-func waitReady(t *testing.T, p *embedded.Process, log *testLog) {
+func waitReady(t *testing.T, p *embedded.Process, log *testlog.Buffer) {
 	t.Helper()
 	select {
 	case <-p.Ready():
