@@ -15,7 +15,8 @@
 // random (or, for the -country size, each with a country map of its own)
 // and 20% nearest, over three regions. all_answering_s counts from the
 // start of the apply; restart_s from the start of the new process;
-// rss_mb is the largest resident set of the two server processes;
+// rss_mb is the largest resident set of the two server processes, each
+// with its embedded etcd's process;
 // rebuild_one_ms is the p99 of the snapshot build after one weight
 // change. Everything runs on loopback, on ports chosen free.
 package main
@@ -403,9 +404,31 @@ func (s *server) stop() {
 	s.log.Close()
 }
 
-// rssHWM is the process's peak resident set in KiB.
+// rssHWM is the peak resident set in KiB of the server and of its child
+// processes (the embedded etcd runs in one): the sum of their peaks.
 func (s *server) rssHWM() int {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	pid := s.cmd.Process.Pid
+	total := vmHWM(pid)
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		// /proc/PID/stat: pid (comm) state ppid ...; comm may hold spaces.
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
+		if i := bytes.LastIndexByte(b, ')'); err == nil && i > 0 {
+			if f := strings.Fields(string(b[i+1:])); len(f) > 1 && f[1] == strconv.Itoa(pid) {
+				total += vmHWM(child)
+			}
+		}
+	}
+	return total
+}
+
+// vmHWM is a process's peak resident set in KiB (0 if it is gone).
+func vmHWM(pid int) int {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
