@@ -477,6 +477,9 @@ func TestAPIWithEtcdGone(t *testing.T) {
 	delete(files, "state.yaml")
 	b := startServerWith(t, serverSetup{extra: apiConfig + "  write_timeout: 500ms\ngeoip:\n  database: country.mmdb\n", files: files, etcdEndpoints: []string{a.etcd}})
 	waitAnswer(t, b.addr(), "geo.example.org.", "192.0.2.20")
+	// a's bootstrap writes the services one by one: geo answering does
+	// not mean lb exists yet.
+	waitStatus(t, b, "both services are served", bootstrapped)
 	b.mustCtl(t, "weights", "set", "lb.example.org", "eu=1", "na=0", "as=0")
 	// The weighted service answers eu at random before the change too:
 	// wait until b serves the change itself, not an answer that fits it.
