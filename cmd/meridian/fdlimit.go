@@ -10,14 +10,15 @@ import (
 )
 
 // Descriptors: the HTTP server and the DNS TCP listener hold a descriptor
-// per connection; everything else the server needs (etcd's connections and
-// its files when embedded, the state file and its temporary, zone files,
-// the GeoIP database, UDP sockets, listeners, the runtime's own) comes
-// from the rest. The two connection limits are sized so that a reserve of
-// at least minFDReserve descriptors, or a quarter of the limit when that
-// is more, always stays free: a flood of connections then never makes a
-// state file write or an etcd operation fail (docs/architecture.md,
-// Descriptors).
+// per connection; everything else the server needs (its etcd client's
+// connections, the state file and its temporary, zone files, the GeoIP
+// database, UDP sockets, listeners, the runtime's own; the embedded etcd
+// has a process and a limit of its own) comes from the rest. The two
+// connection limits are sized so that a reserve of at least minFDReserve
+// descriptors, or a quarter of the limit when that is more, always stays
+// free: a flood of connections then never makes a state file write or an
+// etcd operation fail (docs/architecture.md, Connections and
+// descriptors).
 const minFDReserve = 256
 
 // fdBudget is how the descriptors are shared.
