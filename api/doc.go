@@ -6,6 +6,7 @@
 // health, readiness and Prometheus metrics (docs/architecture.md, HTTP
 // API).
 //
-// api may import regions, geo and regions/store (used through the Store
-// interface); never dnsserver, and no etcd server code.
+// api may import api/apitypes, regions, geo, regions/store (used through
+// the Store interface) and internal/panics; never dnsserver, and no etcd
+// server code.
 package api

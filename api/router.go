@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/meridian-gslb/meridian/api/apitypes"
+	"github.com/meridian-gslb/meridian/internal/panics"
 	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/regions/store"
 )
@@ -108,7 +109,7 @@ type apiServer struct {
 	opts Options
 	// latency caches what GET /v1/latency counts in the last table.
 	latency latencyCache
-	panics  panicLog
+	panics  panics.Log
 }
 
 // route is one endpoint: the router and the OpenAPI document are both
@@ -169,7 +170,7 @@ func newAPIServer(o Options) *apiServer {
 	if o.MaxLatencyBytes <= 0 {
 		o.MaxLatencyBytes = DefaultMaxLatencyBytes
 	}
-	return &apiServer{opts: o}
+	return &apiServer{opts: o, panics: panics.Log{Logger: o.Logger}}
 }
 
 func (a *apiServer) routes() []route {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/meridian-gslb/meridian/internal/panics"
 	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/zones"
 )
@@ -64,7 +65,7 @@ type Handler struct {
 	ecs     regions.ECSConfig // normalized
 	// panicLog logs what ServePacket recovers; the transport's recovery,
 	// which would log, is skipped for this handler (selfRecovering).
-	panicLog panicLog
+	panicLog panics.Log
 }
 
 var _ PacketHandler = (*Handler)(nil)
@@ -87,10 +88,7 @@ func NewHandler(cfg HandlerConfig, set *zones.Set, m *Metrics) *Handler {
 		h.metrics = NewMetrics()
 	}
 	h.ecs = cfg.ECS.Normalized()
-	h.panicLog.log = cfg.Logger
-	if h.panicLog.log == nil {
-		h.panicLog.log = slog.New(slog.DiscardHandler)
-	}
+	h.panicLog.Logger = cfg.Logger
 	h.zones.Store(set)
 	return h
 }
@@ -173,7 +171,7 @@ func (h *Handler) ServePacket(resp, req []byte, src netip.AddrPort, proto Proto)
 			if out == nil {
 				outcome = "message dropped"
 			}
-			h.panicLog.record(r, proto, outcome, n)
+			recordPanic(&h.panicLog, r, proto, outcome, n)
 		}
 	}()
 	out = h.servePacket(resp, req, &q, src, proto)

@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/meridian-gslb/meridian/internal/panics"
 )
 
 // TestPanicLogged: a panic the handler recovers is logged with its stack
 // the first time it happens at a site; further panics at a logged site
-// make one line with counts at most every panicLogInterval; a panic at
+// make one line with counts at most every panics.Interval; a panic at
 // another site gets its own stack at once.
 func TestPanicLogged(t *testing.T) {
 	var logs bytes.Buffer
@@ -30,7 +32,7 @@ func TestPanicLogged(t *testing.T) {
 		},
 	})
 	clock := time.Unix(1_000_000, 0)
-	h.panicLog.now = func() time.Time { return clock }
+	h.panicLog.Now = func() time.Time { return clock }
 	req := pack(t, withEDNS(question("www.example.org.", dns.TypeA), 1232, false, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"}))
 
 	type line struct {
@@ -53,7 +55,7 @@ func TestPanicLogged(t *testing.T) {
 		{"first panic at a site: its stack", 0, 0, 1, []line{{Msg: "dns handler panicked; answered SERVFAIL", Site: "TestPanicLogged.func1",
 			Panic: "clock broke", Stack: "TestPanicLogged.func1", Proto: "udp", PanicsTotal: 1}}},
 		{"repeats within the interval: nothing", 0, time.Second, 3, nil},
-		{"a repeat after the interval: one line with counts", 0, panicLogInterval, 2, []line{{Msg: "dns handler panics go on; answered SERVFAIL",
+		{"a repeat after the interval: one line with counts", 0, panics.Interval, 2, []line{{Msg: "dns handler panics go on; answered SERVFAIL",
 			Site: "TestPanicLogged.func1", Panic: "clock broke", Proto: "udp", AtSite: 5, SinceLast: 4, PanicsTotal: 5}}},
 		{"another site: its stack at once", 1, 0, 1, []line{{Msg: "dns handler panicked; answered SERVFAIL", Site: "TestPanicLogged.func1",
 			Panic: "clock broke elsewhere", Stack: "panics_test.go", Proto: "udp", PanicsTotal: 7}}},

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/meridian-gslb/meridian/internal/panics"
 )
 
 // Proto is the transport a query arrived on.
@@ -163,7 +165,7 @@ type Transport struct {
 	udp        []udpServer // set by Listen, read-only afterwards
 	tcpCounter tcpCounters
 	panics     atomic.Uint64
-	panicLog   panicLog
+	panicLog   panics.Log
 
 	failOnce sync.Once
 	failErr  error
@@ -301,7 +303,7 @@ func NewTransport(cfg TransportConfig, h PacketHandler, logger *slog.Logger) (*T
 		h:         h,
 		hRecovers: recovers,
 		log:       logger,
-		panicLog:  panicLog{log: logger},
+		panicLog:  panics.Log{Logger: logger},
 		conns:     make(map[*net.TCPConn]struct{}),
 		stopc:     make(chan struct{}),
 		failed:    make(chan struct{}),
@@ -622,7 +624,7 @@ func (t *Transport) serveRecovering(resp, req []byte, src netip.AddrPort, proto 
 // handlerPanicked counts and logs a panic the transport recovered; it is
 // called from the recovering deferred function.
 func (t *Transport) handlerPanicked(r any, proto Proto) {
-	t.panicLog.record(r, proto, "message dropped", t.panics.Add(1))
+	recordPanic(&t.panicLog, r, proto, "message dropped", t.panics.Add(1))
 }
 
 // udpSocketsPerAddr is the number of UDP sockets bound per address.
