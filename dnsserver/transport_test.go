@@ -1,7 +1,6 @@
 package dnsserver
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/meridian-gslb/meridian/internal/testlog"
 )
 
 // failsafe bounds every wait in these tests so a broken transport fails
@@ -78,24 +79,6 @@ func (echoHandler) ServePacket(resp, req []byte, _ netip.AddrPort, _ Proto) []by
 	resp = append(resp, req...)
 	resp[2] |= 0x80
 	return resp
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 type runningTransport struct {
@@ -518,7 +501,7 @@ func udpRoundTrip(co *dns.Conn, q *dns.Msg, wantSrc string) error {
 }
 
 func TestTransportHandlerPanic(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
 	r := startTransportLogger(t, TransportConfig{Addrs: []string{"127.0.0.1:0"}, UDPSockets: 1}, &dnsTestHandler{}, logger)
 

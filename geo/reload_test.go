@@ -1,7 +1,6 @@
 package geo
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/netip"
@@ -12,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/meridian-gslb/meridian/internal/testlog"
 )
 
 // Two versions of a database that answer differently for the same
@@ -42,24 +43,6 @@ func replaceFile(t *testing.T, path string, b []byte) {
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// logBuffer is a goroutine-safe log sink.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) count(msg string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.buf.String(), "msg=\""+msg+"\"")
 }
 
 func TestGeoIPReloaderOpenErrors(t *testing.T) {
@@ -97,7 +80,7 @@ func TestGeoIPReloadUnderLoad(t *testing.T) {
 	path := filepath.Join(dir, "geo.mmdb")
 	aBytes, bBytes := reloadFixtureA().bytes(t), reloadFixtureB().bytes(t)
 	replaceFile(t, path, aBytes)
-	var logs logBuffer
+	var logs testlog.Buffer
 	r, err := NewReloader(path, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -189,8 +172,8 @@ func TestGeoIPReloadUnderLoad(t *testing.T) {
 	if got := r.Current().Info().BuildTime.Unix(); got != 1_700_000_000 {
 		t.Errorf("serving build %d, want version A", got)
 	}
-	if got := logs.count("geoip reload failed, keeping the previous database"); got != 3 {
-		t.Errorf("logged %d failed reloads, want 3:\n%s", got, logs.buf.String())
+	if got := strings.Count(logs.String(), `msg="geoip reload failed, keeping the previous database"`); got != 3 {
+		t.Errorf("logged %d failed reloads, want 3:\n%s", got, logs.String())
 	}
 	t.Logf("%d lookups, %d served by version B, %d bad", n.Load(), fromB.Load(), bad.Load())
 }
@@ -201,7 +184,7 @@ func TestGeoIPReloaderPoll(t *testing.T) {
 	path := filepath.Join(dir, "geo.mmdb")
 	aBytes, bBytes := reloadFixtureA().bytes(t), reloadFixtureB().bytes(t)
 	replaceFile(t, path, aBytes)
-	var logs logBuffer
+	var logs testlog.Buffer
 	r, err := NewReloader(path, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +214,7 @@ func TestGeoIPReloaderPoll(t *testing.T) {
 				t.Errorf("serving build %d, want %d", got, s.wantBuild)
 			}
 			for msg, want := range s.wantLogs {
-				if got := logs.count(msg); got != want {
+				if got := strings.Count(logs.String(), `msg="`+msg+`"`); got != want {
 					t.Errorf("%q logged %d times, want %d", msg, got, want)
 				}
 			}

@@ -23,6 +23,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/meridian-gslb/meridian/internal/testlog"
 	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/regions/store"
 )
@@ -150,7 +151,7 @@ func newStandIn(t testing.TB) *standIn {
 type proberProc struct {
 	id     string
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testlog.Buffer
 	done   chan error
 }
 
@@ -167,7 +168,7 @@ func buildMeridian(t *testing.T) string {
 
 func startProberProc(t *testing.T, bin, etcd, id, region string) *proberProc {
 	t.Helper()
-	p := &proberProc{id: id, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p := &proberProc{id: id, stderr: &testlog.Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(bin, "prober", "--region", region, "--etcd", etcd, "--id", id, "--log-level", "debug")
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {

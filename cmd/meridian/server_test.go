@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/meridian-gslb/meridian/internal/etcdtest"
+	"github.com/meridian-gslb/meridian/internal/testlog"
 )
 
 // testZone is the zone the end-to-end tests serve.
@@ -47,25 +47,8 @@ type testServer struct {
 	dir    string
 	cancel context.CancelFunc
 	done   chan int
-	stderr *syncBuffer
+	stderr *testlog.Buffer
 	etcd   string // the embedded etcd's client address, "" when external
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startServer writes a config and zone into a temp dir and runs
@@ -152,7 +135,7 @@ zones:
 	}
 	started := make(chan Started, 1)
 	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), startedKey{}, func(s Started) { started <- s }))
-	ts := &testServer{dir: dir, cancel: cancel, done: make(chan int, 1), stderr: &syncBuffer{}, etcd: etcdURL}
+	ts := &testServer{dir: dir, cancel: cancel, done: make(chan int, 1), stderr: &testlog.Buffer{}, etcd: etcdURL}
 	go func() {
 		ts.done <- runServer(ctx, append([]string{"--config", cfgPath}, setup.args...), &bytes.Buffer{}, ts.stderr)
 	}()
