@@ -33,7 +33,8 @@ var DefaultExpect = StatusRanges{{200, 399}}
 
 // WithDefaults returns the check with every zero field set to its default:
 // what a prober runs. The timeout is at most the interval; Expect is
-// DefaultExpect for http(s) checks; Path is "/".
+// DefaultExpect for http(s) checks; Path is "/"; a passive check gets its
+// defaults (a copy: c's own is not changed).
 func (c HealthCheck) WithDefaults() HealthCheck {
 	if c.Interval == 0 {
 		c.Interval = Duration(DefaultCheckInterval)
@@ -46,6 +47,10 @@ func (c HealthCheck) WithDefaults() HealthCheck {
 	}
 	if c.Fall == 0 {
 		c.Fall = DefaultCheckFall
+	}
+	if c.Passive != nil {
+		ph := c.Passive.withDefaults()
+		c.Passive = &ph
 	}
 	if c.Type == "http" || c.Type == "https" {
 		if len(c.Expect) == 0 {

@@ -65,6 +65,12 @@ type HealthCheck struct {
 	Timeout  Duration              `json:"timeout,omitempty" yaml:"timeout,omitempty"`   // default 2s, at most the interval
 	Rise     int                   `json:"rise,omitempty" yaml:"rise,omitempty"`         // successes to turn up, default 2
 	Fall     int                   `json:"fall,omitempty" yaml:"fall,omitempty"`         // failures to turn down, default 3
+	// Stats, when set, is where each VIP's load and error counts are read
+	// (the load balancer's own statistics), at every check.
+	Stats *StatsSource `json:"stats,omitempty" yaml:"stats,omitempty"`
+	// Passive, with Stats, fails a VIP whose error ratio is too high, as a
+	// failed check would.
+	Passive *PassiveHealth `json:"passive,omitempty" yaml:"passive,omitempty"`
 }
 
 // Policy names a steering preference (docs/architecture.md, Steering).
@@ -113,6 +119,10 @@ type Service struct {
 	// of unknown health while probers are registered, or the answer fails
 	// open, so resolvers come back sooner; 0 means TTL/2.
 	DegradedTTL uint32 `json:"degraded_ttl,omitempty" yaml:"degraded_ttl,omitempty"`
+	// MaxEjection is the most of the service's healthy capacity that
+	// passive health alone may take out of its answers, 0 to 1; nil
+	// means DefaultMaxEjection (docs/health.md, Passive health).
+	MaxEjection *float64 `json:"max_ejection,omitempty" yaml:"max_ejection,omitempty"`
 }
 
 // ServiceRegion is one region of a service with its weight.
@@ -421,6 +431,7 @@ func (c *HealthCheck) validate(p *problems) {
 	if c.Fall < 0 || c.Fall > 100 {
 		p.add("check.fall", "%d: want 1 to 100 (0 for the default)", c.Fall)
 	}
+	c.validateStats(p, time.Duration(interval))
 }
 
 // Validate checks a service against the regions that exist (by name) and
@@ -514,6 +525,7 @@ func (s *Service) Validate(regions map[string]*Region, inZone func(fqdn string) 
 	if s.LatencyToleranceMs < 0 || math.IsNaN(s.LatencyToleranceMs) {
 		p.add("latency_tolerance_ms", "must not be negative")
 	}
+	validMaxEjection(&p, s.MaxEjection)
 	switch s.AllDown.Mode {
 	case "", AllDownFailOpen, AllDownFailClosed:
 		if len(s.AllDown.Addresses) > 0 {
@@ -573,6 +585,19 @@ func (h *HealthReport) Validate() error {
 		}
 		if v.RTT < 0 {
 			p.add(f+".rtt", "must not be negative")
+		}
+		for _, n := range []struct {
+			name string
+			v    *float64
+		}{{"load", v.Load}, {"capacity", v.Capacity}} {
+			if n.v != nil && (math.IsNaN(*n.v) || math.IsInf(*n.v, 0) || *n.v < 0) {
+				p.add(f+"."+n.name, "%v: want a number of 0 or more", *n.v)
+			}
+		}
+		switch v.LoadSource {
+		case "", LoadSourceHealth, StatsHAProxy, StatsPrometheus:
+		default:
+			p.add(f+".load_source", "%q: want health, haproxy or prometheus", v.LoadSource)
 		}
 	}
 	return p.err("health report", h.Region+"/"+h.Prober)
