@@ -3,6 +3,7 @@ package regions
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -267,9 +268,11 @@ func (t *tracer) family(fi int) {
 	t.endStep(&kept, reason)
 }
 
-// vipNote sums up the health of a region's VIPs of one family: each VIP's
-// status with its counted votes.
-func vipNote(rs *RegionStatus, fi int) string {
+// vipNote sums up the health of a region's VIPs of one family as a
+// service's slot sees it: each VIP's status with its counted votes, and
+// whether passive health alone took it down and the service's
+// max_ejection kept it.
+func vipNote(rs *RegionStatus, sl *slot, fi int) string {
 	var parts []string
 	for _, vs := range rs.VIPs {
 		if vs.Addr.Unmap().Is4() != (fi == 0) {
@@ -278,6 +281,10 @@ func vipNote(rs *RegionStatus, fi int) string {
 		switch n := vs.Up + vs.Down; {
 		case n == 0:
 			parts = append(parts, fmt.Sprintf("%s unknown (no counted vote: counted as up)", vs.Addr))
+		case vs.Passive && slices.Contains(sl.addrs[fi], vs.Addr.Unmap()):
+			parts = append(parts, fmt.Sprintf("%s answered: down by passive health alone (%d of %d probers say down), but ejecting it would take out more than max_ejection of the service's healthy capacity", vs.Addr, vs.Down, n))
+		case vs.Passive:
+			parts = append(parts, fmt.Sprintf("%s down by passive health alone (%d of %d probers say down; within max_ejection)", vs.Addr, vs.Down, n))
 		default:
 			parts = append(parts, fmt.Sprintf("%s %s (%d of %d probers say down)", vs.Addr, vs.Status, vs.Down, n))
 		}
@@ -307,7 +314,7 @@ func (t *tracer) health(fi int) {
 		case sl.weight == 0:
 			c.Note = "drained (weight 0)"
 		default:
-			c.Note = vipNote(rs, fi)
+			c.Note = vipNote(rs, sl, fi)
 		}
 	}
 	t.endStep(&fv.up, fmt.Sprintf("%d of %d candidates up (a VIP is down only when more than %v of its counted votes say down, a tie stays up; "+

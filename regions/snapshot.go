@@ -66,6 +66,9 @@ type RegionStatus struct {
 	// Reports holds every report on the region, counted or not, sorted by
 	// prober id. Read-only.
 	Reports []*HealthReport `json:"reports"`
+	// ejectSig sums up what services' ejection bounds read of the region
+	// (ejectionFacts).
+	ejectSig uint64
 }
 
 // VIPStatus is one VIP's health: down when more than the quorum fraction
@@ -78,6 +81,15 @@ type VIPStatus struct {
 	Up    int    `json:"up"`
 	Down  int    `json:"down"`
 	Votes []Vote `json:"votes"`
+
+	// Passive: down by passive health alone (the down votes would not
+	// reach the quorum without the passive ones). Each service answers
+	// such a VIP while ejecting it would exceed its max_ejection.
+	Passive bool `json:"passive,omitempty"`
+	// capacity (0: none) and, when Passive, passiveSince: what ejection
+	// bounds read (ejectionFacts).
+	capacity     float64
+	passiveSince time.Time
 }
 
 // Vote is one prober's say on one VIP.
@@ -89,6 +101,10 @@ type Vote struct {
 	// is not registered under the report's lease; Ignored says why.
 	Counted bool   `json:"counted"`
 	Ignored string `json:"ignored,omitempty"`
+	// Passive: a down vote of passive health alone (the prober's active
+	// check passes). Capacity is what the report says of the VIP.
+	Passive  bool     `json:"passive,omitempty"`
+	Capacity *float64 `json:"capacity,omitempty"`
 	// From the report: last failure reason, RTT, last transition, when
 	// it was observed.
 	Reason   string    `json:"reason,omitempty"`
@@ -422,7 +438,8 @@ func (s *Snapshot) regionHealth(r *Region) RegionStatus {
 			}
 			vs := &rs.VIPs[k]
 			vs.Votes = append(vs.Votes, Vote{Prober: rep.Prober, ProberRegion: rep.ProberRegion, Up: vh.Up,
-				Counted: ignored == "", Ignored: ignored, Reason: vh.Reason, RTT: vh.RTT, Since: vh.Since, Observed: rep.Observed})
+				Counted: ignored == "", Ignored: ignored, Reason: vh.Reason, RTT: vh.RTT, Since: vh.Since, Observed: rep.Observed,
+				Passive: vh.Passive && !vh.Up, Capacity: vh.Capacity})
 			if ignored != "" {
 				continue
 			}
@@ -442,10 +459,12 @@ func (s *Snapshot) regionHealth(r *Region) RegionStatus {
 			vs.Status = HealthUp
 			if float64(vs.Down) > q*float64(n) {
 				vs.Status = HealthDown
+				vs.Passive = passiveOnly(vs, q)
 				down++
 			}
 		}
 	}
+	rs.ejectSig = ejectionFacts(&rs)
 	rs.Healthy = len(rs.VIPs) - down
 	switch {
 	case down == len(rs.VIPs) && down > 0:

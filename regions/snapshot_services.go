@@ -69,7 +69,7 @@ func (s *Snapshot) buildServices(prev *Snapshot) {
 			switch {
 			case a.Name != b.Name:
 				regionsSame = false
-			case a.Region != b.Region || a.Status != b.Status || a.Status == HealthUnknown && probingChanged ||
+			case a.Region != b.Region || a.Status != b.Status || a.Status == HealthUnknown && probingChanged || a.ejectSig != b.ejectSig ||
 				!slices.Equal(s.healthy[i][0], prev.healthy[i][0]) ||
 				!slices.Equal(s.healthy[i][1], prev.healthy[i][1]):
 				changed[i] = true
@@ -304,6 +304,7 @@ func (s *Snapshot) setRegions(v *ServiceView) {
 		fb := v.fam[f].fallback
 		v.fam[f] = famView{fallback: fb}
 	}
+	kept := s.passiveKept(v)
 	for i := range v.slots {
 		sl := &v.slots[i]
 		reg := &s.regions[sl.region]
@@ -313,6 +314,14 @@ func (s *Snapshot) setRegions(v *ServiceView) {
 		}
 		sl.vec, sl.status = s.vecs[sl.region], reg.Status
 		sl.addrs, sl.all = s.healthy[sl.region], s.addrs[sl.region]
+		if kept != nil && len(kept[i]) > 0 {
+			// Ejecting these would exceed the service's max_ejection:
+			// answered despite passive health.
+			sl.addrs = s.withKept(sl.region, kept[i])
+			if sl.status == HealthDown {
+				sl.status = HealthUp
+			}
+		}
 		if sl.weight > 0 && (sl.status == HealthDown || sl.status == HealthUnknown && probing) {
 			v.lowTTL = true
 		}
