@@ -576,30 +576,68 @@ var ErrNotRegistered = errors.New("prober not registered under this lease")
 // anything else is refused. The report's Lease field is set to lease.
 // It returns etcd's revision after the write.
 func (s *Store) PutHealthReport(ctx context.Context, r *regions.HealthReport, lease clientv3.LeaseID) (int64, error) {
+	_, rev, err := s.PutHealthReports(ctx, []*regions.HealthReport{r}, lease)
+	return rev, err
+}
+
+// Limits of one transaction of PutHealthReports, below etcd's defaults
+// (--max-txn-ops 128, --max-request-bytes 1.5 MiB).
+const (
+	reportsMaxOps   = 64
+	reportsMaxBytes = 512 << 10
+)
+
+// PutHealthReports writes reports of one prober as PutHealthReport does,
+// in as few transactions as etcd's limits allow (one for a prober's
+// usual reports), so that they make one revision and one event for the
+// watchers. Every report is validated first; nothing is written when one
+// is invalid. It returns how many reports, from the first, were written
+// and etcd's revision after the last transaction.
+func (s *Store) PutHealthReports(ctx context.Context, reps []*regions.HealthReport, lease clientv3.LeaseID) (int, int64, error) {
+	if len(reps) == 0 {
+		return 0, 0, nil
+	}
 	if lease == clientv3.NoLease {
-		return 0, fmt.Errorf("health report %s/%s: no lease: %w", r.Region, r.Prober, regions.ErrInvalid)
+		return 0, 0, fmt.Errorf("health report %s/%s: no lease: %w", reps[0].Region, reps[0].Prober, regions.ErrInvalid)
 	}
-	rep := *r
-	rep.Lease = int64(lease)
-	if err := rep.Validate(); err != nil {
-		return 0, err
+	prober := reps[0].Prober
+	vals := make([]string, len(reps))
+	for i, r := range reps {
+		rep := *r
+		rep.Lease = int64(lease)
+		if err := rep.Validate(); err != nil {
+			return 0, 0, err
+		}
+		if rep.Prober != prober {
+			return 0, 0, fmt.Errorf("health report %s/%s: one batch is one prober's (%s): %w", rep.Region, rep.Prober, prober, regions.ErrInvalid)
+		}
+		val, err := json.Marshal(&rep)
+		if err != nil {
+			return 0, 0, fmt.Errorf("health report: %w", err)
+		}
+		vals[i] = string(val)
 	}
-	val, err := json.Marshal(&rep)
-	if err != nil {
-		return 0, fmt.Errorf("health report: %w", err)
+	reg := s.keys.Prober(prober)
+	written, rev := 0, int64(0)
+	for written < len(reps) {
+		var ops []clientv3.Op
+		size := 0
+		for end := written; end < len(reps) && len(ops) < reportsMaxOps && (len(ops) == 0 || size+len(vals[end]) <= reportsMaxBytes); end++ {
+			ops = append(ops, clientv3.OpPut(s.keys.Health(reps[end].Region, prober), vals[end], clientv3.WithLease(lease)))
+			size += len(vals[end])
+		}
+		first := reps[written]
+		resp, err := s.c.Txn(ctx).If(clientv3.Compare(clientv3.LeaseValue(reg), "=", lease)).Then(ops...).Commit()
+		if err != nil {
+			return written, rev, fmt.Errorf("put health report %s/%s: %w", first.Region, prober, err)
+		}
+		if !resp.Succeeded {
+			return written, rev, fmt.Errorf("put health report %s/%s: %w", first.Region, prober, ErrNotRegistered)
+		}
+		written += len(ops)
+		rev = resp.Header.Revision
 	}
-	reg := s.keys.Prober(rep.Prober)
-	resp, err := s.c.Txn(ctx).
-		If(clientv3.Compare(clientv3.LeaseValue(reg), "=", lease)).
-		Then(clientv3.OpPut(s.keys.Health(rep.Region, rep.Prober), string(val), clientv3.WithLease(lease))).
-		Commit()
-	if err != nil {
-		return 0, fmt.Errorf("put health report %s/%s: %w", rep.Region, rep.Prober, err)
-	}
-	if !resp.Succeeded {
-		return 0, fmt.Errorf("put health report %s/%s: %w", rep.Region, rep.Prober, ErrNotRegistered)
-	}
-	return resp.Header.Revision, nil
+	return written, rev, nil
 }
 
 // DeleteHealthReport removes a prober's report on a region (a region it no

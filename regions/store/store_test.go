@@ -603,3 +603,81 @@ func TestStoreCompact(t *testing.T) {
 		t.Fatal("history before the compaction is still readable")
 	}
 }
+
+// TestPutHealthReports: a prober's reports go in one transaction (one
+// revision) up to etcd's limits, in several beyond them, each only while
+// the prober is registered under the lease; an invalid report or another
+// prober's writes nothing.
+func TestPutHealthReports(t *testing.T) {
+	ctx := etcdtest.Ctx(t)
+	s := newTestStore(t)
+	lease, err := s.c.Grant(ctx, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterProber(ctx, &regions.ProberInfo{ID: "p1", Region: "eu-west", Started: time.Unix(1700000000, 0).UTC()}, lease.ID); err != nil {
+		t.Fatal(err)
+	}
+	batch := func(n int) []*regions.HealthReport {
+		var reps []*regions.HealthReport
+		for i := range n {
+			reps = append(reps, upReport(fmt.Sprintf("r%03d", i), "p1", "192.0.2.1"))
+		}
+		return reps
+	}
+	t.Run("one transaction", func(t *testing.T) {
+		n, rev, err := s.PutHealthReports(ctx, batch(50), lease.ID)
+		if err != nil || n != 50 {
+			t.Fatalf("%d written: %v", n, err)
+		}
+		got := keyRevs(t, s.c, s.Keys().HealthAll())
+		if len(got) != 50 {
+			t.Fatalf("%d reports in etcd", len(got))
+		}
+		for k, r := range got {
+			if r != rev {
+				t.Fatalf("%s at revision %d, the batch at %d", k, r, rev)
+			}
+		}
+	})
+	t.Run("past the limits", func(t *testing.T) {
+		n, rev, err := s.PutHealthReports(ctx, batch(reportsMaxOps+10), lease.ID)
+		if err != nil || n != reportsMaxOps+10 {
+			t.Fatalf("%d written: %v", n, err)
+		}
+		revs := map[int64]int{}
+		for _, r := range keyRevs(t, s.c, s.Keys().HealthAll()) {
+			revs[r]++
+		}
+		if len(revs) != 2 || revs[rev] != 10 {
+			t.Fatalf("revisions %v: want two transactions, the last (%d) of 10", revs, rev)
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		reps []*regions.HealthReport
+		want error
+	}{
+		{"another prober's report", append(batch(2), upReport("r009", "p2", "192.0.2.1")), regions.ErrInvalid},
+		{"an invalid report", append(batch(2), upReport("R 9", "p1", "192.0.2.1")), regions.ErrInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := keyRevs(t, s.c, s.Keys().Prefix())
+			if n, _, err := s.PutHealthReports(ctx, tc.reps, lease.ID); !errors.Is(err, tc.want) || n != 0 {
+				t.Fatalf("%d written, err = %v, want %v", n, err, tc.want)
+			}
+			if after := keyRevs(t, s.c, s.Keys().Prefix()); !maps.Equal(before, after) {
+				t.Fatal("a refused batch changed etcd")
+			}
+		})
+	}
+	t.Run("not registered", func(t *testing.T) {
+		other, err := s.c.Grant(ctx, 30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, _, err := s.PutHealthReports(ctx, batch(3), other.ID); !errors.Is(err, ErrNotRegistered) || n != 0 {
+			t.Fatalf("%d written, err = %v", n, err)
+		}
+	})
+}
