@@ -53,6 +53,10 @@ type spec struct {
 	interval   time.Duration
 	timeout    time.Duration
 	rise, fall int
+	// stats and passive: the region's stats source for this VIP and its
+	// passive check (nil: none).
+	stats   *statsSpec
+	passive *passiveSpec
 }
 
 // newSpec compiles region r's check for vip.
@@ -65,11 +69,13 @@ func newSpec(c regions.HealthCheck, vip netip.Addr) spec {
 	if s.kind != "tcp" {
 		s.url = s.kind + "://" + s.addr + c.Path
 	}
+	s.stats, s.passive = newStatsSpec(c, vip), newPassiveSpec(c)
 	return s
 }
 
 func (s spec) key() string {
-	return fmt.Sprintf("%s|%s|%s|%s|%s|%q|%t|%s|%s|%d|%d", s.kind, s.addr, s.url, s.host, s.expect, s.body, s.skipVerify, s.interval, s.timeout, s.rise, s.fall)
+	return fmt.Sprintf("%s|%s|%s|%s|%s|%q|%t|%s|%s|%d|%d|%s|%s", s.kind, s.addr, s.url, s.host, s.expect, s.body, s.skipVerify, s.interval, s.timeout, s.rise, s.fall,
+		s.stats.key(), s.passive.key())
 }
 
 // checker runs one spec; safe for one goroutine at a time.
@@ -85,12 +91,20 @@ func newChecker(s spec, dial Dialer, agent string) *checker {
 	if s.kind == "tcp" {
 		return c
 	}
+	c.client = newHTTPClient(dial, s.host, s.skipVerify)
+	return c
+}
+
+// newHTTPClient is the client of http(s) checks and stats pages: direct,
+// a new connection each time, redirects not followed. serverName ""
+// verifies the URL's host.
+func newHTTPClient(dial Dialer, serverName string, skipVerify bool) *http.Client {
 	tr := &http.Transport{
 		Proxy:       nil, // a check goes to the endpoint, never through a proxy
 		DialContext: dial,
 		TLSClientConfig: &tls.Config{
-			ServerName:         s.host, // "" : the transport uses the URL's host
-			InsecureSkipVerify: s.skipVerify,
+			ServerName:         serverName, // "" : the transport uses the URL's host
+			InsecureSkipVerify: skipVerify,
 			MinVersion:         tls.VersionTLS12,
 		},
 		// A new connection per check: a check sees what a new client
@@ -99,12 +113,11 @@ func newChecker(s spec, dial Dialer, agent string) *checker {
 		DisableCompression:     true,
 		MaxResponseHeaderBytes: 64 << 10,
 	}
-	c.client = &http.Client{
+	return &http.Client{
 		Transport: tr,
 		// A redirect is an answer: its status is judged, never followed.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	return c
 }
 
 // run checks once; it never takes longer than the spec's timeout.

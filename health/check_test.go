@@ -239,7 +239,7 @@ func TestVIPStateMachine(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var s vipState
 			for i, st := range tc.steps {
-				changed := s.observe(st.r, tc.rise, tc.fall, true, time.Now())
+				changed := s.observe(st.r, false, tc.rise, tc.fall, true, time.Now())
 				if changed != st.changed || s.known != st.known || s.up != st.up {
 					t.Fatalf("step %d: changed %t known %t up %t, want %t %t %t", i, changed, s.known, s.up, st.changed, st.known, st.up)
 				}
@@ -251,9 +251,9 @@ func TestVIPStateMachine(t *testing.T) {
 	}
 	t.Run("rtt moving average", func(t *testing.T) {
 		var s vipState
-		s.observe(Result{OK: true, RTT: 100 * time.Millisecond}, 1, 1, true, time.Now())
-		s.observe(Result{Reason: "x"}, 1, 1, true, time.Now()) // failures do not move it
-		s.observe(Result{OK: true, RTT: 200 * time.Millisecond}, 1, 1, true, time.Now())
+		s.observe(Result{OK: true, RTT: 100 * time.Millisecond}, false, 1, 1, true, time.Now())
+		s.observe(Result{Reason: "x"}, false, 1, 1, true, time.Now()) // failures do not move it
+		s.observe(Result{OK: true, RTT: 200 * time.Millisecond}, false, 1, 1, true, time.Now())
 		if s.rtt != 125*time.Millisecond {
 			t.Fatalf("rtt %v, want 125ms", s.rtt)
 		}
@@ -318,9 +318,9 @@ func TestVIPVoteAfterDistrust(t *testing.T) {
 				case "regain":
 					s.regainedTrust()
 				case "ok", "OK":
-					s.observe(Result{OK: true}, rise, fall, st.ev == "ok", time.Now())
+					s.observe(Result{OK: true}, false, rise, fall, st.ev == "ok", time.Now())
 				case "bad", "BAD":
-					s.observe(Result{Reason: "x"}, rise, fall, st.ev == "bad", time.Now())
+					s.observe(Result{Reason: "x"}, false, rise, fall, st.ev == "bad", time.Now())
 				default:
 					t.Fatalf("step %d: unknown event %q", i, st.ev)
 				}

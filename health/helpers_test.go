@@ -449,3 +449,7 @@ func (e *env) service(name string, regionNames ...string) {
 		e.t.Fatal(err)
 	}
 }
+
+func sameNumber(a, b *float64) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
+}

@@ -351,15 +351,17 @@ func (p *Prober) startLocked(t *target) {
 	ctx, cancel := context.WithCancel(p.ctx)
 	t.cancel = cancel
 	c := newChecker(t.spec, p.cfg.Dial, p.agent)
+	sr := newStatsReader(t.spec.stats, p.cfg.Dial, p.agent)
 	p.wg.Add(1)
-	go p.runTarget(ctx, t, t.gen, c)
+	go p.runTarget(ctx, t, t.gen, c, sr)
 }
 
 // runTarget checks at once, then every interval (±10%), each check
 // within its timeout, waiting for a free slot under the concurrency cap.
 // A slow target holds one slot for at most its timeout and delays no
-// other target's schedule.
-func (p *Prober) runTarget(ctx context.Context, t *target, gen uint64, c *checker) {
+// other target's schedule. With a stats source (sr), its page is read at
+// the same time as the check, within the same timeout.
+func (p *Prober) runTarget(ctx context.Context, t *target, gen uint64, c *checker, sr *statsReader) {
 	defer p.wg.Done()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -375,12 +377,22 @@ func (p *Prober) runTarget(ctx context.Context, t *target, gen uint64, c *checke
 		case <-ctx.Done():
 			return
 		}
+		var rd *reading
+		var read chan reading
+		if sr != nil {
+			read = make(chan reading, 1)
+			go func() { read <- sr.read(ctx) }()
+		}
 		res := c.run(ctx)
+		if read != nil {
+			r := <-read
+			rd = &r
+		}
 		<-p.sem
 		if ctx.Err() != nil {
 			return // stopped mid-check: the result says nothing of the target
 		}
-		p.record(t, gen, res)
+		p.record(t, gen, res, rd)
 		timer.Reset(max(0, jitter(c.spec.interval)-time.Since(start)))
 	}
 }
@@ -390,8 +402,10 @@ func jitter(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * (1 - jitterFraction + 2*jitterFraction*rand.Float64()))
 }
 
-// record applies a check result to its target.
-func (p *Prober) record(t *target, gen uint64, res Result) {
+// record applies a check result, and the stats reading taken with it
+// (rd, nil without a stats source), to its target. A passing check whose
+// stats show too many errors fails on passive health.
+func (p *Prober) record(t *target, gen uint64, res Result, rd *reading) {
 	now := time.Now()
 	p.mu.Lock()
 	if t.gen != gen {
@@ -399,25 +413,45 @@ func (p *Prober) record(t *target, gen uint64, res Result) {
 		return
 	}
 	p.stats.Checks++
-	// Trust depends on whether the last check of each target failed:
-	// only a result unlike the previous one can change it. It is updated
-	// before the result is applied, so that a failure which makes the
-	// prober distrust itself counts as seen untrusted.
-	flipped := !t.state.checked || t.state.lastOK != res.OK
-	t.state.checked, t.state.lastOK = true, res.OK
+	s := &t.state
+	prevSeen := s.verdict.summary
+	if rd == nil {
+		s.takeCheckLoad(res, now)
+	} else {
+		s.takeReading(rd, t.spec.stats.kind)
+	}
+	passive := false
+	if t.spec.passive != nil && rd != nil {
+		s.verdict = s.window.observe(t.spec.passive, rd)
+		if res.OK && s.verdict.fail {
+			res.OK, res.Reason, passive = false, "passive: "+s.verdict.summary, true
+		}
+	}
+	// Trust depends on whether the last active check of each target
+	// failed: only a result unlike the previous one can change it. It is
+	// updated before the result is applied, so that a failure which
+	// makes the prober distrust itself counts as seen untrusted.
+	activeOK := res.OK || passive
+	flipped := !s.checked || s.lastOK != activeOK
+	s.checked, s.lastOK = true, activeOK
 	trust := flipped && p.updateTrustLocked()
-	voted := t.state.voted(p.trusted)
-	changed := t.state.observe(res, t.spec.rise, t.spec.fall, p.trusted, now)
-	revoted := t.state.voted(p.trusted) != voted
-	st := t.state
+	voted := s.voted(p.trusted)
+	changed := s.observe(res, passive, t.spec.rise, t.spec.fall, p.trusted, now)
+	revoted := s.voted(p.trusted) != voted
+	st := *s
 	p.mu.Unlock()
 	switch {
 	case changed && st.up:
 		p.log.Info("VIP up", "region", t.region, "vip", t.vip, "after", st.successes, "rtt", st.rtt)
 	case changed:
-		p.log.Warn("VIP down", "region", t.region, "vip", t.vip, "after", st.failures, "reason", st.reason, "confirmed", st.confirmed)
+		p.log.Warn("VIP down", "region", t.region, "vip", t.vip, "after", st.failures, "reason", st.reason, "confirmed", st.confirmed, "passive", st.failPassive)
 	case revoted && st.confirmed:
 		p.log.Warn("VIP down, confirmed since the self-check passed again", "region", t.region, "vip", t.vip, "after", st.trustedFailures, "reason", st.reason)
+	}
+	if rd != nil && t.spec.passive != nil && !rd.counted && rd.countErr != prevSeen && rd.loadErr == "" {
+		// The page answers, but not with what passive health reads: a
+		// configuration to fix, said once per change.
+		p.log.Warn("passive health cannot judge the stats", "region", t.region, "vip", t.vip, "why", rd.countErr)
 	}
 	if changed || trust || revoted {
 		p.poke()
@@ -546,6 +580,16 @@ type TargetStatus struct {
 	Failures  int
 	Reason    string
 	RTT       time.Duration
+	// The load reading, as reports carry it.
+	Load, Capacity *float64
+	LoadObserved   time.Time
+	LoadSource     string
+	LoadError      string
+	// Passive: down by passive health alone; PassiveSeen is passive
+	// health's last judgement ("5xx 2% of 1,204 requests in 10s") or why
+	// it had none.
+	Passive     bool
+	PassiveSeen string
 }
 
 // Status returns the prober's current view, targets sorted by region and
@@ -558,7 +602,9 @@ func (p *Prober) Status() Status {
 		for _, t := range rs.targets {
 			st := t.state
 			s.Targets = append(s.Targets, TargetStatus{Region: t.region, VIP: t.vip, Addr: t.spec.addr, Known: st.known, Up: st.up,
-				Checks: st.checks, Successes: st.successes, Failures: st.failures, Reason: st.reason, RTT: st.rtt})
+				Checks: st.checks, Successes: st.successes, Failures: st.failures, Reason: st.reason, RTT: st.rtt,
+				Load: st.load, Capacity: st.capacity, LoadObserved: st.loadAt, LoadSource: st.loadSource, LoadError: st.loadErr,
+				Passive: st.passiveDown(), PassiveSeen: st.verdict.summary})
 		}
 	}
 	slices.SortFunc(s.Targets, func(a, b TargetStatus) int {

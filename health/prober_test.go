@@ -462,7 +462,8 @@ func TestReportContents(t *testing.T) {
 		t.Fatalf("report %s", kv.Value)
 	}
 	for _, v := range rep.VIPs {
-		if !v.Up || v.Since.IsZero() || v.Successes < 2 || v.Failures != 0 || v.RTT <= 0 || v.Load == nil || *v.Load != 250 || v.Capacity == nil || *v.Capacity != 1000 {
+		if !v.Up || v.Since.IsZero() || v.Successes < 2 || v.Failures != 0 || v.RTT <= 0 || v.Load == nil || *v.Load != 250 || v.Capacity == nil || *v.Capacity != 1000 ||
+			v.LoadSource != "health" || v.LoadObserved.IsZero() || v.LoadObserved.After(rep.Observed) || v.LoadError != "" || v.Passive {
 			t.Errorf("VIP %s: %+v", v.Addr, v)
 		}
 	}

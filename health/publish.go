@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -32,7 +33,8 @@ func (p *Prober) publish(ctx context.Context) error {
 			p.revoke(sess)
 		}
 	}()
-	tick := time.NewTicker(p.tickInterval())
+	every := p.tickInterval()
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	failing := false // registration or writes failing: log the transition only
 	for {
@@ -73,13 +75,27 @@ func (p *Prober) publish(ctx context.Context) error {
 			p.log.Info("publishing to etcd again")
 			failing = false
 		}
+		if d := p.tickInterval(); d != every {
+			every = d
+			tick.Reset(every)
+		}
 	}
 }
 
 // tickInterval is how often the publisher looks at its reports without
-// being woken: for refreshes, and to retry failed writes.
+// being woken: for refreshes, to retry failed writes, and four times per
+// check interval, so that a load reading due at loadFreshIntervals is
+// written within a quarter interval of it.
 func (p *Prober) tickInterval() time.Duration {
-	return min(time.Second, p.cfg.Refresh)
+	d := min(time.Second, p.cfg.Refresh)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, rs := range p.regions {
+		for _, t := range rs.targets {
+			d = min(d, t.spec.interval/4)
+		}
+	}
+	return max(d, regions.MinCheckInterval/4)
 }
 
 func (p *Prober) hasRegions() bool {
@@ -181,53 +197,92 @@ type job struct {
 	rep    *regions.HealthReport
 }
 
-// flush writes the reports that need it. It stops at the first failure;
-// what is left is tried again on the next round.
+// flush writes the reports that need it: those whose states changed, those
+// whose load moved or is about to age out (each at most once per check
+// interval; when one is written, the others that would be due within an
+// interval go with it), and the slow refreshes. The reports go in one
+// transaction (more only past etcd's limits), so a flush is one etcd
+// revision however many regions it covers. It stops at the first
+// failure; what is left is tried again on the next round.
 func (p *Prober) flush(ctx context.Context, lease clientv3.LeaseID) error {
 	now := time.Now().UTC()
-	var jobs []job
+	var jobs, soon []job
+	loadDue := false
 	p.mu.Lock()
 	for name, rs := range p.regions {
 		rep := p.reportLocked(rs, now)
+		iv := rs.interval()
 		switch {
 		case len(rep.VIPs) == 0 && rs.written == nil:
 		case len(rep.VIPs) == 0:
 			jobs = append(jobs, job{region: name, rs: rs})
 		case rs.written == nil || statesDiffer(rs.written, rep):
 			jobs = append(jobs, job{region: name, rs: rs, rep: rep})
-		case now.Sub(rs.writtenAt) >= p.cfg.Refresh && worthRefresh(rs.written, rep):
-			jobs = append(jobs, job{region: name, rs: rs, rep: rep})
+		case now.Sub(rs.writtenAt) < iv:
+		default:
+			switch loadWrite(rs.written, rep, now, iv) {
+			case loadNow:
+				jobs = append(jobs, job{region: name, rs: rs, rep: rep})
+				loadDue = true
+			case loadSoon:
+				soon = append(soon, job{region: name, rs: rs, rep: rep})
+			default:
+				if now.Sub(rs.writtenAt) >= p.cfg.Refresh && worthRefresh(rs.written, rep) {
+					jobs = append(jobs, job{region: name, rs: rs, rep: rep})
+				}
+			}
 		}
+	}
+	if loadDue {
+		jobs = append(jobs, soon...)
 	}
 	for name := range p.orphans {
 		jobs = append(jobs, job{region: name})
 	}
 	p.mu.Unlock()
 	// In a stable order, so logs and tests read the same every time.
-	slices.SortFunc(jobs, func(a, b job) int {
-		switch {
-		case a.region < b.region:
-			return -1
-		case a.region > b.region:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(jobs, func(a, b job) int { return strings.Compare(a.region, b.region) })
+	var puts []job
+	var reps []*regions.HealthReport
 	for _, j := range jobs {
-		wctx, cancel := context.WithTimeout(ctx, writeTimeout)
-		var err error
 		if j.rep != nil {
-			var rev int64
-			rev, err = p.store.PutHealthReport(wctx, j.rep, lease)
-			if err == nil {
-				// The prober's watcher follows the regions only; it must
-				// know etcd was at this revision to notice a restore
-				// that takes etcd back behind this report.
-				p.watcher.Saw(rev)
-			}
-		} else {
-			err = p.store.DeleteHealthReport(wctx, j.region, p.cfg.ID)
+			puts = append(puts, j)
+			reps = append(reps, j.rep)
 		}
+	}
+	if len(reps) > 0 {
+		wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+		n, rev, err := p.store.PutHealthReports(wctx, reps, lease)
+		cancel()
+		if n > 0 {
+			// The prober's watcher follows the regions only; it must
+			// know etcd was at this revision to notice a restore that
+			// takes etcd back behind these reports.
+			p.watcher.Saw(rev)
+		}
+		p.mu.Lock()
+		p.stats.Writes += uint64(n)
+		for _, j := range puts[:n] {
+			if p.regions[j.region] == j.rs {
+				j.rs.written, j.rs.writtenAt = j.rep, now
+			} else {
+				p.orphans[j.region] = true // the region went while its report was being written
+			}
+		}
+		if err != nil {
+			p.stats.WriteErrors++
+		}
+		p.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	for _, j := range jobs {
+		if j.rep != nil {
+			continue
+		}
+		wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+		err := p.store.DeleteHealthReport(wctx, j.region, p.cfg.ID)
 		cancel()
 		p.mu.Lock()
 		if err != nil {
@@ -236,13 +291,10 @@ func (p *Prober) flush(ctx context.Context, lease clientv3.LeaseID) error {
 			return err
 		}
 		p.stats.Writes++
-		switch {
-		case j.rs == nil:
+		if j.rs == nil {
 			delete(p.orphans, j.region)
-		case p.regions[j.region] == j.rs:
-			j.rs.written, j.rs.writtenAt = j.rep, now
-		case j.rep != nil:
-			p.orphans[j.region] = true // the region went while its report was being written
+		} else if p.regions[j.region] == j.rs {
+			j.rs.written, j.rs.writtenAt = nil, now
 		}
 		p.mu.Unlock()
 	}
@@ -260,30 +312,53 @@ func (p *Prober) reportLocked(rs *regionState, now time.Time) *regions.HealthRep
 			continue
 		}
 		s := &t.state
-		rep.VIPs = append(rep.VIPs, regions.VIPHealth{Addr: vip, Up: s.up, Since: s.since.UTC(), Successes: s.successes, Failures: s.failures,
-			Reason: s.reason, RTT: regions.Duration(s.rtt), Load: s.load, Capacity: s.capacity})
+		vh := regions.VIPHealth{Addr: vip, Up: s.up, Since: s.since.UTC(), Successes: s.successes, Failures: s.failures,
+			Reason: s.reason, RTT: regions.Duration(s.rtt), Load: s.load, Capacity: s.capacity,
+			LoadSource: s.loadSource, LoadError: s.loadErr, Passive: s.passiveDown()}
+		if !s.loadAt.IsZero() {
+			vh.LoadObserved = s.loadAt.UTC()
+		}
+		rep.VIPs = append(rep.VIPs, vh)
 	}
 	return rep
 }
 
+// interval is the shortest check interval of the region's VIPs (the
+// default before any is known).
+func (rs *regionState) interval() time.Duration {
+	d := time.Duration(0)
+	for _, t := range rs.targets {
+		if d == 0 || t.spec.interval < d {
+			d = t.spec.interval
+		}
+	}
+	if d == 0 {
+		d = regions.DefaultCheckInterval
+	}
+	return d
+}
+
 // statesDiffer says whether b changes what a says to the quorum: trust,
-// the VIPs voted on, a VIP's state or its last transition.
+// the VIPs voted on, a VIP's state, its last transition, or whether it
+// is down by passive health alone (which a service's max_ejection
+// bounds).
 func statesDiffer(a, b *regions.HealthReport) bool {
 	if a.Trusted != b.Trusted || len(a.VIPs) != len(b.VIPs) {
 		return true
 	}
 	for i := range a.VIPs {
 		x, y := &a.VIPs[i], &b.VIPs[i]
-		if x.Addr != y.Addr || x.Up != y.Up || !x.Since.Equal(y.Since) {
+		if x.Addr != y.Addr || x.Up != y.Up || !x.Since.Equal(y.Since) || x.Passive != y.Passive {
 			return true
 		}
 	}
 	return false
 }
 
-// worthRefresh says whether b is worth a refresh of a: an RTT that moved
-// by more than a fifth and a millisecond, another load or capacity, or
-// another failure reason. Counts alone change on every check and are not.
+// worthRefresh says whether b is worth a slow refresh of a: an RTT that
+// moved by more than a fifth and a millisecond, or another failure
+// reason. Counts alone change on every check and are not; load has its
+// own rule (loadWrite).
 func worthRefresh(a, b *regions.HealthReport) bool {
 	for i := range a.VIPs {
 		x, y := &a.VIPs[i], &b.VIPs[i]
@@ -291,13 +366,69 @@ func worthRefresh(a, b *regions.HealthReport) bool {
 		if d > time.Millisecond && float64(d) > 0.2*float64(x.RTT) {
 			return true
 		}
-		if !sameNumber(x.Load, y.Load) || !sameNumber(x.Capacity, y.Capacity) || x.Reason != y.Reason {
+		if x.Reason != y.Reason {
 			return true
 		}
 	}
 	return false
 }
 
-func sameNumber(a, b *float64) bool {
-	return (a == nil) == (b == nil) && (a == nil || *a == *b)
+// How load readings are published (docs/health.md, Publishing).
+const (
+	// loadMove: a load (or capacity) that moved by more than this share
+	// of the capacity (of the larger reading, without one) is written.
+	loadMove = 0.05
+	// loadFreshIntervals: a reading is written again once the published
+	// one is this many check intervals old, before the default
+	// max_signal_age (3 intervals) stops steering by it.
+	loadFreshIntervals = 2
+)
+
+type loadUrgency int
+
+const (
+	loadNo   loadUrgency = iota
+	loadSoon             // due within an interval: written if another load write happens
+	loadNow
+)
+
+// loadWrite says whether b's load readings are worth writing over a's
+// (published): a reading that appeared, went, failed or changed its
+// source; one that moved by more than loadMove; or a newer reading when
+// the published one is loadFreshIntervals old (loadSoon from one
+// interval).
+func loadWrite(a, b *regions.HealthReport, now time.Time, interval time.Duration) loadUrgency {
+	u := loadNo
+	for i := range a.VIPs {
+		x, y := &a.VIPs[i], &b.VIPs[i]
+		if x.LoadSource != y.LoadSource || x.LoadError != y.LoadError || (x.Load == nil) != (y.Load == nil) ||
+			(x.Capacity == nil) != (y.Capacity == nil) {
+			return loadNow
+		}
+		if y.Load == nil {
+			continue
+		}
+		scale := max(*x.Load, *y.Load)
+		if y.Capacity != nil && *y.Capacity > 0 {
+			scale = *y.Capacity
+		}
+		if moved(*x.Load, *y.Load, scale) || x.Capacity != nil && moved(*x.Capacity, *y.Capacity, max(*x.Capacity, *y.Capacity)) {
+			return loadNow
+		}
+		if !y.LoadObserved.After(x.LoadObserved) {
+			continue // nothing newer to say
+		}
+		switch age := now.Sub(x.LoadObserved); {
+		case age >= loadFreshIntervals*interval:
+			return loadNow
+		case age >= interval:
+			u = loadSoon
+		}
+	}
+	return u
+}
+
+// moved says whether a and b differ by more than loadMove of scale.
+func moved(a, b, scale float64) bool {
+	return math.Abs(a-b) > loadMove*scale
 }

@@ -1,6 +1,10 @@
 package health
 
-import "time"
+import (
+	"time"
+
+	"github.com/meridian-gslb/meridian/regions"
+)
 
 // rttWeight is the weight of a new sample in the RTT moving average.
 const rttWeight = 0.25
@@ -26,27 +30,44 @@ type vipState struct {
 	confirmed       bool
 	reason          string        // why the last failed check failed
 	rtt             time.Duration // moving average over successful checks; 0 before one
-	load, capacity  *float64
-	checked         bool // has a result
-	lastOK          bool
-	checks          uint64
+	checked         bool          // has a result
+	// lastOK is the last active check's result (passive health aside):
+	// what the self-check looks at, since a load balancer that answers
+	// its stats with errors is proof that the network works.
+	lastOK bool
+	checks uint64
+
+	// The load reading (nil: none), when it was taken, where from, and
+	// why the stats source gave none.
+	load, capacity *float64
+	loadAt         time.Time
+	loadSource     string
+	loadErr        string
+	// Passive health: the counters over its window, the last verdict,
+	// and whether the last failure was passive health's alone (the
+	// active check passing).
+	window      passiveWindow
+	verdict     verdict
+	failPassive bool
 }
 
 // observe applies one result, seen while the prober did or did not trust
 // itself, and says whether the state changed (a first decision
-// included).
-func (s *vipState) observe(r Result, rise, fall int, trusted bool, now time.Time) bool {
-	s.checked, s.lastOK = true, r.OK
+// included). passive says that r failed on passive health alone: its
+// active check passed.
+func (s *vipState) observe(r Result, passive bool, rise, fall int, trusted bool, now time.Time) bool {
+	s.checked, s.lastOK = true, r.OK || passive
 	s.checks++
-	if r.OK {
-		s.successes++
-		s.failures, s.trustedFailures = 0, 0
+	if r.OK || passive {
 		if s.rtt == 0 {
 			s.rtt = r.RTT
 		} else {
 			s.rtt += time.Duration(rttWeight * float64(r.RTT-s.rtt))
 		}
-		s.load, s.capacity = r.Load, r.Capacity
+	}
+	if r.OK {
+		s.successes++
+		s.failures, s.trustedFailures = 0, 0
 	} else {
 		s.failures++
 		if trusted {
@@ -54,6 +75,7 @@ func (s *vipState) observe(r Result, rise, fall int, trusted bool, now time.Time
 		}
 		s.successes = 0
 		s.reason = r.Reason
+		s.failPassive = passive
 	}
 	changed := false
 	switch {
@@ -83,4 +105,33 @@ func (s *vipState) voted(trusted bool) bool {
 // now on (or the VIP rises), and until then it is not voted on.
 func (s *vipState) regainedTrust() {
 	s.trustedFailures, s.confirmed = 0, false
+}
+
+// takeCheckLoad records what the check's JSON answer said of the load
+// (no stats source): a successful check replaces the reading, a failed
+// one leaves the last to age.
+func (s *vipState) takeCheckLoad(r Result, now time.Time) {
+	if !r.OK {
+		return
+	}
+	s.load, s.capacity, s.loadErr = r.Load, r.Capacity, ""
+	s.loadAt, s.loadSource = time.Time{}, ""
+	if r.Load != nil {
+		s.loadAt, s.loadSource = now, regions.LoadSourceHealth
+	}
+}
+
+// takeReading records a stats reading: its load, or why there is none.
+func (s *vipState) takeReading(rd *reading, kind string) {
+	s.load, s.capacity, s.loadErr, s.loadSource, s.loadAt = rd.load, rd.capacity, rd.loadErr, kind, time.Time{}
+	if rd.load != nil {
+		s.loadAt = rd.at
+	}
+}
+
+// passiveDown says whether a down state is passive health's alone: the
+// failures that took the VIP down, or keep it down, were passive while
+// its active check passed.
+func (s *vipState) passiveDown() bool {
+	return s.known && !s.up && s.failPassive
 }

@@ -28,6 +28,7 @@ test_packages=(
 	bash          # meridian completion bash, run by its tests
 	zsh           # meridian completion zsh, run by its tests
 	fish          # meridian completion fish, run by its tests
+	haproxy       # a real load balancer whose stats page the prober reads
 )
 run_packages=(
 	tor-geoipdb # the country data for data/country.mmdb

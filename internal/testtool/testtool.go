@@ -38,6 +38,7 @@ var programs = map[string]source{
 	"git":               {"git", "test"},
 	"systemd-analyze":   {"systemd", "test"},
 	"etcd":              {"etcd-server", "test"},
+	"haproxy":           {"haproxy", "test"},
 	"dnsperf":           {"dnsperf", "bench"},
 	"bash":              {"bash", "test"},
 	"zsh":               {"zsh", "test"},
