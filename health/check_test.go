@@ -29,14 +29,22 @@ func runCheck(t *testing.T, c regions.HealthCheck, addr string) Result {
 	}
 	var d net.Dialer
 	ch := newChecker(newSpec(c, testVIP), d.DialContext, "meridian-prober/test")
-	done := make(chan Result, 1)
-	go func() { done <- ch.run(context.Background()) }()
+	return within(t, func() Result { return ch.run(context.Background()) })
+}
+
+// within runs f, failing the test if it outlives by far the timeout that
+// bounds every check and stats read.
+func within[T any](t *testing.T, f func() T) T {
+	t.Helper()
+	done := make(chan T, 1)
+	go func() { done <- f() }()
 	select {
 	case r := <-done:
 		return r
 	case <-time.After(10 * time.Second):
-		t.Fatal("a check outlived its timeout by far")
-		return Result{}
+		t.Fatal("a check or read outlived its timeout by far")
+		var zero T
+		return zero
 	}
 }
 

@@ -28,15 +28,7 @@ func readStats(t *testing.T, src *regions.StatsSource, timeout time.Duration) re
 	}
 	var d net.Dialer
 	r := newStatsReader(newStatsSpec(c.WithDefaults(), testVIP), d.DialContext, "meridian-prober/test")
-	done := make(chan reading, 1)
-	go func() { done <- r.read(context.Background()) }()
-	select {
-	case rd := <-done:
-		return rd
-	case <-time.After(10 * time.Second):
-		t.Fatal("a stats read outlived its timeout by far")
-		return reading{}
-	}
+	return within(t, func() reading { return r.read(context.Background()) })
 }
 
 // page serves body with status at every path.

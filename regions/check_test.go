@@ -46,23 +46,27 @@ func TestHealthCheckValidate(t *testing.T) {
 		{"rise and fall", HealthCheck{Type: "tcp", Port: 80, Rise: -1, Fall: 101}, []string{"check.rise", "check.fall"}},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			err := base(tc.check).Validate()
-			if len(tc.want) == 0 {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if !errors.Is(err, ErrInvalid) {
-				t.Fatalf("err = %v, want a validation error", err)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("%v: lacks %q", err, w)
-				}
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { wantProblems(t, base(tc.check).Validate(), tc.want) })
+	}
+}
+
+// wantProblems fails unless err is nil for no want, or a validation error
+// holding every fragment of want ("field: message").
+func wantProblems(t *testing.T, err error, want []string) {
+	t.Helper()
+	if len(want) == 0 {
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if !errors.Is(err, ErrInvalid) {
+		t.Fatalf("err = %v, want a validation error", err)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("%v: lacks %q", err, w)
+		}
 	}
 }
 

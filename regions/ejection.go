@@ -1,6 +1,7 @@
 package regions
 
 import (
+	"iter"
 	"math"
 	"net/netip"
 	"slices"
@@ -96,12 +97,7 @@ func ejectionFacts(rs *RegionStatus) uint64 {
 // answers reach different clients.
 func (s *Snapshot) passiveKept(v *ServiceView) [][]netip.Addr {
 	passive := false
-	for i := range v.slots {
-		sl := &v.slots[i]
-		reg := &s.regions[sl.region]
-		if reg.Region.Drained || sl.base == 0 {
-			continue
-		}
+	for _, reg := range s.answeredRegions(v) {
 		for k := range reg.VIPs {
 			passive = passive || reg.VIPs[k].Passive
 		}
@@ -122,6 +118,23 @@ func (s *Snapshot) passiveKept(v *ServiceView) [][]netip.Addr {
 	return kept
 }
 
+// answeredRegions yields the slots of v whose regions it answers (not
+// drained, weight above 0), with their regions' health.
+func (s *Snapshot) answeredRegions(v *ServiceView) iter.Seq2[int, *RegionStatus] {
+	return func(yield func(int, *RegionStatus) bool) {
+		for i := range v.slots {
+			sl := &v.slots[i]
+			reg := &s.regions[sl.region]
+			if reg.Region.Drained || sl.base == 0 {
+				continue
+			}
+			if !yield(i, reg) {
+				return
+			}
+		}
+	}
+}
+
 // vipRef is a VIP of a service: its slot, its index in the region, what
 // it weighs and when passive health took it down.
 type vipRef struct {
@@ -135,12 +148,7 @@ type vipRef struct {
 func (s *Snapshot) ejectFamily(v *ServiceView, fam int) []vipRef {
 	var cands, all []vipRef
 	units := false
-	for i := range v.slots {
-		sl := &v.slots[i]
-		reg := &s.regions[sl.region]
-		if reg.Region.Drained || sl.base == 0 {
-			continue
-		}
+	for i, reg := range s.answeredRegions(v) {
 		for k := range reg.VIPs {
 			vs := &reg.VIPs[k]
 			if vs.Addr.Unmap().Is4() != (fam == 0) || vs.Status == HealthDown && !vs.Passive {

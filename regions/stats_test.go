@@ -2,7 +2,6 @@ package regions
 
 import (
 	"encoding/json"
-	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -85,21 +84,7 @@ func TestStatsValidate(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &Region{Name: "r", VIPs: []netip.Addr{vip4, vip6}, Check: HealthCheck{Type: "tcp", Port: 443, Stats: tc.stats, Passive: tc.passive}}
-			err := r.Validate()
-			if len(tc.want) == 0 {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if !errors.Is(err, ErrInvalid) {
-				t.Fatalf("err = %v, want a validation error", err)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("%v: lacks %q", err, w)
-				}
-			}
+			wantProblems(t, r.Validate(), tc.want)
 		})
 	}
 }

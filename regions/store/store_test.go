@@ -536,9 +536,10 @@ func TestStoreSetWeights(t *testing.T) {
 	})
 }
 
-func TestStoreLeasedEntries(t *testing.T) {
+// registered grants a lease of 30 s and registers prober p1 under it.
+func registered(t *testing.T, s *Store) *clientv3.LeaseGrantResponse {
+	t.Helper()
 	ctx := etcdtest.Ctx(t)
-	s := newTestStore(t)
 	lease, err := s.c.Grant(ctx, 30)
 	if err != nil {
 		t.Fatal(err)
@@ -546,6 +547,13 @@ func TestStoreLeasedEntries(t *testing.T) {
 	if err := s.RegisterProber(ctx, &regions.ProberInfo{ID: "p1", Region: "eu-west", Started: time.Unix(1700000000, 0).UTC()}, lease.ID); err != nil {
 		t.Fatal(err)
 	}
+	return lease
+}
+
+func TestStoreLeasedEntries(t *testing.T) {
+	ctx := etcdtest.Ctx(t)
+	s := newTestStore(t)
+	lease := registered(t, s)
 	if _, err := s.PutHealthReport(ctx, upReport("eu-west", "p1", "192.0.2.1"), lease.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -611,13 +619,7 @@ func TestStoreCompact(t *testing.T) {
 func TestPutHealthReports(t *testing.T) {
 	ctx := etcdtest.Ctx(t)
 	s := newTestStore(t)
-	lease, err := s.c.Grant(ctx, 30)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.RegisterProber(ctx, &regions.ProberInfo{ID: "p1", Region: "eu-west", Started: time.Unix(1700000000, 0).UTC()}, lease.ID); err != nil {
-		t.Fatal(err)
-	}
+	lease := registered(t, s)
 	batch := func(n int) []*regions.HealthReport {
 		var reps []*regions.HealthReport
 		for i := range n {
