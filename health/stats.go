@@ -237,7 +237,11 @@ func (r *statsReader) haproxy(body io.Reader) (reading, error) {
 	col := map[string]int{}
 	var front, back []string
 	header := false
+	prefix := []byte(r.spec.proxy + ",")
 	for sc.Scan() {
+		if header && !bytes.HasPrefix(sc.Bytes(), prefix) {
+			continue // another proxy's row: not even made a string
+		}
 		line := sc.Text()
 		if !header {
 			if strings.TrimSpace(line) == "" {
@@ -256,9 +260,6 @@ func (r *statsReader) haproxy(body io.Reader) (reading, error) {
 				return reading{}, errors.New("HAProxy CSV stats without a scur column")
 			}
 			header = true
-			continue
-		}
-		if !strings.HasPrefix(line, r.spec.proxy+",") {
 			continue
 		}
 		f := strings.Split(line, ",")

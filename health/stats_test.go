@@ -128,7 +128,7 @@ func TestHAProxyStats(t *testing.T) {
 			want{loadErr: "a line longer than 64 KiB", countErr: "longer"}},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) { tc.want.check(t, readStats(t, tc.src, time.Second)) })
+		t.Run(tc.name, func(t *testing.T) { tc.want.check(t, readStats(t, tc.src, 5*time.Second)) })
 	}
 }
 
@@ -299,7 +299,7 @@ func TestPrometheusStats(t *testing.T) {
 			want{load: f(5)}},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) { tc.want.check(t, readStats(t, tc.src, time.Second)) })
+		t.Run(tc.name, func(t *testing.T) { tc.want.check(t, readStats(t, tc.src, 5*time.Second)) })
 	}
 }
 
