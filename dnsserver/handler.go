@@ -4,11 +4,13 @@ import (
 	"encoding/binary"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/meridian-gslb/meridian/dnssec"
 	"github.com/meridian-gslb/meridian/internal/panics"
 	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/zones"
@@ -46,6 +48,10 @@ type HandlerConfig struct {
 	// Logger gets the panics the handler recovers (a bug): the stack once
 	// per site, repeats rate-limited. nil: not logged, only counted.
 	Logger *slog.Logger
+	// DNSSEC signs the zones it holds keys for: every zone set and
+	// snapshot is signed before it is swapped in, and queries with the DO
+	// bit get the signatures (docs/dnssec.md). nil: nothing is signed.
+	DNSSEC *dnssec.Signer
 }
 
 // DefaultMaxUDPSize is the EDNS buffer size we advertise by default.
@@ -60,6 +66,12 @@ type Handler struct {
 	now     func() time.Time
 	zones   atomic.Pointer[zones.Set]
 	steer   atomic.Pointer[steering]
+	// signed is what DO queries are answered from: a signed state with
+	// the steering of the snapshot it signed (nil: no DNSSEC). signMu
+	// serializes its changes.
+	signed   atomic.Pointer[signedView]
+	signMu   sync.Mutex
+	sigStats dnssecStats
 	loading atomic.Bool
 	metrics *Metrics
 	ecs     regions.ECSConfig // normalized
@@ -89,12 +101,13 @@ func NewHandler(cfg HandlerConfig, set *zones.Set, m *Metrics) *Handler {
 	}
 	h.ecs = cfg.ECS.Normalized()
 	h.panicLog.Logger = cfg.Logger
-	h.zones.Store(set)
+	h.swapZones(set)
 	return h
 }
 
 // SetZones swaps in a new zone set; queries in flight finish with the old.
-func (h *Handler) SetZones(s *zones.Set) { h.zones.Store(s) }
+// With DNSSEC, the set is signed first (see HandlerConfig.DNSSEC).
+func (h *Handler) SetZones(s *zones.Set) { h.swapZones(s) }
 
 // Zones is the zone set being served.
 func (h *Handler) Zones() *zones.Set { return h.zones.Load() }
@@ -144,6 +157,11 @@ type query struct {
 	ecsSource uint8
 	ecsAddr   []byte // within the request
 	ecsScope  uint8
+
+	// sig is the signed state a DO query is answered from (nil: DO clear
+	// or nothing signed), zone the zone the query is in.
+	sig  *signedView
+	zone *zones.Zone
 
 	cookie      []byte // the option's data, within the request
 	cookieState cookieState
@@ -244,6 +262,13 @@ func (h *Handler) servePacket(resp, req []byte, q *query, src netip.AddrPort, pr
 		return h.errorReply(resp[:0], req, q, dns.RcodeRefused, proto)
 	}
 	set := h.zones.Load()
+	st := h.steer.Load()
+	if q.do {
+		// DO: the signed state, with the zones and snapshot it signed.
+		if sv := h.signed.Load(); sv != nil {
+			q.sig, set, st = sv, sv.state.Zones(), sv.st
+		}
+	}
 	lower := q.lowerName()
 	z := set.Find(lower)
 	if z == nil {
@@ -252,7 +277,13 @@ func (h *Handler) servePacket(resp, req []byte, q *query, src netip.AddrPort, pr
 	if q.qtype == dns.TypeAXFR || q.qtype == dns.TypeIXFR {
 		return h.transferOverUDP(resp[:0], req, q, z, src, proto)
 	}
-	st := h.steer.Load()
+	if q.sig != nil {
+		if q.sig.state.Signed(z) {
+			q.zone = z
+		} else {
+			q.sig = nil
+		}
+	}
 	if st != nil {
 		if v := st.service(lower); v != nil {
 			return h.serveService(resp[:0], req, q, z.NoData(), nil, nil, st, v, src, proto)
@@ -282,14 +313,7 @@ func (h *Handler) servePacket(resp, req []byte, q *query, src netip.AddrPort, pr
 			a = z.NoData()
 		}
 	}
-	p := a.Packed(len(lower))
-	if p == nil {
-		p = h.packSlow(req, a)
-		if p == nil {
-			return h.errorReply(resp[:0], req, q, dns.RcodeServerFailure, proto)
-		}
-	}
-	return h.reply(resp[:0], q, p, src, proto)
+	return h.answerZone(resp[:0], req, q, a, src, proto)
 }
 
 // packSlow compiles an answer for this one query name. Zone content that

@@ -48,7 +48,7 @@ func (st *steering) service(name []byte) *regions.ServiceView {
 // the query path only reads.
 func (h *Handler) SetSnapshot(s *regions.Snapshot) {
 	if s == nil {
-		h.steer.Store(nil)
+		h.swapSteering(nil)
 		return
 	}
 	st := &steering{snap: s}
@@ -59,7 +59,7 @@ func (h *Handler) SetSnapshot(s *regions.Snapshot) {
 	st.regionAnswers = h.metrics.setRegions(regionNames)
 	if prev := h.steer.Load(); prev != nil && s.SameServiceNames(prev.snap) {
 		st.names = prev.names
-		h.steer.Store(st)
+		h.swapSteering(st)
 		return
 	}
 	st.names = &names{services: make(map[string]int32, s.NumServices()), ents: map[string]struct{}{}}
@@ -76,7 +76,7 @@ func (h *Handler) SetSnapshot(s *regions.Snapshot) {
 			st.ents[w[off:]] = struct{}{}
 		}
 	}
-	h.steer.Store(st)
+	h.swapSteering(st)
 }
 
 // SetLoading says whether a state to steer with is being read (a state
@@ -135,6 +135,15 @@ func (h *Handler) serveService(resp, req []byte, q *query, nodata *zones.Answer,
 		ptr = [2]byte{0xC0 | byte(chain.TargetOff>>8), byte(chain.TargetOff)}
 		owner = ptr[:]
 	}
+	var sigs [][]byte
+	if q.sig != nil {
+		if sigs = q.sig.state.ServiceRRSIGs(v, &d); sigs == nil {
+			// Never an unsigned answer from a signed zone: a validator
+			// would call it bogus. Another server, or a later try, has it.
+			h.sigStats.unsigned.Add(1)
+			return h.errorReply(resp, req, q, dns.RcodeServerFailure, proto)
+		}
+	}
 	limit := h.limit(q, proto, cap(resp))
 	resp = q.appendHeaderAndQuestion(resp)
 	rdlen := 4
@@ -143,7 +152,7 @@ func (h *Handler) serveService(resp, req []byte, q *query, nodata *zones.Answer,
 	}
 	flags := q.replyFlags() | flagAA
 	var an uint16
-	room := limit - len(resp) - h.optLen(q) - d.Count*(len(owner)+10+rdlen)
+	room := limit - len(resp) - h.optLen(q) - d.Count*(len(owner)+10+rdlen) - sigsLen(sigs, len(owner))
 	var body []byte
 	if chain != nil {
 		n, counts, tc := chain.Fit(room)
@@ -175,6 +184,8 @@ func (h *Handler) serveService(resp, req []byte, q *query, nodata *zones.Answer,
 				resp = append(resp, b[:]...)
 			}
 		}
+		resp = appendRRSIGs(resp, sigs, owner, d.TTL)
+		an += uint16(len(sigs))
 	}
 	var ar uint16
 	if q.edns {
@@ -259,9 +270,10 @@ func (h *Handler) serveAlias(resp, req []byte, q *query, set *zones.Set, z *zone
 		case takeNoData:
 			return h.answerZone(resp, req, q, al.NoData, src, proto), true
 		case takeService:
-			p := al.CNAMEs.Packed(len(q.qname))
+			cn := q.signedAnswer(al.CNAMEs)
+			p := cn.Packed(len(q.qname))
 			if p == nil {
-				if p = h.packSlow(req, al.CNAMEs); p == nil {
+				if p = h.packSlow(req, cn); p == nil {
 					return h.errorReply(resp, req, q, dns.RcodeServerFailure, proto), true
 				}
 			}
@@ -274,6 +286,9 @@ func (h *Handler) serveAlias(resp, req []byte, q *query, set *zones.Set, z *zone
 // answerZone sends a zone answer for the query's name.
 func (h *Handler) answerZone(resp, req []byte, q *query, a *zones.Answer, src netip.AddrPort, proto Proto) []byte {
 	q.ecsScope = 0
+	if q.sig != nil {
+		return h.answerSigned(resp, req, q, a, src, proto)
+	}
 	p := a.Packed(len(q.qname))
 	if p == nil {
 		if p = h.packSlow(req, a); p == nil {

@@ -59,6 +59,10 @@ func (h *Handler) ServeStream(req []byte, src netip.AddrPort, send func([]byte) 
 		return reply(dns.RcodeRefused)
 	}
 	set := h.zones.Load()
+	sv := h.signed.Load()
+	if sv != nil {
+		set = sv.state.Zones()
+	}
 	z := set.Find(q.lowerName())
 	if z == nil {
 		return reply(dns.RcodeRefused)
@@ -72,6 +76,9 @@ func (h *Handler) ServeStream(req []byte, src netip.AddrPort, send func([]byte) 
 	}
 
 	st := h.steer.Load()
+	if sv != nil {
+		st = sv.st
+	}
 	if st == nil && h.cfg.WaitForSnapshot {
 		h.metrics.waiting.Add(1)
 		return reply(dns.RcodeServerFailure) // it would leave the services out
@@ -81,9 +88,15 @@ func (h *Handler) ServeStream(req []byte, src netip.AddrPort, send func([]byte) 
 	if err != nil {
 		return reply(dns.RcodeFormatError)
 	}
-	records := append([]dns.RR(nil), z.Records()...)
-	if st != nil {
-		records = append(records, serviceRecords(set, z, st.snap)...)
+	records, err := signedTransfer(sv, set, z)
+	if err != nil {
+		return reply(dns.RcodeServerFailure)
+	}
+	if records == nil {
+		records = append([]dns.RR(nil), z.Records()...)
+		if st != nil {
+			records = append(records, serviceRecords(set, z, st.snap)...)
+		}
 	}
 	records = append(records, z.SOA())
 	msg := func(rrs []dns.RR) error {

@@ -32,6 +32,13 @@ type Answer struct {
 	// aliases are the points of the CNAME chain where data from outside
 	// the zone file may take over (see Alias), in chain order.
 	aliases []Alias
+	// proofs are the names whose denial (Signatures.Denial) the signed
+	// variant of the answer carries in its authority section: the name of
+	// a NODATA answer, the end of a chain that is denied, the names a
+	// chain reached through a wildcard, a delegation without DS. ds is a
+	// referral's DS RRset, which its signed variant carries instead.
+	proofs []string
+	ds     []dns.RR
 
 	wire wireCache
 }
@@ -116,7 +123,7 @@ func (z *Zone) prepare() error {
 		if strings.HasPrefix(n.name, "*.") {
 			anchor, synth = n.name[2:], n.name
 		}
-		nodata := &Answer{Authoritative: true, Ns: negative, anchor: anchor, synth: synth, required: 1}
+		nodata := &Answer{Authoritative: true, Ns: negative, anchor: anchor, synth: synth, required: 1, proofs: []string{n.name}}
 		positive := func(rrs []dns.RR) *Answer {
 			return &Answer{Authoritative: true, Answer: rrs, anchor: anchor, synth: synth, required: len(rrs)}
 		}
@@ -165,6 +172,7 @@ func (z *Zone) prepare() error {
 		}
 	}
 
+	z.collectAnswers()
 	z.nxdomain.anchorLen = wireLen(z.nxdomain.anchor)
 	z.nodata.anchorLen = z.nxdomain.anchorLen
 	for _, n := range z.nodes {
@@ -209,6 +217,9 @@ func (z *Zone) referral(n *node) *Answer {
 	}
 	a.required = len(ns) + len(a.Extra)
 	a.Extra = append(a.Extra, sibling...)
+	if a.ds = n.set(dns.TypeDS); a.ds == nil {
+		a.proofs = []string{n.name}
+	}
 	return a
 }
 
@@ -268,9 +279,13 @@ func (z *Zone) chain(n *node, qtype uint16, anchor, synth string, negative []dns
 			switch m {
 			case matchNone:
 				a.Rcode, a.Ns = dns.RcodeNameError, negative
+				a.proofs = append(a.proofs, target)
 			case matchCut:
 				// The resolver follows the delegation.
 			default:
+				if m == matchWildcard {
+					a.proofs = append(a.proofs, target) // the name the wildcard stands for does not exist
+				}
 				cur, owner = next, target
 				continue
 			}
@@ -280,6 +295,9 @@ func (z *Zone) chain(n *node, qtype uint16, anchor, synth string, negative []dns
 			a.Answer = append(a.Answer, withOwner(rrs, owner)...)
 		} else {
 			a.Ns = negative
+			if !slices.Contains(a.proofs, owner) {
+				a.proofs = append(a.proofs, owner)
+			}
 		}
 		break
 	}
@@ -292,6 +310,7 @@ func (z *Zone) chain(n *node, qtype uint16, anchor, synth string, negative []dns
 func (z *Zone) aliases(n *node, anchor, synth string, negative []dns.RR) []Alias {
 	var out []Alias
 	var recs []dns.RR
+	var wild []string // targets reached through a wildcard so far
 	cur, owner := n, n.name
 	for range maxChain {
 		c := cur.set(dns.TypeCNAME)
@@ -308,12 +327,16 @@ func (z *Zone) aliases(n *node, anchor, synth string, negative []dns.RR) []Alias
 			chain := slices.Clip(slices.Clone(recs))
 			out = append(out, Alias{
 				Target: []byte(mustWire(target)),
-				CNAMEs: &Answer{Authoritative: true, Answer: chain, anchor: anchor, synth: synth, required: len(chain)},
-				NoData: &Answer{Authoritative: true, Answer: chain, Ns: negative, anchor: anchor, synth: synth, required: len(chain) + 1},
+				CNAMEs: &Answer{Authoritative: true, Answer: chain, anchor: anchor, synth: synth, required: len(chain), proofs: slices.Clone(wild)},
+				NoData: &Answer{Authoritative: true, Answer: chain, Ns: negative, anchor: anchor, synth: synth, required: len(chain) + 1,
+					proofs: append(slices.Clone(wild), target)},
 			})
 		}
 		if m != matchExact && m != matchWildcard {
 			break
+		}
+		if m == matchWildcard {
+			wild = append(wild, target)
 		}
 		cur, owner = next, target
 	}

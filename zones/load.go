@@ -40,6 +40,11 @@ type LoadOptions struct {
 	Dir string
 	// MaxRecords bounds the zone's size; 0 means 10 million.
 	MaxRecords int
+	// DNSKEYs, when set, makes the zone a signed one: the keys are put at
+	// the apex (their owner names are replaced by it), and the file may
+	// hold no DNSSEC records of its own (DNSKEY, RRSIG, NSEC, NSEC3,
+	// NSEC3PARAM): the server signs the zone and makes its NSEC chain.
+	DNSKEYs []dns.RR
 }
 
 // LoadFile reads and validates one zone file.
@@ -150,7 +155,24 @@ func parse(r io.Reader, relName, displayName string, fsys fs.FS, opts LoadOption
 			return nil, &Error{File: displayName, Msg: "no SOA record, and no origin given"}
 		}
 	}
-	return build(origin, displayName, recs)
+	if opts.DNSKEYs != nil {
+		for _, s := range recs {
+			switch t := s.rr.Header().Rrtype; t {
+			case dns.TypeDNSKEY, dns.TypeRRSIG, dns.TypeNSEC, dns.TypeNSEC3, dns.TypeNSEC3PARAM:
+				return nil, &Error{File: s.file, Line: s.line, Msg: fmt.Sprintf("%s record in a zone the server signs (its keys come from the dnssec: section, its signatures and NSEC chain from the server)", dns.TypeToString[t])}
+			}
+		}
+		for _, k := range opts.DNSKEYs {
+			rr := dns.Copy(k)
+			rr.Header().Name = origin
+			recs = append(recs, sourced{rr: rr, file: displayName})
+		}
+	}
+	z, err := build(origin, displayName, recs)
+	if z != nil {
+		z.signed = opts.DNSKEYs != nil
+	}
+	return z, err
 }
 
 // build validates the records and assembles the zone.

@@ -53,7 +53,7 @@ func (s *Set) loadedFrom(spec FileSpec) *Zone {
 		return s.Zone(spec.Origin)
 	}
 	for _, z := range s.list {
-		if z.spec == spec {
+		if z.spec.Origin == spec.Origin && z.spec.File == spec.File {
 			return z
 		}
 	}
@@ -143,6 +143,9 @@ func compareNames(a, b string) int {
 type FileSpec struct {
 	Origin string // apex; empty: the SOA owner
 	File   string // path; relative paths are inside Dir
+	// DNSKEYs, when set, are the zone's keys: the zone is signed (see
+	// LoadOptions.DNSKEYs).
+	DNSKEYs []dns.RR
 }
 
 // LoadSet loads every zone file. Dir confines $INCLUDE and anchors
@@ -166,7 +169,7 @@ func LoadSet(specs []FileSpec, dir string, prev *Set) (*Set, error) {
 		if prev != nil {
 			old = prev.loadedFrom(spec)
 		}
-		z, err := LoadFile(path, LoadOptions{Origin: spec.Origin, Dir: dir})
+		z, err := LoadFile(path, LoadOptions{Origin: spec.Origin, Dir: dir, DNSKEYs: spec.DNSKEYs})
 		if err == nil && old != nil && z.origin != old.origin {
 			z, err = nil, &Error{File: path, Msg: fmt.Sprintf("the SOA owner changed from %s to %s; the zone is configured without origin and a reload does not move its apex (a restart does)",
 				old.origin, z.origin)}

@@ -22,7 +22,8 @@ type Packed struct {
 	sections      [3]uint16
 	required      int
 	// TargetOff is the message offset of the name the answer section's
-	// last record points to when that record is a CNAME (its target), for
+	// last record points to when that record is a CNAME (its target; in
+	// a signed answer the record before the CNAME's signatures), for
 	// compression pointers to it; 0 when there is none.
 	TargetOff uint16
 }
@@ -170,10 +171,16 @@ func (a *Answer) PackedFor(qname string) (*Packed, error) {
 		}
 	}
 	p.Body = append([]byte(nil), buf[start:off]...)
-	if n := len(an); n > 0 && an[n-1].Header().Rrtype == dns.TypeCNAME {
+	// The last CNAME of the answer section: the last record, or in a
+	// signed answer the last but its signatures.
+	last := len(an) - 1
+	for last >= 0 && an[last].Header().Rrtype == dns.TypeRRSIG {
+		last--
+	}
+	if last >= 0 && an[last].Header().Rrtype == dns.TypeCNAME {
 		rrStart := start
-		if n > 1 {
-			rrStart += int(p.ends[n-2])
+		if last > 0 {
+			rrStart += int(p.ends[last-1])
 		}
 		p.TargetOff = rdataName(buf[:off], rrStart)
 	}

@@ -21,6 +21,8 @@ type Zone struct {
 
 	nxdomain *Answer
 	nodata   *Answer // for any name in the zone: names answered elsewhere (services)
+	answers  []*Answer
+	signed   bool // loaded with keys: answers get signed variants
 
 	// spec is the configuration entry LoadSet loaded the zone from (zero
 	// for zones built otherwise): a reload finds the previous version of

@@ -27,7 +27,7 @@ const filesDirective = ":files"
 // hang on a server that does not answer.
 const completeTimeout = 2 * time.Second
 
-var topCommands = []string{"server", "prober", "ctl", "geoip", "version", "completion", "help"}
+var topCommands = []string{"server", "prober", "ctl", "geoip", "dnssec", "version", "completion", "help"}
 
 func runCompletion(args []string, stdout, stderr io.Writer) int {
 	if len(args) != 1 || completionScripts[args[0]] == "" {
@@ -76,6 +76,11 @@ func completions(ctx context.Context, words []string) []string {
 			return withPrefix([]string{"build", "lookup"}, cur)
 		}
 		return flagCompletions(before[:2], before[2:], cur)
+	case "dnssec":
+		if len(before) == 1 {
+			return withPrefix([]string{"ds", "keygen"}, cur)
+		}
+		return flagCompletions(before[:2], before[2:], cur)
 	case "server", "prober", "version":
 		return flagCompletions(before[:1], before[1:], cur)
 	}
@@ -93,7 +98,7 @@ func withPrefix(cands []string, prefix string) []string {
 }
 
 // fileFlags are the flags whose value is a file name.
-var fileFlags = []string{"config", "db", "v4", "v6", "out", "f", "file", "token-file"}
+var fileFlags = []string{"config", "db", "v4", "v6", "out", "f", "file", "token-file", "dir"}
 
 var helpFlagRE = regexp.MustCompile(`(?m)^\s+-(\S+)(?:\s+(\S+))?`)
 

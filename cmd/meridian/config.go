@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/meridian-gslb/meridian/api"
+	"github.com/meridian-gslb/meridian/dnssec"
 	"github.com/meridian-gslb/meridian/dnsserver"
 	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/regions/embedded"
@@ -156,8 +157,9 @@ type SteeringConfig struct {
 
 // ZoneConfig is one zone file to serve.
 type ZoneConfig struct {
-	Origin string `yaml:"origin"`
-	File   string `yaml:"file"`
+	Origin string        `yaml:"origin"`
+	File   string        `yaml:"file"`
+	DNSSEC *DNSSECConfig `yaml:"dnssec"` // nil: not signed
 }
 
 // LoadConfig reads and validates a config file. Nothing is opened or
@@ -195,7 +197,7 @@ var (
 	yamlLineMsg  = regexp.MustCompile(`^line (\d+): (.*)$`)
 	yamlUnknown  = regexp.MustCompile(`^field (\S+) not found in type (?:main|store)\.(\w+)$`)
 	typeSections = map[string]string{"Config": "", "ListenConfig": "listen", "LogConfig": "log", "DNSConfig": "dns", "HTTPConfig": "http", "ZoneConfig": "zones[]",
-		"GeoIPConfig": "geoip", "ECSConfig": "ecs", "EtcdConfig": "etcd", "SteeringConfig": "steering", "APIConfig": "api",
+		"GeoIPConfig": "geoip", "ECSConfig": "ecs", "DNSSECConfig": "zones[].dnssec", "EtcdConfig": "etcd", "SteeringConfig": "steering", "APIConfig": "api",
 		"ProberConfig": "", "CanaryConfig": "canary"}
 )
 
@@ -253,6 +255,18 @@ func (c *Config) applyDefaults() {
 	c.Etcd.CAFile = c.rel(base, c.Etcd.CAFile)
 	c.Etcd.CertFile = c.rel(base, c.Etcd.CertFile)
 	c.Etcd.KeyFile = c.rel(base, c.Etcd.KeyFile)
+	for _, z := range c.Zones {
+		if d := z.DNSSEC; d != nil {
+			if d.KeyDir == "" {
+				d.KeyDir = filepath.Join(c.DataDir, "keys")
+			} else {
+				d.KeyDir = c.rel(base, d.KeyDir)
+			}
+			for i, k := range d.Keys {
+				d.Keys[i] = c.rel(base, k)
+			}
+		}
+	}
 	if c.GeoIP.ReloadInterval == 0 {
 		c.GeoIP.ReloadInterval = regions.Duration(time.Minute)
 	}
@@ -402,6 +416,9 @@ func (c *Config) validate() error {
 		if _, err := os.Stat(c.zonePath(z)); err != nil {
 			add(c.errf(field+".file", "%v", err))
 		}
+		if z.DNSSEC != nil {
+			errs = append(errs, c.validateDNSSEC(field, z)...)
+		}
 	}
 	if c.GeoIP.Database != "" {
 		if st, err := os.Stat(c.GeoIP.Database); err != nil || st.IsDir() {
@@ -491,10 +508,14 @@ func (c *Config) zonePath(z ZoneConfig) string {
 }
 
 // zoneSpecs lists the zone files for zones.LoadSet.
-func (c *Config) zoneSpecs() []zones.FileSpec {
+// With signer, signed zones get their DNSKEYs.
+func (c *Config) zoneSpecs(signer *dnssec.Signer) []zones.FileSpec {
 	specs := make([]zones.FileSpec, len(c.Zones))
 	for i, z := range c.Zones {
 		specs[i] = zones.FileSpec{Origin: z.Origin, File: z.File}
+		if signer != nil && z.DNSSEC != nil {
+			specs[i].DNSKEYs = signer.DNSKEYs(z.Origin)
+		}
 	}
 	return specs
 }

@@ -43,6 +43,8 @@ func configKeys(t reflect.Type, prefix string) []string {
 		case reflect.PointerTo(ft).Implements(yamlUnmarshaler):
 		case ft.Kind() == reflect.Struct:
 			keys = append(keys, configKeys(ft, key+".")...)
+		case ft.Kind() == reflect.Pointer && ft.Elem().Kind() == reflect.Struct:
+			keys = append(keys, configKeys(ft.Elem(), key+".")...)
 		case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
 			keys = append(keys, configKeys(ft.Elem(), key+"[].")...)
 		}

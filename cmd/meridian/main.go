@@ -24,6 +24,8 @@ Usage:
   meridian ctl [--server URL] [--token TOKEN | --token-file FILE] [-o table|wide|json|yaml] COMMAND ...
   meridian geoip build [--v4 FILE] [--v6 FILE] --out FILE
   meridian geoip lookup --db FILE ADDRESS...
+  meridian dnssec keygen --zone ZONE [--dir DIR] [--algorithm 13|15] [--ksk-zsk]
+  meridian dnssec ds ZONE [--dir DIR | --config FILE]
   meridian version
   meridian completion bash|zsh|fish
 
@@ -48,6 +50,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runCtl(ctx, args[1:], stdout, stderr)
 	case "geoip":
 		return runGeoIP(ctx, args[1:], stdout, stderr)
+	case "dnssec":
+		return runDNSSEC(ctx, args[1:], stdout, stderr)
 	case "completion":
 		return runCompletion(args[1:], stdout, stderr)
 	case "__complete":

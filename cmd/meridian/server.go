@@ -27,6 +27,7 @@ import (
 
 	"github.com/meridian-gslb/meridian/api"
 	"github.com/meridian-gslb/meridian/api/apitypes"
+	"github.com/meridian-gslb/meridian/dnssec"
 	"github.com/meridian-gslb/meridian/dnsserver"
 	"github.com/meridian-gslb/meridian/geo"
 	"github.com/meridian-gslb/meridian/regions"
@@ -92,7 +93,15 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	log := newLogger(cfg.Log, stderr)
 
-	set, err := zones.LoadSet(cfg.zoneSpecs(), cfg.ZoneDir, nil)
+	signer, madeKeys, err := loadSigner(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "meridian server: dnssec error:\n%s\n", indent(err.Error()))
+		return 1
+	}
+	for _, k := range madeKeys {
+		log.Warn("created a DNSSEC key; publish its DS at the parent zone (meridian dnssec ds)", "zone", k.DNSKEY.Hdr.Name, "key", k.Describe(), "file", k.File)
+	}
+	set, err := zones.LoadSet(cfg.zoneSpecs(signer), cfg.ZoneDir, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "meridian server: zone error:\n%s\n", indent(err.Error()))
 		return 1
@@ -120,7 +129,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	// of building the server.
 	procs := planUDPProcs(cfg, runtimeProcs, os.Getenv("GOMAXPROCS") != "", runtime.GOOS)
 	procs.apply(log)
-	s, err := newServer(cfg, set, log, procs.sockets)
+	s, err := newServer(cfg, set, signer, log, procs.sockets)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
@@ -144,6 +153,10 @@ func indent(s string) string {
 	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
 }
 
+// dnssecCheckInterval is how often the server looks for signatures due
+// for refresh; each falls due at its own time (dnssec.Policy).
+const dnssecCheckInterval = time.Minute
+
 // server is the running process's parts, wired together.
 type server struct {
 	cfg       *Config
@@ -156,7 +169,8 @@ type server struct {
 	registry  *prometheus.Registry
 	started   atomic.Bool
 
-	geo     *geo.Reloader // nil without a GeoIP database
+	signer  *dnssec.Signer // nil when no zone is signed
+	geo     *geo.Reloader  // nil without a GeoIP database
 	tables  *regions.GeoTables
 	live    *store.Live
 	desired *regions.Desired // nil without a bootstrap file
@@ -174,9 +188,10 @@ type server struct {
 
 // newServer builds the server; udpSockets is the UDP sockets per address
 // (planUDPProcs).
-func newServer(cfg *Config, set *zones.Set, log *slog.Logger, udpSockets int) (*server, error) {
-	s := &server{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
+func newServer(cfg *Config, set *zones.Set, signer *dnssec.Signer, log *slog.Logger, udpSockets int) (*server, error) {
+	s := &server{cfg: cfg, log: log, registry: prometheus.NewRegistry(), signer: signer}
 	hcfg := dnsserver.HandlerConfig{
+		DNSSEC:     signer,
 		MaxUDPSize: cfg.DNS.MaxUDPSize,
 		ECS:        cfg.ecsConfig(),
 		// Services come with the first snapshot; until then nobody knows
@@ -274,6 +289,7 @@ func newServer(cfg *Config, set *zones.Set, log *slog.Logger, udpSockets int) (*
 		s.handler.Metrics(),
 		dnsserver.TransportCollector(t),
 		stateCollector{s},
+		dnsserver.DNSSECCollector(s.handler),
 	)
 	return s, nil
 }
@@ -498,6 +514,7 @@ func (s *server) run(ctx context.Context) error {
 		})
 	}
 	g.Go(func() error { return s.reloadOnHUP(gctx, hup) })
+	g.Go(func() error { return s.handler.RunDNSSEC(gctx, dnssecCheckInterval) })
 	err := g.Wait()
 	s.log.Info("meridian server stopped")
 	return err
@@ -560,7 +577,7 @@ func (s *server) reloadTokens() {
 // delegation at or above it), keeps serving its previous version.
 func (s *server) reloadZones() {
 	prev := s.handler.Zones()
-	set, err := zones.LoadSet(s.cfg.zoneSpecs(), s.cfg.ZoneDir, prev)
+	set, err := zones.LoadSet(s.cfg.zoneSpecs(s.signer), s.cfg.ZoneDir, prev)
 	if set == nil {
 		s.log.Error("zone reload failed; the previous zones keep serving", "err", err)
 		return
