@@ -19,7 +19,8 @@ test_packages=(
 	tor-geoipdb   # /usr/share/tor/geoip{,6}: the country data `meridian geoip build` reads
 	gdnsd         # gdnsd checkconf: loads the GeoIP databases we build
 	bind9         # named: end-to-end tests
-	bind9-utils   # named-checkzone: checks the zones we transfer
+	bind9-utils   # named-checkzone, dnssec-verify: check the zones we transfer
+	bind9-dnsutils # delv: validates signed answers
 	etcd-server   # etcd: the end-to-end suite's 3-member cluster
 	etcd-client   # etcdctl: the end-to-end suite's backup and restore
 	openssl       # the deploy guide's TLS material (deploy/certs.sh)

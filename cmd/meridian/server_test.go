@@ -70,6 +70,7 @@ type serverSetup struct {
 	args          []string          // more command-line arguments
 	embeddedPorts []int             // the embedded etcd's client and peer ports; none: free ones
 	etcdPrefix    string            // etcd.prefix; "": the default
+	zoneExtra     string            // YAML added to example.org's entry in zones (indented by 4)
 	// notReady returns once the server listens; otherwise wait until it
 	// is ready (a snapshot from etcd or the state file).
 	notReady bool
@@ -128,7 +129,7 @@ dns:
 zones:
   - origin: example.org.
     file: example.org.zone
-` + zoneCfg + etcdCfg + setup.extra
+` + setup.zoneExtra + zoneCfg + etcdCfg + setup.extra
 	cfgPath := filepath.Join(dir, "meridian.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

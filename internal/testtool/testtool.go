@@ -33,6 +33,8 @@ var programs = map[string]source{
 	"named":             {"bind9", "test"},
 	"named-checkzone":   {"bind9-utils", "test"},
 	"named-checkconf":   {"bind9-utils", "test"},
+	"dnssec-verify":     {"bind9-utils", "test"},
+	"delv":              {"bind9-dnsutils", "test"},
 	"etcdctl":           {"etcd-client", "test"},
 	"openssl":           {"openssl", "test"},
 	"git":               {"git", "test"},
