@@ -341,7 +341,6 @@ func dsText(t *testing.T, ts *testServer) string {
 	return ""
 }
 
-
 // TestDNSSECDelvAndVerify: BIND's delv, with the zone's DNSKEY as its
 // trust anchor, fully validates the answers unbound does; dnssec-verify
 // accepts the zone as a transfer carries it (every RRset signed, the
