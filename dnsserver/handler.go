@@ -72,9 +72,9 @@ type Handler struct {
 	signed   atomic.Pointer[signedView]
 	signMu   sync.Mutex
 	sigStats dnssecStats
-	loading atomic.Bool
-	metrics *Metrics
-	ecs     regions.ECSConfig // normalized
+	loading  atomic.Bool
+	metrics  *Metrics
+	ecs      regions.ECSConfig // normalized
 	// panicLog logs what ServePacket recovers; the transport's recovery,
 	// which would log, is skipped for this handler (selfRecovering).
 	panicLog panics.Log
