@@ -61,6 +61,8 @@ meridian: serving gslb.example on 127.0.0.1:5353. Try:
   dig @127.0.0.1 -p 5353 www.gslb.example A +subnet=193.0.0.0/24      # Europe
   dig @127.0.0.1 -p 5353 www.gslb.example A +subnet=8.8.8.0/24        # North America
   dig @127.0.0.1 -p 5353 www.gslb.example A +subnet=202.12.27.0/24    # Asia
+  dig @127.0.0.1 -p 5353 +dnssec www.gslb.example A +subnet=193.0.0.0/24   # signed (README: DNSSEC)
+  dig @127.0.0.1 -p 5353 +dnssec nope.gslb.example A                    # NXDOMAIN with NSEC
   curl -s '127.0.0.1:8053/v1/explain?name=www.gslb.example&client=193.0.0.1'
   bin/meridian ctl get status
   bin/meridian ctl weights set api.gslb.example us-east=0 eu-west=100 ap-northeast=0
