@@ -351,6 +351,12 @@ func (h *Handler) reply(resp []byte, q *query, p *zones.Packed, src netip.AddrPo
 	room := limit - len(resp) - h.optLen(q)
 	n, counts, tc := p.Fit(room)
 	resp = append(resp, p.Body[:n]...)
+	return h.endReply(resp, q, p, counts, tc, proto)
+}
+
+// endReply finishes a reply whose records are written: OPT, the header
+// with the counts, the metrics.
+func (h *Handler) endReply(resp []byte, q *query, p *zones.Packed, counts [3]uint16, tc bool, proto Proto) []byte {
 	flags := q.replyFlags() | uint16(p.Rcode&0xF)
 	if p.Authoritative {
 		flags |= flagAA

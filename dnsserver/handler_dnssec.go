@@ -200,24 +200,12 @@ func (h *Handler) answerSigned(resp, req []byte, q *query, a *zones.Answer, src 
 	var n uint16
 	resp, n = q.sig.state.AppendDenial(resp, z, q.lowerName(), wild)
 	counts[1] += n
-	flags := q.replyFlags() | uint16(p.Rcode&0xF)
-	if p.Authoritative {
-		flags |= flagAA
-	}
-	if len(resp)+h.optLen(q) > limit {
+	tc := len(resp)+h.optLen(q) > limit
+	if tc {
 		resp = resp[:start]
 		counts = [3]uint16{}
-		flags |= flagTC
-		h.metrics.truncated.Add(1)
 	}
-	ar := counts[2]
-	if q.edns {
-		resp = h.appendOPT(resp, q, p.Rcode)
-		ar++
-	}
-	setHeader(resp, flags, 1, counts[0], counts[1], ar)
-	h.metrics.count(proto, p.Rcode)
-	return resp
+	return h.endReply(resp, q, p, counts, tc, proto)
 }
 
 // sigsLen is the size of RRSIGs written behind an owner of ownerLen bytes.

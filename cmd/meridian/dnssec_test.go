@@ -24,36 +24,7 @@ import (
 
 // dnssecState is steeringState with a second IPv4 VIP in eu, so that a
 // VIP failing leaves eu a subset of its addresses.
-const dnssecState = `regions:
-  - name: eu
-    vips: [192.0.2.10, 192.0.2.11, "2001:db8::10"]
-    location: {lat: 52.37, lon: 4.9}
-    check: {type: tcp, port: 443}
-  - name: na
-    vips: [192.0.2.20, "2001:db8::20"]
-    location: {lat: 38.9, lon: -77.0}
-    check: {type: tcp, port: 443}
-  - name: as
-    vips: [192.0.2.30]
-    location: {lat: 35.7, lon: 139.7}
-    check: {type: tcp, port: 443}
-services:
-  - name: geo.example.org.
-    ttl: 60
-    policy: geo
-    regions: [{region: eu, weight: 1}, {region: na, weight: 1}, {region: as, weight: 1}]
-    geo:
-      continents: {EU: [eu, na], NA: [na, eu], AS: [as, na]}
-      default: [na, eu, as]
-  - name: lb.example.org.
-    ttl: 30
-    policy: weighted
-    regions: [{region: eu, weight: 1}, {region: na, weight: 1}, {region: as, weight: 1}]
-  - name: svc.deep.example.org.
-    ttl: 30
-    policy: failover
-    regions: [{region: na, weight: 1}, {region: eu, weight: 1}]
-`
+var dnssecState = strings.Replace(edgeState, "vips: [192.0.2.10, ", "vips: [192.0.2.10, 192.0.2.11, ", 1)
 
 const dnssecZoneConfig = `    dnssec:
       key_dir: keys
