@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/meridian-gslb/meridian/regions"
 )
 
 // writeJSON answers with v as JSON in the API's one style: the snake_case
@@ -187,6 +189,9 @@ func orBody(field string) string {
 }
 
 func typeName(t reflect.Type) string {
+	if t == reflect.TypeFor[regions.Duration]() {
+		return `duration like "10s" or "1m30s"`
+	}
 	switch t.Kind() {
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		return "whole number of at least 0"

@@ -60,6 +60,10 @@ func TestLoadDesired(t *testing.T) {
 			[]string{":11: services[0].regions[0].region: unknown region \"b\""}, true},
 		{"every problem reported", region + "services:\n  - name: www.example.\n    ttl: 0\n    policy: geo\n    regions:\n      - {region: a, weight: 1}\n",
 			[]string{":8: services[0].ttl: 0: want 1", ":7: services[0].geo: the geo policy needs a geo map"}, true},
+		{"watermarks the wrong way round", region + "services:\n  - name: www.example.\n    ttl: 60\n    policy: weighted\n    regions:\n      - {region: a, weight: 1}\n    load: {low_watermark: 0.9, high_watermark: 0.7}\n",
+			[]string{":12: services[0].load.low_watermark: 0.9 is above high_watermark 0.7"}, true},
+		{"bad slow start", region + "services:\n  - name: www.example.\n    ttl: 60\n    policy: weighted\n    regions:\n      - {region: a, weight: 1}\n    slow_start: {window: -5s}\n",
+			[]string{":12: services[0].slow_start.window: ", "-5s"}, false},
 		{"geo map entry", region + "services:\n  - name: www.example.\n    ttl: 60\n    policy: geo\n    regions:\n      - {region: a, weight: 1}\n    geo:\n      countries:\n        DE: [a, c]\n",
 			[]string{":14: services[0].geo.countries.DE[1]: \"c\" is not one of the service's regions"}, true},
 	}

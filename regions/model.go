@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -123,7 +124,55 @@ type Service struct {
 	// passive health alone may take out of its answers, 0 to 1; nil
 	// means DefaultMaxEjection (docs/health.md, Passive health).
 	MaxEjection *float64 `json:"max_ejection,omitempty" yaml:"max_ejection,omitempty"`
+	// Load steers clients away from busy regions by their utilisation
+	// (load / capacity); nil: off (docs/controller.md).
+	Load *LoadSteering `json:"load,omitempty" yaml:"load,omitempty"`
+	// SlowStart ramps a region in after it comes back up, is undrained
+	// or gets a weight above 0 again; nil: off (docs/controller.md).
+	SlowStart *SlowStart `json:"slow_start,omitempty" yaml:"slow_start,omitempty"`
 }
+
+// LoadSteering is a service's least-loaded steering: below LowWatermark
+// of utilisation a region keeps its whole share; between the watermarks
+// its share shrinks linearly; above HighWatermark it takes no new
+// clients, unless every candidate is above it (then the shares follow
+// the remaining headroom). The controller reaches that equilibrium
+// through the resolvers' caches by bounded steps (docs/controller.md).
+type LoadSteering struct {
+	LowWatermark  float64 `json:"low_watermark" yaml:"low_watermark"`
+	HighWatermark float64 `json:"high_watermark" yaml:"high_watermark"`
+	// MaxStep bounds how much of its full share a region's answers may
+	// gain or lose per TTL of the service, 0 to 1; 0 means
+	// DefaultMaxStep.
+	MaxStep float64 `json:"max_step,omitempty" yaml:"max_step,omitempty"`
+	// MaxSignalAge: a load reading older than this is ignored; 0 means
+	// three times the region's check interval.
+	MaxSignalAge Duration `json:"max_signal_age,omitempty" yaml:"max_signal_age,omitempty"`
+}
+
+// SlowStart ramps a region in with Envoy's curve, the share of its
+// traffic at time t after the return being
+// max(MinWeight, (t/Window)^(1/Aggression)) of its full share; the
+// answers are chosen so that the traffic, which the resolvers' caches
+// still send by older answers, follows the curve (docs/controller.md).
+type SlowStart struct {
+	Window Duration `json:"window" yaml:"window"`
+	// Aggression shapes the curve: 1 is linear, larger ramps faster
+	// at first; 0 means 1.
+	Aggression float64 `json:"aggression,omitempty" yaml:"aggression,omitempty"`
+	// MinWeight is the share the curve starts from, 0 to 1; 0 means
+	// DefaultMinWeight. Write a tiny value for a start from nothing.
+	MinWeight float64 `json:"min_weight,omitempty" yaml:"min_weight,omitempty"`
+}
+
+// Defaults and bounds of load steering and slow start.
+const (
+	DefaultMaxStep    = 0.25
+	DefaultMinWeight  = 0.1
+	MaxSlowStart      = time.Hour
+	MaxSignalAgeLimit = time.Hour
+	MaxAggression     = 10
+)
 
 // ServiceRegion is one region of a service with its weight.
 type ServiceRegion struct {
@@ -230,20 +279,22 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON implements json.Unmarshaler; it also accepts a number of
-// nanoseconds.
+// nanoseconds. A value it refuses is a *json.UnmarshalTypeError, which
+// the JSON decoder completes with the field's path, so that an API error
+// can name the field.
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		var n int64
 		if err2 := json.Unmarshal(b, &n); err2 != nil {
-			return fmt.Errorf("duration: want a string like \"5s\"")
+			return &json.UnmarshalTypeError{Value: string(b), Type: reflect.TypeFor[Duration]()}
 		}
 		*d = Duration(n)
 		return nil
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("duration %q: %w", s, err)
+		return &json.UnmarshalTypeError{Value: strconv.Quote(s), Type: reflect.TypeFor[Duration]()}
 	}
 	*d = Duration(v)
 	return nil
@@ -526,6 +577,8 @@ func (s *Service) Validate(regions map[string]*Region, inZone func(fqdn string) 
 		p.add("latency_tolerance_ms", "must not be negative")
 	}
 	validMaxEjection(&p, s.MaxEjection)
+	s.Load.validate(&p)
+	s.SlowStart.validate(&p)
 	switch s.AllDown.Mode {
 	case "", AllDownFailOpen, AllDownFailClosed:
 		if len(s.AllDown.Addresses) > 0 {
@@ -544,6 +597,45 @@ func (s *Service) Validate(regions map[string]*Region, inZone func(fqdn string) 
 		p.add("all_down.mode", "%q: want fail-open, fail-closed or fallback", s.AllDown.Mode)
 	}
 	return p.err("service", s.Name)
+}
+
+// ratio01 says whether x is a number from 0 to 1.
+func ratio01(x float64) bool { return x >= 0 && x <= 1 }
+
+func (l *LoadSteering) validate(p *problems) {
+	if l == nil {
+		return
+	}
+	if !ratio01(l.LowWatermark) {
+		p.add("load.low_watermark", "%v: want a utilisation from 0 to 1", l.LowWatermark)
+	}
+	if !ratio01(l.HighWatermark) || l.HighWatermark == 0 {
+		p.add("load.high_watermark", "%v: want a utilisation above 0, at most 1", l.HighWatermark)
+	}
+	if l.LowWatermark > l.HighWatermark {
+		p.add("load.low_watermark", "%v is above high_watermark %v", l.LowWatermark, l.HighWatermark)
+	}
+	if !ratio01(l.MaxStep) {
+		p.add("load.max_step", "%v: want a share from 0 to 1 per TTL (0 for the default, %v)", l.MaxStep, DefaultMaxStep)
+	}
+	if a := time.Duration(l.MaxSignalAge); a < 0 || a > MaxSignalAgeLimit {
+		p.add("load.max_signal_age", "%s: want 0 (three check intervals) up to %s", a, MaxSignalAgeLimit)
+	}
+}
+
+func (s *SlowStart) validate(p *problems) {
+	if s == nil {
+		return
+	}
+	if w := time.Duration(s.Window); w <= 0 || w > MaxSlowStart {
+		p.add("slow_start.window", "%s: want above 0, up to %s", w, MaxSlowStart)
+	}
+	if math.IsNaN(s.Aggression) || s.Aggression < 0 || s.Aggression > MaxAggression {
+		p.add("slow_start.aggression", "%v: want above 0, up to %d (0 for 1)", s.Aggression, MaxAggression)
+	}
+	if !ratio01(s.MinWeight) {
+		p.add("slow_start.min_weight", "%v: want a share from 0 to 1 (0 for the default, %v)", s.MinWeight, DefaultMinWeight)
+	}
 }
 
 // MaxProberIDLen bounds a prober id (it is part of etcd keys).
