@@ -12,6 +12,7 @@ const slotWords = (MaxRegions + 63) / 64
 type slotSet [slotWords]uint64
 
 func (s *slotSet) add(i int)      { s[i>>6] |= 1 << (uint(i) & 63) }
+func (s *slotSet) remove(i int)   { s[i>>6] &^= 1 << (uint(i) & 63) }
 func (s *slotSet) has(i int) bool { return i >= 0 && s[i>>6]&(1<<(uint(i)&63)) != 0 }
 
 // count counts the members among the first nw words.

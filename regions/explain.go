@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/meridian-gslb/meridian/geo"
 	"github.com/meridian-gslb/meridian/regions/latency"
@@ -92,6 +93,46 @@ type ExplainCandidate struct {
 	RTTms      *float64     `json:"rtt_ms,omitempty"`
 	Score      *float64     `json:"score,omitempty"` // rendezvous score
 	Note       string       `json:"note,omitempty"`
+	// Factors (in the health step) are what makes the region's
+	// effective weight.
+	Factors *ExplainFactors `json:"factors,omitempty"`
+}
+
+// ExplainFactors is a region's effective weight in a service, factor by
+// factor (docs/controller.md): configured weight × shift × health × load
+// × ramp.
+type ExplainFactors struct {
+	ConfiguredWeight uint32 `json:"configured_weight"`
+	// Shift is a shift's factor (1 without a shift); ShiftNote says
+	// which shift, and a weight it sets.
+	Shift     float64 `json:"shift"`
+	ShiftNote string  `json:"shift_note,omitempty"`
+	// Health is 1 while the region can be answered, else 0 (down,
+	// drained or weight 0).
+	Health float64 `json:"health"`
+	// Load is the load factor; Utilisation, LoadObserved, LoadAgeSeconds
+	// and LoadSource the signal it follows (absent without a fresh
+	// reading), LoadNote what the controller made of it.
+	Load           float64   `json:"load"`
+	Utilisation    *float64  `json:"utilisation,omitempty"`
+	LoadObserved   time.Time `json:"load_observed,omitzero"`
+	LoadAgeSeconds *float64  `json:"load_age_seconds,omitempty"`
+	LoadSource     string    `json:"load_source,omitempty"`
+	LoadNote       string    `json:"load_note,omitempty"`
+	// Ramp is the slow-start factor; RampNote where the ramp is.
+	Ramp     float64 `json:"ramp"`
+	RampNote string  `json:"ramp_note,omitempty"`
+	// Kept is shift × load × ramp: the fraction of its full share the
+	// region keeps.
+	Kept float64 `json:"kept"`
+	// EffectiveWeight is the weight the draws use, in units of the
+	// configured weights.
+	EffectiveWeight float64 `json:"effective_weight"`
+	// Share is the share of the family's answers the region can expect
+	// now (weighted services; for the others the client's place decides
+	// first, and Kept is the share of its own clients it keeps).
+	Share *float64 `json:"share,omitempty"`
+	Why   string   `json:"why"`
 }
 
 // Explain makes the same decision as Decide (the same inputs give the
@@ -318,8 +359,108 @@ func (t *tracer) health(fi int) {
 		}
 	}
 	t.endStep(&fv.up, fmt.Sprintf("%d of %d candidates up (a VIP is down only when more than %v of its counted votes say down, a tie stays up; "+
-		"no counted vote: unknown, counted as up; a region is down when every VIP is; weight 0: drained)",
+		"no counted vote: unknown, counted as up; a region is down when every VIP is; weight 0: drained); "+
+		"effective weight = configured weight × shift × health × load × ramp",
 		fv.nUp, fv.any, t.s.opts.Quorum))
+	t.factors(fi)
+}
+
+// factors gives each candidate of the health step its factors.
+func (t *tracer) factors(fi int) {
+	now := time.Now()
+	sh, _ := t.s.ExpectedShares(t.v, [2]uint16{QTypeA, QTypeAAAA}[fi])
+	for i := range t.v.slots {
+		c := t.cand(i)
+		if c == nil {
+			continue
+		}
+		f := t.s.slotFactors(t.v, i, now)
+		if t.v.policy == kindWeighted && sh.Regions != nil {
+			x := sh.Regions[t.v.slots[i].name]
+			f.Share = &x
+		}
+		c.Factors = f
+	}
+}
+
+// slotFactors is slot i's effective weight, factor by factor, with
+// signal ages as of now.
+func (s *Snapshot) slotFactors(v *ServiceView, i int, now time.Time) *ExplainFactors {
+	sl := &v.slots[i]
+	rs := &s.regions[sl.region]
+	sh := s.shiftOf(v, sl)
+	f := &ExplainFactors{ConfiguredWeight: sl.base, Shift: sh.factor, ShiftNote: sh.note, Load: 1, Ramp: 1, Kept: sl.kept,
+		EffectiveWeight: float64(sl.eff) / weightScale}
+	if sh.note == "" {
+		f.ShiftNote = "no shift"
+	}
+	if sl.answerable() {
+		f.Health = 1
+	}
+	if c := sl.ctl; c != nil {
+		f.Load, f.Ramp, f.LoadNote, f.RampNote = c.load, c.ramp, c.loadWhy, c.rampWhy
+	}
+	if v.svc.Load != nil {
+		if l := rs.LoadAt(s.now, s.signalAge(v, sl.region)); l != nil && l.Probers > 0 {
+			u := l.Utilisation
+			age := max(now.Sub(l.Observed), 0).Seconds()
+			f.Utilisation, f.LoadObserved, f.LoadAgeSeconds, f.LoadSource = &u, l.Observed, &age, l.Source
+		}
+		if f.LoadNote == "" {
+			f.LoadNote = "no evaluation yet"
+		}
+	}
+	switch {
+	case f.Health == 0 && rs.Drained:
+		f.Why = "the region is drained: never answered"
+	case f.Health == 0 && sl.weight == 0:
+		f.Why = "weight 0: never answered"
+	case f.Health == 0:
+		f.Why = "the region is down: answered only when failing open"
+	case sl.kept >= 1:
+		f.Why = "keeps its full share"
+	case v.policy == kindWeighted:
+		f.Why = fmt.Sprintf("weighted: its weight is solved so that it gets %.0f%% of its full share, the regions at their full share taking the rest by weight", 100*sl.kept)
+	default:
+		f.Why = fmt.Sprintf("keeps the %.0f%% of its clients first in its rendezvous order; the others go to their next candidate", 100*sl.kept)
+	}
+	return f
+}
+
+// Factors is each region of v with its effective weight, factor by
+// factor, signal ages as of now: what /v1/status shows of the
+// controller.
+func (s *Snapshot) Factors(v *ServiceView, now time.Time) map[string]*ExplainFactors {
+	out := make(map[string]*ExplainFactors, len(v.slots))
+	for i := range v.slots {
+		out[v.slots[i].name] = s.slotFactors(v, i, now)
+	}
+	return out
+}
+
+// spill records whether a client stays with the chosen region that
+// keeps less than all its clients.
+func (t *tracer) spill(slot int, pos uint64, stay bool, addr netip.Addr, sb, cbits int) {
+	sl := &t.v.slots[slot]
+	t.begin("spill", new(single(slot)))
+	who := "nothing is known of the client: a random position"
+	if cbits > 0 {
+		p, _ := addr.Prefix(sb)
+		who = "the client network " + p.String()
+	}
+	at := float64(pos) / (1 << 64)
+	reason := fmt.Sprintf("%s keeps %.1f%% of its clients (shift × load × ramp); %s is at %.1f%% of its order", sl.name, 100*sl.kept, who, 100*at)
+	var kept slotSet
+	if stay {
+		kept.add(slot)
+		reason += ": it stays"
+	} else {
+		reason += ": it goes to its next candidate"
+	}
+	if c := t.cand(slot); c != nil {
+		c.Note = fmt.Sprintf("kept %.3f, position %.3f", sl.kept, at)
+	}
+	t.endStep(&kept, reason)
 }
 
 func (t *tracer) allDown(reason string) {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // randomSnapshot builds a snapshot of random services over the test
@@ -25,6 +26,9 @@ func randomSnapshot(t *testing.T, rng *rand.Rand) *Snapshot {
 			svc.Regions = append(svc.Regions, ServiceRegion{Region: names[j], Weight: uint32(rng.IntN(4)), BiasKm: float64(rng.IntN(3)-1) * 500})
 		}
 		svc.Sticky = rng.IntN(2) == 0
+		if rng.IntN(2) == 0 {
+			svc.Load = &LoadSteering{LowWatermark: 0.6, HighWatermark: 0.8}
+		}
 		svc.MaxAnswers = rng.IntN(3)
 		svc.NearestToleranceKm = float64(rng.IntN(3)) * 400
 		svc.LatencyToleranceMs = float64(rng.IntN(3)) * 8
@@ -53,6 +57,12 @@ func randomSnapshot(t *testing.T, rng *rand.Rand) *Snapshot {
 	st := steerState(services...)
 	withLatency(st)
 	for _, n := range names {
+		if rng.IntN(3) == 0 {
+			// Busy regions: the load factors of the services steering by
+			// load take their first step down.
+			setLoad(st, n, time.Now(), 0.5+rng.Float64()/2, 0.9+rng.Float64()/2)
+			continue
+		}
 		if k := rng.IntN(4); k > 0 {
 			ups := make([]bool, k)
 			for i := range ups {
@@ -71,6 +81,7 @@ func TestExplainAgreesWithDecide(t *testing.T) {
 	addrs := []netip.Addr{clientDE, clientFR, clientUS, clientJP, clientAS, clientIE, clientNone, clientDE6, clientBare,
 		netip.MustParseAddr("2001:db8:100:ff::1"), netip.MustParseAddr("2001:db8:ffff::1")}
 	kinds := map[string]int{}
+	spilled := 0
 	for round := range 20 {
 		s := randomSnapshot(t, rng)
 		for range 250 {
@@ -95,6 +106,11 @@ func TestExplainAgreesWithDecide(t *testing.T) {
 				t.Fatalf("round %d, %s client %+v qtype %d rnd %d:\nDecide  %+v\nExplain %+v", round, v.Name(), c, qtype, rnd, want, got)
 			}
 			checkExplanation(t, e, &want)
+			for _, st := range e.Steps {
+				if st.Step == "spill" && len(st.Result) == 0 {
+					spilled++
+				}
+			}
 			switch {
 			case want.Kind == KindNoData:
 				kinds["nodata"]++
@@ -107,7 +123,10 @@ func TestExplainAgreesWithDecide(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("decisions compared: %v", kinds)
+	t.Logf("decisions compared: %v (%d spilled)", kinds, spilled)
+	if spilled == 0 {
+		t.Error("no decision spilled among the random inputs")
+	}
 	for _, k := range []string{"nodata", "fallback", "fail-open", "weighted", "failover", "geo", "nearest", "latency"} {
 		if kinds[k] == 0 {
 			t.Errorf("no %s decision among the random inputs", k)
@@ -127,6 +146,11 @@ func checkExplanation(t *testing.T, e *Explanation, d *Decision) {
 	}
 	if d.Kind == KindAnswer && !d.Fallback {
 		last := e.Steps[len(e.Steps)-1]
+		if last.Step == "spill" && slices.Equal(last.Result, []string{d.Region}) {
+			// The client stays with a region that keeps part of its
+			// clients: the choice before it.
+			last = e.Steps[len(e.Steps)-2]
+		}
 		if last.Step != "weights" || !slices.Equal(last.Result, []string{d.Region}) {
 			t.Fatalf("last step %+v, want weights choosing %s", last, d.Region)
 		}

@@ -71,10 +71,19 @@ func networkHash(addr netip.Addr, bits int) uint64 {
 }
 
 // stickyScore is the rendezvous score of a region for a network.
-func stickyScore(netHash, regHash uint64, weight uint32) float64 {
+func stickyScore(netHash, regHash uint64, weight uint64) float64 {
 	x := mix64(netHash ^ (regHash * 0x9e3779b97f4a7c15))
 	// 53 random bits, shifted off 0 and 1 so the logarithm is finite and
 	// non-zero.
 	u := (float64(x>>11) + 0.5) / (1 << 53)
 	return float64(weight) / -math.Log(u)
+}
+
+// spillPosition is a network's position in a region's order of its
+// clients, uniform over the uint64s: a region that keeps the fraction p
+// of its clients keeps those below p × 2^64 (docs/controller.md). Mixed
+// apart from stickyScore's, so that which clients a region sheds does
+// not follow which regions they prefer.
+func spillPosition(netHash, regHash uint64) uint64 {
+	return mix64(netHash ^ (regHash * 0xc2b2ae3d27d4eb4f) ^ 0x165667b19e3779f9)
 }

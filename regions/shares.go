@@ -59,23 +59,26 @@ func (s *Snapshot) ExpectedShares(v *ServiceView, qtype uint16) (sh Shares, ok b
 	var total uint64
 	for w, word := range set[:v.nw] {
 		for ; word != 0; word &= word - 1 {
-			total += uint64(v.slots[w<<6+bits.TrailingZeros64(word)].weight)
+			total += v.slots[w<<6+bits.TrailingZeros64(word)].eff
 		}
 	}
 	for w, word := range set[:v.nw] {
 		for ; word != 0; word &= word - 1 {
 			sl := &v.slots[w<<6+bits.TrailingZeros64(word)]
-			sh.Regions[sl.name] = float64(sl.weight) / float64(total)
+			sh.Regions[sl.name] = float64(sl.eff) / float64(total)
 		}
 	}
 	switch v.policy {
 	case kindWeighted:
-		sh.Basis = prefix + "weighted: the weights of the candidates (healthy, not drained, weight above 0)"
+		sh.Basis = prefix + "weighted: the effective weights of the candidates (healthy, not drained, weight above 0; shift, load and ramp factors applied)"
 		if v.sticky {
 			sh.Basis += ", over client networks"
 		}
 	default:
 		sh.Basis = prefix + string(v.svc.Policy) + ": the client's place decides first; among regions it leaves equally preferred, the weights of the candidates"
+		if v.spill {
+			sh.Basis += "; a region keeping less than its full share sends the rest of its clients to their next candidate"
+		}
 	}
 	return sh, true
 }

@@ -69,6 +69,11 @@ type RegionStatus struct {
 	// ejectSig sums up what services' ejection bounds read of the region
 	// (ejectionFacts).
 	ejectSig uint64
+
+	// loads are the counted probers' load readings (see LoadAt), and
+	// loadErrs why configured statistics gave none.
+	loads    []loadReading
+	loadErrs []string
 }
 
 // VIPStatus is one VIP's health: down when more than the quorum fraction
@@ -155,6 +160,12 @@ type Snapshot struct {
 	// new holds the views this build made (true: compiled), which it
 	// may still change; nil once built.
 	new map[*ServiceView]bool
+
+	// now is the time the snapshot was built for: the factors are
+	// evolved to it. next is the earliest time a service's factors
+	// change again (unix ns; 0: none moves).
+	now  time.Time
+	next int64
 }
 
 // snapGeo is what a snapshot's geo services read: the tables, and the
@@ -225,8 +236,15 @@ type ServiceView struct {
 
 	slots []slot
 	nw    int // words of a slotSet in use
-	fam   [2]famView
-	geo   *geoTable
+	// spill: a slot keeps less than all its clients (slot.keep), which
+	// the policies other than weighted send to their next candidate.
+	spill bool
+	// next is when the factors change again (unix ns; 0: they rest).
+	next int64
+	// asks models when the service's resolvers ask (slow start only).
+	asks *resolvers
+	fam  [2]famView
+	geo  *geoTable
 	// slotOf maps a region id to the slot that holds it, or -1.
 	slotOf []int16
 }
@@ -235,11 +253,22 @@ type ServiceView struct {
 type slot struct {
 	name   string
 	region int // region id in the snapshot
-	// weight is the effective weight: the configured one (base), 0 while
-	// the region is drained. Factors computed at build time multiply in
-	// here, never in a geo table.
+	// weight is the configured one (base) as a shift leaves it, 0 while
+	// the region is drained: what makes a slot a candidate.
 	weight uint32
 	base   uint32
+	// eff is the effective weight of the draws (weight × 2^16, with the
+	// kept fraction solved in for weighted services); keep is the
+	// rendezvous position below which a client stays (keepAll: every
+	// client). Factors computed at build time land here, never in a geo
+	// table (docs/controller.md).
+	eff  uint64
+	keep uint64
+	// kept is the kept fraction (shift × load × ramp), shift the shift's
+	// factor; ctl the controller state (nil: no factor moves).
+	kept   float64
+	shift  float64
+	ctl    *slotCtl
 	biasKm float64
 	vec    vec3 // the region's location on the unit sphere
 	status HealthStatus
@@ -311,11 +340,18 @@ func continentIndex(code string) int {
 // (docs/architecture.md, The incremental snapshot). st must not change
 // afterwards.
 func BuildSnapshot(st *State, prev *Snapshot, opts SnapshotOptions) *Snapshot {
+	return BuildSnapshotAt(st, prev, opts, time.Now())
+}
+
+// BuildSnapshotAt is BuildSnapshot for the time now: the factors
+// (docs/controller.md) are evolved from prev's to now, and load readings
+// are fresh or stale as of now. now should not go back from prev's.
+func BuildSnapshotAt(st *State, prev *Snapshot, opts SnapshotOptions, now time.Time) *Snapshot {
 	start := time.Now()
 	if st == nil {
 		st = NewState()
 	}
-	s := &Snapshot{state: st}
+	s := &Snapshot{state: st, now: now}
 	s.problems = append(s.problems, st.Problems...)
 	s.opts = s.normalize(opts)
 	same := prev
@@ -422,15 +458,7 @@ func (s *Snapshot) regionHealth(r *Region) RegionStatus {
 	}
 	slices.SortFunc(rs.Reports, func(a, b *HealthReport) int { return strings.Compare(a.Prober, b.Prober) })
 	for _, rep := range rs.Reports {
-		ignored := ""
-		switch reg := st.Probers[rep.Prober]; {
-		case reg == nil:
-			ignored = "the prober is not registered"
-		case reg.Lease != rep.Lease:
-			ignored = "the report is not bound to the prober's registration lease"
-		case !rep.Trusted:
-			ignored = "the prober failed its self-check"
-		}
+		ignored := s.ignored(rep)
 		for _, vh := range rep.VIPs {
 			k, ok := index[vh.Addr.Unmap()]
 			if !ok {
@@ -450,6 +478,7 @@ func (s *Snapshot) regionHealth(r *Region) RegionStatus {
 			}
 		}
 	}
+	rs.loads, rs.loadErrs = regionLoads(r, rs.Reports, func(rep *HealthReport) bool { return s.ignored(rep) == "" })
 	q := s.opts.Quorum
 	counted, down := false, 0
 	for k := range rs.VIPs {
@@ -473,6 +502,20 @@ func (s *Snapshot) regionHealth(r *Region) RegionStatus {
 		rs.Status = HealthUp
 	}
 	return rs
+}
+
+// ignored says why a report's votes (and load readings) do not count,
+// "" when they do.
+func (s *Snapshot) ignored(rep *HealthReport) string {
+	switch reg := s.state.Probers[rep.Prober]; {
+	case reg == nil:
+		return "the prober is not registered"
+	case reg.Lease != rep.Lease:
+		return "the report is not bound to the prober's registration lease"
+	case !rep.Trusted:
+		return "the prober failed its self-check"
+	}
+	return ""
 }
 
 func (s *Snapshot) buildLatency(prev *Snapshot) {
@@ -505,6 +548,19 @@ func (s *Snapshot) buildLatency(prev *Snapshot) {
 		}
 	}
 }
+
+// NextChange is when the factors of a service change next, so the
+// snapshot should be built again (from this one) then; zero when no
+// factor moves.
+func (s *Snapshot) NextChange() time.Time {
+	if s.next == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, s.next)
+}
+
+// Time is the time the snapshot was built for.
+func (s *Snapshot) Time() time.Time { return s.now }
 
 // Revision is the etcd revision of the state the snapshot was built from.
 func (s *Snapshot) Revision() int64 { return s.state.Revision }

@@ -59,11 +59,15 @@ func (s *Snapshot) buildServices(prev *Snapshot) {
 	st := s.state
 	regionsSame := prev != nil && len(prev.regions) == len(s.regions)
 	var changed []bool // by region id: what services copy of it changed
+	// loadChanged: by region id, its load readings changed, which only
+	// services steering by load read.
+	var loadChanged []bool
 	// Whether unknown health lowers the TTL depends on probers being
 	// registered (setRegions).
 	probingChanged := prev != nil && prev.probing() != s.probing()
 	if regionsSame {
 		changed = make([]bool, len(s.regions))
+		loadChanged = make([]bool, len(s.regions))
 		for i := range s.regions {
 			a, b := &s.regions[i], &prev.regions[i]
 			switch {
@@ -74,10 +78,13 @@ func (s *Snapshot) buildServices(prev *Snapshot) {
 				!slices.Equal(s.healthy[i][1], prev.healthy[i][1]):
 				changed[i] = true
 			}
+			loadChanged[i] = !slices.Equal(a.loads, b.loads)
 		}
 	}
 	ltSame := prev != nil && prev.geo.lt == s.geo.lt
 	anyChanged := slices.Contains(changed, true)
+	anyLoad := slices.Contains(loadChanged, true)
+	now := s.now.UnixNano()
 
 	// The previous entries, copied whole (cheaper than one insert each),
 	// then the changed ones replaced and the gone ones deleted.
@@ -92,19 +99,24 @@ func (s *Snapshot) buildServices(prev *Snapshot) {
 		switch {
 		case e == nil:
 			sameKeys = false
-			e = s.compileEntry(key, svc)
+			e = s.compileEntry(key, svc, nil)
 			s.fresh(e.v, true)
 		case e.dup || e.svc != svc || !regionsSame || !ltSame && e.v != nil && e.v.geo != nil && e.v.geo.needsLoc:
-			e = s.compileEntry(key, svc)
+			e = s.compileEntry(key, svc, e.v)
 			s.fresh(e.v, true)
-		case anyChanged && e.v != nil && e.v.uses(changed):
+		case e.v != nil && (anyChanged && e.v.uses(changed) || e.v.next != 0 && e.v.next <= now ||
+			anyLoad && e.v.svc.Load != nil && e.v.uses(loadChanged)):
+			// Health, drains or addresses changed, or the factors are
+			// due to move, or the load readings a factor follows.
 			e = &svcEntry{svc: svc, v: s.refreshView(e.v), problems: e.problems}
 			s.fresh(e.v, false)
 			s.stats.Refreshed++
 		default:
+			s.due(e.v)
 			continue
 		}
 		s.built[key] = e
+		s.due(e.v)
 	}
 	if len(s.built) != len(st.Services) {
 		sameKeys = false
@@ -174,8 +186,17 @@ func (s *Snapshot) fresh(v *ServiceView, compiled bool) {
 	s.new[v] = compiled
 }
 
-// compileEntry compiles one service of the state from scratch.
-func (s *Snapshot) compileEntry(key string, svc *Service) *svcEntry {
+// due notes when v's factors change next (v may be nil).
+func (s *Snapshot) due(v *ServiceView) {
+	if v != nil && v.next != 0 && (s.next == 0 || v.next < s.next) {
+		s.next = v.next
+	}
+}
+
+// compileEntry compiles one service of the state from scratch; old is
+// the previous snapshot's view of it (nil if none), whose factors it
+// carries on.
+func (s *Snapshot) compileEntry(key string, svc *Service, old *ServiceView) *svcEntry {
 	s.stats.Compiled++
 	c := &svcCompiler{s: s}
 	e := &svcEntry{svc: svc}
@@ -188,7 +209,7 @@ func (s *Snapshot) compileEntry(key string, svc *Service) *svcEntry {
 		c.problemf("service %q: stored under the name %q; skipped", svc.Name, key)
 	default:
 		name = CanonicalName(svc.Name)
-		e.v = c.compile(key, name, svc)
+		e.v = c.compile(key, name, svc, old)
 	}
 	e.problems = c.probs
 	return e
@@ -204,7 +225,7 @@ func (c *svcCompiler) problemf(format string, args ...any) {
 	c.probs = append(c.probs, fmt.Sprintf(format, args...))
 }
 
-func (c *svcCompiler) compile(key, name string, svc *Service) *ServiceView {
+func (c *svcCompiler) compile(key, name string, svc *Service, old *ServiceView) *ServiceView {
 	s := c.s
 	v := &ServiceView{name: name, key: key, svc: svc, sticky: svc.Sticky}
 	switch svc.Policy {
@@ -285,6 +306,7 @@ func (c *svcCompiler) compile(key, name string, svc *Service) *ServiceView {
 	}
 	v.nw = (len(v.slots) + 63) / 64
 	s.setRegions(v)
+	s.setFactors(v, old)
 	if v.policy == kindGeo {
 		v.geo = c.compileGeo(v)
 	} else if svc.Geo != nil {
@@ -369,6 +391,7 @@ func (s *Snapshot) refreshView(old *ServiceView) *ServiceView {
 	v := *old
 	v.slots = slices.Clone(old.slots)
 	s.setRegions(&v)
+	s.setFactors(&v, old)
 	return &v
 }
 

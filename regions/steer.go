@@ -191,34 +191,12 @@ func (s *Snapshot) decide(v *ServiceView, c *Client, qtype uint16, rnd uint64, t
 	}
 
 	addr, cbits := clientAddr(c)
-	scope := 0
-	if tr != nil {
-		tr.beginPreference(&set)
+	var chosen, scope int
+	if v.spill {
+		chosen, scope = s.chooseSpill(v, set, c, addr, cbits, rnd, tr)
+	} else {
+		chosen, scope = s.choose(v, &set, n, c, addr, cbits, rnd, tr, nil)
 	}
-	if n > 1 {
-		switch v.policy {
-		case kindFailover:
-			set.keepOnly(set.first(v.nw), v.nw)
-			if tr != nil {
-				tr.endStep(&set, "failover: the first candidate in the service's order")
-			}
-		case kindGeo:
-			scope = s.preferGeo(v, &set, c, addr, cbits, tr)
-		case kindNearest:
-			scope = s.preferNearest(v, &set, c, addr, cbits, tr)
-		case kindLatency:
-			scope = s.preferLatency(v, &set, c, addr, cbits, tr)
-		default:
-			if tr != nil {
-				tr.endStep(&set, "weighted: every candidate is equally preferred")
-			}
-		}
-	} else if tr != nil {
-		tr.endStep(&set, "a single candidate: nothing to prefer")
-	}
-
-	chosen, sc := s.tieBreak(v, &set, addr, cbits, rnd, tr)
-	scope = max(scope, sc)
 	sl := &v.slots[chosen]
 	d.Kind = KindAnswer
 	d.Region, d.RegionIndex = sl.name, sl.region
@@ -229,6 +207,103 @@ func (s *Snapshot) decide(v *ServiceView, c *Client, qtype uint16, rnd uint64, t
 		d.pickAddrs(sl.addrs[fi], v.maxAnswers, rnd)
 	}
 	return d
+}
+
+// choose applies the policy's preference to the n candidates in set,
+// then breaks the tie by weight. It returns the slot chosen and the
+// scope the choice depended on. lc (nil on the plain path) keeps the
+// client's location between the choices of chooseSpill.
+func (s *Snapshot) choose(v *ServiceView, set *slotSet, n int, c *Client, addr netip.Addr, cbits int, rnd uint64, tr *tracer, lc *located) (int, int) {
+	scope := 0
+	if tr != nil {
+		tr.beginPreference(set)
+	}
+	if n > 1 {
+		switch v.policy {
+		case kindFailover:
+			set.keepOnly(set.first(v.nw), v.nw)
+			if tr != nil {
+				tr.endStep(set, "failover: the first candidate in the service's order")
+			}
+		case kindGeo:
+			scope = s.preferGeo(v, set, c, addr, cbits, tr, lc)
+		case kindNearest:
+			scope = s.preferNearest(v, set, c, addr, cbits, tr, lc)
+		case kindLatency:
+			scope = s.preferLatency(v, set, c, addr, cbits, tr, lc)
+		default:
+			if tr != nil {
+				tr.endStep(set, "weighted: every candidate is equally preferred")
+			}
+		}
+	} else if tr != nil {
+		tr.endStep(set, "a single candidate: nothing to prefer")
+	}
+	chosen, sc := s.tieBreak(v, set, addr, cbits, rnd, tr)
+	return chosen, max(scope, sc)
+}
+
+// chooseSpill is choose for a service a region of which keeps less than
+// all its clients (docs/controller.md): a client whose rendezvous
+// position for the chosen region is at or above the region's kept
+// fraction goes to its next candidate, the one the policy chooses
+// without that region, and so on; the last candidate left keeps it. The
+// position hashes the client network as sticky choices do, so the same
+// clients move first and come back last, whatever the policy. It
+// returns the slot and the scope.
+func (s *Snapshot) chooseSpill(v *ServiceView, set slotSet, c *Client, addr netip.Addr, cbits int, rnd uint64, tr *tracer) (int, int) {
+	var lc located
+	sb := s.stickyBits(addr, cbits)
+	var nh uint64
+	if cbits > 0 {
+		nh = networkHash(addr, sb)
+	}
+	n := set.count(v.nw)
+	work := set
+	chosen, scope := s.choose(v, &work, n, c, addr, cbits, rnd, tr, &lc)
+	for ; n > 1; n-- {
+		sl := &v.slots[chosen]
+		if sl.keep == keepAll {
+			break
+		}
+		// Nothing known of the client: a random position, as a
+		// weighted draw would.
+		pos := mix64(rnd ^ sl.hash)
+		if cbits > 0 {
+			pos = spillPosition(nh, sl.hash)
+			scope = max(scope, sb)
+		}
+		stay := pos < sl.keep
+		if tr != nil {
+			tr.spill(chosen, pos, stay, addr, sb, cbits)
+		}
+		if stay {
+			break
+		}
+		set.remove(chosen)
+		work = set
+		var sc int
+		chosen, sc = s.choose(v, &work, n-1, c, addr, cbits, rnd, tr, &lc)
+		scope = max(scope, sc)
+	}
+	return chosen, scope
+}
+
+// stickyBits is how much of addr a rendezvous hash takes: the sticky
+// prefix of its family, at most the client's bits.
+func (s *Snapshot) stickyBits(addr netip.Addr, cbits int) int {
+	sb := s.opts.StickyBitsV6
+	if addr.Is4() {
+		sb = s.opts.StickyBitsV4
+	}
+	return min(sb, cbits)
+}
+
+// located is a client's location, looked up once per decision.
+type located struct {
+	done, ok bool
+	scope    int
+	loc      geo.Location
 }
 
 // pickAddrs sets Addrs, Start and Count. The rotation comes from rnd
@@ -259,7 +334,17 @@ func clientAddr(c *Client) (netip.Addr, int) {
 // network's length, or all the client's bits when the database had no
 // network for it (we do not know how far the miss reaches). ok is false
 // when no lookup was made.
-func (s *Snapshot) locate(c *Client, addr netip.Addr, cbits int, tr *tracer) (loc geo.Location, scope int, ok bool) {
+//
+// lc, when not nil, keeps the result for the next call of the decision.
+func (s *Snapshot) locate(c *Client, addr netip.Addr, cbits int, tr *tracer, lc *located) (loc geo.Location, scope int, ok bool) {
+	if lc != nil {
+		if lc.done {
+			return lc.loc, lc.scope, lc.ok
+		}
+		loc, scope, ok = s.locate(c, addr, cbits, tr, nil)
+		*lc = located{done: true, ok: ok, scope: scope, loc: loc}
+		return loc, scope, ok
+	}
 	if c == nil || c.Locator == nil || cbits == 0 {
 		if tr != nil {
 			tr.location(loc, 0, false)
@@ -298,7 +383,7 @@ const (
 // of a lookup: the same choice (the table was built from the same
 // database), and a scope as wide as the client's run of its group (its
 // location interval until the partition's merge is built).
-func (s *Snapshot) preferGeo(v *ServiceView, set *slotSet, c *Client, addr netip.Addr, cbits int, tr *tracer) int {
+func (s *Snapshot) preferGeo(v *ServiceView, set *slotSet, c *Client, addr netip.Addr, cbits int, tr *tracer, lc *located) int {
 	g := v.geo
 	if p := g.part; p != nil && cbits > 0 && c != nil && c.Locator != nil && locatorDB(c.Locator) == p.lt.db {
 		group, scope := p.lookup(g.merge, addr)
@@ -323,7 +408,7 @@ func (s *Snapshot) preferGeo(v *ServiceView, set *slotSet, c *Client, addr netip
 	scope := 0
 	if g.needsLoc {
 		var ok bool
-		loc, scope, ok = s.locate(c, addr, cbits, tr)
+		loc, scope, ok = s.locate(c, addr, cbits, tr, lc)
 		if ok {
 			lists = g.listsFor(loc)
 		}
@@ -395,8 +480,8 @@ func (sl *slot) distanceKm(c vec3) float64 {
 	return 2*earthRadiusKm*math.Asin(min(half, 1)) + sl.biasKm
 }
 
-func (s *Snapshot) preferNearest(v *ServiceView, set *slotSet, c *Client, addr netip.Addr, cbits int, tr *tracer) int {
-	loc, scope, ok := s.locate(c, addr, cbits, tr)
+func (s *Snapshot) preferNearest(v *ServiceView, set *slotSet, c *Client, addr netip.Addr, cbits int, tr *tracer, lc *located) int {
+	loc, scope, ok := s.locate(c, addr, cbits, tr, lc)
 	if !ok || !loc.HasCoords {
 		if tr != nil {
 			tr.endStep(set, "nearest: the client's location is unknown, every candidate is equally near")
@@ -458,7 +543,7 @@ func (s *Snapshot) latencySlot(v *ServiceView, m *latency.Match, i int) (int, fl
 	return int(v.slotOf[r]), rtt
 }
 
-func (s *Snapshot) preferLatency(v *ServiceView, set *slotSet, c *Client, addr netip.Addr, cbits int, tr *tracer) int {
+func (s *Snapshot) preferLatency(v *ServiceView, set *slotSet, c *Client, addr netip.Addr, cbits int, tr *tracer, lc *located) int {
 	scope := 0
 	if s.lat != nil && cbits > 0 {
 		m, ok := s.lat.Lookup(addr)
@@ -499,7 +584,7 @@ func (s *Snapshot) preferLatency(v *ServiceView, set *slotSet, c *Client, addr n
 	} else if tr != nil {
 		tr.latencyFallback(false)
 	}
-	return max(scope, s.preferNearest(v, set, c, addr, cbits, tr))
+	return max(scope, s.preferNearest(v, set, c, addr, cbits, tr, lc))
 }
 
 // tieBreak picks one of the equally preferred candidates by weight: a
@@ -518,18 +603,14 @@ func (s *Snapshot) tieBreak(v *ServiceView, set *slotSet, addr netip.Addr, cbits
 		return i, 0
 	}
 	if v.sticky {
-		sb := s.opts.StickyBitsV6
-		if addr.Is4() {
-			sb = s.opts.StickyBitsV4
-		}
-		sb = min(sb, cbits)
+		sb := s.stickyBits(addr, cbits)
 		nh := networkHash(addr, sb)
 		chosen, best := -1, -1.0
 		for w, word := range set[:v.nw] {
 			for ; word != 0; word &= word - 1 {
 				i := w<<6 + bits.TrailingZeros64(word)
 				sl := &v.slots[i]
-				sc := stickyScore(nh, sl.hash, sl.weight)
+				sc := stickyScore(nh, sl.hash, sl.eff)
 				if sc > best {
 					chosen, best = i, sc
 				}
@@ -546,7 +627,7 @@ func (s *Snapshot) tieBreak(v *ServiceView, set *slotSet, addr netip.Addr, cbits
 	var total uint64
 	for w, word := range set[:v.nw] {
 		for ; word != 0; word &= word - 1 {
-			total += uint64(v.slots[w<<6+bits.TrailingZeros64(word)].weight)
+			total += v.slots[w<<6+bits.TrailingZeros64(word)].eff
 		}
 	}
 	r, _ := bits.Mul64(rnd, total)
@@ -555,7 +636,7 @@ func (s *Snapshot) tieBreak(v *ServiceView, set *slotSet, addr netip.Addr, cbits
 	for w, word := range set[:v.nw] {
 		for ; word != 0; word &= word - 1 {
 			i := w<<6 + bits.TrailingZeros64(word)
-			wt := uint64(v.slots[i].weight)
+			wt := v.slots[i].eff
 			if r < wt {
 				chosen = i
 				break

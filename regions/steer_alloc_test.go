@@ -6,8 +6,10 @@ import (
 	"net"
 	"net/netip"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
@@ -33,6 +35,20 @@ func allocCases() []struct {
 	fallback := fourRegions(PolicyWeighted)
 	fallback.AllDown = AllDown{Mode: AllDownFallback, Addresses: []netip.Addr{netip.MustParseAddr("192.0.2.250")}}
 	allDown := markDown("eu-west", "eu-central", "us-east", "ap-ne")
+	// Busy regions: the load factor's first step takes them below their
+	// full share, so that decisions go through the spill (geo) and the
+	// solved weights (weighted).
+	geoLoad := geoService()
+	geoLoad.Load = &LoadSteering{LowWatermark: 0.7, HighWatermark: 0.9}
+	weightedLoad := fourRegions(PolicyWeighted)
+	weightedLoad.Load = &LoadSteering{LowWatermark: 0.7, HighWatermark: 0.9}
+	busy := func(regions ...string) func(*State) {
+		return func(st *State) {
+			for _, r := range regions {
+				setLoad(st, r, time.Now(), 1, 1)
+			}
+		}
+	}
 	return []struct {
 		name  string
 		svc   *Service
@@ -45,6 +61,8 @@ func allocCases() []struct {
 		{"weighted-sticky-v6", sticky, nil, clientDE6, QTypeAAAA},
 		{"failover", fourRegions(PolicyFailover), markDown("eu-west"), clientDE, QTypeA},
 		{"geo", geoService(), nil, clientFR, QTypeA},
+		{"geo-spill", geoLoad, busy("eu-central", "eu-west"), clientFR, QTypeA},
+		{"weighted-load", weightedLoad, busy("eu-west"), clientDE, QTypeA},
 		{"nearest", nearTol, nil, clientDE, QTypeA},
 		{"latency", latTol, withLatency, clientDE, QTypeA},
 		{"latency-to-nearest", fourRegions(PolicyLatency), withLatency, clientIE, QTypeA},
@@ -63,6 +81,9 @@ func TestDecideAllocs(t *testing.T) {
 			}
 			s := buildSnap(t, st, SnapshotOptions{})
 			v := mustView(t, s, tc.svc.Name)
+			if strings.HasSuffix(tc.name, "-spill") != v.spill {
+				t.Fatalf("spill %v", v.spill)
+			}
 			c := newClient(tc.addr, newLocator())
 			var rnd uint64
 			var d Decision
