@@ -5,7 +5,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 60s
 SHORTFUZZ   ?= 10s
 
-.PHONY: all build run test unit unit-norace e2e fuzz-short bench bench-cover bench-go scale lint fuzz clean deps-test deps-run deps-bench
+.PHONY: all build run test unit unit-norace e2e fuzz-short bench bench-cover bench-go scale sim lint fuzz clean deps-test deps-run deps-bench
 
 all: build
 
@@ -84,6 +84,11 @@ SCALE_SIZES ?= 100,1000,10000
 scale: build deps-run
 	./scripts/geoipdb.sh
 	$(GO) run ./bench/scale -bin $(BIN) -mmdb data/country.mmdb -sizes $(SCALE_SIZES)
+
+# The controller's dynamics (load steering, slow start) against resolver
+# caches, in simulated time: one line per scenario (bench/sim). Seconds.
+sim:
+	$(GO) run ./bench/sim
 
 clean:
 	rm -rf bin
