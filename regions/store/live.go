@@ -291,6 +291,11 @@ func (l *Live) publish(s *regions.Snapshot, source string, confirmed time.Time, 
 		l.markDirty(urgent)
 	}
 	l.mu.Unlock()
+	// Run looks at the new snapshot's NextChange.
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
 	if l.onSwap != nil {
 		l.onSwap(s)
 	}
@@ -298,7 +303,8 @@ func (l *Live) publish(s *regions.Snapshot, source string, confirmed time.Time, 
 
 // Rebuild builds the served snapshot again from the state it serves and
 // swaps it in: for a change the snapshot compiles that is not in the
-// state, such as a new GeoIP database (regions.SnapshotOptions.GeoIP).
+// state, such as a new GeoIP database (regions.SnapshotOptions.GeoIP),
+// or the time its factors move at (Run).
 // The state, its source and its age stay as they are, and nothing is
 // written to disk. Before the first snapshot it does nothing.
 func (l *Live) Rebuild() {
@@ -451,16 +457,20 @@ func (l *Live) due() (time.Time, bool) {
 // FastInterval after the previous write, other changes at most
 // SlowInterval after it (the newest state wins). The latency table is
 // written to its own file only when its id changes.
+//
+// It also builds the served snapshot again when its factors are due to
+// move (regions.Snapshot.NextChange: a load factor walking to its
+// target, a slow start): the factors evolve with time, not only with
+// the state, and only the services due are refreshed.
 func (l *Live) Run(ctx context.Context) error {
-	if l.path == "" {
-		<-ctx.Done()
-		return nil
-	}
+	persist := l.path != ""
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	factors := time.NewTimer(time.Hour)
+	defer factors.Stop()
 	for {
-		var wait <-chan time.Time
-		if at, ok := l.due(); ok {
+		var wait, due <-chan time.Time
+		if at, ok := l.due(); persist && ok {
 			d := time.Until(at)
 			if d <= 0 {
 				l.flush()
@@ -469,12 +479,22 @@ func (l *Live) Run(ctx context.Context) error {
 			timer.Reset(d)
 			wait = timer.C
 		}
+		if s := l.cur.Load(); s != nil {
+			if at := s.NextChange(); !at.IsZero() {
+				factors.Reset(max(time.Until(at), 0))
+				due = factors.C
+			}
+		}
 		select {
 		case <-ctx.Done():
-			l.flush()
+			if persist {
+				l.flush()
+			}
 			return nil
 		case <-l.wake:
 		case <-wait:
+		case <-due:
+			l.Rebuild()
 		}
 	}
 }

@@ -531,3 +531,56 @@ func TestLiveRebuild(t *testing.T) {
 		t.Fatalf("health change: tables %+v, build %+v", s3.GeoTables(), s3.Stats())
 	}
 }
+
+// TestLiveFactorsTimer: while a factor moves, Run builds the snapshot
+// again at its NextChange, with no change of the state, until the factor
+// rests: here a slow start of two seconds after a drained region is put
+// back, which ends with the region at its full share and nothing due.
+func TestLiveFactorsTimer(t *testing.T) {
+	swaps := make(chan *regions.Snapshot, 100)
+	l := NewLive("", regions.SnapshotOptions{}, testLoggerTo(&captureHandler{}), func(s *regions.Snapshot) { swaps <- s })
+	st := fullState()
+	svc := *st.Services["www.gslb.example."]
+	svc.TTL = 1
+	svc.SlowStart = &regions.SlowStart{Window: regions.Duration(2 * time.Second)}
+	st.Services[svc.Name] = &svc
+	drained := st.Clone()
+	r := *drained.Regions["eu-west"]
+	r.Drained = true
+	drained.Regions["eu-west"] = &r
+	l.ApplyListing(drained)
+	<-swaps
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	l.Apply(st)
+	s := <-swaps
+	if s.NextChange().IsZero() {
+		t.Fatal("the undrained region does not ramp")
+	}
+	start := s.Time()
+	deadline := time.After(etcdtest.WaitLimit)
+	rebuilt := 0
+	for !s.NextChange().IsZero() {
+		select {
+		case s = <-swaps:
+			rebuilt++
+			if s.State() != st {
+				t.Fatal("a rebuild changed the state")
+			}
+		case <-deadline:
+			t.Fatalf("still moving %v after the ramp began (%d rebuilds)", time.Since(start), rebuilt)
+		}
+	}
+	v := s.ServiceByName(svc.Name)
+	f := s.Factors(v, s.Time())["eu-west"]
+	if f.Ramp != 1 || f.Kept != 1 || rebuilt < 2 || s.Time().Sub(start) < time.Second {
+		t.Fatalf("after %d rebuilds in %v: %+v", rebuilt, s.Time().Sub(start), f)
+	}
+}
