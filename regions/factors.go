@@ -382,7 +382,8 @@ const rampGrid = 32
 // assuming the later ticks answer at the curve half a TTL ahead (which
 // keeps traffic on the curve while the asks are spread evenly). The ramp
 // is the least-squares fit of that prediction to the curve, at least what
-// the askers had (the clients that return stay), at most 1. So at the
+// the askers got earlier in the ramp (the clients that return stay), at
+// most 1. So at the
 // start, where the curve rises faster than caches let traffic follow,
 // it gives all it may and catches up; and after degraded TTLs, when the
 // resolvers ask in bursts, a burst's answers cover the quiet time after
@@ -398,7 +399,10 @@ func (s *Snapshot) rampStep(v *ServiceView, c *slotCtl, now int64) {
 	for i, next := range v.asks.next {
 		held[i] = c.r.value(v.asks.last[i])
 		lead[i] = curve(next + ttl/2)
-		if next < tn {
+		if next < tn && v.asks.last[i] >= c.rampFrom {
+			// Clients the ramp let in keep the region. (Answers from
+			// before the ramp, left from a drain shorter than a TTL,
+			// are no promise.)
 			floor = max(floor, held[i])
 		}
 	}
