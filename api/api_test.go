@@ -347,3 +347,56 @@ func TestSharesDryRun(t *testing.T) {
 		}
 	})
 }
+
+// TestServiceFactorsValidation: load steering and slow start that make
+// no sense are refused with a problem document naming each field, and
+// nothing is written, on PUT and on the batch POST.
+func TestServiceFactorsValidation(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	with := func(extra string) string { return strings.TrimSuffix(serviceBody, "}") + "," + extra + "}" }
+	cases := []struct {
+		name, extra string
+		fields      []string
+	}{
+		{"low above high", `"load":{"low_watermark":0.9,"high_watermark":0.7}`, []string{"load.low_watermark"}},
+		{"ratios outside 0-1", `"load":{"low_watermark":-1,"high_watermark":1.2,"max_step":3}`,
+			[]string{"load.low_watermark", "load.high_watermark", "load.max_step"}},
+		{"negative signal age", `"load":{"low_watermark":0.7,"high_watermark":0.9,"max_signal_age":"-5s"}`, []string{"load.max_signal_age"}},
+		{"not a duration", `"load":{"low_watermark":0.7,"high_watermark":0.9,"max_signal_age":"5 parsecs"}`, []string{"load.max_signal_age"}},
+		{"no window", `"slow_start":{}`, []string{"slow_start.window"}},
+		{"window not a duration", `"slow_start":{"window":true}`, []string{"slow_start.window"}},
+		{"bad curve", `"slow_start":{"window":"1m","aggression":-2,"min_weight":2}`, []string{"slow_start.aggression", "slow_start.min_weight"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f.unchanged(t, func() {
+				p := problem(t, f.do(req{method: "PUT", path: "/v1/services/www.gslb.example", body: with(tc.extra), token: adminSecret}), http.StatusBadRequest)
+				for _, field := range tc.fields {
+					if !namesField(p, field) {
+						t.Errorf("PUT: the problem does not name %s: %+v", field, p)
+					}
+				}
+				p = problem(t, f.do(req{method: "POST", path: "/v1/services", body: `{"services":[` + with(tc.extra) + `]}`, token: adminSecret}), http.StatusBadRequest)
+				for _, field := range tc.fields {
+					found := false
+					for _, e := range p.Errors {
+						found = found || strings.HasSuffix(e.Field, field)
+					}
+					if !found {
+						t.Errorf("POST: the problem does not name %s: %+v", field, p)
+					}
+				}
+			})
+		})
+	}
+	t.Run("valid", func(t *testing.T) {
+		body := with(`"load":{"low_watermark":0.7,"high_watermark":0.9,"max_step":0.2,"max_signal_age":"15s"},"slow_start":{"window":"1m","aggression":2}`)
+		if rec := f.do(req{method: "PUT", path: "/v1/services/www.gslb.example", body: body, token: adminSecret}); rec.Code != http.StatusOK {
+			t.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+		rec := f.do(req{method: "GET", path: "/v1/services/www.gslb.example", token: readSecret})
+		if !strings.Contains(rec.Body.String(), `"max_signal_age": "15s"`) || !strings.Contains(rec.Body.String(), `"window": "1m0s"`) {
+			t.Fatalf("%s", rec.Body)
+		}
+	})
+}

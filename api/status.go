@@ -81,18 +81,21 @@ func (a *apiServer) statusOf() apitypes.Status {
 	if st.Latency != nil {
 		out.Snapshot.Latency = st.Latency.ID + " (" + strconv.Itoa(st.Latency.Entries) + " entries)"
 	}
+	now := time.Now()
 	byName := map[string]regions.RegionStatus{}
 	for _, rs := range snap.Regions() {
 		byName[rs.Name] = rs
 		out.Regions = append(out.Regions, apitypes.RegionStatus{Name: rs.Name, Status: rs.Status, Reason: regionReason(rs), Drained: rs.Drained, Healthy: rs.Healthy,
-			VIPs: rs.VIPs, Answers: srv.RegionAnswers[rs.Name], Location: rs.Region.Location})
+			VIPs: rs.VIPs, Answers: srv.RegionAnswers[rs.Name], Location: rs.Region.Location, Load: rs.LoadAt(now, 0)})
 	}
 	for _, v := range snap.Services() {
 		svc := v.Service()
 		ss := apitypes.ServiceStatus{Name: v.Name(), Policy: svc.Policy, TTL: svc.TTL, ExpectedShare: map[string]regions.Shares{}}
+		factors := snap.Factors(v, now)
 		for _, sr := range svc.Regions {
 			rs := byName[sr.Region]
-			ss.Regions = append(ss.Regions, apitypes.ServiceRegionStatus{Region: sr.Region, Weight: sr.Weight, Status: rs.Status, Drained: rs.Drained})
+			ss.Regions = append(ss.Regions, apitypes.ServiceRegionStatus{Region: sr.Region, Weight: sr.Weight, Status: rs.Status, Drained: rs.Drained,
+				Factors: factors[sr.Region]})
 		}
 		for fam, qt := range map[string]uint16{"ipv4": regions.QTypeA, "ipv6": regions.QTypeAAAA} {
 			if sh, ok := snap.ExpectedShares(v, qt); ok {

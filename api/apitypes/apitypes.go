@@ -254,6 +254,10 @@ type RegionStatus struct {
 	// the server started.
 	Answers  uint64           `json:"answers"`
 	Location regions.Location `json:"location"`
+	// Load is the region's load signal now (utilisation, its age and
+	// source) with readings up to three check intervals old; absent when
+	// no counted prober reads its load (docs/controller.md).
+	Load *regions.RegionLoad `json:"load,omitempty"`
 }
 
 // ServiceStatus is one service's weights and expected shares.
@@ -273,6 +277,10 @@ type ServiceRegionStatus struct {
 	Weight  uint32               `json:"weight"`
 	Status  regions.HealthStatus `json:"status"`
 	Drained bool                 `json:"drained"`
+	// Factors is the region's effective weight factor by factor: shift,
+	// health, load (with the utilisation it follows), ramp
+	// (docs/controller.md).
+	Factors *regions.ExplainFactors `json:"factors,omitempty"`
 }
 
 // EtcdStatus is the server's connection to etcd.

@@ -518,3 +518,73 @@ func TestAPIWithEtcdGone(t *testing.T) {
 	// The status answers from the snapshot.
 	getJSON(t, b.url()+"/v1/status", nil)
 }
+
+// TestSlowStartThroughTheServer: a region undrained on a running server
+// ramps in on its own (the server builds its snapshot again while the
+// ramp moves): status and explain show the ramp factor below 1, then the
+// region back at its full share with the ramp over.
+func TestSlowStartThroughTheServer(t *testing.T) {
+	files := steeringFiles(t)
+	files["state.yaml"] = []byte(steeringState + `  - name: ramp.example.org.
+    ttl: 2
+    policy: weighted
+    regions: [{region: eu, weight: 1}, {region: na, weight: 1}]
+    slow_start: {window: 10s}
+`)
+	ts := startServerWith(t, serverSetup{extra: apiConfig + "geoip:\n  database: country.mmdb\nbootstrap: state.yaml\n", files: files})
+	waitShares(t, ts, "ramp.example.org.", map[string]float64{"eu": 0.5, "na": 0.5})
+	ts.mustCtl(t, "drain", "eu")
+	waitShares(t, ts, "ramp.example.org.", map[string]float64{"eu": 0, "na": 1})
+	ts.mustCtl(t, "undrain", "eu")
+
+	// The ramp shows until it is over, with the region's share rising.
+	type factors struct {
+		Ramp     float64 `json:"ramp"`
+		RampNote string  `json:"ramp_note"`
+		Kept     float64 `json:"kept"`
+	}
+	rampOf := func() factors {
+		var st struct {
+			Services []struct {
+				Name    string `json:"name"`
+				Regions []struct {
+					Region  string  `json:"region"`
+					Factors factors `json:"factors"`
+				} `json:"regions"`
+			} `json:"services"`
+		}
+		getJSON(t, ts.url()+"/v1/status", &st)
+		for _, s := range st.Services {
+			for _, r := range s.Regions {
+				if s.Name == "ramp.example.org." && r.Region == "eu" {
+					return r.Factors
+				}
+			}
+		}
+		t.Fatal("no ramp.example.org. eu in the status")
+		return factors{}
+	}
+	deadline := time.Now().Add(time.Minute)
+	sawRamp := false
+	for f := rampOf(); ; f = rampOf() {
+		if f.Ramp < 1 {
+			sawRamp = true
+			if !strings.HasPrefix(f.RampNote, "slow start") {
+				t.Fatalf("ramp %v with note %q", f.Ramp, f.RampNote)
+			}
+			out := ts.mustCtl(t, "explain", "ramp.example.org")
+			mustContain(t, out, "× ramp ", "slow start")
+		}
+		if f.Ramp == 1 && f.Kept == 1 && sawRamp {
+			break
+		}
+		if !sawRamp && f.Ramp == 1 && strings.Contains(f.RampNote, "over") {
+			t.Fatal("the ramp was over before the status showed it: slow machine, or no ramp")
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the ramp did not end within a minute: %+v", f)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	waitShares(t, ts, "ramp.example.org.", map[string]float64{"eu": 0.5, "na": 0.5})
+}

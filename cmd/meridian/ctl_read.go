@@ -211,17 +211,22 @@ func (x *ctl) status(ctx context.Context) error {
 			for _, v := range r.VIPs {
 				vips = append(vips, fmt.Sprintf("%s %s (%d up/%d down)", v.Addr, v.Status, v.Up, v.Down))
 			}
-			row = append(row, strings.Join(vips, "; "))
+			row = append(row, loadCell(r.Load), strings.Join(vips, "; "))
 		}
 		rows = append(rows, row)
 	}
-	x.out.tableWide("REGION\tSTATUS\tDRAINED\tHEALTHY\tANSWERS\tREASON", "VIPS (VOTES)", rows)
+	x.out.tableWide("REGION\tSTATUS\tDRAINED\tHEALTHY\tANSWERS\tREASON", "LOAD\tVIPS (VOTES)", rows)
 	x.out.printf("\n")
 	rows = nil
 	for _, s := range st.Services {
 		var ws []string
 		for _, r := range s.Regions {
-			ws = append(ws, fmt.Sprintf("%s=%d", r.Region, r.Weight))
+			w := fmt.Sprintf("%s=%d", r.Region, r.Weight)
+			if f := r.Factors; f != nil && f.Kept < 1 {
+				// What the factors below 1 leave of it.
+				w += fmt.Sprintf("×%.2f", f.Kept)
+			}
+			ws = append(ws, w)
 		}
 		share := shareList(s.ExpectedShare["ipv4"])
 		if s.Policy != regions.PolicyWeighted && s.Policy != regions.PolicyFailover {
@@ -280,12 +285,20 @@ func (x *ctl) explain(ctx context.Context, args []string) error {
 		}
 		x.out.printf("\n")
 		for _, c := range s.Candidates {
+			mark := "-"
+			if c.Kept {
+				mark = "+"
+			}
 			if c.Note != "" {
-				mark := "-"
-				if c.Kept {
-					mark = "+"
-				}
 				x.out.printf("             %s %s: %s\n", mark, c.Region, c.Note)
+			}
+			if f := c.Factors; f != nil && (f.Kept < 1 || f.LoadNote != "" || f.RampNote != "" || f.ShiftNote != "no shift") {
+				x.out.printf("             %s %s: %s\n", mark, c.Region, factorsLine(f))
+				for _, n := range []string{f.LoadNote, f.RampNote} {
+					if n != "" {
+						x.out.printf("                 %s\n", n)
+					}
+				}
 			}
 		}
 	}
@@ -296,6 +309,35 @@ func (x *ctl) explain(ctx context.Context, args []string) error {
 	x.out.printf("answer: %s\n", firstOf(strings.Join(answer, " "), "(none)"))
 	x.out.printf("        %s\n", ex.Explanation.Reason)
 	return nil
+}
+
+// loadCell is a region's load signal in a table: its utilisation, age
+// and source, "stale" when every reading is too old, "-" without any.
+func loadCell(l *regions.RegionLoad) string {
+	switch {
+	case l == nil:
+		return "-"
+	case l.Probers == 0 && l.Stale > 0:
+		return "stale"
+	case l.Probers == 0:
+		return "unknown"
+	}
+	return fmt.Sprintf("%.0f%% (%.0fs, %s)", 100*l.Utilisation, l.AgeSeconds, l.Source)
+}
+
+// factorsLine is a region's effective weight, factor by factor, for ctl
+// explain.
+func factorsLine(f *regions.ExplainFactors) string {
+	load := fmt.Sprintf("%.2f", f.Load)
+	if f.Utilisation != nil && f.LoadAgeSeconds != nil {
+		load += fmt.Sprintf(" (utilisation %.0f%%, %.0fs old, %s)", 100**f.Utilisation, *f.LoadAgeSeconds, f.LoadSource)
+	}
+	line := fmt.Sprintf("weight %d × shift %.2f × health %.0f × load %s × ramp %.2f = kept %.2f, effective weight %.4g",
+		f.ConfiguredWeight, f.Shift, f.Health, load, f.Ramp, f.Kept, f.EffectiveWeight)
+	if f.Share != nil {
+		line += fmt.Sprintf(", share %.1f%%", 100**f.Share)
+	}
+	return line + ": " + f.Why
 }
 
 // clientLine says who the decision is for and why: the ECS subnet, or

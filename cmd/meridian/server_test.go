@@ -467,3 +467,37 @@ func TestServerFlagsOverride(t *testing.T) {
 		t.Fatalf("flags did not override the file: %s", out.String())
 	}
 }
+
+// TestCheckRefusesBadFactors: --check refuses a bootstrap file whose
+// load steering or slow start makes no sense, naming the field and its
+// line, as ctl apply does with the same file.
+func TestCheckRefusesBadFactors(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "example.org.zone"), []byte(testZone(1, "192.0.2.1")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := "regions:\n  - name: eu\n    vips: [192.0.2.10]\n    location: {lat: 50, lon: 8}\n    check: {type: tcp, port: 80}\n" +
+		"services:\n  - name: www.example.org.\n    ttl: 60\n    policy: weighted\n    regions:\n      - {region: eu, weight: 1}\n" +
+		"    load: {low_watermark: 0.9, high_watermark: 0.7, max_step: 2}\n    slow_start: {window: 0s}\n"
+	if err := os.WriteFile(filepath.Join(dir, "state.yaml"), []byte(state), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "m.yaml")
+	if err := os.WriteFile(cfg, []byte("listen:\n  dns: [\"127.0.0.1:0\"]\n  http: \"\"\nbootstrap: state.yaml\nzones:\n  - origin: example.org.\n    file: example.org.zone\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if code := runServer(context.Background(), []string{"--config", cfg, "--check"}, &out, &out); code != 1 {
+		t.Fatalf("exit %d:\n%s", code, out.String())
+	}
+	for _, w := range []string{":12: services[0].load.low_watermark: 0.9 is above high_watermark 0.7", ":12: services[0].load.max_step", ":13: services[0].slow_start.window"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("--check output lacks %q:\n%s", w, out.String())
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := runCtl(context.Background(), []string{"apply", "-f", filepath.Join(dir, "state.yaml"), "--server", "http://127.0.0.1:1"}, &stdout, &stderr); code == 0 ||
+		!strings.Contains(stderr.String(), "services[0].load.low_watermark") {
+		t.Fatalf("ctl apply: exit %d: %s", code, stderr.String())
+	}
+}
