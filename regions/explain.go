@@ -122,6 +122,11 @@ type ExplainFactors struct {
 	// Ramp is the slow-start factor; RampNote where the ramp is.
 	Ramp     float64 `json:"ramp"`
 	RampNote string  `json:"ramp_note,omitempty"`
+	// RampingVIPs came back up while the region was answered: they are
+	// in the share VIPRamp of its answers, VIPRampNote says why.
+	RampingVIPs []netip.Addr `json:"ramping_vips,omitempty"`
+	VIPRamp     *float64     `json:"vip_ramp,omitempty"`
+	VIPRampNote string       `json:"vip_ramp_note,omitempty"`
 	// Kept is shift × load × ramp: the fraction of its full share the
 	// region keeps.
 	Kept float64 `json:"kept"`
@@ -398,7 +403,11 @@ func (s *Snapshot) slotFactors(v *ServiceView, i int, now time.Time) *ExplainFac
 		f.Health = 1
 	}
 	if c := sl.ctl; c != nil {
-		f.Load, f.Ramp, f.LoadNote, f.RampNote = c.load, c.ramp, c.loadWhy, c.rampWhy
+		f.Load, f.Ramp, f.LoadNote, f.RampNote = c.load, c.ramp.value, c.loadWhy, c.ramp.why
+		if c.vipRamp.from != 0 {
+			x := c.vipRamp.value
+			f.RampingVIPs, f.VIPRamp, f.VIPRampNote = c.vips, &x, c.vipRamp.why
+		}
 	}
 	if v.svc.Load != nil {
 		if l := rs.LoadAt(s.now, s.signalAge(v, sl.region)); l != nil && l.Probers > 0 {
@@ -436,6 +445,37 @@ func (s *Snapshot) Factors(v *ServiceView, now time.Time) map[string]*ExplainFac
 		out[v.slots[i].name] = s.slotFactors(v, i, now)
 	}
 	return out
+}
+
+// vipRamp records whether a client's answers carry the VIPs that ramp
+// in after coming back up.
+func (t *tracer) vipRamp(sl *slot, fi int, pos uint64, with bool, addr netip.Addr, sb int) {
+	slot := int(t.v.slotOf[sl.region])
+	t.begin("vip-ramp", new(single(slot)))
+	who := "nothing is known of the client: a random position"
+	if addr.IsValid() && sb > 0 {
+		p, _ := addr.Prefix(sb)
+		who = "the client network " + p.String()
+	}
+	var ramping []string
+	for _, a := range sl.addrs[fi] {
+		if !slices.Contains(sl.vr.steady[fi], a) {
+			ramping = append(ramping, a.String())
+		}
+	}
+	share := 1.0
+	if sl.vr.keep != keepAll {
+		share = float64(sl.vr.keep) / (1 << 64)
+	}
+	reason := fmt.Sprintf("%s came back up and ramps in: %.1f%% of the client networks get it; %s is at %.1f%% of the order",
+		strings.Join(ramping, ", "), 100*share, who, 100*float64(pos)/(1<<64))
+	if with {
+		reason += ": the answer carries it"
+	} else {
+		reason += ": the answer leaves it out"
+	}
+	kept := single(slot)
+	t.endStep(&kept, reason)
 }
 
 // spill records whether a client stays with the chosen region that

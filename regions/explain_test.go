@@ -146,10 +146,10 @@ func checkExplanation(t *testing.T, e *Explanation, d *Decision) {
 	}
 	if d.Kind == KindAnswer && !d.Fallback {
 		last := e.Steps[len(e.Steps)-1]
-		if last.Step == "spill" && slices.Equal(last.Result, []string{d.Region}) {
+		for k := len(e.Steps) - 2; (last.Step == "spill" || last.Step == "vip-ramp") && slices.Equal(last.Result, []string{d.Region}); k-- {
 			// The client stays with a region that keeps part of its
-			// clients: the choice before it.
-			last = e.Steps[len(e.Steps)-2]
+			// clients, or VIPs of it ramp in: the choice before.
+			last = e.Steps[k]
 		}
 		if last.Step != "weights" || !slices.Equal(last.Result, []string{d.Region}) {
 			t.Fatalf("last step %+v, want weights choosing %s", last, d.Region)

@@ -3,6 +3,8 @@ package regions
 import (
 	"fmt"
 	"math"
+	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -209,15 +211,20 @@ type slotCtl struct {
 	load, target float64
 	dir          int8
 	moved        int64
-	// ramp is the ramp factor, rampFrom when the ramp began (0: none).
-	ramp     float64
-	rampFrom int64
+	// ramp is the region's slow start; vips are the VIPs that came back
+	// while the region was answered, which vipRamp ramps into its
+	// answers.
+	ramp    ramp
+	vipRamp ramp
+	vips    []netip.Addr
+	// down are the region's VIPs that were down at the last build.
+	down []netip.Addr
 	// p is the kept fraction the answers carried (health included: 0
-	// while the region was not answerable); r the ramp's part of it.
-	p, r hist
-	// loadWhy and rampWhy say what the last evaluation did, for
+	// while the region was not answerable).
+	p hist
+	// loadWhy says what the last evaluation of the load did, for
 	// explain.
-	loadWhy, rampWhy string
+	loadWhy string
 	// settled: the load factor is at its target and no move is still
 	// on its way through the caches.
 	settled bool
@@ -310,7 +317,7 @@ func (s *Snapshot) setFactors(v *ServiceView, old *ServiceView) {
 // end of a ramp, and the ramp's move at a tick. The load factor moves in
 // steerLoad, which needs every slot's signal first.
 func (s *Snapshot) evolve(v *ServiceView, sl *slot, oc *slotCtl, wasUp bool, now int64) *slotCtl {
-	c := &slotCtl{load: 1, target: 1, ramp: 1, settled: true}
+	c := &slotCtl{load: 1, target: 1, ramp: ramp{value: 1}, vipRamp: ramp{value: 1}, settled: true}
 	if oc != nil {
 		*c = *oc
 	} else {
@@ -321,7 +328,7 @@ func (s *Snapshot) evolve(v *ServiceView, sl *slot, oc *slotCtl, wasUp bool, now
 			h = 1
 		}
 		c.p.push(now, h)
-		c.r.push(now, h)
+		c.ramp.h.push(now, h)
 	}
 	if v.svc.Load == nil {
 		c.load, c.target, c.dir, c.loadWhy, c.settled = 1, 1, 0, "", true
@@ -331,21 +338,74 @@ func (s *Snapshot) evolve(v *ServiceView, sl *slot, oc *slotCtl, wasUp bool, now
 	tick := v.tickLen()
 	due := c.at == 0 || tickOf(now, tick) > tickOf(c.at, tick)
 	switch {
-	case ss == nil:
-		c.ramp, c.rampFrom, c.rampWhy = 1, 0, ""
-	case !up:
-		c.ramp, c.rampFrom, c.rampWhy = 1, 0, ""
+	case ss == nil || !up:
+		c.ramp.stop()
 	case !wasUp:
-		c.rampFrom, due = now, true
+		c.ramp.start(now)
+		due = true
+	}
+	if s.vipsBack(v, sl, c, oc != nil && wasUp && up) {
+		due = true
 	}
 	c.up = up
-	if due && up && c.rampFrom != 0 {
-		s.rampStep(v, c, now)
+	if due && up {
+		c.ramp.step(v, now, "the region")
+		c.vipRamp.step(v, now, "the returned VIPs")
+		if c.vipRamp.from == 0 {
+			c.vips = nil
+		}
 	}
 	if due {
 		c.at = now
 	}
 	return c
+}
+
+// vipsBack keeps the set of a slot's VIPs in slow start: the VIPs that
+// came back up while the region stayed answered (stayed: it was and is)
+// join it, and start its ramp if none runs; the VIPs down again leave
+// it. It reports whether a ramp started.
+func (s *Snapshot) vipsBack(v *ServiceView, sl *slot, c *slotCtl, stayed bool) bool {
+	var down []netip.Addr
+	for _, vs := range s.regions[sl.region].VIPs {
+		if vs.Status == HealthDown {
+			down = append(down, vs.Addr.Unmap())
+		}
+	}
+	wasDown := c.down
+	c.down = down
+	if v.svc.SlowStart == nil || !stayed {
+		c.vips = nil
+		c.vipRamp.stop()
+		return false
+	}
+	healthy := func(a netip.Addr) bool {
+		for f := range sl.addrs {
+			if slices.Contains(sl.addrs[f], a) {
+				return true
+			}
+		}
+		return false
+	}
+	// Copy on write: the previous snapshot shares the old slice.
+	vips := slices.DeleteFunc(slices.Clone(c.vips), func(a netip.Addr) bool { return !healthy(a) })
+	for _, vs := range s.regions[sl.region].VIPs {
+		a := vs.Addr.Unmap()
+		if vs.Status != HealthDown && slices.Contains(wasDown, a) && !slices.Contains(vips, a) {
+			vips = append(vips, a)
+		}
+	}
+	started := false
+	if len(vips) > len(c.vips) && c.vipRamp.from == 0 {
+		c.vipRamp.start(s.now.UnixNano())
+		started = true
+	}
+	c.vips = vips
+	if len(vips) == 0 {
+		c.vips = nil
+		c.vipRamp.stop()
+	}
+	return started
 }
 
 // curve is the slow-start curve at t after the start: the share of its
@@ -371,36 +431,61 @@ func (ss *SlowStart) curve(t time.Duration) float64 {
 // the predicted traffic with the curve at.
 const rampGrid = 32
 
-// rampStep sets the ramp factor for the answers until the next tick tn.
-// Traffic is what the resolvers' cached answers send: at time t each
-// resolver holds the answer of its last ask (v.asks models who asks
-// when, after the TTLs the service gave). Over the next TTL, the
-// predicted traffic is
+// ramp is a slow start: of a region into its service's answers, or of
+// returned VIPs into their region's answers.
+type ramp struct {
+	// from is when it began (unix ns; 0: no ramp), value the share of
+	// the answers it gives now (1 without a ramp).
+	from  int64
+	value float64
+	// h is the value the answers carried over time (0 while they did
+	// not carry it at all).
+	h   hist
+	why string
+}
+
+// start begins a ramp at now: until now the answers gave nothing.
+func (r *ramp) start(now int64) {
+	*r = ramp{from: now}
+	r.h.push(now, 0)
+}
+
+// stop ends the ramp: the full share.
+func (r *ramp) stop() { r.from, r.value, r.why = 0, 1, "" }
+
+// step sets the ramp's value for the answers until the next tick tn,
+// for the traffic at tn to be on the curve. Traffic is what the
+// resolvers' cached answers send: at time t each resolver holds the
+// answer of its last ask (v.asks models who asks when, after the TTLs
+// the service gave). Over the next TTL, the predicted traffic is
 //
-//	held answers + ramp × (the resolvers asking before tn) + the later askers' answers
+//	held answers + value × (the resolvers asking before tn) + the later askers' answers
 //
 // assuming the later ticks answer at the curve half a TTL ahead (which
-// keeps traffic on the curve while the asks are spread evenly). The ramp
-// is the least-squares fit of that prediction to the curve, at least what
-// the askers got earlier in the ramp (the clients that return stay), at
-// most 1. So at the
-// start, where the curve rises faster than caches let traffic follow,
-// it gives all it may and catches up; and after degraded TTLs, when the
-// resolvers ask in bursts, a burst's answers cover the quiet time after
-// it.
-func (s *Snapshot) rampStep(v *ServiceView, c *slotCtl, now int64) {
+// keeps traffic on the curve while the asks are spread evenly). The
+// value is the least-squares fit of that prediction to the curve, at
+// least what the askers got earlier in the ramp (the clients that
+// return stay), at most 1. So at the start, where the curve rises faster
+// than caches let traffic follow, it gives all it may and catches up;
+// and after degraded TTLs, when the resolvers ask in bursts, a burst's
+// answers cover the quiet time after it. what names what ramps, for
+// explain.
+func (r *ramp) step(v *ServiceView, now int64, what string) {
+	if r.from == 0 {
+		return
+	}
 	ss := v.svc.SlowStart
 	tick := v.tickLen()
 	tn := (tickOf(now, tick) + 1) * int64(tick)
 	ttl := int64(v.cacheWindow())
-	curve := func(t int64) float64 { return ss.curve(time.Duration(t - c.rampFrom)) }
+	curve := func(t int64) float64 { return ss.curve(time.Duration(t - r.from)) }
 	var held, lead [nResolvers]float64
 	floor := 0.0
 	for i, next := range v.asks.next {
-		held[i] = c.r.value(v.asks.last[i])
+		held[i] = r.h.value(v.asks.last[i])
 		lead[i] = curve(next + ttl/2)
-		if next < tn && v.asks.last[i] >= c.rampFrom {
-			// Clients the ramp let in keep the region. (Answers from
+		if next < tn && v.asks.last[i] >= r.from {
+			// Clients the ramp let in keep what they got. (Answers from
 			// before the ramp, left from a drain shorter than a TTL,
 			// are no promise.)
 			floor = max(floor, held[i])
@@ -409,7 +494,7 @@ func (s *Snapshot) rampStep(v *ServiceView, c *slotCtl, now int64) {
 	var num, den float64
 	for g := 1; g <= rampGrid; g++ {
 		t := now + int64(g)*ttl/rampGrid
-		var a, b float64 // traffic = a + ramp × b
+		var a, b float64 // traffic = a + value × b
 		for i, next := range v.asks.next {
 			switch {
 			case next > t:
@@ -425,17 +510,16 @@ func (s *Snapshot) rampStep(v *ServiceView, c *slotCtl, now int64) {
 		num += b * (curve(t) - a)
 		den += b * b
 	}
-	r := c.ramp
+	x := r.value
 	if den > 0 {
-		r = num / den
+		x = num / den
 	}
-	r = min(1, max(r, floor, 0))
-	c.ramp = r
-	c.rampWhy = fmt.Sprintf("slow start %s of %s: answers at %.2f of the full share so that traffic, cached answers included, follows the curve (%.2f now)",
-		time.Duration(now-c.rampFrom).Round(time.Second), time.Duration(ss.Window), r, curve(now))
-	if tn-c.rampFrom >= int64(ss.Window) && r >= 1 {
-		c.ramp, c.rampFrom = 1, 0
-		c.rampWhy = "slow start over: the answers are back at the full share"
+	r.value = min(1, max(x, floor, 0))
+	r.why = fmt.Sprintf("slow start of %s, %s of %s: answers at %.2f of the full share so that traffic, cached answers included, follows the curve (%.2f now)",
+		what, time.Duration(now-r.from).Round(time.Second), time.Duration(ss.Window), r.value, curve(now))
+	if tn-r.from >= int64(ss.Window) && r.value >= 1 {
+		r.stop()
+		r.why = "slow start of " + what + " over: the answers are back at the full share"
 	}
 }
 
@@ -551,7 +635,7 @@ func (s *Snapshot) steerLoad(v *ServiceView, now int64) {
 				sig.u, seen, d, pol.lo, pol.hi, want)
 		}
 		// The load factor's part of the kept fraction wanted.
-		rest := c.ramp
+		rest := c.ramp.value
 		if rest > 0 && rest < 1 {
 			want = min(1, want/rest)
 		}
@@ -580,6 +664,35 @@ func (s *Snapshot) steerLoad(v *ServiceView, now int64) {
 	}
 }
 
+// vipRamp is what answers need of a VIP slow start: per family, the
+// healthy VIPs without the ones ramping in (nil: no VIP of the family
+// ramps, or no other is healthy), and the rendezvous position below
+// which a client's answers carry the ramping VIPs too.
+type vipRamp struct {
+	steady [2][]netip.Addr
+	keep   uint64
+}
+
+// vipRampOf makes sl's vipRamp from c.
+func vipRampOf(sl *slot, c *slotCtl) *vipRamp {
+	vr := &vipRamp{keep: keepAll}
+	if c.vipRamp.value < 1 {
+		vr.keep = uint64(c.vipRamp.value * (1 << 64))
+	}
+	any := false
+	for f := range vr.steady {
+		rest := slices.DeleteFunc(slices.Clone(sl.addrs[f]), func(a netip.Addr) bool { return slices.Contains(c.vips, a.Unmap()) })
+		if len(rest) > 0 && len(rest) < len(sl.addrs[f]) {
+			vr.steady[f] = rest
+			any = true
+		}
+	}
+	if !any {
+		return nil
+	}
+	return vr
+}
+
 // compose records the kept fractions in the histories, sets the
 // effective weights (weighted) or the spill thresholds (the other
 // policies) and when the service is due again.
@@ -591,15 +704,21 @@ func (s *Snapshot) compose(v *ServiceView, now int64) {
 		sh := s.shiftOf(v, sl)
 		sl.shift = sh.factor
 		p := sh.factor
+		sl.vr = nil
 		if c := sl.ctl; c != nil {
-			p *= c.load * c.ramp
+			p *= c.load * c.ramp.value
 			h := 0.0
 			if c.up {
 				h = 1
 			}
 			c.p.push(now, h*p)
-			c.r.push(now, h*c.ramp)
-			moving = moving || c.rampFrom != 0 || !c.settled
+			c.ramp.h.push(now, h*c.ramp.value)
+			moving = moving || c.ramp.from != 0 || !c.settled
+			if c.vipRamp.from != 0 {
+				c.vipRamp.h.push(now, h*c.vipRamp.value)
+				sl.vr = vipRampOf(sl, c)
+				moving = true
+			}
 		}
 		sl.kept = min(1, max(p, 0))
 		if sl.answerable() {

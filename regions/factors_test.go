@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -264,7 +266,7 @@ func TestSlowStartTriggers(t *testing.T) {
 			}
 			s := BuildSnapshotAt(tc.then, prev, SnapshotOptions{}, t0.Add(10*time.Second))
 			f := factorsOf(t, s, "w.example.", "eu-west")
-			if ramping := strings.HasPrefix(f.RampNote, "slow start 0s of 1m0s"); ramping != tc.ramp {
+			if ramping := strings.HasPrefix(f.RampNote, "slow start of the region, 0s of 1m0s"); ramping != tc.ramp {
 				t.Fatalf("ramp %v (%s), want ramping %v", f.Ramp, f.RampNote, tc.ramp)
 			}
 			if moving := !s.NextChange().IsZero(); moving != tc.ramp {
@@ -328,7 +330,7 @@ func TestWeightedKept(t *testing.T) {
 	v := mustView(t, s, "w.example.")
 	for _, kept := range [][3]float64{{0.5, 1, 1}, {0.25, 0.5, 1}, {1, 1, 0}, {0.5, 0.5, 0.5}} {
 		for i := range v.slots {
-			v.slots[i].ctl = &slotCtl{load: kept[i], ramp: 1, up: true, settled: true}
+			v.slots[i].ctl = &slotCtl{load: kept[i], ramp: ramp{value: 1}, up: true, settled: true}
 		}
 		s.compose(v, t0.UnixNano())
 		sh, _ := s.ExpectedShares(v, QTypeA)
@@ -548,5 +550,74 @@ func TestFactorsIncremental(t *testing.T) {
 	s = BuildSnapshotAt(again, s, SnapshotOptions{}, s.Time().Add(time.Second))
 	if st := s.Stats(); st.Refreshed != 1 || st.Compiled != 0 {
 		t.Fatalf("new readings of eu-west: %+v, want load-eu.example alone refreshed", st)
+	}
+}
+
+// TestVIPSlowStart: a VIP that comes back up while its region is
+// answered ramps into the region's answers: the answers of a share of
+// the client networks (its ramp) carry it, the others leave it out,
+// until the window is over; the region's own share does not move.
+func TestVIPSlowStart(t *testing.T) {
+	svc := steerService("w.example.", PolicyWeighted, svcRegion("eu-west", 1))
+	svc.TTL = 20
+	svc.SlowStart = &SlowStart{Window: Duration(time.Minute)}
+	back := netip.MustParseAddr("192.0.2.2") // eu-west has 192.0.2.1-4
+	withDown := func(down bool) *State {
+		st := steerState(svc)
+		setReports(st, "eu-west", true, true)
+		for _, rep := range st.Health["eu-west"] {
+			for k := range rep.VIPs {
+				if rep.VIPs[k].Addr == back {
+					rep.VIPs[k].Up = !down
+				}
+			}
+		}
+		return st
+	}
+	s := BuildSnapshotAt(withDown(true), nil, SnapshotOptions{}, t0)
+	up := withDown(false)
+	start := t0.Add(3 * time.Second)
+	s = BuildSnapshotAt(up, s, SnapshotOptions{}, start)
+	f := factorsOf(t, s, svc.Name, "eu-west")
+	if f.Ramp != 1 || f.Kept != 1 || !slices.Equal(f.RampingVIPs, []netip.Addr{back}) || f.VIPRamp == nil || *f.VIPRamp >= 1 {
+		t.Fatalf("the VIP back: %+v", f)
+	}
+	carries := func(s *Snapshot, scope int) float64 {
+		v := mustView(t, s, svc.Name)
+		n, with := 2000, 0
+		for i := range n {
+			c := &Client{Addr: netip.AddrFrom4([4]byte{100, 64 + byte(i>>8), byte(i), 1}), Bits: 32} // a /24 each
+			d := s.Decide(v, c, QTypeA, uint64(i))
+			if slices.Contains(d.Addrs, back) {
+				with++
+				if len(d.Addrs) != 4 {
+					t.Fatalf("answer %v", d.Addrs)
+				}
+			} else if len(d.Addrs) != 3 {
+				t.Fatalf("answer %v", d.Addrs)
+			}
+			if d.Scope != scope {
+				t.Fatalf("scope /%d, want /%d", d.Scope, scope)
+			}
+		}
+		return float64(with) / float64(n)
+	}
+	if got := carries(s, 24); math.Abs(got-*f.VIPRamp) > 0.04 { // the choice hashed the /24
+		t.Fatalf("%v of the networks get the VIP, its ramp is %v", got, *f.VIPRamp)
+	}
+	v := mustView(t, s, svc.Name)
+	for i := range 50 {
+		c := &Client{Addr: netip.AddrFrom4([4]byte{100, 64, byte(i), 1}), Bits: 24}
+		d := s.Decide(v, c, QTypeA, 9)
+		d2, e := s.Explain(v, c, QTypeA, 9)
+		last := e.Steps[len(e.Steps)-1]
+		if !reflect.DeepEqual(d, d2) || last.Step != "vip-ramp" || !strings.Contains(last.Reason, "192.0.2.2 came back up and ramps in") {
+			t.Fatalf("explain %+v for %+v, last step %+v", d2, d, last)
+		}
+	}
+	s = follow(t, s, start.Add(time.Hour), func(s *Snapshot) {})
+	f = factorsOf(t, s, svc.Name, "eu-west")
+	if f.RampingVIPs != nil || carries(s, 0) != 1 || s.Time().Sub(start) > time.Minute+5*time.Second {
+		t.Fatalf("after the ramp (%v): %+v", s.Time().Sub(start), f)
 	}
 }

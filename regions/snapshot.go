@@ -266,9 +266,12 @@ type slot struct {
 	keep uint64
 	// kept is the kept fraction (shift × load × ramp), shift the shift's
 	// factor; ctl the controller state (nil: no factor moves).
-	kept   float64
-	shift  float64
-	ctl    *slotCtl
+	kept  float64
+	shift float64
+	ctl   *slotCtl
+	// vr, while VIPs of the region ramp in: the answers without them
+	// (nil: no VIP ramps).
+	vr     *vipRamp
 	biasKm float64
 	vec    vec3 // the region's location on the unit sphere
 	status HealthStatus

@@ -200,12 +200,17 @@ func (s *Snapshot) decide(v *ServiceView, c *Client, qtype uint16, rnd uint64, t
 	sl := &v.slots[chosen]
 	d.Kind = KindAnswer
 	d.Region, d.RegionIndex = sl.name, sl.region
-	d.Scope = min(scope, cbits)
-	if d.FailOpen {
-		d.pickAddrs(sl.all[fi], v.maxAnswers, rnd)
-	} else {
-		d.pickAddrs(sl.addrs[fi], v.maxAnswers, rnd)
+	addrs := sl.addrs[fi]
+	switch {
+	case d.FailOpen:
+		addrs = sl.all[fi]
+	case sl.vr != nil && sl.vr.steady[fi] != nil:
+		var sc int
+		addrs, sc = s.vipRampAddrs(sl, fi, addr, cbits, rnd, tr)
+		scope = max(scope, sc)
 	}
+	d.Scope = min(scope, cbits)
+	d.pickAddrs(addrs, v.maxAnswers, rnd)
 	return d
 }
 
@@ -288,6 +293,32 @@ func (s *Snapshot) chooseSpill(v *ServiceView, set slotSet, c *Client, addr neti
 	}
 	return chosen, scope
 }
+
+// vipRampAddrs is the addresses of a region some of whose VIPs ramp in
+// after coming back up (docs/controller.md, Slow start): all its healthy
+// VIPs for the clients whose rendezvous position is below the VIPs'
+// ramp, the others without them. It returns the scope that depended on.
+func (s *Snapshot) vipRampAddrs(sl *slot, fi int, addr netip.Addr, cbits int, rnd uint64, tr *tracer) ([]netip.Addr, int) {
+	vr := sl.vr
+	h := sl.hash ^ vipRampSalt
+	pos, scope := mix64(rnd^h), 0
+	if cbits > 0 {
+		scope = s.stickyBits(addr, cbits)
+		pos = spillPosition(networkHash(addr, scope), h)
+	}
+	with := pos < vr.keep
+	if tr != nil {
+		tr.vipRamp(sl, fi, pos, with, addr, scope)
+	}
+	if with {
+		return sl.addrs[fi], scope
+	}
+	return vr.steady[fi], scope
+}
+
+// vipRampSalt sets a region's order of clients for its VIPs' slow start
+// apart from its order for its own share.
+const vipRampSalt = 0x6a09e667f3bcc909
 
 // stickyBits is how much of addr a rendezvous hash takes: the sticky
 // prefix of its family, at most the client's bits.

@@ -292,9 +292,9 @@ func (x *ctl) explain(ctx context.Context, args []string) error {
 			if c.Note != "" {
 				x.out.printf("             %s %s: %s\n", mark, c.Region, c.Note)
 			}
-			if f := c.Factors; f != nil && (f.Kept < 1 || f.LoadNote != "" || f.RampNote != "" || f.ShiftNote != "no shift") {
+			if f := c.Factors; f != nil && (f.Kept < 1 || f.LoadNote != "" || f.RampNote != "" || f.VIPRampNote != "" || f.ShiftNote != "no shift") {
 				x.out.printf("             %s %s: %s\n", mark, c.Region, factorsLine(f))
-				for _, n := range []string{f.LoadNote, f.RampNote} {
+				for _, n := range []string{f.LoadNote, f.RampNote, f.VIPRampNote} {
 					if n != "" {
 						x.out.printf("                 %s\n", n)
 					}
