@@ -238,17 +238,12 @@ func curve(ss *regions.SlowStart, t time.Duration) float64 {
 // start of 60 s; its traffic share should follow the curve within 5
 // points.
 func recoverScenario(seed uint64) result {
-	svc := geoService()
-	ss := &regions.SlowStart{Window: regions.Duration(60 * time.Second)}
-	svc.SlowStart = ss
-	w := newWorld(baseSpec(svc, seed))
-	w.advance(3*time.Minute, nil)
-	const eu = 1
-	full := w.traffic()[eu]
-	w.up[eu] = false
-	w.advance(2*time.Minute, nil)
-	w.up[eu] = true
-	return rampRun(w, "recover", "eu-west", eu, full, ss, 5*time.Minute)
+	return returnRun(seed, "recover", func(w *world, back bool) {
+		w.up[1] = back
+		if !back {
+			w.advance(2*time.Minute, nil)
+		}
+	})
 }
 
 // shiftExpire: eu-west is drained for ten minutes, then undrained with
@@ -256,6 +251,18 @@ func recoverScenario(seed uint64) result {
 // the same slow start; the drain and undrain of the API stand in for it
 // here.)
 func shiftExpire(seed uint64) result {
+	return returnRun(seed, "shift-expire", func(w *world, back bool) {
+		w.setDrained("eu-west", !back)
+		if !back {
+			w.advance(10*time.Minute, nil)
+		}
+	})
+}
+
+// returnRun takes eu-west away from a steady geo service with a slow
+// start of 60 s and brings it back (out(w, false), then out(w, true)),
+// and follows the ramp (rampRun).
+func returnRun(seed uint64, name string, out func(w *world, back bool)) result {
 	svc := geoService()
 	ss := &regions.SlowStart{Window: regions.Duration(60 * time.Second)}
 	svc.SlowStart = ss
@@ -263,10 +270,9 @@ func shiftExpire(seed uint64) result {
 	w.advance(3*time.Minute, nil)
 	const eu = 1
 	full := w.traffic()[eu]
-	w.setDrained("eu-west", true)
-	w.advance(10*time.Minute, nil)
-	w.setDrained("eu-west", false)
-	return rampRun(w, "shift-expire", "eu-west", eu, full, ss, 5*time.Minute)
+	out(w, false)
+	out(w, true)
+	return rampRun(w, name, "eu-west", eu, full, ss, 5*time.Minute)
 }
 
 // staleSignal: the spike of spike, and ten seconds into the controller's
