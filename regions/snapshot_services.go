@@ -585,9 +585,21 @@ func (s *Snapshot) SameServiceNames(o *Snapshot) bool {
 func (s *Snapshot) Stats() BuildStats { return s.stats }
 
 // Bytes estimates the memory of the compiled service, without what it
-// shares with others (its partition, the regions' addresses).
+// shares with others (its partition, the regions' addresses); with its
+// factors' state (docs/controller.md).
 func (v *ServiceView) Bytes() int {
 	n := int(unsafe.Sizeof(*v)) + len(v.name) + 2*cap(v.slotOf) + int(unsafe.Sizeof(slot{}))*cap(v.slots)
+	if v.asks != nil {
+		n += int(unsafe.Sizeof(*v.asks))
+	}
+	for i := range v.slots {
+		if c := v.slots[i].ctl; c != nil {
+			n += int(unsafe.Sizeof(*c)) + 24*(cap(c.vips)+cap(c.down))
+		}
+		if vr := v.slots[i].vr; vr != nil {
+			n += int(unsafe.Sizeof(*vr)) + 24*(cap(vr.steady[0])+cap(vr.steady[1]))
+		}
+	}
 	if g := v.geo; g != nil {
 		n += int(unsafe.Sizeof(*g)) + 40*len(g.countries)
 		for _, l := range g.lists {
