@@ -606,6 +606,10 @@ func TestVIPSlowStart(t *testing.T) {
 		t.Fatalf("%v of the networks get the VIP, its ramp is %v", got, *f.VIPRamp)
 	}
 	v := mustView(t, s, svc.Name)
+	cl := &Client{Addr: netip.AddrFrom4([4]byte{100, 64, 7, 1}), Bits: 24}
+	if a := testing.AllocsPerRun(100, func() { s.Decide(v, cl, QTypeA, 1) }); a != 0 {
+		t.Fatalf("Decide allocates %v times while a VIP ramps", a)
+	}
 	for i := range 50 {
 		c := &Client{Addr: netip.AddrFrom4([4]byte{100, 64, byte(i), 1}), Bits: 24}
 		d := s.Decide(v, c, QTypeA, 9)
