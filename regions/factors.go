@@ -13,9 +13,9 @@ import (
 //
 //	configured weight × shift × health × load factor × ramp factor
 //
-// computed here, when a snapshot is built, never on the query path. The
-// product of the last three factors (shift, load, ramp) is the region's
-// kept fraction p: the share of its full share of answers it keeps. For
+// computed here, when a snapshot is built, never on the query path.
+// shift × load × ramp is the region's kept fraction p: the share of its
+// full share of answers it keeps. For
 // weighted services the effective weights are solved so that each region
 // gets p of its full share; for the other policies a region keeps the
 // clients whose rendezvous position for it is below p and sends the rest
@@ -24,7 +24,8 @@ import (
 // The resolvers' caches stand between an answer and the traffic it
 // sends: an answer given at time s is used until s + TTL, so with
 // resolvers asking at staggered times the traffic share at t is the mean
-// of the answer shares over [t - TTL, t]. The factors live in the
+// of the answer shares over [t - TTL, t] (slow start models the
+// resolvers' asks more closely: see resolvers). The factors live in the
 // snapshot as state carried from one build to the next, per (service,
 // region), and move only at ticks of a quarter TTL (at least a second),
 // each move bounded, so that a controller which acts through caches
