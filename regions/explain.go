@@ -394,7 +394,8 @@ func (s *Snapshot) slotFactors(v *ServiceView, i int, now time.Time) *ExplainFac
 	sl := &v.slots[i]
 	rs := &s.regions[sl.region]
 	sh := s.shiftOf(v, sl)
-	f := &ExplainFactors{ConfiguredWeight: sl.base, Shift: sh.factor, ShiftNote: sh.note, Load: 1, Ramp: 1, Kept: sl.kept,
+	kept := s.keptOf(v, sl)
+	f := &ExplainFactors{ConfiguredWeight: sl.base, Shift: sh.factor, ShiftNote: sh.note, Load: 1, Ramp: 1, Kept: kept,
 		EffectiveWeight: float64(sl.eff) / weightScale}
 	if sh.note == "" {
 		f.ShiftNote = "no shift"
@@ -426,12 +427,12 @@ func (s *Snapshot) slotFactors(v *ServiceView, i int, now time.Time) *ExplainFac
 		f.Why = "weight 0: never answered"
 	case f.Health == 0:
 		f.Why = "the region is down: answered only when failing open"
-	case sl.kept >= 1:
+	case kept >= 1:
 		f.Why = "keeps its full share"
 	case v.policy == kindWeighted:
-		f.Why = fmt.Sprintf("weighted: its weight is solved so that it gets %.0f%% of its full share, the regions at their full share taking the rest by weight", 100*sl.kept)
+		f.Why = fmt.Sprintf("weighted: its weight is solved so that it gets %.0f%% of its full share, the regions at their full share taking the rest by weight", 100*kept)
 	default:
-		f.Why = fmt.Sprintf("keeps the %.0f%% of its clients first in its rendezvous order; the others go to their next candidate", 100*sl.kept)
+		f.Why = fmt.Sprintf("keeps the %.0f%% of its clients first in its rendezvous order; the others go to their next candidate", 100*kept)
 	}
 	return f
 }
@@ -489,7 +490,8 @@ func (t *tracer) spill(slot int, pos uint64, stay bool, addr netip.Addr, sb, cbi
 		who = "the client network " + p.String()
 	}
 	at := float64(pos) / (1 << 64)
-	reason := fmt.Sprintf("%s keeps %.1f%% of its clients (shift × load × ramp); %s is at %.1f%% of its order", sl.name, 100*sl.kept, who, 100*at)
+	frac := float64(sl.keep) / (1 << 64)
+	reason := fmt.Sprintf("%s keeps %.1f%% of its clients (shift × load × ramp); %s is at %.1f%% of its order", sl.name, 100*frac, who, 100*at)
 	var kept slotSet
 	if stay {
 		kept.add(slot)
@@ -498,7 +500,7 @@ func (t *tracer) spill(slot int, pos uint64, stay bool, addr netip.Addr, sb, cbi
 		reason += ": it goes to its next candidate"
 	}
 	if c := t.cand(slot); c != nil {
-		c.Note = fmt.Sprintf("kept %.3f, position %.3f", sl.kept, at)
+		c.Note = fmt.Sprintf("kept %.3f, position %.3f", frac, at)
 	}
 	t.endStep(&kept, reason)
 }

@@ -665,6 +665,15 @@ func (s *Snapshot) steerLoad(v *ServiceView, now int64) {
 	}
 }
 
+// keptOf is a slot's kept fraction: shift × load × ramp, from 0 to 1.
+func (s *Snapshot) keptOf(v *ServiceView, sl *slot) float64 {
+	p := s.shiftOf(v, sl).factor
+	if c := sl.ctl; c != nil {
+		p *= c.load * c.ramp.value
+	}
+	return min(1, max(p, 0))
+}
+
 // vipRamp is what answers need of a VIP slow start: per family, the
 // healthy VIPs without the ones ramping in (nil: no VIP of the family
 // ramps, or no other is healthy), and the rendezvous position below
@@ -699,15 +708,16 @@ func vipRampOf(sl *slot, c *slotCtl) *vipRamp {
 // policies) and when the service is due again.
 func (s *Snapshot) compose(v *ServiceView, now int64) {
 	var up, kept, total float64 // weighted: configured weights
+	var ps [64]float64          // the kept fractions, of the first slots
 	moving := false
 	for i := range v.slots {
 		sl := &v.slots[i]
-		sh := s.shiftOf(v, sl)
-		sl.shift = sh.factor
-		p := sh.factor
+		p := s.keptOf(v, sl)
+		if i < len(ps) {
+			ps[i] = p
+		}
 		sl.vr = nil
 		if c := sl.ctl; c != nil {
-			p *= c.load * c.ramp.value
 			h := 0.0
 			if c.up {
 				h = 1
@@ -721,34 +731,39 @@ func (s *Snapshot) compose(v *ServiceView, now int64) {
 				moving = true
 			}
 		}
-		sl.kept = min(1, max(p, 0))
 		if sl.answerable() {
 			total += float64(sl.weight)
-			if sl.kept >= 1 {
+			if p >= 1 {
 				up += float64(sl.weight)
 			} else {
-				kept += sl.kept * float64(sl.weight)
+				kept += p * float64(sl.weight)
 			}
 		}
 	}
 	for i := range v.slots {
 		sl := &v.slots[i]
+		p := 1.0
+		if i < len(ps) {
+			p = ps[i]
+		} else {
+			p = s.keptOf(v, sl)
+		}
 		w := float64(sl.weight)
 		sl.keep = keepAll
 		switch {
 		case v.policy != kindWeighted:
 			// The weights break ties; the kept fraction decides who
 			// stays (Decide).
-			if sl.kept < 1 {
-				sl.keep = uint64(sl.kept * (1 << 64))
+			if p < 1 {
+				sl.keep = uint64(p * (1 << 64))
 				v.spill = true
 			}
-		case sl.kept < 1 && sl.answerable() && up > 0:
+		case p < 1 && sl.answerable() && up > 0:
 			// Solved so that the region's share is kept × its full
 			// share, the regions at 1 sharing the rest by weight.
-			w *= sl.kept * up / (total - kept)
+			w *= p * up / (total - kept)
 		default:
-			w *= sl.kept
+			w *= p
 		}
 		sl.eff = uint64(math.Round(w * weightScale))
 		if sl.weight > 0 && sl.eff == 0 {

@@ -435,7 +435,10 @@ func TestSpill(t *testing.T) {
 	v := mustView(t, s, svc.Name)
 	west := int(v.slotOf[s.regionIdx["eu-west"]])
 	setKept := func(p float64) {
-		v.slots[west].kept, v.slots[west].keep, v.spill = p, uint64(p*(1<<64)), p < 1
+		v.slots[west].keep, v.spill = uint64(p*(1<<64)), p < 1
+		if p >= 1 {
+			v.slots[west].keep = keepAll
+		}
 	}
 	// Networks of Germany's 2001:db8:100::/40, a /56 each.
 	const n = 4000
@@ -482,7 +485,7 @@ func TestSpill(t *testing.T) {
 	// The last candidate keeps the client whatever its kept fraction,
 	// and the location is looked up once.
 	for i := range v.slots {
-		v.slots[i].kept, v.slots[i].keep = 0, 0
+		v.slots[i].keep = 0
 	}
 	v.spill = true
 	loc.calls = 0
@@ -491,7 +494,7 @@ func TestSpill(t *testing.T) {
 	}
 	// Explain agrees, and says why.
 	for i := range v.slots {
-		v.slots[i].kept, v.slots[i].keep = 1, keepAll
+		v.slots[i].keep = keepAll
 	}
 	setKept(0.5)
 	for _, c := range nets[:200] {

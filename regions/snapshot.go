@@ -264,11 +264,8 @@ type slot struct {
 	// table (docs/controller.md).
 	eff  uint64
 	keep uint64
-	// kept is the kept fraction (shift × load × ramp), shift the shift's
-	// factor; ctl the controller state (nil: no factor moves).
-	kept  float64
-	shift float64
-	ctl   *slotCtl
+	// ctl is the controller state (nil: no factor moves).
+	ctl *slotCtl
 	// vr, while VIPs of the region ramp in: the answers without them
 	// (nil: no VIP ramps).
 	vr     *vipRamp
