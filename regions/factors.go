@@ -240,8 +240,10 @@ type shiftEffect struct {
 }
 
 // shiftOf is the shift in force for a slot: shifts (temporary overrides
-// with an expiry) set a weight or a factor per (service, region) here,
-// and explain shows what this returns. Without a shift: the configured
+// with an expiry) set a weight or a factor per (service, region) here.
+// setRegions takes the weight (0 drains the region from the service; a
+// weight back above 0 starts its slow start), compose the factor, and
+// explain shows both with the note. Without a shift: the configured
 // weight and a factor of 1.
 func (s *Snapshot) shiftOf(_ *ServiceView, sl *slot) shiftEffect {
 	return shiftEffect{weight: sl.base, factor: 1}

@@ -317,8 +317,9 @@ func (c *svcCompiler) compile(key, name string, svc *Service, old *ServiceView) 
 
 // setRegions copies into v's slots what they take from their regions
 // (health, addresses, location, drains) and derives the candidate sets.
-// Weights are effective here: a drained region weighs 0 in every service,
-// never answered, not even when failing open.
+// A slot's weight is the configured one as a shift leaves it (shiftOf),
+// 0 for a drained region: it weighs 0 in every service, never answered,
+// not even when failing open.
 func (s *Snapshot) setRegions(v *ServiceView) {
 	v.lowTTL = false
 	probing := s.probing()
@@ -330,7 +331,7 @@ func (s *Snapshot) setRegions(v *ServiceView) {
 	for i := range v.slots {
 		sl := &v.slots[i]
 		reg := &s.regions[sl.region]
-		sl.weight = sl.base
+		sl.weight = s.shiftOf(v, sl).weight
 		if reg.Region.Drained {
 			sl.weight = 0
 		}
