@@ -218,7 +218,8 @@ type slotCtl struct {
 	ramp    ramp
 	vipRamp ramp
 	vips    []netip.Addr
-	// down are the region's VIPs that were down at the last build.
+	// down are the region's VIPs that its answers did not carry at the
+	// last build (down, not kept by max_ejection).
 	down []netip.Addr
 	// p is the kept fraction the answers carried (health included: 0
 	// while the region was not answerable).
@@ -369,10 +370,20 @@ func (s *Snapshot) evolve(v *ServiceView, sl *slot, oc *slotCtl, wasUp bool, now
 // join it, and start its ramp if none runs; the VIPs down again leave
 // it. It reports whether a ramp started.
 func (s *Snapshot) vipsBack(v *ServiceView, sl *slot, c *slotCtl, stayed bool) bool {
+	// Answered: among the region's healthy VIPs, or kept in the answers
+	// by the service's max_ejection although passive health ejects it.
+	answered := func(a netip.Addr) bool {
+		for f := range sl.addrs {
+			if slices.Contains(sl.addrs[f], a) {
+				return true
+			}
+		}
+		return false
+	}
 	var down []netip.Addr
 	for _, vs := range s.regions[sl.region].VIPs {
-		if vs.Status == HealthDown {
-			down = append(down, vs.Addr.Unmap())
+		if a := vs.Addr.Unmap(); !answered(a) {
+			down = append(down, a)
 		}
 	}
 	wasDown := c.down
@@ -382,19 +393,10 @@ func (s *Snapshot) vipsBack(v *ServiceView, sl *slot, c *slotCtl, stayed bool) b
 		c.vipRamp.stop()
 		return false
 	}
-	healthy := func(a netip.Addr) bool {
-		for f := range sl.addrs {
-			if slices.Contains(sl.addrs[f], a) {
-				return true
-			}
-		}
-		return false
-	}
 	// Copy on write: the previous snapshot shares the old slice.
-	vips := slices.DeleteFunc(slices.Clone(c.vips), func(a netip.Addr) bool { return !healthy(a) })
-	for _, vs := range s.regions[sl.region].VIPs {
-		a := vs.Addr.Unmap()
-		if vs.Status != HealthDown && slices.Contains(wasDown, a) && !slices.Contains(vips, a) {
+	vips := slices.DeleteFunc(slices.Clone(c.vips), func(a netip.Addr) bool { return !answered(a) })
+	for _, a := range wasDown {
+		if answered(a) && !slices.Contains(vips, a) {
 			vips = append(vips, a)
 		}
 	}
