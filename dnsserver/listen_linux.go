@@ -2,6 +2,7 @@ package dnsserver
 
 import (
 	"fmt"
+	"net"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -77,6 +78,25 @@ func udpControl(wildcard, reusePort, df bool) func(network, address string, c sy
 		}
 		return opErr
 	}
+}
+
+// setReusePort turns SO_REUSEPORT on for a socket already bound, so that
+// the other sockets of its address can join it (see Transport.bind).
+func setReusePort(c *net.UDPConn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var opErr error
+	if err := rc.Control(func(fd uintptr) {
+		opErr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}); err != nil {
+		return err
+	}
+	if opErr != nil {
+		return fmt.Errorf("SO_REUSEPORT: %w", opErr)
+	}
+	return nil
 }
 
 // tcpControl makes IPv6 listeners IPV6_V6ONLY, as for UDP.

@@ -2,7 +2,10 @@
 
 package dnsserver
 
-import "syscall"
+import (
+	"net"
+	"syscall"
+)
 
 // reusePortSupported: elsewhere SO_REUSEPORT either does not balance load
 // (macOS) or differs by system, so one socket per address is shared by
@@ -18,3 +21,6 @@ func udpControl(_, _, _ bool) func(network, address string, c syscall.RawConn) e
 
 // tcpControl: Go makes "tcp6" listeners IPV6_V6ONLY already.
 func tcpControl(string, string, syscall.RawConn) error { return nil }
+
+// setReusePort is never needed: one socket per address (reusePortSupported).
+func setReusePort(*net.UDPConn) error { return nil }

@@ -369,7 +369,16 @@ func (t *Transport) bind(ap netip.AddrPort) (*boundAddr, error) {
 	for range portRetries {
 		port := ap.Port()
 		for i := range nsock {
-			lc := net.ListenConfig{Control: udpControl(b.wildcard, nsock > 1, t.cfg.MaxUDPReply <= dfMaxReply)}
+			// The first socket is bound without SO_REUSEPORT and gets it
+			// once bound; the others join it. Linux lets a socket that
+			// asks for SO_REUSEPORT before bind share a port with any
+			// SO_REUSEPORT socket of the same user, and picks such a port
+			// for port 0 as readily as a free one: a second server on our
+			// address would silently take part of our queries, and port 0
+			// could land on another server's port (or a dig's, whose UDP
+			// sockets have SO_REUSEPORT too). A plain bind fails instead
+			// when anything holds the port, and port 0 gets one nobody does.
+			lc := net.ListenConfig{Control: udpControl(b.wildcard, i > 0, t.cfg.MaxUDPReply <= dfMaxReply)}
 			pc, err := lc.ListenPacket(context.Background(), udpNet, netip.AddrPortFrom(ap.Addr(), port).String())
 			if err != nil {
 				b.close()
@@ -377,6 +386,12 @@ func (t *Transport) bind(ap netip.AddrPort) (*boundAddr, error) {
 			}
 			c := pc.(*net.UDPConn)
 			b.udp = append(b.udp, c)
+			if i == 0 && nsock > 1 {
+				if err := setReusePort(c); err != nil {
+					b.close()
+					return nil, fmt.Errorf("udp socket 1: %w", err)
+				}
+			}
 			if port == 0 {
 				port = c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
 			}

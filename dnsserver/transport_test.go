@@ -386,6 +386,28 @@ func TestTransportListen(t *testing.T) {
 			c.Close()
 		}
 	})
+	t.Run("a port held with SO_REUSEPORT is refused", func(t *testing.T) {
+		// Another server of ours, or a dig whose ephemeral port this is:
+		// the same user with SO_REUSEPORT, which Linux lets join a port
+		// whose sockets all have it. The transport must not share its
+		// port, whatever its number of sockets.
+		lc := net.ListenConfig{Control: udpControl(false, true, false)}
+		held, err := lc.ListenPacket(t.Context(), "udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer held.Close()
+		for _, sockets := range []int{1, 2} {
+			tr, err := NewTransport(TransportConfig{Addrs: []string{held.LocalAddr().String()}, UDPSockets: sockets}, echoHandler{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tr.Listen(); err == nil || !isAddrInUse(err) {
+				tr.Close()
+				t.Errorf("%d sockets: Listen on a port held by another socket: %v, want address in use", sockets, err)
+			}
+		}
+	})
 	t.Run("Run binds when Listen was not called", func(t *testing.T) {
 		tr, err := NewTransport(TransportConfig{Addrs: []string{"127.0.0.1:0"}}, &dnsTestHandler{}, nil)
 		if err != nil {
