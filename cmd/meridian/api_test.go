@@ -9,10 +9,12 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -123,11 +125,37 @@ func waitShares(t testing.TB, ts *testServer, service string, want map[string]fl
 	}
 }
 
+// digArgs is the start of dig's arguments for asking the server at addr
+// (127.0.0.x:port), from srcPort (0: one the kernel picks) and from a
+// loopback address other than the server's. dig's UDP sockets ask for
+// SO_REUSEPORT before they bind, and Linux may then give one the port of
+// a socket of the same user that has SO_REUSEPORT too, as a name
+// server's sockets do: with the server's address as well, dig's query to
+// the server comes back to dig itself (its socket, connected to that very
+// address and port, is the better match), and dig takes it for a reply
+// without QR ("Warning: query response not set") and without answers.
+// From another address its socket never matches what is sent to the
+// server.
+func digArgs(t testing.TB, addr string, srcPort int) []string {
+	t.Helper()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := "127.0.0.2"
+	if host == src {
+		src = "127.0.0.3"
+	}
+	if srcPort != 0 {
+		src += "#" + strconv.Itoa(srcPort)
+	}
+	return []string{"-b", src, "@" + host, "-p", port}
+}
+
 // digMany asks dig for name n times in one run (dig -f) and counts the
 // addresses answered; options are dig's (+subnet=...).
 func digMany(t *testing.T, dig string, ts *testServer, name string, n int, options ...string) map[string]int {
 	t.Helper()
-	host, port, _ := net.SplitHostPort(ts.addr())
 	batch := filepath.Join(t.TempDir(), "queries")
 	var b strings.Builder
 	for range n {
@@ -136,23 +164,38 @@ func digMany(t *testing.T, dig string, ts *testServer, name string, n int, optio
 	if err := os.WriteFile(batch, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	args := append(digArgs(t, ts.addr(), 0), "+short", "+norec", "+time=2", "+tries=2", "-f", batch)
+	counts := digAddrs(t, dig, append(args, options...)...)
+	total := 0
+	for _, c := range counts {
+		total += c
+	}
+	if total != n {
+		t.Fatalf("dig answered %d of %d queries: %v", total, n, counts)
+	}
+	return counts
+}
+
+// digAddrs runs dig +short and counts the addresses it printed. Any other
+// line (a warning, an error, a name) fails the test: it is no answer.
+func digAddrs(t *testing.T, dig string, args ...string) map[string]int {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	args := append([]string{"@" + host, "-p", port, "+short", "+norec", "+time=2", "+tries=2", "-f", batch}, options...)
 	out, err := execOutput(ctx, dig, args...)
 	if err != nil {
 		t.Fatalf("dig: %v\n%s", err, out)
 	}
 	counts := map[string]int{}
-	total := 0
-	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			counts[l]++
-			total++
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.TrimSpace(l); l == "" {
+			continue
 		}
-	}
-	if total != n {
-		t.Fatalf("dig answered %d of %d queries: %v", total, n, counts)
+		a, err := netip.ParseAddr(l)
+		if err != nil {
+			t.Fatalf("dig printed %q, not an address:\n%s", l, out)
+		}
+		counts[a.String()]++
 	}
 	return counts
 }

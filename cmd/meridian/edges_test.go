@@ -61,8 +61,7 @@ func startEdgeServer(t *testing.T) *testServer {
 func TestEdgesWithDig(t *testing.T) {
 	dig := testtool.Need(t, "dig")
 	ts := startEdgeServer(t)
-	host, port, _ := net.SplitHostPort(ts.addr())
-	base := []string{"@" + host, "-p", port, "+norec", "+time=3", "+tries=1"}
+	base := append(digArgs(t, ts.addr(), 0), "+norec", "+time=3", "+tries=1")
 	cases := []struct {
 		name string
 		args []string
@@ -124,6 +123,7 @@ func TestEdgesWithDig(t *testing.T) {
 	})
 	t.Run("kdig: CNAME to a service", func(t *testing.T) {
 		kdig := testtool.Need(t, "kdig")
+		host, port, _ := net.SplitHostPort(ts.addr())
 		out := runTool(t, kdig, "@"+host, "-p", port, "+norec", "+time=3", "+retry=0", "+subnet=202.12.27.0/24", "docs.example.org", "A")
 		mustContain(t, out, "status: NOERROR", "docs.example.org.", "CNAME", "geo.example.org.", "192.0.2.30", "CLIENT-SUBNET: 202.12.27.0/24/24")
 	})

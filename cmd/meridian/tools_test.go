@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,8 +42,7 @@ func mustContain(t *testing.T, out string, want ...string) {
 func TestWithDig(t *testing.T) {
 	dig := testtool.Need(t, "dig")
 	ts := startServer(t, "")
-	host, port, _ := net.SplitHostPort(ts.addr())
-	base := []string{"@" + host, "-p", port, "+norec", "+time=3", "+tries=1"}
+	base := append(digArgs(t, ts.addr(), 0), "+norec", "+time=3", "+tries=1")
 	cases := []struct {
 		name string
 		args []string
@@ -74,6 +74,16 @@ func TestWithDig(t *testing.T) {
 			mustContain(t, runTool(t, dig, append(base, tc.args...)...), tc.want...)
 		})
 	}
+	t.Run("from the server's own port", func(t *testing.T) {
+		// What the kernel may pick for dig by chance (see digArgs), here
+		// on purpose: the answer must still come from the server.
+		_, port, _ := net.SplitHostPort(ts.addr())
+		p, _ := strconv.Atoi(port)
+		got := digAddrs(t, dig, append(digArgs(t, ts.addr(), p), "+short", "+norec", "+time=3", "+tries=1", "www.example.org", "A")...)
+		if fmt.Sprint(got) != "map[192.0.2.1:1]" {
+			t.Fatalf("answers %v, want 192.0.2.1 once", got)
+		}
+	})
 }
 
 func TestWithKdig(t *testing.T) {
