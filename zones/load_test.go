@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 const goodHead = `$ORIGIN example.org.
@@ -141,6 +143,32 @@ func TestSetDuplicate(t *testing.T) {
 	}
 	if _, err := NewSet(z, z); err == nil {
 		t.Fatal("same zone twice accepted")
+	}
+}
+
+// TestNamesBeyondASCII: owner names keep their bytes beyond ASCII, UTF-8
+// or not (RFC 4343 folds ASCII only), so the wire name a query carries
+// finds them.
+func TestNamesBeyondASCII(t *testing.T) {
+	for _, tc := range []struct{ name, owner string }{
+		{"UTF-8", "Été"},
+		{"not UTF-8", "\x9c\x9c\x88"},
+		{"escaped", `\195\137t\195\169`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			z, err := Parse(strings.NewReader(goodHead+tc.owner+" A 192.0.2.7\n"), "t", LoadOptions{Origin: "example.org."})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := WireName(tc.owner + ".example.org.")
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := z.Lookup([]byte(w), dns.TypeA)
+			if a == nil || a.Negative() || len(a.Answer) != 1 {
+				t.Fatalf("%q not found", w)
+			}
+		})
 	}
 }
 

@@ -2,7 +2,6 @@ package zones
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/miekg/dns"
 )
@@ -59,7 +58,11 @@ func isSubdomain(child, parent string) bool {
 	return dns.IsSubDomain(parent, child)
 }
 
-// canonical lower-cases a fully qualified presentation name.
+// canonical lower-cases a fully qualified presentation name: ASCII only
+// (RFC 4343). strings.ToLower would fold other letters too and turn bytes
+// that are not UTF-8 into U+FFFD: another name, or one too long to pack.
 func canonical(name string) string {
-	return strings.ToLower(dns.Fqdn(name))
+	b := []byte(dns.Fqdn(name))
+	lowerASCII(b)
+	return string(b)
 }
