@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -321,17 +320,7 @@ func TestZoneReloadRefusesShadowing(t *testing.T) {
 		if err := os.WriteFile(zoneFile, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		before := strings.Count(ts.stderr.String(), wantLog)
-		if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-			t.Fatal(err)
-		}
-		deadline := time.Now().Add(10 * time.Second)
-		for strings.Count(ts.stderr.String(), wantLog) == before {
-			if time.Now().After(deadline) {
-				t.Fatalf("no log line %q:\n%s", wantLog, ts.stderr)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		ts.hup(t, wantLog)
 	}
 	for _, tc := range []struct {
 		name, add, why string

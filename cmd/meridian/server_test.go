@@ -191,6 +191,23 @@ func (ts *testServer) stop() int {
 
 func (ts *testServer) addr() string { return ts.DNSUDP[0].String() }
 
+// hup sends the process SIGHUP and waits until ts logs wantLog once more
+// than before: the reload is done.
+func (ts *testServer) hup(t testing.TB, wantLog string) {
+	t.Helper()
+	before := strings.Count(ts.stderr.String(), wantLog)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(ts.stderr.String(), wantLog) == before {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line %q after SIGHUP:\n%s", wantLog, ts.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func query(t *testing.T, net, addr, name string, qtype uint16, edit ...func(*dns.Msg)) *dns.Msg {
 	t.Helper()
 	m := new(dns.Msg)

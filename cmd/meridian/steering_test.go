@@ -3,13 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,14 +67,18 @@ func steeringFiles(t testing.TB) map[string][]byte {
 
 const steeringConfig = "geoip:\n  database: country.mmdb\nbootstrap: state.yaml\n"
 
-// waitAnswer queries until name answers want (or the deadline passes).
-func waitAnswer(t *testing.T, addr, name string, want string) {
+// waitAnswer queries until name answers want (or the deadline passes);
+// edit changes the query (ECS).
+func waitAnswer(t *testing.T, addr, name string, want string, edit ...func(*dns.Msg)) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	var last *dns.Msg
 	for time.Now().Before(deadline) {
 		m := new(dns.Msg)
 		m.SetQuestion(name, dns.TypeA)
+		for _, e := range edit {
+			e(m)
+		}
 		c := &dns.Client{Timeout: 2 * time.Second}
 		if r, _, err := c.Exchange(m, addr); err == nil {
 			last = r
@@ -196,51 +201,27 @@ func TestPropagation(t *testing.T) {
 func TestStaticStability(t *testing.T) {
 	a := startServerWith(t, serverSetup{extra: steeringConfig, files: steeringFiles(t)})
 	b := startServerWith(t, serverSetup{extra: steeringConfig, files: steeringFiles(t), etcdEndpoints: []string{a.etcd}})
-	europe := func(m *dns.Msg) {
-		m.SetEdns0(1232, false)
-		m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("193.0.0.0")})
-	}
-	check := func(addr string) {
-		t.Helper()
-		r := query(t, "udp", addr, "geo.example.org.", dns.TypeA, europe)
-		if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "192.0.2.10" {
-			t.Fatalf("geo answer %v", r.Answer)
-		}
-	}
 	waitAnswer(t, b.addr(), "geo.example.org.", "192.0.2.20")
-	check(b.addr())
-	time.Sleep(1500 * time.Millisecond) // let b persist its state (at most once a second)
+	checkEurope(t, b)
+	waitPersisted(t, b)
 
 	if code := a.stop(); code != 0 { // etcd goes away with a
 		t.Fatalf("a exited %d", code)
 	}
+	waitStatus(t, b, "b sees etcd down", func(st map[string]any) bool { return jsonPath(st, "etcd", "up") == false })
 	for range 20 {
-		check(b.addr())
-		time.Sleep(50 * time.Millisecond)
-	}
-	status := func(ts *testServer) map[string]any {
-		resp, err := http.Get("http://" + ts.HTTP.String() + "/v1/status")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var m map[string]any
-		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
-			t.Fatal(err)
-		}
-		return m
+		checkEurope(t, b)
 	}
 
 	if code := b.stop(); code != 0 {
 		t.Fatalf("b exited %d", code)
 	}
 	b2 := startServerWith(t, serverSetup{dir: b.dir, extra: steeringConfig, etcdEndpoints: []string{a.etcd}})
-	check(b2.addr())
-	snap := status(b2)["snapshot"].(map[string]any)
-	if snap["source"] != "file" {
-		t.Errorf("snapshot source %v, want file", snap["source"])
+	checkEurope(t, b2)
+	if src := jsonPath(getDoc(t, b2.url()+"/v1/status"), "snapshot", "source"); src != "file" {
+		t.Errorf("snapshot source %v, want file", src)
 	}
-	resp, err := http.Get("http://" + b2.HTTP.String() + "/health/ready")
+	resp, err := http.Get(b2.url() + "/health/ready")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,24 +231,30 @@ func TestStaticStability(t *testing.T) {
 	}
 }
 
+// waitPersisted waits until the state file of ts holds the state it serves.
+func waitPersisted(t *testing.T, ts *testServer) {
+	t.Helper()
+	path := filepath.Join(ts.dir, "data", "state.json")
+	waitStatus(t, ts, "the served state is persisted", func(st map[string]any) bool {
+		rev, _ := jsonPath(st, "snapshot", "revision").(float64)
+		saved, err := store.LoadState(path)
+		return err == nil && rev > 0 && saved.State.Revision == int64(rev)
+	})
+}
+
 // TestGeoIPReloadUnderLoad replaces the database while queries run: none
 // fails, and the answers follow the new data.
 func TestGeoIPReloadUnderLoad(t *testing.T) {
 	ts := startServerWith(t, serverSetup{extra: steeringConfig, files: steeringFiles(t)})
 	waitAnswer(t, ts.addr(), "geo.example.org.", "192.0.2.20")
-	europe := func(m *dns.Msg) {
-		m.SetEdns0(1232, false)
-		m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("193.0.0.0")})
-	}
 	var wg sync.WaitGroup
 	errs := make(chan string, 100)
 	stop := make(chan struct{})
+	var queries atomic.Int64
 	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			c := &dns.Client{Timeout: 2 * time.Second}
-			for i := 0; i < 2000; i++ { // bounded
+			for range 50_000 { // bounded; stopped once the reloads are done
 				select {
 				case <-stop:
 					return
@@ -275,60 +262,51 @@ func TestGeoIPReloadUnderLoad(t *testing.T) {
 				}
 				m := new(dns.Msg)
 				m.SetQuestion("geo.example.org.", dns.TypeA)
-				europe(m)
+				ecsEurope(m)
 				r, _, err := c.Exchange(m, ts.addr())
 				if err != nil || r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
 					select {
-					case errs <- "query failed during reload":
+					case errs <- fmt.Sprintf("query failed during reload: %v %v", err, r):
 					default:
 					}
 					return
 				}
+				queries.Add(1)
 			}
-		}()
+		})
 	}
-	// The new database places 193.0.0.0/16 in Japan.
+	// Each database places 193.0.0.0/16 in Japan (the as region) or in
+	// the Netherlands (eu); each reload is done once the answer follows.
 	db := filepath.Join(ts.dir, "country.mmdb")
 	for i := range 5 {
-		country := "JP"
+		country, want := "JP", "192.0.2.30"
 		if i%2 == 1 {
-			country = "NL"
+			country, want = "NL", "192.0.2.10"
 		}
 		geotest.WriteFile(t, db+".new", geotest.Net{CIDR: "193.0.0.0/16", Country: country})
 		if err := os.Rename(db+".new", db); err != nil {
 			t.Fatal(err)
 		}
-		if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(100 * time.Millisecond)
+		ts.hup(t, "geoip database reloaded")
+		waitAnswer(t, ts.addr(), "geo.example.org.", want, ecsEurope)
 	}
 	// A corrupt file leaves the last good one (JP) serving.
 	if err := os.WriteFile(db+".new", []byte("not a database"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	geotest.WriteFile(t, db+".jp", geotest.Net{CIDR: "193.0.0.0/16", Country: "JP"})
-	if err := os.Rename(db+".jp", db); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(100 * time.Millisecond)
 	if err := os.Rename(db+".new", db); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
+	ts.hup(t, "geoip reload failed; the previous database keeps serving")
 	close(stop)
 	wg.Wait()
 	close(errs)
 	for e := range errs {
 		t.Error(e)
 	}
-	r := query(t, "udp", ts.addr(), "geo.example.org.", dns.TypeA, europe)
+	t.Logf("%d queries during the reloads", queries.Load())
+	r := query(t, "udp", ts.addr(), "geo.example.org.", dns.TypeA, ecsEurope)
 	if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "192.0.2.30" {
-		t.Fatalf("after reload to JP data: %v", r.Answer)
+		t.Fatalf("after a corrupt file, the last good database (JP) must serve: %v", r.Answer)
 	}
 }
