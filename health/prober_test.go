@@ -323,18 +323,31 @@ func TestFlappingEndpoint(t *testing.T) {
 }
 
 // TestSteadyStateWrites: with nothing changing, a prober writes nothing to
-// etcd, however many checks it makes.
+// etcd, however many checks it makes, across several refresh periods (a
+// refresh rewrites a report only when its RTT, load or failure reason
+// moved). The refresh is shortened so that the test spans three of them.
+// The checks dial through a delay of 50 ms: a refresh ignores RTT moves
+// within a fifth, so a busy machine's jitter does not count as a change.
 func TestSteadyStateWrites(t *testing.T) {
+	const refresh = 300 * time.Millisecond
 	e := newEnv(t)
+	n := newNetSwitch()
+	n.delay = 50 * time.Millisecond
+	check := func(typ string) regions.HealthCheck {
+		return regions.HealthCheck{Type: typ, Port: 1, Interval: regions.Duration(200 * time.Millisecond),
+			Timeout: regions.Duration(200 * time.Millisecond), Rise: 2, Fall: 3}
+	}
 	lb := newLB(t)
 	vips := map[string]string{}
 	for i := range 5 {
 		vips["192.0.2."+string(rune('1'+i))] = lb.addr()
 	}
-	e.region("a", fast("http"), vips)
-	e.region("b", fast("tcp"), map[string]string{"192.0.2.10": newTCPTarget(t).addr()})
-	p1 := e.startProber(Config{ID: "p1"})
-	p2 := e.startProber(Config{ID: "p2"})
+	e.region("a", check("http"), vips)
+	e.region("b", check("tcp"), map[string]string{"192.0.2.10": newTCPTarget(t).addr()})
+	ps := []*proberRun{
+		e.startProber(Config{ID: "p1", Refresh: refresh, Dial: n.dial}),
+		e.startProber(Config{ID: "p2", Refresh: refresh, Dial: n.dial}),
+	}
 	e.allUp(2)
 	rev := func() int64 {
 		resp, err := e.cli.Get(etcdtest.Ctx(t), e.prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
@@ -347,13 +360,23 @@ func TestSteadyStateWrites(t *testing.T) {
 		}
 		return m
 	}
-	r0 := rev()
-	c0 := p1.Status().Stats.Checks + p2.Status().Stats.Checks
-	etcdtest.WaitUntil(t, "200 more checks", func() bool {
-		return p1.Status().Stats.Checks+p2.Status().Stats.Checks-c0 >= 200
+	stats := func() (checks, writes uint64) {
+		for _, p := range ps {
+			st := p.Status().Stats
+			checks, writes = checks+st.Checks, writes+st.Writes
+		}
+		return checks, writes
+	}
+	r0, start := rev(), time.Now()
+	c0, w0 := stats()
+	etcdtest.WaitUntil(t, "three refresh periods and 100 more checks", func() bool {
+		c, _ := stats()
+		return time.Since(start) >= 3*refresh && c-c0 >= 100
 	})
-	if r := rev(); r != r0 {
-		t.Errorf("keys under the prefix changed in steady state (revision %d, then %d)", r0, r)
+	c1, w1 := stats()
+	if r := rev(); r != r0 || w1 != w0 {
+		t.Errorf("%d report writes in a steady state (keys' revision %d, then %d) over %d checks and %v, refresh %v: want none",
+			w1-w0, r0, r, c1-c0, time.Since(start).Round(time.Millisecond), refresh)
 	}
 }
 
