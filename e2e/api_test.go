@@ -274,12 +274,8 @@ func scenarioWeights(t *testing.T, d *deployment) {
 	}
 	report(t, sc, "both servers: ctl returned → new region answered", "%s", latencies(pooled))
 	slices.Sort(pooled)
-	verdict := "met"
-	if p99 := percentile(pooled, 0.99); p99 >= propagationGoal {
-		verdict = "NOT met"
-		t.Logf("propagation p99 %v is over the goal %v: a loaded machine, or a regression (the figure is reported, not asserted)", p99, propagationGoal)
-	}
-	report(t, sc, "goal: p99 < 100 ms from ctl returning", "%s (p99 %s)", verdict, ms(percentile(pooled, 0.99)))
+	p99 := percentile(pooled, 0.99)
+	report(t, sc, "goal: p99 < 100 ms from ctl returning", "%s (p99 %s)", bounded(t, "propagation p99", propagationGoal, p99), ms(p99))
 	report(t, sc, "meridian ctl weights set itself (process, API, etcd commit)", "%s", latencies(ctlTook))
 	report(t, sc, "ctl started → both servers answer", "%s", latencies(fromStart))
 }

@@ -123,6 +123,28 @@ func report(t testing.TB, scenario, what, format string, args ...any) {
 	figures.Unlock()
 }
 
+// slack is how far past its documented goal or bound a timing may go
+// before the suite fails: a loaded machine stretches timings a little, a
+// regression usually more.
+const slack = 2
+
+// bounded checks timings against a documented goal or bound: one over
+// slack times the bound fails the test. The verdict goes into the report.
+func bounded(t testing.TB, what string, bound time.Duration, took ...time.Duration) string {
+	t.Helper()
+	verdict := "within"
+	for _, d := range took {
+		if d > slack*bound {
+			t.Errorf("%s: %v, over %d × its bound %v", what, d.Round(time.Millisecond), slack, bound)
+			return fmt.Sprintf("OVER %d × the bound: failed", slack)
+		}
+		if d > bound {
+			verdict = fmt.Sprintf("over the bound, within %d × it", slack)
+		}
+	}
+	return verdict
+}
+
 func printFigures() {
 	figures.Lock()
 	defer figures.Unlock()
@@ -160,4 +182,39 @@ func leftovers(dir string) []string {
 		out = append(out, fmt.Sprintf("%d %s", pid, bytes.ReplaceAll(bytes.TrimRight(b, "\x00"), []byte{0}, []byte{' '})))
 	}
 	return out
+}
+
+// errorRecorder is a testing.TB whose Errorf is recorded, not reported.
+type errorRecorder struct {
+	testing.TB
+	errors []string
+}
+
+func (r *errorRecorder) Helper() {}
+
+func (r *errorRecorder) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+
+// TestBounded: a timing over twice its bound fails the run; one over the
+// bound but within twice it is reported as such.
+func TestBounded(t *testing.T) {
+	const bound = time.Second
+	for _, tc := range []struct {
+		name    string
+		took    []time.Duration
+		fails   bool
+		verdict string
+	}{
+		{"within", []time.Duration{900 * time.Millisecond, bound}, false, "within"},
+		{"over the bound", []time.Duration{500 * time.Millisecond, 1900 * time.Millisecond}, false, "over the bound, within 2 × it"},
+		{"over twice the bound", []time.Duration{500 * time.Millisecond, 2100 * time.Millisecond}, true, "OVER 2 × the bound: failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &errorRecorder{TB: t}
+			if got := bounded(r, "x", bound, tc.took...); got != tc.verdict || (len(r.errors) > 0) != tc.fails {
+				t.Errorf("verdict %q, errors %q; want %q, failing %v", got, r.errors, tc.verdict, tc.fails)
+			}
+		})
+	}
 }
