@@ -697,14 +697,14 @@ func scenarioEtcdFaults(t *testing.T, d *deployment) {
 	} else {
 		var p problemDoc
 		_ = json.Unmarshal(apiRes.body, &p)
-		report(t, sc, "API write without quorum (PATCH weights on ns1)", "503 %s after %v (write_timeout %v: %s), Retry-After %s",
-			p.Title, apiRes.took.Round(time.Millisecond), wt, bounded(t, "API write without quorum answered", wt, apiRes.took), apiRes.retryAfter)
+		report(t, sc, "API write without quorum (PATCH weights on ns1)", "503 %s after %v (bound write_timeout %v + %v: %s), Retry-After %s",
+			p.Title, apiRes.took.Round(time.Millisecond), wt, propagationGoal, bounded(t, "API write without quorum answered", wt+propagationGoal, apiRes.took), apiRes.retryAfter)
 	}
 	if ctlErr == nil || !strings.Contains(ctlOut, "503") {
 		t.Errorf("meridian ctl weights set without quorum: %v\n%s", ctlErr, ctlOut)
 	} else {
-		report(t, sc, "meridian ctl weights set without quorum (through ns2)", "failed after %v (write_timeout %v: %s): %s",
-			ctlTook.Round(time.Millisecond), wt, bounded(t, "meridian ctl without quorum answered", wt, ctlTook), firstLine(ctlOut))
+		report(t, sc, "meridian ctl weights set without quorum (through ns2)", "failed after %v (bound write_timeout %v + %v: %s): %s",
+			ctlTook.Round(time.Millisecond), wt, propagationGoal, bounded(t, "meridian ctl without quorum answered", wt+propagationGoal, ctlTook), firstLine(ctlOut))
 	}
 	report(t, sc, "DNS on ns1 and ns2 while those writes waited (every 50 ms)", "%d/%d failed", dnsFailed, dnsAsked)
 	if dnsFailed > 0 || dnsAsked == 0 {
