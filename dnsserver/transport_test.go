@@ -16,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/meridian-gslb/meridian/internal/testlog"
+	"github.com/meridian-gslb/meridian/internal/testport"
 )
 
 // failsafe bounds every wait in these tests so a broken transport fails
@@ -290,27 +291,6 @@ func TestTransportConfigValidation(t *testing.T) {
 	}
 }
 
-// freePort returns a port free for UDP and TCP on 127.0.0.1 just now.
-func freePort(t *testing.T) uint16 {
-	t.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).AddrPort().Port()
-		ln.Close()
-		c, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		c.Close()
-		return port
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
 // canBindPlain reports whether addr can be bound for UDP and TCP without
 // SO_REUSEPORT, that is, whether no socket of ours holds it.
 func canBindPlain(addr string) error {
@@ -352,7 +332,7 @@ func TestTransportListen(t *testing.T) {
 		}
 	})
 	t.Run("failure closes what was opened", func(t *testing.T) {
-		first := freePort(t)
+		first := uint16(testport.Free(t, 1)[0])
 		// Hold the TCP side of a second address so its bind fails after
 		// the first address and the second's UDP sockets are open.
 		busy, err := net.Listen("tcp4", "127.0.0.1:0")

@@ -18,6 +18,7 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 
+	"github.com/meridian-gslb/meridian/internal/testport"
 	"github.com/meridian-gslb/meridian/internal/testtool"
 )
 
@@ -206,7 +207,7 @@ func TestTransportUDPWildcardBothFamilies(t *testing.T) {
 	ipv6Loopback(t)
 	var r *runningTransport
 	for range 10 {
-		port := freePort(t)
+		port := uint16(testport.Free(t, 1)[0])
 		tr, err := NewTransport(TransportConfig{
 			Addrs:      []string{fmt.Sprintf("0.0.0.0:%d", port), fmt.Sprintf("[::]:%d", port)},
 			UDPSockets: 2,
@@ -216,7 +217,7 @@ func TestTransportUDPWildcardBothFamilies(t *testing.T) {
 		}
 		if err := tr.Listen(); err != nil {
 			if isAddrInUse(err) {
-				continue // taken since freePort looked: try another
+				continue // taken since it was picked: try another
 			}
 			t.Fatal(err)
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/miekg/dns"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/meridian-gslb/meridian/internal/testport"
 	"github.com/meridian-gslb/meridian/internal/testtool"
 )
 
@@ -79,16 +80,16 @@ func startDeployment(t *testing.T) *deployment {
 	t.Helper()
 	testtool.Need(t, "kdig")
 	testtool.Need(t, "etcdctl")
-	pp := &ports{t: t}
+	pp := testport.NewPicker(t)
 	d := &deployment{etcd: newEtcdCluster(t, pp)}
-	dnsPort := pp.pick("127.0.0.1", "127.0.0.2")
-	httpPort := pp.pick("127.0.0.1", "127.0.0.2")
-	unboundPort := pp.pick("127.0.0.4")
-	namedPort := pp.pick("127.0.0.1")
+	dnsPort := pp.Pick("127.0.0.1", "127.0.0.2")
+	httpPort := pp.Pick("127.0.0.1", "127.0.0.2")
+	unboundPort := pp.Pick("127.0.0.4")
+	namedPort := pp.Pick("127.0.0.1")
 	sites := []string{siteHosts["eu-west"], siteHosts["us-east"], siteHosts["ap-northeast"]}
-	lbPort4, lbPort6 := pp.pick(sites...), pp.pick(sites...)
-	canaryPort := pp.pick(canaryHost)
-	pp.release()
+	lbPort4, lbPort6 := pp.Pick(sites...), pp.Pick(sites...)
+	canaryPort := pp.Pick(canaryHost)
+	pp.Release()
 	t.Cleanup(d.etcd.stopAll) // cleanups run last-registered first: etcd goes last
 	var state string
 	d.sites, state = layoutRegions(t, lbPort4, lbPort6)

@@ -15,6 +15,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/meridian-gslb/meridian/internal/testport"
 	"github.com/meridian-gslb/meridian/internal/testtool"
 	"github.com/meridian-gslb/meridian/regions/store"
 )
@@ -72,11 +73,11 @@ type etcdCluster struct {
 
 // newEtcdCluster lays out three members on 127.0.0.11-13 with ports free
 // on all three, and makes the certificates.
-func newEtcdCluster(t testing.TB, pp *ports) *etcdCluster {
+func newEtcdCluster(t testing.TB, pp *testport.Picker) *etcdCluster {
 	t.Helper()
 	hosts := []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}
 	c := &etcdCluster{pki: filepath.Join(runDir, "pki")}
-	clientPort, peerPort := pp.pick(hosts...), pp.pick(hosts...)
+	clientPort, peerPort := pp.Pick(hosts...), pp.Pick(hosts...)
 	for i, h := range hosts {
 		c.members = append(c.members, &etcdMember{
 			name: fmt.Sprintf("etcd-%d", i+1), host: h, clientPort: clientPort, peerPort: peerPort,

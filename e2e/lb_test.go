@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meridian-gslb/meridian/internal/testport"
 )
 
 // loadBalancer stands in for a region's load balancer: an HTTP server on
@@ -191,9 +193,9 @@ func (lb *loadBalancer) restore() error {
 // TestLoadBalancerStandIn checks the stand-in does what the scenarios
 // rely on: fail, slow down, cut off, blackhole one source, restore.
 func TestLoadBalancerStandIn(t *testing.T) {
-	pp := &ports{t: t}
-	port := pp.pick("127.0.0.31")
-	pp.release()
+	pp := testport.NewPicker(t)
+	port := pp.Pick("127.0.0.31")
+	pp.Release()
 	lb := newLoadBalancer(t, fmt.Sprintf("127.0.0.31:%d", port))
 	// Two clients: one from 127.0.0.1 (the system's choice), one from
 	// 127.0.0.32, a source some steps blackhole.

@@ -6,8 +6,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -175,58 +173,4 @@ var errStop = errors.New("giving up")
 // has died, with the end of its log.
 func exitedErr(p *proc) error {
 	return fmt.Errorf("%w: %s exited (%v); end of %s:\n%s", errStop, p.name, p.err, p.log, p.tail(30))
-}
-
-// ports hands out loopback ports free on every host given, for UDP and
-// TCP: each is held until release, so none is handed out twice.
-type ports struct {
-	t    testing.TB
-	held []io.Closer
-}
-
-func (ps *ports) pick(hosts ...string) int {
-	ps.t.Helper()
-	for tries := 0; tries < 50; tries++ {
-		l, err := net.Listen("tcp", net.JoinHostPort(hosts[0], "0"))
-		if err != nil {
-			ps.t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		held := []io.Closer{l}
-		ok := true
-		for i, h := range hosts {
-			addr := net.JoinHostPort(h, fmt.Sprint(port))
-			if i > 0 {
-				l, err := net.Listen("tcp", addr)
-				if err != nil {
-					ok = false
-					break
-				}
-				held = append(held, l)
-			}
-			u, err := net.ListenPacket("udp", addr)
-			if err != nil {
-				ok = false
-				break
-			}
-			held = append(held, u)
-		}
-		if ok {
-			ps.held = append(ps.held, held...)
-			return port
-		}
-		for _, c := range held {
-			c.Close()
-		}
-	}
-	ps.t.Fatalf("no port free on %v", hosts)
-	return 0
-}
-
-// release lets the processes bind the ports picked.
-func (ps *ports) release() {
-	for _, c := range ps.held {
-		c.Close()
-	}
-	ps.held = nil
 }

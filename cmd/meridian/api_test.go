@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meridian-gslb/meridian/internal/testport"
 	"github.com/meridian-gslb/meridian/internal/testtool"
 	"github.com/miekg/dns"
 	"github.com/prometheus/common/expfmt"
@@ -453,7 +454,7 @@ func TestCtlApply(t *testing.T) {
 func TestCtlFailures(t *testing.T) {
 	ts := startAPIServer(t, true)
 	waitAnswer(t, ts.addr(), "geo.example.org.", "192.0.2.20")
-	closed := fmt.Sprintf("http://127.0.0.1:%d", freePorts(t, 1)[0])
+	closed := fmt.Sprintf("http://127.0.0.1:%d", testport.Free(t, 1)[0])
 	cases := []struct {
 		name string
 		args []string

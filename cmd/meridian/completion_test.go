@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meridian-gslb/meridian/internal/testport"
 	"github.com/meridian-gslb/meridian/internal/testtool"
 )
 
@@ -23,7 +24,7 @@ func TestCompletions(t *testing.T) {
 	ts := startAPIServer(t, true)
 	waitShares(t, ts, "sticky.example.org.", map[string]float64{"eu": 1.0 / 3, "na": 1.0 / 3, "as": 1.0 / 3}) // bootstrap done
 	ctl := []string{"ctl", "--server", ts.url(), "--token-file", filepath.Join(ts.dir, "admin.token")}
-	down := []string{"ctl", "--server", fmt.Sprintf("http://127.0.0.1:%d", freePorts(t, 1)[0])}
+	down := []string{"ctl", "--server", fmt.Sprintf("http://127.0.0.1:%d", testport.Free(t, 1)[0])}
 	with := func(base []string, words ...string) []string { return append(slices.Clone(base), words...) }
 	cases := []struct {
 		name  string

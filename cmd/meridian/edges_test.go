@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meridian-gslb/meridian/internal/testport"
 	"github.com/meridian-gslb/meridian/internal/testtool"
 	"github.com/miekg/dns"
 )
@@ -252,7 +253,7 @@ func TestECSCacheThroughUnbound(t *testing.T) {
 // service might be, instead of a denial resolvers would cache.
 func TestBeforeFirstSnapshot(t *testing.T) {
 	files := edgeFiles(t)
-	dead := fmt.Sprintf("127.0.0.1:%d", freePort(t)) // nothing listens there
+	dead := fmt.Sprintf("127.0.0.1:%d", testport.Free(t, 1)[0]) // nothing listens there
 	ts := startServerWith(t, serverSetup{extra: steeringConfig, files: files, etcdEndpoints: []string{dead}, notReady: true})
 	cases := []struct {
 		name  string

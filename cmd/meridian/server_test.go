@@ -18,6 +18,7 @@ import (
 
 	"github.com/meridian-gslb/meridian/internal/etcdtest"
 	"github.com/meridian-gslb/meridian/internal/testlog"
+	"github.com/meridian-gslb/meridian/internal/testport"
 )
 
 // testZone is the zone the end-to-end tests serve.
@@ -97,7 +98,7 @@ func startServerWith(t testing.TB, setup serverSetup) *testServer {
 	} else {
 		ports := setup.embeddedPorts
 		if len(ports) == 0 {
-			ports = freePorts(t, 2)
+			ports = testport.Free(t, 2)
 		}
 		etcdURL = fmt.Sprintf("127.0.0.1:%d", ports[0])
 		etcdCfg = fmt.Sprintf("etcd:\n  embedded_client: 127.0.0.1:%d\n  embedded_peer: 127.0.0.1:%d\n", ports[0], ports[1])

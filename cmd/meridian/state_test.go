@@ -17,6 +17,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/meridian-gslb/meridian/internal/etcdtest"
+	"github.com/meridian-gslb/meridian/internal/testport"
 	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/regions/store"
 )
@@ -158,7 +159,7 @@ func TestServerEtcdDownAtStart(t *testing.T) {
 		{
 			name: "embedded etcd port taken",
 			prepare: func(t *testing.T, dir string) (serverSetup, func()) {
-				ports := freePorts(t, 2)
+				ports := testport.Free(t, 2)
 				ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", ports[0]))
 				if err != nil {
 					t.Fatal(err)
@@ -282,7 +283,7 @@ func TestServerEtcdDownAtStart(t *testing.T) {
 func TestServerEmptyEtcd(t *testing.T) {
 	dir := t.TempDir()
 	oldStateFile(t, dir)
-	ports := freePorts(t, 2)
+	ports := testport.Free(t, 2)
 	noBootstrap := "geoip:\n  database: country.mmdb\n"
 
 	ts := startServerWith(t, serverSetup{dir: dir, extra: noBootstrap, embeddedPorts: ports, etcdPrefix: "/other/"})

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/meridian-gslb/meridian/internal/testport"
 	"github.com/meridian-gslb/meridian/internal/testtool"
 )
 
@@ -110,43 +110,6 @@ func TestWithKdig(t *testing.T) {
 	}
 }
 
-// freePort finds a loopback port free for both UDP and TCP just now.
-func freePort(t testing.TB) int {
-	t.Helper()
-	return freePorts(t, 1)[0]
-}
-
-// freePorts finds n distinct loopback ports, each free for UDP and TCP:
-// all are held until every one is found, so none is handed out twice.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ports []int
-	var held []io.Closer
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
-	for tries := 0; len(ports) < n; tries++ {
-		if tries > 20*n {
-			t.Fatal("no free ports")
-		}
-		u, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, u)
-		port := u.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		held = append(held, l)
-		ports = append(ports, port)
-	}
-	return ports
-}
-
 // TestThroughUnbound resolves names through Debian's unbound, started
 // here with a stub zone pointing at the server: the way real resolvers
 // reach Meridian.
@@ -202,7 +165,7 @@ func startUnbound(t *testing.T, ts *testServer, u unboundSetup) *unboundRun {
 	checkconf := testtool.Need(t, "unbound-checkconf")
 	host, port, _ := net.SplitHostPort(ts.addr())
 	dir := t.TempDir()
-	uport := freePort(t)
+	uport := testport.Free(t, 1)[0]
 	if u.modules == "" {
 		u.modules = "iterator"
 	}

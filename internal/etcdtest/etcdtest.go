@@ -10,7 +10,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/meridian-gslb/meridian/internal/testport"
 	"github.com/meridian-gslb/meridian/regions/embedded"
 )
 
@@ -65,7 +65,7 @@ func Shared(t testing.TB) *clientv3.Client {
 			return
 		}
 		var ports []int
-		if ports, shared.err = findFreePorts(2); shared.err != nil {
+		if ports, shared.err = testport.Ports(2); shared.err != nil {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), WaitLimit)
@@ -112,34 +112,11 @@ func Logger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// FreePorts finds n loopback ports free right now: all are held open
-// together so they differ, then released for the caller to bind.
+// FreePorts finds n loopback ports free right now, out of the kernel's
+// ephemeral range (see testport), released for the caller to bind.
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
-	p, err := findFreePorts(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func findFreePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	ports := make([]int, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	return ports, nil
+	return testport.Free(t, n)
 }
 
 // Member is an embedded etcd a test can stop and start again on the same
