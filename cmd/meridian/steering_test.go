@@ -91,11 +91,27 @@ func waitAnswer(t *testing.T, addr, name string, want string, edit ...func(*dns.
 	t.Fatalf("%s at %s never answered %s; last reply:\n%v", name, addr, want, last)
 }
 
+// waitService waits until ts serves the service name: a bootstrap writes
+// the services of its file one after another, so one answering does not
+// mean the next is there yet.
+func waitService(t *testing.T, ts *testServer, name string) {
+	t.Helper()
+	waitStatus(t, ts, name+" served", func(st map[string]any) bool {
+		svcs, _ := jsonPath(st, "services").([]any)
+		for _, s := range svcs {
+			if jsonPath(s, "name") == name {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 func TestGeoSteeringWithKdig(t *testing.T) {
 	kdig := testtool.Need(t, "kdig")
 	ts := startServerWith(t, serverSetup{extra: steeringConfig, files: steeringFiles(t)})
 	host, port, _ := net.SplitHostPort(ts.addr())
-	waitAnswer(t, ts.addr(), "geo.example.org.", "192.0.2.20") // bootstrap done
+	waitService(t, ts, "lb.example.org.") // the bootstrap's last service
 	base := []string{"@" + host, "-p", port, "+norec", "+time=3", "+retry=0"}
 	cases := []struct {
 		name string
@@ -174,6 +190,7 @@ func TestPropagation(t *testing.T) {
 	st := store.NewStore(cli, "/meridian/", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	waitService(t, a, "lb.example.org.")
 	for _, target := range []struct {
 		weights map[string]uint32
 		want    string
@@ -181,14 +198,7 @@ func TestPropagation(t *testing.T) {
 		{map[string]uint32{"eu": 0, "na": 0, "as": 5}, "192.0.2.30"},
 		{map[string]uint32{"eu": 7, "na": 0, "as": 0}, "192.0.2.10"},
 	} {
-		var err error
-		for range 50 { // the bootstrap may still be writing
-			if _, err = st.SetWeights(ctx, "lb.example.org.", target.weights, store.Always, store.Force()); err == nil { // as has no IPv6 VIP
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if err != nil {
+		if _, err := st.SetWeights(ctx, "lb.example.org.", target.weights, store.Always, store.Force()); err != nil { // as has no IPv6 VIP
 			t.Fatal(err)
 		}
 		waitAnswer(t, a.addr(), "lb.example.org.", target.want)
