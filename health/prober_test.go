@@ -326,16 +326,19 @@ func TestFlappingEndpoint(t *testing.T) {
 // etcd, however many checks it makes, across several refresh periods (a
 // refresh rewrites a report only when its RTT, load or failure reason
 // moved). The refresh is shortened so that the test spans three of them.
-// The checks dial through a delay of 50 ms: a refresh ignores RTT moves
-// within a fifth, so a busy machine's jitter does not count as a change.
+// The checks dial through a delay of 200 ms: a refresh ignores RTT moves
+// within a fifth (40 ms), so a busy machine's jitter is no move. The
+// steady state starts once no report is due for a refresh: the first
+// reports carry the RTTs of the first checks, which a refresh may still
+// correct.
 func TestSteadyStateWrites(t *testing.T) {
 	const refresh = 300 * time.Millisecond
 	e := newEnv(t)
 	n := newNetSwitch()
-	n.delay = 50 * time.Millisecond
+	n.delay = 200 * time.Millisecond
 	check := func(typ string) regions.HealthCheck {
-		return regions.HealthCheck{Type: typ, Port: 1, Interval: regions.Duration(200 * time.Millisecond),
-			Timeout: regions.Duration(200 * time.Millisecond), Rise: 2, Fall: 3}
+		return regions.HealthCheck{Type: typ, Port: 1, Interval: regions.Duration(500 * time.Millisecond),
+			Timeout: regions.Duration(400 * time.Millisecond), Rise: 2, Fall: 3}
 	}
 	lb := newLB(t)
 	vips := map[string]string{}
@@ -349,6 +352,36 @@ func TestSteadyStateWrites(t *testing.T) {
 		e.startProber(Config{ID: "p2", Refresh: refresh, Dial: n.dial}),
 	}
 	e.allUp(2)
+	keys := store.NewKeys(e.prefix)
+	// settled: every VIP's RTT in etcd is within half the move a refresh
+	// needs of the RTT its prober holds now.
+	settled := func() bool {
+		for _, p := range ps {
+			written := map[string]map[netip.Addr]time.Duration{}
+			for _, ts := range p.Status().Targets {
+				if written[ts.Region] == nil {
+					resp, err := e.cli.Get(etcdtest.Ctx(t), keys.Health(ts.Region, p.cfg.ID))
+					if err != nil || len(resp.Kvs) != 1 {
+						return false
+					}
+					var rep regions.HealthReport
+					if err := json.Unmarshal(resp.Kvs[0].Value, &rep); err != nil {
+						t.Fatal(err)
+					}
+					written[ts.Region] = map[netip.Addr]time.Duration{}
+					for _, v := range rep.VIPs {
+						written[ts.Region][v.Addr] = time.Duration(v.RTT)
+					}
+				}
+				w, ok := written[ts.Region][ts.VIP]
+				if !ok || (ts.RTT-w).Abs() > max(time.Millisecond, w/5)/2 {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	etcdtest.WaitUntil(t, "no report due for a refresh", settled)
 	rev := func() int64 {
 		resp, err := e.cli.Get(etcdtest.Ctx(t), e.prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 		if err != nil {
@@ -369,14 +402,20 @@ func TestSteadyStateWrites(t *testing.T) {
 	}
 	r0, start := rev(), time.Now()
 	c0, w0 := stats()
-	etcdtest.WaitUntil(t, "three refresh periods and 100 more checks", func() bool {
+	etcdtest.WaitUntil(t, "three refresh periods and 60 more checks", func() bool {
 		c, _ := stats()
-		return time.Since(start) >= 3*refresh && c-c0 >= 100
+		return time.Since(start) >= 3*refresh && c-c0 >= 60
 	})
 	c1, w1 := stats()
 	if r := rev(); r != r0 || w1 != w0 {
-		t.Errorf("%d report writes in a steady state (keys' revision %d, then %d) over %d checks and %v, refresh %v: want none",
-			w1-w0, r0, r, c1-c0, time.Since(start).Round(time.Millisecond), refresh)
+		var rtts []string
+		for _, p := range ps {
+			for _, ts := range p.Status().Targets {
+				rtts = append(rtts, fmt.Sprintf("%s %v %v", p.cfg.ID, ts.VIP, ts.RTT.Round(time.Millisecond)))
+			}
+		}
+		t.Errorf("%d report writes in a steady state (keys' revision %d, then %d) over %d checks and %v, refresh %v: want none; RTTs now: %s",
+			w1-w0, r0, r, c1-c0, time.Since(start).Round(time.Millisecond), refresh, strings.Join(rtts, ", "))
 	}
 }
 
