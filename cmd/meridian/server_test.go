@@ -417,12 +417,7 @@ func TestServerConfigErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A port that is free now: a config error must leave it unbound.
-	probe, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := probe.LocalAddr().(*net.UDPAddr).Port
-	probe.Close()
+	port := testport.Free(t, 1)[0]
 	head := fmt.Sprintf("listen:\n  dns: [\"127.0.0.1:%d\"]\n  http: \"\"\n", port)
 	zonesOK := "zones:\n  - origin: example.org.\n    file: ok.zone\n"
 	cases := []struct {
