@@ -40,7 +40,9 @@ const apiState = steeringState + `  - name: sticky.example.org.
 `
 
 // startAPIServer runs a server with tokens and GeoIP; bootstrap loads
-// apiState, otherwise etcd starts empty.
+// apiState, and the server is returned once it serves the state's last
+// service (the bootstrap writes them one by one, and audits each),
+// otherwise etcd starts empty.
 func startAPIServer(t testing.TB, bootstrap bool) *testServer {
 	t.Helper()
 	files := steeringFiles(t)
@@ -49,7 +51,11 @@ func startAPIServer(t testing.TB, bootstrap bool) *testServer {
 	if bootstrap {
 		extra += "bootstrap: state.yaml\n"
 	}
-	return startServerWith(t, serverSetup{extra: extra, files: files})
+	ts := startServerWith(t, serverSetup{extra: extra, files: files})
+	if bootstrap {
+		waitService(t, ts, "sticky.example.org.")
+	}
+	return ts
 }
 
 func (ts *testServer) url() string { return "http://" + ts.HTTP.String() }
