@@ -120,13 +120,6 @@ func BenchmarkAPIWeightsPropagation(b *testing.B) {
 func BenchmarkAPIWritesCAS(b *testing.B) {
 	ts := startAPIServer(b, true)
 	api := newAPIClient(b, ts)
-	deadline := time.Now().Add(30 * time.Second)
-	for code, _ := api.do(b, "GET", "/v1/services/lb.example.org", "", nil); code != http.StatusOK; code, _ = api.do(b, "GET", "/v1/services/lb.example.org", "", nil) {
-		if time.Now().After(deadline) {
-			b.Fatal("the bootstrap never created the service")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 	path := "/v1/services/lb.example.org/weights"
 	bodies := []string{`{"weights":{"eu":1}}`, `{"weights":{"eu":2}}`}
 	b.Run("sequential", func(b *testing.B) {

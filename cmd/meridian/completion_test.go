@@ -22,7 +22,6 @@ import (
 // server the command line names.
 func TestCompletions(t *testing.T) {
 	ts := startAPIServer(t, true)
-	waitShares(t, ts, "sticky.example.org.", map[string]float64{"eu": 1.0 / 3, "na": 1.0 / 3, "as": 1.0 / 3}) // bootstrap done
 	ctl := []string{"ctl", "--server", ts.url(), "--token-file", filepath.Join(ts.dir, "admin.token")}
 	down := []string{"ctl", "--server", fmt.Sprintf("http://127.0.0.1:%d", testport.Free(t, 1)[0])}
 	with := func(base []string, words ...string) []string { return append(slices.Clone(base), words...) }
@@ -84,7 +83,6 @@ func TestCompletions(t *testing.T) {
 func TestCompletionScripts(t *testing.T) {
 	bash, zsh, fish := testtool.Need(t, "bash"), testtool.Need(t, "zsh"), testtool.Need(t, "fish")
 	ts := startAPIServer(t, true)
-	waitShares(t, ts, "sticky.example.org.", map[string]float64{"eu": 1.0 / 3, "na": 1.0 / 3, "as": 1.0 / 3})
 	bin := buildMeridian(t)
 	dir := filepath.Dir(bin)
 	for _, sh := range []string{"bash", "zsh", "fish"} {

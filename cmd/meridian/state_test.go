@@ -65,7 +65,7 @@ func oldStateFile(t *testing.T, dir string) (confirmed time.Time) {
 }
 
 // getDoc reads a JSON document from url.
-func getDoc(t *testing.T, url string) map[string]any {
+func getDoc(t testing.TB, url string) map[string]any {
 	t.Helper()
 	var m map[string]any
 	getJSON(t, url, &m)
@@ -129,7 +129,7 @@ func checkEurope(t *testing.T, ts *testServer) {
 }
 
 // waitStatus polls /v1/status until ok holds.
-func waitStatus(t *testing.T, ts *testServer, what string, ok func(map[string]any) bool) map[string]any {
+func waitStatus(t testing.TB, ts *testServer, what string, ok func(map[string]any) bool) map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(etcdtest.WaitLimit + 15*time.Second)
 	for {

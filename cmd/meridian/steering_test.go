@@ -96,24 +96,15 @@ func waitAnswer(t *testing.T, addr, name string, want string, edit ...func(*dns.
 // mean the next is there yet.
 func waitService(t testing.TB, ts *testServer, name string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var st struct {
-			Services []struct {
-				Name string `json:"name"`
-			} `json:"services"`
-		}
-		getJSON(t, ts.url()+"/v1/status", &st)
-		for _, s := range st.Services {
-			if s.Name == name {
-				return
+	waitStatus(t, ts, name+" served", func(st map[string]any) bool {
+		svcs, _ := jsonPath(st, "services").([]any)
+		for _, s := range svcs {
+			if jsonPath(s, "name") == name {
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never served; services %+v", name, st.Services)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false
+	})
 }
 
 func TestGeoSteeringWithKdig(t *testing.T) {
