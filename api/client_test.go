@@ -15,6 +15,7 @@ import (
 	"github.com/meridian-gslb/meridian/api/apitypes"
 	"github.com/meridian-gslb/meridian/api/client"
 	"github.com/meridian-gslb/meridian/internal/etcdtest"
+	"github.com/meridian-gslb/meridian/internal/testport"
 	"github.com/meridian-gslb/meridian/regions"
 )
 
@@ -368,10 +369,7 @@ func sameNoData(a, b apitypes.NoData) bool {
 // TestClientTransportErrors: a server that does not answer is an error
 // of the transport, not an *Error; a bad base URL is refused.
 func TestClientTransportErrors(t *testing.T) {
-	srv := httptest.NewServer(http.NotFoundHandler())
-	url := srv.URL
-	srv.Close()
-	c, err := client.New(url)
+	c, err := client.New(fmt.Sprintf("http://127.0.0.1:%d", testport.Free(t, 1)[0])) // nothing listens there
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package health
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meridian-gslb/meridian/internal/testport"
 	"github.com/meridian-gslb/meridian/regions"
 )
 
@@ -119,12 +121,7 @@ func TestHTTPCheck(t *testing.T) {
 		}
 	})
 	t.Run("refused", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		closed := ln.Addr().String()
-		ln.Close()
+		closed := fmt.Sprintf("127.0.0.1:%d", testport.Free(t, 1)[0]) // nothing listens there
 		r := runCheck(t, check("/", nil), closed)
 		if r.OK || !strings.Contains(r.Reason, "refused") {
 			t.Fatalf("ok %t reason %q", r.OK, r.Reason)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,19 +18,10 @@ import (
 	"time"
 
 	"github.com/meridian-gslb/meridian/internal/etcdtest"
+	"github.com/meridian-gslb/meridian/internal/testport"
 	"github.com/meridian-gslb/meridian/internal/testtool"
 	"github.com/meridian-gslb/meridian/regions"
 )
-
-// freePort is a loopback port nothing listens on now.
-func freePort(t testing.TB) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // realHAProxy is an HAProxy process in front of one backend server: the
 // frontend "www" (maxconn 300) and the stats page, both on loopback.
@@ -41,7 +31,8 @@ type realHAProxy struct {
 
 func startHAProxy(t *testing.T, backend string) *realHAProxy {
 	bin := testtool.Need(t, "haproxy")
-	h := &realHAProxy{front: fmt.Sprintf("127.0.0.1:%d", freePort(t)), stats: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	ports := testport.Free(t, 2) // HAProxy binds them
+	h := &realHAProxy{front: fmt.Sprintf("127.0.0.1:%d", ports[0]), stats: fmt.Sprintf("127.0.0.1:%d", ports[1])}
 	cfg := fmt.Sprintf(`global
     maxconn 1000
 defaults

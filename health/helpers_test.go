@@ -22,6 +22,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meridian-gslb/meridian/internal/etcdtest"
+	"github.com/meridian-gslb/meridian/internal/testport"
 	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/regions/store"
 )
@@ -98,7 +99,9 @@ func (l *lb) addr() string { return l.srv.Listener.Addr().String() }
 
 // tcpTarget is a TCP endpoint that accepts and closes connections; stop
 // closes the listener (connection refused), start opens it again on the
-// same port.
+// same port. The port is below the ephemeral range: while the target is
+// stopped, no connect() can take it, nor can a check's dial to it be
+// given it as its own port and connect to itself.
 type tcpTarget struct {
 	mu   sync.Mutex
 	ln   net.Listener
@@ -107,7 +110,7 @@ type tcpTarget struct {
 
 func newTCPTarget(t testing.TB) *tcpTarget {
 	tt := &tcpTarget{}
-	tt.start(t, "127.0.0.1:0")
+	tt.start(t, fmt.Sprintf("127.0.0.1:%d", testport.Free(t, 1)[0]))
 	t.Cleanup(tt.stop)
 	return tt
 }

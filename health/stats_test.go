@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/meridian-gslb/meridian/internal/testport"
 	"github.com/meridian-gslb/meridian/regions"
 )
 
@@ -135,12 +136,7 @@ func TestHAProxyStats(t *testing.T) {
 // TestStatsUnreachable: a page that cannot be had leaves the load
 // unknown with the reason, within the timeout.
 func TestStatsUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := ln.Addr().String()
-	ln.Close()
+	closed := fmt.Sprintf("127.0.0.1:%d", testport.Free(t, 1)[0]) // nothing listens there
 	hang := newLB(t)
 	hang.set(lbHang)
 	cases := []struct {

@@ -32,7 +32,6 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -48,6 +47,7 @@ import (
 	"github.com/miekg/dns"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/meridian-gslb/meridian/internal/testport"
 	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/regions/store"
 )
@@ -214,35 +214,11 @@ func tail(s string) string {
 	return s
 }
 
-// freePorts picks n free loopback ports (TCP and UDP).
-func freePorts(n int) ([]int, error) {
-	var out []int
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			l.Close()
-		}
-	}()
-	for len(out) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		held = append(held, l)
-		p := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(p))
-		if err != nil {
-			continue
-		}
-		u.Close()
-		out = append(out, p)
-	}
-	return out, nil
-}
-
 // setup writes the configuration, an admin token and the state file.
 func (r *run) setup() error {
-	ports, err := freePorts(4)
+	// Below the ephemeral range: the server is restarted on the same ports,
+	// which no outgoing connection may take meanwhile.
+	ports, err := testport.Ports(4)
 	if err != nil {
 		return err
 	}

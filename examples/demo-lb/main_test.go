@@ -13,22 +13,26 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meridian-gslb/meridian/internal/testport"
 )
 
-func freeAddr(t *testing.T) string {
+// freeAddrs returns n distinct loopback addresses for the stand-ins to
+// listen on.
+func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var addrs []string
+	for _, p := range testport.Free(t, n) {
+		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", p))
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addrs
 }
 
 // TestDemoLB: the stand-ins answer their region's checks, and fail and
 // restore on the control API, by region or by VIP.
 func TestDemoLB(t *testing.T) {
-	a4, a6, b, tcp, control := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	addrs := freeAddrs(t, 5)
+	a4, a6, b, tcp, control := addrs[0], addrs[1], addrs[2], addrs[3], addrs[4]
 	state := fmt.Sprintf(`regions:
   - name: a
     vips: [192.0.2.1, "2001:db8::1", 192.0.2.9]
