@@ -97,6 +97,9 @@ func pick(hosts []string) ([]io.Closer, int, error) {
 		if hi > lo {
 			port = lo + rand.IntN(hi-lo)
 		}
+		if port != 0 && !reserve(port) {
+			continue // picked before, by this process or another
+		}
 		if held, port, ok := hold(port, hosts); ok {
 			return held, port, nil
 		}

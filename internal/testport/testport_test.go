@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -68,4 +71,53 @@ func TestPickerHolds(t *testing.T) {
 		t.Fatalf("port %d still held after Release: %v", p, err)
 	}
 	l.Close()
+}
+
+// TestReservedAcrossProcesses: a port handed out is not handed out again,
+// by this process or another test process, until this one ends; a port
+// another process picked is free for this one once that process has ended.
+func TestReservedAcrossProcesses(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("ports are picked below the ephemeral range on Linux only")
+	}
+	if lo, hi := span(); hi <= lo {
+		t.Skip("no room below the ephemeral range")
+	}
+	if env := os.Getenv("TESTPORT_TAKEN"); env != "" {
+		reservedChild(t, env)
+		return
+	}
+	p := Free(t, 1)[0]
+	if reserve(p) {
+		t.Fatalf("port %d reserved twice by one process", p)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestReservedAcrossProcesses$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "TESTPORT_TAKEN="+strconv.Itoa(p))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`picked (\d+)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("child named no port it picked:\n%s", out)
+	}
+	q, _ := strconv.Atoi(string(m[1]))
+	if !reserve(q) {
+		t.Fatalf("port %d still reserved after the child that picked it ended", q)
+	}
+}
+
+// reservedChild is the other process of TestReservedAcrossProcesses: taken
+// is reserved by its parent.
+func reservedChild(t *testing.T, taken string) {
+	p, _ := strconv.Atoi(taken)
+	if reserve(p) {
+		t.Fatalf("port %d reserved by the parent and by the child", p)
+	}
+	for _, q := range Free(t, 200) {
+		if q == p {
+			t.Fatalf("port %d handed out to the child while the parent has it", p)
+		}
+	}
+	fmt.Printf("picked %d\n", Free(t, 1)[0])
 }
