@@ -132,10 +132,11 @@ func waitShares(t testing.TB, ts *testServer, service string, want map[string]fl
 	}
 }
 
-// digArgs is the start of dig's arguments for asking the server at addr
-// (127.0.0.x:port), from srcPort (0: one the kernel picks) and from a
-// loopback address other than the server's. dig's UDP sockets ask for
-// SO_REUSEPORT before they bind, and Linux may then give one the port of
+// digArgs is the start of dig's (or delv's) arguments for asking the
+// server at addr (127.0.0.x:port), from srcPort (0: one the kernel picks)
+// and from a loopback address other than the server's. The UDP sockets of
+// BIND's tools ask for SO_REUSEPORT before they bind (dig to port 0, delv
+// to a port it picks at random), and Linux then lets one have the port of
 // a socket of the same user that has SO_REUSEPORT too, as a name
 // server's sockets do: with the server's address as well, dig's query to
 // the server comes back to dig itself (its socket, connected to that very

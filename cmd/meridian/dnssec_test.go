@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -321,7 +320,6 @@ func TestDNSSECDelvAndVerify(t *testing.T) {
 	delv := testtool.Need(t, "delv")
 	verify := testtool.Need(t, "dnssec-verify")
 	ts, key := signedServer(t)
-	host, port, _ := net.SplitHostPort(ts.addr())
 	anchor := filepath.Join(t.TempDir(), "anchor.conf")
 	if err := os.WriteFile(anchor, []byte(fmt.Sprintf("trust-anchors {\n  example.org. static-key %d %d %d %q;\n};\n",
 		key.Flags, key.Protocol, key.Algorithm, key.PublicKey)), 0o644); err != nil {
@@ -339,7 +337,7 @@ func TestDNSSECDelvAndVerify(t *testing.T) {
 		t.Run("delv "+c.name+" "+c.qtype, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			out, _ := exec.CommandContext(ctx, delv, "@"+host, "-p", port, "-a", anchor, "+root=example.org", c.name, c.qtype).CombinedOutput()
+			out, _ := exec.CommandContext(ctx, delv, append(digArgs(t, ts.addr(), 0), "-a", anchor, "+root=example.org", c.name, c.qtype)...).CombinedOutput()
 			if !bytes.Contains(out, []byte("; fully validated")) && !bytes.Contains(out, []byte("; negative response, fully validated")) || !bytes.Contains(out, []byte(c.want)) {
 				t.Fatalf("delv did not validate %s %s (want %q):\n%s", c.name, c.qtype, c.want, out)
 			}
