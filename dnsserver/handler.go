@@ -52,6 +52,9 @@ type HandlerConfig struct {
 	// snapshot is signed before it is swapped in, and queries with the DO
 	// bit get the signatures (docs/dnssec.md). nil: nothing is signed.
 	DNSSEC *dnssec.Signer
+	// RRL limits the rate of UDP answers per client prefix and kind of
+	// answer (docs/rrl.md); nil: no limit.
+	RRL *RRL
 }
 
 // DefaultMaxUDPSize is the EDNS buffer size we advertise by default.
@@ -78,6 +81,7 @@ type Handler struct {
 	// panicLog logs what ServePacket recovers; the transport's recovery,
 	// which would log, is skipped for this handler (selfRecovering).
 	panicLog panics.Log
+	rrl      *RRL
 }
 
 var _ PacketHandler = (*Handler)(nil)
@@ -85,7 +89,7 @@ var _ PacketHandler = (*Handler)(nil)
 // NewHandler returns a handler serving set (which may be nil until
 // SetZones: every query is then REFUSED).
 func NewHandler(cfg HandlerConfig, set *zones.Set, m *Metrics) *Handler {
-	h := &Handler{cfg: cfg, maxUDP: cfg.MaxUDPSize, secrets: cfg.CookieSecrets, now: cfg.Now, metrics: m}
+	h := &Handler{cfg: cfg, maxUDP: cfg.MaxUDPSize, secrets: cfg.CookieSecrets, now: cfg.Now, metrics: m, rrl: cfg.RRL}
 	if h.maxUDP == 0 {
 		h.maxUDP = DefaultMaxUDPSize
 	}
@@ -167,6 +171,13 @@ type query struct {
 	cookieState cookieState
 	client      netip.Addr
 	now         uint32 // for cookies
+
+	// rcode is the reply's, for the metrics (set by the reply builders).
+	rcode int
+	// The response rate limiting account of the answer (see account):
+	// its kind, and the length of the suffix of lower that names it.
+	rrlClass rrlClass
+	rrlName  uint8
 }
 
 func (q *query) lowerName() []byte { return q.lower[:len(q.qname)] }
@@ -188,11 +199,19 @@ func (h *Handler) ServePacket(resp, req []byte, src netip.AddrPort, proto Proto)
 			outcome := "answered SERVFAIL"
 			if out == nil {
 				outcome = "message dropped"
+			} else {
+				h.metrics.count(proto, q.rcode)
 			}
 			recordPanic(&h.panicLog, r, proto, outcome, n)
 		}
 	}()
 	out = h.servePacket(resp, req, &q, src, proto)
+	if proto == ProtoUDP && h.rrl != nil && out != nil {
+		out = h.rateLimit(out, req, &q, src)
+	}
+	if out != nil {
+		h.metrics.count(proto, q.rcode)
+	}
 	return out
 }
 
@@ -294,6 +313,8 @@ func (h *Handler) servePacket(resp, req []byte, q *query, src netip.AddrPort, pr
 		a = b
 	}
 	if als := a.Aliases(); len(als) > 0 {
+		q.account(a) // a chain a service continues is still a's answer
+
 		if out, ok := h.serveAlias(resp[:0], req, q, set, z, st, als, src, proto); ok {
 			return out
 		}
@@ -371,7 +392,7 @@ func (h *Handler) endReply(resp []byte, q *query, p *zones.Packed, counts [3]uin
 		ar++
 	}
 	setHeader(resp, flags, 1, counts[0], counts[1], ar)
-	h.metrics.count(proto, p.Rcode)
+	q.rcode = p.Rcode
 	return resp
 }
 
@@ -396,7 +417,7 @@ func (h *Handler) errorReply(resp, req []byte, q *query, rcode int, proto Proto)
 		ar = 1
 	}
 	setHeader(resp, flags, qd, 0, 0, ar)
-	h.metrics.count(proto, rcode)
+	q.rcode, q.rrlClass = rcode, rrlError
 	return resp
 }
 

@@ -193,7 +193,10 @@ func (h *Handler) serveService(resp, req []byte, q *query, nodata *zones.Answer,
 		ar = 1
 	}
 	setHeader(resp, flags, 1, an, 0, ar)
-	h.metrics.count(proto, dns.RcodeSuccess)
+	q.rcode = dns.RcodeSuccess
+	if chain == nil {
+		q.rrlClass, q.rrlName = rrlPositive, uint8(len(q.qname))
+	}
 	return resp
 }
 
@@ -286,6 +289,7 @@ func (h *Handler) serveAlias(resp, req []byte, q *query, set *zones.Set, z *zone
 // answerZone sends a zone answer for the query's name.
 func (h *Handler) answerZone(resp, req []byte, q *query, a *zones.Answer, src netip.AddrPort, proto Proto) []byte {
 	q.ecsScope = 0
+	q.account(a)
 	if q.sig != nil {
 		return h.answerSigned(resp, req, q, a, src, proto)
 	}

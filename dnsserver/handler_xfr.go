@@ -42,8 +42,12 @@ func (h *Handler) WantsStream(req []byte, _ netip.AddrPort) bool {
 func (h *Handler) ServeStream(req []byte, src netip.AddrPort, send func([]byte) error) error {
 	var q query
 	resp := make([]byte, 0, 4096)
+	// The replies are counted here: ServePacket, which counts the others,
+	// is not on this path.
 	reply := func(rcode int) error {
-		return send(h.errorReply(resp, req, &q, rcode, ProtoTCP))
+		out := h.errorReply(resp, req, &q, rcode, ProtoTCP)
+		h.metrics.count(ProtoTCP, q.rcode)
+		return send(out)
 	}
 	q.id = binary.BigEndian.Uint16(req)
 	q.flags = binary.BigEndian.Uint16(req[2:])
@@ -54,7 +58,9 @@ func (h *Handler) ServeStream(req []byte, src netip.AddrPort, send func([]byte) 
 	case q.version != 0:
 		return reply(rcodeBadVers)
 	case q.tsig:
-		return send(h.tsigBadKey(resp, req, &q, ProtoTCP))
+		out := h.tsigBadKey(resp, req, &q, ProtoTCP)
+		h.metrics.count(ProtoTCP, q.rcode)
+		return send(out)
 	case q.qclass != dns.ClassINET:
 		return reply(dns.RcodeRefused)
 	}

@@ -57,7 +57,7 @@ func (h *Handler) tsigBadKey(resp, req []byte, q *query, proto Proto) []byte {
 	resp = append(resp, origID...)
 	resp = append(resp, 0, tsigBadKey, 0, 0) // error, other length
 	setHeader(resp, q.replyFlags()|dns.RcodeNotAuth, qd, 0, 0, ar)
-	h.metrics.count(proto, dns.RcodeNotAuth)
+	q.rcode, q.rrlClass = dns.RcodeNotAuth, rrlError
 	h.metrics.tsigErrors[tsigBadKey].Add(1)
 	return resp
 }

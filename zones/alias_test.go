@@ -135,3 +135,28 @@ func TestNegative(t *testing.T) {
 }
 
 func mustWireB(name string) []byte { return []byte(mustWire(name)) }
+
+// TestAnchorLen: the name an answer is anchored at, which response rate
+// limiting accounts it to.
+func TestAnchorLen(t *testing.T) {
+	set := loadTestSet(t)
+	for _, tc := range []struct {
+		qname  string
+		qtype  uint16
+		anchor string
+	}{
+		{"www.example.org.", dns.TypeA, "www.example.org."},
+		{"www.example.org.", dns.TypeMX, "www.example.org."},
+		{"nothere.example.org.", dns.TypeA, "example.org."},
+		{"a.b.nothere.example.org.", dns.TypeA, "example.org."},
+		{"x.sub.example.org.", dns.TypeA, "sub.example.org."},
+		{"x.y.wild.example.org.", dns.TypeA, "wild.example.org."},
+		{"x.y.wild.example.org.", dns.TypeMX, "wild.example.org."}, // NODATA
+	} {
+		w := mustWireB(tc.qname)
+		a := set.Find(w).Lookup(w, tc.qtype)
+		if got, want := a.AnchorLen(), len(mustWire(tc.anchor)); got != want {
+			t.Errorf("%s %s: AnchorLen() = %d, want %d (%s)", tc.qname, dns.TypeToString[tc.qtype], got, want, tc.anchor)
+		}
+	}
+}

@@ -84,6 +84,13 @@ func (a *Answer) SynthesizedBelow() int {
 	return a.anchorLen
 }
 
+// AnchorLen is the wire length of the name every query name this answer
+// serves ends with: the query name itself for an exact match, the
+// wildcard's parent, the delegation point of a referral, the apex for the
+// zone's NXDOMAIN and NoData answers. Response rate limiting accounts
+// answers to it.
+func (a *Answer) AnchorLen() int { return a.anchorLen }
+
 // Records returns copies of the answer's sections as sent for qname
 // (presentation form): records synthesized from a wildcard get qname as
 // their owner. It allocates; it is for tests, explanations and transfers.
