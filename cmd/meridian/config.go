@@ -70,6 +70,20 @@ type DNSConfig struct {
 	TransferACL       []string         `yaml:"transfer_acl"`        // prefixes allowed AXFR/IXFR
 	CookieSecrets     []string         `yaml:"cookie_secrets"`      // 32 hex digits each; first signs
 	ShutdownTimeout   regions.Duration `yaml:"shutdown_timeout"`    // 0: 5s
+	RRL               RRLConfig        `yaml:"rrl"`
+}
+
+// RRLConfig is response rate limiting of UDP answers (docs/rrl.md).
+type RRLConfig struct {
+	Enabled          *bool            `yaml:"enabled"`            // default true
+	Rate             int              `yaml:"rate"`               // answers per second per account; 0: 50
+	Window           regions.Duration `yaml:"window"`             // burst: rate × window answers after a pause; 0: 1s
+	Slip             *int             `yaml:"slip"`               // every slip-th answer over the limit goes out truncated; default 2; 0: all dropped
+	IPv4PrefixLength int              `yaml:"ipv4_prefix_length"` // a client's IPv4 network; 0: 24
+	IPv6PrefixLength int              `yaml:"ipv6_prefix_length"` // 0: 56
+	TableSize        int              `yaml:"table_size"`         // accounts held, 16 bytes each; 0: 262144
+	Exempt           []string         `yaml:"exempt"`             // networks never limited
+	LogOnly          bool             `yaml:"log_only"`           // count and log, but send every answer
 }
 
 // HTTPConfig bounds the HTTP server on listen.http: how long a client
@@ -197,7 +211,7 @@ var (
 	yamlLineMsg  = regexp.MustCompile(`^line (\d+): (.*)$`)
 	yamlUnknown  = regexp.MustCompile(`^field (\S+) not found in type (?:main|store)\.(\w+)$`)
 	typeSections = map[string]string{"Config": "", "ListenConfig": "listen", "LogConfig": "log", "DNSConfig": "dns", "HTTPConfig": "http", "ZoneConfig": "zones[]",
-		"GeoIPConfig": "geoip", "ECSConfig": "ecs", "DNSSECConfig": "zones[].dnssec", "EtcdConfig": "etcd", "SteeringConfig": "steering", "APIConfig": "api",
+		"RRLConfig": "dns.rrl", "GeoIPConfig": "geoip", "ECSConfig": "ecs", "DNSSECConfig": "zones[].dnssec", "EtcdConfig": "etcd", "SteeringConfig": "steering", "APIConfig": "api",
 		"ProberConfig": "", "CanaryConfig": "canary"}
 )
 
@@ -290,6 +304,14 @@ func (c *Config) applyDefaults() {
 	}
 	if c.HTTP.MaxConnections == 0 {
 		c.HTTP.MaxConnections = defaultHTTPMaxConnections
+	}
+	if c.DNS.RRL.Enabled == nil {
+		on := true
+		c.DNS.RRL.Enabled = &on
+	}
+	if c.DNS.RRL.Slip == nil {
+		slip := dnsserver.DefaultRRLSlip
+		c.DNS.RRL.Slip = &slip
 	}
 }
 
@@ -388,6 +410,15 @@ func (c *Config) validate() error {
 	for i, s := range c.DNS.CookieSecrets {
 		if _, err := dnsserver.ParseCookieSecret(s); err != nil {
 			add(c.errf(fmt.Sprintf("dns.cookie_secrets[%d]", i), "%v", err))
+		}
+	}
+	// Checked also when disabled: enabling it later must not find errors.
+	rrl, exemptErrs := c.rrlConfig()
+	errs = append(errs, exemptErrs...)
+	var fe *dnsserver.RRLFieldError
+	for _, err := range unjoin(rrl.Validate()) {
+		if errors.As(err, &fe) {
+			add(c.errf("dns.rrl."+fe.Field, "%s", fe.Msg))
 		}
 	}
 	if len(c.Zones) == 0 {
@@ -494,6 +525,45 @@ func (c *Config) validate() error {
 }
 
 func (c *Config) etcdClientConfig() store.EtcdConfig { return c.Etcd.EtcdConfig }
+
+// rrlConfig is dns.rrl for dnsserver.NewRRL, and the errors of the
+// exempt networks that do not parse.
+func (c *Config) rrlConfig() (dnsserver.RRLConfig, []error) {
+	r := c.DNS.RRL
+	out := dnsserver.RRLConfig{
+		Rate:      r.Rate,
+		Window:    time.Duration(r.Window),
+		PrefixV4:  r.IPv4PrefixLength,
+		PrefixV6:  r.IPv6PrefixLength,
+		TableSize: r.TableSize,
+		LogOnly:   r.LogOnly,
+	}
+	if r.Slip != nil {
+		out.Slip = *r.Slip
+	}
+	var errs []error
+	for i, s := range r.Exempt {
+		p, err := parsePrefix(s)
+		if err != nil {
+			errs = append(errs, c.errf(fmt.Sprintf("dns.rrl.exempt[%d]", i), "%v", err))
+			continue
+		}
+		out.Exempt = append(out.Exempt, p)
+	}
+	return out, errs
+}
+
+// unjoin lists the errors errors.Join put together (err itself when it
+// is not a join).
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
 
 // embeddedConfig is the embedded etcd's configuration, without a logger.
 func (c *Config) embeddedConfig() embedded.Config {

@@ -162,6 +162,7 @@ type server struct {
 	cfg       *Config
 	log       *slog.Logger
 	handler   *dnsserver.Handler
+	rrl       *dnsserver.RRL // nil when dns.rrl.enabled is false
 	transport *dnsserver.Transport
 	http      *http.Server
 	httpLn    *api.Listener
@@ -206,6 +207,16 @@ func newServer(cfg *Config, set *zones.Set, signer *dnssec.Signer, log *slog.Log
 	for _, sec := range cfg.DNS.CookieSecrets {
 		k, _ := dnsserver.ParseCookieSecret(sec) // validated
 		hcfg.CookieSecrets = append(hcfg.CookieSecrets, k)
+	}
+	if *cfg.DNS.RRL.Enabled {
+		rc, _ := cfg.rrlConfig() // validated
+		rc.Logger = log.With("component", "rrl")
+		r, err := dnsserver.NewRRL(rc)
+		if err != nil {
+			return nil, fmt.Errorf("dns.rrl: %w", err)
+		}
+		s.rrl = r
+		hcfg.RRL = r
 	}
 	if cfg.GeoIP.Database != "" {
 		r, err := geo.NewReloader(cfg.GeoIP.Database, log.With("component", "geoip"))
@@ -291,6 +302,9 @@ func newServer(cfg *Config, set *zones.Set, signer *dnssec.Signer, log *slog.Log
 		stateCollector{s},
 		dnsserver.DNSSECCollector(s.handler),
 	)
+	if s.rrl != nil {
+		s.registry.MustRegister(s.rrl)
+	}
 	return s, nil
 }
 
@@ -495,6 +509,9 @@ func (s *server) run(ctx context.Context) error {
 	g.Go(func() error { return s.bootstrap(gctx) })
 	if s.geo != nil {
 		g.Go(func() error { return s.geo.Run(gctx, time.Duration(s.cfg.GeoIP.ReloadInterval)) })
+	}
+	if s.rrl != nil {
+		g.Go(func() error { return s.rrl.Run(gctx) })
 	}
 	if s.embedded != nil {
 		g.Go(func() error { return s.embedded.run(gctx) })

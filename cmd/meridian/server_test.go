@@ -72,6 +72,10 @@ type serverSetup struct {
 	embeddedPorts []int             // the embedded etcd's client and peer ports; none: free ones
 	etcdPrefix    string            // etcd.prefix; "": the default
 	zoneExtra     string            // YAML added to example.org's entry in zones (indented by 4)
+	// rrl is the dns.rrl section (its lines, indented by four); "": the
+	// defaults with every loopback address exempt, as the tests here ask
+	// many questions from loopback (TestServerRRL limits them).
+	rrl string
 	// notReady returns once the server listens; otherwise wait until it
 	// is ready (a snapshot from etcd or the state file).
 	notReady bool
@@ -119,6 +123,10 @@ func startServerWith(t testing.TB, setup serverSetup) *testServer {
 	if setup.etcdPrefix != "" {
 		etcdCfg += "  prefix: " + setup.etcdPrefix + "\n"
 	}
+	rrl := setup.rrl
+	if rrl == "" {
+		rrl = "    exempt: [\"127.0.0.0/8\", \"::1\"]\n"
+	}
 	cfg := `listen:
   dns: ["127.0.0.1:0"]
   http: "127.0.0.1:0"
@@ -127,7 +135,8 @@ log:
 dns:
   udp_sockets: 2
   transfer_acl: ["127.0.0.0/8"]
-zones:
+  rrl:
+` + rrl + `zones:
   - origin: example.org.
     file: example.org.zone
 ` + setup.zoneExtra + zoneCfg + etcdCfg + setup.extra
@@ -459,6 +468,54 @@ func TestServerConfigErrors(t *testing.T) {
 			}
 			c.Close()
 		})
+	}
+}
+
+// TestServerRRLConfigErrors: dns.rrl values out of range stop --check
+// and the start alike, naming the file, line, field and reason.
+func TestServerRRLConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "ok.zone"), []byte(testZone(1, "192.0.2.1")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	head := "listen:\n  dns: [\"127.0.0.1:0\"]\n  http: \"\"\nzones:\n  - origin: example.org.\n    file: ok.zone\ndns:\n  rrl:\n"
+	cases := []struct {
+		name, rrl string
+		want      []string
+	}{
+		{"rate", "    rate: -5\n", []string{"meridian.yaml:9: dns.rrl.rate: -5: want 1 to 1000000"}},
+		{"rate too high", "    rate: 2000000\n", []string{"meridian.yaml:9: dns.rrl.rate: 2000000"}},
+		{"window", "    window: 100ms\n", []string{"meridian.yaml:9: dns.rrl.window: 100ms: want 1s to 1m0s"}},
+		{"slip", "    slip: 11\n", []string{"meridian.yaml:9: dns.rrl.slip: 11: want 0"}},
+		{"negative slip", "    slip: -1\n", []string{"dns.rrl.slip: -1"}},
+		{"prefix", "    ipv4_prefix_length: 33\n    ipv6_prefix_length: 129\n", []string{"meridian.yaml:9: dns.rrl.ipv4_prefix_length: 33", "meridian.yaml:10: dns.rrl.ipv6_prefix_length: 129"}},
+		{"table", "    table_size: 10\n", []string{"meridian.yaml:9: dns.rrl.table_size: 10: want 1024 to 67108864 accounts (16 bytes each)"}},
+		{"exempt", "    exempt: [\"127.0.0.1\", \"192.0.2.1/24\", \"nope\"]\n", []string{"dns.rrl.exempt[1]: \"192.0.2.1/24\" has host bits set", "dns.rrl.exempt[2]: \"nope\" is not an address or prefix"}},
+		{"disabled is checked too", "    enabled: false\n    rate: -1\n", []string{"meridian.yaml:10: dns.rrl.rate"}},
+		{"unknown key", "    rates: 5\n", []string{"meridian.yaml:9: dns.rrl.rates: unknown key"}},
+	}
+	for _, tc := range cases {
+		for _, check := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/check=%v", tc.name, check), func(t *testing.T) {
+				path := filepath.Join(dir, "meridian.yaml")
+				if err := os.WriteFile(path, []byte(head+tc.rrl), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				args := []string{"--config", path}
+				if check {
+					args = append(args, "--check")
+				}
+				var stderr bytes.Buffer
+				if code := runServer(context.Background(), args, &bytes.Buffer{}, &stderr); code == 0 {
+					t.Fatal("a bad dns.rrl was accepted")
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(stderr.String(), w) {
+						t.Errorf("error output does not contain %q:\n%s", w, stderr.String())
+					}
+				}
+			})
+		}
 	}
 }
 
