@@ -18,8 +18,12 @@
 #                  www-ecs and mixed cases run
 #   BENCH_CASES    cases to run (default "static", or "static www-ecs mixed"
 #                  with BENCH_MMDB)
-#   BENCH_SERVERS  servers to run (default "gdnsd meridian knot")
-#   BENCH_MERIDIAN_CONFIG  Meridian's config (default bench/meridian.yaml)
+#   BENCH_SERVERS  servers to run (default "gdnsd meridian meridian-norrl knot":
+#                  meridian with response rate limiting accounting every
+#                  query, meridian-norrl without it)
+#   BENCH_MERIDIAN_CONFIG  Meridian's config (default: bench/meridian.yaml,
+#                  or bench/meridian-geo.yaml with BENCH_MMDB); when set,
+#                  meridian-norrl is not run
 #
 # The Markdown report goes to stdout, progress to stderr, and the raw
 # per-round figures to bench/results/bench-<time>.csv.
@@ -35,8 +39,7 @@ source bench/lib.sh
 ROUNDS=${BENCH_ROUNDS:-3}
 RUN_SECONDS=${BENCH_SECONDS:-12}
 MMDB=${BENCH_MMDB:-}
-SERVERS=${BENCH_SERVERS:-gdnsd meridian knot}
-MERIDIAN_CONFIG=${BENCH_MERIDIAN_CONFIG:-bench/meridian.yaml}
+SERVERS=${BENCH_SERVERS:-gdnsd meridian meridian-norrl knot}
 MERIDIAN_BIN=bin/meridian
 if [[ -n $MMDB ]]; then
 	CASES=${BENCH_CASES:-static www-ecs mixed}
@@ -45,8 +48,9 @@ else
 fi
 
 GDNSD_PORT=5301
-MERIDIAN_PORT=5302 # must match listen.dns in bench/meridian.yaml
+MERIDIAN_PORT=5302
 KNOT_PORT=5303
+NORRL_PORT=5304
 SERVER_CPU=0
 CLIENT_CPU=1
 QUERY_LINES=100000
@@ -74,7 +78,7 @@ declare -A CASE_EXPECT=([static]=192.0.2.1 [www-ecs]=192.0.2.10 [mixed]="")
 # www's fallback address (mod-geoip does not steer a CNAME's target) and
 # api with one fixed address.
 MIXED_QUERIES=100000
-declare -A MIXED_CHECK=([meridian]="static geo cname sticky nx" [gdnsd]="static geo nx" [knot]="static geo nx")
+declare -A MIXED_CHECK=([meridian]="static geo cname sticky nx" [meridian-norrl]="static geo cname sticky nx" [gdnsd]="static geo nx" [knot]="static geo nx")
 
 log() { printf '%s\n' "$*" >&2; }
 die() {
@@ -100,7 +104,7 @@ for c in $CASES; do
 	fi
 done
 for s in $SERVERS; do
-	case $s in gdnsd | meridian | knot) ;; *) die "unknown server '$s' in BENCH_SERVERS (known: gdnsd meridian knot)" ;; esac
+	case $s in gdnsd | meridian | meridian-norrl | knot) ;; *) die "unknown server '$s' in BENCH_SERVERS (known: gdnsd meridian meridian-norrl knot)" ;; esac
 done
 
 # ------------------------------------------------------------------- tools --
@@ -229,26 +233,49 @@ start_gdnsd() {
 	launch gdnsd "$GDNSD_PORT" taskset -c "$SERVER_CPU" gdnsd -c "$dir" start
 }
 
-start_meridian() {
+# start_meridian_as NAME PORT RRL ETCD_CLIENT ETCD_PEER starts Meridian
+# from bench/meridian.yaml (with BENCH_MMDB, bench/meridian-geo.yaml, in
+# which www is a service of its own embedded etcd), with response rate
+# limiting on or off (RRL true or false).
+start_meridian_as() {
+	local name=$1 port=$2 rrl=$3 etcd_client=$4 etcd_peer=$5
 	if [[ ! -x $MERIDIAN_BIN ]]; then
-		SKIPPED[meridian]="$MERIDIAN_BIN not found (make build)"
+		SKIPPED[$name]="$MERIDIAN_BIN not found (make build)"
 		return 1
 	fi
-	local config=$MERIDIAN_CONFIG
-	if [[ -n $MMDB && -z ${BENCH_MERIDIAN_CONFIG:-} ]]; then
-		# Geo mode: www is a service in Meridian's own embedded etcd.
-		local dir=$WORK/meridian
-		mkdir -p "$dir"
+	local dir=$WORK/$name config
+	mkdir -p "$dir"
+	if [[ -n ${BENCH_MERIDIAN_CONFIG:-} ]]; then
+		config=$BENCH_MERIDIAN_CONFIG
+	elif [[ -n $MMDB ]]; then
 		config=$dir/meridian.yaml
-		fill bench/meridian-geo.yaml "$config" PORT="$MERIDIAN_PORT" DIR="$dir" ZONES="$PWD/bench/zones" \
-			MMDB="$MMDB" STATE="$PWD/bench/meridian-state.yaml" ETCD_CLIENT=5311 ETCD_PEER=5312
+		fill bench/meridian-geo.yaml "$config" PORT="$port" DIR="$dir" ZONES="$PWD/bench/zones" RRL="$rrl" \
+			MMDB="$MMDB" STATE="$PWD/bench/meridian-state.yaml" ETCD_CLIENT="$etcd_client" ETCD_PEER="$etcd_peer"
+	else
+		config=$dir/meridian.yaml
+		fill bench/meridian.yaml "$config" PORT="$port" DIR="$dir" ZONES="$PWD/bench/zones" RRL="$rrl" \
+			ETCD_CLIENT="$etcd_client" ETCD_PEER="$etcd_peer"
 	fi
 	# taskset execs the server, so the PID launch records is its own. On
 	# its one CPU Meridian runs one P per CPU plus one per UDP loop, as it
 	# does by default: the loop waits for datagrams inside recvmmsg, as
 	# gdnsd's thread does (docs/architecture.md).
-	launch meridian "$MERIDIAN_PORT" taskset -c "$SERVER_CPU" \
+	launch "$name" "$port" taskset -c "$SERVER_CPU" \
 		"$MERIDIAN_BIN" server --config "$config"
+}
+
+start_meridian() {
+	start_meridian_as meridian "$MERIDIAN_PORT" true 5311 5312
+}
+
+# meridian-norrl: the same server without response rate limiting, for the
+# limiter's cost per query.
+start_meridian-norrl() {
+	if [[ -n ${BENCH_MERIDIAN_CONFIG:-} ]]; then
+		SKIPPED[meridian-norrl]="BENCH_MERIDIAN_CONFIG is set: it runs only from the bench's own configs"
+		return 1
+	fi
+	start_meridian_as meridian-norrl "$NORRL_PORT" false 5315 5316
 }
 
 start_knot() {
@@ -269,10 +296,12 @@ start_knot() {
 	launch knot "$KNOT_PORT" taskset -c "$SERVER_CPU" knotd -c "$dir/knot.conf"
 }
 
-declare -A PORT=([gdnsd]=$GDNSD_PORT [meridian]=$MERIDIAN_PORT [knot]=$KNOT_PORT)
+declare -A PORT=([gdnsd]=$GDNSD_PORT [meridian]=$MERIDIAN_PORT [meridian-norrl]=$NORRL_PORT [knot]=$KNOT_PORT)
+MERIDIAN_VERSION="meridian $(git describe --always --dirty 2>/dev/null || echo dev)"
 declare -A VERSION=(
 	[gdnsd]="gdnsd $(dpkg-query -W -f='${Version}' gdnsd 2>/dev/null || echo '?')"
-	[meridian]="meridian $(git describe --always --dirty 2>/dev/null || echo dev)"
+	[meridian]="$MERIDIAN_VERSION"
+	[meridian-norrl]="$MERIDIAN_VERSION, RRL off"
 	[knot]="Knot $(knotd -V 2>/dev/null | awk '{print $NF}' || echo '?')"
 )
 
@@ -500,6 +529,11 @@ for c in $CASES; do
 	for s in $SERVERS; do
 		[[ -z ${CASE_SKIPPED[$c/$s]:-} ]] || printf '\n- %s not measured: %s\n' "$s" "${CASE_SKIPPED[$c/$s]}"
 	done
+	if [[ -n ${CPUQ[$c/meridian]:-} && -n ${CPUQ[$c/meridian-norrl]:-} ]]; then
+		# shellcheck disable=SC2086
+		printf '\n- response rate limiting: CPU/query of meridian (every query accounted, none limited) against meridian-norrl: **%s**\n' \
+			"$(ratio "$(median ${CPUQ[$c/meridian]})" "$(median ${CPUQ[$c/meridian-norrl]})")"
+	fi
 done
 echo
 echo "User and system µs/query: the server's utime and stime (/proc/PID/task/*/stat, clock ticks the kernel"
