@@ -301,7 +301,7 @@ MERIDIAN_VERSION="meridian $(git describe --always --dirty 2>/dev/null || echo d
 declare -A VERSION=(
 	[gdnsd]="gdnsd $(dpkg-query -W -f='${Version}' gdnsd 2>/dev/null || echo '?')"
 	[meridian]="$MERIDIAN_VERSION"
-	[meridian-norrl]="$MERIDIAN_VERSION, RRL off"
+	[meridian-norrl]="$MERIDIAN_VERSION (RRL off)"
 	[knot]="Knot $(knotd -V 2>/dev/null | awk '{print $NF}' || echo '?')"
 )
 

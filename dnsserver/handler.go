@@ -182,11 +182,15 @@ type query struct {
 
 func (q *query) lowerName() []byte { return q.lower[:len(q.qname)] }
 
-// recoversPanics: ServePacket answers a panic itself (selfRecovering).
-func (h *Handler) recoversPanics() {}
-
 // ServePacket answers one DNS message. See PacketHandler.
-func (h *Handler) ServePacket(resp, req []byte, src netip.AddrPort, proto Proto) (out []byte) {
+func (h *Handler) ServePacket(resp, req []byte, src netip.AddrPort, proto Proto) []byte {
+	return h.serveAt(resp, req, src, proto, 0)
+}
+
+// serveAt is ServePacket for a message received at now (monoNow; 0: not
+// known, read the clock if need be), and answers a panic itself: the
+// transport calls it directly (selfRecovering).
+func (h *Handler) serveAt(resp, req []byte, src netip.AddrPort, proto Proto, now int64) (out []byte) {
 	var q query
 	// One return only: the compiler then inlines the deferred call (an
 	// open-coded defer) instead of registering it at run time, which it
@@ -207,7 +211,7 @@ func (h *Handler) ServePacket(resp, req []byte, src netip.AddrPort, proto Proto)
 	}()
 	out = h.servePacket(resp, req, &q, src, proto)
 	if proto == ProtoUDP && h.rrl != nil && out != nil {
-		out = h.rateLimit(out, req, &q, src)
+		out = h.rateLimit(out, req, &q, src, now)
 	}
 	if out != nil {
 		h.metrics.count(proto, q.rcode)

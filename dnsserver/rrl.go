@@ -27,8 +27,8 @@ import (
 // victim therefore reflects at most Rate answers a second per account,
 // and otherwise less than it sends.
 //
-// The accounts live in a fixed table of 16-byte entries (8 per bucket,
-// buckets chosen by a keyed hash), updated with atomic operations only:
+// The accounts live in a fixed table of 16-byte entries (4 per 64-byte
+// bucket, buckets chosen by a keyed hash), updated with atomic operations only:
 // the query path takes no lock and allocates nothing. See rrlTable for
 // how it stays fair under a flood of random sources.
 
@@ -47,7 +47,7 @@ const (
 	MinRRLTableSize      = 1 << 10
 	MaxRRLTableSize      = 1 << 26
 	RRLEntryBytes        = 16 // per account in the table
-	rrlWays              = 8  // accounts per bucket
+	rrlWays              = 4  // accounts per bucket: one cache line
 	rrlLogRepeat         = 5 * time.Minute
 	rrlLogLinesPerSecond = 10
 )
@@ -157,7 +157,6 @@ type RRL struct {
 	exempt4  []span4
 	exempt6  []span6
 	seed     maphash.Seed
-	start    time.Time // the monotonic origin, when cfg.Clock is nil
 	table    rrlTable
 	counts   [rrlActions]paddedCounter
 	evicted  atomic.Uint64
@@ -180,7 +179,6 @@ func NewRRL(cfg RRLConfig) (*RRL, error) {
 		slip:     uint64(cfg.Slip),
 		mask4:    netmask4(cfg.PrefixV4),
 		seed:     maphash.MakeSeed(),
-		start:    time.Now(),
 		log:      cfg.Logger,
 	}
 	// The burst is Rate×Window answers: the first is always allowed and
@@ -202,14 +200,25 @@ func (r *RRL) Config() RRLConfig { return r.cfg }
 // Capacity is the number of accounts the table holds.
 func (r *RRL) Capacity() int { return len(r.table.buckets) * rrlWays }
 
-// now reads the clock in nanoseconds.
-func (r *RRL) now() int64 {
-	if r.cfg.Clock != nil {
+// now is the time in nanoseconds: the test clock, or received (when
+// the datagram was received, monoNow), or the clock read now.
+func (r *RRL) now(received int64) int64 {
+	switch {
+	case r.cfg.Clock != nil:
 		return int64(r.cfg.Clock())
+	case received != 0:
+		return received
 	}
-	// time.Since reads only the monotonic clock.
-	return int64(time.Since(r.start))
+	return monoNow()
 }
+
+// monoStart is the origin of monoNow.
+var monoStart = time.Now()
+
+// monoNow reads the monotonic clock (time.Since reads only that one), in
+// nanoseconds since the package was initialized: a clock read costs
+// tens of nanoseconds, so the UDP loops read it once per batch.
+func monoNow() int64 { return int64(time.Since(monoStart)) }
 
 func prefixMask128(bits int) [2]uint64 {
 	var m [2]uint64
@@ -437,11 +446,12 @@ type rrlTable struct {
 	mask    uint64
 }
 
-// rrlBucket is two cache lines: the tags are read first, then the tat of
-// the entry found.
-type rrlBucket struct {
-	meta [rrlWays]atomic.Uint64
-	tat  [rrlWays]atomic.Int64
+// rrlBucket is one cache line: a lookup reads one line of memory.
+type rrlBucket [rrlWays]rrlEntry
+
+type rrlEntry struct {
+	meta atomic.Uint64
+	tat  atomic.Int64
 }
 
 // The meta word: tag<<16 | flags<<8 | slip counter. 0 is an empty entry;
@@ -471,7 +481,7 @@ func (r *RRL) take(h uint64, now int64) (v rrlVerdict, started bool) {
 	for range 3 {
 		victim, victimMeta, oldest := -1, uint64(0), int64(math.MaxInt64)
 		for i := range rrlWays {
-			m := b.meta[i].Load()
+			m := b[i].meta.Load()
 			switch tg := m >> rrlTagShift; {
 			case tg == tag:
 				return r.spend(b, i, tag, now)
@@ -480,7 +490,7 @@ func (r *RRL) take(h uint64, now int64) (v rrlVerdict, started bool) {
 					victim, victimMeta, oldest = i, 0, math.MinInt64
 				}
 			case tg != rrlLocked:
-				if tt := b.tat[i].Load(); tt < oldest {
+				if tt := b[i].tat.Load(); tt < oldest {
 					victim, victimMeta, oldest = i, m, tt
 				}
 			}
@@ -490,14 +500,14 @@ func (r *RRL) take(h uint64, now int64) (v rrlVerdict, started bool) {
 		}
 		// Lock the entry while its tat is set, so that nobody finds the
 		// new tag with the old account's budget.
-		if !b.meta[victim].CompareAndSwap(victimMeta, rrlLocked<<rrlTagShift) {
+		if !b[victim].meta.CompareAndSwap(victimMeta, rrlLocked<<rrlTagShift) {
 			continue // changed meanwhile: look again
 		}
 		if victimMeta != 0 && oldest > now {
 			r.evicted.Add(1)
 		}
-		b.tat[victim].Store(now + r.interval)
-		b.meta[victim].Store(tag << rrlTagShift)
+		b[victim].tat.Store(now + r.interval)
+		b[victim].meta.Store(tag << rrlTagShift)
 		return rrlAllow, false
 	}
 	return rrlAllow, false
@@ -506,24 +516,24 @@ func (r *RRL) take(h uint64, now int64) (v rrlVerdict, started bool) {
 // spend debits entry i, which holds the account tagged tag.
 func (r *RRL) spend(b *rrlBucket, i int, tag uint64, now int64) (rrlVerdict, bool) {
 	for {
-		tat := b.tat[i].Load()
+		tat := b[i].tat.Load()
 		base := max(tat, now)
 		if base-now > r.tau {
 			break
 		}
-		if b.tat[i].CompareAndSwap(tat, base+r.interval) {
+		if b[i].tat.CompareAndSwap(tat, base+r.interval) {
 			if tat <= now {
 				// The account had its whole burst back: a limiting
 				// episode, if any, is over.
-				if m := b.meta[i].Load(); m>>rrlTagShift == tag && m&0xFFFF != 0 {
-					b.meta[i].CompareAndSwap(m, tag<<rrlTagShift)
+				if m := b[i].meta.Load(); m>>rrlTagShift == tag && m&0xFFFF != 0 {
+					b[i].meta.CompareAndSwap(m, tag<<rrlTagShift)
 				}
 			}
 			return rrlAllow, false
 		}
 	}
 	for {
-		m := b.meta[i].Load()
+		m := b[i].meta.Load()
 		if m>>rrlTagShift != tag {
 			return rrlDrop, false // replaced meanwhile; it was over its limit
 		}
@@ -535,7 +545,7 @@ func (r *RRL) spend(b *rrlBucket, i int, tag uint64, now int64) (rrlVerdict, boo
 			}
 			next = (count + 1) % r.slip
 		}
-		if b.meta[i].CompareAndSwap(m, tag<<rrlTagShift|(flags|rrlFlagLimited)<<8|next) {
+		if b[i].meta.CompareAndSwap(m, tag<<rrlTagShift|(flags|rrlFlagLimited)<<8|next) {
 			return v, flags&rrlFlagLimited == 0
 		}
 	}
@@ -544,15 +554,15 @@ func (r *RRL) spend(b *rrlBucket, i int, tag uint64, now int64) (rrlVerdict, boo
 // accounts counts the entries in use (whose budget is not full: they
 // answered within the last window) and those of them being limited.
 func (r *RRL) accounts() (inUse, limited int) {
-	now := r.now()
+	now := r.now(0)
 	for bi := range r.table.buckets {
 		b := &r.table.buckets[bi]
 		for i := range rrlWays {
-			m := b.meta[i].Load()
+			m := b[i].meta.Load()
 			if m == 0 || m>>rrlTagShift == rrlLocked {
 				continue
 			}
-			if b.tat[i].Load() > now {
+			if b[i].tat.Load() > now {
 				inUse++
 				if m>>8&rrlFlagLimited != 0 {
 					limited++

@@ -42,7 +42,7 @@ func (q *query) account(a *zones.Answer) {
 // rateLimit passes resp, the reply to a UDP query, through the limiter:
 // it returns resp, the slipped reply written over it, or nil to drop it.
 // It allocates nothing.
-func (h *Handler) rateLimit(resp, req []byte, q *query, src netip.AddrPort) []byte {
+func (h *Handler) rateLimit(resp, req []byte, q *query, src netip.AddrPort, now int64) []byte {
 	r := h.rrl
 	if q.cookieState == cookieValid || q.cookieState == cookieValidOld {
 		// RFC 7873 §5.3: the client proved it receives our replies.
@@ -69,7 +69,7 @@ func (h *Handler) rateLimit(resp, req []byte, q *query, src netip.AddrPort) []by
 		name = lower[len(lower)-int(q.rrlName):]
 	}
 	var key [rrlKeyMax]byte
-	v, started := r.take(maphash.Bytes(r.seed, r.rrlKey(&key, a, class, qtype, name)), r.now())
+	v, started := r.take(maphash.Bytes(r.seed, r.rrlKey(&key, a, class, qtype, name)), r.now(now))
 	if started {
 		r.noteStart(a, class, qtype, name)
 	}

@@ -203,7 +203,7 @@ func (t *Transport) answerTCP(c *net.TCPConn, msg []byte, src netip.AddrPort) bo
 	}
 	frame := tcpFramePool.Get().(*[tcpMaxFrame]byte)
 	defer tcpFramePool.Put(frame)
-	reply, ok := t.serve(frame[2:2:tcpMaxFrame], msg, src, ProtoTCP)
+	reply, ok := t.serve(frame[2:2:tcpMaxFrame], msg, src, ProtoTCP, 0)
 	if !ok {
 		// The handler panicked: the client would wait for a reply that
 		// never comes, so close and let it retry.

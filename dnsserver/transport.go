@@ -141,9 +141,9 @@ type Transport struct {
 	addrs []netip.AddrPort
 	h     PacketHandler
 	log   *slog.Logger
-	// hRecovers: h answers its own panics (see selfRecovering), so serve
-	// does not wrap it in a second recovery.
-	hRecovers bool
+	// self is h when it answers its own panics (see selfRecovering), so
+	// serve does not wrap it in a second recovery.
+	self selfRecovering
 
 	// useStdUDP selects the portable UDP loop on every platform, so
 	// benchmarks can compare it with the batched one.
@@ -296,17 +296,17 @@ func NewTransport(cfg TransportConfig, h PacketHandler, logger *slog.Logger) (*T
 			*f.v = f.def
 		}
 	}
-	_, recovers := h.(selfRecovering)
+	self, _ := h.(selfRecovering)
 	return &Transport{
-		cfg:       cfg,
-		addrs:     addrs,
-		h:         h,
-		hRecovers: recovers,
-		log:       logger,
-		panicLog:  panics.Log{Logger: logger},
-		conns:     make(map[*net.TCPConn]struct{}),
-		stopc:     make(chan struct{}),
-		failed:    make(chan struct{}),
+		cfg:      cfg,
+		addrs:    addrs,
+		h:        h,
+		self:     self,
+		log:      logger,
+		panicLog: panics.Log{Logger: logger},
+		conns:    make(map[*net.TCPConn]struct{}),
+		stopc:    make(chan struct{}),
+		failed:   make(chan struct{}),
 	}, nil
 }
 
@@ -612,16 +612,22 @@ func (t *Transport) udpServers() []udpServer {
 }
 
 // selfRecovering is implemented by handlers that recover their own
-// panics and answer them (Handler: SERVFAIL).
-type selfRecovering interface{ recoversPanics() }
+// panics and answer them (Handler: SERVFAIL). serveAt is ServePacket
+// for a message received at now (monoNow, 0 when not known): the batched
+// UDP loops read the clock once per batch for the handler's rate
+// limiter rather than it once per query.
+type selfRecovering interface {
+	serveAt(resp, req []byte, src netip.AddrPort, proto Proto, now int64) []byte
+}
 
 // serve calls the handler and recovers a panic as a last resort: the
 // message is dropped (ok false) and the listener keeps serving. A handler
 // that recovers by itself is called directly: a second deferred recovery
-// would cost every message a few nanoseconds for nothing.
-func (t *Transport) serve(resp, req []byte, src netip.AddrPort, proto Proto) (reply []byte, ok bool) {
-	if t.hRecovers {
-		return t.h.ServePacket(resp, req, src, proto), true
+// would cost every message a few nanoseconds for nothing. now is when
+// the message was received (monoNow), or 0.
+func (t *Transport) serve(resp, req []byte, src netip.AddrPort, proto Proto, now int64) (reply []byte, ok bool) {
+	if t.self != nil {
+		return t.self.serveAt(resp, req, src, proto, now), true
 	}
 	return t.serveRecovering(resp, req, src, proto)
 }

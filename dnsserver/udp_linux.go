@@ -259,6 +259,7 @@ func (l *udpBatchLoop) answer(n int) {
 	bs := l.bufSize
 	cnt := 0
 	in := uint64(n)
+	now := monoNow() // for the handler's rate limiter: once per batch
 	var dropped, truncated uint64
 	for i := range n {
 		m := &l.msgs[i]
@@ -279,7 +280,7 @@ func (l *udpBatchLoop) answer(n int) {
 		}
 		req := l.inBuf[i*bs : i*bs+int(m.Len)]
 		resp := l.outBuf[cnt*bs : cnt*bs : (cnt+1)*bs]
-		reply, ok := l.t.serve(resp, req, src, ProtoUDP)
+		reply, ok := l.t.serve(resp, req, src, ProtoUDP, now)
 		if !ok {
 			continue
 		}

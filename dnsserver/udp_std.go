@@ -53,7 +53,7 @@ func (l *udpStdLoop) handle(n int, src netip.AddrPort) {
 		l.truncated.Add(1)
 		return
 	}
-	reply, ok := l.t.serve(l.outBuf[:0], l.inBuf[:n], netip.AddrPortFrom(src.Addr().Unmap(), src.Port()), ProtoUDP)
+	reply, ok := l.t.serve(l.outBuf[:0], l.inBuf[:n], netip.AddrPortFrom(src.Addr().Unmap(), src.Port()), ProtoUDP, 0)
 	if !ok {
 		return
 	}
