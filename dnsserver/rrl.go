@@ -27,10 +27,10 @@ import (
 // victim therefore reflects at most Rate answers a second per account,
 // and otherwise less than it sends.
 //
-// The accounts live in a fixed table of 16-byte entries (4 per 64-byte
-// bucket, buckets chosen by a keyed hash), updated with atomic operations only:
-// the query path takes no lock and allocates nothing. See rrlTable for
-// how it stays fair under a flood of random sources.
+// The accounts live in a fixed table of 16-byte entries, four to a
+// 64-byte bucket chosen by a keyed hash, updated with atomic operations
+// only: the query path takes no lock and allocates nothing. See rrlTable
+// for how it stays fair under a flood of random sources.
 
 // Defaults and bounds of RRLConfig (docs/rrl.md explains the defaults).
 const (

@@ -11,6 +11,8 @@
 // a bound in docs/deploy.md or docs/health.md fails the run when it is
 // over twice it (slack): a loaded machine stretches timings, a regression
 // more.
+// A server with `make run`'s configuration is flooded from one loopback
+// address to check response rate limiting (docs/rrl.md).
 //
 // The tests are behind the e2e build tag, so `go test ./...` leaves them
 // out; `make e2e` (part of `make test`) runs them:

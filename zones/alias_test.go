@@ -112,51 +112,43 @@ func mustPackedFor(t *testing.T, a *Answer, qname string) *Packed {
 	return p
 }
 
-func TestNegative(t *testing.T) {
+// TestNegativeAndAnchor: whether an answer denies data, and the name
+// it is anchored at (AnchorLen), which response rate limiting accounts
+// it to.
+func TestNegativeAndAnchor(t *testing.T) {
 	set := loadTestSet(t)
 	for _, tc := range []struct {
-		qname string
-		qtype uint16
-		want  bool
+		qname    string
+		qtype    uint16
+		negative bool
+		anchor   string
 	}{
-		{"www.example.org.", dns.TypeA, false},
-		{"www.example.org.", dns.TypeMX, true},
-		{"nothere.example.org.", dns.TypeA, true},
-		{"chain.example.org.", dns.TypeMX, true},
-		{"chain.example.org.", dns.TypeA, false},
-		{"x.sub.example.org.", dns.TypeA, false}, // referral
-		{"ent.example.org.", dns.TypeA, true},
+		{"www.example.org.", dns.TypeA, false, "www.example.org."},
+		{"www.example.org.", dns.TypeMX, true, "www.example.org."},
+		{"nothere.example.org.", dns.TypeA, true, "example.org."},
+		{"a.b.nothere.example.org.", dns.TypeA, true, "example.org."},
+		{"chain.example.org.", dns.TypeMX, true, "chain.example.org."},
+		{"chain.example.org.", dns.TypeA, false, "chain.example.org."},
+		{"x.sub.example.org.", dns.TypeA, false, "sub.example.org."}, // referral
+		{"ent.example.org.", dns.TypeA, true, "ent.example.org."},
+		{"x.y.wild.example.org.", dns.TypeA, false, "wild.example.org."},
+		{"x.y.wild.example.org.", dns.TypeMX, true, "wild.example.org."},
 	} {
-		r := set.Find(mustWireB(tc.qname))
-		if got := r.Lookup(mustWireB(tc.qname), tc.qtype).Negative(); got != tc.want {
-			t.Errorf("%s %s: Negative() = %v, want %v", tc.qname, dns.TypeToString[tc.qtype], got, tc.want)
+		a := lookupName(set, tc.qname, tc.qtype)
+		if got := a.Negative(); got != tc.negative {
+			t.Errorf("%s %s: Negative() = %v, want %v", tc.qname, dns.TypeToString[tc.qtype], got, tc.negative)
+		}
+		if got, want := a.AnchorLen(), len(mustWire(tc.anchor)); got != want {
+			t.Errorf("%s %s: AnchorLen() = %d, want %d (%s)", tc.qname, dns.TypeToString[tc.qtype], got, want, tc.anchor)
 		}
 	}
 }
 
 func mustWireB(name string) []byte { return []byte(mustWire(name)) }
 
-// TestAnchorLen: the name an answer is anchored at, which response rate
-// limiting accounts it to.
-func TestAnchorLen(t *testing.T) {
-	set := loadTestSet(t)
-	for _, tc := range []struct {
-		qname  string
-		qtype  uint16
-		anchor string
-	}{
-		{"www.example.org.", dns.TypeA, "www.example.org."},
-		{"www.example.org.", dns.TypeMX, "www.example.org."},
-		{"nothere.example.org.", dns.TypeA, "example.org."},
-		{"a.b.nothere.example.org.", dns.TypeA, "example.org."},
-		{"x.sub.example.org.", dns.TypeA, "sub.example.org."},
-		{"x.y.wild.example.org.", dns.TypeA, "wild.example.org."},
-		{"x.y.wild.example.org.", dns.TypeMX, "wild.example.org."}, // NODATA
-	} {
-		w := mustWireB(tc.qname)
-		a := set.Find(w).Lookup(w, tc.qtype)
-		if got, want := a.AnchorLen(), len(mustWire(tc.anchor)); got != want {
-			t.Errorf("%s %s: AnchorLen() = %d, want %d (%s)", tc.qname, dns.TypeToString[tc.qtype], got, want, tc.anchor)
-		}
-	}
+// lookupName is the answer the zone of set that holds qname
+// (presentation form) gives to qname and qtype.
+func lookupName(set *Set, qname string, qtype uint16) *Answer {
+	w := mustWireB(qname)
+	return set.Find(w).Lookup(w, qtype)
 }
