@@ -201,7 +201,7 @@ func (h *Handler) serveAt(resp, req []byte, src netip.AddrPort, proto Proto, now
 			n := h.metrics.panics.Add(1)
 			out = h.panicReply(resp, req, &q, proto)
 			outcome := "answered SERVFAIL"
-			if out == nil {
+			if len(out) == 0 {
 				outcome = "message dropped"
 			} else {
 				h.metrics.count(proto, q.rcode)
@@ -210,10 +210,10 @@ func (h *Handler) serveAt(resp, req []byte, src netip.AddrPort, proto Proto, now
 		}
 	}()
 	out = h.servePacket(resp, req, &q, src, proto)
-	if proto == ProtoUDP && h.rrl != nil && out != nil {
+	if proto == ProtoUDP && h.rrl != nil && len(out) > 0 {
 		out = h.rateLimit(out, req, &q, src, now)
 	}
-	if out != nil {
+	if len(out) > 0 {
 		h.metrics.count(proto, q.rcode)
 	}
 	return out

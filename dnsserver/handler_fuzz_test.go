@@ -7,9 +7,11 @@ import (
 	"github.com/miekg/dns"
 )
 
-// FuzzServePacket feeds arbitrary bytes to the query handler. It must never
-// panic (not even into its own recovery), and whatever it sends must be a
-// well-formed response to the request it got, within the size allowed.
+// FuzzServePacket feeds arbitrary bytes to the query handler, and to one
+// whose rate limiter allows one answer per account, so that most UDP
+// replies slip or are dropped. It must never panic (not even into its own
+// recovery), and whatever it sends must be a well-formed response to the
+// request it got, within the size allowed.
 func FuzzServePacket(f *testing.F) {
 	seeds := []*dns.Msg{
 		question("www.example.org.", dns.TypeA),
@@ -37,34 +39,43 @@ func FuzzServePacket(f *testing.F) {
 		f.Add(b, false)
 	}
 	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 12, 0, 1, 0, 1}, true)
-	h := edgeHandler(f, HandlerConfig{})
+	plain := edgeHandler(f, HandlerConfig{})
+	limited := edgeHandler(f, HandlerConfig{RRL: newTestRRL(f, RRLConfig{Rate: 1}, new(fakeClock))})
 	f.Fuzz(func(t *testing.T, req []byte, tcp bool) {
-		proto, size := ProtoUDP, 4096
-		if tcp {
-			proto, size = ProtoTCP, maxMsgSize
-		}
-		out := h.ServePacket(make([]byte, 0, size), req, testClient, proto)
-		if n := h.metrics.Panics(); n != 0 {
-			t.Fatalf("handler panicked on % x", req)
-		}
-		if out == nil {
-			return
-		}
-		if len(req) < headerLen || req[2]&0x80 != 0 {
-			t.Fatalf("answered a message that must be dropped: % x", req)
-		}
-		if len(out) > size {
-			t.Fatalf("reply of %d bytes, limit %d", len(out), size)
-		}
-		var m dns.Msg
-		if err := m.Unpack(out); err != nil {
-			t.Fatalf("reply does not parse: %v\nrequest % x\nreply % x", err, req, out)
-		}
-		if m.Id != binary.BigEndian.Uint16(req) || !m.Response {
-			t.Fatalf("reply id %d QR %v for request % x", m.Id, m.Response, req[:2])
-		}
-		if proto == ProtoUDP && len(out) > 512 && (m.IsEdns0() == nil) {
-			t.Fatalf("%d-byte UDP reply without EDNS", len(out))
+		for _, h := range []*Handler{plain, limited} {
+			fuzzReply(t, h, req, tcp)
 		}
 	})
+}
+
+// fuzzReply serves req with h and checks what it sends (see
+// FuzzServePacket).
+func fuzzReply(t *testing.T, h *Handler, req []byte, tcp bool) {
+	proto, size := ProtoUDP, 4096
+	if tcp {
+		proto, size = ProtoTCP, maxMsgSize
+	}
+	out := h.ServePacket(make([]byte, 0, size), req, testClient, proto)
+	if n := h.metrics.Panics(); n != 0 {
+		t.Fatalf("handler panicked on % x", req)
+	}
+	if out == nil {
+		return
+	}
+	if len(req) < headerLen || req[2]&0x80 != 0 {
+		t.Fatalf("answered a message that must be dropped: % x", req)
+	}
+	if len(out) > size {
+		t.Fatalf("reply of %d bytes, limit %d", len(out), size)
+	}
+	var m dns.Msg
+	if err := m.Unpack(out); err != nil {
+		t.Fatalf("reply does not parse: %v\nrequest % x\nreply % x", err, req, out)
+	}
+	if m.Id != binary.BigEndian.Uint16(req) || !m.Response {
+		t.Fatalf("reply id %d QR %v for request % x", m.Id, m.Response, req[:2])
+	}
+	if proto == ProtoUDP && len(out) > 512 && (m.IsEdns0() == nil) {
+		t.Fatalf("%d-byte UDP reply without EDNS", len(out))
+	}
 }

@@ -197,6 +197,7 @@ func TestDeployment(t *testing.T) {
 		{"7 name server down", scenarioNameServerDown},
 		{"5+6 etcd faults", scenarioEtcdFaults},
 		{"8 backup and restore", scenarioBackupRestore},
+		{"9 resolvers under response rate limiting", scenarioResolversRRL},
 	}
 	for _, s := range steps {
 		if !t.Run(s.name, func(t *testing.T) { s.run(t, d) }) {

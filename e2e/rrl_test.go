@@ -10,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -221,4 +223,89 @@ func metricValue(t testing.TB, s *nameServer, name string) int {
 	}
 	v, _ := strconv.ParseFloat(string(m[1]), 64)
 	return int(v)
+}
+
+// scenarioResolversRRL: what the two resolvers see when they send the
+// name servers many queries for one account, 300 a second for 3 s, as a
+// large resolver does: unbound (ECS, no DNS cookies) asking for `near`
+// for 900 client /24s spread over IPv4 (its scope is the GeoIP
+// database's network, so most are cache misses); BIND (cookies, no ECS)
+// asking for 900 names below the *.edge wildcard, which share one
+// account. Both name servers run
+// the guide's limits (50 a second, slip 2). BIND is never limited: it
+// holds a server cookie. unbound is, and asks again over TCP when an
+// answer is truncated and another server when one is dropped.
+func scenarioResolversRRL(t *testing.T, d *deployment) {
+	const (
+		sc       = "9 resolvers under rrl"
+		n        = 900
+		workers  = 15
+		interval = 50 * time.Millisecond // per worker: 300 queries a second
+	)
+	for _, tc := range []struct {
+		r     *resolver
+		what  string
+		query func(i int) (name, ecs string)
+	}{
+		{d.unbound, "unbound (ECS, no cookies): near A for 900 client /24s", func(i int) (string, string) {
+			return "near.gslb.example", fmt.Sprintf("%d.%d.%d.0/24", 20+i%80, i*31%256, i*17%256)
+		}},
+		{d.named, "named (cookies): 900 names below *.edge", func(i int) (string, string) {
+			return fmt.Sprintf("rrl-%d.edge.gslb.example", i), ""
+		}},
+	} {
+		before := map[string]int{}
+		for _, s := range d.ns {
+			for a, v := range rrlCounters(t, s) {
+				before[a] += v
+			}
+		}
+		took := make([]time.Duration, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				for i := w; i < n; i += workers {
+					name, ecs := tc.query(i)
+					start := time.Now()
+					_, took[i], errs[i] = ask(tc.r.addr, name, dns.TypeA, ecs, true, 5*time.Second)
+					if rest := interval - time.Since(start); rest > 0 {
+						time.Sleep(rest)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		delta := map[string]int{}
+		for _, s := range d.ns {
+			for a, v := range rrlCounters(t, s) {
+				delta[a] += v
+			}
+		}
+		for a := range delta {
+			delta[a] -= before[a]
+		}
+		failed := 0
+		var lastErr error
+		for _, err := range errs {
+			if err != nil {
+				failed++
+				lastErr = err
+			}
+		}
+		sorted := slices.Clone(took)
+		slices.Sort(sorted)
+		report(t, sc, tc.what, "%d/%d failed; p50 %v, p99 %v, slowest %v; the name servers answered %d, slipped %d, dropped %d, exempt by cookie %d",
+			failed, n, sorted[n/2].Round(time.Millisecond), sorted[n*99/100].Round(time.Millisecond), sorted[n-1].Round(time.Millisecond),
+			delta["answered"], delta["slipped"], delta["dropped"], delta["exempt_cookie"])
+		if tc.r == d.named {
+			if failed > 0 || delta["slipped"]+delta["dropped"] > 0 {
+				t.Errorf("BIND, which sends cookies, was limited: %d failed (last: %v), %d slipped, %d dropped", failed, lastErr, delta["slipped"], delta["dropped"])
+			}
+			continue
+		}
+		if delta["slipped"] == 0 {
+			t.Errorf("unbound was not limited (%v): the scenario measures nothing", delta)
+		}
+	}
 }
