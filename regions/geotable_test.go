@@ -2,6 +2,7 @@ package regions
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
@@ -286,11 +287,18 @@ func TestGeoTableMatchesDatabase(t *testing.T) {
 					if scope != widest {
 						t.Fatalf("%s %s: scope /%d, the widest uniform block is /%d", v.Name(), a, scope, widest)
 					}
-					// Without the merge: the location interval, the same
-					// class and a block no wider.
+					// Without the merge: the location interval widened,
+					// the same class and a block no wider; exactly the
+					// widest when the intervals read are not bounded.
 					group, scope = g.part.lookup(nil, a)
 					if got := fmt.Sprint(g.orders[group]); got != want || scope < widest {
 						t.Fatalf("%s %s: unmerged class %q scope /%d, database %q widest /%d", v.Name(), a, got, scope, want, widest)
+					}
+					if _, scope = g.part.lookupWithin(nil, a, math.MaxInt); scope != widest {
+						t.Fatalf("%s %s: unmerged scope without a bound /%d, the widest uniform block is /%d", v.Name(), a, scope, widest)
+					}
+					if _, scope = g.part.lookupWithin(nil, a, 0); scope < widest {
+						t.Fatalf("%s %s: the interval's scope /%d is wider than the widest uniform block /%d", v.Name(), a, scope, widest)
 					}
 					checked++
 				}

@@ -52,6 +52,7 @@ type GeoTables struct {
 	ltErr      error
 	parts      map[string]*partEntry
 	mergeBytes int64
+	evicted    int // merges dropped for those of more shared partitions
 }
 
 // partEntry is an interned partition with the number of services of the
@@ -87,7 +88,18 @@ func (t *GeoTables) Run(ctx context.Context) error {
 			return nil
 		case <-t.wake:
 		}
-		for t.work(ctx) {
+		for {
+			start := time.Now()
+			if !t.work(ctx) {
+				break
+			}
+			// Half a core at most: the builds that follow an apply of
+			// thousands of services, and the apply itself, come first.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Since(start)):
+			}
 		}
 	}
 }
@@ -178,22 +190,53 @@ func (t *GeoTables) buildOneMerge() bool {
 	return true
 }
 
+// before orders partitions for merging: the most shared first, then
+// the one with fewer groups, then by key.
+func (e *partEntry) before(o *partEntry) bool {
+	if e.users != o.users {
+		return e.users > o.users
+	}
+	if e.p.groups != o.p.groups {
+		return e.p.groups < o.p.groups
+	}
+	return e.p.key < o.p.key
+}
+
 // nextMergeLocked picks the partition to merge next: used, without a
-// merge, of the current table, the one most services share (then the
-// one with fewer groups), if the budget has room. Under mu.
+// merge, of the current table, the first in merge order (before). When
+// the budget has no room for it, the merge of the last merged partition
+// in that order goes if fewer services use it: merges serve the
+// partitions most services share, and a merge is never rebuilt for as
+// many services as it serves. Under mu.
 func (t *GeoTables) nextMergeLocked() *partEntry {
-	if t.lt == nil || t.mergeBytes+int64(mergeBytes(t.lt)) > t.budget {
+	if t.lt == nil {
 		return nil
 	}
-	var best *partEntry
+	var best, worst *partEntry
 	for _, e := range t.parts {
-		if e.m != nil || e.users == 0 || e.p.lt != t.lt {
-			continue
-		}
-		if best == nil || e.users > best.users || e.users == best.users && (e.p.groups < best.p.groups || e.p.groups == best.p.groups && e.p.key < best.p.key) {
-			best = e
+		switch {
+		case e.users == 0 || e.p.lt != t.lt:
+		case e.m == nil:
+			if best == nil || e.before(best) {
+				best = e
+			}
+		case worst == nil || worst.before(e):
+			worst = e
 		}
 	}
+	if best == nil {
+		return nil
+	}
+	need := int64(mergeBytes(t.lt))
+	if t.mergeBytes+need <= t.budget {
+		return best
+	}
+	if worst == nil || best.users <= worst.users || t.mergeBytes-int64(worst.m.bytes())+need > t.budget {
+		return nil
+	}
+	t.mergeBytes -= int64(worst.m.bytes())
+	worst.m = nil
+	t.evicted++
 	return best
 }
 
@@ -282,14 +325,23 @@ type GeoTablesInfo struct {
 	// the most shared first.
 	Partitions []PartitionInfo `json:"partitions"`
 	// Merged counts the partitions with a merge; MergeBytes is their
-	// memory, within MergeBudget. Pending counts those still without one
-	// for which the budget has room, OverBudget those for which it has
-	// none: they answer with the scope of the client's location interval.
+	// memory, within MergeBudget. Pending counts those without one that
+	// the budget will take (room is left, or a merge of fewer services
+	// will make room), OverBudget those it will not take: they answer
+	// with the client's location interval widened by reading at most
+	// 64 more intervals, a scope as wide as the merge's for most
+	// clients, narrower for some. Evicted counts the merges dropped so
+	// far for those of more shared partitions.
 	Merged      int   `json:"merged"`
 	MergeBytes  int64 `json:"merge_bytes"`
 	MergeBudget int64 `json:"merge_budget"`
 	Pending     int   `json:"pending"`
 	OverBudget  int   `json:"over_budget"`
+	Evicted     int   `json:"evicted"`
+	// MergedServices and UnmergedServices count the geo services whose
+	// partition has a merge and those whose partition has none.
+	MergedServices   int `json:"merged_services"`
+	UnmergedServices int `json:"unmerged_services"`
 }
 
 // LocationTableInfo describes a location table.
@@ -320,8 +372,11 @@ type PartitionInfo struct {
 // GeoTables describes the geo tables the snapshot reads.
 func (s *Snapshot) GeoTables() GeoTablesInfo {
 	var out GeoTablesInfo
-	if s.geo.tables != nil {
-		out.MergeBudget = s.geo.tables.budget
+	if t := s.geo.tables; t != nil {
+		out.MergeBudget = t.budget
+		t.mu.Lock()
+		out.Evicted = t.evicted
+		t.mu.Unlock()
 	}
 	lt := s.geo.lt
 	if lt == nil {
@@ -330,6 +385,7 @@ func (s *Snapshot) GeoTables() GeoTablesInfo {
 	out.Location = &LocationTableInfo{Locations: len(lt.locs), IntervalsV4: len(lt.v4start), IntervalsV6: len(lt.v6hi),
 		Bytes: lt.bytes(), Networks: lt.networks, BuildTime: lt.buildTime}
 	index := map[*partition]int{}
+	var entries []*partEntry // the snapshot's partitions with its users, by index
 	for _, v := range s.services {
 		g := v.geo
 		if g == nil || g.part == nil {
@@ -339,22 +395,25 @@ func (s *Snapshot) GeoTables() GeoTablesInfo {
 		if !ok {
 			i = len(out.Partitions)
 			index[g.part] = i
+			entries = append(entries, &partEntry{p: g.part, m: g.merge})
 			pi := PartitionInfo{Groups: g.part.groups, Bytes: 2*len(g.part.group) + len(g.part.key) + 64}
 			if m := g.merge; m != nil {
 				pi.Merged, pi.RunsV4, pi.RunsV6, pi.BuildTime = true, m.runs4, m.runs6, m.buildTime
 				pi.Bytes += m.bytes()
 				out.Merged++
 				out.MergeBytes += int64(m.bytes())
-			} else {
-				out.Pending++
 			}
 			out.Partitions = append(out.Partitions, pi)
 		}
+		entries[i].users++
+		if g.merge != nil {
+			out.MergedServices++
+		} else {
+			out.UnmergedServices++
+		}
 		out.Partitions[i].Services = append(out.Partitions[i].Services, v.name)
 	}
-	if room := int((out.MergeBudget - out.MergeBytes) / int64(mergeBytes(lt))); out.Pending > room {
-		out.OverBudget, out.Pending = out.Pending-max(room, 0), max(room, 0)
-	}
+	out.Pending, out.OverBudget = pendingMerges(entries, out.MergeBytes, int64(mergeBytes(lt)), out.MergeBudget)
 	slices.SortStableFunc(out.Partitions, func(a, b PartitionInfo) int {
 		if c := cmp.Compare(len(b.Services), len(a.Services)); c != 0 {
 			return c
@@ -362,4 +421,42 @@ func (s *Snapshot) GeoTables() GeoTablesInfo {
 		return cmp.Compare(a.Services[0], b.Services[0])
 	})
 	return out
+}
+
+// pendingMerges plays nextMergeLocked's policy forward over the
+// partitions es (users counted, m set when merged) from the merges'
+// bytes: how many without a merge will get one, and how many will not.
+func pendingMerges(es []*partEntry, bytes, need, budget int64) (pending, over int) {
+	var todo, done []*partEntry
+	for _, e := range es {
+		if e.m == nil {
+			todo = append(todo, e)
+		} else {
+			done = append(done, e)
+		}
+	}
+	order := func(a, b *partEntry) int {
+		switch {
+		case a == b:
+			return 0
+		case a.before(b):
+			return -1
+		}
+		return 1
+	}
+	slices.SortFunc(todo, order)
+	slices.SortFunc(done, order)
+	for i, e := range todo {
+		switch n := len(done); {
+		case bytes+need <= budget:
+			bytes += need
+		case n > 0 && e.users > done[n-1].users && bytes-int64(done[n-1].m.bytes())+need <= budget:
+			bytes -= int64(done[n-1].m.bytes()) - need
+			done = done[:n-1]
+		default:
+			return i, len(todo) - i
+		}
+		pending++
+	}
+	return pending, 0
 }

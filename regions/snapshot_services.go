@@ -479,7 +479,7 @@ func (g *geoTable) class(v *ServiceView, lists [numGeoLists]int) []int16 {
 
 // partition groups the locations of lt by their class.
 func (g *geoTable) partition(v *ServiceView, lt *locTable) (*partition, [][]int16) {
-	p := &partition{lt: lt, group: make([]uint16, len(lt.locs))}
+	group := make([]uint16, len(lt.locs))
 	var orders [][]int16
 	byLists := map[[2]int]uint16{} // (country list, continent list) -> group
 	byClass := map[string]uint16{}
@@ -497,11 +497,9 @@ func (g *geoTable) partition(v *ServiceView, lt *locTable) (*partition, [][]int1
 			}
 			byLists[k] = gr
 		}
-		p.group[id] = gr
+		group[id] = gr
 	}
-	p.groups = len(orders)
-	p.key = string(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(p.group))), 2*len(p.group)))
-	return p, orders
+	return newPartition(lt, group, len(orders)), orders
 }
 
 // attachGeo gives every geo service the merge of its partition built so
