@@ -137,14 +137,19 @@ type Snapshot struct {
 	healthy [][2][]netip.Addr
 	vecs    []vec3 // per region id: location on the unit sphere
 
-	// built holds every service of the state by its key, compiled or
-	// skipped; keys are the keys sorted. services are the compiled ones
-	// sorted by name, and names indexes them; names is the previous
-	// snapshot's when the names did not change.
-	built    map[string]*svcEntry
-	keys     []string
+	// entries holds every service of the state, compiled or skipped,
+	// sorted by key, and keys indexes them by key; dups are the keys of
+	// the entries skipped as another key's name. services are the
+	// compiled ones sorted by name, and names indexes them. keys and
+	// names are the previous snapshot's while they stay the same.
+	entries  []*svcEntry
+	keys     *keyIndex
+	dups     []string
 	services []*ServiceView
 	names    *nameIndex
+	// gen identifies the build: the entries, views and geo tables it
+	// made carry it, and it may change them until it returns.
+	gen uint64
 
 	lat *latency.Table
 	// latencyErr remembers why the table with latencyErrID could not be
@@ -157,9 +162,6 @@ type Snapshot struct {
 	geo snapGeo
 
 	stats BuildStats
-	// new holds the views this build made (true: compiled), which it
-	// may still change; nil once built.
-	new map[*ServiceView]bool
 
 	// now is the time the snapshot was built for: the factors are
 	// evolved to it. next is the earliest time a service's factors
@@ -175,6 +177,10 @@ type snapGeo struct {
 	tables *GeoTables
 	db     *geo.DB
 	lt     *locTable
+	// users counts the services of each partition; merges are the
+	// partitions' merges built so far, which every geo view reads.
+	users  map[*partition]int
+	merges map[*partition]*merge
 }
 
 // nameIndex maps service names to their index in Snapshot.services.
@@ -245,6 +251,7 @@ type ServiceView struct {
 	asks *resolvers
 	fam  [2]famView
 	geo  *geoTable
+	gen  uint64 // the build that made the view (Snapshot.gen)
 	// slotOf maps a region id to the slot that holds it, or -1.
 	slotOf []int16
 }
@@ -306,6 +313,7 @@ type geoTable struct {
 	part   *partition
 	merge  *merge
 	orders [][]int16
+	gen    uint64 // the build that made the table (Snapshot.gen)
 }
 
 const numContinents = 7
@@ -363,7 +371,6 @@ func BuildSnapshotAt(st *State, prev *Snapshot, opts SnapshotOptions, now time.T
 	s.buildLatency(prev)
 	s.buildGeo(same)
 	s.buildServices(same)
-	s.new = nil
 	s.stats.Took = time.Since(start)
 	return s
 }

@@ -147,7 +147,23 @@ func BenchmarkBuildSnapshot10k(b *testing.B) {
 	if p := prev.Problems(); len(p) > 0 || prev.NumServices() != 10000 || prev.GeoTables().Pending != 0 {
 		b.Fatalf("problems %v, %d services, tables %+v", p, prev.NumServices(), prev.GeoTables())
 	}
+	// As the watcher delivers it: the state derived from the previous
+	// one, the change noted.
 	b.Run("one-service", func(b *testing.B) {
+		next := st.Derive()
+		svc := *next.Services["s00005.example."]
+		svc.Regions = slices.Clone(svc.Regions)
+		svc.Regions[0].Weight++
+		next.PutService(svc.Name, &svc)
+		b.ReportAllocs()
+		for b.Loop() {
+			if s := BuildSnapshot(next, prev, opts); s.Stats().Compiled != 1 || !s.SameServiceNames(prev) {
+				b.Fatalf("%+v", s.Stats())
+			}
+		}
+	})
+	// A copy with no record of what changed: every service is compared.
+	b.Run("one-service-compared", func(b *testing.B) {
 		next := st.Clone()
 		svc := *next.Services["s00005.example."]
 		svc.Regions = slices.Clone(svc.Regions)
@@ -161,7 +177,7 @@ func BenchmarkBuildSnapshot10k(b *testing.B) {
 		}
 	})
 	b.Run("one-region-health", func(b *testing.B) {
-		next := st.Clone()
+		next := st.Derive()
 		markDown("eu-west")(next)
 		b.ReportAllocs()
 		for b.Loop() {

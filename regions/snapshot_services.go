@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -14,13 +15,24 @@ import (
 // problems found. Entries are shared between snapshots while the object
 // and its regions stay the same.
 type svcEntry struct {
+	key      string
 	svc      *Service
 	v        *ServiceView
 	problems []string
 	// dup: skipped because another key holds the same name; compiled
 	// again by the next snapshot, which may no longer have the other.
 	dup bool
+	// odd: the key is not the view's name (another case).
+	odd bool
+	gen uint64 // the build that made the entry (Snapshot.gen)
 }
+
+// keyIndex maps the state's keys to their entries' index in
+// Snapshot.entries.
+type keyIndex struct{ m map[string]int32 }
+
+// buildGens numbers snapshot builds (Snapshot.gen).
+var buildGens atomic.Uint64
 
 // buildGeo picks the tables and the location table of the database geo
 // maps are compiled against.
@@ -54,9 +66,12 @@ func (s *Snapshot) buildGeo(prev *Snapshot) {
 // the same options) it takes over every entry whose service object is the
 // same; when the regions are the same too, an entry whose regions' health,
 // drains or addresses changed gets a refreshed view, and the rest are
-// shared as they are.
+// shared as they are. When the state was derived from prev's
+// (State.Derive), only the services it changed are looked at, the rest
+// taken over without a look; and only when a region changed is every
+// service visited.
 func (s *Snapshot) buildServices(prev *Snapshot) {
-	st := s.state
+	s.gen = buildGens.Add(1)
 	regionsSame := prev != nil && len(prev.regions) == len(s.regions)
 	var changed []bool // by region id: what services copy of it changed
 	// loadChanged: by region id, its load readings changed, which only
@@ -86,74 +101,231 @@ func (s *Snapshot) buildServices(prev *Snapshot) {
 	anyLoad := slices.Contains(loadChanged, true)
 	now := s.now.UnixNano()
 
-	// The previous entries, copied whole (cheaper than one insert each),
-	// then the changed ones replaced and the gone ones deleted.
-	if prev != nil {
-		s.built = maps.Clone(prev.built)
+	b := &entriesBuild{s: s, prev: prev}
+	if keys, ok := s.state.servicesChangedSince(prevState(prev)); ok {
+		keys = append(keys, prev.dups...)
+		slices.Sort(keys)
+		b.some(slices.Compact(keys))
 	} else {
-		s.built = make(map[string]*svcEntry, len(st.Services))
+		b.all()
 	}
-	sameKeys := prev != nil && len(prev.built) == len(st.Services)
-	for key, svc := range st.Services {
-		e := s.built[key]
+	if prev != nil && regionsSame && ltSame && !anyChanged && !anyLoad && (prev.next == 0 || prev.next > now) {
+		// Nothing of the regions changed and no factor is due: the
+		// entries taken over stay as they are. The next change is
+		// prev's at the latest (early when it was a replaced view's:
+		// that build then visits them all).
+		s.next = prev.next
+		for _, r := range b.replaced {
+			if r[1] != nil {
+				s.due(r[1].v)
+			}
+		}
+	} else {
+		s.visit(b, regionsSame, ltSame, changed, loadChanged, now)
+	}
+	s.stats.Services = len(s.entries)
+	b.finish()
+	s.attachGeo(prev, b.replaced)
+}
+
+// visit looks at every entry b did not compile: compiled again when the
+// regions or the location table changed under it, refreshed when its
+// regions' health, drains or addresses changed (changed), its factors
+// are due or the load readings they follow changed (loadChanged).
+func (s *Snapshot) visit(b *entriesBuild, regionsSame, ltSame bool, changed, loadChanged []bool, now int64) {
+	anyChanged := slices.Contains(changed, true)
+	anyLoad := slices.Contains(loadChanged, true)
+	for i, e := range s.entries {
+		if e.gen == s.gen {
+			s.due(e.v) // compiled above
+			continue
+		}
 		switch {
-		case e == nil:
-			sameKeys = false
-			e = s.compileEntry(key, svc, nil)
-			s.fresh(e.v, true)
-		case e.dup || e.svc != svc || !regionsSame || !ltSame && e.v != nil && e.v.geo != nil && e.v.geo.needsLoc:
-			e = s.compileEntry(key, svc, e.v)
-			s.fresh(e.v, true)
+		case !regionsSame || !ltSame && e.v != nil && e.v.geo != nil && e.v.geo.needsLoc:
+			b.set(i, s.compileEntry(e.key, e.svc, e.v))
 		case e.v != nil && (anyChanged && e.v.uses(changed) || e.v.next != 0 && e.v.next <= now ||
 			anyLoad && e.v.svc.Load != nil && e.v.uses(loadChanged)):
 			// Health, drains or addresses changed, or the factors are
-			// due to move, or the load readings a factor follows.
-			e = &svcEntry{svc: svc, v: s.refreshView(e.v), problems: e.problems}
-			s.fresh(e.v, false)
+			// due to move, or the load readings a factor follows. Same
+			// name, same map: nothing for the name index or the geo
+			// users to follow.
+			s.entries[i] = s.refreshEntry(e)
 			s.stats.Refreshed++
-		default:
-			s.due(e.v)
-			continue
 		}
-		s.built[key] = e
-		s.due(e.v)
+		s.due(s.entries[i].v)
 	}
-	if len(s.built) != len(st.Services) {
-		sameKeys = false
-		for key := range s.built {
-			if _, ok := st.Services[key]; !ok {
-				delete(s.built, key)
+}
+
+func prevState(prev *Snapshot) *State {
+	if prev == nil {
+		return nil
+	}
+	return prev.state
+}
+
+// entriesBuild makes a snapshot's entries from the previous snapshot's.
+type entriesBuild struct {
+	s, prev *Snapshot
+	// replaced pairs each entry replaced (nil when added) with its
+	// replacement (nil when removed): what the geo users and the name
+	// index must follow.
+	replaced [][2]*svcEntry
+	// names: keys came or went; touched: the indexes of the entries
+	// replaced otherwise.
+	names   bool
+	touched []int
+}
+
+// all makes the entries from every service of the state, taking over
+// those of prev whose object is the same.
+func (b *entriesBuild) all() {
+	s, prev, st := b.s, b.prev, b.s.state
+	sameKeys := prev != nil && len(prev.entries) == len(st.Services)
+	if sameKeys {
+		for key := range st.Services {
+			if _, ok := prev.keys.m[key]; !ok {
+				sameKeys = false
+				break
 			}
 		}
 	}
-	s.stats.Services = len(st.Services)
-
 	if sameKeys {
 		s.keys = prev.keys
-	} else {
-		s.keys = slices.Sorted(maps.Keys(st.Services))
+		s.entries = slices.Clone(prev.entries)
+		for i, e := range s.entries {
+			if svc := st.Services[e.key]; e.dup || e.svc != svc {
+				b.set(i, s.compileEntry(e.key, svc, e.v))
+			}
+		}
+		return
 	}
-	// Names are checked to be canonical, so views sorted by key are
-	// sorted by name unless a key is spelled in another case.
-	s.services = make([]*ServiceView, 0, len(s.keys))
+	keys := slices.Sorted(maps.Keys(st.Services))
+	s.entries = make([]*svcEntry, len(keys))
+	s.keys = &keyIndex{m: make(map[string]int32, len(keys))}
+	b.names = true
+	for i, key := range keys {
+		s.keys.m[key] = int32(i)
+		var old *svcEntry
+		if prev != nil {
+			if j, ok := prev.keys.m[key]; ok {
+				old = prev.entries[j]
+			}
+		}
+		switch svc := st.Services[key]; {
+		case old != nil && !old.dup && old.svc == svc:
+			s.entries[i] = old
+		default:
+			var ov *ServiceView
+			if old != nil {
+				ov = old.v
+			}
+			s.entries[i] = s.compileEntry(key, svc, ov)
+			b.replaced = append(b.replaced, [2]*svcEntry{old, s.entries[i]})
+		}
+	}
+	if prev != nil {
+		for _, e := range prev.entries {
+			if _, ok := s.keys.m[e.key]; !ok {
+				b.replaced = append(b.replaced, [2]*svcEntry{e, nil})
+			}
+		}
+	}
+}
+
+// some makes the entries from prev's, looking only at the services of
+// keys (sorted, each once).
+func (b *entriesBuild) some(keys []string) {
+	s, prev, st := b.s, b.prev, b.s.state
+	s.keys, s.entries = prev.keys, slices.Clone(prev.entries)
+	var added []*svcEntry // in key order
+	removed := 0
+	for _, key := range keys {
+		svc, is := st.Services[key]
+		i, was := s.keys.m[key]
+		switch {
+		case was && !is:
+			b.replaced = append(b.replaced, [2]*svcEntry{s.entries[i], nil})
+			s.entries[i] = nil
+			removed++
+		case was && (s.entries[i].dup || s.entries[i].svc != svc):
+			b.set(int(i), s.compileEntry(key, svc, s.entries[i].v))
+		case !was && is:
+			e := s.compileEntry(key, svc, nil)
+			added = append(added, e)
+			b.replaced = append(b.replaced, [2]*svcEntry{nil, e})
+		}
+	}
+	if len(added) == 0 && removed == 0 {
+		return
+	}
+	// Keys came or went: the entries merged in key order, indexed anew.
+	b.names = true
+	entries := make([]*svcEntry, 0, len(s.entries)-removed+len(added))
+	for _, e := range s.entries {
+		if e == nil {
+			continue
+		}
+		for len(added) > 0 && added[0].key < e.key {
+			entries = append(entries, added[0])
+			added = added[1:]
+		}
+		entries = append(entries, e)
+	}
+	s.entries = append(entries, added...)
+	s.keys = &keyIndex{m: make(map[string]int32, len(s.entries))}
+	for i, e := range s.entries {
+		s.keys.m[e.key] = int32(i)
+	}
+}
+
+// set replaces entry i with e.
+func (b *entriesBuild) set(i int, e *svcEntry) {
+	b.replaced = append(b.replaced, [2]*svcEntry{b.s.entries[i], e})
+	b.s.entries[i] = e
+	b.touched = append(b.touched, i)
+}
+
+// sameNames says whether the compiled services are those of prev, with
+// the same names in the same order.
+func (b *entriesBuild) sameNames() bool {
+	if b.prev == nil || b.names || b.prev.names == nil {
+		return false
+	}
+	for _, i := range b.touched {
+		old, e := b.prev.entries[i], b.s.entries[i]
+		if (old.v == nil) != (e.v == nil) || old.dup != e.dup || old.v != nil && old.v.name != e.v.name {
+			return false
+		}
+	}
+	return true
+}
+
+// finish lists the compiled services by name and indexes them; the
+// index is prev's when the names are the same.
+func (b *entriesBuild) finish() {
+	s := b.s
+	s.services = make([]*ServiceView, 0, len(s.entries))
+	s.dups = nil
 	odd := false
-	for _, key := range s.keys {
-		if e := s.built[key]; e.v != nil {
+	for _, e := range s.entries {
+		if e.v != nil {
 			s.services = append(s.services, e.v)
-			odd = odd || key != e.v.name
+			odd = odd || e.odd
 		}
 	}
 	if odd {
+		// Names are checked to be canonical, so views sorted by key are
+		// sorted by name unless a key is spelled in another case.
 		s.services = s.services[:0]
 		seen := map[string]bool{}
-		for _, key := range s.keys {
-			e := s.built[key]
+		for i, e := range s.entries {
 			switch {
 			case e.v == nil:
 			case seen[e.v.name]:
 				// Two keys of one name: the first in key order wins.
-				s.built[key] = &svcEntry{svc: e.svc, dup: true,
-					problems: append(slices.Clip(e.problems), fmt.Sprintf("service %s: stored twice; skipped %q", e.v.name, key))}
+				b.set(i, &svcEntry{key: e.key, svc: e.svc, dup: true, gen: s.gen,
+					problems: append(slices.Clip(e.problems), fmt.Sprintf("service %s: stored twice; skipped %q", e.v.name, e.key))})
+				s.dups = append(s.dups, e.key)
 			default:
 				seen[e.v.name] = true
 				s.services = append(s.services, e.v)
@@ -161,29 +333,14 @@ func (s *Snapshot) buildServices(prev *Snapshot) {
 		}
 		slices.SortFunc(s.services, func(a, b *ServiceView) int { return strings.Compare(a.name, b.name) })
 	}
-	s.attachGeo()
-
-	if prev != nil && len(prev.services) == len(s.services) && slices.EqualFunc(prev.services, s.services, func(a, b *ServiceView) bool { return a.name == b.name }) {
-		s.names = prev.names
+	if b.sameNames() {
+		s.names = b.prev.names
 		return
 	}
 	s.names = &nameIndex{m: make(map[string]int32, len(s.services))}
 	for i, v := range s.services {
 		s.names.m[v.name] = int32(i)
 	}
-}
-
-// fresh notes that v (may be nil) was compiled (or only refreshed) by
-// this build: attachGeo may still change it in place, and a compiled
-// one's geoTable too.
-func (s *Snapshot) fresh(v *ServiceView, compiled bool) {
-	if v == nil {
-		return
-	}
-	if s.new == nil {
-		s.new = map[*ServiceView]bool{}
-	}
-	s.new[v] = compiled
 }
 
 // due notes when v's factors change next (v may be nil).
@@ -199,7 +356,7 @@ func (s *Snapshot) due(v *ServiceView) {
 func (s *Snapshot) compileEntry(key string, svc *Service, old *ServiceView) *svcEntry {
 	s.stats.Compiled++
 	c := &svcCompiler{s: s}
-	e := &svcEntry{svc: svc}
+	e := &svcEntry{key: key, svc: svc, gen: s.gen}
 	switch name := ""; {
 	case svc == nil:
 		c.problemf("service %q: no data; skipped", key)
@@ -210,6 +367,7 @@ func (s *Snapshot) compileEntry(key string, svc *Service, old *ServiceView) *svc
 	default:
 		name = CanonicalName(svc.Name)
 		e.v = c.compile(key, name, svc, old)
+		e.odd = e.v != nil && key != name
 	}
 	e.problems = c.probs
 	return e
@@ -227,7 +385,7 @@ func (c *svcCompiler) problemf(format string, args ...any) {
 
 func (c *svcCompiler) compile(key, name string, svc *Service, old *ServiceView) *ServiceView {
 	s := c.s
-	v := &ServiceView{name: name, key: key, svc: svc, sticky: svc.Sticky}
+	v := &ServiceView{name: name, key: key, svc: svc, sticky: svc.Sticky, gen: s.gen}
 	switch svc.Policy {
 	case PolicyWeighted:
 		v.policy = kindWeighted
@@ -385,11 +543,17 @@ func (v *ServiceView) uses(changed []bool) bool {
 	return false
 }
 
+// refreshEntry is e with its view refreshed.
+func (s *Snapshot) refreshEntry(e *svcEntry) *svcEntry {
+	return &svcEntry{key: e.key, svc: e.svc, v: s.refreshView(e.v), problems: e.problems, odd: e.odd, gen: s.gen}
+}
+
 // refreshView is old with its regions' health, drains and addresses
 // taken from s; everything compiled from the service itself (its geo
 // map above all) is shared.
 func (s *Snapshot) refreshView(old *ServiceView) *ServiceView {
 	v := *old
+	v.gen = s.gen
 	v.slots = slices.Clone(old.slots)
 	s.setRegions(&v)
 	s.setFactors(&v, old)
@@ -397,7 +561,7 @@ func (s *Snapshot) refreshView(old *ServiceView) *ServiceView {
 }
 
 func (c *svcCompiler) compileGeo(v *ServiceView) *geoTable {
-	g := &geoTable{def: -1}
+	g := &geoTable{def: -1, gen: c.s.gen}
 	for i := range g.continents {
 		g.continents[i] = -1
 	}
@@ -503,40 +667,75 @@ func (g *geoTable) partition(v *ServiceView, lt *locTable) (*partition, [][]int1
 }
 
 // attachGeo gives every geo service the merge of its partition built so
-// far, and tells the tables which partitions the snapshot uses.
-func (s *Snapshot) attachGeo() {
+// far, and tells the tables which partitions the snapshot uses. The
+// number of services of each partition follows replaced (see
+// entriesBuild) from prev's; the services are visited only when a merge
+// came or went.
+func (s *Snapshot) attachGeo(prev *Snapshot, replaced [][2]*svcEntry) {
 	if s.geo.tables == nil || s.geo.lt == nil {
 		return
 	}
-	users := map[*partition]int{}
-	for _, v := range s.services {
-		if v.geo != nil && v.geo.part != nil {
-			users[v.geo.part]++
+	partOf := func(e *svcEntry) *partition {
+		if e != nil && e.v != nil && e.v.geo != nil {
+			return e.v.geo.part
+		}
+		return nil
+	}
+	var users map[*partition]int
+	if prev != nil && prev.geo.users != nil && prev.geo.lt == s.geo.lt {
+		users = maps.Clone(prev.geo.users)
+		for _, r := range replaced {
+			if p := partOf(r[0]); p != nil {
+				if users[p]--; users[p] <= 0 {
+					delete(users, p)
+				}
+			}
+			if p := partOf(r[1]); p != nil {
+				users[p]++
+			}
+		}
+	} else {
+		users = map[*partition]int{}
+		for _, v := range s.services {
+			if v.geo != nil && v.geo.part != nil {
+				users[v.geo.part]++
+			}
 		}
 	}
 	merges := s.geo.tables.settle(users)
+	s.geo.users, s.geo.merges = users, merges
+	if prev != nil && prev.geo.lt == s.geo.lt && maps.Equal(prev.geo.merges, merges) {
+		// Every view taken over reads its partition's merge already;
+		// the ones compiled here are given theirs.
+		for _, r := range replaced {
+			if e := r[1]; e != nil && e.v != nil && e.v.geo != nil && e.v.geo.part != nil && e.v.geo.gen == s.gen {
+				e.v.geo.merge = merges[e.v.geo.part]
+			}
+		}
+		return
+	}
 	for i, v := range s.services {
 		g := v.geo
 		if g == nil || g.part == nil || g.merge == merges[g.part] {
 			continue
 		}
-		compiled, ok := s.new[v]
 		switch {
-		case compiled:
+		case g.gen == s.gen:
 			g.merge = merges[g.part] // built here, shared with no snapshot yet
 			continue
-		case ok:
+		case v.gen == s.gen:
 			ng := *g
-			ng.merge = merges[g.part]
+			ng.merge, ng.gen = merges[g.part], s.gen
 			v.geo = &ng
 			continue
 		}
 		nv, ng := *v, *g
-		ng.merge = merges[g.part]
-		nv.geo = &ng
+		ng.merge, ng.gen = merges[g.part], s.gen
+		nv.geo, nv.gen = &ng, s.gen
 		s.services[i] = &nv
-		e := s.built[v.key]
-		s.built[v.key] = &svcEntry{svc: e.svc, v: &nv, problems: e.problems}
+		k := s.keys.m[v.key]
+		e := s.entries[k]
+		s.entries[k] = &svcEntry{key: e.key, svc: e.svc, v: &nv, problems: e.problems, odd: e.odd, gen: s.gen}
 		s.stats.Refreshed++
 	}
 }
@@ -546,8 +745,8 @@ func (s *Snapshot) attachGeo() {
 // each service's in key order.
 func (s *Snapshot) Problems() []string {
 	out := slices.Clone(s.problems)
-	for _, k := range s.keys {
-		out = append(out, s.built[k].problems...)
+	for _, e := range s.entries {
+		out = append(out, e.problems...)
 	}
 	return out
 }

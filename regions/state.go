@@ -1,6 +1,9 @@
 package regions
 
-import "maps"
+import (
+	"maps"
+	"weak"
+)
 
 // State is everything Meridian keeps in etcd, decoded: the input from
 // which snapshots are built. The store's watcher maintains one; the server
@@ -22,6 +25,14 @@ type State struct {
 	// Problems lists entries that were in etcd but could not be used
 	// (undecodable or invalid JSON), each with its key. They are skipped.
 	Problems []string `json:"problems,omitempty"`
+
+	// A state made by Derive has base, the state it copied (weak: a
+	// chain of states does not keep the ones before alive), and changed,
+	// the keys of the services PutService and DeleteService changed
+	// since: a snapshot of it built from one of the base looks at those
+	// services only (see BuildSnapshot).
+	base    weak.Pointer[State]
+	changed map[string]struct{}
 }
 
 // LatencyData is a latency table as stored in etcd: CSV text, one
@@ -70,4 +81,67 @@ func (s *State) Clone() *State {
 		c.Health[k] = maps.Clone(v)
 	}
 	return c
+}
+
+// Derive is Clone for a state whose services change only through
+// PutService and DeleteService: it remembers them, so that a snapshot
+// of the copy built from a snapshot of s compiles those services only,
+// without comparing every other (docs/architecture.md, The incremental
+// snapshot). Its regions, health, probers and latency table may change
+// directly. A service changed in Services directly is not seen that way:
+// use Clone then.
+func (s *State) Derive() *State {
+	c := s.Clone()
+	c.base = weak.Make(s)
+	c.changed = map[string]struct{}{}
+	return c
+}
+
+// PutService sets the service of key, noting the change in a derived
+// state.
+func (s *State) PutService(key string, svc *Service) {
+	s.Services[key] = svc
+	if s.changed != nil {
+		s.changed[key] = struct{}{}
+	}
+}
+
+// DeleteService removes the service of key, noting the change in a
+// derived state.
+func (s *State) DeleteService(key string) {
+	if _, ok := s.Services[key]; !ok {
+		return
+	}
+	delete(s.Services, key)
+	if s.changed != nil {
+		s.changed[key] = struct{}{}
+	}
+}
+
+// servicesChangedSince returns the keys of the services that differ
+// between prev and s, and true, when s was derived from prev (Derive);
+// otherwise false, and every service must be compared.
+func (s *State) servicesChangedSince(prev *State) ([]string, bool) {
+	if prev == nil || s.changed == nil || s.base.Value() != prev {
+		return nil, false
+	}
+	// A service added or removed in Services directly shows as a count
+	// that the changes noted do not explain.
+	n := len(prev.Services)
+	keys := make([]string, 0, len(s.changed))
+	for k := range s.changed {
+		_, was := prev.Services[k]
+		_, is := s.Services[k]
+		switch {
+		case is && !was:
+			n++
+		case was && !is:
+			n--
+		}
+		keys = append(keys, k)
+	}
+	if n != len(s.Services) {
+		return nil, false
+	}
+	return keys, true
 }

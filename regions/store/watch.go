@@ -481,9 +481,11 @@ func (w *Watcher) events(wr clientv3.WatchResponse, from int64) []*clientv3.Even
 	return slices.DeleteFunc(evs, func(ev *clientv3.Event) bool { return w.keys.parse(string(ev.Kv.Key)).kind == keyAudit })
 }
 
-// apply returns a copy of st with events applied; st is left alone.
+// apply returns a copy of st with events applied; st is left alone. The
+// copy remembers the services changed (regions.State.Derive): the
+// snapshot built from it compiles those only.
 func (w *Watcher) apply(ctx context.Context, st *regions.State, probs map[string]string, evs []*clientv3.Event) (*regions.State, error) {
-	next := st.Clone()
+	next := st.Derive()
 	// Only the last manifest of a response matters: earlier ones are
 	// replaced within it, and their chunks may already be gone.
 	lastManifest := -1
@@ -531,9 +533,9 @@ func (w *Watcher) put(ctx context.Context, st *regions.State, probs map[string]s
 	case keyService:
 		svc := new(regions.Service)
 		if bad = decodeService(w.keys, kv, svc); bad == nil {
-			st.Services[k.name] = svc
+			st.PutService(k.name, svc)
 		} else {
-			delete(st.Services, k.name)
+			st.DeleteService(k.name)
 		}
 	case keyHealth:
 		h := new(regions.HealthReport)
@@ -590,7 +592,7 @@ func remove(st *regions.State, probs map[string]string, key string, k parsedKey)
 	case keyRegion:
 		delete(st.Regions, k.name)
 	case keyService:
-		delete(st.Services, k.name)
+		st.DeleteService(k.name)
 	case keyHealth:
 		if m := st.Health[k.name]; m != nil {
 			delete(m, k.prober)
