@@ -54,7 +54,10 @@ var (
 	docMetrics = opDoc{summary: "Prometheus metrics (text exposition format)", text: true}
 	docOpenAPI = opDoc{summary: "This document (OpenAPI 3.1)", resp: map[string]any{}}
 	docStatus  = opDoc{summary: "Each region's state, VIPs and prober votes, answers per region, each service's weights and expected shares, the snapshot's revision and age",
-		resp: apitypes.Status{}, errors: []int{401}}
+		query: []paramDoc{
+			{"services", "boolean", "false: leave the list of services out (default true)", false},
+		},
+		resp: apitypes.Status{}, errors: []int{400, 401}}
 	docExplain = opDoc{summary: "The decision a DNS query would get now, with every step",
 		query: []paramDoc{
 			{"name", "string", "service name, with or without the final dot", true},

@@ -53,8 +53,10 @@ type Details struct {
 // ZoneInfo is one zone being served.
 type ZoneInfo = apitypes.ZoneInfo
 
-// statusOf builds the status from the snapshot and what the server says.
-func (a *apiServer) statusOf() apitypes.Status {
+// statusOf builds the status from the snapshot and what the server says;
+// without services, the list of services is left out (it is most of the
+// document, and of its cost, with thousands of services).
+func (a *apiServer) statusOf(services bool) apitypes.Status {
 	var srv ServerStatus
 	if a.opts.Status != nil {
 		srv = a.opts.Status()
@@ -74,7 +76,7 @@ func (a *apiServer) statusOf() apitypes.Status {
 		Regions: len(st.Regions), Services: len(st.Services), Problems: snap.Problems(), Build: snap.Stats()}
 	gt := snap.GeoTables()
 	out.Snapshot.GeoTables = apitypes.GeoTablesStatus{Location: gt.Location, Partitions: len(gt.Partitions), Merged: gt.Merged, Pending: gt.Pending, OverBudget: gt.OverBudget,
-		MergeBytes: gt.MergeBytes, MergeBudget: gt.MergeBudget}
+		Evicted: gt.Evicted, MergeBytes: gt.MergeBytes, MergeBudget: gt.MergeBudget, MergedServices: gt.MergedServices, UnmergedServices: gt.UnmergedServices}
 	for _, v := range snap.Services() {
 		out.Snapshot.ServiceBytes += v.Bytes()
 	}
@@ -89,6 +91,9 @@ func (a *apiServer) statusOf() apitypes.Status {
 			VIPs: rs.VIPs, Answers: srv.RegionAnswers[rs.Name], Location: rs.Region.Location, Load: rs.LoadAt(now, 0)})
 	}
 	for _, v := range snap.Services() {
+		if !services {
+			break
+		}
 		svc := v.Service()
 		ss := apitypes.ServiceStatus{Name: v.Name(), Policy: svc.Policy, TTL: svc.TTL, ExpectedShare: map[string]regions.Shares{}}
 		factors := snap.Factors(v, now)
@@ -166,12 +171,22 @@ func mostFrequent(counts map[string]int) string {
 	return best
 }
 
-func (a *apiServer) status(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, a.statusOf())
+// status answers GET /v1/status[?services=false].
+func (a *apiServer) status(w http.ResponseWriter, r *http.Request) {
+	services := true
+	if v := r.URL.Query().Get("services"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			writeProblem(w, badField("services", "%q: want true or false", v))
+			return
+		}
+		services = b
+	}
+	writeJSON(w, http.StatusOK, a.statusOf(services))
 }
 
 func (a *apiServer) details(w http.ResponseWriter, _ *http.Request) {
-	out := apitypes.Details{Ready: true, Status: a.statusOf()}
+	out := apitypes.Details{Ready: true, Status: a.statusOf(true)}
 	if a.opts.Ready != nil {
 		if err := a.opts.Ready(); err != nil {
 			out.Ready, out.Reason = false, err.Error()

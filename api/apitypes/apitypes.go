@@ -217,8 +217,14 @@ type GeoTablesStatus struct {
 	Merged      int                        `json:"merged"`
 	Pending     int                        `json:"pending"`
 	OverBudget  int                        `json:"over_budget"`
+	Evicted     int                        `json:"evicted"`
 	MergeBytes  int64                      `json:"merge_bytes"`
 	MergeBudget int64                      `json:"merge_budget"`
+	// MergedServices counts the geo services whose partition has a
+	// merge, UnmergedServices those answering with a widened location
+	// interval (see regions.GeoTablesInfo).
+	MergedServices   int `json:"merged_services"`
+	UnmergedServices int `json:"unmerged_services"`
 }
 
 // EmptyRefused describes an empty state from etcd that is not served.
