@@ -12,6 +12,9 @@ var (
 	descSnapRevision = prometheus.NewDesc("meridian_snapshot_revision", "etcd revision of the regions snapshot being served.", nil, nil)
 	descSnapAge      = prometheus.NewDesc("meridian_snapshot_staleness_seconds", "Age of the served data: time since etcd last confirmed it current (kept across restarts by the state file).", nil, nil)
 	descSnapBuilds   = prometheus.NewDesc("meridian_snapshot_builds_total", "Snapshots built.", nil, nil)
+	descSnapCompiled = prometheus.NewDesc("meridian_snapshot_services_compiled_total", "Services compiled by the snapshot builds (a build compiles the services that changed).", nil, nil)
+	descSnapRefresh  = prometheus.NewDesc("meridian_snapshot_services_refreshed_total", "Services whose regions' health, drains or addresses, or whose geo merge, the snapshot builds refreshed.", nil, nil)
+	descSnapBuildSec = prometheus.NewDesc("meridian_snapshot_build_seconds_total", "Time spent building snapshots.", nil, nil)
 	descSnapProblems = prometheus.NewDesc("meridian_snapshot_problems", "Entries in etcd skipped as unusable in the current snapshot.", nil, nil)
 	descEmptyRefused = prometheus.NewDesc("meridian_state_empty_refused", "1 while etcd holds no regions and no services and the previous state is served instead, until an operator accepts the empty state.", nil, nil)
 	descFileWrites   = prometheus.NewDesc("meridian_state_file_writes_total", "Writes of the state file.", nil, nil)
@@ -25,7 +28,7 @@ var (
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSnapRevision, descSnapAge, descSnapBuilds, descSnapProblems, descEmptyRefused,
+	for _, d := range []*prometheus.Desc{descSnapRevision, descSnapAge, descSnapBuilds, descSnapCompiled, descSnapRefresh, descSnapBuildSec, descSnapProblems, descEmptyRefused,
 		descFileWrites, descFileBytes, descEtcdUp, descEtcdDown, descEmbFailures, descEtcdRelists, descEtcdWentBack, descRegion} {
 		ch <- d
 	}
@@ -43,6 +46,9 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descSnapBuilds, prometheus.CounterValue, float64(ls.Builds))
+	ch <- prometheus.MustNewConstMetric(descSnapCompiled, prometheus.CounterValue, float64(ls.Compiled))
+	ch <- prometheus.MustNewConstMetric(descSnapRefresh, prometheus.CounterValue, float64(ls.Refreshed))
+	ch <- prometheus.MustNewConstMetric(descSnapBuildSec, prometheus.CounterValue, ls.BuildTime.Seconds())
 	ch <- prometheus.MustNewConstMetric(descEmptyRefused, prometheus.GaugeValue, bool01(ls.EmptyRefused != nil))
 	ch <- prometheus.MustNewConstMetric(descFileWrites, prometheus.CounterValue, float64(ls.Persist.Writes))
 	ch <- prometheus.MustNewConstMetric(descFileBytes, prometheus.CounterValue, float64(ls.Persist.Bytes))

@@ -46,6 +46,9 @@ type Live struct {
 
 	cur    atomic.Pointer[regions.Snapshot]
 	builds atomic.Uint64
+	// compiled and refreshed add up the services the builds compiled
+	// and refreshed (regions.BuildStats), buildNanos their time.
+	compiled, refreshed, buildNanos atomic.Uint64
 
 	// applyMu serializes changes of the served state: the watcher's
 	// deliveries and AcceptEmpty.
@@ -69,6 +72,9 @@ type Live struct {
 	written       int64
 	persistErr    string
 	wake          chan struct{}
+	// serviceJSON is the services' JSON of the last write, for the next
+	// (used by flush only).
+	serviceJSON serviceJSON
 }
 
 // refusal is an empty state from etcd that is not served.
@@ -273,6 +279,9 @@ func (l *Live) build(st *regions.State) *regions.Snapshot {
 		l.log.Warn("snapshot built with problems", "revision", st.Revision, "problems", p)
 	}
 	bs := s.Stats()
+	l.compiled.Add(uint64(bs.Compiled))
+	l.refreshed.Add(uint64(bs.Refreshed))
+	l.buildNanos.Add(uint64(bs.Took))
 	l.log.Debug("snapshot built", "revision", st.Revision, "services", bs.Services, "compiled", bs.Compiled, "refreshed", bs.Refreshed, "took", bs.Took)
 	return s
 }
@@ -340,6 +349,11 @@ type LiveStatus struct {
 	Revision int64     `json:"revision"`
 	Built    time.Time `json:"built,omitzero"`
 	Builds   uint64    `json:"builds"`
+	// Compiled and Refreshed add up the services the builds compiled
+	// and refreshed; BuildTime is the builds' time.
+	Compiled  uint64        `json:"compiled"`
+	Refreshed uint64        `json:"refreshed"`
+	BuildTime time.Duration `json:"build_time"`
 	// Confirmed is when etcd last confirmed the served state current (a
 	// listing, a watch response or a progress notification), kept across
 	// restarts by the state file. Age is now minus Confirmed: the age of
@@ -381,6 +395,7 @@ func (l *Live) Status() LiveStatus {
 	l.mu.Lock()
 	s := LiveStatus{
 		Source: l.source, Built: l.built, Builds: l.builds.Load(), Confirmed: l.confirmed,
+		Compiled: l.compiled.Load(), Refreshed: l.refreshed.Load(), BuildTime: time.Duration(l.buildNanos.Load()),
 		Persist: PersistStatus{Writes: l.writes, Bytes: l.written, LastWrite: l.lastWrite, Pending: l.dirty, LastError: l.persistErr},
 	}
 	if r := l.refused; r != nil {
@@ -511,7 +526,7 @@ func (l *Live) flush() {
 	confirmed, onDisk := l.confirmed, l.onDisk
 	l.mu.Unlock()
 
-	ref, n, err := saveState(l.path, snap.State(), confirmed, onDisk)
+	ref, n, err := saveState(l.path, snap.State(), confirmed, onDisk, &l.serviceJSON)
 
 	l.mu.Lock()
 	defer l.mu.Unlock()

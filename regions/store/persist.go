@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,6 +32,70 @@ type stateFile struct {
 	State *regions.State `json:"state"`
 	// Latency names the file beside this one that holds the table.
 	Latency *latencyRef `json:"latency,omitempty"`
+}
+
+// stateFileOut is stateFile as SaveState writes it: the state as
+// stateOut, whose services are encoded beforehand (serviceJSON).
+type stateFileOut struct {
+	Format    int         `json:"format"`
+	Saved     time.Time   `json:"saved"`
+	Confirmed time.Time   `json:"confirmed,omitzero"`
+	State     *stateOut   `json:"state"`
+	Latency   *latencyRef `json:"latency,omitempty"`
+}
+
+// stateOut encodes as regions.State does, without the latency table
+// (TestStateOutFields keeps the two in step).
+type stateOut struct {
+	Revision int64                                       `json:"revision"`
+	Regions  map[string]*regions.Region                  `json:"regions"`
+	Services json.RawMessage                             `json:"services"`
+	Health   map[string]map[string]*regions.HealthReport `json:"health"`
+	Probers  map[string]*regions.ProberInfo              `json:"probers"`
+	Problems []string                                    `json:"problems,omitempty"`
+}
+
+// serviceJSON keeps the JSON of the services last written. Services
+// are never changed in place, so the same object encodes the same: a
+// write after one service changed encodes that one only, where encoding
+// thousands took a good part of a core. Used by one goroutine at a time.
+type serviceJSON struct{ m map[*regions.Service][]byte }
+
+// encode is the JSON of services, as encoding/json writes the map (keys
+// sorted, the same escaping), from the cache where it can. A nil cache
+// encodes every service.
+func (c *serviceJSON) encode(services map[string]*regions.Service) (json.RawMessage, error) {
+	if services == nil {
+		return json.RawMessage("null"), nil
+	}
+	next := make(map[*regions.Service][]byte, len(services))
+	out := []byte{'{'}
+	for i, k := range slices.Sorted(maps.Keys(services)) {
+		svc := services[k]
+		b, ok := next[svc]
+		if !ok && c != nil {
+			b, ok = c.m[svc]
+		}
+		if !ok {
+			var err error
+			if b, err = json.Marshal(svc); err != nil {
+				return nil, err
+			}
+		}
+		next[svc] = b
+		key, err := json.Marshal(k)
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(append(append(out, key...), ':'), b...)
+	}
+	if c != nil {
+		c.m = next
+	}
+	return append(out, '}'), nil
 }
 
 // latencyRef points from the state file to the latency table's own file:
@@ -72,19 +137,22 @@ func latencyFileName(id string) string {
 // latency files no longer named are removed afterwards. The data is on
 // disk when SaveState returns.
 func SaveState(path string, st *regions.State, confirmed time.Time) error {
-	_, _, err := saveState(path, st, confirmed, nil)
+	_, _, err := saveState(path, st, confirmed, nil, nil)
 	return err
 }
 
 // saveState is SaveState that does not write the latency table again
-// when its id is onDisk's (a file this process wrote or verified). It
-// returns the reference to the table's file and the bytes written.
-func saveState(path string, st *regions.State, confirmed time.Time, onDisk *latencyRef) (ref *latencyRef, written int64, err error) {
+// when its id is onDisk's (a file this process wrote or verified), and
+// takes the JSON of the services from cache (may be nil). It returns the
+// reference to the table's file and the bytes written.
+func saveState(path string, st *regions.State, confirmed time.Time, onDisk *latencyRef, cache *serviceJSON) (ref *latencyRef, written int64, err error) {
 	dir := filepath.Dir(path)
-	sf := stateFile{Format: stateFileFormat, Saved: time.Now().UTC(), Confirmed: confirmed.UTC()}
-	cp := *st
-	cp.Latency = nil
-	sf.State = &cp
+	services, err := cache.encode(st.Services)
+	if err != nil {
+		return nil, 0, fmt.Errorf("save state: %w", err)
+	}
+	sf := stateFileOut{Format: stateFileFormat, Saved: time.Now().UTC(), Confirmed: confirmed.UTC(), State: &stateOut{
+		Revision: st.Revision, Regions: st.Regions, Services: services, Health: st.Health, Probers: st.Probers, Problems: st.Problems}}
 	if ld := st.Latency; ld != nil {
 		if onDisk != nil && onDisk.ID == ld.ID {
 			ref = onDisk

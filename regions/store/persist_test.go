@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io/fs"
@@ -214,4 +215,70 @@ func TestSaveLoadState(t *testing.T) {
 			t.Fatal("no error")
 		}
 	})
+}
+
+// TestServiceJSON: the state file's services, encoded from the cache,
+// are what encoding/json writes for the map, after services came, went
+// and changed; a service the cache holds is not encoded again.
+func TestServiceJSON(t *testing.T) {
+	st := fullState()
+	odd := testService("<odd>&.gslb.example.", "eu-west")
+	st.Services["<odd>&.gslb.example."] = odd // escaped as encoding/json escapes
+	var c serviceJSON
+	check := func(label string) {
+		t.Helper()
+		got, err := c.encode(st.Services)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(st.Services)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s: %s\nwant %s", label, got, want)
+		}
+		if len(c.m) != len(st.Services) {
+			t.Fatalf("%s: %d services cached, want %d", label, len(c.m), len(st.Services))
+		}
+	}
+	check("first")
+	// A cached encoding is what is written: a service seen before is not
+	// encoded again (the stale bytes planted here show through).
+	c.m[odd] = []byte(`"cached"`)
+	if got, _ := c.encode(st.Services); !bytes.Contains(got, []byte(`:"cached"`)) {
+		t.Fatalf("the cached encoding was not used: %s", got)
+	}
+	delete(c.m, odd)
+	st.Services["api.gslb.example."] = testService("api.gslb.example.", "us-east")
+	check("added")
+	st.Services["www.gslb.example."] = testService("www.gslb.example.", "us-east")
+	check("replaced")
+	delete(st.Services, "<odd>&.gslb.example.")
+	check("deleted")
+	if got, _ := (*serviceJSON)(nil).encode(nil); string(got) != "null" {
+		t.Fatalf("nil map: %s", got)
+	}
+}
+
+// TestStateOutFields: stateOut encodes every field of regions.State
+// but the latency table, under the same names.
+func TestStateOutFields(t *testing.T) {
+	names := func(typ reflect.Type) []string {
+		var out []string
+		for f := range typ.Fields() {
+			if tag := f.Tag.Get("json"); f.IsExported() && tag != "-" {
+				out = append(out, strings.Split(tag, ",")[0])
+			}
+		}
+		return out
+	}
+	want := slices.DeleteFunc(names(reflect.TypeFor[regions.State]()), func(n string) bool { return n == "latency" })
+	if got := names(reflect.TypeFor[stateOut]()); !slices.Equal(got, want) {
+		t.Fatalf("stateOut has %v, regions.State %v (latency aside)", got, want)
+	}
+	st := fullState()
+	st.Latency = nil
+	services, _ := (*serviceJSON)(nil).encode(st.Services)
+	got, _ := json.Marshal(&stateOut{Revision: st.Revision, Regions: st.Regions, Services: services, Health: st.Health, Probers: st.Probers, Problems: st.Problems})
+	if want, _ := json.Marshal(st); !bytes.Equal(got, want) {
+		t.Fatalf("%s\nwant %s", got, want)
+	}
 }
