@@ -25,6 +25,7 @@ GDNSD_PORT=5321
 MERIDIAN_PORT=5322
 ETCD_CLIENT=5323
 ETCD_PEER=5324
+MERIDIAN_HTTP=5325
 NAME=www.gslb.example.
 
 log() { printf '%s\n' "$*" >&2; }
@@ -90,7 +91,8 @@ for s in $SERVERS; do
 	meridian)
 		d=$WORK/meridian
 		mkdir -p "$d"
-		fill bench/meridian-cover.yaml "$d/meridian.yaml" PORT="$MERIDIAN_PORT" DIR="$d" ZONES="$PWD/bench/zones" \
+		[[ -z $(ss -Hltn "( sport = :$MERIDIAN_HTTP )") ]] || die "TCP port $MERIDIAN_HTTP is already in use"
+		fill bench/meridian-cover.yaml "$d/meridian.yaml" PORT="$MERIDIAN_PORT" HTTP="$MERIDIAN_HTTP" DIR="$d" ZONES="$PWD/bench/zones" \
 			MMDB="$MMDB" STATE="$PWD/examples/state.yaml" ETCD_CLIENT="$ETCD_CLIENT" ETCD_PEER="$ETCD_PEER"
 		log "cover: starting meridian"
 		launch meridian "$MERIDIAN_PORT" bin/meridian server --config "$d/meridian.yaml"
@@ -108,6 +110,9 @@ for s in $SERVERS; do
 	log "cover: walking $s"
 	args=(-server "127.0.0.1:${PORT[$s]}" -name "$NAME" -workers "$WORKERS" -max "$MAX" -list "$WORK/$s.blocks")
 	[[ -z $prev ]] || args+=(-against "$WORK/$prev.blocks")
+	# Meridian answers as soon as www is compiled, with narrower scopes
+	# until its geo tables are built in the background: walk it after.
+	[[ $s != meridian ]] || args+=(-ready "http://127.0.0.1:$MERIDIAN_HTTP")
 	echo
 	echo "## $s"
 	echo

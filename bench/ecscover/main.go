@@ -6,11 +6,14 @@
 // and the fewer queries it sends. bench/cover.sh runs it against gdnsd
 // and Meridian serving the same map from the same database.
 //
-//	ecscover -server 127.0.0.1:5322 -name www.gslb.example. [-source 32] [-list FILE] [-against FILE]
+//	ecscover -server 127.0.0.1:5322 -name www.gslb.example. [-source 32] [-list FILE] [-against FILE] [-ready URL]
 //
 // -list writes every block with its answer; -against reads such a list
 // from another server and counts the blocks whose first address gets
-// another answer there.
+// another answer there. -ready names a Meridian server's HTTP API: the
+// walk starts once its /v1/status says the geo tables are built (the
+// location table, and no merge pending), since until then its scopes
+// are narrower.
 //
 // Only loopback servers are accepted, and the walk stops after -max
 // queries. IPv4 is split into its 256 /8s, walked by -workers workers at
@@ -20,11 +23,14 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -45,6 +51,7 @@ type config struct {
 	timeout time.Duration
 	list    string
 	against string
+	ready   string
 }
 
 func main() {
@@ -57,6 +64,7 @@ func main() {
 	flag.DurationVar(&c.timeout, "timeout", 2*time.Second, "wait for one reply (3 tries)")
 	flag.StringVar(&c.list, "list", "", "write every block with its answer to this file")
 	flag.StringVar(&c.against, "against", "", "compare the answers with this list from another server")
+	flag.StringVar(&c.ready, "ready", "", "a Meridian server's HTTP API, http://host:port on loopback: wait until its geo tables are built")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -84,6 +92,11 @@ func run(ctx context.Context, c config) error {
 		return errors.New("want -source 1 to 32, -workers and -max above 0")
 	}
 	c.name = dns.Fqdn(c.name)
+	if c.ready != "" {
+		if err := waitTables(ctx, c.ready, time.Minute); err != nil {
+			return err
+		}
+	}
 
 	start := time.Now()
 	var queries atomic.Int64
@@ -342,4 +355,65 @@ func (w *walker) exchange(m *dns.Msg) (*dns.Msg, error) {
 			return r, nil
 		}
 	}
+}
+
+// waitTables polls base's /v1/status until the geo tables are built:
+// the location table is there and no partition waits for its merge.
+func waitTables(ctx context.Context, base string, limit time.Duration) error {
+	u, err := url.Parse(base)
+	if err != nil || u.Scheme != "http" {
+		return fmt.Errorf("-ready %q: want http://host:port", base)
+	}
+	if ip, err := netip.ParseAddr(u.Hostname()); err != nil || !ip.IsLoopback() {
+		return fmt.Errorf("-ready %s: only loopback servers are asked", base)
+	}
+	u.Path, u.RawQuery = "/v1/status", "services=false"
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	start := time.Now()
+	var last string
+	for {
+		var st struct {
+			Snapshot struct {
+				GeoTables struct {
+					Location *struct {
+						IntervalsV4 int `json:"intervals_v4"`
+					} `json:"location"`
+					Partitions int `json:"partitions"`
+					Merged     int `json:"merged"`
+					Pending    int `json:"pending"`
+				} `json:"geo_tables"`
+			} `json:"snapshot"`
+		}
+		if err := getJSON(ctx, u.String(), &st); err != nil {
+			last = err.Error()
+		} else if gt := st.Snapshot.GeoTables; gt.Location != nil && gt.Partitions > 0 && gt.Pending == 0 {
+			fmt.Fprintf(os.Stderr, "ecscover: geo tables built after %v: %d partitions, %d merged\n",
+				time.Since(start).Round(time.Millisecond), gt.Partitions, gt.Merged)
+			return nil
+		} else {
+			last = fmt.Sprintf("geo tables %+v", gt)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("-ready %s: geo tables not built within %v (%s)", base, limit, last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func getJSON(ctx context.Context, u string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
 }

@@ -126,6 +126,19 @@ type Result struct {
 	DrainP99, HealthP99, WeightP99 time.Duration
 	RebuildOneP99                  time.Duration
 	RSSMB                          int
+	// Tables is the time from the start of the apply until every merge
+	// the budget takes was built; the rest is what /v1/status said then.
+	Tables                   time.Duration
+	Partitions               int
+	MergedServices, Unmerged int
+	MergeBytes               int64
+	ServiceBytes             int
+	// From the snapshot builds' counters (/metrics): the builds and the
+	// services compiled from the start of the apply until the geo tables
+	// were built, and per drain or undrain the services compiled and
+	// refreshed.
+	ApplyBuilds, ApplyCompiled    int
+	DrainCompiled, DrainRefreshed float64
 }
 
 func (r Result) String() string {
@@ -135,8 +148,12 @@ func (r Result) String() string {
 	if r.Country {
 		tag = " maps=country"
 	}
-	return fmt.Sprintf("services=%d apply_s=%s all_answering_s=%s drain_p99_ms=%s health_p99_ms=%s weight_p99_ms=%s restart_s=%s rss_mb=%d rebuild_one_ms=%s%s",
-		r.N, s(r.Apply), s(r.AllAnswering), ms(r.DrainP99), ms(r.HealthP99), ms(r.WeightP99), s(r.Restart), r.RSSMB, ms(r.RebuildOneP99), tag)
+	return fmt.Sprintf("services=%d apply_s=%s all_answering_s=%s drain_p99_ms=%s health_p99_ms=%s weight_p99_ms=%s restart_s=%s rss_mb=%d rebuild_one_ms=%s"+
+		" tables_s=%s partitions=%d merged_services=%d unmerged_services=%d merges_mb=%.1f service_bytes=%d"+
+		" builds_apply=%d compiled_apply=%d drain_refreshed=%.0f%s",
+		r.N, s(r.Apply), s(r.AllAnswering), ms(r.DrainP99), ms(r.HealthP99), ms(r.WeightP99), s(r.Restart), r.RSSMB, ms(r.RebuildOneP99),
+		s(r.Tables), r.Partitions, r.MergedServices, r.Unmerged, float64(r.MergeBytes)/(1<<20), r.ServiceBytes/max(r.N, 1),
+		r.ApplyBuilds, r.ApplyCompiled, r.DrainRefreshed, tag)
 }
 
 func (r *run) measure(ctx context.Context) (Result, error) {
@@ -163,6 +180,10 @@ func (r *run) measure(ctx context.Context) (Result, error) {
 	defer func() { srv.stop() }()
 	logf("%d services: server up; applying", r.n)
 
+	c0, err := r.counters()
+	if err != nil {
+		return res, err
+	}
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, r.bin, "ctl", "--server", "http://"+r.http, "--token-file", r.token, "apply", "-f", filepath.Join(dir, "state.yaml"))
 	var out bytes.Buffer
@@ -176,13 +197,30 @@ func (r *run) measure(ctx context.Context) (Result, error) {
 	}
 	res.AllAnswering = time.Since(start)
 	logf("%d services: applied in %v, all answering after %v", r.n, res.Apply.Round(time.Millisecond), res.AllAnswering.Round(time.Millisecond))
-	if err := r.waitMerged(2 * time.Minute); err != nil {
+	st, err := r.waitMerged(2 * time.Minute)
+	if err != nil {
 		return res, err
 	}
+	res.Tables = time.Since(start)
+	gt := st.GeoTables
+	res.Partitions, res.MergedServices, res.Unmerged, res.MergeBytes, res.ServiceBytes = gt.Partitions, gt.MergedServices, gt.UnmergedServices, gt.MergeBytes, st.ServiceBytes
+	logf("%d services: geo tables built after %v: %d partitions, %d services on merges, %d without", r.n, res.Tables.Round(time.Millisecond),
+		gt.Partitions, gt.MergedServices, gt.UnmergedServices)
+	c1, err := r.counters()
+	if err != nil {
+		return res, err
+	}
+	res.ApplyBuilds, res.ApplyCompiled = int(c1.builds-c0.builds), int(c1.compiled-c0.compiled)
 
 	if res.DrainP99, err = r.timeDrains(); err != nil {
 		return res, err
 	}
+	c2, err := r.counters()
+	if err != nil {
+		return res, err
+	}
+	res.DrainCompiled = (c2.compiled - c1.compiled) / float64(2*r.reps)
+	res.DrainRefreshed = (c2.refreshed - c1.refreshed) / float64(2*r.reps)
 	if res.HealthP99, err = r.timeHealth(ctx); err != nil {
 		return res, err
 	}
@@ -483,7 +521,7 @@ func (r *run) status() (snapshotStatus, error) {
 	var st struct {
 		Snapshot snapshotStatus `json:"snapshot"`
 	}
-	req, err := http.NewRequest("GET", "http://"+r.http+"/v1/status", nil)
+	req, err := http.NewRequest("GET", "http://"+r.http+"/v1/status?services=false", nil)
 	if err != nil {
 		return st.Snapshot, err
 	}
@@ -501,30 +539,70 @@ func (r *run) status() (snapshotStatus, error) {
 }
 
 type snapshotStatus struct {
-	Revision  int64              `json:"revision"`
-	Build     regions.BuildStats `json:"build"`
-	GeoTables struct {
-		Location *struct{} `json:"location"`
-		Pending  int       `json:"pending"`
+	Revision     int64              `json:"revision"`
+	Build        regions.BuildStats `json:"build"`
+	ServiceBytes int                `json:"service_bytes"`
+	GeoTables    struct {
+		Location         *struct{} `json:"location"`
+		Partitions       int       `json:"partitions"`
+		Pending          int       `json:"pending"`
+		MergeBytes       int64     `json:"merge_bytes"`
+		MergedServices   int       `json:"merged_services"`
+		UnmergedServices int       `json:"unmerged_services"`
 	} `json:"geo_tables"`
+}
+
+// counters are the totals of the snapshot builds.
+type counters struct{ builds, compiled, refreshed float64 }
+
+// counters reads the snapshot builds' totals from /metrics.
+func (r *run) counters() (counters, error) {
+	var c counters
+	resp, err := http.Get("http://" + r.http + "/metrics")
+	if err != nil {
+		return c, err
+	}
+	defer resp.Body.Close()
+	want := map[string]*float64{
+		"meridian_snapshot_builds_total":             &c.builds,
+		"meridian_snapshot_services_compiled_total":  &c.compiled,
+		"meridian_snapshot_services_refreshed_total": &c.refreshed,
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if p := want[name]; ok && p != nil {
+			if *p, err = strconv.ParseFloat(v, 64); err != nil {
+				return c, fmt.Errorf("/metrics: %s: %w", name, err)
+			}
+			delete(want, name)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return c, err
+	}
+	if len(want) > 0 {
+		return c, fmt.Errorf("/metrics: %d of the snapshot counters missing", len(want))
+	}
+	return c, nil
 }
 
 // waitMerged waits until the geo tables are built: the timed changes
 // are then of the steady state.
-func (r *run) waitMerged(limit time.Duration) error {
+func (r *run) waitMerged(limit time.Duration) (snapshotStatus, error) {
 	deadline := time.Now().Add(limit)
 	for {
 		st, err := r.status()
 		if err == nil && st.GeoTables.Location != nil && st.GeoTables.Pending == 0 {
-			return nil
+			return st, nil
 		}
 		if err != nil && strings.Contains(err.Error(), "40") {
-			return err
+			return st, err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("geo tables not built after %v (%v)", limit, err)
+			return st, fmt.Errorf("geo tables not built after %v (%v)", limit, err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -580,20 +658,39 @@ func p99(ds []time.Duration) time.Duration {
 // sample. The drain is forced: the probe weighted service answers from
 // eu-west alone, and would answer NODATA.
 func (r *run) timeDrains() (time.Duration, error) {
-	var ds []time.Duration
+	var ds, writes []time.Duration
 	for range r.reps {
 		for _, step := range []struct{ path, want string }{{"drain?force=true", regionVIP["us-east"]}, {"undrain", regionVIP["eu-west"]}} {
 			start := time.Now()
 			if err := r.api("POST", "/v1/regions/eu-west/"+step.path, ""); err != nil {
 				return 0, err
 			}
+			writes = append(writes, time.Since(start))
 			if _, err := r.until(r.probeGeo, euClient, step.want, 30*time.Second); err != nil {
 				return 0, err
 			}
 			ds = append(ds, time.Since(start))
+			if st, err := r.status(); err == nil && os.Getenv("SCALE_TRACE") != "" {
+				logf("%s %v: write %v, build %v (%+v)", step.path, ds[len(ds)-1].Round(100*time.Microsecond), writes[len(writes)-1].Round(100*time.Microsecond),
+					st.Build.Took.Round(100*time.Microsecond), st.Build)
+			}
 		}
 	}
+	r.spread("drain", ds, writes)
 	return p99(ds), nil
+}
+
+// spread logs the median and p99 of samples and of the writes they
+// began with: how much of the time etcd took.
+func (r *run) spread(what string, samples, writes []time.Duration) {
+	med := func(ds []time.Duration) time.Duration {
+		ds = slices.Clone(ds)
+		slices.Sort(ds)
+		return ds[len(ds)/2]
+	}
+	logf("%d services: %s: median %v, p99 %v; the write alone: median %v, p99 %v", r.n, what,
+		med(samples).Round(100*time.Microsecond), p99(slices.Clone(samples)).Round(100*time.Microsecond),
+		med(writes).Round(100*time.Microsecond), p99(slices.Clone(writes)).Round(100*time.Microsecond))
 }
 
 // timeHealth registers three probers under leases, as probers do, and
@@ -642,7 +739,7 @@ func (r *run) timeHealth(ctx context.Context) (time.Duration, error) {
 			return 0, err
 		}
 	}
-	var ds []time.Duration
+	var ds, writes []time.Duration
 	for range r.reps {
 		for _, step := range []struct {
 			up   bool
@@ -655,12 +752,14 @@ func (r *run) timeHealth(ctx context.Context) (time.Duration, error) {
 			if err := report(probers[1], step.up); err != nil {
 				return 0, err
 			}
+			writes = append(writes, time.Since(start))
 			if _, err := r.until(r.probeGeo, euClient, step.want, 30*time.Second); err != nil {
 				return 0, err
 			}
 			ds = append(ds, time.Since(start))
 		}
 	}
+	r.spread("health", ds, writes)
 	return p99(ds), nil
 }
 
@@ -668,7 +767,7 @@ func (r *run) timeHealth(ctx context.Context) (time.Duration, error) {
 // eu-west and us-east; each move, from the write to the moved answer, is
 // a sample, and so is the snapshot build it made.
 func (r *run) timeWeights() (time.Duration, time.Duration, error) {
-	var ds, builds []time.Duration
+	var ds, builds, writes []time.Duration
 	path := "/v1/services/" + strings.TrimSuffix(r.lbWt, ".") + "/weights"
 	for range r.reps {
 		for _, step := range []struct{ body, want string }{
@@ -679,6 +778,7 @@ func (r *run) timeWeights() (time.Duration, time.Duration, error) {
 			if err := r.api("PATCH", path, step.body); err != nil {
 				return 0, 0, err
 			}
+			writes = append(writes, time.Since(start))
 			if _, err := r.until(r.lbWt, "", step.want, 30*time.Second); err != nil {
 				return 0, 0, err
 			}
@@ -693,5 +793,6 @@ func (r *run) timeWeights() (time.Duration, time.Duration, error) {
 			builds = append(builds, st.Build.Took)
 		}
 	}
+	r.spread("weight", ds, writes)
 	return p99(ds), p99(builds), nil
 }
