@@ -18,7 +18,13 @@
 // rss_mb is the largest resident set of the two server processes, each
 // with its embedded etcd's process;
 // rebuild_one_ms is the p99 of the snapshot build after one weight
-// change. Everything runs on loopback, on ports chosen free.
+// change. The line goes on with what /v1/status and /metrics said:
+// tables_s (from the start of the apply until every merge was built),
+// the partitions, the geo services with and without a merge, the merges'
+// MB, the bytes per compiled service, the snapshot builds and services
+// compiled until the tables were built, and the services compiled and
+// refreshed per drain or undrain. Everything runs on loopback, on ports
+// chosen free.
 package main
 
 import (
@@ -150,10 +156,10 @@ func (r Result) String() string {
 	}
 	return fmt.Sprintf("services=%d apply_s=%s all_answering_s=%s drain_p99_ms=%s health_p99_ms=%s weight_p99_ms=%s restart_s=%s rss_mb=%d rebuild_one_ms=%s"+
 		" tables_s=%s partitions=%d merged_services=%d unmerged_services=%d merges_mb=%.1f service_bytes=%d"+
-		" builds_apply=%d compiled_apply=%d drain_refreshed=%.0f%s",
+		" builds_apply=%d compiled_apply=%d drain_compiled=%.1f drain_refreshed=%.0f%s",
 		r.N, s(r.Apply), s(r.AllAnswering), ms(r.DrainP99), ms(r.HealthP99), ms(r.WeightP99), s(r.Restart), r.RSSMB, ms(r.RebuildOneP99),
 		s(r.Tables), r.Partitions, r.MergedServices, r.Unmerged, float64(r.MergeBytes)/(1<<20), r.ServiceBytes/max(r.N, 1),
-		r.ApplyBuilds, r.ApplyCompiled, r.DrainRefreshed, tag)
+		r.ApplyBuilds, r.ApplyCompiled, r.DrainCompiled, r.DrainRefreshed, tag)
 }
 
 func (r *run) measure(ctx context.Context) (Result, error) {

@@ -49,6 +49,7 @@ func TestScale1000(t *testing.T) {
 		{"weight p99", res.WeightP99, 200 * time.Millisecond},
 		{"restart", res.Restart, 4 * time.Second},
 		{"rebuild after one change", res.RebuildOneP99, 10 * time.Millisecond},
+		{"geo tables built after the apply", res.Tables - res.Apply, 30 * time.Second},
 	} {
 		if c.got > c.bound {
 			t.Errorf("%s: %v, bound %v", c.name, c.got, c.bound)
@@ -56,5 +57,20 @@ func TestScale1000(t *testing.T) {
 	}
 	if res.RSSMB > 1000 {
 		t.Errorf("peak RSS %d MB, bound 1000 MB", res.RSSMB)
+	}
+	// The watcher folds the events of the apply into a few builds (one
+	// per service before), a drain refreshes views and compiles nothing,
+	// and a compiled service stays small.
+	if res.ApplyBuilds > res.N/5 {
+		t.Errorf("%d snapshot builds from the apply to the geo tables built, bound %d", res.ApplyBuilds, res.N/5)
+	}
+	if res.DrainCompiled > 1 {
+		t.Errorf("%.1f services compiled per drain or undrain, bound 1", res.DrainCompiled)
+	}
+	if b := res.ServiceBytes / res.N; b > 8<<10 {
+		t.Errorf("%d bytes per compiled service, bound %d", b, 8<<10)
+	}
+	if res.Unmerged > 0 {
+		t.Errorf("%d geo services without a merge once the tables are built: the budget should hold 1,000 services' partitions", res.Unmerged)
 	}
 }
