@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 
+	"github.com/meridian-gslb/meridian/internal/tlsfiles"
 	"github.com/meridian-gslb/meridian/internal/zapslog"
 	"github.com/meridian-gslb/meridian/regions"
 )
@@ -131,7 +132,7 @@ func clientTLS(cfg EtcdConfig) (*tls.Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("etcd ca_file: %w", err)
 		}
-		pool, _, err := parseCABundle(pem)
+		pool, _, err := tlsfiles.ParseCABundle(pem)
 		if err != nil {
 			return nil, fmt.Errorf("etcd ca_file %s: %w", cfg.CAFile, err)
 		}

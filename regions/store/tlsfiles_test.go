@@ -105,11 +105,11 @@ func TestCheckTLSFiles(t *testing.T) {
 	otherCA, otherKey := p.issue("other-ca", nil, nil, true, nil, now.Add(-time.Hour), now.Add(year))
 	p.issue("foreign", otherCA, otherKey, false, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, now.Add(-time.Hour), now.Add(year))
 	p.client("second", year)
-	caAndKey, err := os.ReadFile(p.path("ca-key.pem"))
+	clientKey, err := os.ReadFile(p.path("client-key.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	openKey := p.write("open-key.pem", caAndKey, 0o644) // any key will do for its mode
+	openKey := p.write("open-key.pem", clientKey, 0o644)
 	junk := p.write("junk.pem", []byte("not PEM at all\n"), 0o644)
 	openssl := testtool.Need(t, "openssl")
 	encrypted := p.path("encrypted-key.pem")
@@ -160,7 +160,7 @@ func TestCheckTLSFiles(t *testing.T) {
 			[]want{{"cert_file", "renew it", true}}},
 		{"a certificate of another CA", with(func(c *EtcdConfig) { c.CertFile, c.KeyFile = p.path("foreign.pem"), p.path("foreign-key.pem") }),
 			[]want{{"cert_file", "not signed by a CA in", true}}},
-		{"a key every user can read", EtcdConfig{KeyFile: openKey},
+		{"a key every user can read", with(func(c *EtcdConfig) { c.KeyFile = openKey }),
 			[]want{{"key_file", "every user of this host can read it (mode 0644)", true}}},
 	}
 	for _, tc := range cases {
