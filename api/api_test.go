@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -223,22 +224,33 @@ func TestAccessConfigurations(t *testing.T) {
 
 func TestLoadTokens(t *testing.T) {
 	dir := t.TempDir()
+	hashes := "tokens:\n  - {name: a, role: admin, sha256: " + strings.Repeat("cd", 32) + "}\n  - {name: b, role: read, sha256: " + strings.Repeat("ab", 32) + "}\n"
 	cases := []struct {
 		name, body string
+		mode       os.FileMode // 0: 0600
 		want       []string
 	}{
-		{"good", "tokens:\n  - {name: a, role: admin, token: 0123456789abcdef}\n  - {name: b, role: read, sha256: " + strings.Repeat("ab", 32) + "}\n", nil},
-		{"bad role", "tokens:\n  - name: a\n    role: root\n    token: 0123456789abcdef\n", []string{":2: tokens[0].role", `"root"`}},
-		{"short", "tokens:\n  - {name: a, role: read, token: short}\n", []string{"tokens[0].token", "shorter than 16"}},
-		{"both", "tokens:\n  - {name: a, role: read, token: 0123456789abcdef, sha256: ab}\n", []string{"tokens[0].token", "either"}},
-		{"twice", "tokens:\n  - {name: a, role: read, token: 0123456789abcdef}\n  - {name: a, role: read, token: 0123456789abcdeg}\n", []string{":3: tokens[1].name", "twice"}},
-		{"bad hash", "tokens:\n  - {name: a, role: read, sha256: xyz}\n", []string{"tokens[0].sha256"}},
-		{"unknown key", "tokens:\n  - {name: a, role: read, token: 0123456789abcdef, colour: red}\n", []string{"colour"}},
+		{"good", "tokens:\n  - {name: a, role: admin, token: 0123456789abcdef}\n  - {name: b, role: read, sha256: " + strings.Repeat("ab", 32) + "}\n", 0, nil},
+		{"secrets readable by the group", "tokens:\n  - {name: a, role: admin, token: 0123456789abcdef}\n  - {name: b, role: read, token: 0123456789abcdeg}\n", 0o640, nil},
+		{"hashes readable by all", hashes, 0o644, nil},
+		// Reported once, on the first secret, with the mode.
+		{"secrets readable by all", "tokens:\n  - {name: b, role: read, sha256: " + strings.Repeat("ab", 32) + "}\n  - {name: a, role: admin, token: 0123456789abcdef}\n  - {name: c, role: read, token: 0123456789abcdeg}\n",
+			0o604, []string{":3: tokens[1].token: the file holds secrets (token:) and every user of this host can read it (mode 0604)"}},
+		{"bad role", "tokens:\n  - name: a\n    role: root\n    token: 0123456789abcdef\n", 0, []string{":2: tokens[0].role", `"root"`}},
+		{"short", "tokens:\n  - {name: a, role: read, token: short}\n", 0, []string{"tokens[0].token", "shorter than 16"}},
+		{"both", "tokens:\n  - {name: a, role: read, token: 0123456789abcdef, sha256: ab}\n", 0, []string{"tokens[0].token", "either"}},
+		{"twice", "tokens:\n  - {name: a, role: read, token: 0123456789abcdef}\n  - {name: a, role: read, token: 0123456789abcdeg}\n", 0, []string{":3: tokens[1].name", "twice"}},
+		{"bad hash", "tokens:\n  - {name: a, role: read, sha256: xyz}\n", 0, []string{"tokens[0].sha256"}},
+		{"unknown key", "tokens:\n  - {name: a, role: read, token: 0123456789abcdef, colour: red}\n", 0, []string{"colour"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, tc.name+".yaml")
-			if err := os.WriteFile(path, []byte(tc.body), 0o600); err != nil {
+			mode := cmp.Or(tc.mode, 0o600)
+			if err := os.WriteFile(path, []byte(tc.body), mode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, mode); err != nil { // whatever the umask
 				t.Fatal(err)
 			}
 			tokens, err := LoadTokens(path)

@@ -67,7 +67,7 @@ var tokenNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
 // LoadTokens reads a tokens file. Every problem is reported, each with the
 // file, line and field (regions.FileError).
 func LoadTokens(path string) ([]Token, error) {
-	data, err := os.ReadFile(path)
+	data, mode, err := readWithMode(path)
 	if err != nil {
 		return nil, &regions.FileError{File: path, Msg: err.Error(), Err: err}
 	}
@@ -92,6 +92,7 @@ func LoadTokens(path string) ([]Token, error) {
 	}
 	var out []Token
 	names := map[string]bool{}
+	plain := false // a secret is in the file itself
 	for i, e := range f.Tokens {
 		t := Token{Name: e.Name, Role: e.Role}
 		switch {
@@ -109,6 +110,11 @@ func LoadTokens(path string) ([]Token, error) {
 			add(i, "token", "give either token (the secret) or sha256 (its SHA-256 in hex)")
 		case e.Token != "" && len(e.Token) < MinTokenLen:
 			add(i, "token", "shorter than %d characters", MinTokenLen)
+		case e.Token != "" && mode&0o004 != 0 && !plain:
+			// Reported once, on the first secret: the file as a whole
+			// is what is open.
+			add(i, "token", "the file holds secrets (token:) and every user of this host can read it (mode %04o): make it readable by the server's user only (chmod 0600, or 0640 with its group), or give each token as its sha256 instead", mode.Perm())
+			plain = true
 		case e.Token != "":
 			t.hash = sha256.Sum256([]byte(e.Token))
 		default:
@@ -124,6 +130,22 @@ func LoadTokens(path string) ([]Token, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// readWithMode reads a file and its permissions through one descriptor,
+// so that the mode is the one of the bytes read.
+func readWithMode(path string) ([]byte, fs.FileMode, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	data, err := io.ReadAll(f)
+	return data, st.Mode().Perm(), err
 }
 
 // tokenNodes finds the YAML nodes of the tokens list, for line numbers.
