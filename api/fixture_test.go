@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meridian-gslb/meridian/internal/etcdtest"
+	"github.com/meridian-gslb/meridian/internal/testlog"
 	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/regions/store"
 )
@@ -50,6 +52,7 @@ type fixtureOpts struct {
 	timeout    time.Duration
 	// requestTimeout and uploadTimeout: Options'; 0 for the defaults.
 	requestTimeout, uploadTimeout time.Duration
+	logs                          *testlog.Buffer // the API's log; nil: etcdtest's
 }
 
 func newFixture(t testing.TB, o fixtureOpts) *fixture {
@@ -86,8 +89,12 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "meridian_test_total", Help: "A test counter."}))
+	logger := etcdtest.Logger()
+	if o.logs != nil {
+		logger = slog.New(slog.NewTextHandler(o.logs, nil))
+	}
 	opts := Options{
-		Logger:   etcdtest.Logger(),
+		Logger:   logger,
 		Gatherer: reg,
 		Ready:    func() error { return nil },
 		Details:  func() Details { return Details{Zones: []ZoneInfo{{Origin: "gslb.example.", Serial: 1, Records: 3}}} },

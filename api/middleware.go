@@ -57,7 +57,7 @@ func (a *apiServer) recoverPanics(next http.Handler) http.Handler {
 				panic(http.ErrAbortHandler)
 			}
 			writeProblem(rs, Problem{Status: http.StatusInternalServerError,
-				Detail: "the server failed on this request; its log has the details"})
+				Detail: internalDetail})
 		}()
 		next.ServeHTTP(rs, r)
 	})

@@ -48,6 +48,11 @@ const retryAfter = 5
 // precondition, 413 for an oversized upload, 503 with Retry-After when
 // etcd cannot answer in time (DNS keeps answering from its last state),
 // 500 for anything else.
+//
+// The details of an answer are Meridian's own words about the request:
+// what etcd or its client said (its addresses, its keys, the server's
+// paths) goes to the server's log, never to the client; the 503 and the
+// 500 say so.
 func (a *apiServer) storeProblem(r *http.Request, err error) Problem {
 	var (
 		ve  *regions.ValidationError
@@ -80,16 +85,26 @@ func (a *apiServer) storeProblem(r *http.Request, err error) Problem {
 	case errors.Is(err, store.ErrConflict):
 		return Problem{Status: http.StatusConflict, Detail: err.Error() + "; try again"}
 	case store.Unavailable(err):
+		a.opts.Logger.Warn("api request: etcd did not answer in time", "method", r.Method, "path", r.URL.Path, "err", err)
 		return Problem{Status: http.StatusServiceUnavailable, Title: "etcd unavailable",
-			Detail: "etcd did not answer in time: " + err.Error() + ". DNS keeps answering from the last state it had. " +
+			Detail: "etcd did not answer in time. DNS keeps answering from the last state it had. " +
 				"Retry later; a write that timed out may still have been applied, so read before writing again",
 			RetryAfter: retryAfter}
 	case errors.Is(err, context.Canceled):
-		return Problem{Status: 499, Title: "client closed request", Detail: err.Error()}
+		return Problem{Status: 499, Title: "client closed request", Detail: "the request was canceled before it was done"}
 	}
-	a.opts.Logger.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	return Problem{Status: http.StatusInternalServerError, Detail: err.Error()}
+	return a.internalProblem(r, err)
 }
+
+// internalProblem logs an error the client cannot act on and answers
+// 500 without its details.
+func (a *apiServer) internalProblem(r *http.Request, err error) Problem {
+	a.opts.Logger.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	return Problem{Status: http.StatusInternalServerError, Detail: internalDetail}
+}
+
+// internalDetail is the detail of every 500: the log has the rest.
+const internalDetail = "the server failed on this request; its log has the details"
 
 func (a *apiServer) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeProblem(w, a.storeProblem(r, err))

@@ -72,7 +72,7 @@ func (a *apiServer) writeSetup(w http.ResponseWriter, r *http.Request, current f
 	if mustExist {
 		rev, err := current(ctx, st)
 		if errors.Is(err, store.ErrNotFound) {
-			err = &store.ConflictError{Key: r.URL.Path, Current: 0}
+			err = &store.ConflictError{What: r.URL.Path, Current: 0}
 		}
 		if err != nil {
 			cancel()

@@ -249,7 +249,7 @@ func (a *apiServer) acceptEmpty(w http.ResponseWriter, r *http.Request) {
 				writeProblem(w, Problem{Status: http.StatusConflict, Title: "nothing to accept", Detail: err.Error()})
 				return
 			}
-			writeProblem(w, Problem{Status: http.StatusInternalServerError, Detail: err.Error()})
+			writeProblem(w, a.internalProblem(r, err))
 			return
 		}
 	}

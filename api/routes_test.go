@@ -440,6 +440,7 @@ func TestRoutesWithEtcdStopped(t *testing.T) {
 				return
 			}
 			p := problem(t, rec, http.StatusServiceUnavailable)
+			neutral(t, rec.Body.String(), f.prefix, strings.TrimPrefix(m.ClientURL(), "http://"))
 			if ra, err := strconv.Atoi(rec.Header().Get("Retry-After")); err != nil || ra <= 0 || p.RetryAfter != ra {
 				t.Errorf("Retry-After %q, problem %+v", rec.Header().Get("Retry-After"), p)
 			}

@@ -140,3 +140,29 @@ func (k Keys) parse(key string) parsedKey {
 	}
 	return parsedKey{}
 }
+
+// describe names the object a key holds as clients know it (`region
+// "eu-west"`), for errors that clients read: they never show etcd keys.
+func (k Keys) describe(key string) string {
+	pk := k.parse(key)
+	switch pk.kind {
+	case keyRegion:
+		return describeRegion(pk.name)
+	case keyService:
+		return describeService(pk.name)
+	case keyLatencyManifest, keyLatencyChunk:
+		return "the latency table"
+	case keyHealth:
+		return fmt.Sprintf("the health report of prober %q on region %q", pk.prober, pk.name)
+	case keyProber:
+		return fmt.Sprintf("prober %q", pk.name)
+	case keyAudit:
+		return "an audit record"
+	}
+	return "an object outside Meridian's key layout"
+}
+
+func describeRegion(name string) string { return fmt.Sprintf("region %q", name) }
+func describeService(name string) string {
+	return fmt.Sprintf("service %q", regions.CanonicalName(name))
+}

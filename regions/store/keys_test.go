@@ -1,6 +1,9 @@
 package store
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestKeys(t *testing.T) {
 	k := NewKeys("")
@@ -43,5 +46,25 @@ func TestKeys(t *testing.T) {
 				t.Fatalf("got %+v, want %+v", got, p.want)
 			}
 		})
+	}
+}
+
+// TestDescribe: errors clients read name objects as they know them,
+// never by their etcd key.
+func TestDescribe(t *testing.T) {
+	k := NewKeys("/secret-prefix/")
+	for _, tc := range []struct{ key, want string }{
+		{k.Region("eu-west"), `region "eu-west"`},
+		{k.Service("www.gslb.example"), `service "www.gslb.example."`},
+		{k.LatencyManifest(), "the latency table"},
+		{k.LatencyChunk("abc", 3), "the latency table"},
+		{k.Health("eu-west", "p1"), `the health report of prober "p1" on region "eu-west"`},
+		{k.Prober("p1"), `prober "p1"`},
+		{k.AuditRecord("x"), "an audit record"},
+		{"/elsewhere/regions/eu-west", "an object outside Meridian's key layout"},
+	} {
+		if got := k.describe(tc.key); got != tc.want || strings.Contains(got, "secret-prefix") {
+			t.Errorf("describe(%q) = %q, want %q", tc.key, got, tc.want)
+		}
 	}
 }

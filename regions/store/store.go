@@ -77,19 +77,20 @@ func (c Cond) holds(current int64) bool {
 	return true
 }
 
-// ConflictError says that a conditional write found the key at another
-// revision than asked for. Current is the key's mod revision now, 0 if it
-// does not exist. It matches ErrConflict.
+// ConflictError says that a conditional write found the object at
+// another revision than asked for. What names the object as clients know
+// it (`region "eu-west"`), never by its etcd key; Current is its mod
+// revision now, 0 if it does not exist. It matches ErrConflict.
 type ConflictError struct {
-	Key     string
+	What    string
 	Current int64
 }
 
 func (e *ConflictError) Error() string {
 	if e.Current == 0 {
-		return fmt.Sprintf("%s: revision conflict: it does not exist", e.Key)
+		return fmt.Sprintf("%s: revision conflict: it does not exist", e.What)
 	}
-	return fmt.Sprintf("%s: revision conflict: current revision is %d", e.Key, e.Current)
+	return fmt.Sprintf("%s: revision conflict: current revision is %d", e.What, e.Current)
 }
 
 // Is lets errors.Is(err, ErrConflict) match.
@@ -325,7 +326,7 @@ func (s *Store) SetDrained(ctx context.Context, name string, drained bool, cond 
 			return 0, err
 		}
 		if !cond.holds(rev) {
-			return 0, &ConflictError{Key: s.keys.Region(name), Current: rev}
+			return 0, &ConflictError{What: describeRegion(name), Current: rev}
 		}
 		next := *r
 		next.Drained = drained
@@ -524,7 +525,7 @@ func (s *Store) changeWeights(ctx context.Context, service string, weights map[s
 			return 0, err
 		}
 		if !cond.holds(rev) {
-			return 0, &ConflictError{Key: s.keys.Service(name), Current: rev}
+			return 0, &ConflictError{What: describeService(name), Current: rev}
 		}
 		next := *svc
 		next.Regions = slices.Clone(svc.Regions)

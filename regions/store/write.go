@@ -139,7 +139,7 @@ func (s *Store) writeKey(ctx context.Context, key, hook string, cond Cond, ch *C
 			return 0, err
 		}
 		if !cond.holds(cur.rev) {
-			return 0, &ConflictError{Key: key, Current: cur.rev}
+			return 0, &ConflictError{What: s.keys.describe(key), Current: cur.rev}
 		}
 		ch.Before, ch.After = rawJSON(cur.val), rawJSON(val)
 		ch.Changed = !sameJSON(cur.val, val)
@@ -165,7 +165,7 @@ func (s *Store) writeKey(ctx context.Context, key, hook string, cond Cond, ch *C
 			return rev, nil
 		}
 	}
-	return 0, fmt.Errorf("%s keeps changing: %w", key, ErrConflict)
+	return 0, fmt.Errorf("%s keeps changing: %w", s.keys.describe(key), ErrConflict)
 }
 
 // commit runs ops with an audit record of ch in one transaction, if every
