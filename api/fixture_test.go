@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -91,7 +90,7 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "meridian_test_total", Help: "A test counter."}))
 	logger := etcdtest.Logger()
 	if o.logs != nil {
-		logger = slog.New(slog.NewTextHandler(o.logs, nil))
+		logger = slogTo(o.logs)
 	}
 	opts := Options{
 		Logger:   logger,

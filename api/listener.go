@@ -2,6 +2,7 @@ package api
 
 import (
 	"container/list"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -119,6 +120,9 @@ func (l *Listener) Close() error {
 // ConnState follows the server's connections: set it as the server's
 // ConnState (chaining any other hook).
 func (l *Listener) ConnState(nc net.Conn, state http.ConnState) {
+	if tc, ok := nc.(*tls.Conn); ok { // the server's TLS runs over our conn
+		nc = tc.NetConn()
+	}
 	c, ok := nc.(*conn)
 	if !ok {
 		return

@@ -2,9 +2,12 @@ package api
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"testing"
@@ -155,5 +158,63 @@ func TestListener(t *testing.T) {
 	}
 	if st := l.Stats(); st.Open > max {
 		t.Fatalf("%+v", st)
+	}
+}
+
+// TestListenerTLS: over TLS the Listener still knows which connections
+// serve a request: at the limit, a new connection does not cut a TLS
+// request being served, it waits for its place.
+func TestListenerTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "ca")
+	cert, key := ca.issue("api", 24*time.Hour, x509.ExtKeyUsageServerAuth)
+	tl, err := NewTLS(TLSFiles{CertFile: cert, KeyFile: key}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewListener(ln, 1)
+	started, release := make(chan struct{}), make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(started)
+			<-release
+		}
+		_, _ = io.WriteString(w, "ok")
+	}), ConnState: l.ConnState, TLSConfig: tl.Config(), ReadHeaderTimeout: time.Minute, ErrorLog: log.New(io.Discard, "", 0)}
+	done := make(chan struct{})
+	go func() { _ = srv.ServeTLS(l, "", ""); close(done) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool()}}}
+	defer client.CloseIdleConnections()
+
+	slow := make(chan error, 1)
+	go func() {
+		resp, err := client.Get("https://" + ln.Addr().String() + "/slow")
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		slow <- err
+	}()
+	<-started
+	second := make(chan error, 1)
+	go func() {
+		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: ca.pool()})
+		if err == nil {
+			c.Close()
+		}
+		second <- err
+	}()
+	etcdtest.WaitUntil(t, "the second connection waits for a place", func() bool { return l.Stats().Waits == 1 })
+	close(release)
+	if err := <-slow; err != nil {
+		t.Fatalf("the request being served was cut: %v", err)
+	}
+	if err := <-second; err != nil {
+		t.Fatalf("the waiting connection: %v", err)
 	}
 }

@@ -177,6 +177,38 @@ type Status struct {
 	Services []ServiceStatus `json:"services"`
 	Etcd     *EtcdStatus     `json:"etcd,omitempty"`
 	GeoIP    *geo.Info       `json:"geoip,omitempty"`
+	// TLS is the API's TLS (api.tls), when it has one.
+	TLS *TLSStatus `json:"tls,omitempty"`
+	// Certificates lists every certificate the server uses (the API's,
+	// its client CA, etcd's), with its end.
+	Certificates []CertificateInfo `json:"certificates,omitempty"`
+}
+
+// TLSStatus is the API's TLS: the files it serves with and their last
+// reload.
+type TLSStatus struct {
+	// ClientAuth: clients must show a certificate the client CA signed.
+	ClientAuth bool `json:"client_auth"`
+	// Loaded is when the files served were read.
+	Loaded time.Time `json:"loaded"`
+	// Reloads counts the files read again since the start (on SIGHUP,
+	// or a change seen), Failures those that did not load.
+	Reloads  uint64 `json:"reloads"`
+	Failures uint64 `json:"failures"`
+	// LastError says why the files on disk do not load while the ones
+	// loaded before keep serving; empty once a reload succeeds.
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrorTime time.Time `json:"last_error_time,omitzero"`
+}
+
+// CertificateInfo is one certificate the server uses.
+type CertificateInfo struct {
+	// Name says what it is for, as meridian_tls_certificate_expiry_timestamp_seconds
+	// labels it: api, api_client_ca, etcd_ca, etcd_client.
+	Name     string    `json:"name"`
+	File     string    `json:"file"`
+	Subject  string    `json:"subject"`
+	NotAfter time.Time `json:"not_after"`
 }
 
 // SnapshotStatus is the served snapshot: where it came from and how old

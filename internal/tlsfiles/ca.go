@@ -174,3 +174,26 @@ func WriteFile(path string, data []byte, mode os.FileMode) error {
 	}
 	return nil
 }
+
+// IssueFiles issues a certificate (Issue) and writes it to certFile
+// (mode 0644) and its key to keyFile (mode 0600), the key first.
+func (ca *CA) IssueFiles(certFile, keyFile string, l Leaf) error {
+	certPEM, keyPEM, err := ca.Issue(l)
+	if err != nil {
+		return err
+	}
+	return writePair(certFile, certPEM, keyFile, keyPEM)
+}
+
+// WriteFiles writes the CA's certificate to certFile (mode 0644) and its
+// key to keyFile (mode 0600), the key first.
+func (ca *CA) WriteFiles(certFile, keyFile string) error {
+	return writePair(certFile, ca.CertPEM, keyFile, ca.KeyPEM)
+}
+
+func writePair(certFile string, certPEM []byte, keyFile string, keyPEM []byte) error {
+	if err := WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		return err
+	}
+	return WriteFile(certFile, certPEM, 0o644)
+}
