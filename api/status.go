@@ -39,6 +39,10 @@ type ServerStatus struct {
 	// RegionAnswers counts the steered answers of each region since the
 	// server started.
 	RegionAnswers map[string]uint64
+	// TLS is the API's TLS; nil without it.
+	TLS *apitypes.TLSStatus
+	// Certificates lists the certificates the server uses.
+	Certificates []apitypes.CertificateInfo
 }
 
 // Details is what /health/details shows besides readiness and status.
@@ -61,7 +65,7 @@ func (a *apiServer) statusOf(services bool) apitypes.Status {
 	if a.opts.Status != nil {
 		srv = a.opts.Status()
 	}
-	out := apitypes.Status{Etcd: srv.Etcd, GeoIP: srv.GeoIP}
+	out := apitypes.Status{Etcd: srv.Etcd, GeoIP: srv.GeoIP, TLS: srv.TLS, Certificates: srv.Certificates}
 	var snap *regions.Snapshot
 	if a.opts.Snapshot != nil {
 		snap = a.opts.Snapshot()

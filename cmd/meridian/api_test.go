@@ -58,7 +58,7 @@ func startAPIServer(t testing.TB, bootstrap bool) *testServer {
 	return ts
 }
 
-func (ts *testServer) url() string { return "http://" + ts.HTTP.String() }
+func (ts *testServer) url() string { return ts.scheme + "://" + ts.HTTP.String() }
 
 // ctl runs `meridian ctl` against the test server with its admin token.
 func (ts *testServer) ctl(t testing.TB, args ...string) (stdout, stderr string, code int) {

@@ -98,7 +98,7 @@ func withPrefix(cands []string, prefix string) []string {
 }
 
 // fileFlags are the flags whose value is a file name.
-var fileFlags = []string{"config", "db", "v4", "v6", "out", "f", "file", "token-file", "dir"}
+var fileFlags = []string{"config", "db", "v4", "v6", "out", "f", "file", "token-file", "dir", "cacert", "cert", "key"}
 
 var helpFlagRE = regexp.MustCompile(`(?m)^\s+-(\S+)(?:\s+(\S+))?`)
 
@@ -195,7 +195,7 @@ func ctlCompletions(ctx context.Context, done []string, cur string) []string {
 		return nil
 	}
 	g.timeout = completeTimeout
-	x, err := newCtl(g, io.Discard)
+	x, err := newCtl(g, io.Discard, io.Discard)
 	if err != nil {
 		return nil
 	}

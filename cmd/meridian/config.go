@@ -19,6 +19,7 @@ import (
 	"github.com/meridian-gslb/meridian/api"
 	"github.com/meridian-gslb/meridian/dnssec"
 	"github.com/meridian-gslb/meridian/dnsserver"
+	"github.com/meridian-gslb/meridian/internal/tlsfiles"
 	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/regions/embedded"
 	"github.com/meridian-gslb/meridian/regions/store"
@@ -160,6 +161,28 @@ type APIConfig struct {
 	UploadTimeout regions.Duration `yaml:"upload_timeout"`
 	// AuditHistory is how many audit records etcd keeps; 0: 1000.
 	AuditHistory int `yaml:"audit_history"`
+	// TLS serves listen.http over HTTPS. Empty: plain HTTP.
+	TLS APITLSConfig `yaml:"tls"`
+	// ClientCA, with TLS: every client must show a certificate that a CA
+	// in this file signed (tokens are still required). Empty: none asked.
+	ClientCA string `yaml:"client_ca"`
+}
+
+// APITLSConfig is the API's certificate: both files or neither. They are
+// read again on SIGHUP and when their content changes.
+type APITLSConfig struct {
+	CertFile string `yaml:"cert_file"` // the certificate, then any intermediates
+	KeyFile  string `yaml:"key_file"`
+	// ReloadInterval is how often the files are read for a change; 0: 1m.
+	ReloadInterval regions.Duration `yaml:"reload_interval"`
+}
+
+// apiTLS says whether the API serves TLS.
+func (c *Config) apiTLS() bool { return c.API.TLS.CertFile != "" || c.API.TLS.KeyFile != "" }
+
+// tlsFiles are the API's TLS files, as api.NewTLS takes them.
+func (c *Config) tlsFiles() api.TLSFiles {
+	return api.TLSFiles{CertFile: c.API.TLS.CertFile, KeyFile: c.API.TLS.KeyFile, ClientCAFile: c.API.ClientCA}
 }
 
 // SteeringConfig tunes how snapshots are built.
@@ -211,7 +234,7 @@ var (
 	yamlLineMsg  = regexp.MustCompile(`^line (\d+): (.*)$`)
 	yamlUnknown  = regexp.MustCompile(`^field (\S+) not found in type (?:main|store)\.(\w+)$`)
 	typeSections = map[string]string{"Config": "", "ListenConfig": "listen", "LogConfig": "log", "DNSConfig": "dns", "HTTPConfig": "http", "ZoneConfig": "zones[]",
-		"RRLConfig": "dns.rrl", "GeoIPConfig": "geoip", "ECSConfig": "ecs", "DNSSECConfig": "zones[].dnssec", "EtcdConfig": "etcd", "SteeringConfig": "steering", "APIConfig": "api",
+		"RRLConfig": "dns.rrl", "GeoIPConfig": "geoip", "ECSConfig": "ecs", "DNSSECConfig": "zones[].dnssec", "EtcdConfig": "etcd", "SteeringConfig": "steering", "APIConfig": "api", "APITLSConfig": "api.tls",
 		"ProberConfig": "", "CanaryConfig": "canary"}
 )
 
@@ -266,6 +289,9 @@ func (c *Config) applyDefaults() {
 	c.Bootstrap = c.rel(base, c.Bootstrap)
 	c.API.TokensFile = c.rel(base, c.API.TokensFile)
 	c.API.AdminTokenFile = c.rel(base, c.API.AdminTokenFile)
+	c.API.TLS.CertFile = c.rel(base, c.API.TLS.CertFile)
+	c.API.TLS.KeyFile = c.rel(base, c.API.TLS.KeyFile)
+	c.API.ClientCA = c.rel(base, c.API.ClientCA)
 	c.Etcd.CAFile = c.rel(base, c.Etcd.CAFile)
 	c.Etcd.CertFile = c.rel(base, c.Etcd.CertFile)
 	c.Etcd.KeyFile = c.rel(base, c.Etcd.KeyFile)
@@ -297,6 +323,7 @@ func (c *Config) applyDefaults() {
 		{&c.HTTP.WriteTimeout, defaultHTTPWriteTimeout},
 		{&c.HTTP.IdleTimeout, defaultHTTPIdleTimeout},
 		{&c.API.UploadTimeout, api.DefaultUploadTimeout},
+		{&c.API.TLS.ReloadInterval, api.DefaultTLSPoll},
 	} {
 		if *d.v == 0 {
 			*d.v = regions.Duration(d.def)
@@ -500,6 +527,7 @@ func (c *Config) validate() error {
 			}
 		}
 	}
+	c.validateTLS(add)
 	if c.HTTP.ReadHeaderTimeout > c.HTTP.ReadTimeout {
 		add(c.errf("http.read_header_timeout", "%s is longer than http.read_timeout (%s), which includes the header", time.Duration(c.HTTP.ReadHeaderTimeout), time.Duration(c.HTTP.ReadTimeout)))
 	}
@@ -522,6 +550,32 @@ func (c *Config) validate() error {
 		add(c.errf("api.audit_history", "must not be negative"))
 	}
 	return errors.Join(errs...)
+}
+
+// validateTLS checks api.tls and api.client_ca: both files or neither,
+// a client CA only with them, and files that serve (read as the running
+// user: present, readable, a certificate for servers, its key, CA
+// certificates). What would not stop TLS (an end within 30 days) is left
+// to checkHost.
+func (c *Config) validateTLS(add func(error)) {
+	t := c.API.TLS
+	switch {
+	case t.CertFile != "" && t.KeyFile == "":
+		add(c.errf("api.tls.key_file", "missing: api.tls needs cert_file and key_file together"))
+	case t.CertFile == "" && t.KeyFile != "":
+		add(c.errf("api.tls.cert_file", "missing: api.tls needs cert_file and key_file together"))
+	case t.CertFile == "" && c.API.ClientCA != "":
+		add(c.errf("api.client_ca", "needs api.tls: client certificates are asked for in the TLS handshake"))
+	}
+	if t.ReloadInterval < 0 {
+		add(c.errf("api.tls.reload_interval", "must not be negative"))
+	}
+	if t.CertFile == "" || t.KeyFile == "" {
+		return
+	}
+	for _, p := range tlsfiles.Errors(c.tlsFiles().Check(time.Now())) {
+		add(c.errf(p.Field, "%s", p.Message))
+	}
 }
 
 func (c *Config) etcdClientConfig() store.EtcdConfig { return c.Etcd.EtcdConfig }

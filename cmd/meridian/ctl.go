@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -15,6 +19,7 @@ import (
 
 	"github.com/meridian-gslb/meridian/api/client"
 	"github.com/meridian-gslb/meridian/internal/suggest"
+	"github.com/meridian-gslb/meridian/internal/tlsfiles"
 )
 
 // ctlCommand is one ctl command: the usage, the help, the completion and
@@ -74,7 +79,7 @@ var ctlCommands = []ctlCommand{
 }
 
 // ctlGlobalFlags are the flags every command takes.
-var ctlGlobalFlags = []string{"server", "token", "token-file", "o", "output", "timeout"}
+var ctlGlobalFlags = []string{"server", "token", "token-file", "cacert", "cert", "key", "o", "output", "timeout"}
 
 // ctlFormats are the values of -o.
 var ctlFormats = []string{"table", "wide", "json", "yaml"}
@@ -97,9 +102,15 @@ func ctlUsage() string {
 	}
 	b.WriteString(`
 Flags (anywhere on the line):
-  --server URL        the API (default $MERIDIAN_SERVER or http://127.0.0.1:8053)
-  --token TOKEN       bearer token (default $MERIDIAN_TOKEN)
-  --token-file FILE   file holding the token (default $MERIDIAN_TOKEN_FILE, or data/admin.token when present)
+  --server URL        the API, http:// or https:// (default $MERIDIAN_SERVER or http://127.0.0.1:8053)
+  --token-file FILE   file holding the bearer token (default $MERIDIAN_TOKEN_FILE; for the default
+                      server only, data/admin.token when present)
+  --token TOKEN       the token itself (default $MERIDIAN_TOKEN): avoid it, every user of the
+                      machine sees a command line (ps); use --token-file or $MERIDIAN_TOKEN_FILE
+  --cacert FILE       CA certificates that verify an https server (default $MERIDIAN_CACERT;
+                      without it, the system's)
+  --cert FILE         client certificate, for a server that asks for one (default $MERIDIAN_CERT)
+  --key FILE          its key (default $MERIDIAN_KEY)
   -o FORMAT           output: table (default), wide (more columns), json or yaml (the API's answer)
   --timeout DURATION  bound on each request (default 30s)
   --dry-run           validate and say what would change; change nothing
@@ -116,6 +127,7 @@ Shell completion: meridian completion bash|zsh|fish.
 // ctlFlags are the values of every flag of ctl.
 type ctlFlags struct {
 	server, token, tokenFile, output string
+	cacert, cert, key                string
 	timeout                          time.Duration
 
 	file                                    string
@@ -128,6 +140,9 @@ func (g *ctlFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.server, "server", "", "API base URL")
 	fs.StringVar(&g.token, "token", "", "bearer token")
 	fs.StringVar(&g.tokenFile, "token-file", "", "file holding the bearer token")
+	fs.StringVar(&g.cacert, "cacert", "", "CA certificates that verify an https server")
+	fs.StringVar(&g.cert, "cert", "", "client certificate")
+	fs.StringVar(&g.key, "key", "", "the client certificate's key")
 	fs.StringVar(&g.output, "o", "table", "output: table, wide, json or yaml")
 	fs.StringVar(&g.output, "output", "table", "output: table, wide, json or yaml")
 	fs.DurationVar(&g.timeout, "timeout", 30*time.Second, "bound on each request")
@@ -172,7 +187,7 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	err := ctlCommandLine(ctx, args, stdout)
+	err := ctlCommandLine(ctx, args, stdout, stderr)
 	var ue errUsage
 	// With --exit-code, 2 means "differs" only: every failure is 1.
 	exitCode := slices.ContainsFunc(args, func(a string) bool {
@@ -267,7 +282,7 @@ func findCommand(pos []string) (*ctlCommand, []string, error) {
 	return nil, nil, usagef("%s", msg)
 }
 
-func ctlCommandLine(ctx context.Context, args []string, stdout io.Writer) error {
+func ctlCommandLine(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var g ctlFlags
 	fs := newCtlFlagSet(&g)
 	pos, err := parseInterspersed(fs, args)
@@ -294,7 +309,7 @@ func ctlCommandLine(ctx context.Context, args []string, stdout io.Writer) error 
 	if cmd.nargs != nil && !cmd.nargs(len(rest)) {
 		return usagef("%s: want %s", name, strings.TrimSpace(cmd.args))
 	}
-	x, err := newCtl(g, stdout)
+	x, err := newCtl(g, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -308,18 +323,111 @@ type ctl struct {
 	out *ctlOut
 }
 
-func newCtl(g ctlFlags, stdout io.Writer) (*ctl, error) {
-	server := firstOf(g.server, os.Getenv("MERIDIAN_SERVER"), "http://127.0.0.1:8053")
-	token, err := ctlToken(g)
+// defaultServer is the API ctl talks to unless told otherwise: the one
+// of `make run`, on this machine.
+const defaultServer = "http://127.0.0.1:8053"
+
+// newCtl makes the client of the command line's server; warnings (a
+// token about to cross the network in clear) go to stderr.
+func newCtl(g ctlFlags, stdout, stderr io.Writer) (*ctl, error) {
+	u, token, err := ctlServer(g)
 	if err != nil {
 		return nil, err
 	}
-	c, err := client.New(server, client.WithToken(token), client.WithHTTPClient(&http.Client{Timeout: g.timeout}),
-		client.WithUserAgent("meridian-ctl"))
+	if token != "" && u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+		fmt.Fprintf(stderr, "meridian ctl: warning: the API token goes to %s over plain HTTP, readable on the way: use https:// (the server's api.tls)\n", u.Host)
+	}
+	tc, err := ctlTLS(g)
 	if err != nil {
-		return nil, usagef("--server %q: want a URL like http://127.0.0.1:8053", server)
+		return nil, err
+	}
+	hc := &http.Client{Timeout: g.timeout}
+	if tc != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tc
+		hc.Transport = tr
+	}
+	c, err := client.New(u.String(), client.WithToken(token), client.WithHTTPClient(hc), client.WithUserAgent("meridian-ctl"))
+	if err != nil {
+		return nil, usagef("--server %q: want a URL like https://ns1.example.net:8053 or http://127.0.0.1:8053", u)
 	}
 	return &ctl{g: g, c: c, out: &ctlOut{w: stdout, format: g.output}}, nil
+}
+
+// ctlServer is the server the flags and environment name, and the token
+// to send it (see ctlToken).
+func ctlServer(g ctlFlags) (*url.URL, string, error) {
+	server := firstOf(g.server, os.Getenv("MERIDIAN_SERVER"), defaultServer)
+	u, err := parseServer(server)
+	if err != nil {
+		return nil, "", usagef("--server %q: want a URL like https://ns1.example.net:8053 or http://127.0.0.1:8053", server)
+	}
+	token, err := ctlToken(g, u.String() == defaultServer)
+	return u, token, err
+}
+
+// parseServer reads --server as the client does: a URL, or host:port
+// for http.
+func parseServer(s string) (*url.URL, error) {
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(strings.TrimSuffix(s, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("not an http or https URL")
+	}
+	return u, nil
+}
+
+// loopbackHost says whether host is this machine: a loopback address or
+// localhost.
+func loopbackHost(host string) bool {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a.Unmap().IsLoopback()
+	}
+	return strings.EqualFold(strings.TrimSuffix(host, "."), "localhost")
+}
+
+// ctlTLS is the TLS configuration the flags and environment ask for:
+// the CAs of --cacert instead of the system's, a client certificate; nil
+// when they ask for nothing.
+func ctlTLS(g ctlFlags) (*tls.Config, error) {
+	cacert := firstOf(g.cacert, os.Getenv("MERIDIAN_CACERT"))
+	cert := firstOf(g.cert, os.Getenv("MERIDIAN_CERT"))
+	key := firstOf(g.key, os.Getenv("MERIDIAN_KEY"))
+	if cacert == "" && cert == "" && key == "" {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cacert != "" {
+		b, err := tlsfiles.Read(cacert)
+		if err != nil {
+			return nil, fmt.Errorf("--cacert: %w", err)
+		}
+		pool, _, err := tlsfiles.ParseCABundle(b)
+		if err != nil {
+			return nil, fmt.Errorf("--cacert %s: %w", cacert, err)
+		}
+		c.RootCAs = pool
+	}
+	switch {
+	case cert != "" && key == "":
+		return nil, usagef("--cert needs --key (or $MERIDIAN_KEY)")
+	case cert == "" && key != "":
+		return nil, usagef("--key needs --cert (or $MERIDIAN_CERT)")
+	case cert != "":
+		probs, _, _ := tlsfiles.CheckPair(tlsfiles.Pair{CertField: "--cert", CertFile: cert, KeyField: "--key", KeyFile: key,
+			Usage: x509.ExtKeyUsageClientAuth, UsageHint: "the server refuses it: it needs clientAuth (deploy/certs.sh client)"}, time.Now())
+		if errs := tlsfiles.Errors(probs); len(errs) > 0 {
+			return nil, fmt.Errorf("%s: %s", errs[0].Field, errs[0].Message)
+		}
+		kp, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, fmt.Errorf("--cert/--key: %w", err)
+		}
+		c.Certificates = []tls.Certificate{kp}
+	}
+	return c, nil
 }
 
 // writeOpts are the client's options for a write, from the flags.
@@ -355,7 +463,16 @@ func (x *ctl) explainErr(err error) error {
 	if errors.As(err, &ne) && ne.Timeout() {
 		return fmt.Errorf("the Meridian API at %s did not answer within %v", x.c.Server(), x.g.timeout)
 	}
+	var cve *tls.CertificateVerificationError
+	if errors.As(err, &cve) {
+		return fmt.Errorf("the Meridian API at %s shows a certificate ctl does not trust (%v): --cacert or MERIDIAN_CACERT name the CA that signed it", x.c.Server(), cve.Err)
+	}
 	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "remote error" {
+		// The server ended the handshake with an alert: a client
+		// certificate missing or not signed by its api.client_ca.
+		return fmt.Errorf("the Meridian API at %s refused the TLS connection (%v): it asks for a client certificate its CA signed; --cert and --key (or MERIDIAN_CERT and MERIDIAN_KEY) give one", x.c.Server(), oe.Err)
+	}
 	if errors.As(err, &oe) {
 		return fmt.Errorf("cannot reach the Meridian API at %s (is the server running? --server or MERIDIAN_SERVER say where): %v", x.c.Server(), rootCause(err))
 	}
@@ -375,9 +492,11 @@ func rootCause(err error) error {
 }
 
 // ctlToken finds the token: --token, --token-file, $MERIDIAN_TOKEN,
-// $MERIDIAN_TOKEN_FILE, then data/admin.token when present (what `make
-// run` writes); none is not an error (reads may be open).
-func ctlToken(g ctlFlags) (string, error) {
+// $MERIDIAN_TOKEN_FILE, then, for the default server only (local),
+// data/admin.token when present (what `make run` writes): a token for
+// this machine's server is never sent to another. None is not an error
+// (reads may be open).
+func ctlToken(g ctlFlags, defaultServer bool) (string, error) {
 	if g.token != "" {
 		return g.token, nil
 	}
@@ -389,6 +508,9 @@ func ctlToken(g ctlFlags) (string, error) {
 		file = os.Getenv("MERIDIAN_TOKEN_FILE")
 	}
 	if file == "" {
+		if !defaultServer {
+			return "", nil
+		}
 		if _, err := os.Stat("data/admin.token"); err != nil {
 			return "", nil
 		}

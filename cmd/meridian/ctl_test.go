@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"maps"
 	"net"
 	"os"
@@ -361,4 +363,59 @@ func normalizeYAML(v any) any {
 		return x.Format(time.RFC3339Nano)
 	}
 	return v
+}
+
+// TestCtlTokenSources: where ctl takes its token from. data/admin.token
+// in the working directory is read for the default server only, so a
+// token of this machine's server never goes to another; a token about to
+// cross the network in clear draws a warning, and --help steers away
+// from --token, which every user sees in ps.
+func TestCtlTokenSources(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	writeFile(t, filepath.Join(dir, "file.token"), "from-the-file-0123456789\n")
+	if err := os.Mkdir("data", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "data", "admin.token"), "make-run-token-0123456789\n")
+	for _, tc := range []struct {
+		name    string
+		g       ctlFlags
+		env     map[string]string
+		want    string
+		warning bool
+	}{
+		{name: "the default server takes data/admin.token", want: "make-run-token-0123456789"},
+		{name: "the default server named", g: ctlFlags{server: "http://127.0.0.1:8053"}, want: "make-run-token-0123456789"},
+		{name: "another server does not", g: ctlFlags{server: "http://127.0.0.1:9053"}, want: ""},
+		{name: "nor one named in the environment", env: map[string]string{"MERIDIAN_SERVER": "https://127.0.0.1:8053"}, want: ""},
+		{name: "a token file for another server", g: ctlFlags{server: "https://ns1.example.net:8053", tokenFile: "file.token"}, want: "from-the-file-0123456789"},
+		{name: "the token file of the environment", g: ctlFlags{server: "https://ns1.example.net:8053"},
+			env: map[string]string{"MERIDIAN_TOKEN_FILE": "file.token"}, want: "from-the-file-0123456789"},
+		{name: "plain HTTP to another host warns", g: ctlFlags{server: "http://198.51.100.7:8053", tokenFile: "file.token"},
+			want: "from-the-file-0123456789", warning: true},
+		{name: "plain HTTP to localhost does not", g: ctlFlags{server: "http://localhost:8053", tokenFile: "file.token"}, want: "from-the-file-0123456789"},
+		{name: "plain HTTP without a token does not", g: ctlFlags{server: "http://198.51.100.7:8053"}, want: ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, k := range []string{"MERIDIAN_SERVER", "MERIDIAN_TOKEN", "MERIDIAN_TOKEN_FILE", "MERIDIAN_CACERT", "MERIDIAN_CERT", "MERIDIAN_KEY"} {
+				t.Setenv(k, tc.env[k])
+			}
+			_, token, err := ctlServer(tc.g)
+			if err != nil || token != tc.want {
+				t.Errorf("token %q (%v), want %q", token, err, tc.want)
+			}
+			var stderr bytes.Buffer
+			if _, err := newCtl(tc.g, io.Discard, &stderr); err != nil {
+				t.Fatal(err)
+			}
+			if warned := strings.Contains(stderr.String(), "over plain HTTP, readable on the way"); warned != tc.warning {
+				t.Errorf("warning %v, want %v: %q", warned, tc.warning, stderr.String())
+			}
+		})
+	}
+	_, out, _ := runArgs("ctl", "--help")
+	if !strings.Contains(out, "--token TOKEN") || !strings.Contains(out, "every user of the\n                      machine sees a command line (ps); use --token-file or $MERIDIAN_TOKEN_FILE") {
+		t.Errorf("--help does not steer away from --token:\n%s", out)
+	}
 }

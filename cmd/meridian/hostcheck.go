@@ -179,6 +179,14 @@ func (c *Config) checkHost(desired *regions.Desired, now time.Time) findings {
 		}
 	}
 	checkEtcd(&f, c.path, &c.root, c.Etcd.EtcdConfig, false, now)
+	if c.API.TLS.CertFile != "" && c.API.TLS.KeyFile != "" {
+		// The errors stopped validate already: the warnings.
+		for _, p := range c.tlsFiles().Check(now) {
+			if p.Warning {
+				f.add(true, c.errf(p.Field, "%s", p.Message))
+			}
+		}
+	}
 	for i, s := range c.DNS.CookieSecrets {
 		if strings.EqualFold(s, exampleCookieSecret) {
 			f.add(false, c.errf(fmt.Sprintf("dns.cookie_secrets[%d]", i), "the example secret of examples/meridian.yaml, known to everyone: make one with `openssl rand -hex 16`"))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -177,6 +178,10 @@ type server struct {
 	desired *regions.Desired // nil without a bootstrap file
 
 	auth *api.Auth // nil without api.tokens_file
+	tls  *api.TLS  // nil without api.tls
+	// etcdCerts describes the etcd client's certificates, read at start
+	// (the client holds them until a restart).
+	etcdCerts []apitypes.CertificateInfo
 	// createdToken: this start created the admin token of a fresh install.
 	createdToken bool
 
@@ -256,6 +261,14 @@ func newServer(cfg *Config, set *zones.Set, signer *dnssec.Signer, log *slog.Log
 		}
 		s.auth = api.NewAuth(tokens, cfg.API.OpenReads)
 	}
+	if cfg.apiTLS() && cfg.Listen.HTTP != "" {
+		t, err := api.NewTLS(cfg.tlsFiles(), log.With("component", "http"))
+		if err != nil {
+			return nil, err // names the field and the file
+		}
+		s.tls = t
+	}
+	s.etcdCerts = api.CertificateInfos(map[string]string{"etcd_ca": cfg.Etcd.CAFile, "etcd_client": cfg.Etcd.CertFile})
 	opts := regions.SnapshotOptions{
 		Quorum:       cfg.Steering.Quorum,
 		StickyBitsV4: cfg.Steering.StickyBitsV4,
@@ -301,6 +314,7 @@ func newServer(cfg *Config, set *zones.Set, signer *dnssec.Signer, log *slog.Log
 		dnsserver.TransportCollector(t),
 		stateCollector{s},
 		dnsserver.DNSSECCollector(s.handler),
+		api.CertificateCollector(s.certificates, s.tls),
 	)
 	if s.rrl != nil {
 		s.registry.MustRegister(s.rrl)
@@ -421,7 +435,8 @@ func (s *server) bootstrap(ctx context.Context) error {
 
 // run binds every listener (failing before anything is served), serves
 // until ctx ends or SIGINT/SIGTERM arrives, then shuts down gracefully.
-// SIGHUP reloads the zones, the GeoIP database and the API tokens.
+// SIGHUP reloads the zones, the GeoIP database, the API tokens and the
+// API's TLS files.
 func (s *server) run(ctx context.Context) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -472,6 +487,11 @@ func (s *server) run(ctx context.Context) error {
 			ConnState:         s.httpLn.ConnState,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		}
+		if s.tls != nil {
+			s.http.TLSConfig = s.tls.Config()
+			// HTTP/1.1 only: the connection limit counts connections.
+			s.http.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+		}
 	}
 	// Ask for SIGHUP before announcing the start: from then on a HUP must
 	// reload, not kill the process.
@@ -484,7 +504,7 @@ func (s *server) run(ctx context.Context) error {
 	if s.httpLn != nil {
 		httpAddr = s.httpLn.Addr()
 	}
-	s.log.Info("meridian server listening", "dns", addrList(udp), "http", httpAddr,
+	s.log.Info("meridian server listening", "dns", addrList(udp), "http", httpAddr, "http_tls", s.tls != nil,
 		"zones", len(s.handler.Zones().Zones()), "etcd_embedded", s.embedded != nil)
 	if f, ok := ctx.Value(startedKey{}).(func(Started)); ok {
 		f(Started{DNSUDP: udp, DNSTCP: tcp, HTTP: httpAddr})
@@ -518,11 +538,18 @@ func (s *server) run(ctx context.Context) error {
 	}
 	if s.http != nil {
 		g.Go(func() error {
-			if err := s.http.Serve(s.httpLn); !errors.Is(err, http.ErrServerClosed) {
+			serve := func() error { return s.http.Serve(s.httpLn) }
+			if s.tls != nil {
+				serve = func() error { return s.http.ServeTLS(s.httpLn, "", "") }
+			}
+			if err := serve(); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("http: %w", err)
 			}
 			return nil
 		})
+		if s.tls != nil {
+			g.Go(func() error { return s.tls.Run(gctx, time.Duration(s.cfg.API.TLS.ReloadInterval)) })
+		}
 		g.Go(func() error {
 			<-gctx.Done()
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -565,6 +592,9 @@ func (s *server) reloadOnHUP(ctx context.Context, hup <-chan os.Signal) error {
 		case <-hup:
 			s.reloadZones()
 			s.reloadTokens()
+			if s.tls != nil {
+				_ = s.tls.Reload() // logged; a failure keeps the previous certificate
+			}
 			if s.geo != nil {
 				if err := s.geo.Reload(); err != nil {
 					s.log.Error("geoip reload failed; the previous database keeps serving", "err", err)
@@ -718,6 +748,11 @@ func (s *server) status() api.ServerStatus {
 		Confirmed: ls.Confirmed, EmptyRefused: ls.EmptyRefused, Reports: ls.Reports}
 	es := s.etcdStatus().EtcdStatus
 	st.Etcd = &es
+	st.Certificates = s.certificates()
+	if s.tls != nil {
+		ts := s.tls.Status()
+		st.TLS = &ts
+	}
 	if s.geo != nil {
 		if db := s.geo.Current(); db != nil {
 			info := db.Info()
@@ -725,6 +760,16 @@ func (s *server) status() api.ServerStatus {
 		}
 	}
 	return st
+}
+
+// certificates lists every certificate the server uses: the API's as
+// served now, etcd's as read at start.
+func (s *server) certificates() []apitypes.CertificateInfo {
+	var out []apitypes.CertificateInfo
+	if s.tls != nil {
+		out = append(out, s.tls.Certificates()...)
+	}
+	return append(out, s.etcdCerts...)
 }
 
 // staleness is the age of the served data: how long ago etcd last

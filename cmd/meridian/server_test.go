@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -50,6 +51,10 @@ type testServer struct {
 	done   chan int
 	stderr *testlog.Buffer
 	etcd   string // the embedded etcd's client address, "" when external
+	// hc makes the test's requests to the HTTP listener, over TLS when
+	// the server has api.tls.
+	hc     *http.Client
+	scheme string
 }
 
 // startServer writes a config and zone into a temp dir and runs
@@ -76,6 +81,9 @@ type serverSetup struct {
 	// defaults with every loopback address exempt, as the tests here ask
 	// many questions from loopback (TestServerRRL limits them).
 	rrl string
+	// httpTLS: the server has api.tls, and the test's requests use this
+	// client configuration.
+	httpTLS *tls.Config
 	// notReady returns once the server listens; otherwise wait until it
 	// is ready (a snapshot from etcd or the state file).
 	notReady bool
@@ -146,7 +154,12 @@ dns:
 	}
 	started := make(chan Started, 1)
 	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), startedKey{}, func(s Started) { started <- s }))
-	ts := &testServer{dir: dir, cancel: cancel, done: make(chan int, 1), stderr: &testlog.Buffer{}, etcd: etcdURL}
+	ts := &testServer{dir: dir, cancel: cancel, done: make(chan int, 1), stderr: &testlog.Buffer{}, etcd: etcdURL,
+		hc: &http.Client{Timeout: 10 * time.Second}, scheme: "http"}
+	if setup.httpTLS != nil {
+		ts.hc.Transport = &http.Transport{TLSClientConfig: setup.httpTLS}
+		ts.scheme = "https"
+	}
 	go func() {
 		ts.done <- runServer(ctx, append([]string{"--config", cfgPath}, setup.args...), &bytes.Buffer{}, ts.stderr)
 	}()
@@ -174,7 +187,7 @@ func (ts *testServer) waitReady(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get("http://" + ts.HTTP.String() + "/health/ready")
+		resp, err := ts.hc.Get(ts.url() + "/health/ready")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -94,7 +93,7 @@ func jsonPath(v any, steps ...any) any {
 // with its labels as exposed ("name" or `name{label="value"}`).
 func metric(t *testing.T, ts *testServer, series string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + ts.HTTP.String() + "/metrics")
+	resp, err := ts.hc.Get(ts.url() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,361 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/meridian-gslb/meridian/internal/etcdtest"
+	"github.com/meridian-gslb/meridian/internal/testport"
+	"github.com/meridian-gslb/meridian/internal/tlsfiles"
+)
+
+// apiPKI is the TLS material of an API: a CA that signs the server's
+// certificate (for 127.0.0.1), and another that signs its clients'.
+type apiPKI struct {
+	dir, ca, clientCA string
+	serverCA, clients *tlsfiles.CA
+}
+
+func newAPIPKI(t *testing.T) *apiPKI {
+	t.Helper()
+	p := &apiPKI{dir: t.TempDir()}
+	p.ca, p.clientCA = filepath.Join(p.dir, "ca.pem"), filepath.Join(p.dir, "clients.pem")
+	now := time.Now()
+	for _, c := range []struct {
+		ca   **tlsfiles.CA
+		name string
+	}{{&p.serverCA, "ca"}, {&p.clients, "clients"}} {
+		ca, err := tlsfiles.NewCA("test "+c.name, now.Add(-time.Hour), now.Add(10*365*24*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ca.WriteFiles(filepath.Join(p.dir, c.name+".pem"), filepath.Join(p.dir, c.name+"-key.pem")); err != nil {
+			t.Fatal(err)
+		}
+		*c.ca = ca
+	}
+	return p
+}
+
+// issue writes NAME.pem and NAME-key.pem, signed by ca, and returns
+// their paths.
+func (p *apiPKI) issue(t *testing.T, ca *tlsfiles.CA, name string, usage x509.ExtKeyUsage) (cert, key string) {
+	t.Helper()
+	cert, key = filepath.Join(p.dir, name+".pem"), filepath.Join(p.dir, name+"-key.pem")
+	now := time.Now()
+	if err := ca.IssueFiles(cert, key, tlsfiles.Leaf{CommonName: name, IPs: []net.IP{net.IPv4(127, 0, 0, 1)},
+		Usage: []x509.ExtKeyUsage{usage}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(365 * 24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
+}
+
+// client is the TLS configuration of a client that trusts the server's
+// CA, with the client certificate of the files given (none without).
+func (p *apiPKI) client(t *testing.T, certKey ...string) *tls.Config {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AddCert(p.serverCA.Cert)
+	c := &tls.Config{RootCAs: pool}
+	if len(certKey) == 2 {
+		kp, err := tls.LoadX509KeyPair(certKey[0], certKey[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Certificates = []tls.Certificate{kp}
+	}
+	return c
+}
+
+// servedSerial is the serial number of the certificate the server's API
+// shows now.
+func servedSerial(t *testing.T, ts *testServer, cfg *tls.Config) string {
+	t.Helper()
+	c, err := tls.Dial("tcp", ts.HTTP.String(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
+}
+
+func fileSerial(t *testing.T, certFile string) string {
+	t.Helper()
+	b, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := tlsfiles.ParseCertChain(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs[0].SerialNumber.String()
+}
+
+// tlsState is a small desired state for the TLS tests.
+const tlsState = `regions:
+  - name: eu
+    vips: [192.0.2.10]
+    location: {lat: 52.37, lon: 4.9}
+    check: {type: tcp, port: 80}
+  - name: na
+    vips: [192.0.2.20]
+    location: {lat: 38.9, lon: -77.0}
+    check: {type: tcp, port: 80}
+services:
+  - name: tls.example.org.
+    ttl: 30
+    policy: weighted
+    regions: [{region: eu, weight: 1}, {region: na, weight: 1}]
+`
+
+// TestServerAPITLS: with api.tls and api.client_ca, meridian ctl reads
+// and writes over TLS with a client certificate (flags or environment);
+// without one, or without the CA that signed the server's, it is
+// refused and says why. SIGHUP serves a renewed certificate; a reload
+// that fails keeps the one before and says so in the log, the status and
+// the metrics.
+func TestServerAPITLS(t *testing.T) {
+	p := newAPIPKI(t)
+	cert, key := p.issue(t, p.serverCA, "api", x509.ExtKeyUsageServerAuth)
+	aliceCert, aliceKey := p.issue(t, p.clients, "alice", x509.ExtKeyUsageClientAuth)
+	extra := fmt.Sprintf("bootstrap: state.yaml\napi:\n  tokens_file: tokens.yaml\n  admin_token_file: admin.token\n"+
+		"  tls:\n    cert_file: %s\n    key_file: %s\n    reload_interval: 1h\n  client_ca: %s\n", cert, key, p.clientCA)
+	ts := startServerWith(t, serverSetup{extra: extra, files: map[string][]byte{"state.yaml": []byte(tlsState)},
+		httpTLS: p.client(t, aliceCert, aliceKey)})
+	token := filepath.Join(ts.dir, "admin.token")
+
+	ctl := func(args ...string) (string, string, int) {
+		t.Helper()
+		code, out, errOut := runArgs(append([]string{"ctl", "--server", ts.url(), "--token-file", token}, args...)...)
+		return out, errOut, code
+	}
+	withCert := []string{"--cacert", p.ca, "--cert", aliceCert, "--key", aliceKey}
+	etcdtest.WaitUntil(t, "the bootstrapped service", func() bool {
+		_, _, code := ctl(append(withCert, "weights", "get", "tls.example.org")...)
+		return code == 0
+	})
+	if out, errOut, code := ctl(append(withCert, "weights", "set", "tls.example.org", "eu=3")...); code != 0 {
+		t.Fatalf("ctl over TLS with a client certificate: exit %d: %s%s", code, errOut, out)
+	}
+	if out, errOut, code := ctl(append(withCert, "audit", "-o", "json")...); code != 0 || !strings.Contains(out, `"action": "set-weights"`) {
+		t.Fatalf("ctl audit: exit %d: %s%s", code, errOut, out)
+	}
+	t.Run("environment", func(t *testing.T) {
+		t.Setenv("MERIDIAN_CACERT", p.ca)
+		t.Setenv("MERIDIAN_CERT", aliceCert)
+		t.Setenv("MERIDIAN_KEY", aliceKey)
+		if out, errOut, code := ctl("weights", "get", "tls.example.org"); code != 0 || errOut != "" {
+			t.Fatalf("exit %d: %s%s", code, errOut, out)
+		}
+	})
+	mallory := newAPIPKI(t)
+	malloryCert, malloryKey := mallory.issue(t, mallory.clients, "mallory", x509.ExtKeyUsageClientAuth)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no client certificate", []string{"--cacert", p.ca}, "refused the TLS connection"},
+		{"a client certificate of another CA", []string{"--cacert", p.ca, "--cert", malloryCert, "--key", malloryKey}, "refused the TLS connection"},
+		{"the system's CAs", []string{"--cert", aliceCert, "--key", aliceKey}, "shows a certificate ctl does not trust"},
+		{"a certificate without its key", []string{"--cacert", p.ca, "--cert", aliceCert}, "--cert needs --key"},
+		{"the key of another certificate", []string{"--cacert", p.ca, "--cert", aliceCert, "--key", malloryKey}, "--key: " + malloryKey + " does not belong to the certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, code := ctl(append(tc.args, "weights", "set", "tls.example.org", "eu=4")...)
+			if code == 0 || !strings.Contains(errOut, tc.want) {
+				t.Fatalf("exit %d, want a failure saying %q: %s%s", code, tc.want, errOut, out)
+			}
+		})
+	}
+	noCert := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: p.client(t)}}
+	if resp, err := noCert.Get(ts.url() + "/health/live"); err == nil {
+		resp.Body.Close()
+		t.Error("a client without a certificate was served")
+	}
+
+	// SIGHUP with a renewed certificate.
+	clientCfg := p.client(t, aliceCert, aliceKey)
+	first := servedSerial(t, ts, clientCfg)
+	if first != fileSerial(t, cert) {
+		t.Fatalf("serving %s, the file holds %s", first, fileSerial(t, cert))
+	}
+	p.issue(t, p.serverCA, "api", x509.ExtKeyUsageServerAuth)
+	renewed := fileSerial(t, cert)
+	hup := func(logged string) {
+		t.Helper()
+		before := strings.Count(ts.stderr.String(), logged)
+		if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		etcdtest.WaitUntil(t, logged, func() bool { return strings.Count(ts.stderr.String(), logged) > before })
+	}
+	hup("api tls certificate reloaded")
+	if got := servedSerial(t, ts, clientCfg); got != renewed {
+		t.Fatalf("after SIGHUP serving %s, want the renewed %s", got, renewed)
+	}
+
+	// A key of another certificate: the renewed one keeps serving.
+	_, otherKey := p.issue(t, p.serverCA, "other", x509.ExtKeyUsageServerAuth)
+	b, err := os.ReadFile(otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tlsfiles.WriteFile(key, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hup("api tls reload failed; the certificate loaded before keeps serving")
+	if got := servedSerial(t, ts, clientCfg); got != renewed {
+		t.Fatalf("after a failed reload serving %s, want %s", got, renewed)
+	}
+	var st struct {
+		TLS struct {
+			ClientAuth bool   `json:"client_auth"`
+			LastError  string `json:"last_error"`
+			Failures   int    `json:"failures"`
+		} `json:"tls"`
+		Certificates []struct {
+			Name     string    `json:"name"`
+			NotAfter time.Time `json:"not_after"`
+		} `json:"certificates"`
+	}
+	req, err := http.NewRequest("GET", ts.url()+"/v1/status", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(mustReadFile(t, token)))
+	resp, err := ts.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.TLS.ClientAuth || st.TLS.Failures != 1 || !strings.Contains(st.TLS.LastError, "api.tls.key_file: "+key+" does not belong to the certificate") {
+		t.Errorf("status after a failed reload: %+v", st.TLS)
+	}
+	if v := metric(t, ts, "meridian_tls_reload_failing"); v != 1 {
+		t.Errorf("meridian_tls_reload_failing %v", v)
+	}
+	names := map[string]time.Time{}
+	for _, c := range st.Certificates {
+		names[c.Name] = c.NotAfter
+	}
+	if exp := metric(t, ts, `meridian_tls_certificate_expiry_timestamp_seconds{cert="api"}`); exp != float64(names["api"].Unix()) || exp < float64(time.Now().Unix()) {
+		t.Errorf("api certificate expiry %v, status %v", exp, names["api"])
+	}
+	if _, ok := names["api_client_ca"]; !ok {
+		t.Errorf("status certificates: %+v", st.Certificates)
+	}
+}
+
+// TestServerAPITLSFileChange: a certificate renewed in place is served
+// without a signal, once the server's poll sees the change.
+func TestServerAPITLSFileChange(t *testing.T) {
+	p := newAPIPKI(t)
+	cert, key := p.issue(t, p.serverCA, "api", x509.ExtKeyUsageServerAuth)
+	extra := fmt.Sprintf("api:\n  tls:\n    cert_file: %s\n    key_file: %s\n    reload_interval: 20ms\n", cert, key)
+	ts := startServerWith(t, serverSetup{extra: extra, httpTLS: p.client(t)})
+	p.issue(t, p.serverCA, "api", x509.ExtKeyUsageServerAuth)
+	renewed := fileSerial(t, cert)
+	etcdtest.WaitUntil(t, "the renewed certificate served", func() bool { return servedSerial(t, ts, p.client(t)) == renewed })
+	if !strings.Contains(ts.stderr.String(), "api tls certificate reloaded") {
+		t.Errorf("the reload is not logged:\n%s", ts.stderr)
+	}
+}
+
+// TestServerTLSConfigErrors: a half-configured api.tls, a client CA
+// without it, TLS files that are missing, not what they should be, not
+// matching or not readable stop both `meridian server --check` and the
+// start, naming the configuration file, line, field and reason, before
+// anything listens.
+func TestServerTLSConfigErrors(t *testing.T) {
+	p := newAPIPKI(t)
+	cert, key := p.issue(t, p.serverCA, "api", x509.ExtKeyUsageServerAuth)
+	clientCert, clientKey := p.issue(t, p.clients, "alice", x509.ExtKeyUsageClientAuth)
+	_, otherKey := p.issue(t, p.serverCA, "other", x509.ExtKeyUsageServerAuth)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "ok.zone"), testZone(1, "192.0.2.1"))
+	ports := testport.Free(t, 2)
+	head := fmt.Sprintf("listen:\n  dns: [\"127.0.0.1:%d\"]\n  http: \"127.0.0.1:%d\"\nzones:\n  - origin: example.org.\n    file: ok.zone\napi:\n", ports[0], ports[1])
+	tlsCfg := func(cert, key string) string {
+		out := "  tls:\n"
+		if cert != "" {
+			out += "    cert_file: " + cert + "\n"
+		}
+		if key != "" {
+			out += "    key_file: " + key + "\n"
+		}
+		return out
+	}
+	cases := []struct {
+		name, api string
+		want      string // after "meridian.yaml:LINE: "
+		line      int
+	}{
+		{"a certificate without its key", tlsCfg(cert, ""), "api.tls.key_file: missing: api.tls needs cert_file and key_file together", 8},
+		{"a key without its certificate", tlsCfg("", key), "api.tls.cert_file: missing: api.tls needs cert_file and key_file together", 8},
+		{"a client CA without TLS", "  client_ca: " + p.clientCA + "\n", "api.client_ca: needs api.tls", 8},
+		{"the key of another certificate", tlsCfg(cert, otherKey), "api.tls.key_file: " + otherKey + " does not belong to the certificate in " + cert, 10},
+		{"a missing certificate", tlsCfg(filepath.Join(p.dir, "none.pem"), key), "api.tls.cert_file: " + filepath.Join(p.dir, "none.pem") + ": no such file", 9},
+		{"a client certificate", tlsCfg(clientCert, clientKey), "api.tls.cert_file: " + clientCert + ": its extended key usage does not allow server authentication", 9},
+		{"a key as the client CA", tlsCfg(cert, key) + "  client_ca: " + key + "\n", "api.client_ca: " + key + ": it holds a private key, not CA certificates", 11},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			config := writeFile(t, filepath.Join(dir, "meridian.yaml"), head+tc.api)
+			for _, args := range [][]string{{"--check"}, nil} {
+				code, _, stderr := runArgs(append([]string{"server", "--config", config}, args...)...)
+				want := fmt.Sprintf("%s:%d: %s", config, tc.line, tc.want)
+				if code != 1 || !strings.Contains(stderr, want) {
+					t.Fatalf("server %v: exit %d, want 1 and %q:\n%s", args, code, want, stderr)
+				}
+			}
+			for _, port := range ports {
+				ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+				if err != nil {
+					t.Fatalf("port %d left bound: %v", port, err)
+				}
+				ln.Close()
+			}
+		})
+	}
+
+	t.Run("a key the service's user cannot read", func(t *testing.T) {
+		config := writeFile(t, filepath.Join(dir, "meridian.yaml"), head+tlsCfg(cert, key))
+		var run func(args ...string) (int, string, string)
+		if os.Geteuid() == 0 {
+			bin := buildMeridian(t)
+			openForAll(t, filepath.Dir(bin))
+			for _, d := range []string{dir, p.dir} {
+				openForAll(t, d)
+			}
+			run = func(args ...string) (int, string, string) { return runAs(t, 65534, bin, args...) }
+		} else {
+			if err := os.Chmod(key, 0); err != nil {
+				t.Fatal(err)
+			}
+			run = runArgs
+		}
+		for _, args := range [][]string{{"--check"}, nil} {
+			code, _, stderr := run(append([]string{"server", "--config", config}, args...)...)
+			want := fmt.Sprintf("%s:10: api.tls.key_file: %s: ", config, key)
+			if code != 1 || !strings.Contains(stderr, want) || !strings.Contains(stderr, "cannot read it (permission denied)") {
+				t.Fatalf("server %v: exit %d, want 1 and %q … permission denied:\n%s", args, code, want, stderr)
+			}
+		}
+	})
+}
