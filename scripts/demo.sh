@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The health demo of `make run`: stand-in load balancers for the example
 # regions on loopback (examples/demo-lb) and one `meridian prober` per
-# example region, against the server's embedded etcd.
+# example region, against the server's embedded etcd, with the probers'
+# certificate the server made in data/etcd-tls (examples/prober.yaml): so
+# start it once the server has started.
 #
 #   scripts/demo.sh start   build demo-lb, start it and the probers in the background
 #   scripts/demo.sh stop    stop them (SIGTERM: the probers withdraw their reports)
@@ -15,7 +17,7 @@ cd "$(dirname "$0")/.."
 state=examples/state.yaml
 pids=data/demo.pids
 control=127.0.0.1:8479
-etcd=127.0.0.1:2479 # the embedded etcd of examples/meridian.yaml
+prober_config=examples/prober.yaml # the embedded etcd of examples/meridian.yaml, and its certificate
 
 # ours says whether pid is a process this script started (a pid file can
 # outlive its processes, and pids are reused).
@@ -52,7 +54,7 @@ start() {
 	echo $! >>"$pids"
 	# The regions of the desired-state file, one prober in each.
 	for region in $(awk '/^regions:/ {r = 1; next} /^[^ #]/ {r = 0} r && /^  - name:/ {print $3}' "$state"); do
-		bin/meridian prober --region "$region" --etcd "$etcd" 2>>"data/prober-$region.log" &
+		bin/meridian prober --region "$region" --config "$prober_config" 2>>"data/prober-$region.log" &
 		echo $! >>"$pids"
 	done
 }

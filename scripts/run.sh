@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make run`: Meridian's authoritative server for the example zone on
-# 127.0.0.1:5353 (DNS) and 127.0.0.1:8053 (the REST API, metrics), with
-# its embedded etcd and the example regions and services. The first start
-# creates an admin API token in data/admin.token for `bin/meridian ctl`.
+# 127.0.0.1:5353 (DNS) and 127.0.0.1:8053 (the REST API, metrics; plain
+# HTTP on loopback), with its embedded etcd and the example regions and
+# services. The first start creates an admin API token in
+# data/admin.token for `bin/meridian ctl`, and the embedded etcd's CA and
+# certificates in data/etcd-tls.
 # With it runs the health demo (scripts/demo.sh): stand-in load balancers
 # for the example VIPs and one prober per region. Arguments are passed to
 # `meridian server`.
@@ -15,8 +17,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/geoipdb.sh
-# The probers retry until the server's embedded etcd answers.
-./scripts/demo.sh start
 trap './scripts/demo.sh stop' EXIT
 
 # The HTTP address to probe: the example config's, unless overridden.
@@ -37,6 +37,17 @@ pid=$!
 # same graceful stop and works from the first moment.
 stop() { kill -TERM "$pid" 2>/dev/null || true; }
 trap stop INT TERM
+
+# The demo's probers reach the embedded etcd with a certificate the
+# server makes in data/etcd-tls as it starts (the probers' certificate is
+# written last); they retry until the member answers.
+deadline=$((SECONDS + 90))
+while kill -0 "$pid" 2>/dev/null && [ ! -s data/etcd-tls/prober.pem ] && ((SECONDS < deadline)); do
+	sleep 0.1
+done
+if [ -s data/etcd-tls/prober.pem ]; then
+	./scripts/demo.sh start
+fi
 
 # ready: the server answers 200 on /health/ready (zones, GeoIP and a
 # regions snapshot loaded). Plain bash, so no HTTP client is needed.

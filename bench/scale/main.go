@@ -55,6 +55,7 @@ import (
 
 	"github.com/meridian-gslb/meridian/internal/testport"
 	"github.com/meridian-gslb/meridian/regions"
+	"github.com/meridian-gslb/meridian/regions/embedded"
 	"github.com/meridian-gslb/meridian/regions/store"
 )
 
@@ -268,7 +269,7 @@ func (r *run) setup() error {
 	}
 	r.dnsAddr = fmt.Sprintf("127.0.0.1:%d", ports[0])
 	r.http = fmt.Sprintf("127.0.0.1:%d", ports[1])
-	r.etcd = fmt.Sprintf("http://127.0.0.1:%d", ports[2])
+	r.etcd = fmt.Sprintf("https://127.0.0.1:%d", ports[2])
 	secret := fmt.Sprintf("scale-%x", rand.Uint64())
 	sum := sha256.Sum256([]byte(secret))
 	r.token = filepath.Join(r.dir, "admin.token")
@@ -709,7 +710,10 @@ func (r *run) spread(what string, samples, writes []time.Duration) {
 // way, from the write of the second report to the moved answer, is a
 // sample.
 func (r *run) timeHealth(ctx context.Context) (time.Duration, error) {
-	cli, err := store.Connect(ctx, store.EtcdConfig{Endpoints: []string{r.etcd}})
+	// As the probers beside a server do: with the certificate it made
+	// for them.
+	pki := embedded.PKI{Dir: filepath.Join(r.dir, "data", "etcd-tls")}.Prober()
+	cli, err := store.Connect(ctx, store.EtcdConfig{Endpoints: []string{r.etcd}, CAFile: pki.CAFile, CertFile: pki.CertFile, KeyFile: pki.KeyFile})
 	if err != nil {
 		return 0, err
 	}

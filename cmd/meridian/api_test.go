@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -58,7 +59,7 @@ func startAPIServer(t testing.TB, bootstrap bool) *testServer {
 	return ts
 }
 
-func (ts *testServer) url() string { return ts.scheme + "://" + ts.HTTP.String() }
+func (ts *testServer) url() string { return cmp.Or(ts.scheme, "http") + "://" + ts.HTTP.String() }
 
 // ctl runs `meridian ctl` against the test server with its admin token.
 func (ts *testServer) ctl(t testing.TB, args ...string) (stdout, stderr string, code int) {
@@ -523,7 +524,7 @@ func TestAPIWithEtcdGone(t *testing.T) {
 	a := startServerWith(t, serverSetup{extra: steeringConfig, files: steeringFiles(t)})
 	files := steeringFiles(t)
 	delete(files, "state.yaml")
-	b := startServerWith(t, serverSetup{extra: apiConfig + "  write_timeout: 500ms\ngeoip:\n  database: country.mmdb\n", files: files, etcdEndpoints: []string{a.etcd}})
+	b := startServerWith(t, serverSetup{extra: apiConfig + "  write_timeout: 500ms\ngeoip:\n  database: country.mmdb\n", files: files, etcdFrom: a})
 	waitService(t, b, "lb.example.org.") // a's bootstrap's last service
 	b.mustCtl(t, "weights", "set", "lb.example.org", "eu=1", "na=0", "as=0")
 	// The weighted service answers eu at random before the change too:

@@ -624,6 +624,10 @@ func (c *Config) embeddedConfig() embedded.Config {
 	return embedded.Config{Dir: filepath.Join(c.DataDir, "etcd"), ClientURL: c.Etcd.EmbeddedClient, PeerURL: c.Etcd.EmbeddedPeer}
 }
 
+// embeddedPKIDir is where the embedded etcd's CA and certificates live:
+// data_dir/etcd-tls.
+func (c *Config) embeddedPKIDir() string { return filepath.Join(c.DataDir, "etcd-tls") }
+
 func (c *Config) zonePath(z ZoneConfig) string {
 	if filepath.IsAbs(z.File) {
 		return z.File

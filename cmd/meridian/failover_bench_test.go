@@ -15,7 +15,6 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/meridian-gslb/meridian/health"
-	"github.com/meridian-gslb/meridian/regions/store"
 )
 
 // BenchmarkFailover measures how long a failed health endpoint takes to
@@ -46,11 +45,7 @@ func BenchmarkFailover(b *testing.B) {
 	}
 	state += more.String()
 	ts := startServerWith(b, serverSetup{extra: "bootstrap: state.yaml\n", files: map[string][]byte{"state.yaml": []byte(state)}})
-	cli, err := store.Connect(context.Background(), store.EtcdConfig{Endpoints: []string{ts.etcd}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cli.Close()
+	cli := ts.etcdClient(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 3)
 	for i, region := range []string{"eu", "na", "as"} {

@@ -152,6 +152,9 @@ func checkEtcd(f *findings, file string, root *yaml.Node, ec store.EtcdConfig, f
 	for _, p := range ec.CheckTLSFiles(now) {
 		f.add(p.Warning, fileFinding(file, root, "etcd."+p.Field, "%s", p.Message))
 	}
+	if msg := ec.PasswordInClear(); msg != "" {
+		f.add(true, fileFinding(file, root, "etcd.password", "%s", msg))
+	}
 }
 
 // rootWarning: root reads every file whatever its mode, so a check run

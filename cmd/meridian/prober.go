@@ -74,7 +74,7 @@ func runProber(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fs.PrintDefaults()
 	}
 	region := fs.String("region", "", "the region this prober runs in (required)")
-	etcdFlag := fs.String("etcd", "", "etcd endpoints, comma-separated; replaces etcd.endpoints (default "+defaultProberEtcd+", the embedded etcd of make run)")
+	etcdFlag := fs.String("etcd", "", "etcd endpoints, comma-separated; replaces etcd.endpoints (default "+defaultProberEtcd+", the embedded etcd of make run, which takes the certificate examples/prober.yaml names)")
 	id := fs.String("id", "", "prober id (default HOSTNAME@REGION)")
 	configPath := fs.String("config", "", "configuration file (YAML): etcd TLS and auth, concurrency, canary, refresh")
 	checkOnly := fs.Bool("check-config", false, "validate the configuration and flags, then exit")
@@ -146,6 +146,9 @@ func runProber(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	ec := cfg.Etcd
 	ec.Logger = log.With("component", "etcd-client")
+	if msg := ec.PasswordInClear(); msg != "" {
+		log.Warn("etcd: " + msg)
+	}
 	cli, err := store.Connect(ctx, ec)
 	if err != nil {
 		log.Error("cannot start", "err", err)

@@ -17,11 +17,7 @@ import (
 // Run with -benchtime 1x; it reports the median and p99 in ms.
 func BenchmarkPropagationDNS(b *testing.B) {
 	ts := startServerWith(b, serverSetup{extra: steeringConfig, files: steeringFiles(b)})
-	cli, err := store.Connect(context.Background(), store.EtcdConfig{Endpoints: []string{ts.etcd}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cli.Close()
+	cli := ts.etcdClient(b)
 	st := store.NewStore(cli, "/meridian/", nil)
 	c := &dns.Client{Timeout: time.Second}
 	answer := func() string {

@@ -32,6 +32,7 @@ import (
 	"github.com/meridian-gslb/meridian/dnsserver"
 	"github.com/meridian-gslb/meridian/geo"
 	"github.com/meridian-gslb/meridian/regions"
+	"github.com/meridian-gslb/meridian/regions/embedded"
 	"github.com/meridian-gslb/meridian/regions/store"
 	"github.com/meridian-gslb/meridian/zones"
 )
@@ -179,9 +180,10 @@ type server struct {
 
 	auth *api.Auth // nil without api.tokens_file
 	tls  *api.TLS  // nil without api.tls
-	// etcdCerts describes the etcd client's certificates, read at start
-	// (the client holds them until a restart).
-	etcdCerts []apitypes.CertificateInfo
+	// etcdCerts and embeddedCerts describe the etcd client's and the
+	// embedded member's certificates, read at start (they are held until
+	// a restart).
+	etcdCerts, embeddedCerts []apitypes.CertificateInfo
 	// createdToken: this start created the admin token of a fresh install.
 	createdToken bool
 
@@ -378,12 +380,25 @@ func (s *server) connectEtcd(ctx context.Context) error {
 	if len(ec.Endpoints) == 0 {
 		ecfg := s.cfg.embeddedConfig()
 		ecfg.Logger = s.log.With("component", "etcd")
+		// Only the holders of the member's CA's certificates get in: the
+		// server, and the probers beside it (regions/embedded, PKI).
+		pki, err := embedded.EnsurePKI(s.cfg.embeddedPKIDir(), ecfg, time.Now(), s.log.With("component", "etcd"))
+		if err != nil {
+			return err
+		}
+		ecfg.TLS = pki.MemberTLS()
 		ep, err := ecfg.ClientEndpoint()
 		if err != nil {
 			return err
 		}
 		s.embedded = newEmbeddedEtcd(ecfg, s.log.With("component", "etcd"))
+		s.embeddedCerts = api.CertificateInfos(pki.Certificates())
+		client := pki.Server()
 		ec.Endpoints = []string{ep}
+		ec.CAFile, ec.CertFile, ec.KeyFile = client.CAFile, client.CertFile, client.KeyFile
+	}
+	if msg := ec.PasswordInClear(); msg != "" {
+		s.log.Warn("etcd: " + msg)
 	}
 	c, err := store.Connect(ctx, ec)
 	if err != nil {
@@ -769,7 +784,8 @@ func (s *server) certificates() []apitypes.CertificateInfo {
 	if s.tls != nil {
 		out = append(out, s.tls.Certificates()...)
 	}
-	return append(out, s.etcdCerts...)
+	out = append(out, s.etcdCerts...)
+	return append(out, s.embeddedCerts...)
 }
 
 // staleness is the age of the served data: how long ago etcd last

@@ -17,9 +17,13 @@ import (
 
 	"github.com/miekg/dns"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/meridian-gslb/meridian/internal/etcdtest"
 	"github.com/meridian-gslb/meridian/internal/testlog"
 	"github.com/meridian-gslb/meridian/internal/testport"
+	"github.com/meridian-gslb/meridian/regions/embedded"
+	"github.com/meridian-gslb/meridian/regions/store"
 )
 
 // testZone is the zone the end-to-end tests serve.
@@ -51,6 +55,7 @@ type testServer struct {
 	done   chan int
 	stderr *testlog.Buffer
 	etcd   string // the embedded etcd's client address, "" when external
+	peer   string // its peer address
 	// hc makes the test's requests to the HTTP listener, over TLS when
 	// the server has api.tls.
 	hc     *http.Client
@@ -70,6 +75,7 @@ type serverSetup struct {
 	dir           string            // reuse a directory (a restart); "" makes one
 	extra         string            // YAML appended to the config
 	etcdEndpoints []string          // use this etcd; none: embedded on free ports
+	etcdFrom      *testServer       // use this server's embedded etcd, with its certificate
 	files         map[string][]byte // more files to write into the directory
 	zones         map[string]string // more zones to serve: origin -> zone file text
 	bareZones     map[string]string // more zones configured without origin: file name -> zone file text
@@ -104,15 +110,19 @@ func startServerWith(t testing.TB, setup serverSetup) *testServer {
 		}
 	}
 	etcdCfg := ""
-	etcdURL := ""
-	if len(setup.etcdEndpoints) > 0 {
+	etcdURL, peerURL := "", ""
+	switch {
+	case setup.etcdFrom != nil:
+		ec := setup.etcdFrom.etcdConfig(false)
+		etcdCfg = fmt.Sprintf("etcd:\n  endpoints: [%s]\n  ca_file: %s\n  cert_file: %s\n  key_file: %s\n", ec.Endpoints[0], ec.CAFile, ec.CertFile, ec.KeyFile)
+	case len(setup.etcdEndpoints) > 0:
 		etcdCfg = fmt.Sprintf("etcd:\n  endpoints: [%s]\n", strings.Join(setup.etcdEndpoints, ", "))
-	} else {
+	default:
 		ports := setup.embeddedPorts
 		if len(ports) == 0 {
 			ports = testport.Free(t, 2)
 		}
-		etcdURL = fmt.Sprintf("127.0.0.1:%d", ports[0])
+		etcdURL, peerURL = fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
 		etcdCfg = fmt.Sprintf("etcd:\n  embedded_client: 127.0.0.1:%d\n  embedded_peer: 127.0.0.1:%d\n", ports[0], ports[1])
 	}
 	zoneCfg := ""
@@ -154,7 +164,7 @@ dns:
 	}
 	started := make(chan Started, 1)
 	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), startedKey{}, func(s Started) { started <- s }))
-	ts := &testServer{dir: dir, cancel: cancel, done: make(chan int, 1), stderr: &testlog.Buffer{}, etcd: etcdURL,
+	ts := &testServer{dir: dir, cancel: cancel, done: make(chan int, 1), stderr: &testlog.Buffer{}, etcd: etcdURL, peer: peerURL,
 		hc: &http.Client{Timeout: 10 * time.Second}, scheme: "http"}
 	if setup.httpTLS != nil {
 		ts.hc.Transport = &http.Transport{TLSClientConfig: setup.httpTLS}
@@ -229,6 +239,29 @@ func (ts *testServer) hup(t testing.TB, wantLog string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// etcdConfig reaches the server's embedded etcd as the server does, or
+// as a prober beside it: with the certificates the server made in its
+// data directory.
+func (ts *testServer) etcdConfig(prober bool) store.EtcdConfig {
+	pki := embedded.PKI{Dir: filepath.Join(ts.dir, "data", "etcd-tls")}
+	c := pki.Server()
+	if prober {
+		c = pki.Prober()
+	}
+	return store.EtcdConfig{Endpoints: []string{"https://" + ts.etcd}, CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile}
+}
+
+// etcdClient connects to the server's embedded etcd (etcdConfig).
+func (ts *testServer) etcdClient(tb testing.TB) *clientv3.Client {
+	tb.Helper()
+	cli, err := store.Connect(context.Background(), ts.etcdConfig(false))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cli.Close() })
+	return cli
 }
 
 func query(t *testing.T, net, addr, name string, qtype uint16, edit ...func(*dns.Msg)) *dns.Msg {

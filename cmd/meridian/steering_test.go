@@ -181,12 +181,8 @@ func TestGeoSteeringWithKdig(t *testing.T) {
 // of two servers watching the same etcd.
 func TestPropagation(t *testing.T) {
 	a := startServerWith(t, serverSetup{extra: steeringConfig, files: steeringFiles(t)})
-	b := startServerWith(t, serverSetup{extra: steeringConfig, files: steeringFiles(t), etcdEndpoints: []string{a.etcd}})
-	cli, err := store.Connect(context.Background(), store.EtcdConfig{Endpoints: []string{a.etcd}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	b := startServerWith(t, serverSetup{extra: steeringConfig, files: steeringFiles(t), etcdFrom: a})
+	cli := a.etcdClient(t)
 	st := store.NewStore(cli, "/meridian/", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -210,7 +206,7 @@ func TestPropagation(t *testing.T) {
 // while etcd is still gone, it answers from the state it persisted.
 func TestStaticStability(t *testing.T) {
 	a := startServerWith(t, serverSetup{extra: steeringConfig, files: steeringFiles(t)})
-	b := startServerWith(t, serverSetup{extra: steeringConfig, files: steeringFiles(t), etcdEndpoints: []string{a.etcd}})
+	b := startServerWith(t, serverSetup{extra: steeringConfig, files: steeringFiles(t), etcdFrom: a})
 	waitAnswer(t, b.addr(), "geo.example.org.", "192.0.2.20")
 	checkEurope(t, b)
 	waitPersisted(t, b)
@@ -226,7 +222,7 @@ func TestStaticStability(t *testing.T) {
 	if code := b.stop(); code != 0 {
 		t.Fatalf("b exited %d", code)
 	}
-	b2 := startServerWith(t, serverSetup{dir: b.dir, extra: steeringConfig, etcdEndpoints: []string{a.etcd}})
+	b2 := startServerWith(t, serverSetup{dir: b.dir, extra: steeringConfig, etcdFrom: a})
 	checkEurope(t, b2)
 	if src := jsonPath(getDoc(t, b2.url()+"/v1/status"), "snapshot", "source"); src != "file" {
 		t.Errorf("snapshot source %v, want file", src)

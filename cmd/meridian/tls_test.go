@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -14,9 +15,12 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/meridian-gslb/meridian/internal/etcdtest"
 	"github.com/meridian-gslb/meridian/internal/testport"
 	"github.com/meridian-gslb/meridian/internal/tlsfiles"
+	"github.com/meridian-gslb/meridian/regions/store"
 )
 
 // apiPKI is the TLS material of an API: a CA that signs the server's
@@ -358,4 +362,65 @@ func TestServerTLSConfigErrors(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestServerEmbeddedEtcdAuth: the embedded etcd of a server takes only
+// the certificates the server made in its data directory (keys 0600 in a
+// directory of mode 0700): an etcd client or an HTTP client (curl's way)
+// without them can neither read nor write, on the client port nor on the
+// peer port, while the server and a prober with its certificate work.
+// The status and the metrics show the certificates' ends.
+func TestServerEmbeddedEtcdAuth(t *testing.T) {
+	ts := startServerWith(t, serverSetup{extra: "bootstrap: state.yaml\n", files: map[string][]byte{"state.yaml": []byte(tlsState)}})
+	dir := filepath.Join(ts.dir, "data", "etcd-tls")
+	for name, want := range map[string]os.FileMode{"": 0o700, "ca-key.pem": 0o600, "member-key.pem": 0o600, "server-key.pem": 0o600, "prober-key.pem": 0o600} {
+		if st, err := os.Stat(filepath.Join(dir, name)); err != nil || st.Mode().Perm() != want {
+			t.Errorf("%s: %v %v, want %04o", filepath.Join(dir, name), st.Mode().Perm(), err, want)
+		}
+	}
+	prober, err := store.Connect(context.Background(), ts.etcdConfig(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prober.Close()
+	etcdtest.WaitUntil(t, "the bootstrap in etcd, read with the probers' certificate", func() bool {
+		resp, err := prober.Get(etcdtest.Ctx(t), store.NewKeys("").Service("tls.example.org"))
+		return err == nil && len(resp.Kvs) == 1
+	})
+
+	for _, ec := range []store.EtcdConfig{
+		{Endpoints: []string{ts.etcd}},
+		{Endpoints: []string{"https://" + ts.etcd}, CAFile: ts.etcdConfig(false).CAFile},
+	} {
+		cli, err := store.Connect(context.Background(), ec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if _, err := cli.Get(ctx, "/meridian/", clientv3.WithPrefix()); err == nil {
+			t.Errorf("%+v read the embedded etcd", ec)
+		}
+		cancel()
+		ctx, cancel = context.WithTimeout(context.Background(), time.Second)
+		if _, err := cli.Put(ctx, store.NewKeys("").Region("eu"), `{"name":"eu"}`); err == nil {
+			t.Errorf("%+v wrote to the embedded etcd", ec)
+		}
+		cancel()
+		cli.Close()
+	}
+	insecure := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	for _, url := range []string{"http://" + ts.etcd + "/version", "https://" + ts.etcd + "/version", "http://" + ts.peer + "/members", "https://" + ts.peer + "/members"} {
+		if resp, err := insecure.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				t.Errorf("GET %s without a certificate: 200", url)
+			}
+		}
+	}
+
+	for _, name := range []string{"embedded_etcd_ca", "embedded_etcd_member", "embedded_etcd_client"} {
+		if v := metric(t, ts, `meridian_tls_certificate_expiry_timestamp_seconds{cert="`+name+`"}`); v < float64(time.Now().Add(9*365*24*time.Hour).Unix()) {
+			t.Errorf("%s ends at %v", name, time.Unix(int64(v), 0))
+		}
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap/zapcore"
 
@@ -47,6 +48,27 @@ type Config struct {
 	// ElectionTimeout shortens etcd's leader election (default 1s; the
 	// heartbeat is a tenth of it), for tests that lose and regain quorum.
 	ElectionTimeout time.Duration
+	// TLS, when set, makes the member serve clients and peers over TLS
+	// and accept only those with a certificate of TLS.CAFile (EnsurePKI
+	// makes them); nil serves plain HTTP (tests' members).
+	TLS *MemberTLS
+}
+
+// MemberTLS names a member's TLS files: its certificate and key, for
+// clients and peers, and the CA whose client and peer certificates it
+// accepts.
+type MemberTLS struct {
+	CAFile   string `json:"ca_file"`
+	CertFile string `json:"cert_file"`
+	KeyFile  string `json:"key_file"`
+}
+
+// scheme is the URLs' scheme of the member of cfg.
+func (cfg Config) scheme() string {
+	if cfg.TLS != nil {
+		return "https"
+	}
+	return "http"
 }
 
 // Embedded is a running embedded etcd member.
@@ -84,7 +106,7 @@ func (cfg Config) ClientEndpoint() (string, error) {
 	if u.Port() == "0" {
 		return "", fmt.Errorf("embedded etcd client URL %s: port 0: the client needs a fixed port", u.Host)
 	}
-	return "http://" + u.Host, nil
+	return u.String(), nil
 }
 
 // embedConfig turns our configuration into etcd's (logging is set up by
@@ -102,11 +124,11 @@ func embedConfig(cfg Config) (*embed.Config, error) {
 	if cfg.Name == "" {
 		cfg.Name = "meridian"
 	}
-	curl, err := loopbackURL(cfg.ClientURL)
+	curl, err := loopbackURL(cfg.ClientURL, cfg.scheme())
 	if err != nil {
 		return nil, fmt.Errorf("embedded etcd client URL: %w", err)
 	}
-	purl, err := loopbackURL(cfg.PeerURL)
+	purl, err := loopbackURL(cfg.PeerURL, cfg.scheme())
 	if err != nil {
 		return nil, fmt.Errorf("embedded etcd peer URL: %w", err)
 	}
@@ -129,6 +151,12 @@ func embedConfig(cfg Config) (*embed.Config, error) {
 		ec.TickMs = max(ms/10, 1)
 	}
 	ec.InitialClusterToken = "meridian"
+	if t := cfg.TLS; t != nil {
+		// Clients and peers alike must show a certificate of the
+		// member's own CA: no other process on the host gets in.
+		info := transport.TLSInfo{CertFile: t.CertFile, KeyFile: t.KeyFile, TrustedCAFile: t.CAFile, ClientCertAuth: true}
+		ec.ClientTLSInfo, ec.PeerTLSInfo = info, info
+	}
 	// Keep the revision history an hour, so a watcher that lost its
 	// stream for less than that resumes without relisting.
 	ec.AutoCompactionMode = embed.CompactorModePeriodic
@@ -160,9 +188,13 @@ func startEmbed(ctx context.Context, ec *embed.Config, logger *slog.Logger) (*Et
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd in %s: not ready: %w", ec.Dir, wait.Err())
 	}
+	scheme := "http"
+	if !ec.ClientTLSInfo.Empty() {
+		scheme = "https"
+	}
 	eps := make([]string, 0, len(e.Clients))
 	for _, l := range e.Clients {
-		eps = append(eps, "http://"+l.Addr().String())
+		eps = append(eps, scheme+"://"+l.Addr().String())
 	}
 	return &Etcd{etcd: e, endpoints: eps, closing: closing}, nil
 }
@@ -182,9 +214,10 @@ func (e *Etcd) Close() error {
 	return nil
 }
 
-// loopbackURL reads "IP:port" or "http://IP:port" and refuses anything
-// that is not a loopback IP address.
-func loopbackURL(s string) (*url.URL, error) {
+// loopbackURL reads "IP:port" or "http://IP:port" ("https://" too), and
+// refuses anything that is not a loopback IP address; the URL gets
+// scheme, the member's.
+func loopbackURL(s, scheme string) (*url.URL, error) {
 	if !strings.Contains(s, "://") {
 		s = "http://" + s
 	}
@@ -192,7 +225,7 @@ func loopbackURL(s string) (*url.URL, error) {
 	if err != nil {
 		return nil, err
 	}
-	if u.Scheme != "http" || u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+	if u.Scheme != "http" && u.Scheme != "https" || u.Path != "" && u.Path != "/" || u.RawQuery != "" {
 		return nil, fmt.Errorf("%q: want IP:port or http://IP:port", s)
 	}
 	host, port, err := net.SplitHostPort(u.Host)
@@ -206,6 +239,6 @@ func loopbackURL(s string) (*url.URL, error) {
 	if port == "" {
 		return nil, fmt.Errorf("%q: no port", s)
 	}
-	u.Path = ""
+	u.Path, u.Scheme = "", scheme
 	return u, nil
 }

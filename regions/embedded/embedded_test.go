@@ -3,25 +3,29 @@ package embedded
 import (
 	"strings"
 	"testing"
+
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 )
 
 func TestLoopbackURL(t *testing.T) {
-	cases := []struct{ in, want, err string }{
-		{"127.0.0.1:2479", "http://127.0.0.1:2479", ""},
-		{"http://127.0.0.2:2479", "http://127.0.0.2:2479", ""},
-		{"[::1]:2479", "http://[::1]:2479", ""},
-		{"http://127.0.0.1:2479/", "http://127.0.0.1:2479", ""},
-		{"0.0.0.0:2479", "", "loopback addresses only"},
-		{"192.0.2.1:2479", "", "loopback addresses only"},
-		{"localhost:2479", "", "loopback addresses only"},
-		{"127.0.0.1", "", "missing port"},
-		{"127.0.0.1:", "", "no port"},
-		{"https://127.0.0.1:2479", "", "want IP:port"},
-		{"http://127.0.0.1:2479/x", "", "want IP:port"},
+	cases := []struct{ in, scheme, want, err string }{
+		{"127.0.0.1:2479", "http", "http://127.0.0.1:2479", ""},
+		{"127.0.0.1:2479", "https", "https://127.0.0.1:2479", ""},
+		{"https://127.0.0.1:2479", "https", "https://127.0.0.1:2479", ""},
+		{"http://127.0.0.2:2479", "http", "http://127.0.0.2:2479", ""},
+		{"[::1]:2479", "http", "http://[::1]:2479", ""},
+		{"http://127.0.0.1:2479/", "http", "http://127.0.0.1:2479", ""},
+		{"0.0.0.0:2479", "http", "", "loopback addresses only"},
+		{"192.0.2.1:2479", "http", "", "loopback addresses only"},
+		{"localhost:2479", "http", "", "loopback addresses only"},
+		{"127.0.0.1", "http", "", "missing port"},
+		{"127.0.0.1:", "http", "", "no port"},
+		{"ftp://127.0.0.1:2479", "http", "", "want IP:port"},
+		{"http://127.0.0.1:2479/x", "http", "", "want IP:port"},
 	}
 	for _, tc := range cases {
-		t.Run(tc.in, func(t *testing.T) {
-			u, err := loopbackURL(tc.in)
+		t.Run(tc.in+" "+tc.scheme, func(t *testing.T) {
+			u, err := loopbackURL(tc.in, tc.scheme)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err = %v, want %q", err, tc.err)
@@ -45,6 +49,21 @@ func TestEmbedConfig(t *testing.T) {
 			ec.ListenPeerUrls[0].Host != DefaultPeerURL || ec.InitialCluster != "meridian=http://"+DefaultPeerURL ||
 			ec.LogLevel != "warn" || ec.AutoCompactionRetention == "0" {
 			t.Fatalf("config %+v", ec)
+		}
+	})
+	t.Run("TLS", func(t *testing.T) {
+		tls := &MemberTLS{CAFile: "/x/ca.pem", CertFile: "/x/member.pem", KeyFile: "/x/member-key.pem"}
+		ec, err := embedConfig(Config{Dir: "/x", TLS: tls})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ec.ListenClientUrls[0].Scheme != "https" || ec.ListenPeerUrls[0].Scheme != "https" || ec.InitialCluster != "meridian=https://"+DefaultPeerURL {
+			t.Fatalf("URLs %v %v %s", ec.ListenClientUrls, ec.ListenPeerUrls, ec.InitialCluster)
+		}
+		for name, info := range map[string]transport.TLSInfo{"client": ec.ClientTLSInfo, "peer": ec.PeerTLSInfo} {
+			if !info.ClientCertAuth || info.TrustedCAFile != tls.CAFile || info.CertFile != tls.CertFile || info.KeyFile != tls.KeyFile {
+				t.Errorf("%s TLS %+v: want certificates of the CA required", name, info)
+			}
 		}
 	})
 	bad := []struct {
@@ -75,6 +94,7 @@ func TestClientEndpoint(t *testing.T) {
 	}{
 		{"default", Config{Dir: "/x"}, "http://" + DefaultClientURL, ""},
 		{"configured", Config{Dir: "/x", ClientURL: "127.0.0.2:3000", PeerURL: "127.0.0.2:3001"}, "http://127.0.0.2:3000", ""},
+		{"TLS", Config{Dir: "/x", TLS: &MemberTLS{}}, "https://" + DefaultClientURL, ""},
 		{"port 0", Config{Dir: "/x", ClientURL: "127.0.0.1:0"}, "", "port 0"},
 		{"not loopback", Config{Dir: "/x", ClientURL: "192.0.2.1:2479"}, "", "loopback addresses only"},
 		{"no directory", Config{}, "", "no data directory"},

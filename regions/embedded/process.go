@@ -48,6 +48,7 @@ type childConfig struct {
 	Name            string        `json:"name,omitempty"`
 	InitialCluster  string        `json:"initial_cluster,omitempty"`
 	ElectionTimeout time.Duration `json:"election_timeout,omitempty"`
+	TLS             *MemberTLS    `json:"tls,omitempty"`
 }
 
 // RunChild is the child's side: it reads the Config from stdin, runs the
@@ -85,7 +86,7 @@ func RunChild(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) er
 		cancel()
 	}()
 	e, err := Start(ctx, Config{Dir: cc.Dir, ClientURL: cc.ClientURL, PeerURL: cc.PeerURL, Name: cc.Name,
-		InitialCluster: cc.InitialCluster, ElectionTimeout: cc.ElectionTimeout, Logger: log})
+		InitialCluster: cc.InitialCluster, ElectionTimeout: cc.ElectionTimeout, TLS: cc.TLS, Logger: log})
 	if err != nil {
 		return fail(err)
 	}
@@ -130,7 +131,7 @@ func StartProcess(cfg Config, name string, args ...string) (*Process, error) {
 		return nil, err
 	}
 	conf, err := json.Marshal(childConfig{Dir: cfg.Dir, ClientURL: cfg.ClientURL, PeerURL: cfg.PeerURL, Name: cfg.Name,
-		InitialCluster: cfg.InitialCluster, ElectionTimeout: cfg.ElectionTimeout})
+		InitialCluster: cfg.InitialCluster, ElectionTimeout: cfg.ElectionTimeout, TLS: cfg.TLS})
 	if err != nil {
 		return nil, err
 	}

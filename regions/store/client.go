@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -62,6 +63,36 @@ func (c *EtcdConfig) Validate() error {
 		errs = append(errs, errors.New("etcd: dial timeout must not be negative"))
 	}
 	return errors.Join(errs...)
+}
+
+// PlainEndpoints are the endpoints the client reaches without TLS:
+// http:// and unix:// ones, and host:port ones when no TLS file is set
+// (with one, those speak TLS; https:// ones always do).
+func (c *EtcdConfig) PlainEndpoints() []string {
+	var out []string
+	for _, ep := range c.Endpoints {
+		scheme, _, ok := strings.Cut(ep, "://")
+		switch {
+		case !ok && c.CAFile == "" && c.CertFile == "":
+		case ok && (scheme == "http" || scheme == "unix"):
+		default:
+			continue
+		}
+		out = append(out, ep)
+	}
+	return out
+}
+
+// PasswordInClear says, when a username and password are set and some
+// endpoint is reached without TLS, that anyone on the path can read the
+// password (etcd's authentication sends it as it is); "" otherwise.
+func (c *EtcdConfig) PasswordInClear() string {
+	plain := c.PlainEndpoints()
+	if c.Username == "" || len(plain) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("the etcd password goes in clear to %s, without TLS: anyone on the path can read it; use https:// endpoints with ca_file (and a client certificate: cert_file, key_file)",
+		strings.Join(plain, ", "))
 }
 
 // Connect builds a client for cfg. It does not wait for etcd to answer

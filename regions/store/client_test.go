@@ -80,3 +80,33 @@ func TestConnect(t *testing.T) {
 		}
 	})
 }
+
+// TestPasswordInClear: a username and password sent to an endpoint
+// reached without TLS draw a warning; https:// endpoints, or host:port
+// ones with TLS files, do not.
+func TestPasswordInClear(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		cfg   EtcdConfig
+		plain []string
+	}{
+		{"no password", EtcdConfig{Endpoints: []string{"http://10.0.0.1:2379"}}, nil},
+		{"http", EtcdConfig{Endpoints: []string{"http://10.0.0.1:2379", "https://10.0.0.2:2379"}, Username: "u", Password: "p"}, []string{"http://10.0.0.1:2379"}},
+		{"host:port without TLS files", EtcdConfig{Endpoints: []string{"10.0.0.1:2379"}, Username: "u", Password: "p"}, []string{"10.0.0.1:2379"}},
+		{"host:port with a CA", EtcdConfig{Endpoints: []string{"10.0.0.1:2379"}, CAFile: "ca.pem", Username: "u", Password: "p"}, nil},
+		{"http with a CA is still plain", EtcdConfig{Endpoints: []string{"http://10.0.0.1:2379"}, CAFile: "ca.pem", Username: "u", Password: "p"}, []string{"http://10.0.0.1:2379"}},
+		{"https", EtcdConfig{Endpoints: []string{"https://etcd-1.example.net:2379"}, Username: "u", Password: "p"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := tc.cfg.PasswordInClear()
+			if (msg != "") != (tc.plain != nil) {
+				t.Fatalf("%q, want a warning %v", msg, tc.plain != nil)
+			}
+			for _, ep := range tc.plain {
+				if !strings.Contains(msg, ep) {
+					t.Errorf("%q does not name %s", msg, ep)
+				}
+			}
+		})
+	}
+}
