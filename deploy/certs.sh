@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Makes the TLS material of a Meridian deployment's etcd cluster with
-# openssl: a private CA, a certificate per etcd member (serving clients and
-# peers), and client certificates for Meridian's servers and probers.
+# Makes the TLS material of a Meridian deployment with openssl: for its
+# etcd cluster, a private CA, a certificate per etcd member (serving
+# clients and peers), and client certificates for Meridian's servers and
+# probers; for the servers' HTTP API, in a directory (a CA) of its own, a
+# certificate per server and client certificates for operators.
 #
 #   deploy/certs.sh ca     DIR                  DIR/ca.pem, DIR/ca-key.pem (kept if present)
 #   deploy/certs.sh member DIR NAME ADDR...     DIR/NAME.pem, DIR/NAME-key.pem: server and
 #                                               client auth, for each ADDR (IP or DNS name)
+#   deploy/certs.sh server DIR NAME ADDR...     DIR/NAME.pem, DIR/NAME-key.pem: server auth,
+#                                               for each ADDR (the API's api.tls)
 #   deploy/certs.sh client DIR NAME             DIR/NAME.pem, DIR/NAME-key.pem: client auth,
 #                                               common name NAME (etcd's user with auth on)
 #
@@ -92,7 +96,7 @@ ca)
 		echo "certs.sh: $dir/ca.pem is there without ca-key.pem: bring the CA's key back, or remove ca.pem to make a new CA" >&2
 		exit 1
 	fi
-	printf '[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = meridian etcd CA\n[ext]\n%s\n%s\n%s\n' \
+	printf '[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = meridian CA %s\n[ext]\n%s\n%s\n%s\n' "$(basename "$dir")" \
 		'basicConstraints = critical, CA:TRUE, pathlen:0' \
 		'keyUsage = critical, keyCertSign, cRLSign' \
 		'subjectKeyIdentifier = hash' >"$cnf"
@@ -102,7 +106,7 @@ ca)
 	chmod 0644 "$dir/ca.pem"
 	echo "$dir/ca.pem"
 	;;
-member)
+member | server)
 	[ $# -ge 2 ] || usage
 	name=$1
 	shift
@@ -110,10 +114,12 @@ member)
 	for a in "$@"; do
 		if [[ $a =~ ^[0-9.]+$ || $a == *:* ]]; then san+=("IP:$a"); else san+=("DNS:$a"); fi
 	done
+	usage=serverAuth
+	[ "$cmd" = member ] && usage='serverAuth, clientAuth' # members connect to their peers with it
 	sign "$name" "$name" \
 		'basicConstraints = critical, CA:FALSE' \
 		'keyUsage = critical, digitalSignature' \
-		'extendedKeyUsage = serverAuth, clientAuth' \
+		"extendedKeyUsage = $usage" \
 		"subjectAltName = $(IFS=,; echo "${san[*]}")"
 	;;
 client)

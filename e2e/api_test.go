@@ -77,7 +77,7 @@ func apiTokens(t testing.TB) (secretFile, tokensFile string) {
 // others (TestDeployGuide).
 var (
 	ctlCommands = []string{"weights set"}
-	ctlFlags    = []string{"--server", "--token-file"}
+	ctlFlags    = []string{"--server", "--cacert", "--token-file"}
 )
 
 // ctl runs `meridian ctl` against s's API with the operator's token, as
@@ -91,7 +91,7 @@ func ctl(t testing.TB, s *nameServer, args ...string) (string, error) {
 	secret, _ := apiTokens(t)
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	full := append([]string{"ctl", "--server", s.httpBase(), "--token-file", secret}, args...)
+	full := append([]string{"ctl", "--server", s.httpBase(), "--cacert", apiPKI.ca, "--token-file", secret}, args...)
 	out, err := exec.CommandContext(ctx, binary, full...).CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("meridian %s: %w: %s", strings.Join(full, " "), err, bytes.TrimSpace(out))
@@ -159,7 +159,7 @@ func patchWeights(t testing.TB, s *nameServer, service, region string, limit tim
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	req.Header.Set("Content-Type", "application/json")
 	start := time.Now()
-	resp, err := (&http.Client{Timeout: limit}).Do(req)
+	resp, err := (&http.Client{Timeout: limit, Transport: httpClient.Transport}).Do(req)
 	r := apiResult{took: time.Since(start), err: err}
 	if err != nil {
 		return r

@@ -77,6 +77,9 @@ services:
 			[]problem{{"", "listen.dns[0]", "is not an IP:port", "127.0.0.1"}}},
 		{"etcd certificate without its key", func(cfg map[string]any) { delete(section(cfg, "etcd"), "key_file") },
 			[]problem{{"", "etcd", "cert_file and key_file go together", ""}}},
+		{"the API's key of another certificate", func(cfg map[string]any) {
+			section(section(cfg, "api"), "tls")["key_file"] = filepath.Join(c.pki, "meridian-server-key.pem")
+		}, []problem{{"", "api.tls.key_file", "does not belong to the certificate", ""}}},
 		{"zone file missing", func(cfg map[string]any) {
 			cfg["zones"] = []map[string]string{{"origin": "gslb.example.", "file": "missing.zone"}}
 		},

@@ -38,6 +38,8 @@ func TestDeployGuide(t *testing.T) {
 	want = append(want,
 		"deploy/certs.sh ca "+pkiDir, "deploy/certs.sh member "+pkiDir+" ", "deploy/certs.sh client "+pkiDir+" meridian-server",
 		"deploy/certs.sh client "+pkiDir+" meridian-prober", "deploy/certs.sh client "+pkiDir+" meridian-admin",
+		// The API's own CA and each server's certificate.
+		"deploy/certs.sh ca "+apiPKIDir, "deploy/certs.sh server "+apiPKIDir+" ", "/etc/meridian/tls/api-ca.pem",
 		// The production bootstrap, not the make-run demo.
 		"deploy/state.yaml /etc/meridian/state.yaml",
 		"snapshot save ", "snapshot status ", "snapshot restore ",
@@ -146,9 +148,13 @@ func TestDeployGuide(t *testing.T) {
 	}
 }
 
-// pkiDir is where the guide makes the TLS material: outside any
-// repository (deploy/certs.sh refuses a git work tree).
-const pkiDir = "~/meridian-pki"
+// pkiDir and apiPKIDir are where the guide makes the TLS material of
+// etcd and of the API: outside any repository (deploy/certs.sh refuses
+// a git work tree).
+const (
+	pkiDir    = "~/meridian-pki"
+	apiPKIDir = "~/meridian-api-pki"
+)
 
 // onlyFlags checks that the command line cmd gives no flag but those in
 // flags (single dashes and -flag=value included).

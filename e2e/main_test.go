@@ -56,6 +56,8 @@ func runMain(m *testing.M) int {
 	code := 1
 	if err := buildBinary(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
+	} else if err := makeAPICA(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
 	} else {
 		code = m.Run()
 	}

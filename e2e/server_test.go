@@ -39,7 +39,7 @@ type nameServer struct {
 
 func (s *nameServer) dnsAddr() string { return net.JoinHostPort(s.host, strconv.Itoa(s.dnsPort)) }
 func (s *nameServer) httpBase() string {
-	return "http://" + net.JoinHostPort(s.host, strconv.Itoa(s.httpPort))
+	return "https://" + net.JoinHostPort(s.host, strconv.Itoa(s.httpPort))
 }
 func (s *nameServer) dataDir() string { return filepath.Join(s.dir, "data") }
 
@@ -123,6 +123,9 @@ func serverConfigMap(t testing.TB, s *nameServer, c *etcdCluster, geoip, cookieS
 	set([]string{"etcd", "key_file"}, ec.KeyFile)
 	_, tokens := apiTokens(t)
 	set([]string{"api", "tokens_file"}, tokens)
+	cert, key := apiCert(t, s)
+	set([]string{"api", "tls", "cert_file"}, cert)
+	set([]string{"api", "tls", "key_file"}, key)
 	set([]string{"bootstrap"}, filepath.Join(repoRoot, "deploy", "state.yaml"))
 	set([]string{"zone_dir"}, filepath.Join(repoRoot, "examples", "zones"))
 	return cfg
@@ -149,8 +152,6 @@ func (s *nameServer) start(t testing.TB) {
 	}
 	s.p = startProc(t, s.name, binary, "server", "--config", s.config)
 }
-
-var httpClient = &http.Client{Timeout: 2 * time.Second}
 
 // apiPaths are the paths of the server's HTTP listener the suite reads
 // (its writes go through meridian ctl): docs/deploy.md calls no others.
