@@ -175,11 +175,7 @@ func CertificateInfos(files map[string]string) []apitypes.CertificateInfo {
 		if file == "" {
 			continue
 		}
-		b, err := tlsfiles.Read(file)
-		if err != nil {
-			continue
-		}
-		if certs, err := tlsfiles.ParseCertChain(b); err == nil {
+		if certs, err := tlsfiles.ReadCertificates(file); err == nil {
 			out = append(out, certInfo(name, file, certs))
 		}
 	}

@@ -100,13 +100,10 @@ func served(t *testing.T, addr string, cfg *tls.Config) (string, error) {
 	return serial, err
 }
 
+// serialOf is the serial number of the certificate in certFile.
 func serialOf(t *testing.T, certFile string) string {
 	t.Helper()
-	b, err := os.ReadFile(certFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certs, err := tlsfiles.ParseCertChain(b)
+	certs, err := tlsfiles.ReadCertificates(certFile)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,7 +82,7 @@ func (p *apiPKI) client(t *testing.T, certKey ...string) *tls.Config {
 }
 
 // servedSerial is the serial number of the certificate the server's API
-// shows now.
+// shows now, to compare with the file's (serialOf).
 func servedSerial(t *testing.T, ts *testServer, cfg *tls.Config) string {
 	t.Helper()
 	c, err := tls.Dial("tcp", ts.HTTP.String(), cfg)
@@ -91,19 +91,6 @@ func servedSerial(t *testing.T, ts *testServer, cfg *tls.Config) string {
 	}
 	defer c.Close()
 	return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
-}
-
-func fileSerial(t *testing.T, certFile string) string {
-	t.Helper()
-	b, err := os.ReadFile(certFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certs, err := tlsfiles.ParseCertChain(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return certs[0].SerialNumber.String()
 }
 
 // tlsState is a small desired state for the TLS tests.
@@ -192,11 +179,11 @@ func TestServerAPITLS(t *testing.T) {
 	// SIGHUP with a renewed certificate.
 	clientCfg := p.client(t, aliceCert, aliceKey)
 	first := servedSerial(t, ts, clientCfg)
-	if first != fileSerial(t, cert) {
-		t.Fatalf("serving %s, the file holds %s", first, fileSerial(t, cert))
+	if first != serialOf(t, cert) {
+		t.Fatalf("serving %s, the file holds %s", first, serialOf(t, cert))
 	}
 	p.issue(t, p.serverCA, "api", x509.ExtKeyUsageServerAuth)
-	renewed := fileSerial(t, cert)
+	renewed := serialOf(t, cert)
 	hup := func(logged string) {
 		t.Helper()
 		before := strings.Count(ts.stderr.String(), logged)
@@ -274,7 +261,7 @@ func TestServerAPITLSFileChange(t *testing.T) {
 	extra := fmt.Sprintf("api:\n  tls:\n    cert_file: %s\n    key_file: %s\n    reload_interval: 20ms\n", cert, key)
 	ts := startServerWith(t, serverSetup{extra: extra, httpTLS: p.client(t)})
 	p.issue(t, p.serverCA, "api", x509.ExtKeyUsageServerAuth)
-	renewed := fileSerial(t, cert)
+	renewed := serialOf(t, cert)
 	etcdtest.WaitUntil(t, "the renewed certificate served", func() bool { return servedSerial(t, ts, p.client(t)) == renewed })
 	if !strings.Contains(ts.stderr.String(), "api tls certificate reloaded") {
 		t.Errorf("the reload is not logged:\n%s", ts.stderr)
@@ -423,4 +410,14 @@ func TestServerEmbeddedEtcdAuth(t *testing.T) {
 			t.Errorf("%s ends at %v", name, time.Unix(int64(v), 0))
 		}
 	}
+}
+
+// serialOf is the serial number of the certificate in certFile.
+func serialOf(t *testing.T, certFile string) string {
+	t.Helper()
+	certs, err := tlsfiles.ReadCertificates(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs[0].SerialNumber.String()
 }

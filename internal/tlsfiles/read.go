@@ -141,6 +141,20 @@ func ParseCertChain(b []byte) ([]*x509.Certificate, error) {
 	return certs, nil
 }
 
+// ReadCertificates reads a certificate file (ParseCertChain), saying
+// which file when it cannot.
+func ReadCertificates(path string) ([]*x509.Certificate, error) {
+	b, err := Read(path)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := ParseCertChain(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return certs, nil
+}
+
 // ParsePrivateKey reads a key file: one unencrypted private key (PKCS #8,
 // SEC 1 EC or PKCS #1 RSA), as crypto/tls loads it.
 func ParsePrivateKey(b []byte) error {
