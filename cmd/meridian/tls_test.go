@@ -421,3 +421,73 @@ func serialOf(t *testing.T, certFile string) string {
 	}
 	return certs[0].SerialNumber.String()
 }
+
+// TestServerTLSWarning: a certificate that ends within 30 days starts,
+// and --check warns of it, naming the field.
+func TestServerTLSWarning(t *testing.T) {
+	p := newAPIPKI(t)
+	cert, key := filepath.Join(p.dir, "soon.pem"), filepath.Join(p.dir, "soon-key.pem")
+	now := time.Now()
+	if err := p.serverCA.IssueFiles(cert, key, tlsfiles.Leaf{CommonName: "soon", IPs: []net.IP{net.IPv4(127, 0, 0, 1)},
+		Usage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(10 * 24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "ok.zone"), testZone(1, "192.0.2.1"))
+	config := writeFile(t, filepath.Join(dir, "meridian.yaml"), fmt.Sprintf("listen:\n  dns: [\"127.0.0.1:0\"]\n  http: \"127.0.0.1:0\"\n"+
+		"zones:\n  - origin: example.org.\n    file: ok.zone\napi:\n  tls:\n    cert_file: %s\n    key_file: %s\n", cert, key))
+	code, out, stderr := runArgs("server", "--config", config, "--check")
+	want := fmt.Sprintf("%s:9: api.tls.cert_file: %s: expires on ", config, cert)
+	if code != 0 || !strings.Contains(out, "are valid") || !strings.Contains(stderr, want) {
+		t.Fatalf("exit %d, want 0 with a warning %q:\n%s%s", code, want, out, stderr)
+	}
+}
+
+// TestServerTokensOpenToAll: a tokens file holding secrets that every
+// user can read stops the start and --check; made so while the server
+// runs, SIGHUP refuses it and the tokens before stay in force.
+func TestServerTokensOpenToAll(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "ok.zone"), testZone(1, "192.0.2.1"))
+	writeFile(t, filepath.Join(dir, "example.org.zone"), testZone(1, "192.0.2.1")) // for startServerWith
+	tokens := writeFile(t, filepath.Join(dir, "tokens.yaml"), "tokens:\n  - name: ops\n    role: admin\n    token: 0123456789abcdef0123\n")
+	if err := os.Chmod(tokens, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	config := writeFile(t, filepath.Join(dir, "meridian.yaml"), "listen:\n  dns: [\"127.0.0.1:0\"]\n  http: \"\"\n"+
+		"zones:\n  - origin: example.org.\n    file: ok.zone\napi:\n  tokens_file: tokens.yaml\n")
+	for _, args := range [][]string{{"--check"}, nil} {
+		code, _, stderr := runArgs(append([]string{"server", "--config", config}, args...)...)
+		want := tokens + ":2: tokens[0].token: the file holds secrets (token:) and every user of this host can read it (mode 0644)"
+		if code != 1 || !strings.Contains(stderr, want) {
+			t.Fatalf("server %v: exit %d, want 1 and %q:\n%s", args, code, want, stderr)
+		}
+	}
+
+	if err := os.Chmod(tokens, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ts := startServerWith(t, serverSetup{dir: dir, extra: "api:\n  tokens_file: tokens.yaml\n"})
+	if err := os.Chmod(tokens, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	etcdtest.WaitUntil(t, "the reload refused", func() bool {
+		return strings.Contains(ts.stderr.String(), "api tokens reload failed; the previous tokens stay in force")
+	})
+	req, err := http.NewRequest("POST", ts.url()+"/v1/regions/eu/drain?dry_run=true", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer 0123456789abcdef0123")
+	resp, err := ts.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized {
+		t.Error("the token loaded at start no longer works after a refused reload")
+	}
+}
