@@ -19,6 +19,7 @@ import (
 
 	"github.com/meridian-gslb/meridian/internal/etcdtest"
 	"github.com/meridian-gslb/meridian/internal/testport"
+	"github.com/meridian-gslb/meridian/internal/testtool"
 	"github.com/meridian-gslb/meridian/internal/tlsfiles"
 	"github.com/meridian-gslb/meridian/regions/store"
 )
@@ -169,6 +170,12 @@ func TestServerAPITLS(t *testing.T) {
 				t.Fatalf("exit %d, want a failure saying %q: %s%s", code, tc.want, errOut, out)
 			}
 		})
+	}
+	// A client certificate is no token: without one, a write is refused.
+	if resp, err := ts.hc.Post(ts.url()+"/v1/regions/eu/drain?dry_run=true", "", nil); err != nil {
+		t.Fatal(err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a write with a client certificate and no token: %s, want 401", resp.Status)
 	}
 	noCert := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: p.client(t)}}
 	if resp, err := noCert.Get(ts.url() + "/health/live"); err == nil {
@@ -356,6 +363,10 @@ func TestServerTLSConfigErrors(t *testing.T) {
 // directory of mode 0700): an etcd client or an HTTP client (curl's way)
 // without them can neither read nor write, on the client port nor on the
 // peer port, while the server and a prober with its certificate work.
+// Another user of the host, with etcdctl, can neither read nor write:
+// the files' names are no use to it (data/etcd-tls is the server's
+// user's alone), and the CA's certificate without a client certificate
+// is refused in the handshake.
 // The status and the metrics show the certificates' ends.
 func TestServerEmbeddedEtcdAuth(t *testing.T) {
 	ts := startServerWith(t, serverSetup{extra: "bootstrap: state.yaml\n", files: map[string][]byte{"state.yaml": []byte(tlsState)}})
@@ -404,6 +415,78 @@ func TestServerEmbeddedEtcdAuth(t *testing.T) {
 			}
 		}
 	}
+
+	t.Run("another user of the host", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("running etcdctl as another user needs root")
+		}
+		etcdctl := testtool.Need(t, "etcdctl")
+		// Only data/etcd-tls (0700) keeps another user from the files:
+		// the directories above it are opened to all.
+		openForAll(t, ts.dir)
+		if err := os.Chmod(filepath.Join(ts.dir, "data"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		ec := ts.etcdConfig(true)
+		files := []string{"--cacert", ec.CAFile, "--cert", ec.CertFile, "--key", ec.KeyFile}
+		// The CA's certificate is no secret: another user may hold a copy.
+		publicCA := writeFile(t, filepath.Join(ts.dir, "ca.pem"), mustReadFile(t, ec.CAFile))
+		if err := os.Chmod(publicCA, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		region := store.NewKeys("").Region("eu")
+		revision := func() int64 {
+			t.Helper()
+			resp, err := prober.Get(etcdtest.Ctx(t), region)
+			if err != nil || len(resp.Kvs) != 1 {
+				t.Fatalf("region eu: %v %v", resp, err)
+			}
+			return resp.Kvs[0].ModRevision
+		}
+		before := revision()
+		for _, tc := range []struct {
+			name     string
+			uid      uint32
+			endpoint string
+			flags    []string
+			// why etcdctl fails, in its error or in the member's log
+			// (relayed into the server's); both empty: it reads
+			stderr, refused string
+		}{
+			{"the server's user with the probers' certificate", 0, ec.Endpoints[0], files, "", ""},
+			{"another user naming the same files", 65534, ec.Endpoints[0], files, "permission denied", ""},
+			{"another user with the CA's certificate only", 65534, ec.Endpoints[0], []string{"--cacert", publicCA}, "", "tls: client didn't provide a certificate"},
+			{"another user in plain HTTP", 65534, ts.etcd, nil, "", "tls: first record does not look like a TLS handshake"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				base := append([]string{"--endpoints", tc.endpoint, "--dial-timeout", "2s", "--command-timeout", "2s"}, tc.flags...)
+				for _, cmd := range [][]string{{"get", "--prefix", "--keys-only", "/meridian/"}, {"put", region, `{"name":"eu"}`}} {
+					if tc.uid == 0 && cmd[0] == "put" {
+						continue // the server's user may write; the revision check below would see it
+					}
+					refusals := strings.Count(ts.stderr.String(), tc.refused)
+					code, out, errOut := runAs(t, tc.uid, etcdctl, append(base, cmd...)...)
+					if tc.stderr == "" && tc.refused == "" {
+						if code != 0 || !strings.Contains(out, region) {
+							t.Fatalf("etcdctl %s: exit %d, want the keys:\n%s%s", cmd[0], code, out, errOut)
+						}
+						continue
+					}
+					if code == 0 || strings.Contains(out, region) || !strings.Contains(errOut, tc.stderr) {
+						t.Errorf("etcdctl %s: exit %d, want a failure saying %q:\n%s%s", cmd[0], code, tc.stderr, out, errOut)
+					}
+					if tc.refused != "" {
+						etcdtest.WaitUntil(t, "the member's log: "+tc.refused, func() bool {
+							return strings.Count(ts.stderr.String(), tc.refused) > refusals
+						})
+					}
+				}
+			})
+		}
+		if after := revision(); after != before {
+			t.Errorf("region eu written (revision %d, was %d)", after, before)
+		}
+	})
 
 	for _, name := range []string{"embedded_etcd_ca", "embedded_etcd_member", "embedded_etcd_client"} {
 		if v := metric(t, ts, `meridian_tls_certificate_expiry_timestamp_seconds{cert="`+name+`"}`); v < float64(time.Now().Add(9*365*24*time.Hour).Unix()) {
