@@ -75,6 +75,7 @@ type serverSetup struct {
 	dir           string            // reuse a directory (a restart); "" makes one
 	extra         string            // YAML appended to the config
 	etcdEndpoints []string          // use this etcd; none: embedded on free ports
+	etcdUser      [2]string         // with etcdEndpoints: etcd.username and etcd.password
 	etcdFrom      *testServer       // use this server's embedded etcd, with its certificate
 	files         map[string][]byte // more files to write into the directory
 	zones         map[string]string // more zones to serve: origin -> zone file text
@@ -117,6 +118,9 @@ func startServerWith(t testing.TB, setup serverSetup) *testServer {
 		etcdCfg = fmt.Sprintf("etcd:\n  endpoints: [%s]\n  ca_file: %s\n  cert_file: %s\n  key_file: %s\n", ec.Endpoints[0], ec.CAFile, ec.CertFile, ec.KeyFile)
 	case len(setup.etcdEndpoints) > 0:
 		etcdCfg = fmt.Sprintf("etcd:\n  endpoints: [%s]\n", strings.Join(setup.etcdEndpoints, ", "))
+		if setup.etcdUser[0] != "" {
+			etcdCfg += fmt.Sprintf("  username: %s\n  password: %s\n", setup.etcdUser[0], setup.etcdUser[1])
+		}
 	default:
 		ports := setup.embeddedPorts
 		if len(ports) == 0 {

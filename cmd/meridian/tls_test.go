@@ -495,6 +495,45 @@ func TestServerEmbeddedEtcdAuth(t *testing.T) {
 	}
 }
 
+// TestServerEtcdPasswordInClear: an etcd with users, reached in plain
+// HTTP with a username and password, serves the server, which warns at
+// start that the password crosses the network in clear.
+func TestServerEtcdPasswordInClear(t *testing.T) {
+	m := etcdtest.NewMember(t, "users")
+	etcdtest.StartAll(t, m)
+	t.Cleanup(m.Stop)
+	cli := etcdtest.Connect(t, m.ClientURL())
+	ctx := etcdtest.Ctx(t)
+	if _, err := cli.RoleAdd(ctx, "root"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.UserAdd(ctx, "root", "secret-0123456789"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.UserGrantRole(ctx, "root", "root"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.AuthEnable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ts := startServerWith(t, serverSetup{etcdEndpoints: []string{m.ClientURL()}, etcdUser: [2]string{"root", "secret-0123456789"},
+		extra: "bootstrap: state.yaml\n", files: map[string][]byte{"state.yaml": []byte(tlsState)}})
+	want := "etcd: the etcd password goes in clear to " + m.ClientURL() + ", without TLS"
+	if !strings.Contains(ts.stderr.String(), want) {
+		t.Errorf("the start does not warn %q:\n%s", want, ts.stderr)
+	}
+	// The server reached etcd as root: its bootstrap is there.
+	root, err := store.Connect(context.Background(), store.EtcdConfig{Endpoints: []string{m.ClientURL()}, Username: "root", Password: "secret-0123456789"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	etcdtest.WaitUntil(t, "the bootstrap in etcd", func() bool {
+		resp, err := root.Get(etcdtest.Ctx(t), store.NewKeys("").Service("tls.example.org"))
+		return err == nil && len(resp.Kvs) == 1
+	})
+}
+
 // serialOf is the serial number of the certificate in certFile.
 func serialOf(t *testing.T, certFile string) string {
 	t.Helper()
