@@ -20,6 +20,7 @@ import (
 
 	"github.com/meridian-gslb/meridian/internal/testlog"
 	"github.com/meridian-gslb/meridian/internal/tlsfiles"
+	"github.com/meridian-gslb/meridian/internal/tlsfiles/tlsfilestest"
 )
 
 // testCA issues certificates into a test's directory.
@@ -100,16 +101,6 @@ func served(t *testing.T, addr string, cfg *tls.Config) (string, error) {
 	return serial, err
 }
 
-// serialOf is the serial number of the certificate in certFile.
-func serialOf(t *testing.T, certFile string) string {
-	t.Helper()
-	certs, err := tlsfiles.ReadCertificates(certFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return certs[0].SerialNumber.String()
-}
-
 // TestTLSReload: a new certificate is served after SIGHUP's Reload and
 // after a change of the files' content; files that do not load (a key of
 // another certificate, a missing file) leave the certificate loaded
@@ -119,7 +110,7 @@ func TestTLSReload(t *testing.T) {
 	dir := t.TempDir()
 	ca := newTestCA(t, dir, "ca")
 	cert, key := ca.issue("api", 24*time.Hour, x509.ExtKeyUsageServerAuth)
-	first := serialOf(t, cert)
+	first := tlsfilestest.Serial(t, cert)
 	var logs testlog.Buffer
 	tl, err := NewTLS(TLSFiles{CertFile: cert, KeyFile: key}, slogTo(&logs))
 	if err != nil {
@@ -138,7 +129,7 @@ func TestTLSReload(t *testing.T) {
 
 	// SIGHUP: a renewed certificate.
 	ca.issue("api", 24*time.Hour, x509.ExtKeyUsageServerAuth)
-	second := serialOf(t, cert)
+	second := tlsfilestest.Serial(t, cert)
 	if err := tl.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +181,7 @@ func TestTLSReload(t *testing.T) {
 
 	// A renewal written in place: seen at the next poll, no signal.
 	ca.issue("api", 24*time.Hour, x509.ExtKeyUsageServerAuth)
-	third := serialOf(t, cert)
+	third := tlsfilestest.Serial(t, cert)
 	tl.poll()
 	check("after a change of the files", third)
 	if st := tl.Status(); st.LastError != "" || st.Reloads != 3 {
@@ -205,7 +196,7 @@ func TestTLSReload(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- tl.Run(ctx, 10*time.Millisecond) }()
 	ca.issue("api", 24*time.Hour, x509.ExtKeyUsageServerAuth)
-	fourth := serialOf(t, cert)
+	fourth := tlsfilestest.Serial(t, cert)
 	// The pair is written key first: a poll between the two writes sees
 	// a key of another certificate, fails, and the next poll loads the
 	// pair. Wait for the third successful reload.

@@ -21,6 +21,7 @@ import (
 	"github.com/meridian-gslb/meridian/internal/testport"
 	"github.com/meridian-gslb/meridian/internal/testtool"
 	"github.com/meridian-gslb/meridian/internal/tlsfiles"
+	"github.com/meridian-gslb/meridian/internal/tlsfiles/tlsfilestest"
 	"github.com/meridian-gslb/meridian/regions/store"
 )
 
@@ -83,7 +84,7 @@ func (p *apiPKI) client(t *testing.T, certKey ...string) *tls.Config {
 }
 
 // servedSerial is the serial number of the certificate the server's API
-// shows now, to compare with the file's (serialOf).
+// shows now, to compare with the file's (tlsfilestest.Serial).
 func servedSerial(t *testing.T, ts *testServer, cfg *tls.Config) string {
 	t.Helper()
 	c, err := tls.Dial("tcp", ts.HTTP.String(), cfg)
@@ -186,11 +187,11 @@ func TestServerAPITLS(t *testing.T) {
 	// SIGHUP with a renewed certificate.
 	clientCfg := p.client(t, aliceCert, aliceKey)
 	first := servedSerial(t, ts, clientCfg)
-	if first != serialOf(t, cert) {
-		t.Fatalf("serving %s, the file holds %s", first, serialOf(t, cert))
+	if first != tlsfilestest.Serial(t, cert) {
+		t.Fatalf("serving %s, the file holds %s", first, tlsfilestest.Serial(t, cert))
 	}
 	p.issue(t, p.serverCA, "api", x509.ExtKeyUsageServerAuth)
-	renewed := serialOf(t, cert)
+	renewed := tlsfilestest.Serial(t, cert)
 	hup := func(logged string) {
 		t.Helper()
 		before := strings.Count(ts.stderr.String(), logged)
@@ -268,7 +269,7 @@ func TestServerAPITLSFileChange(t *testing.T) {
 	extra := fmt.Sprintf("api:\n  tls:\n    cert_file: %s\n    key_file: %s\n    reload_interval: 20ms\n", cert, key)
 	ts := startServerWith(t, serverSetup{extra: extra, httpTLS: p.client(t)})
 	p.issue(t, p.serverCA, "api", x509.ExtKeyUsageServerAuth)
-	renewed := serialOf(t, cert)
+	renewed := tlsfilestest.Serial(t, cert)
 	etcdtest.WaitUntil(t, "the renewed certificate served", func() bool { return servedSerial(t, ts, p.client(t)) == renewed })
 	if !strings.Contains(ts.stderr.String(), "api tls certificate reloaded") {
 		t.Errorf("the reload is not logged:\n%s", ts.stderr)
@@ -532,16 +533,6 @@ func TestServerEtcdPasswordInClear(t *testing.T) {
 		resp, err := root.Get(etcdtest.Ctx(t), store.NewKeys("").Service("tls.example.org"))
 		return err == nil && len(resp.Kvs) == 1
 	})
-}
-
-// serialOf is the serial number of the certificate in certFile.
-func serialOf(t *testing.T, certFile string) string {
-	t.Helper()
-	certs, err := tlsfiles.ReadCertificates(certFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return certs[0].SerialNumber.String()
 }
 
 // TestServerTLSWarning: a certificate that ends within 30 days starts,
