@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -192,15 +191,7 @@ func TestServerAPITLS(t *testing.T) {
 	}
 	p.issue(t, p.serverCA, "api", x509.ExtKeyUsageServerAuth)
 	renewed := tlsfilestest.Serial(t, cert)
-	hup := func(logged string) {
-		t.Helper()
-		before := strings.Count(ts.stderr.String(), logged)
-		if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-			t.Fatal(err)
-		}
-		etcdtest.WaitUntil(t, logged, func() bool { return strings.Count(ts.stderr.String(), logged) > before })
-	}
-	hup("api tls certificate reloaded")
+	ts.hup(t, "api tls certificate reloaded")
 	if got := servedSerial(t, ts, clientCfg); got != renewed {
 		t.Fatalf("after SIGHUP serving %s, want the renewed %s", got, renewed)
 	}
@@ -214,7 +205,7 @@ func TestServerAPITLS(t *testing.T) {
 	if err := tlsfiles.WriteFile(key, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	hup("api tls reload failed; the certificate loaded before keeps serving")
+	ts.hup(t, "api tls reload failed; the certificate loaded before keeps serving")
 	if got := servedSerial(t, ts, clientCfg); got != renewed {
 		t.Fatalf("after a failed reload serving %s, want %s", got, renewed)
 	}
@@ -584,12 +575,7 @@ func TestServerTokensOpenToAll(t *testing.T) {
 	if err := os.Chmod(tokens, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	etcdtest.WaitUntil(t, "the reload refused", func() bool {
-		return strings.Contains(ts.stderr.String(), "api tokens reload failed; the previous tokens stay in force")
-	})
+	ts.hup(t, "api tokens reload failed; the previous tokens stay in force")
 	req, err := http.NewRequest("POST", ts.url()+"/v1/regions/eu/drain?dry_run=true", nil)
 	if err != nil {
 		t.Fatal(err)
