@@ -231,11 +231,7 @@ func TestDNSSECThroughUnbound(t *testing.T) {
 
 	// Health: eu's second VIP fails, then its first: the subset, then the
 	// failover to na, are signed before they are served.
-	cli, err := store.Connect(context.Background(), store.EtcdConfig{Endpoints: []string{ts.etcd}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli := ts.etcdClient(t)
 	st := store.NewStore(cli, store.DefaultPrefix, nil)
 	lease, err := cli.Grant(context.Background(), 60)
 	if err != nil {
