@@ -22,7 +22,7 @@ test_packages=(
 	bind9-utils   # named-checkzone, dnssec-verify: check the zones we transfer
 	bind9-dnsutils # delv: validates signed answers
 	etcd-server   # etcd: the end-to-end suite's 3-member cluster
-	etcd-client   # etcdctl: the end-to-end suite's backup and restore
+	etcd-client   # etcdctl: the end-to-end suite's backup and restore, another user's tries at the embedded etcd
 	openssl       # the deploy guide's TLS material (deploy/certs.sh)
 	git           # deploy/certs.sh's refusal of a git work tree
 	systemd       # systemd-analyze verify of the deploy units
