@@ -51,7 +51,7 @@ func TestMakeRunRRL(t *testing.T) {
 	}
 
 	pp := testport.NewPicker(t)
-	s := &nameServer{name: "make-run", host: "127.0.0.1", dnsPort: pp.Pick("127.0.0.1"), httpPort: pp.Pick("127.0.0.1"), dir: filepath.Join(runDir, "make-run")}
+	s := &nameServer{name: "make-run", host: "127.0.0.1", dnsPort: pp.Pick("127.0.0.1"), httpPort: pp.Pick("127.0.0.1"), dir: filepath.Join(runDir, "make-run"), plainHTTP: true}
 	etcdClient, etcdPeer := pp.Pick("127.0.0.1"), pp.Pick("127.0.0.1")
 	pp.Release()
 	geoip := geoipDB()

@@ -35,11 +35,18 @@ type nameServer struct {
 	dir      string
 	config   string
 	p        *proc
+	// plainHTTP: the API has no api.tls, as make run's on loopback; the
+	// guide's servers speak https.
+	plainHTTP bool
 }
 
 func (s *nameServer) dnsAddr() string { return net.JoinHostPort(s.host, strconv.Itoa(s.dnsPort)) }
 func (s *nameServer) httpBase() string {
-	return "https://" + net.JoinHostPort(s.host, strconv.Itoa(s.httpPort))
+	scheme := "https://"
+	if s.plainHTTP {
+		scheme = "http://"
+	}
+	return scheme + net.JoinHostPort(s.host, strconv.Itoa(s.httpPort))
 }
 func (s *nameServer) dataDir() string { return filepath.Join(s.dir, "data") }
 
