@@ -5,6 +5,10 @@
 // Every program or file a test asks for must be listed here with its
 // Debian package and the make target whose dependency step installs it
 // (scripts/deps.sh); TestPackagesListed checks the two agree.
+//
+// Start runs a long-running program (a resolver, a name server, etcd, a
+// meridian subprocess) so that it dies with the test binary even when
+// that is killed by its timeout, and with the test that started it.
 package testtool
 
 import (
