@@ -3,6 +3,8 @@ package testtool
 import (
 	"os/exec"
 	"testing"
+
+	"github.com/meridian-gslb/meridian/internal/childproc"
 )
 
 // Proc is a long-running program a test started with Start: it dies with
@@ -20,7 +22,7 @@ type Proc struct {
 // process reaped. Start owns cmd.Wait: use Done, Wait or Exited instead.
 func Start(tb testing.TB, cmd *exec.Cmd) *Proc {
 	tb.Helper()
-	setProcAttr(cmd)
+	childproc.DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("start %s: %v", cmd.Path, err)
 	}
@@ -32,7 +34,7 @@ func Start(tb testing.TB, cmd *exec.Cmd) *Proc {
 	tb.Cleanup(func() {
 		// The group too: a server's own children (workers, a shell's
 		// pipeline) would outlive a kill of the leader alone.
-		killGroup(cmd)
+		childproc.KillGroup(cmd)
 		<-p.done
 	})
 	return p
