@@ -1,6 +1,7 @@
 package dnsserver
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"net/netip"
@@ -270,16 +271,19 @@ func BenchmarkUDPTransportDnsperf(b *testing.B) {
 			cpu0 := processCPU(b)
 			start := time.Now()
 			b.ResetTimer()
-			out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+			var out bytes.Buffer
+			cmd := exec.Command(args[0], args[1:]...)
+			cmd.Stdout, cmd.Stderr = &out, &out
+			err := testtool.Start(b, cmd).Wait()
 			b.StopTimer()
 			wall := time.Since(start)
 			cpu := processCPU(b) - cpu0
 			if err != nil {
-				b.Fatalf("dnsperf: %v\n%s", err, out)
+				b.Fatalf("dnsperf: %v\n%s", err, out.String())
 			}
 			answered := r.Stats().UDPPacketsOut - before.UDPPacketsOut
 			if answered == 0 {
-				b.Fatalf("no query answered; dnsperf said:\n%s", out)
+				b.Fatalf("no query answered; dnsperf said:\n%s", out.String())
 			}
 			b.ReportMetric(float64(cpu.Nanoseconds())/float64(answered), "server-ns/query")
 			b.ReportMetric(float64(answered)/wall.Seconds(), "qps")

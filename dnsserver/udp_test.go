@@ -1,6 +1,7 @@
 package dnsserver
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"net/netip"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meridian-gslb/meridian/internal/testtool"
 )
 
 // udpLoopKinds are the UDP loops a test or benchmark can pick: the default
@@ -197,14 +200,16 @@ func BenchmarkUDPTransportOneAtATime(b *testing.B) {
 			b.ResetTimer()
 			cmd := exec.Command(os.Args[0], "-test.run=^TestUDPEchoClient$")
 			cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d", echoClientEnv, r.udpAddr(b, 0), n))
-			out, err := cmd.CombinedOutput()
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			err := testtool.Start(b, cmd).Wait()
 			b.StopTimer()
 			if err != nil {
-				b.Fatalf("client: %v\n%s", err, out)
+				b.Fatalf("client: %v\n%s", err, out.String())
 			}
 			var ns float64
-			if _, err := fmt.Sscanf(string(out), "elapsed %g", &ns); err != nil {
-				b.Fatalf("client said %q: %v", out, err)
+			if _, err := fmt.Sscanf(out.String(), "elapsed %g", &ns); err != nil {
+				b.Fatalf("client said %q: %v", out.String(), err)
 			}
 			// The client's own figure leaves out its start-up.
 			b.ReportMetric(ns/float64(n), "ns/roundtrip")

@@ -19,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meridian-gslb/meridian/internal/etcdtest"
+	"github.com/meridian-gslb/meridian/internal/testtool"
 	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/regions/store"
 )
@@ -209,13 +210,7 @@ func benchProberProcess(b *testing.B, typ string) {
 	}
 	cmd := exec.Command(bin, "prober", "--region", "bench", "--id", "bench", "--config", cfg, "--etcd", strings.Join(etcdtest.SharedEndpoints(b), ","))
 	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-	}()
+	testtool.Start(b, cmd)
 	keys := store.NewKeys(prefix)
 	deadline := time.Now().Add(2 * time.Minute)
 	for countKeys(b, cli, keys.HealthAll()) < nRegions {

@@ -24,6 +24,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/meridian-gslb/meridian/internal/testlog"
+	"github.com/meridian-gslb/meridian/internal/testtool"
 	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/regions/embedded"
 	"github.com/meridian-gslb/meridian/regions/store"
@@ -166,9 +167,8 @@ func newStandIn(t testing.TB) *standIn {
 // proberProc is a `meridian prober` process.
 type proberProc struct {
 	id     string
-	cmd    *exec.Cmd
+	proc   *testtool.Proc
 	stderr *testlog.Buffer
-	done   chan error
 }
 
 // buildMeridian builds the binary the process tests run.
@@ -188,34 +188,28 @@ func startProberProc(t *testing.T, bin string, ts *testServer, id, region string
 	t.Helper()
 	ec := ts.etcdConfig(true)
 	config := writeFile(t, filepath.Join(ts.dir, "prober-"+id+".yaml"), fmt.Sprintf("etcd:\n  ca_file: %s\n  cert_file: %s\n  key_file: %s\n", ec.CAFile, ec.CertFile, ec.KeyFile))
-	p := &proberProc{id: id, stderr: &testlog.Buffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(bin, "prober", "--region", region, "--etcd", ec.Endpoints[0], "--config", config, "--id", id, "--log-level", "debug")
-	p.cmd.Stderr = p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
+	p := &proberProc{id: id, stderr: &testlog.Buffer{}}
+	cmd := exec.Command(bin, "prober", "--region", region, "--etcd", ec.Endpoints[0], "--config", config, "--id", id, "--log-level", "debug")
+	cmd.Stderr = p.stderr
+	// Registered before Start's cleanup, so it runs after the kill.
 	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
 		if t.Failed() {
 			t.Logf("prober %s:\n%s", id, p.stderr)
 		}
 	})
+	p.proc = testtool.Start(t, cmd)
 	return p
 }
 
 // signal sends sig and waits for the process to exit.
 func (p *proberProc) signal(t *testing.T, sig syscall.Signal) error {
 	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
+	if err := p.proc.Cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-p.done:
-		return err
+	case <-p.proc.Done():
+		return p.proc.Wait()
 	case <-time.After(30 * time.Second):
 		t.Fatalf("prober %s did not exit on %v", p.id, sig)
 		return nil

@@ -204,15 +204,7 @@ func startUnbound(t *testing.T, ts *testServer, u unboundSetup) *unboundRun {
 	if out, err := exec.Command(checkconf, confPath).CombinedOutput(); err != nil {
 		t.Fatalf("unbound-checkconf: %v\n%s\n%s", err, out, conf)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, unbound, "-d", "-c", confPath)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-	})
+	testtool.Start(t, exec.Command(unbound, "-d", "-c", confPath))
 	ub := &unboundRun{addr: fmt.Sprintf("127.0.0.1:%d", uport), dir: dir}
 	// Wait for unbound to listen.
 	deadline := time.Now().Add(15 * time.Second)
