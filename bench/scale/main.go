@@ -53,6 +53,7 @@ import (
 	"github.com/miekg/dns"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/meridian-gslb/meridian/internal/childproc"
 	"github.com/meridian-gslb/meridian/internal/testport"
 	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/regions/embedded"
@@ -388,6 +389,9 @@ func (r *run) start() (*server, error) {
 	}
 	cmd := exec.Command(r.bin, "server", "--config", filepath.Join(r.dir, "meridian.yaml"))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// A run killed by go test's timeout or ^C leaves no server behind on
+	// the run's fixed ports.
+	childproc.DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, err
@@ -423,7 +427,7 @@ func (s *server) stop() {
 		case err := <-s.done:
 			s.done <- err
 		case <-time.After(20 * time.Second):
-			_ = s.cmd.Process.Kill()
+			childproc.KillGroup(s.cmd)
 			s.done <- <-s.done
 		}
 	}
