@@ -19,7 +19,7 @@ type Proc struct {
 // the test binary dies (Linux), so a test killed by its timeout or a
 // signal leaves no server behind holding ports and inherited descriptors.
 // When the test ends, whatever is left of the group is killed and the
-// process reaped. Start owns cmd.Wait: use Done, Wait or Exited instead.
+// process reaped. Start owns cmd.Wait: use Done or Wait instead.
 func Start(tb testing.TB, cmd *exec.Cmd) *Proc {
 	tb.Helper()
 	childproc.DieWithParent(cmd)
@@ -48,14 +48,4 @@ func (p *Proc) Done() <-chan struct{} { return p.done }
 func (p *Proc) Wait() error {
 	<-p.done
 	return p.err
-}
-
-// Exited reports whether the process has exited.
-func (p *Proc) Exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
 }
