@@ -21,7 +21,7 @@ type chainEntry struct {
 	wire  string   // lower-case wire name
 	types []uint16 // sorted, NSEC and RRSIG included
 	nsec  *dns.NSEC
-	sigs  *sigEntry
+	sigs  *Entry
 	// rrs is the NSEC and its signatures; wire the same packed without
 	// compression, count records, for the query path.
 	rrs   []dns.RR
@@ -102,7 +102,7 @@ func buildChain(z *zones.Zone, names map[string]*nameTypes, s *signer) (*chain, 
 			return nil, err
 		}
 		e := chainEntry{wire: nt.wire, types: types, nsec: nsec, sigs: sigs}
-		e.rrs = append([]dns.RR{nsec}, sigs.rrsigs...)
+		e.rrs = append([]dns.RR{nsec}, sigsFor(sigs, nt.name)...)
 		if e.wireb, err = packPlain(e.rrs); err != nil {
 			return nil, err
 		}

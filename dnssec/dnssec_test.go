@@ -115,7 +115,7 @@ func newFixture(tb testing.TB, alg uint8) *fixture {
 	}
 	f := &fixture{ks: ks, now: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
 	f.signer = NewSigner(map[string]ZoneConfig{"example.org.": {Keys: ks}}, func() time.Time { return f.now })
-	z, err := zones.Parse(strings.NewReader(testZoneText), "test", zones.LoadOptions{Origin: "example.org.", DNSKEYs: ks.DNSKEYs()})
+	z, err := zones.Parse(strings.NewReader(testZoneText), "test", zones.LoadOptions{Origin: "example.org.", DNSSEC: ks.Apex()})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestStateSignsEveryAnswer(t *testing.T) {
 			for _, fam := range []uint16{regions.QTypeA, regions.QTypeAAAA} {
 				for rnd := range uint64(64) {
 					d := snap.Decide(v, nil, fam, rnd<<58)
-					tails := st.ServiceRRSIGs(v, &d)
+					tails := st.ServiceAnswer(v, &d)
 					if len(tails) != 1 {
 						t.Fatalf("%s %d: %d signatures", v.Name(), fam, len(tails))
 					}

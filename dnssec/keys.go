@@ -57,6 +57,9 @@ func (r Role) String() string {
 type KeyState struct {
 	Published bool // its DNSKEY is in the apex's DNSKEY RRset
 	Signing   bool // it makes signatures
+	// CDS: its CDS and CDNSKEY records are at the apex (RFC 7344): the
+	// DS the zone asks its parent to hold. SEP keys only.
+	CDS bool
 }
 
 // Key is one DNSSEC key of a zone.
@@ -261,10 +264,15 @@ func FindKeys(dir, zone string) ([]string, error) {
 }
 
 // KeySet is a zone's keys with their roles settled: with zone-signing
-// keys present the SEP keys are KSKs, otherwise they are CSKs.
+// keys present the SEP keys are KSKs, otherwise they are CSKs. A KeySet
+// is not changed once a Signer uses it: a change is a new KeySet
+// (Signer.SetKeys).
 type KeySet struct {
 	Zone string // lower case, fully qualified
 	Keys []*Key
+	// TTL of the apex's DNSKEY, CDS and CDNSKEY RRsets; 0: the TTL of
+	// the first key's DNSKEY record.
+	TTL uint32
 }
 
 // NewKeySet checks keys for zone: at least one key with the SEP flag,
@@ -333,10 +341,63 @@ func (ks *KeySet) DNSKEYs() []dns.RR {
 	var out []dns.RR
 	for _, k := range ks.Keys {
 		if k.State.Published {
-			out = append(out, k.DNSKEY)
+			rr := dns.Copy(k.DNSKEY).(*dns.DNSKEY)
+			rr.Hdr.Ttl = ks.ttl()
+			out = append(out, rr)
 		}
 	}
 	return out
+}
+
+func (ks *KeySet) ttl() uint32 {
+	switch {
+	case ks.TTL > 0:
+		return ks.TTL
+	case len(ks.Keys) > 0:
+		return ks.Keys[0].DNSKEY.Hdr.Ttl
+	}
+	return 3600
+}
+
+// Apex is the records the keys put at the zone's apex: the DNSKEY RRset
+// (every published key) and the CDS (SHA-256) and CDNSKEY records of
+// the SEP keys whose State.CDS is set (RFC 7344, RFC 8078), all with the
+// key set's TTL. What zones.LoadOptions.DNSSEC takes.
+func (ks *KeySet) Apex() []dns.RR {
+	out := ks.DNSKEYs()
+	ttl := ks.ttl()
+	for _, k := range ks.Keys {
+		if !k.State.CDS || k.DNSKEY.Flags != flagSEP {
+			continue
+		}
+		ds := k.DNSKEY.ToDS(dns.SHA256)
+		cds := &dns.CDS{DS: *ds}
+		cds.Hdr = dns.RR_Header{Name: ks.Zone, Rrtype: dns.TypeCDS, Class: dns.ClassINET, Ttl: ttl}
+		cdnskey := &dns.CDNSKEY{DNSKEY: *k.DNSKEY}
+		cdnskey.Hdr = dns.RR_Header{Name: ks.Zone, Rrtype: dns.TypeCDNSKEY, Class: dns.ClassINET, Ttl: ttl}
+		out = append(out, cds, cdnskey)
+	}
+	return out
+}
+
+// Key returns the key with tag and algorithm alg, nil if none.
+func (ks *KeySet) Key(tag uint16, alg uint8) *Key {
+	for _, k := range ks.Keys {
+		if k.Tag() == tag && k.DNSKEY.Algorithm == alg {
+			return k
+		}
+	}
+	return nil
+}
+
+// published says whether a key with tag is in the DNSKEY RRset.
+func (ks *KeySet) published(tag uint16) bool {
+	for _, k := range ks.Keys {
+		if k.State.Published && k.Tag() == tag {
+			return true
+		}
+	}
+	return false
 }
 
 // signers returns the keys that sign an RRset of type t.

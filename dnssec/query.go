@@ -50,11 +50,13 @@ func (st *State) AppendDenial(dst []byte, z *zones.Zone, name []byte, cover bool
 	return dst, n
 }
 
-// ServiceRRSIGs returns the signatures of the address set d answers v
+// ServiceAnswer returns the signatures of the address set d answers v
 // with, each without its owner name (type, class, TTL, RDATA: see
-// rrsigTail); nil when v is not signed here or d is no answer. The
-// slices are shared and read-only; it allocates nothing.
-func (st *State) ServiceRRSIGs(v *regions.ServiceView, d *regions.Decision) [][]byte {
+// rrsigTail); nil when v is not signed here or d is no answer. When the
+// State answers the set with a signed superset (BuildStats.Substituted),
+// it puts the superset's addresses into d (Addrs, Start, Count) first.
+// The slices are shared and read-only; it allocates nothing.
+func (st *State) ServiceAnswer(v *regions.ServiceView, d *regions.Decision) [][]byte {
 	ss := st.services[v]
 	if ss == nil || len(d.Addrs) == 0 {
 		return nil
@@ -65,7 +67,19 @@ func (st *State) ServiceRRSIGs(v *regions.ServiceView, d *regions.Decision) [][]
 		if set.addrs != p || set.n != len(d.Addrs) {
 			continue
 		}
-		if set.whole != nil && d.Count == set.n {
+		n := set.n
+		if set.sub != nil {
+			n = len(set.sub)
+			d.Addrs = set.sub
+			if d.Start >= n {
+				d.Start %= n
+			}
+			d.Count = n
+			if len(set.windows) > 0 {
+				d.Count = v.MaxAnswers()
+			}
+		}
+		if set.whole != nil && d.Count == n {
 			return set.whole.tails
 		}
 		if d.Start < len(set.windows) && set.windows[d.Start] != nil {

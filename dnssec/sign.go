@@ -1,10 +1,9 @@
 package dnssec
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,73 +63,72 @@ func (p Policy) Validate() error {
 	return nil
 }
 
-// sigEntry is the signatures of one RRset, shared by every State that
-// answers with it until they are due for refresh.
-type sigEntry struct {
-	rrsigs []dns.RR // *dns.RRSIG, one per signing key
-	// tails are the RRSIGs in wire form from the type on (no owner), for
-	// the query path to write behind an owner name of its own.
-	tails     [][]byte
-	refreshAt time.Time
-	mark      uint64 // eviction: the last sweep that found it in use
+
+// ErrUnsigned is what a State cannot be built without: a signature that
+// is not there, on a name server without the zone's private keys whose
+// signer has not made (or not yet published) it.
+var ErrUnsigned = errors.New("not signed yet")
+
+// Source is where a Signer without the private keys of a zone finds its
+// signatures: what the zone's signer made and published (package
+// dnssec/sigstore follows them in etcd).
+type Source interface {
+	// Entry returns the signatures published for the RRset with hash h
+	// in zone (lower case, fully qualified), nil if there are none.
+	Entry(zone string, h Hash) *Entry
 }
 
 // signer signs the RRsets of one zone with its keys, keeping each
-// signature in a cache by the RRset's content until its refresh is due.
+// signature in a cache by the RRset's content until its refresh is due;
+// or, without private keys, finds them in a Source.
 type signer struct {
-	keys *KeySet
+	zone string
+	keys atomic.Pointer[KeySet]
 	pol  Policy
 	now  func() time.Time
 	rand func() float64
+	src  Source // nil: sign with the keys
 
 	mu    sync.Mutex
-	cache map[string]*sigEntry
+	cache map[Hash]*Entry
 
-	made, reused atomic.Uint64
+	made, reused, missing atomic.Uint64
 }
 
-func newSigner(keys *KeySet, pol Policy, now func() time.Time) *signer {
-	return &signer{keys: keys, pol: pol.Normalized(), now: now, rand: rand.Float64, cache: map[string]*sigEntry{}}
-}
-
-// rrsetKey is the content an RRset's signature covers: owner, type,
-// original TTL and the records' data, in canonical order.
-func rrsetKey(rrset []dns.RR, origTTL uint32) string {
-	recs := make([]string, len(rrset))
-	for i, rr := range rrset {
-		s := rr.String()
-		// Drop the owner and TTL as String writes them; they are added
-		// once, canonically.
-		if f := strings.SplitN(s, "\t", 3); len(f) == 3 {
-			s = f[2]
-		}
-		recs[i] = strings.ToLower(s)
-	}
-	slices.Sort(recs)
-	h := rrset[0].Header()
-	return fmt.Sprintf("%s %d %d\n%s", strings.ToLower(h.Name), h.Rrtype, origTTL, strings.Join(recs, "\n"))
+func newSigner(zone string, keys *KeySet, pol Policy, src Source, now func() time.Time) *signer {
+	s := &signer{zone: zone, pol: pol.Normalized(), now: now, rand: rand.Float64, src: src, cache: map[Hash]*Entry{}}
+	s.keys.Store(keys)
+	return s
 }
 
 // sign returns the signatures of rrset (every record of one owner and
-// type) with origTTL as their original TTL, from the cache while they are
-// not due for refresh.
-func (s *signer) sign(rrset []dns.RR, origTTL uint32) (*sigEntry, error) {
-	return s.signKey(rrsetKey(rrset, origTTL), rrset, origTTL)
+// type) with origTTL as their original TTL, from the cache while they
+// are not due for refresh and were made by the keys that sign now.
+func (s *signer) sign(rrset []dns.RR, origTTL uint32) (*Entry, error) {
+	h, err := RRsetHash(rrset, origTTL)
+	if err != nil {
+		return nil, fmt.Errorf("zone %s: %s %s: %w", s.zone, rrset[0].Header().Name, dns.TypeToString[rrset[0].Header().Rrtype], err)
+	}
+	return s.signHash(h, rrset, origTTL)
 }
 
-func (s *signer) signKey(key string, rrset []dns.RR, origTTL uint32) (*sigEntry, error) {
+func (s *signer) signHash(h Hash, rrset []dns.RR, origTTL uint32) (*Entry, error) {
 	now := s.now()
+	ks := s.keys.Load()
+	typ := rrset[0].Header().Rrtype
+	if s.src != nil {
+		return s.lookup(ks, h, rrset, now)
+	}
+	keys := ks.signers(typ)
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("zone %s: no key signs %s records", s.zone, dns.TypeToString[typ])
+	}
 	s.mu.Lock()
-	e := s.cache[key]
+	e := s.cache[h]
 	s.mu.Unlock()
-	if e != nil && now.Before(e.refreshAt) {
+	if e != nil && now.Before(e.refreshAt) && sameSigners(e.tags, keys) {
 		s.reused.Add(1)
 		return e, nil
-	}
-	typ := rrset[0].Header().Rrtype
-	keys := s.keys.signers(typ)
-	if len(keys) == 0 {
-		return nil, fmt.Errorf("zone %s: no key signs %s records", s.keys.Zone, dns.TypeToString[typ])
 	}
 	// Spread: a random part of the slack between refresh and validity
 	// comes off each signature's life.
@@ -138,58 +136,95 @@ func (s *signer) signKey(key string, rrset []dns.RR, origTTL uint32) (*sigEntry,
 	life := s.pol.Validity - time.Duration(s.rand()*float64(slack)/4)
 	inception := now.Add(-s.pol.Backdate)
 	expiration := now.Add(life)
-	ne := &sigEntry{refreshAt: expiration.Add(-s.pol.Refresh)}
+	ne := &Entry{refreshAt: expiration.Add(-s.pol.Refresh)}
 	for _, k := range keys {
 		sig := &dns.RRSIG{
 			Hdr:        dns.RR_Header{Ttl: origTTL},
 			OrigTtl:    origTTL,
 			Algorithm:  k.DNSKEY.Algorithm,
 			KeyTag:     k.Tag(),
-			SignerName: s.keys.Zone,
+			SignerName: s.zone,
 			Inception:  uint32(inception.Unix()),
 			Expiration: uint32(expiration.Unix()),
 		}
 		if err := sig.Sign(k.Signer, rrset); err != nil {
-			return nil, fmt.Errorf("zone %s: signing %s %s with key %d: %w", s.keys.Zone, rrset[0].Header().Name, dns.TypeToString[typ], k.Tag(), err)
+			return nil, fmt.Errorf("zone %s: signing %s %s with key %d: %w", s.zone, rrset[0].Header().Name, dns.TypeToString[typ], k.Tag(), err)
 		}
+		sig.Hdr.Name = ""
 		sig.Hdr.Ttl = origTTL
-		tail, err := rrsigTail(sig)
-		if err != nil {
+		if err := ne.add(sig); err != nil {
 			return nil, err
 		}
-		ne.rrsigs = append(ne.rrsigs, sig)
-		ne.tails = append(ne.tails, tail)
 	}
 	s.made.Add(uint64(len(keys)))
 	s.mu.Lock()
-	s.cache[key] = ne
+	s.cache[h] = ne
 	s.mu.Unlock()
 	return ne, nil
 }
 
-// rrsigTail packs an RRSIG and returns it without its owner name: type,
-// class, TTL, RDLENGTH and RDATA.
-func rrsigTail(sig *dns.RRSIG) ([]byte, error) {
-	c := *sig
-	c.Hdr.Name = "."
-	buf := make([]byte, dns.Len(&c)+16)
-	n, err := dns.PackRR(&c, buf, 0, nil, false)
-	if err != nil {
-		return nil, err
+// sameSigners says whether an entry signed by tags is what keys sign
+// with now.
+func sameSigners(tags []uint16, keys []*Key) bool {
+	if len(tags) != len(keys) {
+		return false
 	}
-	return slices.Clip(buf[1:n]), nil
+	for i, k := range keys {
+		if tags[i] != k.Tag() {
+			return false
+		}
+	}
+	return true
 }
 
-// markKey marks the entry of key as in use by sweep m.
-func (s *signer) markKey(key string, m uint64) {
+// lookup finds the signatures of an RRset in the source: usable while
+// they have not expired, cover the RRset's type and at least one of them
+// is by a published key; only those are served.
+func (s *signer) lookup(ks *KeySet, h Hash, rrset []dns.RR, now time.Time) (*Entry, error) {
+	e := s.src.Entry(s.zone, h)
+	if e != nil && (!e.covers(rrset[0].Header().Rrtype) || !now.Before(e.exp)) {
+		e = nil
+	}
+	if e != nil {
+		e = e.only(ks.published)
+	}
+	if e == nil {
+		s.missing.Add(1)
+		return nil, &missingError{zone: s.zone, name: rrset[0].Header().Name, typ: rrset[0].Header().Rrtype}
+	}
+	s.reused.Add(1)
+	return e, nil
+}
+
+// missingError is an RRset a keyless State lacks the signatures of.
+type missingError struct {
+	zone, name string
+	typ        uint16
+}
+
+func (e *missingError) Error() string {
+	return fmt.Sprintf("zone %s: %s %s: %v", e.zone, e.name, dns.TypeToString[e.typ], ErrUnsigned)
+}
+
+func (e *missingError) Unwrap() error { return ErrUnsigned }
+
+// mark marks e as in use by sweep m.
+func (s *signer) mark(e *Entry, m uint64) {
+	if e != nil {
+		e.mark = m
+	}
+}
+
+// markHash marks the entry of h as in use by sweep m.
+func (s *signer) markHash(h Hash, m uint64) {
 	s.mu.Lock()
-	if e := s.cache[key]; e != nil {
+	if e := s.cache[h]; e != nil {
 		e.mark = m
 	}
 	s.mu.Unlock()
 }
 
-// sweep drops the cache entries that marked says are no longer used.
+// sweep drops the cache entries that mark says are no longer used.
 func (s *signer) sweep(mark uint64) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -201,4 +236,14 @@ func (s *signer) sweep(mark uint64) int {
 		}
 	}
 	return n
+}
+
+// dueOf is when e is due: made again, by a signer with keys; looked up
+// again, by a keyless one, halfway through the refresh interval after
+// its signer should have made it again.
+func (s *signer) dueOf(e *Entry) time.Time {
+	if s.src == nil {
+		return e.refreshAt
+	}
+	return e.exp.Add(-s.pol.Refresh / 2)
 }

@@ -3,9 +3,11 @@ package dnssec
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -15,11 +17,24 @@ import (
 	"github.com/meridian-gslb/meridian/zones"
 )
 
-// ZoneConfig is one signed zone: its keys and policy.
+// ZoneConfig is one signed zone: its keys and policy, and where its
+// signatures come from.
 type ZoneConfig struct {
 	Keys   *KeySet
 	Policy Policy
+	// Source, when set, is where the zone's signatures come from: this
+	// Signer holds no private key of the zone (Keys are public halves,
+	// or nil until the zone's signer publishes them) and builds States
+	// from what the zone's signer published (docs/dnssec.md, "Signers
+	// and name servers").
+	Source Source
 }
+
+// ForeseeSubsets is the most VIPs of one family a region may have for a
+// signer to sign ahead each subset that leaves one of them out
+// (regions.ServiceView.ForeseeableSets); name servers look for signed
+// supersets among the same sets.
+const ForeseeSubsets = 8
 
 // Signer makes States: it holds the keys of every signed zone and the
 // signatures made so far, and builds each State from the previous one.
@@ -27,10 +42,14 @@ type ZoneConfig struct {
 type Signer struct {
 	now     func() time.Time
 	signers map[string]*signer // by zone origin
+	// gen changes when keys change or a source has new signatures: a
+	// State built before takes nothing over from its predecessor.
+	gen atomic.Uint64
 
-	mu   sync.Mutex // serializes builds
-	last *State
-	mark uint64
+	mu       sync.Mutex // serializes builds
+	last     *State
+	mark     uint64
+	foreseen []*Entry // what the last Foresee signed, kept by sweeps
 }
 
 // NewSigner signs the zones in cfg (by origin, lower case, fully
@@ -41,18 +60,62 @@ func NewSigner(cfg map[string]ZoneConfig, now func() time.Time) *Signer {
 	}
 	s := &Signer{now: now, signers: map[string]*signer{}}
 	for origin, zc := range cfg {
-		s.signers[dns.Fqdn(origin)] = newSigner(zc.Keys, zc.Policy, now)
+		o := dns.CanonicalName(origin)
+		s.signers[o] = newSigner(o, zc.Keys, zc.Policy, zc.Source, now)
 	}
 	return s
 }
 
-// DNSKEYs is the apex DNSKEY RRset of a signed zone, nil for others: what
-// zones.LoadOptions.DNSKEYs takes.
-func (s *Signer) DNSKEYs(origin string) []dns.RR {
-	if sg := s.signers[dns.Fqdn(origin)]; sg != nil {
-		return sg.keys.DNSKEYs()
+// Apex is the DNSSEC records of a signed zone's apex (KeySet.Apex), nil
+// for others and for a zone whose keys are not known yet: what
+// zones.LoadOptions.DNSSEC takes.
+func (s *Signer) Apex(origin string) []dns.RR {
+	if sg := s.signers[dns.CanonicalName(origin)]; sg != nil {
+		if ks := sg.keys.Load(); ks != nil && len(ks.Keys) > 0 {
+			return ks.Apex()
+		}
 	}
 	return nil
+}
+
+// Keys is the key set a zone is signed with now, nil if none.
+func (s *Signer) Keys(origin string) *KeySet {
+	if sg := s.signers[dns.CanonicalName(origin)]; sg != nil {
+		return sg.keys.Load()
+	}
+	return nil
+}
+
+// SetKeys replaces a signed zone's key set (a rollover's step, a reload
+// of the key files, the keys a zone's signer published): the next State
+// signs, or looks up, every RRset again with it. The zone's apex records
+// change with it (Apex): load the zone again with them.
+func (s *Signer) SetKeys(origin string, ks *KeySet) error {
+	sg := s.signers[dns.CanonicalName(origin)]
+	if sg == nil {
+		return fmt.Errorf("zone %s is not signed here", origin)
+	}
+	sg.keys.Store(ks)
+	s.gen.Add(1)
+	return nil
+}
+
+// Keyless says whether the zone's signatures come from a Source.
+func (s *Signer) Keyless(origin string) bool {
+	sg := s.signers[dns.CanonicalName(origin)]
+	return sg != nil && sg.src != nil
+}
+
+// Invalidate says that the sources have new signatures: the next State
+// looks every RRset up again.
+func (s *Signer) Invalidate() { s.gen.Add(1) }
+
+// Policy is a signed zone's signature policy (defaults filled in).
+func (s *Signer) Policy(origin string) Policy {
+	if sg := s.signers[dns.CanonicalName(origin)]; sg != nil {
+		return sg.pol
+	}
+	return Policy{}.Normalized()
 }
 
 // Zones lists the origins of the signed zones.
@@ -74,6 +137,7 @@ type State struct {
 	snap     *regions.Snapshot
 	byZone   map[*zones.Zone]*zoneState
 	services map[*regions.ServiceView]*svcSigs
+	gen      uint64
 	stats    BuildStats
 }
 
@@ -82,10 +146,15 @@ type BuildStats struct {
 	Services  int           `json:"services"`   // services in signed zones
 	Resigned  int           `json:"resigned"`   // services whose signatures were looked at again
 	Signed    uint64        `json:"signed"`     // signatures made
-	Reused    uint64        `json:"reused"`     // signatures taken from the cache
+	Reused    uint64        `json:"reused"`     // signatures taken from the cache or the source
 	Chains    int           `json:"chains"`     // NSEC chains built
 	Took      time.Duration `json:"took"`       // how long the build took
-	RefreshAt time.Time     `json:"refresh_at"` // when the first signature is due
+	RefreshAt time.Time     `json:"refresh_at"` // when the first signature is due (zero: none)
+	// Expires is when the first signature the State serves expires.
+	Expires time.Time `json:"expires"`
+	// Substituted counts the address sets a keyless State answers with a
+	// signed superset instead, for want of their own signatures.
+	Substituted int `json:"substituted"`
 }
 
 type zoneState struct {
@@ -96,24 +165,55 @@ type zoneState struct {
 	// names are the services' entries of the chain, by service name;
 	// namesOf is the snapshot they were computed from.
 	svcNames map[string]*nameTypes
-	// refreshAt is the earliest refresh of the zone's own signatures
-	// and its chain's.
-	refreshAt time.Time
+	// own are the signatures of the zone's RRsets.
+	own []*Entry
+	// refreshAt and expires are the earliest refresh and expiry of the
+	// zone's own signatures and its chain's.
+	refreshAt, expires time.Time
 }
 
 // svcSigs are a service's signatures: per address set it answers with.
 type svcSigs struct {
-	sets      []setSig
-	refreshAt time.Time
+	zs                 *zoneState
+	sets               []setSig
+	refreshAt, expires time.Time
+	subs               int // sets answered with a signed superset
 }
 
 type setSig struct {
 	addrs *netip.Addr // the set's first element: the slice's identity
 	n     int
-	whole *sigEntry
+	// sub, when set, is what a keyless State answers instead of the set:
+	// a superset that is signed (the signatures below are sub's).
+	sub   []netip.Addr
+	whole *Entry
 	// windows: with max_answers below the set's size, an answer is a
 	// window of the set starting at Decision.Start, each signed alone.
-	windows []*sigEntry
+	windows []*Entry
+}
+
+// times tracks the earliest refresh and expiry of a group of entries.
+type times struct{ refreshAt, expires time.Time }
+
+func (t *times) add(sg *signer, e *Entry) {
+	if e == nil {
+		return
+	}
+	if r := sg.dueOf(e); !r.IsZero() && (t.refreshAt.IsZero() || r.Before(t.refreshAt)) {
+		t.refreshAt = r
+	}
+	if t.expires.IsZero() || e.exp.Before(t.expires) {
+		t.expires = e.exp
+	}
+}
+
+func (t *times) merge(o times) {
+	if !o.refreshAt.IsZero() && (t.refreshAt.IsZero() || o.refreshAt.Before(t.refreshAt)) {
+		t.refreshAt = o.refreshAt
+	}
+	if !o.expires.IsZero() && (t.expires.IsZero() || o.expires.Before(t.expires)) {
+		t.expires = o.expires
+	}
 }
 
 // Zones is the zone set the State signs.
@@ -126,9 +226,11 @@ func (st *State) Snapshot() *regions.Snapshot { return st.snap }
 func (st *State) Stats() BuildStats { return st.stats }
 
 // Build signs what set and snap answer with, reusing the previous
-// State's signatures and chains wherever the RRsets are the same. With
-// refresh, signatures due for refresh are made again even where nothing
-// changed. It fails only when a key cannot sign.
+// State's signatures and chains wherever the RRsets are the same. It
+// fails when a key cannot sign, or, for a zone whose signatures come
+// from a Source, with an error wrapping ErrUnsigned when a signature is
+// missing there that no signed superset stands in for (the address sets
+// of services may: BuildStats.Substituted).
 func (s *Signer) Build(set *zones.Set, snap *regions.Snapshot) (*State, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -139,12 +241,13 @@ func (s *Signer) Build(set *zones.Set, snap *regions.Snapshot) (*State, error) {
 	return st, err
 }
 
-// Refresh builds the last State again, making the signatures that are
-// due: the background refresh. It returns nil when nothing was due.
+// Refresh builds the last State again, making (or looking up again) the
+// signatures that are due: the background refresh. It returns nil when
+// nothing was due.
 func (s *Signer) Refresh() (*State, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.last == nil || s.now().Before(s.last.stats.RefreshAt) {
+	if s.last == nil || s.last.stats.RefreshAt.IsZero() || s.now().Before(s.last.stats.RefreshAt) {
 		return nil, nil
 	}
 	st, err := s.build(s.last.zones, s.last.snap, true)
@@ -170,15 +273,14 @@ func (s *Signer) build(set *zones.Set, snap *regions.Snapshot, refresh bool) (*S
 		made0 += sg.made.Load()
 		reused0 += sg.reused.Load()
 	}
+	gen := s.gen.Load()
 	prev := s.last
-	st := &State{zones: set, snap: snap, byZone: map[*zones.Zone]*zoneState{}}
-	now := s.now()
-	var refreshAt time.Time
-	due := func(t time.Time) {
-		if refreshAt.IsZero() || t.Before(refreshAt) {
-			refreshAt = t
-		}
+	if prev != nil && prev.gen != gen {
+		prev = nil // new keys or new signatures: everything again
 	}
+	st := &State{zones: set, snap: snap, byZone: map[*zones.Zone]*zoneState{}, gen: gen}
+	now := s.now()
+	var all times
 	sameNames := prev != nil && snap != nil && snap.SameServiceNames(prev.snap) || prev != nil && snap == nil && prev.snap == nil
 
 	// Services: which signed zone each is in, its chain entry, and its
@@ -186,7 +288,7 @@ func (s *Signer) build(set *zones.Set, snap *regions.Snapshot, refresh bool) (*S
 	svcZone := map[*regions.ServiceView]*zoneState{}
 	for _, z := range set.Zones() {
 		sg := s.signers[z.Origin()]
-		if sg == nil || !z.Signed() {
+		if sg == nil || !z.Signed() || sg.keys.Load() == nil {
 			continue
 		}
 		zs := &zoneState{z: z, sg: sg}
@@ -204,9 +306,11 @@ func (s *Signer) build(set *zones.Set, snap *regions.Snapshot, refresh bool) (*S
 		}
 		st.byZone[z] = zs
 	}
+	var missing []error
 	if snap != nil {
 		st.services = make(map[*regions.ServiceView]*svcSigs, snap.NumServices())
 		chainsDirty := map[*zoneState]bool{}
+		count := map[*zoneState]int{}
 		for i := range snap.NumServices() {
 			v := snap.ServiceAt(i)
 			w, err := zones.WireName(v.Name())
@@ -219,6 +323,7 @@ func (s *Signer) build(set *zones.Set, snap *regions.Snapshot, refresh bool) (*S
 				continue
 			}
 			svcZone[v] = zs
+			count[zs]++
 			st.stats.Services++
 			nt := serviceTypes(v, w)
 			if zs.svcNames == nil || !sameTypes(zs.svcNames[w], nt) {
@@ -226,27 +331,28 @@ func (s *Signer) build(set *zones.Set, snap *regions.Snapshot, refresh bool) (*S
 			}
 			if p := prev; p != nil && p.services[v] != nil && (!refresh || now.Before(p.services[v].refreshAt)) {
 				ss := p.services[v]
+				ss.zs = zs
 				st.services[v] = ss
-				due(ss.refreshAt)
+				all.merge(times{ss.refreshAt, ss.expires})
+				st.stats.Substituted += ss.subs
 				continue
 			}
-			ss, err := signService(zs.sg, v)
+			ss, err := signService(zs, v)
 			if err != nil {
-				return nil, err
+				if !errors.Is(err, ErrUnsigned) {
+					return nil, err
+				}
+				missing = append(missing, err)
+				continue
 			}
 			st.stats.Resigned++
 			st.services[v] = ss
-			due(ss.refreshAt)
+			all.merge(times{ss.refreshAt, ss.expires})
+			st.stats.Substituted += ss.subs
 		}
 		// A service gone also changes the chain.
 		for _, zs := range st.byZone {
-			n := 0
-			for _, zz := range svcZone {
-				if zz == zs {
-					n++
-				}
-			}
-			if len(zs.svcNames) != n {
+			if len(zs.svcNames) != count[zs] {
 				chainsDirty[zs] = true
 			}
 		}
@@ -256,14 +362,21 @@ func (s *Signer) build(set *zones.Set, snap *regions.Snapshot, refresh bool) (*S
 	}
 	for _, zs := range st.byZone {
 		if zs.chain != nil && !(refresh && !now.Before(zs.refreshAt)) {
-			due(zs.refreshAt)
+			all.merge(times{zs.refreshAt, zs.expires})
 			continue
 		}
-		if err := s.buildZone(st, zs, svcZone); err != nil {
-			return nil, err
+		if err := s.buildZone(zs, svcZone); err != nil {
+			if !errors.Is(err, ErrUnsigned) {
+				return nil, err
+			}
+			missing = append(missing, err)
+			continue
 		}
 		st.stats.Chains++
-		due(zs.refreshAt)
+		all.merge(times{zs.refreshAt, zs.expires})
+	}
+	if len(missing) > 0 {
+		return nil, unsignedError(missing)
 	}
 	for _, sg := range s.signers {
 		st.stats.Signed += sg.made.Load()
@@ -271,9 +384,32 @@ func (s *Signer) build(set *zones.Set, snap *regions.Snapshot, refresh bool) (*S
 	}
 	st.stats.Signed -= made0
 	st.stats.Reused -= reused0
-	st.stats.RefreshAt = refreshAt
+	st.stats.RefreshAt = all.refreshAt
+	st.stats.Expires = all.expires
 	st.stats.Took = s.now().Sub(start)
 	return st, nil
+}
+
+// unsignedError sums up what a keyless State lacks: how many RRsets and
+// the first of them.
+func unsignedError(missing []error) error {
+	n := 0
+	var first error
+	for _, err := range missing {
+		var j interface{ Unwrap() []error }
+		if errors.As(err, &j) {
+			n += len(j.Unwrap())
+		} else {
+			n++
+		}
+		if first == nil {
+			first = err
+			if j != nil {
+				first = j.Unwrap()[0]
+			}
+		}
+	}
+	return fmt.Errorf("%w: %d RRsets without signatures, the first %v", ErrUnsigned, n, first)
 }
 
 // serviceTypes is a service's entry in its zone's chain: A and AAAA as
@@ -295,7 +431,7 @@ func sameTypes(a, b *nameTypes) bool {
 
 // buildZone makes a zone's chain and signed answers from its names and
 // the services in it.
-func (s *Signer) buildZone(st *State, zs *zoneState, svcZone map[*regions.ServiceView]*zoneState) error {
+func (s *Signer) buildZone(zs *zoneState, svcZone map[*regions.ServiceView]*zoneState) error {
 	names := map[string]*nameTypes{}
 	zs.svcNames = map[string]*nameTypes{}
 	for v, z := range svcZone {
@@ -323,14 +459,9 @@ func (s *Signer) buildZone(st *State, zs *zoneState, svcZone map[*regions.Servic
 		return err
 	}
 	zs.chain = c
-	zs.refreshAt = time.Time{}
-	due := func(t time.Time) {
-		if zs.refreshAt.IsZero() || t.Before(zs.refreshAt) {
-			zs.refreshAt = t
-		}
-	}
+	var t times
 	for _, e := range c.entries {
-		due(e.sigs.refreshAt)
+		t.add(zs.sg, e.sigs)
 	}
 	zsig := &zoneSigs{zs: zs}
 	zs.answers = zs.z.SignedAnswers(zsig)
@@ -338,8 +469,10 @@ func (s *Signer) buildZone(st *State, zs *zoneState, svcZone map[*regions.Servic
 		return zsig.err
 	}
 	for _, e := range zsig.used {
-		due(e.refreshAt)
+		t.add(zs.sg, e)
 	}
+	zs.own = zsig.used
+	zs.refreshAt, zs.expires = t.refreshAt, t.expires
 	return nil
 }
 
@@ -347,7 +480,7 @@ func (s *Signer) buildZone(st *State, zs *zoneState, svcZone map[*regions.Servic
 type zoneSigs struct {
 	zs   *zoneState
 	err  error
-	used []*sigEntry
+	used []*Entry
 }
 
 func (z *zoneSigs) RRSIGs(rrset []dns.RR) []dns.RR {
@@ -370,7 +503,7 @@ func (z *zoneSigs) RRSIGs(rrset []dns.RR) []dns.RR {
 
 // sigsFor returns e's signatures with owner name as the answer has it
 // (a wildcard's owner, say), as the zone answers carry them.
-func sigsFor(e *sigEntry, owner string) []dns.RR {
+func sigsFor(e *Entry, owner string) []dns.RR {
 	out := make([]dns.RR, len(e.rrsigs))
 	for i, rr := range e.rrsigs {
 		c := dns.Copy(rr)
@@ -384,10 +517,14 @@ func (z *zoneSigs) Denial(name string) []dns.RR { return z.zs.chain.denialRRs(na
 
 func equalFold(a, b string) bool { return dns.CanonicalName(a) == dns.CanonicalName(b) }
 
-// signService signs every address set v answers with.
-func signService(sg *signer, v *regions.ServiceView) (*svcSigs, error) {
-	ss := &svcSigs{}
+// signService signs every address set v answers with. A keyless zone
+// without the signatures of a set answers with the smallest signed
+// superset among the sets its signer signs ahead, if there is one.
+func signService(zs *zoneState, v *regions.ServiceView) (*svcSigs, error) {
+	sg := zs.sg
+	ss := &svcSigs{zs: zs}
 	var err error
+	var t times
 	v.AnswerSets(func(f int, addrs []netip.Addr) {
 		if err != nil {
 			return
@@ -398,36 +535,78 @@ func signService(sg *signer, v *regions.ServiceView) (*svcSigs, error) {
 				return
 			}
 		}
-		set := setSig{addrs: p, n: len(addrs)}
-		k := v.MaxAnswers()
-		if k > 0 && k < len(addrs) {
-			for start := range addrs {
-				win := make([]netip.Addr, k)
-				for i := range k {
-					win[i] = addrs[(start+i)%len(addrs)]
-				}
-				var e *sigEntry
-				if e, err = signAddrs(sg, v, f, win); err != nil {
-					return
-				}
-				set.windows = append(set.windows, e)
+		var set setSig
+		set, err = signSet(sg, v, f, addrs)
+		if errors.Is(err, ErrUnsigned) && sg.src != nil {
+			var ok bool
+			if set, ok = substitute(sg, v, f, addrs); ok {
+				err = nil
+				ss.subs++
 			}
-		} else if set.whole, err = signAddrs(sg, v, f, addrs); err != nil {
+		}
+		if err != nil {
 			return
 		}
+		set.addrs, set.n = p, len(addrs)
 		ss.sets = append(ss.sets, set)
+		t.add(sg, set.whole)
+		for _, e := range set.windows {
+			t.add(sg, e)
+		}
 	})
 	if err != nil {
 		return nil, err
 	}
-	for _, set := range ss.sets {
-		for _, e := range append([]*sigEntry{set.whole}, set.windows...) {
-			if e != nil && (ss.refreshAt.IsZero() || e.refreshAt.Before(ss.refreshAt)) {
-				ss.refreshAt = e.refreshAt
+	ss.refreshAt, ss.expires = t.refreshAt, t.expires
+	return ss, nil
+}
+
+// signSet signs one address set of v: whole, or with max_answers below
+// its size each window an answer sends.
+func signSet(sg *signer, v *regions.ServiceView, f int, addrs []netip.Addr) (setSig, error) {
+	var set setSig
+	k := v.MaxAnswers()
+	if k > 0 && k < len(addrs) {
+		for start := range addrs {
+			win := make([]netip.Addr, k)
+			for i := range k {
+				win[i] = addrs[(start+i)%len(addrs)]
+			}
+			e, err := signAddrs(sg, v, f, win)
+			if err != nil {
+				return set, err
+			}
+			set.windows = append(set.windows, e)
+		}
+		return set, nil
+	}
+	e, err := signAddrs(sg, v, f, addrs)
+	set.whole = e
+	return set, err
+}
+
+// substitute finds the smallest signed superset of addrs among the sets
+// a signer signs ahead for v.
+func substitute(sg *signer, v *regions.ServiceView, f int, addrs []netip.Addr) (setSig, bool) {
+	var best setSig
+	found := false
+	v.ForeseeableSets(ForeseeSubsets, func(ff int, cand []netip.Addr) {
+		if ff != f || len(cand) <= len(addrs) || found && len(cand) >= len(best.sub) {
+			return
+		}
+		for _, a := range addrs {
+			if !slices.Contains(cand, a) {
+				return
 			}
 		}
-	}
-	return ss, nil
+		set, err := signSet(sg, v, f, cand)
+		if err != nil {
+			return
+		}
+		set.sub = cand
+		best, found = set, true
+	})
+	return best, found
 }
 
 // addrRRset is a service's A or AAAA RRset as its answers carry it, with
@@ -448,38 +627,144 @@ func addrRRset(v *regions.ServiceView, family int, addrs []netip.Addr) []dns.RR 
 	return out
 }
 
-func signAddrs(sg *signer, v *regions.ServiceView, family int, addrs []netip.Addr) (*sigEntry, error) {
+func signAddrs(sg *signer, v *regions.ServiceView, family int, addrs []netip.Addr) (*Entry, error) {
 	sorted := slices.Clone(addrs)
 	slices.SortFunc(sorted, func(a, b netip.Addr) int { return a.Compare(b) })
 	sorted = slices.Compact(sorted)
-	key := fmt.Sprintf("%s %d %d %v", v.Name(), family, v.TTL(), sorted)
-	return sg.signKey(key, addrRRset(v, family, sorted), v.TTL())
+	return sg.sign(addrRRset(v, family, sorted), v.TTL())
 }
 
-// sweep drops the cache entries st no longer uses.
+// Foresee signs ahead, through the cache, what st's snapshot may answer
+// with after a health change: every set regions.ServiceView.
+// ForeseeableSets lists, and for a service that health may leave without
+// a type (regions.ServiceView.HealthMayHide) its NSEC records without
+// it. A signer publishes these besides st's own, so that a name server
+// without keys finds a failover signed. It returns how many RRsets it
+// looked at; zones with a Source are left out.
+func (s *Signer) Foresee(st *State) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*Entry
+	n := 0
+	for v, ss := range st.services {
+		sg := ss.zs.sg
+		if sg.src != nil {
+			continue
+		}
+		var err error
+		v.ForeseeableSets(ForeseeSubsets, func(f int, addrs []netip.Addr) {
+			if err != nil {
+				return
+			}
+			var set setSig
+			if set, err = signSet(sg, v, f, addrs); err == nil {
+				n++
+				out = append(out, set.whole)
+				out = append(out, set.windows...)
+			}
+		})
+		if err != nil {
+			return n, err
+		}
+		w, _ := zones.WireName(v.Name())
+		c := ss.zs.chain
+		i, ok := c.index[w]
+		if !ok {
+			continue
+		}
+		for _, types := range hideable(v, c.entries[i].types) {
+			nsec := *c.entries[i].nsec
+			nsec.TypeBitMap = types
+			e, err := sg.sign([]dns.RR{&nsec}, nsec.Hdr.Ttl)
+			if err != nil {
+				return n, err
+			}
+			n++
+			out = append(out, e)
+		}
+	}
+	s.foreseen = out
+	return n, nil
+}
+
+// hideable lists the type bitmaps a service's NSEC record takes when
+// health hides one or both of its address families.
+func hideable(v *regions.ServiceView, types []uint16) [][]uint16 {
+	var fams []uint16
+	for f, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		if v.HealthMayHide(f) && slices.Contains(types, t) {
+			fams = append(fams, t)
+		}
+	}
+	var out [][]uint16
+	for mask := 1; mask < 1<<len(fams); mask++ {
+		out = append(out, slices.DeleteFunc(slices.Clone(types), func(t uint16) bool {
+			for i, h := range fams {
+				if mask&(1<<i) != 0 && t == h {
+					return true
+				}
+			}
+			return false
+		}))
+	}
+	return out
+}
+
+// Sweep drops from the cache every signature that neither st nor the
+// last Foresee uses, after a signer published st.
+func (s *Signer) Sweep(st *State) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweep(st)
+}
+
+// Entries lists the signatures a zone's signer holds now, by RRset hash:
+// what a publisher writes to etcd (a copy; the entries are immutable).
+func (s *Signer) Entries(origin string) map[Hash]*Entry {
+	sg := s.signers[dns.CanonicalName(origin)]
+	if sg == nil {
+		return nil
+	}
+	sg.mu.Lock()
+	defer sg.mu.Unlock()
+	return maps.Clone(sg.cache)
+}
+
+// sweep drops the cache entries st and the last Foresee no longer use.
+// Keyless zones have no cache.
 func (s *Signer) sweep(st *State) {
 	s.mark++
 	m := s.mark
 	for _, zs := range st.byZone {
-		for _, e := range zs.chain.entries {
-			e.sigs.mark = m
+		if zs.sg.src != nil {
+			continue
 		}
-		// The zone's own RRsets: cheap to look up again.
-		for _, rrset := range zs.z.RRsets() {
-			zs.sg.markKey(rrsetKey(rrset, rrset[0].Header().Ttl), m)
+		for _, e := range zs.chain.entries {
+			zs.sg.mark(e.sigs, m)
+		}
+		for _, e := range zs.own {
+			zs.sg.mark(e, m)
 		}
 	}
 	for _, ss := range st.services {
+		if ss.zs.sg.src != nil {
+			continue
+		}
 		for _, set := range ss.sets {
-			if set.whole != nil {
-				set.whole.mark = m
-			}
+			ss.zs.sg.mark(set.whole, m)
 			for _, e := range set.windows {
-				e.mark = m
+				ss.zs.sg.mark(e, m)
 			}
 		}
 	}
+	for _, e := range s.foreseen {
+		if e != nil {
+			e.mark = m
+		}
+	}
 	for _, sg := range s.signers {
-		sg.sweep(m)
+		if sg.src == nil {
+			sg.sweep(m)
+		}
 	}
 }

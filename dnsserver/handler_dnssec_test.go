@@ -23,7 +23,7 @@ func signedHandler(t testing.TB) *Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	z, err := zones.LoadFile("testdata/example.org.zone", zones.LoadOptions{Origin: "example.org.", Dir: "testdata", DNSKEYs: ks.DNSKEYs()})
+	z, err := zones.LoadFile("testdata/example.org.zone", zones.LoadOptions{Origin: "example.org.", Dir: "testdata", DNSSEC: ks.Apex()})
 	if err != nil {
 		t.Fatal(err)
 	}

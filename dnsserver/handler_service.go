@@ -137,7 +137,7 @@ func (h *Handler) serveService(resp, req []byte, q *query, nodata *zones.Answer,
 	}
 	var sigs [][]byte
 	if q.sig != nil {
-		if sigs = q.sig.state.ServiceRRSIGs(v, &d); sigs == nil {
+		if sigs = q.sig.state.ServiceAnswer(v, &d); sigs == nil {
 			// Never an unsigned answer from a signed zone: a validator
 			// would call it bogus. Another server, or a later try, has it.
 			h.sigStats.unsigned.Add(1)

@@ -49,3 +49,59 @@ func (v *ServiceView) CanAnswer(family int) bool {
 // MaxAnswers is how many addresses an answer holds at most (0: all of
 // the set): with fewer than a set holds, Decide sends a window of it.
 func (v *ServiceView) MaxAnswers() int { return v.maxAnswers }
+
+// ForeseeableSets calls yield with every address set of v a signer signs
+// ahead (docs/dnssec.md), by family: the sets AnswerSets lists now, and
+// those a health change can bring without a change of configuration:
+// each region's full set of VIPs; for a region with at most maxSubset
+// VIPs of a family, each set that leaves one of them out (one VIP
+// failing), in the order the snapshot keeps them; the fallback addresses
+// whatever the mode; and the union of the sets of every region not
+// drained, which a zone transfer carries. A set may be listed more than
+// once.
+func (v *ServiceView) ForeseeableSets(maxSubset int, yield func(family int, addrs []netip.Addr)) {
+	v.AnswerSets(yield)
+	for f := range v.fam {
+		for i := range v.slots {
+			all := v.slots[i].all[f]
+			if len(all) == 0 {
+				continue
+			}
+			yield(f, all)
+			if len(all) < 2 || len(all) > maxSubset {
+				continue
+			}
+			for skip := range all {
+				sub := make([]netip.Addr, 0, len(all)-1)
+				sub = append(sub, all[:skip]...)
+				yield(f, append(sub, all[skip+1:]...))
+			}
+		}
+		if fb := v.fam[f].fallback; len(fb) > 0 {
+			yield(f, fb)
+		}
+	}
+	v4, v6 := v.AllRegionAddrs()
+	for f, u := range [2][]netip.Addr{v4, v6} {
+		if len(u) > 0 {
+			yield(f, u)
+		}
+	}
+}
+
+// HealthMayHide says whether health alone (no change of configuration)
+// can leave v without an answer of the family, so that its names' NSEC
+// records lose the type: a fail-closed service with every region down,
+// a fallback service without fallback addresses of the family.
+func (v *ServiceView) HealthMayHide(family int) bool {
+	fv := &v.fam[family]
+	switch {
+	case fv.nCands == 0:
+		return false // nothing to hide: drains are configuration
+	case v.mode == downClosed:
+		return true
+	case v.mode == downFallback:
+		return len(fv.fallback) == 0
+	}
+	return false
+}

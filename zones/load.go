@@ -40,11 +40,13 @@ type LoadOptions struct {
 	Dir string
 	// MaxRecords bounds the zone's size; 0 means 10 million.
 	MaxRecords int
-	// DNSKEYs, when set, makes the zone a signed one: the keys are put at
-	// the apex (their owner names are replaced by it), and the file may
-	// hold no DNSSEC records of its own (DNSKEY, RRSIG, NSEC, NSEC3,
-	// NSEC3PARAM): the server signs the zone and makes its NSEC chain.
-	DNSKEYs []dns.RR
+	// DNSSEC, when set, makes the zone a signed one: these records (the
+	// DNSKEY RRset, and the CDS and CDNSKEY records while the zone asks
+	// its parent for a DS) are put at the apex, their owner names
+	// replaced by it, and the file may hold no DNSSEC records of its own
+	// (DNSKEY, CDS, CDNSKEY, RRSIG, NSEC, NSEC3, NSEC3PARAM): the server
+	// signs the zone and makes its NSEC chain.
+	DNSSEC []dns.RR
 }
 
 // LoadFile reads and validates one zone file.
@@ -155,24 +157,61 @@ func parse(r io.Reader, relName, displayName string, fsys fs.FS, opts LoadOption
 			return nil, &Error{File: displayName, Msg: "no SOA record, and no origin given"}
 		}
 	}
-	if opts.DNSKEYs != nil {
+	if opts.DNSSEC != nil {
 		for _, s := range recs {
-			switch t := s.rr.Header().Rrtype; t {
-			case dns.TypeDNSKEY, dns.TypeRRSIG, dns.TypeNSEC, dns.TypeNSEC3, dns.TypeNSEC3PARAM:
+			if t := s.rr.Header().Rrtype; isDNSSEC(t) {
 				return nil, &Error{File: s.file, Line: s.line, Msg: fmt.Sprintf("%s record in a zone the server signs (its keys come from the dnssec: section, its signatures and NSEC chain from the server)", dns.TypeToString[t])}
 			}
 		}
-		for _, k := range opts.DNSKEYs {
-			rr := dns.Copy(k)
-			rr.Header().Name = origin
-			recs = append(recs, sourced{rr: rr, file: displayName})
-		}
+		recs = append(recs, apexRecords(origin, displayName, opts.DNSSEC)...)
 	}
 	z, err := build(origin, displayName, recs)
 	if z != nil {
-		z.signed = opts.DNSKEYs != nil
+		z.signed = opts.DNSSEC != nil
 	}
 	return z, err
+}
+
+// isDNSSEC says whether records of type t are a signed zone's server's
+// to make, never its file's.
+func isDNSSEC(t uint16) bool {
+	switch t {
+	case dns.TypeDNSKEY, dns.TypeCDS, dns.TypeCDNSKEY, dns.TypeRRSIG, dns.TypeNSEC, dns.TypeNSEC3, dns.TypeNSEC3PARAM:
+		return true
+	}
+	return false
+}
+
+// apexRecords are copies of rrs owned by origin.
+func apexRecords(origin, file string, rrs []dns.RR) []sourced {
+	out := make([]sourced, len(rrs))
+	for i, rr := range rrs {
+		c := dns.Copy(rr)
+		c.Header().Name = origin
+		out[i] = sourced{rr: c, file: file}
+	}
+	return out
+}
+
+// WithDNSSEC is z, a signed zone, with other DNSSEC records at its apex
+// (see LoadOptions.DNSSEC): what a key rollover changes. z stays as it
+// is.
+func (z *Zone) WithDNSSEC(apex []dns.RR) (*Zone, error) {
+	var recs []sourced
+	for _, rr := range z.records {
+		if isDNSSEC(rr.Header().Rrtype) {
+			continue
+		}
+		recs = append(recs, sourced{rr: dns.Copy(rr), file: z.spec.File})
+	}
+	recs = append(recs, apexRecords(z.origin, z.spec.File, apex)...)
+	nz, err := build(z.origin, z.spec.File, recs)
+	if err != nil {
+		return nil, err
+	}
+	nz.signed = true
+	nz.spec = z.spec
+	return nz, nil
 }
 
 // build validates the records and assembles the zone.

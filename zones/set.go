@@ -42,6 +42,17 @@ func NewSet(zs ...*Zone) (*Set, error) {
 	return s, nil
 }
 
+// With is s with z in place of the zone of the same apex (or added).
+func (s *Set) With(z *Zone) (*Set, error) {
+	zs := make([]*Zone, 0, len(s.list)+1)
+	for _, o := range s.list {
+		if o.wire != z.wire {
+			zs = append(zs, o)
+		}
+	}
+	return NewSet(append(zs, z)...)
+}
+
 // Zones lists the zones in canonical order.
 func (s *Set) Zones() []*Zone { return s.list }
 
@@ -143,9 +154,9 @@ func compareNames(a, b string) int {
 type FileSpec struct {
 	Origin string // apex; empty: the SOA owner
 	File   string // path; relative paths are inside Dir
-	// DNSKEYs, when set, are the zone's keys: the zone is signed (see
-	// LoadOptions.DNSKEYs).
-	DNSKEYs []dns.RR
+	// DNSSEC, when set, are the DNSSEC records of the zone's apex: the
+	// zone is signed (see LoadOptions.DNSSEC).
+	DNSSEC []dns.RR
 }
 
 // LoadSet loads every zone file. Dir confines $INCLUDE and anchors
@@ -169,7 +180,7 @@ func LoadSet(specs []FileSpec, dir string, prev *Set) (*Set, error) {
 		if prev != nil {
 			old = prev.loadedFrom(spec)
 		}
-		z, err := LoadFile(path, LoadOptions{Origin: spec.Origin, Dir: dir, DNSKEYs: spec.DNSKEYs})
+		z, err := LoadFile(path, LoadOptions{Origin: spec.Origin, Dir: dir, DNSSEC: spec.DNSSEC})
 		if err == nil && old != nil && z.origin != old.origin {
 			z, err = nil, &Error{File: path, Msg: fmt.Sprintf("the SOA owner changed from %s to %s; the zone is configured without origin and a reload does not move its apex (a restart does)",
 				old.origin, z.origin)}

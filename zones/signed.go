@@ -171,5 +171,5 @@ func (z *Zone) RRsets() [][]dns.RR {
 	return out
 }
 
-// Signed says whether the zone was loaded with keys (LoadOptions.DNSKEYs).
+// Signed says whether the zone was loaded with keys (LoadOptions.DNSSEC).
 func (z *Zone) Signed() bool { return z.signed }

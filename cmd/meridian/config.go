@@ -636,13 +636,13 @@ func (c *Config) zonePath(z ZoneConfig) string {
 }
 
 // zoneSpecs lists the zone files for zones.LoadSet.
-// With signer, signed zones get their DNSKEYs.
+// With signer, signed zones get their DNSSEC apex records.
 func (c *Config) zoneSpecs(signer *dnssec.Signer) []zones.FileSpec {
 	specs := make([]zones.FileSpec, len(c.Zones))
 	for i, z := range c.Zones {
 		specs[i] = zones.FileSpec{Origin: z.Origin, File: z.File}
 		if signer != nil && z.DNSSEC != nil {
-			specs[i].DNSKEYs = signer.DNSKEYs(z.Origin)
+			specs[i].DNSSEC = signer.Apex(z.Origin)
 		}
 	}
 	return specs
