@@ -63,7 +63,6 @@ func (p Policy) Validate() error {
 	return nil
 }
 
-
 // ErrUnsigned is what a State cannot be built without: a signature that
 // is not there, on a name server without the zone's private keys whose
 // signer has not made (or not yet published) it.
