@@ -256,11 +256,11 @@ func TestStateSignsEveryAnswer(t *testing.T) {
 			t.Fatalf("%v %+v", err, st2.Stats())
 		}
 		// Refresh: nothing due now; all due after the refresh time.
-		if r, err := f.signer.Refresh(); r != nil || err != nil {
+		if r, err := f.signer.Refresh(f.signer.Last()); r != nil || err != nil {
 			t.Fatalf("refresh before due: %v %v", r, err)
 		}
 		f.now = st2.Stats().RefreshAt.Add(time.Second)
-		r, err := f.signer.Refresh()
+		r, err := f.signer.Refresh(f.signer.Last())
 		if err != nil || r == nil || r.Stats().Signed == 0 {
 			t.Fatalf("refresh: %v %+v", err, r)
 		}

@@ -234,29 +234,29 @@ func (st *State) Stats() BuildStats { return st.stats }
 func (s *Signer) Build(set *zones.Set, snap *regions.Snapshot) (*State, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, err := s.build(set, snap, false)
+	st, err := s.buildFrom(s.last, set, snap, false)
 	if err == nil {
 		s.last = st
 	}
 	return st, err
 }
 
-// Refresh builds the last State again, making (or looking up again) the
+// Refresh builds st again, making (or, keyless, looking up again) the
 // signatures that are due: the background refresh. It returns nil when
 // nothing was due.
-func (s *Signer) Refresh() (*State, error) {
+func (s *Signer) Refresh(st *State) (*State, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.last == nil || s.last.stats.RefreshAt.IsZero() || s.now().Before(s.last.stats.RefreshAt) {
+	if st == nil || st.stats.RefreshAt.IsZero() || s.now().Before(st.stats.RefreshAt) {
 		return nil, nil
 	}
-	st, err := s.build(s.last.zones, s.last.snap, true)
+	next, err := s.buildFrom(st, st.zones, st.snap, true)
 	if err != nil {
 		return nil, err
 	}
-	s.last = st
-	s.sweep(st)
-	return st, nil
+	s.last = next
+	s.sweep(next)
+	return next, nil
 }
 
 // Last is the State built last, nil before the first.
@@ -266,7 +266,9 @@ func (s *Signer) Last() *State {
 	return s.last
 }
 
-func (s *Signer) build(set *zones.Set, snap *regions.Snapshot, refresh bool) (*State, error) {
+// buildFrom builds the State of set and snap, taking over from prev
+// what is the same.
+func (s *Signer) buildFrom(prev *State, set *zones.Set, snap *regions.Snapshot, refresh bool) (*State, error) {
 	start := s.now()
 	var made0, reused0 uint64
 	for _, sg := range s.signers {
@@ -274,7 +276,6 @@ func (s *Signer) build(set *zones.Set, snap *regions.Snapshot, refresh bool) (*S
 		reused0 += sg.reused.Load()
 	}
 	gen := s.gen.Load()
-	prev := s.last
 	if prev != nil && prev.gen != gen {
 		prev = nil // new keys or new signatures: everything again
 	}

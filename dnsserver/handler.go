@@ -48,13 +48,21 @@ type HandlerConfig struct {
 	// Logger gets the panics the handler recovers (a bug): the stack once
 	// per site, repeats rate-limited. nil: not logged, only counted.
 	Logger *slog.Logger
-	// DNSSEC signs the zones it holds keys for: every zone set and
-	// snapshot is signed before it is swapped in, and queries with the DO
-	// bit get the signatures (docs/dnssec.md). nil: nothing is signed.
+	// DNSSEC signs the zones it holds keys for, or finds the signatures
+	// of keyless zones in their source: every zone set and snapshot is
+	// signed before it is swapped in, and queries with the DO bit get the
+	// signatures (docs/dnssec.md). nil: nothing is signed.
 	DNSSEC *dnssec.Signer
 	// RRL limits the rate of UDP answers per client prefix and kind of
 	// answer (docs/rrl.md); nil: no limit.
 	RRL *RRL
+	// SignerBehind says whether a keyless zone's signer is alive and has
+	// not yet signed what snap answers with (its etcd revision): a
+	// snapshot whose address sets would be answered with signed
+	// supersets then waits for it, up to SignerWait. nil: never.
+	SignerBehind func(snap *regions.Snapshot) bool
+	// SignerWait bounds that wait; 0: 5 s.
+	SignerWait time.Duration
 }
 
 // DefaultMaxUDPSize is the EDNS buffer size we advertise by default.
@@ -74,6 +82,7 @@ type Handler struct {
 	// serializes its changes.
 	signed   atomic.Pointer[signedView]
 	signMu   sync.Mutex
+	want     wanted // under signMu
 	sigStats dnssecStats
 	loading  atomic.Bool
 	metrics  *Metrics

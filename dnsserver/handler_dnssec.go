@@ -3,6 +3,8 @@ package dnsserver
 import (
 	"context"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync/atomic"
@@ -29,8 +31,23 @@ type signedView struct {
 type dnssecStats struct {
 	unsigned atomic.Uint64 // DO answers refused (SERVFAIL) for want of a signature
 	failed   atomic.Uint64 // builds that failed: the previous state kept serving
-	refresh  atomic.Int64  // unix time the first signature is due for refresh
 }
+
+// wanted is the zone set and steering the handler is to serve, and, when
+// they could not be signed yet, since when and why: the previous ones
+// keep serving meanwhile.
+type wanted struct {
+	set     *zones.Set
+	st      *steering
+	hasSt   bool      // st was given (nil: no snapshot)
+	since   time.Time // zero: what is wanted is served
+	why     string
+	waiting bool // for the signer, with supersets ready
+}
+
+// DefaultSignerWait is how long a snapshot waits for a live signer
+// before signed supersets stand in for what it has not signed.
+const DefaultSignerWait = 5 * time.Second
 
 func (h *Handler) logger() *slog.Logger {
 	if h.cfg.Logger != nil {
@@ -41,7 +58,8 @@ func (h *Handler) logger() *slog.Logger {
 
 // swapSteering swaps in a snapshot's steering, signing it first when
 // DNSSEC is on: a snapshot is served only once its answers are signed.
-// When signing fails the previous snapshot keeps serving.
+// When it cannot be signed yet, the previous snapshot keeps serving until
+// it can (see trySign).
 func (h *Handler) swapSteering(st *steering) {
 	if h.cfg.DNSSEC == nil {
 		h.steer.Store(st)
@@ -49,20 +67,12 @@ func (h *Handler) swapSteering(st *steering) {
 	}
 	h.signMu.Lock()
 	defer h.signMu.Unlock()
-	var snap *regions.Snapshot
-	if st != nil {
-		snap = st.snap
-	}
-	state, ok := h.sign(h.zones.Load(), snap)
-	if !ok {
-		return
-	}
-	h.steer.Store(st)
-	h.signed.Store(&signedView{state: state, st: st})
+	h.want.st, h.want.hasSt = st, true
+	h.trySign()
 }
 
-// swapZones swaps in a zone set, signed first when DNSSEC is on; when
-// signing fails the previous set keeps serving.
+// swapZones swaps in a zone set, signed first when DNSSEC is on; while it
+// cannot be signed, the previous set keeps serving.
 func (h *Handler) swapZones(set *zones.Set) {
 	if h.cfg.DNSSEC == nil || set == nil {
 		h.zones.Store(set)
@@ -70,38 +80,87 @@ func (h *Handler) swapZones(set *zones.Set) {
 	}
 	h.signMu.Lock()
 	defer h.signMu.Unlock()
-	var st *steering
-	var snap *regions.Snapshot
-	if sv := h.signed.Load(); sv != nil {
-		st = sv.st
-	} else {
+	h.want.set = set
+	h.trySign()
+}
+
+// RetrySigning signs again what is waiting to be served, if anything: a
+// keyless zone's source has new signatures.
+func (h *Handler) RetrySigning() {
+	if h.cfg.DNSSEC == nil {
+		return
+	}
+	h.signMu.Lock()
+	defer h.signMu.Unlock()
+	if !h.want.since.IsZero() {
+		h.trySign()
+	}
+}
+
+// trySign signs the wanted zone set and steering and swaps them in with
+// their signatures. A keyless zone whose signatures are not all there
+// keeps the previous ones serving: until they come, or, when signed
+// supersets stand in for the missing address sets, until its signer is
+// away or has had SignerWait. Under signMu.
+func (h *Handler) trySign() {
+	w := &h.want
+	if w.set == nil {
+		// No zones yet: nothing to sign.
+		if w.hasSt {
+			h.steer.Store(w.st)
+		}
+		return
+	}
+	st := w.st
+	if !w.hasSt {
 		st = h.steer.Load()
 	}
+	var snap *regions.Snapshot
 	if st != nil {
 		snap = st.snap
 	}
-	state, ok := h.sign(set, snap)
-	if !ok {
+	now := h.now()
+	state, err := h.cfg.DNSSEC.Build(w.set, snap)
+	if err == nil && state.Stats().Substituted > 0 && h.cfg.SignerBehind != nil {
+		if w.since.IsZero() {
+			w.since = now
+		}
+		wait := h.cfg.SignerWait
+		if wait == 0 {
+			wait = DefaultSignerWait
+		}
+		if now.Sub(w.since) < wait && h.cfg.SignerBehind(snap) {
+			w.why, w.waiting = fmt.Sprintf("waiting for the signer: %d address sets not signed yet", state.Stats().Substituted), true
+			return
+		}
+	}
+	if err != nil {
+		if w.since.IsZero() {
+			w.since = now
+			h.logger().Warn("cannot sign the new zones or snapshot yet; the previous ones keep serving", "err", err)
+		}
+		if !errors.Is(err, dnssec.ErrUnsigned) {
+			h.sigStats.failed.Add(1)
+			h.logger().Error("signing failed; the previous zones and snapshot keep serving", "err", err)
+		}
+		w.why, w.waiting = err.Error(), false
 		return
 	}
-	h.zones.Store(set)
-	h.signed.Store(&signedView{state: state, st: st})
-}
-
-func (h *Handler) sign(set *zones.Set, snap *regions.Snapshot) (*dnssec.State, bool) {
-	state, err := h.cfg.DNSSEC.Build(set, snap)
-	if err != nil {
-		h.sigStats.failed.Add(1)
-		h.logger().Error("signing failed; the previous zones and snapshot keep serving", "err", err)
-		return nil, false
+	if !w.since.IsZero() {
+		h.logger().Info("signed; serving the new zones and snapshot", "waited", now.Sub(w.since).Round(time.Millisecond),
+			"substituted", state.Stats().Substituted)
 	}
+	w.since, w.why, w.waiting = time.Time{}, "", false
 	h.noteBuild(state)
-	return state, true
+	h.zones.Store(w.set)
+	if w.hasSt {
+		h.steer.Store(st)
+	}
+	h.signed.Store(&signedView{state: state, st: st})
 }
 
 func (h *Handler) noteBuild(state *dnssec.State) {
 	bs := state.Stats()
-	h.sigStats.refresh.Store(bs.RefreshAt.Unix())
 	if bs.Signed > 0 || bs.Chains > 0 {
 		h.logger().Debug("signed", "services", bs.Services, "resigned", bs.Resigned, "signatures", bs.Signed, "reused", bs.Reused,
 			"chains", bs.Chains, "took", bs.Took, "refresh_at", bs.RefreshAt)
@@ -109,22 +168,27 @@ func (h *Handler) noteBuild(state *dnssec.State) {
 }
 
 // RunDNSSEC refreshes signatures in the background until ctx ends: every
-// interval it makes again the signatures due for refresh (each is due at
-// its own time, see dnssec.Policy) and swaps in the state that carries
-// them. Nothing is thrown away: a state is replaced only by a complete
-// one. Without DNSSEC it returns at once.
+// interval it makes again (or, keyless, looks up again) the signatures
+// due for refresh (each is due at its own time, see dnssec.Policy) and
+// swaps in the state that carries them. Nothing is thrown away: a state
+// is replaced only by a complete one. Every second it signs again what
+// waits to be served. Without DNSSEC it returns at once.
 func (h *Handler) RunDNSSEC(ctx context.Context, interval time.Duration) error {
 	if h.cfg.DNSSEC == nil {
 		return nil
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
+	refresh := time.NewTicker(interval)
+	defer refresh.Stop()
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-refresh.C:
 			h.RefreshSignatures()
+		case <-retry.C:
+			h.RetrySigning()
 		}
 	}
 }
@@ -137,10 +201,12 @@ func (h *Handler) RefreshSignatures() {
 	if sv == nil {
 		return
 	}
-	state, err := h.cfg.DNSSEC.Refresh()
+	state, err := h.cfg.DNSSEC.Refresh(sv.state)
 	switch {
 	case err != nil:
-		h.sigStats.failed.Add(1)
+		if !errors.Is(err, dnssec.ErrUnsigned) {
+			h.sigStats.failed.Add(1)
+		}
 		h.logger().Error("signature refresh failed; the current signatures keep serving", "err", err)
 	case state != nil:
 		h.noteBuild(state)
@@ -148,6 +214,27 @@ func (h *Handler) RefreshSignatures() {
 		bs := state.Stats()
 		h.logger().Info("signatures refreshed", "signatures", bs.Signed, "services", bs.Resigned, "chains", bs.Chains, "took", bs.Took, "next", bs.RefreshAt)
 	}
+}
+
+// DNSSECStatus is what signing looks like now: the served state's
+// figures, and what waits to be served and why.
+type DNSSECStatus struct {
+	Served  *dnssec.State // nil: nothing signed yet
+	Pending time.Time     // zero: nothing waits
+	Why     string        // why it waits
+	Waiting bool          // for the signer, supersets ready
+}
+
+// DNSSECStatus says how signing goes.
+func (h *Handler) DNSSECStatus() DNSSECStatus {
+	var out DNSSECStatus
+	if sv := h.signed.Load(); sv != nil {
+		out.Served = sv.state
+	}
+	h.signMu.Lock()
+	out.Pending, out.Why, out.Waiting = h.want.since, h.want.why, h.want.waiting
+	h.signMu.Unlock()
+	return out
 }
 
 // SignedState is the signed state DO queries are answered from, nil
@@ -239,6 +326,12 @@ var (
 		"Zone sets, snapshots or refreshes that could not be signed (the previous signed state kept serving).", nil, nil)
 	descRefreshDue = prometheus.NewDesc("meridian_dnssec_refresh_due_seconds",
 		"Seconds until the first signature served is due for refresh (negative: overdue; expiry follows the refresh interval later).", nil, nil)
+	descExpiry = prometheus.NewDesc("meridian_dnssec_signature_expiry_seconds",
+		"Seconds until the first signature served expires (negative: expired). Falls while a keyless server's signer is away.", nil, nil)
+	descSubstituted = prometheus.NewDesc("meridian_dnssec_substituted_sets",
+		"Address sets answered with a signed superset because their own signatures are not there (a keyless server whose signer is away or behind).", nil, nil)
+	descPending = prometheus.NewDesc("meridian_dnssec_pending_seconds",
+		"Seconds a zone set or snapshot has waited to be signed while the previous one kept serving (0: none waits).", nil, nil)
 )
 
 // DNSSECCollector exports the handler's signing counters.
@@ -250,15 +343,32 @@ func (c dnssecCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descUnsigned
 	ch <- descSignFailed
 	ch <- descRefreshDue
+	ch <- descExpiry
+	ch <- descSubstituted
+	ch <- descPending
 }
 
 func (c dnssecCollector) Collect(ch chan<- prometheus.Metric) {
 	s := &c.h.sigStats
 	ch <- prometheus.MustNewConstMetric(descUnsigned, prometheus.CounterValue, float64(s.unsigned.Load()))
 	ch <- prometheus.MustNewConstMetric(descSignFailed, prometheus.CounterValue, float64(s.failed.Load()))
-	if r := s.refresh.Load(); r != 0 && c.h.signed.Load() != nil {
-		ch <- prometheus.MustNewConstMetric(descRefreshDue, prometheus.GaugeValue, float64(r-c.h.now().Unix()))
+	now := c.h.now()
+	ds := c.h.DNSSECStatus()
+	if st := ds.Served; st != nil {
+		bs := st.Stats()
+		if !bs.RefreshAt.IsZero() {
+			ch <- prometheus.MustNewConstMetric(descRefreshDue, prometheus.GaugeValue, bs.RefreshAt.Sub(now).Seconds())
+		}
+		if !bs.Expires.IsZero() {
+			ch <- prometheus.MustNewConstMetric(descExpiry, prometheus.GaugeValue, bs.Expires.Sub(now).Seconds())
+		}
+		ch <- prometheus.MustNewConstMetric(descSubstituted, prometheus.GaugeValue, float64(bs.Substituted))
 	}
+	pending := 0.0
+	if !ds.Pending.IsZero() {
+		pending = now.Sub(ds.Pending).Seconds()
+	}
+	ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, pending)
 }
 
 // signedTransfer is what a transfer of z carries when z is signed in sv:

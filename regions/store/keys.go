@@ -75,6 +75,14 @@ func (k Keys) LatencyChunk(id string, n int) string {
 // Audit is the prefix of the audit log's records.
 func (k Keys) Audit() string { return k.prefix + "audit/" }
 
+// DNSSECAll is the prefix of every signed zone's keys and signatures
+// (package dnssec/sigstore lays them out); no part of the regions state.
+func (k Keys) DNSSECAll() string { return k.prefix + "dnssec/" }
+
+// DNSSEC is the prefix of one signed zone's keys and signatures, under
+// its canonical name ("dnssec/gslb.example./").
+func (k Keys) DNSSEC(zone string) string { return k.DNSSECAll() + regions.CanonicalName(zone) + "/" }
+
 // AuditRecord is the key of one audit record; ids sort newest first.
 func (k Keys) AuditRecord(id string) string { return k.Audit() + id }
 
@@ -90,6 +98,7 @@ const (
 	keyLatencyManifest
 	keyLatencyChunk
 	keyAudit
+	keyDNSSEC
 )
 
 // parsedKey is a key taken apart: name is the region, service, prober id
@@ -129,6 +138,8 @@ func (k Keys) parse(key string) parsedKey {
 		if name != "" && !strings.Contains(name, "/") {
 			return parsedKey{kind: keyAudit, name: name}
 		}
+	case "dnssec":
+		return parsedKey{kind: keyDNSSEC}
 	case "latency":
 		if name == "manifest" {
 			return parsedKey{kind: keyLatencyManifest}

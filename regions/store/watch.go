@@ -243,13 +243,15 @@ func (w *Watcher) run(ctx context.Context, out sink) error {
 func (w *Watcher) list(ctx context.Context) (*regions.State, map[string]string, uint64, error) {
 	lctx, cancel := context.WithTimeout(ctx, w.ListTimeout)
 	defer cancel()
-	// Everything but the audit log and the latency chunks (read through
-	// the manifest only), at one revision; "audit/" sorts before
+	// Everything but the audit log, DNSSEC's keys and signatures and the
+	// latency chunks (read through the manifest only), at one revision;
+	// "audit/" sorts before "dnssec/", which sorts before
 	// "latency/chunks/". A watcher of a subtree reads that one range.
-	root, audit, chunks := w.keys.Prefix(), w.keys.Audit(), w.keys.LatencyChunksAll()
+	root, audit, sec, chunks := w.keys.Prefix(), w.keys.Audit(), w.keys.DNSSECAll(), w.keys.LatencyChunksAll()
 	ranges := [][2]string{
 		{root, audit},
-		{clientv3.GetPrefixRangeEnd(audit), chunks},
+		{clientv3.GetPrefixRangeEnd(audit), sec},
+		{clientv3.GetPrefixRangeEnd(sec), chunks},
 		{clientv3.GetPrefixRangeEnd(chunks), clientv3.GetPrefixRangeEnd(root)},
 	}
 	if w.Subtree != "" {
@@ -430,7 +432,7 @@ func (w *Watcher) watch(ctx context.Context, st *regions.State, probs map[string
 			continue
 		}
 		evs := w.events(wr, from)
-		if len(evs) == 0 { // progress notification, the listing's revision, the audit log
+		if len(evs) == 0 { // progress notification, the listing's revision, the audit log, signatures
 			out.confirm(last)
 			continue
 		}
@@ -471,14 +473,17 @@ const maxCoalesce = 4096
 
 // events are the changes of wr that make a State: after from (the
 // listing's revision, whose events the listing holds), without the audit
-// log, which is no part of the state (trimming it must not build
-// snapshots).
+// log and DNSSEC's signatures, which are no part of the state (trimming
+// the log or publishing signatures must not build snapshots).
 func (w *Watcher) events(wr clientv3.WatchResponse, from int64) []*clientv3.Event {
 	evs := wr.Events
 	for len(evs) > 0 && evs[0].Kv.ModRevision <= from {
 		evs = evs[1:]
 	}
-	return slices.DeleteFunc(evs, func(ev *clientv3.Event) bool { return w.keys.parse(string(ev.Kv.Key)).kind == keyAudit })
+	return slices.DeleteFunc(evs, func(ev *clientv3.Event) bool {
+		k := w.keys.parse(string(ev.Kv.Key)).kind
+		return k == keyAudit || k == keyDNSSEC
+	})
 }
 
 // apply returns a copy of st with events applied; st is left alone. The
@@ -568,7 +573,7 @@ func (w *Watcher) put(ctx context.Context, st *regions.State, probs map[string]s
 		default:
 			st.Latency = ld
 		}
-	case keyLatencyChunk, keyAudit:
+	case keyLatencyChunk, keyAudit, keyDNSSEC:
 		return nil
 	default:
 		bad = errors.New("not a key Meridian uses")
