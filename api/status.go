@@ -43,6 +43,8 @@ type ServerStatus struct {
 	TLS *apitypes.TLSStatus
 	// Certificates lists the certificates the server uses.
 	Certificates []apitypes.CertificateInfo
+	// DNSSEC describes each signed zone.
+	DNSSEC []apitypes.DNSSECZoneStatus
 }
 
 // Details is what /health/details shows besides readiness and status.
@@ -65,7 +67,7 @@ func (a *apiServer) statusOf(services bool) apitypes.Status {
 	if a.opts.Status != nil {
 		srv = a.opts.Status()
 	}
-	out := apitypes.Status{Etcd: srv.Etcd, GeoIP: srv.GeoIP, TLS: srv.TLS, Certificates: srv.Certificates}
+	out := apitypes.Status{Etcd: srv.Etcd, GeoIP: srv.GeoIP, TLS: srv.TLS, Certificates: srv.Certificates, DNSSEC: srv.DNSSEC}
 	var snap *regions.Snapshot
 	if a.opts.Snapshot != nil {
 		snap = a.opts.Snapshot()

@@ -53,7 +53,9 @@ func RRsetHash(rrset []dns.RR, origTTL uint32) (Hash, error) {
 		n := dns.Len(rr) + 16
 		start := len(buf)
 		buf = slices.Grow(buf, n)[:start+n]
-		off, err := dns.PackRR(rr, buf[start:], 0, nil, false)
+		// PackRR writes the record's RDLENGTH into its header: pack a
+		// copy, the records are shared.
+		off, err := dns.PackRR(dns.Copy(rr), buf[start:], 0, nil, false)
 		if err != nil {
 			return Hash{}, err
 		}

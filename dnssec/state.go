@@ -139,6 +139,42 @@ type State struct {
 	services map[*regions.ServiceView]*svcSigs
 	gen      uint64
 	stats    BuildStats
+	// byOrigin sums up each zone: its earliest expiry, its stand-ins.
+	byOrigin map[string]zoneSum
+}
+
+type zoneSum struct {
+	expires time.Time
+	subs    int
+}
+
+// Expires is when the first signature of zone the State serves expires
+// (zero: none).
+func (st *State) Expires(origin string) time.Time {
+	return st.byOrigin[dns.CanonicalName(origin)].expires
+}
+
+// Substituted counts the address sets of zone's services answered with a
+// signed superset.
+func (st *State) Substituted(origin string) int { return st.byOrigin[dns.CanonicalName(origin)].subs }
+
+// sum fills byOrigin.
+func (st *State) sum() {
+	st.byOrigin = map[string]zoneSum{}
+	add := func(o string, exp time.Time, subs int) {
+		zs := st.byOrigin[o]
+		if !exp.IsZero() && (zs.expires.IsZero() || exp.Before(zs.expires)) {
+			zs.expires = exp
+		}
+		zs.subs += subs
+		st.byOrigin[o] = zs
+	}
+	for _, zs := range st.byZone {
+		add(zs.z.Origin(), zs.expires, 0)
+	}
+	for _, ss := range st.services {
+		add(ss.zs.z.Origin(), ss.expires, ss.subs)
+	}
 }
 
 // BuildStats says what building a State did.
@@ -387,6 +423,7 @@ func (s *Signer) buildFrom(prev *State, set *zones.Set, snap *regions.Snapshot, 
 	st.stats.Reused -= reused0
 	st.stats.RefreshAt = all.refreshAt
 	st.stats.Expires = all.expires
+	st.sum()
 	st.stats.Took = s.now().Sub(start)
 	return st, nil
 }

@@ -177,6 +177,8 @@ type Status struct {
 	Services []ServiceStatus `json:"services"`
 	Etcd     *EtcdStatus     `json:"etcd,omitempty"`
 	GeoIP    *geo.Info       `json:"geoip,omitempty"`
+	// DNSSEC describes each signed zone; empty without one.
+	DNSSEC []DNSSECZoneStatus `json:"dnssec,omitempty"`
 	// TLS is the API's TLS (api.tls), when it has one.
 	TLS *TLSStatus `json:"tls,omitempty"`
 	// Certificates lists every certificate the server uses (the API's,
@@ -209,6 +211,66 @@ type CertificateInfo struct {
 	File     string    `json:"file"`
 	Subject  string    `json:"subject"`
 	NotAfter time.Time `json:"not_after"`
+}
+
+// DNSSECZoneStatus is how a signed zone's signing goes on this server
+// (docs/dnssec.md).
+type DNSSECZoneStatus struct {
+	Zone string `json:"zone"`
+	// Signer is "local" (this server holds the keys and signs) or
+	// "etcd" (keyless: the zone's signer's signatures, read from etcd).
+	Signer string      `json:"signer"`
+	Keys   []DNSSECKey `json:"keys"`
+	// Rollover says where a key rollover is and what it waits for.
+	Rollover string `json:"rollover,omitempty"`
+	// Parent is the zone's DS at its parent, as the signer last saw it.
+	Parent *DNSSECParent `json:"parent,omitempty"`
+	// SignerStatus is what a keyless server knows of the zone's signer.
+	SignerStatus *DNSSECSigner `json:"signer_status,omitempty"`
+	// Expires is when the first signature served expires.
+	Expires          time.Time `json:"expires,omitzero"`
+	ExpiresInSeconds float64   `json:"expires_in_seconds,omitempty"`
+	// Substituted counts the address sets answered with a signed
+	// superset because their own signatures are not there.
+	Substituted int `json:"substituted"`
+	// PendingSince: a zone set or snapshot waits to be signed while the
+	// previous one serves, since then, for Why.
+	PendingSince time.Time `json:"pending_since,omitzero"`
+	PendingWhy   string    `json:"pending_why,omitempty"`
+	// Warnings are what an operator should act on.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// DNSSECKey is one key of a signed zone.
+type DNSSECKey struct {
+	Tag       uint16 `json:"tag"`
+	Role      string `json:"role"` // CSK, KSK or ZSK
+	Algorithm uint8  `json:"algorithm"`
+	Published bool   `json:"published"`
+	Signing   bool   `json:"signing"`
+	CDS       bool   `json:"cds"`          // its CDS and CDNSKEY are at the apex
+	DS        string `json:"ds,omitempty"` // the DS (SHA-256) of a SEP key
+}
+
+// DNSSECParent is the DS RRset at the parent.
+type DNSSECParent struct {
+	Checked time.Time `json:"checked"`
+	DS      []string  `json:"ds,omitempty"`
+	// Unknown are the DS records that match no key of the zone.
+	Unknown []string `json:"unknown,omitempty"`
+	Error   string   `json:"error,omitempty"`
+}
+
+// DNSSECSigner is a zone's signer as a keyless name server sees it.
+type DNSSECSigner struct {
+	Alive bool   `json:"alive"`
+	ID    string `json:"id,omitempty"`
+	// SignedRevision is the etcd revision of the regions state it signed
+	// last, at SignedAt; Entries the RRsets with signatures it published.
+	SignedRevision int64     `json:"signed_revision,omitempty"`
+	SignedAt       time.Time `json:"signed_at,omitzero"`
+	Entries        int       `json:"entries"`
+	Problem        string    `json:"problem,omitempty"`
 }
 
 // SnapshotStatus is the served snapshot: where it came from and how old

@@ -27,7 +27,7 @@ const filesDirective = ":files"
 // hang on a server that does not answer.
 const completeTimeout = 2 * time.Second
 
-var topCommands = []string{"server", "prober", "ctl", "geoip", "dnssec", "version", "completion", "help"}
+var topCommands = []string{"server", "prober", "ctl", "geoip", "dnssec", "signer", "version", "completion", "help"}
 
 func runCompletion(args []string, stdout, stderr io.Writer) int {
 	if len(args) != 1 || completionScripts[args[0]] == "" {
@@ -81,7 +81,7 @@ func completions(ctx context.Context, words []string) []string {
 			return withPrefix([]string{"ds", "keygen"}, cur)
 		}
 		return flagCompletions(before[:2], before[2:], cur)
-	case "server", "prober", "version":
+	case "server", "prober", "signer", "version":
 		return flagCompletions(before[:1], before[1:], cur)
 	}
 	return nil

@@ -30,7 +30,7 @@ func TestCompletions(t *testing.T) {
 		words []string
 		want  []string
 	}{
-		{"commands", []string{""}, []string{"server", "prober", "ctl", "geoip", "dnssec", "version", "completion", "help"}},
+		{"commands", []string{""}, []string{"server", "prober", "ctl", "geoip", "dnssec", "signer", "version", "completion", "help"}},
 		{"a command by its start", []string{"ct"}, []string{"ctl"}},
 		{"shells", []string{"completion", ""}, []string{"bash", "fish", "zsh"}},
 		{"server flags", []string{"server", "--c"}, []string{"--check", "--config"}},

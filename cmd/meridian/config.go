@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/miekg/dns"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/meridian-gslb/meridian/api"
@@ -234,7 +235,7 @@ var (
 	yamlLineMsg  = regexp.MustCompile(`^line (\d+): (.*)$`)
 	yamlUnknown  = regexp.MustCompile(`^field (\S+) not found in type (?:main|store)\.(\w+)$`)
 	typeSections = map[string]string{"Config": "", "ListenConfig": "listen", "LogConfig": "log", "DNSConfig": "dns", "HTTPConfig": "http", "ZoneConfig": "zones[]",
-		"RRLConfig": "dns.rrl", "GeoIPConfig": "geoip", "ECSConfig": "ecs", "DNSSECConfig": "zones[].dnssec", "EtcdConfig": "etcd", "SteeringConfig": "steering", "APIConfig": "api", "APITLSConfig": "api.tls",
+		"RRLConfig": "dns.rrl", "GeoIPConfig": "geoip", "ECSConfig": "ecs", "DNSSECConfig": "zones[].dnssec", "RolloverConfig": "zones[].dnssec.rollover", "EtcdConfig": "etcd", "SteeringConfig": "steering", "APIConfig": "api", "APITLSConfig": "api.tls",
 		"ProberConfig": "", "CanaryConfig": "canary"}
 )
 
@@ -642,7 +643,13 @@ func (c *Config) zoneSpecs(signer *dnssec.Signer) []zones.FileSpec {
 	for i, z := range c.Zones {
 		specs[i] = zones.FileSpec{Origin: z.Origin, File: z.File}
 		if signer != nil && z.DNSSEC != nil {
+			// A keyless zone whose keys are not known yet is loaded as
+			// a signed one all the same: its file must hold no DNSSEC
+			// records either.
 			specs[i].DNSSEC = signer.Apex(z.Origin)
+			if specs[i].DNSSEC == nil {
+				specs[i].DNSSEC = []dns.RR{}
+			}
 		}
 	}
 	return specs

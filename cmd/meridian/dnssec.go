@@ -37,10 +37,85 @@ type DNSSECConfig struct {
 	// Denial is how names and types that do not exist are proven: nsec
 	// (the only one, and the default; docs/dnssec.md says why).
 	Denial string `yaml:"denial"`
+	// Signer says where the zone is signed: "local" (default) in this
+	// process, which holds the keys; "etcd" by the zone's signer
+	// (`meridian signer`), whose signatures this name server reads from
+	// etcd, holding no private key (docs/dnssec.md, "Signers and name
+	// servers").
+	Signer string `yaml:"signer"`
+	// DNSKEYTTL is the TTL of the DNSKEY, CDS and CDNSKEY RRsets, in
+	// seconds; 0: the keys' (3600 as keygen makes them).
+	DNSKEYTTL uint32 `yaml:"dnskey_ttl"`
+	// ExpiryWarning: status warns once a served signature expires within
+	// this (a signer away); 0: 72h. Below refresh.
+	ExpiryWarning regions.Duration `yaml:"expiry_warning"`
+	// SignerWait (signer: etcd): how long a snapshot waits for a live
+	// signer that has not signed it yet before signed supersets stand in
+	// for what it lacks; 0: 5s.
+	SignerWait regions.Duration `yaml:"signer_wait"`
+	// Rollover makes the zone's signer replace its keys (signer: local,
+	// run by `meridian signer`); nil: the keys stay.
+	Rollover *RolloverConfig `yaml:"rollover"`
+}
+
+// RolloverConfig is a zone's automated key rollover (docs/dnssec.md,
+// "Key rollover").
+type RolloverConfig struct {
+	// Lifetimes of keys by role: a key that has signed for this long is
+	// replaced. 0: never.
+	CSKLifetime regions.Duration `yaml:"csk_lifetime"`
+	KSKLifetime regions.Duration `yaml:"ksk_lifetime"`
+	ZSKLifetime regions.Duration `yaml:"zsk_lifetime"`
+	// Propagation: how long a change takes to reach every name server;
+	// 0: 5m.
+	Propagation regions.Duration `yaml:"propagation"`
+	// ParentServers are the parent zone's name servers (host:port), asked
+	// for the zone's DS before an old CSK or KSK retires.
+	ParentServers []string `yaml:"parent_servers"`
+	// Algorithm of new keys (13 or 15); empty: the old key's.
+	Algorithm string `yaml:"algorithm"`
 }
 
 func (d *DNSSECConfig) policy() dnssec.Policy {
 	return dnssec.Policy{Validity: time.Duration(d.Validity), Refresh: time.Duration(d.Refresh)}
+}
+
+// keyless says whether the zone's signatures come from its signer
+// through etcd.
+func (d *DNSSECConfig) keyless() bool { return d.Signer == "etcd" }
+
+// DefaultExpiryWarning is how long before a served signature expires
+// status warns.
+const DefaultExpiryWarning = 72 * time.Hour
+
+func (d *DNSSECConfig) expiryWarning() time.Duration {
+	if d.ExpiryWarning == 0 {
+		return DefaultExpiryWarning
+	}
+	return time.Duration(d.ExpiryWarning)
+}
+
+// rollover is the zone's rollover, nil without one; keyDir is where new
+// keys go.
+func (d *DNSSECConfig) rollover(keyDir string) *dnssec.Rollover {
+	r := d.Rollover
+	if r == nil {
+		return nil
+	}
+	alg := uint8(0)
+	if r.Algorithm != "" {
+		alg, _ = dnssec.ParseAlgorithm(r.Algorithm) // validated
+	}
+	ro := &dnssec.Rollover{
+		Policy: dnssec.RolloverPolicy{CSK: time.Duration(r.CSKLifetime), KSK: time.Duration(r.KSKLifetime), ZSK: time.Duration(r.ZSKLifetime),
+			Propagation: time.Duration(r.Propagation), Algorithm: alg},
+		KeyDir: keyDir,
+		Now:    time.Now,
+	}
+	if len(r.ParentServers) > 0 {
+		ro.Parent = dnssec.ParentDSQuery(r.ParentServers, 3*time.Second)
+	}
+	return ro
 }
 
 // validateDNSSEC checks a zone's dnssec section without reading keys.
@@ -62,38 +137,105 @@ func (c *Config) validateDNSSEC(field string, z ZoneConfig) []error {
 	if len(d.Keys) > 0 && d.CreateKeys {
 		errs = append(errs, c.errf(field+".dnssec.create_keys", "keys are named in dnssec.keys: nothing to create"))
 	}
+	switch d.Signer {
+	case "", "local":
+	case "etcd":
+		if len(d.Keys) > 0 || d.CreateKeys {
+			errs = append(errs, c.errf(field+".dnssec.signer", "etcd: this name server holds no key of the zone; leave keys and create_keys out"))
+		}
+		if d.Rollover != nil {
+			errs = append(errs, c.errf(field+".dnssec.rollover", "the zone's signer rolls its keys; configure the rollover there"))
+		}
+	default:
+		errs = append(errs, c.errf(field+".dnssec.signer", "%q: want local or etcd", d.Signer))
+	}
+	if p := d.policy().Normalized(); d.expiryWarning() >= p.Refresh || d.ExpiryWarning < 0 {
+		errs = append(errs, c.errf(field+".dnssec.expiry_warning", "%s: want more than 0 and less than refresh (%s): a signer refreshes signatures before status warns", d.expiryWarning(), p.Refresh))
+	}
+	if d.SignerWait < 0 {
+		errs = append(errs, c.errf(field+".dnssec.signer_wait", "must not be negative"))
+	}
+	if r := d.Rollover; r != nil {
+		for name, v := range map[string]regions.Duration{"csk_lifetime": r.CSKLifetime, "ksk_lifetime": r.KSKLifetime, "zsk_lifetime": r.ZSKLifetime, "propagation": r.Propagation} {
+			if v < 0 {
+				errs = append(errs, c.errf(field+".dnssec.rollover."+name, "must not be negative"))
+			}
+		}
+		if (r.CSKLifetime > 0 || r.KSKLifetime > 0) && len(r.ParentServers) == 0 {
+			errs = append(errs, c.errf(field+".dnssec.rollover.parent_servers", "a CSK or KSK rollover retires the old key only once the parent serves the new DS: name the parent's servers"))
+		}
+		for i, ps := range r.ParentServers {
+			if err := dnssec.HostPort(ps); err != nil {
+				errs = append(errs, c.errf(fmt.Sprintf("%s.dnssec.rollover.parent_servers[%d]", field, i), "%q: want host:port", ps))
+			}
+		}
+		if r.Algorithm != "" {
+			if _, err := dnssec.ParseAlgorithm(r.Algorithm); err != nil {
+				errs = append(errs, c.errf(field+".dnssec.rollover.algorithm", "%v", err))
+			}
+		}
+	}
 	return errs
 }
 
-// loadSigner reads the keys of every signed zone (making a CSK on a first
-// start where create_keys says so) and returns the signer, nil when no
-// zone is signed; made lists the keys it created.
-func loadSigner(cfg *Config) (*dnssec.Signer, []*dnssec.Key, error) {
+// signedZones is what a configuration signs.
+type signedZones struct {
+	signer *dnssec.Signer // nil when no zone is signed
+	// files are the keys of each zone signed here, read from its key
+	// directory (by canonical name).
+	files map[string]*dnssec.KeySet
+	// keyless lists the zones whose signatures come from etcd.
+	keyless []string
+	made    []*dnssec.Key // keys create_keys made
+}
+
+// loadSigner reads the keys of every zone signed here (making a CSK on a
+// first start where create_keys says so); keyless zones take their
+// signatures from src. A key file that is missing, unreadable, of
+// another algorithm or open to others is an error naming the file.
+func loadSigner(cfg *Config, src dnssec.Source) (*signedZones, error) {
 	zc := map[string]dnssec.ZoneConfig{}
-	var made []*dnssec.Key
+	out := &signedZones{files: map[string]*dnssec.KeySet{}}
 	for _, z := range cfg.Zones {
 		d := z.DNSSEC
 		if d == nil {
 			continue
 		}
-		create := uint8(0)
-		if d.CreateKeys {
-			create, _ = dnssec.ParseAlgorithm(d.Algorithm) // validated
-		}
 		origin := dns.CanonicalName(z.Origin)
-		ks, k, err := dnssec.LoadKeySet(origin, d.KeyDir, d.Keys, create)
+		if d.keyless() {
+			zc[origin] = dnssec.ZoneConfig{Policy: d.policy(), Source: src}
+			out.keyless = append(out.keyless, origin)
+			continue
+		}
+		ks, k, err := loadKeys(origin, d)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if k != nil {
-			made = append(made, k)
+			out.made = append(out.made, k)
 		}
+		out.files[origin] = ks
 		zc[origin] = dnssec.ZoneConfig{Keys: ks, Policy: d.policy()}
 	}
 	if len(zc) == 0 {
-		return nil, nil, nil
+		return out, nil
 	}
-	return dnssec.NewSigner(zc, nil), made, nil
+	out.signer = dnssec.NewSigner(zc, nil)
+	return out, nil
+}
+
+// loadKeys reads a zone's keys as its dnssec section says.
+func loadKeys(origin string, d *DNSSECConfig) (*dnssec.KeySet, *dnssec.Key, error) {
+	create := uint8(0)
+	if d.CreateKeys {
+		create, _ = dnssec.ParseAlgorithm(d.Algorithm) // validated
+	}
+	ks, k, err := dnssec.LoadKeySet(origin, d.KeyDir, d.Keys, create)
+	if err != nil {
+		return nil, nil, err
+	}
+	ks.TTL = d.DNSKEYTTL
+	return ks, k, nil
 }
 
 const dnssecUsage = `usage: meridian dnssec keygen --zone ZONE [--dir DIR] [--algorithm 13|15] [--ksk-zsk]

@@ -121,21 +121,13 @@ func verifySigned(t *testing.T, r *dns.Msg, key *dns.DNSKEY) {
 	}
 }
 
-// TestDNSSECThroughUnbound: a validating unbound, with the zone's DNSKEY
-// as its trust anchor, validates every kind of answer through the server
-// (AD, nothing bogus): static records, a service steered by continent
-// with ECS from three continents, a weighted one, CNAMEs into a service,
-// NXDOMAIN, NODATA (at a name, at a service, at an empty non-terminal
-// above one), wildcards, the DS and its denial at delegations; and again
-// right after a VIP and then a whole region fail.
-func TestDNSSECThroughUnbound(t *testing.T) {
-	ts, key := signedServer(t)
-	// A fresh unbound after each health change: its cache must not answer
-	// for the server.
-	newUnbound := func() *unboundRun {
-		return startUnbound(t, ts, unboundSetup{
-			modules: "subnetcache validator iterator",
-			extra: fmt.Sprintf(`  send-client-subnet: 127.0.0.1
+// validator is a validating unbound in front of ts, with key as the
+// zone's trust anchor; extra adds to its server clause.
+func validator(t *testing.T, ts *testServer, key *dns.DNSKEY) *unboundRun {
+	t.Helper()
+	return startUnbound(t, ts, unboundSetup{
+		modules: "subnetcache validator iterator",
+		extra: fmt.Sprintf(`  send-client-subnet: 127.0.0.1
   client-subnet-always-forward: yes
   max-client-subnet-ipv4: 24
   cache-max-ttl: 0
@@ -143,62 +135,73 @@ func TestDNSSECThroughUnbound(t *testing.T) {
   val-log-level: 2
   trust-anchor: "%s"
 `, strings.ReplaceAll(key.String(), "\t", " ")),
-			stubs: []string{"example.org"},
-		})
+		stubs: []string{"example.org"},
+	})
+}
+
+// validated is one question asked through a validator and the answer it
+// must give, validated (AD).
+type validated struct {
+	name, qname string
+	qtype       uint16
+	subnet      string
+	rcode       int
+	want        string // answerText, "" for none
+}
+
+func (c validated) check(t *testing.T, ub *unboundRun) {
+	t.Helper()
+	r, err := ub.ask("udp", c.qname, c.qtype, withSubnet(c.subnet))
+	if err != nil {
+		t.Fatal(err)
 	}
-	ub := newUnbound()
-	type tc struct {
-		name, qname string
-		qtype       uint16
-		subnet      string
-		rcode       int
-		want        string // answerText, "" for none
+	if r.Rcode != c.rcode || !r.AuthenticatedData || answerText(r) != c.want {
+		t.Fatalf("rcode %s AD %v, want %s AD; answer\n%s\nwant\n%s\nreply:\n%s\nunbound log:\n%s", dns.RcodeToString[r.Rcode], r.AuthenticatedData,
+			dns.RcodeToString[c.rcode], answerText(r), c.want, r, ub.log())
 	}
-	check := func(t *testing.T, c tc) {
-		t.Helper()
-		r, err := ub.ask("udp", c.qname, c.qtype, withSubnet(c.subnet))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.Rcode != c.rcode || !r.AuthenticatedData || answerText(r) != c.want {
-			t.Fatalf("rcode %s AD %v, want %s AD; answer\n%s\nwant\n%s\nreply:\n%s\nunbound log:\n%s", dns.RcodeToString[r.Rcode], r.AuthenticatedData,
-				dns.RcodeToString[c.rcode], answerText(r), c.want, r, ub.log())
-		}
+}
+
+// checkWeighted: the answer unbound gets for lb validates, and every
+// draw the server makes (asked directly, unbound would answer from its
+// cache within the second) carries a valid signature of its set.
+func checkWeighted(t *testing.T, ub *unboundRun, ts *testServer, key *dns.DNSKEY, sets ...string) {
+	t.Helper()
+	r, err := ub.ask("udp", "lb.example.org.", dns.TypeA, withSubnet(""))
+	if err != nil {
+		t.Fatal(err)
 	}
-	// weighted: the answer unbound gets validates, and every draw the
-	// server makes (asked directly, unbound would answer from its cache
-	// within the second) carries a valid signature of its set.
-	weighted := func(t *testing.T, sets ...string) {
-		t.Helper()
-		r, err := ub.ask("udp", "lb.example.org.", dns.TypeA, withSubnet(""))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := answerText(r); r.Rcode != dns.RcodeSuccess || !r.AuthenticatedData || !slices.Contains(sets, got) {
-			t.Fatalf("rcode %s AD %v, answer\n%s\nwant AD and one of %q\nunbound log:\n%s", dns.RcodeToString[r.Rcode], r.AuthenticatedData, got, sets, ub.log())
-		}
-		seen := map[string]bool{}
-		for range 40 {
-			r := query(t, "udp", ts.addr(), "lb.example.org.", dns.TypeA, withSubnet(""))
-			got := answerText(r)
-			if !slices.Contains(sets, got) {
-				t.Fatalf("answer\n%s\nwant one of %q", got, sets)
-			}
-			verifySigned(t, r, key)
-			seen[got] = true
-		}
-		if len(seen) < 2 {
-			t.Errorf("40 weighted answers were all %v", seen)
-		}
+	if got := answerText(r); r.Rcode != dns.RcodeSuccess || !r.AuthenticatedData || !slices.Contains(sets, got) {
+		t.Fatalf("rcode %s AD %v, answer\n%s\nwant AD and one of %q\nunbound log:\n%s", dns.RcodeToString[r.Rcode], r.AuthenticatedData, got, sets, ub.log())
 	}
-	const (
-		lbEU = "lb.example.org. A 192.0.2.10\nlb.example.org. A 192.0.2.11"
-		lbNA = "lb.example.org. A 192.0.2.20"
-		lbAS = "lb.example.org. A 192.0.2.30"
-	)
-	t.Run("weighted", func(t *testing.T) { weighted(t, lbEU, lbNA, lbAS) })
+	seen := map[string]bool{}
+	for range 40 {
+		r := query(t, "udp", ts.addr(), "lb.example.org.", dns.TypeA, withSubnet(""))
+		got := answerText(r)
+		if !slices.Contains(sets, got) {
+			t.Fatalf("answer\n%s\nwant one of %q", got, sets)
+		}
+		verifySigned(t, r, key)
+		seen[got] = true
+	}
+	if len(seen) < 2 {
+		t.Errorf("40 weighted answers were all %v", seen)
+	}
+}
+
+const (
+	lbEU = "lb.example.org. A 192.0.2.10\nlb.example.org. A 192.0.2.11"
+	lbNA = "lb.example.org. A 192.0.2.20"
+	lbAS = "lb.example.org. A 192.0.2.30"
+)
+
+// answerKinds are the kinds of answer a validator must validate: static
+// records, a service steered by continent with ECS from three
+// continents, CNAMEs into a service, NXDOMAIN, NODATA (at a name, at a
+// service, at an empty non-terminal above one), wildcards, the DS and its
+// denial at delegations, the DNSKEY.
+func answerKinds(t *testing.T, ts *testServer, key *dns.DNSKEY) []validated {
 	ok, nx := dns.RcodeSuccess, dns.RcodeNameError
-	for _, c := range []tc{
+	return []validated{
 		{"static", "www.example.org.", dns.TypeA, "", ok, "www.example.org. A 192.0.2.1"},
 		{"static IPv6", "www.example.org.", dns.TypeAAAA, "", ok, "www.example.org. AAAA 2001:db8::1"},
 		{"geo Europe", "geo.example.org.", dns.TypeA, "193.0.0.0/24", ok, "geo.example.org. A 192.0.2.10\ngeo.example.org. A 192.0.2.11"},
@@ -225,12 +228,13 @@ func TestDNSSECThroughUnbound(t *testing.T) {
 		{"delegation with DS", "sec.example.org.", dns.TypeDS, "", ok, answerText(&dns.Msg{Answer: []dns.RR{mustRR(t, "sec.example.org. 300 IN DS "+dsText(t, ts))}})},
 		{"DNSKEY", "example.org.", dns.TypeDNSKEY, "", ok, answerText(&dns.Msg{Answer: []dns.RR{key}})},
 		{"large answer over TCP", "big.example.org.", dns.TypeSOA, "", ok, ""},
-	} {
-		t.Run(c.name, func(t *testing.T) { check(t, c) })
 	}
+}
 
-	// Health: eu's second VIP fails, then its first: the subset, then the
-	// failover to na, are signed before they are served.
+// healthReporter registers a prober in na and reports on eu's VIPs
+// through ts's etcd, with the server's certificate.
+func healthReporter(t *testing.T, ts *testServer, vips ...string) func(down ...string) {
+	t.Helper()
 	cli := ts.etcdClient(t)
 	st := store.NewStore(cli, store.DefaultPrefix, nil)
 	lease, err := cli.Grant(context.Background(), 60)
@@ -240,42 +244,65 @@ func TestDNSSECThroughUnbound(t *testing.T) {
 	if err := st.RegisterProber(context.Background(), &regions.ProberInfo{ID: "p1", Region: "na", Started: time.Now()}, lease.ID); err != nil {
 		t.Fatal(err)
 	}
-	report := func(down ...string) {
+	return func(down ...string) {
 		rep := &regions.HealthReport{Region: "eu", Prober: "p1", ProberRegion: "na", Trusted: true, Observed: time.Now()}
-		for _, a := range []string{"192.0.2.10", "192.0.2.11", "2001:db8::10"} {
-			rep.VIPs = append(rep.VIPs, regions.VIPHealth{Addr: netip.MustParseAddr(a), Up: !strings.Contains(strings.Join(down, " "), a), Since: time.Now()})
+		for _, a := range vips {
+			rep.VIPs = append(rep.VIPs, regions.VIPHealth{Addr: netip.MustParseAddr(a), Up: !slices.Contains(down, a), Since: time.Now()})
 		}
 		if _, err := st.PutHealthReport(context.Background(), rep, lease.ID); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitDirect := func(subnet, want string) {
-		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			r := query(t, "udp", ts.addr(), "geo.example.org.", dns.TypeA, withSubnet(subnet))
-			if answerText(r) == want {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the server never answered\n%s\nlast:\n%s", want, r)
-			}
-			time.Sleep(20 * time.Millisecond)
+}
+
+// waitDirect asks the server for name A (with the ECS subnet, DO) until
+// its answer is want.
+func waitDirect(t *testing.T, ts *testServer, name, subnet, want string) *dns.Msg {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r := query(t, "udp", ts.addr(), name, dns.TypeA, withSubnet(subnet))
+		if answerText(r) == want {
+			return r
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server never answered\n%s\nlast:\n%s", want, r)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestDNSSECThroughUnbound: a validating unbound, with the zone's DNSKEY
+// as its trust anchor, validates every kind of answer through the server
+// (AD, nothing bogus), and again right after a VIP and then a whole
+// region fail.
+func TestDNSSECThroughUnbound(t *testing.T) {
+	ts, key := signedServer(t)
+	// A fresh unbound after each health change: its cache must not answer
+	// for the server.
+	ub := validator(t, ts, key)
+	t.Run("weighted", func(t *testing.T) { checkWeighted(t, ub, ts, key, lbEU, lbNA, lbAS) })
+	for _, c := range answerKinds(t, ts, key) {
+		t.Run(c.name, func(t *testing.T) { c.check(t, ub) })
+	}
+
+	// Health: eu's second VIP fails, then its first: the subset, then the
+	// failover to na, are signed before they are served.
+	report := healthReporter(t, ts, "192.0.2.10", "192.0.2.11", "2001:db8::10")
 	report("192.0.2.11")
-	waitDirect("193.0.0.0/24", "geo.example.org. A 192.0.2.10")
-	ub = newUnbound()
+	waitDirect(t, ts, "geo.example.org.", "193.0.0.0/24", "geo.example.org. A 192.0.2.10")
+	ub = validator(t, ts, key)
+	ok := dns.RcodeSuccess
 	t.Run("after a VIP failed", func(t *testing.T) {
-		check(t, tc{"", "geo.example.org.", dns.TypeA, "193.0.0.0/24", ok, "geo.example.org. A 192.0.2.10"})
-		check(t, tc{"", "docs.example.org.", dns.TypeA, "193.0.0.0/24", ok, "docs.example.org. CNAME geo.example.org.\ngeo.example.org. A 192.0.2.10"})
+		validated{"", "geo.example.org.", dns.TypeA, "193.0.0.0/24", ok, "geo.example.org. A 192.0.2.10"}.check(t, ub)
+		validated{"", "docs.example.org.", dns.TypeA, "193.0.0.0/24", ok, "docs.example.org. CNAME geo.example.org.\ngeo.example.org. A 192.0.2.10"}.check(t, ub)
 	})
 	report("192.0.2.10", "192.0.2.11")
-	waitDirect("193.0.0.0/24", "geo.example.org. A 192.0.2.20")
-	ub = newUnbound()
+	waitDirect(t, ts, "geo.example.org.", "193.0.0.0/24", "geo.example.org. A 192.0.2.20")
+	ub = validator(t, ts, key)
 	t.Run("after the region failed over", func(t *testing.T) {
-		check(t, tc{"", "geo.example.org.", dns.TypeA, "193.0.0.0/24", ok, "geo.example.org. A 192.0.2.20"})
-		weighted(t, lbNA, lbAS)
+		validated{"", "geo.example.org.", dns.TypeA, "193.0.0.0/24", ok, "geo.example.org. A 192.0.2.20"}.check(t, ub)
+		checkWeighted(t, ub, ts, key, lbNA, lbAS)
 	})
 	if strings.Contains(ub.log(), "validation failure") {
 		t.Errorf("unbound saw bogus answers:\n%s", ub.log())
@@ -340,33 +367,7 @@ func TestDNSSECDelvAndVerify(t *testing.T) {
 		})
 	}
 
-	t.Run("dnssec-verify of the transfer", func(t *testing.T) {
-		tr := &dns.Transfer{}
-		m := new(dns.Msg)
-		m.SetAxfr("example.org.")
-		env, err := tr.In(m, ts.DNSTCP[0].String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		var zone strings.Builder
-		n := 0
-		for e := range env {
-			if e.Error != nil {
-				t.Fatal(e.Error)
-			}
-			for _, rr := range e.RR[:len(e.RR)-boolInt(n > 0 && e.RR[len(e.RR)-1].Header().Rrtype == dns.TypeSOA)] {
-				zone.WriteString(rr.String() + "\n")
-			}
-			n++
-		}
-		path := filepath.Join(t.TempDir(), "example.org.signed")
-		if err := os.WriteFile(path, []byte(zone.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		// -z: a CSK, with the SEP flag, signs every RRset.
-		out := runTool(t, verify, "-z", "-o", "example.org", path)
-		mustContain(t, out, "Zone fully signed", "Algorithm: ECDSAP256SHA256")
-	})
+	t.Run("dnssec-verify of the transfer", func(t *testing.T) { verifyTransfer(t, ts, verify) })
 
 	t.Run("referrals", func(t *testing.T) {
 		for _, c := range []struct{ name, proof string }{
@@ -405,4 +406,35 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// verifyTransfer transfers example.org from ts and has dnssec-verify
+// check it: every RRset signed, the NSEC chain complete.
+func verifyTransfer(t *testing.T, ts *testServer, verify string) {
+	t.Helper()
+	tr := &dns.Transfer{}
+	m := new(dns.Msg)
+	m.SetAxfr("example.org.")
+	env, err := tr.In(m, ts.DNSTCP[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var zone strings.Builder
+	n := 0
+	for e := range env {
+		if e.Error != nil {
+			t.Fatal(e.Error)
+		}
+		for _, rr := range e.RR[:len(e.RR)-boolInt(n > 0 && e.RR[len(e.RR)-1].Header().Rrtype == dns.TypeSOA)] {
+			zone.WriteString(rr.String() + "\n")
+		}
+		n++
+	}
+	path := filepath.Join(t.TempDir(), "example.org.signed")
+	if err := os.WriteFile(path, []byte(zone.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// -z: a CSK, with the SEP flag, signs every RRset.
+	out := runTool(t, verify, "-z", "-o", "example.org", path)
+	mustContain(t, out, "Zone fully signed", "Algorithm: ECDSAP256SHA256")
 }

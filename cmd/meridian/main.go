@@ -26,6 +26,7 @@ Usage:
   meridian geoip lookup --db FILE ADDRESS...
   meridian dnssec keygen --zone ZONE [--dir DIR] [--algorithm 13|15] [--ksk-zsk]
   meridian dnssec ds ZONE [--dir DIR | --config FILE]
+  meridian signer [--config FILE] [--zone ZONE]... [--interval DURATION]
   meridian version
   meridian completion bash|zsh|fish
 
@@ -52,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runGeoIP(ctx, args[1:], stdout, stderr)
 	case "dnssec":
 		return runDNSSEC(ctx, args[1:], stdout, stderr)
+	case "signer":
+		return runSigner(ctx, args[1:], stdout, stderr)
 	case "completion":
 		return runCompletion(args[1:], stdout, stderr)
 	case "__complete":

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -28,7 +29,7 @@ import (
 
 	"github.com/meridian-gslb/meridian/api"
 	"github.com/meridian-gslb/meridian/api/apitypes"
-	"github.com/meridian-gslb/meridian/dnssec"
+	"github.com/meridian-gslb/meridian/dnssec/sigstore"
 	"github.com/meridian-gslb/meridian/dnsserver"
 	"github.com/meridian-gslb/meridian/geo"
 	"github.com/meridian-gslb/meridian/regions"
@@ -95,15 +96,16 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	log := newLogger(cfg.Log, stderr)
 
-	signer, madeKeys, err := loadSigner(cfg)
+	src := &followerSource{}
+	sec, err := loadSigner(cfg, src)
 	if err != nil {
 		fmt.Fprintf(stderr, "meridian server: dnssec error:\n%s\n", indent(err.Error()))
 		return 1
 	}
-	for _, k := range madeKeys {
+	for _, k := range sec.made {
 		log.Warn("created a DNSSEC key; publish its DS at the parent zone (meridian dnssec ds)", "zone", k.DNSKEY.Hdr.Name, "key", k.Describe(), "file", k.File)
 	}
-	set, err := zones.LoadSet(cfg.zoneSpecs(signer), cfg.ZoneDir, nil)
+	set, err := zones.LoadSet(cfg.zoneSpecs(sec.signer), cfg.ZoneDir, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "meridian server: zone error:\n%s\n", indent(err.Error()))
 		return 1
@@ -131,7 +133,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	// of building the server.
 	procs := planUDPProcs(cfg, runtimeProcs, os.Getenv("GOMAXPROCS") != "", runtime.GOOS)
 	procs.apply(log)
-	s, err := newServer(cfg, set, signer, log, procs.sockets)
+	s, err := newServer(cfg, set, sec, src, log, procs.sockets)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
@@ -172,8 +174,17 @@ type server struct {
 	registry  *prometheus.Registry
 	started   atomic.Bool
 
-	signer  *dnssec.Signer // nil when no zone is signed
-	geo     *geo.Reloader  // nil without a GeoIP database
+	// sec is what the server signs (sec.signer nil: nothing); keyless
+	// zones find their signatures through src, in follower.
+	sec       *signedZones
+	src       *followerSource
+	follower  *sigstore.Follower // nil without keyless zones
+	retrySign chan struct{}
+	// zset is the newest zone set (served once signed); zmu serializes
+	// its changes (reloads, keys from etcd).
+	zmu     sync.Mutex
+	zset    *zones.Set
+	geo     *geo.Reloader // nil without a GeoIP database
 	tables  *regions.GeoTables
 	live    *store.Live
 	desired *regions.Desired // nil without a bootstrap file
@@ -196,16 +207,24 @@ type server struct {
 
 // newServer builds the server; udpSockets is the UDP sockets per address
 // (planUDPProcs).
-func newServer(cfg *Config, set *zones.Set, signer *dnssec.Signer, log *slog.Logger, udpSockets int) (*server, error) {
-	s := &server{cfg: cfg, log: log, registry: prometheus.NewRegistry(), signer: signer}
+func newServer(cfg *Config, set *zones.Set, sec *signedZones, src *followerSource, log *slog.Logger, udpSockets int) (*server, error) {
+	s := &server{cfg: cfg, log: log, registry: prometheus.NewRegistry(), sec: sec, src: src, zset: set, retrySign: make(chan struct{}, 1)}
 	hcfg := dnsserver.HandlerConfig{
-		DNSSEC:     signer,
+		DNSSEC:     sec.signer,
 		MaxUDPSize: cfg.DNS.MaxUDPSize,
 		ECS:        cfg.ecsConfig(),
 		// Services come with the first snapshot; until then nobody knows
 		// which names they hold, in any zone.
 		WaitForSnapshot: true,
 		Logger:          log.With("component", "dns"),
+	}
+	if len(sec.keyless) > 0 {
+		hcfg.SignerBehind = src.signerBehind
+		for _, z := range cfg.Zones {
+			if z.DNSSEC != nil && z.DNSSEC.keyless() {
+				hcfg.SignerWait = max(hcfg.SignerWait, time.Duration(z.DNSSEC.SignerWait))
+			}
+		}
 	}
 	for _, p := range cfg.DNS.TransferACL {
 		prefix, _ := parsePrefix(p) // validated
@@ -409,6 +428,7 @@ func (s *server) connectEtcd(ctx context.Context) error {
 	s.store.SetNameCheck(s.nameCheck)
 	s.store.SetAuditLimit(s.cfg.API.AuditHistory)
 	s.watcher = store.NewWatcher(c, s.cfg.Etcd.Prefix, s.log.With("component", "watch"))
+	s.followKeyless()
 	return nil
 }
 
@@ -574,6 +594,10 @@ func (s *server) run(ctx context.Context) error {
 	}
 	g.Go(func() error { return s.reloadOnHUP(gctx, hup) })
 	g.Go(func() error { return s.handler.RunDNSSEC(gctx, dnssecCheckInterval) })
+	if s.follower != nil {
+		g.Go(func() error { return s.follower.Run(gctx) })
+		g.Go(func() error { return s.runRetrySign(gctx) })
+	}
 	err := g.Wait()
 	s.log.Info("meridian server stopped")
 	return err
@@ -605,6 +629,7 @@ func (s *server) reloadOnHUP(ctx context.Context, hup <-chan os.Signal) error {
 		case <-ctx.Done():
 			return nil
 		case <-hup:
+			s.reloadKeys()
 			s.reloadZones()
 			s.reloadTokens()
 			if s.tls != nil {
@@ -638,13 +663,16 @@ func (s *server) reloadTokens() {
 // load, or whose new version would hide a service (records at its name, a
 // delegation at or above it), keeps serving its previous version.
 func (s *server) reloadZones() {
-	prev := s.handler.Zones()
-	set, err := zones.LoadSet(s.cfg.zoneSpecs(s.signer), s.cfg.ZoneDir, prev)
+	s.zmu.Lock()
+	defer s.zmu.Unlock()
+	prev := s.zset
+	set, err := zones.LoadSet(s.cfg.zoneSpecs(s.sec.signer), s.cfg.ZoneDir, prev)
 	if set == nil {
 		s.log.Error("zone reload failed; the previous zones keep serving", "err", err)
 		return
 	}
 	set, refused := s.refuseShadowing(prev, set)
+	s.zset = set
 	s.handler.SetZones(set)
 	if err != nil || refused {
 		if err != nil {
@@ -760,7 +788,7 @@ func (s *server) status() api.ServerStatus {
 	source, built, _ := s.live.Info()
 	ls := s.live.Status()
 	st := api.ServerStatus{Source: source, Built: built, Staleness: s.staleness(), RegionAnswers: s.handler.Metrics().RegionAnswers(),
-		Confirmed: ls.Confirmed, EmptyRefused: ls.EmptyRefused, Reports: ls.Reports}
+		Confirmed: ls.Confirmed, EmptyRefused: ls.EmptyRefused, Reports: ls.Reports, DNSSEC: s.dnssecStatus()}
 	es := s.etcdStatus().EtcdStatus
 	st.Etcd = &es
 	st.Certificates = s.certificates()
