@@ -214,15 +214,6 @@ func (s *signer) mark(e *Entry, m uint64) {
 	}
 }
 
-// markHash marks the entry of h as in use by sweep m.
-func (s *signer) markHash(h Hash, m uint64) {
-	s.mu.Lock()
-	if e := s.cache[h]; e != nil {
-		e.mark = m
-	}
-	s.mu.Unlock()
-}
-
 // sweep drops the cache entries that mark says are no longer used.
 func (s *signer) sweep(mark uint64) int {
 	s.mu.Lock()
