@@ -2,6 +2,7 @@ package dnsserver
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -132,4 +133,29 @@ func TestSignedDOAnswers(t *testing.T) {
 func subnetOpt(cidr string) *dns.EDNS0_SUBNET {
 	p := netip.MustParsePrefix(cidr)
 	return &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: uint8(p.Bits()), Address: p.Addr().AsSlice()}
+}
+
+// BenchmarkServeSignedDO serves the same queries of a signed zone with
+// the DO bit clear and set: the CPU a signed answer costs per query over
+// an unsigned one (signatures and denials copied, never made).
+func BenchmarkServeSignedDO(b *testing.B) {
+	h := signedHandler(b)
+	for _, name := range []string{"service", "static", "cname", "nxdomain", "nodata"} {
+		for _, do := range []bool{false, true} {
+			m := signedQueries[name].Copy()
+			if o := m.IsEdns0(); o != nil {
+				o.SetDo(do)
+			} else {
+				withEDNS(m, 1232, do)
+			}
+			req := pack(b, m)
+			buf := make([]byte, 0, 4096)
+			b.Run(fmt.Sprintf("%s/DO=%d", name, map[bool]int{false: 0, true: 1}[do]), func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					h.ServePacket(buf, req, testClient, ProtoUDP)
+				}
+			})
+		}
+	}
 }
