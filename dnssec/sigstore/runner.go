@@ -17,6 +17,7 @@ import (
 
 	"github.com/meridian-gslb/meridian/dnssec"
 	"github.com/meridian-gslb/meridian/regions"
+	"github.com/meridian-gslb/meridian/regions/store"
 	"github.com/meridian-gslb/meridian/zones"
 )
 
@@ -164,7 +165,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		sess, err := concurrency.NewSession(r.cfg.Client, concurrency.WithTTL(r.cfg.SessionTTL), concurrency.WithContext(ctx))
 		if err != nil {
 			r.cfg.Log.Warn("signer: no etcd session", "err", err, "retry_in", backoff)
-			if !sleep(ctx, backoff) {
+			if !store.SleepCtx(ctx, backoff) {
 				return nil
 			}
 			backoff = min(2*backoff, 10*time.Second)
@@ -186,7 +187,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		// A zone this signer cannot sign: another signer may lead it
 		// meanwhile.
-		if !sleep(ctx, r.cfg.Interval) {
+		if !store.SleepCtx(ctx, r.cfg.Interval) {
 			return nil
 		}
 	}
@@ -450,14 +451,3 @@ func (r *Runner) cycle(ctx context.Context, refresh bool) {
 
 // Zones lists the zones the runner signs.
 func (r *Runner) Zones() []string { return slices.Sorted(maps.Keys(r.zones)) }
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}

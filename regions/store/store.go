@@ -128,7 +128,7 @@ const (
 // raceWait pauses before retry n (from 1) of a write that lost a race. It
 // reports false if ctx ended first.
 func raceWait(ctx context.Context, n int) bool {
-	return sleepCtx(ctx, 1+rand.N(min(raceWaitMin<<min(n-1, 16), raceWaitMax)))
+	return SleepCtx(ctx, 1+rand.N(min(raceWaitMin<<min(n-1, 16), raceWaitMax)))
 }
 
 // listPage is how many keys one paginated Get returns.

@@ -191,7 +191,7 @@ func (w *Watcher) run(ctx context.Context, out sink) error {
 		}
 		if err != nil {
 			w.lost(fmt.Errorf("list: %w", err))
-			if !sleepCtx(ctx, jitter(backoff)) {
+			if !SleepCtx(ctx, jitter(backoff)) {
 				return nil
 			}
 			backoff = min(2*backoff, w.MaxBackoff)
@@ -230,7 +230,7 @@ func (w *Watcher) run(ctx context.Context, out sink) error {
 		if established {
 			backoff = w.MinBackoff
 		}
-		if !sleepCtx(ctx, jitter(backoff)) {
+		if !SleepCtx(ctx, jitter(backoff)) {
 			return nil
 		}
 		backoff = min(2*backoff, w.MaxBackoff)
@@ -768,8 +768,9 @@ func jitter(d time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// sleepCtx waits d or until ctx ends; it reports whether ctx is still live.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
+// SleepCtx waits d or until ctx ends; it reports whether ctx is still
+// live. The signer (dnssec/sigstore) backs off with it too.
+func SleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
