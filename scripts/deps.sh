@@ -20,7 +20,7 @@ test_packages=(
 	gdnsd         # gdnsd checkconf: loads the GeoIP databases we build
 	bind9         # named: end-to-end tests
 	bind9-utils   # named-checkzone, dnssec-verify: check the zones we transfer
-	bind9-dnsutils # delv: validates signed answers
+	bind9-dnsutils # delv: validates signed answers; nsupdate: a parent zone publishing DS records
 	etcd-server   # etcd: the end-to-end suite's 3-member cluster
 	etcd-client   # etcdctl: the end-to-end suite's backup and restore, another user's tries at the embedded etcd
 	openssl       # the deploy guide's TLS material (deploy/certs.sh)

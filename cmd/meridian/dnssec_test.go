@@ -30,11 +30,10 @@ const dnssecZoneConfig = `    dnssec:
       create_keys: true
 `
 
-// signedServer runs a server signing example.org (a CSK made at start)
-// with the services of dnssecState, the CNAMEs of edgeZone and two
-// delegations: sub without DS, sec with one. It returns the server and
-// the zone's DNSKEY.
-func signedServer(t *testing.T) (*testServer, *dns.DNSKEY) {
+// delegatingFiles are the files of a server with the services of state
+// and example.org with the CNAMEs of edgeZone and two delegations: sub
+// without DS, sec with one.
+func delegatingFiles(t *testing.T, state string) map[string][]byte {
 	t.Helper()
 	child, err := dnssec.Generate(t.TempDir(), "sec.example.org.", dnssec.AlgECDSAP256SHA256, dnssec.RoleCSK)
 	if err != nil {
@@ -42,9 +41,18 @@ func signedServer(t *testing.T) (*testServer, *dns.DNSKEY) {
 	}
 	ds := child.DNSKEY.ToDS(dns.SHA256)
 	files := steeringFiles(t)
-	files["state.yaml"] = []byte(dnssecState)
+	files["state.yaml"] = []byte(state)
 	files["example.org.zone"] = []byte(edgeZone(1) + fmt.Sprintf("sec NS ns.sec\nns.sec A 192.0.2.201\nsec DS %d %d %d %s\n", ds.KeyTag, ds.Algorithm, ds.DigestType, ds.Digest))
-	ts := startServerWith(t, serverSetup{extra: steeringConfig, files: files, zoneExtra: dnssecZoneConfig})
+	return files
+}
+
+// signedServer runs a server signing example.org (a CSK made at start)
+// with the services of dnssecState, the CNAMEs of edgeZone and two
+// delegations: sub without DS, sec with one. It returns the server and
+// the zone's DNSKEY.
+func signedServer(t *testing.T) (*testServer, *dns.DNSKEY) {
+	t.Helper()
+	ts := startServerWith(t, serverSetup{extra: steeringConfig, files: delegatingFiles(t, dnssecState), zoneExtra: dnssecZoneConfig})
 	waitAnswer(t, ts.addr(), "svc.deep.example.org.", "192.0.2.20")
 	keys, err := dnssec.FindKeys(filepath.Join(ts.dir, "keys"), "example.org.")
 	if err != nil || len(keys) != 1 {

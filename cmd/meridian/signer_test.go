@@ -31,15 +31,7 @@ var splitState = strings.Replace(edgeState, "vips: [192.0.2.10, ", "vips: [192.0
 // signedServer's.
 func keylessServer(t *testing.T, state string) *testServer {
 	t.Helper()
-	child, err := dnssec.Generate(t.TempDir(), "sec.example.org.", dnssec.AlgECDSAP256SHA256, dnssec.RoleCSK)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ds := child.DNSKEY.ToDS(dns.SHA256)
-	files := steeringFiles(t)
-	files["state.yaml"] = []byte(state)
-	files["example.org.zone"] = []byte(edgeZone(1) + fmt.Sprintf("sec NS ns.sec\nns.sec A 192.0.2.201\nsec DS %d %d %d %s\n", ds.KeyTag, ds.Algorithm, ds.DigestType, ds.Digest))
-	return startServerWith(t, serverSetup{extra: steeringConfig, files: files, zoneExtra: "    dnssec:\n      signer: etcd\n      signer_wait: 2s\n"})
+	return startServerWith(t, serverSetup{extra: steeringConfig, files: delegatingFiles(t, state), zoneExtra: "    dnssec:\n      signer: etcd\n      signer_wait: 2s\n"})
 }
 
 // signerRun is a `meridian signer` running in this process.
@@ -120,10 +112,16 @@ func dnssecStatus(t *testing.T, ts *testServer) apitypes.DNSSECZoneStatus {
 	return apitypes.DNSSECZoneStatus{}
 }
 
-// waitSecStatus waits until ok says yes to the server's DNSSEC status.
+// waitSecStatus waits up to 20 s until ok says yes to the server's
+// DNSSEC status.
 func waitSecStatus(t *testing.T, ts *testServer, what string, ok func(apitypes.DNSSECZoneStatus) bool) apitypes.DNSSECZoneStatus {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	return waitSecStatusWithin(t, ts, 20*time.Second, what, ok)
+}
+
+func waitSecStatusWithin(t *testing.T, ts *testServer, within time.Duration, what string, ok func(apitypes.DNSSECZoneStatus) bool) apitypes.DNSSECZoneStatus {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for {
 		st := dnssecStatus(t, ts)
 		if ok(st) {

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -147,6 +149,8 @@ type unboundSetup struct {
 	modules string   // module-config; "" = "iterator"
 	extra   string   // more lines for the server: clause
 	stubs   []string // zones resolved at the test server
+	// elsewhere are zones resolved at other servers: zone -> host@port.
+	elsewhere map[string]string
 }
 
 // unboundRun is an unbound started by startUnbound.
@@ -196,6 +200,9 @@ func startUnbound(t *testing.T, ts *testServer, u unboundSetup) *unboundRun {
 `, uport, dir, dir, dir, u.modules, u.extra)
 	for _, z := range u.stubs {
 		conf += fmt.Sprintf("stub-zone:\n  name: %q\n  stub-addr: %s@%s\n", z, host, port)
+	}
+	for _, z := range slices.Sorted(maps.Keys(u.elsewhere)) {
+		conf += fmt.Sprintf("stub-zone:\n  name: %q\n  stub-addr: %s\n", z, u.elsewhere[z])
 	}
 	confPath := filepath.Join(dir, "unbound.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {

@@ -39,6 +39,7 @@ var programs = map[string]source{
 	"named-checkconf":   {"bind9-utils", "test"},
 	"dnssec-verify":     {"bind9-utils", "test"},
 	"delv":              {"bind9-dnsutils", "test"},
+	"nsupdate":          {"bind9-dnsutils", "test"},
 	"etcdctl":           {"etcd-client", "test"},
 	"openssl":           {"openssl", "test"},
 	"git":               {"git", "test"},
