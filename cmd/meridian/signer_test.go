@@ -17,6 +17,7 @@ import (
 	"github.com/meridian-gslb/meridian/api/apitypes"
 	"github.com/meridian-gslb/meridian/dnssec"
 	"github.com/meridian-gslb/meridian/internal/testlog"
+	"github.com/meridian-gslb/meridian/internal/testport"
 	"github.com/meridian-gslb/meridian/internal/testtool"
 	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/regions/store"
@@ -238,5 +239,90 @@ func subnet(cidr string) func(*dns.Msg) {
 		withSubnet(cidr)(m)
 		m.IsEdns0().SetDo(false)
 		m.AuthenticatedData = false
+	}
+}
+
+// TestSignerConfigErrors: a signer given a bad configuration, bad keys
+// or bad flags stops before it connects to etcd, with the field or file
+// and the reason, and changes nothing: no key is made.
+func TestSignerConfigErrors(t *testing.T) {
+	dead := fmt.Sprintf("127.0.0.1:%d", testport.Free(t, 1)[0]) // nothing listens: an error must come first
+	for _, c := range []struct {
+		name   string
+		dnssec string // the zone's dnssec section, indented by 6
+		etcd   string // etcd endpoints; "" = dead
+		keys   func(t *testing.T, dir string)
+		args   []string
+		code   int
+		want   []string
+	}{
+		{name: "signer neither local nor etcd", dnssec: "      signer: remote\n", code: 1,
+			want: []string{"zones[0].dnssec.signer", `"remote": want local or etcd`}},
+		{name: "rollover without the parent's servers", dnssec: "      rollover:\n        csk_lifetime: 720h\n", code: 1,
+			want: []string{"zones[0].dnssec.rollover.parent_servers", "name the parent's servers"}},
+		{name: "a parent server without a port", dnssec: "      rollover:\n        csk_lifetime: 720h\n        parent_servers: [ns.example.net]\n", code: 1,
+			want: []string{"zones[0].dnssec.rollover.parent_servers[0]", `"ns.example.net": want host:port`}},
+		{name: "a negative lifetime", dnssec: "      rollover:\n        zsk_lifetime: -1h\n", code: 1,
+			want: []string{"line 11", `"-1h" is not a duration`}},
+		{name: "no key in key_dir", code: 1,
+			want: []string{"dnssec error", "no key in", "meridian dnssec keygen"}},
+		{name: "a private key others can read", code: 1, keys: func(t *testing.T, dir string) {
+			k, err := dnssec.Generate(dir, "example.org.", dnssec.AlgECDSAP256SHA256, dnssec.RoleCSK)
+			if err != nil {
+				t.Fatal(err)
+			}
+			priv := strings.TrimSuffix(k.File, ".key") + ".private"
+			if err := os.Chmod(priv, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, want: []string{".private", "mode 0644 lets other users read or change the private key"}},
+		{name: "only keyless zones", dnssec: "      signer: etcd\n", code: 1,
+			want: []string{"no zone with a dnssec section holding keys"}},
+		{name: "a zone not in the configuration", args: []string{"--zone", "other.org."}, code: 1,
+			want: []string{"--zone other.org.: not a zone of"}},
+		{name: "no etcd", etcd: "-", code: 1,
+			want: []string{"etcd.endpoints is empty"}},
+		{name: "an interval too short", args: []string{"--interval", "10ms"}, code: 2,
+			want: []string{"--interval must be at least 100ms"}},
+		{name: "an argument", args: []string{"example.org."}, code: 2,
+			want: []string{`unexpected argument "example.org."`}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			keyDir := filepath.Join(dir, "keys")
+			if err := os.Mkdir(keyDir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if c.keys != nil {
+				c.keys(t, keyDir)
+			}
+			before, _ := os.ReadDir(keyDir)
+			etcd := "endpoints: [" + dead + "]"
+			if c.etcd == "-" {
+				etcd = "endpoints: []"
+			}
+			if err := os.WriteFile(filepath.Join(dir, "example.org.zone"), []byte(rolloverZone), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg := fmt.Sprintf("data_dir: %s\nzone_dir: %s\netcd:\n  %s\nzones:\n  - origin: example.org.\n    file: example.org.zone\n    dnssec:\n      key_dir: %s\n%s",
+				filepath.Join(dir, "data"), dir, etcd, keyDir, c.dnssec)
+			path := filepath.Join(dir, "signer.yaml")
+			if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var stderr bytes.Buffer
+			code := run(context.Background(), append([]string{"signer", "--config", path}, c.args...), &bytes.Buffer{}, &stderr)
+			if code != c.code {
+				t.Errorf("exit %d, want %d:\n%s", code, c.code, &stderr)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr lacks %q:\n%s", w, &stderr)
+				}
+			}
+			if after, _ := os.ReadDir(keyDir); len(after) != len(before) {
+				t.Errorf("key_dir held %d files, now %d", len(before), len(after))
+			}
+		})
 	}
 }
