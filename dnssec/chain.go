@@ -19,6 +19,7 @@ type chain struct {
 
 type chainEntry struct {
 	wire  string   // lower-case wire name
+	offs  []uint8  // where its labels start (labelOffsets)
 	types []uint16 // sorted, NSEC and RRSIG included
 	nsec  *dns.NSEC
 	sigs  *Entry
@@ -35,6 +36,14 @@ type chainEntry struct {
 func compareWire(a, b []byte) int {
 	var sa, sb [128]uint8
 	na, nb := labelOffsets(a, &sa), labelOffsets(b, &sb)
+	return compareLabels(a, sa[:na], b, sb[:nb])
+}
+
+// compareLabels is compareWire with the names' label offsets
+// (labelOffsets) at hand: a binary search finds them once per name, not
+// once per comparison.
+func compareLabels(a []byte, sa []uint8, b []byte, sb []uint8) int {
+	na, nb := len(sa), len(sb)
 	for i, j := na-1, nb-1; i >= 0 && j >= 0; i, j = i-1, j-1 {
 		la := a[int(sa[i])+1 : int(sa[i])+1+int(a[sa[i]])]
 		lb := b[int(sb[j])+1 : int(sb[j])+1+int(b[sb[j]])]
@@ -101,7 +110,9 @@ func buildChain(z *zones.Zone, names map[string]*nameTypes, s *signer) (*chain, 
 		if err != nil {
 			return nil, err
 		}
-		e := chainEntry{wire: nt.wire, types: types, nsec: nsec, sigs: sigs}
+		var offs [128]uint8
+		n := labelOffsets([]byte(nt.wire), &offs)
+		e := chainEntry{wire: nt.wire, offs: slices.Clone(offs[:n]), types: types, nsec: nsec, sigs: sigs}
 		e.rrs = append([]dns.RR{nsec}, sigsFor(sigs, nt.name)...)
 		if e.wireb, err = packPlain(e.rrs); err != nil {
 			return nil, err
@@ -134,10 +145,12 @@ func packPlain(rrs []dns.RR) ([]byte, error) {
 // one before it: the one that covers name when name has none. name is
 // inside the zone, so at or after the apex, the first entry.
 func (c *chain) cover(name []byte) int {
+	var offs [128]uint8
+	n := labelOffsets(name, &offs)
 	lo, hi := 0, len(c.entries) // the answer is in [lo, hi)
 	for hi-lo > 1 {
 		mid := int(uint(lo+hi) >> 1)
-		if compareWire([]byte(c.entries[mid].wire), name) <= 0 {
+		if e := &c.entries[mid]; compareLabels([]byte(e.wire), e.offs, name, offs[:n]) <= 0 {
 			lo = mid
 		} else {
 			hi = mid
