@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,7 +94,7 @@ func (sr *signerRun) stop() int {
 // dnssecStatus reads the server's status of example.org.
 func dnssecStatus(t *testing.T, ts *testServer) apitypes.DNSSECZoneStatus {
 	t.Helper()
-	resp, err := http.Get("http://" + ts.HTTP.String() + "/v1/status")
+	resp, err := ts.hc.Get(ts.url() + "/v1/status")
 	if err != nil {
 		t.Fatal(err)
 	}
