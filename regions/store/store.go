@@ -148,6 +148,10 @@ type Store struct {
 	// latencyChunk overrides maxLatencyChunk (tests use small chunks).
 	latencyChunk int
 
+	// svcCache holds the services decoded for the NODATA guard of
+	// region writes, so that a drain decodes only what changed.
+	svcCache serviceCache
+
 	// testHookBeforeTxn runs between a write's reads and its transaction,
 	// so tests can interleave a competing write deterministically.
 	testHookBeforeTxn func(op string)
@@ -217,7 +221,12 @@ type versioned[T any] struct {
 }
 
 func (s *Store) regionsAt(ctx context.Context) ([]versioned[regions.Region], int64, error) {
-	kvs, rev, err := listRange(ctx, s.c, s.keys.Regions(), clientv3.GetPrefixRangeEnd(s.keys.Regions()), 0)
+	return s.regionsAtRev(ctx, 0)
+}
+
+// regionsAtRev is regionsAt reading at rev (0: the latest).
+func (s *Store) regionsAtRev(ctx context.Context, rev int64) ([]versioned[regions.Region], int64, error) {
+	kvs, rev, err := listRange(ctx, s.c, s.keys.Regions(), clientv3.GetPrefixRangeEnd(s.keys.Regions()), rev)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list regions: %w", err)
 	}
@@ -271,7 +280,11 @@ func (s *Store) PutRegion(ctx context.Context, r *regions.Region, cond Cond, opt
 // comparisons that keep that true until the write: no region and no
 // service changed since they were read.
 func (s *Store) regionLosses(ctx context.Context, r *regions.Region) ([]apitypes.NoData, []clientv3.Cmp, error) {
-	list, rev, err := s.regionsAt(ctx)
+	svcs, rev, err := s.svcCache.at(ctx, s)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list services: %w", err)
+	}
+	list, _, err := s.regionsAtRev(ctx, rev)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -281,15 +294,10 @@ func (s *Store) regionLosses(ctx context.Context, r *regions.Region) ([]apitypes
 	}
 	after := maps.Clone(before)
 	after[r.Name] = r
-	kvs, _, err := listRange(ctx, s.c, s.keys.Services(), clientv3.GetPrefixRangeEnd(s.keys.Services()), rev)
-	if err != nil {
-		return nil, nil, fmt.Errorf("list services: %w", err)
-	}
 	var lost []apitypes.NoData
-	for _, kv := range kvs {
-		svc := new(regions.Service)
-		if err := json.Unmarshal(kv.Value, svc); err != nil {
-			continue
+	for _, svc := range svcs {
+		if !listsRegion(svc, r.Name) {
+			continue // its answers do not depend on r
 		}
 		if nd, ok := LostAnswer(svc, svc, before, after); ok {
 			lost = append(lost, nd)
@@ -702,8 +710,8 @@ func (s *Store) getJSON(ctx context.Context, key string, v any) (int64, error) {
 
 // listRange reads [key, end) page by page at one revision: rev, or the
 // revision of the first page when rev is 0, which it returns.
-func listRange(ctx context.Context, c *clientv3.Client, key, end string, rev int64) ([]*mvccpb.KeyValue, int64, error) {
-	kvs, hdr, err := listRangeHeader(ctx, c, key, end, rev)
+func listRange(ctx context.Context, c *clientv3.Client, key, end string, rev int64, extra ...clientv3.OpOption) ([]*mvccpb.KeyValue, int64, error) {
+	kvs, hdr, err := listRangeHeader(ctx, c, key, end, rev, extra...)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -715,11 +723,11 @@ func listRange(ctx context.Context, c *clientv3.Client, key, end string, rev int
 
 // listRangeHeader is listRange returning the header of the first page:
 // its revision is the one read when rev is 0, and it names the cluster.
-func listRangeHeader(ctx context.Context, c *clientv3.Client, key, end string, rev int64) ([]*mvccpb.KeyValue, *etcdserverpb.ResponseHeader, error) {
+func listRangeHeader(ctx context.Context, c *clientv3.Client, key, end string, rev int64, extra ...clientv3.OpOption) ([]*mvccpb.KeyValue, *etcdserverpb.ResponseHeader, error) {
 	var out []*mvccpb.KeyValue
 	var first *etcdserverpb.ResponseHeader
 	for {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(listPage)}
+		opts := append([]clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(listPage)}, extra...)
 		if rev > 0 {
 			opts = append(opts, clientv3.WithRev(rev))
 		}

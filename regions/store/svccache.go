@@ -1,0 +1,99 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/meridian-gslb/meridian/regions"
+)
+
+// serviceCache keeps the services as decoded at a revision, so that the
+// NODATA guard of a region write reads and decodes only the services
+// written since its last use instead of every service stored.
+type serviceCache struct {
+	mu   sync.Mutex
+	rev  int64 // the revision keys reflects; 0: empty
+	// keys maps a service key to its service; nil: undecodable, so it
+	// has no answer to lose.
+	keys map[string]*regions.Service
+}
+
+// at returns the services stored at the latest revision, and that
+// revision. Only keys modified since the previous call are fetched and
+// decoded; deletions are found by comparing counts and, when one was
+// made, by listing the keys without their values.
+func (sc *serviceCache) at(ctx context.Context, s *Store) ([]*regions.Service, int64, error) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	prefix := s.keys.Services()
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	// The count at the latest revision fixes the revision read.
+	resp, err := s.c.Get(ctx, prefix, clientv3.WithRange(end), clientv3.WithCountOnly())
+	if err != nil {
+		return nil, 0, err
+	}
+	rev := resp.Header.Revision
+	if sc.rev == 0 || rev < sc.rev {
+		sc.keys = make(map[string]*regions.Service, resp.Count)
+		sc.rev = 0
+	}
+	var changed []clientv3.OpOption
+	if sc.rev > 0 {
+		changed = append(changed, clientv3.WithMinModRev(sc.rev+1))
+	}
+	kvs, _, err := listRange(ctx, s.c, prefix, end, rev, changed...)
+	if err != nil {
+		sc.rev = 0 // a partial update is no state: start over next time
+		return nil, 0, err
+	}
+	for _, kv := range kvs {
+		var svc *regions.Service
+		if v := new(regions.Service); json.Unmarshal(kv.Value, v) == nil {
+			svc = v
+		}
+		sc.keys[string(kv.Key)] = svc
+	}
+	if int64(len(sc.keys)) != resp.Count {
+		// Some were deleted: every key present at rev is in the map
+		// (unchanged since sc.rev, or fetched now), so drop the others.
+		live, _, err := listRange(ctx, s.c, prefix, end, rev, clientv3.WithKeysOnly())
+		if err != nil {
+			sc.rev = 0
+			return nil, 0, err
+		}
+		present := make(map[string]struct{}, len(live))
+		for _, kv := range live {
+			present[string(kv.Key)] = struct{}{}
+		}
+		for k := range sc.keys {
+			if _, ok := present[k]; !ok {
+				delete(sc.keys, k)
+			}
+		}
+	}
+	sc.rev = rev
+	out := make([]*regions.Service, 0, len(sc.keys))
+	for _, svc := range sc.keys {
+		if svc != nil {
+			out = append(out, svc)
+		}
+	}
+	return out, rev, nil
+}
+
+// listsRegion says whether name is among the regions that decide svc's
+// answers (regions.NoAnswer looks at the first MaxRegions).
+func listsRegion(svc *regions.Service, name string) bool {
+	for i, sr := range svc.Regions {
+		if i == regions.MaxRegions {
+			break
+		}
+		if sr.Region == name {
+			return true
+		}
+	}
+	return false
+}
