@@ -146,3 +146,62 @@ func TestNoDataGuardRace(t *testing.T) {
 		}
 	}
 }
+
+// TestNoDataGuardFollowsServiceWrites: the guard of a drain sees the
+// services written, changed and deleted since its previous use (it keeps
+// the services it decoded and fetches only what changed).
+func TestNoDataGuardFollowsServiceWrites(t *testing.T) {
+	ctx := etcdtest.Ctx(t)
+	s := NewStore(etcdtest.Shared(t), etcdtest.Prefix(t), etcdtest.Logger())
+	seedRegions(t, s, []string{"eu-west", "us-east"},
+		testService("both.gslb.example.", "eu-west", "us-east"),
+		testService("gone.gslb.example.", "us-east"))
+	steps := []struct {
+		name string
+		// before is a service write made before the drain is tried.
+		before func() error
+		// refused names the services the drain of us-east is refused
+		// for; empty: it is made (and then undone).
+		refused []string
+	}{
+		{"a service only in us-east", func() error { return nil }, []string{"gone.gslb.example."}},
+		{"that service deleted", func() error { return s.DeleteService(ctx, "gone.gslb.example.", Always) }, nil},
+		{"a new service only in us-east", func() error {
+			_, err := s.PutService(ctx, testService("new.gslb.example.", "us-east"), IfAbsent())
+			return err
+		}, []string{"new.gslb.example."}},
+		{"it moved to both regions", func() error {
+			_, err := s.PutService(ctx, testService("new.gslb.example.", "eu-west", "us-east"), Always)
+			return err
+		}, nil},
+		{"a service changed to us-east only", func() error {
+			_, err := s.PutService(ctx, testService("both.gslb.example.", "us-east"), Always)
+			return err
+		}, []string{"both.gslb.example."}},
+	}
+	for _, st := range steps {
+		if err := st.before(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		_, err := s.SetDrained(ctx, "us-east", true, Always)
+		var nd *NoDataError
+		switch {
+		case len(st.refused) == 0 && err != nil:
+			t.Fatalf("%s: drain refused: %v", st.name, err)
+		case len(st.refused) == 0:
+			if _, err := s.SetDrained(ctx, "us-east", false, Always); err != nil {
+				t.Fatalf("%s: undrain: %v", st.name, err)
+			}
+		case !errors.As(err, &nd):
+			t.Fatalf("%s: got %v, want a NoDataError", st.name, err)
+		default:
+			var got []string
+			for _, n := range nd.Services {
+				got = append(got, n.Service)
+			}
+			if !slices.Equal(got, st.refused) {
+				t.Fatalf("%s: refused for %v, want %v", st.name, got, st.refused)
+			}
+		}
+	}
+}

@@ -14,8 +14,8 @@ import (
 // NODATA guard of a region write reads and decodes only the services
 // written since its last use instead of every service stored.
 type serviceCache struct {
-	mu   sync.Mutex
-	rev  int64 // the revision keys reflects; 0: empty
+	mu  sync.Mutex
+	rev int64 // the revision keys reflects; 0: empty
 	// keys maps a service key to its service; nil: undecodable, so it
 	// has no answer to lose.
 	keys map[string]*regions.Service
