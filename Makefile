@@ -48,7 +48,8 @@ deps-test deps-run deps-bench:
 
 # The end-to-end suite (e2e/, build tag e2e): real processes on loopback,
 # a 3-member etcd cluster with TLS, two name servers, a prober per region,
-# unbound and BIND; each scenario prints what it measures. About a minute.
+# unbound and BIND; each scenario prints what it measures. About a minute,
+# and 25 s more for HAProxy before stand-in backends (TestHAProxy).
 e2e: build deps-test
 	./scripts/geoipdb.sh
 	MERIDIAN_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -timeout 5m -v ./e2e

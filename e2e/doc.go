@@ -8,11 +8,15 @@
 // servers. The scenarios fail regions' health endpoints, cut a prober off,
 // kill and restart etcd members, name servers and probers, change weights
 // with meridian ctl, and print what they measure. A timing with a goal or
-// a bound in docs/deploy.md or docs/health.md fails the run when it is
-// over twice it (slack): a loaded machine stretches timings, a regression
-// more.
+// a bound in docs/deploy.md, docs/health.md or docs/controller.md fails
+// the run when it is over twice it (slack): a loaded machine stretches
+// timings, a regression more.
 // A server with `make run`'s configuration is flooded from one loopback
-// address to check response rate limiting (docs/rrl.md).
+// address to check response rate limiting (docs/rrl.md). TestHAProxy runs
+// a deployment of its own with a real load balancer: Debian's haproxy
+// before Go backends per region, probers reading its CSV stats, clients
+// that follow the answers; 5xx responses and sessions piling up towards
+// maxconn steer them away, and slow start brings them back.
 //
 // The tests are behind the e2e build tag, so `go test ./...` leaves them
 // out; `make e2e` (part of `make test`) runs them:
