@@ -124,24 +124,8 @@ func (s *lbSite) startHAProxy(t testing.TB, bin string) {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "haproxy.cfg")
-	writeFile(t, cfg, fmt.Sprintf(`global
-    maxconn 2000
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 60s
-    timeout server 60s
-frontend stats
-    bind %s
-    stats enable
-    stats uri /stats
-frontend www
-    bind %s
-    maxconn %d
-    default_backend app
-backend app
-    server s1 %s
-`, s.stats, s.front, s.maxconn, s.backend.srv.Listener.Addr()))
+	writeFile(t, cfg, testtool.HAProxy{Stats: s.stats, Front: s.front, Backend: s.backend.srv.Listener.Addr().String(),
+		MaxConn: s.maxconn, Timeout: time.Minute}.Config())
 	s.p = startProc(t, "haproxy-"+s.region, bin, "-f", cfg, "-db")
 	t.Cleanup(func() {
 		if err := s.p.stop(10 * time.Second); err != nil {
@@ -250,26 +234,22 @@ func (r *lbRun) site(region string) *lbSite {
 	panic("no site " + region)
 }
 
-// runClient is one client's loop: every lbEvery a request to the region
-// its cached answer names, asking again when the answer expires. Bounded
-// by stop, lbRunLimit and a count.
-func (r *lbRun) runClient(c *lbClient, stop <-chan struct{}) {
+// clientStep is one client's step, run every lbEvery: a request to the
+// region its cached answer names, asking first when the answer has
+// expired.
+func (r *lbRun) clientStep(c *lbClient) func() {
 	web := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	defer web.CloseIdleConnections()
-	// Resolvers ask at staggered times: the first answer expires at a
-	// random point of the TTL.
 	var site *lbSite
 	var expires time.Time
 	first := true
-	deadline := time.Now().Add(lbRunLimit)
-	tick := time.NewTicker(lbEvery)
-	defer tick.Stop()
-	for i := 0; i < int(lbRunLimit/lbEvery)+1 && time.Now().Before(deadline); i++ {
+	return func() {
 		if now := time.Now(); site == nil || !now.Before(expires) {
 			m, _, err := ask(r.ns.dnsAddr(), lbService, dns.TypeA, c.ecs, false, time.Second)
 			if err == nil && len(addrs(m)) == 1 && r.byVIP[addrs(m)[0]] != nil {
 				site = r.byVIP[addrs(m)[0]]
 				ttl := time.Duration(m.Answer[0].Header().Ttl) * time.Second
+				// Resolvers ask at staggered times: the first answer
+				// expires at a random point of the TTL.
 				if first {
 					ttl = time.Duration(rand.Int64N(int64(ttl) + 1))
 					first = false
@@ -290,11 +270,6 @@ func (r *lbRun) runClient(c *lbClient, stop <-chan struct{}) {
 				ev.code = resp.StatusCode
 			}
 			r.traffic.add(ev)
-		}
-		select {
-		case <-stop:
-			return
-		case <-tick.C:
 		}
 	}
 }
@@ -546,19 +521,11 @@ func startLBRun(t *testing.T) *lbRun {
 	for i := range lbClients {
 		r.clients = append(r.clients, &lbClient{ecs: fmt.Sprintf("193.0.%d.0/24", i)})
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, c := range r.clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.runClient(c, stop)
-		}()
+	steps := make([]func(), len(r.clients))
+	for i, c := range r.clients {
+		steps[i] = r.clientStep(c)
 	}
-	t.Cleanup(func() {
-		close(stop)
-		wg.Wait()
-	})
+	t.Cleanup(every(lbEvery, steps...))
 	return r
 }
 
@@ -722,24 +689,21 @@ func scenarioHAProxyPassive(t *testing.T, r *lbRun, eu, us *lbSite, ecs string) 
 	}
 }
 
-// startPinned sends requests to site's frontend from n clients, each
-// every interval, until the function returned is called (or lbRunLimit).
-func startPinned(site *lbSite, n int, interval time.Duration) (stop func()) {
+// every runs each of fns in a goroutine of its own, every interval,
+// until the function returned is called, at most for lbRunLimit: the
+// scenario's bounded loops.
+func every(interval time.Duration, fns ...func()) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
-	for range n {
+	for _, fn := range fns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			web := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 			tick := time.NewTicker(interval)
 			defer tick.Stop()
 			deadline := time.Now().Add(lbRunLimit)
-			for i := 0; i < int(lbRunLimit/interval) && time.Now().Before(deadline); i++ {
-				if resp, err := web.Get("http://" + site.front + "/app"); err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
+			for i := 0; i <= int(lbRunLimit/interval) && time.Now().Before(deadline); i++ {
+				fn()
 				select {
 				case <-done:
 					return
@@ -757,6 +721,22 @@ func startPinned(site *lbSite, n int, interval time.Duration) (stop func()) {
 	}
 }
 
+// startPinned sends requests to site's frontend from n clients, each
+// every interval, until the function returned is called.
+func startPinned(site *lbSite, n int, interval time.Duration) (stop func()) {
+	web := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	fns := make([]func(), n)
+	for i := range fns {
+		fns[i] = func() {
+			if resp, err := web.Get("http://" + site.front + "/app"); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}
+	}
+	return every(interval, fns...)
+}
+
 func scenarioHAProxySpill(t *testing.T, r *lbRun, eu, us *lbSite) {
 	const sc = "9b HAProxy maxconn"
 	kept := r.watchKept(eu.region)
@@ -771,12 +751,15 @@ func scenarioHAProxySpill(t *testing.T, r *lbRun, eu, us *lbSite) {
 		eu.backend.releaseAll()
 		wg.Wait()
 	}()
+	// Without keep-alive: a session ends with its request, none is left
+	// idle in HAProxy's count.
+	long := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	for range held {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+eu.front+"/hold", nil)
-			if resp, err := http.DefaultClient.Do(req); err == nil {
+			if resp, err := long.Do(req); err == nil {
 				resp.Body.Close()
 			}
 		}()
@@ -886,45 +869,24 @@ func scenarioHAProxySpill(t *testing.T, r *lbRun, eu, us *lbSite) {
 // every 100 ms until stopped.
 type keptWatch struct {
 	mu   sync.Mutex
-	seen []struct {
-		at   time.Time
-		kept float64
-	}
+	seen []keptSeen
 	stop func()
+}
+
+type keptSeen struct {
+	at   time.Time
+	kept float64
 }
 
 func (r *lbRun) watchKept(region string) *keptWatch {
 	w := &keptWatch{}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; i < int(lbRunLimit/(100*time.Millisecond)); i++ {
-			if f, err := r.factors(region); err == nil {
-				w.mu.Lock()
-				w.seen = append(w.seen, struct {
-					at   time.Time
-					kept float64
-				}{time.Now(), f.Kept})
-				w.mu.Unlock()
-			}
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
+	w.stop = every(100*time.Millisecond, func() {
+		if f, err := r.factors(region); err == nil {
+			w.mu.Lock()
+			w.seen = append(w.seen, keptSeen{time.Now(), f.Kept})
+			w.mu.Unlock()
 		}
-	}()
-	var once sync.Once
-	w.stop = func() {
-		once.Do(func() {
-			close(done)
-			wg.Wait()
-		})
-	}
+	})
 	return w
 }
 

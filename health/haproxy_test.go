@@ -32,24 +32,7 @@ func startHAProxy(t *testing.T, backend string) *realHAProxy {
 	bin := testtool.Need(t, "haproxy")
 	ports := testport.Free(t, 2) // HAProxy binds them
 	h := &realHAProxy{front: fmt.Sprintf("127.0.0.1:%d", ports[0]), stats: fmt.Sprintf("127.0.0.1:%d", ports[1])}
-	cfg := fmt.Sprintf(`global
-    maxconn 1000
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 10s
-    timeout server 10s
-frontend stats
-    bind %s
-    stats enable
-    stats uri /stats
-frontend www
-    bind %s
-    maxconn 300
-    default_backend app
-backend app
-    server s1 %s
-`, h.stats, h.front, backend)
+	cfg := testtool.HAProxy{Stats: h.stats, Front: h.front, Backend: backend, MaxConn: 300, Timeout: 10 * time.Second}.Config()
 	path := filepath.Join(t.TempDir(), "haproxy.cfg")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

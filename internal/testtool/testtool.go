@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // source is where a program or file comes from.
@@ -106,4 +107,35 @@ func lookPath(name string) (string, error) {
 		}
 	}
 	return "", errors.New("not found")
+}
+
+// HAProxy is the configuration of an HAProxy in front of one backend
+// server, as the tests run Debian's haproxy: an HTTP frontend "www" and a
+// stats page (at /stats), all on loopback.
+type HAProxy struct {
+	Stats, Front, Backend string        // host:port of each
+	MaxConn               int           // the frontend's maxconn
+	Timeout               time.Duration // client and server inactivity
+}
+
+// Config is the haproxy.cfg text of h.
+func (h HAProxy) Config() string {
+	return fmt.Sprintf(`global
+    maxconn %d
+defaults
+    mode http
+    timeout connect 1s
+    timeout client %dms
+    timeout server %dms
+frontend stats
+    bind %s
+    stats enable
+    stats uri /stats
+frontend www
+    bind %s
+    maxconn %d
+    default_backend app
+backend app
+    server s1 %s
+`, max(1000, 2*h.MaxConn), h.Timeout.Milliseconds(), h.Timeout.Milliseconds(), h.Stats, h.Front, h.MaxConn, h.Backend)
 }
