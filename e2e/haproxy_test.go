@@ -40,9 +40,13 @@ const (
 	lbLow, lbHigh = 0.5, 0.8
 	lbMaxStep     = 1.0
 	lbService     = "shop.gslb.example."
-	lbClients     = 64                     // client networks, each a resolver and its client
-	lbEvery       = 250 * time.Millisecond // between a client's requests
-	lbRunLimit    = 90 * time.Second       // the clients stop after this whatever happens
+	// 256 client networks, each a resolver and its client: its hash
+	// position is fixed, so the shares move in steps of 1/256, off the
+	// curves by the luck of the positions (a few points at this count).
+	lbClients  = 256
+	lbEvery    = 250 * time.Millisecond // a client's step: asks if its answer expired
+	lbRequest  = 4                      // steps between a client's requests (1 s)
+	lbRunLimit = 90 * time.Second       // the clients stop after this whatever happens
 )
 
 // The scenario's two regions: eu-west first in the failover order, then
@@ -234,15 +238,17 @@ func (r *lbRun) site(region string) *lbSite {
 	panic("no site " + region)
 }
 
-// clientStep is one client's step, run every lbEvery: a request to the
-// region its cached answer names, asking first when the answer has
-// expired.
+// clientStep is one client's step, run every lbEvery: it asks when its
+// cached answer has expired, and every lbRequest steps sends a request
+// to the region the answer names.
 func (r *lbRun) clientStep(c *lbClient) func() {
 	web := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	var site *lbSite
 	var expires time.Time
 	first := true
+	step := rand.IntN(lbRequest) // the clients' requests spread over the second
 	return func() {
+		step++
 		if now := time.Now(); site == nil || !now.Before(expires) {
 			m, _, err := ask(r.ns.dnsAddr(), lbService, dns.TypeA, c.ecs, false, time.Second)
 			if err == nil && len(addrs(m)) == 1 && r.byVIP[addrs(m)[0]] != nil {
@@ -262,7 +268,7 @@ func (r *lbRun) clientStep(c *lbClient) func() {
 				r.traffic.fail(fmt.Sprintf("%s: %v %v", c.ecs, err, m))
 			}
 		}
-		if site != nil {
+		if site != nil && step%lbRequest == 0 {
 			ev := lbEvent{at: time.Now(), region: site.region}
 			if resp, err := web.Get("http://" + site.front + "/app"); err == nil {
 				_, _ = io.Copy(io.Discard, resp.Body)
@@ -519,7 +525,7 @@ func startLBRun(t *testing.T) *lbRun {
 	report(t, "9 HAProxy", "name server (embedded etcd), 2 HAProxy, 2 probers: both regions up with HAProxy's load after", "%v", since(start))
 
 	for i := range lbClients {
-		r.clients = append(r.clients, &lbClient{ecs: fmt.Sprintf("193.0.%d.0/24", i)})
+		r.clients = append(r.clients, &lbClient{ecs: fmt.Sprintf("193.%d.%d.0/24", i/256, i%256)})
 	}
 	steps := make([]func(), len(r.clients))
 	for i, c := range r.clients {
@@ -546,7 +552,7 @@ func curve(t time.Duration) float64 {
 
 // TestHAProxy: scenario 9, with a real load balancer. Two regions, each
 // a Debian haproxy before a Go HTTP server on loopback; a prober per
-// region reading HAProxy's CSV stats; one name server; 64 client
+// region reading HAProxy's CSV stats; one name server; 256 client
 // networks that resolve through it (ECS), keep the answer for its TTL and
 // send their requests to the HAProxy it names. (a) The backends of the
 // first region answer 503 (their health endpoint stays ok): passive
@@ -675,9 +681,9 @@ func scenarioHAProxyPassive(t *testing.T, r *lbRun, eu, us *lbSite, ecs string) 
 	if first, _ := r.traffic.share(eu.region, tBack, tBack.Add(time.Second)); first > 0.5 {
 		t.Errorf("eu-west took %.0f%% of the requests in the first second back: no slow start", 100*first)
 	}
-	// 64 networks, each at a fixed position of the hash: the share moves
-	// in steps of 1/64, around the curve by the luck of the positions.
-	if maxDev > 0.25 {
+	// Twice the simulator's goal (5 points, docs/controller.md): the
+	// networks' positions are not spread evenly (lbClients).
+	if maxDev > 0.10 {
 		t.Errorf("eu-west's share strayed %.0f points from the slow start curve", 100*maxDev)
 	}
 	// The clients that come back stay. (From the fix: every client held
