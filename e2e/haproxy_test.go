@@ -23,6 +23,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/meridian-gslb/meridian/api/apitypes"
+	"github.com/meridian-gslb/meridian/internal/testport"
 	"github.com/meridian-gslb/meridian/internal/testtool"
 	"github.com/meridian-gslb/meridian/regions"
 )
@@ -430,16 +431,16 @@ func startLBRun(t *testing.T) *lbRun {
 	}
 	start := time.Now()
 	r := &lbRun{byVIP: map[string]*lbSite{}}
-	pp := &ports{t: t}
+	pp := testport.NewPicker(t)
 	const host = "127.0.0.61"
-	dnsPort, httpPort, etcdClient, etcdPeer := pp.pick(host), pp.pick(host), pp.pick(host), pp.pick(host)
+	dnsPort, httpPort, etcdClient, etcdPeer := pp.Pick(host), pp.Pick(host), pp.Pick(host), pp.Pick(host)
 	for _, rg := range lbRegions {
 		s := &lbSite{region: rg.name, vip: rg.vip, maxconn: rg.maxconn,
-			front: fmt.Sprintf("%s:%d", rg.host, pp.pick(rg.host)), stats: fmt.Sprintf("%s:%d", rg.host, pp.pick(rg.host))}
+			front: fmt.Sprintf("%s:%d", rg.host, pp.Pick(rg.host)), stats: fmt.Sprintf("%s:%d", rg.host, pp.Pick(rg.host))}
 		r.sites = append(r.sites, s)
 		r.byVIP[s.vip] = s
 	}
-	pp.release()
+	pp.Release()
 	for _, s := range r.sites {
 		s.backend = newLBBackend(t)
 		s.startHAProxy(t, bin)
@@ -622,10 +623,8 @@ func scenarioHAProxyPassive(t *testing.T, r *lbRun, eu, us *lbSite, ecs string) 
 			reason = vote.Reason
 		}
 	}
-	report(t, sc, fmt.Sprintf("backends answer 503 → eu-west out of the answers (goal fall × interval + 1 s = %v)", goal), "%v (%s)", out.Round(time.Millisecond), reason)
-	if out > 2*goal {
-		t.Errorf("eu-west left the answers %v after the 503s began, over twice the goal %v", out, goal)
-	}
+	report(t, sc, fmt.Sprintf("backends answer 503 → eu-west out of the answers (goal fall × interval + 1 s = %v)", goal), "%v, %s (%s)",
+		out.Round(time.Millisecond), bounded(t, "eu-west out of the answers after its backends turned to 503", goal, out), reason)
 
 	// The backends are fixed once every client has asked since: no
 	// answer naming eu-west from before is left in a cache.
@@ -681,9 +680,9 @@ func scenarioHAProxyPassive(t *testing.T, r *lbRun, eu, us *lbSite, ecs string) 
 	if first, _ := r.traffic.share(eu.region, tBack, tBack.Add(time.Second)); first > 0.5 {
 		t.Errorf("eu-west took %.0f%% of the requests in the first second back: no slow start", 100*first)
 	}
-	// Twice the simulator's goal (5 points, docs/controller.md): the
+	// slack × the simulator's goal (5 points, docs/controller.md): the
 	// networks' positions are not spread evenly (lbClients).
-	if maxDev > 0.10 {
+	if maxDev > slack*0.05 {
 		t.Errorf("eu-west's share strayed %.0f points from the slow start curve", 100*maxDev)
 	}
 	// The clients that come back stay. (From the fix: every client held
@@ -794,10 +793,8 @@ func scenarioHAProxySpill(t *testing.T, r *lbRun, eu, us *lbSite) {
 	})
 	goal := lbInterval + max(time.Second, lbTTL/4) // a reading, then the next tick
 	report(t, sc, fmt.Sprintf("%d sessions held of maxconn %d → eu-west sheds clients (goal a check interval and a tick: %v)", held, eu.maxconn, goal),
-		"%v (utilisation %.0f%%, sessions open in %v)", spill.Round(time.Millisecond), 100*util, tHeld.Sub(start).Round(time.Millisecond))
-	if spill > 2*goal {
-		t.Errorf("eu-west began to shed %v after the sessions piled up, over twice the goal %v", spill, goal)
-	}
+		"%v, %s (utilisation %.0f%%, sessions open in %v)", spill.Round(time.Millisecond), bounded(t, "eu-west shedding after the sessions piled up", goal, spill),
+		100*util, tHeld.Sub(start).Round(time.Millisecond))
 	waitFor(t, "eu-west keeping at most half its clients", waitLimit, func() error {
 		f, err := r.factors(eu.region)
 		if err != nil {
@@ -829,10 +826,8 @@ func scenarioHAProxySpill(t *testing.T, r *lbRun, eu, us *lbSite) {
 	// climbs max_step per TTL.
 	backGoal := (lbTTL + time.Duration((1-low)/lbMaxStep*float64(lbTTL)) + lbInterval).Round(100 * time.Millisecond)
 	report(t, sc, fmt.Sprintf("sessions ended → eu-west at its full share again (goal a TTL, then max_step per TTL from %.2f: %v)", low, backGoal),
-		"%v; every client back on it after %v", full.Round(time.Millisecond), allBack.Sub(tRel).Round(time.Millisecond))
-	if full > 2*backGoal {
-		t.Errorf("eu-west took %v to take its full share again, over twice the goal %v", full, backGoal)
-	}
+		"%v, %s; every client back on it after %v", full.Round(time.Millisecond), bounded(t, "eu-west at its full share after the sessions ended", backGoal, full),
+		allBack.Sub(tRel).Round(time.Millisecond))
 
 	var steps []string
 	minShare := 1.0
