@@ -523,7 +523,7 @@ func startLBRun(t *testing.T) *lbRun {
 		}
 		return nil
 	})
-	report(t, "9 HAProxy", "name server (embedded etcd), 2 HAProxy, 2 probers: both regions up with HAProxy's load after", "%v", since(start))
+	report(t, "10 HAProxy", "name server (embedded etcd), 2 HAProxy, 2 probers: both regions up with HAProxy's load after", "%v", since(start))
 
 	for i := range lbClients {
 		r.clients = append(r.clients, &lbClient{ecs: fmt.Sprintf("193.%d.%d.0/24", i/256, i%256)})
@@ -551,7 +551,7 @@ func curve(t time.Duration) float64 {
 	return max(lbMinWeight, math.Min(1, float64(t)/float64(lbRampWindow)))
 }
 
-// TestHAProxy: scenario 9, with a real load balancer. Two regions, each
+// TestHAProxy: scenario 10, with a real load balancer. Two regions, each
 // a Debian haproxy before a Go HTTP server on loopback; a prober per
 // region reading HAProxy's CSV stats; one name server; 256 client
 // networks that resolve through it (ECS), keep the answer for its TTL and
@@ -584,11 +584,11 @@ func TestHAProxy(t *testing.T) {
 	if len(fails) > 0 {
 		t.Errorf("clients' DNS questions without a single answer of the scenario's VIPs: %v", fails)
 	}
-	report(t, "9 HAProxy", "client requests through HAProxy in all", "%d", n)
+	report(t, "10 HAProxy", "client requests through HAProxy in all", "%d", n)
 }
 
 func scenarioHAProxyPassive(t *testing.T, r *lbRun, eu, us *lbSite, ecs string) {
-	const sc = "9a HAProxy 5xx"
+	const sc = "10a HAProxy 5xx"
 	goal := lbFall*lbInterval + time.Second
 
 	// Clients that ignore the answers' TTL (pinned to eu-west's address)
@@ -743,7 +743,7 @@ func startPinned(site *lbSite, n int, interval time.Duration) (stop func()) {
 }
 
 func scenarioHAProxySpill(t *testing.T, r *lbRun, eu, us *lbSite) {
-	const sc = "9b HAProxy maxconn"
+	const sc = "10b HAProxy maxconn"
 	kept := r.watchKept(eu.region)
 	defer kept.stop()
 
