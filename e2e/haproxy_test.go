@@ -487,7 +487,13 @@ func startLBRun(t *testing.T) *lbRun {
 	const pfile = "examples/prober.yaml"
 	for _, s := range r.sites {
 		pcfg := readYAMLMap(t, pfile)
-		setYAMLKey(t, pcfg, pfile, []string{"etcd", "endpoints"}, []string{etcdAddr})
+		// The embedded etcd takes only clients with a certificate of its
+		// own CA, which the server made for probers in its data_dir.
+		pki := filepath.Join(r.ns.dataDir(), "etcd-tls")
+		setYAMLKey(t, pcfg, pfile, []string{"etcd", "endpoints"}, []string{"https://" + etcdAddr})
+		setYAMLKey(t, pcfg, pfile, []string{"etcd", "ca_file"}, filepath.Join(pki, "ca.pem"))
+		setYAMLKey(t, pcfg, pfile, []string{"etcd", "cert_file"}, filepath.Join(pki, "prober.pem"))
+		setYAMLKey(t, pcfg, pfile, []string{"etcd", "key_file"}, filepath.Join(pki, "prober-key.pem"))
 		path := filepath.Join(dir, "prober-"+s.region+".yaml")
 		writeYAML(t, path, pcfg)
 		probers = append(probers, startProc(t, "lb-prober-"+s.region, binary, "prober", "--region", s.region, "--config", path))
