@@ -452,7 +452,7 @@ func startLBRun(t *testing.T) *lbRun {
 	}
 	state := filepath.Join(dir, "state.yaml")
 	writeFile(t, state, lbStateYAML(r.sites))
-	r.ns = &nameServer{name: "ns-lb", host: host, dnsPort: dnsPort, httpPort: httpPort, dir: dir, config: filepath.Join(dir, "meridian.yaml")}
+	r.ns = &nameServer{name: "ns-lb", host: host, dnsPort: dnsPort, httpPort: httpPort, dir: dir, config: filepath.Join(dir, "meridian.yaml"), plainHTTP: true}
 	const file = "examples/meridian.yaml"
 	cfg := readYAMLMap(t, file)
 	set := func(path []string, v any) { setYAMLKey(t, cfg, file, path, v) }
@@ -829,9 +829,10 @@ func scenarioHAProxySpill(t *testing.T, r *lbRun, eu, us *lbSite) {
 	waitFor(t, "every client back on eu-west", waitLimit, func() error { return r.allAskedSince(eu.region, tFull) })
 	allBack := time.Now()
 	// Back up waits for a reading a TTL after the last move down, then
-	// climbs max_step per TTL.
-	backGoal := (lbTTL + time.Duration((1-low)/lbMaxStep*float64(lbTTL)) + lbInterval).Round(100 * time.Millisecond)
-	report(t, sc, fmt.Sprintf("sessions ended → eu-west at its full share again (goal a TTL, then max_step per TTL from %.2f: %v)", low, backGoal),
+	// climbs max_step per TTL; the controller moves on ticks of a quarter
+	// TTL, so the first move may wait one tick more.
+	backGoal := (lbTTL + time.Duration((1-low)/lbMaxStep*float64(lbTTL)) + lbInterval + lbTTL/4).Round(100 * time.Millisecond)
+	report(t, sc, fmt.Sprintf("sessions ended → eu-west at its full share again (goal a TTL, then max_step per TTL from %.2f, and a tick: %v)", low, backGoal),
 		"%v, %s; every client back on it after %v", full.Round(time.Millisecond), bounded(t, "eu-west at its full share after the sessions ended", backGoal, full),
 		allBack.Sub(tRel).Round(time.Millisecond))
 
