@@ -96,6 +96,9 @@ type ExplainCandidate struct {
 	// Factors (in the health step) are what makes the region's
 	// effective weight.
 	Factors *ExplainFactors `json:"factors,omitempty"`
+	// Shift (in the health step) is the shift that decides the region's
+	// weight, until when.
+	Shift *ShiftRef `json:"shift,omitempty"`
 }
 
 // ExplainFactors is a region's effective weight in a service, factor by
@@ -354,11 +357,16 @@ func (t *tracer) health(fi int) {
 		}
 		sl := &t.v.slots[i]
 		rs := &t.s.regions[sl.region]
+		c.Shift = t.s.shiftOf(t.v, sl).ref(sl)
 		switch {
 		case rs.Drained:
 			c.Note = "drained (the region is drained)"
+		case sl.weight == 0 && c.Shift != nil:
+			c.Note = "drained " + shiftNote(c.Shift)
 		case sl.weight == 0:
 			c.Note = "drained (weight 0)"
+		case c.Shift != nil:
+			c.Note = fmt.Sprintf("weight %d %s; %s", sl.weight, shiftNote(c.Shift), vipNote(rs, sl, fi))
 		default:
 			c.Note = vipNote(rs, sl, fi)
 		}
@@ -503,6 +511,11 @@ func (t *tracer) spill(slot int, pos uint64, stay bool, addr netip.Addr, sb, cbi
 		c.Note = fmt.Sprintf("kept %.3f, position %.3f", frac, at)
 	}
 	t.endStep(&kept, reason)
+}
+
+// shiftNote says which shift decides a weight and until when.
+func shiftNote(r *ShiftRef) string {
+	return fmt.Sprintf("by shift %s until %s (configured weight %d)", r.ID, r.Expires.UTC().Format(time.RFC3339), r.ConfiguredWeight)
 }
 
 func (t *tracer) allDown(reason string) {

@@ -233,21 +233,13 @@ type slotCtl struct {
 }
 
 // shiftEffect is what a shift does to a region of a service: a weight
-// that replaces the configured one, and a factor.
+// that replaces the configured one, and a factor (shiftOf).
 type shiftEffect struct {
 	weight uint32
 	factor float64
 	note   string
-}
-
-// shiftOf is the shift in force for a slot: shifts (temporary overrides
-// with an expiry) set a weight or a factor per (service, region) here.
-// setRegions takes the weight (0 drains the region from the service; a
-// weight back above 0 starts its slow start), compose the factor, and
-// explain shows both with the note. Without a shift: the configured
-// weight and a factor of 1.
-func (s *Snapshot) shiftOf(_ *ServiceView, sl *slot) shiftEffect {
-	return shiftEffect{weight: sl.base, factor: 1}
+	// by is the shift in force (nil: none).
+	by *Shift
 }
 
 // factorsOn says whether a service has anything that makes factors

@@ -164,10 +164,12 @@ type Snapshot struct {
 	stats BuildStats
 
 	// now is the time the snapshot was built for: the factors are
-	// evolved to it. next is the earliest time a service's factors
-	// change again (unix ns; 0: none moves).
-	now  time.Time
-	next int64
+	// evolved to it, and the shifts in force are those active then
+	// (shifts). next is the earliest time a service's factors change
+	// again or a shift it applies expires (unix ns; 0: neither).
+	now    time.Time
+	next   int64
+	shifts *shiftIndex
 }
 
 // snapGeo is what a snapshot's geo services read: the tables, and the
@@ -352,8 +354,9 @@ func BuildSnapshot(st *State, prev *Snapshot, opts SnapshotOptions) *Snapshot {
 }
 
 // BuildSnapshotAt is BuildSnapshot for the time now: the factors
-// (docs/controller.md) are evolved from prev's to now, and load readings
-// are fresh or stale as of now. now should not go back from prev's.
+// (docs/controller.md) are evolved from prev's to now, load readings
+// are fresh or stale as of now, and the shifts in force are those
+// active at now (docs/shifts.md). now should not go back from prev's.
 func BuildSnapshotAt(st *State, prev *Snapshot, opts SnapshotOptions, now time.Time) *Snapshot {
 	start := time.Now()
 	if st == nil {
@@ -368,6 +371,7 @@ func BuildSnapshotAt(st *State, prev *Snapshot, opts SnapshotOptions, now time.T
 	}
 
 	s.buildRegions()
+	s.buildShifts(prev)
 	s.buildLatency(prev)
 	s.buildGeo(same)
 	s.buildServices(same)
@@ -556,9 +560,10 @@ func (s *Snapshot) buildLatency(prev *Snapshot) {
 	}
 }
 
-// NextChange is when the factors of a service change next, so the
-// snapshot should be built again (from this one) then; zero when no
-// factor moves.
+// NextChange is when the snapshot answers differently with the state
+// unchanged: a service's factors move, or a shift it applies expires.
+// It should be built again (from this one) then; only the services due
+// or shifted are refreshed. Zero when nothing is due.
 func (s *Snapshot) NextChange() time.Time {
 	if s.next == 0 {
 		return time.Time{}

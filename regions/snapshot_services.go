@@ -96,6 +96,9 @@ func (s *Snapshot) buildServices(prev *Snapshot) {
 			loadChanged[i] = !slices.Equal(a.loads, b.loads)
 		}
 	}
+	// Shifts that started or ended: a drain of every service changes
+	// its region, the others their services.
+	shifted := s.shiftChanges(prev, changed)
 	ltSame := prev != nil && prev.geo.lt == s.geo.lt
 	anyChanged := slices.Contains(changed, true)
 	anyLoad := slices.Contains(loadChanged, true)
@@ -109,19 +112,20 @@ func (s *Snapshot) buildServices(prev *Snapshot) {
 	} else {
 		b.all()
 	}
-	if prev != nil && regionsSame && ltSame && !anyChanged && !anyLoad && (prev.next == 0 || prev.next > now) {
-		// Nothing of the regions changed and no factor is due: the
-		// entries taken over stay as they are. The next change is
-		// prev's at the latest (early when it was a replaced view's:
-		// that build then visits them all).
-		s.next = prev.next
+	if prev != nil && regionsSame && ltSame && !anyChanged && len(shifted) == 0 && !anyLoad && (prev.next == 0 || prev.next > now) {
+		// Nothing of the regions or the shifts changed and no factor
+		// is due: the entries taken over stay as they are. The next
+		// change is prev's at the latest (early when it was a replaced
+		// view's: that build then visits them all), or the expiry of a
+		// shift in force (buildShifts).
+		s.dueAt(prev.next)
 		for _, r := range b.replaced {
 			if r[1] != nil {
 				s.due(r[1].v)
 			}
 		}
 	} else {
-		s.visit(b, regionsSame, ltSame, changed, loadChanged, now)
+		s.visit(b, regionsSame, ltSame, changed, loadChanged, shifted, now)
 	}
 	s.stats.Services = len(s.entries)
 	b.finish()
@@ -130,9 +134,10 @@ func (s *Snapshot) buildServices(prev *Snapshot) {
 
 // visit looks at every entry b did not compile: compiled again when the
 // regions or the location table changed under it, refreshed when its
-// regions' health, drains or addresses changed (changed), its factors
-// are due or the load readings they follow changed (loadChanged).
-func (s *Snapshot) visit(b *entriesBuild, regionsSame, ltSame bool, changed, loadChanged []bool, now int64) {
+// regions' health, drains or addresses changed (changed), a shift of
+// its own started or ended (shifted, by name), its factors are due or
+// the load readings they follow changed (loadChanged).
+func (s *Snapshot) visit(b *entriesBuild, regionsSame, ltSame bool, changed, loadChanged []bool, shifted map[string]bool, now int64) {
 	anyChanged := slices.Contains(changed, true)
 	anyLoad := slices.Contains(loadChanged, true)
 	for i, e := range s.entries {
@@ -143,12 +148,13 @@ func (s *Snapshot) visit(b *entriesBuild, regionsSame, ltSame bool, changed, loa
 		switch {
 		case !regionsSame || !ltSame && e.v != nil && e.v.geo != nil && e.v.geo.needsLoc:
 			b.set(i, s.compileEntry(e.key, e.svc, e.v))
-		case e.v != nil && (anyChanged && e.v.uses(changed) || e.v.next != 0 && e.v.next <= now ||
+		case e.v != nil && (anyChanged && e.v.uses(changed) || shifted[e.v.name] || e.v.next != 0 && e.v.next <= now ||
 			anyLoad && e.v.svc.Load != nil && e.v.uses(loadChanged)):
-			// Health, drains or addresses changed, or the factors are
-			// due to move, or the load readings a factor follows. Same
-			// name, same map: nothing for the name index or the geo
-			// users to follow.
+			// Health, drains or addresses changed, or a shift of the
+			// service started or ended, or the factors are due to move,
+			// or the load readings a factor follows. Same name, same
+			// map: nothing for the name index or the geo users to
+			// follow.
 			s.entries[i] = s.refreshEntry(e)
 			s.stats.Refreshed++
 		}
@@ -345,8 +351,16 @@ func (b *entriesBuild) finish() {
 
 // due notes when v's factors change next (v may be nil).
 func (s *Snapshot) due(v *ServiceView) {
-	if v != nil && v.next != 0 && (s.next == 0 || v.next < s.next) {
-		s.next = v.next
+	if v != nil {
+		s.dueAt(v.next)
+	}
+}
+
+// dueAt notes a time the snapshot answers differently (unix ns; 0:
+// none), keeping the earliest in s.next.
+func (s *Snapshot) dueAt(at int64) {
+	if at != 0 && (s.next == 0 || at < s.next) {
+		s.next = at
 	}
 }
 
@@ -475,8 +489,8 @@ func (c *svcCompiler) compile(key, name string, svc *Service, old *ServiceView) 
 
 // setRegions copies into v's slots what they take from their regions
 // (health, addresses, location, drains) and derives the candidate sets.
-// A slot's weight is the configured one as a shift leaves it (shiftOf),
-// 0 for a drained region: it weighs 0 in every service, never answered,
+// A slot's weight is the configured one as a shift in force leaves it
+// (shiftOf), 0 for a drained region: it weighs 0 in every service, never answered,
 // not even when failing open.
 func (s *Snapshot) setRegions(v *ServiceView) {
 	v.lowTTL = false

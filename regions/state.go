@@ -20,6 +20,8 @@ type State struct {
 	Health map[string]map[string]*HealthReport `json:"health"`
 	// Probers holds the registrations of live probers, by id.
 	Probers map[string]*ProberInfo `json:"probers"`
+	// Shifts holds the shifts by id, in force or ended (docs/shifts.md).
+	Shifts map[string]*Shift `json:"shifts,omitempty"`
 	// Latency is the latency table as stored (nil: none).
 	Latency *LatencyData `json:"latency,omitempty"`
 	// Problems lists entries that were in etcd but could not be used
@@ -51,6 +53,7 @@ func NewState() *State {
 		Services: map[string]*Service{},
 		Health:   map[string]map[string]*HealthReport{},
 		Probers:  map[string]*ProberInfo{},
+		Shifts:   map[string]*Shift{},
 	}
 }
 
@@ -64,6 +67,7 @@ func (s *State) Clone() *State {
 		Services: maps.Clone(s.Services),
 		Health:   make(map[string]map[string]*HealthReport, len(s.Health)),
 		Probers:  maps.Clone(s.Probers),
+		Shifts:   maps.Clone(s.Shifts),
 		Latency:  s.Latency,
 		Problems: append([]string(nil), s.Problems...),
 	}
@@ -76,6 +80,9 @@ func (s *State) Clone() *State {
 	}
 	if c.Probers == nil {
 		c.Probers = map[string]*ProberInfo{}
+	}
+	if c.Shifts == nil {
+		c.Shifts = map[string]*Shift{}
 	}
 	for k, v := range s.Health {
 		c.Health[k] = maps.Clone(v)
