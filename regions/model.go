@@ -349,7 +349,11 @@ type FieldProblem struct {
 
 func (e *ValidationError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "invalid %s %q:", e.Kind, e.Name)
+	if e.Name == "" {
+		fmt.Fprintf(&b, "invalid %s:", e.Kind)
+	} else {
+		fmt.Fprintf(&b, "invalid %s %q:", e.Kind, e.Name)
+	}
 	for _, p := range e.Problems {
 		fmt.Fprintf(&b, " %s: %s;", p.Field, p.Message)
 	}

@@ -198,7 +198,7 @@ func CheckExpiry(field string, expires, now time.Time) error {
 		p.add(field, "%s is %s ahead: a shift lasts at most %s", expires.UTC().Format(time.RFC3339),
 			expires.Sub(now).Round(time.Second), MaxShiftDuration)
 	}
-	return p.err("shift", field)
+	return p.err("shift", "")
 }
 
 // CheckAgainst checks that what the shift names exists, with the regions

@@ -72,6 +72,12 @@ func (k Keys) LatencyChunk(id string, n int) string {
 	return fmt.Sprintf("%s%06d", k.LatencyChunks(id), n)
 }
 
+// Shifts is the prefix of every shift key.
+func (k Keys) Shifts() string { return k.prefix + "shifts/" }
+
+// Shift is a shift's key.
+func (k Keys) Shift(id string) string { return k.Shifts() + id }
+
 // Audit is the prefix of the audit log's records.
 func (k Keys) Audit() string { return k.prefix + "audit/" }
 
@@ -99,6 +105,7 @@ const (
 	keyLatencyChunk
 	keyAudit
 	keyDNSSEC
+	keyShift
 )
 
 // parsedKey is a key taken apart: name is the region, service, prober id
@@ -140,6 +147,10 @@ func (k Keys) parse(key string) parsedKey {
 		}
 	case "dnssec":
 		return parsedKey{kind: keyDNSSEC}
+	case "shifts":
+		if name != "" && !strings.Contains(name, "/") {
+			return parsedKey{kind: keyShift, name: name}
+		}
 	case "latency":
 		if name == "manifest" {
 			return parsedKey{kind: keyLatencyManifest}

@@ -16,6 +16,7 @@ func TestKeys(t *testing.T) {
 		{k.Prober("p1"), "/meridian/probers/p1"},
 		{k.LatencyManifest(), "/meridian/latency/manifest"},
 		{k.LatencyChunk("t1", 7), "/meridian/latency/chunks/t1/000007"},
+		{k.Shift("3fa2c81e"), "/meridian/shifts/3fa2c81e"},
 	}
 	for _, b := range builders {
 		if b.got != b.want {
@@ -33,6 +34,8 @@ func TestKeys(t *testing.T) {
 		{"/meridian/probers/p1", parsedKey{kind: keyProber, name: "p1"}},
 		{"/meridian/latency/manifest", parsedKey{kind: keyLatencyManifest}},
 		{"/meridian/latency/chunks/t1/000003", parsedKey{kind: keyLatencyChunk, name: "t1"}},
+		{"/meridian/shifts/3fa2c81e", parsedKey{kind: keyShift, name: "3fa2c81e"}},
+		{"/meridian/shifts/a/b", parsedKey{}},
 		{"/meridian/regions/", parsedKey{}},
 		{"/meridian/regions/a/b", parsedKey{}},
 		{"/meridian/health/eu-west", parsedKey{}},

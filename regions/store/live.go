@@ -75,6 +75,8 @@ type Live struct {
 	// serviceJSON is the services' JSON of the last write, for the next
 	// (used by flush only).
 	serviceJSON serviceJSON
+	// swapped is closed when the next snapshot is swapped in (Changed).
+	swapped chan struct{}
 }
 
 // refusal is an empty state from etcd that is not served.
@@ -90,7 +92,7 @@ func NewLive(path string, opts regions.SnapshotOptions, logger *slog.Logger, onS
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Live{path: path, opts: opts, log: logger, onSwap: onSwap, wake: make(chan struct{}, 1)}
+	return &Live{path: path, opts: opts, log: logger, onSwap: onSwap, wake: make(chan struct{}, 1), swapped: make(chan struct{})}
 }
 
 // Path is the state file ("" without persistence).
@@ -244,8 +246,8 @@ func (l *Live) serve(st *regions.State, confirmed time.Time, urgent bool) {
 	l.publish(l.build(st), "etcd", confirmed, true, urgent)
 }
 
-// sameConfig says whether a and b have the same regions, services and
-// latency table. Objects are never modified in place, so the same pointer
+// sameConfig says whether a and b have the same regions, services,
+// shifts and latency table. Objects are never modified in place, so the same pointer
 // is the same object; a listing brings new pointers and counts as a
 // change.
 func sameConfig(a, b *regions.State) bool {
@@ -259,6 +261,14 @@ func sameConfig(a, b *regions.State) bool {
 	}
 	for k, v := range a.Services {
 		if b.Services[k] != v {
+			return false
+		}
+	}
+	if len(a.Shifts) != len(b.Shifts) {
+		return false
+	}
+	for k, v := range a.Shifts {
+		if b.Shifts[k] != v {
 			return false
 		}
 	}
@@ -299,6 +309,8 @@ func (l *Live) publish(s *regions.Snapshot, source string, confirmed time.Time, 
 	if dirty {
 		l.markDirty(urgent)
 	}
+	close(l.swapped)
+	l.swapped = make(chan struct{})
 	l.mu.Unlock()
 	// Run looks at the new snapshot's NextChange.
 	select {

@@ -309,6 +309,13 @@ func LoadState(path string) (*Saved, error) {
 			st.Health[region][prober] = h
 		}
 	}
+	for id, sh := range sf.State.Shifts {
+		if err := checkLoaded(sh, id, sh != nil && sh.ID == id, func() error { return sh.Validate() }); err != nil {
+			st.Problems = append(st.Problems, "shifts/"+id+": "+err.Error())
+			continue
+		}
+		st.Shifts[id] = sh
+	}
 	for id, p := range sf.State.Probers {
 		if err := checkLoaded(p, id, p != nil && p.ID == id, func() error { return p.Validate() }); err != nil {
 			st.Problems = append(st.Problems, "probers/"+id+": "+err.Error())

@@ -562,6 +562,13 @@ func (w *Watcher) put(ctx context.Context, st *regions.State, probs map[string]s
 		} else {
 			delete(st.Probers, k.name)
 		}
+	case keyShift:
+		sh := new(regions.Shift)
+		if bad = decodeShift(kv, k, sh); bad == nil {
+			st.Shifts[k.name] = sh
+		} else {
+			delete(st.Shifts, k.name)
+		}
 	case keyLatencyManifest:
 		ld, err := loadLatency(ctx, w.c, w.keys, kv.Value, rev)
 		var be errBadEntry
@@ -607,6 +614,8 @@ func remove(st *regions.State, probs map[string]string, key string, k parsedKey)
 		}
 	case keyProber:
 		delete(st.Probers, k.name)
+	case keyShift:
+		delete(st.Shifts, k.name)
 	case keyLatencyManifest:
 		st.Latency = nil
 	}
