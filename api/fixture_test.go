@@ -218,6 +218,8 @@ func (f *fixture) revOf(kind, name string) int64 {
 	switch kind {
 	case "region":
 		key = f.st.Keys().Region(name)
+	case "shift":
+		key = f.st.Keys().Shift(name)
 	default:
 		key = f.st.Keys().Service(name)
 	}

@@ -34,6 +34,8 @@ type opDoc struct {
 	// force: the write may leave services answering NODATA, which is
 	// refused with 409 unless it has ?force=true.
 	force bool
+	// created: the write creates an object of a new name: 201.
+	created bool
 }
 
 type paramDoc struct {
@@ -100,6 +102,20 @@ var (
 			"(a fresh cluster or a wrong prefix would wipe steering); this is the operator's confirmation that etcd " +
 			"is meant to be empty. It acts on this server only (call each server); 409 when it refuses nothing.",
 		resp: apitypes.ChangeResponse{}, errors: []int{400, 401, 403, 409, 503}}
+	docListShifts  = opDoc{summary: "Every shift, in force or ended within the last day, with its state", resp: apitypes.ShiftList{}, errors: readErrors}
+	docCreateShift = opDoc{summary: "Shift traffic for a while: drain a region from one service or all, or set weights of one service",
+		description: "A shift carries an expiry (expires_in from now, or expires), at most 72 h ahead; every server stops applying it then, " +
+			"and one of them records the end. The service and regions it names must exist (404 naming the field otherwise). " +
+			"revert_if ends it early when a region it moves traffic to loses healthy VIPs (unhealthy) or goes above a service's " +
+			"high watermark (high_watermark). The answer lists the services it changes with their expected shares before and after; " +
+			"with dry_run=true, what they would be.",
+		body: apitypes.ShiftRequest{}, resp: apitypes.ShiftChange{}, errors: []int{400, 401, 403, 404, 409, 413, 503}, force: true, created: true}
+	docGetShift    = opDoc{summary: "One shift with its state; the ETag is its mod revision", resp: apitypes.ShiftStatus{}, errors: readErrors}
+	docExtendShift = opDoc{summary: "Give an active shift a new expiry (and reason): expires_in from now, or expires, at most 72 h ahead",
+		body: apitypes.ShiftPatch{}, resp: apitypes.ShiftChange{}, errors: writeErrors}
+	docCancelShift = opDoc{summary: "Cancel a shift: it ends now and the weights it changed come back",
+		description: "The shift stays listed, cancelled, for a day. Cancelling a shift that ended changes nothing.",
+		resp:        apitypes.ShiftChange{}, errors: writeErrors, force: true}
 	docAudit = opDoc{summary: "The audit log, newest first, a page at a time",
 		query: []paramDoc{
 			{"limit", "integer", "records per page, 1 to 500 (default 50)", false},
@@ -124,8 +140,11 @@ func (a *apiServer) openAPIDoc() map[string]any {
 		var params []any
 		for _, m := range pathParamRE.FindAllStringSubmatch(rt.pattern, -1) {
 			desc := "region name"
-			if strings.HasPrefix(rt.pattern, "/v1/services/") {
+			switch {
+			case strings.HasPrefix(rt.pattern, "/v1/services/"):
 				desc = "service name, with or without the final dot"
+			case strings.HasPrefix(rt.pattern, "/v1/shifts/"):
+				desc = "shift id"
 			}
 			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "description": desc, "schema": map[string]any{"type": "string"}})
 		}
@@ -133,9 +152,15 @@ func (a *apiServer) openAPIDoc() map[string]any {
 			params = append(params, map[string]any{"name": q.name, "in": "query", "required": q.required, "description": q.desc, "schema": map[string]any{"type": q.typ}})
 		}
 		ok := "200"
+		if d.created {
+			ok = "201"
+		}
 		if rt.access == accessWrite {
 			params = append(params,
-				map[string]any{"name": "dry_run", "in": "query", "description": "true: validate and say what would change, write nothing", "schema": map[string]any{"type": "boolean"}},
+				map[string]any{"name": "dry_run", "in": "query", "description": "true: validate and say what would change, write nothing", "schema": map[string]any{"type": "boolean"}})
+		}
+		if rt.access == accessWrite && !d.created {
+			params = append(params,
 				map[string]any{"name": "If-Match", "in": "header", "description": "write only if the object is at this revision (its ETag), or exists (*); 412 otherwise", "schema": map[string]any{"type": "string"}},
 				map[string]any{"name": "If-None-Match", "in": "header", "description": "*: create only; 412 if it exists", "schema": map[string]any{"type": "string"}})
 		}

@@ -43,7 +43,8 @@ func badField(field, format string, args ...any) Problem {
 const retryAfter = 5
 
 // storeProblem turns a store error into the answer: 400 for invalid
-// input (with each field), 404, 409 for a region in use or a write that
+// input (with each field), 404 (with the fields that name what does not
+// exist), 409 for a region in use, a shift that ended or a write that
 // would leave services answering NODATA (naming them), 412 for a failed
 // precondition, 413 for an oversized upload, 503 with Retry-After when
 // etcd cannot answer in time (DNS keeps answering from its last state),
@@ -59,17 +60,19 @@ func (a *apiServer) storeProblem(r *http.Request, err error) Problem {
 		ce  *store.ConflictError
 		iu  *store.InUseError
 		nd  *store.NoDataError
+		me  *store.MissingError
+		se  *store.ShiftEndedError
 		mbe *http.MaxBytesError
 	)
 	switch {
 	case errors.As(err, &mbe):
 		return Problem{Status: http.StatusRequestEntityTooLarge, Detail: fmt.Sprintf("the request body is larger than %d bytes", mbe.Limit)}
-	case errors.As(err, &ve):
-		p := Problem{Status: http.StatusBadRequest, Title: "invalid " + ve.Kind, Detail: ve.Error()}
-		for _, fp := range ve.Problems {
-			p.Errors = append(p.Errors, FieldError{Field: fp.Field, Message: fp.Message})
-		}
+	case errors.As(err, &me):
+		p := validationProblem(me.Err)
+		p.Status, p.Title = http.StatusNotFound, "not found"
 		return p
+	case errors.As(err, &ve):
+		return validationProblem(ve)
 	case errors.Is(err, regions.ErrInvalid):
 		return Problem{Status: http.StatusBadRequest, Title: "invalid request", Detail: err.Error()}
 	case errors.As(err, &ce):
@@ -77,6 +80,8 @@ func (a *apiServer) storeProblem(r *http.Request, err error) Problem {
 		return Problem{Status: http.StatusPreconditionFailed, Detail: err.Error(), CurrentRevision: &cur}
 	case errors.Is(err, store.ErrNotFound):
 		return Problem{Status: http.StatusNotFound, Detail: err.Error()}
+	case errors.As(err, &se):
+		return Problem{Status: http.StatusConflict, Title: "shift ended", Detail: err.Error()}
 	case errors.As(err, &iu):
 		return Problem{Status: http.StatusConflict, Title: "in use", Detail: err.Error(), InUseBy: iu.Services}
 	case errors.As(err, &nd):
@@ -105,6 +110,15 @@ func (a *apiServer) internalProblem(r *http.Request, err error) Problem {
 
 // internalDetail is the detail of every 500: the log has the rest.
 const internalDetail = "the server failed on this request; its log has the details"
+
+// validationProblem is a 400 naming each invalid field.
+func validationProblem(ve *regions.ValidationError) Problem {
+	p := Problem{Status: http.StatusBadRequest, Title: "invalid " + ve.Kind, Detail: ve.Error()}
+	for _, fp := range ve.Problems {
+		p.Errors = append(p.Errors, FieldError{Field: fp.Field, Message: fp.Message})
+	}
+	return p
+}
 
 func (a *apiServer) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeProblem(w, a.storeProblem(r, err))

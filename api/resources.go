@@ -28,7 +28,11 @@ type weightsBody struct {
 // respond answers a write with its change: 201 when it created the
 // object, 200 otherwise; the ETag is the object's revision after it.
 func respond(w http.ResponseWriter, resp apitypes.ChangeResponse) {
-	ch := resp.Change
+	respondChange(w, resp.Change, resp)
+}
+
+// respondChange answers a write of ch with body (which holds ch).
+func respondChange(w http.ResponseWriter, ch apitypes.Change, body any) {
 	if ch.After != nil && ch.Revision > 0 {
 		w.Header().Set("ETag", etag(ch.Revision))
 	}
@@ -36,7 +40,7 @@ func respond(w http.ResponseWriter, resp apitypes.ChangeResponse) {
 	if ch.Changed && !ch.DryRun && ch.Before == nil && ch.After != nil {
 		status = http.StatusCreated
 	}
-	writeJSON(w, status, resp)
+	writeJSON(w, status, body)
 }
 
 // writeSetup reads what every write needs: the precondition headers, the
@@ -373,27 +377,9 @@ func (a *apiServer) setWeights(replace bool) http.HandlerFunc {
 			writeProblem(w, badField("weights", `required: {"weights": {"REGION": WEIGHT, ...}}`))
 			return
 		}
-		if len(body.Weights) == 0 {
-			writeProblem(w, badField("weights", "give at least one region's weight"))
-			return
-		}
-		ws := make(map[string]uint32, len(body.Weights))
-		var errs []FieldError
-		for _, region := range slices.Sorted(maps.Keys(body.Weights)) {
-			f, ok := body.Weights[region].(float64)
-			if !ok || f != math.Trunc(f) || f < 0 || f > regions.MaxWeight {
-				v, _ := json.Marshal(body.Weights[region])
-				errs = append(errs, FieldError{Field: "weights." + region, Message: fmt.Sprintf("%s: want a whole number from 0 to %d", v, regions.MaxWeight)})
-				continue
-			}
-			ws[region] = uint32(f)
-		}
-		if len(errs) > 0 {
-			msgs := make([]string, len(errs))
-			for i, e := range errs {
-				msgs[i] = e.Field + ": " + e.Message
-			}
-			writeProblem(w, Problem{Status: http.StatusBadRequest, Title: "invalid weights", Detail: strings.Join(msgs, "; "), Errors: errs})
+		ws, p := parseWeights(body.Weights)
+		if p != nil {
+			writeProblem(w, *p)
 			return
 		}
 		wr, ok := a.writeSetup(w, r, serviceRev(name))
@@ -418,6 +404,35 @@ func (a *apiServer) setWeights(replace bool) http.HandlerFunc {
 	}
 }
 
+// parseWeights reads weights given as JSON values: each a whole number
+// from 0 to regions.MaxWeight, at least one; a problem names each bad
+// one by its region.
+func parseWeights(in map[string]any) (map[string]uint32, *Problem) {
+	if len(in) == 0 {
+		p := badField("weights", "give at least one region's weight")
+		return nil, &p
+	}
+	ws := make(map[string]uint32, len(in))
+	var errs []FieldError
+	for _, region := range slices.Sorted(maps.Keys(in)) {
+		f, ok := in[region].(float64)
+		if !ok || f != math.Trunc(f) || f < 0 || f > regions.MaxWeight {
+			v, _ := json.Marshal(in[region])
+			errs = append(errs, FieldError{Field: "weights." + region, Message: fmt.Sprintf("%s: want a whole number from 0 to %d", v, regions.MaxWeight)})
+			continue
+		}
+		ws[region] = uint32(f)
+	}
+	if len(errs) > 0 {
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = e.Field + ": " + e.Message
+		}
+		return nil, &Problem{Status: http.StatusBadRequest, Title: "invalid weights", Detail: strings.Join(msgs, "; "), Errors: errs}
+	}
+	return ws, nil
+}
+
 // shares is the expected share of answers per region of svc, per family,
 // in the server's current snapshot with svc in it as given.
 func (a *apiServer) shares(svc *regions.Service) map[string]regions.Shares {
@@ -433,7 +448,13 @@ func (a *apiServer) shares(svc *regions.Service) map[string]regions.Shares {
 	name := regions.CanonicalName(svc.Name)
 	st.Services[name] = svc
 	s := regions.BuildSnapshot(st, snap, snap.Options())
-	v := s.ServiceByName(name)
+	return familyShares(s, s.ServiceByName(name))
+}
+
+// familyShares is the expected share of answers per region of v in s,
+// per address family ("ipv4", "ipv6"); empty for a nil v.
+func familyShares(s *regions.Snapshot, v *regions.ServiceView) map[string]regions.Shares {
+	out := map[string]regions.Shares{}
 	if v == nil {
 		return out
 	}

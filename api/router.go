@@ -39,6 +39,11 @@ type Store interface {
 	GetLatency(ctx context.Context) (*store.LatencyInfo, error)
 	LoadLatency(ctx context.Context, info *store.LatencyInfo) (*regions.LatencyData, error)
 	ListAudit(ctx context.Context, after string, limit int) ([]store.AuditRecord, string, error)
+	GetShift(ctx context.Context, id string) (*regions.Shift, int64, error)
+	ListShifts(ctx context.Context) ([]*regions.Shift, int64, error)
+	CreateShift(ctx context.Context, sh *regions.Shift, opts ...store.WriteOption) (int64, error)
+	ExtendShift(ctx context.Context, id string, expires time.Time, reason *string, cond store.Cond, opts ...store.WriteOption) (int64, error)
+	CancelShift(ctx context.Context, id string, cond store.Cond, opts ...store.WriteOption) (int64, error)
 }
 
 var _ Store = (*store.Store)(nil)
@@ -199,6 +204,11 @@ func (a *apiServer) routes() []route {
 		{"PATCH", "/v1/services/{name}/weights", accessWrite, a.setWeights(false), docPatchWeights},
 		{"GET", "/v1/latency", accessRead, a.getLatency, docGetLatency},
 		{"PUT", "/v1/latency", accessWrite, a.putLatency, docPutLatency},
+		{"GET", "/v1/shifts", accessRead, a.listShifts, docListShifts},
+		{"POST", "/v1/shifts", accessWrite, a.createShift, docCreateShift},
+		{"GET", "/v1/shifts/{id}", accessRead, a.getShift, docGetShift},
+		{"PATCH", "/v1/shifts/{id}", accessWrite, a.extendShift, docExtendShift},
+		{"DELETE", "/v1/shifts/{id}", accessWrite, a.cancelShift, docCancelShift},
 		{"GET", "/v1/audit", accessRead, a.audit, docAudit},
 		{"POST", "/v1/state/accept-empty", accessWrite, a.acceptEmpty, docAcceptEmpty},
 	}

@@ -101,19 +101,19 @@ func (a *apiServer) statusOf(services bool) apitypes.Status {
 			break
 		}
 		svc := v.Service()
-		ss := apitypes.ServiceStatus{Name: v.Name(), Policy: svc.Policy, TTL: svc.TTL, ExpectedShare: map[string]regions.Shares{}}
+		ss := apitypes.ServiceStatus{Name: v.Name(), Policy: svc.Policy, TTL: svc.TTL, ExpectedShare: familyShares(snap, v)}
 		factors := snap.Factors(v, now)
 		for _, sr := range svc.Regions {
 			rs := byName[sr.Region]
 			ss.Regions = append(ss.Regions, apitypes.ServiceRegionStatus{Region: sr.Region, Weight: sr.Weight, Status: rs.Status, Drained: rs.Drained,
-				Factors: factors[sr.Region]})
-		}
-		for fam, qt := range map[string]uint16{"ipv4": regions.QTypeA, "ipv6": regions.QTypeAAAA} {
-			if sh, ok := snap.ExpectedShares(v, qt); ok {
-				ss.ExpectedShare[fam] = sh
-			}
+				Factors: factors[sr.Region], Shift: snap.ShiftOf(v, sr.Region)})
 		}
 		out.Services = append(out.Services, ss)
+	}
+	for _, id := range slices.Sorted(maps.Keys(st.Shifts)) {
+		if sh := st.Shifts[id]; sh != nil {
+			out.Shifts = append(out.Shifts, shiftStatus(sh, snap, now))
+		}
 	}
 	return out
 }

@@ -75,9 +75,9 @@ type ServiceList struct {
 // (null when absent), and the revision. It is also the body of an audit
 // record.
 type Change struct {
-	Kind   string `json:"kind"` // region, service, latency, state
+	Kind   string `json:"kind"` // region, service, latency, state, shift
 	Name   string `json:"name"`
-	Action string `json:"action"` // put, delete, drain, undrain, set-weights, replace-weights, import, accept-empty
+	Action string `json:"action"` // put, delete, drain, undrain, set-weights, replace-weights, import, accept-empty; for shifts create, extend, cancel, expire, revert
 	// Before and After are the object as stored; null when it does not
 	// exist (before a create, after a delete).
 	Before json.RawMessage `json:"before"`
@@ -184,6 +184,9 @@ type Status struct {
 	// Certificates lists every certificate the server uses (the API's,
 	// its client CA, etcd's), with its end.
 	Certificates []CertificateInfo `json:"certificates,omitempty"`
+	// Shifts are the shifts of the served snapshot, in force or ended
+	// within the last day.
+	Shifts []ShiftStatus `json:"shifts"`
 }
 
 // TLSStatus is the API's TLS: the files it serves with and their last
@@ -381,6 +384,9 @@ type ServiceRegionStatus struct {
 	// health, load (with the utilisation it follows), ramp
 	// (docs/controller.md).
 	Factors *regions.ExplainFactors `json:"factors,omitempty"`
+	// Shift is the shift that gives the region another weight than
+	// Weight, until its expiry.
+	Shift *regions.ShiftRef `json:"shift,omitempty"`
 }
 
 // EtcdStatus is the server's connection to etcd.
@@ -555,4 +561,85 @@ type LatencyRegion struct {
 	// Known says whether the region exists; the entries of one that does
 	// not are never used.
 	Known bool `json:"known"`
+}
+
+// ShiftRequest is the body of POST /v1/shifts: a temporary override of
+// where traffic goes, with an expiry (docs/shifts.md).
+type ShiftRequest struct {
+	// Service is the service shifted; "" with Drain shifts every
+	// service that lists the region.
+	Service string `json:"service,omitempty"`
+	// Drain takes a region out of the service's answers (or every
+	// service's); Weights replace the weights of the regions named
+	// (one service). One of the two.
+	Drain   string            `json:"drain,omitempty"`
+	Weights map[string]uint32 `json:"weights,omitempty"`
+	// ExpiresIn ("30m", "1h") or Expires (RFC 3339) says when the shift
+	// ends: one of the two, in the future and at most 72 h ahead.
+	ExpiresIn string `json:"expires_in,omitempty"`
+	Expires   string `json:"expires,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	// RevertIf ends the shift early when a region it moves traffic to
+	// gets into trouble.
+	RevertIf *regions.ShiftGuard `json:"revert_if,omitempty"`
+}
+
+// ShiftPatch is the body of PATCH /v1/shifts/{id}: a new expiry (one of
+// ExpiresIn and Expires, as in ShiftRequest), and a new reason if given.
+type ShiftPatch struct {
+	ExpiresIn string  `json:"expires_in,omitempty"`
+	Expires   string  `json:"expires,omitempty"`
+	Reason    *string `json:"reason,omitempty"`
+}
+
+// ShiftStatus is a shift as stored, with its state as the server
+// applies it now.
+type ShiftStatus struct {
+	regions.Shift
+	// State: active, expired, cancelled or reverted. A shift stops
+	// applying at its expiry, or when its guard trips, before the end
+	// is recorded (Ended).
+	State regions.ShiftState `json:"state"`
+	// ExpiresInSeconds is how long an active shift still applies; 0
+	// once it ended.
+	ExpiresInSeconds float64 `json:"expires_in_seconds"`
+	// Why says why its guard reverted it.
+	Why string `json:"why,omitempty"`
+	// Does says what the shift does, in a few words.
+	Does string `json:"does"`
+}
+
+// ShiftList is GET /v1/shifts: every stored shift, in force or ended
+// within the last day.
+type ShiftList struct {
+	// Revision is the etcd revision the list was read at (also the
+	// ETag).
+	Revision int64         `json:"revision"`
+	Shifts   []ShiftStatus `json:"shifts"`
+}
+
+// ShiftChange is what every shift write answers.
+type ShiftChange struct {
+	Change
+	// Shift is the shift after the write (or as it would be, with
+	// dry_run).
+	Shift *ShiftStatus `json:"shift,omitempty"`
+	// Services are the services whose answers the write changes, by
+	// name, with the share of answers their regions can expect before
+	// and after it, per address family ("ipv4", "ipv6"), with the
+	// health the server sees now; at most MaxShiftServices of them,
+	// ServicesTotal in all.
+	Services      []ShiftedService `json:"services"`
+	ServicesTotal int              `json:"services_total"`
+}
+
+// MaxShiftServices bounds the services a ShiftChange lists.
+const MaxShiftServices = 100
+
+// ShiftedService is one service a shift changes, with its expected
+// shares before and after.
+type ShiftedService struct {
+	Service string                    `json:"service"`
+	Before  map[string]regions.Shares `json:"before"`
+	After   map[string]regions.Shares `json:"after"`
 }

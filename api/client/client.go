@@ -543,3 +543,56 @@ func (c *Client) Audit(ctx context.Context, limit int, after string) (*apitypes.
 func (c *Client) AcceptEmpty(ctx context.Context, opts ...WriteOption) (*apitypes.ChangeResponse, error) {
 	return c.change(ctx, request{method: http.MethodPost, path: "/v1/state/accept-empty"}, opts)
 }
+
+// shiftPath is the path of one shift.
+func shiftPath(id string) string { return "/v1/shifts/" + url.PathEscape(id) }
+
+// Shifts lists every shift, in force or ended within the last day, with
+// its state (GET /v1/shifts).
+func (c *Client) Shifts(ctx context.Context) (*apitypes.ShiftList, error) {
+	out, _, err := fetch[apitypes.ShiftList](ctx, c, "/v1/shifts", nil)
+	return out, err
+}
+
+// Shift reads one shift and its ETag (GET /v1/shifts/{id}).
+func (c *Client) Shift(ctx context.Context, id string) (*apitypes.ShiftStatus, string, error) {
+	return fetch[apitypes.ShiftStatus](ctx, c, shiftPath(id), nil)
+}
+
+// shiftWrite makes a shift write and returns its change.
+func (c *Client) shiftWrite(ctx context.Context, r request, v any, opts []WriteOption) (*apitypes.ShiftChange, error) {
+	if v != nil {
+		body, err := jsonBody(v)
+		if err != nil {
+			return nil, err
+		}
+		r.body = body
+	}
+	r.write(opts)
+	out := new(apitypes.ShiftChange)
+	if _, err := c.do(ctx, r, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// CreateShift makes a shift (POST /v1/shifts): it drains a region from a
+// service or from all, or sets weights of one service, until its expiry
+// (at most 72 h ahead). The answer has the shift with its id and the
+// services it changes with their expected shares; with DryRun, what
+// they would be.
+func (c *Client) CreateShift(ctx context.Context, req apitypes.ShiftRequest, opts ...WriteOption) (*apitypes.ShiftChange, error) {
+	return c.shiftWrite(ctx, request{method: http.MethodPost, path: "/v1/shifts"}, req, opts)
+}
+
+// ExtendShift gives an active shift a new expiry, and a new reason if
+// the patch has one (PATCH /v1/shifts/{id}).
+func (c *Client) ExtendShift(ctx context.Context, id string, patch apitypes.ShiftPatch, opts ...WriteOption) (*apitypes.ShiftChange, error) {
+	return c.shiftWrite(ctx, request{method: http.MethodPatch, path: shiftPath(id)}, patch, opts)
+}
+
+// CancelShift ends a shift now (DELETE /v1/shifts/{id}); the weights it
+// changed come back.
+func (c *Client) CancelShift(ctx context.Context, id string, opts ...WriteOption) (*apitypes.ShiftChange, error) {
+	return c.shiftWrite(ctx, request{method: http.MethodDelete, path: shiftPath(id)}, nil, opts)
+}
