@@ -166,6 +166,11 @@ func ctlCompletions(ctx context.Context, done []string, cur string) []string {
 			return withPrefix(ctlFormats, cur)
 		case "type":
 			return withPrefix([]string{"A", "AAAA"}, cur)
+		case "revert-if":
+			return withPrefix([]string{"unhealthy", "high-watermark", "unhealthy,high-watermark"}, cur)
+		case "drain", "service":
+			kind := map[string]string{"drain": "region", "service": "service"}[valueOf]
+			return withCtl(ctx, g, func(x *ctl, ctx context.Context) []string { return withPrefix(x.names(ctx, kind), cur) })
 		}
 		if slices.Contains(fileFlags, valueOf) {
 			return []string{filesDirective}
@@ -194,6 +199,18 @@ func ctlCompletions(ctx context.Context, done []string, cur string) []string {
 	if cmd.complete == nil {
 		return nil
 	}
+	return withCtl(ctx, g, func(x *ctl, ctx context.Context) []string {
+		out := cmd.complete(x, ctx, len(args), args)
+		if len(out) == 1 && out[0] == filesDirective {
+			return out
+		}
+		return withPrefix(out, cur)
+	})
+}
+
+// withCtl runs f with a ctl of the server the flags name, its calls
+// bounded by completeTimeout.
+func withCtl(ctx context.Context, g ctlFlags, f func(*ctl, context.Context) []string) []string {
 	g.timeout = completeTimeout
 	x, err := newCtl(g, io.Discard, io.Discard)
 	if err != nil {
@@ -201,11 +218,7 @@ func ctlCompletions(ctx context.Context, done []string, cur string) []string {
 	}
 	ctx, cancel := context.WithTimeout(ctx, completeTimeout)
 	defer cancel()
-	out := cmd.complete(x, ctx, len(args), args)
-	if len(out) == 1 && out[0] == filesDirective {
-		return out
-	}
-	return withPrefix(out, cur)
+	return f(x, ctx)
 }
 
 // ctlWords are the words that can come next when pos names no command

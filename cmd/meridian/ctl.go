@@ -72,6 +72,16 @@ var ctlCommands = []ctlCommand{
 	{words: []string{"latency", "get"}, help: "what the stored latency table holds", nargs: exactly(0), run: (*ctl).latencyGet},
 	{words: []string{"latency", "import"}, args: "FILE [--dry-run]", help: "replace the latency table (CSV: cidr,region,rtt_ms)",
 		flags: []string{"dry-run"}, nargs: exactly(1), run: (*ctl).latencyImport, complete: completeFiles},
+	{words: []string{"shift", "create"}, args: "--drain REGION [--service NAME] | --service NAME --weights R=N,... --for DURATION [--reason TEXT] [--revert-if GUARD] [--dry-run] [--force]",
+		help: "shift traffic for a while: drain a region from one service (from every service\nwithout --service), or set weights of one service; it ends by itself after --for\n" +
+			"(at most 72h); --dry-run shows the shares; --revert-if unhealthy,high-watermark\nends it early when a region taking the traffic loses VIPs or gets too busy",
+		flags: []string{"drain", "service", "weights", "for", "reason", "revert-if", "dry-run", "force"}, nargs: exactly(0), run: (*ctl).shiftCreate},
+	{words: []string{"shift", "list"}, help: "the shifts in force, and those that ended within a day",
+		nargs: exactly(0), run: (*ctl).shiftList},
+	{words: []string{"shift", "extend"}, args: "ID --for DURATION [--reason TEXT] [--dry-run]", help: "give an active shift a new expiry, DURATION from now",
+		flags: []string{"for", "reason", "dry-run"}, nargs: exactly(1), run: (*ctl).shiftExtend, complete: completeShiftID},
+	{words: []string{"shift", "cancel"}, args: "ID [--dry-run] [--force]", help: "end a shift now: the weights it changed come back",
+		flags: []string{"dry-run", "force"}, nargs: exactly(1), run: (*ctl).shiftCancel, complete: completeShiftID},
 	{words: []string{"audit"}, args: "[--limit N] [--after ID]", help: "the audit log, newest first",
 		flags: []string{"limit", "after"}, nargs: exactly(0), run: (*ctl).audit},
 	{words: []string{"state", "accept-empty"}, help: "serve the empty state from etcd this server refuses\n(etcd is meant to hold no regions and no services)",
@@ -134,6 +144,9 @@ type ctlFlags struct {
 	dryRun, force, replace, exitCode        bool
 	clientAddr, resolver, qtype, auditAfter string
 	limit                                   int
+
+	// shift create and extend
+	drain, service, weights, shiftFor, reason, revertIf string
 }
 
 func (g *ctlFlags) register(fs *flag.FlagSet) {
@@ -157,6 +170,12 @@ func (g *ctlFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.qtype, "type", "A", "explain: A or AAAA")
 	fs.IntVar(&g.limit, "limit", 50, "audit: records per page")
 	fs.StringVar(&g.auditAfter, "after", "", "audit: the cursor of the next page")
+	fs.StringVar(&g.drain, "drain", "", "shift create: the region to drain")
+	fs.StringVar(&g.service, "service", "", "shift create: the service shifted (default: every service, for --drain)")
+	fs.StringVar(&g.weights, "weights", "", "shift create: REGION=WEIGHT,... of the service")
+	fs.StringVar(&g.shiftFor, "for", "", "shift create and extend: how long the shift lasts, like 30m")
+	fs.StringVar(&g.reason, "reason", "", "shift create and extend: why")
+	fs.StringVar(&g.revertIf, "revert-if", "", "shift create: unhealthy, high-watermark or both")
 }
 
 // newCtlFlagSet is the flag set of ctl, quiet: errors are reported once,

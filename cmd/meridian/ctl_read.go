@@ -222,6 +222,9 @@ func (x *ctl) status(ctx context.Context) error {
 		var ws []string
 		for _, r := range s.Regions {
 			w := fmt.Sprintf("%s=%d", r.Region, r.Weight)
+			if sh := r.Shift; sh != nil {
+				w = fmt.Sprintf("%s=%d→%d (shift %s)", r.Region, r.Weight, sh.Weight, sh.ID)
+			}
 			if f := r.Factors; f != nil && f.Kept < 1 {
 				// What the factors below 1 leave of it.
 				w += fmt.Sprintf("×%.2f", f.Kept)
@@ -239,6 +242,17 @@ func (x *ctl) status(ctx context.Context) error {
 		rows = append(rows, row)
 	}
 	x.out.tableWide("SERVICE\tPOLICY\tWEIGHTS\tEXPECTED SHARE (IPv4)", "TTL\tEXPECTED SHARE (IPv6)", rows)
+	rows = nil
+	for _, sh := range st.Shifts {
+		if sh.State == regions.ShiftActive || sh.State == regions.ShiftReverted && sh.Ended == nil {
+			left := time.Duration(sh.ExpiresInSeconds * float64(time.Second)).Round(time.Second).String()
+			rows = append(rows, []string{sh.ID, string(sh.State), sh.Does, sh.Expires.Local().Format(time.RFC3339), left, orDash(firstOf(sh.Why, sh.Reason))})
+		}
+	}
+	if len(rows) > 0 {
+		x.out.printf("\n")
+		x.out.table("SHIFT\tSTATE\tDOES\tEXPIRES\tLEFT\tREASON", rows)
+	}
 	return nil
 }
 

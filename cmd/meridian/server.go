@@ -560,7 +560,13 @@ func (s *server) run(ctx context.Context) error {
 	// read, before etcd's state (see loadPersisted).
 	s.loadPersisted()
 	g.Go(func() error { return s.watcher.RunLive(gctx, s.live) })
+	// Run also rebuilds the snapshot at its NextChange, so shifts stop
+	// applying at their expiry here whether etcd answers or not; one
+	// server records each end (the keeper).
 	g.Go(func() error { return s.live.Run(gctx) })
+	g.Go(func() error {
+		return store.NewShiftKeeper(s.store, s.live, s.actor(httpAddr), s.log.With("component", "shifts")).Run(gctx)
+	})
 	g.Go(func() error { return s.bootstrap(gctx) })
 	if s.geo != nil {
 		g.Go(func() error { return s.geo.Run(gctx, time.Duration(s.cfg.GeoIP.ReloadInterval)) })
@@ -601,6 +607,19 @@ func (s *server) run(ctx context.Context) error {
 	err := g.Wait()
 	s.log.Info("meridian server stopped")
 	return err
+}
+
+// actor names this server in the audit records it makes by itself (the
+// end of a shift): its host name, and its HTTP address when it has one.
+func (s *server) actor(httpAddr net.Addr) string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown host"
+	}
+	if httpAddr != nil {
+		return fmt.Sprintf("server %s (%s)", host, httpAddr)
+	}
+	return "server " + host
 }
 
 // loadPersisted serves the state file of an earlier run, if there is
