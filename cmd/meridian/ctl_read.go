@@ -245,8 +245,7 @@ func (x *ctl) status(ctx context.Context) error {
 	rows = nil
 	for _, sh := range st.Shifts {
 		if sh.State == regions.ShiftActive || sh.State == regions.ShiftReverted && sh.Ended == nil {
-			left := time.Duration(sh.ExpiresInSeconds * float64(time.Second)).Round(time.Second).String()
-			rows = append(rows, []string{sh.ID, string(sh.State), sh.Does, sh.Expires.Local().Format(time.RFC3339), left, orDash(firstOf(sh.Why, sh.Reason))})
+			rows = append(rows, []string{sh.ID, string(sh.State), sh.Does, sh.Expires.Local().Format(time.RFC3339), shiftLeft(&sh), orDash(firstOf(sh.Why, sh.Reason))})
 		}
 	}
 	if len(rows) > 0 {

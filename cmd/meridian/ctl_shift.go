@@ -143,7 +143,7 @@ func (x *ctl) shiftCreate(ctx context.Context, _ []string) error {
 		return x.out.value(ch)
 	}
 	sh := ch.Shift
-	when := fmt.Sprintf("until %s (%s)", sh.Expires.Local().Format(time.RFC3339), time.Duration(sh.ExpiresInSeconds*float64(time.Second)).Round(time.Second))
+	when := shiftUntil(sh)
 	if ch.DryRun {
 		x.out.printf("shift would be created (dry run, nothing written): %s %s\n", sh.Does, when)
 	} else {
@@ -183,7 +183,7 @@ func (x *ctl) shiftList(ctx context.Context, _ []string) error {
 	for _, s := range l.Shifts {
 		left := "-"
 		if s.State == regions.ShiftActive {
-			left = time.Duration(s.ExpiresInSeconds * float64(time.Second)).Round(time.Second).String()
+			left = shiftLeft(&s)
 		}
 		row := []string{s.ID, string(s.State), s.Does, s.Expires.Local().Format(time.RFC3339), left, s.CreatedBy, orDash(s.Reason)}
 		if x.out.wide() {
@@ -212,6 +212,16 @@ func (x *ctl) shiftList(ctx context.Context, _ []string) error {
 	return nil
 }
 
+// shiftLeft is how long an active shift still runs.
+func shiftLeft(s *apitypes.ShiftStatus) string {
+	return time.Duration(s.ExpiresInSeconds * float64(time.Second)).Round(time.Second).String()
+}
+
+// shiftUntil says until when a shift runs, and how long that is.
+func shiftUntil(s *apitypes.ShiftStatus) string {
+	return fmt.Sprintf("until %s (%s)", s.Expires.Local().Format(time.RFC3339), shiftLeft(s))
+}
+
 func endDetail(e *regions.ShiftEnd) string {
 	if e == nil {
 		return ""
@@ -236,7 +246,7 @@ func (x *ctl) shiftExtend(ctx context.Context, args []string) error {
 	if x.out.structured() {
 		return x.out.value(ch)
 	}
-	when := fmt.Sprintf("until %s (%s)", ch.Shift.Expires.Local().Format(time.RFC3339), time.Duration(ch.Shift.ExpiresInSeconds*float64(time.Second)).Round(time.Second))
+	when := shiftUntil(ch.Shift)
 	switch {
 	case ch.DryRun:
 		x.out.printf("shift %s would run %s (dry run, nothing written)\n", id, when)

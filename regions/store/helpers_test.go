@@ -125,6 +125,30 @@ func runWatcher(t testing.TB, w *Watcher, r *recorder) {
 	})
 }
 
+// runParts runs each of runs until the test ends, and checks that each
+// returns nil soon after its context ends.
+func runParts(t testing.TB, runs ...func(context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, len(runs))
+	for _, run := range runs {
+		go func() { done <- run(ctx) }()
+	}
+	t.Cleanup(func() {
+		cancel()
+		for range runs {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("run: %v", err)
+				}
+			case <-time.After(etcdtest.WaitLimit):
+				t.Errorf("a run did not return after its context ended")
+			}
+		}
+	})
+}
+
 // fastWatcher has short probes and backoffs so outage tests finish soon.
 func fastWatcher(c *clientv3.Client, prefix string, logger *slog.Logger) *Watcher {
 	w := NewWatcher(c, prefix, logger)

@@ -52,23 +52,7 @@ func liveFromFile(t *testing.T, st *regions.State, confirmed time.Time, h *captu
 func runLive(t *testing.T, l *Live, prefix string) *Watcher {
 	t.Helper()
 	w := fastWatcher(etcdtest.Shared(t), prefix, etcdtest.Logger())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 2)
-	go func() { done <- w.RunLive(ctx, l) }()
-	go func() { done <- l.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		for range 2 {
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("run: %v", err)
-				}
-			case <-time.After(etcdtest.WaitLimit):
-				t.Errorf("RunLive or Run did not return after its context ended")
-			}
-		}
-	})
+	runParts(t, func(ctx context.Context) error { return w.RunLive(ctx, l) }, l.Run)
 	return w
 }
 

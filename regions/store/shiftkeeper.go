@@ -82,17 +82,8 @@ func (k *ShiftKeeper) Run(ctx context.Context) error {
 			k.log.Info("shift ends recorded again")
 			failing, backoff = false, k.MinBackoff
 		}
-		var fire <-chan time.Time
-		if !next.IsZero() {
-			timer.Reset(max(time.Until(next), time.Millisecond))
-			fire = timer.C
-		}
-		select {
-		case <-ctx.Done():
+		if _, live := waitUntil(ctx, changed, timer, next); !live {
 			return nil
-		case <-changed:
-			timer.Stop()
-		case <-fire:
 		}
 	}
 }

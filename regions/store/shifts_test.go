@@ -242,32 +242,14 @@ func TestEndShiftOnce(t *testing.T) {
 	}
 }
 
-// server is what a test runs of one server: a Live fed by a watcher, its
+// runServerParts runs what a test needs of one server: a Live fed by a watcher, its
 // clock, and its shift keeper.
 func runServerParts(t *testing.T, s *Store, actor string) *Live {
 	t.Helper()
 	l := NewLive(filepath.Join(t.TempDir(), "state.json"), regions.SnapshotOptions{}, etcdtest.Logger(), nil)
 	w := fastWatcher(etcdtest.Connect(t, etcdtest.SharedEndpoints(t)...), s.Keys().Prefix(), etcdtest.Logger())
 	k := NewShiftKeeper(NewStore(etcdtest.Connect(t, etcdtest.SharedEndpoints(t)...), s.Keys().Prefix(), etcdtest.Logger()), l, actor, etcdtest.Logger())
-	ctx, cancel := context.WithCancel(context.Background())
-	runs := []func(context.Context) error{func(ctx context.Context) error { return w.RunLive(ctx, l) }, l.Run, k.Run}
-	done := make(chan error, len(runs))
-	for _, run := range runs {
-		go func() { done <- run(ctx) }()
-	}
-	t.Cleanup(func() {
-		cancel()
-		for range runs {
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("run: %v", err)
-				}
-			case <-time.After(etcdtest.WaitLimit):
-				t.Errorf("a part did not return after its context ended")
-			}
-		}
-	})
+	runParts(t, func(ctx context.Context) error { return w.RunLive(ctx, l) }, l.Run, k.Run)
 	return l
 }
 
