@@ -9,11 +9,11 @@ import (
 	"time"
 )
 
-// t0 is the tests' clock.
-var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+// shiftT0 is the tests' clock.
+var shiftT0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func drainShift(id, service, region string, expires time.Time) *Shift {
-	return &Shift{ID: id, Service: service, Drain: region, CreatedBy: "alice", Created: t0, Expires: expires}
+	return &Shift{ID: id, Service: service, Drain: region, CreatedBy: "alice", Created: shiftT0, Expires: expires}
 }
 
 func weightShift(id, service string, created, expires time.Time, w map[string]uint32) *Shift {
@@ -21,7 +21,7 @@ func weightShift(id, service string, created, expires time.Time, w map[string]ui
 }
 
 func TestShiftValidate(t *testing.T) {
-	ok := drainShift("a1", "www.example.", "eu-west", t0.Add(time.Hour))
+	ok := drainShift("a1", "www.example.", "eu-west", shiftT0.Add(time.Hour))
 	cases := []struct {
 		name  string
 		edit  func(sh *Shift)
@@ -39,9 +39,9 @@ func TestShiftValidate(t *testing.T) {
 		{"weight too large", func(sh *Shift) { sh.Drain, sh.Weights = "", map[string]uint32{"eu-west": MaxWeight + 1} }, "weights.eu-west"},
 		{"reason too long", func(sh *Shift) { sh.Reason = strings.Repeat("x", MaxShiftReason+1) }, "reason"},
 		{"no expiry", func(sh *Shift) { sh.Expires = time.Time{} }, "expires"},
-		{"expiry before creation", func(sh *Shift) { sh.Expires = t0.Add(-time.Second) }, "expires"},
+		{"expiry before creation", func(sh *Shift) { sh.Expires = shiftT0.Add(-time.Second) }, "expires"},
 		{"bad baseline", func(sh *Shift) { sh.Baseline = map[string]int{"us-east": -1} }, "baseline.us-east"},
-		{"bad end", func(sh *Shift) { sh.Ended = &ShiftEnd{At: t0, How: "gone"} }, "ended.how"},
+		{"bad end", func(sh *Shift) { sh.Ended = &ShiftEnd{At: shiftT0, How: "gone"} }, "ended.how"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -68,15 +68,15 @@ func TestCheckExpiry(t *testing.T) {
 		expires time.Time
 		want    string // "" valid
 	}{
-		{"a minute", t0.Add(time.Minute), ""},
-		{"72 hours", t0.Add(MaxShiftDuration), ""},
-		{"now", t0, "in the past"},
-		{"an hour ago", t0.Add(-time.Hour), "in the past"},
-		{"beyond 72 hours", t0.Add(MaxShiftDuration + time.Second), "at most 72h0m0s"},
+		{"a minute", shiftT0.Add(time.Minute), ""},
+		{"72 hours", shiftT0.Add(MaxShiftDuration), ""},
+		{"now", shiftT0, "in the past"},
+		{"an hour ago", shiftT0.Add(-time.Hour), "in the past"},
+		{"beyond 72 hours", shiftT0.Add(MaxShiftDuration + time.Second), "at most 72h0m0s"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := CheckExpiry("expires_in", tc.expires, t0)
+			err := CheckExpiry("expires_in", tc.expires, shiftT0)
 			if (err == nil) != (tc.want == "") || err != nil && !strings.Contains(err.Error(), "expires_in: ") || err != nil && !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("%v, want %q", err, tc.want)
 			}
@@ -92,13 +92,13 @@ func TestShiftCheckAgainst(t *testing.T) {
 		field   string
 		missing bool
 	}{
-		{"fine", drainShift("a", "www.example.", "eu-west", t0.Add(time.Hour)), "", false},
-		{"every service", drainShift("a", "", "ap-ne", t0.Add(time.Hour)), "", false},
-		{"unknown service", drainShift("a", "nope.example.", "eu-west", t0.Add(time.Hour)), "service", true},
-		{"unknown region", drainShift("a", "", "atlantis", t0.Add(time.Hour)), "drain", true},
-		{"not the service's", drainShift("a", "www.example.", "ap-ne", t0.Add(time.Hour)), "drain", false},
-		{"unknown weighed region", weightShift("a", "www.example.", t0, t0.Add(time.Hour), map[string]uint32{"eu-west": 1, "atlantis": 2}), "weights.atlantis", true},
-		{"weighed region not the service's", weightShift("a", "www.example.", t0, t0.Add(time.Hour), map[string]uint32{"ap-ne": 2}), "weights.ap-ne", false},
+		{"fine", drainShift("a", "www.example.", "eu-west", shiftT0.Add(time.Hour)), "", false},
+		{"every service", drainShift("a", "", "ap-ne", shiftT0.Add(time.Hour)), "", false},
+		{"unknown service", drainShift("a", "nope.example.", "eu-west", shiftT0.Add(time.Hour)), "service", true},
+		{"unknown region", drainShift("a", "", "atlantis", shiftT0.Add(time.Hour)), "drain", true},
+		{"not the service's", drainShift("a", "www.example.", "ap-ne", shiftT0.Add(time.Hour)), "drain", false},
+		{"unknown weighed region", weightShift("a", "www.example.", shiftT0, shiftT0.Add(time.Hour), map[string]uint32{"eu-west": 1, "atlantis": 2}), "weights.atlantis", true},
+		{"weighed region not the service's", weightShift("a", "www.example.", shiftT0, shiftT0.Add(time.Hour), map[string]uint32{"ap-ne": 2}), "weights.ap-ne", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -123,10 +123,10 @@ func TestShiftCheckAgainst(t *testing.T) {
 func TestShiftedService(t *testing.T) {
 	svc := steerService("www.example.", PolicyWeighted, svcRegion("eu-west", 10), svcRegion("us-east", 20), svcRegion("ap-ne", 30))
 	other := steerService("other.example.", PolicyWeighted, svcRegion("us-east", 5))
-	old := weightShift("w1", "www.example.", t0, t0.Add(time.Hour), map[string]uint32{"eu-west": 1, "us-east": 2})
-	newer := weightShift("w2", "www.example.", t0.Add(time.Minute), t0.Add(time.Hour), map[string]uint32{"us-east": 7})
-	drainAll := drainShift("d1", "", "ap-ne", t0.Add(time.Hour))
-	drainOwn := drainShift("d2", "www.example.", "eu-west", t0.Add(time.Hour))
+	old := weightShift("w1", "www.example.", shiftT0, shiftT0.Add(time.Hour), map[string]uint32{"eu-west": 1, "us-east": 2})
+	newer := weightShift("w2", "www.example.", shiftT0.Add(time.Minute), shiftT0.Add(time.Hour), map[string]uint32{"us-east": 7})
+	drainAll := drainShift("d1", "", "ap-ne", shiftT0.Add(time.Hour))
+	drainOwn := drainShift("d2", "www.example.", "eu-west", shiftT0.Add(time.Hour))
 	cases := []struct {
 		name   string
 		svc    *Service
@@ -138,7 +138,7 @@ func TestShiftedService(t *testing.T) {
 		{"the newest weights win", svc, []*Shift{newer, old}, []uint32{1, 7, 30}},
 		{"a drain of every service", svc, []*Shift{drainAll, newer}, []uint32{10, 7, 0}},
 		{"a drain wins over weights", svc, []*Shift{old, drainOwn}, []uint32{0, 2, 30}},
-		{"another service's shift", svc, []*Shift{weightShift("w3", "other.example.", t0, t0.Add(time.Hour), map[string]uint32{"eu-west": 9})}, []uint32{10, 20, 30}},
+		{"another service's shift", svc, []*Shift{weightShift("w3", "other.example.", shiftT0, shiftT0.Add(time.Hour), map[string]uint32{"eu-west": 9})}, []uint32{10, 20, 30}},
 		{"a drain of a region it lacks", other, []*Shift{drainAll, drainOwn}, []uint32{5}},
 	}
 	for _, tc := range cases {
@@ -176,9 +176,9 @@ func TestShiftTargets(t *testing.T) {
 		sh   *Shift
 		want []string
 	}{
-		{"drain of one service", drainShift("a", "www.example.", "eu-west", t0.Add(time.Hour)), []string{"us-east"}},
-		{"drain of every service", drainShift("a", "", "eu-west", t0.Add(time.Hour)), []string{"eu-central", "us-east"}},
-		{"weights: the shares that grow", weightShift("a", "www.example.", t0, t0.Add(time.Hour), map[string]uint32{"eu-west": 10, "ap-ne": 10}), []string{"ap-ne", "us-east"}},
+		{"drain of one service", drainShift("a", "www.example.", "eu-west", shiftT0.Add(time.Hour)), []string{"us-east"}},
+		{"drain of every service", drainShift("a", "", "eu-west", shiftT0.Add(time.Hour)), []string{"eu-central", "us-east"}},
+		{"weights: the shares that grow", weightShift("a", "www.example.", shiftT0, shiftT0.Add(time.Hour), map[string]uint32{"eu-west": 10, "ap-ne": 10}), []string{"ap-ne", "us-east"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -219,12 +219,12 @@ func TestSnapshotShifts(t *testing.T) {
 	api := steerService("api.example.", PolicyWeighted, svcRegion("eu-west", 1), svcRegion("us-east", 3))
 	far := steerService("far.example.", PolicyWeighted, svcRegion("ap-ne", 1), svcRegion("us-east", 1))
 	st := steerState(www, api, far)
-	st.Shifts["s1"] = drainShift("s1", "www.example.", "eu-west", t0.Add(10*time.Minute))
-	st.Shifts["s2"] = drainShift("s2", "", "us-east", t0.Add(20*time.Minute))
-	st.Shifts["s3"] = weightShift("s3", "api.example.", t0, t0.Add(30*time.Minute), map[string]uint32{"eu-west": 3})
-	st.Shifts["old"] = drainShift("old", "far.example.", "ap-ne", t0.Add(-time.Minute))
-	st.Shifts["gone"] = drainShift("gone", "far.example.", "us-east", t0.Add(time.Hour))
-	st.Shifts["gone"].Ended = &ShiftEnd{At: t0, How: ShiftCancelled, By: "bob"}
+	st.Shifts["s1"] = drainShift("s1", "www.example.", "eu-west", shiftT0.Add(10*time.Minute))
+	st.Shifts["s2"] = drainShift("s2", "", "us-east", shiftT0.Add(20*time.Minute))
+	st.Shifts["s3"] = weightShift("s3", "api.example.", shiftT0, shiftT0.Add(30*time.Minute), map[string]uint32{"eu-west": 3})
+	st.Shifts["old"] = drainShift("old", "far.example.", "ap-ne", shiftT0.Add(-time.Minute))
+	st.Shifts["gone"] = drainShift("gone", "far.example.", "us-east", shiftT0.Add(time.Hour))
+	st.Shifts["gone"].Ended = &ShiftEnd{At: shiftT0, How: ShiftCancelled, By: "bob"}
 
 	steps := []struct {
 		at        time.Duration
@@ -246,7 +246,7 @@ func TestSnapshotShifts(t *testing.T) {
 	}
 	var prev *Snapshot
 	for _, step := range steps {
-		s := BuildSnapshotAt(st, prev, SnapshotOptions{}, t0.Add(step.at))
+		s := BuildSnapshotAt(st, prev, SnapshotOptions{}, shiftT0.Add(step.at))
 		if p := s.Problems(); len(p) > 0 {
 			t.Fatal(p)
 		}
@@ -257,7 +257,7 @@ func TestSnapshotShifts(t *testing.T) {
 		}
 		wantNext := time.Time{}
 		if step.next > 0 {
-			wantNext = t0.Add(step.next)
+			wantNext = shiftT0.Add(step.next)
 		}
 		if !s.NextChange().Equal(wantNext) {
 			t.Errorf("at +%s: next change %v, want %v", step.at, s.NextChange(), wantNext)
@@ -270,7 +270,7 @@ func TestSnapshotShifts(t *testing.T) {
 		prev = s
 	}
 	t.Run("explain names the shift and until when", func(t *testing.T) {
-		s := BuildSnapshotAt(st, nil, SnapshotOptions{}, t0)
+		s := BuildSnapshotAt(st, nil, SnapshotOptions{}, shiftT0)
 		_, e := s.Explain(mustView(t, s, "api.example."), newClient(clientDE, nil), QTypeA, 1)
 		var health *ExplainStep
 		for i := range e.Steps {
@@ -282,7 +282,7 @@ func TestSnapshotShifts(t *testing.T) {
 			t.Fatalf("no health step: %+v", e.Steps)
 		}
 		eu, us := health.Candidates[0], health.Candidates[1]
-		if eu.Shift == nil || eu.Shift.ID != "s3" || eu.Shift.Weight != 3 || eu.Shift.ConfiguredWeight != 1 || !eu.Shift.Expires.Equal(t0.Add(30*time.Minute)) ||
+		if eu.Shift == nil || eu.Shift.ID != "s3" || eu.Shift.Weight != 3 || eu.Shift.ConfiguredWeight != 1 || !eu.Shift.Expires.Equal(shiftT0.Add(30*time.Minute)) ||
 			!strings.HasPrefix(eu.Note, "weight 3 by shift s3 until 2026-03-01T12:30:00Z (configured weight 1); ") {
 			t.Errorf("eu-west %+v %+v", eu, eu.Shift)
 		}
@@ -308,15 +308,15 @@ func TestShiftGuard(t *testing.T) {
 	www := steerService("www.example.", PolicyWeighted, svcRegion("eu-west", 1), svcRegion("us-east", 1))
 	st := steerState(www)
 	st.Regions["us-east"] = steerRegion("us-east", 39.04, -77.49, "198.51.100.1", "198.51.100.2")
-	sh := drainShift("g1", "www.example.", "eu-west", t0.Add(time.Hour))
+	sh := drainShift("g1", "www.example.", "eu-west", shiftT0.Add(time.Hour))
 	sh.RevertIf = &ShiftGuard{Unhealthy: true}
-	sh.Baseline = BuildSnapshotAt(st, nil, SnapshotOptions{}, t0).ShiftBaseline(sh)
+	sh.Baseline = BuildSnapshotAt(st, nil, SnapshotOptions{}, shiftT0).ShiftBaseline(sh)
 	if len(sh.Baseline) != 1 || sh.Baseline["us-east"] != 2 {
 		t.Fatalf("baseline %v", sh.Baseline)
 	}
 	st.Shifts["g1"] = sh
 
-	s1 := BuildSnapshotAt(st, nil, SnapshotOptions{}, t0)
+	s1 := BuildSnapshotAt(st, nil, SnapshotOptions{}, shiftT0)
 	if got := shares(t, s1, "www.example."); got["eu-west"] != 0 {
 		t.Fatalf("the guarded drain is not applied: %v", got)
 	}
@@ -325,7 +325,7 @@ func TestShiftGuard(t *testing.T) {
 	rep := report(st2, "us-east", "p1", true)
 	rep.VIPs[1].Up = false
 	st2.Health["us-east"] = map[string]*HealthReport{"p1": rep}
-	s2 := BuildSnapshotAt(st2, s1, SnapshotOptions{}, t0.Add(time.Second))
+	s2 := BuildSnapshotAt(st2, s1, SnapshotOptions{}, shiftT0.Add(time.Second))
 	if got := shares(t, s2, "www.example."); got["eu-west"] != 0.5 {
 		t.Fatalf("the guard did not revert the drain: %v", got)
 	}
@@ -336,7 +336,7 @@ func TestShiftGuard(t *testing.T) {
 	// The VIP comes back: the shift stays reverted.
 	st3 := st2.Clone()
 	st3.Health["us-east"] = map[string]*HealthReport{"p1": report(st3, "us-east", "p1", true)}
-	s3 := BuildSnapshotAt(st3, s2, SnapshotOptions{}, t0.Add(2*time.Second))
+	s3 := BuildSnapshotAt(st3, s2, SnapshotOptions{}, shiftT0.Add(2*time.Second))
 	if got := shares(t, s3, "www.example."); got["eu-west"] != 0.5 || s3.ShiftTrips()["g1"] == "" {
 		t.Fatalf("the shift came back after its guard tripped: %v", got)
 	}

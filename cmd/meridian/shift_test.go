@@ -236,6 +236,8 @@ func TestShiftTwoServers(t *testing.T) {
 	b := startServerWith(t, serverSetup{extra: apiConfig + "geoip:\n  database: country.mmdb\n", files: files, etcdEndpoints: []string{a.etcd}})
 	clients := shiftClients()[:1] // the European client of geo: eu first
 	for _, ts := range []*testServer{a, b} {
+		// The bootstrap's last service is served.
+		waitShares(t, ts, "sticky.example.org.", map[string]float64{"eu": 1.0 / 3, "na": 1.0 / 3, "as": 1.0 / 3})
 		waitEU(t, ts, clients, "", true, time.Now())
 	}
 	id, _ := createShift(t, a, "--drain", "eu", "--service", "geo.example.org", "--for", "2s")
