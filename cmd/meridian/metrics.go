@@ -2,6 +2,8 @@ package main
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meridian-gslb/meridian/regions"
 )
 
 // stateCollector exposes the snapshot's freshness, the state of etcd and
@@ -25,11 +27,12 @@ var (
 	descEtcdRelists  = prometheus.NewDesc("meridian_etcd_relists_total", "Listings of the key prefix after the first (compaction, lost watch).", nil, nil)
 	descEtcdWentBack = prometheus.NewDesc("meridian_etcd_went_back_total", "Listings that found etcd behind the revision seen before, or under another cluster ID: a restore from a backup, or another cluster.", nil, nil)
 	descRegion       = prometheus.NewDesc("meridian_region_health", "Region health: 1 for the region's current status.", []string{"region", "status"}, nil)
+	descShifts       = prometheus.NewDesc("meridian_shifts", "Shifts in the served state by state as this server applies them (active, reverted, expired, cancelled); ended ones stay a day.", []string{"state"}, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSnapRevision, descSnapAge, descSnapBuilds, descSnapCompiled, descSnapRefresh, descSnapBuildSec, descSnapProblems, descEmptyRefused,
-		descFileWrites, descFileBytes, descEtcdUp, descEtcdDown, descEmbFailures, descEtcdRelists, descEtcdWentBack, descRegion} {
+		descFileWrites, descFileBytes, descEtcdUp, descEtcdDown, descEmbFailures, descEtcdRelists, descEtcdWentBack, descRegion, descShifts} {
 		ch <- d
 	}
 }
@@ -43,6 +46,16 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descSnapProblems, prometheus.GaugeValue, float64(len(snap.Problems())))
 		for _, r := range snap.Regions() {
 			ch <- prometheus.MustNewConstMetric(descRegion, prometheus.GaugeValue, 1, r.Name, string(r.Status))
+		}
+		shifts := map[regions.ShiftState]int{regions.ShiftActive: 0, regions.ShiftReverted: 0, regions.ShiftExpired: 0, regions.ShiftCancelled: 0}
+		for _, sh := range snap.State().Shifts {
+			if sh != nil {
+				st, _ := snap.ShiftState(sh)
+				shifts[st]++
+			}
+		}
+		for st, n := range shifts {
+			ch <- prometheus.MustNewConstMetric(descShifts, prometheus.GaugeValue, float64(n), string(st))
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descSnapBuilds, prometheus.CounterValue, float64(ls.Builds))

@@ -178,6 +178,9 @@ func TestCtlShift(t *testing.T) {
 		}
 		mustContain(t, ts.mustCtl(t, "shift", "list"), id, "active", "network work", "admin")
 		mustContain(t, ts.mustCtl(t, "shift", "list", "-o", "wide"), "REVERT IF", "unhealthy")
+		if n := metric(t, ts, `meridian_shifts{state="active"}`); n != 1 {
+			t.Errorf("meridian_shifts active %v", n)
+		}
 		if got := completions(context.Background(), []string{"ctl", "--server", ts.url(), "shift", "cancel", ""}); len(got) != 1 || got[0] != id {
 			t.Errorf("completion of the shift to cancel: %v", got)
 		}
