@@ -189,6 +189,9 @@ func (a *apiServer) openAPIDoc() map[string]any {
 			resp["headers"] = map[string]any{"ETag": map[string]any{"description": "the mod revision, quoted", "schema": map[string]any{"type": "string"}}}
 		}
 		responses := map[string]any{ok: resp}
+		if d.created {
+			responses["200"] = map[string]any{"description": "a dry run: what would be created", "content": resp["content"]}
+		}
 		if rt.access == accessWrite && rt.method == "PUT" && !strings.HasSuffix(rt.pattern, "/weights") {
 			responses["201"] = map[string]any{"description": "created", "content": resp["content"]}
 		}
