@@ -119,7 +119,6 @@ func createShift(t *testing.T, ts *testServer, args ...string) (string, string) 
 // explain, list and completion show the shifts.
 func TestCtlShift(t *testing.T) {
 	ts := startAPIServer(t, true)
-	waitShares(t, ts, "sticky.example.org.", map[string]float64{"eu": 1.0 / 3, "na": 1.0 / 3, "as": 1.0 / 3}) // bootstrap done
 	clients := shiftClients()
 	if got := answersOf(t, ts, clients, ""); got[euVIP] == 0 {
 		t.Fatalf("no client answered eu before the drain: %v", got)
@@ -240,7 +239,7 @@ func TestShiftTwoServers(t *testing.T) {
 	clients := shiftClients()[:1] // the European client of geo: eu first
 	for _, ts := range []*testServer{a, b} {
 		// The bootstrap's last service is served.
-		waitShares(t, ts, "sticky.example.org.", map[string]float64{"eu": 1.0 / 3, "na": 1.0 / 3, "as": 1.0 / 3})
+		waitService(t, ts, "sticky.example.org.")
 		waitEU(t, ts, clients, "", true, time.Now())
 	}
 	id, _ := createShift(t, a, "--drain", "eu", "--service", "geo.example.org", "--for", "2s")
