@@ -344,3 +344,57 @@ func TestShiftGuard(t *testing.T) {
 		t.Fatalf("a reverted shift still schedules a change at %v", s3.NextChange())
 	}
 }
+
+// TestShiftEndSlowStart: the weight a shift leaves is the one the
+// factors start from (shiftOf): explain's shift note names the shift
+// while it is in force; its expiry is the snapshot's NextChange; the
+// snapshot built then refreshes only the shifted service, whose region
+// ramps in through its slow start, and the others stay as they were.
+func TestShiftEndSlowStart(t *testing.T) {
+	www := steerService("www.example.", PolicyWeighted, svcRegion("eu-west", 1), svcRegion("us-east", 1))
+	www.TTL = 20
+	www.SlowStart = &SlowStart{Window: Duration(time.Minute)}
+	other := steerService("other.example.", PolicyWeighted, svcRegion("ap-ne", 1), svcRegion("us-east", 1))
+	st := steerState(www, other)
+	end := shiftT0.Add(10 * time.Minute)
+	st.Shifts["d1"] = drainShift("d1", "www.example.", "eu-west", end)
+
+	s := BuildSnapshotAt(st, nil, SnapshotOptions{}, shiftT0)
+	f := factorsOf(t, s, "www.example.", "eu-west")
+	if f.Health != 0 || f.EffectiveWeight != 0 || f.ShiftNote != "weight 0 by shift d1 until 2026-03-01T12:10:00Z (configured weight 1)" {
+		t.Fatalf("while drained: %+v", f)
+	}
+	if g := factorsOf(t, s, "www.example.", "us-east"); g.ShiftNote != "no shift" {
+		t.Fatalf("us-east: %+v", g)
+	}
+	if !s.NextChange().Equal(end) {
+		t.Fatalf("NextChange %v, want the expiry %v", s.NextChange(), end)
+	}
+	otherView := mustView(t, s, "other.example.")
+
+	first := true
+	s = follow(t, s, end.Add(5*time.Minute), func(s *Snapshot) {
+		f := factorsOf(t, s, "www.example.", "eu-west")
+		if first {
+			first = false
+			if !s.Time().Equal(end) {
+				t.Fatalf("first build at %v, want the expiry %v", s.Time(), end)
+			}
+			if bs := s.Stats(); bs.Compiled != 0 || bs.Refreshed != 1 || mustView(t, s, "other.example.") != otherView {
+				t.Fatalf("at the expiry: compiled %d, refreshed %d; want only www refreshed", bs.Compiled, bs.Refreshed)
+			}
+			if f.Health != 1 || f.ShiftNote != "no shift" || !strings.HasPrefix(f.RampNote, "slow start of the region, 0s of 1m0s") || f.Kept <= 0 || f.Kept >= 1 {
+				t.Fatalf("at the expiry: %+v", f)
+			}
+		}
+	})
+	if first {
+		t.Fatal("no snapshot built at the expiry")
+	}
+	if f := factorsOf(t, s, "www.example.", "eu-west"); f.Ramp != 1 || f.Kept != 1 || !s.NextChange().IsZero() {
+		t.Fatalf("after the ramp: %+v, next %v", f, s.NextChange())
+	}
+	if end := s.Time().Sub(end); end < time.Minute-5*time.Second || end > time.Minute+5*time.Second {
+		t.Fatalf("the ramp ended %v after the expiry, want within a tick (5s) of its window (1m)", end)
+	}
+}
