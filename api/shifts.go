@@ -303,10 +303,18 @@ func (a *apiServer) cancelShift(w http.ResponseWriter, r *http.Request) {
 }
 
 // checkWatermarkGuard refuses revert_if.high_watermark for a shift none
-// of whose services steers by load: they have no high watermark.
+// of whose services (as this server serves them) steers by load: they
+// have no high watermark to watch.
 func (a *apiServer) checkWatermarkGuard(sh *regions.Shift) *Problem {
 	if !sh.RevertIf.HighWatermark {
 		return nil
+	}
+	if snap := a.snapshot(); snap != nil {
+		for _, svc := range snap.State().Services {
+			if svc != nil && svc.Load != nil && sh.Affects(svc) {
+				return nil
+			}
+		}
 	}
 	p := badField("revert_if.high_watermark", "%s: no service it shifts steers by load, so none has a high watermark", sh.Describe())
 	return &p

@@ -12,6 +12,7 @@ import (
 	"github.com/meridian-gslb/meridian/api/client"
 	"github.com/meridian-gslb/meridian/internal/etcdtest"
 	"github.com/meridian-gslb/meridian/regions"
+	"github.com/meridian-gslb/meridian/regions/store"
 )
 
 // TestShiftBodyFields: the body the handler reads has the fields the
@@ -185,6 +186,27 @@ func TestShiftAPI(t *testing.T) {
 				t.Fatalf("extend a cancelled shift: %v", err)
 			}
 		})
+	})
+	t.Run("a watermark guard on a service that steers by load", func(t *testing.T) {
+		req := apitypes.ShiftRequest{Service: "api.gslb.example", Drain: "eu-west", ExpiresIn: "1h", RevertIf: &regions.ShiftGuard{HighWatermark: true}}
+		f.unchanged(t, func() {
+			if _, err := c.CreateShift(ctx, req, client.DryRun()); client.StatusCode(err) != http.StatusBadRequest {
+				t.Fatalf("api steers by nothing yet: %v", err)
+			}
+		})
+		svc := *testServices()[0]
+		svc.Load = &regions.LoadSteering{LowWatermark: 0.7, HighWatermark: 0.9}
+		if _, err := f.st.PutService(ctx, &svc, store.Always, store.By("seed")); err != nil {
+			t.Fatal(err)
+		}
+		etcdtest.WaitUntil(t, "the load steering served", func() bool {
+			s := f.live.Current().State().Services[svc.Name]
+			return s != nil && s.Load != nil
+		})
+		ch, err := c.CreateShift(ctx, req, client.DryRun())
+		if err != nil || !ch.DryRun || ch.Shift == nil || ch.Shift.RevertIf == nil || !ch.Shift.RevertIf.HighWatermark {
+			t.Fatalf("%+v %v", ch, err)
+		}
 	})
 	t.Run("a read token may not shift", func(t *testing.T) {
 		ro := newClient(t, f, readSecret)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 )
 
 // shiftIndex is the shifts a snapshot applies, found at its time: the
@@ -77,18 +78,39 @@ func (s *Snapshot) buildShifts(prev *Snapshot) {
 
 // guardTrips says why sh's guard reverts it now ("" while it holds):
 // with unhealthy, a region it moves traffic to has fewer healthy VIPs
-// than when the shift was made.
+// than when the shift was made; with high_watermark, a region it moves
+// traffic to of a service that steers by load reads above that
+// service's high watermark. Only a fresh reading counts (as for the
+// load factor, docs/controller.md): a stale or missing one never trips.
 func (s *Snapshot) guardTrips(sh *Shift) string {
-	if !sh.RevertIf.Unhealthy {
-		return ""
-	}
-	for _, r := range slices.Sorted(maps.Keys(sh.Baseline)) {
-		i, ok := s.regionIdx[r]
-		if !ok {
-			continue // deleted: it takes no traffic
+	g := sh.RevertIf
+	if g.Unhealthy {
+		for _, r := range slices.Sorted(maps.Keys(sh.Baseline)) {
+			i, ok := s.regionIdx[r]
+			if !ok {
+				continue // deleted: it takes no traffic
+			}
+			if rs := &s.regions[i]; rs.Healthy < sh.Baseline[r] {
+				return fmt.Sprintf("unhealthy: region %s has %d of %d VIPs healthy, %d when the shift was made", r, rs.Healthy, len(rs.VIPs), sh.Baseline[r])
+			}
 		}
-		if rs := &s.regions[i]; rs.Healthy < sh.Baseline[r] {
-			return fmt.Sprintf("unhealthy: region %s has %d of %d VIPs healthy, %d when the shift was made", r, rs.Healthy, len(rs.VIPs), sh.Baseline[r])
+	}
+	if g.HighWatermark {
+		for _, name := range slices.Sorted(maps.Keys(s.state.Services)) {
+			svc := s.state.Services[name]
+			if svc == nil || svc.Load == nil || !sh.Affects(svc) {
+				continue
+			}
+			for _, r := range sh.Targets(map[string]*Service{name: svc}) {
+				i, ok := s.regionIdx[r]
+				if !ok {
+					continue
+				}
+				rs := &s.regions[i]
+				if l := rs.LoadAt(s.now, time.Duration(svc.Load.MaxSignalAge)); l != nil && l.Probers > 0 && l.Utilisation > svc.Load.HighWatermark {
+					return fmt.Sprintf("high_watermark: region %s is at utilisation %.2f, above the high watermark %v of service %s", r, l.Utilisation, svc.Load.HighWatermark, svc.Name)
+				}
+			}
 		}
 	}
 	return ""

@@ -345,6 +345,55 @@ func TestShiftGuard(t *testing.T) {
 	}
 }
 
+// TestShiftGuardHighWatermark: a region a guarded shift moved traffic to
+// whose fresh utilisation is above the high watermark of a service the
+// shift affects reverts the shift; a stale reading, the drained region's
+// own load, or a service that does not steer by load never do.
+func TestShiftGuardHighWatermark(t *testing.T) {
+	steered := func() *Service {
+		s := steerService("www.example.", PolicyWeighted, svcRegion("eu-west", 1), svcRegion("us-east", 1))
+		s.Load = &LoadSteering{LowWatermark: 0.7, HighWatermark: 0.9, MaxSignalAge: Duration(15 * time.Second)}
+		return s
+	}
+	plain := steerService("www.example.", PolicyWeighted, svcRegion("eu-west", 1), svcRegion("us-east", 1))
+	cases := []struct {
+		name    string
+		svc     *Service
+		region  string
+		util    float64
+		age     time.Duration
+		tripped string // "" holds
+	}{
+		{"below the watermark", steered(), "us-east", 0.5, time.Second, ""},
+		{"above it", steered(), "us-east", 0.95, time.Second,
+			"high_watermark: region us-east is at utilisation 0.95, above the high watermark 0.9 of service www.example."},
+		{"above it, but stale", steered(), "us-east", 0.95, time.Minute, ""},
+		{"the drained region above it", steered(), "eu-west", 0.95, time.Second, ""},
+		{"no load steering", plain, "us-east", 0.95, time.Second, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st := steerState(tc.svc)
+			sh := drainShift("g1", "www.example.", "eu-west", shiftT0.Add(time.Hour))
+			sh.RevertIf = &ShiftGuard{HighWatermark: true}
+			st.Shifts["g1"] = sh
+			setLoad(st, tc.region, shiftT0.Add(-tc.age), tc.util)
+			s := BuildSnapshotAt(st, nil, SnapshotOptions{}, shiftT0)
+			state, why := s.ShiftState(sh)
+			eu := shares(t, s, "www.example.")["eu-west"]
+			if tc.tripped == "" {
+				if state != ShiftActive || eu != 0 || len(s.ShiftTrips()) != 0 {
+					t.Fatalf("state %s %q, eu-west's share %v: the shift should hold", state, why, eu)
+				}
+				return
+			}
+			if state != ShiftReverted || why != tc.tripped || s.ShiftTrips()["g1"] != why || eu == 0 {
+				t.Fatalf("state %s %q, eu-west's share %v; want reverted: %s", state, why, eu, tc.tripped)
+			}
+		})
+	}
+}
+
 // TestShiftEndSlowStart: the weight a shift leaves is the one the
 // factors start from (shiftOf): explain's shift note names the shift
 // while it is in force; its expiry is the snapshot's NextChange; the
