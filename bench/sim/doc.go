@@ -20,8 +20,9 @@
 // whose clients are spread over the regions by weight, the region's
 // capacity dropping to a fifth.
 //
-// recover and shift-expire: a region returns after a failure, or after a
-// ten-minute drain, with a slow start of 60 s; max_dev_pts is the
+// recover and shift-expire: a region returns after a failure, or when a
+// shift that drained it for ten minutes expires, with a slow start of
+// 60 s; max_dev_pts is the
 // largest distance of its traffic share from the slow-start curve,
 // settle_ttls when it is within a point of its full share for good,
 // overshoot_pct how far above its full share it went.

@@ -246,16 +246,28 @@ func recoverScenario(seed uint64) result {
 	})
 }
 
-// shiftExpire: eu-west is drained for ten minutes, then undrained with
-// a slow start of 60 s. (A shift that expires returns a region through
-// the same slow start; the drain and undrain of the API stand in for it
-// here.)
+// shiftExpire: a shift drains eu-west from the service for ten minutes
+// (POST /v1/shifts); at its expiry the snapshot built at NextChange no
+// longer applies it, with no change of the state, and eu-west returns
+// through the slow start of 60 s.
 func shiftExpire(seed uint64) result {
 	return returnRun(seed, "shift-expire", func(w *world, back bool) {
-		w.setDrained("eu-west", !back)
-		if !back {
-			w.advance(10*time.Minute, nil)
+		if back {
+			if w.answerable("eu-west") {
+				panic("shift-expire: eu-west is answered before its shift expired")
+			}
+			// Nothing to do: the shift ends by itself.
+			return
 		}
+		w.addShift(&regions.Shift{ID: "drain-eu-west", Service: w.spec.svc.Name, Drain: "eu-west", CreatedBy: "sim",
+			Created: w.now, Expires: w.now.Add(10 * time.Minute)})
+		// Up to the step before the expiry: the snapshot that stops
+		// applying the shift is rampRun's to see.
+		w.advance(10*time.Minute-step, func() {
+			if w.traffic()[1] > 0 && w.now.Sub(w.start) > 3*time.Minute+2*ttl*time.Second {
+				panic("shift-expire: eu-west still takes traffic two TTLs into its drain")
+			}
+		})
 	})
 }
 

@@ -272,13 +272,12 @@ func (w *world) publish(p *prober) {
 	})
 }
 
-// setDrained drains or undrains a region, as POST /v1/regions/{name}/drain
-// does.
-func (w *world) setDrained(region string, drained bool) {
+// addShift makes a shift, as POST /v1/shifts does: the state holds it
+// until the end of the run, and the snapshots apply it while it is
+// active.
+func (w *world) addShift(sh *regions.Shift) {
 	w.change(func(st *regions.State) {
-		r := *st.Regions[region]
-		r.Drained = drained
-		st.Regions[region] = &r
+		st.Shifts[sh.ID] = sh
 	})
 }
 
@@ -307,11 +306,13 @@ func (w *world) advance(d time.Duration, each func()) {
 	}
 }
 
-// answerable says whether the served snapshot answers the region: not
-// down, not drained.
+// answerable says whether the served snapshot answers the region in
+// the service: not down, not drained, its weight (as a shift leaves it)
+// above 0.
 func (w *world) answerable(region string) bool {
-	rs, ok := w.snap.RegionStatus(region)
-	return ok && rs.Status != regions.HealthDown && !rs.Drained
+	v := w.snap.ServiceByName(w.spec.svc.Name)
+	f := w.snap.Factors(v, w.now)[region]
+	return f != nil && f.Health == 1
 }
 
 // round1 rounds to one decimal.
