@@ -109,20 +109,7 @@ func describe(st *regions.State) string {
 // runWatcher runs w until the test ends and checks that Run returns nil.
 func runWatcher(t testing.TB, w *Watcher, r *recorder) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx, r.onState) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(etcdtest.WaitLimit):
-			t.Errorf("Run did not return after its context ended")
-		}
-	})
+	runParts(t, func(ctx context.Context) error { return w.Run(ctx, r.onState) })
 }
 
 // runParts runs each of runs until the test ends, and checks that each

@@ -618,20 +618,7 @@ func TestWatcherEtcdWentBack(t *testing.T) {
 	// restore well before is the check of the cluster.
 	w.ProbeTimeout = 20 * time.Second
 	l := NewLive("", regions.SnapshotOptions{}, etcdtest.Logger(), nil)
-	wctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.RunLive(wctx, l) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("RunLive: %v", err)
-			}
-		case <-time.After(etcdtest.WaitLimit):
-			t.Errorf("RunLive did not return after its context ended")
-		}
-	})
+	runParts(t, func(ctx context.Context) error { return w.RunLive(ctx, l) })
 	weight := func(st *regions.State) uint32 {
 		if svc := st.Services[www]; svc != nil {
 			return svc.Regions[0].Weight
