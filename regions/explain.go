@@ -431,6 +431,8 @@ func (s *Snapshot) slotFactors(v *ServiceView, i int, now time.Time) *ExplainFac
 	switch {
 	case f.Health == 0 && rs.Drained:
 		f.Why = "the region is drained: never answered"
+	case f.Health == 0 && sl.weight == 0 && sh.by != nil:
+		f.Why = "drained by shift " + sh.by.ID + ": never answered until it ends, then ramped in by slow start if the service has one"
 	case f.Health == 0 && sl.weight == 0:
 		f.Why = "weight 0: never answered"
 	case f.Health == 0:

@@ -410,7 +410,8 @@ func TestShiftEndSlowStart(t *testing.T) {
 
 	s := BuildSnapshotAt(st, nil, SnapshotOptions{}, shiftT0)
 	f := factorsOf(t, s, "www.example.", "eu-west")
-	if f.Health != 0 || f.EffectiveWeight != 0 || f.ShiftNote != "weight 0 by shift d1 until 2026-03-01T12:10:00Z (configured weight 1)" {
+	if f.Health != 0 || f.EffectiveWeight != 0 || f.ShiftNote != "weight 0 by shift d1 until 2026-03-01T12:10:00Z (configured weight 1)" ||
+		!strings.HasPrefix(f.Why, "drained by shift d1: ") {
 		t.Fatalf("while drained: %+v", f)
 	}
 	if g := factorsOf(t, s, "www.example.", "us-east"); g.ShiftNote != "no shift" {

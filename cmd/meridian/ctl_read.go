@@ -307,8 +307,8 @@ func (x *ctl) explain(ctx context.Context, args []string) error {
 			}
 			if f := c.Factors; f != nil && (f.Kept < 1 || f.LoadNote != "" || f.RampNote != "" || f.VIPRampNote != "" || f.ShiftNote != "no shift") {
 				x.out.printf("             %s %s: %s\n", mark, c.Region, factorsLine(f))
-				for _, n := range []string{f.LoadNote, f.RampNote, f.VIPRampNote} {
-					if n != "" {
+				for _, n := range []string{f.ShiftNote, f.LoadNote, f.RampNote, f.VIPRampNote} {
+					if n != "" && n != "no shift" {
 						x.out.printf("                 %s\n", n)
 					}
 				}
