@@ -448,3 +448,80 @@ func TestShiftEndSlowStart(t *testing.T) {
 		t.Fatalf("the ramp ended %v after the expiry, want within a tick (5s) of its window (1m)", end)
 	}
 }
+
+// TestShiftIncremental: on states derived from the previous one
+// (State.Derive, as the watcher delivers them), a shift that starts or
+// is cancelled refreshes exactly the services it touches, and the
+// expiry of every shift in force stays the snapshot's NextChange, also
+// when the build looks only at a service the shift does not touch. Each
+// step answers as a build from scratch does.
+func TestShiftIncremental(t *testing.T) {
+	www := steerService("www.example.", PolicyWeighted, svcRegion("eu-west", 1), svcRegion("us-east", 1))
+	api := steerService("api.example.", PolicyWeighted, svcRegion("eu-west", 1), svcRegion("us-east", 3))
+	far := steerService("far.example.", PolicyWeighted, svcRegion("ap-ne", 1), svcRegion("eu-central", 1))
+	cur := steerState(www, api, far)
+	prev := BuildSnapshotAt(cur, nil, SnapshotOptions{}, shiftT0)
+
+	steps := []struct {
+		name      string
+		at        time.Duration
+		change    func(st *State)
+		compiled  int
+		refreshed []string // the services whose view is new without a compile
+		next      time.Duration
+	}{
+		{"a shift of www starts", time.Minute, func(st *State) {
+			st.Shifts["s1"] = drainShift("s1", "www.example.", "eu-west", shiftT0.Add(10*time.Minute))
+		}, 0, []string{"www.example."}, 10 * time.Minute},
+		{"api written, the shift of www in force", 2 * time.Minute, func(st *State) {
+			st.PutService("api.example.", steerService("api.example.", PolicyWeighted, svcRegion("eu-west", 2), svcRegion("us-east", 3)))
+		}, 1, nil, 10 * time.Minute},
+		{"a drain of us-east for every service starts", 3 * time.Minute, func(st *State) {
+			st.Shifts["s2"] = drainShift("s2", "", "us-east", shiftT0.Add(20*time.Minute))
+		}, 0, []string{"api.example.", "www.example."}, 10 * time.Minute},
+		{"a service added at the expiry of s1", 10 * time.Minute, func(st *State) {
+			st.PutService("new.example.", steerService("new.example.", PolicyWeighted, svcRegion("ap-ne", 1)))
+		}, 1, []string{"www.example."}, 20 * time.Minute},
+		{"a weight shift of far starts", 11 * time.Minute, func(st *State) {
+			st.Shifts["s3"] = weightShift("s3", "far.example.", shiftT0.Add(11*time.Minute), shiftT0.Add(15*time.Minute), map[string]uint32{"ap-ne": 3})
+		}, 0, []string{"far.example."}, 15 * time.Minute},
+		{"s2 cancelled", 12 * time.Minute, func(st *State) {
+			sh := *st.Shifts["s2"]
+			sh.Ended = &ShiftEnd{At: shiftT0.Add(12 * time.Minute), How: ShiftCancelled, By: "bob"}
+			st.Shifts["s2"] = &sh
+		}, 0, []string{"api.example.", "www.example."}, 15 * time.Minute},
+		{"nothing changed before the expiry of s3", 14 * time.Minute, func(*State) {}, 0, nil, 15 * time.Minute},
+		{"s3 expired", 15 * time.Minute, func(*State) {}, 0, []string{"far.example."}, 0},
+	}
+	for _, step := range steps {
+		next := cur.Derive()
+		step.change(next)
+		now := shiftT0.Add(step.at)
+		s := BuildSnapshotAt(next, prev, SnapshotOptions{}, now)
+		full := BuildSnapshotAt(next, nil, SnapshotOptions{}, now)
+		if p := s.Problems(); len(p) > 0 {
+			t.Fatalf("%s: %q", step.name, p)
+		}
+		var refreshed []string
+		for i := range s.NumServices() {
+			v := s.ServiceAt(i)
+			if got, want := shares(t, s, v.Name()), shares(t, full, v.Name()); !sameShares(got, want) {
+				t.Errorf("%s: %s shares %v, from scratch %v", step.name, v.Name(), got, want)
+			}
+			if pv := prev.ServiceByName(v.Name()); pv != nil && pv != v && pv.svc == v.svc {
+				refreshed = append(refreshed, v.Name())
+			}
+		}
+		if bs := s.Stats(); bs.Compiled != step.compiled || bs.Refreshed != len(step.refreshed) || !slices.Equal(refreshed, step.refreshed) {
+			t.Errorf("%s: compiled %d, refreshed %d %v; want %d and %v", step.name, bs.Compiled, bs.Refreshed, refreshed, step.compiled, step.refreshed)
+		}
+		wantNext := time.Time{}
+		if step.next > 0 {
+			wantNext = shiftT0.Add(step.next)
+		}
+		if !s.NextChange().Equal(wantNext) || !full.NextChange().Equal(wantNext) {
+			t.Errorf("%s: next change %v (from scratch %v), want %v", step.name, s.NextChange(), full.NextChange(), wantNext)
+		}
+		cur, prev = next, s
+	}
+}
