@@ -52,6 +52,7 @@ type stateOut struct {
 	Services json.RawMessage                             `json:"services"`
 	Health   map[string]map[string]*regions.HealthReport `json:"health"`
 	Probers  map[string]*regions.ProberInfo              `json:"probers"`
+	Shifts   map[string]*regions.Shift                   `json:"shifts,omitempty"`
 	Problems []string                                    `json:"problems,omitempty"`
 }
 
@@ -152,7 +153,7 @@ func saveState(path string, st *regions.State, confirmed time.Time, onDisk *late
 		return nil, 0, fmt.Errorf("save state: %w", err)
 	}
 	sf := stateFileOut{Format: stateFileFormat, Saved: time.Now().UTC(), Confirmed: confirmed.UTC(), State: &stateOut{
-		Revision: st.Revision, Regions: st.Regions, Services: services, Health: st.Health, Probers: st.Probers, Problems: st.Problems}}
+		Revision: st.Revision, Regions: st.Regions, Services: services, Health: st.Health, Probers: st.Probers, Shifts: st.Shifts, Problems: st.Problems}}
 	if ld := st.Latency; ld != nil {
 		if onDisk != nil && onDisk.ID == ld.ID {
 			ref = onDisk
