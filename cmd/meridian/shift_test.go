@@ -235,7 +235,7 @@ func TestShiftTwoServers(t *testing.T) {
 	a := startAPIServer(t, true)
 	files := steeringFiles(t)
 	delete(files, "state.yaml")
-	b := startServerWith(t, serverSetup{extra: apiConfig + "geoip:\n  database: country.mmdb\n", files: files, etcdEndpoints: []string{a.etcd}})
+	b := startServerWith(t, serverSetup{extra: apiConfig + "geoip:\n  database: country.mmdb\n", files: files, etcdFrom: a})
 	clients := shiftClients()[:1] // the European client of geo: eu first
 	for _, ts := range []*testServer{a, b} {
 		// The bootstrap's last service is served.
