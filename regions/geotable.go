@@ -79,6 +79,7 @@ const (
 type locTable struct {
 	db      *geo.DB
 	locs    []geoLoc // by location id; 0 is ("", ""), addresses in no network
+	cont    []int8   // by location id: the continent's index in Continents, -1 for none
 	v4start []uint32
 	v4loc   []uint16
 	v6hi    []uint64
@@ -102,7 +103,7 @@ type locTable struct {
 func (lt *locTable) bytes() int {
 	n := 6*cap(lt.v4start) + 18*cap(lt.v6hi) + 24*cap(lt.aliases) + 4*cap(lt.top4) + 4*cap(lt.top6)
 	for _, l := range lt.locs {
-		n += len(l.country) + len(l.continent) + 32
+		n += len(l.country) + len(l.continent) + 33
 	}
 	return n
 }
@@ -230,6 +231,10 @@ func buildLocTable(db *geo.DB) (*locTable, error) {
 	}
 	lt.shift4, lt.top4 = topIndex(lt.v4start, 32, func(i int, b uint64) bool { return uint64(lt.v4start[i]) <= b })
 	lt.shift6, lt.top6 = topIndex(lt.v6hi, 64, func(i int, b uint64) bool { return lt.v6hi[i] < b || lt.v6hi[i] == b && lt.v6lo[i] == 0 })
+	lt.cont = make([]int8, len(lt.locs))
+	for i, l := range lt.locs {
+		lt.cont[i] = int8(continentIndex(l.continent))
+	}
 	lt.buildTime = time.Since(start)
 	return lt, nil
 }
@@ -410,11 +415,18 @@ func buildMerge(p *partition) *merge {
 // intervals allow (see widen4). a is unmapped and valid. It does not
 // allocate.
 func (p *partition) lookup(m *merge, a netip.Addr) (group int, scope int) {
+	group, scope, _ = p.lookupWithin(m, a, scanBudget)
+	return group, scope
+}
+
+// lookupLoc is lookup that also returns a's location id (its continent
+// is counted; see Snapshot.ClientContinent).
+func (p *partition) lookupLoc(m *merge, a netip.Addr) (group int, scope int, loc uint16) {
 	return p.lookupWithin(m, a, scanBudget)
 }
 
-// lookupWithin is lookup with budget in place of scanBudget.
-func (p *partition) lookupWithin(m *merge, a netip.Addr, budget int) (group int, scope int) {
+// lookupWithin is lookupLoc with budget in place of scanBudget.
+func (p *partition) lookupWithin(m *merge, a netip.Addr, budget int) (group int, scope int, loc uint16) {
 	if a.Is4() {
 		b := a.As4()
 		return p.lookup4(m, binary.BigEndian.Uint32(b[:]), budget)
@@ -425,18 +437,13 @@ func (p *partition) lookupWithin(m *merge, a netip.Addr, budget int) (group int,
 	i := lt.find6(xh, xl)
 	l := lt.v6loc[i]
 	if l >= aliasLoc {
+		n := uint(lt.aliases[l-aliasLoc].Bits()) // at most 96
 		if !p.v4one {
-			n := uint(lt.aliases[l-aliasLoc].Bits()) // at most 96
-			var v uint64                             // the bits after the prefix, first
-			if n < 64 {
-				v = xh<<n | xl>>(64-n)
-			} else {
-				v = xl << (n - 64)
-			}
-			group, scope = p.lookup4(m, uint32(v>>32), budget)
-			return group, int(n) + scope
+			group, scope, loc = p.lookup4(m, aliasedV4(n, xh, xl), budget)
+			return group, int(n) + scope, loc
 		}
 		group = int(p.v4group)
+		l = lt.v4loc[lt.find4(aliasedV4(n, xh, xl))]
 	} else {
 		group = int(p.group[l])
 	}
@@ -460,14 +467,27 @@ func (p *partition) lookupWithin(m *merge, a netip.Addr, budget int) (group int,
 	if m == nil && scope > 0 {
 		scope = p.widen6(xh, xl, i, uint16(group), scope, budget)
 	}
-	return group, scope
+	return group, scope, l
 }
 
-// lookup4 is lookup for the IPv4 address x.
-func (p *partition) lookup4(m *merge, x uint32, budget int) (group int, scope int) {
+// aliasedV4 is the IPv4 address embedded in the IPv6 address xh:xl by
+// an alias prefix of n bits: the 32 bits that follow the prefix.
+func aliasedV4(n uint, xh, xl uint64) uint32 {
+	var v uint64 // the bits after the prefix, first
+	if n < 64 {
+		v = xh<<n | xl>>(64-n)
+	} else {
+		v = xl << (n - 64)
+	}
+	return uint32(v >> 32)
+}
+
+// lookup4 is lookupWithin for the IPv4 address x.
+func (p *partition) lookup4(m *merge, x uint32, budget int) (group int, scope int, loc uint16) {
 	s := p.lt.v4start
 	i := p.lt.find4(x)
-	group = int(p.group[p.lt.v4loc[i]])
+	loc = p.lt.v4loc[i]
+	group = int(p.group[loc])
 	j, k := i, i+1
 	if m != nil {
 		// m.b4.run(i), its common case inline.
@@ -487,7 +507,27 @@ func (p *partition) lookup4(m *merge, x uint32, budget int) (group int, scope in
 	if m == nil && scope > 0 {
 		scope = p.widen4(x, i, uint16(group), scope, budget)
 	}
-	return group, scope
+	return group, scope, loc
+}
+
+// continent is the continent of the address a (unmapped, valid) as
+// Snapshot.ClientContinent returns it: an index in Continents, or -1.
+// One search through the index, no allocation.
+func (lt *locTable) continent(a netip.Addr) int {
+	var l uint16
+	if a.Is4() {
+		b := a.As4()
+		l = lt.v4loc[lt.find4(binary.BigEndian.Uint32(b[:]))]
+	} else {
+		b := a.As16()
+		xh, xl := binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+		l = lt.v6loc[lt.find6(xh, xl)]
+		if l >= aliasLoc {
+			n := uint(lt.aliases[l-aliasLoc].Bits())
+			l = lt.v4loc[lt.find4(aliasedV4(n, xh, xl))]
+		}
+	}
+	return int(lt.cont[l])
 }
 
 // scanBudget bounds the intervals a lookup without a merge reads to

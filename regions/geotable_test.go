@@ -294,10 +294,10 @@ func TestGeoTableMatchesDatabase(t *testing.T) {
 					if got := fmt.Sprint(g.orders[group]); got != want || scope < widest {
 						t.Fatalf("%s %s: unmerged class %q scope /%d, database %q widest /%d", v.Name(), a, got, scope, want, widest)
 					}
-					if _, scope = g.part.lookupWithin(nil, a, math.MaxInt); scope != widest {
+					if _, scope, _ = g.part.lookupWithin(nil, a, math.MaxInt); scope != widest {
 						t.Fatalf("%s %s: unmerged scope without a bound /%d, the widest uniform block is /%d", v.Name(), a, scope, widest)
 					}
-					if _, scope = g.part.lookupWithin(nil, a, 0); scope < widest {
+					if _, scope, _ = g.part.lookupWithin(nil, a, 0); scope < widest {
 						t.Fatalf("%s %s: the interval's scope /%d is wider than the widest uniform block /%d", v.Name(), a, scope, widest)
 					}
 					checked++
@@ -604,4 +604,65 @@ func BenchmarkGeoTableLookup(b *testing.B) {
 			i++
 		}
 	})
+	// The continent an answer is counted under, for a decision that did
+	// not locate the client (ClientContinent).
+	b.Run("continent", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			c := Client{Addr: addrs[i&4095], Bits: 128, Locator: db}
+			s.ClientContinent(&c)
+			i++
+		}
+	})
+}
+
+// TestClientContinent: the continent an answer is counted under is the
+// database's for the client, whether the decision located the client
+// (geo through the table or the database, nearest) or not (weighted:
+// the location table is read), and -1 where nothing can be known.
+func TestClientContinent(t *testing.T) {
+	db := openGeo(t, randomGeoDB(t, 5, 2000))
+	geoSvc := geoTableServices()[0]
+	weighted := steerService("w.example.", PolicyWeighted, svcRegion("eu-west", 1), svcRegion("us-east", 1))
+	nearest := steerService("n.example.", PolicyNearest, svcRegion("eu-west", 1), svcRegion("us-east", 1))
+	s := buildSnap(t, steerState(geoSvc, weighted, nearest), SnapshotOptions{GeoIP: db})
+	noTable := buildSnap(t, steerState(geoSvc, weighted, nearest), SnapshotOptions{})
+	ref := newGeoRef(t, db)
+	for _, a := range append(geoSamples(3, 300), ref.edges()...) {
+		want := continentIndex(db.Locate(a).Continent)
+		for _, name := range []string{geoSvc.Name, weighted.Name, nearest.Name} {
+			c := &Client{Addr: a, Bits: a.BitLen(), Locator: db}
+			s.Decide(mustView(t, s, name), c, QTypeA, 1)
+			if got := s.ClientContinent(c); got != want {
+				t.Fatalf("%s %s: continent %d, the database says %d (%q)", name, a, got, want, db.Locate(a).Continent)
+			}
+			// Without the table, only a decision that located the
+			// client knows its continent.
+			c = &Client{Addr: a, Bits: a.BitLen(), Locator: db}
+			noTable.Decide(mustView(t, noTable, name), c, QTypeA, 1)
+			got := noTable.ClientContinent(c)
+			if name == weighted.Name && got != -1 || name != weighted.Name && got != want {
+				t.Fatalf("%s %s without the table: continent %d (the database says %d)", name, a, got, want)
+			}
+		}
+	}
+	other := openGeo(t, randomGeoDB(t, 6, 50))
+	a := netip.MustParseAddr("16.1.2.3")
+	for _, tc := range []struct {
+		name string
+		c    *Client
+	}{
+		{"no client", nil},
+		{"ECS /0", &Client{Addr: a, Bits: 0, Locator: db}},
+		{"no GeoIP", &Client{Addr: a, Bits: 32}},
+		{"another database than the table's", &Client{Addr: a, Bits: 32, Locator: other}},
+	} {
+		if got := s.ClientContinent(tc.c); got != -1 {
+			t.Errorf("%s: continent %d, want -1", tc.name, got)
+		}
+	}
+	c := &Client{Addr: a, Bits: 32, Locator: db}
+	if n := testing.AllocsPerRun(50, func() { c.continent = 0; s.ClientContinent(c) }); n != 0 {
+		t.Errorf("ClientContinent allocates %v times", n)
+	}
 }

@@ -25,8 +25,18 @@ type GeoTablesOptions struct {
 	// OnReady is called, outside any lock, after Run built tables that a
 	// new snapshot would use: a location table, or a batch of merges.
 	OnReady func()
+	// OnBuild, when set, is called outside any lock after each table
+	// built, with its kind (GeoTableLocation or GeoTableMerge) and how
+	// long it took: the build times metrics show.
+	OnBuild func(kind string, took time.Duration)
 	Logger  *slog.Logger
 }
+
+// The kinds of geo tables OnBuild names.
+const (
+	GeoTableLocation = "location"
+	GeoTableMerge    = "merge"
+)
 
 // GeoTables builds and keeps the geo tables that snapshots read (see
 // geotable.go): the location table of the database served, the
@@ -42,6 +52,7 @@ type GeoTablesOptions struct {
 type GeoTables struct {
 	budget  int64
 	onReady func()
+	onBuild func(kind string, took time.Duration)
 	log     *slog.Logger
 	wake    chan struct{}
 
@@ -72,7 +83,7 @@ func NewGeoTables(o GeoTablesOptions) *GeoTables {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &GeoTables{budget: o.MergeBudget, onReady: o.OnReady, log: o.Logger, wake: make(chan struct{}, 1), parts: map[string]*partEntry{}}
+	return &GeoTables{budget: o.MergeBudget, onReady: o.OnReady, onBuild: o.OnBuild, log: o.Logger, wake: make(chan struct{}, 1), parts: map[string]*partEntry{}}
 }
 
 // Run builds tables in the background until ctx ends: from its start on,
@@ -154,6 +165,9 @@ func (t *GeoTables) buildLocation() bool {
 		return false
 	}
 	lt, err := buildLocTable(db)
+	if err == nil {
+		t.built(GeoTableLocation, lt.buildTime)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.db != db {
@@ -170,6 +184,13 @@ func (t *GeoTables) buildLocation() bool {
 	return true
 }
 
+// built tells OnBuild of a table built.
+func (t *GeoTables) built(kind string, took time.Duration) {
+	if t.onBuild != nil {
+		t.onBuild(kind, took)
+	}
+}
+
 // buildOneMerge builds the merge of the partition most services share
 // among those without one, within the budget. It reports whether it
 // built one.
@@ -181,6 +202,7 @@ func (t *GeoTables) buildOneMerge() bool {
 		return false
 	}
 	m := buildMerge(e.p)
+	t.built(GeoTableMerge, m.buildTime)
 	t.mu.Lock()
 	if t.parts[e.p.key] == e && e.m == nil && e.p.lt == t.lt {
 		e.m = m

@@ -320,7 +320,14 @@ type geoTable struct {
 
 const numContinents = 7
 
-// continentIndex maps a continent code to 0..6, or -1.
+// NumContinents is how many continents there are: Continents' length.
+const NumContinents = numContinents
+
+// Continents are the continent codes (geo.Location.Continent), in the
+// order of the indexes ClientContinent returns.
+var Continents = [NumContinents]string{"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
+
+// continentIndex maps a continent code to its index in Continents, or -1.
 func continentIndex(code string) int {
 	switch code {
 	case "AF":

@@ -2,6 +2,7 @@ package regions
 
 import (
 	"maps"
+	"time"
 	"weak"
 )
 
@@ -44,6 +45,9 @@ type LatencyData struct {
 	ID      string `json:"id"`
 	Entries int    `json:"entries"`
 	CSV     []byte `json:"csv"`
+	// Created is when the table was imported (zero when unknown: a state
+	// file written before it was kept).
+	Created time.Time `json:"created,omitzero"`
 }
 
 // NewState returns an empty state.

@@ -29,6 +29,47 @@ type Client struct {
 	Bits int
 	// Locator is nil when no GeoIP database is loaded.
 	Locator Locator
+
+	// continent is what a decision learned of the client's continent
+	// when it located the client: 0 nothing (no lookup), -1 none, else
+	// the index in Continents plus one. See Snapshot.ClientContinent.
+	continent int8
+}
+
+// located notes the continent of a lookup's location in c.
+func (c *Client) located(continent int) {
+	c.continent = int8(continent + 1)
+	if continent < 0 {
+		c.continent = -1
+	}
+}
+
+// ClientContinent is the index in Continents of the client's continent,
+// or -1 when it is not known, for counting answers by continent. A
+// decision that located the client (geo, nearest, latency without a
+// table entry) left it in c; otherwise the snapshot's location table is
+// read when it was built from the client's database (one binary search,
+// no allocation, no lock). Without that table, -1: the database itself
+// is not read on the query path for a count. A client without
+// meaningful bits (ECS /0) has no continent.
+func (s *Snapshot) ClientContinent(c *Client) int {
+	if c == nil {
+		return -1
+	}
+	switch {
+	case c.continent > 0:
+		return int(c.continent) - 1
+	case c.continent < 0:
+		return -1
+	}
+	addr, cbits := clientAddr(c)
+	lt := s.geo.lt
+	if cbits == 0 || lt == nil || c.Locator == nil || locatorDB(c.Locator) != lt.db {
+		return -1
+	}
+	cont := lt.continent(addr)
+	c.located(cont)
+	return cont
 }
 
 // DecisionKind says what to answer.
@@ -383,6 +424,7 @@ func (s *Snapshot) locate(c *Client, addr netip.Addr, cbits int, tr *tracer, lc 
 		return loc, 0, false
 	}
 	loc = c.Locator.Locate(addr)
+	c.located(continentIndex(loc.Continent))
 	if n := loc.Network; n.IsValid() {
 		scope = n.Bits()
 		if addr.Is4() && n.Addr().Is6() {
@@ -417,7 +459,8 @@ const (
 func (s *Snapshot) preferGeo(v *ServiceView, set *slotSet, c *Client, addr netip.Addr, cbits int, tr *tracer, lc *located) int {
 	g := v.geo
 	if p := g.part; p != nil && cbits > 0 && c != nil && c.Locator != nil && locatorDB(c.Locator) == p.lt.db {
-		group, scope := p.lookup(g.merge, addr)
+		group, scope, loc := p.lookupLoc(g.merge, addr)
+		c.located(int(p.lt.cont[loc]))
 		chosen := -1
 		for _, sl := range g.orders[group] {
 			if set.has(int(sl)) {

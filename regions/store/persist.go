@@ -103,11 +103,12 @@ func (c *serviceJSON) encode(services map[string]*regions.Service) (json.RawMess
 // the raw CSV, named after the table's id, so a file once written is
 // never rewritten and the state file always names a complete one.
 type latencyRef struct {
-	ID      string `json:"id"`
-	Entries int    `json:"entries"`
-	File    string `json:"file"` // base name, in the state file's directory
-	Bytes   int    `json:"bytes"`
-	SHA256  string `json:"sha256"`
+	ID      string    `json:"id"`
+	Entries int       `json:"entries"`
+	File    string    `json:"file"` // base name, in the state file's directory
+	Bytes   int       `json:"bytes"`
+	SHA256  string    `json:"sha256"`
+	Created time.Time `json:"created,omitzero"`
 }
 
 // Saved is a state as the state file holds it.
@@ -159,7 +160,7 @@ func saveState(path string, st *regions.State, confirmed time.Time, onDisk *late
 			ref = onDisk
 		} else {
 			sum := sha256.Sum256(ld.CSV)
-			ref = &latencyRef{ID: ld.ID, Entries: ld.Entries, File: latencyFileName(ld.ID), Bytes: len(ld.CSV), SHA256: hex.EncodeToString(sum[:])}
+			ref = &latencyRef{ID: ld.ID, Entries: ld.Entries, File: latencyFileName(ld.ID), Bytes: len(ld.CSV), SHA256: hex.EncodeToString(sum[:]), Created: ld.Created}
 			if err := writeAtomic(filepath.Join(dir, ref.File), ld.CSV); err != nil {
 				return nil, 0, fmt.Errorf("save state: latency table: %w", err)
 			}
@@ -345,7 +346,7 @@ func loadLatencyFile(dir string, ref *latencyRef) (*regions.LatencyData, error) 
 	if len(csv) != ref.Bytes || hex.EncodeToString(sum[:]) != ref.SHA256 {
 		return nil, fmt.Errorf("%s does not hold the table the state file names (%d bytes, want %d)", ref.File, len(csv), ref.Bytes)
 	}
-	return &regions.LatencyData{ID: ref.ID, Entries: ref.Entries, CSV: csv}, nil
+	return &regions.LatencyData{ID: ref.ID, Entries: ref.Entries, CSV: csv, Created: ref.Created}, nil
 }
 
 func checkLoaded[T any](v *T, name string, matches bool, validate func() error) error {

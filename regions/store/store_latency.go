@@ -230,7 +230,7 @@ func loadLatency(ctx context.Context, c *clientv3.Client, k Keys, manifest []byt
 	if sum := sha256.Sum256(csv); hex.EncodeToString(sum[:]) != m.SHA256 {
 		return nil, errBadEntry{fmt.Errorf("table %s: checksum mismatch", m.ID)}
 	}
-	return &regions.LatencyData{ID: m.ID, Entries: m.Entries, CSV: csv}, nil
+	return &regions.LatencyData{ID: m.ID, Entries: m.Entries, CSV: csv, Created: m.Created}, nil
 }
 
 // errBadEntry marks a stored entry that cannot be used (as opposed to a
