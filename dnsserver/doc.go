@@ -7,6 +7,6 @@
 // The query path does no I/O besides the socket, takes no lock, logs
 // nothing per query and does not allocate in steady state.
 //
-// dnsserver may import zones, regions, geo, dnssec, internal/panics and
-// github.com/miekg/dns.
+// dnsserver may import zones, regions, geo, dnssec, internal/panics,
+// internal/histogram and github.com/miekg/dns.
 package dnsserver

@@ -45,7 +45,7 @@ func (h *Handler) FollowService(name string) (*regions.Snapshot, *regions.Servic
 		next := ""
 		als := a.Aliases()
 		for i := range als {
-			k, v := st.takeover(set, z, &als[i])
+			k, si := st.takeover(set, z, &als[i])
 			if k == takeNone {
 				continue
 			}
@@ -53,7 +53,7 @@ func (h *Handler) FollowService(name string) (*regions.Snapshot, *regions.Servic
 			cnames = append(cnames, an...)
 			switch k {
 			case takeService:
-				return st.snap, v, cnames, nil
+				return st.snap, st.snap.ServiceAt(int(si)), cnames, nil
 			case takeNoData:
 				return st.snap, nil, cnames, nil
 			}

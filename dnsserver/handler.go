@@ -317,8 +317,8 @@ func (h *Handler) servePacket(resp, req []byte, q *query, src netip.AddrPort, pr
 		}
 	}
 	if st != nil {
-		if v := st.service(lower); v != nil {
-			return h.serveService(resp[:0], req, q, z.NoData(), nil, nil, st, v, src, proto)
+		if si := st.serviceIndex(lower); si >= 0 {
+			return h.serveService(resp[:0], req, q, z.NoData(), nil, nil, st, si, src, proto)
 		}
 	}
 	a := z.Lookup(lower, q.qtype)

@@ -18,7 +18,7 @@ type steering struct {
 	*names
 	// regionAnswers are the metrics' counters of snap's regions, by
 	// their index in snap.Regions() (Decision.RegionIndex).
-	regionAnswers []*paddedCounter
+	regionAnswers []*regionCounters
 }
 
 // names indexes a snapshot's service names; the next snapshot shares it
@@ -30,14 +30,25 @@ type names struct {
 	// lens has bit n set when a service name is n bytes long: most names
 	// asked for are not services, and most are told so without hashing.
 	lens [4]uint64
+	// counters are the metrics' counters of the services, by index.
+	counters []*serviceCounters
+}
+
+// serviceIndex is the index (Snapshot.ServiceAt) of the service at the
+// lower-case wire name, -1 if none.
+func (st *steering) serviceIndex(name []byte) int32 {
+	if n := len(name); n > zones.MaxNameLen || st.lens[n>>6]&(1<<(n&63)) == 0 {
+		return -1
+	}
+	if i, ok := st.services[string(name)]; ok {
+		return i
+	}
+	return -1
 }
 
 // service is the service at the lower-case wire name, nil if none.
 func (st *steering) service(name []byte) *regions.ServiceView {
-	if n := len(name); n > zones.MaxNameLen || st.lens[n>>6]&(1<<(n&63)) == 0 {
-		return nil
-	}
-	if i, ok := st.services[string(name)]; ok {
+	if i := st.serviceIndex(name); i >= 0 {
 		return st.snap.ServiceAt(int(i))
 	}
 	return nil
@@ -63,6 +74,11 @@ func (h *Handler) SetSnapshot(s *regions.Snapshot) {
 		return
 	}
 	st.names = &names{services: make(map[string]int32, s.NumServices()), ents: map[string]struct{}{}}
+	serviceNames := make([]string, s.NumServices())
+	for i := range s.NumServices() {
+		serviceNames[i] = s.ServiceAt(i).Name()
+	}
+	st.counters = h.metrics.setServices(serviceNames)
 	for i := range s.NumServices() {
 		w, err := zones.WireName(s.ServiceAt(i).Name())
 		if err != nil {
@@ -93,18 +109,20 @@ func (h *Handler) Snapshot() *regions.Snapshot {
 	return nil
 }
 
-// serveService answers a name steered by a service: A or AAAA from the
-// decision, nodata for other types and when the decision has no address.
-// With chain (a CNAME chain ending at the service's name) the steered
-// records follow the chain and are owned by its target, written as owner
-// (a compression pointer, or the name itself). Negative answers carry ECS
-// scope 0.
-func (h *Handler) serveService(resp, req []byte, q *query, nodata *zones.Answer, chain *zones.Packed, owner []byte, st *steering, v *regions.ServiceView, src netip.AddrPort, proto Proto) []byte {
+// serveService answers a name steered by the service at index si of the
+// snapshot: A or AAAA from the decision, nodata for other types and when
+// the decision has no address. With chain (a CNAME chain ending at the
+// service's name) the steered records follow the chain and are owned by
+// its target, written as owner (a compression pointer, or the name
+// itself). Negative answers carry ECS scope 0.
+func (h *Handler) serveService(resp, req []byte, q *query, nodata *zones.Answer, chain *zones.Packed, owner []byte, st *steering, si int32, src netip.AddrPort, proto Proto) []byte {
+	v, sc := st.snap.ServiceAt(int(si)), st.counters[si]
 	qtype := q.qtype
 	if qtype == dns.TypeANY {
 		qtype = dns.TypeA // RFC 8482: one RRset is a complete answer to ANY
 	}
 	if qtype != dns.TypeA && qtype != dns.TypeAAAA {
+		sc.nodata.Add(1)
 		return h.answerZone(resp, req, q, nodata, src, proto)
 	}
 	// Who the decision is for: regions.ECSConfig.Client, the one
@@ -117,13 +135,11 @@ func (h *Handler) serveService(resp, req []byte, q *query, nodata *zones.Answer,
 	d := st.snap.Decide(v, &c, qtype, rand.Uint64())
 	h.metrics.steered.Add(1)
 	if d.FailOpen {
-		h.metrics.failOpen.Add(1)
+		sc.failOpen.Add(1)
 	}
 	if d.Kind != regions.KindAnswer || d.Count == 0 {
+		sc.nodata.Add(1)
 		return h.answerZone(resp, req, q, nodata, src, proto)
-	}
-	if d.Region != "" && d.RegionIndex < len(st.regionAnswers) {
-		st.regionAnswers[d.RegionIndex].Add(1)
 	}
 	q.ecsScope = uint8(use.ReplyScope(ecs, d.Scope))
 
@@ -143,6 +159,14 @@ func (h *Handler) serveService(resp, req []byte, q *query, nodata *zones.Answer,
 			h.sigStats.unsigned.Add(1)
 			return h.errorReply(resp, req, q, dns.RcodeServerFailure, proto)
 		}
+	}
+	sc.answers.Add(1)
+	if d.Region != "" && d.RegionIndex < len(st.regionAnswers) {
+		// By the client's continent: known when the decision located the
+		// client, else one lookup in the location table (see
+		// regions.Snapshot.ClientContinent).
+		cont := st.snap.ClientContinent(&c)
+		st.regionAnswers[d.RegionIndex].byContinent[cont+1].Add(1)
 	}
 	limit := h.limit(q, proto, cap(resp))
 	resp = q.appendHeaderAndQuestion(resp)
@@ -213,22 +237,22 @@ const (
 
 // takeover says what answers at al's target: a name inside another of
 // our zones (one z does not delegate) ends the chain here, as any target
-// outside z does, for the resolver to follow; a service or a name above
-// one come from the snapshot. st may be nil (no snapshot yet).
-func (st *steering) takeover(set *zones.Set, z *zones.Zone, al *zones.Alias) (takeover, *regions.ServiceView) {
+// outside z does, for the resolver to follow; a service (its index) or a
+// name above one come from the snapshot. st may be nil (no snapshot yet).
+func (st *steering) takeover(set *zones.Set, z *zones.Zone, al *zones.Alias) (takeover, int32) {
 	if set.Find(al.Target) != z {
-		return takeOtherZone, nil
+		return takeOtherZone, -1
 	}
 	if st == nil {
-		return takeNone, nil
+		return takeNone, -1
 	}
-	if v := st.service(al.Target); v != nil {
-		return takeService, v
+	if i := st.serviceIndex(al.Target); i >= 0 {
+		return takeService, i
 	}
 	if _, ent := st.ents[string(al.Target)]; ent {
-		return takeNoData, nil
+		return takeNoData, -1
 	}
-	return takeNone, nil
+	return takeNone, -1
 }
 
 // overWildcard is what answers qname (lower-case wire) instead of a, an
@@ -267,7 +291,7 @@ func (st *steering) overWildcard(z *zones.Zone, qname []byte, a *zones.Answer) *
 func (h *Handler) serveAlias(resp, req []byte, q *query, set *zones.Set, z *zones.Zone, st *steering, als []zones.Alias, src netip.AddrPort, proto Proto) (out []byte, ok bool) {
 	for i := range als {
 		al := &als[i]
-		switch k, v := st.takeover(set, z, al); k {
+		switch k, si := st.takeover(set, z, al); k {
 		case takeOtherZone:
 			return h.answerZone(resp, req, q, al.CNAMEs, src, proto), true
 		case takeNoData:
@@ -280,7 +304,7 @@ func (h *Handler) serveAlias(resp, req []byte, q *query, set *zones.Set, z *zone
 					return h.errorReply(resp, req, q, dns.RcodeServerFailure, proto), true
 				}
 			}
-			return h.serveService(resp, req, q, al.NoData, p, al.Target, st, v, src, proto), true
+			return h.serveService(resp, req, q, al.NoData, p, al.Target, st, si, src, proto), true
 		}
 	}
 	return nil, false

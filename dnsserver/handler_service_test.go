@@ -3,6 +3,7 @@ package dnsserver
 import (
 	"net"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -247,8 +248,8 @@ func TestServeServiceHealth(t *testing.T) {
 	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || r.Answer[0].Header().Ttl != 15 {
 		t.Fatalf("fail-open: %v", r)
 	}
-	if h.metrics.failOpen.Load() == 0 {
-		t.Error("fail-open answer not counted")
+	if sc := h.Metrics().Answers().Services["lb.example.org."]; sc.FailOpen != 1 || sc.Answers != 1 {
+		t.Errorf("fail-open answer counted as %+v, want one answer failing open", sc)
 	}
 }
 
@@ -294,6 +295,9 @@ func serviceCases(tb testing.TB) []serviceCase {
 		{"geo+ECS", h, geoECS},
 		{"geo+ECS+table", ht, geoECS},
 		{"weighted", h, pack(tb, question("lb.example.org.", dns.TypeA))},
+		// The continent the answer is counted under, from the location
+		// table: the cost of counting answers by continent.
+		{"weighted+ECS+table", ht, pack(tb, withEDNS(question("lb.example.org.", dns.TypeA), 1232, false, ecs))},
 		{"nodata", h, pack(tb, question("geo.example.org.", dns.TypeTXT))},
 		{"cname+geo+ECS", h, cnameECS},
 		{"cname+geo+ECS+table", ht, cnameECS},
@@ -321,6 +325,76 @@ func BenchmarkServeService(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestServeServiceAnswerCounters: every reply to a service name is
+// counted for its service (answers, NODATA, failing open), and every
+// answer for its region under the client's continent, whether the
+// decision located the client (geo) or not (weighted: the location
+// table); the counts of the names that stay survive a new snapshot.
+func TestServeServiceAnswerCounters(t *testing.T) {
+	st := steeringState()
+	h := tableHandler(t, st, HandlerConfig{})
+	ask := func(name string, qtype uint16, client string, n int) {
+		t.Helper()
+		m := question(name, qtype)
+		if client != "" {
+			m = withEDNS(m, 1232, false, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP(client)})
+		}
+		for range n {
+			serveRaw(t, h, pack(t, m), ProtoUDP, 1232)
+		}
+	}
+	ask("geo.example.org.", dns.TypeA, "193.0.0.0", 3)   // NL, Europe: eu
+	ask("geo.example.org.", dns.TypeA, "202.12.27.0", 2) // JP, Asia: as
+	ask("geo.example.org.", dns.TypeA, "8.8.8.0", 4)     // US, North America: na
+	ask("geo.example.org.", dns.TypeTXT, "", 5)          // NODATA
+	ask("svc.deep.example.org.", dns.TypeA, "", 1)       // failover, the client 192.0.2.1 is nowhere: eu, unknown
+	ask("svc.deep.example.org.", dns.TypeA, "202.12.27.0", 2)
+	got := h.Metrics().Answers()
+	want := map[string]RegionAnswerCounts{
+		"eu": {Total: 6, ByContinent: continents(map[string]uint64{"EU": 3, "unknown": 1, "AS": 2})},
+		"as": {Total: 2, ByContinent: continents(map[string]uint64{"AS": 2})},
+		"na": {Total: 4, ByContinent: continents(map[string]uint64{"NA": 4})},
+	}
+	if !reflect.DeepEqual(got.Regions, want) {
+		t.Errorf("answers by region and continent\n%+v\nwant\n%+v", got.Regions, want)
+	}
+	wantSvc := map[string]ServiceAnswerCounts{
+		"geo.example.org.":      {Answers: 9, NoData: 5},
+		"svc.deep.example.org.": {Answers: 3},
+		"lb.example.org.":       {},
+		"closed.example.org.":   {},
+	}
+	if !reflect.DeepEqual(got.Services, wantSvc) {
+		t.Errorf("answers by service %+v, want %+v", got.Services, wantSvc)
+	}
+	// Weighted: the continent from the location table.
+	for range 50 {
+		ask("lb.example.org.", dns.TypeA, "8.8.8.0", 1)
+	}
+	var na uint64
+	for _, rc := range h.Metrics().Answers().Regions {
+		na += rc.ByContinent[5]
+	}
+	if ContinentLabels[5] != "NA" || na != 4+50 {
+		t.Errorf("%d answers to North America, want 54", na)
+	}
+	// A new snapshot without a service keeps the others' counts.
+	delete(st.Services, "lb.example.org.")
+	h.SetSnapshot(regions.BuildSnapshot(st, nil, regions.SnapshotOptions{GeoIP: h.cfg.Locator.(*geo.DB)}))
+	got = h.Metrics().Answers()
+	if _, ok := got.Services["lb.example.org."]; ok || got.Services["geo.example.org."].NoData != 5 {
+		t.Errorf("after the service went: %+v", got.Services)
+	}
+}
+
+// continents is a count by continent label as RegionAnswerCounts holds it.
+func continents(m map[string]uint64) (out [regions.NumContinents + 1]uint64) {
+	for i, l := range ContinentLabels {
+		out[i] = m[l]
+	}
+	return out
 }
 
 func TestServeServiceRegionAnswers(t *testing.T) {

@@ -2,10 +2,13 @@ package dnsserver
 
 import (
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meridian-gslb/meridian/regions"
 )
 
 // Metrics counts what the query handler does. Counters are plain atomics
@@ -22,13 +25,41 @@ type Metrics struct {
 	xfrServed  atomic.Uint64
 	cookies    [cookieMalformed + 1]atomic.Uint64
 	steered    paddedCounter
-	failOpen   atomic.Uint64
 	waiting    atomic.Uint64
 	tsigErrors [tsigBadTrunc + 1]atomic.Uint64 // by TSIG error code
-	// regions counts steered answers by the region chosen; the table is
-	// replaced with every snapshot (off the query path), keeping the
-	// counters of the regions that stay.
-	regions atomic.Pointer[map[string]*paddedCounter]
+	// regions counts steered answers by the region chosen and the
+	// client's continent, services the answers of each service. The
+	// tables are replaced with the snapshots that change their names (off
+	// the query path), keeping the counters of the names that stay; a
+	// snapshot's steering holds its counters by region and service index,
+	// so that the query path looks nothing up.
+	setMu    sync.Mutex // serializes the replacements
+	regions  atomic.Pointer[map[string]*regionCounters]
+	services atomic.Pointer[map[string]*serviceCounters]
+}
+
+// ContinentLabels label the answer counters by the client's continent:
+// index 0 is a client whose continent is not known, index i+1 is
+// regions.Continents[i] (see regions.Snapshot.ClientContinent).
+var ContinentLabels = func() (l [regions.NumContinents + 1]string) {
+	l[0] = "unknown"
+	copy(l[1:], regions.Continents[:])
+	return l
+}()
+
+// regionCounters count one region's answers by the client's continent
+// (ContinentLabels' order); each counter has its cache line, as many
+// cores add to them.
+type regionCounters struct {
+	byContinent [regions.NumContinents + 1]paddedCounter
+}
+
+// serviceCounters count one service's replies: answers with addresses,
+// NODATA (a type other than A and AAAA, or no address to give), and
+// answers given failing open. One cache line per service.
+type serviceCounters struct {
+	answers, nodata, failOpen atomic.Uint64
+	_                         [40]byte
 }
 
 const maxRcode = 31 // extended rcodes above this are counted as 31
@@ -50,24 +81,85 @@ func (m *Metrics) count(p Proto, rcode int) {
 	m.responses[p][min(rcode, maxRcode)].Add(1)
 }
 
-// setRegions makes the per-region counters those of names and returns
-// them in the order of names.
-func (m *Metrics) setRegions(names []string) []*paddedCounter {
-	old := m.regions.Load()
-	next := make(map[string]*paddedCounter, len(names))
+// renameCounters makes the counters of table those of names, keeping
+// the ones of the names that stay, and returns them in the order of names.
+func renameCounters[C any](table *atomic.Pointer[map[string]*C], names []string) []*C {
+	old := table.Load()
+	next := make(map[string]*C, len(names))
 	for _, n := range names {
 		if old != nil && (*old)[n] != nil {
 			next[n] = (*old)[n]
 		} else {
-			next[n] = new(paddedCounter)
+			next[n] = new(C)
 		}
 	}
-	m.regions.Store(&next)
-	byIndex := make([]*paddedCounter, len(names))
+	table.Store(&next)
+	byIndex := make([]*C, len(names))
 	for i, n := range names {
 		byIndex[i] = next[n]
 	}
 	return byIndex
+}
+
+// setRegions makes the per-region counters those of names and returns
+// them in the order of names.
+func (m *Metrics) setRegions(names []string) []*regionCounters {
+	m.setMu.Lock()
+	defer m.setMu.Unlock()
+	return renameCounters(&m.regions, names)
+}
+
+// setServices makes the per-service counters those of names and returns
+// them in the order of names.
+func (m *Metrics) setServices(names []string) []*serviceCounters {
+	m.setMu.Lock()
+	defer m.setMu.Unlock()
+	return renameCounters(&m.services, names)
+}
+
+// RegionAnswerCounts are a region's steered answers since the server
+// started: all of them, and by the client's continent (ContinentLabels'
+// order).
+type RegionAnswerCounts struct {
+	Total       uint64
+	ByContinent [regions.NumContinents + 1]uint64
+}
+
+// ServiceAnswerCounts are a service's replies since the server started.
+type ServiceAnswerCounts struct {
+	// Answers counts the replies with addresses, FailOpen those of them
+	// given failing open, NoData the replies without (NODATA).
+	Answers, NoData, FailOpen uint64
+}
+
+// AnswerCounts are the answer counters of the regions and services of
+// the current snapshot, read at one moment, for metrics and for the
+// server's own views of where answers go (which poll them: a read costs
+// a map per table and no lock the query path takes).
+type AnswerCounts struct {
+	Regions  map[string]RegionAnswerCounts
+	Services map[string]ServiceAnswerCounts
+}
+
+// Answers reads the answer counters.
+func (m *Metrics) Answers() AnswerCounts {
+	out := AnswerCounts{Regions: map[string]RegionAnswerCounts{}, Services: map[string]ServiceAnswerCounts{}}
+	if t := m.regions.Load(); t != nil {
+		for n, c := range *t {
+			var rc RegionAnswerCounts
+			for i := range c.byContinent {
+				rc.ByContinent[i] = c.byContinent[i].Load()
+				rc.Total += rc.ByContinent[i]
+			}
+			out.Regions[n] = rc
+		}
+	}
+	if t := m.services.Load(); t != nil {
+		for n, c := range *t {
+			out.Services[n] = ServiceAnswerCounts{Answers: c.answers.Load(), NoData: c.nodata.Load(), FailOpen: c.failOpen.Load()}
+		}
+	}
+	return out
 }
 
 // RegionAnswers is how many steered answers each region of the current
@@ -76,7 +168,11 @@ func (m *Metrics) RegionAnswers() map[string]uint64 {
 	out := map[string]uint64{}
 	if t := m.regions.Load(); t != nil {
 		for n, c := range *t {
-			out[n] = c.Load()
+			var sum uint64
+			for i := range c.byContinent {
+				sum += c.byContinent[i].Load()
+			}
+			out[n] = sum
 		}
 	}
 	return out
@@ -101,9 +197,15 @@ var (
 	descSteered = prometheus.NewDesc("meridian_dns_steered_total",
 		"Queries for service names decided by steering.", nil, nil)
 	descFailOpen = prometheus.NewDesc("meridian_dns_fail_open_total",
-		"Steered answers given as if every region were up, because none was.", nil, nil)
+		"Steered answers of a service given as if every region were up, because none was, by service.", []string{"service"}, nil)
 	descRegionAnswers = prometheus.NewDesc("meridian_dns_region_answers_total",
 		"Steered answers, by the region answered.", []string{"region"}, nil)
+	descContinentAnswers = prometheus.NewDesc("meridian_dns_region_continent_answers_total",
+		"Steered answers, by the region answered and the client's continent (unknown: not located).", []string{"region", "continent"}, nil)
+	descServiceAnswers = prometheus.NewDesc("meridian_dns_service_answers_total",
+		"Replies with addresses to queries for a service name, by service.", []string{"service"}, nil)
+	descServiceNoData = prometheus.NewDesc("meridian_dns_service_nodata_total",
+		"NODATA replies to queries for a service name (a type other than A and AAAA, or no address of the type to give), by service.", []string{"service"}, nil)
 	descCookies = prometheus.NewDesc("meridian_dns_cookies_total",
 		"Queries carrying a DNS cookie, by what the cookie was.", []string{"state"}, nil)
 	descWaiting = prometheus.NewDesc("meridian_dns_servfail_no_snapshot_total",
@@ -164,7 +266,8 @@ var cookieStateNames = [...]string{
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descResponses, descDropped, descTruncated, descPanics, descSlow, descXfr, descCookies, descSteered, descFailOpen, descWaiting, descTSIG, descRegionAnswers} {
+	for _, d := range []*prometheus.Desc{descResponses, descDropped, descTruncated, descPanics, descSlow, descXfr, descCookies, descSteered, descFailOpen, descWaiting, descTSIG,
+		descRegionAnswers, descContinentAnswers, descServiceAnswers, descServiceNoData} {
 		ch <- d
 	}
 }
@@ -204,9 +307,17 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descXfr, prometheus.CounterValue, float64(m.xfrServed.Load()), "served")
 	ch <- prometheus.MustNewConstMetric(descXfr, prometheus.CounterValue, float64(m.xfrRefused.Load()), "refused")
 	ch <- prometheus.MustNewConstMetric(descSteered, prometheus.CounterValue, float64(m.steered.Load()))
-	ch <- prometheus.MustNewConstMetric(descFailOpen, prometheus.CounterValue, float64(m.failOpen.Load()))
-	for region, n := range m.RegionAnswers() {
-		ch <- prometheus.MustNewConstMetric(descRegionAnswers, prometheus.CounterValue, float64(n), region)
+	ac := m.Answers()
+	for region, rc := range ac.Regions {
+		ch <- prometheus.MustNewConstMetric(descRegionAnswers, prometheus.CounterValue, float64(rc.Total), region)
+		for i, n := range rc.ByContinent {
+			ch <- prometheus.MustNewConstMetric(descContinentAnswers, prometheus.CounterValue, float64(n), region, ContinentLabels[i])
+		}
+	}
+	for svc, sc := range ac.Services {
+		ch <- prometheus.MustNewConstMetric(descServiceAnswers, prometheus.CounterValue, float64(sc.Answers), svc)
+		ch <- prometheus.MustNewConstMetric(descServiceNoData, prometheus.CounterValue, float64(sc.NoData), svc)
+		ch <- prometheus.MustNewConstMetric(descFailOpen, prometheus.CounterValue, float64(sc.FailOpen), svc)
 	}
 	for st := cookieClient; st <= cookieMalformed; st++ {
 		ch <- prometheus.MustNewConstMetric(descCookies, prometheus.CounterValue, float64(m.cookies[st].Load()), cookieStateNames[st])
@@ -221,7 +332,7 @@ type transportCollector struct{ t *Transport }
 var descTransport = struct {
 	udpIn, udpOut, udpDropped, udpTrunc, udpSendErr, udpRecvErr                  *prometheus.Desc
 	tcpAccepted, tcpRejected, tcpActive, tcpQueries, tcpIdle, tcpTimeout, tcpErr *prometheus.Desc
-	panics                                                                       *prometheus.Desc
+	panics, answerTime                                                           *prometheus.Desc
 }{
 	udpIn:       prometheus.NewDesc("meridian_dns_udp_received_total", "UDP datagrams received.", nil, nil),
 	udpOut:      prometheus.NewDesc("meridian_dns_udp_sent_total", "UDP replies sent.", nil, nil),
@@ -237,6 +348,8 @@ var descTransport = struct {
 	tcpTimeout:  prometheus.NewDesc("meridian_dns_tcp_read_timeouts_total", "TCP connections closed with a partly received message.", nil, nil),
 	tcpErr:      prometheus.NewDesc("meridian_dns_tcp_errors_total", "TCP connections closed on a write error or oversized reply.", nil, nil),
 	panics:      prometheus.NewDesc("meridian_dns_transport_panics_total", "Handler panics caught by the transport.", nil, nil),
+	answerTime: prometheus.NewDesc("meridian_dns_answer_duration_seconds",
+		"Time a reply took in the server, by transport: over UDP from the receipt of its batch of datagrams to the batch's sending, over TCP from the whole message read to the reply written.", []string{"proto"}, nil),
 }
 
 func (c transportCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -268,4 +381,7 @@ func (c transportCollector) Collect(ch chan<- prometheus.Metric) {
 	} {
 		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, float64(m.v))
 	}
+	udp, tcp := c.t.AnswerTimes()
+	ch <- udp.Metric(d.answerTime, ProtoUDP.String())
+	ch <- tcp.Metric(d.answerTime, ProtoTCP.String())
 }

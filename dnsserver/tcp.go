@@ -201,6 +201,7 @@ func (t *Transport) answerTCP(c *net.TCPConn, msg []byte, src netip.AddrPort) bo
 	if sh, ok := t.h.(StreamHandler); ok && sh.WantsStream(msg, src) {
 		return t.streamTCP(c, sh, msg, src)
 	}
+	start := time.Now()
 	frame := tcpFramePool.Get().(*[tcpMaxFrame]byte)
 	defer tcpFramePool.Put(frame)
 	reply, ok := t.serve(frame[2:2:tcpMaxFrame], msg, src, ProtoTCP, 0)
@@ -227,6 +228,7 @@ func (t *Transport) answerTCP(c *net.TCPConn, msg []byte, src netip.AddrPort) bo
 		t.tcpCounter.errors.Add(1)
 		return false
 	}
+	t.tcpCounter.answerTime.Observe(time.Since(start))
 	return true
 }
 

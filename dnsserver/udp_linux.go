@@ -107,17 +107,18 @@ type udpBatchLoop struct {
 func newUDPBatchLoop(t *Transport, v6, wildcard bool) *udpBatchLoop {
 	n, bs := t.cfg.UDPBatch, t.cfg.UDPBufSize
 	l := &udpBatchLoop{
-		t:       t,
-		bufSize: bs,
-		v6:      v6,
-		pktinfo: wildcard,
-		msgs:    make([]unix.Mmsghdr, n),
-		iovs:    make([]unix.Iovec, n),
-		names:   make([]unix.RawSockaddrInet6, n),
-		inBuf:   make([]byte, n*bs),
-		outMsgs: make([]unix.Mmsghdr, n),
-		outIovs: make([]unix.Iovec, n),
-		outBuf:  make([]byte, n*bs),
+		udpCounters: newUDPCounters(),
+		t:           t,
+		bufSize:     bs,
+		v6:          v6,
+		pktinfo:     wildcard,
+		msgs:        make([]unix.Mmsghdr, n),
+		iovs:        make([]unix.Iovec, n),
+		names:       make([]unix.RawSockaddrInet6, n),
+		inBuf:       make([]byte, n*bs),
+		outMsgs:     make([]unix.Mmsghdr, n),
+		outIovs:     make([]unix.Iovec, n),
+		outBuf:      make([]byte, n*bs),
 	}
 	if wildcard {
 		l.ctls = make([]byte, n*ctlStride)
@@ -256,6 +257,7 @@ func (l *udpBatchLoop) recvmmsg(fd uintptr) bool {
 // answer hands the n datagrams just received to the handler and sends the
 // replies in one batch.
 func (l *udpBatchLoop) answer(n int) {
+	start := time.Now()
 	bs := l.bufSize
 	cnt := 0
 	in := uint64(n)
@@ -315,6 +317,7 @@ func (l *udpBatchLoop) answer(n int) {
 	}
 	if cnt > 0 {
 		l.send(cnt)
+		l.answerTime.ObserveN(time.Since(start), uint64(cnt))
 	}
 	for i := range n {
 		l.resetRecv(i)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"syscall"
+	"time"
 )
 
 // udpStdLoop is the portable UDP reader loop: one datagram per system call
@@ -21,10 +22,11 @@ type udpStdLoop struct {
 
 func newUDPStdLoop(t *Transport, conn *net.UDPConn) *udpStdLoop {
 	return &udpStdLoop{
-		t:      t,
-		conn:   conn,
-		inBuf:  make([]byte, t.cfg.UDPBufSize+1),
-		outBuf: make([]byte, t.cfg.UDPBufSize),
+		udpCounters: newUDPCounters(),
+		t:           t,
+		conn:        conn,
+		inBuf:       make([]byte, t.cfg.UDPBufSize+1),
+		outBuf:      make([]byte, t.cfg.UDPBufSize),
 	}
 }
 
@@ -47,6 +49,7 @@ func (l *udpStdLoop) serve() error {
 
 // handle answers one datagram of n bytes from src.
 func (l *udpStdLoop) handle(n int, src netip.AddrPort) {
+	start := time.Now()
 	l.in.Add(1)
 	l.batches.Add(1)
 	if n > l.t.cfg.UDPBufSize {
@@ -66,6 +69,7 @@ func (l *udpStdLoop) handle(n int, src netip.AddrPort) {
 		return
 	}
 	l.out.Add(1)
+	l.answerTime.Observe(time.Since(start))
 }
 
 // isTransientUDPError reports errors a UDP socket returns for one peer

@@ -3,16 +3,19 @@ package dnsserver
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/meridian-gslb/meridian/internal/histogram"
 	"github.com/meridian-gslb/meridian/internal/testtool"
 )
 
@@ -253,4 +256,81 @@ func TestUDPEchoClient(t *testing.T) {
 		}
 	}
 	fmt.Printf("elapsed %d\n", time.Since(start).Nanoseconds())
+}
+
+// slowEcho echoes after a pause: the time every reply takes at least.
+type slowEcho struct{ pause time.Duration }
+
+func (s slowEcho) ServePacket(resp, req []byte, src netip.AddrPort, proto Proto) []byte {
+	time.Sleep(s.pause)
+	return echoHandler{}.ServePacket(resp, req, src, proto)
+}
+
+// TestTransportAnswerTimes: every reply sent is counted once in the
+// answer times of its transport, with at least the time the handler
+// took, on every kind of UDP loop and over TCP.
+func TestTransportAnswerTimes(t *testing.T) {
+	const pause = 3 * time.Millisecond
+	for _, kind := range udpLoopKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			r := startTransport(t, TransportConfig{Addrs: []string{"127.0.0.1:0"}, UDPSockets: 1}, slowEcho{pause}, kind.opt)
+			c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(r.udpAddr(t, 0)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetReadDeadline(time.Now().Add(failsafe))
+			buf := make([]byte, 512)
+			const n = 20
+			for range n {
+				if err := echoRoundTrip(c, buf); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tc, err := net.Dial("tcp", r.tcpAddr(t, 0).String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tc.Close()
+			tc.SetDeadline(time.Now().Add(failsafe))
+			frame := append([]byte{0, byte(len(echoQuery))}, echoQuery...)
+			for range 3 {
+				if _, err := tc.Write(frame); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := io.ReadFull(tc, buf[:len(frame)]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The reply is out before its time is counted.
+			waitAnswerTimes(t, r, n, 3)
+			udp, tcp := r.AnswerTimes()
+			for name, h := range map[string]histogram.Counts{"udp": udp, "tcp": tcp} {
+				if h.Buckets[slices.Index(AnswerTimeBounds, 2.5e-3)] != 0 {
+					t.Errorf("%s: %v at most 2.5 ms, but every reply took %s", name, h.Buckets, pause)
+				}
+				if h.Sum < time.Duration(h.Count)*pause {
+					t.Errorf("%s: %d replies took %s together, less than %s each", name, h.Count, h.Sum, pause)
+				}
+			}
+			if st := r.Stats(); udp.Count != st.UDPPacketsOut {
+				t.Errorf("%d UDP answer times, %d replies sent", udp.Count, st.UDPPacketsOut)
+			}
+		})
+	}
+}
+
+// waitAnswerTimes waits until the transport has counted the answer
+// times of udp and tcp replies.
+func waitAnswerTimes(t *testing.T, r *runningTransport, udp, tcp uint64) {
+	t.Helper()
+	for deadline := time.Now().Add(failsafe); ; time.Sleep(time.Millisecond) {
+		u, c := r.AnswerTimes()
+		if u.Count == udp && c.Count == tcp {
+			return
+		}
+		if time.Now().After(deadline) || u.Count > udp || c.Count > tcp {
+			t.Fatalf("answer times counted: %d UDP, %d TCP; want %d, %d", u.Count, c.Count, udp, tcp)
+		}
+	}
 }
