@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meridian-gslb/meridian/internal/etcdtest"
@@ -40,6 +41,8 @@ type fixture struct {
 	prefix string
 	live   *store.Live
 	h      http.Handler
+	// reg is what /metrics serves: a test counter and the request metrics.
+	reg *prometheus.Registry
 }
 
 type fixtureOpts struct {
@@ -87,12 +90,15 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 		return s != nil && len(s.Services()) == len(testServices()) && s.Latency() != nil
 	})
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "meridian_test_total", Help: "A test counter."}))
+	f.reg = reg
+	reqMetrics := NewMetrics()
+	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "meridian_test_total", Help: "A test counter."}), reqMetrics)
 	logger := etcdtest.Logger()
 	if o.logs != nil {
 		logger = slogTo(o.logs)
 	}
 	opts := Options{
+		Metrics:  reqMetrics,
 		Logger:   logger,
 		Gatherer: reg,
 		Ready:    func() error { return nil },
@@ -302,4 +308,32 @@ func (f *fixture) refuseEmpty(t testing.TB) {
 	if f.live.Status().EmptyRefused == nil {
 		t.Fatal("the empty listing was not refused")
 	}
+}
+
+// counts reads the fixture's request counter: by "METHOD route code".
+func (f *fixture) counts() map[string]float64 {
+	f.t.Helper()
+	fams, err := f.reg.Gather()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, fam := range fams {
+		if fam.GetName() != "meridian_http_requests_total" {
+			continue
+		}
+		for _, m := range fam.GetMetric() {
+			out[labelValue(m, "method")+" "+labelValue(m, "route")+" "+labelValue(m, "code")] = m.GetCounter().GetValue()
+		}
+	}
+	return out
+}
+
+func labelValue(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
 }

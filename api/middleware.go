@@ -13,16 +13,23 @@ import (
 type responseState struct {
 	http.ResponseWriter
 	wrote bool
+	code  int // the status sent; 0 before
 }
 
 func (w *responseState) WriteHeader(code int) {
 	if code >= 200 || code == http.StatusSwitchingProtocols {
+		if !w.wrote {
+			w.code = code
+		}
 		w.wrote = true
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *responseState) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.code = http.StatusOK
+	}
 	w.wrote = true
 	return w.ResponseWriter.Write(b)
 }

@@ -36,6 +36,8 @@ type opDoc struct {
 	force bool
 	// created: the write creates an object of a new name: 201.
 	created bool
+	// head: the HEAD twin of a GET route, answered without a body.
+	head bool
 }
 
 type paramDoc struct {
@@ -134,6 +136,9 @@ func (a *apiServer) openAPIDoc() map[string]any {
 	for _, rt := range a.routes() {
 		d := rt.doc
 		op := map[string]any{"summary": d.summary, "operationId": operationID(rt.method, rt.pattern)}
+		if d.head {
+			op["summary"] = "GET's headers and status without the body: " + d.summary
+		}
 		if d.description != "" {
 			op["description"] = d.description
 		}
@@ -195,8 +200,14 @@ func (a *apiServer) openAPIDoc() map[string]any {
 		if rt.access == accessWrite && rt.method == "PUT" && !strings.HasSuffix(rt.pattern, "/weights") {
 			responses["201"] = map[string]any{"description": "created", "content": resp["content"]}
 		}
+		if d.head {
+			delete(resp, "content")
+		}
 		for _, code := range d.errors {
 			e := map[string]any{"description": http.StatusText(code), "content": map[string]any{"application/problem+json": map[string]any{"schema": problem}}}
+			if d.head {
+				delete(e, "content")
+			}
 			if code == http.StatusConflict && d.force {
 				e["description"] = "the write would leave services answering NODATA (nodata lists them; force=true writes anyway), or it conflicts with another"
 			}

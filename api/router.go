@@ -108,6 +108,10 @@ type Options struct {
 	// AcceptEmpty serves the empty state from etcd that this server
 	// refuses (store.Live.AcceptEmpty); nil: the route answers 503.
 	AcceptEmpty func() error
+	// Metrics counts the requests (register it with the registry
+	// Gatherer reads); nil: counted in a Metrics of its own, shown
+	// nowhere.
+	Metrics *Metrics
 }
 
 type apiServer struct {
@@ -135,7 +139,7 @@ var ownDeadline = map[string]bool{"PUT /v1/latency": true}
 func NewRouter(o Options) http.Handler {
 	a := newAPIServer(o)
 	r := chi.NewRouter()
-	r.Use(a.recoverPanics)
+	r.Use(a.observe, a.recoverPanics)
 	for _, rt := range a.routes() {
 		var h http.Handler = a.guard(rt.access, rt.handler)
 		if !ownDeadline[rt.method+" "+rt.pattern] {
@@ -175,10 +179,28 @@ func newAPIServer(o Options) *apiServer {
 	if o.MaxLatencyBytes <= 0 {
 		o.MaxLatencyBytes = DefaultMaxLatencyBytes
 	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics()
+	}
 	return &apiServer{opts: o, panics: panics.Log{Logger: o.Logger}}
 }
 
+// routes is the route table: every GET route is also a HEAD route,
+// answered by the same handler without the body (net/http drops it).
 func (a *apiServer) routes() []route {
+	rts := a.getAndOthers()
+	for _, rt := range rts {
+		if rt.method == http.MethodGet {
+			head := rt
+			head.method = http.MethodHead
+			head.doc.head = true
+			rts = append(rts, head)
+		}
+	}
+	return rts
+}
+
+func (a *apiServer) getAndOthers() []route {
 	metrics := promhttp.HandlerFor(a.opts.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(a.opts.Logger.Handler(), slog.LevelWarn)})
 	return []route{
 		{"GET", "/health/live", accessOpen, a.live, docLive},

@@ -2,6 +2,8 @@ package api
 
 import (
 	"encoding/json"
+	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -50,7 +52,23 @@ const (
 	serviceBody = `{"name":"www.gslb.example","ttl":120,"policy":"failover","regions":[{"region":"eu-west","weight":1},{"region":"us-east","weight":1}]}`
 )
 
+// routeCases are the cases of every route; each GET route's HEAD twin
+// follows it, with the GET's case without the check of the body (the
+// order stays: routes with a prep last).
 func routeCases() []routeCase {
+	var cases []routeCase
+	for _, tc := range routeCasesGetAndOthers() {
+		cases = append(cases, tc)
+		if tc.method == http.MethodGet {
+			head := tc
+			head.method, head.check = http.MethodHead, nil
+			cases = append(cases, head)
+		}
+	}
+	return cases
+}
+
+func routeCasesGetAndOthers() []routeCase {
 	svc := "/v1/services/api.gslb.example"
 	return []routeCase{
 		{method: "GET", pattern: "/health/live", path: "/health/live", ok: 200},
@@ -506,6 +524,106 @@ func TestRoutesWithEtcdStopped(t *testing.T) {
 			neutral(t, rec.Body.String(), f.prefix, strings.TrimPrefix(m.ClientURL(), "http://"))
 			if ra, err := strconv.Atoi(rec.Header().Get("Retry-After")); err != nil || ra <= 0 || p.RetryAfter != ra {
 				t.Errorf("Retry-After %q, problem %+v", rec.Header().Get("Retry-After"), p)
+			}
+		})
+	}
+	// Each 503 is counted for its route.
+	counts := f.counts()
+	for _, tc := range routeCases() {
+		if n := counts[tc.method+" "+tc.pattern+" 503"]; tc.etcd && n != 1 || !tc.etcd && n != 0 {
+			t.Errorf("%s %s: %v answers 503 counted", tc.method, tc.pattern, n)
+		}
+	}
+}
+
+// TestRequestMetrics: every request is counted once by method, route
+// pattern and code (refusals by the guard, a handler's 404, a path or
+// method no route has), and timed by method and route.
+func TestRequestMetrics(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	requests := []req{
+		{method: "GET", path: "/v1/regions/eu-west", token: readSecret},
+		{method: "GET", path: "/v1/regions/eu-west", token: readSecret},
+		{method: "HEAD", path: "/v1/regions/eu-west", token: readSecret},
+		{method: "GET", path: "/v1/regions/nowhere", token: readSecret},
+		{method: "GET", path: "/v1/regions/eu-west"},
+		{method: "POST", path: "/v1/regions/eu-west/drain", token: readSecret},
+		{method: "POST", path: "/v1/regions/eu-west/drain?dry_run=true", token: adminSecret},
+		{method: "GET", path: "/v1/nothing/here"},
+		{method: "BREW", path: "/v1/regions"},
+		{method: "DELETE", path: "/metrics"},
+	}
+	for _, r := range requests {
+		f.do(r)
+	}
+	want := map[string]float64{
+		"GET /v1/regions/{name} 200":        2,
+		"HEAD /v1/regions/{name} 200":       1,
+		"GET /v1/regions/{name} 404":        1,
+		"GET /v1/regions/{name} 401":        1,
+		"POST /v1/regions/{name}/drain 403": 1,
+		"POST /v1/regions/{name}/drain 200": 1,
+		"GET unmatched 404":                 1,
+		"OTHER unmatched 405":               1,
+		"DELETE unmatched 405":              1,
+	}
+	if got := f.counts(); !maps.Equal(got, want) {
+		t.Errorf("requests counted\n%v\nwant\n%v", got, want)
+	}
+	fams, err := f.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	timed := map[string]uint64{}
+	for _, fam := range fams {
+		if fam.GetName() == "meridian_http_request_duration_seconds" {
+			for _, m := range fam.GetMetric() {
+				timed[labelValue(m, "method")+" "+labelValue(m, "route")] = m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	if timed["GET /v1/regions/{name}"] != 4 || timed["POST /v1/regions/{name}/drain"] != 2 || timed["GET unmatched"] != 1 {
+		t.Errorf("requests timed %v", timed)
+	}
+}
+
+// TestHead: over HTTP, HEAD on every GET route answers GET's status,
+// Content-Type and ETag, without a body.
+func TestHead(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	srv := httptest.NewServer(f.h)
+	defer srv.Close()
+	for _, tc := range routeCasesGetAndOthers() {
+		if tc.method != http.MethodGet || tc.prep != nil {
+			continue
+		}
+		t.Run(tc.pattern, func(t *testing.T) {
+			do := func(method string) (*http.Response, []byte) {
+				r, err := http.NewRequest(method, srv.URL+tc.path, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.Header.Set("Authorization", "Bearer "+readSecret)
+				resp, err := http.DefaultClient.Do(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, err := io.ReadAll(resp.Body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return resp, b
+			}
+			get, _ := do(http.MethodGet)
+			head, body := do(http.MethodHead)
+			if head.StatusCode != get.StatusCode || head.StatusCode != tc.ok || len(body) != 0 {
+				t.Fatalf("HEAD %d with %d bytes, GET %d, want %d without a body", head.StatusCode, len(body), get.StatusCode, tc.ok)
+			}
+			for _, h := range []string{"Content-Type", "ETag"} {
+				if head.Header.Get(h) != get.Header.Get(h) {
+					t.Errorf("%s: HEAD %q, GET %q", h, head.Header.Get(h), get.Header.Get(h))
+				}
 			}
 		})
 	}
