@@ -190,3 +190,56 @@ func TestCheckTLSFiles(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestTLSExpiries: each configured certificate file gives the earliest
+// end of validity among its certificates; a file that cannot be read
+// gives its error instead.
+func TestTLSExpiries(t *testing.T) {
+	now := time.Now().Truncate(time.Second)
+	p := newTestPKI(t, now)
+	p.client("client", 30*24*time.Hour)
+	inter, interKey := p.issue("inter", p.ca, p.key, true, nil, now.Add(-time.Hour), now.Add(20*24*time.Hour))
+	p.issue("leaf", inter, interKey, false, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, now.Add(-time.Hour), now.Add(40*24*time.Hour))
+	chain := p.write("chain.pem", append(mustRead(t, p.path("leaf.pem")), mustRead(t, p.path("inter.pem"))...), 0o644)
+	cases := []struct {
+		name string
+		cfg  EtcdConfig
+		want map[string]time.Time // field -> NotAfter; zero: an error
+	}{
+		{"none", EtcdConfig{}, map[string]time.Time{}},
+		{"CA and client", EtcdConfig{CAFile: p.path("ca.pem"), CertFile: p.path("client.pem")},
+			map[string]time.Time{"ca_file": p.ca.NotAfter, "cert_file": now.Add(30 * 24 * time.Hour)}},
+		{"a chain: its intermediate expires first", EtcdConfig{CertFile: chain},
+			map[string]time.Time{"cert_file": now.Add(20 * 24 * time.Hour)}},
+		{"missing and not a certificate", EtcdConfig{CAFile: p.path("none.pem"), CertFile: p.path("client-key.pem")},
+			map[string]time.Time{"ca_file": {}, "cert_file": {}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tc.cfg.TLSExpiries()
+			if len(got) != len(tc.want) {
+				t.Fatalf("%+v", got)
+			}
+			for _, e := range got {
+				want, ok := tc.want[e.Field]
+				switch {
+				case !ok:
+					t.Errorf("unexpected %s", e.Field)
+				case want.IsZero() && e.Err == nil:
+					t.Errorf("%s: %v, want an error", e.Field, e.NotAfter)
+				case !want.IsZero() && (e.Err != nil || !e.NotAfter.Equal(want)):
+					t.Errorf("%s: %v %v, want %v", e.Field, e.NotAfter, e.Err, want)
+				}
+			}
+		})
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
