@@ -9,7 +9,7 @@
 // changes, and for load when it moves or is about to age out, a prober's
 // reports in one transaction (docs/health.md, docs/architecture.md).
 //
-// health imports regions and regions/store (and the etcd client for its
-// lease, the Prometheus text parser for stats pages); never dnsserver or
-// api.
+// health imports regions, regions/store and internal/histogram (and the
+// etcd client for its lease, the Prometheus text parser for stats
+// pages); never dnsserver or api.
 package health

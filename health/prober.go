@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/meridian-gslb/meridian/internal/histogram"
 	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/regions/store"
 )
@@ -150,6 +151,11 @@ type Prober struct {
 	lease        clientv3.LeaseID
 	stats        Stats
 	wg           sync.WaitGroup // target goroutines
+
+	// checkTime: how long checks took, by result (0 failed, 1 passed),
+	// from the connection's start to the verdict, the wait for a slot
+	// under the cap left out.
+	checkTime [2]*histogram.Histogram
 	// wentBack is the watcher's count of listings that found etcd behind
 	// what it had seen (restored from a backup): after one, the reports
 	// in etcd are the backup's, so every report is written again.
@@ -227,6 +233,9 @@ func New(cfg Config, cli *clientv3.Client) (*Prober, error) {
 		orphans:  map[string]bool{},
 		trusted:  true,
 		canaryOK: true,
+	}
+	for i := range p.checkTime {
+		p.checkTime[i] = histogram.New(CheckTimeBounds)
 	}
 	p.watcher.Subtree = store.NewKeys(cfg.Prefix).Regions()
 	if cfg.Canary.configured() {
@@ -383,7 +392,9 @@ func (p *Prober) runTarget(ctx context.Context, t *target, gen uint64, c *checke
 			read = make(chan reading, 1)
 			go func() { read <- sr.read(ctx) }()
 		}
+		checkStart := time.Now()
 		res := c.run(ctx)
+		took := time.Since(checkStart)
 		if read != nil {
 			r := <-read
 			rd = &r
@@ -392,6 +403,7 @@ func (p *Prober) runTarget(ctx context.Context, t *target, gen uint64, c *checke
 		if ctx.Err() != nil {
 			return // stopped mid-check: the result says nothing of the target
 		}
+		p.checkTime[b2i(res.OK)].Observe(took)
 		p.record(t, gen, res, rd)
 		timer.Reset(max(0, jitter(c.spec.interval)-time.Since(start)))
 	}
@@ -560,13 +572,52 @@ func (p *Prober) poke() {
 	}
 }
 
-// Status is a prober's view, for tests and diagnostics.
+// CheckTimeBounds are the buckets, in seconds, of the check durations
+// (Status.CheckTimes): checks time out after at most their interval.
+var CheckTimeBounds = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Status is a prober's view, for tests, diagnostics and metrics.
 type Status struct {
 	Lease    clientv3.LeaseID
 	Trusted  bool
 	Distrust string
-	Targets  []TargetStatus
-	Stats    Stats
+	// Canary: whether one is configured, and whether it answers.
+	Canary, CanaryUp bool
+	// Watch is the state of the watcher that follows the regions.
+	Watch   store.WatchStatus
+	Regions int
+	Targets []TargetStatus
+	Stats   Stats
+	// CheckTimes are the durations of the checks that failed and of
+	// those that passed (buckets: CheckTimeBounds).
+	CheckTimes struct{ Failed, Passed histogram.Counts }
+}
+
+// Ready says why the prober's votes do not count now, nil when they do:
+// it follows etcd's regions and, when there is any to check, holds its
+// registration under a live lease.
+func (p *Prober) Ready() error {
+	ws := p.watcher.Status()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case !ws.Connected:
+		why := "not in sync with etcd"
+		if ws.LastError != "" {
+			why += ": " + ws.LastError
+		}
+		return errors.New(why)
+	case len(p.regions) > 0 && p.lease == clientv3.NoLease:
+		return errors.New("not registered in etcd (no lease)")
+	}
+	return nil
 }
 
 // TargetStatus is one VIP's check and state.
@@ -575,7 +626,11 @@ type TargetStatus struct {
 	VIP       netip.Addr
 	Addr      string // where the check connects
 	Known, Up bool
+	// Checks counts the results recorded, Failed those that failed
+	// (passive health's included); Successes and Failures are the
+	// current streak.
 	Checks    uint64
+	Failed    uint64
 	Successes int
 	Failures  int
 	Reason    string
@@ -595,14 +650,17 @@ type TargetStatus struct {
 // Status returns the prober's current view, targets sorted by region and
 // VIP.
 func (p *Prober) Status() Status {
+	ws := p.watcher.Status()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := Status{Lease: p.lease, Trusted: p.trusted, Distrust: p.distrust, Stats: p.stats}
+	s := Status{Lease: p.lease, Trusted: p.trusted, Distrust: p.distrust, Stats: p.stats,
+		Canary: p.canary != nil, CanaryUp: p.canary != nil && p.canaryOK, Watch: ws, Regions: len(p.regions)}
+	s.CheckTimes.Failed, s.CheckTimes.Passed = p.checkTime[0].Read(), p.checkTime[1].Read()
 	for _, rs := range p.regions {
 		for _, t := range rs.targets {
 			st := t.state
 			s.Targets = append(s.Targets, TargetStatus{Region: t.region, VIP: t.vip, Addr: t.spec.addr, Known: st.known, Up: st.up,
-				Checks: st.checks, Successes: st.successes, Failures: st.failures, Reason: st.reason, RTT: st.rtt,
+				Checks: st.checks, Failed: st.failedChecks, Successes: st.successes, Failures: st.failures, Reason: st.reason, RTT: st.rtt,
 				Load: st.load, Capacity: st.capacity, LoadObserved: st.loadAt, LoadSource: st.loadSource, LoadError: st.loadErr,
 				Passive: st.passiveDown(), PassiveSeen: st.verdict.summary})
 		}

@@ -35,7 +35,8 @@ type vipState struct {
 	// what the self-check looks at, since a load balancer that answers
 	// its stats with errors is proof that the network works.
 	lastOK bool
-	checks uint64
+	// checks counts the results observed, failedChecks the failed ones.
+	checks, failedChecks uint64
 
 	// The load reading (nil: none), when it was taken, where from, and
 	// why the stats source gave none.
@@ -70,6 +71,7 @@ func (s *vipState) observe(r Result, passive bool, rise, fall int, trusted bool,
 		s.failures, s.trustedFailures = 0, 0
 	} else {
 		s.failures++
+		s.failedChecks++
 		if trusted {
 			s.trustedFailures++
 		}
