@@ -172,6 +172,8 @@ type server struct {
 	httpLn    *api.Listener
 	fds       fdBudget
 	registry  *prometheus.Registry
+	builds    *buildMetrics
+	apiMetric *api.Metrics
 	started   atomic.Bool
 
 	// sec is what the server signs (sec.signer nil: nothing); keyless
@@ -208,7 +210,7 @@ type server struct {
 // newServer builds the server; udpSockets is the UDP sockets per address
 // (planUDPProcs).
 func newServer(cfg *Config, set *zones.Set, sec *signedZones, src *followerSource, log *slog.Logger, udpSockets int) (*server, error) {
-	s := &server{cfg: cfg, log: log, registry: prometheus.NewRegistry(), sec: sec, src: src, zset: set, retrySign: make(chan struct{}, 1)}
+	s := &server{cfg: cfg, log: log, registry: prometheus.NewRegistry(), sec: sec, src: src, zset: set, retrySign: make(chan struct{}, 1), builds: newBuildMetrics(), apiMetric: api.NewMetrics()}
 	hcfg := dnsserver.HandlerConfig{
 		DNSSEC:     sec.signer,
 		MaxUDPSize: cfg.DNS.MaxUDPSize,
@@ -302,11 +304,15 @@ func newServer(cfg *Config, set *zones.Set, sec *signedZones, src *followerSourc
 		opts.GeoIP = s.geo
 		s.tables = regions.NewGeoTables(regions.GeoTablesOptions{
 			OnReady: func() { s.live.Rebuild() },
+			OnBuild: s.builds.geoTableBuilt,
 			Logger:  log.With("component", "geo-tables"),
 		})
 		opts.Tables = s.tables
 	}
-	s.live = store.NewLive(filepath.Join(cfg.DataDir, "state.json"), opts, log.With("component", "snapshot"), s.handler.SetSnapshot)
+	s.live = store.NewLive(filepath.Join(cfg.DataDir, "state.json"), opts, log.With("component", "snapshot"), func(snap *regions.Snapshot) {
+		s.handler.SetSnapshot(snap)
+		s.builds.snapshotBuilt(snap)
+	})
 	if s.geo != nil {
 		// A new database makes new geo tables; until they are swapped in,
 		// geo decisions look clients up in the new database.
@@ -336,6 +342,9 @@ func newServer(cfg *Config, set *zones.Set, sec *signedZones, src *followerSourc
 		stateCollector{s},
 		dnsserver.DNSSECCollector(s.handler),
 		api.CertificateCollector(s.certificates, s.tls),
+		s.builds,
+		s.apiMetric,
+		newBuildInfoCollector(),
 	)
 	if s.rrl != nil {
 		s.registry.MustRegister(s.rrl)
@@ -509,6 +518,7 @@ func (s *server) run(ctx context.Context) error {
 			MaxLatencyBytes: s.cfg.API.MaxLatencyBytes,
 			Auth:            s.auth,
 			AcceptEmpty:     s.live.AcceptEmpty,
+			Metrics:         s.apiMetric,
 		}
 		if s.geo != nil {
 			opts.Locator = s.geo
