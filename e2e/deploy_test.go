@@ -33,10 +33,13 @@ type deployment struct {
 	cli     *clientv3.Client // the operator's client (admin certificate)
 	ns      []*nameServer    // ns1 on 127.0.0.1, ns2 on 127.0.0.2
 	probers []*prober        // one per region, in regionOrder
-	sites   map[string]*site // each region's load balancers (stand-ins)
-	canary  *loadBalancer    // the probers' canary
-	unbound *resolver        // with ECS
-	named   *resolver        // without
+	// proberHTTPPort is the port of every prober's HTTP listener, on
+	// its own address.
+	proberHTTPPort int
+	sites          map[string]*site // each region's load balancers (stand-ins)
+	canary         *loadBalancer    // the probers' canary
+	unbound        *resolver        // with ECS
+	named          *resolver        // without
 }
 
 // The regions' addresses (deploy/state.yaml) and a client
@@ -89,6 +92,7 @@ func startDeployment(t *testing.T) *deployment {
 	sites := []string{siteHosts["eu-west"], siteHosts["us-east"], siteHosts["ap-northeast"]}
 	lbPort4, lbPort6 := pp.Pick(sites...), pp.Pick(sites...)
 	canaryPort := pp.Pick(canaryHost)
+	d.proberHTTPPort = pp.Pick(proberHosts["eu-west"], proberHosts["us-east"], proberHosts["ap-northeast"])
 	pp.Release()
 	t.Cleanup(d.etcd.stopAll) // cleanups run last-registered first: etcd goes last
 	var state string

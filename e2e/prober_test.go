@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -142,6 +144,7 @@ type prober struct {
 	region string
 	id     string     // HOSTNAME@REGION, the default
 	source netip.Addr // its checks and canary leave from here
+	http   string     // the base URL of its /metrics and /health
 	config string
 	args   []string
 	p      *proc
@@ -152,8 +155,9 @@ type prober struct {
 var proberFlags = []string{"--region", "--etcd", "--config", "--check-config"}
 
 // proberConfig is deploy/prober.yaml with this run's etcd, certificates,
-// source address and canary.
-func proberConfig(t testing.TB, c *etcdCluster, source netip.Addr, canaryURL string) []byte {
+// source address, canary and HTTP listener (on the source address: each
+// prober has its own).
+func proberConfig(t testing.TB, c *etcdCluster, source netip.Addr, httpPort int, canaryURL string) []byte {
 	t.Helper()
 	const file = "deploy/prober.yaml"
 	cfg := readYAMLMap(t, file)
@@ -166,6 +170,7 @@ func proberConfig(t testing.TB, c *etcdCluster, source netip.Addr, canaryURL str
 	set([]string{"log", "format"}, "text")
 	set([]string{"source_address"}, source.String())
 	set([]string{"canary", "url"}, canaryURL)
+	set([]string{"listen", "http"}, netip.AddrPortFrom(source, uint16(httpPort)).String())
 	out, err := yaml.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +180,7 @@ func proberConfig(t testing.TB, c *etcdCluster, source netip.Addr, canaryURL str
 
 // newProber writes the prober's configuration and checks it with
 // --check-config, as the unit's ExecStartPre does; start runs it.
-func newProber(t testing.TB, region string, c *etcdCluster, canaryURL string) *prober {
+func newProber(t testing.TB, region string, c *etcdCluster, httpPort int, canaryURL string) *prober {
 	t.Helper()
 	host, err := os.Hostname()
 	if err != nil {
@@ -187,7 +192,8 @@ func newProber(t testing.TB, region string, c *etcdCluster, canaryURL string) *p
 		t.Fatal(err)
 	}
 	pr.config = filepath.Join(dir, "prober.yaml")
-	writeFile(t, pr.config, string(proberConfig(t, c, pr.source, canaryURL)))
+	pr.http = "http://" + netip.AddrPortFrom(pr.source, uint16(httpPort)).String()
+	writeFile(t, pr.config, string(proberConfig(t, c, pr.source, httpPort, canaryURL)))
 	pr.args = []string{binary, "prober", "--region", region, "--etcd", strings.Join(c.endpoints(), ","), "--config", pr.config}
 	out, err := exec.Command(pr.args[0], append(pr.args[1:], "--check-config")...).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "valid") {
@@ -309,7 +315,7 @@ func startProbers(t testing.TB, d *deployment) {
 	t.Helper()
 	canaryURL := "http://" + d.canary.addr + "/healthz"
 	for _, region := range regionOrder {
-		d.probers = append(d.probers, newProber(t, region, d.etcd, canaryURL))
+		d.probers = append(d.probers, newProber(t, region, d.etcd, d.proberHTTPPort, canaryURL))
 	}
 	start := time.Now()
 	for _, pr := range d.probers {
@@ -339,6 +345,42 @@ func startProbers(t testing.TB, d *deployment) {
 		}
 		return nil
 	})
+	// Each prober says on its own listener that it is ready, holds its
+	// lease and reaches its canary.
+	for _, pr := range d.probers {
+		waitFor(t, "prober "+pr.region+" ready on its HTTP listener", waitLimit, func() error {
+			if _, err := httpBody(pr.http + "/health/ready"); err != nil {
+				return err
+			}
+			body, err := httpBody(pr.http + "/metrics")
+			if err != nil {
+				return err
+			}
+			for _, line := range []string{"meridian_prober_lease_held 1", "meridian_prober_canary_up 1", "meridian_prober_self_trusted 1"} {
+				if !strings.Contains(body, "\n"+line+"\n") {
+					return fmt.Errorf("%s/metrics lacks %q", pr.http, line)
+				}
+			}
+			return nil
+		})
+	}
+}
+
+// httpBody is the body of GET url, which must answer 200.
+func httpBody(url string) (string, error) {
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(b), nil
 }
 
 // registeredLive checks that the prober's registration in etcd is bound

@@ -274,6 +274,15 @@ func (c *ProberConfig) checkHost(flagEndpoints bool, now time.Time) findings {
 			f.add(false, fileFinding(file, &c.root, "source_address", "%v", err))
 		}
 	}
+	if ap, err := netip.ParseAddrPort(c.Listen.HTTP); err == nil {
+		if err := onHost(ap.Addr()); err != nil {
+			if c.httpFlag {
+				f.add(false, fmt.Errorf("--http-listen: %v", err))
+			} else {
+				f.add(false, fileFinding(file, &c.root, "listen.http", "%v%s", err, docHint(ap.Addr(), "the address Prometheus scrapes this prober at")))
+			}
+		}
+	}
 	canary, field := c.Canary.Address, "canary.address"
 	if c.Canary.URL != "" {
 		canary, field = c.Canary.URL, "canary.url"

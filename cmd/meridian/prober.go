@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/meridian-gslb/meridian/health"
 	"github.com/meridian-gslb/meridian/regions"
@@ -43,10 +44,20 @@ type ProberConfig struct {
 	Canary   CanaryConfig     `yaml:"canary"`
 	// SourceAddress is the local address the checks and the canary
 	// connect from ("": the system's choice).
-	SourceAddress string `yaml:"source_address"`
+	SourceAddress string             `yaml:"source_address"`
+	Listen        ProberListenConfig `yaml:"listen"`
 
 	path string
 	root yaml.Node
+	// httpFlag: listen.http came from --http-listen.
+	httpFlag bool
+}
+
+// ProberListenConfig says where the prober listens.
+type ProberListenConfig struct {
+	// HTTP is the IP:port of its /metrics, /health/live and
+	// /health/ready; "" (the default) serves none (see prober_http.go).
+	HTTP string `yaml:"http"`
 }
 
 // CanaryConfig is the prober's self-check target: a URL or a host:port.
@@ -57,7 +68,7 @@ type CanaryConfig struct {
 	Timeout  regions.Duration `yaml:"timeout"`  // 0: 1s
 }
 
-const proberUsage = `usage: meridian prober --region NAME [--etcd URL[,URL...]] [--id ID] [--config FILE] [--check-config]
+const proberUsage = `usage: meridian prober --region NAME [--etcd URL[,URL...]] [--id ID] [--config FILE] [--http-listen IP:PORT] [--check-config]
 
 Checks every VIP of every region stored in etcd and publishes what it sees
 there (docs/health.md). Stops on SIGINT or SIGTERM, withdrawing its reports.
@@ -79,6 +90,7 @@ func runProber(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	configPath := fs.String("config", "", "configuration file (YAML): etcd TLS and auth, concurrency, canary, refresh")
 	checkOnly := fs.Bool("check-config", false, "validate the configuration and flags, then exit")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error; replaces log.level")
+	httpListen := fs.String("http-listen", "", "HTTP address IP:port for /metrics and /health; replaces listen.http (\"off\" disables)")
 	// -h prints the usage on stdout and exits 0; a bad flag is reported
 	// on stderr with exit 2.
 	if err := fs.Parse(args); err != nil {
@@ -118,6 +130,15 @@ func runProber(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if *logLevel != "" {
 		cfg.Log.Level = *logLevel
 	}
+	httpFlag := *httpListen != ""
+	switch *httpListen {
+	case "":
+	case "off":
+		cfg.Listen.HTTP = ""
+	default:
+		cfg.Listen.HTTP = *httpListen
+	}
+	cfg.httpFlag = httpFlag
 	hcfg := cfg.healthConfig(*region, *id)
 	if err := cfg.validate(hcfg); err != nil {
 		fmt.Fprintf(stderr, "meridian prober: configuration error:\n%s\n", indent(err.Error()))
@@ -162,7 +183,23 @@ func runProber(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := p.Run(ctx); err != nil {
+	g, gctx := errgroup.WithContext(ctx)
+	if cfg.Listen.HTTP != "" {
+		// Bound before the checks start: a taken port fails the start.
+		ln, err := net.Listen("tcp", cfg.Listen.HTTP)
+		if err != nil {
+			log.Error("cannot start", "err", fmt.Errorf("http listener: %w", err))
+			return 1
+		}
+		h := newProberHTTP(ln, p, proberRegistry(p, cfg.Etcd), log.With("component", "http"))
+		log.Info("prober HTTP listening", "http", ln.Addr().String())
+		if f, ok := ctx.Value(startedKey{}).(func(Started)); ok {
+			f(Started{HTTP: ln.Addr()})
+		}
+		g.Go(func() error { return h.run(gctx) })
+	}
+	g.Go(func() error { return p.Run(gctx) })
+	if err := g.Wait(); err != nil {
 		log.Error("stopped on error", "err", err)
 		return 1
 	}
@@ -255,6 +292,16 @@ func (c *ProberConfig) validate(h health.Config) error {
 	if c.SourceAddress != "" {
 		if _, err := netip.ParseAddr(c.SourceAddress); err != nil {
 			fileErr("source_address", fmt.Sprintf("%q: want an IP address of this host", c.SourceAddress))
+		}
+	}
+	if c.Listen.HTTP != "" {
+		if _, err := netip.ParseAddrPort(c.Listen.HTTP); err != nil {
+			msg := fmt.Sprintf("%q is not an IP:port (like 127.0.0.1:9154 or [::1]:9154)", c.Listen.HTTP)
+			if c.httpFlag {
+				errs = append(errs, fmt.Errorf("--http-listen: %s", msg))
+			} else {
+				fileErr("listen.http", msg)
+			}
 		}
 	}
 	if h.Region == "" {

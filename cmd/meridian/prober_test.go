@@ -36,7 +36,7 @@ func TestProberFlags(t *testing.T) {
 	badValues := writeFile(t, filepath.Join(dir, "values.yaml"), "concurrency: -1\ncanary:\n  url: ftp://canary.example\n  interval: 1ms\nlog:\n  level: loud\nlease_ttl: 1s\nsource_address: prober-1\n")
 	// 203.0.113.254 (TEST-NET-3) is no address of this host.
 	foreign := writeFile(t, filepath.Join(dir, "foreign.yaml"), "source_address: 203.0.113.254\n")
-	good := writeFile(t, filepath.Join(dir, "good.yaml"), "etcd:\n  endpoints: [127.0.0.1:2379]\n  prefix: /meridian/\nconcurrency: 64\nrefresh: 5m\ncanary:\n  address: 127.0.0.1:53\n")
+	good := writeFile(t, filepath.Join(dir, "good.yaml"), "etcd:\n  endpoints: [127.0.0.1:2379]\n  prefix: /meridian/\nconcurrency: 64\nrefresh: 5m\ncanary:\n  address: 127.0.0.1:53\nlisten:\n  http: 127.0.0.1:8054\n")
 	// The example as make run uses it: beside data/, where the server
 	// made the embedded etcd's certificates.
 	example := filepath.Join(dir, "examples", "prober.yaml")
@@ -47,6 +47,9 @@ func TestProberFlags(t *testing.T) {
 	if _, err := embedded.EnsurePKI(filepath.Join(dir, "data", "etcd-tls"), embedded.Config{Dir: filepath.Join(dir, "data", "etcd")}, time.Now(), nil); err != nil {
 		t.Fatal(err)
 	}
+	badListen := writeFile(t, filepath.Join(dir, "listen.yaml"), "concurrency: 8\nlisten:\n  http: localhost:8054\n")
+	// 198.51.100.40 (TEST-NET-2), the placeholder an edited file may keep.
+	foreignListen := writeFile(t, filepath.Join(dir, "foreign-listen.yaml"), "listen:\n  http: 198.51.100.40:8054\n")
 	cases := []struct {
 		name   string
 		args   []string
@@ -68,6 +71,12 @@ func TestProberFlags(t *testing.T) {
 		{"source address not of this host", []string{"--region", "eu-west", "--config", foreign}, 1, []string{"source_address: 203.0.113.254 is not an address of this host"}},
 		{"bad region and id", []string{"--check-config", "--region", "EU", "--id", "a/b"}, 1, []string{"--region: \"EU\" is not a region name", "--id: \"a/b\""}},
 		{"valid file", []string{"--check-config", "--config", good, "--region", "eu-west"}, 0, []string{"good.yaml: valid"}},
+		{"listen.http not an address", []string{"--check-config", "--config", badListen}, 1, []string{`listen.yaml:3: listen.http: "localhost:8054" is not an IP:port`}},
+		{"--http-listen not an address", []string{"--check-config", "--http-listen", "8054"}, 1, []string{`--http-listen: "8054" is not an IP:port`}},
+		{"--http-listen off", []string{"--check-config", "--config", badListen, "--http-listen", "off"}, 0, []string{"listen.yaml: valid"}},
+		{"listen.http not of this host", []string{"--check-config", "--config", foreignListen}, 1, []string{
+			"foreign-listen.yaml:2: listen.http: 198.51.100.40 is not an address of this host", "the address Prometheus scrapes this prober at"}},
+		{"--http-listen not of this host", []string{"--check-config", "--http-listen", "203.0.113.254:8054"}, 1, []string{"--http-listen: 203.0.113.254 is not an address of this host"}},
 		{"valid flags", []string{"--check-config", "--etcd", "127.0.0.1:1,127.0.0.1:2"}, 0, []string{"valid"}},
 		{"missing file", []string{"--check-config", "--config", filepath.Join(dir, "none.yaml")}, 1, []string{"none.yaml: open"}},
 		{"the example", []string{"--check-config", "--config", example}, 0, []string{"prober.yaml: valid"}},
