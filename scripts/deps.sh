@@ -30,6 +30,7 @@ test_packages=(
 	zsh           # meridian completion zsh, run by its tests
 	fish          # meridian completion fish, run by its tests
 	haproxy       # a real load balancer whose stats page the prober reads
+	prometheus    # promtool: checks the metrics pages and tests the alerting rules
 )
 run_packages=(
 	tor-geoipdb # the country data for data/country.mmdb

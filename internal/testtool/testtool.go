@@ -47,6 +47,7 @@ var programs = map[string]source{
 	"systemd-analyze":   {"systemd", "test"},
 	"etcd":              {"etcd-server", "test"},
 	"haproxy":           {"haproxy", "test"},
+	"promtool":          {"prometheus", "test"},
 	"dnsperf":           {"dnsperf", "bench"},
 	"bash":              {"bash", "test"},
 	"zsh":               {"zsh", "test"},
