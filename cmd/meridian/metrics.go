@@ -49,6 +49,8 @@ var (
 	descProbersCount  = prometheus.NewDesc("meridian_probers_counted", "Probers with at least one counted vote.", nil, nil)
 	descProberTrusted = prometheus.NewDesc("meridian_prober_trusted", "1 while every report of a prober says it trusts itself (its self-check passes), 0 otherwise; for probers with reports.", []string{"prober", "prober_region"}, nil)
 	descWeight        = prometheus.NewDesc("meridian_service_weight", "A region's configured weight in a service (0: drained from the service).", []string{"service", "region"}, nil)
+	descEffWeight     = prometheus.NewDesc("meridian_service_effective_weight", "A region's effective weight in a service, in units of the configured weights: configured × shift × health × load × ramp (docs/controller.md).", []string{"service", "region"}, nil)
+	descFactor        = prometheus.NewDesc("meridian_service_weight_factor", "A factor of a region's effective weight in a service (shift, load, ramp; 1: full share).", []string{"service", "region", "factor"}, nil)
 	descLatEntries    = prometheus.NewDesc("meridian_latency_table_entries", "Entries of the latency table served (0 without one).", nil, nil)
 	descLatBytes      = prometheus.NewDesc("meridian_latency_table_bytes", "Size of the latency table served, as CSV (0 without one).", nil, nil)
 	descLatAge        = prometheus.NewDesc("meridian_latency_table_age_seconds", "Time since the latency table served was imported; absent without a table or when the import time is unknown.", nil, nil)
@@ -59,7 +61,7 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSnapRevision, descSnapAge, descSnapBuilds, descSnapCompiled, descSnapRefresh, descSnapBuildSec, descSnapProblems, descSnapRegions, descSnapServices, descEmptyRefused,
 		descFileWrites, descFileBytes, descEtcdUp, descEtcdDown, descEmbFailures, descEtcdRelists, descEtcdWentBack,
 		descRegion, descRegionDrained, descRegionVIPs, descVIP, descVIPVotes, descVote, descVoteCounted,
-		descProbersReg, descProbersCount, descProberTrusted, descWeight, descLatEntries, descLatBytes, descLatAge, descShifts} {
+		descProbersReg, descProbersCount, descProberTrusted, descWeight, descEffWeight, descFactor, descLatEntries, descLatBytes, descLatAge, descShifts} {
 		ch <- d
 	}
 }
@@ -169,8 +171,15 @@ func collectSnapshot(ch chan<- prometheus.Metric, snap *regions.Snapshot, now ti
 		gauge(descProberTrusted, bool01(t.trusted), id, t.region)
 	}
 	for _, v := range snap.Services() {
+		factors := snap.Factors(v, now)
 		for _, sr := range v.Service().Regions {
 			gauge(descWeight, float64(sr.Weight), v.Name(), sr.Region)
+			if f := factors[sr.Region]; f != nil {
+				gauge(descEffWeight, f.EffectiveWeight, v.Name(), sr.Region)
+				gauge(descFactor, f.Shift, v.Name(), sr.Region, "shift")
+				gauge(descFactor, f.Load, v.Name(), sr.Region, "load")
+				gauge(descFactor, f.Ramp, v.Name(), sr.Region, "ramp")
+			}
 		}
 	}
 	entries, bytes := 0, 0
