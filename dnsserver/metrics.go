@@ -294,8 +294,11 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descResponses, prometheus.CounterValue, float64(byName[name]), p.String(), name)
 		}
 	}
+	// BADKEY, the error of every signed request (no TSIG key is
+	// configured), shows from the start, so that its rate is defined
+	// before the first one; others only once counted.
 	for e := range m.tsigErrors {
-		if v := m.tsigErrors[e].Load(); v > 0 {
+		if v := m.tsigErrors[e].Load(); v > 0 || e == tsigBadKey {
 			ch <- prometheus.MustNewConstMetric(descTSIG, prometheus.CounterValue, float64(v), tsigName(e))
 		}
 	}
