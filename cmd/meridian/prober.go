@@ -130,15 +130,8 @@ func runProber(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if *logLevel != "" {
 		cfg.Log.Level = *logLevel
 	}
-	httpFlag := *httpListen != ""
-	switch *httpListen {
-	case "":
-	case "off":
-		cfg.Listen.HTTP = ""
-	default:
-		cfg.Listen.HTTP = *httpListen
-	}
-	cfg.httpFlag = httpFlag
+	applyHTTPListen(&cfg.Listen.HTTP, *httpListen)
+	cfg.httpFlag = *httpListen != ""
 	hcfg := cfg.healthConfig(*region, *id)
 	if err := cfg.validate(hcfg); err != nil {
 		fmt.Fprintf(stderr, "meridian prober: configuration error:\n%s\n", indent(err.Error()))

@@ -78,13 +78,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		if len(dnsListen) > 0 {
 			cfg.Listen.DNS = dnsListen
 		}
-		switch *httpListen {
-		case "":
-		case "off":
-			cfg.Listen.HTTP = ""
-		default:
-			cfg.Listen.HTTP = *httpListen
-		}
+		applyHTTPListen(&cfg.Listen.HTTP, *httpListen)
 		if *logLevel != "" {
 			cfg.Log.Level = *logLevel
 		}
@@ -925,4 +919,17 @@ func (p udpProcs) apply(log *slog.Logger) {
 	}
 	was := runtime.GOMAXPROCS(p.procs)
 	log.Info("GOMAXPROCS raised for the UDP loops", "gomaxprocs", p.procs, "runtime_chose", p.base, "was", was, "udp_loops", p.loops, "reason", p.reason)
+}
+
+// applyHTTPListen puts the --http-listen flag of the server or a prober
+// in place of listen.http: empty keeps the file's address, "off" turns
+// the listener off.
+func applyHTTPListen(addr *string, flag string) {
+	switch flag {
+	case "":
+	case "off":
+		*addr = ""
+	default:
+		*addr = flag
+	}
 }
