@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -143,16 +142,8 @@ func runToolAnyExit(t *testing.T, name string, args ...string) string {
 // metricsText is the server's /metrics page.
 func metricsText(t *testing.T, ts *testServer) string {
 	t.Helper()
-	resp, err := http.Get("http://" + ts.HTTP.String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	page, _ := scrape(t, "http://"+ts.HTTP.String()+"/metrics")
+	return page
 }
 
 func TestEdgesThroughUnbound(t *testing.T) {
