@@ -380,8 +380,8 @@ func TestMetricsPages(t *testing.T) {
 			{"meridian_prober_etcd_connected", nil, eq1, "in sync"},
 			{"meridian_prober_regions", nil, func(v float64) bool { return v == 3 }, "three regions"},
 			{"meridian_prober_vips", nil, func(v float64) bool { return v == 4 }, "four VIPs"},
-			{"meridian_tls_certificate_expiry_timestamp_seconds", []string{"use=etcd_ca", "file=" + filepath.Join(rig.pki, "ca.pem")}, func(v float64) bool { return v == float64(ca.Unix()) }, "the CA's end"},
-			{"meridian_tls_certificate_expiry_timestamp_seconds", []string{"use=etcd_client", "file=" + filepath.Join(rig.pki, "meridian-prober.pem")}, func(v float64) bool { return v == float64(client.Unix()) }, "the client certificate's end"},
+			{"meridian_tls_certificate_expiry_timestamp_seconds", []string{"cert=etcd_ca"}, func(v float64) bool { return v == float64(ca.Unix()) }, "the CA's end"},
+			{"meridian_tls_certificate_expiry_timestamp_seconds", []string{"cert=etcd_client"}, func(v float64) bool { return v == float64(client.Unix()) }, "the client certificate's end"},
 		}
 		for _, c := range cases {
 			if v := sample(prober, c.name, c.labels...); !c.ok(v) {

@@ -50,36 +50,3 @@ func (c *EtcdConfig) CheckTLSFiles(now time.Time) []TLSProblem {
 	}
 	return out
 }
-
-// TLSExpiry is when a certificate file of the configuration stops being
-// valid.
-type TLSExpiry struct {
-	Field string // ca_file or cert_file
-	File  string
-	// NotAfter is the earliest end of validity of the file's
-	// certificates; Err says why the file gave none.
-	NotAfter time.Time
-	Err      error
-}
-
-// TLSExpiries reads the certificate files (ca_file, cert_file, those
-// configured) and returns when each stops being valid: for metrics, so
-// that a certificate is renewed before etcd refuses it.
-func (c *EtcdConfig) TLSExpiries() []TLSExpiry {
-	var out []TLSExpiry
-	for _, f := range []struct{ field, path string }{{"ca_file", c.CAFile}, {"cert_file", c.CertFile}} {
-		if f.path == "" {
-			continue
-		}
-		e := TLSExpiry{Field: f.field, File: f.path}
-		certs, err := tlsfiles.ReadCertificates(f.path)
-		e.Err = err
-		for _, cert := range certs {
-			if e.NotAfter.IsZero() || cert.NotAfter.Before(e.NotAfter) {
-				e.NotAfter = cert.NotAfter
-			}
-		}
-		out = append(out, e)
-	}
-	return out
-}
