@@ -11,7 +11,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/meridian-gslb/meridian/internal/testlog"
 	"github.com/meridian-gslb/meridian/internal/testtool"
+	"github.com/meridian-gslb/meridian/regions/store"
 )
 
 // metricsState: three regions checked at stand-ins (eu with two VIPs),
@@ -67,8 +67,8 @@ services:
 // what TestMetricsPages scrapes.
 type metricsRig struct {
 	ts     *testServer
-	prober string // the prober's HTTP base URL
-	pki    string // the prober's etcd CA and client certificate
+	prober string           // the prober's HTTP base URL
+	etcd   store.EtcdConfig // the prober's: its CA and client certificate
 	asLB   *standIn
 }
 
@@ -83,34 +83,25 @@ func startMetricsRig(t *testing.T) *metricsRig {
 	files["state.yaml"] = []byte(fmt.Sprintf(metricsState, eu4.srv.Listener.Addr(), eu6.srv.Listener.Addr(), na.srv.Listener.Addr(), as.srv.Listener.Addr()))
 	ts := startServerWith(t, serverSetup{extra: apiConfig + steeringConfig, files: files, zoneExtra: dnssecZoneConfig})
 
-	// The prober's etcd TLS files, as deploy/certs.sh makes them: an
-	// http:// endpoint takes no TLS, so the embedded etcd still answers,
-	// and the files are there for their expiry.
-	openssl := testtool.Need(t, "openssl")
-	pki := filepath.Join(t.TempDir(), "pki")
-	for _, args := range [][]string{{"ca", pki}, {"client", pki, "meridian-prober"}} {
-		cmd := exec.Command("../../deploy/certs.sh", args...)
-		cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(openssl)+":"+os.Getenv("PATH"))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("deploy/certs.sh %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
+	// The prober reaches the embedded etcd as make run's do, with the
+	// probers' certificate the server made; its expiry is on the page.
+	ec := ts.etcdConfig(true)
 	cfg := writeFile(t, filepath.Join(t.TempDir(), "prober.yaml"), fmt.Sprintf(`etcd:
-  ca_file: %[1]s/ca.pem
-  cert_file: %[1]s/meridian-prober.pem
-  key_file: %[1]s/meridian-prober-key.pem
+  ca_file: %s
+  cert_file: %s
+  key_file: %s
 canary:
-  url: %[2]s/ping
+  url: %s/ping
   interval: 200ms
 listen:
   http: 127.0.0.1:0
-`, pki, canary.srv.URL))
+`, ec.CAFile, ec.CertFile, ec.KeyFile, canary.srv.URL))
 	started := make(chan Started, 1)
 	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), startedKey{}, func(s Started) { started <- s }))
 	logs := &testlog.Buffer{}
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"prober", "--region", "eu", "--id", "p1", "--etcd", "http://" + ts.etcd, "--config", cfg}, io.Discard, logs)
+		done <- run(ctx, []string{"prober", "--region", "eu", "--id", "p1", "--etcd", ec.Endpoints[0], "--config", cfg}, io.Discard, logs)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -118,7 +109,7 @@ listen:
 			t.Errorf("prober exited %d:\n%s", code, logs)
 		}
 	})
-	rig := &metricsRig{ts: ts, pki: pki, asLB: as}
+	rig := &metricsRig{ts: ts, etcd: ec, asLB: as}
 	select {
 	case s := <-started:
 		rig.prober = "http://" + s.HTTP.String()
@@ -354,7 +345,7 @@ func TestMetricsPages(t *testing.T) {
 	})
 
 	t.Run("prober samples", func(t *testing.T) {
-		ca, client := certNotAfter(t, filepath.Join(rig.pki, "ca.pem")), certNotAfter(t, filepath.Join(rig.pki, "meridian-prober.pem"))
+		ca, client := certNotAfter(t, rig.etcd.CAFile), certNotAfter(t, rig.etcd.CertFile)
 		cases := []struct {
 			name   string
 			labels []string
