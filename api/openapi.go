@@ -29,6 +29,8 @@ type opDoc struct {
 	// response is Prometheus text.
 	resp any
 	text bool
+	// events: the response is a stream of server-sent events.
+	events bool
 	// errors lists the problem statuses the route answers with.
 	errors []int
 	// force: the write may leave services answering NODATA, which is
@@ -118,6 +120,12 @@ var (
 	docCancelShift = opDoc{summary: "Cancel a shift: it ends now and the weights it changed come back",
 		description: "The shift stays listed, cancelled, for a day. Cancelling a shift that ended changes nothing.",
 		resp:        apitypes.ShiftChange{}, errors: writeErrors, force: true}
+	docEvents = opDoc{summary: "The dashboard's live data as server-sent events",
+		description: "Event \"status\" carries GET /v1/status's body: at once, with every new snapshot and every 2 s. " +
+			"Event \"traffic\" carries the answers per region and per service per second (the last hour at once, then each second completed), " +
+			"each client continent's answers by region over the last second, and the regions' changes of state. " +
+			"The token goes in the Authorization header, never in the URL.",
+		events: true, errors: []int{401, 503}}
 	docAudit = opDoc{summary: "The audit log, newest first, a page at a time",
 		query: []paramDoc{
 			{"limit", "integer", "records per page, 1 to 500 (default 50)", false},
@@ -187,10 +195,12 @@ func (a *apiServer) openAPIDoc() map[string]any {
 		switch {
 		case d.text:
 			resp["content"] = map[string]any{"text/plain": map[string]any{"schema": map[string]any{"type": "string"}}}
+		case d.events:
+			resp["content"] = map[string]any{"text/event-stream": map[string]any{"schema": map[string]any{"type": "string"}}}
 		case d.resp != nil:
 			resp["content"] = map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(d.resp))}}
 		}
-		if rt.access != accessOpen && !slices.Contains([]string{"/v1/status", "/v1/explain", "/v1/audit", "/health/details"}, rt.pattern) {
+		if rt.access != accessOpen && !slices.Contains([]string{"/v1/status", "/v1/explain", "/v1/audit", "/v1/events", "/health/details"}, rt.pattern) {
 			resp["headers"] = map[string]any{"ETag": map[string]any{"description": "the mod revision, quoted", "schema": map[string]any{"type": "string"}}}
 		}
 		responses := map[string]any{ok: resp}

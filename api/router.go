@@ -108,6 +108,12 @@ type Options struct {
 	// AcceptEmpty serves the empty state from etcd that this server
 	// refuses (store.Live.AcceptEmpty); nil: the route answers 503.
 	AcceptEmpty func() error
+	// Traffic is the server's view of where answers go, streamed to the
+	// dashboard by GET /v1/events; nil: the stream carries the status only.
+	Traffic *Traffic
+	// MaxEventStreams bounds the event streams open at once; 0 means
+	// DefaultMaxEventStreams.
+	MaxEventStreams int
 	// Metrics counts the requests (register it with the registry
 	// Gatherer reads); nil: counted in a Metrics of its own, shown
 	// nowhere.
@@ -119,6 +125,8 @@ type apiServer struct {
 	// latency caches what GET /v1/latency counts in the last table.
 	latency latencyCache
 	panics  panics.Log
+	// streams holds a place for each event stream open.
+	streams chan struct{}
 }
 
 // route is one endpoint: the router and the OpenAPI document are both
@@ -133,7 +141,7 @@ type route struct {
 // ownDeadline lists the routes that bound their own time instead of
 // taking the request timeout: an upload may take far longer to arrive
 // than any other request (putLatency).
-var ownDeadline = map[string]bool{"PUT /v1/latency": true}
+var ownDeadline = map[string]bool{"PUT /v1/latency": true, "GET /v1/events": true, "HEAD /v1/events": true}
 
 // NewRouter builds the HTTP handler.
 func NewRouter(o Options) http.Handler {
@@ -147,6 +155,7 @@ func NewRouter(o Options) http.Handler {
 		}
 		r.Method(rt.method, rt.pattern, h)
 	}
+	a.mountUI(r)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, Problem{Status: http.StatusNotFound, Detail: "no such endpoint: " + r.URL.Path})
 	})
@@ -182,7 +191,10 @@ func newAPIServer(o Options) *apiServer {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics()
 	}
-	return &apiServer{opts: o, panics: panics.Log{Logger: o.Logger}}
+	if o.MaxEventStreams <= 0 {
+		o.MaxEventStreams = DefaultMaxEventStreams
+	}
+	return &apiServer{opts: o, panics: panics.Log{Logger: o.Logger}, streams: make(chan struct{}, o.MaxEventStreams)}
 }
 
 // routes is the route table: every GET route is also a HEAD route,
@@ -232,6 +244,7 @@ func (a *apiServer) getAndOthers() []route {
 		{"PATCH", "/v1/shifts/{id}", accessWrite, a.extendShift, docExtendShift},
 		{"DELETE", "/v1/shifts/{id}", accessWrite, a.cancelShift, docCancelShift},
 		{"GET", "/v1/audit", accessRead, a.audit, docAudit},
+		{"GET", "/v1/events", accessRead, a.events, docEvents},
 		{"POST", "/v1/state/accept-empty", accessWrite, a.acceptEmpty, docAcceptEmpty},
 	}
 }

@@ -168,7 +168,10 @@ type server struct {
 	registry  *prometheus.Registry
 	builds    *buildMetrics
 	apiMetric *api.Metrics
-	started   atomic.Bool
+	// traffic keeps the answers per second for the dashboard (with the
+	// HTTP listener only).
+	traffic *api.Traffic
+	started atomic.Bool
 
 	// sec is what the server signs (sec.signer nil: nothing); keyless
 	// zones find their signatures through src, in follower.
@@ -495,6 +498,7 @@ func (s *server) run(ctx context.Context) error {
 		}
 		s.httpLn = api.NewListener(ln, s.fds.HTTP)
 		s.registry.MustRegister(api.ListenerCollector(s.httpLn))
+		s.traffic = api.NewTraffic(s.answerReading, s.live.Current)
 		opts := api.Options{
 			Logger:          s.log.With("component", "http"),
 			ECS:             s.cfg.ecsConfig(),
@@ -513,6 +517,7 @@ func (s *server) run(ctx context.Context) error {
 			Auth:            s.auth,
 			AcceptEmpty:     s.live.AcceptEmpty,
 			Metrics:         s.apiMetric,
+			Traffic:         s.traffic,
 		}
 		if s.geo != nil {
 			opts.Locator = s.geo
@@ -557,6 +562,9 @@ func (s *server) run(ctx context.Context) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.transport.Run(gctx) })
+	if s.traffic != nil {
+		g.Go(func() error { return s.traffic.Run(gctx) })
+	}
 	if s.tables != nil {
 		g.Go(func() error { return s.tables.Run(gctx) })
 	}
@@ -837,6 +845,20 @@ func (s *server) certificates() []apitypes.CertificateInfo {
 	}
 	out = append(out, s.etcdCerts...)
 	return append(out, s.embeddedCerts...)
+}
+
+// answerReading reads the DNS handler's answer counters for the
+// dashboard's traffic view.
+func (s *server) answerReading() api.AnswerReading {
+	c := s.handler.Metrics().Answers()
+	r := api.AnswerReading{Regions: make(map[string][regions.NumContinents + 1]uint64, len(c.Regions)), Services: make(map[string]uint64, len(c.Services))}
+	for name, rc := range c.Regions {
+		r.Regions[name] = rc.ByContinent
+	}
+	for name, sc := range c.Services {
+		r.Services[name] = sc.Answers
+	}
+	return r
 }
 
 // staleness is the age of the served data: how long ago etcd last
