@@ -31,6 +31,7 @@ test_packages=(
 	fish          # meridian completion fish, run by its tests
 	haproxy       # a real load balancer whose stats page the prober reads
 	prometheus    # promtool: checks the metrics pages and tests the alerting rules
+	chromium      # a headless browser: the dashboard's tests drive it
 )
 run_packages=(
 	tor-geoipdb # the country data for data/country.mmdb

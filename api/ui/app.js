@@ -13,7 +13,7 @@ const STATE_TEXT = {
 };
 // Where each client continent's line starts (longitude, latitude).
 const CONTINENTS = {
-  AF: [18, 4], AN: [20, -72], AS: [95, 45], EU: [15, 52], NA: [-100, 45], OC: [134, -25], SA: [-60, -15], unknown: [-160, -45],
+  AF: [18, 4], AN: [20, -72], AS: [95, 48], EU: [30, 57], NA: [-102, 48], OC: [134, -25], SA: [-60, -12], unknown: [-160, -45],
 };
 const CONTINENT_NAMES = {
   AF: "Africa", AN: "Antarctica", AS: "Asia", EU: "Europe", NA: "North America", OC: "Oceania", SA: "South America", unknown: "unknown",
@@ -149,8 +149,15 @@ function queue(kind) {
       const t0 = performance.now();
       if (q.status) renderStatus();
       if (q.status || q.traffic) { renderMap(); renderChart(); }
+      const ds = document.body.dataset;
+      ds.renderMs = (performance.now() - t0).toFixed(1);
+      if (q.status && ds.firstStatusMs === undefined) {
+        // When the page first showed the status, from the start of the
+        // navigation, and how long that drawing took.
+        ds.firstStatusMs = performance.now().toFixed(1);
+        ds.firstRenderMs = ds.renderMs;
+      }
       q.status = q.traffic = false;
-      document.body.dataset.renderMs = (performance.now() - t0).toFixed(1);
       document.body.dataset.rendered = String(Number(document.body.dataset.rendered || 0) + 1);
     });
   }
@@ -361,7 +368,9 @@ function renderMap() {
 // ---- the traffic chart ----
 
 function renderChart() {
-  const h = state.hist, span = Number($("#range").value);
+  // The chart spans the range chosen, or less while less is known (a
+  // minute at least).
+  const h = state.hist, span = Math.min(Number($("#range").value), Math.max(60, h.len));
   const L = 48, R = 950, T = 10, B = 230;
   const parts = [];
   const n = Math.min(h.len, span), from = h.len - n;
@@ -374,7 +383,7 @@ function renderChart() {
   const y = (v) => B - (B - T) * v / max;
   parts.push(`<line class="axis" x1="${L}" y1="${B}" x2="${R}" y2="${B}"/><line class="axis" x1="${L}" y1="${T}" x2="${L}" y2="${B}"/>`);
   parts.push(`<text x="${L - 4}" y="${T + 8}" text-anchor="end">${max}/s</text><text x="${L - 4}" y="${B}" text-anchor="end">0</text>`);
-  parts.push(`<text x="${L}" y="${B + 16}">−${span / 60} min</text><text x="${R}" y="${B + 16}" text-anchor="end">now</text>`);
+  parts.push(`<text x="${L}" y="${B + 16}">−${span >= 120 ? Math.round(span / 60) + " min" : span + " s"}</text><text x="${R}" y="${B + 16}" text-anchor="end">now</text>`);
   const poly = (vals) => vals.map((v, i) => x(i).toFixed(1) + "," + y(v).toFixed(1)).join(" ");
   const legend = [];
   series.forEach((s, i) => {

@@ -48,6 +48,7 @@ var programs = map[string]source{
 	"etcd":              {"etcd-server", "test"},
 	"haproxy":           {"haproxy", "test"},
 	"promtool":          {"prometheus", "test"},
+	"chromium":          {"chromium", "test"},
 	"dnsperf":           {"dnsperf", "bench"},
 	"bash":              {"bash", "test"},
 	"zsh":               {"zsh", "test"},

@@ -1,0 +1,455 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/google/go-cmp/cmp"
+	"github.com/miekg/dns"
+
+	"github.com/meridian-gslb/meridian/internal/testlog"
+	"github.com/meridian-gslb/meridian/internal/testtool"
+)
+
+// browser is a headless Chromium driven through the DevTools protocol,
+// collecting the page's console errors, uncaught exceptions and failed
+// loads (a refused Content-Security-Policy among them).
+type browser struct {
+	ctx    context.Context
+	mu     sync.Mutex
+	errors []string
+}
+
+// screenshotDir is where the browser tests save their screenshots:
+// $MERIDIAN_SCREENSHOTS when set (docs/dashboard.png is one), else the
+// test's temporary directory.
+func screenshotDir(t *testing.T) string {
+	if d := os.Getenv("MERIDIAN_SCREENSHOTS"); d != "" {
+		return d
+	}
+	return t.TempDir()
+}
+
+func newBrowser(t *testing.T, width, height int) *browser {
+	t.Helper()
+	exe := testtool.Need(t, "chromium")
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.NoSandbox, // tests may run as root
+		chromedp.DisableGPU,
+		chromedp.WindowSize(width, height),
+		chromedp.Flag("no-proxy-server", true),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	b := &browser{ctx: ctx}
+	t.Cleanup(func() {
+		cancelCtx()
+		cancelAlloc()
+	})
+	err := chromedp.Listen(ctx, func(ev any) {
+		var msg string
+		switch ev := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeWarning {
+				var args []string
+				for _, a := range ev.Args {
+					args = append(args, string(a.Value)+a.Description)
+				}
+				msg = "console." + string(ev.Type) + ": " + strings.Join(args, " ")
+			}
+		case *runtime.EventExceptionThrown:
+			msg = "exception: " + ev.ExceptionDetails.Text
+			if ev.ExceptionDetails.Exception != nil {
+				msg += " " + ev.ExceptionDetails.Exception.Description
+			}
+		case *log.EventEntryAdded:
+			if ev.Entry.Level == log.EntryLevelError || ev.Entry.Level == log.EntryLevelWarning {
+				msg = "log: " + ev.Entry.Text + " " + ev.Entry.URL
+			}
+		}
+		if msg != "" {
+			b.mu.Lock()
+			b.errors = append(b.errors, msg)
+			b.mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return b
+}
+
+// run runs steps, bounded in time.
+func (b *browser) run(t *testing.T, timeout time.Duration, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, timeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		t.Fatalf("browser: %v (console: %v)", err, b.consoleErrors())
+	}
+}
+
+// value runs an action that returns a value, bounded in time.
+func value[T any](t *testing.T, b *browser, timeout time.Duration, a chromedp.Action[T]) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, timeout)
+	defer cancel()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatalf("browser: %v (console: %v)", err, b.consoleErrors())
+	}
+	return v
+}
+
+func (b *browser) consoleErrors() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.errors...)
+}
+
+func (b *browser) screenshot(t *testing.T, name string) {
+	t.Helper()
+	png := value(t, b, 20*time.Second, chromedp.FullScreenshot(100))
+	path := filepath.Join(screenshotDir(t), name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot %s", path)
+}
+
+// poll waits in the page until the JavaScript expression is true.
+func poll(expr string, timeout time.Duration) chromedp.Action[chromedp.Void] {
+	return chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(timeout))
+}
+
+// dashboardState: three regions checked over HTTP on stand-in load
+// balancers, a geo service (the map's lines), a failover service whose
+// answers a weight of 0 moves, and a weighted one.
+const dashboardState = `regions:
+  - name: eu
+    vips: [192.0.2.10]
+    location: {lat: 52.37, lon: 4.9, country: NL, continent: EU}
+    check: {type: http, port: 80, path: /healthz, interval: 200ms, timeout: 150ms, address: {192.0.2.10: "%s"}}
+  - name: na
+    vips: [192.0.2.20]
+    location: {lat: 38.9, lon: -77.0, country: US, continent: NA}
+    check: {type: http, port: 80, path: /healthz, interval: 200ms, timeout: 150ms, address: {192.0.2.20: "%s"}}
+  - name: as
+    vips: [192.0.2.30]
+    location: {lat: 35.7, lon: 139.7, country: JP, continent: AS}
+    check: {type: http, port: 80, path: /healthz, interval: 200ms, timeout: 150ms, address: {192.0.2.30: "%s"}}
+services:
+  - name: geo.example.org.
+    ttl: 60
+    policy: geo
+    regions: [{region: eu, weight: 1}, {region: na, weight: 1}, {region: as, weight: 1}]
+    geo:
+      continents: {EU: [eu, na], NA: [na, eu], AS: [as, na]}
+      default: [na, eu, as]
+  - name: fo.example.org.
+    ttl: 30
+    policy: failover
+    regions: [{region: eu, weight: 1}, {region: na, weight: 1}]
+  - name: lb.example.org.
+    ttl: 30
+    policy: weighted
+    regions: [{region: eu, weight: 2}, {region: na, weight: 1}, {region: as, weight: 1}]
+`
+
+// startProbers runs `meridian prober` in this process, one per region.
+func startProbers(t *testing.T, etcd string, regionsOf ...string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i, region := range regionsOf {
+		wg.Add(1)
+		stderr := &testlog.Buffer{}
+		go func() {
+			defer wg.Done()
+			args := []string{"--region", region, "--etcd", etcd, "--id", fmt.Sprintf("p%d-%s", i+1, region), "--log-level", "warn"}
+			if code := runProber(ctx, args, &strings.Builder{}, stderr); code != 0 && ctx.Err() == nil {
+				t.Errorf("prober %d exited with %d:\n%s", i+1, code, stderr)
+			}
+		}()
+	}
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+}
+
+// ecsQuery asks name (A) for a client in subnet and returns the first
+// address answered.
+func ecsQuery(addr, name string, subnet netip.Prefix) (string, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(name, dns.TypeA)
+	m.SetEdns0(1232, false)
+	m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1,
+		SourceNetmask: uint8(subnet.Bits()), Address: subnet.Addr().AsSlice()})
+	c := &dns.Client{Timeout: time.Second}
+	r, _, err := c.Exchange(m, addr)
+	if err != nil {
+		return "", err
+	}
+	for _, rr := range r.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			return a.A.String(), nil
+		}
+	}
+	return "", fmt.Errorf("%s: no address in %v", name, r)
+}
+
+// The clients of the geo service by continent (the GeoIP database of
+// steeringFiles places them).
+var dashboardClients = map[string]netip.Prefix{
+	"EU": netip.MustParsePrefix("193.0.1.0/24"),
+	"NA": netip.MustParsePrefix("8.8.8.0/25"),
+	"AS": netip.MustParsePrefix("202.12.27.0/24"),
+}
+
+// queryLoad asks the geo service for clients of every continent, one
+// query every 4 ms, until stop is closed or a minute has passed.
+func queryLoad(t *testing.T, addr string) {
+	t.Helper()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		deadline := time.Now().Add(time.Minute)
+		tk := time.NewTicker(4 * time.Millisecond)
+		defer tk.Stop()
+		conts := []string{"EU", "NA", "AS"}
+		for i := 0; i < 15000 && time.Now().Before(deadline); i++ {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+			}
+			_, _ = ecsQuery(addr, "geo.example.org.", dashboardClients[conts[i%len(conts)]])
+		}
+	}()
+	t.Cleanup(func() {
+		close(stop)
+		<-done
+	})
+}
+
+// TestDashboard drives the dashboard in headless Chromium against a real
+// server with real probers checking stand-in load balancers over HTTP:
+// the page loads without a console error; a failed region turns down on
+// the page and its continent's line moves within 2 s of the DNS answers
+// moving; a weight change made on the page, after its preview, changes
+// the DNS answers; the page's explanation is /v1/explain's.
+func TestDashboard(t *testing.T) {
+	eu, na, as := newStandIn(t), newStandIn(t), newStandIn(t)
+	files := steeringFiles(t)
+	files["state.yaml"] = []byte(fmt.Sprintf(dashboardState, eu.srv.Listener.Addr(), na.srv.Listener.Addr(), as.srv.Listener.Addr()))
+	ts := startServerWith(t, serverSetup{extra: apiConfig + steeringConfig, files: files})
+	startProbers(t, ts.etcd, "eu", "na", "as")
+	queryLoad(t, ts.addr())
+	adminToken, err := os.ReadFile(filepath.Join(ts.dir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	b := newBrowser(t, 1400, 1100)
+	start := time.Now()
+	b.run(t, 30*time.Second,
+		chromedp.Navigate(ts.url()+"/ui/"),
+		poll(`document.querySelector("#conn").dataset.state === "live"`, 20*time.Second),
+		// Every region up with a counted vote, and EU's answers drawn to eu.
+		poll(`["eu","na","as"].every(r => document.querySelector('#region-table tr[data-region="'+r+'"][data-state="up"]'))`, 20*time.Second),
+		poll(`(() => { const l = document.querySelector('#map path.flow[data-continent="EU"][data-region="eu"]'); return l && +l.dataset.share > 0.9 })()`, 20*time.Second),
+	)
+	t.Logf("page live with every region up and EU's line to eu: %v after navigating", time.Since(start).Round(time.Millisecond))
+	b.screenshot(t, "dashboard.png")
+
+	t.Run("region down moves its lines", func(t *testing.T) {
+		eu.down.Store(true)
+		defer eu.down.Store(false)
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			got, err := ecsQuery(ts.addr(), "geo.example.org.", dashboardClients["EU"])
+			if err == nil && got == "192.0.2.20" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("EU's answers did not move to na: %q, %v", got, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		moved := time.Now()
+		b.run(t, 10*time.Second,
+			poll(`document.querySelector('#region-table tr[data-region="eu"][data-state="down"]') && document.querySelector('#map g.region[data-region="eu"][data-state="down"]')`, 5*time.Second),
+			poll(`(() => { const l = document.querySelector('#map path.flow[data-continent="EU"][data-region="na"]'); return l && +l.dataset.share > 0.5 })()`, 5*time.Second),
+		)
+		took := time.Since(moved)
+		t.Logf("region down and EU's line moved to na %v after the DNS answers moved", took.Round(time.Millisecond))
+		if took > 2*time.Second {
+			t.Errorf("the page took %v after the answers moved, want within 2 s", took)
+		}
+		b.screenshot(t, "dashboard-eu-down.png")
+		eu.down.Store(false)
+		b.run(t, 20*time.Second, poll(`document.querySelector('#region-table tr[data-region="eu"][data-state="up"]') !== null`, 15*time.Second))
+	})
+
+	t.Run("weight change with preview changes answers", func(t *testing.T) {
+		if got, err := ecsQuery(ts.addr(), "fo.example.org.", dashboardClients["EU"]); err != nil || got != "192.0.2.10" {
+			t.Fatalf("fo.example.org before: %q, %v; want eu's 192.0.2.10", got, err)
+		}
+		b.run(t, 20*time.Second,
+			chromedp.SetValue(chromedp.CSS("#token"), strings.TrimSpace(string(adminToken))),
+			chromedp.Click(chromedp.CSS(`#token-form button[type="submit"]`)),
+			poll(`document.querySelector("#conn").dataset.state === "live"`, 10*time.Second),
+			chromedp.SetValue(chromedp.CSS("#w-service"), "fo.example.org."),
+			chromedp.Evaluate[chromedp.Void](`void document.querySelector("#w-service").dispatchEvent(new Event("change"))`),
+			chromedp.SetValue(chromedp.CSS(`#w-fields input[data-region="eu"]`), "0"),
+			chromedp.Evaluate[chromedp.Void](`void document.querySelector("#w-fields").dispatchEvent(new Event("input"))`),
+			chromedp.Click(chromedp.CSS(`#weights-form button[type="submit"]`)),
+			poll(`document.querySelector('#preview td[data-after="na"]') !== null`, 5*time.Second),
+		)
+		after := value(t, b, 5*time.Second, chromedp.Evaluate[map[string]string](`Object.fromEntries([...document.querySelectorAll("#preview td[data-after]")].map(td => [td.dataset.after, td.textContent]))`))
+		if after["eu"] != "0%" || after["na"] != "100%" {
+			t.Errorf("preview's shares after: %v, want eu 0%% and na 100%%", after)
+		}
+		// The preview is a dry run: the answers have not moved.
+		if got, _ := ecsQuery(ts.addr(), "fo.example.org.", dashboardClients["EU"]); got != "192.0.2.10" {
+			t.Errorf("after the preview fo.example.org answers %q, want still 192.0.2.10", got)
+		}
+		b.screenshot(t, "dashboard-preview.png")
+		b.run(t, 10*time.Second,
+			chromedp.Click(chromedp.CSS("#confirm")),
+			poll(`document.querySelector("#done") !== null`, 5*time.Second),
+		)
+		waitAnswer(t, ts.addr(), "fo.example.org.", "192.0.2.20")
+		b.run(t, 10*time.Second, poll(`[...document.querySelectorAll("#audit tbody td")].some(td => td.textContent.includes("set-weights service fo.example.org.") && td.textContent.includes("eu 1→0"))`, 5*time.Second))
+	})
+
+	t.Run("explain equals the API's", func(t *testing.T) {
+		b.run(t, 10*time.Second,
+			chromedp.SetValue(chromedp.CSS("#ex-name"), "geo.example.org."),
+			chromedp.SetValue(chromedp.CSS("#ex-client"), "202.12.27.0/24"),
+			chromedp.Click(chromedp.CSS(`#explain-form button[type="submit"]`)),
+			poll(`document.querySelector("#explain-json") !== null`, 5*time.Second),
+		)
+		pageJSON := value(t, b, 5*time.Second, chromedp.Evaluate[string](`document.querySelector("#explain-json").textContent`))
+		shown := value(t, b, 5*time.Second, chromedp.Evaluate[string](`document.querySelector("#explain-out .result").textContent`))
+		var fromPage, fromAPI map[string]any
+		if err := json.Unmarshal([]byte(pageJSON), &fromPage); err != nil {
+			t.Fatalf("the page's explanation: %v\n%s", err, pageJSON)
+		}
+		getJSON(t, ts.url()+"/v1/explain?name=geo.example.org.&client=202.12.27.0/24&type=A", &fromAPI)
+		// The probers' reports move etcd's revision between the two
+		// requests; the decision and every step must be the same.
+		pageRev, apiRev := fromPage["revision"].(float64), fromAPI["revision"].(float64)
+		if pageRev <= 0 || apiRev < pageRev {
+			t.Errorf("revisions: page %v, API %v (asked later)", pageRev, apiRev)
+		}
+		for _, m := range []map[string]any{fromPage, fromAPI} {
+			delete(m, "revision")
+			if x, ok := m["explanation"].(map[string]any); ok {
+				delete(x, "revision")
+			}
+		}
+		if d := cmp.Diff(fromAPI, fromPage); d != "" {
+			t.Errorf("the page's explanation differs from /v1/explain (-api +page):\n%s", d)
+		}
+		if !strings.Contains(shown, "as") || !strings.Contains(shown, "192.0.2.30") {
+			t.Errorf("the page shows %q, want the region as and 192.0.2.30", shown)
+		}
+	})
+
+	t.Run("no console errors", func(t *testing.T) {
+		if errs := b.consoleErrors(); len(errs) > 0 {
+			t.Errorf("the page logged errors:\n%s", strings.Join(errs, "\n"))
+		}
+	})
+}
+
+// freeLoopbackListener holds a TCP port for the many regions' checks.
+func freeLoopbackListener(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln
+}
+
+
+// TestDashboardManyRegions renders a service of 50 regions, each VIP
+// with the votes of 10 real probers, and wants the page drawn with all
+// of them in under a second from the start of its navigation.
+func TestDashboardManyRegions(t *testing.T) {
+	const nRegions, nProbers = 50, 10
+	lb := freeLoopbackListener(t)
+	var st strings.Builder
+	st.WriteString("regions:\n")
+	var names []string
+	for i := range nRegions {
+		name := fmt.Sprintf("r%02d", i)
+		names = append(names, name)
+		vip := fmt.Sprintf("198.51.100.%d", i+1)
+		fmt.Fprintf(&st, "  - name: %s\n    vips: [%s]\n    location: {lat: %d, lon: %d}\n", name, vip, -50+(i%10)*12, -170+(i/10)*70+(i%10)*6)
+		fmt.Fprintf(&st, "    check: {type: tcp, port: 80, interval: 1s, timeout: 500ms, address: {%s: \"%s\"}}\n", vip, lb.Addr())
+	}
+	st.WriteString("services:\n  - name: many.example.org.\n    ttl: 30\n    policy: weighted\n    regions:\n")
+	for _, n := range names {
+		fmt.Fprintf(&st, "      - {region: %s, weight: 1}\n", n)
+	}
+	ts := startServerWith(t, serverSetup{extra: "bootstrap: state.yaml\n", files: map[string][]byte{"state.yaml": []byte(st.String())}})
+	startProbers(t, ts.etcd, names[:nProbers]...)
+	waitVotes(t, ts, "10 counted up votes on every VIP", func(v map[string][]string) bool {
+		for i := range nRegions {
+			if len(v[fmt.Sprintf("198.51.100.%d", i+1)]) != nProbers {
+				return false
+			}
+		}
+		return true
+	})
+
+	b := newBrowser(t, 1400, 1100)
+	b.run(t, 30*time.Second,
+		chromedp.Navigate(ts.url()+"/ui/"),
+		poll(`document.body.dataset.firstStatusMs !== undefined`, 20*time.Second),
+	)
+	rows := value(t, b, 5*time.Second, chromedp.Evaluate[int](`document.querySelectorAll('#region-table tbody tr[data-state="up"]').length`))
+	votes := value(t, b, 5*time.Second, chromedp.Evaluate[int](`document.querySelectorAll('#region-table .votes li').length`))
+	dots := value(t, b, 5*time.Second, chromedp.Evaluate[int](`document.querySelectorAll('#map g.region').length`))
+	ms := value(t, b, 5*time.Second, chromedp.Evaluate[float64](`+document.body.dataset.firstStatusMs`))
+	render := value(t, b, 5*time.Second, chromedp.Evaluate[float64](`+document.body.dataset.firstRenderMs`))
+	t.Logf("%d regions up, %d votes, %d on the map: drawn %.0f ms after navigation started (the drawing itself %.1f ms)", rows, votes, dots, ms, render)
+	if rows != nRegions || votes != nRegions*nProbers || dots != nRegions {
+		t.Errorf("the page shows %d regions up, %d votes and %d regions on the map; want %d, %d and %d", rows, votes, dots, nRegions, nRegions*nProbers, nRegions)
+	}
+	if ms >= 1000 {
+		t.Errorf("the page was drawn %.0f ms after navigation started, want under 1 s", ms)
+	}
+	b.screenshot(t, "dashboard-50-regions.png")
+	if errs := b.consoleErrors(); len(errs) > 0 {
+		t.Errorf("the page logged errors:\n%s", strings.Join(errs, "\n"))
+	}
+}
