@@ -101,24 +101,28 @@ func (a *apiServer) events(w http.ResponseWriter, r *http.Request) {
 		}
 		return send("traffic", u)
 	}
-	if tr != nil && !sendTraffic(tr.Since(0, 0)) {
-		return
+	// The next tick is taken before the data it follows is read, so that
+	// no reading is missed between the two.
+	var tick <-chan struct{}
+	if tr != nil {
+		tick = tr.Tick()
+		if !sendTraffic(tr.Since(0, 0)) {
+			return
+		}
 	}
 	// Without traffic, the stream still looks for new snapshots.
-	fallback := time.NewTicker(trafficTick)
-	defer fallback.Stop()
+	var fb <-chan time.Time
+	if tr == nil {
+		fallback := time.NewTicker(trafficTick)
+		defer fallback.Stop()
+		fb = fallback.C
+	}
 	for {
-		var tick <-chan struct{}
-		var fb <-chan time.Time
-		if tr != nil {
-			tick = tr.Tick()
-		} else {
-			fb = fallback.C
-		}
 		select {
 		case <-r.Context().Done():
 			return
 		case <-tick:
+			tick = tr.Tick()
 			if !sendTraffic(tr.Since(lastSec, lastMark)) {
 				return
 			}

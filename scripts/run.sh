@@ -68,7 +68,9 @@ if [[ -n $http && $http != off ]]; then
 	while kill -0 "$pid" 2>/dev/null; do
 		if ready; then
 			cat <<MSG
-meridian: serving gslb.example on 127.0.0.1:5353. Try:
+meridian: serving gslb.example on 127.0.0.1:5353.
+Dashboard: http://$http/ui/ (reads are open; changes need the admin token in data/admin.token)
+Try:
   dig @127.0.0.1 -p 5353 www.gslb.example A +subnet=193.0.0.0/24      # Europe
   dig @127.0.0.1 -p 5353 www.gslb.example A +subnet=8.8.8.0/24        # North America
   dig @127.0.0.1 -p 5353 www.gslb.example A +subnet=202.12.27.0/24    # Asia

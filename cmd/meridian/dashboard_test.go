@@ -399,7 +399,6 @@ func freeLoopbackListener(t *testing.T) net.Listener {
 	return ln
 }
 
-
 // TestDashboardManyRegions renders a service of 50 regions, each VIP
 // with the votes of 10 real probers, and wants the page drawn with all
 // of them in under a second from the start of its navigation.
