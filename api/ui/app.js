@@ -266,7 +266,9 @@ function renderStatus() {
         ` <span class="reason">${v.up} up, ${v.down} down${v.passive ? ", passive" : ""}</span>${votes ? `<ul class="votes">${votes}</ul>` : ""}</div>`;
     }).join("");
     let load = "—";
-    if (r.load) {
+    if (r.load && r.load.probers === 0) {
+      load = `no counted reading${r.load.stale ? ` <span class="reason">${esc(r.load.stale)} too old</span>` : ""}`;
+    } else if (r.load) {
       load = pct(r.load.utilisation) + " used" + (r.load.capacity ? ` <span class="reason">${esc(r.load.load)} of ${esc(r.load.capacity)}</span>` : "") +
         `<div class="reason">${esc(r.load.source)}, ${Math.round(r.load.age_seconds)} s old, ${esc(r.load.probers)} probers</div>`;
     }

@@ -310,6 +310,15 @@ func TestDashboard(t *testing.T) {
 		if got, err := ecsQuery(ts.addr(), "fo.example.org.", dashboardClients["EU"]); err != nil || got != "192.0.2.10" {
 			t.Fatalf("fo.example.org before: %q, %v; want eu's 192.0.2.10", got, err)
 		}
+		// Without a token the API refuses the write, and the page says so.
+		b.run(t, 20*time.Second,
+			chromedp.SetValue(chromedp.CSS("#w-service"), "fo.example.org."),
+			chromedp.Evaluate[chromedp.Void](`void document.querySelector("#w-service").dispatchEvent(new Event("change"))`),
+			chromedp.SetValue(chromedp.CSS(`#w-fields input[data-region="eu"]`), "0"),
+			chromedp.Evaluate[chromedp.Void](`void document.querySelector("#w-fields").dispatchEvent(new Event("input"))`),
+			chromedp.Click(chromedp.CSS(`#weights-form button[type="submit"]`)),
+			poll(`document.querySelector("#preview .error")?.textContent.includes("refused (401)")`, 5*time.Second),
+		)
 		b.run(t, 20*time.Second,
 			chromedp.SetValue(chromedp.CSS("#token"), strings.TrimSpace(string(adminToken))),
 			chromedp.Click(chromedp.CSS(`#token-form button[type="submit"]`)),
@@ -370,6 +379,7 @@ func TestDashboard(t *testing.T) {
 		if !strings.Contains(shown, "as") || !strings.Contains(shown, "192.0.2.30") {
 			t.Errorf("the page shows %q, want the region as and 192.0.2.30", shown)
 		}
+		b.screenshot(t, "dashboard-explain.png")
 	})
 
 	t.Run("no console errors", func(t *testing.T) {
@@ -450,5 +460,46 @@ func TestDashboardManyRegions(t *testing.T) {
 	b.screenshot(t, "dashboard-50-regions.png")
 	if errs := b.consoleErrors(); len(errs) > 0 {
 		t.Errorf("the page logged errors:\n%s", strings.Join(errs, "\n"))
+	}
+}
+
+// TestDashboardReconnects: a server with no state says so on the page;
+// when the server restarts (on the same addresses, now with its regions)
+// the page reconnects by itself and shows them.
+func TestDashboardReconnects(t *testing.T) {
+	ports := freePorts(t, 3)
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", ports[2])
+	setup := serverSetup{extra: steeringConfig, files: steeringFiles(t), embeddedPorts: ports[:2],
+		args: []string{"--http-listen", httpAddr}, notReady: true}
+	setup.extra = "geoip:\n  database: country.mmdb\n" // no bootstrap: etcd is empty
+	ts := startServerWith(t, setup)
+
+	b := newBrowser(t, 1200, 900)
+	b.run(t, 30*time.Second,
+		chromedp.Navigate("http://"+httpAddr+"/ui/"),
+		poll(`document.querySelector("#conn").dataset.state === "live"`, 20*time.Second),
+		poll(`document.querySelector("#notices").textContent.length > 0 && document.querySelector("#region-table tbody").textContent.includes("No")`, 20*time.Second),
+	)
+	notice := value(t, b, 5*time.Second, chromedp.Evaluate[string](`document.querySelector("#notices").textContent`))
+	t.Logf("notice without state: %s", notice)
+
+	if code := ts.stop(); code != 0 {
+		t.Fatalf("server exited with %d:\n%s", code, ts.stderr)
+	}
+	b.run(t, 20*time.Second, poll(`document.querySelector("#conn").dataset.state === "reconnecting"`, 15*time.Second))
+	setup.dir, setup.files, setup.notReady = ts.dir, nil, false
+	setup.extra = steeringConfig // now with the regions
+	startServerWith(t, setup)
+	b.run(t, 40*time.Second,
+		poll(`document.querySelector("#conn").dataset.state === "live" && document.querySelector('#region-table tr[data-region="eu"]') !== null`, 30*time.Second),
+	)
+	if errs := b.consoleErrors(); len(errs) > 0 {
+		// A refused connection while the server is away is the browser's
+		// own report of the reconnection, not the page's error.
+		for _, e := range errs {
+			if !strings.Contains(e, "ERR_CONNECTION_REFUSED") && !strings.Contains(e, "Failed to fetch") {
+				t.Errorf("the page logged: %s", e)
+			}
+		}
 	}
 }
