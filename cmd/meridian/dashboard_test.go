@@ -20,6 +20,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/meridian-gslb/meridian/internal/testlog"
+	"github.com/meridian-gslb/meridian/internal/testport"
 	"github.com/meridian-gslb/meridian/internal/testtool"
 )
 
@@ -467,7 +468,7 @@ func TestDashboardManyRegions(t *testing.T) {
 // when the server restarts (on the same addresses, now with its regions)
 // the page reconnects by itself and shows them.
 func TestDashboardReconnects(t *testing.T) {
-	ports := freePorts(t, 3)
+	ports := testport.Free(t, 3)
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", ports[2])
 	setup := serverSetup{extra: steeringConfig, files: steeringFiles(t), embeddedPorts: ports[:2],
 		args: []string{"--http-listen", httpAddr}, notReady: true}
