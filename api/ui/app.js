@@ -262,8 +262,12 @@ function renderStatus() {
         const why = vo.counted ? (vo.reason && !vo.up ? ": " + vo.reason : "") : " — not counted: " + (vo.ignored || "");
         return `<li class="${cls}" data-prober="${esc(vo.prober)}">${esc(vo.prober)}${vo.prober_region ? " (" + esc(vo.prober_region) + ")" : ""}: ${vo.up ? "up" : "down"}${esc(why)}</li>`;
       }).join("");
+      // Votes that all agree and count are folded away; any dissent shows.
+      const agree = (v.votes || []).every((vo) => vo.counted && vo.up === (v.status !== "down"));
+      const list = votes ? `<ul class="votes">${votes}</ul>` : "";
       return `<div class="vip"><code>${esc(v.addr)}</code> ${badge(v.status === "down" ? "down" : v.status === "unknown" ? "unknown" : "up")}` +
-        ` <span class="reason">${v.up} up, ${v.down} down${v.passive ? ", passive" : ""}</span>${votes ? `<ul class="votes">${votes}</ul>` : ""}</div>`;
+        ` <span class="reason">${v.up} up, ${v.down} down${v.passive ? ", passive" : ""}</span>` +
+        (list && agree && v.votes.length > 3 ? `<details><summary>${v.votes.length} probers agree</summary>${list}</details>` : list) + `</div>`;
     }).join("");
     let load = "—";
     if (r.load && r.load.probers === 0) {
