@@ -384,8 +384,12 @@ func TestDashboard(t *testing.T) {
 	})
 
 	t.Run("no console errors", func(t *testing.T) {
-		if errs := b.consoleErrors(); len(errs) > 0 {
-			t.Errorf("the page logged errors:\n%s", strings.Join(errs, "\n"))
+		for _, e := range b.consoleErrors() {
+			// The browser's own report of the write refused on purpose
+			// above is not the page's error.
+			if !strings.Contains(e, "status of 401") || !strings.Contains(e, "/weights?dry_run=true") {
+				t.Errorf("the page logged: %s", e)
+			}
 		}
 	})
 }
@@ -464,7 +468,7 @@ func TestDashboardManyRegions(t *testing.T) {
 	}
 }
 
-// TestDashboardReconnects: a server with no state says so on the page;
+// TestDashboardReconnects: a server with an empty state says so on the page;
 // when the server restarts (on the same addresses, now with its regions)
 // the page reconnects by itself and shows them.
 func TestDashboardReconnects(t *testing.T) {
@@ -479,10 +483,8 @@ func TestDashboardReconnects(t *testing.T) {
 	b.run(t, 30*time.Second,
 		chromedp.Navigate("http://"+httpAddr+"/ui/"),
 		poll(`document.querySelector("#conn").dataset.state === "live"`, 20*time.Second),
-		poll(`document.querySelector("#notices").textContent.length > 0 && document.querySelector("#region-table tbody").textContent.includes("No")`, 20*time.Second),
+		poll(`document.querySelector("#region-table tbody").textContent.includes("No regions are configured.")`, 20*time.Second),
 	)
-	notice := value(t, b, 5*time.Second, chromedp.Evaluate[string](`document.querySelector("#notices").textContent`))
-	t.Logf("notice without state: %s", notice)
 
 	if code := ts.stop(); code != 0 {
 		t.Fatalf("server exited with %d:\n%s", code, ts.stderr)
