@@ -121,6 +121,8 @@ func (a *apiServer) events(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-a.opts.Closing:
+			return
 		case <-tick:
 			tick = tr.Tick()
 			if !sendTraffic(tr.Since(lastSec, lastMark)) {

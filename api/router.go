@@ -114,6 +114,12 @@ type Options struct {
 	// MaxEventStreams bounds the event streams open at once; 0 means
 	// DefaultMaxEventStreams.
 	MaxEventStreams int
+	// Closing ends every event stream when it is closed: a graceful
+	// shutdown waits for the requests being served, and a stream would
+	// never end by itself (register its closing with
+	// http.Server.RegisterOnShutdown). nil: streams end with their
+	// clients only.
+	Closing <-chan struct{}
 	// Metrics counts the requests (register it with the registry
 	// Gatherer reads); nil: counted in a Metrics of its own, shown
 	// nowhere.

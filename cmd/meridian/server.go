@@ -499,6 +499,7 @@ func (s *server) run(ctx context.Context) error {
 		s.httpLn = api.NewListener(ln, s.fds.HTTP)
 		s.registry.MustRegister(api.ListenerCollector(s.httpLn))
 		s.traffic = api.NewTraffic(s.answerReading, s.live.Current)
+		closing := make(chan struct{})
 		opts := api.Options{
 			Logger:          s.log.With("component", "http"),
 			ECS:             s.cfg.ecsConfig(),
@@ -518,6 +519,7 @@ func (s *server) run(ctx context.Context) error {
 			AcceptEmpty:     s.live.AcceptEmpty,
 			Metrics:         s.apiMetric,
 			Traffic:         s.traffic,
+			Closing:         closing,
 		}
 		if s.geo != nil {
 			opts.Locator = s.geo
@@ -536,6 +538,9 @@ func (s *server) run(ctx context.Context) error {
 			// HTTP/1.1 only: the connection limit counts connections.
 			s.http.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
 		}
+		// The dashboard's event streams end when the server shuts down;
+		// the pages reconnect to the next one.
+		s.http.RegisterOnShutdown(func() { close(closing) })
 	}
 	// Ask for SIGHUP before announcing the start: from then on a HUP must
 	// reload, not kill the process.
