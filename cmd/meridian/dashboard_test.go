@@ -170,9 +170,13 @@ services:
     regions: [{region: eu, weight: 2}, {region: na, weight: 1}, {region: as, weight: 1}]
 `
 
-// startProbers runs `meridian prober` in this process, one per region.
-func startProbers(t *testing.T, etcd string, regionsOf ...string) {
+// startProbers runs `meridian prober` in this process, one per region,
+// against ts's embedded etcd with the probers' certificate.
+func startProbers(t *testing.T, ts *testServer, regionsOf ...string) {
 	t.Helper()
+	ec := ts.etcdConfig(true)
+	config := writeFile(t, filepath.Join(ts.dir, "dashboard-prober.yaml"), fmt.Sprintf("etcd:\n  ca_file: %s\n  cert_file: %s\n  key_file: %s\n", ec.CAFile, ec.CertFile, ec.KeyFile))
+	etcd := ec.Endpoints[0]
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for i, region := range regionsOf {
@@ -180,7 +184,7 @@ func startProbers(t *testing.T, etcd string, regionsOf ...string) {
 		stderr := &testlog.Buffer{}
 		go func() {
 			defer wg.Done()
-			args := []string{"--region", region, "--etcd", etcd, "--id", fmt.Sprintf("p%d-%s", i+1, region), "--log-level", "warn"}
+			args := []string{"--region", region, "--etcd", etcd, "--config", config, "--id", fmt.Sprintf("p%d-%s", i+1, region), "--log-level", "warn"}
 			if code := runProber(ctx, args, &strings.Builder{}, stderr); code != 0 && ctx.Err() == nil {
 				t.Errorf("prober %d exited with %d:\n%s", i+1, code, stderr)
 			}
@@ -259,7 +263,7 @@ func TestDashboard(t *testing.T) {
 	files := steeringFiles(t)
 	files["state.yaml"] = []byte(fmt.Sprintf(dashboardState, eu.srv.Listener.Addr(), na.srv.Listener.Addr(), as.srv.Listener.Addr()))
 	ts := startServerWith(t, serverSetup{extra: apiConfig + steeringConfig, files: files})
-	startProbers(t, ts.etcd, "eu", "na", "as")
+	startProbers(t, ts, "eu", "na", "as")
 	queryLoad(t, ts.addr())
 	adminToken, err := os.ReadFile(filepath.Join(ts.dir, "admin.token"))
 	if err != nil {
@@ -435,7 +439,7 @@ func TestDashboardManyRegions(t *testing.T) {
 		fmt.Fprintf(&st, "      - {region: %s, weight: 1}\n", n)
 	}
 	ts := startServerWith(t, serverSetup{extra: "bootstrap: state.yaml\n", files: map[string][]byte{"state.yaml": []byte(st.String())}})
-	startProbers(t, ts.etcd, names[:nProbers]...)
+	startProbers(t, ts, names[:nProbers]...)
 	waitVotes(t, ts, "10 counted up votes on every VIP", func(v map[string][]string) bool {
 		for i := range nRegions {
 			if len(v[fmt.Sprintf("198.51.100.%d", i+1)]) != nProbers {
