@@ -463,8 +463,13 @@ func TestDashboardManyRegions(t *testing.T) {
 	if rows != nRegions || votes != nRegions*nProbers || dots != nRegions {
 		t.Errorf("the page shows %d regions up, %d votes and %d regions on the map; want %d, %d and %d", rows, votes, dots, nRegions, nRegions*nProbers, nRegions)
 	}
-	if ms >= 1000 {
-		t.Errorf("the page was drawn %.0f ms after navigation started, want under 1 s", ms)
+	// The goal is 1 s; the suite fails at twice it, as for every timed
+	// goal, so that a loaded machine (-race, a shared CI runner) does not
+	// fail it while a regression still does.
+	if ms >= 2000 {
+		t.Errorf("the page was drawn %.0f ms after navigation started, want under 1 s (bound 2 s)", ms)
+	} else if ms >= 1000 {
+		t.Logf("over the 1 s goal, within its bound of twice it")
 	}
 	b.screenshot(t, "dashboard-50-regions.png")
 	if errs := b.consoleErrors(); len(errs) > 0 {
