@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/bits"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -454,12 +455,20 @@ type rrlEntry struct {
 	tat  atomic.Int64
 }
 
-// The meta word: tag<<16 | flags<<8 | slip counter. 0 is an empty entry;
-// rrlLocked is an entry being replaced.
+// The meta word: tag<<16 | flags<<8 | slip counter. 0 is an empty entry.
+// An entry being replaced carries its new tag and rrlFlagInserting until
+// its tat is set: a concurrent first answer of the same account then
+// finds it and waits for it, instead of inserting the account twice
+// (which would give it a second burst).
 const (
-	rrlTagShift    = 16
-	rrlLocked      = 1<<48 - 1
-	rrlFlagLimited = 1 // the account is over its limit (logged once per episode)
+	rrlTagShift      = 16
+	rrlFlagLimited   = 1 // the account is over its limit (logged once per episode)
+	rrlFlagInserting = 2 // the entry's tat is being set for its new tag
+
+	// rrlInsertSpins bounds the wait for a concurrent insertion: it is
+	// two stores, so only a descheduled inserter makes it run out; the
+	// answer is then allowed, as when every entry is being replaced.
+	rrlInsertSpins = 64
 )
 
 func newRRLTable(size int) rrlTable {
@@ -475,7 +484,7 @@ func (r *RRL) take(h uint64, now int64) (v rrlVerdict, started bool) {
 	t := &r.table
 	b := &t.buckets[h&t.mask]
 	tag := h >> rrlTagShift
-	if tag == 0 || tag == rrlLocked {
+	if tag == 0 {
 		tag = 1
 	}
 	for range 3 {
@@ -484,12 +493,15 @@ func (r *RRL) take(h uint64, now int64) (v rrlVerdict, started bool) {
 			m := b[i].meta.Load()
 			switch tg := m >> rrlTagShift; {
 			case tg == tag:
+				if m>>8&rrlFlagInserting != 0 && !waitInserted(&b[i].meta, m) {
+					return rrlAllow, false
+				}
 				return r.spend(b, i, tag, now)
 			case m == 0:
 				if oldest != math.MinInt64 {
 					victim, victimMeta, oldest = i, 0, math.MinInt64
 				}
-			case tg != rrlLocked:
+			case m>>8&rrlFlagInserting == 0:
 				if tt := b[i].tat.Load(); tt < oldest {
 					victim, victimMeta, oldest = i, m, tt
 				}
@@ -498,9 +510,9 @@ func (r *RRL) take(h uint64, now int64) (v rrlVerdict, started bool) {
 		if victim < 0 {
 			break // every entry is being replaced this instant
 		}
-		// Lock the entry while its tat is set, so that nobody finds the
+		// Mark the entry while its tat is set, so that nobody finds the
 		// new tag with the old account's budget.
-		if !b[victim].meta.CompareAndSwap(victimMeta, rrlLocked<<rrlTagShift) {
+		if !b[victim].meta.CompareAndSwap(victimMeta, tag<<rrlTagShift|rrlFlagInserting<<8) {
 			continue // changed meanwhile: look again
 		}
 		if victimMeta != 0 && oldest > now {
@@ -511,6 +523,18 @@ func (r *RRL) take(h uint64, now int64) (v rrlVerdict, started bool) {
 		return rrlAllow, false
 	}
 	return rrlAllow, false
+}
+
+// waitInserted waits, a bounded number of yields, for a concurrent
+// insertion to finish: meta leaves the value m it had while inserting.
+func waitInserted(meta *atomic.Uint64, m uint64) bool {
+	for range rrlInsertSpins {
+		if meta.Load() != m {
+			return true
+		}
+		runtime.Gosched()
+	}
+	return meta.Load() != m
 }
 
 // spend debits entry i, which holds the account tagged tag.
@@ -559,7 +583,7 @@ func (r *RRL) accounts() (inUse, limited int) {
 		b := &r.table.buckets[bi]
 		for i := range rrlWays {
 			m := b[i].meta.Load()
-			if m == 0 || m>>rrlTagShift == rrlLocked {
+			if m == 0 || m>>8&rrlFlagInserting != 0 {
 				continue
 			}
 			if b[i].tat.Load() > now {
