@@ -15,12 +15,13 @@
 #   BENCH_SECONDS  dnsperf -l, seconds per server per round (default 12)
 #   BENCH_MMDB     country mmdb (from `bin/meridian geoip build --out FILE`);
 #                  when set, gdnsd and Knot route www by continent and the
-#                  www-ecs and mixed cases run
-#   BENCH_CASES    cases to run (default "static", or "static www-ecs mixed"
-#                  with BENCH_MMDB)
-#   BENCH_SERVERS  servers to run (default "gdnsd meridian meridian-norrl knot":
-#                  meridian with response rate limiting accounting every
-#                  query, meridian-norrl without it)
+#                  www-ecs, mixed and mixed-do cases run
+#   BENCH_CASES    cases to run (default "static", or "static www-ecs mixed
+#                  mixed-do" with BENCH_MMDB)
+#   BENCH_SERVERS  servers to run (default "gdnsd meridian meridian-norrl knot
+#                  meridian-signed knot-signed": meridian with response rate
+#                  limiting accounting every query, meridian-norrl without
+#                  it; the signed two serve a signed zone, in mixed-do only)
 #   BENCH_MERIDIAN_CONFIG  Meridian's config (default: bench/meridian.yaml,
 #                  or bench/meridian-geo.yaml with BENCH_MMDB); when set,
 #                  meridian-norrl is not run
@@ -39,10 +40,10 @@ source bench/lib.sh
 ROUNDS=${BENCH_ROUNDS:-3}
 RUN_SECONDS=${BENCH_SECONDS:-12}
 MMDB=${BENCH_MMDB:-}
-SERVERS=${BENCH_SERVERS:-gdnsd meridian meridian-norrl knot}
+SERVERS=${BENCH_SERVERS:-gdnsd meridian meridian-norrl knot meridian-signed knot-signed}
 MERIDIAN_BIN=bin/meridian
 if [[ -n $MMDB ]]; then
-	CASES=${BENCH_CASES:-static www-ecs mixed}
+	CASES=${BENCH_CASES:-static www-ecs mixed mixed-do}
 else
 	CASES=${BENCH_CASES:-static}
 fi
@@ -51,6 +52,8 @@ GDNSD_PORT=5301
 MERIDIAN_PORT=5302
 KNOT_PORT=5303
 NORRL_PORT=5304
+SIGNED_PORT=5305
+KNOT_SIGNED_PORT=5306
 SERVER_CPU=0
 CLIENT_CPU=1
 QUERY_LINES=100000
@@ -66,9 +69,9 @@ ECS_SUBNET=193.0.0.0/24
 # carries the ECS option, and the answer every server must give to it.
 # The mixed case has no single query: bench/mixgen writes its file (many
 # names, many ECS subnets) and checks the answers (see MIXED_*).
-declare -A CASE_QUERY=([static]="static.gslb.example A" [www-ecs]="www.gslb.example A" [mixed]="")
-declare -A CASE_ECS=([static]=0 [www-ecs]=1 [mixed]=0)
-declare -A CASE_EXPECT=([static]=192.0.2.1 [www-ecs]=192.0.2.10 [mixed]="")
+declare -A CASE_QUERY=([static]="static.gslb.example A" [www-ecs]="www.gslb.example A" [mixed]="" [mixed-do]="")
+declare -A CASE_ECS=([static]=0 [www-ecs]=1 [mixed]=0 [mixed-do]=0)
+declare -A CASE_EXPECT=([static]=192.0.2.1 [www-ecs]=192.0.2.10 [mixed]="" [mixed-do]="")
 
 # The mixed case: its query count, and the classes of names each server
 # must answer as Meridian does (bench/mixgen's "check"). Names a peer
@@ -77,8 +80,21 @@ declare -A CASE_EXPECT=([static]=192.0.2.1 [www-ecs]=192.0.2.10 [mixed]="")
 # at random by weight (not sticky); Knot answers alias with the CNAME and
 # www's fallback address (mod-geoip does not steer a CNAME's target) and
 # api with one fixed address.
+#
+# The mixed-do case asks the same mix with the DNSSEC OK bit of the
+# servers that serve the zone signed (meridian-signed, knot-signed), and
+# each of them also the mix without it (entry SERVER:do0, same process):
+# the ratio of the two is what signed answers cost. Answers with DO must
+# also verify with the zone's DNSKEY (mixgen check -do). Knot signed
+# without mod-geoip (not installed) cannot steer www: it is held to
+# static and nx only.
 MIXED_QUERIES=100000
-declare -A MIXED_CHECK=([meridian]="static geo cname sticky nx" [meridian-norrl]="static geo cname sticky nx" [gdnsd]="static geo nx" [knot]="static geo nx")
+declare -A MIXED_CHECK=([meridian]="static geo cname sticky nx" [meridian-norrl]="static geo cname sticky nx" [gdnsd]="static geo nx" [knot]="static geo nx"
+	[meridian-signed]="static geo cname sticky nx" [knot-signed]="static geo nx")
+
+# signed NAME: the server serves the zone signed; it runs in mixed-do
+# only, and mixed-do only with those.
+signed() { [[ $1 == *-signed ]]; }
 
 log() { printf '%s\n' "$*" >&2; }
 die() {
@@ -99,12 +115,14 @@ for c in $CASES; do
 	if [[ $c != static && -z $MMDB ]]; then
 		die "case $c needs BENCH_MMDB=/path/country.mmdb (bin/meridian geoip build --out FILE)"
 	fi
-	if [[ $c == mixed ]] && ! command -v go >/dev/null; then
-		die "case mixed needs the Go toolchain (it builds bench/mixgen)"
+	if [[ $c == mixed* ]] && ! command -v go >/dev/null; then
+		die "case $c needs the Go toolchain (it builds bench/mixgen)"
 	fi
 done
 for s in $SERVERS; do
-	case $s in gdnsd | meridian | meridian-norrl | knot) ;; *) die "unknown server '$s' in BENCH_SERVERS (known: gdnsd meridian meridian-norrl knot)" ;; esac
+	case $s in gdnsd | meridian | meridian-norrl | knot | meridian-signed | knot-signed) ;;
+	*) die "unknown server '$s' in BENCH_SERVERS (known: gdnsd meridian meridian-norrl knot meridian-signed knot-signed)" ;;
+	esac
 done
 
 # ------------------------------------------------------------------- tools --
@@ -116,11 +134,12 @@ done
 
 # Knot is an optional peer: install it when asked for, skip it if that fails.
 # The geo case needs its geoip module, a package of its own.
+knot_geoip() { compgen -G '/usr/lib/*/knot/modules-*/geoip.so' >/dev/null; }
 knot_ready() {
 	command -v knotd >/dev/null || return 1
-	[[ -z $MMDB ]] || compgen -G '/usr/lib/*/knot/modules-*/geoip.so' >/dev/null
+	[[ -z $MMDB ]] || knot_geoip
 }
-if [[ " $SERVERS " == *" knot "* ]] && ! knot_ready; then
+if [[ " $SERVERS " == *" knot"* ]] && ! knot_ready; then
 	./scripts/deps.sh knot || log "bench: could not install Knot; it will be skipped"
 fi
 
@@ -233,23 +252,24 @@ start_gdnsd() {
 	launch gdnsd "$GDNSD_PORT" taskset -c "$SERVER_CPU" gdnsd -c "$dir" start
 }
 
-# start_meridian_as NAME PORT RRL ETCD_CLIENT ETCD_PEER starts Meridian
-# from bench/meridian.yaml (with BENCH_MMDB, bench/meridian-geo.yaml, in
-# which www is a service of its own embedded etcd), with response rate
-# limiting on or off (RRL true or false).
+# start_meridian_as NAME PORT RRL ETCD_CLIENT ETCD_PEER [TEMPLATE] starts
+# Meridian from bench/meridian.yaml (with BENCH_MMDB, bench/meridian-geo.yaml,
+# in which www is a service of its own embedded etcd, or TEMPLATE, filled
+# in as that one), with response rate limiting on or off (RRL true or
+# false).
 start_meridian_as() {
-	local name=$1 port=$2 rrl=$3 etcd_client=$4 etcd_peer=$5
+	local name=$1 port=$2 rrl=$3 etcd_client=$4 etcd_peer=$5 template=${6:-}
 	if [[ ! -x $MERIDIAN_BIN ]]; then
 		SKIPPED[$name]="$MERIDIAN_BIN not found (make build)"
 		return 1
 	fi
 	local dir=$WORK/$name config
 	mkdir -p "$dir"
-	if [[ -n ${BENCH_MERIDIAN_CONFIG:-} ]]; then
+	if [[ -z $template && -n ${BENCH_MERIDIAN_CONFIG:-} ]]; then
 		config=$BENCH_MERIDIAN_CONFIG
 	elif [[ -n $MMDB ]]; then
 		config=$dir/meridian.yaml
-		fill bench/meridian-geo.yaml "$config" PORT="$port" DIR="$dir" ZONES="$PWD/bench/zones" RRL="$rrl" \
+		fill "${template:-bench/meridian-geo.yaml}" "$config" PORT="$port" DIR="$dir" ZONES="$PWD/bench/zones" RRL="$rrl" \
 			MMDB="$MMDB" STATE="$PWD/bench/meridian-state.yaml" ETCD_CLIENT="$etcd_client" ETCD_PEER="$etcd_peer"
 	else
 		config=$dir/meridian.yaml
@@ -261,7 +281,21 @@ start_meridian_as() {
 	# does by default: the loop waits for datagrams inside recvmmsg, as
 	# gdnsd's thread does (docs/architecture.md).
 	launch "$name" "$port" taskset -c "$SERVER_CPU" \
-		"$MERIDIAN_BIN" server --config "$config"
+		"$MERIDIAN_BIN" server --config "$config" || return 1
+	[[ -n $MMDB && -z ${BENCH_MERIDIAN_CONFIG:-} ]] || return 0
+	# The zone answers before the first snapshot of the services is built
+	# (and, signed, signed): until then names other than the zone file's
+	# get SERVFAIL. Wait for www.
+	local i answer=""
+	for ((i = 0; i < 2 * READY_TRIES; i++)); do
+		answer=$(probe "$port" www.gslb.example A 1)
+		[[ $answer != "${CASE_EXPECT[www-ecs]}" ]] || return 0
+		sleep 0.25
+	done
+	SKIPPED[$name]="no answer ${CASE_EXPECT[www-ecs]} to www.gslb.example A (ECS $ECS_SUBNET) within 20 s (got '$answer')"
+	stop_pids "${SERVER_PID[$name]}"
+	unset 'SERVER_PID[$name]'
+	return 1
 }
 
 start_meridian() {
@@ -276,6 +310,17 @@ start_meridian-norrl() {
 		return 1
 	fi
 	start_meridian_as meridian-norrl "$NORRL_PORT" false 5315 5316
+}
+
+# meridian-signed: the geo configuration with the zone signed
+# (bench/meridian-signed.yaml), its key made at start in the run's
+# directory, for the mixed-do case.
+start_meridian-signed() {
+	if [[ -z $MMDB ]]; then
+		SKIPPED[meridian-signed]="it serves the mixed-do case only, which needs BENCH_MMDB"
+		return 1
+	fi
+	start_meridian_as meridian-signed "$SIGNED_PORT" true 5317 5318 bench/meridian-signed.yaml
 }
 
 start_knot() {
@@ -296,7 +341,42 @@ start_knot() {
 	launch knot "$KNOT_PORT" taskset -c "$SERVER_CPU" knotd -c "$dir/knot.conf"
 }
 
-declare -A PORT=([gdnsd]=$GDNSD_PORT [meridian]=$MERIDIAN_PORT [meridian-norrl]=$NORRL_PORT [knot]=$KNOT_PORT)
+# knot-signed: Knot signing the zone itself (bench/knot/knot-signed-geo.conf:
+# a CSK, ECDSA P-256, NSEC) with mod-geoip, which signs each of its
+# alternative answers at load; without the module (not installed), signed
+# alone (knot-signed.conf), and the report says so. The key is made
+# before the server starts: mod-geoip loads before Knot would make it, and
+# cannot sign without it.
+start_knot-signed() {
+	if [[ -z $MMDB ]]; then
+		SKIPPED[knot-signed]="it serves the mixed-do case only, which needs BENCH_MMDB"
+		return 1
+	fi
+	if ! command -v knotd >/dev/null || ! command -v keymgr >/dev/null; then
+		SKIPPED[knot-signed]="knotd or keymgr is not installed"
+		return 1
+	fi
+	local dir=$WORK/knot-signed
+	mkdir -p "$dir/run" "$dir/db" "$dir/zones"
+	cp bench/zones/gslb.example.zone "$dir/zones/gslb.example.zone"
+	printf 'www 60 A 192.0.2.20\napi 30 A 192.0.2.20\n' >>"$dir/zones/gslb.example.zone"
+	if knot_geoip; then
+		fill bench/knot/knot-signed-geo.conf "$dir/knot.conf" PORT="$KNOT_SIGNED_PORT" DIR="$dir" ZONES="$dir/zones" \
+			MMDB="$MMDB" GEOCONF="$PWD/bench/knot/geo.conf"
+	else
+		fill bench/knot/knot-signed.conf "$dir/knot.conf" PORT="$KNOT_SIGNED_PORT" DIR="$dir" ZONES="$dir/zones"
+		VERSION[knot-signed]="${VERSION[knot]} signed WITHOUT mod-geoip (knot-module-geoip is not installed)"
+		MIXED_CHECK[knot-signed]="static nx"
+	fi
+	if ! keymgr -c "$dir/knot.conf" gslb.example. generate algorithm=ecdsap256sha256 ksk=yes zsk=yes >"$dir/keymgr.log" 2>&1; then
+		SKIPPED[knot-signed]="keymgr could not make the key: $(log_tail "$dir/keymgr.log")"
+		return 1
+	fi
+	launch knot-signed "$KNOT_SIGNED_PORT" taskset -c "$SERVER_CPU" knotd -c "$dir/knot.conf"
+}
+
+declare -A PORT=([gdnsd]=$GDNSD_PORT [meridian]=$MERIDIAN_PORT [meridian-norrl]=$NORRL_PORT [knot]=$KNOT_PORT
+	[meridian-signed]=$SIGNED_PORT [knot-signed]=$KNOT_SIGNED_PORT)
 MERIDIAN_VERSION="meridian $(git describe --always --dirty 2>/dev/null || echo dev)"
 declare -A VERSION=(
 	[gdnsd]="gdnsd $(dpkg-query -W -f='${Version}' gdnsd 2>/dev/null || echo '?')"
@@ -304,6 +384,8 @@ declare -A VERSION=(
 	[meridian-norrl]="$MERIDIAN_VERSION (RRL off)"
 	[knot]="Knot $(knotd -V 2>/dev/null | awk '{print $NF}' || echo '?')"
 )
+VERSION[meridian-signed]="${VERSION[meridian]} signed"
+VERSION[knot-signed]="${VERSION[knot]} signed with mod-geoip"
 
 # ------------------------------------------------------------- measurement --
 
@@ -315,16 +397,37 @@ echo "time,case,round,server,version,seconds,queries_sent,queries_completed,quer
 
 declare -A QPS=() CPUQ=() USERQ=() SYSQ=() SCORE=() CCORE=() LOST=() NRUNS=() # "case/server" -> space-separated per-round figures
 
-# measure CASE SERVER ROUND runs dnsperf once against the server and records
-# its figures.
+# mix_file CASE ENTRY prints the query file of a mixed case for an entry:
+# the mix with the DO bit for mixed-do, without it for mixed and for the
+# DO=0 entries (SERVER:do0) of mixed-do.
+mix_file() {
+	if [[ $1 == mixed-do && $2 != *:do0 ]]; then echo "$WORK/mixed-do.bin"; else echo "$WORK/mixed.bin"; fi
+}
+
+# entry_version ENTRY prints what the report calls an entry: the server's
+# version, and in mixed-do whether it was asked with DO.
+entry_version() {
+	local v=${VERSION[${1%%:*}]}
+	if [[ $1 == *:do0 ]]; then
+		v+=", DO=0"
+	elif signed "$1"; then
+		v+=", DO=1"
+	fi
+	echo "$v"
+}
+
+# measure CASE ENTRY ROUND runs dnsperf once against the entry's server
+# (ENTRY is a server, or SERVER:do0 for its DO=0 run in mixed-do) and
+# records its figures.
 measure() {
-	local case=$1 name=$2 round=$3
+	local case=$1 entry=$2 round=$3
+	local name=${entry%%:*}
 	local pid=${SERVER_PID[$name]} port=${PORT[$name]}
-	local out=$WORK/dnsperf-$case-$name-$round.txt timef=$WORK/time-$case-$name-$round.txt
+	local out=$WORK/dnsperf-$case-$entry-$round.txt timef=$WORK/time-$case-$entry-$round.txt
 	local input=(-d "$WORK/$case.queries")
 	((CASE_ECS[$case] == 0)) || input+=(-E "$ECS_OPTION")
-	# The mixed file holds whole packets, EDNS and ECS included.
-	[[ $case != mixed ]] || input=(-B -d "$WORK/mixed.bin")
+	# The mixed files hold whole packets, EDNS, ECS and DO included.
+	[[ $case != mixed* ]] || input=(-B -d "$(mix_file "$case" "$entry")")
 
 	local before after utime0 stime0 utime1 stime1
 	read -r utime0 stime0 < <(cpu_split "$pid")
@@ -337,7 +440,7 @@ measure() {
 	if ! { time taskset -c "$CLIENT_CPU" timeout --foreground -k 5 $((RUN_SECONDS + 30)) \
 		dnsperf -s 127.0.0.1 -p "$port" "${input[@]}" -l "$RUN_SECONDS" \
 		-c 4 -q 200 -t 2 >"$out" 2>&1; } 2>"$timef"; then
-		log "bench: dnsperf failed against $name:"
+		log "bench: dnsperf failed against $entry:"
 		cat "$out" >&2
 		return 1
 	fi
@@ -370,11 +473,11 @@ measure() {
 	local cpu cpu_q score ccore user_q sys_q
 	read -r cpu cpu_q score ccore user_q sys_q <<<"$figures"
 
-	echo "$STAMP,$case,$round,$name,${VERSION[$name]},$RUN_SECONDS,$sent,$completed,$lost,$qps,$lat,$cpu,$cpu_q,$user_q,$sys_q,$score,$ccore,$rcodes" >>"$CSV"
-	local k=$case/$name
+	echo "$STAMP,$case,$round,$entry,$(entry_version "$entry"),$RUN_SECONDS,$sent,$completed,$lost,$qps,$lat,$cpu,$cpu_q,$user_q,$sys_q,$score,$ccore,$rcodes" >>"$CSV"
+	local k=$case/$entry
 	QPS[$k]+="$qps " CPUQ[$k]+="$cpu_q " USERQ[$k]+="$user_q " SYSQ[$k]+="$sys_q " SCORE[$k]+="$score " CCORE[$k]+="$ccore "
 	LOST[$k]=$((${LOST[$k]:-0} + lost)) NRUNS[$k]=$((${NRUNS[$k]:-0} + 1))
-	log "bench:   $name: $(printf '%.0f' "$qps") qps, $cpu_q µs CPU/query (user $user_q, system $sys_q), server core $score%, dnsperf core $ccore%, lost $lost"
+	log "bench:   $entry: $(printf '%.0f' "$qps") qps, $cpu_q µs CPU/query (user $user_q, system $sys_q), server core $score%, dnsperf core $ccore%, lost $lost"
 }
 
 # median VALUES... prints the median (mean of the middle two when even).
@@ -392,18 +495,39 @@ ratio() {
 # -------------------------------------------------------------------- run --
 
 for c in $CASES; do
-	[[ $c != mixed ]] || continue
+	[[ $c != mixed* ]] || continue
 	awk -v line="${CASE_QUERY[$c]}" -v n="$QUERY_LINES" 'BEGIN {for (i = 0; i < n; i++) print line}' >"$WORK/$c.queries"
 done
-if [[ " $CASES " == *" mixed "* ]]; then
+if [[ " $CASES " == *" mixed"* ]]; then
+	# The same seed, so the same queries, with and without the DO bit.
 	go build -o "$WORK/mixgen" ./bench/mixgen || die "could not build bench/mixgen"
 	"$WORK/mixgen" gen -db "$MMDB" -out "$WORK/mixed.bin" -n "$MIXED_QUERIES" -probes "$WORK/mixed.probes" 2>"$WORK/mixgen.log" ||
 		die "mixgen: $(cat "$WORK/mixgen.log")"
 	MIXED_SUBNETS=$(sed -n 's/^mixgen: //p' "$WORK/mixgen.log")
+	if [[ " $CASES " == *" mixed-do "* ]]; then
+		"$WORK/mixgen" gen -do -db "$MMDB" -out "$WORK/mixed-do.bin" -n "$MIXED_QUERIES" 2>"$WORK/mixgen.log" ||
+			die "mixgen: $(cat "$WORK/mixgen.log")"
+	fi
 fi
 
-ACTIVE=()
+# A server none of the cases measures is not started: the signed ones
+# serve mixed-do only, the others every other case.
+only_mixed_do() {
+	local c
+	for c in $CASES; do [[ $c == mixed-do ]] || return 1; done
+}
+wanted=()
 for s in $SERVERS; do
+	if signed "$s" && [[ " $CASES " != *" mixed-do "* ]]; then
+		log "bench: not starting $s: it serves mixed-do only, which is not in BENCH_CASES"
+	elif ! signed "$s" && only_mixed_do; then
+		log "bench: not starting $s: BENCH_CASES holds only mixed-do, which it does not serve"
+	else
+		wanted+=("$s")
+	fi
+done
+ACTIVE=()
+for s in "${wanted[@]}"; do
 	log "bench: starting $s"
 	if "start_$s"; then
 		ACTIVE+=("$s")
@@ -413,49 +537,91 @@ for s in $SERVERS; do
 done
 ((${#ACTIVE[@]} > 0)) || die "no server to measure"
 
-n_cases=$(wc -w <<<"$CASES")
-log "bench: ${#ACTIVE[@]} server(s) x $n_cases case(s) x $ROUNDS round(s) x ${RUN_SECONDS}s: about $((${#ACTIVE[@]} * n_cases * ROUNDS * (RUN_SECONDS + 1)))s"
+# The entries of each case: what one dnsperf run in a round measures. A
+# server, or in mixed-do each signed server with DO and SERVER:do0, the
+# same server asked the same mix without it.
+declare -A CASE_ENTRIES=()
+n_runs=0
+for c in $CASES; do
+	for s in "${ACTIVE[@]}"; do
+		if [[ $c == mixed-do ]]; then
+			! signed "$s" || CASE_ENTRIES[$c]+="$s $s:do0 "
+		else
+			signed "$s" || CASE_ENTRIES[$c]+="$s "
+		fi
+	done
+	n_runs=$((n_runs + $(wc -w <<<"${CASE_ENTRIES[$c]:-}")))
+done
+log "bench: $n_runs run(s) a round x $ROUNDS round(s) x ${RUN_SECONDS}s: about $((n_runs * ROUNDS * (RUN_SECONDS + 1)))s"
 
-declare -A CASE_SKIPPED=() # "case/server" -> why
-declare -A MIXED_RESULT=() # "server/class" -> ok, or how the answers differ
+# server_arg ENTRY prints mixgen's -server value for an entry.
+server_arg() { echo "$1=127.0.0.1:${PORT[${1%%:*}]}"; }
+
+declare -A CASE_SKIPPED=() # "case/entry" -> why
+declare -A MIXED_RESULT=() # "case/entry/class" -> ok, or how the answers differ
+declare -A SIZES=()        # entry -> mixgen sizes' figures for mixed-do
 for c in $CASES; do
 	read -r qname qtype <<<"${CASE_QUERY[$c]}"
+	read -r -a entries <<<"${CASE_ENTRIES[$c]:-}"
 	# Every server must give the same, right answer before it is timed: a
 	# fast NXDOMAIN or wrong address would be a meaningless figure.
 	servers=()
-	if [[ $c == mixed ]]; then
-		args=()
-		for s in "${ACTIVE[@]}"; do args+=(-server "$s=127.0.0.1:${PORT[$s]}"); done
-		"$WORK/mixgen" check -probes "$WORK/mixed.probes" "${args[@]}" >"$WORK/mixed.check" 2>&1 ||
-			die "mixgen check: $(cat "$WORK/mixed.check")"
-		while read -r _ s class result; do
-			MIXED_RESULT[$s/$class]=$result
-		done <"$WORK/mixed.check"
-		for s in "${ACTIVE[@]}"; do
+	if [[ $c == mixed* ]]; then
+		plain=() with_do=()
+		for e in "${entries[@]}"; do
+			if [[ $c == mixed-do && $e != *:do0 ]]; then
+				with_do+=(-server "$(server_arg "$e")")
+			else
+				plain+=(-server "$(server_arg "$e")")
+			fi
+		done
+		: >"$WORK/$c.check"
+		if ((${#plain[@]} > 0)); then
+			"$WORK/mixgen" check -probes "$WORK/mixed.probes" "${plain[@]}" >>"$WORK/$c.check" 2>&1 ||
+				die "mixgen check: $(cat "$WORK/$c.check")"
+		fi
+		if ((${#with_do[@]} > 0)); then
+			"$WORK/mixgen" check -do -probes "$WORK/mixed.probes" "${with_do[@]}" >>"$WORK/$c.check" 2>&1 ||
+				die "mixgen check -do: $(cat "$WORK/$c.check")"
+		fi
+		while read -r _ e class result; do
+			MIXED_RESULT[$c/$e/$class]=$result
+		done <"$WORK/$c.check"
+		for e in "${entries[@]}"; do
 			bad=""
-			for class in ${MIXED_CHECK[$s]}; do
-				[[ ${MIXED_RESULT[$s/$class]:-} == ok ]] || bad+="$class: ${MIXED_RESULT[$s/$class]:-not checked}; "
+			for class in ${MIXED_CHECK[${e%%:*}]}; do
+				[[ ${MIXED_RESULT[$c/$e/$class]:-} == ok ]] || bad+="$class: ${MIXED_RESULT[$c/$e/$class]:-not checked}; "
 			done
 			if [[ -z $bad ]]; then
+				servers+=("$e")
+			else
+				CASE_SKIPPED[$c/$e]="answers differently: ${bad%; }"
+				log "bench: case $c: skipping $e: ${CASE_SKIPPED[$c/$e]}"
+			fi
+		done
+	else
+		for s in "${entries[@]}"; do
+			answer=$(probe "${PORT[$s]}" "$qname" "$qtype" "${CASE_ECS[$c]}")
+			if [[ $answer == "${CASE_EXPECT[$c]}" ]]; then
 				servers+=("$s")
 			else
-				CASE_SKIPPED[$c/$s]="answers differently: ${bad%; }"
+				asked="$qname $qtype"
+				((CASE_ECS[$c] == 0)) || asked+=" (ECS $ECS_SUBNET)"
+				CASE_SKIPPED[$c/$s]="answers $asked with '$answer', not ${CASE_EXPECT[$c]}"
 				log "bench: case $c: skipping $s: ${CASE_SKIPPED[$c/$s]}"
 			fi
 		done
 	fi
-	for s in "${ACTIVE[@]}"; do
-		[[ $c != mixed ]] || break
-		answer=$(probe "${PORT[$s]}" "$qname" "$qtype" "${CASE_ECS[$c]}")
-		if [[ $answer == "${CASE_EXPECT[$c]}" ]]; then
-			servers+=("$s")
-		else
-			asked="$qname $qtype"
-			((CASE_ECS[$c] == 0)) || asked+=" (ECS $ECS_SUBNET)"
-			CASE_SKIPPED[$c/$s]="answers $asked with '$answer', not ${CASE_EXPECT[$c]}"
-			log "bench: case $c: skipping $s: ${CASE_SKIPPED[$c/$s]}"
-		fi
-	done
+	if [[ $c == mixed-do ]]; then
+		# Every query of the mix once, untimed, as dnsperf sends it: how
+		# many answers come back with TC or longer than 1232 bytes.
+		for e in "${servers[@]}"; do
+			"$WORK/mixgen" sizes -in "$(mix_file "$c" "$e")" -server "$(server_arg "$e")" >"$WORK/sizes" 2>&1 ||
+				die "mixgen sizes: $(cat "$WORK/sizes")"
+			SIZES[$e]=$(sed -n 's/^sizes [^ ]* //p' "$WORK/sizes")
+			log "bench: case $c: $e: ${SIZES[$e]}"
+		done
+	fi
 	for ((r = 1; r <= ROUNDS; r++)); do
 		log "bench: case $c, round $r/$ROUNDS"
 		for s in "${servers[@]}"; do
@@ -471,7 +637,7 @@ echo
 echo "- host: $(uname -r), $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
 echo "- each server pinned to CPU $SERVER_CPU with one worker; dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ {print $2; exit}') pinned to CPU $CLIENT_CPU:"
 echo "  \`dnsperf -s 127.0.0.1 -p PORT -d FILE -l $RUN_SECONDS -c 4 -q 200 -t 2\` (+ \`-E $ECS_OPTION\` for ECS cases),"
-echo "  $QUERY_LINES identical query lines per case (mixed: $MIXED_QUERIES different packets, \`-B\`); $ROUNDS interleaved round(s); medians over rounds"
+echo "  $QUERY_LINES identical query lines per case (mixed and mixed-do: $MIXED_QUERIES different packets, \`-B\`, in mixed-do with the DO bit); $ROUNDS interleaved round(s); medians over rounds"
 names=()
 for s in "${ACTIVE[@]}"; do names+=("${VERSION[$s]}"); done
 joined=$(IFS=,; echo "${names[*]}")
@@ -485,20 +651,29 @@ done
 for c in $CASES; do
 	ecs_text="no ECS"
 	((CASE_ECS[$c] == 0)) || ecs_text="ECS $ECS_SUBNET (EU)"
+	read -r -a entries <<<"${CASE_ENTRIES[$c]:-}"
+	# The reference of the ratios: gdnsd, and in mixed-do Knot signed with
+	# mod-geoip asked with DO, the peer that also signs ahead.
+	ref=gdnsd ref_label=gdnsd
+	[[ $c != mixed-do ]] || ref=knot-signed ref_label="Knot signed"
 	echo
-	if [[ $c == mixed ]]; then
-		echo "## mixed: static, geo (www), CNAME to www (alias), sticky weighted (api) and NXDOMAIN names; $MIXED_SUBNETS"
+	if [[ $c == mixed* ]]; then
+		if [[ $c == mixed-do ]]; then
+			echo "## mixed-do: the mixed case's queries with the DNSSEC OK bit, zone signed (ECDSA P-256, NSEC); each signed server also asked the same mix without it (DO=0)"
+		else
+			echo "## mixed: static, geo (www), CNAME to www (alias), sticky weighted (api) and NXDOMAIN names; $MIXED_SUBNETS"
+		fi
 		echo
-		echo "Answers checked before timing (a sample of the queries; bench/mixgen check). A server is timed when the classes it is held to (bold) all agree:"
+		echo "Answers checked before timing (a sample of the queries; bench/mixgen check$([[ $c != mixed-do ]] || echo ', with DO: -do, every RRset verified with the zone'"'"'s DNSKEY')). A server is timed when the classes it is held to (bold) all agree:"
 		echo
 		echo "| server | static | geo | cname | sticky | nx |"
 		echo "|---|---|---|---|---|---|"
-		for s in "${ACTIVE[@]}"; do
-			row="| ${VERSION[$s]} |"
+		for e in "${entries[@]}"; do
+			row="| $(entry_version "$e") |"
 			for class in static geo cname sticky nx; do
-				cell=${MIXED_RESULT[$s/$class]:-not checked}
+				cell=${MIXED_RESULT[$c/$e/$class]:-not checked}
 				[[ $cell == ok ]] || cell=${cell//|/\\|}
-				[[ " ${MIXED_CHECK[$s]} " != *" $class "* ]] || cell="**$cell**"
+				[[ " ${MIXED_CHECK[${e%%:*}]} " != *" $class "* ]] || cell="**$cell**"
 				row+=" $cell |"
 			done
 			echo "$row"
@@ -507,15 +682,15 @@ for c in $CASES; do
 		echo "## $c: ${CASE_QUERY[$c]}, $ecs_text, answer ${CASE_EXPECT[$c]}"
 	fi
 	echo
-	echo "| server | median QPS | QPS vs gdnsd | median server CPU µs/query | CPU/query vs gdnsd (lower is better) | user µs/query | system µs/query | server core % | dnsperf core % | lost queries (all rounds) | rounds |"
+	echo "| server | median QPS | QPS vs $ref_label | median server CPU µs/query | CPU/query vs $ref_label (lower is better) | user µs/query | system µs/query | server core % | dnsperf core % | lost queries (all rounds) | rounds |"
 	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	ref_qps="" ref_cpu=""
-	if [[ -n ${QPS[$c/gdnsd]:-} ]]; then
+	if [[ -n ${QPS[$c/$ref]:-} ]]; then
 		# shellcheck disable=SC2086 # the lists split on purpose
-		ref_qps=$(median ${QPS[$c/gdnsd]}) ref_cpu=$(median ${CPUQ[$c/gdnsd]})
+		ref_qps=$(median ${QPS[$c/$ref]}) ref_cpu=$(median ${CPUQ[$c/$ref]})
 	fi
-	for s in $SERVERS; do
-		k=$c/$s
+	for e in "${entries[@]}"; do
+		k=$c/$e
 		[[ -n ${QPS[$k]:-} ]] || continue
 		# shellcheck disable=SC2086
 		{
@@ -523,16 +698,43 @@ for c in $CASES; do
 			uq=$(median ${USERQ[$k]}) sq=$(median ${SYSQ[$k]})
 			sc=$(median ${SCORE[$k]}) cc=$(median ${CCORE[$k]})
 		}
-		printf '| %s | %.0f | %s | %.2f | %s | %.2f | %.2f | %.0f | %.0f | %d | %d |\n' "${VERSION[$s]}" "$q" "$(ratio "$q" "$ref_qps")" \
+		printf '| %s | %.0f | %s | %.2f | %s | %.2f | %.2f | %.0f | %.0f | %d | %d |\n' "$(entry_version "$e")" "$q" "$(ratio "$q" "$ref_qps")" \
 			"$cq" "$(ratio "$cq" "$ref_cpu")" "$uq" "$sq" "$sc" "$cc" "${LOST[$k]}" "${NRUNS[$k]}"
 	done
-	for s in $SERVERS; do
-		[[ -z ${CASE_SKIPPED[$c/$s]:-} ]] || printf '\n- %s not measured: %s\n' "$s" "${CASE_SKIPPED[$c/$s]}"
+	for e in "${entries[@]}"; do
+		[[ -z ${CASE_SKIPPED[$c/$e]:-} ]] || printf '\n- %s not measured: %s\n' "$e" "${CASE_SKIPPED[$c/$e]}"
 	done
-	if [[ -n ${CPUQ[$c/meridian]:-} && -n ${CPUQ[$c/meridian-norrl]:-} ]]; then
+	# cpu_ratio CASE_A ENTRY_A CASE_B ENTRY_B: the ratio of two medians of
+	# CPU per query, n/a when either is missing.
+	cpu_ratio() {
+		[[ -n ${CPUQ[$1/$2]:-} && -n ${CPUQ[$3/$4]:-} ]] || {
+			echo n/a
+			return
+		}
 		# shellcheck disable=SC2086
+		ratio "$(median ${CPUQ[$1/$2]})" "$(median ${CPUQ[$3/$4]})"
+	}
+	if [[ -n ${CPUQ[$c/meridian]:-} && -n ${CPUQ[$c/meridian-norrl]:-} ]]; then
 		printf '\n- response rate limiting: CPU/query of meridian (every query accounted, none limited) against meridian-norrl: **%s**\n' \
-			"$(ratio "$(median ${CPUQ[$c/meridian]})" "$(median ${CPUQ[$c/meridian-norrl]})")"
+			"$(cpu_ratio "$c" meridian "$c" meridian-norrl)"
+	fi
+	if [[ $c == mixed-do ]]; then
+		echo
+		echo "- Meridian signed, CPU/query with DO=1 against DO=0 (same server, same mix, interleaved): **$(cpu_ratio "$c" meridian-signed "$c" meridian-signed:do0)** (goal: at most 1.10)"
+		[[ -z ${CPUQ[mixed/meridian]:-} ]] ||
+			echo "- Meridian signed with DO=1 against Meridian unsigned in the mixed case (same run, not interleaved with it): **$(cpu_ratio "$c" meridian-signed mixed meridian)**"
+		echo "- Meridian signed against ${VERSION[knot-signed]}, both with DO=1: **$(cpu_ratio "$c" meridian-signed "$c" knot-signed)** (goal: at most 1.00)"
+		echo "- Knot signed, CPU/query with DO=1 against DO=0: $(cpu_ratio "$c" knot-signed "$c" knot-signed:do0)"
+		echo
+		echo "Every query of the mix asked once before timing (bench/mixgen sizes; EDNS buffer 1232 in every query, as dnsperf sends them):"
+		echo
+		echo "| server | answers | with TC | longer than 1232 bytes | largest, bytes | mean, bytes | lost |"
+		echo "|---|---:|---:|---:|---:|---:|---:|"
+		for e in "${entries[@]}"; do
+			[[ -n ${SIZES[$e]:-} ]] || continue
+			read -r _ answers _ tc _ over _ largest _ mean _ lost <<<"${SIZES[$e]}"
+			echo "| $(entry_version "$e") | $answers | $tc | $over | $largest | $mean | $lost |"
+		done
 	fi
 done
 echo

@@ -2,8 +2,9 @@
 // and checks the answers of the servers under test before they are
 // timed (see bench/README.md).
 //
-//	mixgen gen -db MMDB -out FILE [-n 100000] [-seed 1] [-probes FILE]
-//	mixgen check -probes FILE -server NAME=HOST:PORT [-server ...]
+//	mixgen gen -db MMDB -out FILE [-n 100000] [-seed 1] [-probes FILE] [-do]
+//	mixgen check -probes FILE [-do] -server NAME=HOST:PORT [-server ...]
+//	mixgen sizes -in FILE -server NAME=HOST:PORT [-server ...]
 //
 // gen writes n queries in dnsperf's binary format (-B: each packet after
 // its length in two bytes), over these names of gslb.example:
@@ -17,11 +18,21 @@
 // Most queries carry an ECS option with one of a few thousand /24s, drawn
 // from every continent of the database (and some it does not know); the
 // others carry EDNS without ECS. The probes file lists a sample of the
-// queries, each with the answer it must get.
+// queries, each with the answer it must get. With -do every query has the
+// DNSSEC OK bit set; the same seed gives the same queries with and
+// without it.
 //
 // check asks every server each probe and prints one line a server and
 // class: "check SERVER CLASS ok" or "check SERVER CLASS differs: WHY".
-// Servers are only on loopback.
+// With -do it asks with the DO bit and also holds each answer to its
+// signatures: every RRset of the answer and authority sections must carry
+// an RRSIG that verifies with a key of the zone's DNSKEY RRset, and a
+// name error its NSEC records.
+//
+// sizes sends every query of a file to each server, as the timed run
+// does, and prints one line a server: "sizes SERVER answers N tc N
+// over1232 N max N mean N lost N" (tc: answers with the TC bit; over1232:
+// answers longer than 1232 bytes). Servers are only on loopback.
 package main
 
 import (
@@ -31,10 +42,13 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -72,6 +86,8 @@ func main() {
 		err = gen(os.Args[2:])
 	case "check":
 		err = check(os.Args[2:])
+	case "sizes":
+		err = sizes(os.Args[2:])
 	default:
 		usage()
 	}
@@ -82,7 +98,9 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: mixgen gen -db MMDB -out FILE [-n N] [-seed S] [-probes FILE]\n       mixgen check -probes FILE -server NAME=HOST:PORT ...")
+	fmt.Fprintln(os.Stderr, "usage: mixgen gen -db MMDB -out FILE [-n N] [-seed S] [-probes FILE] [-do]\n"+
+		"       mixgen check -probes FILE [-do] -server NAME=HOST:PORT ...\n"+
+		"       mixgen sizes -in FILE -server NAME=HOST:PORT ...")
 	os.Exit(2)
 }
 
@@ -91,6 +109,7 @@ type query struct {
 	class string
 	name  string
 	ecs   netip.Prefix // invalid: EDNS without ECS
+	do    bool         // the DNSSEC OK bit
 }
 
 func gen(args []string) error {
@@ -100,6 +119,7 @@ func gen(args []string) error {
 	n := fs.Int("n", 100000, "queries")
 	seed := fs.Uint64("seed", 1, "random seed: the same seed gives the same file")
 	probes := fs.String("probes", "", "write a sample of the queries with their expected answers here")
+	do := fs.Bool("do", false, "set the DNSSEC OK bit in every query")
 	_ = fs.Parse(args)
 	if *dbPath == "" || *out == "" || *n < 1 {
 		return errors.New("gen needs -db, -out and -n above 0")
@@ -161,6 +181,7 @@ func gen(args []string) error {
 	perClass := map[string]int{}
 	for i := range *n {
 		q := pick()
+		q.do = *do
 		b, err := pack(q, uint16(i))
 		if err != nil {
 			f.Close()
@@ -239,7 +260,7 @@ func expect(db *geo.DB, statics map[string]string, q query) string {
 	return "NXDOMAIN"
 }
 
-// pack builds the query: no recursion wanted, EDNS, ECS when set.
+// pack builds the query: no recursion wanted, EDNS, ECS and DO when set.
 func pack(q query, id uint16) ([]byte, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(q.name, dns.TypeA)
@@ -247,6 +268,9 @@ func pack(q query, id uint16) ([]byte, error) {
 	m.RecursionDesired = false
 	o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
 	o.SetUDPSize(1232)
+	if q.do {
+		o.SetDo()
+	}
 	if q.ecs.IsValid() {
 		o.Option = append(o.Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1,
 			SourceNetmask: uint8(q.ecs.Bits()), Address: q.ecs.Addr().AsSlice()})
@@ -273,24 +297,33 @@ func (s *serverFlag) Set(v string) error { *s = append(*s, v); return nil }
 func check(args []string) error {
 	fs := flag.NewFlagSet("check", flag.ExitOnError)
 	probes := fs.String("probes", "", "probes file written by gen")
+	do := fs.Bool("do", false, "ask with the DNSSEC OK bit and verify the signatures of every answer")
 	var servers serverFlag
 	fs.Var(&servers, "server", "NAME=HOST:PORT of a server to check (repeat)")
 	_ = fs.Parse(args)
 	if *probes == "" || len(servers) == 0 {
 		return errors.New("check needs -probes and at least one -server")
 	}
+	targets, err := parseServers(servers)
+	if err != nil {
+		return err
+	}
 	lines, err := readLines(*probes)
 	if err != nil {
 		return err
 	}
-	for _, sv := range servers {
-		name, addr, ok := strings.Cut(sv, "=")
-		ap, err := netip.ParseAddrPort(addr)
-		if !ok || err != nil || !ap.Addr().IsLoopback() {
-			return fmt.Errorf("-server %q: want NAME=HOST:PORT on loopback", sv)
-		}
+	for _, t := range targets {
 		var classes []string
 		why := map[string]string{}
+		var keys []*dns.DNSKEY
+		keyErr := ""
+		if *do {
+			// Without the zone's keys no answer can be verified: every
+			// class differs, for the same reason.
+			if keys, err = zoneKeys(t.addr); err != nil {
+				keyErr = err.Error()
+			}
+		}
 		for _, l := range lines {
 			f := strings.Fields(l)
 			if len(f) != 4 {
@@ -300,22 +333,282 @@ func check(args []string) error {
 			if !slices.Contains(classes, class) {
 				classes = append(classes, class)
 			}
+			if keyErr != "" {
+				why[class] = keyErr
+			}
 			if why[class] != "" {
 				continue
 			}
-			if w := probe(addr, f[1], f[2], f[3]); w != "" {
+			if w := probe(t.addr, f[1], f[2], f[3], *do, keys); w != "" {
 				why[class] = w
 			}
 		}
 		for _, c := range classes {
 			if why[c] == "" {
-				fmt.Printf("check %s %s ok\n", name, c)
+				fmt.Printf("check %s %s ok\n", t.name, c)
 			} else {
-				fmt.Printf("check %s %s differs: %s\n", name, c, why[c])
+				fmt.Printf("check %s %s differs: %s\n", t.name, c, why[c])
 			}
 		}
 	}
 	return nil
+}
+
+// target is a server named on the command line.
+type target struct{ name, addr string }
+
+// parseServers reads -server NAME=HOST:PORT flags; only loopback is asked.
+func parseServers(servers []string) ([]target, error) {
+	var out []target
+	for _, sv := range servers {
+		name, addr, ok := strings.Cut(sv, "=")
+		ap, err := netip.ParseAddrPort(addr)
+		if !ok || err != nil || !ap.Addr().IsLoopback() {
+			return nil, fmt.Errorf("-server %q: want NAME=HOST:PORT on loopback", sv)
+		}
+		out = append(out, target{name, addr})
+	}
+	return out, nil
+}
+
+// zoneKeys asks the server for the zone's DNSKEY RRset (over TCP, where
+// it cannot be truncated).
+func zoneKeys(addr string) ([]*dns.DNSKEY, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(zone, dns.TypeDNSKEY)
+	m.RecursionDesired = false
+	m.SetEdns0(4096, true)
+	c := &dns.Client{Net: "tcp", Timeout: 2 * time.Second}
+	r, _, err := c.Exchange(m, addr)
+	if err != nil {
+		return nil, fmt.Errorf("DNSKEY: %v", err)
+	}
+	var keys []*dns.DNSKEY
+	for _, rr := range r.Answer {
+		if k, ok := rr.(*dns.DNSKEY); ok {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("DNSKEY: no key in the answer (%s)", dns.RcodeToString[r.Rcode])
+	}
+	return keys, nil
+}
+
+// verifySigned says what is wrong with the signatures of an answer to a
+// query with DO; "" when every RRset of its answer and authority sections
+// carries an RRSIG that verifies with one of keys and is valid now, and a
+// name error carries NSEC records.
+func verifySigned(r *dns.Msg, keys []*dns.DNSKEY) string {
+	nsec := false
+	for _, section := range [][]dns.RR{r.Answer, r.Ns} {
+		sets := map[[2]any][]dns.RR{}
+		var order [][2]any
+		var sigs []*dns.RRSIG
+		for _, rr := range section {
+			h := rr.Header()
+			if sig, ok := rr.(*dns.RRSIG); ok {
+				sigs = append(sigs, sig)
+				continue
+			}
+			if h.Rrtype == dns.TypeNSEC {
+				nsec = true
+			}
+			k := [2]any{strings.ToLower(h.Name), h.Rrtype}
+			if sets[k] == nil {
+				order = append(order, k)
+			}
+			sets[k] = append(sets[k], rr)
+		}
+		for _, k := range order {
+			set := sets[k]
+			what := fmt.Sprintf("%s %s", k[0], dns.TypeToString[k[1].(uint16)])
+			if why := verifySet(set, sigs, keys); why != "" {
+				return what + ": " + why
+			}
+		}
+	}
+	if r.Rcode == dns.RcodeNameError && !nsec {
+		return "NXDOMAIN without NSEC"
+	}
+	return ""
+}
+
+// verifySet checks one RRset against the RRSIGs of its section.
+func verifySet(set []dns.RR, sigs []*dns.RRSIG, keys []*dns.DNSKEY) string {
+	h := set[0].Header()
+	why := "no RRSIG"
+	for _, sig := range sigs {
+		if sig.TypeCovered != h.Rrtype || !strings.EqualFold(sig.Header().Name, h.Name) {
+			continue
+		}
+		for _, k := range keys {
+			if k.KeyTag() != sig.KeyTag || k.Algorithm != sig.Algorithm {
+				continue
+			}
+			if err := sig.Verify(k, set); err != nil {
+				why = "RRSIG does not verify: " + err.Error()
+				continue
+			}
+			if !sig.ValidityPeriod(time.Now()) {
+				why = "RRSIG not valid now"
+				continue
+			}
+			return ""
+		}
+	}
+	return why
+}
+
+// sizeWorkers is how many queries sizes keeps in flight, one per socket.
+const sizeWorkers = 8
+
+func sizes(args []string) error {
+	fs := flag.NewFlagSet("sizes", flag.ExitOnError)
+	in := fs.String("in", "", "query file written by gen (dnsperf -B format)")
+	var servers serverFlag
+	fs.Var(&servers, "server", "NAME=HOST:PORT of a server to ask (repeat)")
+	_ = fs.Parse(args)
+	if *in == "" || len(servers) == 0 {
+		return errors.New("sizes needs -in and at least one -server")
+	}
+	targets, err := parseServers(servers)
+	if err != nil {
+		return err
+	}
+	packets, err := readPackets(*in)
+	if err != nil {
+		return err
+	}
+	for _, t := range targets {
+		st, err := askAll(t.addr, packets)
+		if err != nil {
+			return fmt.Errorf("%s: %v", t.name, err)
+		}
+		mean := 0
+		if st.answers > 0 {
+			mean = st.bytes / st.answers
+		}
+		fmt.Printf("sizes %s answers %d tc %d over1232 %d max %d mean %d lost %d\n",
+			t.name, st.answers, st.tc, st.over, st.max, mean, st.lost)
+	}
+	return nil
+}
+
+// readPackets reads a file in dnsperf's -B format: each packet after its
+// length in two bytes.
+func readPackets(path string) ([][]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for len(b) > 0 {
+		if len(b) < 2 {
+			return nil, fmt.Errorf("%s: truncated length", path)
+		}
+		n := int(binary.BigEndian.Uint16(b))
+		if len(b) < 2+n || n < 12 {
+			return nil, fmt.Errorf("%s: packet %d truncated", path, len(out))
+		}
+		out = append(out, b[2:2+n])
+		b = b[2+n:]
+	}
+	return out, nil
+}
+
+// sizeStats sums up the answers to a query file.
+type sizeStats struct {
+	answers, tc, over, max, bytes, lost int
+}
+
+// askAll sends every packet once (once more if no answer comes within
+// 2 s) from sizeWorkers sockets, each waiting for its answer before it
+// sends the next, and sums up the answers' sizes and TC bits.
+func askAll(addr string, packets [][]byte) (sizeStats, error) {
+	var next atomic.Int64
+	results := make([]sizeStats, sizeWorkers)
+	errs := make([]error, sizeWorkers)
+	var wg sync.WaitGroup
+	for w := range sizeWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := net.Dial("udp", addr)
+			if err != nil {
+				errs[w] = err
+				return
+			}
+			defer conn.Close()
+			st := &results[w]
+			buf := make([]byte, 65535)
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(len(packets)) {
+					return
+				}
+				n, err := exchange(conn, packets[i], buf)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				if n == 0 {
+					st.lost++
+					continue
+				}
+				st.answers++
+				st.bytes += n
+				st.max = max(st.max, n)
+				if n > 1232 {
+					st.over++
+				}
+				if buf[2]&0x02 != 0 { // TC
+					st.tc++
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var sum sizeStats
+	for w, st := range results {
+		if errs[w] != nil {
+			return sum, errs[w]
+		}
+		sum.answers += st.answers
+		sum.tc += st.tc
+		sum.over += st.over
+		sum.bytes += st.bytes
+		sum.lost += st.lost
+		sum.max = max(sum.max, st.max)
+	}
+	return sum, nil
+}
+
+// exchange sends a query on a connected socket and reads its answer into
+// buf: its length, or 0 when none came in two tries of 2 s. Answers to
+// earlier queries that come late (another ID) are skipped.
+func exchange(conn net.Conn, q, buf []byte) (int, error) {
+	for range 2 {
+		if _, err := conn.Write(q); err != nil {
+			return 0, err
+		}
+		if err := conn.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
+			return 0, err
+		}
+		for {
+			n, err := conn.Read(buf)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			}
+			if err != nil {
+				return 0, err
+			}
+			if n >= 12 && buf[0] == q[0] && buf[1] == q[1] {
+				return n, nil
+			}
+		}
+	}
+	return 0, nil
 }
 
 func readLines(path string) ([]string, error) {
@@ -336,8 +629,10 @@ func readLines(path string) ([]string, error) {
 
 // probe asks addr once (twice for a sticky name) and says how the answer
 // differs from want; "" when it does not.
-func probe(addr, name, ecs, want string) string {
-	q := query{name: name}
+// With do, the query carries the DO bit and the answer must verify with
+// keys.
+func probe(addr, name, ecs, want string, do bool, keys []*dns.DNSKEY) string {
+	q := query{name: name, do: do}
 	if ecs != "-" {
 		p, err := netip.ParsePrefix(ecs)
 		if err != nil {
@@ -390,6 +685,11 @@ func probe(addr, name, ecs, want string) string {
 	default:
 		if got != want {
 			return what
+		}
+	}
+	if do {
+		if why := verifySigned(r, keys); why != "" {
+			return fmt.Sprintf("%s (ECS %s): %s", name, ecs, why)
 		}
 	}
 	return ""
