@@ -442,6 +442,9 @@ func verifySet(set []dns.RR, sigs []*dns.RRSIG, keys []*dns.DNSKEY) string {
 		if sig.TypeCovered != h.Rrtype || !strings.EqualFold(sig.Header().Name, h.Name) {
 			continue
 		}
+		if why == "no RRSIG" {
+			why = "its RRSIG is by no key of the zone's DNSKEY RRset"
+		}
 		for _, k := range keys {
 			if k.KeyTag() != sig.KeyTag || k.Algorithm != sig.Algorithm {
 				continue
