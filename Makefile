@@ -75,7 +75,8 @@ bench-go: deps-test deps-bench
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 # Meridian against gdnsd (and Knot) under dnsperf, same machine, same run:
-# a static name, and a name steered by continent with ECS.
+# a static name, a name steered by continent with ECS, a mix of names, and
+# the mix with the DO bit against Meridian and Knot serving the zone signed.
 bench: build deps-bench
 	./scripts/geoipdb.sh
 	BENCH_MMDB=$${BENCH_MMDB:-data/country.mmdb} ./bench/run.sh

@@ -84,7 +84,9 @@ declare -A CASE_EXPECT=([static]=192.0.2.1 [www-ecs]=192.0.2.10 [mixed]="" [mixe
 # The mixed-do case asks the same mix with the DNSSEC OK bit of the
 # servers that serve the zone signed (meridian-signed, knot-signed), and
 # each of them also the mix without it (entry SERVER:do0, same process):
-# the ratio of the two is what signed answers cost. Answers with DO must
+# the ratio of the two is what signed answers cost. Meridian unsigned is
+# asked the mix without DO in it too (meridian:do0), for the ratio to the
+# unsigned zone in the same rounds. Answers with DO must
 # also verify with the zone's DNSKEY (mixgen check -do). Knot signed
 # without mod-geoip (not installed) cannot steer www: it is held to
 # static and nx only.
@@ -410,6 +412,7 @@ entry_version() {
 	local v=${VERSION[${1%%:*}]}
 	if [[ $1 == *:do0 ]]; then
 		v+=", DO=0"
+		signed "${1%%:*}" || v+=" (zone unsigned)"
 	elif signed "$1"; then
 		v+=", DO=1"
 	fi
@@ -511,7 +514,8 @@ if [[ " $CASES " == *" mixed"* ]]; then
 fi
 
 # A server none of the cases measures is not started: the signed ones
-# serve mixed-do only, the others every other case.
+# serve mixed-do only, the others every other case (and meridian mixed-do
+# too).
 only_mixed_do() {
 	local c
 	for c in $CASES; do [[ $c == mixed-do ]] || return 1; done
@@ -520,7 +524,7 @@ wanted=()
 for s in $SERVERS; do
 	if signed "$s" && [[ " $CASES " != *" mixed-do "* ]]; then
 		log "bench: not starting $s: it serves mixed-do only, which is not in BENCH_CASES"
-	elif ! signed "$s" && only_mixed_do; then
+	elif ! signed "$s" && [[ $s != meridian ]] && only_mixed_do; then
 		log "bench: not starting $s: BENCH_CASES holds only mixed-do, which it does not serve"
 	else
 		wanted+=("$s")
@@ -539,13 +543,15 @@ done
 
 # The entries of each case: what one dnsperf run in a round measures. A
 # server, or in mixed-do each signed server with DO and SERVER:do0, the
-# same server asked the same mix without it.
+# same server asked the same mix without it, and meridian:do0, Meridian
+# unsigned asked the mix without DO.
 declare -A CASE_ENTRIES=()
 n_runs=0
 for c in $CASES; do
 	for s in "${ACTIVE[@]}"; do
 		if [[ $c == mixed-do ]]; then
 			! signed "$s" || CASE_ENTRIES[$c]+="$s $s:do0 "
+			[[ $s != meridian ]] || CASE_ENTRIES[$c]+="$s:do0 "
 		else
 			signed "$s" || CASE_ENTRIES[$c]+="$s "
 		fi
@@ -721,8 +727,7 @@ for c in $CASES; do
 	if [[ $c == mixed-do ]]; then
 		echo
 		echo "- Meridian signed, CPU/query with DO=1 against DO=0 (same server, same mix, interleaved): **$(cpu_ratio "$c" meridian-signed "$c" meridian-signed:do0)** (goal: at most 1.10)"
-		[[ -z ${CPUQ[mixed/meridian]:-} ]] ||
-			echo "- Meridian signed with DO=1 against Meridian unsigned in the mixed case (same run, not interleaved with it): **$(cpu_ratio "$c" meridian-signed mixed meridian)**"
+		echo "- Meridian signed with DO=1 against Meridian unsigned, the mix without DO (interleaved): **$(cpu_ratio "$c" meridian-signed "$c" meridian:do0)**; Meridian signed with DO=0 against it: $(cpu_ratio "$c" meridian-signed:do0 "$c" meridian:do0)"
 		echo "- Meridian signed against ${VERSION[knot-signed]}, both with DO=1: **$(cpu_ratio "$c" meridian-signed "$c" knot-signed)** (goal: at most 1.00)"
 		echo "- Knot signed, CPU/query with DO=1 against DO=0: $(cpu_ratio "$c" knot-signed "$c" knot-signed:do0)"
 		echo
