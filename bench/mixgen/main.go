@@ -300,11 +300,7 @@ func check(args []string) error {
 	do := fs.Bool("do", false, "ask with the DNSSEC OK bit and verify the signatures of every answer")
 	var servers serverFlag
 	fs.Var(&servers, "server", "NAME=HOST:PORT of a server to check (repeat)")
-	_ = fs.Parse(args)
-	if *probes == "" || len(servers) == 0 {
-		return errors.New("check needs -probes and at least one -server")
-	}
-	targets, err := parseServers(servers)
+	targets, err := parseWithServers(fs, args, &servers, probes, "-probes")
 	if err != nil {
 		return err
 	}
@@ -357,10 +353,16 @@ func check(args []string) error {
 // target is a server named on the command line.
 type target struct{ name, addr string }
 
-// parseServers reads -server NAME=HOST:PORT flags; only loopback is asked.
-func parseServers(servers []string) ([]target, error) {
+// parseWithServers parses a subcommand's flags, of which the file one
+// (named need) and at least one -server are required, and reads the
+// servers: NAME=HOST:PORT, only on loopback.
+func parseWithServers(fs *flag.FlagSet, args []string, servers *serverFlag, file *string, need string) ([]target, error) {
+	_ = fs.Parse(args)
+	if *file == "" || len(*servers) == 0 {
+		return nil, fmt.Errorf("%s needs %s and at least one -server", fs.Name(), need)
+	}
 	var out []target
-	for _, sv := range servers {
+	for _, sv := range *servers {
 		name, addr, ok := strings.Cut(sv, "=")
 		ap, err := netip.ParseAddrPort(addr)
 		if !ok || err != nil || !ap.Addr().IsLoopback() {
@@ -471,11 +473,7 @@ func sizes(args []string) error {
 	in := fs.String("in", "", "query file written by gen (dnsperf -B format)")
 	var servers serverFlag
 	fs.Var(&servers, "server", "NAME=HOST:PORT of a server to ask (repeat)")
-	_ = fs.Parse(args)
-	if *in == "" || len(servers) == 0 {
-		return errors.New("sizes needs -in and at least one -server")
-	}
-	targets, err := parseServers(servers)
+	targets, err := parseWithServers(fs, args, &servers, in, "-in")
 	if err != nil {
 		return err
 	}
