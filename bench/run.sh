@@ -410,11 +410,11 @@ mix_file() {
 # version, and in mixed-do whether it was asked with DO.
 entry_version() {
 	local v=${VERSION[${1%%:*}]}
+	# No commas: the CSV holds it.
 	if [[ $1 == *:do0 ]]; then
-		v+=", DO=0"
-		signed "${1%%:*}" || v+=" (zone unsigned)"
+		if signed "${1%%:*}"; then v+=" (DO=0)"; else v+=" (DO=0; zone unsigned)"; fi
 	elif signed "$1"; then
-		v+=", DO=1"
+		v+=" (DO=1)"
 	fi
 	echo "$v"
 }
@@ -720,16 +720,33 @@ for c in $CASES; do
 		# shellcheck disable=SC2086
 		ratio "$(median ${CPUQ[$1/$2]})" "$(median ${CPUQ[$3/$4]})"
 	}
+	# round_ratio CASE ENTRY_A ENTRY_B: the median over the rounds of each
+	# round's ratio of CPU per query, the two run back to back: less moved
+	# by other work on the machine, which changes from round to round.
+	round_ratio() {
+		local -a a b
+		read -r -a a <<<"${CPUQ[$1/$2]:-}"
+		read -r -a b <<<"${CPUQ[$1/$3]:-}"
+		if ((${#a[@]} == 0 || ${#a[@]} != ${#b[@]})); then
+			echo n/a
+			return
+		fi
+		local i rs=()
+		for i in "${!a[@]}"; do rs+=("$(awk -v x="${a[i]}" -v y="${b[i]}" 'BEGIN {printf "%.4f\n", x / y}')"); done
+		printf '%.2f\n' "$(median "${rs[@]}")"
+	}
 	if [[ -n ${CPUQ[$c/meridian]:-} && -n ${CPUQ[$c/meridian-norrl]:-} ]]; then
 		printf '\n- response rate limiting: CPU/query of meridian (every query accounted, none limited) against meridian-norrl: **%s**\n' \
 			"$(cpu_ratio "$c" meridian "$c" meridian-norrl)"
 	fi
 	if [[ $c == mixed-do ]]; then
 		echo
-		echo "- Meridian signed, CPU/query with DO=1 against DO=0 (same server, same mix, interleaved): **$(cpu_ratio "$c" meridian-signed "$c" meridian-signed:do0)** (goal: at most 1.10)"
-		echo "- Meridian signed with DO=1 against Meridian unsigned, the mix without DO (interleaved): **$(cpu_ratio "$c" meridian-signed "$c" meridian:do0)**; Meridian signed with DO=0 against it: $(cpu_ratio "$c" meridian-signed:do0 "$c" meridian:do0)"
-		echo "- Meridian signed against ${VERSION[knot-signed]}, both with DO=1: **$(cpu_ratio "$c" meridian-signed "$c" knot-signed)** (goal: at most 1.00)"
-		echo "- Knot signed, CPU/query with DO=1 against DO=0: $(cpu_ratio "$c" knot-signed "$c" knot-signed:do0)"
+		echo "Ratios of CPU per query: of the medians, and in brackets the median of each round's ratio."
+		echo
+		echo "- Meridian signed, DO=1 against DO=0 (same server, same mix): **$(cpu_ratio "$c" meridian-signed "$c" meridian-signed:do0)** ($(round_ratio "$c" meridian-signed meridian-signed:do0)) (goal: at most 1.10)"
+		echo "- Meridian signed with DO=1 against Meridian unsigned, the mix without DO: **$(cpu_ratio "$c" meridian-signed "$c" meridian:do0)** ($(round_ratio "$c" meridian-signed meridian:do0)); Meridian signed with DO=0 against it: $(cpu_ratio "$c" meridian-signed:do0 "$c" meridian:do0) ($(round_ratio "$c" meridian-signed:do0 meridian:do0))"
+		echo "- Meridian signed against ${VERSION[knot-signed]}, both with DO=1: **$(cpu_ratio "$c" meridian-signed "$c" knot-signed)** ($(round_ratio "$c" meridian-signed knot-signed)) (goal: at most 1.00)"
+		echo "- Knot signed, DO=1 against DO=0: $(cpu_ratio "$c" knot-signed "$c" knot-signed:do0) ($(round_ratio "$c" knot-signed knot-signed:do0))"
 		echo
 		echo "Every query of the mix asked once before timing (bench/mixgen sizes; EDNS buffer 1232 in every query, as dnsperf sends them):"
 		echo
