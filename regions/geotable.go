@@ -87,13 +87,9 @@ type locTable struct {
 	v6loc   []uint16
 	aliases []netip.Prefix
 	v4locs  []uint16 // the locations of IPv4 intervals, each once
-	// top4[b] is the interval holding the first address of the b-th
-	// IPv4 block of 2^shift4 addresses, its last entry the last
-	// interval; top6 the same for the first 64 bits of IPv6. A lookup
-	// reads it, then searches the few intervals between top[b] and
-	// top[b+1] only. Blocks are about as many as intervals, up to 2^16.
-	top4, top6     []uint32
-	shift4, shift6 uint
+	// idx4 and idx6 narrow a search to a few intervals: idx6 by the
+	// first 64 bits of the address.
+	idx4, idx6 radixIndex
 
 	buildTime time.Duration
 	networks  int // database networks read, both families
@@ -101,7 +97,7 @@ type locTable struct {
 
 // bytes is the table's memory.
 func (lt *locTable) bytes() int {
-	n := 6*cap(lt.v4start) + 18*cap(lt.v6hi) + 24*cap(lt.aliases) + 4*cap(lt.top4) + 4*cap(lt.top6)
+	n := 6*cap(lt.v4start) + 18*cap(lt.v6hi) + 24*cap(lt.aliases) + lt.idx4.bytes() + lt.idx6.bytes()
 	for _, l := range lt.locs {
 		n += len(l.country) + len(l.continent) + 33
 	}
@@ -229,8 +225,8 @@ func buildLocTable(db *geo.DB) (*locTable, error) {
 			lt.v4locs = append(lt.v4locs, l)
 		}
 	}
-	lt.shift4, lt.top4 = topIndex(lt.v4start, 32, func(i int, b uint64) bool { return uint64(lt.v4start[i]) <= b })
-	lt.shift6, lt.top6 = topIndex(lt.v6hi, 64, func(i int, b uint64) bool { return lt.v6hi[i] < b || lt.v6hi[i] == b && lt.v6lo[i] == 0 })
+	lt.idx4 = newRadixIndex(len(lt.v4start), 32, func(i int, k uint64) bool { return uint64(lt.v4start[i])<<32 <= k })
+	lt.idx6 = newRadixIndex(len(lt.v6hi), 64, func(i int, k uint64) bool { return lt.v6hi[i] < k || lt.v6hi[i] == k && lt.v6lo[i] == 0 })
 	lt.cont = make([]int8, len(lt.locs))
 	for i, l := range lt.locs {
 		lt.cont[i] = int8(continentIndex(l.continent))
@@ -239,35 +235,17 @@ func buildLocTable(db *geo.DB) (*locTable, error) {
 	return lt, nil
 }
 
-// topIndex builds the index of a family's intervals (see locTable.top4)
-// whose first keys are starts, w bits wide: atOrBefore(i, a) says whether
-// interval i starts at or before the address whose first w bits are a.
-func topIndex[T uint32 | uint64](starts []T, w uint, atOrBefore func(i int, a uint64) bool) (uint, []uint32) {
-	bits := min(max(bits.Len(uint(len(starts))), 1), 16)
-	shift := w - uint(bits)
-	top := make([]uint32, 1<<bits+1)
-	for b, i := 0, 0; b < 1<<bits; b++ {
-		for i+1 < len(starts) && atOrBefore(i+1, uint64(b)<<shift) {
-			i++
-		}
-		top[b] = uint32(i)
-	}
-	top[1<<bits] = uint32(len(starts) - 1)
-	return shift, top
-}
-
 // find4 is the interval holding the IPv4 address x.
 func (lt *locTable) find4(x uint32) int {
-	t := lt.top4[x>>lt.shift4:]
-	return int(t[0]) + last32(lt.v4start[t[0]:t[1]+1], x)
+	first, last := lt.idx4.find(uint64(x) << 32)
+	return int(first) + last32(lt.v4start[first:last+1], x)
 }
 
 // find6 is the interval holding the IPv6 address xh:xl: a search of the
 // first 64 bits, then of the last 64 among the intervals starting in
 // the same /64, if any.
 func (lt *locTable) find6(xh, xl uint64) int {
-	b := xh >> lt.shift6
-	first, last := lt.top6[b], lt.top6[b+1]
+	first, last := lt.idx6.find(xh)
 	hi := lt.v6hi[first : last+1]
 	i := last64(hi, xh)
 	if hi[i] != xh || lt.v6lo[int(first)+i] <= xl {
