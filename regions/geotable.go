@@ -25,10 +25,12 @@ import (
 // whose maps group the locations alike share one partition, whatever
 // their regions. A partition's merge is a bit per interval of the
 // location table saying where a run of one group starts: the ECS scope is
-// the widest CIDR block around the client inside its run. Until the merge
-// is built (in the background), the run is the client's interval alone: a
-// narrower scope, as sound. Health, drains and weights change what a
-// service picks from its class, never the partition.
+// the widest CIDR block around the client inside its run. Without a merge
+// (until it is built in the background, or when the budget has no room
+// for it) the run comes from the location table's sets of locations
+// (geosets.go): the same run, a few dozen more reads. Health, drains and
+// weights change what a service picks from its class, never the
+// partition.
 
 // GeoSource gives the GeoIP database that a snapshot compiles its geo
 // tables from: a *geo.Reloader (the database it serves now) or a *geo.DB.
@@ -90,6 +92,9 @@ type locTable struct {
 	// idx4 and idx6 narrow a search to a few intervals: idx6 by the
 	// first 64 bits of the address.
 	idx4, idx6 radixIndex
+	// sets4 and sets6 give any partition its runs without a merge; nil
+	// with more than setLocs-1 locations.
+	sets4, sets6 *locSets
 
 	buildTime time.Duration
 	networks  int // database networks read, both families
@@ -98,6 +103,9 @@ type locTable struct {
 // bytes is the table's memory.
 func (lt *locTable) bytes() int {
 	n := 6*cap(lt.v4start) + 18*cap(lt.v6hi) + 24*cap(lt.aliases) + lt.idx4.bytes() + lt.idx6.bytes()
+	if lt.sets4 != nil {
+		n += lt.sets4.bytes() + lt.sets6.bytes()
+	}
 	for _, l := range lt.locs {
 		n += len(l.country) + len(l.continent) + 33
 	}
@@ -227,6 +235,9 @@ func buildLocTable(db *geo.DB) (*locTable, error) {
 	}
 	lt.idx4 = newRadixIndex(len(lt.v4start), 32, func(i int, k uint64) bool { return uint64(lt.v4start[i])<<32 <= k })
 	lt.idx6 = newRadixIndex(len(lt.v6hi), 64, func(i int, k uint64) bool { return lt.v6hi[i] < k || lt.v6hi[i] == k && lt.v6lo[i] == 0 })
+	if len(lt.locs) < setAlias {
+		lt.sets4, lt.sets6 = newLocSets(lt.v4loc), newLocSets(lt.v6loc)
+	}
 	lt.cont = make([]int8, len(lt.locs))
 	for i, l := range lt.locs {
 		lt.cont[i] = int8(continentIndex(l.continent))
@@ -317,6 +328,10 @@ type partition struct {
 	// IPv6 are then of that group too and merge with their neighbours.
 	v4one   bool
 	v4group uint16
+	// other4[g] and other6[g] are the locations not of group g, for the
+	// table's locSets; nil without them. other6 holds the IPv4 aliases
+	// unless they merge with group g.
+	other4, other6 []locSet
 }
 
 // newPartition is the partition of lt with the given groups.
@@ -326,6 +341,20 @@ func newPartition(lt *locTable, group []uint16, groups int) *partition {
 		if group[l] != p.v4group {
 			p.v4one = false
 			break
+		}
+	}
+	if lt.sets4 != nil {
+		p.other4, p.other6 = make([]locSet, groups), make([]locSet, groups)
+		for g := range groups {
+			for l, lg := range group {
+				if int(lg) != g {
+					p.other4[g].add(uint16(l))
+					p.other6[g].add(uint16(l))
+				}
+			}
+			if !p.v4one || int(p.v4group) != g {
+				p.other6[g].add(aliasLoc)
+			}
 		}
 	}
 	p.key = string(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(group))), 2*len(group)))
@@ -388,10 +417,11 @@ func buildMerge(p *partition) *merge {
 }
 
 // lookup returns the group of a and the length of the widest CIDR block
-// holding a inside its run: the run of p's merge when m is set, else a's
-// interval of the location table widened as far as scanBudget more
-// intervals allow (see widen4). a is unmapped and valid. It does not
-// allocate.
+// holding a inside its run: the run of p's merge when m is set, else the
+// run found in the location table's sets; a table without sets (more
+// locations than they hold) widens a's interval as far as scanBudget
+// more intervals allow (see widen4). a is unmapped and valid. It does
+// not allocate.
 func (p *partition) lookup(m *merge, a netip.Addr) (group int, scope int) {
 	group, scope, _ = p.lookupWithin(m, a, scanBudget)
 	return group, scope
@@ -429,8 +459,12 @@ func (p *partition) lookupWithin(m *merge, a netip.Addr, budget int) (group int,
 	// the address before the run or the first one after it, that is when
 	// x shares its first n bits with one of them.
 	j, k := i, i+1
-	if m != nil {
+	switch {
+	case m != nil:
 		j, k = m.b6.run(i)
+	case p.other6 != nil:
+		o := &p.other6[group]
+		j, k = lt.sets6.prev(i-1, o)+1, lt.sets6.next(i+1, o)
 	}
 	if j > 0 {
 		h, l := lt.v6hi[j], lt.v6lo[j]-1
@@ -442,7 +476,7 @@ func (p *partition) lookupWithin(m *merge, a netip.Addr, budget int) (group int,
 	if k < len(lt.v6hi) {
 		scope = max(scope, lcp128(xh, xl, lt.v6hi[k], lt.v6lo[k])+1)
 	}
-	if m == nil && scope > 0 {
+	if m == nil && p.other6 == nil && scope > 0 {
 		scope = p.widen6(xh, xl, i, uint16(group), scope, budget)
 	}
 	return group, scope, l
@@ -475,6 +509,9 @@ func (p *partition) lookup4(m *merge, x uint32, budget int) (group int, scope in
 		} else {
 			j, k = m.b4.runFar(i)
 		}
+	} else if p.other4 != nil {
+		o := &p.other4[group]
+		j, k = p.lt.sets4.prev(i-1, o)+1, p.lt.sets4.next(i+1, o)
 	}
 	if j > 0 {
 		scope = bits.LeadingZeros32(x^(s[j]-1)) + 1
@@ -482,7 +519,7 @@ func (p *partition) lookup4(m *merge, x uint32, budget int) (group int, scope in
 	if k < len(s) {
 		scope = max(scope, bits.LeadingZeros32(x^s[k])+1)
 	}
-	if m == nil && scope > 0 {
+	if m == nil && p.other4 == nil && scope > 0 {
 		scope = p.widen4(x, i, uint16(group), scope, budget)
 	}
 	return group, scope, loc
@@ -508,8 +545,8 @@ func (lt *locTable) continent(a netip.Addr) int {
 	return int(lt.cont[l])
 }
 
-// scanBudget bounds the intervals a lookup without a merge reads to
-// widen its scope beyond the client's interval. With www's map on the
+// scanBudget bounds the intervals a lookup without a merge or sets reads
+// to widen its scope beyond the client's interval. With www's map on the
 // tor-geoipdb database, 64 gives 211,624 CIDR blocks over IPv4 where the
 // merge gives 209,732 and the interval alone 570,186 (TestGeoTableTor).
 const scanBudget = 64
@@ -596,10 +633,15 @@ func bitIndexBytes(n int) int {
 	}
 }
 
-func (b *bitIndex) bytes() int {
+func (b *bitIndex) bytes() int { return levelBytes(b.lv) }
+
+// levelBytes is the memory of the levels of a tree (bitIndex, locSets):
+// their elements and slice headers.
+func levelBytes[T any](lv [][]T) int {
+	var e T
 	n := 0
-	for _, l := range b.lv {
-		n += 8*cap(l) + 24
+	for _, l := range lv {
+		n += int(unsafe.Sizeof(e))*cap(l) + 24
 	}
 	return n
 }

@@ -278,6 +278,11 @@ func TestGeoTableMatchesDatabase(t *testing.T) {
 				if g.part == nil || g.merge == nil {
 					t.Fatalf("%s: no partition or merge", v.Name())
 				}
+				if g.part.other4 == nil {
+					t.Fatalf("%s: no location sets", v.Name())
+				}
+				noSets := *g.part
+				noSets.other4, noSets.other6 = nil, nil
 				for _, a := range append(geoSamples(uint64(len(v.Name())), 400), ref.edges()...) {
 					want, widest := ref.class(v, a), ref.widest(v, a)
 					group, scope := g.part.lookup(g.merge, a)
@@ -287,17 +292,24 @@ func TestGeoTableMatchesDatabase(t *testing.T) {
 					if scope != widest {
 						t.Fatalf("%s %s: scope /%d, the widest uniform block is /%d", v.Name(), a, scope, widest)
 					}
-					// Without the merge: the location interval widened,
-					// the same class and a block no wider; exactly the
-					// widest when the intervals read are not bounded.
+					// Without the merge: the runs from the location
+					// table's sets, exactly the widest block too.
 					group, scope = g.part.lookup(nil, a)
-					if got := fmt.Sprint(g.orders[group]); got != want || scope < widest {
+					if got := fmt.Sprint(g.orders[group]); got != want || scope != widest {
 						t.Fatalf("%s %s: unmerged class %q scope /%d, database %q widest /%d", v.Name(), a, got, scope, want, widest)
 					}
-					if _, scope, _ = g.part.lookupWithin(nil, a, math.MaxInt); scope != widest {
-						t.Fatalf("%s %s: unmerged scope without a bound /%d, the widest uniform block is /%d", v.Name(), a, scope, widest)
+					// Without sets (a table of more locations than they
+					// hold): the location interval widened, the same
+					// class and a block no wider; exactly the widest when
+					// the intervals read are not bounded.
+					group, scope = noSets.lookup(nil, a)
+					if got := fmt.Sprint(g.orders[group]); got != want || scope < widest {
+						t.Fatalf("%s %s: widened class %q scope /%d, database %q widest /%d", v.Name(), a, got, scope, want, widest)
 					}
-					if _, scope, _ = g.part.lookupWithin(nil, a, 0); scope < widest {
+					if _, scope, _ = noSets.lookupWithin(nil, a, math.MaxInt); scope != widest {
+						t.Fatalf("%s %s: widened scope without a bound /%d, the widest uniform block is /%d", v.Name(), a, scope, widest)
+					}
+					if _, scope, _ = noSets.lookupWithin(nil, a, 0); scope < widest {
 						t.Fatalf("%s %s: the interval's scope /%d is wider than the widest uniform block /%d", v.Name(), a, scope, widest)
 					}
 					checked++

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"testing"
@@ -81,6 +82,22 @@ func BenchmarkGeoTableTor(b *testing.B) {
 			i++
 		}
 	})
+	// Without the merge: the runs from the location table's sets, and
+	// without them the interval widened (scanBudget).
+	noSets := *v.geo.part
+	noSets.other4, noSets.other6 = nil, nil
+	for _, mode := range []struct {
+		name string
+		p    *partition
+	}{{"lookup/sets", v.geo.part}, {"lookup/widen", &noSets}} {
+		b.Run(mode.name, func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				mode.p.lookup(nil, addrs[i&4095])
+				i++
+			}
+		})
+	}
 	b.Run("lookup/database", func(b *testing.B) {
 		i := 0
 		for b.Loop() {
@@ -175,4 +192,79 @@ func TestGeoTableTor(t *testing.T) {
 		x = (x>>(32-d.Scope) + 1) << (32 - d.Scope)
 	}
 	t.Logf("IPv4 cover for www: %d CIDR blocks (walked in %v); blocks by length: %v", blocks, time.Since(start), hist)
+
+	// Without the merge, the runs from the location table's sets: the
+	// same cover.
+	start, unmerged := time.Now(), 0
+	for x := uint64(0); x < 1<<32; {
+		_, scope := g.part.lookup(nil, netip.AddrFrom4([4]byte{byte(x >> 24), byte(x >> 16), byte(x >> 8), byte(x)}))
+		unmerged++
+		x = (x>>(32-scope) + 1) << (32 - scope)
+	}
+	if unmerged != blocks {
+		t.Errorf("IPv4 cover for www without the merge: %d CIDR blocks, with it %d", unmerged, blocks)
+	}
+	t.Logf("IPv4 cover for www without the merge: %d CIDR blocks (walked in %v)", unmerged, time.Since(start))
+}
+
+// BenchmarkGeoTableTorCountryMaps: partitions of maps like make scale's
+// run with a country map per geo service (3 to 10 countries, each with
+// its own order of three regions) on the tor-geoipdb database. It
+// reports the bytes of a merge per partition and the lookups of random
+// addresses with the merge and with the location table's sets alone.
+func BenchmarkGeoTableTorCountryMaps(b *testing.B) {
+	db, s0, _ := torWWW(b)
+	countries := []string{"DE", "FR", "GB", "NL", "IT", "ES", "SE", "PL", "US", "CA", "MX", "BR", "AR", "JP", "CN", "KR", "IN", "SG", "AU", "NZ",
+		"ZA", "NG", "EG", "KE", "RU", "UA", "TR", "IR", "SA", "AE", "ID", "TH", "VN", "PH", "MY", "CL", "CO", "PE", "NO", "FI", "DK", "AT", "CH", "BE", "PT", "IE", "CZ", "RO", "HU", "GR"}
+	regions := []string{"eu-west", "us-east", "ap-northeast"}
+	rng := rand.New(rand.NewPCG(17, 17))
+	perm := func() []string {
+		p := rng.Perm(len(regions))
+		return []string{regions[p[0]], regions[p[1]], regions[p[2]]}
+	}
+	st := s0.state.Clone()
+	var names []string
+	for i := range 40 {
+		svc := &Service{Name: fmt.Sprintf("c%02d.gslb.example.", i), TTL: 60, Policy: PolicyGeo,
+			Regions: []ServiceRegion{{Region: "eu-west", Weight: 1}, {Region: "us-east", Weight: 1}, {Region: "ap-northeast", Weight: 1}},
+			Geo:     &GeoMap{Countries: map[string][]string{}, Default: perm()}}
+		for _, j := range rng.Perm(len(countries))[:3+rng.IntN(8)] {
+			svc.Geo.Countries[countries[j]] = perm()
+		}
+		st.Services[svc.Name] = svc
+		names = append(names, svc.Name)
+	}
+	s := BuildSnapshot(st, s0, SnapshotOptions{GeoIP: db})
+	var geos []*geoTable
+	bytes, runs := 0, 0
+	for _, name := range names {
+		g := mustView(b, s, name).geo
+		if g.part == nil || g.merge == nil {
+			b.Fatalf("%s: no partition or merge", name)
+		}
+		geos = append(geos, g)
+		bytes += g.merge.bytes()
+		runs += g.merge.runs4 + g.merge.runs6
+	}
+	addrs := geoSamples(5, 2048)
+	for _, merged := range []bool{true, false} {
+		name := "lookup/merged"
+		if !merged {
+			name = "lookup/sets"
+		}
+		b.Run(name, func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				g := geos[i%len(geos)]
+				m := g.merge
+				if !merged {
+					m = nil
+				}
+				g.part.lookup(m, addrs[i&4095])
+				i++
+			}
+			b.ReportMetric(float64(bytes)/float64(len(geos)), "merge-B/partition")
+			b.ReportMetric(float64(runs)/float64(len(geos)), "runs/partition")
+		})
+	}
 }

@@ -13,14 +13,16 @@ import (
 
 // DefaultMergeBudget bounds the memory of the partitions' merges unless
 // GeoTablesOptions says otherwise: with the country database built from
-// tor-geoipdb a merge takes about 89 KB, so this holds about 750.
+// tor-geoipdb a merge takes about 89 KB, so this holds about 750. A
+// partition without a merge gets the same scopes from the location
+// table's sets, at a few times the lookup's cost.
 const DefaultMergeBudget = 64 << 20
 
 // GeoTablesOptions tune a GeoTables.
 type GeoTablesOptions struct {
 	// MergeBudget bounds the bytes of the partitions' merges; 0 means
 	// DefaultMergeBudget. Partitions beyond it (the ones fewest services
-	// share) answer with the scope of their client's location interval.
+	// share) find their client's run in the location table's sets.
 	MergeBudget int64
 	// OnReady is called, outside any lock, after Run built tables that a
 	// new snapshot would use: a location table, or a batch of merges.
@@ -349,11 +351,13 @@ type GeoTablesInfo struct {
 	// Merged counts the partitions with a merge; MergeBytes is their
 	// memory, within MergeBudget. Pending counts those without one that
 	// the budget will take (room is left, or a merge of fewer services
-	// will make room), OverBudget those it will not take: they answer
-	// with the client's location interval widened by reading at most
-	// 64 more intervals, a scope as wide as the merge's for most
-	// clients, narrower for some. Evicted counts the merges dropped so
-	// far for those of more shared partitions.
+	// will make room), OverBudget those it will not take: they find
+	// their client's run in the location table's sets, the same scope
+	// as a merge's at a few times the lookup's cost (with a database of
+	// more locations than the sets hold, the client's location interval
+	// widened by reading at most 64 more intervals, a scope as wide as
+	// the merge's for most clients, narrower for some). Evicted counts
+	// the merges dropped so far for those of more shared partitions.
 	Merged      int   `json:"merged"`
 	MergeBytes  int64 `json:"merge_bytes"`
 	MergeBudget int64 `json:"merge_budget"`

@@ -318,8 +318,8 @@ type GeoTablesStatus struct {
 	MergeBytes  int64                      `json:"merge_bytes"`
 	MergeBudget int64                      `json:"merge_budget"`
 	// MergedServices counts the geo services whose partition has a
-	// merge, UnmergedServices those answering with a widened location
-	// interval (see regions.GeoTablesInfo).
+	// merge, UnmergedServices those whose runs come from the location
+	// table's sets (see regions.GeoTablesInfo).
 	MergedServices   int `json:"merged_services"`
 	UnmergedServices int `json:"unmerged_services"`
 }
