@@ -361,6 +361,11 @@ func newPartition(lt *locTable, group []uint16, groups int) *partition {
 	return p
 }
 
+// bytes is the partition's memory, without its merge.
+func (p *partition) bytes() int {
+	return 2*len(p.group) + len(p.key) + 32*(cap(p.other4)+cap(p.other6)) + 112
+}
+
 // merge marks, per interval of a location table, where a run of one
 // group of a partition starts. Read-only once built.
 type merge struct {

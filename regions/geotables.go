@@ -422,7 +422,7 @@ func (s *Snapshot) GeoTables() GeoTablesInfo {
 			i = len(out.Partitions)
 			index[g.part] = i
 			entries = append(entries, &partEntry{p: g.part, m: g.merge})
-			pi := PartitionInfo{Groups: g.part.groups, Bytes: 2*len(g.part.group) + len(g.part.key) + 64}
+			pi := PartitionInfo{Groups: g.part.groups, Bytes: g.part.bytes()}
 			if m := g.merge; m != nil {
 				pi.Merged, pi.RunsV4, pi.RunsV6, pi.BuildTime = true, m.runs4, m.runs6, m.buildTime
 				pi.Bytes += m.bytes()
