@@ -7,9 +7,9 @@ package regions
 // the client's block, a climb to the first node holding a location of
 // another group and a descent to its first such interval: a few dozen
 // reads, and nothing per partition but one location set per group. It is
-// built once per location table, with at most setLocs locations (a
+// built once per location table of fewer than setAlias locations (a
 // country database has about 250); the IPv4 aliases in IPv6 take the
-// last bit. Read-only once built.
+// last bit, setAlias. Read-only once built.
 type locSets struct {
 	loc []uint16   // the family's intervals' locations
 	lv  [][]locSet // lv[0] by block; lv[k+1][x] is lv[k][2x] | lv[k][2x+1]
