@@ -19,6 +19,9 @@ type steering struct {
 	// regionAnswers are the metrics' counters of snap's regions, by
 	// their index in snap.Regions() (Decision.RegionIndex).
 	regionAnswers []*regionCounters
+	// pairs are the metrics' counters of each service's answers by
+	// region, by service index.
+	pairs []*pairCounters
 }
 
 // names indexes a snapshot's service names; the next snapshot shares it
@@ -68,7 +71,13 @@ func (h *Handler) SetSnapshot(s *regions.Snapshot) {
 		regionNames = append(regionNames, r.Name)
 	}
 	st.regionAnswers = h.metrics.setRegions(regionNames)
-	if prev := h.steer.Load(); prev != nil && s.SameServiceNames(prev.snap) {
+	prev := h.steer.Load()
+	var prevPairs []*pairCounters
+	if prev != nil {
+		prevPairs = prev.pairs
+	}
+	st.pairs = h.metrics.setPairs(s, prevPairs)
+	if prev != nil && s.SameServiceNames(prev.snap) {
 		st.names = prev.names
 		h.swapSteering(st)
 		return
@@ -167,6 +176,9 @@ func (h *Handler) serveService(resp, req []byte, q *query, nodata *zones.Answer,
 		// regions.Snapshot.ClientContinent).
 		cont := st.snap.ClientContinent(&c)
 		st.regionAnswers[d.RegionIndex].byContinent[cont+1].Add(1)
+		if int(si) < len(st.pairs) {
+			st.pairs[si].count(v, d.RegionIndex)
+		}
 	}
 	limit := h.limit(q, proto, cap(resp))
 	resp = q.appendHeaderAndQuestion(resp)

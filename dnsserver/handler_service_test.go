@@ -361,8 +361,8 @@ func TestServeServiceAnswerCounters(t *testing.T) {
 		t.Errorf("answers by region and continent\n%+v\nwant\n%+v", got.Regions, want)
 	}
 	wantSvc := map[string]ServiceAnswerCounts{
-		"geo.example.org.":      {Answers: 9, NoData: 5},
-		"svc.deep.example.org.": {Answers: 3},
+		"geo.example.org.":      {Answers: 9, NoData: 5, ByRegion: map[string]uint64{"eu": 3, "as": 2, "na": 4}},
+		"svc.deep.example.org.": {Answers: 3, ByRegion: map[string]uint64{"eu": 3}},
 		"lb.example.org.":       {},
 		"closed.example.org.":   {},
 	}
@@ -386,6 +386,15 @@ func TestServeServiceAnswerCounters(t *testing.T) {
 	got = h.Metrics().Answers()
 	if _, ok := got.Services["lb.example.org."]; ok || got.Services["geo.example.org."].NoData != 5 {
 		t.Errorf("after the service went: %+v", got.Services)
+	}
+	// A service whose regions change keeps the counts of the regions it
+	// still lists, under their names, wherever they now stand.
+	st.Services["geo.example.org."].Regions = []regions.ServiceRegion{{Region: "as", Weight: 1}, {Region: "eu", Weight: 1}}
+	h.SetSnapshot(regions.BuildSnapshot(st, nil, regions.SnapshotOptions{GeoIP: h.cfg.Locator.(*geo.DB)}))
+	ask("geo.example.org.", dns.TypeA, "202.12.27.0", 1)
+	ask("geo.example.org.", dns.TypeA, "193.0.0.0", 1)
+	if got := h.Metrics().Answers().Services["geo.example.org."].ByRegion; !reflect.DeepEqual(got, map[string]uint64{"as": 3, "eu": 4}) {
+		t.Errorf("geo.example.org.'s answers by region after its regions changed: %v, want as 3 and eu 4", got)
 	}
 }
 

@@ -36,6 +36,10 @@ type Metrics struct {
 	setMu    sync.Mutex // serializes the replacements
 	regions  atomic.Pointer[map[string]*regionCounters]
 	services atomic.Pointer[map[string]*serviceCounters]
+	// pairs counts each service's answers by the region answered, for
+	// the dashboard's traffic by service (no Prometheus family: a series
+	// per service and region would be too many).
+	pairs atomic.Pointer[map[string]*pairCounters]
 }
 
 // ContinentLabels label the answer counters by the client's continent:
@@ -60,6 +64,31 @@ type regionCounters struct {
 type serviceCounters struct {
 	answers, nodata, failOpen atomic.Uint64
 	_                         [40]byte
+}
+
+// pairCounters count one service's answers by the region answered, by
+// the region's position in the service (regions.ServiceView.RegionPos),
+// so that the query path looks nothing up. A counter stays with its
+// region's name across snapshots.
+type pairCounters struct {
+	service string
+	names   []string // the service's regions, in its order
+	byPos   []*atomic.Uint64
+	byName  map[string]*atomic.Uint64 // read-only once made
+}
+
+// sameRegions says whether pc counts the regions v answers with, in
+// the same order.
+func (pc *pairCounters) sameRegions(v *regions.ServiceView) bool {
+	if pc == nil || pc.service != v.Name() || len(pc.names) != v.NumRegions() {
+		return false
+	}
+	for i, n := range pc.names {
+		if v.RegionName(i) != n {
+			return false
+		}
+	}
+	return true
 }
 
 const maxRcode = 31 // extended rcodes above this are counted as 31
@@ -117,6 +146,67 @@ func (m *Metrics) setServices(names []string) []*serviceCounters {
 	return renameCounters(&m.services, names)
 }
 
+// setPairs makes the counters by service and region those of s's
+// services and returns them by service index. prev are the ones of the
+// snapshot served before: when every service of s answers with the same
+// regions in the same order (the usual case: health or weights changed),
+// they serve as they are and nothing is allocated.
+func (m *Metrics) setPairs(s *regions.Snapshot, prev []*pairCounters) []*pairCounters {
+	m.setMu.Lock()
+	defer m.setMu.Unlock()
+	n := s.NumServices()
+	if len(prev) == n && m.pairs.Load() != nil {
+		same := true
+		for i := range n {
+			if !prev[i].sameRegions(s.ServiceAt(i)) {
+				same = false
+				break
+			}
+		}
+		if same {
+			return prev
+		}
+	}
+	var old map[string]*pairCounters
+	if t := m.pairs.Load(); t != nil {
+		old = *t
+	}
+	next := make(map[string]*pairCounters, n)
+	byIndex := make([]*pairCounters, n)
+	for i := range n {
+		v := s.ServiceAt(i)
+		pc := old[v.Name()]
+		if !pc.sameRegions(v) {
+			made := &pairCounters{service: v.Name(), names: make([]string, v.NumRegions()),
+				byPos: make([]*atomic.Uint64, v.NumRegions()), byName: make(map[string]*atomic.Uint64, v.NumRegions())}
+			for j := range made.names {
+				name := v.RegionName(j)
+				var c *atomic.Uint64
+				if pc != nil {
+					c = pc.byName[name]
+				}
+				if c == nil {
+					c = new(atomic.Uint64)
+				}
+				made.names[j], made.byPos[j], made.byName[name] = name, c, c
+			}
+			pc = made
+		}
+		next[v.Name()] = pc
+		byIndex[i] = pc
+	}
+	m.pairs.Store(&next)
+	return byIndex
+}
+
+// count counts an answer of pc's service from the region at index
+// region of v's snapshot.
+func (pc *pairCounters) count(v *regions.ServiceView, region int) {
+	if pos := v.RegionPos(region); pc != nil && pos >= 0 && pos < len(pc.byPos) {
+		pc.byPos[pos].Add(1)
+	}
+}
+
 // RegionAnswerCounts are a region's steered answers since the server
 // started: all of them, and by the client's continent (ContinentLabels'
 // order).
@@ -130,6 +220,9 @@ type ServiceAnswerCounts struct {
 	// Answers counts the replies with addresses, FailOpen those of them
 	// given failing open, NoData the replies without (NODATA).
 	Answers, NoData, FailOpen uint64
+	// ByRegion counts the steered answers by the region answered, for
+	// the regions with at least one (nil when none has).
+	ByRegion map[string]uint64
 }
 
 // AnswerCounts are the answer counters of the regions and services of
@@ -157,6 +250,23 @@ func (m *Metrics) Answers() AnswerCounts {
 	if t := m.services.Load(); t != nil {
 		for n, c := range *t {
 			out.Services[n] = ServiceAnswerCounts{Answers: c.answers.Load(), NoData: c.nodata.Load(), FailOpen: c.failOpen.Load()}
+		}
+	}
+	if t := m.pairs.Load(); t != nil {
+		for n, pc := range *t {
+			sc, ok := out.Services[n]
+			if !ok {
+				continue
+			}
+			for region, c := range pc.byName {
+				if v := c.Load(); v > 0 {
+					if sc.ByRegion == nil {
+						sc.ByRegion = map[string]uint64{}
+					}
+					sc.ByRegion[region] = v
+				}
+			}
+			out.Services[n] = sc
 		}
 	}
 	return out

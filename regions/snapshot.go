@@ -617,6 +617,24 @@ func (v *ServiceView) Service() *Service { return v.svc }
 // TTL is the service's TTL (not degraded).
 func (v *ServiceView) TTL() uint32 { return v.ttl }
 
+// NumRegions is how many regions the service answers with: those it
+// lists that exist, each once, in its order.
+func (v *ServiceView) NumRegions() int { return len(v.slots) }
+
+// RegionName is the name of the service's i-th region, i < NumRegions.
+func (v *ServiceView) RegionName(i int) string { return v.slots[i].name }
+
+// RegionPos is the position among the service's regions of the region
+// at index r of the snapshot's Regions (Decision.RegionIndex), -1 when
+// the service does not list it. It costs a slice read, for counting
+// answers by service and region on the query path.
+func (v *ServiceView) RegionPos(r int) int {
+	if r < 0 || r >= len(v.slotOf) {
+		return -1
+	}
+	return int(v.slotOf[r])
+}
+
 // AllRegionAddrs lists the addresses of every region of the service that
 // is not drained, whatever its health, in the service's order without
 // duplicates: the answer a service fails open to, and what a zone
