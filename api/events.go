@@ -30,7 +30,7 @@ const (
 // (GET /v1/status's body) at once, whenever a new snapshot is served and
 // every two seconds; "traffic" (TrafficUpdate) at once with the whole
 // history, then at every reading with the seconds completed since and the
-// map's lines. A comment line keeps the stream alive when nothing else
+// map's lines; with ?service=, the service's traffic by region. A comment line keeps the stream alive when nothing else
 // is sent.
 func (a *apiServer) events(w http.ResponseWriter, r *http.Request) {
 	select {
@@ -90,6 +90,11 @@ func (a *apiServer) events(w http.ResponseWriter, r *http.Request) {
 	}
 	statusAt := time.Now()
 	tr := a.opts.Traffic
+	// ?service= asks for one service's traffic by region.
+	service := r.URL.Query().Get("service")
+	if service != "" {
+		service = regions.CanonicalName(service)
+	}
 	var lastSec int64
 	var lastMark uint64
 	sendTraffic := func(u TrafficUpdate) bool {
@@ -106,7 +111,7 @@ func (a *apiServer) events(w http.ResponseWriter, r *http.Request) {
 	var tick <-chan struct{}
 	if tr != nil {
 		tick = tr.Tick()
-		if !sendTraffic(tr.Since(0, 0)) {
+		if !sendTraffic(tr.Since(0, 0, service)) {
 			return
 		}
 	}
@@ -125,7 +130,7 @@ func (a *apiServer) events(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-tick:
 			tick = tr.Tick()
-			if !sendTraffic(tr.Since(lastSec, lastMark)) {
+			if !sendTraffic(tr.Since(lastSec, lastMark, service)) {
 				return
 			}
 		case <-fb:

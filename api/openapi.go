@@ -123,8 +123,10 @@ var (
 	docEvents = opDoc{summary: "The dashboard's live data as server-sent events",
 		description: "Event \"status\" carries GET /v1/status's body: at once, with every new snapshot and every 2 s. " +
 			"Event \"traffic\" carries the answers per region and per service per second (the last hour at once, then each second completed), " +
-			"each client continent's answers by region over the last second, and the regions' changes of state. " +
+			"each client continent's answers by region over the last second, and the regions' changes of state (to and from shifted with the shifts' ids). " +
+			"With service, the traffic carries that service's answers, in all and by region, instead of every service's. " +
 			"The token goes in the Authorization header, never in the URL.",
+		query:  []paramDoc{{"service", "string", "a service whose answers by region to send", false}},
 		events: true, errors: []int{401, 503}}
 	docAudit = opDoc{summary: "The audit log, newest first, a page at a time",
 		query: []paramDoc{

@@ -2,6 +2,9 @@ package api
 
 import (
 	"context"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,10 +17,13 @@ const numContinentSlots = regions.NumContinents + 1
 
 // AnswerReading is the server's answer counters read at one moment, each
 // counting since the server started: by region, the steered answers by
-// the client's continent (ContinentNames' order); by service, its answers.
+// the client's continent (ContinentNames' order); by service, its answers;
+// by service and region, the service's answers from the region (a
+// region with none may be left out).
 type AnswerReading struct {
 	Regions  map[string][numContinentSlots]uint64
 	Services map[string]uint64
+	Pairs    map[string]map[string]uint64
 }
 
 // ContinentNames name the continent slots of AnswerReading.Regions.
@@ -27,13 +33,17 @@ var ContinentNames = func() (l [numContinentSlots]string) {
 	return l
 }()
 
-// The traffic history's bounds: an hour of seconds, and at most
-// TrafficMaxSeries regions and as many services charted, so that its
-// memory is fixed (4 bytes a second a series: 14 KiB a series, 7 MiB for
-// the lot). Series past the cap are counted in TrafficUpdate.Dropped.
+// The traffic history's bounds: an hour of seconds, at most
+// TrafficMaxSeries regions, and at most TrafficMaxServiceSeries series of
+// services and of a service's regions, kept only while they answer
+// (made at a first answer, forgotten after an hour without one), so that
+// its memory is bounded whatever the number of services: 4 bytes a
+// second, 14,400 bytes a series (SeriesBytes), 18.4 MB for the 1,280
+// series at most. Series past a cap are counted in TrafficUpdate.Dropped.
 const (
-	TrafficSeconds   = 3600
-	TrafficMaxSeries = 256
+	TrafficSeconds          = 3600
+	TrafficMaxSeries        = 256
+	TrafficMaxServiceSeries = 1024
 	// trafficTick is how often the counters are read: the map's lines
 	// follow the answers of the last lineWindow, refreshed each tick.
 	trafficTick = 250 * time.Millisecond
@@ -53,32 +63,115 @@ type Mark struct {
 	Region string    `json:"region"`
 	From   string    `json:"from"`
 	To     string    `json:"to"`
+	// Note says which shifts start or end when the change is to or
+	// from shifted.
+	Note string `json:"note,omitempty"`
 }
 
 // series is one name's answers per second: slot s%TrafficSeconds holds
-// second s when stamp says so (older stamps read as 0).
+// second s for the hour up to last; the seconds skipped by a set are
+// zeroed, so a series needs no time stamp per slot.
 type series struct {
 	counts [TrafficSeconds]uint32
-	stamps [TrafficSeconds]int64
+	last   int64 // the last second set (0: none)
+	busy   int64 // the last second with an answer
 }
 
+// SeriesBytes is the memory of one series of the traffic history.
+const SeriesBytes = TrafficSeconds * 4
+
+// set records n answers in second sec, later than any set before.
 func (s *series) set(sec int64, n uint64) {
-	i := sec % TrafficSeconds
-	s.counts[i] = uint32(min(n, 1<<32-1))
-	s.stamps[i] = sec
+	if s.last != 0 {
+		for x := max(s.last+1, sec-TrafficSeconds+1); x < sec; x++ {
+			s.counts[x%TrafficSeconds] = 0
+		}
+	}
+	s.counts[sec%TrafficSeconds] = uint32(min(n, 1<<32-1))
+	s.last = sec
+	if n > 0 {
+		s.busy = sec
+	}
 }
 
 func (s *series) get(sec int64) uint32 {
-	i := sec % TrafficSeconds
-	if s.stamps[i] != sec {
+	if sec > s.last || sec <= s.last-TrafficSeconds {
 		return 0
 	}
-	return s.counts[i]
+	return s.counts[sec%TrafficSeconds]
 }
 
+// seriesSet holds named series under a cap shared with other sets.
+// Dense sets (regions) have a series for every name read, forgotten
+// when the name is gone; sparse ones (services, a service's regions)
+// one for a name from its first answer, forgotten after TrafficSeconds
+// without one.
+type seriesSet struct {
+	m      map[string]*series
+	sparse bool
+	made   *int // series made under the cap
+	cap    int
+}
+
+// forget drops the series whose time is over at second sec: a dense
+// set's names that now has not, a sparse set's without an answer for
+// an hour.
+func (ss *seriesSet) forget(sec int64, now map[string]uint64) {
+	for name, s := range ss.m {
+		_, ok := now[name]
+		if (!ss.sparse && !ok) || (ss.sparse && sec-s.busy >= TrafficSeconds) {
+			delete(ss.m, name)
+			*ss.made--
+		}
+	}
+}
+
+// store records second sec of every name: the difference between now's
+// and base's counters (a counter that went back, a name removed and
+// added again, counts from zero; a name a sparse reading leaves out
+// answered nothing). Names past the cap are counted in dropped. The
+// sets sharing the cap have forgotten their old series first.
+func (ss *seriesSet) store(sec int64, now, base map[string]uint64, dropped *int) {
+	for name, s := range ss.m {
+		if _, ok := now[name]; !ok {
+			s.set(sec, 0)
+		}
+	}
+	for name, n := range now {
+		if b, ok := base[name]; ok && n >= b {
+			n -= b
+		}
+		s := ss.m[name]
+		if s == nil {
+			if ss.sparse && n == 0 {
+				continue
+			}
+			if *ss.made >= ss.cap {
+				*dropped++
+				continue
+			}
+			s = new(series)
+			ss.m[name] = s
+			*ss.made++
+		}
+		s.set(sec, n)
+	}
+}
+
+// values are the series' values from second first to last.
+func (ss *seriesSet) values(first, last int64) map[string][]uint32 {
+	out := make(map[string][]uint32, len(ss.m))
+	for name, s := range ss.m {
+		out[name] = s.values(first, last)
+	}
+	return out
+}
+
+// timedReading is a reading of the regions' counters kept for the
+// map's lines (only those: the services' would cost a map each).
 type timedReading struct {
-	at time.Time
-	r  AnswerReading
+	at      time.Time
+	regions map[string][numContinentSlots]uint64
 }
 
 // Traffic keeps the server's own view of where answers go, for the
@@ -97,24 +190,34 @@ type Traffic struct {
 	firstSec int64 // the first whole second recorded
 	curSec   int64 // the second being counted
 	base     AnswerReading
-	regions  map[string]*series
-	services map[string]*series
-	dropped  int
-	readings [readingsKept]timedReading
-	nread    int
-	lines    map[string]map[string]uint64
-	states   map[string]string
-	marks    []Mark // the newest maxMarks, oldest first
-	markSeq  uint64
-	snap     *regions.Snapshot
+	regions  seriesSet
+	services seriesSet
+	// pairs holds each service's series by region, under the services' cap.
+	pairs    map[string]*seriesSet
+	nRegions int // series made of regions
+	nService int // series made of services and their regions
+	// serviceCap is TrafficMaxServiceSeries (a test makes it smaller).
+	serviceCap int
+	dropped    int
+	readings   [readingsKept]timedReading
+	nread      int
+	lines      map[string]map[string]uint64
+	states     map[string]string
+	marks      []Mark // the newest maxMarks, oldest first
+	markSeq    uint64
+	snap       *regions.Snapshot
+	// shiftsOf are the active shifts of each shifted region in snap.
+	shiftsOf map[string][]string
 	tick     chan struct{} // closed at the next tick
 }
 
 // NewTraffic reads answer counters with read and the regions' states from
 // snapshot (either may return nothing yet).
 func NewTraffic(read func() AnswerReading, snapshot func() *regions.Snapshot) *Traffic {
-	return &Traffic{read: read, snapshot: snapshot, now: time.Now,
-		regions: map[string]*series{}, services: map[string]*series{}, tick: make(chan struct{})}
+	t := &Traffic{read: read, snapshot: snapshot, now: time.Now, pairs: map[string]*seriesSet{}, serviceCap: TrafficMaxServiceSeries, tick: make(chan struct{})}
+	t.regions = seriesSet{m: map[string]*series{}, made: &t.nRegions, cap: TrafficMaxSeries}
+	t.services = seriesSet{m: map[string]*series{}, sparse: true, made: &t.nService, cap: t.serviceCap}
+	return t
 }
 
 // Run reads the counters every 250 ms until ctx ends.
@@ -162,53 +265,48 @@ func (t *Traffic) record(now time.Time, r AnswerReading) {
 		// The second being counted is complete; a late tick gives it the
 		// answers up to now, and the seconds skipped read as 0.
 		t.dropped = 0
-		t.regions = storeSecond(t.regions, t.curSec, r.Regions, t.base.Regions, sumContinents, &t.dropped)
-		t.services = storeSecond(t.services, t.curSec, r.Services, t.base.Services, func(v uint64) uint64 { return v }, &t.dropped)
+		regionsNow := regionTotals(r.Regions)
+		t.regions.forget(t.curSec, regionsNow)
+		t.regions.store(t.curSec, regionsNow, regionTotals(t.base.Regions), &t.dropped)
+		// Services and their regions share a cap: every set forgets its
+		// old series before any makes a new one.
+		t.services.forget(t.curSec, r.Services)
+		for name, ss := range t.pairs {
+			ss.forget(t.curSec, r.Pairs[name])
+		}
+		t.services.store(t.curSec, r.Services, t.base.Services, &t.dropped)
+		for name, byRegion := range r.Pairs {
+			if t.pairs[name] == nil {
+				t.pairs[name] = &seriesSet{m: map[string]*series{}, sparse: true, made: &t.nService, cap: t.serviceCap}
+			}
+			t.pairs[name].store(t.curSec, byRegion, t.base.Pairs[name], &t.dropped)
+		}
+		for name, ss := range t.pairs {
+			if _, ok := r.Pairs[name]; !ok {
+				ss.store(t.curSec, nil, nil, &t.dropped)
+			}
+			if len(ss.m) == 0 {
+				delete(t.pairs, name)
+			}
+		}
 		t.base, t.curSec = r, sec
 	}
-	t.readings[t.nread%readingsKept] = timedReading{at: now, r: r}
+	t.readings[t.nread%readingsKept] = timedReading{at: now, regions: r.Regions}
 	t.nread++
 	t.lines = t.linesOf(now, r)
 }
 
-func sumContinents(c [numContinentSlots]uint64) uint64 {
-	var s uint64
-	for _, v := range c {
-		s += v
+// regionTotals are the regions' answers, every continent together.
+func regionTotals(by map[string][numContinentSlots]uint64) map[string]uint64 {
+	out := make(map[string]uint64, len(by))
+	for name, c := range by {
+		var s uint64
+		for _, v := range c {
+			s += v
+		}
+		out[name] = s
 	}
-	return s
-}
-
-// storeSecond records second sec of every name: the difference between now's
-// and base's counters (a counter that went back, a name removed and
-// added again, counts from zero). Names gone are forgotten; names past
-// the cap are counted in dropped.
-func storeSecond[V any](all map[string]*series, sec int64, now, base map[string]V, total func(V) uint64, dropped *int) map[string]*series {
-	for name := range all {
-		if _, ok := now[name]; !ok {
-			delete(all, name)
-		}
-	}
-	for name, v := range now {
-		s := all[name]
-		if s == nil {
-			if len(all) >= TrafficMaxSeries {
-				*dropped++
-				continue
-			}
-			s = new(series)
-			all[name] = s
-		}
-		n, b := total(v), uint64(0)
-		if bv, ok := base[name]; ok {
-			b = total(bv)
-		}
-		if n >= b {
-			n -= b
-		}
-		s.set(sec, n)
-	}
-	return all
+	return out
 }
 
 // linesOf is, by client continent, the answers of each region since the
@@ -231,7 +329,7 @@ func (t *Traffic) linesOf(now time.Time, r AnswerReading) map[string]map[string]
 	}
 	out := map[string]map[string]uint64{}
 	for region, by := range r.Regions {
-		prev := old.r.Regions[region]
+		prev := old.regions[region]
 		for i, n := range by {
 			if n <= prev[i] {
 				continue
@@ -253,16 +351,20 @@ func (t *Traffic) noteStates(now time.Time, snap *regions.Snapshot) {
 		return
 	}
 	t.snap = snap
+	shifts := activeShifts(snap)
 	next := map[string]string{}
 	for _, rs := range snap.Regions() {
-		next[rs.Name] = healthState(rs)
+		next[rs.Name] = regionState(rs, len(shifts[rs.Name]) > 0)
 	}
 	if t.states != nil {
-		for name, to := range next {
-			if from, ok := t.states[name]; ok && from != to {
-				t.mark(Mark{Time: now, Region: name, From: from, To: to})
-			} else if !ok {
-				t.mark(Mark{Time: now, Region: name, From: "absent", To: to})
+		for _, name := range slices.Sorted(maps.Keys(next)) {
+			to := next[name]
+			from, ok := t.states[name]
+			if !ok {
+				from = "absent"
+			}
+			if from != to {
+				t.mark(Mark{Time: now, Region: name, From: from, To: to, Note: t.shiftNote(snap, name, from, to, shifts[name])})
 			}
 		}
 		for name, from := range t.states {
@@ -271,7 +373,57 @@ func (t *Traffic) noteStates(now time.Time, snap *regions.Snapshot) {
 			}
 		}
 	}
-	t.states = next
+	t.states, t.shiftsOf = next, shifts
+}
+
+// activeShifts are, by region, the ids of the shifts that set its weight
+// in snap (a drain of it, or a weight for it) and apply now.
+func activeShifts(snap *regions.Snapshot) map[string][]string {
+	out := map[string][]string{}
+	for _, id := range slices.Sorted(maps.Keys(snap.State().Shifts)) {
+		sh := snap.State().Shifts[id]
+		if sh == nil {
+			continue
+		}
+		if st, _ := snap.ShiftState(sh); st != regions.ShiftActive {
+			continue
+		}
+		if sh.Drain != "" {
+			out[sh.Drain] = append(out[sh.Drain], id)
+		}
+		for _, r := range slices.Sorted(maps.Keys(sh.Weights)) {
+			if r != sh.Drain {
+				out[r] = append(out[r], id)
+			}
+		}
+	}
+	return out
+}
+
+// shiftNote says, for a change to shifted, which shifts start and until
+// when; for a change from shifted, how the shifts held before ended.
+func (t *Traffic) shiftNote(snap *regions.Snapshot, region, from, to string, active []string) string {
+	var parts []string
+	switch {
+	case to == "shifted":
+		for _, id := range active {
+			sh := snap.State().Shifts[id]
+			parts = append(parts, "shift "+id+": "+sh.Describe()+" until "+sh.Expires.UTC().Format(time.RFC3339))
+		}
+	case from == "shifted":
+		for _, id := range t.shiftsOf[region] {
+			how := "removed"
+			if sh := snap.State().Shifts[id]; sh != nil {
+				st, why := snap.ShiftState(sh)
+				how = string(st)
+				if why != "" {
+					how += " (" + why + ")"
+				}
+			}
+			parts = append(parts, "shift "+id+" "+how)
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 func (t *Traffic) mark(m Mark) {
@@ -284,15 +436,19 @@ func (t *Traffic) mark(m Mark) {
 	t.marks = append(t.marks, m)
 }
 
-// healthState is a region's state for the dashboard and its marks:
-// drained, down, unknown (no counted vote), degraded (answered, but some
-// of its VIPs are not), else up.
-func healthState(rs regions.RegionStatus) string {
+// regionState is a region's state for the dashboard and its marks, the
+// first that holds of: drained, down, shifted (an active shift sets its
+// weight: an operator's doing, like a drain), unknown (no counted vote),
+// degraded (answered, but some of its VIPs are not), up. The page's
+// regionState (ui/app.js) decides the same way.
+func regionState(rs regions.RegionStatus, shifted bool) string {
 	switch {
 	case rs.Drained:
 		return "drained"
 	case rs.Status == regions.HealthDown:
 		return "down"
+	case shifted:
+		return "shifted"
 	case rs.Status == regions.HealthUnknown:
 		return "unknown"
 	case rs.Healthy < len(rs.VIPs):
@@ -311,25 +467,35 @@ type TrafficUpdate struct {
 	Seconds int                 `json:"seconds"`
 	Regions map[string][]uint32 `json:"regions"`
 	// Services holds each service's answers (regions count the answers
-	// of every service).
+	// of every service): of every service charted, or of the one asked
+	// for (Service).
 	Services map[string][]uint32 `json:"services"`
+	// Service is the service asked for, "" for none; ServiceRegions its
+	// answers by region (the regions with an answer in the last hour).
+	Service        string              `json:"service,omitempty"`
+	ServiceRegions map[string][]uint32 `json:"service_regions,omitempty"`
 	// Lines holds, by client continent, the answers of each region over
 	// the last second; LineWindow is that window in seconds.
 	Lines      map[string]map[string]uint64 `json:"lines"`
 	LineWindow float64                      `json:"line_window"`
 	Marks      []Mark                       `json:"marks"`
-	// Dropped counts the regions and services not charted (over
-	// TrafficMaxSeries).
+	// Dropped counts the series not charted in the last second, over
+	// TrafficMaxSeries (regions) or TrafficMaxServiceSeries (services
+	// and their regions).
 	Dropped int `json:"dropped"`
 }
 
 // Since returns the whole seconds after second after (0: all kept) and
-// the marks after mark sequence number afterMark.
-func (t *Traffic) Since(after int64, afterMark uint64) TrafficUpdate {
+// the marks after mark sequence number afterMark; with service, that
+// service's answers, in all and by region, instead of every service's.
+func (t *Traffic) Since(after int64, afterMark uint64, service string) TrafficUpdate {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	u := TrafficUpdate{Regions: map[string][]uint32{}, Services: map[string][]uint32{}, Lines: t.lines,
-		LineWindow: lineWindow.Seconds(), Dropped: t.dropped, Marks: []Mark{}}
+		LineWindow: lineWindow.Seconds(), Dropped: t.dropped, Marks: []Mark{}, Service: service}
+	if service != "" {
+		u.ServiceRegions = map[string][]uint32{}
+	}
 	if u.Lines == nil {
 		u.Lines = map[string]map[string]uint64{}
 	}
@@ -348,11 +514,17 @@ func (t *Traffic) Since(after int64, afterMark uint64) TrafficUpdate {
 		return u
 	}
 	u.Seconds = int(last - first + 1)
-	for name, s := range t.regions {
-		u.Regions[name] = s.values(first, last)
-	}
-	for name, s := range t.services {
-		u.Services[name] = s.values(first, last)
+	u.Regions = t.regions.values(first, last)
+	switch {
+	case service == "":
+		u.Services = t.services.values(first, last)
+	default:
+		if s := t.services.m[service]; s != nil {
+			u.Services[service] = s.values(first, last)
+		}
+		if ss := t.pairs[service]; ss != nil {
+			u.ServiceRegions = ss.values(first, last)
+		}
 	}
 	return u
 }

@@ -22,8 +22,10 @@ const SERIES_COLOURS = ["#0969da", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "
 
 const $ = (sel) => document.querySelector(sel);
 const state = {
-  status: null, lines: {}, lineWindow: 1, marks: [], hist: { start: 0, len: 0, regions: {}, services: {} },
-  dropped: 0, service: "", revision: -1, pending: null, renderQueued: { status: false, traffic: false },
+  status: null, lines: {}, lineWindow: 1, marks: [], hist: { start: 0, len: 0, regions: {}, services: {}, serviceRegions: {} },
+  // tservice is the service whose traffic by region the chart shows, ""
+  // for every service's; the event stream is asked for it (?service=).
+  dropped: 0, service: "", tservice: "", revision: -1, pending: null, renderQueued: { status: false, traffic: false },
 };
 
 function esc(s) {
@@ -80,7 +82,8 @@ async function follow() {
   while (!ctl.signal.aborted) {
     let res = null;
     try {
-      res = await fetch("/v1/events", { headers: headers({ Accept: "text/event-stream" }), cache: "no-store", signal: ctl.signal });
+      const q = state.tservice ? "?service=" + encodeURIComponent(state.tservice) : "";
+      res = await fetch("/v1/events" + q, { headers: headers({ Accept: "text/event-stream" }), cache: "no-store", signal: ctl.signal });
     } catch (e) {
       if (ctl.signal.aborted) return;
     }
@@ -136,6 +139,7 @@ function handleEvent(ev, data) {
       loadAudit();
     }
   } else if (ev === "traffic") {
+    if ((data.service || "") !== state.tservice) return; // a stream being replaced
     addTraffic(data);
     queue("traffic");
   }
@@ -173,7 +177,7 @@ function addTraffic(u) {
   if (!u.seconds) return;
   if (!h.len || u.start < h.start || u.start > h.start + h.len) {
     // First update, or a gap (a new server): start again from here.
-    h.start = u.start; h.len = 0; h.regions = {}; h.services = {};
+    h.start = u.start; h.len = 0; h.regions = {}; h.services = {}; h.serviceRegions = {};
   }
   const offset = u.start - h.start; // seconds already held that the update repeats
   const add = (table, src) => {
@@ -186,29 +190,34 @@ function addTraffic(u) {
   };
   add(h.regions, u.regions || {});
   add(h.services, u.services || {});
+  add(h.serviceRegions, u.service_regions || {});
   h.len = offset + u.seconds;
   const over = h.len - 3600;
   if (over > 0) {
-    for (const t of [h.regions, h.services]) for (const k of Object.keys(t)) t[k].splice(0, over);
+    for (const t of [h.regions, h.services, h.serviceRegions]) for (const k of Object.keys(t)) t[k].splice(0, over);
     h.start += over; h.len -= over;
   }
 }
 
 // ---- the status: notices, regions ----
 
-function shiftedIn(status, region) {
-  for (const s of status.services || []) {
-    for (const r of s.regions || []) if (r.region === region && r.factors && r.factors.shift < 1) return true;
-  }
-  return false;
+// shiftsOf lists the active shifts that set the region's weight (a
+// drain of it, or a weight for it), as the server's marks count them.
+function shiftsOf(status, region) {
+  return (status.shifts || []).filter((sh) => sh.state === "active" && (sh.drain === region || (sh.weights && region in sh.weights)));
 }
+// regionState decides as the server's regionState (api/traffic.go).
 function regionState(r, status) {
   if (r.drained) return "drained";
   if (r.status === "down") return "down";
+  if (shiftsOf(status, r.name).length) return "shifted";
   if (r.status === "unknown") return "unknown";
   if (r.healthy < (r.vips || []).length || (r.vips || []).some((v) => v.passive)) return "degraded";
-  if (shiftedIn(status, r.name)) return "shifted";
   return "up";
+}
+function stateReason(r, status) {
+  const shifts = shiftsOf(status, r.name).map((sh) => `shift ${sh.id}: ${sh.does}, ${Math.ceil(sh.expires_in_seconds / 60)} min left`);
+  return [r.reason, ...shifts].filter(Boolean).join("; ");
 }
 function located(r) { return r.location && (r.location.lat !== 0 || r.location.lon !== 0 || r.location.country); }
 function badge(s) { return `<span class="badge s-${s}" data-state="${s}">${esc(s)}</span>`; }
@@ -223,7 +232,7 @@ function renderNotices() {
     const nowhere = (st.regions || []).filter((r) => !located(r)).map((r) => r.name);
     if (nowhere.length) out.push("Not on the map, no location configured: " + nowhere.join(", ") + ".");
   }
-  if (state.dropped) out.push(state.dropped + " regions or services are past the traffic chart's limit and not charted.");
+  if (state.dropped) out.push(state.dropped + " series (regions, services or a service's regions) are past the traffic history's limits and not charted.");
   $("#notices").innerHTML = out.map((t) => `<p>${esc(t)}</p>`).join("");
 }
 
@@ -244,6 +253,9 @@ function renderStatus() {
   const names = (st.services || []).map((s) => s.name);
   fillSelect($("#service"), names, state.service);
   state.service = $("#service").value;
+  fillSelect($("#t-service"), [""].concat(names), state.tservice);
+  if ($("#t-service").options[0]) $("#t-service").options[0].textContent = "every service";
+  if (state.tservice && !names.includes(state.tservice)) setTrafficService("");
   fillSelect($("#w-service"), names, $("#w-service").value);
   fillSelect($("#d-region"), (st.regions || []).map((r) => r.name), $("#d-region").value);
   const wf = $("#w-fields");
@@ -282,7 +294,8 @@ function renderStatus() {
     const sr = byRegion[r.name];
     const weight = sr ? String(sr.weight) + (sr.factors && sr.factors.effective_weight !== undefined && sr.factors.effective_weight !== sr.weight ? ` <span class="reason">effective ${(+sr.factors.effective_weight).toFixed(2)}</span>` : "") : "—";
     const sh = share && share.regions && r.name in share.regions ? pct(share.regions[r.name]) : "—";
-    rows.push(`<tr data-region="${esc(r.name)}" data-state="${s}"><th scope="row">${esc(r.name)}</th><td>${badge(s)}${r.reason ? `<div class="reason">${esc(r.reason)}</div>` : ""}</td>` +
+    const why = stateReason(r, st);
+    rows.push(`<tr data-region="${esc(r.name)}" data-state="${s}"><th scope="row">${esc(r.name)}</th><td>${badge(s)}${why ? `<div class="reason">${esc(why)}</div>` : ""}</td>` +
       `<td>${vips || "no VIPs"}</td><td>${load}</td><td class="num">${weight}</td><td class="num" data-share>${sh}</td><td class="num">${esc(r.answers)}</td></tr>`);
   }
   if (!rows.length) rows.push(`<tr><td colspan="7">${st.snapshot ? "No regions are configured." : "No snapshot yet: nothing to show."}</td></tr>`);
@@ -366,7 +379,7 @@ function renderMap() {
     parts.push(`<g class="region" data-region="${esc(r.name)}" data-state="${s}" tabindex="0" role="img" aria-label="${esc(r.name)}: ${esc(STATE_TEXT[s])}">` +
       `<circle class="f-${s}" cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="7" stroke="#fff" stroke-width="1.5"/>` +
       `<text x="${(x + 9).toFixed(1)}" y="${(y - 1).toFixed(1)}">${esc(r.name)}</text><text class="state" x="${(x + 9).toFixed(1)}" y="${(y + 10).toFixed(1)}">${esc(s)}</text>` +
-      `<title>${esc(r.name)}: ${esc(STATE_TEXT[s])}${r.reason ? " — " + esc(r.reason) : ""}</title></g>`);
+      `<title>${esc(r.name)}: ${esc(STATE_TEXT[s])}${stateReason(r, st) ? " — " + esc(stateReason(r, st)) : ""}</title></g>`);
   }
   $("#map").innerHTML = parts.join("");
 }
@@ -380,8 +393,11 @@ function renderChart() {
   const L = 48, R = 950, T = 10, B = 230;
   const parts = [];
   const n = Math.min(h.len, span), from = h.len - n;
-  const series = Object.keys(h.regions).sort().map((name) => ({ name, vals: h.regions[name].slice(from) }));
-  const svc = h.services[state.service] ? h.services[state.service].slice(from) : null;
+  // Every service's answers by region, or the chosen service's by
+  // region with its total dashed.
+  const byRegion = state.tservice ? h.serviceRegions : h.regions;
+  const series = Object.keys(byRegion).sort().map((name) => ({ name, vals: byRegion[name].slice(from) }));
+  const svc = state.tservice && h.services[state.tservice] ? h.services[state.tservice].slice(from) : null;
   let max = 1;
   for (const s of series) for (const v of s.vals) max = Math.max(max, v);
   if (svc) for (const v of svc) max = Math.max(max, v);
@@ -397,22 +413,37 @@ function renderChart() {
     if (s.vals.length) parts.push(`<polyline class="series" stroke="${c}" points="${poly(s.vals)}" data-region="${esc(s.name)}"><title>${esc(s.name)}</title></polyline>`);
     if (i < 12) legend.push(`<text x="${L + 8 + (i % 6) * 150}" y="${B + 30 + Math.floor(i / 6) * 13}" fill="${c}">■ ${esc(s.name)}: ${s.vals.length ? s.vals[s.vals.length - 1] : 0}/s</text>`);
   });
-  if (svc && svc.length) parts.push(`<polyline class="service" points="${poly(svc)}"><title>${esc(state.service)} (service)</title></polyline>`);
+  if (svc && svc.length) parts.push(`<polyline class="service" points="${poly(svc)}" data-service="${esc(state.tservice)}"><title>${esc(state.tservice)}: every answer</title></polyline>`);
   if (n && h.len) {
     const startSec = h.start + from;
     for (const m of state.marks) {
       const sec = Math.floor(Date.parse(m.time) / 1000) - startSec;
       if (sec < 0 || sec >= n) continue;
       const mx = x(sec).toFixed(1);
-      parts.push(`<line class="mark" x1="${mx}" y1="${T}" x2="${mx}" y2="${B}"><title>${esc(m.region)}: ${esc(m.from)} → ${esc(m.to)}</title></line>`);
+      const shift = m.from === "shifted" || m.to === "shifted";
+      parts.push(`<line class="mark${shift ? " shift" : ""}" x1="${mx}" y1="${T}" x2="${mx}" y2="${B}" data-region="${esc(m.region)}" data-to="${esc(m.to)}"><title>${esc(m.region)}: ${esc(m.from)} → ${esc(m.to)}${m.note ? " (" + esc(m.note) + ")" : ""}</title></line>`);
     }
   }
   if (!h.len) parts.push(`<text x="${(L + R) / 2}" y="${(T + B) / 2}" text-anchor="middle">No traffic counted yet.</text>`);
+  else if (state.tservice && !series.length) parts.push(`<text x="${(L + R) / 2}" y="${(T + B) / 2}" text-anchor="middle">${esc(state.tservice)} answered nothing in the last hour${state.dropped ? ", or is past the history's limit" : ""}.</text>`);
   parts.push(...legend);
   $("#chart").setAttribute("viewBox", `0 0 960 ${B + 30 + Math.ceil(Math.min(series.length, 12) / 6) * 13}`);
   $("#chart").innerHTML = parts.join("");
   $("#marks").innerHTML = state.marks.slice().reverse().slice(0, 50).map((m) =>
-    `<li><time datetime="${esc(m.time)}">${esc(new Date(m.time).toLocaleTimeString())}</time> ${esc(m.region)}: ${esc(m.from)} → ${badge(m.to === "absent" ? "unknown" : m.to).replace(/>[^<]*</, ">" + esc(m.to) + "<")}</li>`).join("") || "<li>No change of state since this page opened.</li>";
+    `<li data-region="${esc(m.region)}" data-to="${esc(m.to)}"><time datetime="${esc(m.time)}">${esc(new Date(m.time).toLocaleTimeString())}</time> ${esc(m.region)}: ${esc(m.from)} → ${badge(m.to === "absent" ? "unknown" : m.to).replace(/>[^<]*</, ">" + esc(m.to) + "<")}${m.note ? ` <span class="reason">${esc(m.note)}</span>` : ""}</li>`).join("") || "<li>No change of state since this page opened.</li>";
+  $("#traffic-what").textContent = state.tservice ? `${state.tservice}'s answers per second by region, dashed its every answer` : "Answers per second by region, every service together";
+}
+
+// setTrafficService charts a service's traffic by region ("": every
+// service's): the stream is asked again for it, and sends its hour.
+function setTrafficService(name) {
+  if (name === state.tservice) return;
+  state.tservice = name;
+  $("#t-service").value = name;
+  const h = state.hist;
+  h.start = 0; h.len = 0; h.regions = {}; h.services = {}; h.serviceRegions = {};
+  queue("traffic");
+  follow();
 }
 
 // ---- explain ----
@@ -535,6 +566,7 @@ function start() {
   $("#token-forget").addEventListener("click", () => { sessionStorage.removeItem(TOKEN_KEY); follow(); loadAudit(); });
   $("#service").addEventListener("change", () => { state.service = $("#service").value; queue("status"); });
   $("#range").addEventListener("change", () => queue("traffic"));
+  $("#t-service").addEventListener("change", () => setTrafficService($("#t-service").value));
   $("#w-service").addEventListener("change", fillWeights);
   $("#w-fields").addEventListener("input", () => { $("#w-fields").dataset.edited = "1"; });
   $("#weights-form").addEventListener("submit", previewWeights);

@@ -862,6 +862,12 @@ func (s *server) answerReading() api.AnswerReading {
 	}
 	for name, sc := range c.Services {
 		r.Services[name] = sc.Answers
+		if sc.ByRegion != nil {
+			if r.Pairs == nil {
+				r.Pairs = map[string]map[string]uint64{}
+			}
+			r.Pairs[name] = sc.ByRegion
+		}
 	}
 	return r
 }
