@@ -9,7 +9,7 @@ const TOKEN_KEY = "meridian.token";
 const STATES = ["up", "degraded", "down", "drained", "shifted", "unknown"];
 const STATE_TEXT = {
   up: "up", degraded: "degraded: some VIPs out", down: "down", drained: "drained by an operator",
-  shifted: "shifted: a shift holds part of its share", unknown: "unknown: no counted vote",
+  shifted: "shifted: an active shift sets its weight", unknown: "unknown: no counted vote",
 };
 // Where each client continent's line starts (longitude, latitude).
 const CONTINENTS = {
@@ -95,6 +95,7 @@ async function follow() {
     }
     if (res && res.ok && res.body) {
       setConn("live", "live");
+      state.freshStream = true; // its first traffic event holds every mark
       wait = 1000;
       try {
         await readEvents(res.body, ctl.signal, (ms) => { wait = ms; });
@@ -173,6 +174,11 @@ function addTraffic(u) {
   state.lines = u.lines || {};
   state.lineWindow = u.line_window || 1;
   state.dropped = u.dropped || 0;
+  // A new stream (a reconnection, another service) sends every mark the
+  // server holds again: they replace the ones held, from another
+  // server's count perhaps.
+  if (state.freshStream) state.marks = [];
+  state.freshStream = false;
   if (u.marks && u.marks.length) state.marks = state.marks.concat(u.marks).slice(-512);
   if (!u.seconds) return;
   if (!h.len || u.start < h.start || u.start > h.start + h.len) {
@@ -216,7 +222,8 @@ function regionState(r, status) {
   return "up";
 }
 function stateReason(r, status) {
-  const shifts = shiftsOf(status, r.name).map((sh) => `shift ${sh.id}: ${sh.does}, ${Math.ceil(sh.expires_in_seconds / 60)} min left`);
+  const left = (s) => s < 120 ? Math.ceil(s) + " s left" : Math.ceil(s / 60) + " min left";
+  const shifts = shiftsOf(status, r.name).map((sh) => `shift ${sh.id}: ${sh.does}, ${left(sh.expires_in_seconds)}`);
   return [r.reason, ...shifts].filter(Boolean).join("; ");
 }
 function located(r) { return r.location && (r.location.lat !== 0 || r.location.lon !== 0 || r.location.country); }
@@ -427,7 +434,10 @@ function renderChart() {
   if (!h.len) parts.push(`<text x="${(L + R) / 2}" y="${(T + B) / 2}" text-anchor="middle">No traffic counted yet.</text>`);
   else if (state.tservice && !series.length) parts.push(`<text x="${(L + R) / 2}" y="${(T + B) / 2}" text-anchor="middle">${esc(state.tservice)} answered nothing in the last hour${state.dropped ? ", or is past the history's limit" : ""}.</text>`);
   parts.push(...legend);
-  $("#chart").setAttribute("viewBox", `0 0 960 ${B + 30 + Math.ceil(Math.min(series.length, 12) / 6) * 13}`);
+  if (series.length > 12) {
+    legend.push(`<text x="${L + 8}" y="${B + 30 + 2 * 13}" class="more">and ${series.length - 12} more regions, not listed here: a line's name shows when it is pointed at</text>`);
+  }
+  $("#chart").setAttribute("viewBox", `0 0 960 ${B + 30 + Math.ceil(Math.min(series.length, 12) / 6) * 13 + (series.length > 12 ? 13 : 0)}`);
   $("#chart").innerHTML = parts.join("");
   $("#marks").innerHTML = state.marks.slice().reverse().slice(0, 50).map((m) =>
     `<li data-region="${esc(m.region)}" data-to="${esc(m.to)}"><time datetime="${esc(m.time)}">${esc(new Date(m.time).toLocaleTimeString())}</time> ${esc(m.region)}: ${esc(m.from)} → ${badge(m.to === "absent" ? "unknown" : m.to).replace(/>[^<]*</, ">" + esc(m.to) + "<")}${m.note ? ` <span class="reason">${esc(m.note)}</span>` : ""}</li>`).join("") || "<li>No change of state since this page opened.</li>";

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -387,6 +389,56 @@ func TestDashboard(t *testing.T) {
 		b.screenshot(t, "dashboard-explain.png")
 	})
 
+	t.Run("traffic by service", func(t *testing.T) {
+		choose := func(service string, then chromedp.Action[chromedp.Void]) []chromedp.Action[chromedp.Void] {
+			return []chromedp.Action[chromedp.Void]{
+				chromedp.SetValue(chromedp.CSS("#t-service"), service),
+				chromedp.Evaluate[chromedp.Void](`void document.querySelector("#t-service").dispatchEvent(new Event("change"))`),
+				then,
+			}
+		}
+		// The geo service's answers come from its three regions.
+		b.run(t, 20*time.Second, choose("geo.example.org.",
+			poll(`document.querySelector("#conn").dataset.state === "live" && state.hist.len > 5 &&
+				["eu","na","as"].every(r => document.querySelector('#chart polyline.series[data-region="'+r+'"]')) &&
+				document.querySelector('#chart polyline.service[data-service="geo.example.org."]') !== null`, 15*time.Second))...)
+		// Its answers by region add up to its answers: the two counters
+		// are read a moment apart, so a few answers may fall in between
+		// at each end of the hour.
+		sums := value(t, b, 5*time.Second, chromedp.Evaluate[map[string]int](`(() => {
+			const h = state.hist, out = {total: h.services["geo.example.org."].reduce((a, v) => a + v, 0)};
+			for (const [r, v] of Object.entries(h.serviceRegions)) out[r] = v.reduce((a, x) => a + x, 0);
+			return out })()`))
+		byRegion := sums["eu"] + sums["na"] + sums["as"]
+		t.Logf("geo.example.org.'s answers over the page's hour: %v", sums)
+		if len(sums) != 4 || sums["eu"] == 0 || sums["na"] == 0 || sums["as"] == 0 || byRegion > sums["total"]+10 || byRegion < sums["total"]-10 {
+			t.Errorf("geo.example.org.'s answers by region %v, want eu, na and as adding up to the total", sums)
+		}
+		b.screenshot(t, "dashboard-service-traffic.png")
+		// Every service again: the regions' series, no service's total.
+		b.run(t, 20*time.Second, choose("",
+			poll(`document.querySelector("#conn").dataset.state === "live" && state.hist.len > 5 &&
+				document.querySelectorAll('#chart polyline.series').length === 3 && document.querySelector('#chart polyline.service') === null`, 15*time.Second))...)
+	})
+
+	t.Run("a shift shows as shifted and is marked", func(t *testing.T) {
+		id, _ := createShift(t, ts, "--service", "lb.example.org", "--drain", "as", "--for", "4s", "--reason", "dashboard test")
+		b.run(t, 20*time.Second,
+			poll(`document.querySelector('#region-table tr[data-region="as"][data-state="shifted"]') !== null && document.querySelector('#map g.region[data-region="as"][data-state="shifted"]') !== null`, 5*time.Second),
+			poll(`document.querySelector('#marks li[data-region="as"][data-to="shifted"]')?.textContent.includes("shift `+id+`: drain as from lb.example.org.")`, 5*time.Second),
+		)
+		if got := value(t, b, 5*time.Second, chromedp.Evaluate[string](`document.querySelector('#region-table tr[data-region="as"] td').textContent`)); !strings.Contains(got, "shift "+id) {
+			t.Errorf("the region's state says %q, want the shift %s named", got, id)
+		}
+		b.screenshot(t, "dashboard-shifted.png")
+		// At its expiry the region is up again, and the end is marked too.
+		b.run(t, 30*time.Second,
+			poll(`document.querySelector('#region-table tr[data-region="as"][data-state="up"]') !== null &&
+				document.querySelector('#marks li[data-region="as"][data-to="up"]')?.textContent.includes("shift `+id+` expired")`, 20*time.Second),
+			poll(`document.querySelectorAll('#chart line.mark.shift[data-region="as"]').length === 2`, 5*time.Second),
+		)
+	})
+
 	t.Run("no console errors", func(t *testing.T) {
 		for _, e := range b.consoleErrors() {
 			// The browser's own report of the write refused on purpose
@@ -471,6 +523,8 @@ func TestDashboardManyRegions(t *testing.T) {
 	} else if ms >= 1000 {
 		t.Logf("over the 1 s goal, within its bound of twice it")
 	}
+	// The chart's legend names 12 regions and says how many it leaves out.
+	b.run(t, 10*time.Second, poll(`document.querySelector("#chart text.more")?.textContent.startsWith("and 38 more regions")`, 5*time.Second))
 	b.screenshot(t, "dashboard-50-regions.png")
 	if errs := b.consoleErrors(); len(errs) > 0 {
 		t.Errorf("the page logged errors:\n%s", strings.Join(errs, "\n"))
@@ -514,4 +568,111 @@ func TestDashboardReconnects(t *testing.T) {
 			}
 		}
 	}
+}
+
+// allowedRefusals drops from the page's console errors the browser's own
+// reports of requests a test made fail on purpose (a refused write, a
+// server away): each names the status or the failure and the path.
+func allowedRefusals(errs []string, allowed ...string) []string {
+	var out []string
+next:
+	for _, e := range errs {
+		for _, a := range allowed {
+			if strings.Contains(e, a) {
+				continue next
+			}
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// TestDashboardBadInput: the page says what is missing and keeps
+// working with a server that has no snapshot yet (etcd out of reach
+// from the start), a region with no location, etcd stopped under a
+// running server (its writes refused, the page saying why), and a write
+// with a read token.
+func TestDashboardBadInput(t *testing.T) {
+	t.Run("no snapshot yet", func(t *testing.T) {
+		dead := fmt.Sprintf("127.0.0.1:%d", testport.Free(t, 1)[0]) // nothing listens there
+		ts := startServerWith(t, serverSetup{extra: steeringConfig, files: steeringFiles(t), etcdEndpoints: []string{dead}, notReady: true})
+		b := newBrowser(t, 1200, 900)
+		b.run(t, 30*time.Second,
+			chromedp.Navigate(ts.url()+"/ui/"),
+			poll(`document.querySelector("#conn").dataset.state === "live"`, 20*time.Second),
+			poll(`(t => t.includes("This server has no snapshot yet") && t.includes("etcd is not reachable"))(document.querySelector("#notices").textContent)`, 20*time.Second),
+			poll(`document.querySelector("#region-table tbody").textContent.includes("No snapshot yet: nothing to show.")`, 5*time.Second),
+			// It keeps working: an explanation asked for gets the API's answer.
+			chromedp.SetValue(chromedp.CSS("#ex-name"), "geo.example.org."),
+			chromedp.Click(chromedp.CSS(`#explain-form button[type="submit"]`)),
+			poll(`document.querySelector("#explain-out .error, #explain-out .result") !== null`, 5*time.Second),
+		)
+		shown := value(t, b, 5*time.Second, chromedp.Evaluate[string](`document.querySelector("#explain-out").textContent`))
+		t.Logf("explain without a snapshot: %s", shown)
+		if !strings.Contains(shown, "snapshot") {
+			t.Errorf("the page's explanation without a snapshot: %q, want it to say there is none", shown)
+		}
+		b.screenshot(t, "dashboard-no-snapshot.png")
+		for _, e := range allowedRefusals(b.consoleErrors(), "/v1/explain?", "/v1/audit?") {
+			t.Errorf("the page logged: %s", e)
+		}
+	})
+
+	t.Run("no location, etcd stopped, a read token", func(t *testing.T) {
+		files := steeringFiles(t)
+		files["state.yaml"] = []byte(strings.Replace(steeringState, "regions:\n", "regions:\n  - name: nowhere\n    vips: [192.0.2.99]\n", 1))
+		a := startServerWith(t, serverSetup{extra: steeringConfig, files: files})
+		files = steeringFiles(t)
+		delete(files, "state.yaml")
+		const adminToken, readToken = "admin-token-0123456789abcdef", "viewer-token-0123456789abcdef"
+		hash := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
+		files["tokens.yaml"] = []byte(fmt.Sprintf("tokens:\n  - {name: admin, role: admin, sha256: %s}\n  - {name: viewer, role: read, sha256: %s}\n", hash(adminToken), hash(readToken)))
+		ts := startServerWith(t, serverSetup{extra: apiConfig + "  write_timeout: 500ms\ngeoip:\n  database: country.mmdb\n", files: files, etcdFrom: a})
+		waitService(t, ts, "lb.example.org.")
+
+		b := newBrowser(t, 1200, 1000)
+		b.run(t, 30*time.Second,
+			chromedp.Navigate(ts.url()+"/ui/"),
+			poll(`document.querySelector("#conn").dataset.state === "live"`, 20*time.Second),
+			// Not on the map, said so, and still in the table.
+			poll(`document.querySelector("#notices").textContent.includes("Not on the map, no location configured: nowhere.")`, 20*time.Second),
+			poll(`document.querySelector('#region-table tr[data-region="nowhere"]') !== null && document.querySelector('#map g.region[data-region="nowhere"]') === null && document.querySelector('#map g.region[data-region="eu"]') !== null`, 5*time.Second),
+		)
+
+		// A read token reads, and a write with it is refused (403): the page says so.
+		b.run(t, 20*time.Second,
+			chromedp.SetValue(chromedp.CSS("#token"), readToken),
+			chromedp.Click(chromedp.CSS(`#token-form button[type="submit"]`)),
+			poll(`document.querySelector("#conn").dataset.state === "live"`, 10*time.Second),
+			chromedp.SetValue(chromedp.CSS("#d-region"), "eu"),
+			chromedp.Click(chromedp.CSS(`#drain-form button[type="submit"]`)),
+			poll(`document.querySelector("#preview .error")?.textContent.includes("refused (403)")`, 5*time.Second),
+		)
+
+		// etcd stops (it is a's, embedded): the page says so and keeps
+		// showing the last snapshot; a write is refused (503) and the page
+		// says why.
+		if code := a.stop(); code != 0 {
+			t.Fatalf("the server holding etcd exited with %d:\n%s", code, a.stderr)
+		}
+		b.run(t, 40*time.Second,
+			poll(`document.querySelector("#notices").textContent.includes("etcd is not reachable")`, 30*time.Second),
+			poll(`document.querySelector("#conn").dataset.state === "live" && document.querySelector('#region-table tr[data-region="eu"]') !== null && document.querySelector('#map g.region[data-region="eu"]') !== null`, 5*time.Second),
+			chromedp.SetValue(chromedp.CSS("#token"), adminToken),
+			chromedp.Click(chromedp.CSS(`#token-form button[type="submit"]`)),
+			poll(`document.querySelector("#conn").dataset.state === "live"`, 10*time.Second),
+			chromedp.SetValue(chromedp.CSS("#d-region"), "eu"),
+			chromedp.Click(chromedp.CSS(`#drain-form button[type="submit"]`)),
+			poll(`document.querySelector("#preview .error") !== null`, 10*time.Second),
+		)
+		said := value(t, b, 5*time.Second, chromedp.Evaluate[string](`document.querySelector("#preview .error").textContent`))
+		t.Logf("a drain with etcd stopped: %s", said)
+		if !strings.Contains(said, "etcd") {
+			t.Errorf("the page says %q of a drain with etcd stopped, want the API's reason naming etcd", said)
+		}
+		b.screenshot(t, "dashboard-etcd-stopped.png")
+		for _, e := range allowedRefusals(b.consoleErrors(), "/drain?dry_run=true", "/v1/audit?") {
+			t.Errorf("the page logged: %s", e)
+		}
+	})
 }
