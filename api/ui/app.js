@@ -433,10 +433,10 @@ function renderChart() {
   }
   if (!h.len) parts.push(`<text x="${(L + R) / 2}" y="${(T + B) / 2}" text-anchor="middle">No traffic counted yet.</text>`);
   else if (state.tservice && !series.length) parts.push(`<text x="${(L + R) / 2}" y="${(T + B) / 2}" text-anchor="middle">${esc(state.tservice)} answered nothing in the last hour${state.dropped ? ", or is past the history's limit" : ""}.</text>`);
-  parts.push(...legend);
   if (series.length > 12) {
     legend.push(`<text x="${L + 8}" y="${B + 30 + 2 * 13}" class="more">and ${series.length - 12} more regions, not listed here: a line's name shows when it is pointed at</text>`);
   }
+  parts.push(...legend);
   $("#chart").setAttribute("viewBox", `0 0 960 ${B + 30 + Math.ceil(Math.min(series.length, 12) / 6) * 13 + (series.length > 12 ? 13 : 0)}`);
   $("#chart").innerHTML = parts.join("");
   $("#marks").innerHTML = state.marks.slice().reverse().slice(0, 50).map((m) =>

@@ -620,7 +620,7 @@ func TestDashboardBadInput(t *testing.T) {
 
 	t.Run("no location, etcd stopped, a read token", func(t *testing.T) {
 		files := steeringFiles(t)
-		files["state.yaml"] = []byte(strings.Replace(steeringState, "regions:\n", "regions:\n  - name: nowhere\n    vips: [192.0.2.99]\n", 1))
+		files["state.yaml"] = []byte(strings.Replace(steeringState, "regions:\n", "regions:\n  - name: nowhere\n    vips: [192.0.2.99]\n    check: {type: tcp, port: 80}\n", 1))
 		a := startServerWith(t, serverSetup{extra: steeringConfig, files: files})
 		files = steeringFiles(t)
 		delete(files, "state.yaml")
@@ -661,6 +661,8 @@ func TestDashboardBadInput(t *testing.T) {
 			chromedp.SetValue(chromedp.CSS("#token"), adminToken),
 			chromedp.Click(chromedp.CSS(`#token-form button[type="submit"]`)),
 			poll(`document.querySelector("#conn").dataset.state === "live"`, 10*time.Second),
+			// The read token's refusal above is cleared first.
+			chromedp.Evaluate[chromedp.Void](`void (document.querySelector("#preview").innerHTML = "")`),
 			chromedp.SetValue(chromedp.CSS("#d-region"), "eu"),
 			chromedp.Click(chromedp.CSS(`#drain-form button[type="submit"]`)),
 			poll(`document.querySelector("#preview .error") !== null`, 10*time.Second),
