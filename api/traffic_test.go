@@ -335,6 +335,19 @@ func TestTrafficLines(t *testing.T) {
 	}
 }
 
+// sampleEach is a Traffic that has read each snapshot in turn, a
+// second apart.
+func sampleEach(snaps []*regions.Snapshot) *Traffic {
+	i := 0
+	tr, fc := newFakeTraffic(func() *regions.Snapshot { return snaps[i] })
+	fc.now = t0
+	for i = range snaps {
+		fc.now = fc.now.Add(time.Second)
+		tr.sample()
+	}
+	return tr
+}
+
 func TestTrafficMarks(t *testing.T) {
 	build := func(drained bool) *regions.Snapshot {
 		st := regions.NewState()
@@ -345,13 +358,7 @@ func TestTrafficMarks(t *testing.T) {
 		return regions.BuildSnapshot(st, nil, regions.SnapshotOptions{})
 	}
 	snaps := []*regions.Snapshot{build(false), build(false), build(true), build(false)}
-	i := 0
-	tr, fc := newFakeTraffic(func() *regions.Snapshot { return snaps[i] })
-	fc.now = t0
-	for i = range snaps {
-		fc.now = fc.now.Add(time.Second)
-		tr.sample()
-	}
+	tr := sampleEach(snaps)
 	u := tr.Since(0, 0, "")
 	var got []string
 	for _, m := range u.Marks {
@@ -396,13 +403,7 @@ func TestTrafficShiftMarks(t *testing.T) {
 		build(expires, true, false),                   // the shift expires
 		build(expires.Add(time.Second), false, false), // and is removed: no change
 	}
-	i := 0
-	tr, fc := newFakeTraffic(func() *regions.Snapshot { return snaps[i] })
-	fc.now = t0
-	for i = range snaps {
-		fc.now = fc.now.Add(time.Second)
-		tr.sample()
-	}
+	tr := sampleEach(snaps)
 	var got []string
 	for _, m := range tr.Since(0, 0, "").Marks {
 		got = append(got, fmt.Sprintf("%s %s→%s %s", m.Region, m.From, m.To, m.Note))

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -570,21 +571,31 @@ func TestDashboardReconnects(t *testing.T) {
 	}
 }
 
-// allowedRefusals drops from the page's console errors the browser's own
-// reports of requests a test made fail on purpose (a refused write, a
-// server away): each names the status or the failure and the path.
-func allowedRefusals(errs []string, allowed ...string) []string {
-	var out []string
+// wantText wants the text of the element at sel to contain want.
+func (b *browser) wantText(t *testing.T, sel, want, what string) {
+	t.Helper()
+	got := value(t, b, 5*time.Second, chromedp.Evaluate[string](`document.querySelector(`+strconv.Quote(sel)+`).textContent`))
+	t.Logf("%s: the page says %q", what, got)
+	if !strings.Contains(got, want) {
+		t.Errorf("%s: the page says %q, want %q in it", what, got, want)
+	}
+}
+
+// finish saves a screenshot and fails on any console error but the
+// browser's own reports of requests the test made fail on purpose (a
+// refused write, etcd away): each names the path, allowed lists them.
+func (b *browser) finish(t *testing.T, screenshot string, allowed ...string) {
+	t.Helper()
+	b.screenshot(t, screenshot)
 next:
-	for _, e := range errs {
+	for _, e := range b.consoleErrors() {
 		for _, a := range allowed {
 			if strings.Contains(e, a) {
 				continue next
 			}
 		}
-		out = append(out, e)
+		t.Errorf("the page logged: %s", e)
 	}
-	return out
 }
 
 // TestDashboardBadInput: the page says what is missing and keeps
@@ -607,15 +618,8 @@ func TestDashboardBadInput(t *testing.T) {
 			chromedp.Click(chromedp.CSS(`#explain-form button[type="submit"]`)),
 			poll(`document.querySelector("#explain-out .error, #explain-out .result") !== null`, 5*time.Second),
 		)
-		shown := value(t, b, 5*time.Second, chromedp.Evaluate[string](`document.querySelector("#explain-out").textContent`))
-		t.Logf("explain without a snapshot: %s", shown)
-		if !strings.Contains(shown, "snapshot") {
-			t.Errorf("the page's explanation without a snapshot: %q, want it to say there is none", shown)
-		}
-		b.screenshot(t, "dashboard-no-snapshot.png")
-		for _, e := range allowedRefusals(b.consoleErrors(), "/v1/explain?", "/v1/audit?") {
-			t.Errorf("the page logged: %s", e)
-		}
+		b.wantText(t, "#explain-out", "snapshot", "explain without a snapshot")
+		b.finish(t, "dashboard-no-snapshot.png", "/v1/explain?", "/v1/audit?")
 	})
 
 	t.Run("no location, etcd stopped, a read token", func(t *testing.T) {
@@ -667,14 +671,7 @@ func TestDashboardBadInput(t *testing.T) {
 			chromedp.Click(chromedp.CSS(`#drain-form button[type="submit"]`)),
 			poll(`document.querySelector("#preview .error") !== null`, 10*time.Second),
 		)
-		said := value(t, b, 5*time.Second, chromedp.Evaluate[string](`document.querySelector("#preview .error").textContent`))
-		t.Logf("a drain with etcd stopped: %s", said)
-		if !strings.Contains(said, "etcd") {
-			t.Errorf("the page says %q of a drain with etcd stopped, want the API's reason naming etcd", said)
-		}
-		b.screenshot(t, "dashboard-etcd-stopped.png")
-		for _, e := range allowedRefusals(b.consoleErrors(), "/drain?dry_run=true", "/v1/audit?") {
-			t.Errorf("the page logged: %s", e)
-		}
+		b.wantText(t, "#preview .error", "etcd", "a drain with etcd stopped")
+		b.finish(t, "dashboard-etcd-stopped.png", "/drain?dry_run=true", "/v1/audit?")
 	})
 }
