@@ -190,6 +190,7 @@ func (s *Store) putGroup(ctx context.Context, svcs []*regions.Service, vals [][]
 		if len(changed) == 0 {
 			return nil
 		}
+		ops = append(ops, s.markServices())
 		for _, name := range slices.Sorted(maps.Keys(used)) {
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.keys.Region(name)), "=", revs[name]))
 		}

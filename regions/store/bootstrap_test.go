@@ -55,7 +55,8 @@ func TestBootstrap(t *testing.T) {
 			}
 			after := keyRevs(t, s.c, s.Keys().Prefix())
 			for k, rev := range before {
-				if after[k] != rev {
+				// A service created rewrites the services' mark.
+				if after[k] != rev && (k != s.Keys().ServicesMark() || len(step.want) == 0) {
 					t.Errorf("%s was changed", k)
 				}
 			}

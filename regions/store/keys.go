@@ -43,6 +43,14 @@ func (k Keys) Services() string { return k.prefix + "services/" }
 // ("services/www.gslb.example.").
 func (k Keys) Service(name string) string { return k.Services() + regions.CanonicalName(name) }
 
+// ServicesMark is the key every write of a service (put, delete, batch)
+// rewrites in its own transaction: its mod revision is that of the
+// latest service write. A write that must fail if any service changed
+// since it read them compares this one key; a comparison over the
+// services' prefix would make etcd read every service key in the
+// transaction.
+func (k Keys) ServicesMark() string { return k.prefix + "marks/services" }
+
 // HealthAll is the prefix of every health report.
 func (k Keys) HealthAll() string { return k.prefix + "health/" }
 
@@ -106,6 +114,7 @@ const (
 	keyAudit
 	keyDNSSEC
 	keyShift
+	keyMark
 )
 
 // parsedKey is a key taken apart: name is the region, service, prober id
@@ -151,6 +160,10 @@ func (k Keys) parse(key string) parsedKey {
 		if name != "" && !strings.Contains(name, "/") {
 			return parsedKey{kind: keyShift, name: name}
 		}
+	case "marks":
+		if name == "services" {
+			return parsedKey{kind: keyMark, name: name}
+		}
 	case "latency":
 		if name == "manifest" {
 			return parsedKey{kind: keyLatencyManifest}
@@ -180,6 +193,8 @@ func (k Keys) describe(key string) string {
 		return fmt.Sprintf("prober %q", pk.name)
 	case keyAudit:
 		return "an audit record"
+	case keyMark:
+		return "the services' change mark"
 	}
 	return "an object outside Meridian's key layout"
 }

@@ -17,6 +17,7 @@ func TestKeys(t *testing.T) {
 		{k.LatencyManifest(), "/meridian/latency/manifest"},
 		{k.LatencyChunk("t1", 7), "/meridian/latency/chunks/t1/000007"},
 		{k.Shift("3fa2c81e"), "/meridian/shifts/3fa2c81e"},
+		{k.ServicesMark(), "/meridian/marks/services"},
 	}
 	for _, b := range builders {
 		if b.got != b.want {
@@ -35,6 +36,8 @@ func TestKeys(t *testing.T) {
 		{"/meridian/latency/manifest", parsedKey{kind: keyLatencyManifest}},
 		{"/meridian/latency/chunks/t1/000003", parsedKey{kind: keyLatencyChunk, name: "t1"}},
 		{"/meridian/shifts/3fa2c81e", parsedKey{kind: keyShift, name: "3fa2c81e"}},
+		{"/meridian/marks/services", parsedKey{kind: keyMark, name: "services"}},
+		{"/meridian/marks/regions", parsedKey{}},
 		{"/meridian/shifts/a/b", parsedKey{}},
 		{"/meridian/regions/", parsedKey{}},
 		{"/meridian/regions/a/b", parsedKey{}},
@@ -64,6 +67,7 @@ func TestDescribe(t *testing.T) {
 		{k.Health("eu-west", "p1"), `the health report of prober "p1" on region "eu-west"`},
 		{k.Prober("p1"), `prober "p1"`},
 		{k.AuditRecord("x"), "an audit record"},
+		{k.ServicesMark(), "the services' change mark"},
 		{"/elsewhere/regions/eu-west", "an object outside Meridian's key layout"},
 	} {
 		if got := k.describe(tc.key); got != tc.want || strings.Contains(got, "secret-prefix") {

@@ -129,6 +129,8 @@ type shiftWorld struct {
 	regs   map[string]*regions.Region
 	svcs   map[string]*regions.Service
 	active []*regions.Shift
+	// servicesUnchanged holds while no service changed since rev.
+	servicesUnchanged clientv3.Cmp
 }
 
 func (s *Store) readShiftWorld(ctx context.Context, skip string, now time.Time) (*shiftWorld, error) {
@@ -150,6 +152,9 @@ func (s *Store) readShiftWorld(ctx context.Context, skip string, now time.Time) 
 			w.svcs[regions.CanonicalName(svc.Name)] = svc
 		}
 	}
+	if w.servicesUnchanged, err = s.servicesUnchangedSince(ctx, rev); err != nil {
+		return nil, err
+	}
 	shifts, _, err := s.shiftsAt(ctx, rev)
 	if err != nil {
 		return nil, err
@@ -166,10 +171,10 @@ func (s *Store) readShiftWorld(ctx context.Context, skip string, now time.Time) 
 // service or shift changed since it was read.
 func (s *Store) shiftWorldCmps(w *shiftWorld) []clientv3.Cmp {
 	var out []clientv3.Cmp
-	for _, p := range []string{s.keys.Regions(), s.keys.Services(), s.keys.Shifts()} {
+	for _, p := range []string{s.keys.Regions(), s.keys.Shifts()} {
 		out = append(out, clientv3.Compare(clientv3.ModRevision(p), "<", w.rev+1).WithPrefix())
 	}
-	return out
+	return append(out, w.servicesUnchanged)
 }
 
 // lost lists the services that answer NODATA to a type they answer now

@@ -280,7 +280,7 @@ func (s *Store) PutRegion(ctx context.Context, r *regions.Region, cond Cond, opt
 // comparisons that keep that true until the write: no region and no
 // service changed since they were read.
 func (s *Store) regionLosses(ctx context.Context, r *regions.Region) ([]apitypes.NoData, []clientv3.Cmp, error) {
-	svcs, rev, err := s.svcCache.at(ctx, s)
+	svcs, rev, unchanged, err := s.svcCache.at(ctx, s)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list services: %w", err)
 	}
@@ -305,8 +305,49 @@ func (s *Store) regionLosses(ctx context.Context, r *regions.Region) ([]apitypes
 	}
 	return lost, []clientv3.Cmp{
 		clientv3.Compare(clientv3.ModRevision(s.keys.Regions()), "<", rev+1).WithPrefix(),
-		clientv3.Compare(clientv3.ModRevision(s.keys.Services()), "<", rev+1).WithPrefix(),
+		unchanged,
 	}, nil
+}
+
+// servicesUnchanged is the comparison that holds in a transaction only if
+// no service was created, changed or deleted since rev, given the
+// services' mark as read at rev: its mod revision then. Without a mark
+// (state written before it was kept, until the first service write or
+// Bootstrap creates it) it compares the services' prefix instead, which
+// costs etcd a read of every service key.
+func (s *Store) servicesUnchanged(mark []*mvccpb.KeyValue, rev int64) clientv3.Cmp {
+	if len(mark) == 0 {
+		return clientv3.Compare(clientv3.ModRevision(s.keys.Services()), "<", rev+1).WithPrefix()
+	}
+	return clientv3.Compare(clientv3.ModRevision(s.keys.ServicesMark()), "=", mark[0].ModRevision)
+}
+
+// servicesUnchangedSince reads the services' mark at rev and returns
+// servicesUnchanged for it.
+func (s *Store) servicesUnchangedSince(ctx context.Context, rev int64) (clientv3.Cmp, error) {
+	resp, err := s.c.Get(ctx, s.keys.ServicesMark(), clientv3.WithRev(rev))
+	if err != nil {
+		return clientv3.Cmp{}, fmt.Errorf("read the services' mark: %w", err)
+	}
+	return s.servicesUnchanged(resp.Kvs, rev), nil
+}
+
+// markServices is the write of the services' mark that goes into every
+// transaction that writes or deletes a service.
+func (s *Store) markServices() clientv3.Op { return clientv3.OpPut(s.keys.ServicesMark(), "") }
+
+// EnsureServicesMark creates the services' mark if etcd holds none
+// (state written before the mark was kept), so that the guards of region
+// writes compare it from then on. Creating it is safe at any time: a
+// guard that read no mark compares the services' prefix, and every
+// service write from then on rewrites the mark.
+func (s *Store) EnsureServicesMark(ctx context.Context) error {
+	mark := s.keys.ServicesMark()
+	_, err := s.c.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(mark), "=", 0)).Then(s.markServices()).Commit()
+	if err != nil {
+		return fmt.Errorf("create the services' mark: %w", err)
+	}
+	return nil
 }
 
 // SetDrained drains a region (takes it out of every answer) or puts it
@@ -379,7 +420,11 @@ func (s *Store) DeleteRegion(ctx context.Context, name string, cond Cond, opts .
 			}
 			// No service key may have changed since the listing: a service
 			// created or edited to use the region would otherwise survive it.
-			return nil, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.keys.Services()), "<", rev+1).WithPrefix()}, nil
+			unchanged, err := s.servicesUnchangedSince(ctx, rev)
+			if err != nil {
+				return nil, nil, err
+			}
+			return nil, []clientv3.Cmp{unchanged}, nil
 		})
 	if err != nil {
 		return fmt.Errorf("delete region %q: %w", name, err)

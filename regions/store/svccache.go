@@ -21,24 +21,38 @@ type serviceCache struct {
 	keys map[string]*regions.Service
 }
 
-// at returns the services stored at the latest revision, and that
-// revision. Only keys modified since the previous call are fetched and
-// decoded; deletions are found by comparing counts and, when one was
-// made, by listing the keys without their values.
-func (sc *serviceCache) at(ctx context.Context, s *Store) ([]*regions.Service, int64, error) {
+// at returns the services stored at the latest revision, that revision,
+// and the comparison that holds in a transaction while no service
+// changed since (Store.servicesUnchanged). When the services' mark says
+// that no service was written since the previous call, nothing else is
+// read; otherwise only keys modified since are fetched and decoded, and
+// deletions are found by comparing counts and, when one was made, by
+// listing the keys without their values.
+func (sc *serviceCache) at(ctx context.Context, s *Store) ([]*regions.Service, int64, clientv3.Cmp, error) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	prefix := s.keys.Services()
 	end := clientv3.GetPrefixRangeEnd(prefix)
-	// The count at the latest revision fixes the revision read.
-	resp, err := s.c.Get(ctx, prefix, clientv3.WithRange(end), clientv3.WithCountOnly())
+	// The mark and the count at one revision, the one read.
+	resp, err := s.c.Txn(ctx).Then(
+		clientv3.OpGet(s.keys.ServicesMark()),
+		clientv3.OpGet(prefix, clientv3.WithRange(end), clientv3.WithCountOnly()),
+	).Commit()
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, clientv3.Cmp{}, err
 	}
 	rev := resp.Header.Revision
+	mark := resp.Responses[0].GetResponseRange().GetKvs()
+	count := resp.Responses[1].GetResponseRange().GetCount()
+	unchanged := s.servicesUnchanged(mark, rev)
 	if sc.rev == 0 || rev < sc.rev {
-		sc.keys = make(map[string]*regions.Service, resp.Count)
+		sc.keys = make(map[string]*regions.Service, count)
 		sc.rev = 0
+	}
+	if sc.rev > 0 && len(mark) > 0 && mark[0].ModRevision <= sc.rev && int64(len(sc.keys)) == count {
+		// Every service write rewrites the mark: none since sc.rev.
+		sc.rev = rev
+		return sc.list(), rev, unchanged, nil
 	}
 	var changed []clientv3.OpOption
 	if sc.rev > 0 {
@@ -47,7 +61,7 @@ func (sc *serviceCache) at(ctx context.Context, s *Store) ([]*regions.Service, i
 	kvs, _, err := listRange(ctx, s.c, prefix, end, rev, changed...)
 	if err != nil {
 		sc.rev = 0 // a partial update is no state: start over next time
-		return nil, 0, err
+		return nil, 0, clientv3.Cmp{}, err
 	}
 	for _, kv := range kvs {
 		var svc *regions.Service
@@ -56,13 +70,13 @@ func (sc *serviceCache) at(ctx context.Context, s *Store) ([]*regions.Service, i
 		}
 		sc.keys[string(kv.Key)] = svc
 	}
-	if int64(len(sc.keys)) != resp.Count {
+	if int64(len(sc.keys)) != count {
 		// Some were deleted: every key present at rev is in the map
 		// (unchanged since sc.rev, or fetched now), so drop the others.
 		live, _, err := listRange(ctx, s.c, prefix, end, rev, clientv3.WithKeysOnly())
 		if err != nil {
 			sc.rev = 0
-			return nil, 0, err
+			return nil, 0, clientv3.Cmp{}, err
 		}
 		present := make(map[string]struct{}, len(live))
 		for _, kv := range live {
@@ -75,13 +89,18 @@ func (sc *serviceCache) at(ctx context.Context, s *Store) ([]*regions.Service, i
 		}
 	}
 	sc.rev = rev
+	return sc.list(), rev, unchanged, nil
+}
+
+// list is the decodable services of the cache.
+func (sc *serviceCache) list() []*regions.Service {
 	out := make([]*regions.Service, 0, len(sc.keys))
 	for _, svc := range sc.keys {
 		if svc != nil {
 			out = append(out, svc)
 		}
 	}
-	return out, rev, nil
+	return out
 }
 
 // listsRegion says whether name is among the regions that decide svc's

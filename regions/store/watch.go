@@ -473,8 +473,9 @@ const maxCoalesce = 4096
 
 // events are the changes of wr that make a State: after from (the
 // listing's revision, whose events the listing holds), without the audit
-// log and DNSSEC's signatures, which are no part of the state (trimming
-// the log or publishing signatures must not build snapshots).
+// log, DNSSEC's signatures and the services' mark, which are no part of
+// the state (trimming the log or publishing signatures must not build
+// snapshots; the mark changes with the service written with it).
 func (w *Watcher) events(wr clientv3.WatchResponse, from int64) []*clientv3.Event {
 	evs := wr.Events
 	for len(evs) > 0 && evs[0].Kv.ModRevision <= from {
@@ -482,7 +483,7 @@ func (w *Watcher) events(wr clientv3.WatchResponse, from int64) []*clientv3.Even
 	}
 	return slices.DeleteFunc(evs, func(ev *clientv3.Event) bool {
 		k := w.keys.parse(string(ev.Kv.Key)).kind
-		return k == keyAudit || k == keyDNSSEC
+		return k == keyAudit || k == keyDNSSEC || k == keyMark
 	})
 }
 
@@ -580,7 +581,7 @@ func (w *Watcher) put(ctx context.Context, st *regions.State, probs map[string]s
 		default:
 			st.Latency = ld
 		}
-	case keyLatencyChunk, keyAudit, keyDNSSEC:
+	case keyLatencyChunk, keyAudit, keyDNSSEC, keyMark:
 		return nil
 	default:
 		bad = errors.New("not a key Meridian uses")

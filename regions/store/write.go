@@ -154,8 +154,12 @@ func (s *Store) writeKey(ctx context.Context, key, hook string, cond Cond, ch *C
 		if val == nil {
 			op = clientv3.OpDelete(key)
 		}
+		ops := []clientv3.Op{op}
+		if s.keys.parse(key).kind == keyService {
+			ops = append(ops, s.markServices())
+		}
 		cmps := append(slices.Clone(extra), clientv3.Compare(clientv3.ModRevision(key), "=", cur.rev))
-		rev, ok, err := s.commit(ctx, cmps, []clientv3.Op{op}, ch, o)
+		rev, ok, err := s.commit(ctx, cmps, ops, ch, o)
 		if err != nil {
 			return 0, err
 		}
