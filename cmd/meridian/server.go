@@ -434,6 +434,9 @@ func (s *server) connectEtcd(ctx context.Context) error {
 	s.store.SetNameCheck(s.nameCheck)
 	s.store.SetAuditLimit(s.cfg.API.AuditHistory)
 	s.watcher = store.NewWatcher(c, s.cfg.Etcd.Prefix, s.log.With("component", "watch"))
+	if err := s.store.Follow(s.watcher); err != nil {
+		return err
+	}
 	s.followKeyless()
 	return nil
 }

@@ -94,9 +94,10 @@ func TestServicesMarkFollowsServiceWrites(t *testing.T) {
 // TestServicesMarkGuardsRegionWrites: a write that must fail if any
 // service changed since it read them (a drain's NODATA guard, a region's
 // delete, a shift's guard) still fails and reads again when a service is
-// written between its reads and its transaction: with the services' mark,
-// and with state written before the mark was kept, where the competing
-// write does not touch the mark either.
+// written between its reads and its transaction: with the services' mark;
+// with the guard taking the services from a watcher's State (Follow); and
+// with state written before the mark was kept, where the competing write
+// does not touch the mark either.
 func TestServicesMarkGuardsRegionWrites(t *testing.T) {
 	ctx := etcdtest.Ctx(t)
 	usEastOnly := testService("www.gslb.example.", "us-east")
@@ -132,15 +133,22 @@ func TestServicesMarkGuardsRegionWrites(t *testing.T) {
 			return err
 		}, usEastOnly, ErrNoData},
 	}
-	for _, legacy := range []bool{false, true} {
+	for _, mode := range []string{"", ", followed", ", no mark"} {
+		legacy := mode == ", no mark"
 		for _, g := range guarded {
-			name := g.name
-			if legacy {
-				name += ", no mark"
-			}
-			t.Run(name, func(t *testing.T) {
+			t.Run(g.name+mode, func(t *testing.T) {
 				s := newTestStore(t)
 				seedRegions(t, s, []string{"eu-west", "us-east", "spare"}, testService("www.gslb.example.", "eu-west", "us-east"))
+				if mode == ", followed" {
+					w := fastWatcher(s.c, s.keys.Prefix(), etcdtest.Logger())
+					if err := s.Follow(w); err != nil {
+						t.Fatal(err)
+					}
+					r := newRecorder()
+					runWatcher(t, w, r)
+					rev := markRev(t, s)
+					r.waitFor(t, "the services", func(st *regions.State) bool { return st.Revision >= rev })
+				}
 				if legacy {
 					if _, err := s.c.Delete(ctx, s.keys.ServicesMark()); err != nil {
 						t.Fatal(err)
@@ -190,6 +198,64 @@ func TestServicesMarkGuardsRegionWrites(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestServicesGuardFollowed: the NODATA guard takes the services from
+// the followed State only when the services' mark shows it holds every
+// service stored; a State behind etcd, or one that lacks a service, is
+// not trusted, and the services are read from etcd.
+func TestServicesGuardFollowed(t *testing.T) {
+	ctx := etcdtest.Ctx(t)
+	s := newTestStore(t)
+	seedRegions(t, s, []string{"eu-west", "us-east"}, testService("www.gslb.example.", "eu-west", "us-east"), testService("solo.gslb.example.", "eu-west", "us-east"))
+	w := fastWatcher(s.c, s.keys.Prefix(), etcdtest.Logger())
+	if err := s.Follow(w); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Follow(&Watcher{keys: s.keys, Subtree: s.keys.Regions()}); !errors.Is(err, regions.ErrInvalid) {
+		t.Fatalf("following a watcher of the regions only: %v, want ErrInvalid", err)
+	}
+	r := newRecorder()
+	runWatcher(t, w, r)
+	before := r.waitFor(t, "the services", func(st *regions.State) bool { return st.Revision >= markRev(t, s) })
+	// As many services as before, one changed: only the mark tells.
+	if _, err := s.PutService(ctx, testService("solo.gslb.example.", "us-east"), Always); err != nil {
+		t.Fatal(err)
+	}
+	current := r.waitFor(t, "the service changed", func(st *regions.State) bool { return st.Revision >= markRev(t, s) })
+	lacking := current.Clone()
+	delete(lacking.Services, "solo.gslb.example.")
+	drainUSEast := func(s *Store) error {
+		_, err := s.SetDrained(ctx, "us-east", true, Always)
+		return err
+	}
+	// Without a watcher of its own, a store follows the State given.
+	fixed := NewStore(s.c, s.keys.Prefix(), etcdtest.Logger())
+	cases := []struct {
+		name     string
+		s        *Store
+		followed *regions.State
+		// fromEtcd: the services must have been read from etcd.
+		fromEtcd bool
+	}{
+		{"current", s, nil, false},
+		{"behind etcd", fixed, before, true},
+		{"lacking a service", fixed, lacking, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.followed != nil {
+				tc.s.svcCache.followed.Store(tc.followed)
+			}
+			var nd *NoDataError
+			if err := drainUSEast(tc.s); !errors.As(err, &nd) || len(nd.Services) != 1 || nd.Services[0].Service != "solo.gslb.example." {
+				t.Fatalf("drain: %v, want refused for solo.gslb.example.", err)
+			}
+			if read := tc.s.svcCache.rev > 0; read != tc.fromEtcd {
+				t.Fatalf("services read from etcd: %v, want %v", read, tc.fromEtcd)
+			}
+		})
 	}
 }
 

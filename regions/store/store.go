@@ -332,6 +332,20 @@ func (s *Store) servicesUnchangedSince(ctx context.Context, rev int64) (clientv3
 	return s.servicesUnchanged(resp.Kvs, rev), nil
 }
 
+// Follow has the NODATA guard of s's region writes take the services
+// from the States w delivers instead of reading them from etcd, whenever
+// the services' mark shows that none was written since the latest: a
+// drain then reads a few keys, whatever the number of services. w must
+// follow the whole of s's prefix on the same etcd; call it before w
+// runs.
+func (s *Store) Follow(w *Watcher) error {
+	if w.Subtree != "" || w.keys.Prefix() != s.keys.Prefix() {
+		return fmt.Errorf("follow: the watcher does not follow the whole of %q: %w", s.keys.Prefix(), regions.ErrInvalid)
+	}
+	w.follow = s.svcCache.followed.Store
+	return nil
+}
+
 // markServices is the write of the services' mark that goes into every
 // transaction that writes or deletes a service.
 func (s *Store) markServices() clientv3.Op { return clientv3.OpPut(s.keys.ServicesMark(), "") }

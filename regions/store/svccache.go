@@ -3,7 +3,10 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"maps"
+	"slices"
 	"sync"
+	"sync/atomic"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -14,6 +17,11 @@ import (
 // NODATA guard of a region write reads and decodes only the services
 // written since its last use instead of every service stored.
 type serviceCache struct {
+	// followed is the latest State a watcher of the whole prefix
+	// delivered (Store.Follow), nil if none: when it holds every service
+	// stored, no service is read from etcd at all.
+	followed atomic.Pointer[regions.State]
+
 	mu  sync.Mutex
 	rev int64 // the revision keys reflects; 0: empty
 	// keys maps a service key to its service; nil: undecodable, so it
@@ -24,10 +32,12 @@ type serviceCache struct {
 // at returns the services stored at the latest revision, that revision,
 // and the comparison that holds in a transaction while no service
 // changed since (Store.servicesUnchanged). When the services' mark says
-// that no service was written since the previous call, nothing else is
-// read; otherwise only keys modified since are fetched and decoded, and
-// deletions are found by comparing counts and, when one was made, by
-// listing the keys without their values.
+// that no service was written since the followed State, whose services
+// are then those stored, or since the previous call, nothing else is
+// read; otherwise only keys modified since are fetched and decoded (etcd
+// still reads every service to find them), and deletions are found by
+// comparing counts and, when one was made, by listing the keys without
+// their values.
 func (sc *serviceCache) at(ctx context.Context, s *Store) ([]*regions.Service, int64, clientv3.Cmp, error) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
@@ -45,6 +55,13 @@ func (sc *serviceCache) at(ctx context.Context, s *Store) ([]*regions.Service, i
 	mark := resp.Responses[0].GetResponseRange().GetKvs()
 	count := resp.Responses[1].GetResponseRange().GetCount()
 	unchanged := s.servicesUnchanged(mark, rev)
+	if st := sc.followed.Load(); st != nil && len(mark) > 0 && mark[0].ModRevision <= st.Revision && st.Revision <= rev &&
+		int64(len(st.Services)) == count {
+		// Every service write rewrites the mark: none since st, which holds
+		// every service stored then (as many as etcd has: none left out
+		// as unusable).
+		return slices.Collect(maps.Values(st.Services)), rev, unchanged, nil
+	}
 	if sc.rev == 0 || rev < sc.rev {
 		sc.keys = make(map[string]*regions.Service, count)
 		sc.rev = 0

@@ -57,6 +57,9 @@ type Watcher struct {
 	// with; only the goroutine of Run uses it.
 	seen clusterMark
 
+	// follow, if set (Store.Follow), is given every State delivered.
+	follow func(*regions.State)
+
 	// testHookBeforeWatch runs after a listing, before the watch starts
 	// at rev+1: tests compact etcd there to force a compacted watch.
 	testHookBeforeWatch func(rev int64)
@@ -669,6 +672,9 @@ func (w *Watcher) deliver(st *regions.State, onState func(*regions.State)) {
 	w.status.Revision = st.Revision
 	w.status.LastUpdate = time.Now()
 	w.mu.Unlock()
+	if w.follow != nil {
+		w.follow(st)
+	}
 	onState(st)
 }
 
