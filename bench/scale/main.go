@@ -438,7 +438,8 @@ func (s *server) stop() {
 // processes (the embedded etcd runs in one): the sum of their peaks.
 func (s *server) rssHWM() int {
 	pid := s.cmd.Process.Pid
-	total := vmHWM(pid)
+	own := vmHWM(pid)
+	total := own
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		child, err := strconv.Atoi(e.Name())
@@ -453,6 +454,7 @@ func (s *server) rssHWM() int {
 			}
 		}
 	}
+	logf("peak resident set: server %d MiB, its children %d MiB", own/1024, (total-own)/1024)
 	return total
 }
 
