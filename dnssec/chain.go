@@ -2,7 +2,10 @@ package dnssec
 
 import (
 	"bytes"
+	"encoding/binary"
 	"slices"
+	"strings"
+	"unsafe"
 
 	"github.com/miekg/dns"
 
@@ -14,12 +17,23 @@ import (
 // the next and the types at its owner; the last names the apex.
 type chain struct {
 	entries []chainEntry
+	// keys are the entries' canonical keys (canonKey) below the apex, in
+	// chain order: a query finds its place with one binary search over
+	// byte strings, not label by label.
+	keys []string
+	// heads are the keys' first 8 octets as big-endian integers, zero
+	// padded: most steps of the search compare those alone.
+	heads   []uint64
+	apexLen int              // wire length of the apex, which every name ends with
 	index   map[string]int32 // lower-case wire name -> position
+	// wild holds, per entry from its wild0 on, the entry whose NSEC
+	// matches or covers the wildcard below each of its ancestors (see
+	// wildAt).
+	wild []int32
 }
 
 type chainEntry struct {
 	wire  string   // lower-case wire name
-	offs  []uint8  // where its labels start (labelOffsets)
 	types []uint16 // sorted, NSEC and RRSIG included
 	nsec  *dns.NSEC
 	sigs  *Entry
@@ -28,58 +42,77 @@ type chainEntry struct {
 	rrs   []dns.RR
 	wireb []byte
 	count uint16
+	// wild0 is where the entry's part of chain.wild starts: one position
+	// per ancestor, the apex first, the name itself last.
+	wild0 int32
 }
 
-// compareWire orders lower-case wire names canonically (RFC 4034 §6.1):
-// label by label from the root, each label as a string of octets, a name
-// before its descendants. It allocates nothing.
-func compareWire(a, b []byte) int {
-	var sa, sb [128]uint8
-	na, nb := labelOffsets(a, &sa), labelOffsets(b, &sb)
-	return compareLabels(a, sa[:na], b, sb[:nb])
-}
+// keyCap bounds a canonical key: each octet of a name escaped, plus the
+// two that end each label.
+const keyCap = 2 * zones.MaxNameLen
 
-// compareLabels is compareWire with the names' label offsets
-// (labelOffsets) at hand: a binary search finds them once per name, not
-// once per comparison.
-func compareLabels(a []byte, sa []uint8, b []byte, sb []uint8) int {
-	na, nb := len(sa), len(sb)
-	for i, j := na-1, nb-1; i >= 0 && j >= 0; i, j = i-1, j-1 {
-		la := a[int(sa[i])+1 : int(sa[i])+1+int(a[sa[i]])]
-		lb := b[int(sb[j])+1 : int(sb[j])+1+int(b[sb[j]])]
-		if c := bytes.Compare(la, lb); c != 0 {
-			return c
+// maxLabels bounds the labels of a wire name.
+const maxLabels = 128
+
+// canonKey writes to dst the canonical key of rel, the labels of a
+// lower-case wire name above its zone's apex (without the apex): the
+// labels from the last to the first, each with its zero octets written
+// 0x00 0x01 and ended by 0x00 0x00. Bytewise order of keys is then the
+// canonical order of the names (RFC 4034 §6.1: label by label from the
+// root, a label before its extensions, a name before its descendants),
+// and a name's key is a prefix of the keys of the names below it. ends
+// gets where each label ends in the key, the topmost first. It returns
+// the key's length and the number of labels, and allocates nothing.
+func canonKey(rel []byte, dst *[keyCap]byte, ends *[maxLabels]uint16) (n, labels int) {
+	var offs [maxLabels]uint8
+	for off := 0; off < len(rel) && rel[off] != 0 && labels < maxLabels; off += int(rel[off]) + 1 {
+		offs[labels] = uint8(off)
+		labels++
+	}
+	for i := labels - 1; i >= 0; i-- {
+		o := int(offs[i])
+		end := min(o+1+int(rel[o]), len(rel))
+		label := rel[o+1 : end]
+		if bytes.IndexByte(label, 0) < 0 {
+			n += copy(dst[n:], label)
+		} else {
+			for _, b := range label {
+				if b == 0 {
+					dst[n], dst[n+1] = 0, 1
+					n += 2
+				} else {
+					dst[n] = b
+					n++
+				}
+			}
 		}
+		dst[n], dst[n+1] = 0, 0
+		n += 2
+		ends[labels-1-i] = uint16(n)
 	}
-	return na - nb
+	return n, labels
 }
 
-// labelOffsets records where each label of the wire name w starts and
-// returns how many there are (the root not counted).
-func labelOffsets(w []byte, starts *[128]uint8) int {
-	n := 0
-	for off := 0; off < len(w) && w[off] != 0 && n < len(starts); off += int(w[off]) + 1 {
-		starts[n] = uint8(off)
-		n++
-	}
-	return n
+// keyOf is canonKey as a string, for building chains.
+func keyOf(rel []byte) string {
+	var buf [keyCap]byte
+	var ends [maxLabels]uint16
+	n, _ := canonKey(rel, &buf, &ends)
+	return string(buf[:n])
 }
 
-// strictlyBelow says whether wire name child is a proper descendant of
-// parent.
-func strictlyBelow(child, parent []byte) bool {
-	if len(child) <= len(parent) {
-		return false
+// commonLabels is how many labels from the top the name of key k (label
+// ends in ends) shares with the name of key e.
+func commonLabels(k []byte, ends []uint16, e string) int {
+	p := 0
+	for p < len(k) && p < len(e) && k[p] == e[p] {
+		p++
 	}
-	for off := 0; off < len(child) && child[off] != 0; off += int(child[off]) + 1 {
-		if len(child)-off == len(parent) {
-			return bytes.Equal(child[off:], parent)
-		}
-		if len(child)-off < len(parent) {
-			return false
-		}
+	d := 0
+	for d < len(ends) && int(ends[d]) <= p {
+		d++
 	}
-	return false
+	return d
 }
 
 // nameTypes is a name of the chain with its types, before sorting.
@@ -92,15 +125,29 @@ type nameTypes struct {
 // buildChain makes the NSEC chain over names (the zone's names and the
 // services in it, merged by name), signing each NSEC with s.
 func buildChain(z *zones.Zone, names map[string]*nameTypes, s *signer) (*chain, error) {
-	list := make([]*nameTypes, 0, len(names))
-	for _, nt := range names {
-		list = append(list, nt)
+	type keyed struct {
+		key string
+		nt  *nameTypes
 	}
-	slices.SortFunc(list, func(a, b *nameTypes) int { return compareWire([]byte(a.wire), []byte(b.wire)) })
-	c := &chain{entries: make([]chainEntry, len(list)), index: make(map[string]int32, len(list))}
+	apex, err := zones.WireName(z.Origin())
+	if err != nil {
+		return nil, err
+	}
+	apexLen := len(apex)
+	list := make([]keyed, 0, len(names))
+	for _, nt := range names {
+		if len(nt.wire) < apexLen {
+			continue
+		}
+		list = append(list, keyed{keyOf([]byte(nt.wire[:len(nt.wire)-apexLen])), nt})
+	}
+	slices.SortFunc(list, func(a, b keyed) int { return strings.Compare(a.key, b.key) })
+	c := &chain{entries: make([]chainEntry, len(list)), keys: make([]string, len(list)), heads: make([]uint64, len(list)), apexLen: apexLen,
+		index: make(map[string]int32, len(list))}
 	ttl := z.NegativeTTL() // RFC 9077: the SOA's negative TTL
-	for i, nt := range list {
-		next := list[(i+1)%len(list)]
+	for i, kn := range list {
+		nt := kn.nt
+		next := list[(i+1)%len(list)].nt
 		types := append(slices.Clone(nt.types), dns.TypeNSEC, dns.TypeRRSIG)
 		slices.Sort(types)
 		types = slices.Compact(types)
@@ -110,16 +157,38 @@ func buildChain(z *zones.Zone, names map[string]*nameTypes, s *signer) (*chain, 
 		if err != nil {
 			return nil, err
 		}
-		var offs [128]uint8
-		n := labelOffsets([]byte(nt.wire), &offs)
-		e := chainEntry{wire: nt.wire, offs: slices.Clone(offs[:n]), types: types, nsec: nsec, sigs: sigs}
+		e := chainEntry{wire: nt.wire, types: types, nsec: nsec, sigs: sigs}
 		e.rrs = append([]dns.RR{nsec}, sigsFor(sigs, nt.name)...)
 		if e.wireb, err = packPlain(e.rrs); err != nil {
 			return nil, err
 		}
 		e.count = uint16(len(e.rrs))
 		c.entries[i] = e
+		c.keys[i] = kn.key
+		c.heads[i] = head(kn.key)
 		c.index[nt.wire] = int32(i)
+	}
+	// The wildcard below each ancestor of each name: where a name that
+	// does not exist finds the proof that no wildcard stands for it.
+	for i := range c.entries {
+		e := &c.entries[i]
+		e.wild0 = int32(len(c.wild))
+		rel := []byte(e.wire[:len(e.wire)-apexLen])
+		var offs []int
+		for off := 0; off < len(rel); off += int(rel[off]) + 1 {
+			offs = append(offs, off)
+		}
+		for d := 0; d <= len(offs); d++ {
+			anc := rel[len(rel):] // the apex
+			if d > 0 {
+				anc = rel[offs[len(offs)-d]:]
+			}
+			if apexLen+len(anc)+2 > zones.MaxNameLen {
+				c.wild = append(c.wild, -1) // no wildcard fits there
+				continue
+			}
+			c.wild = append(c.wild, int32(c.search(keyOf(anc)+"*\x00\x00")))
+		}
 	}
 	return c, nil
 }
@@ -141,16 +210,18 @@ func packPlain(rrs []dns.RR) ([]byte, error) {
 	return slices.Clip(buf[:off]), nil
 }
 
-// cover returns the position of the NSEC whose owner is name or the last
-// one before it: the one that covers name when name has none. name is
-// inside the zone, so at or after the apex, the first entry.
-func (c *chain) cover(name []byte) int {
-	var offs [128]uint8
-	n := labelOffsets(name, &offs)
-	lo, hi := 0, len(c.entries) // the answer is in [lo, hi)
+// search returns the position of the last entry whose key is at or
+// before k: the NSEC whose owner is the name, or the one covering it.
+// The apex's key, the first, is empty, so there always is one.
+func (c *chain) search(k string) int {
+	h := head(k)
+	lo, hi := 0, len(c.keys) // the answer is in [lo, hi)
 	for hi-lo > 1 {
 		mid := int(uint(lo+hi) >> 1)
-		if e := &c.entries[mid]; compareLabels([]byte(e.wire), e.offs, name, offs[:n]) <= 0 {
+		// Heads in order mean keys in order (a key shorter than 8
+		// octets is padded with zeros, which sort before any octet);
+		// equal heads leave it to the whole keys.
+		if m := c.heads[mid]; m < h || m == h && c.keys[mid] <= k {
 			lo = mid
 		} else {
 			hi = mid
@@ -159,14 +230,35 @@ func (c *chain) cover(name []byte) int {
 	return lo
 }
 
-// exists says whether name exists: it has an NSEC, or it is an empty
-// non-terminal (the name after it in the chain is below it).
-func (c *chain) exists(name []byte) bool {
-	if _, ok := c.index[string(name)]; ok {
-		return true
+// head is k's first 8 octets as a big-endian integer, zero padded.
+func head(k string) uint64 {
+	if len(k) >= 8 {
+		return binary.BigEndian.Uint64(unsafe.Slice(unsafe.StringData(k), 8))
 	}
-	i := c.cover(name) + 1
-	return i < len(c.entries) && strictlyBelow([]byte(c.entries[i].wire), name)
+	var h uint64
+	for i := range 8 {
+		h <<= 8
+		if i < len(k) {
+			h |= uint64(k[i])
+		}
+	}
+	return h
+}
+
+// rel is name (lower-case wire, inside the zone) without the apex.
+func (c *chain) rel(name []byte) []byte {
+	return name[:max(len(name)-c.apexLen, 0)]
+}
+
+// cover returns the position of the NSEC whose owner is name or the last
+// one before it: the one that covers name when name has none. name is
+// inside the zone, so at or after the apex, the first entry. It
+// allocates nothing.
+func (c *chain) cover(name []byte) int {
+	var buf [keyCap]byte
+	var ends [maxLabels]uint16
+	n, _ := canonKey(c.rel(name), &buf, &ends)
+	return c.search(unsafe.String(&buf[0], n))
 }
 
 // denial returns the positions of the NSEC records that prove what the
@@ -175,30 +267,32 @@ func (c *chain) exists(name []byte) bool {
 // that does not exist the NSEC covering it and the one matching or
 // covering the wildcard of its closest encloser (RFC 4035 §3.1.3.2). b is
 // -1 when one record is all it takes. It allocates nothing.
+//
+// One binary search does it: a name exists when it owns an NSEC or a
+// name below it does, and the names below any ancestor of name sit
+// together in the chain around name's place, so the closest encloser is
+// the deeper of the ancestors name shares with the NSEC before its place
+// and the one after it.
 func (c *chain) denial(name []byte) (a, b int) {
-	if i, ok := c.index[string(name)]; ok {
-		return int(i), -1
+	var buf [keyCap]byte
+	var ends [maxLabels]uint16
+	n, labels := canonKey(c.rel(name), &buf, &ends)
+	k := buf[:n]
+	a = c.search(unsafe.String(&buf[0], n))
+	if c.keys[a] == string(k) {
+		return a, -1 // its own NSEC
 	}
-	a = c.cover(name)
-	if n := a + 1; n < len(c.entries) && strictlyBelow([]byte(c.entries[n].wire), name) {
-		return a, -1 // an empty non-terminal
-	}
-	// The closest encloser: the nearest ancestor that exists. The apex
-	// always does, so the walk ends there at the latest.
-	ce := name
-	for off := int(name[0]) + 1; off < len(name); off += int(name[off]) + 1 {
-		ce = name[off:]
-		if c.exists(ce) || name[off] == 0 {
-			break
+	at, d := a, commonLabels(k, ends[:labels], c.keys[a])
+	if next := a + 1; next < len(c.keys) {
+		nk := c.keys[next]
+		if len(nk) > n && nk[:n] == string(k) {
+			return a, -1 // an empty non-terminal
+		}
+		if dn := commonLabels(k, ends[:labels], nk); dn > d {
+			at, d = next, dn
 		}
 	}
-	var buf [zones.MaxNameLen + 2]byte
-	buf[0], buf[1] = 1, '*'
-	w := append(buf[:2], ce...)
-	if len(w) > zones.MaxNameLen {
-		return a, -1
-	}
-	b = c.cover(w)
+	b = int(c.wild[int(c.entries[at].wild0)+d])
 	if b == a {
 		b = -1
 	}

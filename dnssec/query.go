@@ -13,28 +13,39 @@ import (
 // Signed says whether z is signed in this State.
 func (st *State) Signed(z *zones.Zone) bool { return st != nil && st.byZone[z] != nil }
 
-// Answer is the signed variant of a, an answer of z, or nil when z is not
-// signed here. It allocates nothing.
-func (st *State) Answer(z *zones.Zone, a *zones.Answer) *zones.Answer {
-	zs := st.byZone[z]
-	if zs == nil {
+// ZoneAt is the signed state of the zone at position i of the State's
+// zone set (zones.Set.FindIndex), nil when that zone is not signed. It
+// allocates nothing.
+func (st *State) ZoneAt(i int) *ZoneState {
+	if i < 0 || i >= len(st.zoneAt) {
 		return nil
 	}
-	return zs.answers[a]
+	return st.zoneAt[i]
+}
+
+// Zone is the zone zs signs.
+func (zs *ZoneState) Zone() *zones.Zone { return zs.z }
+
+// Answer is the signed variant of a, an answer of the zone, or nil when
+// a is not one. It allocates nothing.
+func (zs *ZoneState) Answer(a *zones.Answer) *zones.Answer {
+	if i := zs.z.AnswerIndex(a); i >= 0 && i < len(zs.answers) {
+		return zs.answers[i]
+	}
+	return nil
 }
 
 // AppendDenial appends to dst the NSEC records (each with its
-// signatures, uncompressed) that prove what z says about name (lower-case
-// wire, inside z): see zones.Signatures.Denial. With cover, only the NSEC
-// covering name: what a wildcard answer needs to show that name does not
-// exist. It returns dst and the records appended; it allocates nothing
-// when dst has room.
-func (st *State) AppendDenial(dst []byte, z *zones.Zone, name []byte, cover bool) ([]byte, uint16) {
-	zs := st.byZone[z]
-	if zs == nil || len(zs.chain.entries) == 0 {
+// signatures, uncompressed) that prove what the zone says about name
+// (lower-case wire, inside the zone): see zones.Signatures.Denial. With
+// cover, only the NSEC covering name: what a wildcard answer needs to
+// show that name does not exist. It returns dst and the records
+// appended; it allocates nothing when dst has room.
+func (zs *ZoneState) AppendDenial(dst []byte, name []byte, cover bool) ([]byte, uint16) {
+	c := zs.chain
+	if c == nil || len(c.entries) == 0 {
 		return dst, 0
 	}
-	c := zs.chain
 	var a, b int
 	if cover {
 		a, b = c.cover(name), -1

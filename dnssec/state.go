@@ -133,9 +133,12 @@ func (s *Signer) Zones() []string {
 // chain of every signed zone and the signatures of every address set a
 // service can answer with. Immutable; the query path reads it.
 type State struct {
-	zones    *zones.Set
-	snap     *regions.Snapshot
-	byZone   map[*zones.Zone]*zoneState
+	zones  *zones.Set
+	snap   *regions.Snapshot
+	byZone map[*zones.Zone]*ZoneState
+	// zoneAt is byZone by the zones' positions in the set
+	// (zones.Set.FindIndex), for the query path.
+	zoneAt   []*ZoneState
 	services map[*regions.ServiceView]*svcSigs
 	gen      uint64
 	stats    BuildStats
@@ -193,11 +196,15 @@ type BuildStats struct {
 	Substituted int `json:"substituted"`
 }
 
-type zoneState struct {
-	z       *zones.Zone
-	sg      *signer
-	chain   *chain
-	answers map[*zones.Answer]*zones.Answer
+// ZoneState is one signed zone of a State: the signed variants of its
+// answers and its NSEC chain. The query path reads it (State.ZoneAt).
+type ZoneState struct {
+	z     *zones.Zone
+	sg    *signer
+	chain *chain
+	// answers are the signed variants of z's answers, by
+	// zones.Zone.AnswerIndex.
+	answers []*zones.Answer
 	// names are the services' entries of the chain, by service name;
 	// namesOf is the snapshot they were computed from.
 	svcNames map[string]*nameTypes
@@ -210,7 +217,7 @@ type zoneState struct {
 
 // svcSigs are a service's signatures: per address set it answers with.
 type svcSigs struct {
-	zs                 *zoneState
+	zs                 *ZoneState
 	sets               []setSig
 	refreshAt, expires time.Time
 	subs               int // sets answered with a signed superset
@@ -315,21 +322,21 @@ func (s *Signer) buildFrom(prev *State, set *zones.Set, snap *regions.Snapshot, 
 	if prev != nil && prev.gen != gen {
 		prev = nil // new keys or new signatures: everything again
 	}
-	st := &State{zones: set, snap: snap, byZone: map[*zones.Zone]*zoneState{}, gen: gen}
+	st := &State{zones: set, snap: snap, byZone: map[*zones.Zone]*ZoneState{}, gen: gen}
 	now := s.now()
 	var all times
 	sameNames := prev != nil && snap != nil && snap.SameServiceNames(prev.snap) || prev != nil && snap == nil && prev.snap == nil
 
 	// Services: which signed zone each is in, its chain entry, and its
 	// signatures; views shared with the previous snapshot keep theirs.
-	svcZone := map[*regions.ServiceView]*zoneState{}
+	svcZone := map[*regions.ServiceView]*ZoneState{}
 	for _, z := range set.Zones() {
 		sg := s.signers[z.Origin()]
 		if sg == nil || !z.Signed() || sg.keys.Load() == nil {
 			continue
 		}
-		zs := &zoneState{z: z, sg: sg}
-		var pz *zoneState
+		zs := &ZoneState{z: z, sg: sg}
+		var pz *ZoneState
 		if prev != nil {
 			pz = prev.byZone[z]
 			if pz == nil && prev.zones != nil {
@@ -346,8 +353,8 @@ func (s *Signer) buildFrom(prev *State, set *zones.Set, snap *regions.Snapshot, 
 	var missing []error
 	if snap != nil {
 		st.services = make(map[*regions.ServiceView]*svcSigs, snap.NumServices())
-		chainsDirty := map[*zoneState]bool{}
-		count := map[*zoneState]int{}
+		chainsDirty := map[*ZoneState]bool{}
+		count := map[*ZoneState]int{}
 		for i := range snap.NumServices() {
 			v := snap.ServiceAt(i)
 			w, err := zones.WireName(v.Name())
@@ -415,6 +422,10 @@ func (s *Signer) buildFrom(prev *State, set *zones.Set, snap *regions.Snapshot, 
 	if len(missing) > 0 {
 		return nil, unsignedError(missing)
 	}
+	st.zoneAt = make([]*ZoneState, len(set.Zones()))
+	for i, z := range set.Zones() {
+		st.zoneAt[i] = st.byZone[z]
+	}
 	for _, sg := range s.signers {
 		st.stats.Signed += sg.made.Load()
 		st.stats.Reused += sg.reused.Load()
@@ -469,7 +480,7 @@ func sameTypes(a, b *nameTypes) bool {
 
 // buildZone makes a zone's chain and signed answers from its names and
 // the services in it.
-func (s *Signer) buildZone(zs *zoneState, svcZone map[*regions.ServiceView]*zoneState) error {
+func (s *Signer) buildZone(zs *ZoneState, svcZone map[*regions.ServiceView]*ZoneState) error {
 	names := map[string]*nameTypes{}
 	zs.svcNames = map[string]*nameTypes{}
 	for v, z := range svcZone {
@@ -516,7 +527,7 @@ func (s *Signer) buildZone(zs *zoneState, svcZone map[*regions.ServiceView]*zone
 
 // zoneSigs is zones.Signatures for one zone being signed.
 type zoneSigs struct {
-	zs   *zoneState
+	zs   *ZoneState
 	err  error
 	used []*Entry
 }
@@ -558,7 +569,7 @@ func equalFold(a, b string) bool { return dns.CanonicalName(a) == dns.CanonicalN
 // signService signs every address set v answers with. A keyless zone
 // without the signatures of a set answers with the smallest signed
 // superset among the sets its signer signs ahead, if there is one.
-func signService(zs *zoneState, v *regions.ServiceView) (*svcSigs, error) {
+func signService(zs *ZoneState, v *regions.ServiceView) (*svcSigs, error) {
 	sg := zs.sg
 	ss := &svcSigs{zs: zs}
 	var err error

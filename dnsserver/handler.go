@@ -172,9 +172,9 @@ type query struct {
 	ecsScope  uint8
 
 	// sig is the signed state a DO query is answered from (nil: DO clear
-	// or nothing signed), zone the zone the query is in.
+	// or nothing signed), zsig the signed zone the query is in.
 	sig  *signedView
-	zone *zones.Zone
+	zsig *dnssec.ZoneState
 
 	cookie      []byte // the option's data, within the request
 	cookieState cookieState
@@ -302,17 +302,16 @@ func (h *Handler) servePacket(resp, req []byte, q *query, src netip.AddrPort, pr
 		}
 	}
 	lower := q.lowerName()
-	z := set.Find(lower)
-	if z == nil {
+	zi := set.FindIndex(lower)
+	if zi < 0 {
 		return h.errorReply(resp[:0], req, q, dns.RcodeRefused, proto)
 	}
+	z := set.Zones()[zi]
 	if q.qtype == dns.TypeAXFR || q.qtype == dns.TypeIXFR {
 		return h.transferOverUDP(resp[:0], req, q, z, src, proto)
 	}
 	if q.sig != nil {
-		if q.sig.state.Signed(z) {
-			q.zone = z
-		} else {
+		if q.zsig = q.sig.state.ZoneAt(zi); q.zsig == nil {
 			q.sig = nil
 		}
 	}

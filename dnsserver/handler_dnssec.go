@@ -249,7 +249,7 @@ func (h *Handler) SignedState() *dnssec.State {
 // signedAnswer is a's signed variant when the query is answered signed.
 func (q *query) signedAnswer(a *zones.Answer) *zones.Answer {
 	if q.sig != nil {
-		if v := q.sig.state.Answer(q.zone, a); v != nil {
+		if v := q.zsig.Answer(a); v != nil {
 			return v
 		}
 	}
@@ -263,8 +263,8 @@ func (q *query) signedAnswer(a *zones.Answer) *zones.Answer {
 // additional section, so the records go at the end of the authority
 // section. An answer that does not fit whole gets TC.
 func (h *Handler) answerSigned(resp, req []byte, q *query, a *zones.Answer, src netip.AddrPort, proto Proto) []byte {
-	z := q.zone
-	v := q.sig.state.Answer(z, a)
+	z := q.zsig.Zone()
+	v := q.zsig.Answer(a)
 	if v == nil {
 		h.sigStats.unsigned.Add(1)
 		return h.errorReply(resp, req, q, dns.RcodeServerFailure, proto)
@@ -285,7 +285,7 @@ func (h *Handler) answerSigned(resp, req []byte, q *query, a *zones.Answer, src 
 	_, counts, _ := p.Fit(len(p.Body))
 	resp = append(resp, p.Body...)
 	var n uint16
-	resp, n = q.sig.state.AppendDenial(resp, z, q.lowerName(), wild)
+	resp, n = q.zsig.AppendDenial(resp, q.lowerName(), wild)
 	counts[1] += n
 	tc := len(resp)+h.optLen(q) > limit
 	if tc {

@@ -41,6 +41,9 @@ type Answer struct {
 	ds     []dns.RR
 
 	wire wireCache
+	// idx is 1 + the answer's position among its zone's answers
+	// (Zone.AnswerIndex), 0 for an answer no zone collected.
+	idx int32
 }
 
 // Alias is a point where an answer's CNAME chain reaches a name whose

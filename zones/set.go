@@ -12,33 +12,36 @@ import (
 // Set is the zones one server answers for. It is immutable; a reload
 // builds a new Set.
 type Set struct {
-	byWire map[string]*Zone
+	byWire map[string]int32 // position in list, by apex wire name
 	list   []*Zone
-	// byLen holds, per wire length, the one zone whose apex has it,
-	// severalZones when more do, or nil: Find hashes a suffix of the
-	// query name only when a zone apex is as long.
-	byLen [256]*Zone
+	// byLen holds, per wire length, 1 + the position of the one zone
+	// whose apex has it, severalZones when more do, or 0: Find hashes a
+	// suffix of the query name only when a zone apex is as long.
+	byLen [256]int32
 }
 
 // severalZones marks a length shared by several apexes in Set.byLen.
-var severalZones = new(Zone)
+const severalZones = -1
 
 // NewSet builds a set; two zones with the same apex are an error.
 func NewSet(zs ...*Zone) (*Set, error) {
-	s := &Set{byWire: make(map[string]*Zone, len(zs))}
+	s := &Set{byWire: make(map[string]int32, len(zs))}
 	for _, z := range zs {
 		if _, dup := s.byWire[z.wire]; dup {
 			return nil, fmt.Errorf("zone %s is configured twice", z.origin)
 		}
-		s.byWire[z.wire] = z
+		s.byWire[z.wire] = 0
 		s.list = append(s.list, z)
-		if s.byLen[len(z.wire)] == nil {
-			s.byLen[len(z.wire)] = z
+	}
+	slices.SortFunc(s.list, func(a, b *Zone) int { return compareNames(a.origin, b.origin) })
+	for i, z := range s.list {
+		s.byWire[z.wire] = int32(i)
+		if s.byLen[len(z.wire)] == 0 {
+			s.byLen[len(z.wire)] = int32(i) + 1
 		} else {
 			s.byLen[len(z.wire)] = severalZones
 		}
 	}
-	slices.SortFunc(s.list, func(a, b *Zone) int { return compareNames(a.origin, b.origin) })
 	return s, nil
 }
 
@@ -77,36 +80,49 @@ func (s *Set) Zone(origin string) *Zone {
 	if err != nil {
 		return nil
 	}
-	return s.byWire[w]
+	if i, ok := s.byWire[w]; ok {
+		return s.list[i]
+	}
+	return nil
 }
 
 // Find returns the most specific zone that contains qname (lower-case wire
 // form), or nil. It allocates nothing.
 func (s *Set) Find(qname []byte) *Zone {
+	if i := s.FindIndex(qname); i >= 0 {
+		return s.list[i]
+	}
+	return nil
+}
+
+// FindIndex is Find's zone as its position in Zones, -1 for none: what
+// is kept per zone of a set goes in a slice, found without hashing. It
+// allocates nothing.
+func (s *Set) FindIndex(qname []byte) int {
 	if s == nil {
-		return nil
+		return -1
 	}
 	for off := 0; off < len(qname); off += int(qname[off]) + 1 {
 		rest := qname[off:]
 		if len(rest) >= len(s.byLen) {
 			continue // longer than any wire name
 		}
-		switch z := s.byLen[len(rest)]; z {
-		case nil:
+		switch i := s.byLen[len(rest)]; i {
+		case 0:
 		case severalZones:
-			if z := s.byWire[string(rest)]; z != nil {
-				return z
+			if i, ok := s.byWire[string(rest)]; ok {
+				return int(i)
 			}
 		default:
-			if string(rest) == z.wire {
-				return z
+			if string(rest) == s.list[i-1].wire {
+				return int(i - 1)
 			}
 		}
 		if qname[off] == 0 {
 			break
 		}
 	}
-	return nil
+	return -1
 }
 
 // Result is an answer as a client sees it.

@@ -29,6 +29,7 @@ func (z *Zone) collectAnswers() {
 		if a != nil && !seen[a] {
 			seen[a] = true
 			z.answers = append(z.answers, a)
+			a.idx = int32(len(z.answers))
 		}
 	}
 	add(z.nxdomain)
@@ -67,13 +68,25 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 // the names the answer denies. What depends on the query name (the NSEC
 // covering a name that does not exist, or the one a wildcard answer
 // needs) is not in it: the query path adds it (see Answer.Denies). The
-// variants share nothing mutable with z; z stays as it is.
-func (z *Zone) SignedAnswers(s Signatures) map[*Answer]*Answer {
-	out := make(map[*Answer]*Answer, len(z.answers))
-	for _, a := range z.answers {
-		out[a] = a.signed(s)
+// variants share nothing mutable with z; z stays as it is. The variant
+// of answer a is at z.AnswerIndex(a): the query path finds it without
+// hashing.
+func (z *Zone) SignedAnswers(s Signatures) []*Answer {
+	out := make([]*Answer, len(z.answers))
+	for i, a := range z.answers {
+		out[i] = a.signed(s)
 	}
 	return out
+}
+
+// AnswerIndex is the position of a among z's answers, the index of its
+// signed variant in SignedAnswers; -1 when a is not one of z's answers.
+// It allocates nothing.
+func (z *Zone) AnswerIndex(a *Answer) int {
+	if i := int(a.idx) - 1; i >= 0 && i < len(z.answers) && z.answers[i] == a {
+		return i
+	}
+	return -1
 }
 
 func (a *Answer) signed(s Signatures) *Answer {
