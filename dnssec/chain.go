@@ -1,7 +1,6 @@
 package dnssec
 
 import (
-	"bytes"
 	"encoding/binary"
 	"slices"
 	"strings"
@@ -51,66 +50,59 @@ type chainEntry struct {
 // two that end each label.
 const keyCap = 2 * zones.MaxNameLen
 
-// maxLabels bounds the labels of a wire name.
-const maxLabels = 128
-
-// canonKey writes to dst the canonical key of rel, the labels of a
-// lower-case wire name above its zone's apex (without the apex): the
-// labels from the last to the first, each with its zero octets written
-// 0x00 0x01 and ended by 0x00 0x00. Bytewise order of keys is then the
-// canonical order of the names (RFC 4034 §6.1: label by label from the
-// root, a label before its extensions, a name before its descendants),
-// and a name's key is a prefix of the keys of the names below it. ends
-// gets where each label ends in the key, the topmost first. It returns
-// the key's length and the number of labels, and allocates nothing.
-func canonKey(rel []byte, dst *[keyCap]byte, ends *[maxLabels]uint16) (n, labels int) {
-	var offs [maxLabels]uint8
-	for off := 0; off < len(rel) && rel[off] != 0 && labels < maxLabels; off += int(rel[off]) + 1 {
-		offs[labels] = uint8(off)
-		labels++
-	}
-	for i := labels - 1; i >= 0; i-- {
-		o := int(offs[i])
-		end := min(o+1+int(rel[o]), len(rel))
-		label := rel[o+1 : end]
-		if bytes.IndexByte(label, 0) < 0 {
-			n += copy(dst[n:], label)
-		} else {
-			for _, b := range label {
-				if b == 0 {
-					dst[n], dst[n+1] = 0, 1
-					n += 2
-				} else {
-					dst[n] = b
-					n++
-				}
+// canonKey writes the canonical key of rel, the labels of a lower-case
+// wire name above its zone's apex (without the apex), at the end of dst
+// and returns it: the labels from the last to the first, each with its
+// zero octets written 0x00 0x01 and ended by 0x00 0x00. Bytewise order
+// of keys is then the canonical order of the names (RFC 4034 §6.1:
+// label by label from the root, a label before its extensions, a name
+// before its descendants), and a name's key is a prefix of the keys of
+// the names below it. Walking the name from its first label, it writes
+// the key from its end. It allocates nothing.
+func canonKey(rel []byte, dst *[keyCap]byte) []byte {
+	rel = rel[:min(len(rel), zones.MaxNameLen)] // at most keyCap octets of key
+	n := len(dst)
+	for off := 0; off < len(rel) && rel[off] != 0; {
+		end := min(off+1+int(rel[off]), len(rel))
+		label := rel[off+1 : end]
+		off = end
+		n -= 2
+		dst[n], dst[n+1] = 0, 0
+		for i := len(label) - 1; i >= 0; i-- {
+			if b := label[i]; b != 0 {
+				n--
+				dst[n] = b
+			} else {
+				n -= 2
+				dst[n], dst[n+1] = 0, 1
 			}
 		}
-		dst[n], dst[n+1] = 0, 0
-		n += 2
-		ends[labels-1-i] = uint16(n)
 	}
-	return n, labels
+	return dst[n:]
 }
 
 // keyOf is canonKey as a string, for building chains.
 func keyOf(rel []byte) string {
 	var buf [keyCap]byte
-	var ends [maxLabels]uint16
-	n, _ := canonKey(rel, &buf, &ends)
-	return string(buf[:n])
+	return string(canonKey(rel, &buf))
 }
 
-// commonLabels is how many labels from the top the name of key k (label
-// ends in ends) shares with the name of key e.
-func commonLabels(k []byte, ends []uint16, e string) int {
-	p := 0
-	for p < len(k) && p < len(e) && k[p] == e[p] {
-		p++
-	}
+// commonLabels is how many labels from the top the names of keys k and
+// e share: the label ends (0x00 0x00) both have in common.
+func commonLabels(k []byte, e string) int {
 	d := 0
-	for d < len(ends) && int(ends[d]) <= p {
-		d++
+	for i := 0; i+1 < len(k) && i+1 < len(e) && k[i] == e[i]; {
+		if k[i] != 0 {
+			i++
+			continue
+		}
+		if k[i+1] != e[i+1] {
+			break
+		}
+		if k[i+1] == 0 {
+			d++
+		}
+		i += 2
 	}
 	return d
 }
@@ -213,8 +205,10 @@ func packPlain(rrs []dns.RR) ([]byte, error) {
 // search returns the position of the last entry whose key is at or
 // before k: the NSEC whose owner is the name, or the one covering it.
 // The apex's key, the first, is empty, so there always is one.
-func (c *chain) search(k string) int {
-	h := head(k)
+func (c *chain) search(k string) int { return c.searchHead(k, head(k)) }
+
+// searchHead is search with k's head at hand.
+func (c *chain) searchHead(k string, h uint64) int {
 	lo, hi := 0, len(c.keys) // the answer is in [lo, hi)
 	for hi-lo > 1 {
 		mid := int(uint(lo+hi) >> 1)
@@ -232,17 +226,9 @@ func (c *chain) search(k string) int {
 
 // head is k's first 8 octets as a big-endian integer, zero padded.
 func head(k string) uint64 {
-	if len(k) >= 8 {
-		return binary.BigEndian.Uint64(unsafe.Slice(unsafe.StringData(k), 8))
-	}
-	var h uint64
-	for i := range 8 {
-		h <<= 8
-		if i < len(k) {
-			h |= uint64(k[i])
-		}
-	}
-	return h
+	var h [8]byte
+	copy(h[:], k)
+	return binary.BigEndian.Uint64(h[:])
 }
 
 // rel is name (lower-case wire, inside the zone) without the apex.
@@ -256,9 +242,8 @@ func (c *chain) rel(name []byte) []byte {
 // allocates nothing.
 func (c *chain) cover(name []byte) int {
 	var buf [keyCap]byte
-	var ends [maxLabels]uint16
-	n, _ := canonKey(c.rel(name), &buf, &ends)
-	return c.search(unsafe.String(&buf[0], n))
+	k := canonKey(c.rel(name), &buf)
+	return c.search(unsafe.String(unsafe.SliceData(k), len(k)))
 }
 
 // denial returns the positions of the NSEC records that prove what the
@@ -275,20 +260,21 @@ func (c *chain) cover(name []byte) int {
 // and the one after it.
 func (c *chain) denial(name []byte) (a, b int) {
 	var buf [keyCap]byte
-	var ends [maxLabels]uint16
-	n, labels := canonKey(c.rel(name), &buf, &ends)
-	k := buf[:n]
-	a = c.search(unsafe.String(&buf[0], n))
-	if c.keys[a] == string(k) {
+	k := canonKey(c.rel(name), &buf)
+	ks := unsafe.String(unsafe.SliceData(k), len(k)) // read-only while buf lives
+	h := head(ks)
+	a = c.searchHead(ks, h)
+	if c.heads[a] == h && c.keys[a] == ks {
 		return a, -1 // its own NSEC
 	}
-	at, d := a, commonLabels(k, ends[:labels], c.keys[a])
+	at, d := a, commonLabels(k, c.keys[a])
 	if next := a + 1; next < len(c.keys) {
-		nk := c.keys[next]
-		if len(nk) > n && nk[:n] == string(k) {
+		// Below name: its key starts with name's, heads first.
+		nk, mask := c.keys[next], ^uint64(0)<<(64-8*min(len(ks), 8))
+		if (c.heads[next]^h)&mask == 0 && len(nk) > len(ks) && nk[:len(ks)] == ks {
 			return a, -1 // an empty non-terminal
 		}
-		if dn := commonLabels(k, ends[:labels], nk); dn > d {
+		if dn := commonLabels(k, nk); dn > d {
 			at, d = next, dn
 		}
 	}
