@@ -50,6 +50,9 @@ type chainEntry struct {
 // two that end each label.
 const keyCap = 2 * zones.MaxNameLen
 
+// keyBuf holds a key being made, at its end.
+type keyBuf [keyCap]byte
+
 // canonKey writes the canonical key of rel, the labels of a lower-case
 // wire name above its zone's apex (without the apex), at the end of dst
 // and returns it: the labels from the last to the first, each with its
@@ -58,33 +61,39 @@ const keyCap = 2 * zones.MaxNameLen
 // label by label from the root, a label before its extensions, a name
 // before its descendants), and a name's key is a prefix of the keys of
 // the names below it. Walking the name from its first label, it writes
-// the key from its end. It allocates nothing.
-func canonKey(rel []byte, dst *[keyCap]byte) []byte {
+// the key from its end. It returns the key's head too, kept as the key
+// grows rather than read back (a load over bytes just stored one by one
+// stalls), and allocates nothing.
+func canonKey(rel []byte, dst *keyBuf) (key []byte, head uint64) {
 	rel = rel[:min(len(rel), zones.MaxNameLen)] // at most keyCap octets of key
-	n := len(dst)
+	n := keyCap
 	for off := 0; off < len(rel) && rel[off] != 0; {
 		end := min(off+1+int(rel[off]), len(rel))
 		label := rel[off+1 : end]
 		off = end
 		n -= 2
 		dst[n], dst[n+1] = 0, 0
+		head >>= 16
 		for i := len(label) - 1; i >= 0; i-- {
 			if b := label[i]; b != 0 {
 				n--
 				dst[n] = b
+				head = head>>8 | uint64(b)<<56
 			} else {
 				n -= 2
 				dst[n], dst[n+1] = 0, 1
+				head = (head>>8 | 1<<56) >> 8
 			}
 		}
 	}
-	return dst[n:]
+	return dst[n:], head
 }
 
 // keyOf is canonKey as a string, for building chains.
 func keyOf(rel []byte) string {
-	var buf [keyCap]byte
-	return string(canonKey(rel, &buf))
+	var buf keyBuf
+	k, _ := canonKey(rel, &buf)
+	return string(k)
 }
 
 // commonLabels is how many labels from the top the names of keys k and
@@ -241,9 +250,9 @@ func (c *chain) rel(name []byte) []byte {
 // inside the zone, so at or after the apex, the first entry. It
 // allocates nothing.
 func (c *chain) cover(name []byte) int {
-	var buf [keyCap]byte
-	k := canonKey(c.rel(name), &buf)
-	return c.search(unsafe.String(unsafe.SliceData(k), len(k)))
+	var buf keyBuf
+	k, h := canonKey(c.rel(name), &buf)
+	return c.searchHead(unsafe.String(unsafe.SliceData(k), len(k)), h)
 }
 
 // denial returns the positions of the NSEC records that prove what the
@@ -259,10 +268,9 @@ func (c *chain) cover(name []byte) int {
 // the deeper of the ancestors name shares with the NSEC before its place
 // and the one after it.
 func (c *chain) denial(name []byte) (a, b int) {
-	var buf [keyCap]byte
-	k := canonKey(c.rel(name), &buf)
+	var buf keyBuf
+	k, h := canonKey(c.rel(name), &buf)
 	ks := unsafe.String(unsafe.SliceData(k), len(k)) // read-only while buf lives
-	h := head(ks)
 	a = c.searchHead(ks, h)
 	if c.heads[a] == h && c.keys[a] == ks {
 		return a, -1 // its own NSEC
