@@ -51,14 +51,7 @@ func signZone(t *testing.T, ks *dnssec.KeySet, now time.Time) *signedZone {
 			t.Fatal(err)
 		}
 	}
-	z, err := zones.Parse(strings.NewReader(zoneText), "test", zones.LoadOptions{Origin: zone, DNSSEC: ks.Apex()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := zones.NewSet(z)
-	if err != nil {
-		t.Fatal(err)
-	}
+	set := zoneSet(t, ks)
 	s := dnssec.NewSigner(map[string]dnssec.ZoneConfig{zone: {Keys: ks}}, func() time.Time { return now })
 	if _, err := s.Build(set, nil); err != nil {
 		t.Fatal(err)
@@ -76,6 +69,13 @@ func (s *signedZone) hashes() []dnssec.Hash {
 // the signatures from src.
 func keyless(t *testing.T, ks *dnssec.KeySet, src dnssec.Source) error {
 	t.Helper()
+	_, err := dnssec.NewSigner(map[string]dnssec.ZoneConfig{zone: {Keys: ks, Source: src}}, nil).Build(zoneSet(t, ks), nil)
+	return err
+}
+
+// zoneSet is the zone loaded with the apex records of ks.
+func zoneSet(t *testing.T, ks *dnssec.KeySet) *zones.Set {
+	t.Helper()
 	z, err := zones.Parse(strings.NewReader(zoneText), "test", zones.LoadOptions{Origin: zone, DNSSEC: ks.Apex()})
 	if err != nil {
 		t.Fatal(err)
@@ -84,8 +84,7 @@ func keyless(t *testing.T, ks *dnssec.KeySet, src dnssec.Source) error {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = dnssec.NewSigner(map[string]dnssec.ZoneConfig{zone: {Keys: ks, Source: src}}, nil).Build(set, nil)
-	return err
+	return set
 }
 
 // public is ks without its private halves, as a name server knows it.
