@@ -7,9 +7,11 @@ import (
 	"github.com/miekg/dns"
 )
 
-// FuzzServePacket feeds arbitrary bytes to the query handler, and to one
+// FuzzServePacket feeds arbitrary bytes to the query handler, to one
 // whose rate limiter allows one answer per account, so that most UDP
-// replies slip or are dropped. It must never panic (not even into its own
+// replies slip or are dropped, and to one whose zone is signed, which
+// answers queries with the DO bit from its signed state (NSEC records
+// found for whatever name comes). It must never panic (not even into its own
 // recovery), and whatever it sends must be a well-formed response to the
 // request it got, within the size allowed.
 func FuzzServePacket(f *testing.F) {
@@ -25,6 +27,12 @@ func FuzzServePacket(f *testing.F) {
 		question("tomany.example.org.", dns.TypeAAAA),
 		question("tochild.example.org.", dns.TypeA),
 		question("geo.example.org.", dns.TypeA),
+		withEDNS(question("nope.example.org.", dns.TypeA), 1232, true),
+		withEDNS(question("a.b.nope.example.org.", dns.TypeA), 1232, true),
+		withEDNS(question("www.example.org.", dns.TypeMX), 1232, true),
+		withEDNS(question("x.wild.example.org.", dns.TypeA), 1232, true),
+		withEDNS(question("*.example.org.", dns.TypeA), 1232, true),
+		withEDNS(question("x.deep.example.org.", dns.TypeA), 1232, true),
 	}
 	for _, m := range seeds {
 		b, err := m.Pack()
@@ -41,8 +49,9 @@ func FuzzServePacket(f *testing.F) {
 	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 12, 0, 1, 0, 1}, true)
 	plain := edgeHandler(f, HandlerConfig{})
 	limited := edgeHandler(f, HandlerConfig{RRL: newTestRRL(f, RRLConfig{Rate: 1}, new(fakeClock))})
+	dnssecOn := signedHandler(f)
 	f.Fuzz(func(t *testing.T, req []byte, tcp bool) {
-		for _, h := range []*Handler{plain, limited} {
+		for _, h := range []*Handler{plain, limited, dnssecOn} {
 			fuzzReply(t, h, req, tcp)
 		}
 	})
