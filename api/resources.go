@@ -102,34 +102,57 @@ func serviceRev(name string) func(context.Context, Store) (int64, error) {
 	}
 }
 
-func (a *apiServer) listRegions(w http.ResponseWriter, r *http.Request) {
+// serveRead answers a read: the body read returns, with the revision it
+// read at as the ETag; a store error becomes its problem.
+func (a *apiServer) serveRead(w http.ResponseWriter, r *http.Request, read func(context.Context, Store) (any, int64, error)) {
 	st, ctx, cancel, ok := a.storeFor(w, r)
 	if !ok {
 		return
 	}
 	defer cancel()
-	list, rev, err := st.ListRegions(ctx)
+	body, rev, err := read(ctx, st)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	w.Header().Set("ETag", etag(rev))
-	writeJSON(w, http.StatusOK, apitypes.RegionList{Revision: rev, Regions: list})
+	writeJSON(w, http.StatusOK, body)
+}
+
+// serveChange is serveWrite answered with the change made (respond).
+func (a *apiServer) serveChange(w http.ResponseWriter, r *http.Request, current func(context.Context, Store) (int64, error), write func(*writeReq) error) {
+	if ch, ok := a.serveWrite(w, r, current, write); ok {
+		respond(w, apitypes.ChangeResponse{Change: ch})
+	}
+}
+
+// serveWrite runs write under the request's precondition and dry-run
+// flag (writeSetup) and returns the change it made; on false the
+// request has been answered with the problem.
+func (a *apiServer) serveWrite(w http.ResponseWriter, r *http.Request, current func(context.Context, Store) (int64, error), write func(*writeReq) error) (store.Change, bool) {
+	wr, ok := a.writeSetup(w, r, current)
+	if !ok {
+		return store.Change{}, false
+	}
+	defer wr.cancel()
+	if err := write(wr); err != nil {
+		a.fail(w, r, err)
+		return store.Change{}, false
+	}
+	return wr.ch, true
+}
+
+func (a *apiServer) listRegions(w http.ResponseWriter, r *http.Request) {
+	a.serveRead(w, r, func(ctx context.Context, st Store) (any, int64, error) {
+		list, rev, err := st.ListRegions(ctx)
+		return apitypes.RegionList{Revision: rev, Regions: list}, rev, err
+	})
 }
 
 func (a *apiServer) getRegion(w http.ResponseWriter, r *http.Request) {
-	st, ctx, cancel, ok := a.storeFor(w, r)
-	if !ok {
-		return
-	}
-	defer cancel()
-	reg, rev, err := st.GetRegion(ctx, chi.URLParam(r, "name"))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	w.Header().Set("ETag", etag(rev))
-	writeJSON(w, http.StatusOK, reg)
+	a.serveRead(w, r, func(ctx context.Context, st Store) (any, int64, error) {
+		return st.GetRegion(ctx, chi.URLParam(r, "name"))
+	})
 }
 
 func (a *apiServer) putRegion(w http.ResponseWriter, r *http.Request) {
@@ -145,16 +168,10 @@ func (a *apiServer) putRegion(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, badField("name", "%q does not match the region %q of the path", reg.Name, name))
 		return
 	}
-	wr, ok := a.writeSetup(w, r, regionRev(name))
-	if !ok {
-		return
-	}
-	defer wr.cancel()
-	if _, err := wr.st.PutRegion(wr.ctx, &reg, wr.cond, wr.opts...); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	respond(w, apitypes.ChangeResponse{Change: wr.ch})
+	a.serveChange(w, r, regionRev(name), func(wr *writeReq) error {
+		_, err := wr.st.PutRegion(wr.ctx, &reg, wr.cond, wr.opts...)
+		return err
+	})
 }
 
 // noCreateOnly refuses If-None-Match on a request that cannot create.
@@ -171,16 +188,9 @@ func (a *apiServer) deleteRegion(w http.ResponseWriter, r *http.Request) {
 	if !drainBody(w, r) || !noCreateOnly(w, r) {
 		return
 	}
-	wr, ok := a.writeSetup(w, r, regionRev(name))
-	if !ok {
-		return
-	}
-	defer wr.cancel()
-	if err := wr.st.DeleteRegion(wr.ctx, name, wr.cond, wr.opts...); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	respond(w, apitypes.ChangeResponse{Change: wr.ch})
+	a.serveChange(w, r, regionRev(name), func(wr *writeReq) error {
+		return wr.st.DeleteRegion(wr.ctx, name, wr.cond, wr.opts...)
+	})
 }
 
 // drain answers POST /v1/regions/{name}/drain and …/undrain.
@@ -190,32 +200,18 @@ func (a *apiServer) drain(drained bool) http.HandlerFunc {
 		if !drainBody(w, r) || !noCreateOnly(w, r) {
 			return
 		}
-		wr, ok := a.writeSetup(w, r, regionRev(name))
-		if !ok {
-			return
-		}
-		defer wr.cancel()
-		if _, err := wr.st.SetDrained(wr.ctx, name, drained, wr.cond, wr.opts...); err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		respond(w, apitypes.ChangeResponse{Change: wr.ch})
+		a.serveChange(w, r, regionRev(name), func(wr *writeReq) error {
+			_, err := wr.st.SetDrained(wr.ctx, name, drained, wr.cond, wr.opts...)
+			return err
+		})
 	}
 }
 
 func (a *apiServer) listServices(w http.ResponseWriter, r *http.Request) {
-	st, ctx, cancel, ok := a.storeFor(w, r)
-	if !ok {
-		return
-	}
-	defer cancel()
-	list, rev, err := st.ListServices(ctx)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	w.Header().Set("ETag", etag(rev))
-	writeJSON(w, http.StatusOK, apitypes.ServiceList{Revision: rev, Services: list})
+	a.serveRead(w, r, func(ctx context.Context, st Store) (any, int64, error) {
+		list, rev, err := st.ListServices(ctx)
+		return apitypes.ServiceList{Revision: rev, Services: list}, rev, err
+	})
 }
 
 // serviceName is the path's service name, with or without the final dot,
@@ -225,18 +221,9 @@ func serviceName(r *http.Request) string {
 }
 
 func (a *apiServer) getService(w http.ResponseWriter, r *http.Request) {
-	st, ctx, cancel, ok := a.storeFor(w, r)
-	if !ok {
-		return
-	}
-	defer cancel()
-	svc, rev, err := st.GetService(ctx, serviceName(r))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	w.Header().Set("ETag", etag(rev))
-	writeJSON(w, http.StatusOK, svc)
+	a.serveRead(w, r, func(ctx context.Context, st Store) (any, int64, error) {
+		return st.GetService(ctx, serviceName(r))
+	})
 }
 
 func (a *apiServer) putService(w http.ResponseWriter, r *http.Request) {
@@ -254,16 +241,10 @@ func (a *apiServer) putService(w http.ResponseWriter, r *http.Request) {
 	default:
 		svc.Name = name
 	}
-	wr, ok := a.writeSetup(w, r, serviceRev(name))
-	if !ok {
-		return
-	}
-	defer wr.cancel()
-	if _, err := wr.st.PutService(wr.ctx, &svc, wr.cond, wr.opts...); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	respond(w, apitypes.ChangeResponse{Change: wr.ch})
+	a.serveChange(w, r, serviceRev(name), func(wr *writeReq) error {
+		_, err := wr.st.PutService(wr.ctx, &svc, wr.cond, wr.opts...)
+		return err
+	})
 }
 
 // putServices creates or replaces the services of the body, in batches
@@ -333,35 +314,23 @@ func (a *apiServer) deleteService(w http.ResponseWriter, r *http.Request) {
 	if !drainBody(w, r) || !noCreateOnly(w, r) {
 		return
 	}
-	wr, ok := a.writeSetup(w, r, serviceRev(name))
-	if !ok {
-		return
-	}
-	defer wr.cancel()
-	if err := wr.st.DeleteService(wr.ctx, name, wr.cond, wr.opts...); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	respond(w, apitypes.ChangeResponse{Change: wr.ch})
+	a.serveChange(w, r, serviceRev(name), func(wr *writeReq) error {
+		return wr.st.DeleteService(wr.ctx, name, wr.cond, wr.opts...)
+	})
 }
 
 func (a *apiServer) getWeights(w http.ResponseWriter, r *http.Request) {
-	st, ctx, cancel, ok := a.storeFor(w, r)
-	if !ok {
-		return
-	}
-	defer cancel()
-	svc, rev, err := st.GetService(ctx, serviceName(r))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	ws := make(map[string]uint32, len(svc.Regions))
-	for _, sr := range svc.Regions {
-		ws[sr.Region] = sr.Weight
-	}
-	w.Header().Set("ETag", etag(rev))
-	writeJSON(w, http.StatusOK, apitypes.Weights{Service: svc.Name, Revision: rev, Weights: ws, ExpectedShare: a.shares(svc)})
+	a.serveRead(w, r, func(ctx context.Context, st Store) (any, int64, error) {
+		svc, rev, err := st.GetService(ctx, serviceName(r))
+		if err != nil {
+			return nil, 0, err
+		}
+		ws := make(map[string]uint32, len(svc.Regions))
+		for _, sr := range svc.Regions {
+			ws[sr.Region] = sr.Weight
+		}
+		return apitypes.Weights{Service: svc.Name, Revision: rev, Weights: ws, ExpectedShare: a.shares(svc)}, rev, nil
+	})
 }
 
 // setWeights answers PUT (replace: every region of the service not named
@@ -382,22 +351,20 @@ func (a *apiServer) setWeights(replace bool) http.HandlerFunc {
 			writeProblem(w, *p)
 			return
 		}
-		wr, ok := a.writeSetup(w, r, serviceRev(name))
+		ch, ok := a.serveWrite(w, r, serviceRev(name), func(wr *writeReq) error {
+			set := wr.st.SetWeights
+			if replace {
+				set = wr.st.ReplaceWeights
+			}
+			_, err := set(wr.ctx, name, ws, wr.cond, wr.opts...)
+			return err
+		})
 		if !ok {
 			return
 		}
-		defer wr.cancel()
-		set := wr.st.SetWeights
-		if replace {
-			set = wr.st.ReplaceWeights
-		}
-		if _, err := set(wr.ctx, name, ws, wr.cond, wr.opts...); err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		resp := apitypes.ChangeResponse{Change: wr.ch}
+		resp := apitypes.ChangeResponse{Change: ch}
 		var after regions.Service
-		if err := json.Unmarshal(wr.ch.After, &after); err == nil {
+		if err := json.Unmarshal(ch.After, &after); err == nil {
 			resp.ExpectedShare = a.shares(&after)
 		}
 		respond(w, resp)

@@ -204,54 +204,42 @@ func (a *apiServer) createShift(w http.ResponseWriter, r *http.Request) {
 			sh.Baseline = snap.ShiftBaseline(sh)
 		}
 	}
-	wr, ok := a.writeSetup(w, r, nil)
+	ch, ok := a.serveWrite(w, r, nil, func(wr *writeReq) error {
+		_, err := wr.st.CreateShift(wr.ctx, sh, wr.opts...)
+		return err
+	})
 	if !ok {
 		return
 	}
-	defer wr.cancel()
-	if _, err := wr.st.CreateShift(wr.ctx, sh, wr.opts...); err != nil {
-		a.fail(w, r, err)
-		return
+	if ch.Changed && !ch.DryRun {
+		w.Header().Set("Location", "/v1/shifts/"+ch.Name)
 	}
-	if wr.ch.Changed && !wr.ch.DryRun {
-		w.Header().Set("Location", "/v1/shifts/"+wr.ch.Name)
-	}
-	a.respondShift(w, wr.ch, true)
+	a.respondShift(w, ch, true)
 }
 
 func (a *apiServer) listShifts(w http.ResponseWriter, r *http.Request) {
-	st, ctx, cancel, ok := a.storeFor(w, r)
-	if !ok {
-		return
-	}
-	defer cancel()
-	list, rev, err := st.ListShifts(ctx)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	snap, now := a.snapshot(), time.Now()
-	out := apitypes.ShiftList{Revision: rev, Shifts: make([]apitypes.ShiftStatus, 0, len(list))}
-	for _, sh := range list {
-		out.Shifts = append(out.Shifts, shiftStatus(sh, snap, now))
-	}
-	w.Header().Set("ETag", etag(rev))
-	writeJSON(w, http.StatusOK, out)
+	a.serveRead(w, r, func(ctx context.Context, st Store) (any, int64, error) {
+		list, rev, err := st.ListShifts(ctx)
+		if err != nil {
+			return nil, 0, err
+		}
+		snap, now := a.snapshot(), time.Now()
+		out := apitypes.ShiftList{Revision: rev, Shifts: make([]apitypes.ShiftStatus, 0, len(list))}
+		for _, sh := range list {
+			out.Shifts = append(out.Shifts, shiftStatus(sh, snap, now))
+		}
+		return out, rev, nil
+	})
 }
 
 func (a *apiServer) getShift(w http.ResponseWriter, r *http.Request) {
-	st, ctx, cancel, ok := a.storeFor(w, r)
-	if !ok {
-		return
-	}
-	defer cancel()
-	sh, rev, err := st.GetShift(ctx, chi.URLParam(r, "id"))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	w.Header().Set("ETag", etag(rev))
-	writeJSON(w, http.StatusOK, shiftStatus(sh, a.snapshot(), time.Now()))
+	a.serveRead(w, r, func(ctx context.Context, st Store) (any, int64, error) {
+		sh, rev, err := st.GetShift(ctx, chi.URLParam(r, "id"))
+		if err != nil {
+			return nil, 0, err
+		}
+		return shiftStatus(sh, a.snapshot(), time.Now()), rev, nil
+	})
 }
 
 // extendShift answers PATCH /v1/shifts/{id}: a new expiry for an active
@@ -270,16 +258,13 @@ func (a *apiServer) extendShift(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, *p)
 		return
 	}
-	wr, ok := a.writeSetup(w, r, shiftRev(id))
-	if !ok {
-		return
+	ch, ok := a.serveWrite(w, r, shiftRev(id), func(wr *writeReq) error {
+		_, err := wr.st.ExtendShift(wr.ctx, id, exp, body.Reason, wr.cond, wr.opts...)
+		return err
+	})
+	if ok {
+		a.respondShift(w, ch, false)
 	}
-	defer wr.cancel()
-	if _, err := wr.st.ExtendShift(wr.ctx, id, exp, body.Reason, wr.cond, wr.opts...); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	a.respondShift(w, wr.ch, false)
 }
 
 // cancelShift answers DELETE /v1/shifts/{id}: the shift ends now and the
@@ -290,16 +275,13 @@ func (a *apiServer) cancelShift(w http.ResponseWriter, r *http.Request) {
 	if !drainBody(w, r) || !noCreateOnly(w, r) {
 		return
 	}
-	wr, ok := a.writeSetup(w, r, shiftRev(id))
-	if !ok {
-		return
+	ch, ok := a.serveWrite(w, r, shiftRev(id), func(wr *writeReq) error {
+		_, err := wr.st.CancelShift(wr.ctx, id, wr.cond, wr.opts...)
+		return err
+	})
+	if ok {
+		a.respondShift(w, ch, true)
 	}
-	defer wr.cancel()
-	if _, err := wr.st.CancelShift(wr.ctx, id, wr.cond, wr.opts...); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	a.respondShift(w, wr.ch, true)
 }
 
 // checkWatermarkGuard refuses revert_if.high_watermark for a shift none
