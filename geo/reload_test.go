@@ -45,6 +45,25 @@ func replaceFile(t *testing.T, path string, b []byte) {
 	}
 }
 
+// newReloader installs reloadFixtureA at a new path and opens a Reloader
+// on it that logs to logs (nil: not at all); it returns the path and
+// both fixtures' bytes.
+func newReloader(t *testing.T, logs *testlog.Buffer) (r *Reloader, path string, aBytes, bBytes []byte) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "geo.mmdb")
+	aBytes, bBytes = reloadFixtureA().bytes(t), reloadFixtureB().bytes(t)
+	replaceFile(t, path, aBytes)
+	var logger *slog.Logger
+	if logs != nil {
+		logger = slog.New(slog.NewTextHandler(logs, nil))
+	}
+	r, err := NewReloader(path, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, path, aBytes, bBytes
+}
+
 func TestGeoIPReloaderOpenErrors(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {
@@ -76,15 +95,8 @@ func TestGeoIPReloaderOpenErrors(t *testing.T) {
 // the two versions gives, never a mix, and never empty. A corrupt or
 // unsupported replacement must leave the last good version serving.
 func TestGeoIPReloadUnderLoad(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "geo.mmdb")
-	aBytes, bBytes := reloadFixtureA().bytes(t), reloadFixtureB().bytes(t)
-	replaceFile(t, path, aBytes)
 	var logs testlog.Buffer
-	r, err := NewReloader(path, slog.New(slog.NewTextHandler(&logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, path, aBytes, bBytes := newReloader(t, &logs)
 
 	dbA, errA := OpenBytes(aBytes)
 	dbB, errB := OpenBytes(bBytes)
@@ -180,15 +192,8 @@ func TestGeoIPReloadUnderLoad(t *testing.T) {
 
 // TestGeoIPReloaderPoll drives the change detection one poll at a time.
 func TestGeoIPReloaderPoll(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "geo.mmdb")
-	aBytes, bBytes := reloadFixtureA().bytes(t), reloadFixtureB().bytes(t)
-	replaceFile(t, path, aBytes)
 	var logs testlog.Buffer
-	r, err := NewReloader(path, slog.New(slog.NewTextHandler(&logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, path, aBytes, bBytes := newReloader(t, &logs)
 	build := func() int64 { return r.Current().Info().BuildTime.Unix() }
 
 	steps := []struct {
@@ -225,18 +230,12 @@ func TestGeoIPReloaderPoll(t *testing.T) {
 // TestGeoIPReloaderRun checks that Run notices a replaced file and returns
 // nil when its context ends.
 func TestGeoIPReloaderRun(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "geo.mmdb")
-	replaceFile(t, path, reloadFixtureA().bytes(t))
-	r, err := NewReloader(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, path, _, bBytes := newReloader(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx, 5*time.Millisecond) }()
 
-	replaceFile(t, path, reloadFixtureB().bytes(t))
+	replaceFile(t, path, bBytes)
 	// Wait for the poller, bounded; this measures nothing about speed.
 	deadline := time.Now().Add(30 * time.Second)
 	for r.Current().Info().BuildTime.Unix() != 1_700_000_001 {
