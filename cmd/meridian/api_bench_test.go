@@ -61,15 +61,7 @@ func BenchmarkAPIWeightsPropagation(b *testing.B) {
 	ts := startAPIServer(b, true)
 	api := newAPIClient(b, ts)
 	c := &dns.Client{Timeout: time.Second}
-	answer := func() string {
-		m := new(dns.Msg)
-		m.SetQuestion("lb.example.org.", dns.TypeA)
-		r, _, err := c.Exchange(m, ts.addr())
-		if err != nil || len(r.Answer) != 1 {
-			return ""
-		}
-		return r.Answer[0].(*dns.A).A.String()
-	}
+	answer := func() string { return ts.soleA(c, "lb.example.org.") }
 	targets := []struct{ body, want string }{
 		{`{"weights":{"eu":0,"na":0,"as":1}}`, "192.0.2.30"},
 		{`{"weights":{"eu":1,"na":0,"as":0}}`, "192.0.2.10"},

@@ -62,15 +62,7 @@ func BenchmarkFailover(b *testing.B) {
 		}
 	}()
 	c := &dns.Client{Timeout: time.Second}
-	answer := func() string {
-		m := new(dns.Msg)
-		m.SetQuestion("hc.example.org.", dns.TypeA)
-		r, _, err := c.Exchange(m, ts.addr())
-		if err != nil || len(r.Answer) != 1 {
-			return ""
-		}
-		return r.Answer[0].(*dns.A).A.String()
-	}
+	answer := func() string { return ts.soleA(c, "hc.example.org.") }
 	waitFor := func(want string, limit time.Duration) (time.Duration, bool) {
 		start := time.Now()
 		for answer() != want {

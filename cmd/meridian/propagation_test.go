@@ -20,15 +20,7 @@ func BenchmarkPropagationDNS(b *testing.B) {
 	cli := ts.etcdClient(b)
 	st := store.NewStore(cli, "/meridian/", nil)
 	c := &dns.Client{Timeout: time.Second}
-	answer := func() string {
-		m := new(dns.Msg)
-		m.SetQuestion("lb.example.org.", dns.TypeA)
-		r, _, err := c.Exchange(m, ts.addr())
-		if err != nil || len(r.Answer) != 1 {
-			return ""
-		}
-		return r.Answer[0].(*dns.A).A.String()
-	}
+	answer := func() string { return ts.soleA(c, "lb.example.org.") }
 	targets := []struct {
 		weights map[string]uint32
 		want    string

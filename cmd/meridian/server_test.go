@@ -228,6 +228,19 @@ func (ts *testServer) stop() int {
 
 func (ts *testServer) addr() string { return ts.DNSUDP[0].String() }
 
+// soleA is the address of the one A record ts answers for name over
+// UDP, "" when the query fails or the answer holds no record or several:
+// what the propagation benchmarks poll for.
+func (ts *testServer) soleA(c *dns.Client, name string) string {
+	m := new(dns.Msg)
+	m.SetQuestion(name, dns.TypeA)
+	r, _, err := c.Exchange(m, ts.addr())
+	if err != nil || len(r.Answer) != 1 {
+		return ""
+	}
+	return r.Answer[0].(*dns.A).A.String()
+}
+
 // hup sends the process SIGHUP and waits until ts logs wantLog once more
 // than before: the reload is done.
 func (ts *testServer) hup(t testing.TB, wantLog string) {
