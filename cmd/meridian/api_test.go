@@ -23,8 +23,6 @@ import (
 	"github.com/meridian-gslb/meridian/internal/testport"
 	"github.com/meridian-gslb/meridian/internal/testtool"
 	"github.com/miekg/dns"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 )
 
 // apiConfig gives the test server API tokens: an admin token created on
@@ -308,16 +306,7 @@ func TestAPIEndToEnd(t *testing.T) {
 		mustContain(t, out, "admin", "undrain", "drain", "region")
 	})
 	t.Run("metrics parse", func(t *testing.T) {
-		resp, err := http.Get(ts.url() + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		parser := expfmt.NewTextParser(model.UTF8Validation)
-		fams, err := parser.TextToMetricFamilies(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, fams := scrape(t, ts.url()+"/metrics")
 		answers := map[string]float64{}
 		if f := fams["meridian_dns_region_answers_total"]; f != nil {
 			for _, m := range f.GetMetric() {
