@@ -27,6 +27,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -153,12 +154,12 @@ func run(ctx context.Context, c config) error {
 	fmt.Printf("server %s, %s A, ECS source /%d: %d blocks cover IPv4 (%d queries in %v)\n",
 		c.server, c.name, c.source, len(all), queries.Load(), took.Round(time.Millisecond))
 	var parts []string
-	for _, bits := range slices.Sorted(mapKeys(hist)) {
+	for _, bits := range slices.Sorted(maps.Keys(hist)) {
 		parts = append(parts, fmt.Sprintf("/%d:%d", bits, hist[bits]))
 	}
 	fmt.Printf("blocks by scope: %s\n", strings.Join(parts, " "))
 	parts = parts[:0]
-	for _, a := range slices.Sorted(mapKeys(answers)) {
+	for _, a := range slices.Sorted(maps.Keys(answers)) {
 		parts = append(parts, fmt.Sprintf("%s:%d", a, answers[a]))
 	}
 	fmt.Printf("blocks by answer: %s\n", strings.Join(parts, " "))
@@ -220,16 +221,6 @@ func find(list []block, a netip.Addr) (block, bool) {
 		return list[i], true
 	}
 	return block{}, false
-}
-
-func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 func writeList(path string, all []block) error {

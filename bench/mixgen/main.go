@@ -41,6 +41,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -151,7 +152,7 @@ func gen(args []string) error {
 		conts = append(conts, c)
 	}
 	statics := staticNames()
-	staticList := slices.Sorted(mapKeys(statics))
+	staticList := slices.Sorted(maps.Keys(statics))
 	pick := func() query {
 		q := query{}
 		switch r := rng.IntN(100); {
@@ -277,16 +278,6 @@ func pack(q query, id uint16) ([]byte, error) {
 	}
 	m.Extra = append(m.Extra, o)
 	return m.Pack()
-}
-
-func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 type serverFlag []string
