@@ -41,6 +41,15 @@ func mustContain(t *testing.T, out string, want ...string) {
 	}
 }
 
+func mustLack(t *testing.T, out string, not ...string) {
+	t.Helper()
+	for _, n := range not {
+		if strings.Contains(out, n) {
+			t.Errorf("output has %q:\n%s", n, out)
+		}
+	}
+}
+
 func TestWithDig(t *testing.T) {
 	dig := testtool.Need(t, "dig")
 	ts := startServer(t, "")
