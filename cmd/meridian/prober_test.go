@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -245,11 +244,6 @@ services:
 // count, and their up votes.
 func statusVotes(t *testing.T, ts *testServer) map[string][]string {
 	t.Helper()
-	resp, err := http.Get("http://" + ts.HTTP.String() + "/v1/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var body struct {
 		Regions []struct {
 			VIPs []struct {
@@ -262,9 +256,7 @@ func statusVotes(t *testing.T, ts *testServer) map[string][]string {
 			} `json:"vips"`
 		} `json:"regions"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		t.Fatal(err)
-	}
+	getJSON(t, "http://"+ts.HTTP.String()+"/v1/status", &body)
 	out := map[string][]string{}
 	for _, r := range body.Regions {
 		for _, v := range r.VIPs {

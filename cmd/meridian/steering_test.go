@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -153,19 +152,12 @@ func TestGeoSteeringWithKdig(t *testing.T) {
 	})
 
 	t.Run("explain", func(t *testing.T) {
-		resp, err := http.Get("http://" + ts.HTTP.String() + "/v1/explain?name=geo.example.org&client=202.12.27.33")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
 		var body struct {
 			Decision struct {
 				Region string `json:"region"`
 			} `json:"decision"`
 		}
-		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != 200 {
-			t.Fatalf("status %d: %v", resp.StatusCode, err)
-		}
+		getJSON(t, "http://"+ts.HTTP.String()+"/v1/explain?name=geo.example.org&client=202.12.27.33", &body)
 		if body.Decision.Region != "as" {
 			t.Errorf("explained region %q, want as", body.Decision.Region)
 		}
