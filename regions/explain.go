@@ -371,7 +371,7 @@ func (t *tracer) health(fi int) {
 			c.Note = vipNote(rs, sl, fi)
 		}
 	}
-	t.endStep(&fv.up, fmt.Sprintf("%d of %d candidates up (a VIP is down only when more than %v of its counted votes say down, a tie stays up; "+
+	t.endStep(fv.up, fmt.Sprintf("%d of %d candidates up (a VIP is down only when more than %v of its counted votes say down, a tie stays up; "+
 		"no counted vote: unknown, counted as up; a region is down when every VIP is; weight 0: drained); "+
 		"effective weight = configured weight × shift × health × load × ramp",
 		fv.nUp, fv.any, t.s.opts.Quorum))

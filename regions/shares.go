@@ -36,7 +36,7 @@ func (s *Snapshot) ExpectedShares(v *ServiceView, qtype uint16) (sh Shares, ok b
 		sh.Regions[v.slots[i].name] = 0
 	}
 	fv := &v.fam[fi]
-	set, prefix := fv.up, ""
+	set, prefix := *fv.up, ""
 	if fv.nUp == 0 {
 		switch {
 		case v.mode == downClosed:
@@ -49,7 +49,7 @@ func (s *Snapshot) ExpectedShares(v *ServiceView, qtype uint16) (sh Shares, ok b
 			sh.Basis = "every region is drained: NODATA"
 			return sh, true
 		}
-		set, prefix = fv.cands, "no region is up: failing open over every region not drained; "
+		set, prefix = *fv.cands, "no region is up: failing open over every region not drained; "
 	}
 	if v.policy == kindFailover {
 		sh.Regions[v.slots[set.first(v.nw)].name] = 1

@@ -283,16 +283,21 @@ type slot struct {
 	status HealthStatus
 	hash   uint64 // regionHash(name)
 	// addrs are the healthy VIPs by family, what answers carry; all are
-	// every VIP, answered when failing open.
-	addrs [2][]netip.Addr
-	all   [2][]netip.Addr
+	// every VIP, answered when failing open. Never nil: they point into
+	// the snapshot's tables of the region (or at the VIPs passive health
+	// kept), shared by every slot of the region rather than copied.
+	addrs *[2][]netip.Addr
+	all   *[2][]netip.Addr
 }
 
 // famView holds a service's candidates for one address family.
 type famView struct {
-	any    int     // slots with addresses of the family, drained or not
-	cands  slotSet // not drained, with addresses of the family
-	up     slotSet // cands with healthy addresses of the family
+	any int // slots with addresses of the family, drained or not
+	// cands: not drained, with addresses of the family; up: cands with
+	// healthy addresses of the family. Never nil, never written through:
+	// shared between views (sharedSet), the query path copies them.
+	cands  *slotSet
+	up     *slotSet
 	nCands int
 	nUp    int
 	// fallback: the all_down addresses of the family (fallback mode).

@@ -495,9 +495,10 @@ func (c *svcCompiler) compile(key, name string, svc *Service, old *ServiceView) 
 func (s *Snapshot) setRegions(v *ServiceView) {
 	v.lowTTL = false
 	probing := s.probing()
+	old := v.fam
+	var cands, up [2]slotSet
 	for f := range v.fam {
-		fb := v.fam[f].fallback
-		v.fam[f] = famView{fallback: fb}
+		v.fam[f] = famView{fallback: old[f].fallback}
 	}
 	kept := s.passiveKept(v)
 	for i := range v.slots {
@@ -508,11 +509,12 @@ func (s *Snapshot) setRegions(v *ServiceView) {
 			sl.weight = 0
 		}
 		sl.vec, sl.status = s.vecs[sl.region], reg.Status
-		sl.addrs, sl.all = s.healthy[sl.region], s.addrs[sl.region]
+		sl.addrs, sl.all = &s.healthy[sl.region], &s.addrs[sl.region]
 		if kept != nil && len(kept[i]) > 0 {
 			// Ejecting these would exceed the service's max_ejection:
 			// answered despite passive health.
-			sl.addrs = s.withKept(sl.region, kept[i])
+			k := s.withKept(sl.region, kept[i])
+			sl.addrs = &k
 			if sl.status == HealthDown {
 				sl.status = HealthUp
 			}
@@ -529,17 +531,46 @@ func (s *Snapshot) setRegions(v *ServiceView) {
 			if sl.weight == 0 {
 				continue
 			}
-			fv.cands.add(i)
+			cands[f].add(i)
 			fv.nCands++
 			// Up for this family: a region whose every address of the
 			// asked family is down is answered away from, even while
 			// its other family's addresses are up.
 			if len(sl.addrs[f]) > 0 {
-				fv.up.add(i)
+				up[f].add(i)
 				fv.nUp++
 			}
 		}
 	}
+	for f := range v.fam {
+		v.fam[f].cands = sharedSet(&cands[f], old[f].cands)
+		v.fam[f].up = sharedSet(&up[f], old[f].up)
+	}
+}
+
+// smallSets holds every set of the first eight slots, which the sets of
+// nearly every service are: views point into it rather than carry
+// their own. Read only.
+var smallSets = func() (t [256]slotSet) {
+	for i := range t {
+		t[i][0] = uint64(i)
+	}
+	return t
+}()
+
+// sharedSet is a pointer to a set equal to set that no one writes
+// through: old when it is equal (the view refreshed keeps its own),
+// an entry of smallSets, or else a copy. A refreshed view thus carries
+// two pointers per family instead of four sets of MaxRegions bits.
+func sharedSet(set, old *slotSet) *slotSet {
+	if old != nil && *old == *set {
+		return old
+	}
+	if set[0] < uint64(len(smallSets)) && *set == smallSets[set[0]] {
+		return &smallSets[set[0]]
+	}
+	c := *set
+	return &c
 }
 
 // probing says whether probers are registered: without any, nothing
@@ -803,6 +834,13 @@ func (v *ServiceView) Bytes() int {
 	n := int(unsafe.Sizeof(*v)) + len(v.name) + 2*cap(v.slotOf) + int(unsafe.Sizeof(slot{}))*cap(v.slots)
 	if v.asks != nil {
 		n += int(unsafe.Sizeof(*v.asks))
+	}
+	for f := range v.fam {
+		for _, set := range []*slotSet{v.fam[f].cands, v.fam[f].up} {
+			if set[0] >= uint64(len(smallSets)) || set != &smallSets[set[0]] {
+				n += int(unsafe.Sizeof(*set))
+			}
+		}
 	}
 	for i := range v.slots {
 		if c := v.slots[i].ctl; c != nil {

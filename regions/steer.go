@@ -191,7 +191,7 @@ func (s *Snapshot) decide(v *ServiceView, c *Client, qtype uint16, rnd uint64, t
 		return d
 	}
 
-	set, n := fv.up, fv.nUp
+	set, n := *fv.up, fv.nUp
 	if tr != nil {
 		tr.health(fi)
 	}
@@ -226,7 +226,7 @@ func (s *Snapshot) decide(v *ServiceView, c *Client, qtype uint16, rnd uint64, t
 			if tr != nil {
 				tr.allDown("fail-open: answering as if every region that is not drained were up")
 			}
-			set, n = fv.cands, fv.nCands
+			set, n = *fv.cands, fv.nCands
 			d.FailOpen = true
 		}
 	}
