@@ -588,21 +588,27 @@ func (v *ServiceView) uses(changed []bool) bool {
 	return false
 }
 
-// refreshEntry is e with its view refreshed.
+// refreshEntry is e with its view refreshed: the entry and the view in
+// one allocation, as a region change refreshes thousands of them.
 func (s *Snapshot) refreshEntry(e *svcEntry) *svcEntry {
-	return &svcEntry{key: e.key, svc: e.svc, v: s.refreshView(e.v), problems: e.problems, odd: e.odd, gen: s.gen}
+	r := &struct {
+		e svcEntry
+		v ServiceView
+	}{}
+	s.refreshView(&r.v, e.v)
+	r.e = svcEntry{key: e.key, svc: e.svc, v: &r.v, problems: e.problems, odd: e.odd, gen: s.gen}
+	return &r.e
 }
 
-// refreshView is old with its regions' health, drains and addresses
-// taken from s; everything compiled from the service itself (its geo
-// map above all) is shared.
-func (s *Snapshot) refreshView(old *ServiceView) *ServiceView {
-	v := *old
+// refreshView sets v to old with its regions' health, drains and
+// addresses taken from s; everything compiled from the service itself
+// (its geo map above all) is shared.
+func (s *Snapshot) refreshView(v, old *ServiceView) {
+	*v = *old
 	v.gen = s.gen
 	v.slots = slices.Clone(old.slots)
-	s.setRegions(&v)
-	s.setFactors(&v, old)
-	return &v
+	s.setRegions(v)
+	s.setFactors(v, old)
 }
 
 func (c *svcCompiler) compileGeo(v *ServiceView) *geoTable {
