@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"maps"
 	"slices"
@@ -137,25 +138,38 @@ func (ss *seriesSet) store(sec int64, now, base map[string]uint64, dropped *int)
 			s.set(sec, 0)
 		}
 	}
+	var fresh []namedCount
 	for name, n := range now {
 		if b, ok := base[name]; ok && n >= b {
 			n -= b
 		}
-		s := ss.m[name]
-		if s == nil {
-			if ss.sparse && n == 0 {
-				continue
-			}
-			if *ss.made >= ss.cap {
-				*dropped++
-				continue
-			}
-			s = new(series)
-			ss.m[name] = s
-			*ss.made++
+		if s := ss.m[name]; s != nil {
+			s.set(sec, n)
+		} else if !ss.sparse || n > 0 {
+			fresh = append(fresh, namedCount{name, n})
 		}
-		s.set(sec, n)
 	}
+	// New names past the cap: the busiest get the room left, then the
+	// first by name, so that which ones are charted does not depend on
+	// the map's order.
+	if room := ss.cap - *ss.made; len(fresh) > room {
+		slices.SortFunc(fresh, func(a, b namedCount) int {
+			return cmp.Or(cmp.Compare(b.n, a.n), strings.Compare(a.name, b.name))
+		})
+		*dropped += len(fresh) - max(room, 0)
+		fresh = fresh[:max(room, 0)]
+	}
+	for _, f := range fresh {
+		s := new(series)
+		s.set(sec, f.n)
+		ss.m[f.name] = s
+		*ss.made++
+	}
+}
+
+type namedCount struct {
+	name string
+	n    uint64
 }
 
 // values are the series' values from second first to last.
