@@ -139,25 +139,30 @@ func (ss *seriesSet) store(sec int64, now, base map[string]uint64, dropped *int)
 		}
 	}
 	var fresh []namedCount
+	room := ss.cap - *ss.made
 	for name, n := range now {
 		if b, ok := base[name]; ok && n >= b {
 			n -= b
 		}
-		if s := ss.m[name]; s != nil {
+		switch s := ss.m[name]; {
+		case s != nil:
 			s.set(sec, n)
-		} else if !ss.sparse || n > 0 {
+		case ss.sparse && n == 0:
+		case room <= 0:
+			*dropped++ // at the cap: nothing to choose, nothing to keep
+		default:
 			fresh = append(fresh, namedCount{name, n})
 		}
 	}
 	// New names past the cap: the busiest get the room left, then the
 	// first by name, so that which ones are charted does not depend on
 	// the map's order.
-	if room := ss.cap - *ss.made; len(fresh) > room {
+	if len(fresh) > room {
 		slices.SortFunc(fresh, func(a, b namedCount) int {
 			return cmp.Or(cmp.Compare(b.n, a.n), strings.Compare(a.name, b.name))
 		})
-		*dropped += len(fresh) - max(room, 0)
-		fresh = fresh[:max(room, 0)]
+		*dropped += len(fresh) - room
+		fresh = fresh[:room]
 	}
 	for _, f := range fresh {
 		s := new(series)
