@@ -8,5 +8,5 @@
 // nothing per query and does not allocate in steady state.
 //
 // dnsserver may import zones, regions, geo, dnssec, internal/panics,
-// internal/histogram and github.com/miekg/dns.
+// internal/histogram, internal/labelshare and github.com/miekg/dns.
 package dnsserver

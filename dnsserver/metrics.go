@@ -7,7 +7,9 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
+	"github.com/meridian-gslb/meridian/internal/labelshare"
 	"github.com/meridian-gslb/meridian/regions"
 )
 
@@ -427,10 +429,13 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descContinentAnswers, prometheus.CounterValue, float64(n), region, ContinentLabels[i])
 		}
 	}
+	// Three series per service, sharing their label (a scrape holds all
+	// of them at once; see internal/labelshare).
 	for svc, sc := range ac.Services {
-		ch <- prometheus.MustNewConstMetric(descServiceAnswers, prometheus.CounterValue, float64(sc.Answers), svc)
-		ch <- prometheus.MustNewConstMetric(descServiceNoData, prometheus.CounterValue, float64(sc.NoData), svc)
-		ch <- prometheus.MustNewConstMetric(descFailOpen, prometheus.CounterValue, float64(sc.FailOpen), svc)
+		labels := []*dto.LabelPair{labelshare.Pair("service", svc)}
+		ch <- labelshare.New(descServiceAnswers, prometheus.CounterValue, float64(sc.Answers), labels)
+		ch <- labelshare.New(descServiceNoData, prometheus.CounterValue, float64(sc.NoData), labels)
+		ch <- labelshare.New(descFailOpen, prometheus.CounterValue, float64(sc.FailOpen), labels)
 	}
 	for st := cookieClient; st <= cookieMalformed; st++ {
 		ch <- prometheus.MustNewConstMetric(descCookies, prometheus.CounterValue, float64(m.cookies[st].Load()), cookieStateNames[st])

@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
+	"github.com/meridian-gslb/meridian/internal/labelshare"
 	"github.com/meridian-gslb/meridian/regions"
 )
 
@@ -170,15 +172,29 @@ func collectSnapshot(ch chan<- prometheus.Metric, snap *regions.Snapshot, now ti
 	for id, t := range probers {
 		gauge(descProberTrusted, bool01(t.trusted), id, t.region)
 	}
+	// Five series per service and region: they share their label pairs
+	// (a scrape holds all of them at once; see internal/labelshare).
+	regionPairs := map[string]*dto.LabelPair{}
+	factorPairs := [3]*dto.LabelPair{labelshare.Pair("factor", "shift"), labelshare.Pair("factor", "load"), labelshare.Pair("factor", "ramp")}
+	shared := func(d *prometheus.Desc, v float64, labels []*dto.LabelPair) {
+		ch <- labelshare.New(d, prometheus.GaugeValue, v, labels)
+	}
 	for _, v := range snap.Services() {
 		factors := snap.Factors(v, now)
+		svc := labelshare.Pair("service", v.Name())
 		for _, sr := range v.Service().Regions {
-			gauge(descWeight, float64(sr.Weight), v.Name(), sr.Region)
+			rp := regionPairs[sr.Region]
+			if rp == nil {
+				rp = labelshare.Pair("region", sr.Region)
+				regionPairs[sr.Region] = rp
+			}
+			both := labelshare.Labels(svc, rp)
+			shared(descWeight, float64(sr.Weight), both)
 			if f := factors[sr.Region]; f != nil {
-				gauge(descEffWeight, f.EffectiveWeight, v.Name(), sr.Region)
-				gauge(descFactor, f.Shift, v.Name(), sr.Region, "shift")
-				gauge(descFactor, f.Load, v.Name(), sr.Region, "load")
-				gauge(descFactor, f.Ramp, v.Name(), sr.Region, "ramp")
+				shared(descEffWeight, f.EffectiveWeight, both)
+				shared(descFactor, f.Shift, labelshare.Labels(svc, rp, factorPairs[0]))
+				shared(descFactor, f.Load, labelshare.Labels(svc, rp, factorPairs[1]))
+				shared(descFactor, f.Ramp, labelshare.Labels(svc, rp, factorPairs[2]))
 			}
 		}
 	}
