@@ -13,10 +13,12 @@ import (
 
 // DefaultMergeBudget bounds the memory of the partitions' merges unless
 // GeoTablesOptions says otherwise: with the country database built from
-// tor-geoipdb a merge takes about 89 KB, so this holds about 750. A
-// partition without a merge gets the same scopes from the location
-// table's sets, at a few times the lookup's cost.
-const DefaultMergeBudget = 64 << 20
+// tor-geoipdb a merge takes about 89 KB, so this holds about 375, for
+// the partitions most services share. A partition without a merge gets
+// the same scopes from the location table's sets, at about twice the
+// lookup's cost (docs/architecture.md, Runs without a merge). At 64 MiB
+// the merges were 40% of a server's live heap at 10,000 services.
+const DefaultMergeBudget = 32 << 20
 
 // GeoTablesOptions tune a GeoTables.
 type GeoTablesOptions struct {

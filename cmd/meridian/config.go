@@ -119,6 +119,10 @@ type GeoIPConfig struct {
 	// ReloadInterval is how often the file is checked for a new version;
 	// 0: 1m. SIGHUP reloads at once.
 	ReloadInterval regions.Duration `yaml:"reload_interval"`
+	// MergeBudgetBytes bounds the memory of the geo partitions' merges,
+	// a cache that makes lookups faster (docs/architecture.md, Merges);
+	// 0: regions.DefaultMergeBudget (32 MiB).
+	MergeBudgetBytes int64 `yaml:"merge_budget_bytes"`
 }
 
 // ECSConfig tunes EDNS Client Subnet (RFC 7871).
@@ -483,6 +487,9 @@ func (c *Config) validate() error {
 		if st, err := os.Stat(c.GeoIP.Database); err != nil || st.IsDir() {
 			add(c.errf("geoip.database", "%s: no such file; build one with `meridian geoip build --out %s` or use a GeoLite2/GeoIP2/DB-IP database", c.GeoIP.Database, c.GeoIP.Database))
 		}
+	}
+	if c.GeoIP.MergeBudgetBytes < 0 {
+		add(c.errf("geoip.merge_budget_bytes", "%d: must not be negative (0 for 32 MiB)", c.GeoIP.MergeBudgetBytes))
 	}
 	if c.ECS.MaxPrefixV4 < 0 || c.ECS.MaxPrefixV4 > 32 {
 		add(c.errf("ecs.max_prefix_v4", "%d: want 1 to 32 (0 for 24)", c.ECS.MaxPrefixV4))

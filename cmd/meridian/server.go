@@ -300,9 +300,10 @@ func newServer(cfg *Config, set *zones.Set, sec *signedZones, src *followerSourc
 		// built once a table is ready takes it.
 		opts.GeoIP = s.geo
 		s.tables = regions.NewGeoTables(regions.GeoTablesOptions{
-			OnReady: func() { s.live.Rebuild() },
-			OnBuild: s.builds.geoTableBuilt,
-			Logger:  log.With("component", "geo-tables"),
+			MergeBudget: cfg.GeoIP.MergeBudgetBytes,
+			OnReady:     func() { s.live.Rebuild() },
+			OnBuild:     s.builds.geoTableBuilt,
+			Logger:      log.With("component", "geo-tables"),
 		})
 		opts.Tables = s.tables
 	}

@@ -508,6 +508,7 @@ func TestServerConfigErrors(t *testing.T) {
 		{"HTTP answers cut before a timed-out request's", head + zonesOK + "http:\n  request_timeout: 1m\n", []string{"meridian.yaml:7: http.write_timeout", "longer than http.request_timeout (1m0s)"}},
 		{"header timeout beyond the request's", head + zonesOK + "http:\n  read_header_timeout: 1m\n", []string{"http.read_header_timeout", "longer than http.read_timeout (30s)"}},
 		{"negative connection limit", head + zonesOK + "http:\n  max_connections: -1\n", []string{"meridian.yaml:8: http.max_connections", "negative"}},
+		{"negative merge budget", head + zonesOK + "geoip:\n  merge_budget_bytes: -1\n", []string{"meridian.yaml:8: geoip.merge_budget_bytes: -1: must not be negative"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
