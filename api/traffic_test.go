@@ -418,3 +418,48 @@ func TestTrafficShiftMarks(t *testing.T) {
 		t.Errorf("marks (-want +got):\n%s", d)
 	}
 }
+
+// TestTrafficLetsSnapshotsGo: the Traffic knows the last snapshot it saw
+// without keeping it alive: once the server serves another, the old one
+// can be freed before the next tick (during a burst of region changes at
+// 10,000 services each generation held is megabytes), and a snapshot
+// seen again marks nothing.
+func TestTrafficLetsSnapshotsGo(t *testing.T) {
+	build := func(drained bool) *regions.Snapshot {
+		st := regions.NewState()
+		st.Regions["eu"] = &regions.Region{Name: "eu", VIPs: []netip.Addr{netip.MustParseAddr("192.0.2.10")}, Check: regions.HealthCheck{Type: "tcp", Port: 443}, Drained: drained}
+		return regions.BuildSnapshot(st, nil, regions.SnapshotOptions{})
+	}
+	var cur *regions.Snapshot
+	tr, fc := newFakeTraffic(func() *regions.Snapshot { return cur })
+	fc.now = t0
+	freed := make(chan struct{})
+	cur = build(true)
+	runtime.AddCleanup(cur, func(ch chan struct{}) { close(ch) }, freed)
+	for range 2 {
+		fc.now = fc.now.Add(time.Second)
+		tr.sample()
+	}
+	// The server serves the next snapshot; the Traffic has not ticked.
+	cur = build(false)
+	// Cleanups run after the collection that found the snapshot
+	// unreachable: a few collections at most.
+	for i := 0; ; i++ {
+		runtime.GC()
+		select {
+		case <-freed:
+		default:
+			if i == 100 {
+				t.Fatal("the snapshot seen at the last tick is still reachable after 100 collections")
+			}
+			runtime.Gosched()
+			continue
+		}
+		break
+	}
+	fc.now = fc.now.Add(time.Second)
+	tr.sample()
+	if u := tr.Since(0, 0, ""); len(u.Marks) != 1 || u.Marks[0].From != "drained" || u.Marks[0].To != "unknown" {
+		t.Fatalf("marks %+v, want one, drained to unknown", u.Marks)
+	}
+}
