@@ -1,11 +1,14 @@
 package store
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -66,11 +69,25 @@ type serviceJSON struct{ m map[*regions.Service][]byte }
 // sorted, the same escaping), from the cache where it can. A nil cache
 // encodes every service.
 func (c *serviceJSON) encode(services map[string]*regions.Service) (json.RawMessage, error) {
+	var b bytes.Buffer
+	if err := c.writeTo(&b, services); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// writeTo writes what encode returns to w, a service at a time: the
+// state file is written from it without the whole JSON in memory.
+func (c *serviceJSON) writeTo(w io.Writer, services map[string]*regions.Service) error {
 	if services == nil {
-		return json.RawMessage("null"), nil
+		_, err := io.WriteString(w, "null")
+		return err
 	}
 	next := make(map[*regions.Service][]byte, len(services))
-	out := []byte{'{'}
+	var sep []byte // the separator and key, reused
+	if _, err := io.WriteString(w, "{"); err != nil {
+		return err
+	}
 	for i, k := range slices.Sorted(maps.Keys(services)) {
 		svc := services[k]
 		b, ok := next[svc]
@@ -80,23 +97,33 @@ func (c *serviceJSON) encode(services map[string]*regions.Service) (json.RawMess
 		if !ok {
 			var err error
 			if b, err = json.Marshal(svc); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		next[svc] = b
 		key, err := json.Marshal(k)
 		if err != nil {
-			return nil, err
+			return err
 		}
+		sep = sep[:0]
 		if i > 0 {
-			out = append(out, ',')
+			sep = append(sep, ',')
 		}
-		out = append(append(append(out, key...), ':'), b...)
+		sep = append(append(sep, key...), ':')
+		if _, err := w.Write(sep); err != nil {
+			return err
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+	}
+	if _, err := io.WriteString(w, "}"); err != nil {
+		return err
 	}
 	if c != nil {
 		c.m = next
 	}
-	return append(out, '}'), nil
+	return nil
 }
 
 // latencyRef points from the state file to the latency table's own file:
@@ -149,12 +176,8 @@ func SaveState(path string, st *regions.State, confirmed time.Time) error {
 // reference to the table's file and the bytes written.
 func saveState(path string, st *regions.State, confirmed time.Time, onDisk *latencyRef, cache *serviceJSON) (ref *latencyRef, written int64, err error) {
 	dir := filepath.Dir(path)
-	services, err := cache.encode(st.Services)
-	if err != nil {
-		return nil, 0, fmt.Errorf("save state: %w", err)
-	}
 	sf := stateFileOut{Format: stateFileFormat, Saved: time.Now().UTC(), Confirmed: confirmed.UTC(), State: &stateOut{
-		Revision: st.Revision, Regions: st.Regions, Services: services, Health: st.Health, Probers: st.Probers, Shifts: st.Shifts, Problems: st.Problems}}
+		Revision: st.Revision, Regions: st.Regions, Services: servicesMark, Health: st.Health, Probers: st.Probers, Shifts: st.Shifts, Problems: st.Problems}}
 	if ld := st.Latency; ld != nil {
 		if onDisk != nil && onDisk.ID == ld.ID {
 			ref = onDisk
@@ -168,14 +191,31 @@ func saveState(path string, st *regions.State, confirmed time.Time, onDisk *late
 		}
 		sf.Latency = ref
 	}
-	data, err := json.Marshal(sf)
+	frame, err := json.Marshal(sf)
 	if err != nil {
 		return nil, written, fmt.Errorf("save state: %w", err)
 	}
-	if err := writeAtomic(path, data); err != nil {
+	head, tail, ok := bytes.Cut(frame, servicesField)
+	if !ok {
+		return nil, written, fmt.Errorf("save state: no services in %.100s", frame)
+	}
+	n, err := writeAtomicFunc(path, func(w io.Writer) error {
+		if _, err := w.Write(head); err != nil {
+			return err
+		}
+		if _, err := io.WriteString(w, `"services":`); err != nil {
+			return err
+		}
+		if err := cache.writeTo(w, st.Services); err != nil {
+			return err
+		}
+		_, err := w.Write(tail)
+		return err
+	})
+	if err != nil {
 		return nil, written, fmt.Errorf("save state: %w", err)
 	}
-	written += int64(len(data))
+	written += n
 	if ref == nil || ref != onDisk {
 		removeOldLatency(dir, ref)
 	}
@@ -201,13 +241,34 @@ func removeOldLatency(dir string, keep *latencyRef) {
 	}
 }
 
+// servicesMark stands for the services in the state file's JSON
+// (servicesField); they are written in its place from their cached
+// encodings, a service at a time: at 10,000 services the file is
+// megabytes, which json.Marshal held three times over (the services'
+// JSON, its compacted copy, the result). encoding/json escapes the
+// quotes inside strings, so the field's bytes occur nowhere else.
+var (
+	servicesMark  = json.RawMessage(`"\u0000"`)
+	servicesField = []byte(`"services":"\u0000"`)
+)
+
 // writeAtomic replaces path with data: a temporary file in the same
 // directory, fsync, rename, fsync of the directory.
-func writeAtomic(path string, data []byte) (err error) {
+func writeAtomic(path string, data []byte) error {
+	_, err := writeAtomicFunc(path, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+	return err
+}
+
+// writeAtomicFunc is writeAtomic of what write writes (buffered); it
+// returns the bytes written.
+func writeAtomicFunc(path string, write func(io.Writer) error) (n int64, err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer func() {
 		if err != nil {
@@ -215,28 +276,45 @@ func writeAtomic(path string, data []byte) (err error) {
 			os.Remove(f.Name())
 		}
 	}()
-	if _, err = f.Write(data); err != nil {
-		return err
+	cw := &countingWriter{w: f}
+	bw := bufio.NewWriterSize(cw, 64<<10)
+	if err = write(bw); err != nil {
+		return 0, err
+	}
+	if err = bw.Flush(); err != nil {
+		return 0, err
 	}
 	if err = f.Sync(); err != nil {
-		return err
+		return 0, err
 	}
 	if err = f.Close(); err != nil {
-		return err
+		return 0, err
 	}
 	if err = os.Rename(f.Name(), path); err != nil {
-		return err
+		return 0, err
 	}
 	// The rename is durable only once the directory is synced.
 	d, err := os.Open(dir)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer d.Close()
 	if err = d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
+		return 0, fmt.Errorf("sync %s: %w", dir, err)
 	}
-	return nil
+	return cw.n, nil
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // LoadState reads a state file SaveState wrote, in format 2 or in the

@@ -282,3 +282,78 @@ func TestStateOutFields(t *testing.T) {
 		t.Fatalf("%s\nwant %s", got, want)
 	}
 }
+
+// TestSaveStateStreamed: the state file, written with the services
+// streamed in place of their mark, is byte for byte what json.Marshal
+// made of the whole file, with no service, one with characters
+// encoding/json escapes, the mark spelled in strings of the state, and
+// with shifts, problems and a latency table.
+func TestSaveStateStreamed(t *testing.T) {
+	odd := fullState()
+	odd.Services["<odd>&.gslb.example."] = testService("<odd>&.gslb.example.", "eu-west")
+	// The mark, spelled inside strings around the services.
+	mark := "\x00\"services\":\"\\u0000\" \"services\":\"\x00\""
+	odd.Shifts = map[string]*regions.Shift{"s1": {ID: "s1", Drain: "eu-west", Reason: mark, Expires: time.Date(2026, 1, 2, 4, 0, 0, 0, time.UTC)}}
+	odd.Problems = append(odd.Problems, mark)
+	empty := fullState()
+	empty.Services = map[string]*regions.Service{}
+	none := fullState()
+	none.Services = nil
+	none.Latency = nil
+	for _, tc := range []struct {
+		name string
+		st   *regions.State
+	}{
+		{"full", fullState()},
+		{"odd characters and shifts", odd},
+		{"no services", empty},
+		{"nil services, no latency table", none},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "state.json")
+			confirmed := time.Date(2026, 1, 2, 3, 6, 0, 0, time.UTC)
+			var c serviceJSON
+			_, n, err := saveState(path, tc.st, confirmed, nil, &c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n < int64(len(got)) {
+				t.Errorf("%d bytes written counted, the file has %d", n, len(got))
+			}
+			var head struct {
+				Saved   time.Time   `json:"saved"`
+				Latency *latencyRef `json:"latency"`
+			}
+			if err := json.Unmarshal(got, &head); err != nil {
+				t.Fatalf("the file is not JSON: %v\n%s", err, got)
+			}
+			services, err := (*serviceJSON)(nil).encode(tc.st.Services)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := tc.st
+			want, err := json.Marshal(stateFileOut{Format: stateFileFormat, Saved: head.Saved, Confirmed: confirmed, Latency: head.Latency, State: &stateOut{
+				Revision: st.Revision, Regions: st.Regions, Services: services, Health: st.Health, Probers: st.Probers, Shifts: st.Shifts, Problems: st.Problems}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("the file\n%s\nwant\n%s", got, want)
+			}
+			loaded, err := LoadState(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, saved := st.Services["www.gslb.example."]; saved && loaded.State.Services["www.gslb.example."] == nil {
+				t.Errorf("www.gslb.example. was not loaded back: %v", loaded.State.Problems)
+			}
+			if len(c.m) != len(st.Services) {
+				t.Errorf("%d services cached, want %d", len(c.m), len(st.Services))
+			}
+		})
+	}
+}
