@@ -172,12 +172,14 @@ func collectSnapshot(ch chan<- prometheus.Metric, snap *regions.Snapshot, now ti
 	for id, t := range probers {
 		gauge(descProberTrusted, bool01(t.trusted), id, t.region)
 	}
-	// Five series per service and region: they share their label pairs
-	// (a scrape holds all of them at once; see internal/labelshare).
+	// Five series per service and region: they share their label pairs,
+	// and series of equal value their value (a scrape holds all of them
+	// at once; see internal/labelshare).
 	regionPairs := map[string]*dto.LabelPair{}
 	factorPairs := [3]*dto.LabelPair{labelshare.Pair("factor", "shift"), labelshare.Pair("factor", "load"), labelshare.Pair("factor", "ramp")}
+	gauges := labelshare.Gauges{}
 	shared := func(d *prometheus.Desc, v float64, labels []*dto.LabelPair) {
-		ch <- labelshare.New(d, prometheus.GaugeValue, v, labels)
+		ch <- gauges.New(d, v, labels)
 	}
 	for _, v := range snap.Services() {
 		factors := snap.Factors(v, now)

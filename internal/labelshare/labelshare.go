@@ -31,6 +31,7 @@ type Metric struct {
 	desc   *prometheus.Desc
 	typ    prometheus.ValueType
 	v      float64
+	gauge  *dto.Gauge // shared (Gauges), else made from v
 	labels []*dto.LabelPair
 }
 
@@ -39,12 +40,33 @@ func New(desc *prometheus.Desc, typ prometheus.ValueType, v float64, labels []*d
 	return &Metric{desc: desc, typ: typ, v: v, labels: labels}
 }
 
+// Gauges hands out one gauge value per distinct value to the series of
+// one scrape: the weights and factors of thousands of services take a
+// few values (most factors are 1), and a scrape holds every series'
+// value at once. Not for use by concurrent scrapes.
+type Gauges map[float64]*dto.Gauge
+
+// New is a gauge series of desc with value v and labels, its value
+// shared with the other series of g of the same value.
+func (g Gauges) New(desc *prometheus.Desc, v float64, labels []*dto.LabelPair) *Metric {
+	dg := g[v]
+	if dg == nil {
+		dg = &dto.Gauge{Value: &v}
+		g[v] = dg
+	}
+	return &Metric{desc: desc, typ: prometheus.GaugeValue, v: v, gauge: dg, labels: labels}
+}
+
 // Desc implements prometheus.Metric.
 func (m *Metric) Desc() *prometheus.Desc { return m.desc }
 
 // Write implements prometheus.Metric: the labels are the shared slice.
 func (m *Metric) Write(out *dto.Metric) error {
 	out.Label = m.labels
+	if m.gauge != nil {
+		out.Gauge = m.gauge
+		return nil
+	}
 	v := m.v
 	switch m.typ {
 	case prometheus.CounterValue:
