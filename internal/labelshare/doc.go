@@ -4,8 +4,9 @@
 // first byte; with const metrics each series carries its own copy of
 // its labels, which at 10,000 services made a scrape hold tens of
 // megabytes at once. Here a service's label pair is made once per scrape
-// and every series of the service points at it; the client library
-// treats a written metric's labels as read-only.
+// and every series of the service points at it, and gauges of equal
+// value point at one value (Gauges); the client library treats a
+// written metric as read-only.
 //
 // labelshare imports the standard library and the Prometheus client
 // libraries only.
