@@ -25,8 +25,9 @@ func Labels(pairs ...*dto.LabelPair) []*dto.LabelPair {
 
 // Metric is a series whose labels are a shared set: desc's variable
 // labels, sorted by name (Labels). Unlike prometheus.MustNewConstMetric,
-// it neither copies nor checks the labels: the registry's Gather checks
-// what it collects (names, duplicates, consistency with desc).
+// it neither copies nor checks the labels: a registry's Gather checks
+// their names, their values' UTF-8 and duplicate series, a pedantic
+// registry (as this package's tests use) also that they match desc.
 type Metric struct {
 	desc   *prometheus.Desc
 	typ    prometheus.ValueType
