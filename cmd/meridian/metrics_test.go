@@ -11,6 +11,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -20,12 +21,14 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/meridian-gslb/meridian/internal/testlog"
 	"github.com/meridian-gslb/meridian/internal/testtool"
+	"github.com/meridian-gslb/meridian/regions"
 	"github.com/meridian-gslb/meridian/regions/store"
 )
 
@@ -664,5 +667,62 @@ func TestGrafanaDashboard(t *testing.T) {
 			msg = strings.ReplaceAll(msg, fmt.Sprintf("%q", rules[i].Record), fmt.Sprintf("%q (%s)", rules[i].Record, q.where))
 		}
 		t.Errorf("promtool check rules on the dashboard's queries: %v\n%s", err, msg)
+	}
+}
+
+// snapshotSeries collects collectSnapshot's series of one snapshot.
+type snapshotSeries struct{ snap *regions.Snapshot }
+
+func (c snapshotSeries) Describe(ch chan<- *prometheus.Desc) { stateCollector{}.Describe(ch) }
+func (c snapshotSeries) Collect(ch chan<- prometheus.Metric) {
+	collectSnapshot(ch, c.snap, time.Unix(1_000_000, 0))
+}
+
+// TestSnapshotSeriesShared: the per-service series, which share their
+// label pairs and values, pass a pedantic registry's checks against
+// their descriptors, one series per service, region and factor, each
+// with its own labels and value.
+func TestSnapshotSeriesShared(t *testing.T) {
+	st := regions.NewState()
+	for i, name := range []string{"eu", "na", "ap"} {
+		st.Regions[name] = &regions.Region{Name: name, VIPs: []netip.Addr{netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i)})}, Check: regions.HealthCheck{Type: "tcp", Port: 443}}
+	}
+	for i, name := range []string{"a.example.", "b.example.", "c.example."} {
+		svc := &regions.Service{Name: name, TTL: 60, Policy: regions.PolicyWeighted}
+		for j, r := range []string{"eu", "na", "ap"}[:i+1] {
+			svc.Regions = append(svc.Regions, regions.ServiceRegion{Region: r, Weight: uint32(10*i + j + 1)})
+		}
+		st.Services[name] = svc
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(snapshotSeries{regions.BuildSnapshot(st, nil, regions.SnapshotOptions{})})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			got[mf.GetName()] = append(got[mf.GetName()], fmt.Sprintf("%s %g", strings.Join(labels, ","), m.GetGauge().GetValue()))
+		}
+	}
+	weights := []string{"region=eu,service=a.example. 1", "region=eu,service=b.example. 11", "region=na,service=b.example. 12",
+		"region=ap,service=c.example. 23", "region=eu,service=c.example. 21", "region=na,service=c.example. 22"}
+	slices.Sort(weights)
+	slices.Sort(got["meridian_service_weight"])
+	if !slices.Equal(got["meridian_service_weight"], weights) {
+		t.Errorf("weights %q, want %q", got["meridian_service_weight"], weights)
+	}
+	if n := len(got["meridian_service_weight_factor"]); n != 3*len(weights) {
+		t.Errorf("%d factor series, want %d: %q", n, 3*len(weights), got["meridian_service_weight_factor"])
+	}
+	for _, want := range []string{"factor=ramp,region=ap,service=c.example. 1", "factor=shift,region=eu,service=a.example. 1"} {
+		if !slices.Contains(got["meridian_service_weight_factor"], want) {
+			t.Errorf("no factor series %q among %q", want, got["meridian_service_weight_factor"])
+		}
 	}
 }
