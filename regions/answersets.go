@@ -22,8 +22,8 @@ func (v *ServiceView) AnswerSets(yield func(family int, addrs []netip.Addr)) {
 				yield(f, sl.all[f])
 			}
 		}
-		if len(fv.fallback) > 0 && v.mode == downFallback {
-			yield(f, fv.fallback)
+		if len(v.fallback[f]) > 0 && v.mode == downFallback {
+			yield(f, v.fallback[f])
 		}
 	}
 }
@@ -41,7 +41,7 @@ func (v *ServiceView) CanAnswer(family int) bool {
 	case v.mode == downOpen:
 		return fv.nCands > 0
 	case v.mode == downFallback:
-		return len(fv.fallback) > 0
+		return len(v.fallback[family]) > 0
 	}
 	return false
 }
@@ -77,7 +77,7 @@ func (v *ServiceView) ForeseeableSets(maxSubset int, yield func(family int, addr
 				yield(f, append(sub, all[skip+1:]...))
 			}
 		}
-		if fb := v.fam[f].fallback; len(fb) > 0 {
+		if fb := v.fallback[f]; len(fb) > 0 {
 			yield(f, fb)
 		}
 	}
@@ -101,7 +101,7 @@ func (v *ServiceView) HealthMayHide(family int) bool {
 	case v.mode == downClosed:
 		return true
 	case v.mode == downFallback:
-		return len(fv.fallback) == 0
+		return len(v.fallback[family]) == 0
 	}
 	return false
 }

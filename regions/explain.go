@@ -196,12 +196,12 @@ func degradedWhy(v *ServiceView, d *Decision) string {
 		return "no region is up"
 	}
 	for _, sl := range v.slots {
-		if sl.weight > 0 && sl.status == HealthDown {
+		if sl.weight > 0 && sl.status == codeDown {
 			return "region " + sl.name + " is down"
 		}
 	}
 	for _, sl := range v.slots {
-		if sl.weight > 0 && sl.status == HealthUnknown {
+		if sl.weight > 0 && sl.status == codeUnknown {
 			return "no counted vote on region " + sl.name + " while probers run"
 		}
 	}
@@ -263,7 +263,7 @@ func (t *tracer) begin(name string, set *slotSet) {
 		}
 		sl := &t.v.slots[i]
 		t.bySlot[i] = len(st.Candidates)
-		st.Candidates = append(st.Candidates, ExplainCandidate{Region: sl.name, Status: sl.status, Weight: sl.weight})
+		st.Candidates = append(st.Candidates, ExplainCandidate{Region: sl.name, Status: sl.status.health(), Weight: sl.weight})
 	}
 	t.e.Steps = append(t.e.Steps, st)
 	t.cur = len(t.e.Steps) - 1

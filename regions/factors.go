@@ -247,7 +247,7 @@ type shiftEffect struct {
 func (v *ServiceView) factorsOn() bool { return v.svc.Load != nil || v.svc.SlowStart != nil }
 
 // answerable says whether a slot can be answered, factors aside.
-func (sl *slot) answerable() bool { return sl.weight > 0 && sl.status != HealthDown }
+func (sl *slot) answerable() bool { return sl.weight > 0 && sl.status != codeDown }
 
 // slotIn finds the slot of region name in v (nil v: -1); i is where it
 // was in a view with the same regions.

@@ -223,7 +223,35 @@ const (
 // ServiceView is a service compiled for one snapshot: its regions with
 // their health, addresses and weights resolved, candidate sets per address
 // family and its geo map as region positions. Read-only.
+//
+// What the build compiles from the service alone (viewConst, and each
+// slot's slotConst) is shared by every view refreshed from it: a region
+// change refreshes thousands of views, and copies only what follows the
+// regions (docs/architecture.md, The incremental snapshot).
 type ServiceView struct {
+	*viewConst
+
+	// lowTTL: a region of the service (not drained) is down, or its
+	// health is unknown while probers are registered (they distrust
+	// themselves, as in a global outage, or have not voted yet), so that
+	// answering it is a guess: every answer carries the degraded TTL.
+	lowTTL bool
+	// spill: a slot keeps less than all its clients (slot.keep), which
+	// the policies other than weighted send to their next candidate.
+	spill bool
+	slots []slot
+	// next is when the factors change again (unix ns; 0: they rest).
+	next int64
+	// asks models when the service's resolvers ask (slow start only).
+	asks *resolvers
+	fam  [2]famView
+	geo  *geoTable
+	gen  uint64 // the build that made the view (Snapshot.gen)
+}
+
+// viewConst is the part of a view compiled from the service alone,
+// never written after the compile.
+type viewConst struct {
 	name string
 	svc  *Service
 	key  string // the state's key
@@ -234,38 +262,21 @@ type ServiceView struct {
 	maxAnswers  int
 	ttl         uint32
 	degradedTTL uint32
-	// lowTTL: a region of the service (not drained) is down, or its
-	// health is unknown while probers are registered (they distrust
-	// themselves, as in a global outage, or have not voted yet), so that
-	// answering it is a guess: every answer carries the degraded TTL.
-	lowTTL  bool
-	nearTol float64
-	latTol  float64
-
-	slots []slot
-	nw    int // words of a slotSet in use
-	// spill: a slot keeps less than all its clients (slot.keep), which
-	// the policies other than weighted send to their next candidate.
-	spill bool
-	// next is when the factors change again (unix ns; 0: they rest).
-	next int64
-	// asks models when the service's resolvers ask (slow start only).
-	asks *resolvers
-	fam  [2]famView
-	geo  *geoTable
-	gen  uint64 // the build that made the view (Snapshot.gen)
+	nearTol     float64
+	latTol      float64
+	nw          int // words of a slotSet in use
 	// slotOf maps a region id to the slot that holds it, or -1.
 	slotOf []int16
+	// fallback: the all_down addresses by family (fallback mode).
+	fallback [2][]netip.Addr
 }
 
 // slot is one region of a service, in the service's order.
 type slot struct {
-	name   string
-	region int // region id in the snapshot
+	*slotConst
 	// weight is the configured one (base) as a shift leaves it, 0 while
 	// the region is drained: what makes a slot a candidate.
 	weight uint32
-	base   uint32
 	// eff is the effective weight of the draws (weight × 2^16, with the
 	// kept fraction solved in for weighted services); keep is the
 	// rendezvous position below which a client stays (keepAll: every
@@ -278,10 +289,8 @@ type slot struct {
 	// vr, while VIPs of the region ramp in: the answers without them
 	// (nil: no VIP ramps).
 	vr     *vipRamp
-	biasKm float64
-	vec    vec3 // the region's location on the unit sphere
-	status HealthStatus
-	hash   uint64 // regionHash(name)
+	vec    *vec3 // the region's location on the unit sphere
+	status healthCode
 	// addrs are the healthy VIPs by family, what answers carry; all are
 	// every VIP, answered when failing open. Never nil: they point into
 	// the snapshot's tables of the region (or at the VIPs passive health
@@ -290,18 +299,58 @@ type slot struct {
 	all   *[2][]netip.Addr
 }
 
+// healthCode is a HealthStatus in a byte, as slots hold it.
+type healthCode uint8
+
+const (
+	codeUnknown healthCode = iota
+	codeUp
+	codeDown
+)
+
+// codeOf is h as a healthCode.
+func codeOf(h HealthStatus) healthCode {
+	switch h {
+	case HealthUp:
+		return codeUp
+	case HealthDown:
+		return codeDown
+	}
+	return codeUnknown
+}
+
+// health is c as a HealthStatus.
+func (c healthCode) health() HealthStatus {
+	switch c {
+	case codeUp:
+		return HealthUp
+	case codeDown:
+		return HealthDown
+	}
+	return HealthUnknown
+}
+
+// slotConst is the part of a slot compiled from the service and the
+// region's name, never written after the compile.
+type slotConst struct {
+	name   string
+	region int // region id in the snapshot
+	base   uint32
+	biasKm float64
+	hash   uint64 // regionHash(name)
+}
+
 // famView holds a service's candidates for one address family.
 type famView struct {
-	any int // slots with addresses of the family, drained or not
 	// cands: not drained, with addresses of the family; up: cands with
 	// healthy addresses of the family. Never nil, never written through:
 	// shared between views (sharedSet), the query path copies them.
-	cands  *slotSet
-	up     *slotSet
-	nCands int
-	nUp    int
-	// fallback: the all_down addresses of the family (fallback mode).
-	fallback []netip.Addr
+	cands *slotSet
+	up    *slotSet
+	// any counts the slots with addresses of the family, drained or
+	// not; nCands and nUp the slots of cands and up (at most
+	// MaxRegions).
+	any, nCands, nUp int32
 }
 
 // geoTable is a service's geo map with region names turned into slots.

@@ -399,7 +399,7 @@ func (c *svcCompiler) problemf(format string, args ...any) {
 
 func (c *svcCompiler) compile(key, name string, svc *Service, old *ServiceView) *ServiceView {
 	s := c.s
-	v := &ServiceView{name: name, key: key, svc: svc, sticky: svc.Sticky, gen: s.gen}
+	v := &ServiceView{viewConst: &viewConst{name: name, key: key, svc: svc, sticky: svc.Sticky}, gen: s.gen}
 	switch svc.Policy {
 	case PolicyWeighted:
 		v.policy = kindWeighted
@@ -427,9 +427,9 @@ func (c *svcCompiler) compile(key, name string, svc *Service, old *ServiceView) 
 			case !a.IsValid() || a.Zone() != "":
 				c.problemf("service %s: all_down address %v cannot be answered; skipped", name, a)
 			case a.Unmap().Is4():
-				v.fam[0].fallback = append(v.fam[0].fallback, a.Unmap())
+				v.fallback[0] = append(v.fallback[0], a.Unmap())
 			default:
-				v.fam[1].fallback = append(v.fam[1].fallback, a)
+				v.fallback[1] = append(v.fallback[1], a)
 			}
 		}
 	default:
@@ -453,7 +453,10 @@ func (c *svcCompiler) compile(key, name string, svc *Service, old *ServiceView) 
 	for i := range v.slotOf {
 		v.slotOf[i] = -1
 	}
-	v.slots = make([]slot, 0, len(svc.Regions))
+	n := min(len(svc.Regions), MaxRegions)
+	v.slots = make([]slot, 0, n)
+	// Never appended beyond n: the slots point into it.
+	consts := make([]slotConst, 0, n)
 	for _, sr := range svc.Regions {
 		if len(v.slots) == MaxRegions {
 			c.problemf("service %s: more than %d regions; %q and later are skipped", name, MaxRegions, sr.Region)
@@ -474,7 +477,8 @@ func (c *svcCompiler) compile(key, name string, svc *Service, old *ServiceView) 
 			bias = 0
 		}
 		v.slotOf[r] = int16(len(v.slots))
-		v.slots = append(v.slots, slot{name: s.regions[r].Name, region: r, base: sr.Weight, biasKm: bias, hash: regionHash(s.regions[r].Name)})
+		consts = append(consts, slotConst{name: s.regions[r].Name, region: r, base: sr.Weight, biasKm: bias, hash: regionHash(s.regions[r].Name)})
+		v.slots = append(v.slots, slot{slotConst: &consts[len(consts)-1]})
 	}
 	v.nw = (len(v.slots) + 63) / 64
 	s.setRegions(v)
@@ -498,7 +502,7 @@ func (s *Snapshot) setRegions(v *ServiceView) {
 	old := v.fam
 	var cands, up [2]slotSet
 	for f := range v.fam {
-		v.fam[f] = famView{fallback: old[f].fallback}
+		v.fam[f] = famView{}
 	}
 	kept := s.passiveKept(v)
 	for i := range v.slots {
@@ -508,18 +512,18 @@ func (s *Snapshot) setRegions(v *ServiceView) {
 		if reg.Region.Drained {
 			sl.weight = 0
 		}
-		sl.vec, sl.status = s.vecs[sl.region], reg.Status
+		sl.vec, sl.status = &s.vecs[sl.region], codeOf(reg.Status)
 		sl.addrs, sl.all = &s.healthy[sl.region], &s.addrs[sl.region]
 		if kept != nil && len(kept[i]) > 0 {
 			// Ejecting these would exceed the service's max_ejection:
 			// answered despite passive health.
 			k := s.withKept(sl.region, kept[i])
 			sl.addrs = &k
-			if sl.status == HealthDown {
-				sl.status = HealthUp
+			if sl.status == codeDown {
+				sl.status = codeUp
 			}
 		}
-		if sl.weight > 0 && (sl.status == HealthDown || sl.status == HealthUnknown && probing) {
+		if sl.weight > 0 && (sl.status == codeDown || sl.status == codeUnknown && probing) {
 			v.lowTTL = true
 		}
 		for f := range v.fam {
@@ -588,25 +592,54 @@ func (v *ServiceView) uses(changed []bool) bool {
 	return false
 }
 
-// refreshEntry is e with its view refreshed: the entry and the view in
-// one allocation, as a region change refreshes thousands of them.
+// refreshEntry is e with its view refreshed: the entry, the view and
+// (up to four regions) its slots in one allocation, as a region change
+// refreshes thousands of them.
 func (s *Snapshot) refreshEntry(e *svcEntry) *svcEntry {
-	r := &struct {
-		e svcEntry
-		v ServiceView
-	}{}
-	s.refreshView(&r.v, e.v)
-	r.e = svcEntry{key: e.key, svc: e.svc, v: &r.v, problems: e.problems, odd: e.odd, gen: s.gen}
-	return &r.e
+	var ev *entryView
+	var slots []slot
+	switch n := len(e.v.slots); n {
+	case 1:
+		ev, slots = withSlots(func(a *[1]slot) []slot { return a[:] })
+	case 2:
+		ev, slots = withSlots(func(a *[2]slot) []slot { return a[:] })
+	case 3:
+		ev, slots = withSlots(func(a *[3]slot) []slot { return a[:] })
+	case 4:
+		ev, slots = withSlots(func(a *[4]slot) []slot { return a[:] })
+	default:
+		ev, slots = new(entryView), make([]slot, n)
+	}
+	s.refreshView(&ev.v, e.v, slots)
+	ev.e = svcEntry{key: e.key, svc: e.svc, v: &ev.v, problems: e.problems, odd: e.odd, gen: s.gen}
+	return &ev.e
+}
+
+// entryView is an entry and its view, allocated together.
+type entryView struct {
+	e svcEntry
+	v ServiceView
+}
+
+// withSlots allocates an entryView with an array A of slots after it,
+// and returns both, the array as a slice.
+func withSlots[A any](slice func(*A) []slot) (*entryView, []slot) {
+	r := new(struct {
+		entryView
+		a A
+	})
+	return &r.entryView, slice(&r.a)
 }
 
 // refreshView sets v to old with its regions' health, drains and
-// addresses taken from s; everything compiled from the service itself
-// (its geo map above all) is shared.
-func (s *Snapshot) refreshView(v, old *ServiceView) {
+// addresses taken from s, its slots in slots (as many as old's);
+// everything compiled from the service itself (its geo map above all)
+// is shared.
+func (s *Snapshot) refreshView(v, old *ServiceView, slots []slot) {
 	*v = *old
 	v.gen = s.gen
-	v.slots = slices.Clone(old.slots)
+	copy(slots, old.slots)
+	v.slots = slots
 	s.setRegions(v)
 	s.setFactors(v, old)
 }
@@ -837,7 +870,8 @@ func (s *Snapshot) Stats() BuildStats { return s.stats }
 // shares with others (its partition, the regions' addresses); with its
 // factors' state (docs/controller.md).
 func (v *ServiceView) Bytes() int {
-	n := int(unsafe.Sizeof(*v)) + len(v.name) + 2*cap(v.slotOf) + int(unsafe.Sizeof(slot{}))*cap(v.slots)
+	n := int(unsafe.Sizeof(*v)) + int(unsafe.Sizeof(*v.viewConst)) + len(v.name) + 2*cap(v.slotOf) +
+		int(unsafe.Sizeof(slot{})+unsafe.Sizeof(slotConst{}))*cap(v.slots) + 24*(cap(v.fallback[0])+cap(v.fallback[1]))
 	if v.asks != nil {
 		n += int(unsafe.Sizeof(*v.asks))
 	}

@@ -191,7 +191,7 @@ func (s *Snapshot) decide(v *ServiceView, c *Client, qtype uint16, rnd uint64, t
 		return d
 	}
 
-	set, n := *fv.up, fv.nUp
+	set, n := *fv.up, int(fv.nUp)
 	if tr != nil {
 		tr.health(fi)
 	}
@@ -204,7 +204,7 @@ func (s *Snapshot) decide(v *ServiceView, c *Client, qtype uint16, rnd uint64, t
 			}
 			return d
 		case downFallback:
-			if len(fv.fallback) == 0 {
+			if len(v.fallback[fi]) == 0 {
 				if tr != nil {
 					tr.allDown("fallback, but no fallback address of the asked family: NODATA")
 				}
@@ -214,7 +214,7 @@ func (s *Snapshot) decide(v *ServiceView, c *Client, qtype uint16, rnd uint64, t
 				tr.allDown("fallback: answering the all_down addresses")
 			}
 			d.Kind, d.Fallback = KindAnswer, true
-			d.pickAddrs(fv.fallback, v.maxAnswers, rnd)
+			d.pickAddrs(v.fallback[fi], v.maxAnswers, rnd)
 			return d
 		default:
 			if fv.nCands == 0 {
@@ -226,7 +226,7 @@ func (s *Snapshot) decide(v *ServiceView, c *Client, qtype uint16, rnd uint64, t
 			if tr != nil {
 				tr.allDown("fail-open: answering as if every region that is not drained were up")
 			}
-			set, n = *fv.cands, fv.nCands
+			set, n = *fv.cands, int(fv.nCands)
 			d.FailOpen = true
 		}
 	}

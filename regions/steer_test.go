@@ -801,7 +801,8 @@ func TestDistanceKm(t *testing.T) {
 			lat2, lon2 = -lat1+(unit()-0.5)*1e-3, lon1+180
 		}
 		bias := float64(i%3-1) * 100
-		sl := slot{vec: unitVector(lat2, lon2), biasKm: bias}
+		vec := unitVector(lat2, lon2)
+		sl := slot{slotConst: &slotConst{biasKm: bias}, vec: &vec}
 		got := sl.distanceKm(unitVector(lat1, lon1))
 		want := geo.DistanceKm(lat1, lon1, lat2, lon2) + bias
 		// Near the antipodes both formulas lose precision in the arcsine
