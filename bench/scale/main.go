@@ -666,6 +666,21 @@ func (r *run) until(name, subnet, want string, limit time.Duration) (time.Durati
 	}
 }
 
+// served waits until the server serves etcd's state at rev or later.
+func (r *run) served(rev int64, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		st, err := r.status()
+		if err == nil && st.Revision >= rev {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the server does not serve revision %d after %v (%v)", rev, limit, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func p99(ds []time.Duration) time.Duration {
 	slices.Sort(ds)
 	return ds[(len(ds)*99+99)/100-1]
@@ -712,9 +727,14 @@ func (r *run) spread(what string, samples, writes []time.Duration) {
 }
 
 // timeHealth registers three probers under leases, as probers do, and
-// has two of them report eu-west down (a quorum), then up again; each
-// way, from the write of the second report to the moved answer, is a
-// sample.
+// has two of them report eu-west down (a quorum of the three), then up
+// again; each way, from the write of the report that moves the region
+// to the moved answer, is a sample: the second down report (one of
+// three down keeps the region up), the first up report (one of three
+// down is no longer a quorum). The other report of each step is written
+// before or after the sample, and the sample starts once the server
+// serves every write before it: a sample does not wait behind the
+// snapshot builds of the set-up or of the step before.
 func (r *run) timeHealth(ctx context.Context) (time.Duration, error) {
 	// As the probers beside a server do: with the certificate it made
 	// for them.
@@ -746,31 +766,41 @@ func (r *run) timeHealth(ctx context.Context) (time.Duration, error) {
 			_, _ = cli.Revoke(context.Background(), p.lease)
 		}
 	}()
-	report := func(p prober, up bool) error {
+	report := func(p prober, up bool) (int64, error) {
 		now := time.Now()
 		vips := []regions.VIPHealth{
 			{Addr: netip.MustParseAddr(regionVIP["eu-west"]), Up: up, Since: now},
 			{Addr: netip.MustParseAddr("2001:db8:10::10"), Up: up, Since: now},
 		}
-		_, err := st.PutHealthReport(ctx, &regions.HealthReport{Region: "eu-west", Prober: p.id, ProberRegion: "us-east", Trusted: true, Observed: now, VIPs: vips}, p.lease)
-		return err
+		return st.PutHealthReport(ctx, &regions.HealthReport{Region: "eu-west", Prober: p.id, ProberRegion: "us-east", Trusted: true, Observed: now, VIPs: vips}, p.lease)
+	}
+	// untimed writes a report and waits until the server serves it.
+	untimed := func(p prober, up bool) error {
+		rev, err := report(p, up)
+		if err != nil {
+			return err
+		}
+		return r.served(rev, 30*time.Second)
 	}
 	for _, p := range probers {
-		if err := report(p, true); err != nil {
+		if err := untimed(p, true); err != nil {
 			return 0, err
 		}
 	}
 	var ds, writes []time.Duration
 	for range r.reps {
 		for _, step := range []struct {
-			up   bool
-			want string
-		}{{false, regionVIP["us-east"]}, {true, regionVIP["eu-west"]}} {
-			if err := report(probers[0], step.up); err != nil {
-				return 0, err
+			up         bool
+			want       string
+			timed, now prober // the report that moves the region, and the other
+		}{{false, regionVIP["us-east"], probers[1], probers[0]}, {true, regionVIP["eu-west"], probers[0], probers[1]}} {
+			if !step.up {
+				if err := untimed(step.now, step.up); err != nil {
+					return 0, err
+				}
 			}
 			start := time.Now()
-			if err := report(probers[1], step.up); err != nil {
+			if _, err := report(step.timed, step.up); err != nil {
 				return 0, err
 			}
 			writes = append(writes, time.Since(start))
@@ -778,6 +808,11 @@ func (r *run) timeHealth(ctx context.Context) (time.Duration, error) {
 				return 0, err
 			}
 			ds = append(ds, time.Since(start))
+			if step.up {
+				if err := untimed(step.now, step.up); err != nil {
+					return 0, err
+				}
+			}
 		}
 	}
 	r.spread("health", ds, writes)
