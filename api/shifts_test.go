@@ -112,6 +112,9 @@ func TestShiftAPI(t *testing.T) {
 		all.ServicesTotal != 2 || all.Services[0].Service != "api.gslb.example." || all.Services[1].After["ipv4"].Regions["eu-west"] != 1 {
 		t.Fatalf("%+v", all)
 	}
+	// The previews below are made with the served state: the shift above
+	// must be in it.
+	etcdtest.WaitUntil(t, "the shift served", func() bool { return f.live.Current().State().Shifts[all.Name] != nil })
 	t.Run("the NODATA guard", func(t *testing.T) {
 		www := apitypes.ShiftRequest{Service: "www.gslb.example", Drain: "eu-west", ExpiresIn: "10m"}
 		f.unchanged(t, func() {
@@ -128,7 +131,6 @@ func TestShiftAPI(t *testing.T) {
 		}
 	})
 	t.Run("status and explain show the shift", func(t *testing.T) {
-		etcdtest.WaitUntil(t, "the shift served", func() bool { return f.live.Current().State().Shifts[all.Name] != nil })
 		st, err := c.Status(ctx)
 		if err != nil {
 			t.Fatal(err)
