@@ -451,6 +451,8 @@ func (p *Prober) record(t *target, gen uint64, res Result, rd *reading) {
 	changed := s.observe(res, passive, t.spec.rise, t.spec.fall, p.trusted, now)
 	revoted := s.voted(p.trusted) != voted
 	st := *s
+	// setState replaces t.spec under p.mu when the check changes.
+	judged := t.spec.passive != nil
 	p.mu.Unlock()
 	switch {
 	case changed && st.up:
@@ -460,7 +462,7 @@ func (p *Prober) record(t *target, gen uint64, res Result, rd *reading) {
 	case revoted && st.confirmed:
 		p.log.Warn("VIP down, confirmed since the self-check passed again", "region", t.region, "vip", t.vip, "after", st.trustedFailures, "reason", st.reason)
 	}
-	if rd != nil && t.spec.passive != nil && !rd.counted && rd.countErr != prevSeen && rd.loadErr == "" {
+	if rd != nil && judged && !rd.counted && rd.countErr != prevSeen && rd.loadErr == "" {
 		// The page answers, but not with what passive health reads: a
 		// configuration to fix, said once per change.
 		p.log.Warn("passive health cannot judge the stats", "region", t.region, "vip", t.vip, "why", rd.countErr)
