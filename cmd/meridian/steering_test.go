@@ -176,16 +176,22 @@ func TestPropagation(t *testing.T) {
 	waitService(t, a, "lb.example.org.")
 	for _, target := range []struct {
 		weights map[string]uint32
+		shares  map[string]float64
 		want    string
 	}{
-		{map[string]uint32{"eu": 0, "na": 0, "as": 5}, "192.0.2.30"},
-		{map[string]uint32{"eu": 7, "na": 0, "as": 0}, "192.0.2.10"},
+		{map[string]uint32{"eu": 0, "na": 0, "as": 5}, map[string]float64{"eu": 0, "na": 0, "as": 1}, "192.0.2.30"},
+		{map[string]uint32{"eu": 7, "na": 0, "as": 0}, map[string]float64{"eu": 1, "na": 0, "as": 0}, "192.0.2.10"},
 	} {
 		if _, err := st.SetWeights(ctx, "lb.example.org.", target.weights, store.Always, store.Force()); err != nil { // as has no IPv6 VIP
 			t.Fatal(err)
 		}
-		waitAnswer(t, a.addr(), "lb.example.org.", target.want)
-		waitAnswer(t, b.addr(), "lb.example.org.", target.want)
+		// The weighted service answers want at random before the change
+		// too: an answer alone does not show that the change arrived, the
+		// expected shares each server serves do.
+		for _, ts := range []*testServer{a, b} {
+			waitShares(t, ts, "lb.example.org.", target.shares)
+			waitAnswer(t, ts.addr(), "lb.example.org.", target.want)
+		}
 	}
 }
 
