@@ -15,6 +15,21 @@ import (
 	"github.com/meridian-gslb/meridian/regions"
 )
 
+// follow has s follow w (Store.Follow), runs w until the test ends and
+// waits until w has delivered the services as of their mark: the guard
+// may take them from w's State from then on. It returns the recorder of
+// w's States and that State.
+func follow(t testing.TB, s *Store, w *Watcher) (*recorder, *regions.State) {
+	t.Helper()
+	if err := s.Follow(w); err != nil {
+		t.Fatal(err)
+	}
+	r := newRecorder()
+	runWatcher(t, w, r)
+	rev := markRev(t, s)
+	return r, r.waitFor(t, "the services", func(st *regions.State) bool { return st.Revision >= rev })
+}
+
 // markRev is the services' mark's mod revision (0: absent).
 func markRev(t testing.TB, s *Store) int64 {
 	t.Helper()
@@ -140,14 +155,7 @@ func TestServicesMarkGuardsRegionWrites(t *testing.T) {
 				s := newTestStore(t)
 				seedRegions(t, s, []string{"eu-west", "us-east", "spare"}, testService("www.gslb.example.", "eu-west", "us-east"))
 				if mode == ", followed" {
-					w := fastWatcher(s.c, s.keys.Prefix(), etcdtest.Logger())
-					if err := s.Follow(w); err != nil {
-						t.Fatal(err)
-					}
-					r := newRecorder()
-					runWatcher(t, w, r)
-					rev := markRev(t, s)
-					r.waitFor(t, "the services", func(st *regions.State) bool { return st.Revision >= rev })
+					follow(t, s, fastWatcher(s.c, s.keys.Prefix(), etcdtest.Logger()))
 				}
 				if legacy {
 					if _, err := s.c.Delete(ctx, s.keys.ServicesMark()); err != nil {
@@ -209,16 +217,10 @@ func TestServicesGuardFollowed(t *testing.T) {
 	ctx := etcdtest.Ctx(t)
 	s := newTestStore(t)
 	seedRegions(t, s, []string{"eu-west", "us-east"}, testService("www.gslb.example.", "eu-west", "us-east"), testService("solo.gslb.example.", "eu-west", "us-east"))
-	w := fastWatcher(s.c, s.keys.Prefix(), etcdtest.Logger())
-	if err := s.Follow(w); err != nil {
-		t.Fatal(err)
-	}
 	if err := s.Follow(&Watcher{keys: s.keys, Subtree: s.keys.Regions()}); !errors.Is(err, regions.ErrInvalid) {
 		t.Fatalf("following a watcher of the regions only: %v, want ErrInvalid", err)
 	}
-	r := newRecorder()
-	runWatcher(t, w, r)
-	before := r.waitFor(t, "the services", func(st *regions.State) bool { return st.Revision >= markRev(t, s) })
+	r, before := follow(t, s, fastWatcher(s.c, s.keys.Prefix(), etcdtest.Logger()))
 	// As many services as before, one changed: only the mark tells.
 	if _, err := s.PutService(ctx, testService("solo.gslb.example.", "us-east"), Always); err != nil {
 		t.Fatal(err)

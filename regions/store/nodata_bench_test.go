@@ -8,7 +8,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meridian-gslb/meridian/internal/etcdtest"
-	"github.com/meridian-gslb/meridian/regions"
 )
 
 // BenchmarkDrain10k drains and undrains one of three regions with
@@ -54,14 +53,7 @@ func BenchmarkDrain10k(b *testing.B) {
 			}
 		}},
 		{"followed", func(b *testing.B) {
-			w := NewWatcher(c, s.keys.Prefix(), nil)
-			if err := s.Follow(w); err != nil {
-				b.Fatal(err)
-			}
-			r := newRecorder()
-			runWatcher(b, w, r)
-			rev := markRev(b, s)
-			r.waitFor(b, "the services", func(st *regions.State) bool { return st.Revision >= rev })
+			follow(b, s, NewWatcher(c, s.keys.Prefix(), nil))
 		}},
 	}
 	for _, st := range steps {
