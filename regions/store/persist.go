@@ -65,19 +65,10 @@ type stateOut struct {
 // thousands took a good part of a core. Used by one goroutine at a time.
 type serviceJSON struct{ m map[*regions.Service][]byte }
 
-// encode is the JSON of services, as encoding/json writes the map (keys
-// sorted, the same escaping), from the cache where it can. A nil cache
-// encodes every service.
-func (c *serviceJSON) encode(services map[string]*regions.Service) (json.RawMessage, error) {
-	var b bytes.Buffer
-	if err := c.writeTo(&b, services); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
-}
-
-// writeTo writes what encode returns to w, a service at a time: the
-// state file is written from it without the whole JSON in memory.
+// writeTo writes the JSON of services to w, as encoding/json writes the
+// map (keys sorted, the same escaping), from the cache where it can (a
+// nil cache encodes every service), a service at a time: the state file
+// is written from it without the whole JSON in memory.
 func (c *serviceJSON) writeTo(w io.Writer, services map[string]*regions.Service) error {
 	if services == nil {
 		_, err := io.WriteString(w, "null")

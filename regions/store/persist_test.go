@@ -357,3 +357,12 @@ func TestSaveStateStreamed(t *testing.T) {
 		})
 	}
 }
+
+// encode is what writeTo writes, in memory.
+func (c *serviceJSON) encode(services map[string]*regions.Service) (json.RawMessage, error) {
+	var b bytes.Buffer
+	if err := c.writeTo(&b, services); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
