@@ -371,10 +371,11 @@ func (t *Traffic) linesOf(now time.Time, r AnswerReading) map[string]map[string]
 // noteStates marks the regions whose state changed since the last
 // snapshot seen.
 func (t *Traffic) noteStates(now time.Time, snap *regions.Snapshot) {
-	if snap == nil || weak.Make(snap) == t.snap {
+	wp := weak.Make(snap)
+	if snap == nil || wp == t.snap {
 		return
 	}
-	t.snap = weak.Make(snap)
+	t.snap = wp
 	shifts := activeShifts(snap)
 	next := map[string]string{}
 	for _, rs := range snap.Regions() {
