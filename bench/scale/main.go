@@ -790,12 +790,12 @@ func (r *run) timeHealth(ctx context.Context) (time.Duration, error) {
 	var ds, writes []time.Duration
 	for range r.reps {
 		for _, step := range []struct {
-			up         bool
-			want       string
-			timed, now prober // the report that moves the region, and the other
+			up           bool
+			want         string
+			timed, other prober // the report that moves the region, and the other
 		}{{false, regionVIP["us-east"], probers[1], probers[0]}, {true, regionVIP["eu-west"], probers[0], probers[1]}} {
 			if !step.up {
-				if err := untimed(step.now, step.up); err != nil {
+				if err := untimed(step.other, step.up); err != nil {
 					return 0, err
 				}
 			}
@@ -809,7 +809,7 @@ func (r *run) timeHealth(ctx context.Context) (time.Duration, error) {
 			}
 			ds = append(ds, time.Since(start))
 			if step.up {
-				if err := untimed(step.now, step.up); err != nil {
+				if err := untimed(step.other, step.up); err != nil {
 					return 0, err
 				}
 			}
